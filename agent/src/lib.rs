@@ -1,0 +1,1 @@
+//! iscsi-ha agent library: config, role sources, state machine, backends.

@@ -1,0 +1,4 @@
+//! `iscsi-ha`: the daemon and its CLI.
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs every Debian package the lab, the tests and the benchmarks need. Idempotent.
+set -euo pipefail
+pkgs=(qemu-system-x86 busybox-static cpio kmod tgt drbd-utils libiscsi-bin libiscsi-dev
+      socat iputils-ping arping iproute2 xz-utils zstd gzip ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}"
+fi

@@ -1,0 +1,186 @@
+//! Test harness: a private `tgtd -f` per test (own socket dir, own control port, iSCSI portal on
+//! 127.0.0.1:<free port>), killed in Drop; prerequisite checks that fail under `CI=true`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tgt_ipc::TgtClient;
+
+/// True when the prerequisites are there. Under `CI=true` a missing one panics; otherwise prints SKIP.
+pub fn prereqs(test: &str, tools: &[&str]) -> bool {
+    let mut missing = Vec::new();
+    // SAFETY: geteuid/getegid have no preconditions.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if euid != 0 || egid != 0 {
+        missing.push("root (euid 0 and egid 0, as tgtd checks)".to_string());
+    }
+    for t in tools {
+        if which(t).is_none() {
+            missing.push(format!("`{t}` in PATH"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("{test}: missing prerequisites: {}", missing.join(", "));
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg} (CI=true: failing instead of skipping; run scripts/deps.sh as root)");
+    }
+    eprintln!("SKIP {msg}");
+    false
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// A free TCP port on 127.0.0.1 (released before tgtd binds it; callers retry on a collision).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// A private tgtd.
+pub struct Tgtd {
+    child: Child,
+    dir: Option<tempfile::TempDir>,
+    pub base: PathBuf,
+    pub control_port: u16,
+    pub port: u16,
+    pub client: TgtClient,
+}
+
+impl Tgtd {
+    /// Starts `tgtd -f -C N --iscsi portal=127.0.0.1:PORT` with `TGT_IPC_SOCKET=<tmpdir>/socket`, and waits
+    /// until its socket answers.
+    pub async fn start() -> Tgtd {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("tgt-ipc-{}-", std::process::id()))
+            .tempdir()
+            .expect("tempdir");
+        Self::start_in(dir).await
+    }
+
+    /// Starts a tgtd in an existing directory (to restart one on the same socket).
+    pub async fn start_in(mut dir: tempfile::TempDir) -> Tgtd {
+        let base = dir.path().join("socket");
+        let control_port = 7;
+        let tgtd = which("tgtd").expect("tgtd");
+        for _attempt in 0..5 {
+            let port = free_port();
+            let log =
+                std::fs::File::create(dir.path().join(format!("tgtd-{port}.log"))).expect("log");
+            let child = Command::new(&tgtd)
+                .args(["-f", "-C", &control_port.to_string(), "--iscsi"])
+                .arg(format!("portal=127.0.0.1:{port}"))
+                .env("TGT_IPC_SOCKET", &base)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("spawn tgtd");
+            let client = TgtClient::with_base(&base, control_port)
+                .expect("client")
+                .reply_timeout(Duration::from_secs(10));
+            let mut t = Tgtd {
+                child,
+                dir: Some(dir),
+                base: base.clone(),
+                control_port,
+                port,
+                client,
+            };
+            if t.wait_ready().await {
+                return t;
+            }
+            // port collision or slow start: kill and try another port
+            dir = t.kill();
+        }
+        panic!("tgtd did not come up");
+    }
+
+    async fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if self.client.show_system().await.is_ok()
+                && self
+                    .client
+                    .show_portals()
+                    .await
+                    .map(|p| p.iter().any(|p| p.port == self.port))
+                    .unwrap_or(false)
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Kills tgtd (SIGKILL) and returns the directory, to restart on the same socket.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.take().expect("dir present until kill")
+    }
+
+    /// True while the tgtd process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A sparse file of `size` bytes in the tgtd's directory.
+    pub fn backing_file(&self, name: &str, size: u64) -> PathBuf {
+        let p = self.path().join(name);
+        let f = std::fs::File::create(&p).expect("create backing file");
+        f.set_len(size).expect("set_len");
+        p
+    }
+
+    /// `iscsi://127.0.0.1:PORT/IQN/LUN`.
+    pub fn url(&self, iqn: &str, lun: u64) -> String {
+        format!("iscsi://127.0.0.1:{}/{iqn}/{lun}", self.port)
+    }
+
+    /// Spawns `tgtadm -C N ARGS` against this tgtd (oracle/baseline only).
+    pub fn tgtadm(&self, args: &[&str]) -> std::process::Output {
+        Command::new(which("tgtadm").expect("tgtadm"))
+            .arg("-C")
+            .arg(self.control_port.to_string())
+            .args(args)
+            .env("TGT_IPC_SOCKET", &self.base)
+            .output()
+            .expect("spawn tgtadm")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("dir present until kill").path()
+    }
+}
+
+impl Drop for Tgtd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs an initiator tool and returns (success, stdout+stderr).
+pub fn run(tool: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(which(tool).unwrap_or_else(|| tool.into()))
+        .args(args)
+        .output()
+        .expect("spawn initiator tool");
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), s)
+}

@@ -1,0 +1,441 @@
+//! Against a real tgtd (Debian 12 tgt 1.0.85) that each test starts itself, checked by a real initiator
+//! (libiscsi-bin: iscsi-inq, iscsi-readcapacity16, iscsi-perf) on 127.0.0.1. Needs root.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{prereqs, run, which, Tgtd};
+use tgt_ipc::{
+    AccountDirection, AccountScope, Acl, BsOFlags, BsType, LunBacking, LunIdentity, ServeLun,
+    ServeOutcome, ServeSpec, Served, SetState, StopOutcome, TargetParam, TgtErrno, TgtError,
+};
+
+const SIZE: u64 = 64 * 1024 * 1024;
+const IQN: &str = "iqn.2026-11.test.iscsi-ha:r0";
+
+fn spec(t: &Tgtd, file: &str) -> ServeSpec {
+    ServeSpec {
+        tid: 1,
+        name: IQN.into(),
+        luns: vec![ServeLun {
+            lun: 1,
+            backing: LunBacking::new(t.backing_file(file, SIZE))
+                .bstype(BsType::Rdwr)
+                .bsoflags(BsOFlags::Direct),
+            identity: LunIdentity {
+                scsi_id: "60014052e3c1a9b8d7f6e5d4c3b2a190".into(),
+                scsi_sn: "HA0R0SN0001".into(),
+                vendor_id: Some("ISCSIHA".into()),
+                product_id: Some("R0-VOLUME".into()),
+                product_rev: Some("0042".into()),
+            },
+        }],
+        acls: vec![
+            Acl::address("127.0.0.1").unwrap(),
+            Acl::name("iqn.2026-11.test:client").unwrap(),
+        ],
+    }
+}
+
+fn inq(t: &Tgtd, args: &[&str]) -> String {
+    let url = t.url(IQN, 1);
+    let mut a: Vec<&str> = vec!["-i", "iqn.2026-11.test:client"];
+    a.extend_from_slice(args);
+    a.push(&url);
+    let (ok, out) = run("iscsi-inq", &a);
+    assert!(ok, "iscsi-inq {args:?} failed: {out}");
+    out
+}
+
+#[tokio::test]
+async fn serve_then_initiator_sees_identity_and_size() {
+    if !prereqs(
+        "serve_then_initiator_sees_identity_and_size",
+        &["tgtd", "iscsi-inq", "iscsi-readcapacity16"],
+    ) {
+        return;
+    }
+    let t = Tgtd::start().await;
+    let s = spec(&t, "r0.img");
+    assert_eq!(t.client.serve(&s).await.unwrap(), ServeOutcome::Created);
+    assert_eq!(t.client.served(&s).await.unwrap(), Served::Serving);
+
+    let std_page = inq(&t, &[]);
+    assert!(std_page.contains("Vendor:ISCSIHA \n"), "{std_page}");
+    assert!(
+        std_page.contains("Product:R0-VOLUME       \n"),
+        "{std_page}"
+    );
+    assert!(std_page.contains("Revision:0042\n"), "{std_page}");
+    let serial = inq(&t, &["-e", "1", "-c", "128"]);
+    assert!(
+        serial.contains(&format!("Unit Serial Number:[{:>36}]", "HA0R0SN0001")),
+        "{serial}"
+    );
+    let ids = inq(&t, &["-e", "1", "-c", "131"]);
+    assert!(
+        ids.contains(
+            "Designator Type:(1) T10_VENDORT_ID\nDesignator:[60014052e3c1a9b8d7f6e5d4c3b2a190]"
+        ),
+        "{ids}"
+    );
+
+    let url = t.url(IQN, 1);
+    let (ok, cap) = run(
+        "iscsi-readcapacity16",
+        &["-i", "iqn.2026-11.test:client", &url],
+    );
+    assert!(ok, "{cap}");
+    assert!(cap.contains(&format!("Total size:{SIZE}")), "{cap}");
+
+    // idempotent: the identical target is accepted, a different one reported
+    assert_eq!(
+        t.client.serve(&s).await.unwrap(),
+        ServeOutcome::AlreadyServing
+    );
+    let mut other = s.clone();
+    other.luns[0].identity.scsi_sn = "OTHER".into();
+    match t.client.serve(&other).await {
+        Err(TgtError::TargetConflict {
+            tid: 1,
+            differences,
+        }) => {
+            assert!(
+                differences.iter().any(|d| d.contains("scsi_sn")),
+                "{differences:?}"
+            )
+        }
+        r => panic!("expected TargetConflict, got {r:?}"),
+    }
+    let mut renamed = s.clone();
+    renamed.tid = 2;
+    assert!(matches!(
+        t.client.serve(&renamed).await,
+        Err(TgtError::TargetConflict { tid: 2, .. })
+    ));
+    // an initiator not in the ACL (name or address) cannot log in: 127.0.0.1 is, so only check via show
+    let target = t.client.target(1).await.unwrap().unwrap();
+    assert_eq!(target.acls, vec!["127.0.0.1", "iqn.2026-11.test:client"]);
+}
+
+#[tokio::test]
+async fn same_identity_on_two_tgtds() {
+    if !prereqs("same_identity_on_two_tgtds", &["tgtd", "iscsi-inq"]) {
+        return;
+    }
+    let a = Tgtd::start().await;
+    let b = Tgtd::start().await;
+    assert_eq!(
+        a.client.serve(&spec(&a, "a.img")).await.unwrap(),
+        ServeOutcome::Created
+    );
+    assert_eq!(
+        b.client.serve(&spec(&b, "b.img")).await.unwrap(),
+        ServeOutcome::Created
+    );
+    for page in [
+        &[][..],
+        &["-e", "1", "-c", "128"][..],
+        &["-e", "1", "-c", "131"][..],
+    ] {
+        let (pa, pb) = (inq(&a, page), inq(&b, page));
+        assert_eq!(
+            pa, pb,
+            "page {page:?} differs between the two tgtd instances"
+        );
+    }
+}
+
+#[tokio::test]
+async fn stop_serving_drops_logged_in_initiator() {
+    if !prereqs(
+        "stop_serving_drops_logged_in_initiator",
+        &["tgtd", "iscsi-perf"],
+    ) {
+        return;
+    }
+    let t = Tgtd::start().await;
+    let s = spec(&t, "r0.img");
+    t.client.serve(&s).await.unwrap();
+    let mut perf = Command::new(which("iscsi-perf").unwrap())
+        .args(["-x", "0", "-i", "iqn.2026-11.test:client", &t.url(IQN, 1)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let nexus = loop {
+        let n = t.client.sessions(1).await.unwrap();
+        if let Some(n) = n.into_iter().next() {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "iscsi-perf never logged in");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(nexus.initiator, "iqn.2026-11.test:client");
+    assert_eq!(nexus.connections[0].address, "127.0.0.1");
+    let conns = t.client.show_connections(1).await.unwrap();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].sid, nexus.sid);
+    // offline alone does not stop the session
+    t.client
+        .set_target_state(1, SetState::Offline)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        perf.try_wait().unwrap().is_none(),
+        "offline must not stop an established session"
+    );
+    assert_eq!(t.client.sessions(1).await.unwrap().len(), 1);
+
+    match t.client.stop_serving(1).await.unwrap() {
+        StopOutcome::Stopped {
+            acls_unbound,
+            connections_closed,
+            ..
+        } => {
+            assert_eq!(acls_unbound, 2);
+            assert!(connections_closed >= 1);
+        }
+        o => panic!("{o:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = perf.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = perf.kill();
+            panic!("initiator still running 15 s after stop_serving");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!status.success(), "the initiator's next command must fail");
+    assert!(!t.client.has_target(1).await.unwrap());
+    assert_eq!(t.client.served(&s).await.unwrap(), Served::Missing);
+    assert_eq!(
+        t.client.stop_serving(1).await.unwrap(),
+        StopOutcome::NotServing
+    );
+}
+
+#[tokio::test]
+async fn typed_errors_from_tgtd() {
+    if !prereqs("typed_errors_from_tgtd", &["tgtd"]) {
+        return;
+    }
+    let mut t = Tgtd::start().await;
+    let c = t.client.clone();
+    c.new_target(1, IQN).await.unwrap();
+    let e = c.new_target(1, "iqn.2026-11.test:other").await.unwrap_err();
+    assert_eq!(e.errno(), Some(TgtErrno::TargetExist), "duplicate tid: {e}");
+    assert_eq!(
+        e.to_string(),
+        "tgtd: this target already exists (TGTADM_TARGET_EXIST = 9)"
+    );
+    let e = c.new_target(2, IQN).await.unwrap_err();
+    assert_eq!(
+        e.errno(),
+        Some(TgtErrno::TargetExist),
+        "duplicate name: {e}"
+    );
+    let missing = t.path().join("does-not-exist.img");
+    let e = c
+        .new_lun(1, 1, &LunBacking::new(&missing))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.errno(),
+        Some(TgtErrno::InvalidRequest),
+        "missing backing file: {e}"
+    );
+    let e = c.set_target_state(42, SetState::Ready).await.unwrap_err();
+    assert_eq!(e.errno(), Some(TgtErrno::NoTarget), "unknown target: {e}");
+    let e = c.delete_target(42, true).await.unwrap_err();
+    assert_eq!(e.errno(), Some(TgtErrno::NoTarget));
+    let e = c.delete_connection(1, 77, 0).await.unwrap_err();
+    assert_eq!(e.errno(), Some(TgtErrno::NoSession));
+    c.bind_acl(1, &Acl::all()).await.unwrap();
+    let e = c.bind_acl(1, &Acl::all()).await.unwrap_err();
+    assert_eq!(e.errno(), Some(TgtErrno::AclExist));
+    let e = c
+        .unbind_acl(1, &Acl::name("iqn.x:nobody").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(e.errno(), Some(TgtErrno::AclNoExist));
+    let e = c.shutdown().await.unwrap_err();
+    assert_eq!(
+        e.errno(),
+        Some(TgtErrno::InvalidRequest),
+        "system delete with targets"
+    );
+    let e = c.stop_serving(-3).await.unwrap_err();
+    assert!(matches!(e, TgtError::InvalidRequest { .. }));
+    assert!(t.alive());
+    c.delete_target(1, false).await.unwrap();
+    // the only clean stop: no targets, then system delete
+    c.shutdown().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while t.alive() {
+        assert!(
+            Instant::now() < deadline,
+            "tgtd did not exit after system delete"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let e = t.client.show_system().await.unwrap_err();
+    assert!(matches!(e, TgtError::Connect { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn restarted_tgtd_is_detected_empty() {
+    if !prereqs("restarted_tgtd_is_detected_empty", &["tgtd"]) {
+        return;
+    }
+    let t = Tgtd::start().await;
+    let s = spec(&t, "r0.img");
+    t.client.serve(&s).await.unwrap();
+    let dir = t.kill();
+    let t = Tgtd::start_in(dir).await;
+    assert_eq!(t.client.served(&s).await.unwrap(), Served::Missing);
+    assert!(matches!(
+        t.client.check_served(&s).await,
+        Err(TgtError::TargetMissing { tid: 1, .. })
+    ));
+    assert_eq!(t.client.serve(&s).await.unwrap(), ServeOutcome::Created);
+    assert_eq!(t.client.check_served(&s).await.unwrap(), Served::Serving);
+}
+
+#[tokio::test]
+async fn failed_serve_leaves_nothing_behind() {
+    if !prereqs("failed_serve_leaves_nothing_behind", &["tgtd"]) {
+        return;
+    }
+    let t = Tgtd::start().await;
+    let mut s = spec(&t, "r0.img");
+    s.luns[0].backing = LunBacking::new(t.path().join("missing.img"));
+    let e = t.client.serve(&s).await.unwrap_err();
+    assert_eq!(e.errno(), Some(TgtErrno::InvalidRequest));
+    assert!(t.client.show_targets().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn accounts_portals_params_system() {
+    if !prereqs("accounts_portals_params_system", &["tgtd"]) {
+        return;
+    }
+    let mut t = Tgtd::start().await;
+    let c = t.client.clone();
+    c.new_target(1, IQN).await.unwrap();
+    c.new_account("alice", "secretpass12").await.unwrap();
+    c.new_account("bob", "secretpass34").await.unwrap();
+    c.new_account("mutual", "secretpass56").await.unwrap();
+    assert_eq!(
+        c.show_accounts().await.unwrap(),
+        vec!["mutual", "bob", "alice"]
+    );
+    let e = c.new_account("alice", "x23456789012").await.unwrap_err();
+    assert_eq!(e.errno(), Some(TgtErrno::UserExist));
+    let tg = AccountScope::Target(1);
+    c.bind_account(tg, "alice", AccountDirection::Incoming)
+        .await
+        .unwrap();
+    c.bind_account(tg, "bob", AccountDirection::Incoming)
+        .await
+        .unwrap();
+    c.bind_account(tg, "mutual", AccountDirection::Outgoing)
+        .await
+        .unwrap();
+    let e = c
+        .bind_account(tg, "alice", AccountDirection::Outgoing)
+        .await
+        .unwrap_err();
+    assert_eq!(e.errno(), Some(TgtErrno::OutAccountExist));
+    let target = c.target(1).await.unwrap().unwrap();
+    let accts: Vec<(&str, bool)> = target
+        .accounts
+        .iter()
+        .map(|a| (a.user.as_str(), a.outgoing))
+        .collect();
+    assert_eq!(
+        accts,
+        vec![("alice", false), ("bob", false), ("mutual", true)]
+    );
+    // unbinding alice (not the last incoming slot) would crash tgtd 1.0.85 on the next show: refused
+    let e = c
+        .unbind_account(tg, "alice", AccountDirection::Incoming)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, TgtError::InvalidRequest { what: "user", .. }),
+        "{e}"
+    );
+    let e = c.delete_account("alice").await.unwrap_err();
+    assert!(
+        matches!(e, TgtError::InvalidRequest { what: "user", .. }),
+        "{e}"
+    );
+    c.unbind_account(tg, "bob", AccountDirection::Incoming)
+        .await
+        .unwrap();
+    c.unbind_account(tg, "alice", AccountDirection::Incoming)
+        .await
+        .unwrap();
+    c.unbind_account(tg, "mutual", AccountDirection::Outgoing)
+        .await
+        .unwrap();
+    assert!(c.target(1).await.unwrap().unwrap().accounts.is_empty());
+    // global (discovery) account shows up in system show
+    c.bind_account(AccountScope::Global, "alice", AccountDirection::Incoming)
+        .await
+        .unwrap();
+    assert_eq!(c.show_system().await.unwrap().accounts, vec!["alice"]);
+    c.unbind_account(AccountScope::Global, "alice", AccountDirection::Incoming)
+        .await
+        .unwrap();
+    c.delete_account("alice").await.unwrap();
+    let e = c.delete_account("alice").await.unwrap_err();
+    assert_eq!(e.errno(), Some(TgtErrno::NoUser));
+
+    let extra: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    c.new_portal(extra).await.unwrap();
+    let portals = c.show_portals().await.unwrap();
+    assert!(portals
+        .iter()
+        .any(|p| p.port == extra.port() && p.address == "127.0.0.1" && p.tpgt == 1));
+    assert!(portals.iter().any(|p| p.port == t.port));
+    c.delete_portal(extra).await.unwrap();
+    let e = c.delete_portal(extra).await.unwrap_err();
+    assert_eq!(e.errno(), Some(TgtErrno::InvalidRequest));
+
+    c.set_target_param(1, TargetParam::MaxQueueCmd(64))
+        .await
+        .unwrap();
+    c.set_target_param(1, TargetParam::NopInterval(5))
+        .await
+        .unwrap();
+    let params = c.show_target_params(1).await.unwrap();
+    assert!(
+        params.contains(&("MaxQueueCmd".into(), "64".into())),
+        "{params:?}"
+    );
+    assert!(
+        params.contains(&("nop_interval".into(), "5".into())),
+        "{params:?}"
+    );
+    assert_eq!(c.target(1).await.unwrap().unwrap().nop_interval, Some(5));
+
+    let sys = c.show_system().await.unwrap();
+    assert_eq!(sys.state, "ready");
+    assert!(sys.llds.contains(&("iscsi".into(), "ready".into())));
+    assert!(sys.backing_stores.iter().any(|b| b == "rdwr"));
+    c.set_system_state(SetState::Offline).await.unwrap();
+    assert_eq!(c.show_system().await.unwrap().state, "offline");
+    c.set_system_state(SetState::Ready).await.unwrap();
+    assert!(t.alive());
+}

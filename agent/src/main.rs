@@ -1,4 +1,191 @@
-//! `iscsi-ha`: the daemon and its CLI.
-fn main() -> anyhow::Result<()> {
+//! `iscsi-ha`: the daemon and its CLI. Argument parsing and dispatch only; the work is in the
+//! `agent` library.
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use agent::backend::memory::Memory;
+use agent::config::{Config, RoleSource, DEFAULT_CONFIG};
+use agent::control::{self, ControlServer, Request};
+use agent::daemon::Daemon;
+use agent::executor::Executor;
+use agent::role::pool_conf::PoolConfWatch;
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "iscsi-ha",
+    version,
+    about = "HA iSCSI target agent: DRBD + tgtd + floating address"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Control socket (default: the one named in the configuration).
+    #[arg(short, long, global = true)]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent.
+    Daemon {
+        /// Drive in-memory simulated backends instead of DRBD, tgtd and addresses (for trying
+        /// the CLI and the role sources; changes nothing on the machine).
+        #[arg(long)]
+        simulate: bool,
+    },
+    /// Show the agent's view.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make this node primary (role source `command`); refused while the peer is Primary.
+    Promote,
+    /// Make this node secondary (role source `command`).
+    Demote,
+    /// Freeze: observe and report, change nothing.
+    Maintenance {
+        /// on or off.
+        state: OnOff,
+    },
+    /// Parse and validate a configuration file.
+    CheckConfig {
+        /// The file (default: --config).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("iscsi-ha: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn socket_path(cli: &Cli) -> anyhow::Result<PathBuf> {
+    if let Some(s) = &cli.socket {
+        return Ok(s.clone());
+    }
+    let cfg = Config::load(&cli.config)?;
+    Ok(cfg.sockets.control)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    match &cli.cmd {
+        Cmd::CheckConfig { file } => {
+            let path = file.clone().unwrap_or_else(|| cli.config.clone());
+            let cfg = Config::load(&path)?;
+            println!(
+                "{}: ok ({} resource(s), {} address(es))",
+                path.display(),
+                cfg.resources.len(),
+                cfg.addresses.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { json } => {
+            let path = socket_path(&cli)?;
+            let resp = rt.block_on(control::request(&path, Request::Status))?;
+            match (&resp.status, json) {
+                (Some(s), true) => println!("{}", serde_json::to_string_pretty(s)?),
+                (Some(s), false) => print!("{}", s.render()),
+                (None, _) => println!("{}", resp.message),
+            }
+            Ok(if resp.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Promote | Cmd::Demote | Cmd::Maintenance { .. } => {
+            let req = match &cli.cmd {
+                Cmd::Promote => Request::Promote,
+                Cmd::Demote => Request::Demote,
+                Cmd::Maintenance { state } => Request::Maintenance {
+                    on: matches!(state, OnOff::On),
+                },
+                _ => Request::Status,
+            };
+            let path = socket_path(&cli)?;
+            let resp = rt.block_on(control::request(&path, req))?;
+            println!("{}", resp.message);
+            Ok(if resp.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Daemon { simulate } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let cfg = Arc::new(Config::load(&cli.config)?);
+            if !simulate {
+                anyhow::bail!(
+                    "this build has no DRBD/tgtd/address backends wired yet (drbd-nl, tgt-ipc \
+                     and vip are pending); run with --simulate to drive in-memory backends"
+                );
+            }
+            let socket = cli
+                .socket
+                .clone()
+                .unwrap_or_else(|| cfg.sockets.control.clone());
+            rt.block_on(daemon(cfg, socket))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn daemon(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(16);
+    let mem = Memory::healthy_secondary(&cfg).with_events(ev_tx.clone());
+    let exec = Executor::new(cfg.clone(), mem.clone(), mem.clone(), mem);
+    let server = ControlServer::bind(&socket)?;
+    tracing::info!(socket = %socket.display(), node = %cfg.node, "control socket ready");
+    if let RoleSource::PoolConf { path } = &cfg.role {
+        let watch = PoolConfWatch::new(path)?;
+        let tx = ev_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = watch.run(tx).await {
+                tracing::error!(error = %e, "pool.conf watch ended");
+            }
+        });
+    }
+    drop(ev_tx);
+    tokio::spawn(async move {
+        if let Err(e) = server.serve(ctl_tx).await {
+            tracing::error!(error = %e, "control socket ended");
+        }
+    });
+    let d = Daemon::new(exec);
+    tokio::select! {
+        _ = d.run(ev_rx, ctl_rx) => {}
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted"); }
+    }
     Ok(())
 }

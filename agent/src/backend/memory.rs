@@ -1,0 +1,351 @@
+//! In-memory backends with fault injection, for tests of the executor and the daemon loop.
+//!
+//! One [`Memory`] value implements [`Drbd`], [`Target`] and [`Address`] over a shared
+//! [`World`]. It models the constraints of the real subsystems that make order matter:
+//! DRBD refuses Primary while the peer is Primary or the local disk is not UpToDate, and refuses
+//! Secondary while the device is held open by a target; tgtd cannot open the device of a
+//! Secondary; an address another host answers for cannot be claimed. Faults injected "from
+//! outside" (peer promoted, disk failed, tgtd restarted empty, address removed by hand) also
+//! send the [`Event`] the real watch would send.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::{Address, Drbd, Target};
+use crate::config::{Address as AddressConfig, Config, Resource};
+use crate::error::BackendError;
+use crate::fsm::{Connection, Disk, DrbdView, Event, Role, Stage, TargetState, TargetView};
+
+/// The simulated world.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    /// DRBD resources by name.
+    pub drbd: BTreeMap<String, DrbdView>,
+    /// Targets by resource name.
+    pub targets: BTreeMap<String, TargetView>,
+    /// Addresses held on this node.
+    pub addresses: BTreeMap<String, bool>,
+    /// Addresses another host answers for.
+    pub answered_elsewhere: BTreeSet<String>,
+    /// Fail the N-th mutating call (1-based), counting from the last reset.
+    pub fail_at_call: Option<usize>,
+    /// Fail every call of this stage on this object.
+    pub fail_stage: Option<(Stage, String)>,
+    /// Mutating calls so far.
+    pub calls: usize,
+    /// Every call, as `stage object`, in order (status reads excluded).
+    pub log: Vec<String>,
+}
+
+/// The in-memory backends (cheap to clone; clones share the world).
+#[derive(Debug, Clone)]
+pub struct Memory {
+    world: Arc<Mutex<World>>,
+    events: Option<UnboundedSender<Event>>,
+}
+
+impl Memory {
+    /// A world where every configured resource is up, Secondary/Secondary, Connected,
+    /// UpToDate/UpToDate, no target, no address held.
+    pub fn healthy_secondary(config: &Config) -> Memory {
+        let mut w = World::default();
+        for r in &config.resources {
+            w.drbd.insert(
+                r.name.clone(),
+                DrbdView {
+                    up: true,
+                    role: Role::Secondary,
+                    peer_role: Role::Secondary,
+                    connection: Connection::Connected,
+                    disk: Disk::UpToDate,
+                    peer_disk: Disk::UpToDate,
+                },
+            );
+            w.targets.insert(r.name.clone(), TargetView::default());
+        }
+        for a in &config.addresses {
+            w.addresses.insert(a.address.clone(), false);
+        }
+        Memory {
+            world: Arc::new(Mutex::new(w)),
+            events: None,
+        }
+    }
+
+    /// Send external changes as events on this channel.
+    pub fn with_events(mut self, tx: UnboundedSender<Event>) -> Memory {
+        self.events = Some(tx);
+        self
+    }
+
+    /// Lock the world for inspection or setup.
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        // A poisoned lock only means a test panicked while holding it; the data is still usable.
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn emit(&self, ev: Event) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(ev);
+        }
+    }
+
+    /// The peer becomes Primary (someone else promoted it).
+    pub fn peer_primary(&self, res: &str, on: bool) {
+        let view = {
+            let mut w = self.world();
+            let Some(d) = w.drbd.get_mut(res) else { return };
+            d.peer_role = if on { Role::Primary } else { Role::Secondary };
+            d.clone()
+        };
+        self.emit(Event::Drbd {
+            resource: res.into(),
+            view,
+        });
+    }
+
+    /// The peer is lost: connection WFConnection, peer role and disk unknown.
+    pub fn peer_lost(&self, res: &str) {
+        let view = {
+            let mut w = self.world();
+            let Some(d) = w.drbd.get_mut(res) else { return };
+            d.peer_role = Role::Unknown;
+            d.peer_disk = Disk::DUnknown;
+            d.connection = Connection::WFConnection;
+            d.clone()
+        };
+        self.emit(Event::Drbd {
+            resource: res.into(),
+            view,
+        });
+    }
+
+    /// The local disk changes state (e.g. `Failed` after an I/O error).
+    pub fn set_disk(&self, res: &str, disk: Disk) {
+        let view = {
+            let mut w = self.world();
+            let Some(d) = w.drbd.get_mut(res) else { return };
+            d.disk = disk;
+            d.clone()
+        };
+        self.emit(Event::Drbd {
+            resource: res.into(),
+            view,
+        });
+    }
+
+    /// Someone else changes the local DRBD role (e.g. `drbdadm secondary` by hand).
+    pub fn set_role(&self, res: &str, role: Role) {
+        let view = {
+            let mut w = self.world();
+            let Some(d) = w.drbd.get_mut(res) else { return };
+            d.role = role;
+            d.clone()
+        };
+        self.emit(Event::Drbd {
+            resource: res.into(),
+            view,
+        });
+    }
+
+    /// tgtd dies and comes back empty (as its service manager restarts it).
+    pub fn tgtd_restarted(&self) {
+        let names: Vec<String> = {
+            let mut w = self.world();
+            for t in w.targets.values_mut() {
+                *t = TargetView::default();
+            }
+            w.targets.keys().cloned().collect()
+        };
+        for n in names {
+            self.emit(Event::Target {
+                resource: n,
+                view: TargetView::default(),
+            });
+        }
+    }
+
+    /// An address is removed by hand (`ip addr del`).
+    pub fn address_removed(&self, addr: &str) {
+        self.world().addresses.insert(addr.into(), false);
+        self.emit(Event::Address {
+            address: addr.into(),
+            held: false,
+        });
+    }
+
+    fn call(&self, stage: Stage, object: &str) -> Result<MutexGuard<'_, World>, BackendError> {
+        let mut w = self.world();
+        w.calls += 1;
+        w.log.push(format!("{stage} {object}"));
+        if w.fail_at_call == Some(w.calls) {
+            return Err(BackendError::Failed(format!(
+                "injected failure at call {}",
+                w.calls
+            )));
+        }
+        if let Some((s, o)) = &w.fail_stage {
+            if *s == stage && o == object {
+                return Err(BackendError::Failed(format!(
+                    "injected failure of {stage} {object}"
+                )));
+            }
+        }
+        Ok(w)
+    }
+}
+
+fn missing(what: &str) -> BackendError {
+    BackendError::Failed(format!("{what}: no such object"))
+}
+
+impl Drbd for Memory {
+    async fn status(&self, res: &Resource) -> Result<DrbdView, BackendError> {
+        Ok(self
+            .world()
+            .drbd
+            .get(&res.name)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn up(&self, res: &Resource) -> Result<(), BackendError> {
+        let mut w = self.call(Stage::DrbdUp, &res.name)?;
+        let d = w.drbd.entry(res.name.clone()).or_default();
+        if !d.up {
+            *d = DrbdView {
+                up: true,
+                role: Role::Secondary,
+                peer_role: Role::Secondary,
+                connection: Connection::Connected,
+                disk: Disk::UpToDate,
+                peer_disk: Disk::UpToDate,
+            };
+        }
+        Ok(())
+    }
+
+    async fn primary(&self, res: &Resource) -> Result<(), BackendError> {
+        let mut w = self.call(Stage::DrbdPrimary, &res.name)?;
+        let d = w
+            .drbd
+            .get_mut(&res.name)
+            .ok_or_else(|| missing(&res.name))?;
+        if d.role == Role::Primary {
+            return Ok(());
+        }
+        if d.peer_role == Role::Primary {
+            return Err(BackendError::Failed(
+                "State change failed: (-1) Multiple primaries not allowed by config".into(),
+            ));
+        }
+        if d.disk != Disk::UpToDate {
+            return Err(BackendError::Failed(
+                "State change failed: (-2) Need access to UpToDate data".into(),
+            ));
+        }
+        d.role = Role::Primary;
+        Ok(())
+    }
+
+    async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
+        let mut w = self.call(Stage::DrbdSecondary, &res.name)?;
+        let open = w
+            .targets
+            .get(&res.name)
+            .is_some_and(|t| t.state != TargetState::Absent);
+        let d = w
+            .drbd
+            .get_mut(&res.name)
+            .ok_or_else(|| missing(&res.name))?;
+        if d.role != Role::Primary {
+            return Ok(());
+        }
+        if open {
+            return Err(BackendError::Failed(
+                "State change failed: (-12) Device is held open by someone".into(),
+            ));
+        }
+        d.role = Role::Secondary;
+        Ok(())
+    }
+}
+
+impl Target for Memory {
+    async fn status(&self, res: &Resource) -> Result<TargetView, BackendError> {
+        Ok(self
+            .world()
+            .targets
+            .get(&res.name)
+            .copied()
+            .unwrap_or_default())
+    }
+
+    async fn serve(&self, res: &Resource) -> Result<(), BackendError> {
+        let mut w = self.call(Stage::TargetServe, &res.name)?;
+        let primary = w
+            .drbd
+            .get(&res.name)
+            .is_some_and(|d| d.role == Role::Primary);
+        if !primary {
+            return Err(BackendError::Failed(
+                "can't open the backing store: Wrong medium type (DRBD is Secondary)".into(),
+            ));
+        }
+        let t = w.targets.entry(res.name.clone()).or_default();
+        t.state = TargetState::Serving;
+        Ok(())
+    }
+
+    async fn offline(&self, res: &Resource) -> Result<(), BackendError> {
+        let mut w = self.call(Stage::TargetOffline, &res.name)?;
+        let t = w.targets.entry(res.name.clone()).or_default();
+        if t.state != TargetState::Absent {
+            t.state = TargetState::Offline;
+            t.sessions = 0;
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, res: &Resource) -> Result<(), BackendError> {
+        let mut w = self.call(Stage::TargetRemove, &res.name)?;
+        w.targets.insert(res.name.clone(), TargetView::default());
+        Ok(())
+    }
+}
+
+impl Address for Memory {
+    async fn held(&self, addr: &AddressConfig) -> Result<bool, BackendError> {
+        Ok(self
+            .world()
+            .addresses
+            .get(&addr.address)
+            .copied()
+            .unwrap_or(false))
+    }
+
+    async fn answered_elsewhere(&self, addr: &AddressConfig) -> Result<bool, BackendError> {
+        let w = self.call(Stage::ProbeAddress, &addr.address)?;
+        Ok(w.answered_elsewhere.contains(&addr.address))
+    }
+
+    async fn claim(&self, addr: &AddressConfig) -> Result<(), BackendError> {
+        let mut w = self.call(Stage::AddressClaim, &addr.address)?;
+        if w.answered_elsewhere.contains(&addr.address) {
+            return Err(BackendError::Failed(format!(
+                "{} is answered by another host",
+                addr.address
+            )));
+        }
+        w.addresses.insert(addr.address.clone(), true);
+        Ok(())
+    }
+
+    async fn release(&self, addr: &AddressConfig) -> Result<(), BackendError> {
+        let mut w = self.call(Stage::AddressRelease, &addr.address)?;
+        w.addresses.insert(addr.address.clone(), false);
+        Ok(())
+    }
+}

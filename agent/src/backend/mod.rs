@@ -1,0 +1,69 @@
+//! One trait per subsystem the agent drives: [`Drbd`], [`Target`], [`Address`].
+//!
+//! The executor only talks to these traits. Real implementations sit beside this file
+//! (`drbd.rs` over drbd-nl, `target.rs` over tgt-ipc, `vip.rs` over vip) once those crates
+//! expose their APIs; [`memory`] holds in-memory implementations with fault injection for tests.
+//! Every mutating call must be idempotent: asking for the state that already holds succeeds.
+
+use std::future::Future;
+
+use crate::config::{Address as AddressConfig, Resource};
+use crate::error::BackendError;
+use crate::fsm::{DrbdView, TargetView};
+
+pub mod memory;
+
+/// A DRBD resource's role and bring-up.
+pub trait Drbd: Send + Sync {
+    /// Read the resource's state; equivalent to `drbdsetup-84 status RES` (8.4: `cat /proc/drbd`).
+    /// A resource that does not exist in the kernel is `up: false`, not an error.
+    fn status(&self, res: &Resource)
+        -> impl Future<Output = Result<DrbdView, BackendError>> + Send;
+    /// Bring a managed resource up from the config; equivalent to `drbdadm up RES`
+    /// (new-resource, new-minor, attach, connect).
+    fn up(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Become Primary; equivalent to `drbdsetup-84 primary MINOR`.
+    fn primary(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Become Secondary; equivalent to `drbdsetup-84 secondary MINOR`.
+    fn secondary(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// The iSCSI target serving one resource.
+pub trait Target: Send + Sync {
+    /// Read the target's state; equivalent to `tgtadm --lld iscsi --mode target --op show`.
+    /// tgtd not running is `Absent`, not an error.
+    fn status(
+        &self,
+        res: &Resource,
+    ) -> impl Future<Output = Result<TargetView, BackendError>> + Send;
+    /// Create what is missing of target, LUNs, identity and ACLs, then accept logins;
+    /// equivalent to `tgtadm --op new` (target, LUN), `--op update` (identity, state=ready),
+    /// `--op bind` (initiators).
+    fn serve(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Refuse new logins and close every connection; equivalent to
+    /// `tgtadm --op update --name state --value offline` then `--mode conn --op delete`.
+    fn offline(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Delete the target (which closes the backing device); equivalent to
+    /// `tgtadm --op delete --force --mode target --tid TID`.
+    fn remove(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// A floating address.
+pub trait Address: Send + Sync {
+    /// Is it held on this node? Equivalent to `ip -o addr show dev IF to ADDR`.
+    fn held(&self, addr: &AddressConfig)
+        -> impl Future<Output = Result<bool, BackendError>> + Send;
+    /// Does another host answer for it? Equivalent to `arping -D -I IF ADDR` (RFC 5227 probe).
+    fn answered_elsewhere(
+        &self,
+        addr: &AddressConfig,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+    /// Add and announce it; equivalent to `ip addr add ADDR/PREFIX dev IF` then
+    /// `arping -U` (IPv4) or an unsolicited neighbour advertisement (IPv6).
+    fn claim(&self, addr: &AddressConfig) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Remove it; equivalent to `ip addr del ADDR/PREFIX dev IF`.
+    fn release(
+        &self,
+        addr: &AddressConfig,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}

@@ -1,0 +1,645 @@
+//! Configuration: TOML read with serde, unknown keys refused, then [`Config::validate`]d.
+//!
+//! Every error names the file, the line, the dotted key and the reason. Line numbers come from the
+//! parser's spans: serde errors carry one; for semantic errors the key path is looked up in a
+//! span-keeping parse of the same text (`toml_edit::ImDocument`).
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::ConfigError;
+
+/// Default location of the XenServer / XCP-ng pool role file.
+pub const DEFAULT_POOL_CONF: &str = "/etc/xensource/pool.conf";
+/// Default control socket path.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/iscsi-ha/control.sock";
+/// Default tgtd management socket path (tgtd `-C 0`).
+pub const DEFAULT_TGTD_SOCKET: &str = "/var/run/tgtd/socket.0";
+/// Default configuration file path.
+pub const DEFAULT_CONFIG: &str = "/etc/iscsi-ha/iscsi-ha.toml";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's name (reported in status; must not be empty).
+    pub node: String,
+    /// Where the primary/secondary decision comes from.
+    pub role: RoleSource,
+    /// Socket paths.
+    #[serde(default)]
+    pub sockets: Sockets,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// The replicated resources, each served as one iSCSI target.
+    #[serde(rename = "resource")]
+    pub resources: Vec<Resource>,
+    /// The floating addresses.
+    #[serde(rename = "address", default)]
+    pub addresses: Vec<Address>,
+}
+
+/// The role source: exactly one per node.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "source", rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum RoleSource {
+    /// Follow the XenServer / XCP-ng pool master: `master` → primary, `slave:<addr>` → secondary.
+    PoolConf {
+        /// The file to watch (default `/etc/xensource/pool.conf`).
+        #[serde(default = "default_pool_conf")]
+        path: PathBuf,
+    },
+    /// Follow `iscsi-ha promote|demote` sent over the control socket.
+    Command,
+}
+
+fn default_pool_conf() -> PathBuf {
+    PathBuf::from(DEFAULT_POOL_CONF)
+}
+
+/// Socket paths.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sockets {
+    /// The agent's control socket (created 0600, root only).
+    pub control: PathBuf,
+    /// tgtd's management socket.
+    pub tgtd: PathBuf,
+}
+
+impl Default for Sockets {
+    fn default() -> Self {
+        Self {
+            control: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            tgtd: PathBuf::from(DEFAULT_TGTD_SOCKET),
+        }
+    }
+}
+
+/// Timeouts, in milliseconds unless named otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Per DRBD request.
+    pub drbd_ms: u64,
+    /// Per tgtd request.
+    pub tgtd_ms: u64,
+    /// Per address operation (probe included).
+    pub address_ms: u64,
+    /// Period of the slow safety-net re-check, in seconds; 0 disables it.
+    pub safety_net_s: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            drbd_ms: 5000,
+            tgtd_ms: 3000,
+            address_ms: 2000,
+            safety_net_s: 60,
+        }
+    }
+}
+
+/// One replicated resource and the target that serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    /// DRBD resource name.
+    pub name: String,
+    /// DRBD minor (`/dev/drbd<minor>`).
+    pub minor: u32,
+    /// Adopt a resource configured by the system's DRBD tools, or bring it up from `[resource.manage]`.
+    pub mode: Mode,
+    /// Bring-up parameters; required with `mode = "manage"`, refused with `mode = "adopt"`.
+    pub manage: Option<Manage>,
+    /// The iSCSI target.
+    pub target: Target,
+    /// The logical units, at least one.
+    #[serde(rename = "lun")]
+    pub luns: Vec<Lun>,
+}
+
+/// How the agent treats the DRBD resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Configured by the system's DRBD tools; the agent only changes its role.
+    Adopt,
+    /// Brought up by the agent (new-resource, new-minor, attach, connect) from this file.
+    Manage,
+}
+
+/// DRBD bring-up parameters for `mode = "manage"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manage {
+    /// Backing disk, e.g. `/dev/sdb1`.
+    pub disk: PathBuf,
+    /// Metadata location; only `internal` is supported.
+    #[serde(default = "default_meta_disk")]
+    pub meta_disk: String,
+    /// This node's replication address, `ip:port`.
+    pub local: String,
+    /// The peer's replication address, `ip:port`.
+    pub peer: String,
+    /// Replication protocol: `A`, `B` or `C`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+}
+
+fn default_meta_disk() -> String {
+    "internal".into()
+}
+fn default_protocol() -> String {
+    "C".into()
+}
+
+/// The iSCSI target of a resource.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Target IQN.
+    pub iqn: String,
+    /// tgtd target id (> 0).
+    pub tid: u32,
+    /// Initiators allowed: an explicit list, or the string `"all"` written out.
+    pub initiators: Initiators,
+}
+
+/// Initiator access control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Initiators {
+    /// Every initiator (`initiators = "all"`, written out).
+    All,
+    /// Exactly these initiator names or addresses.
+    List(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Initiators {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a list of initiators or the string \"all\"")
+        })? {
+            Raw::One(s) if s == "all" => Ok(Initiators::All),
+            Raw::One(s) => Err(serde::de::Error::custom(format!(
+                "\"{s}\" is not a list; write [\"{s}\"] or the string \"all\""
+            ))),
+            Raw::Many(v) => Ok(Initiators::List(v)),
+        }
+    }
+}
+
+/// One logical unit with its SCSI identity.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lun {
+    /// LUN number (1..=255; 0 is the target's controller LUN in tgt).
+    pub lun: u32,
+    /// Backing device, normally `/dev/drbd<minor>`.
+    pub device: PathBuf,
+    /// SCSI device identifier (VPD page 0x83); must be identical on both nodes.
+    pub scsi_id: String,
+    /// SCSI serial number (VPD page 0x80); must be identical on both nodes.
+    pub scsi_sn: String,
+    /// Vendor id, at most 8 characters.
+    pub vendor: String,
+    /// Product id, at most 16 characters.
+    pub product: String,
+    /// Product revision, at most 4 characters.
+    pub rev: Option<String>,
+}
+
+/// A floating address.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    /// `address/prefix`, e.g. `192.168.10.50/24`.
+    pub address: String,
+    /// Interface to hold it on.
+    pub interface: String,
+    /// Names of the resources served behind it; claimed only once all of them serve.
+    pub resources: Vec<String>,
+    /// Announce policy (gratuitous ARP / unsolicited NA).
+    #[serde(default)]
+    pub announce: Announce,
+    /// Duplicate-address probe before adding.
+    #[serde(default)]
+    pub probe: Probe,
+}
+
+/// Announce policy after adding an address.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Announce {
+    /// Number of announcements (0 = none).
+    pub count: u32,
+    /// Spacing between announcements, ms.
+    pub interval_ms: u64,
+}
+
+impl Default for Announce {
+    fn default() -> Self {
+        Self {
+            count: 3,
+            interval_ms: 200,
+        }
+    }
+}
+
+/// Probe policy before adding an address.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Probe {
+    /// Probe at all.
+    pub enabled: bool,
+    /// How long to wait for an answer, ms.
+    pub timeout_ms: u64,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timeout_ms: 200,
+        }
+    }
+}
+
+impl Address {
+    /// The address and prefix, parsed (validated configs always parse).
+    pub fn parsed(&self) -> Option<(IpAddr, u8)> {
+        let (a, p) = self.address.split_once('/')?;
+        let ip: IpAddr = a.parse().ok()?;
+        let prefix: u8 = p.parse().ok()?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some((ip, prefix))
+    }
+}
+
+impl Config {
+    /// Read, parse and validate a file.
+    pub fn load(path: &Path) -> Result<Config, crate::AgentError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| crate::AgentError::ConfigRead {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Config::parse(&text, path)?)
+    }
+
+    /// Parse and validate text; `file` is used in error messages only.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            let msg = e.message().to_string();
+            let key = key_from_message(&msg).unwrap_or_default();
+            ConfigError {
+                file: file.to_path_buf(),
+                line,
+                key,
+                reason: msg,
+            }
+        })?;
+        if let Err((key, reason)) = cfg.validate() {
+            let line = locate(text, &key);
+            return Err(ConfigError {
+                file: file.to_path_buf(),
+                line,
+                key,
+                reason,
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// Semantic checks; returns the dotted key at fault and the reason.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: String, r: &str| Err((k, r.to_string()));
+        if self.node.trim().is_empty() {
+            return err("node".into(), "must not be empty");
+        }
+        if let RoleSource::PoolConf { path } = &self.role {
+            if !path.is_absolute() {
+                return err("role.path".into(), "must be an absolute path");
+            }
+        }
+        for (k, p) in [
+            ("sockets.control", &self.sockets.control),
+            ("sockets.tgtd", &self.sockets.tgtd),
+        ] {
+            if !p.is_absolute() {
+                return err(k.into(), "must be an absolute path");
+            }
+        }
+        for (k, v) in [
+            ("timeouts.drbd_ms", self.timeouts.drbd_ms),
+            ("timeouts.tgtd_ms", self.timeouts.tgtd_ms),
+            ("timeouts.address_ms", self.timeouts.address_ms),
+        ] {
+            if v == 0 {
+                return err(k.into(), "must be greater than 0");
+            }
+        }
+        if self.resources.is_empty() {
+            return err("resource".into(), "at least one [[resource]] is required");
+        }
+        let mut names = BTreeSet::new();
+        let mut minors = BTreeSet::new();
+        let mut tids = BTreeSet::new();
+        let mut iqns = BTreeSet::new();
+        for (i, r) in self.resources.iter().enumerate() {
+            let k = |f: &str| format!("resource[{i}].{f}");
+            if !valid_name(&r.name) {
+                return err(k("name"), "must be 1-63 characters of [A-Za-z0-9_.-]");
+            }
+            if !names.insert(r.name.as_str()) {
+                return err(k("name"), "duplicate resource name");
+            }
+            if !minors.insert(r.minor) {
+                return err(k("minor"), "duplicate DRBD minor");
+            }
+            if r.minor > 1_048_575 {
+                return err(k("minor"), "must be at most 1048575");
+            }
+            match (r.mode, &r.manage) {
+                (Mode::Manage, None) => {
+                    return err(k("mode"), "mode = \"manage\" needs a [resource.manage] table")
+                }
+                (Mode::Adopt, Some(_)) => {
+                    return err(
+                        k("manage"),
+                        "[resource.manage] given but mode = \"adopt\"; set mode = \"manage\" or remove it",
+                    )
+                }
+                (Mode::Manage, Some(m)) => {
+                    if !m.disk.is_absolute() {
+                        return err(k("manage.disk"), "must be an absolute device path");
+                    }
+                    if m.meta_disk != "internal" {
+                        return err(k("manage.meta_disk"), "only \"internal\" is supported");
+                    }
+                    if !matches!(m.protocol.as_str(), "A" | "B" | "C") {
+                        return err(k("manage.protocol"), "must be \"A\", \"B\" or \"C\"");
+                    }
+                    let local = m.local.parse::<SocketAddr>();
+                    let peer = m.peer.parse::<SocketAddr>();
+                    match (local, peer) {
+                        (Err(_), _) => return err(k("manage.local"), "must be ip:port"),
+                        (_, Err(_)) => return err(k("manage.peer"), "must be ip:port"),
+                        (Ok(l), Ok(p)) if l == p => {
+                            return err(k("manage.peer"), "must differ from manage.local")
+                        }
+                        _ => {}
+                    }
+                }
+                (Mode::Adopt, None) => {}
+            }
+            let t = &r.target;
+            if !valid_iqn(&t.iqn) {
+                return err(
+                    k("target.iqn"),
+                    "must look like iqn.YYYY-MM.reverse.domain[:name] or eui.<16 hex>",
+                );
+            }
+            if !iqns.insert(t.iqn.as_str()) {
+                return err(k("target.iqn"), "duplicate target IQN");
+            }
+            if t.tid == 0 {
+                return err(k("target.tid"), "must be greater than 0");
+            }
+            if !tids.insert(t.tid) {
+                return err(k("target.tid"), "duplicate target id");
+            }
+            if let Initiators::List(list) = &t.initiators {
+                if list.is_empty() {
+                    return err(
+                        k("target.initiators"),
+                        "empty list would refuse everyone; list initiators or write \"all\"",
+                    );
+                }
+                for (j, ini) in list.iter().enumerate() {
+                    if ini.trim().is_empty() || ini.contains([',', '=', '\0']) || ini == "ALL" {
+                        return err(
+                            format!("resource[{i}].target.initiators[{j}]"),
+                            "must be an initiator name or address without ',' '=' or NUL",
+                        );
+                    }
+                }
+            }
+            if r.luns.is_empty() {
+                return err(k("lun"), "at least one [[resource.lun]] is required");
+            }
+            let mut luns = BTreeSet::new();
+            for (j, l) in r.luns.iter().enumerate() {
+                let k = |f: &str| format!("resource[{i}].lun[{j}].{f}");
+                if l.lun == 0 || l.lun > 255 {
+                    return err(k("lun"), "must be 1..=255 (LUN 0 is tgt's controller)");
+                }
+                if !luns.insert(l.lun) {
+                    return err(k("lun"), "duplicate LUN number");
+                }
+                if !l.device.is_absolute() {
+                    return err(k("device"), "must be an absolute device path");
+                }
+                for (f, v, max) in [
+                    ("scsi_id", &l.scsi_id, 24usize),
+                    ("scsi_sn", &l.scsi_sn, 36),
+                    ("vendor", &l.vendor, 8),
+                    ("product", &l.product, 16),
+                ] {
+                    if let Some(r) = bad_ident(v, max) {
+                        return err(k(f), &r);
+                    }
+                }
+                if let Some(rev) = &l.rev {
+                    if let Some(r) = bad_ident(rev, 4) {
+                        return err(k("rev"), &r);
+                    }
+                }
+            }
+        }
+        let mut addrs = BTreeSet::new();
+        for (i, a) in self.addresses.iter().enumerate() {
+            let k = |f: &str| format!("address[{i}].{f}");
+            let Some((ip, _)) = a.parsed() else {
+                return err(
+                    k("address"),
+                    "must be address/prefix, e.g. 192.168.10.50/24",
+                );
+            };
+            if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() {
+                return err(k("address"), "must be a unicast, non-loopback address");
+            }
+            if !addrs.insert(ip) {
+                return err(k("address"), "duplicate address");
+            }
+            if a.interface.is_empty() || a.interface.len() > 15 || a.interface.contains(['/', ' '])
+            {
+                return err(
+                    k("interface"),
+                    "must be an interface name (1-15 characters)",
+                );
+            }
+            if a.resources.is_empty() {
+                return err(k("resources"), "must name at least one resource");
+            }
+            for (j, rn) in a.resources.iter().enumerate() {
+                if !names.contains(rn.as_str()) {
+                    return err(
+                        format!("address[{i}].resources[{j}]"),
+                        "names no [[resource]] of this file",
+                    );
+                }
+            }
+            if a.probe.enabled && a.probe.timeout_ms == 0 {
+                return err(k("probe.timeout_ms"), "must be greater than 0 when probing");
+            }
+        }
+        Ok(())
+    }
+
+    /// The resource called `name`.
+    pub fn resource(&self, name: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+
+    /// The address written as `address`.
+    pub fn address(&self, address: &str) -> Option<&Address> {
+        self.addresses.iter().find(|a| a.address == address)
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn valid_iqn(s: &str) -> bool {
+    if s.len() > 223 || s.contains([',', '=', '\0', ' ']) {
+        return false;
+    }
+    if let Some(rest) = s.strip_prefix("iqn.") {
+        let b = rest.as_bytes();
+        // YYYY-MM.
+        b.len() > 8
+            && b.iter().take(4).all(u8::is_ascii_digit)
+            && b.get(4) == Some(&b'-')
+            && b.iter().skip(5).take(2).all(u8::is_ascii_digit)
+            && b.get(7) == Some(&b'.')
+    } else if let Some(rest) = s.strip_prefix("eui.") {
+        rest.len() == 16 && rest.chars().all(|c| c.is_ascii_hexdigit())
+    } else {
+        false
+    }
+}
+
+fn bad_ident(v: &str, max: usize) -> Option<String> {
+    if v.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if v.len() > max {
+        return Some(format!("at most {max} characters ({} given)", v.len()));
+    }
+    if !v.chars().all(|c| c.is_ascii_graphic() || c == ' ') || v.contains([',', '=']) {
+        return Some("printable ASCII only, without ',' or '='".into());
+    }
+    None
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.char_indices()
+        .take_while(|(i, _)| *i < offset)
+        .filter(|(_, c)| *c == '\n')
+        .count()
+        + 1
+}
+
+/// serde's messages name the key in backquotes (`unknown field \`x\``, `missing field \`y\``).
+fn key_from_message(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let len = msg.get(start..)?.find('`')?;
+    msg.get(start..start + len).map(str::to_string)
+}
+
+/// Line of a dotted key path like `resource[0].lun[1].scsi_sn`, from a span-keeping parse.
+/// Falls back to the deepest parent found.
+fn locate(text: &str, path: &str) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut best: Option<usize> = None;
+    let mut item: &toml_edit::Item = doc.as_item();
+    for seg in path.split('.') {
+        let (name, index) = match seg.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (seg, None),
+        };
+        let Some((key, child)) = item.as_table_like().and_then(|t| t.get_key_value(name)) else {
+            return best;
+        };
+        if let Some(s) = key.span() {
+            best = Some(line_of(text, s.start));
+        }
+        item = child;
+        if let Some(ix) = index {
+            let Some(elem) = item.get(ix) else {
+                return best;
+            };
+            if let Some(s) = elem.span() {
+                best = Some(line_of(text, s.start));
+            }
+            item = elem;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+node = "a"
+role = { source = "command" }
+[[resource]]
+name = "r0"
+minor = 1
+mode = "adopt"
+target = { iqn = "iqn.2026-11.org.example:r0", tid = 1, initiators = "all" }
+[[resource.lun]]
+lun = 1
+device = "/dev/drbd1"
+scsi_id = "r0"
+scsi_sn = "r0sn"
+vendor = "IET"
+product = "VIRTUAL-DISK"
+"#;
+
+    #[test]
+    fn minimal_parses() {
+        let c = Config::parse(MIN, Path::new("x")).expect("parses");
+        assert_eq!(c.resources.len(), 1);
+        assert_eq!(c.sockets, Sockets::default());
+    }
+
+    #[test]
+    fn line_of_counts() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
+    }
+}

@@ -1,0 +1,226 @@
+//! The control socket: a Unix stream socket, mode 0600, root peers only (`SO_PEERCRED`).
+//!
+//! Protocol: JSON lines. The client sends one [`Request`] per line, the agent answers each with
+//! one [`Response`] line. Nothing received ever reaches a shell or a spawned program: requests
+//! are typed and go to the daemon's single input channel.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::error::AgentError;
+use crate::status::Status;
+
+/// Longest request line accepted, bytes.
+pub const MAX_LINE: usize = 4096;
+
+/// A request to the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Request {
+    /// `iscsi-ha status`.
+    Status,
+    /// `iscsi-ha promote` (role source `command`).
+    Promote,
+    /// `iscsi-ha demote` (role source `command`).
+    Demote,
+    /// `iscsi-ha maintenance on|off`.
+    Maintenance {
+        /// On or off.
+        on: bool,
+    },
+}
+
+/// The agent's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The request was carried out (or nothing needed doing).
+    pub ok: bool,
+    /// What happened, or why not.
+    pub message: String,
+    /// The status after the request.
+    pub status: Option<Box<Status>>,
+}
+
+impl Response {
+    /// A refusal or failure.
+    pub fn error(message: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            message: message.into(),
+            status: None,
+        }
+    }
+}
+
+/// A request waiting for the daemon, with where to send the answer.
+#[derive(Debug)]
+pub struct Pending {
+    /// The request.
+    pub request: Request,
+    /// Where the daemon answers.
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Only root may drive the agent.
+pub fn authorize(uid: u32) -> Result<(), AgentError> {
+    if uid == 0 {
+        Ok(())
+    } else {
+        Err(AgentError::PermissionDenied(uid))
+    }
+}
+
+/// The listening control socket.
+#[derive(Debug)]
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlServer {
+    /// Create the socket at `path` with mode 0600, replacing a stale socket left by a previous
+    /// run. A missing parent directory is created with mode 0700. A non-socket file at `path`
+    /// is an error, never removed.
+    pub fn bind(path: &Path) -> Result<ControlServer, AgentError> {
+        let err = |source| AgentError::Control {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(err)?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(err)?;
+            }
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(m) => {
+                use std::os::unix::fs::FileTypeExt;
+                if !m.file_type().is_socket() {
+                    return Err(err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "exists and is not a socket",
+                    )));
+                }
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    return Err(err(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        "another agent is listening",
+                    )));
+                }
+                std::fs::remove_file(path).map_err(err)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+        let listener = UnixListener::bind(path).map_err(err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+        Ok(ControlServer {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accept clients forever, passing their requests to `tx`.
+    pub async fn serve(self, tx: mpsc::Sender<Pending>) -> Result<(), AgentError> {
+        loop {
+            let (stream, _) =
+                self.listener
+                    .accept()
+                    .await
+                    .map_err(|source| AgentError::Control {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = handle_client(stream, tx).await {
+                    warn!(error = %e, "control client");
+                }
+            });
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn handle_client(stream: UnixStream, tx: mpsc::Sender<Pending>) -> Result<(), AgentError> {
+    let cred = stream.peer_cred()?;
+    let (rd, mut wr) = stream.into_split();
+    if let Err(e) = authorize(cred.uid()) {
+        let line = encode(&Response::error(e.to_string()))?;
+        wr.write_all(line.as_bytes()).await?;
+        return Err(e);
+    }
+    let mut lines = BufReader::new(rd);
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        let n = (&mut lines)
+            .take(MAX_LINE as u64 + 1)
+            .read_line(&mut buf)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let resp = if n > MAX_LINE {
+            let r = Response::error(format!("request longer than {MAX_LINE} bytes"));
+            wr.write_all(encode(&r)?.as_bytes()).await?;
+            return Err(AgentError::Protocol("request too long".into()));
+        } else {
+            match serde_json::from_str::<Request>(buf.trim_end()) {
+                Ok(request) => {
+                    debug!(?request, pid = cred.pid(), "control request");
+                    let (reply, rx) = oneshot::channel();
+                    if tx.send(Pending { request, reply }).await.is_err() {
+                        Response::error("agent is shutting down")
+                    } else {
+                        rx.await
+                            .unwrap_or_else(|_| Response::error("agent dropped the request"))
+                    }
+                }
+                Err(e) => Response::error(format!("bad request: {e}")),
+            }
+        };
+        wr.write_all(encode(&resp)?.as_bytes()).await?;
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<String, AgentError> {
+    let mut s = serde_json::to_string(v).map_err(|e| AgentError::Protocol(e.to_string()))?;
+    s.push('\n');
+    Ok(s)
+}
+
+/// Send one request and wait for its answer (the CLI side).
+pub async fn request(path: &Path, req: Request) -> Result<Response, AgentError> {
+    let err = |source| AgentError::Control {
+        path: path.to_path_buf(),
+        source,
+    };
+    let stream = UnixStream::connect(path).await.map_err(err)?;
+    let (rd, mut wr) = stream.into_split();
+    wr.write_all(encode(&req)?.as_bytes()).await.map_err(err)?;
+    let mut line = String::new();
+    BufReader::new(rd).read_line(&mut line).await.map_err(err)?;
+    if line.is_empty() {
+        return Err(AgentError::Protocol("agent closed the connection".into()));
+    }
+    serde_json::from_str(line.trim_end()).map_err(|e| AgentError::Protocol(e.to_string()))
+}

@@ -1,0 +1,87 @@
+//! Errors of the agent: one enum, each variant keeping its source.
+
+use std::path::PathBuf;
+
+use crate::fsm::Stage;
+
+/// A configuration problem, located as precisely as the file allows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {key}: {reason}", file = file.display(), line = line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
+pub struct ConfigError {
+    /// The file read (or `<string>` when parsed from memory).
+    pub file: PathBuf,
+    /// 1-based line of the offending key or value, when known.
+    pub line: Option<usize>,
+    /// Dotted path of the offending key, e.g. `resource[0].target.tid`.
+    pub key: String,
+    /// What is wrong, in words.
+    pub reason: String,
+}
+
+/// A failure reported by one backend (DRBD, target daemon, address).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The subsystem refused or failed the request.
+    #[error("{0}")]
+    Failed(String),
+    /// The request did not complete in time.
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    /// An operating-system error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The subsystem is not available (daemon down, module absent).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Errors of the agent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Reading the configuration file failed.
+    #[error("{}: {source}", path.display())]
+    ConfigRead {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A backend failed during a stage of a transition.
+    #[error("stage {stage} on {object}: {source}")]
+    Stage {
+        /// The stage that failed.
+        stage: Stage,
+        /// The resource or address it acted on.
+        object: String,
+        /// The backend's error.
+        source: BackendError,
+    },
+    /// A safety check refused the transition.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The control socket or a client of it failed.
+    #[error("control socket {}: {source}", path.display())]
+    Control {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The peer of the control socket is not allowed.
+    #[error("permission denied: peer uid {0} is not root")]
+    PermissionDenied(u32),
+    /// A malformed control request or reply.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The role source failed (inotify, read).
+    #[error("role source: {0}")]
+    Role(#[source] std::io::Error),
+    /// Any other operating-system error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

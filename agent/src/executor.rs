@@ -1,0 +1,349 @@
+//! Runs the steps planned by [`crate::fsm::step`] over the backends, times each stage, and rolls
+//! back what a forward transition did when one of its steps fails.
+//!
+//! Consecutive steps of one stage (the same stage on several resources or addresses) run
+//! concurrently; stages run one after the other in the plan's order, so an address is claimed
+//! only after every target's serve stage succeeded. On a failure in a forward stage the steps
+//! this run completed are undone (see [`Stage::undo`]) in the demote order, best effort, which
+//! leaves a node that started Secondary Secondary again; a failure while moving away from
+//! serving stops the run and is reported (undoing a demote would mean serving again).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::backend::{Address, Drbd, Target};
+use crate::config::Config;
+use crate::error::{AgentError, BackendError};
+use crate::fsm::{Disk, Outcome, Role, Snapshot, Stage, Step};
+
+/// Timing of one stage of a transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageTiming {
+    /// The stage.
+    pub stage: Stage,
+    /// The objects it acted on.
+    pub objects: Vec<String>,
+    /// Wall time of the stage (its steps ran concurrently), microseconds.
+    pub micros: u64,
+    /// All its steps succeeded.
+    pub ok: bool,
+    /// Part of a rollback.
+    pub rollback: bool,
+}
+
+/// One transition as it happened, for `iscsi-ha status` and the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionRecord {
+    /// Sequence number since the agent started.
+    pub id: u64,
+    /// `promote`, `demote` or `repair`.
+    pub kind: String,
+    /// Start, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Total wall time, microseconds.
+    pub total_micros: u64,
+    /// Per-stage timings, in order.
+    pub stages: Vec<StageTiming>,
+    /// `ok`, `refused: …`, `rolled back: …` or `failed: …`.
+    pub result: String,
+}
+
+/// Runs steps over one backend per subsystem.
+#[derive(Debug)]
+pub struct Executor<D, T, A> {
+    config: Arc<Config>,
+    drbd: D,
+    target: T,
+    address: A,
+    next_id: AtomicU64,
+}
+
+fn kind_of(steps: &[Step]) -> &'static str {
+    let fwd = steps.iter().any(|s| s.stage.is_forward());
+    let back = steps
+        .iter()
+        .any(|s| !s.stage.is_forward() && s.stage != Stage::DrbdUp);
+    let promote = steps.iter().any(|s| s.stage == Stage::DrbdPrimary);
+    let demote = steps.iter().any(|s| s.stage == Stage::DrbdSecondary);
+    match (promote, demote, fwd, back) {
+        (true, _, _, _) => "promote",
+        (_, true, _, _) => "demote",
+        (_, _, false, true) => "demote",
+        _ => "repair",
+    }
+}
+
+async fn within<F, O>(ms: u64, f: F) -> Result<O, BackendError>
+where
+    F: Future<Output = Result<O, BackendError>>,
+{
+    match tokio::time::timeout(Duration::from_millis(ms), f).await {
+        Ok(r) => r,
+        Err(_) => Err(BackendError::Timeout(ms)),
+    }
+}
+
+impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
+    /// An executor for this config and these backends.
+    pub fn new(config: Arc<Config>, drbd: D, target: T, address: A) -> Self {
+        Self {
+            config,
+            drbd,
+            target,
+            address,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The config it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Read the actual state of every configured object.
+    pub async fn observe(&self) -> Result<Snapshot, AgentError> {
+        let t = &self.config.timeouts;
+        let mut snap = Snapshot::default();
+        for r in &self.config.resources {
+            let stage = |stage, source| AgentError::Stage {
+                stage,
+                object: r.name.clone(),
+                source,
+            };
+            let drbd = within(t.drbd_ms, self.drbd.status(r))
+                .await
+                .map_err(|e| stage(Stage::CheckResource, e))?;
+            let target = within(t.tgtd_ms, self.target.status(r))
+                .await
+                .map_err(|e| stage(Stage::TargetServe, e))?;
+            snap.resources
+                .insert(r.name.clone(), crate::fsm::ResourceView { drbd, target });
+        }
+        for a in &self.config.addresses {
+            let held = within(t.address_ms, self.address.held(a))
+                .await
+                .map_err(|source| AgentError::Stage {
+                    stage: Stage::AddressClaim,
+                    object: a.address.clone(),
+                    source,
+                })?;
+            snap.addresses.insert(a.address.clone(), held);
+        }
+        Ok(snap)
+    }
+
+    /// Run one step.
+    async fn run_step(&self, s: &Step) -> Result<(), BackendError> {
+        let t = &self.config.timeouts;
+        let unknown = || BackendError::Failed(format!("{} is not in the config", s.object));
+        match s.stage {
+            Stage::ProbeAddress | Stage::AddressClaim | Stage::AddressRelease => {
+                let a = self.config.address(&s.object).ok_or_else(unknown)?;
+                match s.stage {
+                    Stage::ProbeAddress => {
+                        if !a.probe.enabled {
+                            return Ok(());
+                        }
+                        if within(t.address_ms, self.address.answered_elsewhere(a)).await? {
+                            Err(BackendError::Failed(format!(
+                                "another host answers for {}",
+                                a.address
+                            )))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    Stage::AddressClaim => within(t.address_ms, self.address.claim(a)).await,
+                    _ => within(t.address_ms, self.address.release(a)).await,
+                }
+            }
+            stage => {
+                let r = self.config.resource(&s.object).ok_or_else(unknown)?;
+                match stage {
+                    Stage::CheckResource => {
+                        let v = within(t.drbd_ms, self.drbd.status(r)).await?;
+                        if v.role == Role::Primary {
+                            Ok(())
+                        } else if !v.up {
+                            Err(BackendError::Failed("DRBD resource is not up".into()))
+                        } else if v.disk != Disk::UpToDate {
+                            Err(BackendError::Failed(format!(
+                                "local disk is {}, not UpToDate",
+                                v.disk
+                            )))
+                        } else if v.peer_role == Role::Primary {
+                            Err(BackendError::Failed("peer is DRBD Primary".into()))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    Stage::DrbdUp => within(t.drbd_ms, self.drbd.up(r)).await,
+                    Stage::DrbdPrimary => within(t.drbd_ms, self.drbd.primary(r)).await,
+                    Stage::DrbdSecondary => within(t.drbd_ms, self.drbd.secondary(r)).await,
+                    Stage::TargetServe => within(t.tgtd_ms, self.target.serve(r)).await,
+                    Stage::TargetOffline => within(t.tgtd_ms, self.target.offline(r)).await,
+                    Stage::TargetRemove => within(t.tgtd_ms, self.target.remove(r)).await,
+                    _ => Err(unknown()),
+                }
+            }
+        }
+    }
+
+    /// Run a group of steps of one stage concurrently; returns the timing and per-step results.
+    async fn run_group(
+        &self,
+        group: &[Step],
+        rollback: bool,
+    ) -> (StageTiming, Vec<Result<(), BackendError>>) {
+        let stage = group
+            .first()
+            .map(|s| s.stage)
+            .unwrap_or(Stage::CheckResource);
+        let start = Instant::now();
+        let results = join_all(group.iter().map(|s| self.run_step(s))).await;
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let ok = results.iter().all(Result::is_ok);
+        let objects: Vec<String> = group.iter().map(|s| s.object.clone()).collect();
+        info!(
+            stage = stage.name(),
+            objects = objects.join(","),
+            ms = micros as f64 / 1000.0,
+            ok,
+            rollback,
+            "stage"
+        );
+        (
+            StageTiming {
+                stage,
+                objects,
+                micros,
+                ok,
+                rollback,
+            },
+            results,
+        )
+    }
+
+    /// Run a plan; returns what happened for the state machine and the record for status.
+    pub async fn run(&self, steps: Vec<Step>) -> (Outcome, TransitionRecord) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let kind = kind_of(&steps);
+        let span = info_span!("transition", id, kind);
+        self.run_inner(id, kind, steps).instrument(span).await
+    }
+
+    async fn run_inner(
+        &self,
+        id: u64,
+        kind: &str,
+        steps: Vec<Step>,
+    ) -> (Outcome, TransitionRecord) {
+        let started_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let start = Instant::now();
+        let mut out = Outcome::default();
+        let mut stages = Vec::new();
+        let mut done_forward: Vec<Step> = Vec::new();
+        let mut queue: VecDeque<Step> = steps.into();
+        while let Some(first) = queue.pop_front() {
+            let mut group = vec![first];
+            while queue
+                .front()
+                .is_some_and(|s| group.first().is_some_and(|g| g.stage == s.stage))
+            {
+                if let Some(s) = queue.pop_front() {
+                    group.push(s);
+                }
+            }
+            let (timing, results) = self.run_group(&group, false).await;
+            stages.push(timing);
+            let mut failure = None;
+            for (s, r) in group.into_iter().zip(results) {
+                match r {
+                    Ok(()) => {
+                        if s.stage.is_forward() {
+                            done_forward.push(s.clone());
+                        }
+                        out.applied.push(s);
+                    }
+                    Err(e) => {
+                        warn!(step = %s, error = %e, "step failed");
+                        if failure.is_none() {
+                            failure = Some((s, e.to_string()));
+                        }
+                    }
+                }
+            }
+            if let Some((s, e)) = failure {
+                out.refused = matches!(s.stage, Stage::CheckResource | Stage::ProbeAddress);
+                let forward = s.stage.is_forward();
+                out.failed = Some((s, e));
+                if forward {
+                    self.rollback(&done_forward, &mut out, &mut stages).await;
+                }
+                out.snapshot = self.observe().await.ok();
+                break;
+            }
+        }
+        let total_micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let result = match &out.failed {
+            None => "ok".to_string(),
+            Some((s, e)) if out.refused => format!("refused: {s}: {e}"),
+            Some((s, e)) if s.stage.is_forward() => format!("rolled back: {s}: {e}"),
+            Some((s, e)) => format!("failed: {s}: {e}"),
+        };
+        info!(ms = total_micros as f64 / 1000.0, result, "transition");
+        let record = TransitionRecord {
+            id,
+            kind: kind.to_string(),
+            started_unix_ms,
+            total_micros,
+            stages,
+            result,
+        };
+        (out, record)
+    }
+
+    async fn rollback(&self, done: &[Step], out: &mut Outcome, stages: &mut Vec<StageTiming>) {
+        let mut undo: Vec<Step> = done
+            .iter()
+            .rev()
+            .flat_map(|s| {
+                s.stage.undo().iter().map(|st| Step {
+                    stage: *st,
+                    object: s.object.clone(),
+                })
+            })
+            .collect();
+        // The demote order, written once in `Stage::ALL`.
+        undo.sort_by_key(|s| s.stage);
+        let mut i = 0;
+        while i < undo.len() {
+            let stage = undo.get(i).map(|s| s.stage);
+            let group: Vec<Step> = undo
+                .iter()
+                .skip(i)
+                .take_while(|s| Some(s.stage) == stage)
+                .cloned()
+                .collect();
+            i += group.len().max(1);
+            let (timing, results) = self.run_group(&group, true).await;
+            stages.push(timing);
+            for (s, r) in group.into_iter().zip(results) {
+                match r {
+                    Ok(()) => out.applied.push(s),
+                    Err(e) => warn!(step = %s, error = %e, "rollback step failed"),
+                }
+            }
+        }
+    }
+}

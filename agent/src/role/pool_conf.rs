@@ -1,0 +1,190 @@
+//! XenServer / XCP-ng role source: `/etc/xensource/pool.conf`.
+//!
+//! The file holds `master` on the pool master and `slave:<master address>` on the others; the
+//! pool master is chosen by HA-Lizard or XenServer HA, and the agent follows it. The *directory*
+//! is watched with inotify (not the file), so a replacement by rename, a delete followed by a
+//! re-create, and a brief absence are all seen. A missing, unreadable, empty or unparsable file is
+//! [`Authority::Unknown`]: an alarm that holds the current state, never a promote.
+//!
+//! Event driven: the task sleeps in the kernel until the directory changes; no polling.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{info, warn};
+
+use crate::error::AgentError;
+use crate::fsm::{Authority, Event};
+
+/// Parse the contents of pool.conf.
+pub fn parse(contents: &str) -> Authority {
+    let line = contents.trim();
+    if line == "master" {
+        return Authority::Primary;
+    }
+    if let Some(addr) = line.strip_prefix("slave:") {
+        let addr = addr.trim();
+        if !addr.is_empty() && !addr.contains(char::is_whitespace) {
+            return Authority::Secondary;
+        }
+        return Authority::Unknown("pool.conf: slave without a master address".into());
+    }
+    if line.is_empty() {
+        return Authority::Unknown("pool.conf is empty".into());
+    }
+    let shown: String = line.chars().take(40).collect();
+    Authority::Unknown(format!("pool.conf: unrecognised contents {shown:?}"))
+}
+
+/// Read and parse the file now.
+pub fn read(path: &Path) -> Authority {
+    match std::fs::read(path) {
+        Ok(bytes) => match std::str::from_utf8(&bytes) {
+            Ok(s) => parse(s),
+            Err(_) => Authority::Unknown("pool.conf is not UTF-8".into()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Authority::Unknown(format!("{} is missing", path.display()))
+        }
+        Err(e) => Authority::Unknown(format!("{} unreadable: {e}", path.display())),
+    }
+}
+
+struct Fd(Inotify);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// A watch on pool.conf through its directory.
+pub struct PoolConfWatch {
+    path: PathBuf,
+    name: OsString,
+    fd: AsyncFd<Fd>,
+    last: Option<Authority>,
+}
+
+impl PoolConfWatch {
+    /// Start watching `path`'s directory. The directory must exist; the file need not.
+    pub fn new(path: &Path) -> Result<PoolConfWatch, AgentError> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .ok_or_else(|| AgentError::Role(std::io::Error::other("path has no file name")))?;
+        let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|e| AgentError::Role(e.into()))?;
+        ino.add_watch(
+            &dir,
+            AddWatchFlags::IN_CLOSE_WRITE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_ATTRIB
+                | AddWatchFlags::IN_DELETE_SELF
+                | AddWatchFlags::IN_MOVE_SELF,
+        )
+        .map_err(|e| AgentError::Role(e.into()))?;
+        // SAFETY: `Fd` owns the inotify descriptor and only closes it when dropped, which happens
+        // when the `AsyncFd` is dropped; `as_raw_fd` always returns that same descriptor.
+        let fd = unsafe { AsyncFd::register_with_interest(Fd(ino), Interest::READABLE) }
+            .map_err(|e| AgentError::Role(e.into()))?;
+        Ok(PoolConfWatch {
+            path: path.to_path_buf(),
+            name,
+            fd,
+            last: None,
+        })
+    }
+
+    /// The authority now (reads the file) and remember it.
+    pub fn current(&mut self) -> Authority {
+        let a = read(&self.path);
+        self.last = Some(a.clone());
+        a
+    }
+
+    /// Wait until the file's meaning changes, and return the new authority.
+    pub async fn changed(&mut self) -> Result<Authority, AgentError> {
+        loop {
+            let mut guard = self.fd.readable().await.map_err(AgentError::Role)?;
+            let events = match guard.get_inner().0.read_events() {
+                Ok(ev) => ev,
+                Err(nix::errno::Errno::EAGAIN) => {
+                    guard.clear_ready();
+                    continue;
+                }
+                Err(e) => return Err(AgentError::Role(e.into())),
+            };
+            let dir_gone = events.iter().any(|e| {
+                e.mask
+                    .intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF)
+            });
+            if dir_gone {
+                let a = Authority::Unknown(format!(
+                    "directory of {} removed; watch lost",
+                    self.path.display()
+                ));
+                self.last = Some(a.clone());
+                return Ok(a);
+            }
+            let ours = events
+                .iter()
+                .any(|e| e.name.as_deref() == Some(self.name.as_os_str()));
+            if !ours {
+                continue;
+            }
+            let a = read(&self.path);
+            if self.last.as_ref() != Some(&a) {
+                self.last = Some(a.clone());
+                return Ok(a);
+            }
+        }
+    }
+
+    /// Send the current authority, then every change, as [`Event::Authority`] until the
+    /// receiver is dropped.
+    pub async fn run(mut self, tx: UnboundedSender<Event>) -> Result<(), AgentError> {
+        let a = self.current();
+        info!(authority = %a, "pool.conf");
+        if tx.send(Event::Authority(a)).is_err() {
+            return Ok(());
+        }
+        loop {
+            let a = self.changed().await?;
+            match &a {
+                Authority::Unknown(r) => warn!(reason = %r, "pool.conf alarm"),
+                _ => info!(authority = %a, "pool.conf changed"),
+            }
+            if tx.send(Event::Authority(a)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses() {
+        assert_eq!(parse("master\n"), Authority::Primary);
+        assert_eq!(parse("slave:10.0.0.1"), Authority::Secondary);
+        assert!(matches!(parse("slave:"), Authority::Unknown(_)));
+        assert!(matches!(parse(""), Authority::Unknown(_)));
+        assert!(matches!(parse("masterX"), Authority::Unknown(_)));
+        assert!(matches!(parse("\u{0}\u{1}garbage"), Authority::Unknown(_)));
+    }
+}

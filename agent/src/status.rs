@@ -1,0 +1,213 @@
+//! What `iscsi-ha status` shows: the authority's view, the node's role, per-resource DRBD and
+//! target state, addresses, maintenance, and the last transitions with per-stage durations.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::executor::TransitionRecord;
+use crate::fsm::{Authority, DrbdView, Role, State, TargetView};
+
+/// One resource in the status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceStatus {
+    /// DRBD resource name.
+    pub name: String,
+    /// DRBD minor.
+    pub minor: u32,
+    /// DRBD state: role, peer role, connection, disk, peer disk.
+    pub drbd: DrbdView,
+    /// Target IQN.
+    pub iqn: String,
+    /// Target id.
+    pub tid: u32,
+    /// Target state and sessions.
+    pub target: TargetView,
+}
+
+/// One address in the status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressStatus {
+    /// `address/prefix`.
+    pub address: String,
+    /// Interface.
+    pub interface: String,
+    /// Held on this node.
+    pub held: bool,
+    /// Resources behind it.
+    pub resources: Vec<String>,
+}
+
+/// The whole status, as sent over the control socket and printed by `iscsi-ha status --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Node name.
+    pub node: String,
+    /// `pool-conf` or `command`.
+    pub role_source: String,
+    /// The authority's wish.
+    pub authority: Authority,
+    /// `Primary` when every resource is DRBD Primary and serving, `Secondary` when none is,
+    /// `Mixed` otherwise.
+    pub node_role: String,
+    /// Everything matches the authority's wish.
+    pub converged: bool,
+    /// Maintenance: observe and report, change nothing.
+    pub maintenance: bool,
+    /// Why nothing is being changed after a failure, if so.
+    pub blocked: Option<String>,
+    /// The last refusal or alarm.
+    pub notice: Option<String>,
+    /// Resources.
+    pub resources: Vec<ResourceStatus>,
+    /// Addresses.
+    pub addresses: Vec<AddressStatus>,
+    /// The last transitions, oldest first.
+    pub transitions: Vec<TransitionRecord>,
+}
+
+impl Status {
+    /// Build the status from the config, the machine's state and the kept records.
+    pub fn new<'a>(
+        config: &Config,
+        state: &State,
+        transitions: impl IntoIterator<Item = &'a TransitionRecord>,
+    ) -> Status {
+        let resources: Vec<ResourceStatus> = config
+            .resources
+            .iter()
+            .map(|r| {
+                let view = state.resources.get(&r.name).map(|s| s.view.clone());
+                let view = view.unwrap_or_default();
+                ResourceStatus {
+                    name: r.name.clone(),
+                    minor: r.minor,
+                    drbd: view.drbd,
+                    iqn: r.target.iqn.clone(),
+                    tid: r.target.tid,
+                    target: view.target,
+                }
+            })
+            .collect();
+        let primaries = resources
+            .iter()
+            .filter(|r| r.drbd.role == Role::Primary)
+            .count();
+        let node_role = if primaries == 0 {
+            "Secondary"
+        } else if primaries == resources.len() {
+            "Primary"
+        } else {
+            "Mixed"
+        };
+        Status {
+            node: config.node.clone(),
+            role_source: if state.command_source {
+                "command"
+            } else {
+                "pool-conf"
+            }
+            .into(),
+            authority: state.authority.clone(),
+            node_role: node_role.into(),
+            converged: state.converged(),
+            maintenance: state.maintenance,
+            blocked: state.blocked.clone(),
+            notice: state.last_notice.clone(),
+            resources,
+            addresses: config
+                .addresses
+                .iter()
+                .map(|a| AddressStatus {
+                    address: a.address.clone(),
+                    interface: a.interface.clone(),
+                    held: state.addresses.get(&a.address).is_some_and(|s| s.held),
+                    resources: a.resources.clone(),
+                })
+                .collect(),
+            transitions: transitions.into_iter().cloned().collect(),
+        }
+    }
+
+    /// The human-readable form.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "node {}  role {}  authority {} ({})  {}{}",
+            self.node,
+            self.node_role,
+            self.authority,
+            self.role_source,
+            if self.converged {
+                "converged"
+            } else {
+                "NOT converged"
+            },
+            if self.maintenance {
+                "  MAINTENANCE"
+            } else {
+                ""
+            }
+        );
+        if let Some(b) = &self.blocked {
+            let _ = writeln!(o, "blocked: {b}");
+        }
+        if let Some(n) = &self.notice {
+            let _ = writeln!(o, "notice: {n}");
+        }
+        for r in &self.resources {
+            let d = &r.drbd;
+            let _ = writeln!(
+                o,
+                "resource {} (minor {}): {}/{} {} {}/{}{}",
+                r.name,
+                r.minor,
+                d.role,
+                d.peer_role,
+                d.connection,
+                d.disk,
+                d.peer_disk,
+                if d.up { "" } else { " (down)" }
+            );
+            let _ = writeln!(
+                o,
+                "  target tid {} {}: {:?}, {} session(s)",
+                r.tid, r.iqn, r.target.state, r.target.sessions
+            );
+        }
+        for a in &self.addresses {
+            let _ = writeln!(
+                o,
+                "address {} on {}: {} (for {})",
+                a.address,
+                a.interface,
+                if a.held { "held" } else { "not held" },
+                a.resources.join(", ")
+            );
+        }
+        for t in &self.transitions {
+            let _ = writeln!(
+                o,
+                "transition #{} {} {:.1} ms: {}",
+                t.id,
+                t.kind,
+                t.total_micros as f64 / 1000.0,
+                t.result
+            );
+            for s in &t.stages {
+                let _ = writeln!(
+                    o,
+                    "  {}{} {} {:.2} ms{}",
+                    if s.rollback { "rollback " } else { "" },
+                    s.stage,
+                    s.objects.join(","),
+                    s.micros as f64 / 1000.0,
+                    if s.ok { "" } else { " FAILED" }
+                );
+            }
+        }
+        o
+    }
+}

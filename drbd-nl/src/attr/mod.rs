@@ -1,0 +1,7 @@
+//! Attribute sets of the DRBD 8.4 family (`drbd_genl.h`), one enum per set.
+//! The enums are generated from the table in `gen/attrs.py` (committed,
+//! reviewed output); the bit-14 and nesting logic lives in `crate::nla`.
+
+mod sets;
+
+pub use sets::*;

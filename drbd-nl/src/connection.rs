@@ -1,0 +1,289 @@
+//! The netlink socket: one `netlink-proto` connection per handle, family and
+//! group resolved by name through nlctrl.
+//!
+//! The connection carries [`RawGenl`]: bytes after the netlink header, kept
+//! as they came. Decoding happens in this crate, so a message that does not
+//! decode becomes a typed error for the caller instead of being dropped by
+//! the transport (netlink-proto logs and drops payloads that fail to parse,
+//! which would leave a request waiting forever).
+
+use futures::StreamExt;
+use netlink_packet_core::ParseableParametrized;
+use netlink_packet_core::{
+    DecodeError, Emitable, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NetlinkSerializable, NLM_F_REQUEST,
+};
+use netlink_packet_generic::ctrl::nlas::{GenlCtrlAttrs, McastGrpAttrs};
+use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
+use netlink_packet_generic::{GenlHeader, GenlMessage};
+use netlink_proto::sys::AsyncSocket;
+use netlink_proto::sys::{protocols::NETLINK_GENERIC, SocketAddr};
+use netlink_proto::ConnectionHandle;
+
+use crate::error::DrbdError;
+use crate::message::{DRBD_API_VERSION_84, DRBD_EVENTS_GROUP, DRBD_FAMILY_NAME};
+
+/// `GENL_ID_CTRL`: the fixed family id of nlctrl.
+const GENL_ID_CTRL: u16 = 0x10;
+
+/// A generic-netlink payload as bytes: the transport type of the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawGenl {
+    /// `nlmsg_type`: the family id.
+    pub message_type: u16,
+    /// Everything after the netlink header (genl header, DRBD header, attributes).
+    pub payload: Vec<u8>,
+}
+
+impl NetlinkSerializable for RawGenl {
+    fn message_type(&self) -> u16 {
+        self.message_type
+    }
+    fn buffer_len(&self) -> usize {
+        self.payload.len()
+    }
+    fn serialize(&self, buffer: &mut [u8]) {
+        if let Some(dst) = buffer.get_mut(..self.payload.len()) {
+            dst.copy_from_slice(&self.payload);
+        }
+    }
+}
+
+impl NetlinkDeserializable for RawGenl {
+    type Error = DecodeError;
+    fn deserialize(header: &NetlinkHeader, payload: &[u8]) -> Result<Self, DecodeError> {
+        Ok(Self {
+            message_type: header.message_type,
+            payload: payload.to_vec(),
+        })
+    }
+}
+
+impl RawGenl {
+    /// Encodes a generic-netlink message for family `family_id`.
+    pub fn encode<F>(family_id: u16, msg: &GenlMessage<F>) -> Self
+    where
+        F: netlink_packet_generic::GenlFamily + Emitable + std::fmt::Debug,
+    {
+        let mut payload = vec![0u8; Emitable::buffer_len(msg)];
+        msg.emit(&mut payload);
+        Self {
+            message_type: family_id,
+            payload,
+        }
+    }
+
+    /// The genl command byte, if present.
+    pub fn cmd(&self) -> Option<u8> {
+        self.payload.first().copied()
+    }
+}
+
+/// What nlctrl says about the `drbd` family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FamilyInfo {
+    /// The family id (assigned at module load).
+    pub id: u16,
+    /// `CTRL_ATTR_VERSION`: 1 for DRBD 8.4, 2 for DRBD 9.
+    pub version: u32,
+    /// `CTRL_ATTR_HDRSIZE`: 8.
+    pub hdrsize: u32,
+    /// `CTRL_ATTR_MAXATTR`.
+    pub maxattr: u32,
+    /// The `events` multicast group id, if advertised.
+    pub events_group: Option<u32>,
+    /// Command numbers advertised in `CTRL_ATTR_OPS`.
+    pub ops: Vec<u32>,
+}
+
+impl FamilyInfo {
+    /// Refuses anything but the DRBD 8.4 API (version 1, header size 8).
+    /// A DRBD 9 kernel (version 2, or op 44 `NEW_PEER` advertised) gives
+    /// [`DrbdError::UnsupportedApi`].
+    pub fn check_84(&self) -> Result<(), DrbdError> {
+        if self.version != DRBD_API_VERSION_84 || self.ops.contains(&44) {
+            return Err(DrbdError::UnsupportedApi {
+                version: self.version,
+            });
+        }
+        if self.hdrsize != crate::header::DRBD_GENL_HDRLEN as u32 {
+            return Err(DrbdError::Protocol {
+                context: "resolve family drbd".into(),
+                reason: format!("user header size {} (expected 8)", self.hdrsize),
+            });
+        }
+        Ok(())
+    }
+
+    /// The `events` group id, or [`DrbdError::GroupNotFound`].
+    pub fn events_group(&self) -> Result<u32, DrbdError> {
+        self.events_group
+            .ok_or_else(|| DrbdError::GroupNotFound(DRBD_EVENTS_GROUP.to_string()))
+    }
+
+    /// Reads a `CTRL_CMD_NEWFAMILY` reply.
+    pub fn from_ctrl(ctrl: &GenlCtrl) -> Result<Self, DrbdError> {
+        let mut id = None;
+        let mut info = FamilyInfo {
+            id: 0,
+            version: 0,
+            hdrsize: 0,
+            maxattr: 0,
+            events_group: None,
+            ops: Vec::new(),
+        };
+        for nla in &ctrl.nlas {
+            match nla {
+                GenlCtrlAttrs::FamilyId(v) => id = Some(*v),
+                GenlCtrlAttrs::Version(v) => info.version = *v,
+                GenlCtrlAttrs::HdrSize(v) => info.hdrsize = *v,
+                GenlCtrlAttrs::MaxAttr(v) => info.maxattr = *v,
+                GenlCtrlAttrs::Ops(ops) => {
+                    for op in ops {
+                        for a in op {
+                            if let netlink_packet_generic::ctrl::nlas::OpAttrs::Id(n) = a {
+                                info.ops.push(*n);
+                            }
+                        }
+                    }
+                }
+                GenlCtrlAttrs::McastGroups(groups) => {
+                    for g in groups {
+                        let name = g.iter().find_map(|a| match a {
+                            McastGrpAttrs::Name(n) => Some(n.as_str()),
+                            _ => None,
+                        });
+                        let gid = g.iter().find_map(|a| match a {
+                            McastGrpAttrs::Id(n) => Some(*n),
+                            _ => None,
+                        });
+                        if name == Some(DRBD_EVENTS_GROUP) {
+                            info.events_group = gid;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        info.id = id.ok_or_else(|| DrbdError::Protocol {
+            context: "resolve family drbd".into(),
+            reason: "nlctrl reply without CTRL_ATTR_FAMILY_ID".into(),
+        })?;
+        Ok(info)
+    }
+}
+
+/// A spawned netlink-proto connection: the handle, the unsolicited stream,
+/// and the task (aborted when the last owner drops it).
+pub(crate) struct Conn {
+    pub handle: ConnectionHandle<RawGenl>,
+    pub unsolicited:
+        futures::channel::mpsc::UnboundedReceiver<(NetlinkMessage<RawGenl>, SocketAddr)>,
+    pub task: TaskGuard,
+}
+
+/// Aborts the connection task on drop.
+#[derive(Debug)]
+pub(crate) struct TaskGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Opens a generic-netlink socket, optionally joins `group` before the
+/// connection task starts (so nothing is missed), and spawns the task.
+pub(crate) fn open(group: Option<u32>) -> Result<Conn, DrbdError> {
+    let (mut conn, handle, unsolicited) =
+        netlink_proto::new_connection::<RawGenl>(NETLINK_GENERIC)?;
+    let socket = conn.socket_mut().socket_mut();
+    // drbdsetup asks for 1 MiB: a resync can emit bursts of broadcasts.
+    let _ = socket.set_rx_buf_sz(1 << 20);
+    if let Some(g) = group {
+        socket.add_membership(g)?;
+    }
+    let task = TaskGuard(tokio::spawn(conn));
+    Ok(Conn {
+        handle,
+        unsolicited,
+        task,
+    })
+}
+
+/// Sends one request and collects the replies (inner messages); an
+/// `NLMSG_ERROR` with an errno or an `NLMSG_DONE` with one is an error.
+pub(crate) async fn request(
+    handle: &ConnectionHandle<RawGenl>,
+    payload: RawGenl,
+    flags: u16,
+    context: &str,
+) -> Result<Vec<RawGenl>, DrbdError> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
+    msg.finalize();
+    let mut replies = handle
+        .request(msg, SocketAddr::new(0, 0))
+        .map_err(|_| DrbdError::ConnectionClosed)?;
+    let mut out = Vec::new();
+    while let Some(reply) = replies.next().await {
+        match reply.payload {
+            NetlinkPayload::InnerMessage(m) => out.push(m),
+            NetlinkPayload::Error(e) => {
+                if let Some(code) = e.code {
+                    return Err(DrbdError::Netlink {
+                        context: context.to_string(),
+                        source: std::io::Error::from_raw_os_error(-code.get()),
+                    });
+                }
+            }
+            NetlinkPayload::Done(d) => {
+                if d.code != 0 {
+                    return Err(DrbdError::Netlink {
+                        context: context.to_string(),
+                        source: std::io::Error::from_raw_os_error(d.code.saturating_neg()),
+                    });
+                }
+            }
+            NetlinkPayload::Overrun(_) => {
+                return Err(DrbdError::Protocol {
+                    context: context.to_string(),
+                    reason: "netlink overrun".into(),
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves the `drbd` family through nlctrl (`CTRL_CMD_GETFAMILY`).
+pub(crate) async fn resolve_family(
+    handle: &ConnectionHandle<RawGenl>,
+) -> Result<FamilyInfo, DrbdError> {
+    let ctrl = GenlMessage::from_payload(GenlCtrl {
+        cmd: GenlCtrlCmd::GetFamily,
+        nlas: vec![GenlCtrlAttrs::FamilyName(DRBD_FAMILY_NAME.to_string())],
+    });
+    let raw = RawGenl::encode(GENL_ID_CTRL, &ctrl);
+    let replies = match request(handle, raw, NLM_F_REQUEST, "resolve family drbd").await {
+        Err(DrbdError::Netlink { source, .. }) if source.raw_os_error() == Some(libc_enoent()) => {
+            return Err(DrbdError::FamilyNotFound)
+        }
+        other => other?,
+    };
+    let reply = replies.first().ok_or_else(|| DrbdError::Protocol {
+        context: "resolve family drbd".into(),
+        reason: "no reply from nlctrl".into(),
+    })?;
+    let header = GenlHeader::parse(&reply.payload)?;
+    let body = reply.payload.get(4..).unwrap_or(&[]);
+    let ctrl = GenlCtrl::parse_with_param(body, header)?;
+    FamilyInfo::from_ctrl(&ctrl)
+}
+
+const fn libc_enoent() -> i32 {
+    2
+}

@@ -1,0 +1,125 @@
+//! The `events` multicast group as a `Stream` of typed events.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::Stream;
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_proto::sys::SocketAddr;
+
+use crate::connection::{Conn, RawGenl, TaskGuard};
+use crate::error::DrbdError;
+use crate::handle::decode_raw;
+use crate::message::{DrbdCmd, DrbdMessage};
+use crate::status::DeviceStatus;
+
+/// One broadcast from the DRBD module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DrbdEvent {
+    /// `DRBD_EVENT` (cmd 1) with STATE_INFO: a device's state changed, a helper
+    /// ran, or resync progressed (see [`DeviceStatus::reason`]).
+    Device {
+        /// The kernel's broadcast sequence number (what drbdsetup prints first).
+        seq: u32,
+        /// The typed status carried by the event.
+        status: DeviceStatus,
+        /// The whole message (every attribute set).
+        message: DrbdMessage,
+    },
+    /// `DRBD_EVENT` without STATE_INFO (a resource without volumes).
+    Resource {
+        /// Sequence number.
+        seq: u32,
+        /// Resource name.
+        name: Option<String>,
+        /// The whole message.
+        message: DrbdMessage,
+    },
+    /// An events2 notification (cmd 34-41) on the same group: resource,
+    /// device, connection, peer-device state, helper.
+    Notification {
+        /// Sequence number (the events2 counter).
+        seq: u32,
+        /// The message.
+        message: DrbdMessage,
+    },
+}
+
+/// Stream of [`DrbdEvent`]s; undecodable messages are `Err` items, a lost
+/// burst (`ENOBUFS`/overrun) is an `Err` item too: take a new snapshot then.
+pub struct EventStream {
+    rx: UnboundedReceiver<(NetlinkMessage<RawGenl>, SocketAddr)>,
+    family_id: u16,
+    _task: TaskGuard,
+    // The socket's handle must stay alive or the connection stops.
+    _handle: netlink_proto::ConnectionHandle<RawGenl>,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("family_id", &self.family_id)
+            .finish()
+    }
+}
+
+impl EventStream {
+    pub(crate) fn new(conn: Conn, family_id: u16) -> Self {
+        Self {
+            rx: conn.unsolicited,
+            family_id,
+            _task: conn.task,
+            _handle: conn.handle,
+        }
+    }
+}
+
+/// Classifies one decoded broadcast.
+pub fn classify(seq: u32, message: DrbdMessage) -> Result<DrbdEvent, DrbdError> {
+    Ok(match message.cmd {
+        DrbdCmd::Event if message.state_info().is_some() => DrbdEvent::Device {
+            seq,
+            status: DeviceStatus::from_message(&message)?,
+            message,
+        },
+        DrbdCmd::Event => DrbdEvent::Resource {
+            seq,
+            name: message.resource_name().map(str::to_string),
+            message,
+        },
+        _ => DrbdEvent::Notification { seq, message },
+    })
+}
+
+impl Stream for EventStream {
+    type Item = Result<DrbdEvent, DrbdError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let (msg, _addr) = match Pin::new(&mut self.rx).poll_next(cx) {
+                Poll::Ready(Some(m)) => m,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            };
+            let seq = msg.header.sequence_number;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(raw) => {
+                    if raw.message_type != self.family_id {
+                        continue;
+                    }
+                    let item = decode_raw(&raw).and_then(|m| classify(seq, m));
+                    return Poll::Ready(Some(item));
+                }
+                NetlinkPayload::Overrun(_) => {
+                    return Poll::Ready(Some(Err(DrbdError::Protocol {
+                        context: "events".into(),
+                        reason: "netlink overrun: events lost, take a new snapshot".into(),
+                    })))
+                }
+                _ => continue,
+            }
+        }
+    }
+}

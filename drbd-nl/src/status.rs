@@ -1,0 +1,130 @@
+//! Typed status of one DRBD device (or a resource without volumes), read
+//! from a GET_STATUS reply or a DRBD_EVENT broadcast.
+
+use crate::attr::{CfgContext, StateInfo};
+use crate::error::DrbdError;
+use crate::header::MINOR_NONE;
+use crate::message::DrbdMessage;
+use crate::sockaddr::SockAddr;
+use crate::state::{SibReason, State};
+
+/// One device's status, as in `drbdsetup-84 status` / `events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeviceStatus {
+    /// Resource name (CFG_CONTEXT).
+    pub resource: Option<String>,
+    /// Volume number, for device-level messages.
+    pub volume: Option<u32>,
+    /// The device minor; `None` for a resource without volumes.
+    pub minor: Option<u32>,
+    /// The current state word, decoded; `None` when the message has no STATE_INFO.
+    pub state: Option<State>,
+    /// Why the kernel sent it.
+    pub reason: Option<SibReason>,
+    /// State before the change (SIB_STATE_CHANGE).
+    pub prev_state: Option<State>,
+    /// State right after the change (SIB_STATE_CHANGE).
+    pub new_state: Option<State>,
+    /// Device size in sectors.
+    pub capacity: Option<u64>,
+    /// Usermode helper (SIB_HELPER_PRE/POST).
+    pub helper: Option<String>,
+    /// Helper result (SIB_HELPER_POST).
+    pub helper_exit_code: Option<u32>,
+    /// Out-of-sync bits.
+    pub bits_oos: Option<u64>,
+    /// Bits to resync.
+    pub bits_rs_total: Option<u64>,
+    /// Bits that failed to resync.
+    pub bits_rs_failed: Option<u64>,
+    /// Local endpoint, if the resource has one connection.
+    pub local_addr: Option<SockAddr>,
+    /// Peer endpoint, if the resource has one connection.
+    pub peer_addr: Option<SockAddr>,
+}
+
+impl DeviceStatus {
+    /// Reads a GET_STATUS reply or DRBD_EVENT.
+    pub fn from_message(msg: &DrbdMessage) -> Result<Self, DrbdError> {
+        let mut s = DeviceStatus {
+            resource: msg.resource_name().map(str::to_string),
+            volume: None,
+            minor: (msg.header.minor != MINOR_NONE).then_some(msg.header.minor),
+            state: None,
+            reason: None,
+            prev_state: None,
+            new_state: None,
+            capacity: None,
+            helper: None,
+            helper_exit_code: None,
+            bits_oos: None,
+            bits_rs_total: None,
+            bits_rs_failed: None,
+            local_addr: None,
+            peer_addr: None,
+        };
+        if let Some(ctx) = msg.cfg_context() {
+            for f in ctx {
+                match f {
+                    CfgContext::CtxVolume(v) => s.volume = Some(*v),
+                    CfgContext::CtxMyAddr(b) => s.local_addr = SockAddr::from_bytes(b).ok(),
+                    CfgContext::CtxPeerAddr(b) => s.peer_addr = SockAddr::from_bytes(b).ok(),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(si) = msg.state_info() {
+            for f in si {
+                match f {
+                    StateInfo::SibReason(r) => s.reason = Some(SibReason::from_u32(*r)),
+                    StateInfo::CurrentState(w) => s.state = Some(State::from_word(*w)),
+                    StateInfo::PrevState(w) => s.prev_state = Some(State::from_word(*w)),
+                    StateInfo::NewState(w) => s.new_state = Some(State::from_word(*w)),
+                    StateInfo::Capacity(c) => s.capacity = Some(*c),
+                    StateInfo::Helper(h) => s.helper = Some(h.clone()),
+                    StateInfo::HelperExitCode(c) => s.helper_exit_code = Some(*c),
+                    StateInfo::BitsOos(b) => s.bits_oos = Some(*b),
+                    StateInfo::BitsRsTotal(b) => s.bits_rs_total = Some(*b),
+                    StateInfo::BitsRsFailed(b) => s.bits_rs_failed = Some(*b),
+                    _ => {}
+                }
+            }
+            if s.state.is_none() {
+                return Err(DrbdError::Protocol {
+                    context: "status".into(),
+                    reason: "STATE_INFO without current_state".into(),
+                });
+            }
+        }
+        Ok(s)
+    }
+
+    /// `MINOR,RESOURCE[VOLUME]`, the object name `drbdsetup-84 events` prints.
+    pub fn object_name(&self) -> String {
+        format!(
+            "{},{}[{}]",
+            self.minor
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "-".into()),
+            self.resource.as_deref().unwrap_or("-"),
+            self.volume
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into())
+        )
+    }
+
+    /// Resync progress in per-mille, as `drbdsetup events` computes it.
+    pub fn sync_progress_permille(&self) -> Option<u64> {
+        let total = self.bits_rs_total?;
+        if total == 0 {
+            return Some(1000);
+        }
+        let left = self
+            .bits_oos
+            .unwrap_or(0)
+            .saturating_sub(self.bits_rs_failed.unwrap_or(0));
+        let done = total.saturating_sub(left.min(total));
+        Some(done.saturating_mul(1000) / total)
+    }
+}

@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Mode, RoleSource};
 
+/// The reason of the initial [`Authority::Unknown`]: nothing heard yet (held silently, no alarm).
+pub const NO_SIGNAL_YET: &str = "no signal yet";
+
 /// What the external authority says this node should be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "role", content = "reason")]
@@ -432,7 +435,7 @@ impl State {
     /// The initial state for a config: nothing observed, authority unknown.
     pub fn new(config: &Config) -> State {
         State {
-            authority: Authority::Unknown("no signal yet".into()),
+            authority: Authority::Unknown(NO_SIGNAL_YET.into()),
             command_source: matches!(config.role, RoleSource::Command),
             maintenance: false,
             observed: false,
@@ -469,13 +472,15 @@ impl State {
 
     /// Is everything in the authority's wished state?
     pub fn converged(&self) -> bool {
-        self.diff().map(|p| p.is_empty()).unwrap_or(false)
+        !matches!(self.authority, Authority::Unknown(_))
+            && self.diff().map(|p| p.is_empty()).unwrap_or(false)
     }
 
     /// The plan for the current wish, or why none can be made: THE order, written once.
     fn diff(&self) -> Result<Vec<Step>, Notice> {
         let mut steps = Vec::new();
         match &self.authority {
+            Authority::Unknown(reason) if reason == NO_SIGNAL_YET => {}
             Authority::Unknown(reason) => {
                 return Err(Notice::Alarm(format!(
                     "role source: {reason}; holding current state"

@@ -1,0 +1,268 @@
+//! Runs every scenario in `tests/fsm/*.txt` against the pure state machine (see its README).
+
+mod common;
+
+use std::path::Path;
+
+use agent::fsm::{
+    step, Action, Authority, Command, Connection, Disk, DrbdView, Event, Outcome, ResourceView,
+    Role, Snapshot, Stage, State, Step, TargetState, TargetView,
+};
+
+fn role(s: &str) -> Role {
+    match s {
+        "Primary" => Role::Primary,
+        "Secondary" => Role::Secondary,
+        "Unknown" => Role::Unknown,
+        o => panic!("bad role {o}"),
+    }
+}
+
+fn disk(s: &str) -> Disk {
+    match s {
+        "Diskless" => Disk::Diskless,
+        "Attaching" => Disk::Attaching,
+        "Failed" => Disk::Failed,
+        "Negotiating" => Disk::Negotiating,
+        "Inconsistent" => Disk::Inconsistent,
+        "Outdated" => Disk::Outdated,
+        "DUnknown" => Disk::DUnknown,
+        "Consistent" => Disk::Consistent,
+        "UpToDate" => Disk::UpToDate,
+        o => panic!("bad disk {o}"),
+    }
+}
+
+fn conn(s: &str) -> Connection {
+    match s {
+        "StandAlone" => Connection::StandAlone,
+        "WFConnection" => Connection::WFConnection,
+        "Connected" => Connection::Connected,
+        o => Connection::Other(o.to_string()),
+    }
+}
+
+fn tstate(s: &str) -> TargetState {
+    match s {
+        "absent" => TargetState::Absent,
+        "partial" => TargetState::Partial,
+        "serving" => TargetState::Serving,
+        "offline" => TargetState::Offline,
+        o => panic!("bad target state {o}"),
+    }
+}
+
+fn pair(s: &str) -> (&str, &str) {
+    s.split_once('/')
+        .unwrap_or_else(|| panic!("expected A/B, got {s}"))
+}
+
+fn set_kv(v: &mut DrbdView, kv: &str) {
+    let (k, val) = kv
+        .split_once('=')
+        .unwrap_or_else(|| panic!("expected key=value: {kv}"));
+    match k {
+        "role" => v.role = role(val),
+        "peer" => v.peer_role = role(val),
+        "disk" => v.disk = disk(val),
+        "pdisk" => v.peer_disk = disk(val),
+        "conn" => v.connection = conn(val),
+        "up" => v.up = val == "true",
+        o => panic!("bad drbd key {o}"),
+    }
+}
+
+fn run_scenario(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let mut state: Option<State> = None;
+    let mut snap = Snapshot::default();
+    let mut last: Vec<Action> = Vec::new();
+    let mut checked = true;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        let at = |m: String| format!("{}:{}: {m}", path.display(), n + 1);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        match verb {
+            "config" => {
+                let cfg = common::config(words[0], words.get(1) == Some(&"command"));
+                state = Some(State::new(&cfg));
+            }
+            "observe" => {
+                let (r, p) = pair(words[1]);
+                let (d, pd) = pair(words[2]);
+                let mut view = ResourceView {
+                    drbd: DrbdView {
+                        up: true,
+                        role: role(r),
+                        peer_role: role(p),
+                        connection: Connection::Connected,
+                        disk: disk(d),
+                        peer_disk: disk(pd),
+                    },
+                    target: TargetView::default(),
+                };
+                for w in &words[3..] {
+                    if *w == "down" {
+                        view.drbd.up = false;
+                    } else if let Some(t) = w.strip_prefix("target=") {
+                        view.target.state = tstate(t);
+                    } else if let Some(c) = w.strip_prefix("conn=") {
+                        view.drbd.connection = conn(c);
+                    } else {
+                        return Err(at(format!("bad observe word {w}")));
+                    }
+                }
+                snap.resources.insert(words[0].to_string(), view);
+            }
+            "observe-address" => {
+                snap.addresses
+                    .insert(words[0].to_string(), words[1] == "held");
+            }
+            "event" => {
+                if !checked {
+                    return Err(at("previous event has no expect line".into()));
+                }
+                let st = state.take().ok_or_else(|| at("no config line".into()))?;
+                let ev = match words[0] {
+                    "observed" => Event::Observed(snap.clone()),
+                    "authority" => Event::Authority(match words[1] {
+                        "primary" => Authority::Primary,
+                        "secondary" => Authority::Secondary,
+                        _ => Authority::Unknown(words[2..].join(" ")),
+                    }),
+                    "command" => Event::Command(match words[1] {
+                        "promote" => Command::Promote,
+                        _ => Command::Demote,
+                    }),
+                    "maintenance" => Event::Maintenance(words[1] == "on"),
+                    "drbd" => {
+                        let mut v = st
+                            .resources
+                            .get(words[1])
+                            .map(|r| r.view.drbd.clone())
+                            .unwrap_or_default();
+                        for kv in &words[2..] {
+                            set_kv(&mut v, kv);
+                        }
+                        Event::Drbd {
+                            resource: words[1].into(),
+                            view: v,
+                        }
+                    }
+                    "target" => Event::Target {
+                        resource: words[1].into(),
+                        view: TargetView {
+                            state: tstate(words[2]),
+                            sessions: 0,
+                        },
+                    },
+                    "address" => Event::Address {
+                        address: words[1].into(),
+                        held: words[2] == "held",
+                    },
+                    "tick" => Event::Tick,
+                    "executed" => {
+                        let steps: Vec<Step> = last
+                            .iter()
+                            .filter_map(|a| match a {
+                                Action::Run(s) => Some(s.clone()),
+                                _ => None,
+                            })
+                            .collect();
+                        let mut out = Outcome::default();
+                        if words[1] == "ok" {
+                            out.applied = steps;
+                        } else {
+                            let stage: Stage = words[2].parse().map_err(at)?;
+                            let failed = Step {
+                                stage,
+                                object: words[3].into(),
+                            };
+                            let pos = steps
+                                .iter()
+                                .position(|s| *s == failed)
+                                .ok_or_else(|| at(format!("{failed} was not planned")))?;
+                            let done: Vec<Step> = steps.iter().take(pos).cloned().collect();
+                            let mut undo: Vec<Step> = if stage.is_forward() {
+                                done.iter()
+                                    .rev()
+                                    .flat_map(|s| {
+                                        s.stage.undo().iter().map(|u| Step {
+                                            stage: *u,
+                                            object: s.object.clone(),
+                                        })
+                                    })
+                                    .collect()
+                            } else {
+                                Vec::new()
+                            };
+                            undo.sort_by_key(|s| s.stage);
+                            out.applied = done;
+                            out.applied.extend(undo);
+                            out.refused =
+                                matches!(stage, Stage::CheckResource | Stage::ProbeAddress);
+                            out.failed = Some((failed, "injected".into()));
+                        }
+                        Event::Executed(out)
+                    }
+                    o => return Err(at(format!("bad event {o}"))),
+                };
+                let (st, actions) = step(st, ev);
+                state = Some(st);
+                last = actions;
+                checked = false;
+            }
+            "expect" => {
+                let want: Vec<&str> = if rest.trim() == "-" {
+                    Vec::new()
+                } else {
+                    rest.split(';').map(str::trim).collect()
+                };
+                let got: Vec<String> = last.iter().map(ToString::to_string).collect();
+                let ok = want.len() == got.len()
+                    && want.iter().zip(&got).all(|(w, g)| {
+                        if let Some(t) = w.strip_prefix("refuse: ") {
+                            g.starts_with("refuse: ") && g.contains(t)
+                        } else if let Some(t) = w.strip_prefix("alarm: ") {
+                            g.starts_with("alarm: ") && g.contains(t)
+                        } else {
+                            w == g
+                        }
+                    });
+                if !ok {
+                    return Err(at(format!("expected {want:?}\n     got {got:?}")));
+                }
+                checked = true;
+            }
+            o => return Err(at(format!("bad line verb {o}"))),
+        }
+    }
+    if !checked {
+        return Err(format!("{}: last event has no expect", path.display()));
+    }
+    Ok(())
+}
+
+#[test]
+fn scenarios() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fsm");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("scenario dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 15, "scenarios missing");
+    let mut failures = Vec::new();
+    for f in &files {
+        match run_scenario(f) {
+            Ok(()) => println!("ok   {}", f.display()),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -699,22 +699,31 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                     )],
                 );
             }
+            let previous = std::mem::replace(
+                &mut state.authority,
+                match c {
+                    Command::Promote => Authority::Primary,
+                    Command::Demote => Authority::Secondary,
+                },
+            );
             if c == Command::Promote {
-                if state.maintenance {
-                    return (state, vec![Action::Refuse("maintenance is on".into())]);
-                }
-                // Refuse on what is known now; the executor re-checks live before acting.
-                for (name, r) in &state.resources {
-                    if r.view.drbd.peer_role == Role::Primary && r.view.drbd.role != Role::Primary {
-                        let msg = format!("{name}: peer is DRBD Primary");
-                        return (state, vec![Action::Refuse(msg)]);
+                // Refuse on what is known now (the executor re-checks live before acting); a
+                // refused command leaves no pending wish behind.
+                let refusal = if state.maintenance {
+                    Some("maintenance is on".to_string())
+                } else if !state.observed {
+                    Some("the agent has not observed the node yet".to_string())
+                } else {
+                    match state.diff() {
+                        Err(Notice::Refuse(r)) => Some(r),
+                        _ => None,
                     }
+                };
+                if let Some(r) = refusal {
+                    state.authority = previous;
+                    return (state, vec![Action::Refuse(r)]);
                 }
             }
-            state.authority = match c {
-                Command::Promote => Authority::Primary,
-                Command::Demote => Authority::Secondary,
-            };
             state.blocked = None;
             state.last_notice = None;
         }

@@ -1,0 +1,457 @@
+//! The daemon core (fsm + executor) over the in-memory backends: ordering of the real calls,
+//! rollback at every step, idempotence, restart convergence from every mixed state, refusals,
+//! and reactions to backend events.
+
+mod common;
+
+use std::sync::Arc;
+
+use agent::backend::memory::Memory;
+use agent::control::Request;
+use agent::daemon::Daemon;
+use agent::executor::Executor;
+use agent::fsm::{Authority, Disk, Event, Role, Stage, TargetState, TargetView};
+
+type D = Daemon<Memory, Memory, Memory>;
+
+fn setup(name: &str, command: bool) -> (D, Memory) {
+    let cfg = Arc::new(common::config(name, command));
+    let mem = Memory::healthy_secondary(&cfg);
+    let exec = Executor::new(cfg, mem.clone(), mem.clone(), mem.clone());
+    (Daemon::new(exec), mem)
+}
+
+fn assert_secondary(mem: &Memory) {
+    let w = mem.world();
+    for (n, d) in &w.drbd {
+        assert_ne!(d.role, Role::Primary, "{n} left Primary: {:?}", w.log);
+    }
+    for (n, t) in &w.targets {
+        assert_eq!(t.state, TargetState::Absent, "{n} target left: {:?}", w.log);
+    }
+    for (a, h) in &w.addresses {
+        assert!(!h, "{a} left held: {:?}", w.log);
+    }
+}
+
+fn assert_primary(mem: &Memory) {
+    let w = mem.world();
+    for (n, d) in &w.drbd {
+        assert_eq!(d.role, Role::Primary, "{n} not Primary: {:?}", w.log);
+    }
+    for (n, t) in &w.targets {
+        assert_eq!(
+            t.state,
+            TargetState::Serving,
+            "{n} not serving: {:?}",
+            w.log
+        );
+    }
+    for (a, h) in &w.addresses {
+        assert!(h, "{a} not held: {:?}", w.log);
+    }
+}
+
+#[tokio::test]
+async fn promote_then_demote_in_order() {
+    let (mut d, mem) = setup("two", false);
+    assert!(d.observe().await.transitions.is_empty());
+    let h = d.handle(Event::Authority(Authority::Primary)).await;
+    assert_eq!(h.transitions.len(), 1);
+    let rec = &h.transitions[0];
+    assert_eq!(rec.kind, "promote");
+    assert_eq!(rec.result, "ok");
+    // One stage per kind; the two resources share each stage (run concurrently).
+    let stages: Vec<(Stage, usize)> = rec
+        .stages
+        .iter()
+        .map(|s| (s.stage, s.objects.len()))
+        .collect();
+    assert_eq!(
+        stages,
+        vec![
+            (Stage::CheckResource, 2),
+            (Stage::ProbeAddress, 1),
+            (Stage::DrbdPrimary, 2),
+            (Stage::TargetServe, 2),
+            (Stage::AddressClaim, 1),
+        ]
+    );
+    assert_primary(&mem);
+    let log = std::mem::take(&mut mem.world().log);
+    assert_eq!(
+        log,
+        [
+            "probe-address 10.0.0.10/24",
+            "drbd-primary r0",
+            "drbd-primary r1",
+            "target-serve r0",
+            "target-serve r1",
+            "address-claim 10.0.0.10/24"
+        ]
+    );
+    let h = d.handle(Event::Authority(Authority::Secondary)).await;
+    assert_eq!(h.transitions[0].kind, "demote");
+    assert_eq!(h.transitions[0].result, "ok");
+    assert_secondary(&mem);
+    let log = std::mem::take(&mut mem.world().log);
+    assert_eq!(
+        log,
+        [
+            "address-release 10.0.0.10/24",
+            "target-offline r0",
+            "target-offline r1",
+            "target-remove r0",
+            "target-remove r1",
+            "drbd-secondary r0",
+            "drbd-secondary r1"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn idempotent_signals_and_safety_net() {
+    let (mut d, mem) = setup("two-addr", false);
+    d.observe().await;
+    d.handle(Event::Authority(Authority::Primary)).await;
+    assert_primary(&mem);
+    let calls = mem.world().calls;
+    for _ in 0..3 {
+        assert!(d
+            .handle(Event::Authority(Authority::Primary))
+            .await
+            .transitions
+            .is_empty());
+        assert!(d.handle(Event::Tick).await.transitions.is_empty());
+        assert!(d.observe().await.transitions.is_empty());
+    }
+    assert_eq!(mem.world().calls, calls, "no backend call once converged");
+    assert!(d.state().is_some_and(|s| s.converged()));
+}
+
+/// Count the mutating calls of a clean promote, then fail each one in turn.
+#[tokio::test]
+async fn rollback_at_every_step_leaves_node_secondary() {
+    let (mut d, mem) = setup("two-addr", false);
+    d.observe().await;
+    d.handle(Event::Authority(Authority::Primary)).await;
+    let total = mem.world().calls;
+    assert_eq!(total, 8, "2 probes, 2 primary, 2 serve, 2 claim");
+    for n in 1..=total {
+        let (mut d, mem) = setup("two-addr", false);
+        mem.world().fail_at_call = Some(n);
+        d.observe().await;
+        let h = d.handle(Event::Authority(Authority::Primary)).await;
+        assert_eq!(
+            h.transitions.len(),
+            1,
+            "call {n}: one transition, no retry storm"
+        );
+        let rec = &h.transitions[0];
+        assert!(
+            rec.result.starts_with("rolled back") || rec.result.starts_with("refused"),
+            "call {n}: {}",
+            rec.result
+        );
+        assert!(!h.notices.is_empty(), "call {n}: failure reported");
+        assert_secondary(&mem);
+        let st = d.state().expect("state");
+        assert!(st.blocked.is_some(), "call {n}: blocked until a new signal");
+        // Status shows the rollback stages.
+        let status = d.status().expect("status");
+        assert!(status.transitions.iter().any(|t| t.result == rec.result));
+        // The safety net retries and, with the fault gone, promotes.
+        mem.world().fail_at_call = None;
+        let h = d.handle(Event::Tick).await;
+        assert_eq!(
+            h.transitions.last().map(|t| t.result.as_str()),
+            Some("ok"),
+            "call {n}"
+        );
+        assert_primary(&mem);
+    }
+}
+
+#[tokio::test]
+async fn demote_failure_is_reported_not_reversed() {
+    let (mut d, mem) = setup("one", false);
+    d.observe().await;
+    d.handle(Event::Authority(Authority::Primary)).await;
+    mem.world().fail_stage = Some((Stage::TargetRemove, "r0".into()));
+    let h = d.handle(Event::Authority(Authority::Secondary)).await;
+    let rec = &h.transitions[0];
+    assert!(
+        rec.result.starts_with("failed: target-remove r0"),
+        "{}",
+        rec.result
+    );
+    {
+        let w = mem.world();
+        assert_eq!(
+            w.addresses.get("10.0.0.10/24"),
+            Some(&false),
+            "address stays released"
+        );
+        assert_eq!(
+            w.targets.get("r0").map(|t| t.state),
+            Some(TargetState::Offline)
+        );
+        assert_eq!(w.drbd.get("r0").map(|v| v.role), Some(Role::Primary));
+    }
+    mem.world().fail_stage = None;
+    let h = d.handle(Event::Tick).await;
+    assert_eq!(h.transitions[0].result, "ok");
+    assert_secondary(&mem);
+}
+
+/// Every mix of DRBD role x target state x address for two resources, restarted with either
+/// wish: the node converges; a node already in the wished state sees no call at all.
+#[tokio::test]
+async fn restart_converges_from_every_mixed_state() {
+    let roles = [Role::Secondary, Role::Primary];
+    let targets = [
+        TargetState::Absent,
+        TargetState::Partial,
+        TargetState::Serving,
+        TargetState::Offline,
+    ];
+    let mut cases = 0;
+    for wish in [Authority::Primary, Authority::Secondary] {
+        for r0 in roles {
+            for t0 in targets {
+                for r1 in roles {
+                    for t1 in targets {
+                        for held in [false, true] {
+                            let (mut d, mem) = setup("two", false);
+                            {
+                                let mut w = mem.world();
+                                for (n, r, t) in [("r0", r0, t0), ("r1", r1, t1)] {
+                                    if let Some(v) = w.drbd.get_mut(n) {
+                                        v.role = r;
+                                    }
+                                    w.targets.insert(
+                                        n.into(),
+                                        TargetView {
+                                            state: t,
+                                            sessions: 1,
+                                        },
+                                    );
+                                }
+                                w.addresses.insert("10.0.0.10/24".into(), held);
+                            }
+                            let already = match wish {
+                                Authority::Primary => {
+                                    r0 == Role::Primary
+                                        && r1 == Role::Primary
+                                        && t0 == TargetState::Serving
+                                        && t1 == TargetState::Serving
+                                        && held
+                                }
+                                _ => {
+                                    r0 == Role::Secondary
+                                        && r1 == Role::Secondary
+                                        && t0 == TargetState::Absent
+                                        && t1 == TargetState::Absent
+                                        && !held
+                                }
+                            };
+                            d.handle(Event::Authority(wish.clone())).await;
+                            let h = d.observe().await;
+                            let ctx = format!("{wish} {r0:?}/{t0:?} {r1:?}/{t1:?} held={held}");
+                            if wish == Authority::Primary {
+                                assert_primary(&mem);
+                            } else {
+                                assert_secondary(&mem);
+                            }
+                            assert!(h.transitions.iter().all(|t| t.result == "ok"), "{ctx}");
+                            if already {
+                                assert!(h.transitions.is_empty(), "{ctx}: flapped");
+                                assert_eq!(mem.world().calls, 0, "{ctx}");
+                            }
+                            // Nothing that already held was undone: no release while primary.
+                            if wish == Authority::Primary {
+                                let log = &mem.world().log;
+                                assert!(
+                                    log.iter().all(|l| !l.starts_with("address-release")
+                                        && !l.starts_with("drbd-secondary")
+                                        && !l.starts_with("target-remove")),
+                                    "{ctx}: {log:?}"
+                                );
+                            }
+                            assert!(d.state().is_some_and(|s| s.converged()), "{ctx}");
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 256);
+}
+
+#[tokio::test]
+async fn refusals_change_nothing() {
+    // Command source: peer Primary.
+    let (mut d, mem) = setup("one", true);
+    d.observe().await;
+    mem.peer_primary("r0", true);
+    d.observe().await;
+    let r = d.request(Request::Promote).await;
+    assert!(!r.ok);
+    assert!(r.message.contains("peer is DRBD Primary"), "{}", r.message);
+    assert_eq!(mem.world().calls, 0);
+    // Peer became Primary between observation and promote: the live check refuses.
+    let (mut d, mem) = setup("one", true);
+    d.observe().await;
+    mem.world().drbd.get_mut("r0").expect("r0").peer_role = Role::Primary;
+    let r = d.request(Request::Promote).await;
+    assert!(
+        !r.ok && r.message.contains("check-resource r0"),
+        "{}",
+        r.message
+    );
+    assert_secondary(&mem);
+    // Another host answers for the address.
+    let (mut d, mem) = setup("one", true);
+    d.observe().await;
+    mem.world().answered_elsewhere.insert("10.0.0.10/24".into());
+    let r = d.request(Request::Promote).await;
+    assert!(
+        !r.ok && r.message.contains("another host answers"),
+        "{}",
+        r.message
+    );
+    assert_secondary(&mem);
+    let s = r.status.expect("status");
+    assert_eq!(s.authority, Authority::Secondary);
+    // Local disk not UpToDate.
+    let (mut d, mem) = setup("one", true);
+    mem.set_disk("r0", Disk::Outdated);
+    d.observe().await;
+    let r = d.request(Request::Promote).await;
+    assert!(!r.ok && r.message.contains("Outdated"), "{}", r.message);
+    // Maintenance.
+    let (mut d, mem) = setup("one", true);
+    d.observe().await;
+    assert!(d.request(Request::Maintenance { on: true }).await.ok);
+    let r = d.request(Request::Promote).await;
+    assert!(!r.ok && r.message.contains("maintenance"), "{}", r.message);
+    assert_eq!(mem.world().calls, 0);
+    // pool-conf source: commands refused.
+    let (mut d, _) = setup("one", false);
+    d.observe().await;
+    let r = d.request(Request::Promote).await;
+    assert!(!r.ok && r.message.contains("pool-conf"), "{}", r.message);
+}
+
+#[tokio::test]
+async fn command_promote_and_demote() {
+    let (mut d, mem) = setup("two", true);
+    d.observe().await;
+    let r = d.request(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
+    assert!(r.message.starts_with("promote done in"), "{}", r.message);
+    assert_primary(&mem);
+    let r = d.request(Request::Promote).await;
+    assert!(r.ok && r.message == "nothing to do", "{}", r.message);
+    let r = d.request(Request::Demote).await;
+    assert!(r.ok, "{}", r.message);
+    assert_secondary(&mem);
+    let s = d.request(Request::Status).await.status.expect("status");
+    assert_eq!(s.transitions.len(), 2);
+    assert!(s.render().contains("drbd-primary r0,r1"));
+}
+
+/// Events from the backends, through the daemon's channel as in production.
+#[tokio::test]
+async fn backend_events_repair() {
+    let cfg = Arc::new(common::config("two", false));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mem = Memory::healthy_secondary(&cfg).with_events(tx);
+    let exec = Executor::new(cfg, mem.clone(), mem.clone(), mem.clone());
+    let mut d = Daemon::new(exec);
+    d.observe().await;
+    d.handle(Event::Authority(Authority::Primary)).await;
+    assert_primary(&mem);
+
+    // tgtd restarted empty: the targets come back, the address is not touched.
+    mem.world().log.clear();
+    mem.tgtd_restarted();
+    while let Ok(ev) = rx.try_recv() {
+        d.handle(ev).await;
+    }
+    assert_primary(&mem);
+    assert_eq!(mem.world().log, ["target-serve r0", "target-serve r1"]);
+
+    // Address removed by hand: probed and claimed back.
+    mem.world().log.clear();
+    mem.address_removed("10.0.0.10/24");
+    while let Ok(ev) = rx.try_recv() {
+        d.handle(ev).await;
+    }
+    assert_primary(&mem);
+    assert_eq!(
+        mem.world().log,
+        ["probe-address 10.0.0.10/24", "address-claim 10.0.0.10/24"]
+    );
+
+    // Peer lost: nothing to do.
+    mem.world().log.clear();
+    mem.peer_lost("r0");
+    while let Ok(ev) = rx.try_recv() {
+        assert!(d.handle(ev).await.transitions.is_empty());
+    }
+    // Local disk failed while primary: an alarm, no demote.
+    mem.set_disk("r1", Disk::Failed);
+    let mut alarms = 0;
+    while let Ok(ev) = rx.try_recv() {
+        let h = d.handle(ev).await;
+        assert!(h.transitions.is_empty());
+        alarms += h.notices.len();
+    }
+    assert_eq!(alarms, 1);
+    assert!(mem.world().log.is_empty());
+
+    // Role changed by someone else (demoted by hand while the target holds it: DRBD would
+    // refuse, but suppose it happened): promoted back.
+    mem.set_role("r0", Role::Secondary);
+    while let Ok(ev) = rx.try_recv() {
+        d.handle(ev).await;
+    }
+    assert_eq!(
+        mem.world().drbd.get("r0").map(|v| v.role),
+        Some(Role::Primary)
+    );
+}
+
+#[tokio::test]
+async fn managed_resource_is_brought_up() {
+    let (mut d, mem) = setup("managed", false);
+    mem.world().drbd.clear();
+    d.observe().await;
+    let h = d.handle(Event::Authority(Authority::Primary)).await;
+    // Bring-up, then (the memory backend reports UpToDate on the next observation) promote.
+    assert_eq!(h.transitions[0].stages[0].stage, Stage::DrbdUp);
+    let h = d.observe().await;
+    assert_eq!(h.transitions.len(), 1);
+    assert_primary(&mem);
+}
+
+#[tokio::test]
+async fn claim_failure_rolls_back_in_demote_order() {
+    let (mut d, mem) = setup("one", false);
+    d.observe().await;
+    mem.world().fail_stage = Some((Stage::AddressClaim, "10.0.0.10/24".into()));
+    let h = d.handle(Event::Authority(Authority::Primary)).await;
+    let rec = &h.transitions[0];
+    assert!(
+        rec.result.starts_with("rolled back: address-claim"),
+        "{}",
+        rec.result
+    );
+    assert!(rec
+        .stages
+        .iter()
+        .any(|s| s.rollback && s.stage == Stage::DrbdSecondary));
+    assert_secondary(&mem);
+}

@@ -1,0 +1,173 @@
+//! `lab`: the lab from a command line.
+//!
+//! ```text
+//! lab up [--nodes N]        boot a lab and leave it running (state in target/lab-run/)
+//! lab status [NAME]         addresses, pids, DRBD state of running labs
+//! lab run NAME NODE SCRIPT  run a shell script in a guest (node a, b, …) and print its output
+//! lab down [NAME|--all]     stop a lab (all labs with --all)
+//! lab drill                 up, replicated disk over iSCSI via a floating IP, SIGKILL of the primary,
+//!                           takeover, read again, report timings, down
+//! ```
+
+use anyhow::{anyhow, bail, Context, Result};
+use lab::{Lab, LabConfig, LabState};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: lab up [--nodes N] | status [NAME] | run NAME NODE SCRIPT | down [NAME|--all] | drill"
+    );
+    std::process::exit(2)
+}
+
+fn main() {
+    if let Err(e) = lab::guard::install_signal_cleanup() {
+        eprintln!("lab: cannot install signal handler: {e}");
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("up") => up(&args[1..]),
+        Some("status") => status(args.get(1).map(String::as_str)),
+        Some("run") => run(&args[1..]),
+        Some("down") => down(args.get(1).map(String::as_str)),
+        Some("drill") => lab::drill::drill().map(|_| ()),
+        _ => usage(),
+    };
+    if let Err(e) = r {
+        eprintln!("lab: error: {e:#}");
+        lab::guard::cleanup_registered();
+        std::process::exit(1);
+    }
+}
+
+fn prereqs() -> Result<()> {
+    if let Some(m) = lab::missing_prereqs() {
+        bail!("prerequisites missing: {m}");
+    }
+    Ok(())
+}
+
+fn up(args: &[String]) -> Result<()> {
+    prereqs()?;
+    let mut cfg = LabConfig {
+        detached: true,
+        ..LabConfig::default()
+    };
+    if let Some(i) = args.iter().position(|a| a == "--nodes") {
+        cfg.nodes = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .filter(|n| (1..=8).contains(n))
+            .ok_or_else(|| anyhow!("--nodes takes 1..8"))?;
+    }
+    let lab = Lab::start_with(cfg)?;
+    println!(
+        "lab {} up in {:.2}s",
+        lab.name(),
+        lab.boot_time.as_secs_f64()
+    );
+    print_lab(&lab);
+    let st = lab.detach()?;
+    println!("state: {}", st.display());
+    Ok(())
+}
+
+fn print_lab(lab: &Lab) {
+    println!("  run dir: {}", lab.run_dir().display());
+    println!(
+        "  client : netns {} ip {} (try: ip netns exec {} ping {})",
+        lab.client().netns(),
+        lab.client().ip(),
+        lab.client().netns(),
+        lab::net::node_ip(0)
+    );
+    println!("  vip    : {} (spare floating address)", lab.floating_ip());
+    for n in lab.nodes() {
+        println!(
+            "  node {} : ip {} mac {} pid {} console {}",
+            n.name(),
+            n.ip(),
+            n.mac(),
+            n.pid().map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            lab.run_dir()
+                .join(format!("{}.console.log", n.name()))
+                .display()
+        );
+    }
+}
+
+fn status(name: Option<&str>) -> Result<()> {
+    let names = match name {
+        Some(n) => vec![n.to_string()],
+        None => LabState::list(),
+    };
+    if names.is_empty() {
+        println!(
+            "no labs running (state dir {})",
+            lab::guard::state_dir().display()
+        );
+    }
+    for n in names {
+        let lab = Lab::attach(&n)?;
+        println!("lab {n}");
+        print_lab(&lab);
+        for node in lab.nodes() {
+            if node.pid().is_none() {
+                println!("  node {}: powered off", node.name());
+                continue;
+            }
+            match node.run_timeout(
+                "head -n 3 /proc/drbd; ip -4 -o addr show eth0 | awk '{print \"eth0\", $4}'",
+                std::time::Duration::from_secs(10),
+            ) {
+                Ok(o) => {
+                    for l in o.stdout.lines() {
+                        println!("  node {}: {l}", node.name());
+                    }
+                }
+                Err(e) => println!("  node {}: control channel: {e}", node.name()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let (Some(name), Some(node), Some(script)) = (args.first(), args.get(1), args.get(2)) else {
+        usage()
+    };
+    let lab = Lab::attach(name)?;
+    let n = lab
+        .nodes()
+        .iter()
+        .find(|x| x.name() == node)
+        .with_context(|| format!("no node {node} in lab {name}"))?;
+    let o = n.run(script)?;
+    print!("{}", o.stdout);
+    eprint!("{}", o.stderr);
+    std::process::exit(o.rc);
+}
+
+fn down(name: Option<&str>) -> Result<()> {
+    let names = match name {
+        Some("--all") | None => LabState::list(),
+        Some(n) => vec![n.to_string()],
+    };
+    if name.is_none() && names.len() > 1 {
+        bail!("several labs run ({names:?}): name one or pass --all");
+    }
+    for n in &names {
+        match LabState::load(n) {
+            Ok(st) => {
+                let pids: Vec<i32> = st.nodes.iter().map(|x| x.pid).collect();
+                lab::guard::cleanup(n, &pids, Some(&st.run_dir));
+            }
+            Err(_) => lab::guard::cleanup(n, &[], None),
+        }
+        println!("lab {n} down");
+    }
+    let swept = lab::guard::sweep_stale();
+    if !swept.is_empty() {
+        println!("swept stale labs: {swept:?}");
+    }
+    Ok(())
+}

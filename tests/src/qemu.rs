@@ -1,0 +1,391 @@
+//! QEMU processes and the control channel.
+//!
+//! Each guest has two serial ports. ttyS0 is the kernel console, written by QEMU itself to a log
+//! file (`-chardev file`): nothing on the host has to read it, so it can never stall the guest, also
+//! when the lab runs detached. ttyS1 (`-chardev socket,server=on,wait=off`) carries only framed
+//! commands (see `crate::initramfs::CTL`); a reader thread per connection drains it continuously and
+//! hands complete replies to the caller through a channel with a timeout. While no client is
+//! connected QEMU discards what the guest writes there, so a detached lab cannot stall either.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use crate::Output;
+
+/// Everything needed to (re)start one guest.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GuestSpec {
+    /// Lab network namespace QEMU runs in.
+    pub netns: String,
+    /// QEMU argv (without `ip netns exec`).
+    pub argv: Vec<String>,
+    /// Console (ttyS0) log file, appended to across boots.
+    pub console: PathBuf,
+    /// Control socket (ttyS1).
+    pub ctl_sock: PathBuf,
+    /// QEMU's own stdout/stderr.
+    pub qemu_log: PathBuf,
+}
+
+/// Inputs of [`qemu_argv`].
+pub struct ArgvInput<'a> {
+    /// Node name (`a`, `b`, …), reaches the guest as `lab_node=`.
+    pub node: &'a str,
+    /// Guest address.
+    pub ip: std::net::Ipv4Addr,
+    /// Guest MAC.
+    pub mac: &'a str,
+    /// Tap in the lab namespace.
+    pub tap: &'a str,
+    /// ELF kernel.
+    pub kernel: &'a Path,
+    /// Initramfs.
+    pub initrd: &'a Path,
+    /// Backing disk (raw) → `/dev/vda`.
+    pub disk: &'a Path,
+    /// Directory shared read-only at `/lab/target` (none: no 9p device).
+    pub share: Option<&'a Path>,
+    /// Guest memory in MiB.
+    pub mem_mib: u32,
+    /// Console log file.
+    pub console: &'a Path,
+    /// Control socket path.
+    pub ctl_sock: &'a Path,
+}
+
+/// The QEMU command line of one guest (`-accel tcg -cpu max`: KVM does not run stock kernels here).
+pub fn qemu_argv(a: &ArgvInput<'_>) -> Vec<String> {
+    let mut append = format!(
+        "console=ttyS0 quiet panic=-1 lab_node={} lab_ip={}",
+        a.node, a.ip
+    );
+    let mut v: Vec<String> = [
+        "qemu-system-x86_64",
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(["-m".into(), a.mem_mib.to_string()]);
+    v.extend(["-kernel".into(), a.kernel.display().to_string()]);
+    v.extend(["-initrd".into(), a.initrd.display().to_string()]);
+    v.extend([
+        "-chardev".into(),
+        format!("file,id=con,path={},append=on", a.console.display()),
+        "-serial".into(),
+        "chardev:con".into(),
+        "-chardev".into(),
+        format!(
+            "socket,id=ctl,path={},server=on,wait=off",
+            a.ctl_sock.display()
+        ),
+        "-serial".into(),
+        "chardev:ctl".into(),
+        "-netdev".into(),
+        format!("tap,id=n0,ifname={},script=no,downscript=no", a.tap),
+        "-device".into(),
+        format!("virtio-net-pci,netdev=n0,mac={}", a.mac),
+        "-drive".into(),
+        format!(
+            "file={},if=virtio,format=raw,cache=unsafe",
+            a.disk.display()
+        ),
+    ]);
+    if let Some(share) = a.share {
+        v.extend([
+            "-virtfs".into(),
+            format!(
+                "local,path={},mount_tag=labtarget,security_model=none,readonly=on",
+                share.display()
+            ),
+        ]);
+        append.push_str(" lab_9p=labtarget");
+    }
+    v.extend(["-append".into(), append]);
+    v
+}
+
+/// Starts QEMU inside `spec.netns`. `detached`: own process group, so it outlives the caller and
+/// ignores the terminal's Ctrl-C.
+pub fn spawn(spec: &GuestSpec, detached: bool) -> Result<Child> {
+    let _ = std::fs::remove_file(&spec.ctl_sock);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.qemu_log)
+        .with_context(|| format!("open {}", spec.qemu_log.display()))?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &spec.netns])
+        .args(&spec.argv)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if detached {
+        cmd.process_group(0);
+    }
+    // `ip netns exec` execs QEMU, so the child's pid is QEMU's pid.
+    cmd.spawn().context("cannot start qemu-system-x86_64")
+}
+
+/// True if process `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit_once(')')
+            .map(|(_, r)| r.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// `VmHWM` (peak resident set) of `pid` in KiB.
+pub fn peak_rss_kib(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// SIGKILL `pid` and wait (up to 5 s) until it is gone.
+pub fn kill_pid(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let t = Instant::now();
+    while alive(pid) && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reads `path` from byte `from` (lossy UTF-8; empty if missing).
+pub fn read_from(path: &Path, from: u64) -> String {
+    let b = std::fs::read(path).unwrap_or_default();
+    let from = usize::try_from(from).unwrap_or(usize::MAX).min(b.len());
+    String::from_utf8_lossy(b.get(from..).unwrap_or_default()).into_owned()
+}
+
+/// Waits until `needle` appears in `path` after byte `from`, while `pid` lives.
+pub fn wait_log(path: &Path, from: u64, needle: &str, pid: i32, timeout: Duration) -> Result<()> {
+    let t = Instant::now();
+    loop {
+        if read_from(path, from).contains(needle) {
+            return Ok(());
+        }
+        if !alive(pid) {
+            bail!("QEMU (pid {pid}) exited before `{needle}`");
+        }
+        if t.elapsed() > timeout {
+            bail!(
+                "timeout ({timeout:?}) waiting for `{needle}` in {}",
+                path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---- base64 (standard alphabet), small enough to keep here ----
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding, no line breaks.
+pub fn b64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [
+            c.first().copied().unwrap_or(0),
+            c.get(1).copied().unwrap_or(0),
+            c.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].iter().enumerate() {
+            if i <= c.len() {
+                out.push(char::from(B64[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes base64, skipping whitespace; stops at `=`; Err on a foreign character.
+pub fn b64_decode(text: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0u32;
+    for ch in text.bytes() {
+        let v = match ch {
+            b'A'..=b'Z' => ch - b'A',
+            b'a'..=b'z' => ch - b'a' + 26,
+            b'0'..=b'9' => ch - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            b' ' | b'\n' | b'\r' | b'\t' => continue,
+            _ => bail!("invalid base64 byte {ch:#x}"),
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Ok(out)
+}
+
+// ---- control channel ----
+
+static IDS: AtomicU64 = AtomicU64::new(1);
+
+struct Reply {
+    id: String,
+    rc: i32,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// One connection to a guest's control port.
+pub struct Ctl {
+    stream: UnixStream,
+    rx: Receiver<Reply>,
+}
+
+impl Ctl {
+    /// Connects to the control socket (retrying until `timeout` while QEMU creates it) and starts
+    /// the draining reader thread.
+    pub fn connect(sock: &Path, timeout: Duration) -> Result<Ctl> {
+        let t = Instant::now();
+        let stream = loop {
+            match UnixStream::connect(sock) {
+                Ok(s) => break s,
+                Err(e) if t.elapsed() > timeout => {
+                    return Err(e).with_context(|| format!("connect {}", sock.display()))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        let reader = stream.try_clone()?;
+        std::thread::Builder::new()
+            .name("lab-ctl-reader".into())
+            .spawn(move || {
+                let mut r = BufReader::new(reader);
+                let mut line = Vec::new();
+                let mut cur: Option<(String, Vec<u8>, Vec<u8>)> = None;
+                loop {
+                    line.clear();
+                    match r.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    let l = String::from_utf8_lossy(&line);
+                    let l = l.trim_end_matches(['\n', '\r']);
+                    if let Some(id) = l.strip_prefix("BEGIN ") {
+                        cur = Some((id.to_string(), Vec::new(), Vec::new()));
+                    } else if let Some(b) = l.strip_prefix("O ") {
+                        if let (Some(c), Ok(d)) = (cur.as_mut(), b64_decode(b)) {
+                            c.1.extend(d);
+                        }
+                    } else if let Some(b) = l.strip_prefix("E ") {
+                        if let (Some(c), Ok(d)) = (cur.as_mut(), b64_decode(b)) {
+                            c.2.extend(d);
+                        }
+                    } else if let Some(rest) = l.strip_prefix("END ") {
+                        let (id, rc) = rest.split_once(" rc=").unwrap_or((rest, "-1"));
+                        if let Some((cid, o, e)) = cur.take() {
+                            if cid == id {
+                                let rc = rc.trim().parse().unwrap_or(-1);
+                                let reply = Reply {
+                                    id: cid,
+                                    rc,
+                                    stdout: o,
+                                    stderr: e,
+                                };
+                                if tx.send(reply).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(Ctl { stream, rx })
+    }
+
+    /// Runs `script` with `sh` in the guest; Err on timeout or a dead channel.
+    pub fn run(&mut self, script: &str, timeout: Duration) -> Result<Output> {
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            IDS.fetch_add(1, Ordering::SeqCst)
+        );
+        let line = format!("CMD {id} {}\n", b64_encode(script.as_bytes()));
+        self.stream
+            .write_all(line.as_bytes())
+            .context("write to the control channel")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(r) if r.id == id => {
+                    return Ok(Output {
+                        rc: r.rc,
+                        stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
+                        stderr: String::from_utf8_lossy(&r.stderr).into_owned(),
+                    })
+                }
+                Ok(_) => continue, // a late reply to an earlier, timed-out command
+                Err(RecvTimeoutError::Timeout) => return Err(anyhow!("timeout after {timeout:?}")),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(anyhow!("control channel closed (guest down?)"))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Ctl {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trip() {
+        for n in 0..300usize {
+            let data: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+            let e = b64_encode(&data);
+            assert_eq!(b64_decode(&e).unwrap(), data);
+        }
+        assert_eq!(b64_encode(b"foobar"), "Zm9vYmFy");
+        assert_eq!(b64_encode(b"fo"), "Zm8=");
+        assert_eq!(b64_decode("Zm9v\nYmE=").unwrap(), b"fooba");
+        assert!(b64_decode("Zm9v*").is_err());
+    }
+}

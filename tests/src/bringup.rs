@@ -107,6 +107,13 @@ pub fn proc_drbd_line(node: &Node, r: &Resource) -> Result<String> {
 /// Brings a fresh pair to `Connected`, `UpToDate/UpToDate` (initial sync skipped with
 /// `new-current-uuid --clear-bitmap`), `a` Primary. Both nodes are configured in parallel.
 pub fn drbd84_pair_up(a: &Node, b: &Node, r: &Resource) -> Result<()> {
+    drbd84_pair_connect(a, b, r)?;
+    drbd84_skip_sync_and_promote(a, r)
+}
+
+/// Fresh metadata, attach and connect on both nodes (in parallel); returns when `a` sees
+/// `cs:Connected`.
+pub fn drbd84_pair_connect(a: &Node, b: &Node, r: &Resource) -> Result<()> {
     std::thread::scope(|s| -> Result<()> {
         let hb = s.spawn(|| -> Result<()> {
             drbd84_attach(b, r, true)?;
@@ -125,6 +132,13 @@ pub fn drbd84_pair_up(a: &Node, b: &Node, r: &Resource) -> Result<()> {
         "DRBD Connected",
         Duration::from_secs(30),
     )?;
+    Ok(())
+}
+
+/// On a fresh `Connected` pair: `new-current-uuid --clear-bitmap` (both `UpToDate` without an
+/// initial sync), then `primary` on `a`.
+pub fn drbd84_skip_sync_and_promote(a: &Node, r: &Resource) -> Result<()> {
+    let m = r.minor;
     a.run_ok(&format!("drbdsetup-84 new-current-uuid --clear-bitmap {m}"))?;
     wait_until(
         a,

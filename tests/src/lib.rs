@@ -99,6 +99,14 @@ pub fn profile_dir() -> Option<PathBuf> {
     }
 }
 
+/// Host path of a binary of this workspace (`<profile dir>/<name>`, e.g. `iscsi-read`), for
+/// [`Client::run`].
+pub fn host_bin(name: &str) -> PathBuf {
+    profile_dir()
+        .map(|d| d.join(name))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 /// Persisted description of a running lab (`target/lab-run/<name>.json`), so `lab status` and
 /// `lab down` work from other processes.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -1,0 +1,321 @@
+//! The [`Vip`] handle: claim, release, is-held, watch.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtnetlink::Handle;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::address::{add_address, del_address, find_address, link_by_index, link_by_name};
+use crate::announce::{frames, send_round, spawn_rest, AnnouncePolicy, Announcements, Schedule};
+use crate::error::VipError;
+use crate::packet::MacAddr;
+use crate::probe::{probe, ProbePolicy};
+use crate::socket::PacketSocket;
+use crate::watch::VipWatch;
+
+/// How to claim: probe first (or not), then how to announce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ClaimOptions {
+    /// Conflict probe before adding; `None` skips it (what IPaddr2 and keepalived do).
+    pub probe: Option<ProbePolicy>,
+    /// Announcement schedule.
+    pub announce: AnnouncePolicy,
+}
+
+impl Default for ClaimOptions {
+    fn default() -> Self {
+        ClaimOptions {
+            probe: Some(ProbePolicy::default()),
+            announce: AnnouncePolicy::default(),
+        }
+    }
+}
+
+impl ClaimOptions {
+    /// No probe, default announcements: the fastest claim.
+    pub fn without_probe() -> Self {
+        ClaimOptions {
+            probe: None,
+            ..ClaimOptions::default()
+        }
+    }
+
+    /// Replaces the probe policy.
+    pub fn probe(mut self, p: Option<ProbePolicy>) -> Self {
+        self.probe = p;
+        self
+    }
+
+    /// Replaces the announce policy.
+    pub fn announce(mut self, a: AnnouncePolicy) -> Self {
+        self.announce = a;
+        self
+    }
+}
+
+/// What a claim did and how long each step took.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ClaimReport {
+    /// The address was already on the interface: no probe, no add, only a new announcement
+    /// schedule.
+    pub already_held: bool,
+    /// Interface index.
+    pub ifindex: u32,
+    /// MAC address announced.
+    pub mac: MacAddr,
+    /// Probe time (`None` when not probed).
+    pub probe: Option<Duration>,
+    /// Link/address checks before the probe (two netlink round trips).
+    pub check: Duration,
+    /// `RTM_NEWADDR` round trip (zero when already held).
+    pub add: Duration,
+    /// Sending the first announcement.
+    pub first_announce: Duration,
+    /// Whole claim.
+    pub total: Duration,
+    /// Results of every announcement of this claim, the first one included.
+    pub announcements: Announcements,
+}
+
+/// What a release did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReleaseReport {
+    /// The address was on the interface and is now gone (`false`: nothing to do).
+    pub removed: bool,
+    /// Whole release.
+    pub total: Duration,
+}
+
+/// A floating address (with prefix) on one interface.
+///
+/// Needs a tokio runtime with I/O and time enabled: it runs its own rtnetlink connection
+/// task. Dropping it stops any announcements still scheduled (the address stays).
+#[derive(Debug)]
+pub struct Vip {
+    iface: String,
+    addr: IpAddr,
+    prefix: u8,
+    handle: Handle,
+    conn: JoinHandle<()>,
+    sender: Option<(u32, Arc<PacketSocket>)>,
+    announcer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Vip {
+    fn drop(&mut self) {
+        self.stop_announcing();
+        self.conn.abort();
+    }
+}
+
+impl Vip {
+    /// A handle for `addr/prefix` on `iface`. Checks the address, opens a netlink socket; the
+    /// interface itself is looked up at each claim (it may come and go).
+    pub fn new(iface: impl Into<String>, addr: IpAddr, prefix: u8) -> Result<Vip, VipError> {
+        let iface = iface.into();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max || addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+            return Err(VipError::InvalidAddress { addr, prefix });
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(VipError::Io {
+                op: "Vip::new",
+                source: std::io::Error::other("no tokio runtime"),
+            });
+        }
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| VipError::io("netlink socket", &iface, e))?;
+        let conn = tokio::spawn(conn);
+        Ok(Vip {
+            iface,
+            addr,
+            prefix,
+            handle,
+            conn,
+            sender: None,
+            announcer: None,
+        })
+    }
+
+    /// Interface name.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// The floating address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// Its prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    fn stop_announcing(&mut self) {
+        if let Some(t) = self.announcer.take() {
+            t.abort();
+        }
+    }
+
+    fn sender(&mut self, ifindex: u32) -> Result<Arc<PacketSocket>, VipError> {
+        match &self.sender {
+            Some((i, s)) if *i == ifindex => Ok(s.clone()),
+            _ => {
+                let s = Arc::new(
+                    PacketSocket::sender(ifindex)
+                        .map_err(|e| VipError::io("open packet socket", &self.iface, e))?,
+                );
+                self.sender = Some((ifindex, s.clone()));
+                Ok(s)
+            }
+        }
+    }
+
+    /// Claims the address: checks the interface (exists, up, Ethernet) and that no other
+    /// interface holds the address; probes (if enabled); adds it (IPv6 with `IFA_F_NODAD`);
+    /// sends the first announcement and returns once it is on the wire; the rest of the
+    /// schedule runs in the background (see [`ClaimReport::announcements`]).
+    ///
+    /// Equivalent to `arping -D` / `ndisc6`-style DAD, then `ip addr add ADDR/PREFIX dev IF
+    /// [nodad]`, then `arping -U` / IPaddr2's `send_arp` / `send_ua`.
+    ///
+    /// Idempotent: claiming a held address skips probe and add and restarts the announcements.
+    /// If the first announcement cannot be sent, an address this call added is removed again.
+    pub async fn claim(&mut self, opts: &ClaimOptions) -> Result<ClaimReport, VipError> {
+        let start = Instant::now();
+        self.stop_announcing();
+        let link = link_by_name(&self.handle, &self.iface).await?;
+        if !link.is_up() {
+            return Err(VipError::InterfaceDown {
+                iface: self.iface.clone(),
+            });
+        }
+        let mac = link.mac.ok_or_else(|| VipError::NotEthernet {
+            iface: self.iface.clone(),
+        })?;
+        let holders = find_address(&self.handle, self.addr).await?;
+        let already_held = holders.iter().any(|(i, _)| *i == link.index);
+        if let Some((other, _)) = holders.iter().find(|(i, _)| *i != link.index) {
+            let iface = match link_by_index(&self.handle, *other).await {
+                Ok(l) => l.name,
+                Err(_) => format!("#{other}"),
+            };
+            return Err(VipError::AddressOnOtherInterface {
+                addr: self.addr,
+                iface,
+            });
+        }
+        let sock = self.sender(link.index)?;
+        let check = start.elapsed();
+
+        let mut probe_time = None;
+        if let (false, Some(p)) = (already_held, &opts.probe) {
+            probe_time =
+                Some(probe(&sock, link.index, &self.iface, mac, self.addr, p).await?);
+        }
+
+        let t = Instant::now();
+        let added = if already_held {
+            false
+        } else {
+            add_address(&self.handle, &link, self.addr, self.prefix).await?
+        };
+        let add = t.elapsed();
+
+        let t = Instant::now();
+        let frames = frames(mac, self.addr, opts.announce.mode);
+        let first = send_round(&sock, &frames, &self.iface, t, 0, 0).await;
+        let first_announce = t.elapsed();
+        if let Some(err) = first.iter().find_map(|r| r.result.as_ref().err()) {
+            tracing::warn!(iface = %self.iface, addr = %self.addr, %err, "first announcement failed");
+            let err = match first.into_iter().find_map(|r| r.result.err()) {
+                Some(e) => e,
+                None => VipError::Io {
+                    op: "send announcement",
+                    source: std::io::Error::other("unknown"),
+                },
+            };
+            if added {
+                del_address(&self.handle, link.index, &self.iface, self.addr, self.prefix)
+                    .await?;
+            }
+            return Err(err);
+        }
+        let (announcements, task) = spawn_rest(
+            first,
+            Schedule {
+                sock,
+                frames,
+                iface: self.iface.clone(),
+                policy: opts.announce.clone(),
+                start: t,
+            },
+        );
+        self.announcer = Some(task);
+        Ok(ClaimReport {
+            already_held,
+            ifindex: link.index,
+            mac,
+            probe: probe_time,
+            check,
+            add,
+            first_announce,
+            total: start.elapsed(),
+            announcements,
+        })
+    }
+
+    /// Releases the address: stops announcements and deletes it (equivalent to `ip addr del
+    /// ADDR/PREFIX dev IF`). Idempotent: an address (or interface) already gone is not an
+    /// error.
+    pub async fn release(&mut self) -> Result<ReleaseReport, VipError> {
+        let start = Instant::now();
+        self.stop_announcing();
+        let link = match link_by_name(&self.handle, &self.iface).await {
+            Ok(l) => l,
+            Err(VipError::UnknownInterface { .. }) => {
+                return Ok(ReleaseReport {
+                    removed: false,
+                    total: start.elapsed(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let removed =
+            del_address(&self.handle, link.index, &self.iface, self.addr, self.prefix).await?;
+        Ok(ReleaseReport {
+            removed,
+            total: start.elapsed(),
+        })
+    }
+
+    /// Whether the address is on the interface now (equivalent to `ip addr show dev IF to
+    /// ADDR`).
+    pub async fn is_held(&self) -> Result<bool, VipError> {
+        let link = match link_by_name(&self.handle, &self.iface).await {
+            Ok(l) => l,
+            Err(VipError::UnknownInterface { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        Ok(find_address(&self.handle, self.addr)
+            .await?
+            .iter()
+            .any(|(i, _)| *i == link.index))
+    }
+
+    /// Watches the address and its interface (equivalent to `ip monitor link address`): see
+    /// [`VipEvent`](crate::VipEvent).
+    pub async fn watch(&self) -> Result<VipWatch, VipError> {
+        let link = link_by_name(&self.handle, &self.iface).await?;
+        VipWatch::new(link.index, &self.iface, self.addr).await
+    }
+}

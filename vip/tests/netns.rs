@@ -1,0 +1,358 @@
+//! Root tests on the host kernel: three namespaces (A, B, C) on a bridge, built and removed by
+//! `lab::Lab`. A and B run the code under test; C only listens (it sends nothing, its
+//! neighbour table is read through rtnetlink). Without root or namespaces: SKIP, or FAIL under
+//! `CI=true`.
+
+mod lab;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use lab::{in_ns, lab, wait_neighbour};
+use rtnetlink::packet_route::neighbour::NeighbourState;
+use rtnetlink::{AddressMessageBuilder, LinkUnspec};
+use vip::{
+    AnnouncePolicy, ClaimOptions, FrameKind, MacAddr, ProbePolicy, Vip, VipError, VipEvent,
+};
+
+fn addr(s: &str) -> IpAddr {
+    s.parse().expect("literal address")
+}
+
+fn quiet() -> AnnouncePolicy {
+    // One announcement: tests check what the first one (sent inside claim) achieves.
+    let mut p = AnnouncePolicy::default();
+    p.count = 1;
+    p.second_burst_after = None;
+    p
+}
+
+/// Claims `vip/prefix` on eth0 of `ns`; returns Ok(ClaimReport fields) or the error.
+fn claim_in(
+    ns: &str,
+    vip: IpAddr,
+    prefix: u8,
+    opts: ClaimOptions,
+) -> Result<(bool, Option<Duration>, MacAddr), VipError> {
+    let name = ns.to_string();
+    in_ns(ns, move || async move {
+        let ns = name;
+        let mut v = Vip::new("eth0", vip, prefix)?;
+        let mut r = v.claim(&opts).await?;
+        let first = r.announcements.try_next().expect("first announcement result");
+        assert!(first.result.is_ok(), "first announcement: {:?}", first.result);
+        eprintln!(
+            "claim {vip} in {ns}: held={} check={:?} probe={:?} add={:?} first_announce={:?} total={:?}",
+            r.already_held, r.check, r.probe, r.add, r.first_announce, r.total
+        );
+        Ok((r.already_held, r.probe, r.mac))
+    })
+}
+
+fn release_in(ns: &str, vip: IpAddr, prefix: u8) -> bool {
+    in_ns(ns, move || async move {
+        let mut v = Vip::new("eth0", vip, prefix).expect("handle");
+        v.release().await.expect("release").removed
+    })
+}
+
+fn assert_learned(c: &lab::Node, vip: IpAddr, mac: MacAddr, who: &str) {
+    let (entry, took) = wait_neighbour(c, vip, mac);
+    let (seen, state) = entry.unwrap_or_else(|| panic!("C has no neighbour entry for {vip}"));
+    assert_eq!(seen, mac, "C maps {vip} to {seen}, expected {who}'s {mac}");
+    // STALE/REACHABLE: learned from our frame; C never resolved it itself (no INCOMPLETE/PROBE).
+    assert!(
+        matches!(state, NeighbourState::Stale | NeighbourState::Reachable),
+        "state {state:?}"
+    );
+    eprintln!("C learned {vip} -> {who} {mac} ({state:?}) after {took:?}");
+}
+
+fn move_between_nodes(vip: IpAddr, prefix: u8, test: &str) {
+    let Some(lab) = lab(test) else { return };
+    lab.c_learns_unsolicited();
+    let opts = ClaimOptions::without_probe().announce(quiet());
+    let (held, _, mac) = claim_in(&lab.a.ns, vip, prefix, opts.clone()).expect("claim in A");
+    assert!(!held);
+    assert_eq!(mac, lab.a.mac);
+    assert_learned(&lab.c, vip, lab.a.mac, "A");
+
+    assert!(release_in(&lab.a.ns, vip, prefix));
+    let (_, _, mac) = claim_in(&lab.b.ns, vip, prefix, opts).expect("claim in B");
+    assert_eq!(mac, lab.b.mac);
+    assert_learned(&lab.c, vip, lab.b.mac, "B");
+}
+
+#[test]
+fn ipv4_claim_then_move_updates_c_by_gratuitous_arp() {
+    move_between_nodes(addr("10.77.0.100"), 24, "ipv4_claim_then_move");
+}
+
+#[test]
+fn ipv6_claim_then_move_updates_c_by_unsolicited_na() {
+    move_between_nodes(addr("fd77::100"), 64, "ipv6_claim_then_move");
+}
+
+#[test]
+fn ipv4_reply_mode_moves_c_too() {
+    let Some(lab) = lab("ipv4_reply_mode") else {
+        return;
+    };
+    lab.c_learns_unsolicited();
+    let vip = addr("10.77.0.101");
+    let mut p = quiet();
+    p.mode = vip::AnnounceMode::Reply;
+    let opts = ClaimOptions::without_probe().announce(p);
+    claim_in(&lab.a.ns, vip, 24, opts.clone()).expect("claim in A");
+    assert_learned(&lab.c, vip, lab.a.mac, "A");
+    release_in(&lab.a.ns, vip, 24);
+    claim_in(&lab.b.ns, vip, 24, opts).expect("claim in B");
+    assert_learned(&lab.c, vip, lab.b.mac, "B");
+}
+
+fn probe_conflict_and_free(vip: IpAddr, prefix: u8, test: &str) {
+    let Some(lab) = lab(test) else { return };
+    let probe = ClaimOptions::default()
+        .probe(Some(ProbePolicy::default()))
+        .announce(quiet());
+    // A holds the address (its kernel answers probes for it).
+    claim_in(
+        &lab.a.ns,
+        vip,
+        prefix,
+        ClaimOptions::without_probe().announce(quiet()),
+    )
+    .expect("claim in A");
+    match claim_in(&lab.b.ns, vip, prefix, probe.clone()) {
+        Err(VipError::Conflict { addr, mac }) => {
+            assert_eq!(addr, vip);
+            assert_eq!(mac, lab.a.mac, "conflict must name A's MAC");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // The failed claim left nothing behind in B.
+    let held = in_ns(&lab.b.ns, move || async move {
+        Vip::new("eth0", vip, prefix).expect("handle").is_held().await.expect("is_held")
+    });
+    assert!(!held);
+
+    assert!(release_in(&lab.a.ns, vip, prefix));
+    let (held, probe_time, _) = claim_in(&lab.b.ns, vip, prefix, probe).expect("free address");
+    assert!(!held);
+    let t = probe_time.expect("probe ran");
+    assert!(t >= ProbePolicy::default().window, "probe window {t:?}");
+}
+
+#[test]
+fn ipv4_probe_reports_conflict_then_free() {
+    probe_conflict_and_free(addr("10.77.0.102"), 24, "ipv4_probe");
+}
+
+#[test]
+fn ipv6_probe_reports_conflict_then_free() {
+    probe_conflict_and_free(addr("fd77::102"), 64, "ipv6_probe");
+}
+
+#[test]
+fn probe_sees_a_host_that_only_probes() {
+    // B probes while A probes the same address with a long window: each sees the other's
+    // RFC 5227 probe (sender IP 0.0.0.0) and reports a conflict.
+    let Some(lab) = lab("probe_sees_probe") else {
+        return;
+    };
+    let vip = addr("10.77.0.103");
+    let mut long = ProbePolicy::default();
+    long.window = Duration::from_millis(600);
+    long.count = 6;
+    let opts = ClaimOptions::default().probe(Some(long)).announce(quiet());
+    let (a_ns, b_ns) = (lab.a.ns.clone(), lab.b.ns.clone());
+    let o2 = opts.clone();
+    let ta = std::thread::spawn(move || claim_in(&a_ns, vip, 24, o2));
+    let rb = claim_in(&b_ns, vip, 24, opts);
+    let ra = ta.join().expect("thread");
+    match (ra, rb) {
+        (Err(VipError::Conflict { mac: ma, .. }), Err(VipError::Conflict { mac: mb, .. })) => {
+            assert_eq!(ma, lab.b.mac);
+            assert_eq!(mb, lab.a.mac);
+        }
+        other => panic!("both must see a conflict: {other:?}"),
+    }
+}
+
+#[test]
+fn watch_reports_outside_removal_and_link_changes() {
+    let Some(lab) = lab("watch") else { return };
+    let vip = addr("10.77.0.104");
+    in_ns(&lab.a.ns, move || async move {
+        let mut v = Vip::new("eth0", vip, 24).expect("handle");
+        v.claim(&ClaimOptions::without_probe().announce(quiet()))
+            .await
+            .expect("claim");
+        let mut w = v.watch().await.expect("watch");
+
+        // Someone else removes the address, through rtnetlink.
+        let (conn, h, _) = rtnetlink::new_connection().expect("netlink");
+        tokio::spawn(conn);
+        let link = h
+            .link()
+            .get()
+            .match_name("eth0".to_string())
+            .execute()
+            .try_next()
+            .await
+            .expect("link")
+            .expect("eth0");
+        let idx = link.header.index;
+        let msg = AddressMessageBuilder::<std::net::Ipv4Addr>::new()
+            .index(idx)
+            .address("10.77.0.104".parse().expect("literal"), 24)
+            .build();
+        h.address().del(msg).execute().await.expect("outside delete");
+        let t = Instant::now();
+        let ev = tokio::time::timeout(Duration::from_secs(2), w.next())
+            .await
+            .expect("watch event in time");
+        let took = t.elapsed();
+        assert_eq!(ev, Some(VipEvent::Removed));
+        eprintln!("watch: Removed reported {took:?} after the delete was acknowledged");
+        assert!(!v.is_held().await.expect("is_held"));
+
+        // Claim again: Added.
+        v.claim(&ClaimOptions::without_probe().announce(quiet()))
+            .await
+            .expect("claim again");
+        let ev = tokio::time::timeout(Duration::from_secs(2), w.next()).await;
+        assert_eq!(ev.expect("in time"), Some(VipEvent::Added));
+
+        // Link down: LinkDown (the kernel also drops the IPv4 address? No: it stays.)
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).down().build())
+            .execute()
+            .await
+            .expect("link down");
+        let ev = tokio::time::timeout(Duration::from_secs(2), w.next()).await;
+        assert_eq!(ev.expect("in time"), Some(VipEvent::LinkDown));
+        match v.claim(&ClaimOptions::without_probe()).await {
+            Err(VipError::InterfaceDown { iface }) => assert_eq!(iface, "eth0"),
+            other => panic!("expected InterfaceDown, got {other:?}"),
+        }
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .expect("link up");
+        let ev = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                match w.next().await {
+                    Some(VipEvent::LinkUp) | None => return,
+                    Some(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(ev.is_ok(), "LinkUp in time");
+    });
+}
+
+#[test]
+fn claim_and_release_are_idempotent_and_reclaim_reannounces() {
+    let Some(lab) = lab("idempotent") else {
+        return;
+    };
+    lab.c_learns_unsolicited();
+    let vip = addr("10.77.0.105");
+    let opts = ClaimOptions::without_probe().announce(quiet());
+    let (held, _, _) = claim_in(&lab.a.ns, vip, 24, opts.clone()).expect("first claim");
+    assert!(!held);
+    assert_learned(&lab.c, vip, lab.a.mac, "A");
+    // Poison C's entry (a change made in C's table, C sends nothing), then claim again:
+    // the second claim must find the address held and announce it again.
+    lab.ip_in(
+        &lab.c.ns,
+        &["neigh", "replace", "10.77.0.105", "lladdr", "02:de:ad:00:00:01", "nud", "stale", "dev", "eth0"],
+    );
+    let (held, probe, _) = claim_in(&lab.a.ns, vip, 24, ClaimOptions::default().announce(quiet()))
+        .expect("second claim");
+    assert!(held, "second claim must see the address held");
+    assert!(probe.is_none(), "a held address is not probed");
+    assert_learned(&lab.c, vip, lab.a.mac, "A (re-announced)");
+
+    assert!(release_in(&lab.a.ns, vip, 24), "first release removes");
+    assert!(!release_in(&lab.a.ns, vip, 24), "second release is a no-op");
+}
+
+#[test]
+fn announcement_schedule_reports_every_frame() {
+    let Some(lab) = lab("schedule") else { return };
+    let vip = addr("10.77.0.106");
+    in_ns(&lab.a.ns, move || async move {
+        let mut v = Vip::new("eth0", vip, 24).expect("handle");
+        let mut p = AnnouncePolicy::default();
+        p.count = 3;
+        p.interval = Duration::from_millis(20);
+        p.mode = vip::AnnounceMode::Both;
+        p.second_burst_after = Some(Duration::from_millis(100));
+        p.refresh = Some(Duration::from_millis(50));
+        let mut r = v
+            .claim(&ClaimOptions::without_probe().announce(p))
+            .await
+            .expect("claim");
+        let mut got = Vec::new();
+        // 3 + 3 announcements of 2 frames, then 2 refreshes of 2 frames.
+        while got.len() < 16 {
+            let a = tokio::time::timeout(Duration::from_secs(2), r.announcements.next())
+                .await
+                .expect("in time")
+                .expect("schedule still running");
+            assert!(a.result.is_ok(), "{a:?}");
+            got.push((a.burst, a.index, a.kind, a.at));
+        }
+        let kinds: Vec<_> = got.iter().map(|g| g.2).take(2).collect();
+        assert_eq!(kinds, [FrameKind::GarpRequest, FrameKind::GarpReply]);
+        let bursts: Vec<_> = got.iter().map(|g| (g.0, g.1)).step_by(2).collect();
+        assert_eq!(
+            bursts,
+            [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (3, 0)]
+        );
+        // Release stops the schedule: the stream ends.
+        v.release().await.expect("release");
+        let end = tokio::time::timeout(Duration::from_secs(1), async {
+            while r.announcements.next().await.is_some() {}
+        })
+        .await;
+        assert!(end.is_ok(), "schedule must stop on release");
+    });
+}
+
+#[test]
+fn typed_errors() {
+    let Some(lab) = lab("typed_errors") else {
+        return;
+    };
+    let vip = addr("10.77.0.107");
+    lab.ip_in(&lab.a.ns, &["addr", "add", "10.77.0.107/32", "dev", "lo"]);
+    in_ns(&lab.a.ns, move || async move {
+        let opts = ClaimOptions::without_probe();
+        let mut v = Vip::new("nosuch0", vip, 24).expect("handle");
+        assert!(matches!(
+            v.claim(&opts).await,
+            Err(VipError::UnknownInterface { .. })
+        ));
+        assert!(!v.release().await.expect("release of unknown iface").removed);
+        let mut v = Vip::new("eth0", vip, 24).expect("handle");
+        match v.claim(&opts).await {
+            Err(VipError::AddressOnOtherInterface { iface, .. }) => assert_eq!(iface, "lo"),
+            other => panic!("expected AddressOnOtherInterface, got {other:?}"),
+        }
+        assert!(matches!(
+            Vip::new("eth0", vip, 33),
+            Err(VipError::InvalidAddress { .. })
+        ));
+        let mut lo = Vip::new("lo", addr("10.77.0.108"), 32).expect("handle");
+        assert!(matches!(
+            lo.claim(&opts).await,
+            Err(VipError::NotEthernet { .. })
+        ));
+    });
+}

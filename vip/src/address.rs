@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{AddressMessageBuilder, Handle};
 
@@ -19,7 +19,8 @@ pub struct LinkInfo {
     pub index: u32,
     /// Interface name.
     pub name: String,
-    /// Hardware address, when it is a 6-byte (Ethernet-like) one.
+    /// Hardware address, when the link is Ethernet (`ARPHRD_ETHER`, which includes veth,
+    /// bridges, bonds, VLANs, macvlan; not loopback, tun or InfiniBand).
     pub mac: Option<MacAddr>,
     /// `IFF_UP`: administratively up.
     pub admin_up: bool,
@@ -39,7 +40,9 @@ impl LinkInfo {
         for a in &msg.attributes {
             match a {
                 LinkAttribute::IfName(n) => name.clone_from(n),
-                LinkAttribute::Address(b) => mac = MacAddr::from_slice(b),
+                LinkAttribute::Address(b) if msg.header.link_layer_type == LinkLayerType::Ether => {
+                    mac = MacAddr::from_slice(b)
+                }
                 _ => {}
             }
         }

@@ -190,9 +190,14 @@ impl<'de> Deserialize<'de> for Initiators {
             One(String),
             Many(Vec<String>),
         }
-        match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected a list of initiators or the string \"all\"")
-        })? {
+        let raw = Raw::deserialize(d).map_err(|e: D::Error| {
+            if e.to_string().contains("missing field") {
+                e
+            } else {
+                serde::de::Error::custom("expected a list of initiators or the string \"all\"")
+            }
+        })?;
+        match raw {
             Raw::One(s) if s == "all" => Ok(Initiators::All),
             Raw::One(s) => Err(serde::de::Error::custom(format!(
                 "\"{s}\" is not a list; write [\"{s}\"] or the string \"all\""

@@ -37,6 +37,32 @@ pub enum Request {
     },
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    cmd: String,
+    on: Option<bool>,
+}
+
+impl Request {
+    /// Parse one request line strictly: unknown commands and unknown or misplaced fields are
+    /// errors.
+    pub fn parse(line: &str) -> Result<Request, String> {
+        let raw: RawRequest = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        match (raw.cmd.as_str(), raw.on) {
+            ("status", None) => Ok(Request::Status),
+            ("promote", None) => Ok(Request::Promote),
+            ("demote", None) => Ok(Request::Demote),
+            ("maintenance", Some(on)) => Ok(Request::Maintenance { on }),
+            ("maintenance", None) => Err("maintenance needs \"on\": true|false".into()),
+            ("status" | "promote" | "demote", Some(_)) => {
+                Err(format!("{} takes no \"on\" field", raw.cmd))
+            }
+            (other, _) => Err(format!("unknown command {other:?}")),
+        }
+    }
+}
+
 /// The agent's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
@@ -184,7 +210,7 @@ async fn handle_client(stream: UnixStream, tx: mpsc::Sender<Pending>) -> Result<
             wr.write_all(encode(&r)?.as_bytes()).await?;
             return Err(AgentError::Protocol("request too long".into()));
         } else {
-            match serde_json::from_str::<Request>(buf.trim_end()) {
+            match Request::parse(buf.trim_end()) {
                 Ok(request) => {
                     debug!(?request, pid = cred.pid(), "control request");
                     let (reply, rx) = oneshot::channel();

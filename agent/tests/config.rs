@@ -1,0 +1,270 @@
+//! Configuration: the example parses; errors name file, line, key and reason; unknown keys and
+//! implicit "all initiators" are refused.
+
+use std::path::Path;
+
+use agent::config::{Config, Initiators, Mode, RoleSource};
+use agent::ConfigError;
+
+fn example() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/iscsi-ha.toml"))
+        .expect("example config")
+}
+
+fn err(text: &str) -> ConfigError {
+    match Config::parse(text, Path::new("t.toml")) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// Replace the first occurrence of `from` at a line start (which must exist) in the example.
+fn edit(from: &str, to: &str) -> String {
+    edit_at(from, to).0
+}
+
+/// Same, also returning the 1-based line where the replacement starts.
+fn edit_at(from: &str, to: &str) -> (String, usize) {
+    let e = example();
+    let at = e
+        .match_indices(from)
+        .map(|(i, _)| i)
+        .find(|i| *i == 0 || e.as_bytes().get(i - 1) == Some(&b'\n'))
+        .unwrap_or_else(|| panic!("example lacks a line starting {from:?}"));
+    let line = e[..at].matches('\n').count() + 1;
+    let mut out = e.clone();
+    out.replace_range(at..at + from.len(), to);
+    (out, line)
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.starts_with(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("no line starts with {needle:?}"))
+}
+
+#[test]
+fn example_parses() {
+    let c = Config::parse(&example(), Path::new("iscsi-ha.toml")).expect("example is valid");
+    assert_eq!(c.node, "xcp-host1");
+    assert!(matches!(c.role, RoleSource::PoolConf { .. }));
+    assert_eq!(c.resources.len(), 2);
+    assert_eq!(c.resources[0].mode, Mode::Manage);
+    assert_eq!(c.resources[1].mode, Mode::Adopt);
+    assert_eq!(c.resources[1].target.initiators, Initiators::All);
+    assert!(matches!(&c.resources[0].target.initiators, Initiators::List(l) if l.len() == 2));
+    assert_eq!(c.addresses[0].resources, ["iscsi0", "iscsi1"]);
+}
+
+#[test]
+fn load_names_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("bad.toml");
+    std::fs::write(&p, "node = \"a\"\nnope = 1\n").expect("write");
+    let e = Config::load(&p).expect_err("invalid");
+    let s = e.to_string();
+    assert!(
+        s.starts_with(&format!("{}:2: nope: unknown field", p.display())),
+        "{s}"
+    );
+    let e = Config::load(&dir.path().join("missing.toml")).expect_err("missing");
+    assert!(e.to_string().contains("missing.toml"), "{e}");
+}
+
+#[test]
+fn unknown_keys_refused_with_line() {
+    let text = edit("protocol = \"C\"", "protocol = \"C\"\nprotocl = \"C\"");
+    let e = err(&text);
+    assert_eq!(e.key, "protocl");
+    assert_eq!(e.line, Some(line_of(&text, "protocl")));
+    assert!(e.reason.contains("unknown field"), "{}", e.reason);
+
+    let text = edit("count = 3", "count = 3\ncolor = \"red\"");
+    let e = err(&text);
+    assert_eq!(e.key, "color");
+    assert_eq!(e.line, Some(line_of(&text, "color")));
+}
+
+#[test]
+fn type_errors_have_lines() {
+    let text = edit("tid = 2", "tid = \"two\"");
+    let e = err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "tid = \"two\"")));
+    assert!(e.reason.contains("invalid type"), "{}", e.reason);
+}
+
+#[test]
+fn initiators_all_only_when_written_out() {
+    let text = edit("initiators = \"all\"", "initiators = []");
+    let e = err(&text);
+    assert_eq!(e.key, "resource[1].target.initiators");
+    assert_eq!(e.line, Some(line_of(&text, "initiators = []")));
+    assert!(e.reason.contains("write \"all\""), "{}", e.reason);
+
+    let text = edit("initiators = \"all\"", "initiators = \"ALL\"");
+    let e = err(&text);
+    assert!(e.reason.contains("not a list"), "{}", e.reason);
+
+    let text = edit("initiators = \"all\"\n", "");
+    let e = err(&text);
+    assert!(
+        e.reason.contains("missing field `initiators`"),
+        "{}",
+        e.reason
+    );
+}
+
+#[test]
+fn semantic_errors_point_at_the_key() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "tid = 2",
+            "tid = 1",
+            "resource[1].target.tid",
+            "duplicate target id",
+        ),
+        (
+            "minor = 2",
+            "minor = 1",
+            "resource[1].minor",
+            "duplicate DRBD minor",
+        ),
+        (
+            "name = \"iscsi1\"",
+            "name = \"iscsi0\"",
+            "resource[1].name",
+            "duplicate",
+        ),
+        (
+            "vendor = \"ISCSIHA\"      #",
+            "vendor = \"TOO-LONG-VENDOR\" #",
+            "resource[0].lun[0].vendor",
+            "at most 8",
+        ),
+        (
+            "lun = 1\ndevice = \"/dev/drbd2\"",
+            "lun = 0\ndevice = \"/dev/drbd2\"",
+            "resource[1].lun[0].lun",
+            "1..=255",
+        ),
+        (
+            "iqn = \"iqn.2026-11.org.example:iscsi1\"",
+            "iqn = \"iscsi1\"",
+            "resource[1].target.iqn",
+            "iqn.",
+        ),
+        (
+            "protocol = \"C\"",
+            "protocol = \"D\"",
+            "resource[0].manage.protocol",
+            "\"A\", \"B\" or \"C\"",
+        ),
+        (
+            "peer = \"10.10.10.2:7789\"",
+            "peer = \"10.10.10.2\"",
+            "resource[0].manage.peer",
+            "ip:port",
+        ),
+        (
+            "mode = \"adopt\"",
+            "mode = \"manage\"",
+            "resource[1].mode",
+            "needs a [resource.manage]",
+        ),
+        (
+            "address = \"192.168.50.10/24\"",
+            "address = \"192.168.50.10\"",
+            "address[0].address",
+            "address/prefix",
+        ),
+        (
+            "address = \"192.168.50.10/24\"",
+            "address = \"127.0.0.1/8\"",
+            "address[0].address",
+            "unicast",
+        ),
+        (
+            "resources = [\"iscsi0\", \"iscsi1\"]",
+            "resources = [\"iscsi0\", \"iscsi9\"]",
+            "address[0].resources[1]",
+            "names no [[resource]]",
+        ),
+        (
+            "resources = [\"iscsi0\", \"iscsi1\"]",
+            "resources = []",
+            "address[0].resources",
+            "at least one",
+        ),
+        ("node = \"xcp-host1\"", "node = \" \"", "node", "empty"),
+        (
+            "path = \"/etc/xensource/pool.conf\"",
+            "path = \"pool.conf\"",
+            "role.path",
+            "absolute",
+        ),
+        (
+            "drbd_ms = 5000",
+            "drbd_ms = 0",
+            "timeouts.drbd_ms",
+            "greater than 0",
+        ),
+        (
+            "device = \"/dev/drbd1\"",
+            "device = \"drbd1\"",
+            "resource[0].lun[0].device",
+            "absolute",
+        ),
+    ];
+    for (from, to, key, reason) in cases {
+        let (text, line) = edit_at(from, to);
+        let e = err(&text);
+        assert_eq!(&e.key, key, "{to}: {e}");
+        assert!(e.reason.contains(reason), "{to}: {e}");
+        assert_eq!(e.line, Some(line), "{to}: {e}");
+    }
+}
+
+#[test]
+fn adopt_with_manage_table_refused() {
+    let text = edit("mode = \"manage\"", "mode = \"adopt\"");
+    let e = err(&text);
+    assert_eq!(e.key, "resource[0].manage");
+    assert_eq!(e.line, Some(line_of(&text, "[resource.manage]")));
+}
+
+#[test]
+fn command_source_and_defaults() {
+    let text = edit(
+        "[role]\nsource = \"pool-conf\"\npath = \"/etc/xensource/pool.conf\"",
+        "[role]\nsource = \"command\"",
+    );
+    let c = Config::parse(&text, Path::new("t")).expect("valid");
+    assert_eq!(c.role, RoleSource::Command);
+    let text = edit("path = \"/etc/xensource/pool.conf\"\n", "");
+    let c = Config::parse(&text, Path::new("t")).expect("valid");
+    assert_eq!(
+        c.role,
+        RoleSource::PoolConf {
+            path: "/etc/xensource/pool.conf".into()
+        }
+    );
+    let text = edit("source = \"pool-conf\"", "source = \"quorum\"");
+    let e = err(&text);
+    assert!(e.reason.contains("unknown variant"), "{e}");
+}
+
+#[test]
+fn garbage_never_panics() {
+    for text in [
+        "",
+        "[[[",
+        "node = 1",
+        "\u{0}",
+        "resource = 5",
+        "[[resource]]\n[[resource]]",
+        "node=\"a\"\nrole={source=\"command\"}\nresource=[]",
+    ] {
+        let _ = Config::parse(text, Path::new("g"));
+    }
+}

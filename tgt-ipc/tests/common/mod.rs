@@ -10,10 +10,19 @@ use tgt_ipc::TgtClient;
 
 /// True when the prerequisites are there. Under `CI=true` a missing one panics; otherwise prints SKIP.
 pub fn prereqs(test: &str, tools: &[&str]) -> bool {
+    prereqs_inner(test, tools, true)
+}
+
+/// Like [`prereqs`] without requiring root (tools only).
+pub fn prereq_tools(test: &str, tools: &[&str]) -> bool {
+    prereqs_inner(test, tools, false)
+}
+
+fn prereqs_inner(test: &str, tools: &[&str], root: bool) -> bool {
     let mut missing = Vec::new();
     // SAFETY: geteuid/getegid have no preconditions.
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    if euid != 0 || egid != 0 {
+    if root && (euid != 0 || egid != 0) {
         missing.push("root (euid 0 and egid 0, as tgtd checks)".to_string());
     }
     for t in tools {

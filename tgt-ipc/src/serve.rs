@@ -177,7 +177,8 @@ const STOP_RETRY_STEP: Duration = Duration::from_millis(10);
 
 impl TgtClient {
     /// Publishes a target in the safe order (spec §7.3): target new, `state=offline`, each LU new with its
-    /// identity, ACL binds, `state=ready`. Idempotent: an identical existing target is accepted
+    /// identity, ACL binds, `state=ready`. Idempotent: when target new reports the tid or name taken, the
+    /// target show is compared with `spec`; an identical existing target is accepted
     /// ([`ServeOutcome::AlreadyServing`]), a different one is a [`TgtError::TargetConflict`]. If a step fails
     /// after the target was created, the target is deleted again (best effort) and the step's error returned.
     ///
@@ -185,6 +186,26 @@ impl TgtClient {
     /// scsi_id,scsi_sn,vendor_id,product_id,product_rev; target bind (per ACL); target update state=ready.
     pub async fn serve(&self, spec: &ServeSpec) -> Result<ServeOutcome, TgtError> {
         spec.validate()?;
+        // optimistic: on a promotion the target is normally absent, so create first and look only on a clash
+        match self.new_target(spec.tid, &spec.name).await {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(TgtErrno::TargetExist) => {
+                return self.serve_existing(spec).await
+            }
+            Err(e) => return Err(e),
+        }
+        match self.publish(spec).await {
+            Ok(()) => Ok(ServeOutcome::Created),
+            Err(e) => {
+                // best effort: do not leave a half-built target behind
+                let _ = self.delete_target(spec.tid, true).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The tid or the name is taken: accept an identical target, report a different one.
+    async fn serve_existing(&self, spec: &ServeSpec) -> Result<ServeOutcome, TgtError> {
         let targets = self.show_targets().await?;
         if let Some(t) = targets.iter().find(|t| t.tid == spec.tid) {
             let d = spec.differences(t);
@@ -199,21 +220,14 @@ impl TgtClient {
             }
             return Ok(ServeOutcome::AlreadyServing);
         }
-        if let Some(t) = targets.iter().find(|t| t.name == spec.name) {
-            return Err(TgtError::TargetConflict {
-                tid: spec.tid,
-                differences: vec![format!("name {} is used by tid {}", spec.name, t.tid)],
-            });
-        }
-        self.new_target(spec.tid, &spec.name).await?;
-        match self.publish(spec).await {
-            Ok(()) => Ok(ServeOutcome::Created),
-            Err(e) => {
-                // best effort: do not leave a half-built target behind
-                let _ = self.delete_target(spec.tid, true).await;
-                Err(e)
-            }
-        }
+        let differences = match targets.iter().find(|t| t.name == spec.name) {
+            Some(t) => vec![format!("name {} is used by tid {}", spec.name, t.tid)],
+            None => vec!["tgtd reports the target exists but show does not list it".to_string()],
+        };
+        Err(TgtError::TargetConflict {
+            tid: spec.tid,
+            differences,
+        })
     }
 
     async fn publish(&self, spec: &ServeSpec) -> Result<(), TgtError> {

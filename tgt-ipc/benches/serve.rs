@@ -195,7 +195,7 @@ async fn main() {
         // 2. the same steps one by one through tgt-ipc (per-step figures)
         let acl = Acl::address("127.0.0.1").unwrap();
         let lun = &spec.luns[0];
-        for i in 0..steps.len() {
+        for (i, times) in ipc_step.iter_mut().enumerate() {
             let t0 = Instant::now();
             match i {
                 0 => c.new_target(1, IQN).await.unwrap(),
@@ -209,7 +209,7 @@ async fn main() {
                 9 => drop(c.show_connections(1).await.unwrap()),
                 _ => c.delete_target(1, true).await.unwrap(),
             }
-            ipc_step[i].push(t0.elapsed());
+            times.push(t0.elapsed());
         }
 
         // 3. the same steps, one tgtadm process each

@@ -289,15 +289,13 @@ pub fn parse_targets(text: &str) -> Result<Vec<Target>, TgtError> {
                 }
                 _ => {}
             },
-            16 => {
-                if section == Section::Nexus && key == "IP Address" {
-                    let c = t
-                        .nexuses
-                        .last_mut()
-                        .and_then(|n| n.connections.last_mut())
-                        .ok_or_else(|| perr(lno, "`IP Address:` before `Connection:`"))?;
-                    c.address = value.to_string();
-                }
+            16 if section == Section::Nexus && key == "IP Address" => {
+                let c = t
+                    .nexuses
+                    .last_mut()
+                    .and_then(|n| n.connections.last_mut())
+                    .ok_or_else(|| perr(lno, "`IP Address:` before `Connection:`"))?;
+                c.address = value.to_string();
             }
             _ => {}
         }

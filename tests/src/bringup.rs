@@ -70,7 +70,11 @@ pub fn drbd84_attach(node: &Node, r: &Resource, create_md: bool) -> Result<()> {
             d = r.disk
         )
     } else {
-        String::new()
+        // After a power loss the activity log is unclean; attach refuses it (165) until replayed.
+        format!(
+            "drbdmeta --force {m} v08 {d} internal apply-al >/dev/null 2>&1\n",
+            d = r.disk
+        )
     };
     node.run_ok(&format!(
         "{md}drbdsetup-84 new-resource {n} && drbdsetup-84 new-minor {n} {m} 0 && drbdsetup-84 attach {m} {d} {d} internal",

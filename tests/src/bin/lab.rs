@@ -4,6 +4,8 @@
 //! lab up [--nodes N]        boot a lab and leave it running (state in target/lab-run/)
 //! lab status [NAME]         addresses, pids, DRBD state of running labs
 //! lab run NAME NODE SCRIPT  run a shell script in a guest (node a, b, …) and print its output
+//! lab kill NAME NODE       SIGKILL the node's QEMU (power loss)
+//! lab boot NAME NODE       power the node on again (same disk)
 //! lab down [NAME|--all]     stop a lab (all labs with --all)
 //! lab drill                 up, replicated disk over iSCSI via a floating IP, SIGKILL of the primary,
 //!                           takeover, read again, report timings, down
@@ -14,7 +16,7 @@ use lab::{Lab, LabConfig, LabState};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: lab up [--nodes N] | status [NAME] | run NAME NODE SCRIPT | down [NAME|--all] | drill"
+        "usage: lab up [--nodes N] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill"
     );
     std::process::exit(2)
 }
@@ -28,6 +30,8 @@ fn main() {
         Some("up") => up(&args[1..]),
         Some("status") => status(args.get(1).map(String::as_str)),
         Some("run") => run(&args[1..]),
+        Some("kill") => power(&args[1..], false),
+        Some("boot") => power(&args[1..], true),
         Some("down") => down(args.get(1).map(String::as_str)),
         Some("drill") => lab::drill::drill().map(|_| ()),
         _ => usage(),
@@ -145,6 +149,29 @@ fn run(args: &[String]) -> Result<()> {
     print!("{}", o.stdout);
     eprint!("{}", o.stderr);
     std::process::exit(o.rc);
+}
+
+fn power(args: &[String], on: bool) -> Result<()> {
+    let (Some(name), Some(node)) = (args.first(), args.get(1)) else {
+        usage()
+    };
+    let lab = Lab::attach(name)?;
+    let n = lab
+        .nodes()
+        .iter()
+        .find(|x| x.name() == node)
+        .with_context(|| format!("no node {node} in lab {name}"))?;
+    if on {
+        n.boot()?;
+    } else {
+        n.kill()?;
+    }
+    lab.save()?;
+    println!(
+        "node {node}: {}",
+        if on { "booted" } else { "killed (SIGKILL)" }
+    );
+    Ok(())
 }
 
 fn down(name: Option<&str>) -> Result<()> {

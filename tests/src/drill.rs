@@ -106,7 +106,7 @@ pub fn drill() -> Result<DrillReport> {
     );
     let lab = Lab::start_with(LabConfig::default())?;
     rep.boot_ready_s = secs(lab.boot_time);
-    let launch = t0 + (t0.elapsed() - lab.boot_time); // approx. instant of the QEMU launch
+    let launch = lab.launched;
     say(t0, &format!("nodes ready after {:.2}s", rep.boot_ready_s));
     let (a, b) = (lab.node(0)?, lab.node(1)?);
     let r = Resource::default();

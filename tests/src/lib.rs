@@ -16,6 +16,9 @@
 //! over virtio-9p at [`GUEST_TARGET`]; use [`Node::guest_bin`] / [`Node::guest_example`] for paths.
 //! Build what you run first (`cargo build --workspace --bins --examples`).
 
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod assets;
 pub mod bringup;
 pub mod drill;
@@ -413,7 +416,13 @@ impl Client {
     /// [`Client::run`] with an explicit timeout (the process is killed when it expires).
     pub fn run_timeout(&self, argv: &[&str], timeout: Duration) -> Result<Output> {
         let dir = std::env::temp_dir();
-        let tag = format!("{}-{}", self.netns, std::process::id());
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let tag = format!(
+            "{}-{}-{}",
+            self.netns,
+            std::process::id(),
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
         let (po, pe) = (
             dir.join(format!("{tag}.out")),
             dir.join(format!("{tag}.err")),
@@ -478,6 +487,8 @@ pub struct Lab {
     owned: bool,
     /// Wall time from the first QEMU launch until every node's control loop answered.
     pub boot_time: Duration,
+    /// When the first QEMU was launched (for launch -> X measurements).
+    pub launched: Instant,
 }
 
 impl Lab {
@@ -513,6 +524,7 @@ impl Lab {
             },
             owned: true,
             boot_time: Duration::ZERO,
+            launched: Instant::now(),
         };
         net::create(&name, cfg.nodes)?;
         let initrd = if cfg.extra_files.is_empty() {
@@ -567,6 +579,7 @@ impl Lab {
             });
         }
         let t = Instant::now();
+        lab.launched = t;
         for n in &lab.nodes {
             n.launch()?;
         }
@@ -624,6 +637,7 @@ impl Lab {
             },
             owned: false,
             boot_time: Duration::ZERO,
+            launched: Instant::now(),
         })
     }
 

@@ -60,18 +60,24 @@ pub struct ArgvInput<'a> {
     pub ctl_sock: &'a Path,
 }
 
+/// Extra kernel arguments (env `LAB_APPEND` overrides, for experiments).
+pub const KERNEL_ARGS: &str = "";
+
 /// The QEMU command line of one guest (`-accel tcg -cpu max`: KVM does not run stock kernels here).
 pub fn qemu_argv(a: &ArgvInput<'_>) -> Vec<String> {
     let mut append = format!(
-        "console=ttyS0 quiet panic=-1 lab_node={} lab_ip={}",
-        a.node, a.ip
+        "console=ttyS0 quiet panic=-1 {} lab_node={} lab_ip={}",
+        std::env::var("LAB_APPEND").unwrap_or_else(|_| KERNEL_ARGS.to_string()),
+        a.node,
+        a.ip
     );
+    let cpu = std::env::var("LAB_CPU").unwrap_or_else(|_| "max".to_string());
     let mut v: Vec<String> = [
         "qemu-system-x86_64",
         "-accel",
         "tcg",
         "-cpu",
-        "max",
+        &cpu,
         "-smp",
         "1",
         "-nodefaults",

@@ -87,10 +87,11 @@ pub fn cleanup(name: &str, pids: &[i32], run_dir: Option<&Path>) {
         }
         net::delete(ns);
     }
-    if let Some(d) = run_dir {
-        if std::env::var_os("LAB_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(d);
-        }
+    // The run dir is `<temp>/<name>` unless a state file said otherwise.
+    let fallback = std::env::temp_dir().join(name);
+    let d = run_dir.unwrap_or(&fallback);
+    if std::env::var_os("LAB_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(d);
     }
     let _ = std::fs::remove_file(state_file(name));
 }

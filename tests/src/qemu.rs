@@ -265,11 +265,62 @@ pub fn b64_decode(text: &str) -> Result<Vec<u8>> {
 
 static IDS: AtomicU64 = AtomicU64::new(1);
 
-struct Reply {
-    id: String,
-    rc: i32,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+/// One complete reply of the guest's control loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Request id.
+    pub id: String,
+    /// Exit status of the script.
+    pub rc: i32,
+    /// Its stdout.
+    pub stdout: Vec<u8>,
+    /// Its stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Reassembles [`Reply`]s from the lines the guest writes on ttyS1 (bytes from the guest: anything
+/// malformed is skipped, never a panic). A reply with a broken base64 line is dropped whole.
+#[derive(Debug, Default)]
+pub struct FrameParser {
+    cur: Option<(String, Vec<u8>, Vec<u8>, bool)>,
+}
+
+impl FrameParser {
+    /// Feeds one line (with or without its line end); returns a reply when `END` completes one.
+    pub fn line(&mut self, raw: &[u8]) -> Option<Reply> {
+        let l = String::from_utf8_lossy(raw);
+        let l = l.trim_end_matches(['\n', '\r']);
+        if let Some(id) = l.strip_prefix("BEGIN ") {
+            self.cur = Some((id.to_string(), Vec::new(), Vec::new(), true));
+        } else if let Some(b) = l.strip_prefix("O ") {
+            if let Some(c) = self.cur.as_mut() {
+                match b64_decode(b) {
+                    Ok(d) => c.1.extend(d),
+                    Err(_) => c.3 = false,
+                }
+            }
+        } else if let Some(b) = l.strip_prefix("E ") {
+            if let Some(c) = self.cur.as_mut() {
+                match b64_decode(b) {
+                    Ok(d) => c.2.extend(d),
+                    Err(_) => c.3 = false,
+                }
+            }
+        } else if let Some(rest) = l.strip_prefix("END ") {
+            let (id, rc) = rest.split_once(" rc=")?;
+            let (cid, o, e, ok) = self.cur.take()?;
+            let rc = rc.trim().parse().ok()?;
+            if cid == id && ok {
+                return Some(Reply {
+                    id: cid,
+                    rc,
+                    stdout: o,
+                    stderr: e,
+                });
+            }
+        }
+        None
+    }
 }
 
 /// One connection to a guest's control port.
@@ -299,40 +350,16 @@ impl Ctl {
             .spawn(move || {
                 let mut r = BufReader::new(reader);
                 let mut line = Vec::new();
-                let mut cur: Option<(String, Vec<u8>, Vec<u8>)> = None;
+                let mut parser = FrameParser::default();
                 loop {
                     line.clear();
                     match r.read_until(b'\n', &mut line) {
                         Ok(0) | Err(_) => return,
                         Ok(_) => {}
                     }
-                    let l = String::from_utf8_lossy(&line);
-                    let l = l.trim_end_matches(['\n', '\r']);
-                    if let Some(id) = l.strip_prefix("BEGIN ") {
-                        cur = Some((id.to_string(), Vec::new(), Vec::new()));
-                    } else if let Some(b) = l.strip_prefix("O ") {
-                        if let (Some(c), Ok(d)) = (cur.as_mut(), b64_decode(b)) {
-                            c.1.extend(d);
-                        }
-                    } else if let Some(b) = l.strip_prefix("E ") {
-                        if let (Some(c), Ok(d)) = (cur.as_mut(), b64_decode(b)) {
-                            c.2.extend(d);
-                        }
-                    } else if let Some(rest) = l.strip_prefix("END ") {
-                        let (id, rc) = rest.split_once(" rc=").unwrap_or((rest, "-1"));
-                        if let Some((cid, o, e)) = cur.take() {
-                            if cid == id {
-                                let rc = rc.trim().parse().unwrap_or(-1);
-                                let reply = Reply {
-                                    id: cid,
-                                    rc,
-                                    stdout: o,
-                                    stderr: e,
-                                };
-                                if tx.send(reply).is_err() {
-                                    return;
-                                }
-                            }
+                    if let Some(reply) = parser.line(&line) {
+                        if tx.send(reply).is_err() {
+                            return;
                         }
                     }
                 }
@@ -393,5 +420,39 @@ mod tests {
         assert_eq!(b64_encode(b"fo"), "Zm8=");
         assert_eq!(b64_decode("Zm9v\nYmE=").unwrap(), b"fooba");
         assert!(b64_decode("Zm9v*").is_err());
+    }
+
+    #[test]
+    fn frames_reassemble_and_garbage_is_skipped() {
+        let mut p = FrameParser::default();
+        let lines: &[&[u8]] = &[
+            b"noise from a previous client\n",
+            b"END 1-1 rc=0\n", // END without BEGIN
+            b"BEGIN 1-2\r\n",
+            b"O b3V0Cg==\n",
+            b"E ZXJyCg==\n",
+        ];
+        for l in lines {
+            assert_eq!(p.line(l), None);
+        }
+        let r = p.line(b"END 1-2 rc=3\n").unwrap();
+        assert_eq!(
+            r,
+            Reply {
+                id: "1-2".into(),
+                rc: 3,
+                stdout: b"out\n".to_vec(),
+                stderr: b"err\n".to_vec()
+            }
+        );
+        // Mismatched id, bad rc, bad base64: no reply.
+        assert_eq!(p.line(b"BEGIN a"), None);
+        assert_eq!(p.line(b"END b rc=0"), None);
+        assert_eq!(p.line(b"BEGIN a"), None);
+        assert_eq!(p.line(b"END a rc=x"), None);
+        assert_eq!(p.line(b"BEGIN a"), None);
+        assert_eq!(p.line(b"O !!"), None);
+        assert_eq!(p.line(b"END a rc=0"), None);
+        assert_eq!(p.line(&[0xff, 0xfe, b'\n']), None);
     }
 }

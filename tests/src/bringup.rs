@@ -84,10 +84,11 @@ pub fn drbd84_attach(node: &Node, r: &Resource, create_md: bool) -> Result<()> {
     Ok(())
 }
 
-/// `drbdsetup-84 connect` from `node` to `peer` (protocol C).
+/// `drbdsetup-84 connect` from `node` to `peer` (protocol C). `--connect-int=1`: when both sides
+/// connect at the same moment the handshake can lose the race and would wait the default 10 s.
 pub fn drbd84_connect(node: &Node, peer: &Node, r: &Resource) -> Result<()> {
     node.run_ok(&format!(
-        "drbdsetup-84 connect {n} ipv4:{me}:{p} ipv4:{peer}:{p} --protocol=C",
+        "drbdsetup-84 connect {n} ipv4:{me}:{p} ipv4:{peer}:{p} --protocol=C --connect-int=1",
         n = r.name,
         me = node.ip(),
         peer = peer.ip(),

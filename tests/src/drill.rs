@@ -80,8 +80,34 @@ fn say(t0: Instant, msg: &str) {
     println!("[{:7.2}s] {msg}", t0.elapsed().as_secs_f64());
 }
 
-/// Runs the drill, prints the report and writes it as JSON. Err on any failed expectation.
-pub fn drill() -> Result<DrillReport> {
+/// Runs the drill `runs` times (each a fresh lab), prints each report and the median / p95 per
+/// stage, writes them as JSON. Err on the first failed expectation.
+pub fn drill(runs: usize) -> Result<Vec<DrillReport>> {
+    let mut reps = Vec::new();
+    for i in 0..runs.max(1) {
+        if runs > 1 {
+            println!("\n===== drill run {}/{runs} =====", i + 1);
+        }
+        reps.push(drill_once()?);
+    }
+    write_reports(&reps)?;
+    Ok(reps)
+}
+
+/// Median and p95 (nearest rank) of `v`.
+pub fn median_p95(v: &[f64]) -> (f64, f64) {
+    let mut s: Vec<f64> = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    if s.is_empty() {
+        return (0.0, 0.0);
+    }
+    let med = s.get(s.len() / 2).copied().unwrap_or(0.0);
+    let rank = ((0.95 * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    (med, s.get(rank - 1).copied().unwrap_or(0.0))
+}
+
+/// Runs the drill once and prints its report. Err on any failed expectation.
+pub fn drill_once() -> Result<DrillReport> {
     let mut rep = DrillReport {
         loadavg_at_start: std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
@@ -201,8 +227,20 @@ pub fn drill() -> Result<DrillReport> {
     })();
     if let Err(e) = res {
         eprintln!("{}", lab.logs_tail(25));
+        eprintln!(
+            "console logs and disks: {} (kept only with LAB_KEEP=1)",
+            lab.run_dir().display()
+        );
         return Err(e);
     }
+    say(
+        t0,
+        &format!(
+            "look at: console logs {}/{{a,b}}.console.log (LAB_KEEP=1 keeps them), \
+             `lab up` + `lab status` for a lab that stays up",
+            lab.run_dir().display()
+        ),
+    );
     lab.down();
     rep.total_s = secs(t0.elapsed());
     say(t0, "lab down");
@@ -232,29 +270,56 @@ pub fn drill() -> Result<DrillReport> {
         "whole drill                         {:6.2} s  (load avg at start: {})",
         rep.total_s, rep.loadavg_at_start
     );
-    write_reports(&rep)?;
     Ok(rep)
 }
 
-fn write_reports(rep: &DrillReport) -> Result<()> {
+fn write_reports(reps: &[DrillReport]) -> Result<()> {
+    let stage = |f: fn(&DrillReport) -> f64| -> serde_json::Value {
+        let v: Vec<f64> = reps.iter().map(f).collect();
+        let (med, p95) = median_p95(&v);
+        serde_json::json!({ "median": med, "p95": p95, "runs": v })
+    };
+    let stages: Vec<(&str, fn(&DrillReport) -> f64)> = vec![
+        ("launch_to_both_ready_s", |r| r.boot_ready_s),
+        ("launch_to_drbd_connected_s", |r| r.launch_to_connected_s),
+        ("launch_to_serving_s", |r| r.launch_to_serving_s),
+        ("takeover_primary_s", |r| r.takeover_primary_s),
+        ("takeover_target_s", |r| r.takeover_target_s),
+        ("takeover_vip_s", |r| r.takeover_vip_s),
+        ("kill_to_client_read_s", |r| r.kill_to_client_read_s),
+        ("total_s", |r| r.total_s),
+        ("peak_rss_mib_total", |r| r.peak_rss_mib_total),
+    ];
+    if reps.len() > 1 {
+        println!("\n== {} runs: median / p95 ==", reps.len());
+        for (name, f) in &stages {
+            let v: Vec<f64> = reps.iter().map(f).collect();
+            let (m, p) = median_p95(&v);
+            println!("{name:30} {m:8.2} {p:8.2}");
+        }
+    }
     let dir = crate::assets::report_dir();
     std::fs::create_dir_all(&dir)?;
     let boot = serde_json::json!({
-        "launch_to_both_ready_s": rep.boot_ready_s,
-        "launch_to_drbd_connected_s": rep.launch_to_connected_s,
+        "launch_to_both_ready_s": stage(|r| r.boot_ready_s),
+        "launch_to_drbd_connected_s": stage(|r| r.launch_to_connected_s),
         "goal_s": 10.0,
-        "peak_rss_mib_total": rep.peak_rss_mib_total,
-        "peak_rss_mib_per_node": rep.peak_rss_mib,
-        "loadavg_at_start": rep.loadavg_at_start,
-        "reproduce": "cargo build -p tests --bins && cargo run -p tests --bin lab -- drill",
+        "peak_rss_mib_total": stage(|r| r.peak_rss_mib_total),
+        "loadavg_at_start": reps.iter().map(|r| r.loadavg_at_start.clone()).collect::<Vec<_>>(),
+        "reproduce": "cargo build -p tests --bins && cargo run -p tests --bin lab -- drill --runs 5",
     });
+    let mut all = serde_json::Map::new();
+    for (name, f) in &stages {
+        all.insert((*name).to_string(), stage(*f));
+    }
+    all.insert("reports".into(), serde_json::to_value(reps)?);
     std::fs::write(
         dir.join("lab-boot.json"),
         serde_json::to_string_pretty(&boot)?,
     )?;
     std::fs::write(
         dir.join("lab-drill.json"),
-        serde_json::to_string_pretty(rep)?,
+        serde_json::to_string_pretty(&all)?,
     )?;
     println!("reports: {}/lab-boot.json, lab-drill.json", dir.display());
     Ok(())

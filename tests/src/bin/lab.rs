@@ -7,7 +7,7 @@
 //! lab kill NAME NODE       SIGKILL the node's QEMU (power loss)
 //! lab boot NAME NODE       power the node on again (same disk)
 //! lab down [NAME|--all]     stop a lab (all labs with --all)
-//! lab drill                 up, replicated disk over iSCSI via a floating IP, SIGKILL of the primary,
+//! lab drill [--runs N]      up, replicated disk over iSCSI via a floating IP, SIGKILL of the primary,
 //!                           takeover, read again, report timings, down
 //! ```
 
@@ -16,7 +16,7 @@ use lab::{Lab, LabConfig, LabState};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: lab up [--nodes N] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill"
+        "usage: lab up [--nodes N] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N]"
     );
     std::process::exit(2)
 }
@@ -33,7 +33,7 @@ fn main() {
         Some("kill") => power(&args[1..], false),
         Some("boot") => power(&args[1..], true),
         Some("down") => down(args.get(1).map(String::as_str)),
-        Some("drill") => lab::drill::drill().map(|_| ()),
+        Some("drill") => drill(&args[1..]),
         _ => usage(),
     };
     if let Err(e) = r {
@@ -41,6 +41,18 @@ fn main() {
         lab::guard::cleanup_registered();
         std::process::exit(1);
     }
+}
+
+fn drill(args: &[String]) -> Result<()> {
+    let runs = match args.iter().position(|a| a == "--runs") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| anyhow!("--runs takes 1..100"))?,
+        None => 1,
+    };
+    lab::drill::drill(runs).map(|_| ())
 }
 
 fn prereqs() -> Result<()> {

@@ -273,13 +273,16 @@ pub fn drill_once() -> Result<DrillReport> {
     Ok(rep)
 }
 
+/// Picks one figure out of a report.
+type Stage = fn(&DrillReport) -> f64;
+
 fn write_reports(reps: &[DrillReport]) -> Result<()> {
     let stage = |f: fn(&DrillReport) -> f64| -> serde_json::Value {
         let v: Vec<f64> = reps.iter().map(f).collect();
         let (med, p95) = median_p95(&v);
         serde_json::json!({ "median": med, "p95": p95, "runs": v })
     };
-    let stages: Vec<(&str, fn(&DrillReport) -> f64)> = vec![
+    let stages: Vec<(&str, Stage)> = vec![
         ("launch_to_both_ready_s", |r| r.boot_ready_s),
         ("launch_to_drbd_connected_s", |r| r.launch_to_connected_s),
         ("launch_to_serving_s", |r| r.launch_to_serving_s),

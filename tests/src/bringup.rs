@@ -242,3 +242,29 @@ mod tests {
         assert_eq!(super::parse_total_size("junk"), None);
     }
 }
+
+/// Returns `node` to its boot-time state so the next test in a shared lab starts clean: powers it
+/// on if it is off, `drbdsetup-84 down` of every resource, tgtd killed (a restarted tgtd comes back
+/// empty), the floating address removed.
+pub fn reset_node(node: &Node) -> Result<()> {
+    if node.pid().is_none() {
+        node.boot()?;
+    }
+    node.run_ok(&format!(
+        "p=$(pidof tgtd) && kill -9 $p; i=0; while pidof tgtd >/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; \
+         rm -f /var/run/tgtd/socket.*; \
+         for r in $(drbdsetup-84 show 2>/dev/null | sed -n 's/^resource \\([^ ]*\\) {{/\\1/p'); do drbdsetup-84 down $r || exit 1; done; \
+         ip addr del {}/{} dev eth0 2>/dev/null; true",
+        crate::FLOATING_IP,
+        crate::PREFIX
+    ))?;
+    Ok(())
+}
+
+/// [`reset_node`] on every node of the lab.
+pub fn reset_lab(lab: &crate::Lab) -> Result<()> {
+    for n in lab.nodes() {
+        reset_node(n)?;
+    }
+    Ok(())
+}

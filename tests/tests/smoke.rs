@@ -124,4 +124,11 @@ fn replicated_disk_served_over_iscsi_and_power_cycle() {
     .unwrap();
     let got = bringup::read_marker(a, &r.device(), 12).unwrap();
     assert_eq!(got, "smoke-marker");
+
+    // Leave the shared lab clean for the next test.
+    bringup::reset_lab(lab).unwrap();
+    for n in lab.nodes() {
+        let o = n.run_ok("cat /proc/drbd; pidof tgtd; true").unwrap();
+        assert!(!o.stdout.contains("cs:"), "node {}: {}", n.name(), o.stdout);
+    }
 }

@@ -17,6 +17,7 @@ pub mod backend;
 pub mod config;
 pub mod control;
 pub mod daemon;
+mod dirwatch;
 mod error;
 pub mod executor;
 pub mod fsm;

@@ -4,14 +4,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use agent::backend::drbd::NetlinkDrbd;
 use agent::backend::memory::Memory;
+use agent::backend::target::TgtTarget;
+use agent::backend::vip::NetlinkAddress;
+use agent::backend::{Address, Drbd, Target};
 use agent::config::{Config, RoleSource, DEFAULT_CONFIG};
 use agent::control::{self, ControlServer, Request};
 use agent::daemon::Daemon;
 use agent::executor::Executor;
+use agent::fsm::Event;
 use agent::role::pool_conf::PoolConfWatch;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 #[derive(Parser)]
 #[command(
@@ -144,27 +150,73 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_writer(std::io::stderr)
                 .init();
             let cfg = Arc::new(Config::load(&cli.config)?);
-            if !simulate {
-                anyhow::bail!(
-                    "this build has no DRBD/tgtd/address backends wired yet (drbd-nl, tgt-ipc \
-                     and vip are pending); run with --simulate to drive in-memory backends"
-                );
-            }
             let socket = cli
                 .socket
                 .clone()
                 .unwrap_or_else(|| cfg.sockets.control.clone());
-            rt.block_on(daemon(cfg, socket))?;
+            if *simulate {
+                rt.block_on(simulated(cfg, socket))?;
+            } else {
+                rt.block_on(real(cfg, socket))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn daemon(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
+/// The daemon over the real subsystems: DRBD (netlink), tgtd (its socket), addresses (rtnetlink).
+async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(16);
+    let drbd = NetlinkDrbd::connect()
+        .await
+        .context("DRBD 8.4 netlink family")?;
+    let timeout = std::time::Duration::from_millis(cfg.timeouts.tgtd_ms);
+    let target = TgtTarget::new(&cfg.sockets.tgtd, timeout);
+    let address = Arc::new(NetlinkAddress::new(&cfg).context("floating addresses")?);
+    {
+        let (drbd, cfg, tx) = (drbd.clone(), cfg.clone(), ev_tx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = drbd.watch(&cfg, tx).await {
+                tracing::error!(error = %e, "DRBD event watch ended");
+            }
+        });
+    }
+    {
+        let (target, cfg, tx) = (target.clone(), cfg.clone(), ev_tx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = target.watch(&cfg, tx).await {
+                tracing::error!(error = %e, "tgtd watch ended");
+            }
+        });
+    }
+    {
+        let (address, tx) = (address.clone(), ev_tx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = address.watch(tx).await {
+                tracing::error!(error = %e, "address watch ended");
+            }
+        });
+    }
+    let exec = Executor::new(cfg.clone(), drbd, target, address);
+    serve(cfg, socket, exec, ev_tx, ev_rx).await
+}
+
+/// The daemon over in-memory backends (`--simulate`).
+async fn simulated(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let mem = Memory::healthy_secondary(&cfg).with_events(ev_tx.clone());
     let exec = Executor::new(cfg.clone(), mem.clone(), mem.clone(), mem);
+    serve(cfg, socket, exec, ev_tx, ev_rx).await
+}
+
+async fn serve<D: Drbd, T: Target, A: Address>(
+    cfg: Arc<Config>,
+    socket: PathBuf,
+    exec: Executor<D, T, A>,
+    ev_tx: UnboundedSender<Event>,
+    ev_rx: UnboundedReceiver<Event>,
+) -> anyhow::Result<()> {
+    let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(16);
     let server = ControlServer::bind(&socket)?;
     tracing::info!(socket = %socket.display(), node = %cfg.node, "control socket ready");
     if let RoleSource::PoolConf { path } = &cfg.role {

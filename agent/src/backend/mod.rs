@@ -1,8 +1,8 @@
 //! One trait per subsystem the agent drives: [`Drbd`], [`Target`], [`Address`].
 //!
-//! The executor only talks to these traits. Real implementations sit beside this file
-//! (`drbd.rs` over drbd-nl, `target.rs` over tgt-ipc, `vip.rs` over vip) once those crates
-//! expose their APIs; [`memory`] holds in-memory implementations with fault injection for tests.
+//! The executor only talks to these traits. Real implementations sit beside this file:
+//! [`drbd`] over drbd-nl, [`target`] over tgt-ipc, [`vip`] over vip; [`memory`] holds in-memory
+//! implementations with fault injection for tests.
 //! Every mutating call must be idempotent: asking for the state that already holds succeeds.
 
 use std::future::Future;
@@ -11,7 +11,10 @@ use crate::config::{Address as AddressConfig, Resource};
 use crate::error::BackendError;
 use crate::fsm::{DrbdView, TargetView};
 
+pub mod drbd;
 pub mod memory;
+pub mod target;
+pub mod vip;
 
 /// A DRBD resource's role and bring-up.
 pub trait Drbd: Send + Sync {
@@ -66,4 +69,58 @@ pub trait Address: Send + Sync {
         &self,
         addr: &AddressConfig,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+impl<T: Drbd> Drbd for std::sync::Arc<T> {
+    fn status(
+        &self,
+        res: &Resource,
+    ) -> impl Future<Output = Result<DrbdView, BackendError>> + Send {
+        (**self).status(res)
+    }
+    fn up(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).up(res)
+    }
+    fn primary(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).primary(res)
+    }
+    fn secondary(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).secondary(res)
+    }
+}
+
+impl<T: Target> Target for std::sync::Arc<T> {
+    fn status(
+        &self,
+        res: &Resource,
+    ) -> impl Future<Output = Result<TargetView, BackendError>> + Send {
+        (**self).status(res)
+    }
+    fn serve(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).serve(res)
+    }
+    fn offline(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).offline(res)
+    }
+    fn remove(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).remove(res)
+    }
+}
+
+impl<T: Address> Address for std::sync::Arc<T> {
+    fn held(&self, a: &AddressConfig) -> impl Future<Output = Result<bool, BackendError>> + Send {
+        (**self).held(a)
+    }
+    fn answered_elsewhere(
+        &self,
+        a: &AddressConfig,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send {
+        (**self).answered_elsewhere(a)
+    }
+    fn claim(&self, a: &AddressConfig) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).claim(a)
+    }
+    fn release(&self, a: &AddressConfig) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).release(a)
+    }
 }

@@ -9,15 +9,13 @@
 //! Event driven: the task sleeps in the kernel until the directory changes; no polling.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use nix::sys::inotify::AddWatchFlags;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
 
+use crate::dirwatch::DirWatch;
 use crate::error::AgentError;
 use crate::fsm::{Authority, Event};
 
@@ -55,19 +53,11 @@ pub fn read(path: &Path) -> Authority {
     }
 }
 
-struct Fd(Inotify);
-
-impl AsRawFd for Fd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
 /// A watch on pool.conf through its directory.
 pub struct PoolConfWatch {
     path: PathBuf,
     name: OsString,
-    fd: AsyncFd<Fd>,
+    watch: DirWatch,
     last: Option<Authority>,
 }
 
@@ -82,9 +72,7 @@ impl PoolConfWatch {
             .file_name()
             .map(|n| n.to_os_string())
             .ok_or_else(|| AgentError::Role(std::io::Error::other("path has no file name")))?;
-        let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .map_err(|e| AgentError::Role(e.into()))?;
-        ino.add_watch(
+        let watch = DirWatch::new(
             &dir,
             AddWatchFlags::IN_CLOSE_WRITE
                 | AddWatchFlags::IN_MOVED_TO
@@ -95,15 +83,11 @@ impl PoolConfWatch {
                 | AddWatchFlags::IN_DELETE_SELF
                 | AddWatchFlags::IN_MOVE_SELF,
         )
-        .map_err(|e| AgentError::Role(e.into()))?;
-        // SAFETY: `Fd` owns the inotify descriptor and only closes it when dropped, which happens
-        // when the `AsyncFd` is dropped; `as_raw_fd` always returns that same descriptor.
-        let fd = unsafe { AsyncFd::register_with_interest(Fd(ino), Interest::READABLE) }
-            .map_err(|e| AgentError::Role(e.into()))?;
+        .map_err(AgentError::Role)?;
         Ok(PoolConfWatch {
             path: path.to_path_buf(),
             name,
-            fd,
+            watch,
             last: None,
         })
     }
@@ -118,15 +102,7 @@ impl PoolConfWatch {
     /// Wait until the file's meaning changes, and return the new authority.
     pub async fn changed(&mut self) -> Result<Authority, AgentError> {
         loop {
-            let mut guard = self.fd.readable().await.map_err(AgentError::Role)?;
-            let events = match guard.get_inner().0.read_events() {
-                Ok(ev) => ev,
-                Err(nix::errno::Errno::EAGAIN) => {
-                    guard.clear_ready();
-                    continue;
-                }
-                Err(e) => return Err(AgentError::Role(e.into())),
-            };
+            let events = self.watch.next().await.map_err(AgentError::Role)?;
             let dir_gone = events.iter().any(|e| {
                 e.mask
                     .intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF)

@@ -1,0 +1,216 @@
+//! [`Drbd`] over the kernel's DRBD 8.4 generic-netlink API (crate `drbd-nl`): no program is run.
+
+use std::net::SocketAddr;
+
+use drbd_nl::{DeviceStatus, DrbdError, DrbdEvent, DrbdHandle, RetCode};
+use futures::StreamExt;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::warn;
+
+use super::Drbd;
+use crate::config::{Config, Resource};
+use crate::error::BackendError;
+use crate::fsm::{Connection, Disk, DrbdView, Event, Role};
+
+/// DRBD through netlink.
+#[derive(Debug, Clone)]
+pub struct NetlinkDrbd {
+    handle: DrbdHandle,
+}
+
+impl NetlinkDrbd {
+    /// Connect to the kernel's `drbd` family (fails without the module or with DRBD 9).
+    pub async fn connect() -> Result<NetlinkDrbd, BackendError> {
+        Ok(NetlinkDrbd {
+            handle: DrbdHandle::connect().await.map_err(err)?,
+        })
+    }
+
+    /// The underlying handle.
+    pub fn handle(&self) -> &DrbdHandle {
+        &self.handle
+    }
+
+    /// Follow DRBD's events and send one [`Event::Drbd`] per state change of a configured
+    /// resource; after a lost burst, re-read every resource. Equivalent to
+    /// `drbdsetup-84 events all`. Subscribes before reading so nothing is missed.
+    pub async fn watch(
+        self,
+        config: &Config,
+        tx: UnboundedSender<Event>,
+    ) -> Result<(), BackendError> {
+        let mut events = self.handle.events().await.map_err(err)?;
+        self.resync(config, &tx).await;
+        while let Some(item) = events.next().await {
+            match item {
+                Ok(DrbdEvent::Device { status, .. }) => {
+                    let Some(res) = config
+                        .resources
+                        .iter()
+                        .find(|r| status.minor == Some(r.minor))
+                    else {
+                        continue;
+                    };
+                    if let Some(view) = view_of(&status) {
+                        if tx
+                            .send(Event::Drbd {
+                                resource: res.name.clone(),
+                                view,
+                            })
+                            .is_err()
+                        {
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "DRBD event lost; re-reading state");
+                    self.resync(config, &tx).await;
+                }
+            }
+        }
+        Err(BackendError::Unavailable("DRBD event stream ended".into()))
+    }
+
+    async fn resync(&self, config: &Config, tx: &UnboundedSender<Event>) {
+        for r in &config.resources {
+            match self.status(r).await {
+                Ok(view) => {
+                    let _ = tx.send(Event::Drbd {
+                        resource: r.name.clone(),
+                        view,
+                    });
+                }
+                Err(e) => warn!(resource = %r.name, error = %e, "DRBD status"),
+            }
+        }
+    }
+}
+
+fn err(e: DrbdError) -> BackendError {
+    match e {
+        DrbdError::Io(io) => BackendError::Io(io),
+        DrbdError::FamilyNotFound => BackendError::Unavailable(e.to_string()),
+        other => BackendError::Failed(other.to_string()),
+    }
+}
+
+fn role(r: drbd_nl::Role) -> Role {
+    match r {
+        drbd_nl::Role::Primary => Role::Primary,
+        drbd_nl::Role::Secondary => Role::Secondary,
+        _ => Role::Unknown,
+    }
+}
+
+fn disk(d: drbd_nl::DiskState) -> Disk {
+    match d.to_string().as_str() {
+        "Diskless" => Disk::Diskless,
+        "Attaching" => Disk::Attaching,
+        "Failed" => Disk::Failed,
+        "Negotiating" => Disk::Negotiating,
+        "Inconsistent" => Disk::Inconsistent,
+        "Outdated" => Disk::Outdated,
+        "Consistent" => Disk::Consistent,
+        "UpToDate" => Disk::UpToDate,
+        _ => Disk::DUnknown,
+    }
+}
+
+fn connection(c: drbd_nl::ConnState) -> Connection {
+    match c {
+        drbd_nl::ConnState::StandAlone => Connection::StandAlone,
+        drbd_nl::ConnState::WFConnection => Connection::WFConnection,
+        drbd_nl::ConnState::Connected => Connection::Connected,
+        other => Connection::Other(other.to_string()),
+    }
+}
+
+/// The agent's view of one device status (`None` without a state word).
+pub fn view_of(s: &DeviceStatus) -> Option<DrbdView> {
+    let st = s.new_state.or(s.state)?;
+    Some(DrbdView {
+        up: true,
+        role: role(st.role),
+        peer_role: role(st.peer),
+        connection: connection(st.conn),
+        disk: disk(st.disk),
+        peer_disk: disk(st.pdsk),
+    })
+}
+
+fn is_code(e: &DrbdError, codes: &[RetCode]) -> bool {
+    e.ret_code().is_some_and(|c| codes.contains(&c))
+}
+
+impl Drbd for NetlinkDrbd {
+    async fn status(&self, res: &Resource) -> Result<DrbdView, BackendError> {
+        match self.handle.status().resource(&res.name).execute().await {
+            Ok(devs) => Ok(devs
+                .iter()
+                .find(|d| d.minor == Some(res.minor))
+                .and_then(view_of)
+                .unwrap_or_default()),
+            Err(e) if is_code(&e, &[RetCode::ResNotKnown, RetCode::MinorInvalid]) => {
+                Ok(DrbdView::default())
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn up(&self, res: &Resource) -> Result<(), BackendError> {
+        let Some(m) = &res.manage else {
+            return Err(BackendError::Failed(format!(
+                "{}: mode is adopt; the agent does not bring it up",
+                res.name
+            )));
+        };
+        let parse = |s: &str| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| BackendError::Failed(format!("bad address {s}")))
+        };
+        let (local, peer) = (parse(&m.local)?, parse(&m.peer)?);
+        let protocol = m.protocol.chars().next().unwrap_or('C');
+        let h = &self.handle;
+        h.new_resource(&res.name).execute().await.map_err(err)?;
+        let current = self.status(res).await?;
+        if !current.up {
+            match h.new_minor(&res.name, res.minor, 0).execute().await {
+                Err(e) if !is_code(&e, &[RetCode::MinorOrVolumeExists]) => return Err(err(e)),
+                _ => {}
+            }
+        }
+        let current = self.status(res).await?;
+        if matches!(current.disk, Disk::Diskless | Disk::DUnknown) {
+            h.attach(res.minor, m.disk.to_string_lossy())
+                .execute()
+                .await
+                .map_err(err)?;
+        }
+        let current = self.status(res).await?;
+        if matches!(
+            current.connection,
+            Connection::StandAlone | Connection::Unknown
+        ) {
+            h.connect_peer(&res.name, local, peer)
+                .protocol(protocol)
+                .execute()
+                .await
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    async fn primary(&self, res: &Resource) -> Result<(), BackendError> {
+        self.handle.primary(res.minor).execute().await.map_err(err)
+    }
+
+    async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
+        self.handle
+            .secondary(res.minor)
+            .execute()
+            .await
+            .map_err(err)
+    }
+}

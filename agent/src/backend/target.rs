@@ -1,0 +1,219 @@
+//! [`Target`] over tgtd's management socket (crate `tgt-ipc`): no `tgtadm` is run.
+//!
+//! tgtd sends no notifications, so the restart watch ([`TgtTarget::watch`]) uses inotify on the
+//! socket's directory: tgtd re-creates `socket.N` when it starts, and the kernel closes its
+//! `socket.N.lock` when it dies. Either way the targets are re-read and reported, and the
+//! state machine re-creates what is missing as soon as tgtd answers again.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::inotify::AddWatchFlags;
+use tgt_ipc::{
+    Acl, LunBacking, LunIdentity, ServeLun, ServeSpec, Served, SetState, TgtClient, TgtErrno,
+    TgtError,
+};
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{info, warn};
+
+use super::Target;
+use crate::config::{Config, Initiators, Resource};
+use crate::dirwatch::DirWatch;
+use crate::error::BackendError;
+use crate::fsm::{Event, TargetState, TargetView};
+
+/// tgtd through its management socket.
+#[derive(Debug, Clone)]
+pub struct TgtTarget {
+    client: TgtClient,
+}
+
+fn err(e: TgtError) -> BackendError {
+    match e {
+        TgtError::Connect { .. } | TgtError::ConnectTimeout { .. } => {
+            BackendError::Unavailable(e.to_string())
+        }
+        other => BackendError::Failed(other.to_string()),
+    }
+}
+
+fn tid(res: &Resource) -> Result<i32, BackendError> {
+    i32::try_from(res.target.tid)
+        .map_err(|_| BackendError::Failed(format!("tid {} out of range", res.target.tid)))
+}
+
+/// The tgt-ipc spec of a configured resource's target.
+pub fn spec(res: &Resource) -> Result<ServeSpec, BackendError> {
+    let acls = match &res.target.initiators {
+        Initiators::All => vec![Acl::all()],
+        Initiators::List(list) => list
+            .iter()
+            .map(|i| {
+                if i.parse::<std::net::IpAddr>().is_ok() || i.contains('/') {
+                    Acl::address(i)
+                } else {
+                    Acl::name(i)
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map_err(err)?,
+    };
+    Ok(ServeSpec {
+        tid: tid(res)?,
+        name: res.target.iqn.clone(),
+        luns: res
+            .luns
+            .iter()
+            .map(|l| ServeLun {
+                lun: u64::from(l.lun),
+                backing: LunBacking::new(l.device.clone()),
+                identity: LunIdentity {
+                    scsi_id: l.scsi_id.clone(),
+                    scsi_sn: l.scsi_sn.clone(),
+                    vendor_id: Some(l.vendor.clone()),
+                    product_id: Some(l.product.clone()),
+                    product_rev: l.rev.clone(),
+                },
+            })
+            .collect(),
+        acls,
+    })
+}
+
+impl TgtTarget {
+    /// A client of the tgtd socket at `path`, with this per-request timeout.
+    pub fn new(path: &Path, timeout: Duration) -> TgtTarget {
+        TgtTarget {
+            client: TgtClient::at_path(path)
+                .connect_timeout(timeout)
+                .reply_timeout(timeout),
+        }
+    }
+
+    /// Report every target whenever tgtd starts or dies (see the module docs).
+    pub async fn watch(
+        self,
+        config: &Config,
+        tx: UnboundedSender<Event>,
+    ) -> Result<(), BackendError> {
+        let path = self.client.path().to_path_buf();
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let name: OsString = path.file_name().map(OsString::from).unwrap_or_default();
+        let mut lock = name.clone();
+        lock.push(".lock");
+        let mut watch = DirWatch::new(
+            &dir,
+            AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_CLOSE_WRITE
+                | AddWatchFlags::IN_CLOSE_NOWRITE
+                | AddWatchFlags::IN_DELETE,
+        )?;
+        loop {
+            let events = watch.next().await?;
+            let relevant = events.iter().any(|e| {
+                e.name.as_deref() == Some(name.as_os_str())
+                    || e.name.as_deref() == Some(lock.as_os_str())
+            });
+            if !relevant {
+                continue;
+            }
+            info!(socket = %path.display(), "tgtd socket changed: re-reading targets");
+            // A freshly bound socket may not listen yet: retry briefly (bounded, not a poll loop).
+            for attempt in 0..10u32 {
+                let mut all_ok = true;
+                for r in &config.resources {
+                    let view = match self.status(r).await {
+                        Ok(v) => v,
+                        Err(e) => {
+                            all_ok = false;
+                            warn!(resource = %r.name, error = %e, "tgtd status");
+                            TargetView::default()
+                        }
+                    };
+                    if tx
+                        .send(Event::Target {
+                            resource: r.name.clone(),
+                            view,
+                        })
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                if all_ok {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt + 1))).await;
+            }
+        }
+    }
+}
+
+impl Target for TgtTarget {
+    async fn status(&self, res: &Resource) -> Result<TargetView, BackendError> {
+        let spec = spec(res)?;
+        let state = match self.client.served(&spec).await {
+            Ok(Served::Serving) => TargetState::Serving,
+            Ok(Served::Offline) => TargetState::Offline,
+            Ok(Served::Missing) => TargetState::Absent,
+            Ok(_) => TargetState::Partial,
+            // tgtd not running: nothing is served.
+            Err(TgtError::Connect { .. }) => return Ok(TargetView::default()),
+            Err(e) => return Err(err(e)),
+        };
+        let sessions = if state == TargetState::Absent {
+            0
+        } else {
+            let n = self.client.sessions(spec.tid).await.map_err(err)?.len();
+            u32::try_from(n).unwrap_or(u32::MAX)
+        };
+        Ok(TargetView { state, sessions })
+    }
+
+    async fn serve(&self, res: &Resource) -> Result<(), BackendError> {
+        let spec = spec(res)?;
+        match self.client.serve(&spec).await {
+            Ok(_) => Ok(()),
+            Err(TgtError::TargetConflict { differences, .. }) => {
+                // Left half-built by an interrupted serve (or edited by hand): rebuild it.
+                warn!(resource = %res.name, ?differences, "target differs; re-creating");
+                self.client.stop_serving(spec.tid).await.map_err(err)?;
+                self.client.serve(&spec).await.map(|_| ()).map_err(err)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn offline(&self, res: &Resource) -> Result<(), BackendError> {
+        let tid = tid(res)?;
+        match self.client.set_target_state(tid, SetState::Offline).await {
+            Err(e) if e.errno() == Some(TgtErrno::NoTarget) => return Ok(()),
+            r => r.map_err(err)?,
+        }
+        for n in self.client.sessions(tid).await.map_err(err)? {
+            match self.client.close_session(tid, n.sid).await {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.errno(),
+                        Some(TgtErrno::NoSession | TgtErrno::NoConnection)
+                    ) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, res: &Resource) -> Result<(), BackendError> {
+        self.client
+            .stop_serving(tid(res)?)
+            .await
+            .map(|_| ())
+            .map_err(err)
+    }
+}

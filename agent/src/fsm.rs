@@ -13,7 +13,9 @@
 //! Because only the difference is planned, every step is idempotent, a restart converges from
 //! any mixed state without a flap, and a repair (an address removed by hand, tgtd restarted
 //! empty) is just a short plan. Nothing is planned before the first full observation, in
-//! maintenance, while the authority is unknown, or after a failure until a new signal arrives.
+//! maintenance, while the authority is unknown, or after a failure until a new signal arrives
+//! (a role signal, a command, the safety net, or an observation that differs from what the
+//! failed transition left).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -745,16 +747,30 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                         view.disk
                     )));
                 }
+                if r.view.drbd != view {
+                    // New information: a failed transition may be retried.
+                    state.blocked = None;
+                }
                 r.view.drbd = view;
             }
             None => return (state, pre),
         },
         Event::Target { resource, view } => match state.resources.get_mut(&resource) {
-            Some(r) => r.view.target = view,
+            Some(r) => {
+                if r.view.target != view {
+                    state.blocked = None;
+                }
+                r.view.target = view;
+            }
             None => return (state, pre),
         },
         Event::Address { address, held } => match state.addresses.get_mut(&address) {
-            Some(a) => a.held = held,
+            Some(a) => {
+                if a.held != held {
+                    state.blocked = None;
+                }
+                a.held = held;
+            }
             None => return (state, pre),
         },
         Event::Executed(out) => {

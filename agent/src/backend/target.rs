@@ -123,29 +123,23 @@ impl TgtTarget {
                 continue;
             }
             info!(socket = %path.display(), "tgtd socket changed: re-reading targets");
-            // A freshly bound socket may not listen yet: retry briefly (bounded, not a poll loop).
+            // Report only once tgtd answers: a dying tgtd is reported by its successor (empty
+            // targets), so nothing is attempted against a daemon that is gone. A freshly bound
+            // socket may not listen yet: retry briefly (bounded, not a poll loop).
             for attempt in 0..10u32 {
-                let mut all_ok = true;
-                for r in &config.resources {
-                    let view = match self.status(r).await {
-                        Ok(v) => v,
-                        Err(e) => {
-                            all_ok = false;
-                            warn!(resource = %r.name, error = %e, "tgtd status");
-                            TargetView::default()
+                if self.client.show_system().await.is_ok() {
+                    let mut views = Vec::new();
+                    for r in &config.resources {
+                        match self.status(r).await {
+                            Ok(v) => views.push((r.name.clone(), v)),
+                            Err(e) => warn!(resource = %r.name, error = %e, "tgtd status"),
                         }
-                    };
-                    if tx
-                        .send(Event::Target {
-                            resource: r.name.clone(),
-                            view,
-                        })
-                        .is_err()
-                    {
-                        return Ok(());
                     }
-                }
-                if all_ok {
+                    for (resource, view) in views {
+                        if tx.send(Event::Target { resource, view }).is_err() {
+                            return Ok(());
+                        }
+                    }
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt + 1))).await;

@@ -1,0 +1,178 @@
+//! The agent's address backend (crate `vip`) in a private network namespace made by this test
+//! (a thread that `unshare(CLONE_NEWNET)`s, with a veth pair; the namespace disappears with the
+//! thread). DRBD and the target stay in memory. Proves: a promote claims the address (probe,
+//! add, announce); an address deleted by hand comes back through the watch; an address held
+//! elsewhere makes the promote roll back to secondary; a demote releases it.
+//! Needs root and `ip`: skipped without them, a failure with CI=true.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::backend::memory::Memory;
+use agent::backend::vip::NetlinkAddress;
+use agent::backend::Address;
+use agent::config::Config;
+use agent::control::Request;
+use agent::daemon::Daemon;
+use agent::executor::Executor;
+use agent::fsm::Role;
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn prereqs() -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    if root && which("ip").is_some() {
+        return true;
+    }
+    let msg = "agent address test: needs root and `ip`";
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{msg} (CI=true)"
+    );
+    eprintln!("SKIP {msg}");
+    false
+}
+
+fn ip(args: &str) {
+    let st = Command::new(which("ip").expect("ip"))
+        .args(args.split_whitespace())
+        .status()
+        .expect("ip runs");
+    assert!(st.success(), "ip {args}");
+}
+
+/// Run `body` on a thread inside a fresh network namespace with veth pair v0/v1 up.
+fn in_netns<F: FnOnce() + Send + 'static>(body: F) {
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
+        // Children forked from this thread inherit its namespace.
+        ip("link set lo up");
+        ip("link add v0 type veth peer name v1");
+        ip("link set v0 up");
+        ip("link set v1 up");
+        body();
+    })
+    .join()
+    .expect("netns thread");
+}
+
+fn config() -> Config {
+    let text = r#"
+node = "addr-test"
+role = { source = "command" }
+[timeouts]
+safety_net_s = 0
+[[resource]]
+name = "r0"
+minor = 0
+mode = "adopt"
+target = { iqn = "iqn.2026-11.test:r0", tid = 1, initiators = "all" }
+[[resource.lun]]
+lun = 1
+device = "/dev/drbd0"
+scsi_id = "r0"
+scsi_sn = "R0"
+vendor = "T"
+product = "T"
+[[address]]
+address = "10.99.0.10/24"
+interface = "v0"
+resources = ["r0"]
+announce = { count = 2, interval_ms = 50 }
+probe = { enabled = true, timeout_ms = 100 }
+"#;
+    Config::parse(text, std::path::Path::new("<address test>")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn claim_restore_conflict_release() {
+    if !prereqs() {
+        return;
+    }
+    in_netns(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let cfg = Arc::new(config());
+            let addr = Arc::new(NetlinkAddress::new(&cfg).expect("vip handles"));
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            {
+                let a = addr.clone();
+                tokio::spawn(async move { a.watch(tx).await });
+            }
+            let mem = Memory::healthy_secondary(&cfg);
+            let mut d = Daemon::new(Executor::new(
+                cfg.clone(),
+                mem.clone(),
+                mem.clone(),
+                addr.clone(),
+            ));
+            d.observe().await;
+            let a0 = &cfg.addresses[0];
+
+            let r = d.request(Request::Promote).await;
+            assert!(r.ok, "{}", r.message);
+            assert!(addr.held(a0).await.expect("held"));
+            let rec = r
+                .status
+                .and_then(|s| s.transitions.last().cloned())
+                .expect("record");
+            let claim = rec
+                .stages
+                .iter()
+                .find(|s| s.stage == agent::fsm::Stage::AddressClaim)
+                .expect("claim stage");
+            eprintln!(
+                "promote total {} us, address-claim {} us",
+                rec.total_micros, claim.micros
+            );
+
+            // Deleted by hand: the watch reports it and the agent claims it back.
+            ip("addr del 10.99.0.10/24 dev v0");
+            let start = Instant::now();
+            let deadline = start + Duration::from_secs(5);
+            while !addr.held(a0).await.expect("held") {
+                let ev = tokio::time::timeout_at(deadline.into(), rx.recv())
+                    .await
+                    .expect("removal noticed within 5 s")
+                    .expect("watch alive");
+                d.handle(ev).await;
+            }
+            eprintln!("address deleted by hand -> back in {:?}", start.elapsed());
+            while let Ok(ev) = rx.try_recv() {
+                d.handle(ev).await;
+            }
+
+            let r = d.request(Request::Demote).await;
+            assert!(r.ok, "{}", r.message);
+            assert!(!addr.held(a0).await.expect("held"));
+            while let Ok(ev) = rx.try_recv() {
+                d.handle(ev).await;
+            }
+
+            // Held on another interface: the promote rolls back to secondary.
+            ip("addr add 10.99.0.10/24 dev v1");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            while let Ok(ev) = rx.try_recv() {
+                d.handle(ev).await;
+            }
+            let r = d.request(Request::Promote).await;
+            assert!(!r.ok, "{}", r.message);
+            assert!(r.message.contains("address-claim"), "{}", r.message);
+            assert_eq!(
+                mem.world().drbd.get("r0").map(|v| v.role),
+                Some(Role::Secondary)
+            );
+        });
+    });
+}

@@ -99,7 +99,9 @@ fn main() -> Result<(), String> {
     run("ip", &["netns", "add", &ns.0])?;
     run(
         "ip",
-        &["-n", &ns.0, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0"],
+        &[
+            "-n", &ns.0, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+        ],
     )?;
     for l in ["lo", "eth0", "peer0"] {
         run("ip", &["-n", &ns.0, "link", "set", l, "up"])?;
@@ -153,7 +155,9 @@ fn main() -> Result<(), String> {
             let t2 = Instant::now();
             // arping exits 1 when nobody answers, which is normal for an unsolicited ARP.
             let st = Command::new("arping")
-                .args(["-q", "-U", "-c", "1", "-w", "0", "-i", "eth0", "-S", vip_s, vip_s])
+                .args([
+                    "-q", "-U", "-c", "1", "-w", "0", "-i", "eth0", "-S", vip_s, vip_s,
+                ])
                 .status()
                 .map_err(|e| format!("spawn arping: {e}"))?;
             if st.code().is_none_or(|c| c > 1) {

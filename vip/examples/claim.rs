@@ -24,7 +24,10 @@ async fn main() -> Result<(), vip::VipError> {
     }
     let mut vip = Vip::new(iface.clone(), addr, prefix)?;
     let mut r = vip.claim(&opts).await?;
-    println!("claimed {addr}/{prefix} on {iface} (ifindex {}, {})", r.ifindex, r.mac);
+    println!(
+        "claimed {addr}/{prefix} on {iface} (ifindex {}, {})",
+        r.ifindex, r.mac
+    );
     println!("  checks          {:?}", r.check);
     match r.probe {
         Some(p) => println!("  probe           {p:?} (no conflict)"),

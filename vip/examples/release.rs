@@ -15,7 +15,10 @@ async fn main() -> Result<(), vip::VipError> {
     if r.removed {
         println!("released {addr}/{prefix} from {iface} in {:?}", r.total);
     } else {
-        println!("{addr}/{prefix} was not on {iface} (nothing to do, {:?})", r.total);
+        println!(
+            "{addr}/{prefix} was not on {iface} (nothing to do, {:?})",
+            r.total
+        );
     }
     Ok(())
 }

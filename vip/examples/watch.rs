@@ -16,7 +16,11 @@ async fn main() -> Result<(), vip::VipError> {
     let mut w = vip.watch().await?;
     println!(
         "watching {addr}/{prefix} on {iface}: {} (setup {:?})",
-        if vip.is_held().await? { "held" } else { "not held" },
+        if vip.is_held().await? {
+            "held"
+        } else {
+            "not held"
+        },
         t.elapsed()
     );
     while let Some(ev) = w.next().await {

@@ -229,12 +229,21 @@ mod tests {
             target_mac: OURS,
             target_ip: Ipv4Addr::UNSPECIFIED,
         };
-        assert_eq!(conflict_v4(&arp_frame(THEIRS, reply), OURS, ip), Some(THEIRS));
+        assert_eq!(
+            conflict_v4(&arp_frame(THEIRS, reply), OURS, ip),
+            Some(THEIRS)
+        );
         // Another host probing at the same time.
         let probe = ArpPacket::probe(THEIRS, ip);
-        assert_eq!(conflict_v4(&arp_frame(THEIRS, probe), OURS, ip), Some(THEIRS));
+        assert_eq!(
+            conflict_v4(&arp_frame(THEIRS, probe), OURS, ip),
+            Some(THEIRS)
+        );
         // Our own probe, seen again, and unrelated traffic.
-        assert_eq!(conflict_v4(&arp_frame(OURS, ArpPacket::probe(OURS, ip)), OURS, ip), None);
+        assert_eq!(
+            conflict_v4(&arp_frame(OURS, ArpPacket::probe(OURS, ip)), OURS, ip),
+            None
+        );
         let other = ArpPacket::gratuitous_request(THEIRS, Ipv4Addr::new(10, 0, 0, 8));
         assert_eq!(conflict_v4(&arp_frame(THEIRS, other), OURS, ip), None);
         assert_eq!(conflict_v4(&[1, 2, 3], OURS, ip), None);

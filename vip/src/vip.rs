@@ -219,8 +219,7 @@ impl Vip {
 
         let mut probe_time = None;
         if let (false, Some(p)) = (already_held, &opts.probe) {
-            probe_time =
-                Some(probe(&sock, link.index, &self.iface, mac, self.addr, p).await?);
+            probe_time = Some(probe(&sock, link.index, &self.iface, mac, self.addr, p).await?);
         }
 
         let t = Instant::now();
@@ -245,8 +244,14 @@ impl Vip {
                 },
             };
             if added {
-                del_address(&self.handle, link.index, &self.iface, self.addr, self.prefix)
-                    .await?;
+                del_address(
+                    &self.handle,
+                    link.index,
+                    &self.iface,
+                    self.addr,
+                    self.prefix,
+                )
+                .await?;
             }
             return Err(err);
         }
@@ -290,8 +295,14 @@ impl Vip {
             }
             Err(e) => return Err(e),
         };
-        let removed =
-            del_address(&self.handle, link.index, &self.iface, self.addr, self.prefix).await?;
+        let removed = del_address(
+            &self.handle,
+            link.index,
+            &self.iface,
+            self.addr,
+            self.prefix,
+        )
+        .await?;
         Ok(ReleaseReport {
             removed,
             total: start.elapsed(),

@@ -100,11 +100,9 @@ impl VipWatch {
                     });
                 }
             }
-            RouteNetlinkMessage::DelLink(l) if l.header.index == self.ifindex => {
-                if self.link_up {
-                    self.link_up = false;
-                    self.pending.push_back(VipEvent::LinkDown);
-                }
+            RouteNetlinkMessage::DelLink(l) if l.header.index == self.ifindex && self.link_up => {
+                self.link_up = false;
+                self.pending.push_back(VipEvent::LinkDown);
             }
             _ => {}
         }

@@ -12,9 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use lab::{in_ns, lab, wait_neighbour};
 use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::{AddressMessageBuilder, LinkUnspec};
-use vip::{
-    AnnouncePolicy, ClaimOptions, FrameKind, MacAddr, ProbePolicy, Vip, VipError, VipEvent,
-};
+use vip::{AnnouncePolicy, ClaimOptions, FrameKind, MacAddr, ProbePolicy, Vip, VipError, VipEvent};
 
 fn addr(s: &str) -> IpAddr {
     s.parse().expect("literal address")
@@ -40,8 +38,15 @@ fn claim_in(
         let ns = name;
         let mut v = Vip::new("eth0", vip, prefix)?;
         let mut r = v.claim(&opts).await?;
-        let first = r.announcements.try_next().expect("first announcement result");
-        assert!(first.result.is_ok(), "first announcement: {:?}", first.result);
+        let first = r
+            .announcements
+            .try_next()
+            .expect("first announcement result");
+        assert!(
+            first.result.is_ok(),
+            "first announcement: {:?}",
+            first.result
+        );
         eprintln!(
             "claim {vip} in {ns}: held={} check={:?} probe={:?} add={:?} first_announce={:?} total={:?}",
             r.already_held, r.check, r.probe, r.add, r.first_announce, r.total
@@ -133,7 +138,11 @@ fn probe_conflict_and_free(vip: IpAddr, prefix: u8, test: &str) {
     }
     // The failed claim left nothing behind in B.
     let held = in_ns(&lab.b.ns, move || async move {
-        Vip::new("eth0", vip, prefix).expect("handle").is_held().await.expect("is_held")
+        Vip::new("eth0", vip, prefix)
+            .expect("handle")
+            .is_held()
+            .await
+            .expect("is_held")
     });
     assert!(!held);
 
@@ -184,7 +193,10 @@ fn probe_sees_a_host_that_only_probes() {
             Err(e) => panic!("unexpected error {e}"),
         })
         .count();
-    assert!(conflicts >= 1, "nobody saw the other's probe: {ra:?} {rb:?}");
+    assert!(
+        conflicts >= 1,
+        "nobody saw the other's probe: {ra:?} {rb:?}"
+    );
 }
 
 #[test]
@@ -215,7 +227,11 @@ fn watch_reports_outside_removal_and_link_changes() {
             .index(idx)
             .address("10.77.0.104".parse().expect("literal"), 24)
             .build();
-        h.address().del(msg).execute().await.expect("outside delete");
+        h.address()
+            .del(msg)
+            .execute()
+            .await
+            .expect("outside delete");
         let t = Instant::now();
         let ev = tokio::time::timeout(Duration::from_secs(2), w.next())
             .await
@@ -277,10 +293,25 @@ fn claim_and_release_are_idempotent_and_reclaim_reannounces() {
     // the second claim must find the address held and announce it again.
     lab.ip_in(
         &lab.c.ns,
-        &["neigh", "replace", "10.77.0.105", "lladdr", "02:de:ad:00:00:01", "nud", "stale", "dev", "eth0"],
+        &[
+            "neigh",
+            "replace",
+            "10.77.0.105",
+            "lladdr",
+            "02:de:ad:00:00:01",
+            "nud",
+            "stale",
+            "dev",
+            "eth0",
+        ],
     );
-    let (held, probe, _) = claim_in(&lab.a.ns, vip, 24, ClaimOptions::default().announce(quiet()))
-        .expect("second claim");
+    let (held, probe, _) = claim_in(
+        &lab.a.ns,
+        vip,
+        24,
+        ClaimOptions::default().announce(quiet()),
+    )
+    .expect("second claim");
     assert!(held, "second claim must see the address held");
     assert!(probe.is_none(), "a held address is not probed");
     assert_learned(&lab.c, vip, lab.a.mac, "A (re-announced)");
@@ -320,7 +351,16 @@ fn announcement_schedule_reports_every_frame() {
         let bursts: Vec<_> = got.iter().map(|g| (g.0, g.1)).step_by(2).collect();
         assert_eq!(
             bursts,
-            [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (3, 0)]
+            [
+                (0, 0),
+                (0, 1),
+                (0, 2),
+                (1, 0),
+                (1, 1),
+                (1, 2),
+                (2, 0),
+                (3, 0)
+            ]
         );
         // Release stops the schedule: the stream ends.
         v.release().await.expect("release");

@@ -204,7 +204,10 @@ mod tests {
         bad[1] = 6; // IEEE 802 hardware type
         assert!(matches!(
             ArpPacket::decode(&bad),
-            Err(DecodeError::Unsupported { field: "hardware type", .. })
+            Err(DecodeError::Unsupported {
+                field: "hardware type",
+                ..
+            })
         ));
         let mut bad = GARP;
         bad[4] = 8;

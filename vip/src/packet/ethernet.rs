@@ -120,6 +120,9 @@ mod tests {
                 Err(DecodeError::Truncated { .. })
             ));
         }
-        assert_eq!(MacAddr([2, 0, 0, 0, 0xab, 1]).to_string(), "02:00:00:00:ab:01");
+        assert_eq!(
+            MacAddr([2, 0, 0, 0, 0xab, 1]).to_string(),
+            "02:00:00:00:ab:01"
+        );
     }
 }

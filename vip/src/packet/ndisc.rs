@@ -321,13 +321,13 @@ fn decode_icmp(icmp: &[u8], src: &Ipv6Addr, dst: &Ipv6Addr) -> Result<NdiscMessa
     while at < icmp.len() {
         let [okind, olen] = take::<2>(icmp, at, "ndisc option")?;
         let bytes = usize::from(olen) * 8;
-        let body = icmp
-            .get(at..at + bytes)
-            .filter(|_| olen != 0)
-            .ok_or(DecodeError::BadOption {
-                kind: okind,
-                len: olen,
-            })?;
+        let body =
+            icmp.get(at..at + bytes)
+                .filter(|_| olen != 0)
+                .ok_or(DecodeError::BadOption {
+                    kind: okind,
+                    len: olen,
+                })?;
         // A link-layer option for Ethernet is 1 unit: type, length, 6-byte MAC (RFC 2464 §6).
         let mac = body.get(2..8).and_then(MacAddr::from_slice);
         match okind {
@@ -386,7 +386,10 @@ mod tests {
     fn ns_roundtrip_and_errors() {
         let addr: Ipv6Addr = "fd00::10".parse().expect("literal");
         let p = NdiscPacket::dad_solicit(addr);
-        assert_eq!(p.header.dst, "ff02::1:ff00:10".parse::<Ipv6Addr>().expect("literal"));
+        assert_eq!(
+            p.header.dst,
+            "ff02::1:ff00:10".parse::<Ipv6Addr>().expect("literal")
+        );
         let mut v = Vec::new();
         p.encode(&mut v);
         assert_eq!(NdiscPacket::decode(&v), Ok(p));

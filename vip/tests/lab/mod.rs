@@ -100,7 +100,17 @@ impl Lab {
                 mac: MacAddr::ZERO,
             },
         };
-        ip(&["-n", &br, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])?;
+        ip(&[
+            "-n",
+            &br,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
         ip(&["-n", &br, "link", "set", "br0", "up"])?;
         for (i, name) in ["a", "b", "c"].iter().enumerate() {
             let ns = format!("{base}{name}");
@@ -120,7 +130,15 @@ impl Lab {
                 &ns,
             ])?;
             ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "address", &node.mac.to_string()])?;
+            ip(&[
+                "-n",
+                &ns,
+                "link",
+                "set",
+                "eth0",
+                "address",
+                &node.mac.to_string(),
+            ])?;
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
             let a4 = format!("{NET4}.{}/24", i + 1);
@@ -201,7 +219,11 @@ pub async fn neighbour(addr: IpAddr) -> Option<(MacAddr, NeighbourState)> {
     } else {
         AddressFamily::Inet6
     };
-    let mut s = handle.neighbours().get().set_address_family(family).execute();
+    let mut s = handle
+        .neighbours()
+        .get()
+        .set_address_family(family)
+        .execute();
     let mut found = None;
     while let Some(m) = s.try_next().await.expect("neighbour dump") {
         let mut dst = None;

@@ -157,6 +157,30 @@ pub(crate) async fn probe(
             .map_err(|e| VipError::io("join solicited-node group", iface, e))?;
     }
 
+    let verdict = listen(
+        &rx, sender, &frame, dst, ethertype, iface, ours, addr, policy, start,
+    )
+    .await;
+    // A socket with a protocol hook takes 8-16 ms to close on this kernel (lab-notes): close it
+    // off the claim's path.
+    tokio::task::spawn_blocking(move || drop(rx));
+    verdict
+}
+
+/// Sends the probes and waits for the window to end or a conflict to show up.
+#[allow(clippy::too_many_arguments)]
+async fn listen(
+    rx: &PacketSocket,
+    sender: &PacketSocket,
+    frame: &[u8],
+    dst: MacAddr,
+    ethertype: u16,
+    iface: &str,
+    ours: MacAddr,
+    addr: IpAddr,
+    policy: &ProbePolicy,
+    start: Instant,
+) -> Result<Duration, VipError> {
     let deadline = start + policy.window;
     let mut jitter = Jitter::new();
     let mut sent = 0u32;
@@ -183,7 +207,7 @@ pub(crate) async fn probe(
             _ = tokio::time::sleep_until(wake) => {
                 if next_probe.is_some_and(|t| t <= Instant::now()) && Instant::now() < deadline {
                     sender
-                        .send(&frame, dst, ethertype)
+                        .send(frame, dst, ethertype)
                         .await
                         .map_err(|e| VipError::io("send probe", iface, e))?;
                     sent += 1;

@@ -238,7 +238,7 @@ fn watch_reports_outside_removal_and_link_changes() {
             .expect("watch event in time");
         let took = t.elapsed();
         assert_eq!(ev, Some(VipEvent::Removed));
-        eprintln!("watch: Removed reported {took:?} after the delete was acknowledged");
+        eprintln!("watch: Removed reported {took:?} after the delete request was issued");
         assert!(!v.is_held().await.expect("is_held"));
 
         // Claim again: Added.
@@ -401,5 +401,59 @@ fn typed_errors() {
             lo.claim(&opts).await,
             Err(VipError::NotEthernet { .. })
         ));
+    });
+}
+
+/// Drops every capability of the calling thread only (`capset(2)` acts per thread).
+fn drop_thread_capabilities() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let hdr = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: header and two data structs laid out as <linux/capability.h> v3 expects.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) };
+    assert_eq!(r, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn without_capabilities_errors_are_permission_denied() {
+    let Some(lab) = lab("permission_denied") else {
+        return;
+    };
+    let vip = addr("10.77.0.109");
+    lab.ip_in(&lab.a.ns, &["addr", "add", "10.77.0.109/24", "dev", "eth0"]);
+    in_ns(&lab.a.ns, move || async move {
+        drop_thread_capabilities();
+        let mut v = Vip::new("eth0", vip, 24).expect("a netlink socket needs no privilege");
+        match v.claim(&ClaimOptions::without_probe()).await {
+            Err(VipError::PermissionDenied { .. }) => {}
+            other => panic!("claim: expected PermissionDenied, got {other:?}"),
+        }
+        match v.release().await {
+            Err(VipError::PermissionDenied { op }) => assert_eq!(op, "ip addr del"),
+            other => panic!("release: expected PermissionDenied, got {other:?}"),
+        }
+        let mut v = Vip::new("eth0", addr("10.77.0.110"), 24).expect("handle");
+        match v.claim(&ClaimOptions::without_probe()).await {
+            Err(VipError::PermissionDenied { .. }) => {}
+            other => panic!("claim of a new address: expected PermissionDenied, got {other:?}"),
+        }
     });
 }

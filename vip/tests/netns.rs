@@ -227,12 +227,12 @@ fn watch_reports_outside_removal_and_link_changes() {
             .index(idx)
             .address("10.77.0.104".parse().expect("literal"), 24)
             .build();
+        let t = Instant::now();
         h.address()
             .del(msg)
             .execute()
             .await
             .expect("outside delete");
-        let t = Instant::now();
         let ev = tokio::time::timeout(Duration::from_secs(2), w.next())
             .await
             .expect("watch event in time");

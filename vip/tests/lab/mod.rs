@@ -75,7 +75,12 @@ pub fn lab(test: &str) -> Option<Lab> {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test}: needs root and network namespaces (CI=true): {why}");
     }
-    eprintln!("SKIP {test}: needs root and network namespaces: {why}");
+    // Written to the stderr handle, not through eprintln!, so libtest does not capture it.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP {test}: needs root and network namespaces: {why}"
+    );
     None
 }
 

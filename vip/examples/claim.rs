@@ -11,7 +11,14 @@ mod common;
 use vip::{AnnounceMode, ClaimOptions, Vip};
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), vip::VipError> {
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), vip::VipError> {
     let (iface, addr, prefix, flags) = common::args("claim", "[--no-probe] [--reply|--both]");
     let mut opts = ClaimOptions::default();
     for f in &flags {

@@ -8,7 +8,14 @@ mod common;
 use vip::Vip;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), vip::VipError> {
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), vip::VipError> {
     let (iface, addr, prefix, _) = common::args("release", "");
     let mut vip = Vip::new(iface.clone(), addr, prefix)?;
     let r = vip.release().await?;

@@ -9,7 +9,14 @@ use futures::StreamExt;
 use vip::Vip;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), vip::VipError> {
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), vip::VipError> {
     let (iface, addr, prefix, _) = common::args("watch", "");
     let vip = Vip::new(iface.clone(), addr, prefix)?;
     let t = tokio::time::Instant::now();

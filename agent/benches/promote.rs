@@ -1,0 +1,229 @@
+//! Benchmark: promote and demote through the agent (fsm + executor) against a real tgtd, with
+//! DRBD and the address in memory (the host has no DRBD; the address claim is dominated by the
+//! configured probe window, measured separately in `tests/address.rs`), versus spawning `tgtadm`
+//! for the same target work, in the same run. Prints median and p95 per stage and writes
+//! `target/lab-report/agent-promote.json`.
+//!
+//! Reproduce (root, tgtd and tgtadm installed):
+//! `CARGO_TARGET_DIR=target/agent cargo bench -p agent --bench promote`
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::backend::memory::Memory;
+use agent::backend::target::TgtTarget;
+use agent::config::Config;
+use agent::control::Request;
+use agent::daemon::Daemon;
+use agent::executor::Executor;
+
+const RUNS: usize = 30;
+const PORT: u16 = 9;
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.95))
+}
+
+fn tgtadm(base: &Path, args: &str) {
+    let st = Command::new("tgtadm")
+        .args(["-C", &PORT.to_string()])
+        .args(args.split_whitespace())
+        .env("TGT_IPC_SOCKET", base)
+        .stdout(Stdio::null())
+        .status()
+        .expect("tgtadm");
+    assert!(st.success(), "tgtadm {args}");
+}
+
+fn main() {
+    if !nix::unistd::Uid::effective().is_root()
+        || which("tgtd").is_none()
+        || which("tgtadm").is_none()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "bench needs root, tgtd, tgtadm"
+        );
+        eprintln!("SKIP: needs root, tgtd and tgtadm");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("agent-bench-{}-", std::process::id()))
+        .tempdir()
+        .expect("tempdir");
+    let backing = dir.path().join("lun1.img");
+    std::fs::File::create(&backing)
+        .and_then(|f| f.set_len(8 << 20))
+        .expect("backing");
+    let base = dir.path().join("socket");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let _tgtd = Kill(
+        Command::new(which("tgtd").expect("tgtd"))
+            .args(["-f", "-C", &PORT.to_string(), "--iscsi"])
+            .arg(format!("portal=127.0.0.1:{port}"))
+            .env("TGT_IPC_SOCKET", &base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tgtd"),
+    );
+    let text = format!(
+        r#"
+node = "bench"
+role = {{ source = "command" }}
+[sockets]
+control = "{d}/control.sock"
+tgtd = "{d}/socket.{PORT}"
+[timeouts]
+safety_net_s = 0
+[[resource]]
+name = "r0"
+minor = 0
+mode = "adopt"
+target = {{ iqn = "iqn.2026-11.bench:r0", tid = 1, initiators = "all" }}
+[[resource.lun]]
+lun = 1
+device = "{b}"
+scsi_id = "bench-r0-1"
+scsi_sn = "BENCHR01"
+vendor = "ISCSIHA"
+product = "BENCH"
+[[address]]
+address = "192.0.2.10/24"
+interface = "eth0"
+resources = ["r0"]
+"#,
+        d = dir.path().display(),
+        b = backing.display()
+    );
+    let cfg = Arc::new(Config::parse(&text, Path::new("<bench>")).expect("config"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let mut stages: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let (mut promote, mut demote) = (Vec::new(), Vec::new());
+    rt.block_on(async {
+        let client = tgt_ipc::TgtClient::at_path(cfg.sockets.tgtd.clone());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.show_system().await.is_err() {
+            assert!(Instant::now() < deadline, "tgtd did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
+        let mem = Memory::healthy_secondary(&cfg);
+        let mut d = Daemon::new(Executor::new(cfg.clone(), mem.clone(), target, mem));
+        d.observe().await;
+        for _ in 0..RUNS {
+            for (req, out) in [
+                (Request::Promote, &mut promote),
+                (Request::Demote, &mut demote),
+            ] {
+                let r = d.request(req).await;
+                assert!(r.ok, "{}", r.message);
+                let rec = r
+                    .status
+                    .and_then(|s| s.transitions.last().cloned())
+                    .expect("record");
+                out.push(rec.total_micros as f64 / 1000.0);
+                for s in rec.stages {
+                    stages
+                        .entry(s.stage.name().to_string())
+                        .or_default()
+                        .push(s.micros as f64 / 1000.0);
+                }
+            }
+        }
+    });
+    // Classic tools, same tgtd, same work.
+    let (mut serve_cli, mut stop_cli) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        tgtadm(
+            &base,
+            "--lld iscsi --mode target --op new --tid 2 -T iqn.2026-11.bench:cli",
+        );
+        tgtadm(
+            &base,
+            "--lld iscsi --mode target --op update --tid 2 --name state --value offline",
+        );
+        tgtadm(
+            &base,
+            &format!(
+                "--lld iscsi --mode logicalunit --op new --tid 2 --lun 1 -b {}",
+                backing.display()
+            ),
+        );
+        tgtadm(&base, "--lld iscsi --mode logicalunit --op update --tid 2 --lun 1 --params scsi_id=bench-cli,scsi_sn=BENCHCLI,vendor_id=ISCSIHA,product_id=BENCH");
+        tgtadm(&base, "--lld iscsi --mode target --op bind --tid 2 -I ALL");
+        tgtadm(
+            &base,
+            "--lld iscsi --mode target --op update --tid 2 --name state --value ready",
+        );
+        serve_cli.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        tgtadm(
+            &base,
+            "--lld iscsi --mode target --op unbind --tid 2 -I ALL",
+        );
+        tgtadm(
+            &base,
+            "--lld iscsi --mode target --op update --tid 2 --name state --value offline",
+        );
+        tgtadm(&base, "--lld iscsi --mode conn --op show --tid 2");
+        tgtadm(
+            &base,
+            "--lld iscsi --mode target --op delete --force --tid 2",
+        );
+        stop_cli.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut json = serde_json::Map::new();
+    let mut put = |name: &str, v: Vec<f64>| {
+        let (m, p) = stats(v);
+        println!("{name:<28} median {m:8.3} ms   p95 {p:8.3} ms");
+        json.insert(
+            name.into(),
+            serde_json::json!({ "median_ms": m, "p95_ms": p, "runs": RUNS }),
+        );
+    };
+    println!("agent (fsm + executor; tgtd real, DRBD and address in memory), {RUNS} runs:");
+    put("promote total", promote);
+    put("demote total", demote);
+    for (k, v) in stages {
+        put(&format!("stage {k}"), v);
+    }
+    println!("classic tools, spawned one by one:");
+    put("tgtadm serve (6 calls)", serve_cli);
+    put("tgtadm stop (4 calls)", stop_cli);
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab-report");
+    std::fs::create_dir_all(&out).expect("report dir");
+    let file = out.join("agent-promote.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&json).expect("json")).expect("write");
+    println!("wrote {}", file.display());
+}

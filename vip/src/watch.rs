@@ -22,12 +22,16 @@ use crate::error::VipError;
 pub enum VipEvent {
     /// The address disappeared from the interface (`RTM_DELADDR`), whoever removed it.
     Removed,
-    /// The address appeared on the interface (`RTM_NEWADDR`), ours or someone else's doing.
+    /// The address appeared on the interface, or its flags changed (`RTM_NEWADDR`), ours or
+    /// someone else's doing.
     Added,
     /// The interface lost `IFF_UP` or carrier (`RTM_NEWLINK`), or was deleted (`RTM_DELLINK`).
     LinkDown,
     /// The interface is up with carrier again (`RTM_NEWLINK`).
     LinkUp,
+    /// The netlink receive buffer overflowed (`ENOBUFS`): events were lost. Check the state
+    /// again ([`crate::Vip::is_held`]); the watch itself goes on.
+    Overrun,
 }
 
 /// Stream of [`VipEvent`]s for one address on one interface. Link events are reported on
@@ -75,37 +79,53 @@ impl VipWatch {
     }
 
     fn handle(&mut self, msg: NetlinkMessage<RouteNetlinkMessage>) {
-        let NetlinkPayload::InnerMessage(m) = msg.payload else {
-            return;
-        };
-        match m {
-            RouteNetlinkMessage::NewAddress(a)
-                if a.header.index == self.ifindex && message_address(&a) == Some(self.addr) =>
-            {
-                self.pending.push_back(VipEvent::Added)
-            }
-            RouteNetlinkMessage::DelAddress(a)
-                if a.header.index == self.ifindex && message_address(&a) == Some(self.addr) =>
-            {
-                self.pending.push_back(VipEvent::Removed)
-            }
-            RouteNetlinkMessage::NewLink(l) if l.header.index == self.ifindex => {
-                let up = LinkInfo::from_message(&l).is_up();
-                if up != self.link_up {
-                    self.link_up = up;
-                    self.pending.push_back(if up {
-                        VipEvent::LinkUp
-                    } else {
-                        VipEvent::LinkDown
-                    });
-                }
-            }
-            RouteNetlinkMessage::DelLink(l) if l.header.index == self.ifindex && self.link_up => {
-                self.link_up = false;
-                self.pending.push_back(VipEvent::LinkDown);
-            }
-            _ => {}
+        if let Some(e) = event_for(msg.payload, self.ifindex, self.addr, &mut self.link_up) {
+            self.pending.push_back(e);
         }
+    }
+}
+
+/// The event (if any) a multicast message means for `addr` on `ifindex`; `link_up` is the
+/// last known link state, updated here, so link events come on transitions only.
+fn event_for(
+    payload: NetlinkPayload<RouteNetlinkMessage>,
+    ifindex: u32,
+    addr: IpAddr,
+    link_up: &mut bool,
+) -> Option<VipEvent> {
+    let m = match payload {
+        NetlinkPayload::InnerMessage(m) => m,
+        NetlinkPayload::Overrun(_) => return Some(VipEvent::Overrun),
+        _ => return None,
+    };
+    match m {
+        RouteNetlinkMessage::NewAddress(a)
+            if a.header.index == ifindex && message_address(&a) == Some(addr) =>
+        {
+            Some(VipEvent::Added)
+        }
+        RouteNetlinkMessage::DelAddress(a)
+            if a.header.index == ifindex && message_address(&a) == Some(addr) =>
+        {
+            Some(VipEvent::Removed)
+        }
+        RouteNetlinkMessage::NewLink(l) if l.header.index == ifindex => {
+            let up = LinkInfo::from_message(&l).is_up();
+            if up == *link_up {
+                return None;
+            }
+            *link_up = up;
+            Some(if up {
+                VipEvent::LinkUp
+            } else {
+                VipEvent::LinkDown
+            })
+        }
+        RouteNetlinkMessage::DelLink(l) if l.header.index == ifindex && *link_up => {
+            *link_up = false;
+            Some(VipEvent::LinkDown)
+        }
+        _ => None,
     }
 }
 
@@ -123,5 +143,107 @@ impl Stream for VipWatch {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::link::{LinkFlags, LinkMessage};
+    use rtnetlink::AddressMessageBuilder;
+    use std::net::Ipv4Addr;
+
+    fn addr_msg(index: u32, a: Ipv4Addr) -> netlink_packet_route::address::AddressMessage {
+        AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(a, 24)
+            .build()
+    }
+
+    fn link_msg(index: u32, flags: LinkFlags) -> LinkMessage {
+        let mut l = LinkMessage::default();
+        l.header.index = index;
+        l.header.flags = flags;
+        l
+    }
+
+    #[test]
+    fn events() {
+        let vip = Ipv4Addr::new(10, 0, 0, 9);
+        let ip = IpAddr::V4(vip);
+        let mut up = true;
+        let inner = NetlinkPayload::InnerMessage;
+        let ev = |p, up: &mut bool| event_for(p, 3, ip, up);
+        assert_eq!(
+            ev(
+                inner(RouteNetlinkMessage::DelAddress(addr_msg(3, vip))),
+                &mut up
+            ),
+            Some(VipEvent::Removed)
+        );
+        assert_eq!(
+            ev(
+                inner(RouteNetlinkMessage::NewAddress(addr_msg(3, vip))),
+                &mut up
+            ),
+            Some(VipEvent::Added)
+        );
+        // Other interface, other address: nothing.
+        assert_eq!(
+            ev(
+                inner(RouteNetlinkMessage::DelAddress(addr_msg(4, vip))),
+                &mut up
+            ),
+            None
+        );
+        let other = Ipv4Addr::new(10, 0, 0, 8);
+        assert_eq!(
+            ev(
+                inner(RouteNetlinkMessage::DelAddress(addr_msg(3, other))),
+                &mut up
+            ),
+            None
+        );
+        // Link: transitions only; no carrier counts as down.
+        let full = LinkFlags::Up | LinkFlags::LowerUp;
+        assert_eq!(
+            ev(
+                inner(RouteNetlinkMessage::NewLink(link_msg(3, full))),
+                &mut up
+            ),
+            None
+        );
+        assert_eq!(
+            ev(
+                inner(RouteNetlinkMessage::NewLink(link_msg(3, LinkFlags::Up))),
+                &mut up
+            ),
+            Some(VipEvent::LinkDown)
+        );
+        assert_eq!(
+            ev(
+                inner(RouteNetlinkMessage::NewLink(link_msg(3, LinkFlags::Up))),
+                &mut up
+            ),
+            None
+        );
+        assert_eq!(
+            ev(
+                inner(RouteNetlinkMessage::NewLink(link_msg(3, full))),
+                &mut up
+            ),
+            Some(VipEvent::LinkUp)
+        );
+        assert_eq!(
+            ev(
+                inner(RouteNetlinkMessage::DelLink(link_msg(3, full))),
+                &mut up
+            ),
+            Some(VipEvent::LinkDown)
+        );
+        assert_eq!(
+            ev(NetlinkPayload::Overrun(Vec::new()), &mut up),
+            Some(VipEvent::Overrun)
+        );
     }
 }

@@ -186,7 +186,8 @@ fn main() -> Result<(), String> {
     println!("  ratio claim   (classic / vip, medians): {ratio_claim:.1}x");
     println!("  ratio release (classic / vip, medians): {ratio_release:.1}x");
 
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest.parent().unwrap_or(manifest);
     let dir = root.join("target").join("lab-report");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let report = serde_json::json!({

@@ -1,0 +1,208 @@
+//! 2 nodes. Proves that drbd-nl alone (guest driver `drbd-lab`, no drbdsetup on the product path)
+//! brings up a replicated DRBD 8.4 pair, promotes and demotes it, reports role changes, peer loss
+//! (the peer VM powered off) and reconnect as events, returns the right typed errors (promote while
+//! the peer is Primary; attach of a missing device), and that its status agrees with the oracle
+//! `drbdsetup-84 status` / `/proc/drbd`.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use lab::bringup::wait_until;
+use lab::{Lab, Node};
+
+const RES: &str = "r0";
+const MINOR: u32 = 1;
+const PORT: u16 = 7789;
+
+fn drbd_lab(node: &Node, args: &str) -> Result<lab::Output> {
+    node.run(&format!("{} {args}", Node::guest_bin("drbd-lab")))
+}
+
+fn drbd_lab_ok(node: &Node, args: &str) -> Result<String> {
+    let o = drbd_lab(node, args)?;
+    if o.rc != 0 {
+        bail!(
+            "node {}: drbd-lab {args}: rc {}\n{}{}",
+            node.name(),
+            o.rc,
+            o.stdout,
+            o.stderr
+        );
+    }
+    Ok(o.stdout)
+}
+
+fn up_args(me: &Node, peer: &Node, extra: &str) -> String {
+    format!(
+        "up {RES} {MINOR} /dev/vda {}:{PORT} {}:{PORT} {extra}",
+        me.ip(),
+        peer.ip()
+    )
+}
+
+/// Starts `drbd-lab events` in the background on `node`, writing to `file`.
+fn start_events(node: &Node, file: &str, secs: u32) -> Result<()> {
+    node.run_ok(&format!(
+        "({} events {secs} > {file} 2>&1 &) ; sleep 0.3; cat {file}",
+        Node::guest_bin("drbd-lab")
+    ))?;
+    wait_until(
+        node,
+        &format!("grep -q 'OK subscribed' {file}"),
+        "events subscribed",
+        Duration::from_secs(10),
+    )?;
+    Ok(())
+}
+
+fn wait_event(node: &Node, file: &str, pattern: &str, what: &str) -> Result<()> {
+    wait_until(
+        node,
+        &format!("grep -q -E '{pattern}' {file}"),
+        what,
+        Duration::from_secs(30),
+    )
+    .map(|_| ())
+}
+
+#[test]
+fn drbd_pair_through_drbd_nl() -> Result<()> {
+    if !lab::require_lab() {
+        return Ok(());
+    }
+    let lab = Lab::shared()?;
+    let (a, b) = (lab.node(0)?, lab.node(1)?);
+    let res = scenario(a, b);
+    if res.is_err() {
+        eprintln!("{}", lab.logs_tail(30));
+    }
+    res
+}
+
+fn scenario(a: &Node, b: &Node) -> Result<()> {
+    // Bring-up only through drbd-nl (drbdmeta create-md is not netlink; test-only tool).
+    std::thread::scope(|s| -> Result<()> {
+        let hb = s.spawn(|| drbd_lab_ok(b, &up_args(b, a, "--create-md")));
+        drbd_lab_ok(a, &up_args(a, b, "--create-md"))?;
+        hb.join()
+            .map_err(|_| anyhow::anyhow!("thread panicked"))??;
+        Ok(())
+    })?;
+    drbd_lab_ok(a, &format!("wait {MINOR} Connected 60"))?;
+    drbd_lab_ok(a, &format!("new-uuid {MINOR}"))?;
+    wait_until(
+        a,
+        &format!("grep -q '^ *{MINOR}: cs:Connected .*ds:UpToDate/UpToDate' /proc/drbd"),
+        "UpToDate/UpToDate",
+        Duration::from_secs(30),
+    )?;
+
+    // Events for role changes.
+    start_events(a, "/tmp/ev-a.log", 300)?;
+    drbd_lab_ok(a, &format!("primary {MINOR}"))?;
+    wait_event(
+        a,
+        "/tmp/ev-a.log",
+        "EV [0-9]+ 1,r0\\[0\\] .*ro:Primary/Secondary",
+        "Primary event",
+    )?;
+
+    // Status agrees with the oracles.
+    let ours = drbd_lab_ok(a, "status")?;
+    let line = ours
+        .lines()
+        .find(|l| l.starts_with("ST 1,r0[0]"))
+        .context("no status line")?;
+    assert!(
+        line.contains("cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate"),
+        "drbd-nl status: {line}"
+    );
+    let proc_drbd = a.run_ok("cat /proc/drbd")?.stdout;
+    assert!(
+        proc_drbd.contains("1: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate"),
+        "/proc/drbd: {proc_drbd}"
+    );
+    let oracle = a.run_ok("drbdsetup-84 status --color=never r0")?.stdout;
+    assert!(
+        oracle.contains("role:Primary"),
+        "drbdsetup-84 status: {oracle}"
+    );
+    assert!(
+        oracle.contains("disk:UpToDate"),
+        "drbdsetup-84 status: {oracle}"
+    );
+    if lab_has_example(a, "status") {
+        let ex = a
+            .run_ok(&format!("{} r0", Node::guest_example("status")))?
+            .stdout;
+        assert_eq!(
+            ex.trim(),
+            oracle.trim(),
+            "examples/status vs drbdsetup-84 status"
+        );
+    }
+
+    // Promote while the peer is Primary: SS_TWO_PRIMARIES, typed.
+    let o = drbd_lab(b, &format!("primary {MINOR}"))?;
+    assert_ne!(o.rc, 0);
+    assert!(
+        o.stdout.contains("ERROR StateChange SS_TWO_PRIMARIES"),
+        "{}",
+        o.stdout
+    );
+
+    // Demote, event.
+    drbd_lab_ok(a, &format!("secondary {MINOR}"))?;
+    wait_event(
+        a,
+        "/tmp/ev-a.log",
+        "EV [0-9]+ 1,r0\\[0\\] .*ro:Secondary/Secondary",
+        "Secondary event",
+    )?;
+    drbd_lab_ok(a, &format!("primary {MINOR}"))?;
+
+    // Attach of a missing device: ERR_OPEN_DISK, typed.
+    b.run_ok(&format!(
+        "{bin} down rx >/dev/null 2>&1; true",
+        bin = Node::guest_bin("drbd-lab")
+    ))?;
+    let o = drbd_lab(b, "up rx 9 /dev/nonexistent 127.0.0.1:7800 127.0.0.2:7800")?;
+    assert_ne!(o.rc, 0);
+    assert!(
+        o.stdout.contains("ERROR Kernel ERR_OPEN_DISK"),
+        "{}",
+        o.stdout
+    );
+    drbd_lab_ok(b, "down rx")?;
+
+    // Peer loss: power off b; a sees the connection drop.
+    b.kill()?;
+    wait_event(
+        a,
+        "/tmp/ev-a.log",
+        "EV [0-9]+ 1,r0\\[0\\] .*cs:(NetworkFailure|BrokenPipe|Timeout|WFConnection) ro:Primary/Unknown",
+        "peer-loss event",
+    )?;
+
+    // Reconnect: b boots, comes back up through drbd-nl (meta-data kept on its disk).
+    b.boot()?;
+    drbd_lab_ok(b, &up_args(b, a, ""))?;
+    wait_event(
+        a,
+        "/tmp/ev-a.log",
+        "EV [0-9]+ 1,r0\\[0\\] .*cs:Connected ro:Primary/Secondary",
+        "reconnect event",
+    )?;
+
+    // Leave the shared lab as we found it.
+    drbd_lab_ok(a, &format!("secondary {MINOR}"))?;
+    drbd_lab_ok(a, &format!("down {RES}"))?;
+    drbd_lab_ok(b, &format!("down {RES}"))?;
+    Ok(())
+}
+
+fn lab_has_example(node: &Node, name: &str) -> bool {
+    node.run(&format!("test -x {}", Node::guest_example(name)))
+        .map(|o| o.rc == 0)
+        .unwrap_or(false)
+}

@@ -38,7 +38,10 @@ fn print_device(seq: u32, d: &DeviceStatus) {
                 println!("{seq} ST {mnv} {{ {s} }}");
             }
         }
-        Some(other) => println!("{seq} ?? {mnv} <other message, state info broadcast reason:{}>", u8::from(other)),
+        Some(other) => println!(
+            "{seq} ?? {mnv} <other message, state info broadcast reason:{}>",
+            u8::from(other)
+        ),
     }
 }
 
@@ -78,7 +81,9 @@ async fn main() {
     while let Some(ev) = events.next().await {
         match ev {
             Ok(DrbdEvent::Device { seq, status, .. }) => print_device(seq, &status),
-            Ok(DrbdEvent::Resource { seq, name, .. }) => println!("{seq} R - {}", name.unwrap_or_default()),
+            Ok(DrbdEvent::Resource { seq, name, .. }) => {
+                println!("{seq} R - {}", name.unwrap_or_default())
+            }
             Ok(DrbdEvent::Notification { seq, message }) => {
                 println!("{seq} R - {}", message.resource_name().unwrap_or(""))
             }

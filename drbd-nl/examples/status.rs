@@ -34,12 +34,20 @@ fn print_resource(name: &str, vols: &[&DeviceStatus]) {
     } else {
         Role::Unknown
     };
-    let susp = if states.iter().any(|s| s.io_suspended()) { " suspended:user" } else { "" };
+    let susp = if states.iter().any(|s| s.io_suspended()) {
+        " suspended:user"
+    } else {
+        ""
+    };
     println!("{name} role:{role}{susp}");
     let multi = vols.len() > 1;
     for d in vols {
         let Some(s) = d.state else { continue };
-        let vol = if multi { format!("volume:{} ", d.volume.unwrap_or(0)) } else { String::new() };
+        let vol = if multi {
+            format!("volume:{} ", d.volume.unwrap_or(0))
+        } else {
+            String::new()
+        };
         println!("  {vol}disk:{}", s.disk);
     }
     let Some(first) = states.first() else { return };
@@ -47,16 +55,35 @@ fn print_resource(name: &str, vols: &[&DeviceStatus]) {
         return;
     }
     let (conn, _) = conn_names(first.conn);
-    let peer_role = if first.conn.is_connected() { first.peer } else { Role::Unknown };
-    let conn_txt = if conn == "Connected" { String::new() } else { format!(" connection:{conn}") };
+    let peer_role = if first.conn.is_connected() {
+        first.peer
+    } else {
+        Role::Unknown
+    };
+    let conn_txt = if conn == "Connected" {
+        String::new()
+    } else {
+        format!(" connection:{conn}")
+    };
     println!("  peer{conn_txt} role:{peer_role}");
     for d in vols {
         let Some(s) = d.state else { continue };
         let (_, repl) = conn_names(s.conn);
-        let pdsk = if s.conn.is_connected() { s.pdsk } else { DiskState::DUnknown };
-        let vol = if multi { format!("volume:{} ", d.volume.unwrap_or(0)) } else { String::new() };
+        let pdsk = if s.conn.is_connected() {
+            s.pdsk
+        } else {
+            DiskState::DUnknown
+        };
+        let vol = if multi {
+            format!("volume:{} ", d.volume.unwrap_or(0))
+        } else {
+            String::new()
+        };
         let mut line = format!("    {vol}replication:{repl} peer-disk:{pdsk}");
-        if let Some(p) = d.sync_progress_permille().filter(|_| (16..=21).contains(&u8::from(s.conn))) {
+        if let Some(p) = d
+            .sync_progress_permille()
+            .filter(|_| (16..=21).contains(&u8::from(s.conn)))
+        {
             line.push_str(&format!(" done:{}.{}", p / 10, p % 10));
         }
         println!("{line}");
@@ -88,7 +115,10 @@ async fn main() {
     };
     let mut by_res: BTreeMap<String, Vec<&DeviceStatus>> = BTreeMap::new();
     for d in &devs {
-        by_res.entry(d.resource.clone().unwrap_or_default()).or_default().push(d);
+        by_res
+            .entry(d.resource.clone().unwrap_or_default())
+            .or_default()
+            .push(d);
     }
     let mut first = true;
     for (name, vols) in by_res {

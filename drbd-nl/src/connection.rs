@@ -201,6 +201,9 @@ pub(crate) fn open(group: Option<u32>) -> Result<Conn, DrbdError> {
     let socket = conn.socket_mut().socket_mut();
     // drbdsetup asks for 1 MiB: a resync can emit bursts of broadcasts.
     let _ = socket.set_rx_buf_sz(1 << 20);
+    // Bind first: an unbound socket has portid 0, the kernel's own, and
+    // netlink_broadcast skips the sender's portid, so it would get no events.
+    socket.bind_auto()?;
     if let Some(g) = group {
         socket.add_membership(g)?;
     }

@@ -215,9 +215,9 @@ pub struct Lun {
     pub lun: u32,
     /// Backing device, normally `/dev/drbd<minor>`.
     pub device: PathBuf,
-    /// SCSI device identifier (VPD page 0x83); must be identical on both nodes.
+    /// SCSI device identifier (VPD page 0x83), at most 36 characters; identical on both nodes.
     pub scsi_id: String,
-    /// SCSI serial number (VPD page 0x80); must be identical on both nodes.
+    /// SCSI serial number (VPD page 0x80), at most 36 characters; identical on both nodes.
     pub scsi_sn: String,
     /// Vendor id, at most 8 characters.
     pub vendor: String,
@@ -460,7 +460,7 @@ impl Config {
                     return err(k("device"), "must be an absolute device path");
                 }
                 for (f, v, max) in [
-                    ("scsi_id", &l.scsi_id, 24usize),
+                    ("scsi_id", &l.scsi_id, 36usize),
                     ("scsi_sn", &l.scsi_sn, 36),
                     ("vendor", &l.vendor, 8),
                     ("product", &l.product, 16),

@@ -1,0 +1,122 @@
+//! The `iscsi-ha` binary end to end on in-memory backends (`daemon --simulate`): check-config,
+//! status (human and --json), promote, maintenance, demote over the control socket.
+
+use std::path::Path;
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_iscsi-ha");
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .expect("iscsi-ha runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn cli_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("control.sock");
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/iscsi-ha.toml"),
+    )
+    .expect("example");
+    let cfg_text = example
+        .replace(
+            "source = \"pool-conf\"\npath = \"/etc/xensource/pool.conf\"",
+            "source = \"command\"",
+        )
+        .replace(
+            "control = \"/run/iscsi-ha/control.sock\"",
+            &format!("control = \"{}\"", sock.display()),
+        );
+    let cfg = dir.path().join("iscsi-ha.toml");
+    std::fs::write(&cfg, cfg_text).expect("write config");
+
+    let o = run(&cfg, &["check-config"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("ok (2 resource(s), 1 address(es))"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "node = \"x\"\nrole = { source = \"command\" }\nfoo = 1\n",
+    )
+    .expect("w");
+    let o = run(&cfg, &["check-config", bad.to_str().expect("utf8")]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("bad.toml:3: foo: unknown field"),
+        "{}",
+        text(&o)
+    );
+
+    let _daemon = Kill(
+        Command::new(BIN)
+            .arg("-c")
+            .arg(&cfg)
+            .args(["daemon", "--simulate"])
+            .stderr(std::fs::File::create(dir.path().join("daemon.log")).expect("log"))
+            .spawn()
+            .expect("daemon"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not create its socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = run(&cfg, &["status"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("node xcp-host1  role Secondary"),
+        "{}",
+        text(&o)
+    );
+
+    let o = run(&cfg, &["promote"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).starts_with("promote done in"), "{}", text(&o));
+
+    let o = run(&cfg, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json status");
+    assert_eq!(v["node_role"], "Primary");
+    assert_eq!(v["converged"], true);
+    assert_eq!(v["transitions"][0]["kind"], "promote");
+
+    let o = run(&cfg, &["maintenance", "on"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&cfg, &["promote"]);
+    assert!(!o.status.success(), "refused in maintenance: {}", text(&o));
+    let o = run(&cfg, &["maintenance", "off"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&cfg, &["demote"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&cfg, &["status"]);
+    let t = text(&o);
+    assert!(
+        t.contains("role Secondary") && t.contains("transition #2 demote"),
+        "{t}"
+    );
+    assert!(t.contains("  address-release 192.168.50.10/24"), "{t}");
+}

@@ -184,7 +184,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     None => control_open = false,
                 },
                 _ = tick.tick(), if period > 0 => {
-                    self.handle(Event::Tick).await;
+                    // The safety net: re-read everything (which also lifts a failure block).
                     self.observe().await;
                 }
             }

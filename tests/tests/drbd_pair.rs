@@ -186,7 +186,7 @@ fn scenario(a: &Node, b: &Node) -> Result<()> {
 
     // Reconnect: b boots, comes back up through drbd-nl (meta-data kept on its disk).
     b.boot()?;
-    drbd_lab_ok(b, &up_args(b, a, ""))?;
+    drbd_lab_ok(b, &up_args(b, a, "--apply-al"))?;
     wait_event(
         a,
         "/tmp/ev-a.log",

@@ -3,7 +3,7 @@
 //! `bench`, and `drbdmeta` for `create-md`, which is not netlink).
 //!
 //! ```text
-//! drbd-lab up RES MINOR DISK LOCAL PEER [--create-md] [--clear-bitmap] [--primary] [--force]
+//! drbd-lab up RES MINOR DISK LOCAL PEER [--create-md|--apply-al] [--clear-bitmap] [--primary] [--force]
 //! drbd-lab wait MINOR CONN_STATE [TIMEOUT_S]      poll until cs:CONN_STATE (e.g. Connected)
 //! drbd-lab primary MINOR [--force] | secondary MINOR | detach MINOR | down RES
 //! drbd-lab attach MINOR DISK | connect RES LOCAL PEER | new-uuid MINOR
@@ -127,6 +127,17 @@ async fn run(args: &[String]) -> Result<()> {
                     .status()?;
                 if !st.success() {
                     bail!("drbdmeta create-md failed: {st}");
+                }
+            }
+            if flag("--apply-al") {
+                // After a power loss: replay the activity log, as `drbdadm up` does (not netlink).
+                let st = std::process::Command::new("drbdmeta")
+                    .args([&minor.to_string(), "v08", disk, "internal", "apply-al"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()?;
+                if !st.success() {
+                    bail!("drbdmeta apply-al failed: {st}");
                 }
             }
             h.new_resource(res).execute().await?;

@@ -73,7 +73,17 @@ impl NetlinkAddress {
             let held = match ev {
                 VipEvent::Added => true,
                 VipEvent::Removed => false,
-                _ => continue,
+                // Link changes, a lost burst (overrun): read the truth again.
+                _ => match self.vips.get(&address) {
+                    Some(v) => match v.lock().await.is_held().await {
+                        Ok(h) => h,
+                        Err(e) => {
+                            warn!(%address, error = %e, "address check after watch event");
+                            continue;
+                        }
+                    },
+                    None => continue,
+                },
             };
             if tx.send(Event::Address { address, held }).is_err() {
                 return Ok(());

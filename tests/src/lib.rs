@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod agent_lab;
 pub mod assets;
 pub mod bringup;
 pub mod drill;

@@ -1,0 +1,483 @@
+//! The `iscsi-ha` agent in the lab: one agent per guest, driven the way a XenServer / XCP-ng pool
+//! drives it (`/etc/xensource/pool.conf`) or by an operator (`iscsi-ha promote|demote`).
+//!
+//! Each helper is one small step run over the control channel: write the agent's config
+//! ([`install_config`]), write pool.conf the way XAPI does (temporary file + `mv`,
+//! [`set_pool_conf`]), start `tgtd -f` as a service manager would ([`start_tgtd`]), start the agent
+//! in the background with its log in [`AGENT_LOG`] ([`start_agent`]), ask `iscsi-ha status --json`
+//! ([`status`]), and wait for a condition on that status with a description and a timeout
+//! ([`wait_status`]; the error carries the last status and the agent's log tail).
+//!
+//! DRBD is brought up by `drbdsetup-84` ([`crate::bringup`]): the agent runs in `adopt` mode and
+//! does promote/demote, tgtd serving and the floating address itself.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+use crate::bringup::{self, Resource};
+use crate::{Lab, Node};
+
+/// The agent's configuration file in the guest.
+pub const CONFIG: &str = "/etc/iscsi-ha/iscsi-ha.toml";
+/// pool.conf in the guest (as on XenServer / XCP-ng).
+pub const POOL_CONF: &str = "/etc/xensource/pool.conf";
+/// The agent's log (stderr, tracing) in the guest.
+pub const AGENT_LOG: &str = "/tmp/agent.log";
+/// The agent's pid file in the guest (written by [`start_agent`]).
+pub const AGENT_PID: &str = "/tmp/agent.pid";
+/// The agent's control socket in the guest.
+pub const CONTROL_SOCKET: &str = "/run/iscsi-ha/control.sock";
+/// The target the agents serve.
+pub const IQN: &str = "iqn.2024-01.lab.iscsi-ha:r0";
+/// SCSI vendor the agent sets on the LUN (so the client can tell the agent's target apart).
+pub const VENDOR: &str = "ISCSIHA";
+/// SCSI product the agent sets on the LUN.
+pub const PRODUCT: &str = "LAB-DRBD";
+
+/// Where a node's agent takes its role from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `/etc/xensource/pool.conf` ([`POOL_CONF`]).
+    PoolConf,
+    /// `iscsi-ha promote|demote` over the control socket.
+    Command,
+}
+
+/// The agent configuration for `node`: one adopted resource `r` served as [`IQN`] tid 1, LUN 1 on
+/// its DRBD device with a fixed identity, open to all initiators (written out), and the lab's
+/// floating address on `eth0` with probe and 3 gratuitous ARPs.
+pub fn config_toml(node: &Node, r: &Resource, source: Source) -> String {
+    let role = match source {
+        Source::PoolConf => format!("source = \"pool-conf\"\npath = \"{POOL_CONF}\""),
+        Source::Command => "source = \"command\"".to_string(),
+    };
+    format!(
+        r#"# written by lab::agent_lab for node {node}
+node = "lab-{node}"
+
+[role]
+{role}
+
+[sockets]
+control = "{CONTROL_SOCKET}"
+tgtd = "/var/run/tgtd/socket.0"
+
+[timeouts]
+drbd_ms = 5000
+tgtd_ms = 3000
+address_ms = 2000
+safety_net_s = 60
+
+[[resource]]
+name = "{name}"
+minor = {minor}
+mode = "adopt"
+
+[resource.target]
+iqn = "{IQN}"
+tid = 1
+initiators = "all"
+
+[[resource.lun]]
+lun = 1
+device = "{dev}"
+scsi_id = "lab-{name}-lun1"
+scsi_sn = "LAB{minor}LUN1"
+vendor = "{VENDOR}"
+product = "{PRODUCT}"
+
+[[address]]
+address = "{vip}/{prefix}"
+interface = "eth0"
+resources = ["{name}"]
+
+[address.announce]
+count = 3
+interval_ms = 100
+
+[address.probe]
+enabled = true
+timeout_ms = 200
+"#,
+        node = node.name(),
+        name = r.name,
+        minor = r.minor,
+        dev = r.device(),
+        vip = crate::FLOATING_IP,
+        prefix = crate::PREFIX,
+    )
+}
+
+/// Writes [`config_toml`] to [`CONFIG`] on `node` and checks it with `iscsi-ha check-config`.
+pub fn install_config(node: &Node, r: &Resource, source: Source) -> Result<()> {
+    node.put_file(CONFIG, config_toml(node, r, source).as_bytes())?;
+    node.run_ok(&format!("{} check-config {CONFIG}", agent_bin()))?;
+    Ok(())
+}
+
+/// The agent binary in the guest (9p share of the cargo profile dir).
+pub fn agent_bin() -> String {
+    Node::guest_bin("iscsi-ha")
+}
+
+/// Replaces pool.conf the way XAPI does: write a temporary file in the same directory, then
+/// rename it over the old one. `None` deletes the file. Any bytes may be written (garbage tests).
+pub fn set_pool_conf(node: &Node, contents: Option<&str>) -> Result<()> {
+    match contents {
+        None => {
+            node.run_ok(&format!("mkdir -p /etc/xensource && rm -f {POOL_CONF}"))?;
+        }
+        Some(c) => {
+            let tmp = format!("{POOL_CONF}.tmp.{}", std::process::id());
+            node.put_file(&tmp, c.as_bytes())?;
+            node.run_ok(&format!("chmod 644 {tmp} && mv -f {tmp} {POOL_CONF}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// pool.conf contents for the master.
+pub fn master() -> &'static str {
+    "master"
+}
+
+/// pool.conf contents for a slave of `master_node`.
+pub fn slave_of(master_node: &Node) -> String {
+    format!("slave:{}", master_node.ip())
+}
+
+/// Starts `tgtd -f` in the background if it is not running, as its service manager would, and
+/// waits until its management socket answers.
+pub fn start_tgtd(node: &Node) -> Result<()> {
+    bringup::tgtd_start(node)
+}
+
+/// Starts `iscsi-ha daemon` in the background (log appended to [`AGENT_LOG`], pid in
+/// [`AGENT_PID`]) and waits until it answers `status`. Err if it is already running.
+pub fn start_agent(node: &Node) -> Result<()> {
+    if agent_pid(node)?.is_some() {
+        bail!("node {}: the agent is already running", node.name());
+    }
+    node.run_ok(&format!(
+        "mkdir -p /run/iscsi-ha; echo \"=== agent start $(date +%T) ===\" >>{AGENT_LOG}; \
+         RUST_LOG=info {bin} -c {CONFIG} daemon >>{AGENT_LOG} 2>&1 </dev/null & echo $! >{AGENT_PID}",
+        bin = agent_bin()
+    ))?;
+    let t = Instant::now();
+    loop {
+        if status(node).is_ok() {
+            return Ok(());
+        }
+        if agent_pid(node)?.is_none() {
+            bail!(
+                "node {}: the agent exited at start\n--- {AGENT_LOG} ---\n{}",
+                node.name(),
+                agent_log(node, 40)
+            );
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "node {}: the agent did not answer status within 30 s\n--- {AGENT_LOG} ---\n{}",
+                node.name(),
+                agent_log(node, 40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The agent's pid if it is alive.
+pub fn agent_pid(node: &Node) -> Result<Option<u32>> {
+    let o = node.run(&format!(
+        "p=$(cat {AGENT_PID} 2>/dev/null) && [ -n \"$p\" ] && kill -0 $p 2>/dev/null && echo $p"
+    ))?;
+    Ok(o.stdout.trim().parse().ok())
+}
+
+/// Sends `signal` (e.g. `KILL`, `TERM`) to the agent and waits until it is gone.
+pub fn stop_agent(node: &Node, signal: &str) -> Result<()> {
+    if !signal.chars().all(|c| c.is_ascii_alphanumeric()) {
+        bail!("bad signal name {signal:?}");
+    }
+    if let Some(p) = agent_pid(node)? {
+        node.run_ok(&format!(
+            "kill -{signal} {p}; i=0; while kill -0 {p} 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; \
+             kill -0 {p} 2>/dev/null && exit 1; rm -f {AGENT_PID}; true"
+        ))?;
+    }
+    Ok(())
+}
+
+/// `iscsi-ha status --json` on `node`, parsed.
+pub fn status(node: &Node) -> Result<Value> {
+    let o = node.run(&format!("{} -c {CONFIG} status --json", agent_bin()))?;
+    if o.rc != 0 {
+        bail!(
+            "node {}: iscsi-ha status rc={}: {}{}",
+            node.name(),
+            o.rc,
+            o.stdout,
+            o.stderr
+        );
+    }
+    serde_json::from_str(&o.stdout)
+        .with_context(|| format!("node {}: status is not JSON: {}", node.name(), o.stdout))
+}
+
+/// `iscsi-ha status` (human form) on `node`.
+pub fn status_text(node: &Node) -> Result<String> {
+    Ok(node
+        .run(&format!("{} -c {CONFIG} status 2>&1", agent_bin()))?
+        .stdout)
+}
+
+/// Runs an `iscsi-ha` verb (`promote`, `demote`, `maintenance on`, …) on `node`; returns
+/// (exit code, printed message).
+pub fn command(node: &Node, verb: &str) -> Result<(i32, String)> {
+    if !verb
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-')
+    {
+        bail!("bad verb {verb:?}");
+    }
+    let o = node.run(&format!("{} -c {CONFIG} {verb} 2>&1", agent_bin()))?;
+    Ok((o.rc, o.stdout.trim().to_string()))
+}
+
+/// The last `n` lines of the agent's log on `node` (or why it could not be read).
+pub fn agent_log(node: &Node, n: usize) -> String {
+    match node.run(&format!("tail -n {n} {AGENT_LOG} 2>&1")) {
+        Ok(o) => o.stdout,
+        Err(e) => format!("(log unavailable: {e})"),
+    }
+}
+
+/// Every running node's agent log tail and status, for failure reports.
+pub fn logs(lab: &Lab, n: usize) -> String {
+    let mut s = String::new();
+    for node in lab.nodes() {
+        if node.pid().is_none() {
+            s.push_str(&format!("--- node {}: powered off ---\n", node.name()));
+            continue;
+        }
+        s.push_str(&format!(
+            "--- node {} {AGENT_LOG} (last {n}) ---\n{}",
+            node.name(),
+            agent_log(node, n)
+        ));
+        s.push_str(&format!(
+            "--- node {} iscsi-ha status ---\n{}\n",
+            node.name(),
+            status_text(node).unwrap_or_else(|e| format!("{e:#}"))
+        ));
+    }
+    s
+}
+
+/// Polls `iscsi-ha status --json` on `node` every 100 ms until `cond` holds; Err after `timeout`
+/// naming `what`, with the last status and the agent's log tail.
+pub fn wait_status(
+    node: &Node,
+    what: &str,
+    timeout: Duration,
+    cond: impl Fn(&Value) -> bool,
+) -> Result<Value> {
+    let t = Instant::now();
+    loop {
+        let last = match status(node) {
+            Ok(v) if cond(&v) => return Ok(v),
+            Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
+            Err(e) => format!("{e:#}"),
+        };
+        if t.elapsed() > timeout {
+            bail!(
+                "node {}: timeout ({timeout:?}) waiting for {what}\n--- last status ---\n{last}\n--- {AGENT_LOG} ---\n{}",
+                node.name(),
+                agent_log(node, 40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The status says: node role Primary, converged, target serving, address held.
+pub fn is_serving(v: &Value) -> bool {
+    v["node_role"] == "Primary"
+        && v["converged"] == true
+        && v["addresses"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(|x| x["held"] == true))
+        && v["resources"]
+            .as_array()
+            .is_some_and(|r| r.iter().all(|x| x["target"]["state"] == "serving"))
+}
+
+/// The status says: node role Secondary, converged, no target, no address.
+pub fn is_secondary(v: &Value) -> bool {
+    v["node_role"] == "Secondary"
+        && v["converged"] == true
+        && v["addresses"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|x| x["held"] == false))
+        && v["resources"]
+            .as_array()
+            .is_some_and(|r| r.iter().all(|x| x["target"]["state"] == "absent"))
+}
+
+/// The authority as the agent sees it: `primary`, `secondary` or `unknown`.
+pub fn authority(v: &Value) -> String {
+    v["authority"]["role"].as_str().unwrap_or("?").to_string()
+}
+
+/// One transition from `status --json`: kind, result, total and per-stage durations (ms).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Transition {
+    /// Sequence number in that agent.
+    pub id: u64,
+    /// `promote`, `demote` or `repair`.
+    pub kind: String,
+    /// `ok`, `refused: …`, …
+    pub result: String,
+    /// Start, ms since the Unix epoch (guest clock).
+    pub started_unix_ms: u64,
+    /// Total, ms.
+    pub total_ms: f64,
+    /// (stage, ms) in order (rollback stages prefixed `rollback:`).
+    pub stages: Vec<(String, f64)>,
+}
+
+/// The transitions listed in a status, oldest first.
+pub fn transitions(v: &Value) -> Vec<Transition> {
+    let Some(list) = v["transitions"].as_array() else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|t| Transition {
+            id: t["id"].as_u64().unwrap_or(0),
+            kind: t["kind"].as_str().unwrap_or("").to_string(),
+            result: t["result"].as_str().unwrap_or("").to_string(),
+            started_unix_ms: t["started_unix_ms"].as_u64().unwrap_or(0),
+            total_ms: t["total_micros"].as_u64().unwrap_or(0) as f64 / 1000.0,
+            stages: t["stages"]
+                .as_array()
+                .map(|s| {
+                    s.iter()
+                        .map(|x| {
+                            let name = x["stage"].as_str().unwrap_or("?");
+                            let name = if x["rollback"] == true {
+                                format!("rollback:{name}")
+                            } else {
+                                name.to_string()
+                            };
+                            (name, x["micros"].as_u64().unwrap_or(0) as f64 / 1000.0)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The last transition of `kind` in a status, if any.
+pub fn last_transition(v: &Value, kind: &str) -> Option<Transition> {
+    transitions(v).into_iter().rev().find(|t| t.kind == kind)
+}
+
+/// Brings DRBD up on both nodes with `drbdsetup-84` (fresh metadata, initial sync skipped), writes
+/// `marker` on `a` (briefly Primary) and leaves both Secondary and `UpToDate/UpToDate`: the state
+/// in which the agents adopt the resource.
+pub fn drbd_pair_secondary_with_marker(
+    a: &Node,
+    b: &Node,
+    r: &Resource,
+    marker: &str,
+) -> Result<()> {
+    bringup::drbd84_pair_up(a, b, r)?;
+    bringup::write_marker(a, &r.device(), marker)?;
+    a.run_ok(&format!("drbdsetup-84 secondary {}", r.minor))?;
+    Ok(())
+}
+
+/// Full setup of a pool.conf lab: DRBD pair Secondary with `marker`, tgtd on both, configs,
+/// pool.conf (`a` master, `b` slave), both agents started; returns when `a` serves and `b` is
+/// converged Secondary.
+pub fn pool_conf_pair_up(lab: &Lab, r: &Resource, marker: &str) -> Result<()> {
+    let (a, b) = (lab.node(0)?, lab.node(1)?);
+    drbd_pair_secondary_with_marker(a, b, r, marker)?;
+    for n in [a, b] {
+        start_tgtd(n)?;
+        install_config(n, r, Source::PoolConf)?;
+    }
+    set_pool_conf(a, Some(master()))?;
+    set_pool_conf(b, Some(&slave_of(a)))?;
+    start_agent(a)?;
+    start_agent(b)?;
+    wait_status(a, "a to serve", Duration::from_secs(30), is_serving)?;
+    wait_status(
+        b,
+        "b to be converged Secondary",
+        Duration::from_secs(30),
+        is_secondary,
+    )?;
+    Ok(())
+}
+
+/// Stops both agents (SIGTERM, then SIGKILL) and returns the lab to its boot state
+/// ([`bringup::reset_lab`]) plus pool.conf, config and agent log removed.
+pub fn reset(lab: &Lab) -> Result<()> {
+    for n in lab.nodes() {
+        if n.pid().is_none() {
+            n.boot()?;
+        }
+        if stop_agent(n, "TERM").is_err() {
+            stop_agent(n, "KILL")?;
+        }
+        n.run_ok(&format!(
+            "rm -f {POOL_CONF} {CONFIG} {AGENT_PID} {CONTROL_SOCKET}"
+        ))?;
+    }
+    bringup::reset_lab(lab)
+}
+
+/// Reads `len` bytes at LBA 0 through the floating address from the client (libiscsi READ(10)).
+pub fn client_read(lab: &Lab, len: usize) -> Result<String> {
+    let url = bringup::iscsi_url(crate::FLOATING_IP, IQN, 1);
+    let bin = crate::host_bin("iscsi-read");
+    let bin = bin.to_string_lossy();
+    let o = lab.client().run(&[&bin, &url, "0", &len.to_string()])?;
+    if o.rc != 0 {
+        return Err(anyhow!(
+            "client iscsi-read {url} rc={}: {}{}",
+            o.rc,
+            o.stdout,
+            o.stderr
+        ));
+    }
+    Ok(o.stdout)
+}
+
+/// Retries [`client_read`] until it returns `marker` (the initiator may first hit the old owner's
+/// closed connection or a stale neighbour entry); Err after `timeout` with the last error.
+pub fn client_read_until(lab: &Lab, marker: &str, timeout: Duration) -> Result<Duration> {
+    let t = Instant::now();
+    loop {
+        let last = match client_read(lab, marker.len()) {
+            Ok(s) if s == marker => return Ok(t.elapsed()),
+            Ok(s) => format!("read {s:?}"),
+            Err(e) => format!("{e:#}"),
+        };
+        if t.elapsed() > timeout {
+            bail!(
+                "client could not read {marker:?} through the address within {timeout:?}: {last}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `iscsi-inq` through the floating address from the client.
+pub fn client_inq(lab: &Lab) -> Result<String> {
+    let url = bringup::iscsi_url(crate::FLOATING_IP, IQN, 1);
+    Ok(lab.client().run_ok(&["iscsi-inq", &url])?.stdout)
+}

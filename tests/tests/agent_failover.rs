@@ -1,0 +1,240 @@
+//! Two `iscsi-ha` agents in two guests and a client (one shared lab for the file): the agent
+//! follows pool.conf (as XenServer / XCP-ng HA sets it) and moves the primary — DRBD role, tgtd
+//! target and the floating address — and the client reads the same data through the address;
+//! `promote` on the secondary while the primary is healthy is refused with the reason; a garbage
+//! or missing pool.conf never promotes; tgtd killed and restarted gets its target back; an address
+//! deleted by hand comes back; an agent killed and restarted converges.
+//!
+//! DRBD is brought up with `drbdsetup-84` (the agents adopt it). Build first:
+//! `cargo build --workspace --bins --examples` (the guests run `iscsi-ha` over 9p).
+
+mod common;
+
+use anyhow::{ensure, Result};
+use lab::agent_lab::{self as al, Source};
+use lab::bringup::Resource;
+use lab::Lab;
+use std::time::Duration;
+
+const MARKER: &str = "AGENT-FAILOVER-MARKER written on a";
+const T: Duration = Duration::from_secs(30);
+
+/// Runs `body` on a clean lab; on failure prints both agents' logs and status, then panics.
+fn scenario(name: &str, body: impl FnOnce(&Lab) -> Result<()>) {
+    let Some((_g, lab)) = common::lab() else {
+        return;
+    };
+    if !lab::host_bin("iscsi-ha").exists() {
+        panic!("iscsi-ha is not built: run `cargo build --workspace --bins --examples` first");
+    }
+    let r = al::reset(lab).and_then(|_| body(lab));
+    if let Err(e) = r {
+        eprintln!("{}", al::logs(lab, 60));
+        eprintln!("{}", lab.logs_tail(20));
+        let _ = al::reset(lab);
+        panic!("{name}: {e:#}");
+    }
+    al::reset(lab).expect("reset after test");
+}
+
+#[test]
+fn pool_conf_flip_moves_primary_and_client_reads_same_marker() {
+    scenario("pool.conf flip", |lab| {
+        let (a, b) = (lab.node(0)?, lab.node(1)?);
+        let r = Resource::default();
+        al::pool_conf_pair_up(lab, &r, MARKER)?;
+        let inq = al::client_inq(lab)?;
+        ensure!(inq.contains(&format!("Vendor:{}", al::VENDOR)), "{inq}");
+        ensure!(inq.contains(&format!("Product:{}", al::PRODUCT)), "{inq}");
+        al::client_read_until(lab, MARKER, T)?;
+        let sa = al::status(a)?;
+        let p = al::last_transition(&sa, "promote")
+            .ok_or_else(|| anyhow::anyhow!("no promote on a"))?;
+        ensure!(p.result == "ok", "{p:?}");
+        eprintln!("a promote: {p:?}");
+
+        // The pool master moves to b: a becomes slave, then b master (as XAPI rewrites them).
+        al::set_pool_conf(a, Some(&al::slave_of(b)))?;
+        al::wait_status(a, "a to demote", T, al::is_secondary)?;
+        al::set_pool_conf(b, Some(al::master()))?;
+        let sb = al::wait_status(b, "b to serve", T, al::is_serving)?;
+        let p = al::last_transition(&sb, "promote")
+            .ok_or_else(|| anyhow::anyhow!("no promote on b"))?;
+        ensure!(p.result == "ok", "{p:?}");
+        eprintln!("b promote: {p:?}");
+        al::client_read_until(lab, MARKER, T)?;
+        let o = b.run_ok(&format!("cat /proc/drbd; ip -4 -o addr show eth0"))?;
+        ensure!(o.stdout.contains("ro:Primary/Secondary"), "{}", o.stdout);
+        ensure!(
+            o.stdout.contains(&lab::FLOATING_IP.to_string()),
+            "{}",
+            o.stdout
+        );
+        let o = a.run_ok("ip -4 -o addr show eth0")?;
+        ensure!(
+            !o.stdout.contains(&lab::FLOATING_IP.to_string()),
+            "{}",
+            o.stdout
+        );
+
+        // And back to a.
+        al::set_pool_conf(b, Some(&al::slave_of(a)))?;
+        al::wait_status(b, "b to demote", T, al::is_secondary)?;
+        al::set_pool_conf(a, Some(al::master()))?;
+        al::wait_status(a, "a to serve again", T, al::is_serving)?;
+        al::client_read_until(lab, MARKER, T)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn promote_on_secondary_refused_while_primary_healthy() {
+    scenario("promote refused", |lab| {
+        let (a, b) = (lab.node(0)?, lab.node(1)?);
+        let r = Resource::default();
+        al::drbd_pair_secondary_with_marker(a, b, &r, MARKER)?;
+        for n in [a, b] {
+            al::start_tgtd(n)?;
+            al::install_config(n, &r, Source::Command)?;
+            al::start_agent(n)?;
+        }
+        let (rc, msg) = al::command(a, "promote")?;
+        ensure!(rc == 0, "promote on a: rc={rc} {msg}");
+        al::wait_status(a, "a to serve", T, al::is_serving)?;
+        al::wait_status(b, "b to see a Primary", T, |v| {
+            v["resources"][0]["drbd"]["peer_role"] == "Primary"
+        })?;
+        let (rc, msg) = al::command(b, "promote")?;
+        eprintln!("b promote: rc={rc} {msg}");
+        ensure!(rc != 0, "promote on b while a is Primary must fail: {msg}");
+        ensure!(msg.contains("refused"), "no refusal reason: {msg}");
+        ensure!(
+            msg.contains("Primary") || msg.contains("primary"),
+            "reason does not name the Primary peer: {msg}"
+        );
+        let sb = al::status(b)?;
+        ensure!(al::is_secondary(&sb), "b changed: {sb}");
+        let sa = al::status(a)?;
+        ensure!(al::is_serving(&sa), "a changed: {sa}");
+        al::client_read_until(lab, MARKER, T)?;
+
+        // Once a demotes, b may promote.
+        let (rc, msg) = al::command(a, "demote")?;
+        ensure!(rc == 0, "demote on a: {msg}");
+        al::wait_status(a, "a secondary", T, al::is_secondary)?;
+        al::wait_status(b, "b to see a Secondary", T, |v| {
+            v["resources"][0]["drbd"]["peer_role"] == "Secondary"
+        })?;
+        let (rc, msg) = al::command(b, "promote")?;
+        ensure!(rc == 0, "promote on b after a demoted: {msg}");
+        al::wait_status(b, "b to serve", T, al::is_serving)?;
+        al::client_read_until(lab, MARKER, T)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn garbage_or_missing_pool_conf_never_promotes() {
+    scenario("garbage pool.conf", |lab| {
+        let (a, b) = (lab.node(0)?, lab.node(1)?);
+        let r = Resource::default();
+        al::pool_conf_pair_up(lab, &r, MARKER)?;
+        // a gives up the master role; nobody is master now.
+        al::set_pool_conf(a, Some(&al::slave_of(b)))?;
+        al::wait_status(a, "a to demote", T, al::is_secondary)?;
+        let bad: [(&str, Option<&str>); 5] = [
+            ("garbage", Some("\u{1}\u{2}garbage master")),
+            ("empty", Some("")),
+            ("slave without address", Some("slave:")),
+            ("masterX", Some("masterX\n")),
+            ("missing", None),
+        ];
+        for (what, contents) in bad {
+            al::set_pool_conf(b, contents)?;
+            let v = al::wait_status(b, &format!("b to see the {what} pool.conf"), T, |v| {
+                al::authority(v) == "unknown"
+            })?;
+            ensure!(al::is_secondary(&v), "{what}: b is not secondary: {v}");
+            // Give it time to (wrongly) act, then check again, DRBD included.
+            std::thread::sleep(Duration::from_millis(1500));
+            let v = al::status(b)?;
+            ensure!(al::is_secondary(&v), "{what}: b moved: {v}");
+            let o = b.run_ok("cat /proc/drbd")?;
+            ensure!(
+                o.stdout.contains("ro:Secondary/Secondary"),
+                "{what}: {}",
+                o.stdout
+            );
+            eprintln!("{what}: authority {}, b stays Secondary", v["authority"]);
+        }
+        // The agent still follows a valid signal afterwards.
+        al::set_pool_conf(b, Some(al::master()))?;
+        al::wait_status(b, "b to serve", T, al::is_serving)?;
+        al::client_read_until(lab, MARKER, T)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn tgtd_restart_address_delete_and_agent_restart_converge() {
+    scenario("repairs", |lab| {
+        let a = lab.node(0)?;
+        let r = Resource::default();
+        al::pool_conf_pair_up(lab, &r, MARKER)?;
+        al::client_read_until(lab, MARKER, T)?;
+
+        // tgtd killed and restarted (as its service manager would): the target comes back.
+        a.run_ok("kill -9 $(pidof tgtd); i=0; while pidof tgtd >/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; rm -f /var/run/tgtd/socket.*")?;
+        al::start_tgtd(a)?;
+        al::wait_status(a, "target back after tgtd restart", T, al::is_serving)?;
+        al::client_read_until(lab, MARKER, T)?;
+
+        // Address deleted by hand: the agent restores it.
+        a.run_ok(&format!(
+            "ip addr del {}/{} dev eth0",
+            lab::FLOATING_IP,
+            lab::PREFIX
+        ))?;
+        al::wait_status(a, "address restored", T, al::is_serving)?;
+        let o = a.run_ok("ip -4 -o addr show eth0")?;
+        ensure!(
+            o.stdout.contains(&lab::FLOATING_IP.to_string()),
+            "{}",
+            o.stdout
+        );
+        al::client_read_until(lab, MARKER, T)?;
+
+        // Agent SIGKILLed and restarted while serving: it adopts without a flap.
+        al::stop_agent(a, "KILL")?;
+        al::start_agent(a)?;
+        let v = al::wait_status(a, "a converged after restart", T, al::is_serving)?;
+        let demotes = al::transitions(&v)
+            .iter()
+            .filter(|t| t.kind == "demote")
+            .count();
+        ensure!(demotes == 0, "restart flapped: {v}");
+        al::client_read_until(lab, MARKER, T)?;
+
+        // Agent SIGKILLed right after the signal (mid-promotion), restarted: converges.
+        let b = lab.node(1)?;
+        al::set_pool_conf(a, Some(&al::slave_of(b)))?;
+        al::wait_status(a, "a to demote", T, al::is_secondary)?;
+        b.run_ok(&format!(
+            "printf master > {p}.tmp && mv -f {p}.tmp {p} && sleep 0.05; kill -9 $(cat {pid})",
+            p = al::POOL_CONF,
+            pid = al::AGENT_PID
+        ))?;
+        let o = b.run("cat /proc/drbd; tgtadm --lld iscsi --op show --mode target | head -3; ip -4 -o addr show eth0")?;
+        eprintln!("b after kill mid-promotion:\n{}", o.stdout);
+        b.run_ok(&format!("rm -f {}", al::AGENT_PID))?;
+        al::start_agent(b)?;
+        al::wait_status(
+            b,
+            "b converged after restart mid-promotion",
+            T,
+            al::is_serving,
+        )?;
+        al::client_read_until(lab, MARKER, T)?;
+        Ok(())
+    });
+}

@@ -242,13 +242,11 @@ pub(crate) async fn request(
                     });
                 }
             }
-            NetlinkPayload::Done(d) => {
-                if d.code != 0 {
-                    return Err(DrbdError::Netlink {
-                        context: context.to_string(),
-                        source: std::io::Error::from_raw_os_error(d.code.saturating_neg()),
-                    });
-                }
+            NetlinkPayload::Done(d) if d.code != 0 => {
+                return Err(DrbdError::Netlink {
+                    context: context.to_string(),
+                    source: std::io::Error::from_raw_os_error(d.code.saturating_neg()),
+                });
             }
             NetlinkPayload::Overrun(_) => {
                 return Err(DrbdError::Protocol {

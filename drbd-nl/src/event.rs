@@ -24,7 +24,7 @@ pub enum DrbdEvent {
         /// The kernel's broadcast sequence number (what drbdsetup prints first).
         seq: u32,
         /// The typed status carried by the event.
-        status: DeviceStatus,
+        status: Box<DeviceStatus>,
         /// The whole message (every attribute set).
         message: DrbdMessage,
     },
@@ -81,7 +81,7 @@ pub fn classify(seq: u32, message: DrbdMessage) -> Result<DrbdEvent, DrbdError> 
     Ok(match message.cmd {
         DrbdCmd::Event if message.state_info().is_some() => DrbdEvent::Device {
             seq,
-            status: DeviceStatus::from_message(&message)?,
+            status: Box::new(DeviceStatus::from_message(&message)?),
             message,
         },
         DrbdCmd::Event => DrbdEvent::Resource {

@@ -35,7 +35,7 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
-fn arg<'a>(args: &'a [String], i: usize) -> &'a str {
+fn arg(args: &[String], i: usize) -> &str {
     args.get(i).map(String::as_str).unwrap_or_else(|| usage())
 }
 

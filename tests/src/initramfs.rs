@@ -66,8 +66,7 @@ ip addr add "$lab_ip/24" dev eth0 && ip link set eth0 up
 if [ -n "$lab_9p" ]; then
   mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 "$lab_9p" /lab/target || echo "lab: 9p mount FAILED"
 fi
-stty -F /dev/ttyS1 raw -echo
-echo "lab: LAB-READY node=$lab_node uptime=$(cut -d' ' -f1 /proc/uptime)"
+export lab_node
 exec setsid /bin/lab-ctl </dev/ttyS1 >/dev/ttyS1 2>/dev/null
 "#;
 
@@ -75,7 +74,11 @@ exec setsid /bin/lab-ctl </dev/ttyS1 >/dev/ttyS1 2>/dev/null
 /// lines (stdout), `E <base64>` lines (stderr), `END <id> rc=<n>`. The script runs with `sh`, stdin
 /// from /dev/null, its output in files (so background daemons never hold the channel).
 pub const CTL: &str = r#"#!/bin/sh
+# Configure the port and say ready only while this loop holds ttyS1 open: bytes that reach a
+# closed 8250 port are flushed when it is opened, so the host must not send before this.
+stty raw -echo
 cd /tmp/.lab
+echo "lab: LAB-READY node=$lab_node uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/console
 while IFS= read -r line; do
   set -- $line
   [ "$1" = CMD ] || continue

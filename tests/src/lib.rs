@@ -289,7 +289,16 @@ impl Node {
     }
 
     fn connect(&self) -> Result<()> {
-        let c = qemu::Ctl::connect(&self.spec.ctl_sock, Duration::from_secs(10))?;
+        let mut c = qemu::Ctl::connect(&self.spec.ctl_sock, Duration::from_secs(10))?;
+        // Handshake: a no-op must come back before real commands go out, so a command can never
+        // be lost to a port that is still being opened (late replies are skipped by id).
+        let t = Instant::now();
+        while let Err(e) = c.run("true", Duration::from_secs(2)) {
+            if t.elapsed() > Duration::from_secs(30) {
+                bail!("node {}: control channel does not answer: {e}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let mut g = self.ctl.lock().map_err(|_| anyhow!("ctl lock poisoned"))?;
         *g = Some(c);
         Ok(())

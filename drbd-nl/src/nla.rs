@@ -159,6 +159,9 @@ impl<T: Field> AttrSet<T> {
             mandatory_flag |= nla.network_byte_order_flag();
             fields.push(T::parse(&nla)?);
         }
+        // The flag only matters for fields marked M; a set without any is
+        // the same bytes either way, so keep the request default.
+        let mandatory_flag = mandatory_flag || !fields.iter().any(Field::mandatory);
         Ok(Self {
             fields,
             nested_flag: buf.nested_flag(),

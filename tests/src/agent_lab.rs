@@ -315,8 +315,13 @@ pub fn is_serving(v: &Value) -> bool {
 
 /// The status says: node role Secondary, converged, no target, no address.
 pub fn is_secondary(v: &Value) -> bool {
+    v["converged"] == true && holds_secondary(v)
+}
+
+/// The status says: node role Secondary, no target, no address (converged or holding the state
+/// while the authority is unknown).
+pub fn holds_secondary(v: &Value) -> bool {
     v["node_role"] == "Secondary"
-        && v["converged"] == true
         && v["addresses"]
             .as_array()
             .is_some_and(|a| a.iter().all(|x| x["held"] == false))
@@ -377,6 +382,15 @@ pub fn transitions(v: &Value) -> Vec<Transition> {
                 .unwrap_or_default(),
         })
         .collect()
+}
+
+/// The last transition of `kind` that ran `stage` (e.g. the promote that served the target, not a
+/// later idempotent re-check), if any.
+pub fn last_transition_with(v: &Value, kind: &str, stage: &str) -> Option<Transition> {
+    transitions(v)
+        .into_iter()
+        .rev()
+        .find(|t| t.kind == kind && t.stages.iter().any(|(n, _)| n == stage))
 }
 
 /// The last transition of `kind` in a status, if any.

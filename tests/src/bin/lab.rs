@@ -8,7 +8,9 @@
 //! lab boot NAME NODE       power the node on again (same disk)
 //! lab down [NAME|--all]     stop a lab (all labs with --all)
 //! lab drill [--runs N]      up, replicated disk over iSCSI via a floating IP, SIGKILL of the primary,
-//!                           takeover, read again, report timings, down
+//!                           iscsi-ha agents take over (pool.conf), read again, report timings, down
+//! lab switchovers [--count N]  N planned switchovers by pool.conf with both agents and iscsi-perf
+//!                           running on the client; per-stage median / p95 (default N = 10)
 //! ```
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -16,7 +18,7 @@ use lab::{Lab, LabConfig, LabState};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: lab up [--nodes N] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N]"
+        "usage: lab up [--nodes N] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] | switchovers [--count N]"
     );
     std::process::exit(2)
 }
@@ -34,6 +36,7 @@ fn main() {
         Some("boot") => power(&args[1..], true),
         Some("down") => down(args.get(1).map(String::as_str)),
         Some("drill") => drill(&args[1..]),
+        Some("switchovers") => switchovers(&args[1..]),
         _ => usage(),
     };
     if let Err(e) = r {
@@ -53,6 +56,18 @@ fn drill(args: &[String]) -> Result<()> {
         None => 1,
     };
     lab::drill::drill(runs).map(|_| ())
+}
+
+fn switchovers(args: &[String]) -> Result<()> {
+    let count = match args.iter().position(|a| a == "--count") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| anyhow!("--count takes 1..1000"))?,
+        None => 10,
+    };
+    lab::drill::switchovers(count).map(|_| ())
 }
 
 fn prereqs() -> Result<()> {

@@ -8,11 +8,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use lab::bringup::wait_until;
-use lab::{Lab, Node};
+use lab::{bringup, Lab, Node};
+
+// The bring-up helper offered to the lab (`tests/src/drbd.rs`), compiled and used here.
+#[path = "../src/drbd.rs"]
+#[allow(dead_code)]
+mod drbd;
 
 const RES: &str = "r0";
 const MINOR: u32 = 1;
-const PORT: u16 = 7789;
 
 fn drbd_lab(node: &Node, args: &str) -> Result<lab::Output> {
     node.run(&format!("{} {args}", Node::guest_bin("drbd-lab")))
@@ -30,14 +34,6 @@ fn drbd_lab_ok(node: &Node, args: &str) -> Result<String> {
         );
     }
     Ok(o.stdout)
-}
-
-fn up_args(me: &Node, peer: &Node, extra: &str) -> String {
-    format!(
-        "up {RES} {MINOR} /dev/vda {}:{PORT} {}:{PORT} {extra}",
-        me.ip(),
-        peer.ip()
-    )
 }
 
 /// Starts `drbd-lab events` in the background on `node`, writing to `file`.
@@ -81,9 +77,10 @@ fn drbd_pair_through_drbd_nl() -> Result<()> {
 
 fn scenario(a: &Node, b: &Node) -> Result<()> {
     // Bring-up only through drbd-nl (drbdmeta create-md is not netlink; test-only tool).
+    let r = bringup::Resource::default();
     std::thread::scope(|s| -> Result<()> {
-        let hb = s.spawn(|| drbd_lab_ok(b, &up_args(b, a, "--create-md")));
-        drbd_lab_ok(a, &up_args(a, b, "--create-md"))?;
+        let hb = s.spawn(|| drbd::drbdnl_up(b, a, &r, "--create-md"));
+        drbd::drbdnl_up(a, b, &r, "--create-md")?;
         hb.join()
             .map_err(|_| anyhow::anyhow!("thread panicked"))??;
         Ok(())
@@ -186,7 +183,7 @@ fn scenario(a: &Node, b: &Node) -> Result<()> {
 
     // Reconnect: b boots, comes back up through drbd-nl (meta-data kept on its disk).
     b.boot()?;
-    drbd_lab_ok(b, &up_args(b, a, "--apply-al"))?;
+    drbd::drbdnl_up(b, a, &r, "--apply-al")?;
     wait_event(
         a,
         "/tmp/ev-a.log",

@@ -233,16 +233,6 @@ pub fn parse_total_size(out: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn total_size_parses() {
-        let s = "Block size:512\nTotal size:16740352\n";
-        assert_eq!(super::parse_total_size(s), Some(16740352));
-        assert_eq!(super::parse_total_size("junk"), None);
-    }
-}
-
 /// Returns `node` to its boot-time state so the next test in a shared lab starts clean: powers it
 /// on if it is off, `drbdsetup-84 down` of every resource, tgtd killed (a restarted tgtd comes back
 /// empty), the floating address removed.
@@ -267,4 +257,14 @@ pub fn reset_lab(lab: &crate::Lab) -> Result<()> {
         reset_node(n)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn total_size_parses() {
+        let s = "Block size:512\nTotal size:16740352\n";
+        assert_eq!(super::parse_total_size(s), Some(16740352));
+        assert_eq!(super::parse_total_size("junk"), None);
+    }
 }

@@ -63,7 +63,7 @@ fn pool_conf_flip_moves_primary_and_client_reads_same_marker() {
         ensure!(p.result == "ok", "{p:?}");
         eprintln!("b promote: {p:?}");
         al::client_read_until(lab, MARKER, T)?;
-        let o = b.run_ok(&format!("cat /proc/drbd; ip -4 -o addr show eth0"))?;
+        let o = b.run_ok("cat /proc/drbd; ip -4 -o addr show eth0")?;
         ensure!(o.stdout.contains("ro:Primary/Secondary"), "{}", o.stdout);
         ensure!(
             o.stdout.contains(&lab::FLOATING_IP.to_string()),

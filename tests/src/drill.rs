@@ -279,7 +279,7 @@ pub fn drill_once() -> Result<DrillReport> {
         say(
             t0,
             &format!(
-                "b agent: pool.conf -> promote start {:.3}s (it refuses while DRBD still shows the dead peer Primary;                  DRBD declares it lost after its ping timeout), promote itself {:.3}s",
+                "b agent: pool.conf -> promote start {:.3}s (it refuses while DRBD still shows the dead peer Primary; DRBD declares it lost after its ping timeout), promote itself {:.3}s",
                 rep.signal_to_promote_start_s, rep.agent_promote_total_s
             ),
         );

@@ -224,8 +224,14 @@ impl Emitable for DrbdMessage {
         if let Some(hdr) = buffer.get_mut(..DRBD_GENL_HDRLEN) {
             self.header.emit(hdr);
         }
-        if let Some(rest) = buffer.get_mut(DRBD_GENL_HDRLEN..) {
-            self.attrs.as_slice().emit(rest);
+        let mut start = DRBD_GENL_HDRLEN;
+        for attr in &self.attrs {
+            let end = start + attr.buffer_len();
+            if let Some(dst) = buffer.get_mut(start..end) {
+                attr.emit(dst);
+                crate::nla::write_exact_kind(dst, netlink_packet_core::Nla::kind(attr));
+            }
+            start = end;
         }
     }
 }

@@ -101,6 +101,16 @@ impl<'a, T> IntoIterator for &'a AttrSet<T> {
     }
 }
 
+/// Writes the exact 16-bit type of an emitted attribute. netlink-packet-core's
+/// emitter sets `NLA_F_NESTED` by re-masking the type, which drops bit 14 when
+/// both are set (found by the `decode_message` fuzz target), so the type we
+/// computed is written again afterwards.
+pub(crate) fn write_exact_kind(nla: &mut [u8], kind: u16) {
+    if let Some(t) = nla.get_mut(2..4) {
+        t.copy_from_slice(&kind.to_ne_bytes());
+    }
+}
+
 /// A field with its wire type decided (number, maybe bit 14).
 struct Flagged<'a, T>(&'a T, bool);
 
@@ -144,6 +154,7 @@ impl<T: Field> AttrSet<T> {
             // invariant: buffer is value_len() long, the sum of these lengths.
             if let Some(dst) = buffer.get_mut(start..end) {
                 flagged.emit(dst);
+                write_exact_kind(dst, flagged.kind());
             }
             start = end;
         }

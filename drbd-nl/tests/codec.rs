@@ -365,3 +365,19 @@ mod cap84 {
         assert!(m.attrs.iter().any(|a| matches!(a, DrbdAttr::DeviceInfo(s) if s.fields.contains(&DeviceInfo::DevDiskState(8)))));
     }
 }
+
+/// Fuzz finding (decode_message): an unknown attribute with both NLA_F_NESTED and bit 14 lost
+/// bit 14 on re-emit (netlink-packet-core re-masks the type when it sets NESTED).
+#[test]
+fn unknown_tla_with_nested_and_bit14_round_trips() {
+    let mut payload = vec![1u8, 0, 0, 0, 0, 0, 0, 0]; // minor 1, flags 0
+    payload.extend_from_slice(&[
+        0x0d, 0x00, 0x00, 0xcb, 145, 0, 0, 0, 0, 145, 40, 0, 55, 0, 0, 0,
+    ]);
+    let msg = DrbdMessage::parse_payload(1, &payload).unwrap();
+    let mut buf = vec![0u8; msg.buffer_len()];
+    msg.emit(&mut buf);
+    assert_eq!(buf[8..10], payload[8..10]);
+    assert_eq!(buf[10..12], [0x00, 0xcb]);
+    assert_eq!(DrbdMessage::parse_payload(1, &buf).unwrap(), msg);
+}

@@ -1,8 +1,10 @@
 //! The agent's address backend (crate `vip`) in a private network namespace made by this test
 //! (a thread that `unshare(CLONE_NEWNET)`s, with a veth pair; the namespace disappears with the
 //! thread). DRBD and the target stay in memory. Proves: a promote claims the address (probe,
-//! add, announce); an address deleted by hand comes back through the watch; an address held
-//! elsewhere makes the promote roll back to secondary; a demote releases it.
+//! add, announce); an address deleted by hand comes back through the watch; a demote releases
+//! it; an address held elsewhere (on another interface here, or answered by another host in a
+//! second namespace made by the test) gets the promote refused, with the reason, before DRBD is
+//! promoted (no rollback), and the same promote goes through once the other host is gone.
 //! Needs root and `ip`: skipped without them, a failure with CI=true.
 
 use std::path::PathBuf;
@@ -92,6 +94,64 @@ probe = { enabled = true, timeout_ms = 100 }
     Config::parse(text, std::path::Path::new("<address test>")).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// DRBD was never asked to become Primary since the log was last cleared, and is Secondary.
+fn assert_never_promoted(mem: &Memory) {
+    let w = mem.world();
+    assert!(
+        !w.log.iter().any(|c| c.starts_with("drbd-primary")),
+        "DRBD promoted: {:?}",
+        w.log
+    );
+    assert_eq!(w.drbd.get("r0").map(|v| v.role), Some(Role::Secondary));
+}
+
+/// A second network namespace playing the other host (`ip netns add`, unique per process),
+/// deleted on drop, also when the test fails.
+struct OtherHost {
+    name: String,
+}
+
+impl OtherHost {
+    fn new() -> OtherHost {
+        let name = format!("ihaaddr{}", std::process::id());
+        ip(&format!("netns add {name}"));
+        OtherHost { name }
+    }
+
+    fn ip(&self, args: &str) {
+        ip(&format!("-n {} {args}", self.name));
+    }
+}
+
+impl Drop for OtherHost {
+    fn drop(&mut self) {
+        let _ = Command::new(which("ip").expect("ip"))
+            .args(["netns", "delete", &self.name])
+            .status();
+    }
+}
+
+/// Wait (up to 5 s) until `dev` reports carrier (veth: the peer is up again). `/sys` shows the
+/// host's namespace, not this thread's, so ask `ip`.
+async fn wait_carrier(dev: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new(which("ip").expect("ip"))
+            .args(["-o", "link", "show", "dev", dev])
+            .output()
+            .expect("ip runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains("LOWER_UP") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{dev} has no carrier after 5 s: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[test]
 fn claim_restore_conflict_release() {
     if !prereqs() {
@@ -160,19 +220,68 @@ fn claim_restore_conflict_release() {
                 d.handle(ev).await;
             }
 
-            // Held on another interface: the promote rolls back to secondary.
+            // Held on another interface of this host: the promote is refused before DRBD is
+            // touched, with the reason.
             ip("addr add 10.99.0.10/24 dev v1");
             tokio::time::sleep(Duration::from_millis(50)).await;
             while let Ok(ev) = rx.try_recv() {
                 d.handle(ev).await;
             }
+            mem.world().log.clear();
             let r = d.request(Request::Promote).await;
             assert!(!r.ok, "{}", r.message);
-            assert!(r.message.contains("address-claim"), "{}", r.message);
-            assert_eq!(
-                mem.world().drbd.get("r0").map(|v| v.role),
-                Some(Role::Secondary)
+            assert!(
+                r.message.contains("refused") && r.message.contains("probe-address"),
+                "{}",
+                r.message
             );
+            assert!(
+                r.message.contains("v1"),
+                "reason names the interface: {}",
+                r.message
+            );
+            assert_never_promoted(&mem);
+            ip("addr del 10.99.0.10/24 dev v1");
+
+            // Another host answers for it (v1 moved into a namespace of its own holding the
+            // address; its kernel answers the RFC 5227 probe): refused, not rolled back, DRBD
+            // never asked to become Primary, the address not added here.
+            let other = OtherHost::new();
+            ip(&format!("link set v1 netns {}", other.name));
+            other.ip("link set lo up");
+            other.ip("link set v1 up");
+            other.ip("addr add 10.99.0.10/24 dev v1");
+            wait_carrier("v0").await;
+            while let Ok(ev) = rx.try_recv() {
+                d.handle(ev).await;
+            }
+            assert!(
+                addr.answered_elsewhere(a0).await.expect("probe"),
+                "the probe hears the other host"
+            );
+            mem.world().log.clear();
+            let r = d.request(Request::Promote).await;
+            assert!(!r.ok, "{}", r.message);
+            assert!(
+                r.message.contains("refused")
+                    && r.message.contains("probe-address")
+                    && r.message.contains("another host answers for 10.99.0.10/24"),
+                "{}",
+                r.message
+            );
+            assert!(!r.message.contains("rolled back"), "{}", r.message);
+            eprintln!("promote with another host on the address: {}", r.message);
+            assert_never_promoted(&mem);
+            assert!(!addr.held(a0).await.expect("held"));
+
+            // The other host gone: the same promote goes through.
+            other.ip("addr del 10.99.0.10/24 dev v1");
+            assert!(!addr.answered_elsewhere(a0).await.expect("probe"));
+            let r = d.request(Request::Promote).await;
+            assert!(r.ok, "{}", r.message);
+            assert!(addr.held(a0).await.expect("held"));
+            // Held here: not "elsewhere" (no probe sent).
+            assert!(!addr.answered_elsewhere(a0).await.expect("probe"));
         });
     });
 }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::address::{add_address, del_address, find_address, link_by_index, link_by_name};
+use crate::address::{
+    add_address, del_address, find_address, link_by_index, link_by_name, LinkInfo,
+};
 use crate::announce::{frames, send_round, spawn_rest, AnnouncePolicy, Announcements, Schedule};
 use crate::error::VipError;
 use crate::packet::MacAddr;
@@ -82,6 +84,21 @@ pub struct ClaimReport {
     pub total: Duration,
     /// Results of every announcement of this claim, the first one included.
     pub announcements: Announcements,
+}
+
+/// What a probe-only call ([`Vip::probe`]) heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProbeReport {
+    /// MAC address of a host that answered for the address (or probed for it at the same
+    /// time); `None` when the window passed in silence.
+    pub conflict: Option<MacAddr>,
+    /// Interface index probed on.
+    pub ifindex: u32,
+    /// This interface's MAC address (the probes' sender hardware address).
+    pub mac: MacAddr,
+    /// Whole call: checks, probes and listening (shorter than the window on a conflict).
+    pub total: Duration,
 }
 
 /// What a release did.
@@ -180,19 +197,10 @@ impl Vip {
         }
     }
 
-    /// Claims the address: checks the interface (exists, up, Ethernet) and that no other
-    /// interface holds the address; probes (if enabled); adds it (IPv6 with `IFA_F_NODAD`);
-    /// sends the first announcement and returns once it is on the wire; the rest of the
-    /// schedule runs in the background (see [`ClaimReport::announcements`]).
-    ///
-    /// Equivalent to `arping -D` / `ndisc6`-style DAD, then `ip addr add ADDR/PREFIX dev IF
-    /// [nodad]`, then `arping -U` / IPaddr2's `send_arp` / `send_ua`.
-    ///
-    /// Idempotent: claiming a held address skips probe and add and restarts the announcements.
-    /// If the first announcement cannot be sent, an address this call added is removed again.
-    pub async fn claim(&mut self, opts: &ClaimOptions) -> Result<ClaimReport, VipError> {
-        let start = Instant::now();
-        self.stop_announcing();
+    /// Link checks shared by [`Vip::claim`] and [`Vip::probe`]: the interface exists, is up and
+    /// is Ethernet, and no other interface of this host holds the address. Returns the link, its
+    /// MAC and whether this interface already holds the address.
+    async fn check_link(&self) -> Result<(LinkInfo, MacAddr, bool), VipError> {
         let link = link_by_name(&self.handle, &self.iface).await?;
         if !link.is_up() {
             return Err(VipError::InterfaceDown {
@@ -214,6 +222,51 @@ impl Vip {
                 iface,
             });
         }
+        Ok((link, mac, already_held))
+    }
+
+    /// Asks the link whether another host answers for the address, without adding it: the same
+    /// checks as [`Vip::claim`] (interface up and Ethernet, address on no other interface of
+    /// this host), then the conflict probe claim runs (RFC 5227 §2.1.1 ARP probes from
+    /// 0.0.0.0 for IPv4, RFC 4862 §5.4 neighbour solicitations from `::` for IPv6), listening
+    /// until `policy.window` ends or someone answers.
+    ///
+    /// Equivalent to `arping -D -I IF ADDR` (IPv4) or `ndisc6`-style DAD (IPv6): a conflict is
+    /// [`ProbeReport::conflict`] naming the other host's MAC, not an error. It does not look at
+    /// this host's own hold of the address: a host holding it on this interface does not hear
+    /// its own probes, so call [`Vip::is_held`] first when "held here" must not count.
+    /// Does not touch a running announcement schedule.
+    pub async fn probe(&mut self, policy: &ProbePolicy) -> Result<ProbeReport, VipError> {
+        let start = Instant::now();
+        let (link, mac, _) = self.check_link().await?;
+        let sock = self.sender(link.index)?;
+        let conflict = match probe(&sock, link.index, &self.iface, mac, self.addr, policy).await {
+            Ok(_) => None,
+            Err(VipError::Conflict { mac, .. }) => Some(mac),
+            Err(e) => return Err(e),
+        };
+        Ok(ProbeReport {
+            conflict,
+            ifindex: link.index,
+            mac,
+            total: start.elapsed(),
+        })
+    }
+
+    /// Claims the address: checks the interface (exists, up, Ethernet) and that no other
+    /// interface holds the address; probes (if enabled); adds it (IPv6 with `IFA_F_NODAD`);
+    /// sends the first announcement and returns once it is on the wire; the rest of the
+    /// schedule runs in the background (see [`ClaimReport::announcements`]).
+    ///
+    /// Equivalent to `arping -D` / `ndisc6`-style DAD, then `ip addr add ADDR/PREFIX dev IF
+    /// [nodad]`, then `arping -U` / IPaddr2's `send_arp` / `send_ua`.
+    ///
+    /// Idempotent: claiming a held address skips probe and add and restarts the announcements.
+    /// If the first announcement cannot be sent, an address this call added is removed again.
+    pub async fn claim(&mut self, opts: &ClaimOptions) -> Result<ClaimReport, VipError> {
+        let start = Instant::now();
+        self.stop_announcing();
+        let (link, mac, already_held) = self.check_link().await?;
         let sock = self.sender(link.index)?;
         let check = start.elapsed();
 

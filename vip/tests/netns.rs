@@ -163,6 +163,52 @@ fn ipv6_probe_reports_conflict_then_free() {
     probe_conflict_and_free(addr("fd77::102"), 64, "ipv6_probe");
 }
 
+/// Probe-only (`Vip::probe`, like `arping -D`) from B: a conflict naming A's MAC while A holds
+/// the address, nothing once A released it; B never gains the address either way.
+fn probe_only_conflict_and_free(vip: IpAddr, prefix: u8, test: &str) {
+    let Some(lab) = lab(test) else { return };
+    let probe_b = |ns: &str| {
+        in_ns(ns, move || async move {
+            let mut v = Vip::new("eth0", vip, prefix).expect("handle");
+            let r = v.probe(&ProbePolicy::default()).await.expect("probe");
+            let held = v.is_held().await.expect("is_held");
+            eprintln!("probe {vip}: conflict={:?} total={:?}", r.conflict, r.total);
+            (r, held)
+        })
+    };
+    claim_in(
+        &lab.a.ns,
+        vip,
+        prefix,
+        ClaimOptions::without_probe().announce(quiet()),
+    )
+    .expect("claim in A");
+    let (r, held) = probe_b(&lab.b.ns);
+    assert_eq!(r.conflict, Some(lab.a.mac), "conflict must name A's MAC");
+    assert_eq!(r.mac, lab.b.mac);
+    assert!(!held, "a probe must not add the address");
+
+    assert!(release_in(&lab.a.ns, vip, prefix));
+    let (r, held) = probe_b(&lab.b.ns);
+    assert_eq!(r.conflict, None);
+    assert!(
+        r.total >= ProbePolicy::default().window,
+        "silence means the whole window: {:?}",
+        r.total
+    );
+    assert!(!held, "a probe must not add the address");
+}
+
+#[test]
+fn ipv4_probe_only_reports_conflict_then_free() {
+    probe_only_conflict_and_free(addr("10.77.0.104"), 24, "ipv4_probe_only");
+}
+
+#[test]
+fn ipv6_probe_only_reports_conflict_then_free() {
+    probe_only_conflict_and_free(addr("fd77::104"), 64, "ipv6_probe_only");
+}
+
 #[test]
 fn probe_sees_a_host_that_only_probes() {
     // A and B probe the same address at once: RFC 5227 probes (sender IP 0.0.0.0) from the

@@ -1,7 +1,10 @@
 //! [`Address`] over rtnetlink and packet sockets (crate `vip`): no `ip` or `arping` is run.
 //!
-//! `vip` probes inside its claim (RFC 5227), so [`Address::answered_elsewhere`] answers `false`
-//! here and a conflict surfaces as a failed `address-claim` stage, which rolls the promotion back.
+//! [`Address::answered_elsewhere`] runs `vip`'s probe-only call (RFC 5227 ARP probes for IPv4,
+//! NS from `::` for IPv6; like `arping -D -I IF ADDR`) before DRBD is promoted, so a promote is
+//! refused while another host answers for the address. The claim probes once more right before
+//! adding the address (the world may change while DRBD and the target come up); a conflict
+//! there surfaces as a failed `address-claim` stage, which rolls the promotion back.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,16 +30,22 @@ fn err(e: VipError) -> BackendError {
     BackendError::Failed(e.to_string())
 }
 
+/// The probe policy of an address, `None` when probing is disabled in the config.
+fn probe_policy(a: &AddressConfig) -> Option<ProbePolicy> {
+    a.probe.enabled.then(|| {
+        let mut p = ProbePolicy::default();
+        p.window = Duration::from_millis(a.probe.timeout_ms);
+        p
+    })
+}
+
 fn options(a: &AddressConfig) -> ClaimOptions {
     let mut announce = AnnouncePolicy::default();
     announce.count = a.announce.count.max(1);
     announce.interval = Duration::from_millis(a.announce.interval_ms);
-    let probe = a.probe.enabled.then(|| {
-        let mut p = ProbePolicy::default();
-        p.window = Duration::from_millis(a.probe.timeout_ms);
-        p
-    });
-    ClaimOptions::default().probe(probe).announce(announce)
+    ClaimOptions::default()
+        .probe(probe_policy(a))
+        .announce(announce)
 }
 
 impl NetlinkAddress {
@@ -99,8 +108,25 @@ impl Address for NetlinkAddress {
         self.vip(a)?.lock().await.is_held().await.map_err(err)
     }
 
-    async fn answered_elsewhere(&self, _a: &AddressConfig) -> Result<bool, BackendError> {
-        Ok(false)
+    /// Probes the link (`vip::Vip::probe`, like `arping -D -I IF ADDR`) for the configured
+    /// probe window. An address held on this node's interface is not "elsewhere": `false`
+    /// without probing. With `probe.enabled = false` in the config this answers `false` without
+    /// sending anything (the executor skips the check then anyway). The address held on another
+    /// interface of this host, or the interface down/missing, is an error, which refuses the
+    /// promote with that reason.
+    async fn answered_elsewhere(&self, a: &AddressConfig) -> Result<bool, BackendError> {
+        let Some(policy) = probe_policy(a) else {
+            return Ok(false);
+        };
+        let mut v = self.vip(a)?.lock().await;
+        if v.is_held().await.map_err(err)? {
+            return Ok(false);
+        }
+        let r = v.probe(&policy).await.map_err(err)?;
+        if let Some(mac) = r.conflict {
+            warn!(address = %a.address, interface = %a.interface, %mac, "another host answers for the address");
+        }
+        Ok(r.conflict.is_some())
     }
 
     async fn claim(&self, a: &AddressConfig) -> Result<(), BackendError> {

@@ -288,3 +288,62 @@ pub(crate) async fn resolve_family(
 const fn libc_enoent() -> i32 {
     2
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_generic::ctrl::nlas::OpAttrs;
+
+    fn family(version: u32, ops: &[u32], group: bool) -> GenlCtrl {
+        let mut nlas = vec![
+            GenlCtrlAttrs::FamilyId(0x20),
+            GenlCtrlAttrs::FamilyName("drbd".into()),
+            GenlCtrlAttrs::Version(version),
+            GenlCtrlAttrs::HdrSize(8),
+            GenlCtrlAttrs::MaxAttr(24),
+            GenlCtrlAttrs::Ops(
+                ops.iter()
+                    .map(|n| vec![OpAttrs::Id(*n), OpAttrs::Flags(0xb)])
+                    .collect(),
+            ),
+        ];
+        if group {
+            nlas.push(GenlCtrlAttrs::McastGroups(vec![vec![
+                McastGrpAttrs::Name("events".into()),
+                McastGrpAttrs::Id(9),
+            ]]));
+        }
+        GenlCtrl {
+            cmd: GenlCtrlCmd::NewFamily,
+            nlas,
+        }
+    }
+
+    #[test]
+    fn drbd_84_family_is_accepted() {
+        let info = FamilyInfo::from_ctrl(&family(1, &[2, 5, 14, 15], true)).unwrap();
+        assert_eq!(info.id, 0x20);
+        assert!(info.check_84().is_ok());
+        assert_eq!(info.events_group().unwrap(), 9);
+    }
+
+    #[test]
+    fn drbd_9_is_refused_with_a_clear_error() {
+        let info = FamilyInfo::from_ctrl(&family(2, &[5, 44, 45], true)).unwrap();
+        let err = info.check_84().unwrap_err();
+        assert!(matches!(err, DrbdError::UnsupportedApi { version: 2 }));
+        assert!(err.to_string().contains("DRBD 9"), "{err}");
+        // version 1 but DRBD 9 ops (NEW_PEER = 44) advertised: refused too.
+        let info = FamilyInfo::from_ctrl(&family(1, &[5, 44], true)).unwrap();
+        assert!(info.check_84().is_err());
+    }
+
+    #[test]
+    fn missing_events_group_is_an_error() {
+        let info = FamilyInfo::from_ctrl(&family(1, &[2], false)).unwrap();
+        assert!(matches!(
+            info.events_group(),
+            Err(DrbdError::GroupNotFound(_))
+        ));
+    }
+}

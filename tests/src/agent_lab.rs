@@ -63,9 +63,11 @@ node = "lab-{node}"
 control = "{CONTROL_SOCKET}"
 tgtd = "/var/run/tgtd/socket.0"
 
+# TCG guests on a loaded 2-core host: a netlink answer once took > 5 s at agent start, and the
+# agent then waits for its 60 s safety net to observe again.
 [timeouts]
-drbd_ms = 5000
-tgtd_ms = 3000
+drbd_ms = 15000
+tgtd_ms = 10000
 address_ms = 2000
 safety_net_s = 60
 
@@ -494,4 +496,62 @@ pub fn client_read_until(lab: &Lab, marker: &str, timeout: Duration) -> Result<D
 pub fn client_inq(lab: &Lab) -> Result<String> {
     let url = bringup::iscsi_url(crate::FLOATING_IP, IQN, 1);
     Ok(lab.client().run_ok(&["iscsi-inq", &url])?.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Value {
+        serde_json::json!({
+            "node_role": "Primary", "converged": true,
+            "authority": {"role": "primary"},
+            "addresses": [{"address": "10.99.0.50/24", "held": true}],
+            "resources": [{"target": {"state": "serving", "sessions": 1}}],
+            "transitions": [
+                {"id": 1, "kind": "promote", "result": "ok", "started_unix_ms": 1000,
+                 "total_micros": 2500, "stages": [
+                    {"stage": "drbd-primary", "micros": 1000, "rollback": false},
+                    {"stage": "target-serve", "micros": 1500, "rollback": false}]},
+                {"id": 2, "kind": "promote", "result": "ok", "started_unix_ms": 2000,
+                 "total_micros": 100, "stages": [
+                    {"stage": "drbd-primary", "micros": 100, "rollback": false}]}
+            ]
+        })
+    }
+
+    #[test]
+    fn status_predicates_and_transitions() {
+        let v = sample();
+        assert!(is_serving(&v));
+        assert!(!is_secondary(&v) && !holds_secondary(&v));
+        assert_eq!(authority(&v), "primary");
+        let t = transitions(&v);
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t[0].stages,
+            vec![
+                ("drbd-primary".to_string(), 1.0),
+                ("target-serve".to_string(), 1.5)
+            ]
+        );
+        assert_eq!(last_transition(&v, "promote").map(|t| t.id), Some(2));
+        assert_eq!(
+            last_transition_with(&v, "promote", "target-serve").map(|t| t.id),
+            Some(1)
+        );
+        assert!(transitions(&serde_json::json!({})).is_empty());
+    }
+
+    #[test]
+    fn secondary_holding_while_authority_unknown() {
+        let v = serde_json::json!({
+            "node_role": "Secondary", "converged": false,
+            "authority": {"role": "unknown", "reason": "pool.conf is empty"},
+            "addresses": [{"held": false}],
+            "resources": [{"target": {"state": "absent"}}]
+        });
+        assert!(holds_secondary(&v) && !is_secondary(&v) && !is_serving(&v));
+        assert_eq!(authority(&v), "unknown");
+    }
 }

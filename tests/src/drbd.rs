@@ -2,7 +2,6 @@
 //! `tests/src/bin/drbd-lab.rs`, visible in the guests over the 9p share) does every netlink step;
 //! `drbdmeta` (create-md, apply-al) is the only drbd-utils tool used, because meta-data is not
 //! netlink. Drop-in replacements of `bringup::drbd84_pair_up` and `bringup::drbd84_primary`.
-//! Enable with `pub mod drbd;` in `lib.rs`.
 
 use std::time::Duration;
 

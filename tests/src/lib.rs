@@ -22,6 +22,7 @@
 pub mod agent_lab;
 pub mod assets;
 pub mod bringup;
+pub mod drbd;
 pub mod drill;
 pub mod guard;
 pub mod initramfs;

@@ -10,10 +10,7 @@ use anyhow::{bail, Context, Result};
 use lab::bringup::wait_until;
 use lab::{bringup, Lab, Node};
 
-// The bring-up helper offered to the lab (`tests/src/drbd.rs`), compiled and used here.
-#[path = "../src/drbd.rs"]
-#[allow(dead_code)]
-mod drbd;
+use lab::drbd;
 
 const RES: &str = "r0";
 const MINOR: u32 = 1;

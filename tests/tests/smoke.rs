@@ -73,7 +73,8 @@ fn replicated_disk_served_over_iscsi_and_power_cycle() {
     };
     let (a, b) = (lab.node(0).unwrap(), lab.node(1).unwrap());
     let r = Resource::default();
-    bringup::drbd84_pair_up(a, b, &r).unwrap();
+    // Bring-up through drbd-nl (guest driver `drbd-lab`); drbdsetup-84 is not used.
+    lab::drbd::drbdnl_pair_up(a, b, &r).unwrap();
     let line = bringup::proc_drbd_line(a, &r).unwrap();
     assert!(
         line.contains("cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate"),
@@ -113,8 +114,7 @@ fn replicated_disk_served_over_iscsi_and_power_cycle() {
     b.kill().unwrap();
     assert!(b.pid().is_none());
     b.boot().unwrap();
-    bringup::drbd84_attach(b, &r, false).unwrap();
-    bringup::drbd84_connect(b, a, &r).unwrap();
+    lab::drbd::drbdnl_up(b, a, &r, "--apply-al").unwrap();
     bringup::wait_until(
         a,
         "grep -q '1: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate' /proc/drbd",

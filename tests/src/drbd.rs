@@ -8,12 +8,17 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::bringup::{wait_until, Resource};
-use crate::Node;
+use crate::{Node, Output};
+
+/// Runs `drbd-lab ARGS` on `node` and returns its exit status and output, whatever they are.
+pub fn drbd_lab_run(node: &Node, args: &str) -> Result<Output> {
+    node.run(&format!("{} {args}", Node::guest_bin("drbd-lab")))
+}
 
 /// Runs `drbd-lab ARGS` on `node`; Err with its output unless it exits 0. Typed DRBD errors
 /// print as `ERROR Kernel <ERR_*>` / `ERROR StateChange <SS_*>`.
 pub fn drbd_lab(node: &Node, args: &str) -> Result<String> {
-    let o = node.run(&format!("{} {args}", Node::guest_bin("drbd-lab")))?;
+    let o = drbd_lab_run(node, args)?;
     if o.rc != 0 {
         bail!(
             "node {}: drbd-lab {args}: rc {}\n{}{}",

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use lab::bringup::wait_until;
 use lab::{bringup, Lab, Node};
 
@@ -14,24 +14,6 @@ use lab::drbd;
 
 const RES: &str = "r0";
 const MINOR: u32 = 1;
-
-fn drbd_lab(node: &Node, args: &str) -> Result<lab::Output> {
-    node.run(&format!("{} {args}", Node::guest_bin("drbd-lab")))
-}
-
-fn drbd_lab_ok(node: &Node, args: &str) -> Result<String> {
-    let o = drbd_lab(node, args)?;
-    if o.rc != 0 {
-        bail!(
-            "node {}: drbd-lab {args}: rc {}\n{}{}",
-            node.name(),
-            o.rc,
-            o.stdout,
-            o.stderr
-        );
-    }
-    Ok(o.stdout)
-}
 
 /// Starts `drbd-lab events` in the background on `node`, writing to `file`.
 fn start_events(node: &Node, file: &str, secs: u32) -> Result<()> {
@@ -82,8 +64,8 @@ fn scenario(a: &Node, b: &Node) -> Result<()> {
             .map_err(|_| anyhow::anyhow!("thread panicked"))??;
         Ok(())
     })?;
-    drbd_lab_ok(a, &format!("wait {MINOR} Connected 60"))?;
-    drbd_lab_ok(a, &format!("new-uuid {MINOR}"))?;
+    drbd::drbd_lab(a, &format!("wait {MINOR} Connected 60"))?;
+    drbd::drbd_lab(a, &format!("new-uuid {MINOR}"))?;
     wait_until(
         a,
         &format!("grep -q '^ *{MINOR}: cs:Connected .*ds:UpToDate/UpToDate' /proc/drbd"),
@@ -93,7 +75,7 @@ fn scenario(a: &Node, b: &Node) -> Result<()> {
 
     // Events for role changes.
     start_events(a, "/tmp/ev-a.log", 300)?;
-    drbd_lab_ok(a, &format!("primary {MINOR}"))?;
+    drbd::drbd_lab(a, &format!("primary {MINOR}"))?;
     wait_event(
         a,
         "/tmp/ev-a.log",
@@ -102,7 +84,7 @@ fn scenario(a: &Node, b: &Node) -> Result<()> {
     )?;
 
     // Status agrees with the oracles.
-    let ours = drbd_lab_ok(a, "status")?;
+    let ours = drbd::drbd_lab(a, "status")?;
     let line = ours
         .lines()
         .find(|l| l.starts_with("ST 1,r0[0]"))
@@ -137,7 +119,7 @@ fn scenario(a: &Node, b: &Node) -> Result<()> {
     }
 
     // Promote while the peer is Primary: SS_TWO_PRIMARIES, typed.
-    let o = drbd_lab(b, &format!("primary {MINOR}"))?;
+    let o = drbd::drbd_lab_run(b, &format!("primary {MINOR}"))?;
     assert_ne!(o.rc, 0);
     assert!(
         o.stdout.contains("ERROR StateChange SS_TWO_PRIMARIES"),
@@ -146,28 +128,28 @@ fn scenario(a: &Node, b: &Node) -> Result<()> {
     );
 
     // Demote, event.
-    drbd_lab_ok(a, &format!("secondary {MINOR}"))?;
+    drbd::drbd_lab(a, &format!("secondary {MINOR}"))?;
     wait_event(
         a,
         "/tmp/ev-a.log",
         "EV [0-9]+ 1,r0\\[0\\] .*ro:Secondary/Secondary",
         "Secondary event",
     )?;
-    drbd_lab_ok(a, &format!("primary {MINOR}"))?;
+    drbd::drbd_lab(a, &format!("primary {MINOR}"))?;
 
     // Attach of a missing device: ERR_OPEN_DISK, typed.
     b.run_ok(&format!(
         "{bin} down rx >/dev/null 2>&1; true",
         bin = Node::guest_bin("drbd-lab")
     ))?;
-    let o = drbd_lab(b, "up rx 9 /dev/nonexistent 127.0.0.1:7800 127.0.0.2:7800")?;
+    let o = drbd::drbd_lab_run(b, "up rx 9 /dev/nonexistent 127.0.0.1:7800 127.0.0.2:7800")?;
     assert_ne!(o.rc, 0);
     assert!(
         o.stdout.contains("ERROR Kernel ERR_OPEN_DISK"),
         "{}",
         o.stdout
     );
-    drbd_lab_ok(b, "down rx")?;
+    drbd::drbd_lab(b, "down rx")?;
 
     // Peer loss: power off b; a sees the connection drop.
     b.kill()?;
@@ -189,9 +171,9 @@ fn scenario(a: &Node, b: &Node) -> Result<()> {
     )?;
 
     // Leave the shared lab as we found it.
-    drbd_lab_ok(a, &format!("secondary {MINOR}"))?;
-    drbd_lab_ok(a, &format!("down {RES}"))?;
-    drbd_lab_ok(b, &format!("down {RES}"))?;
+    drbd::drbd_lab(a, &format!("secondary {MINOR}"))?;
+    drbd::drbd_lab(a, &format!("down {RES}"))?;
+    drbd::drbd_lab(b, &format!("down {RES}"))?;
     Ok(())
 }
 

@@ -28,6 +28,18 @@ fn unbound(context: &str) -> DrbdError {
     }
 }
 
+/// Sends `msg` as a doit on `handle` (with `flags` added) and discards the
+/// reply: the body of every `execute` that answers `()`.
+async fn doit(
+    handle: Option<&DrbdHandle>,
+    msg: &DrbdMessage,
+    flags: u16,
+    context: &str,
+) -> Result<(), DrbdError> {
+    let h = handle.ok_or_else(|| unbound(context))?;
+    h.execute_doit(msg, flags, context).await.map(|_| ())
+}
+
 fn check_name(name: &str) -> Result<(), DrbdError> {
     if name.is_empty() || name.len() > 127 || name.contains('/') || name.contains('\0') {
         return Err(DrbdError::InvalidArgument(format!(
@@ -146,11 +158,8 @@ impl NewResource {
     pub async fn execute(self) -> Result<(), DrbdError> {
         check_name(&self.name)?;
         let context = format!("new-resource {}", self.name);
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
         let flags = if self.exclusive { NLM_F_EXCL } else { 0 };
-        h.execute_doit(&self.message(), flags, &context)
-            .await
-            .map(|_| ())
+        doit(self.handle.as_ref(), &self.message(), flags, &context).await
     }
 }
 
@@ -181,10 +190,7 @@ impl DelResource {
     /// Runs it.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("del-resource {}", self.name);
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-        h.execute_doit(&self.message(), 0, &context)
-            .await
-            .map(|_| ())
+        doit(self.handle.as_ref(), &self.message(), 0, &context).await
     }
 }
 
@@ -222,10 +228,7 @@ impl NewMinor {
     /// Runs it.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("new-minor {} {} {}", self.resource, self.minor, self.volume);
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-        h.execute_doit(&self.message(), 0, &context)
-            .await
-            .map(|_| ())
+        doit(self.handle.as_ref(), &self.message(), 0, &context).await
     }
 }
 
@@ -250,8 +253,7 @@ macro_rules! minor_only {
             /// Runs it.
             pub async fn execute(self) -> Result<(), DrbdError> {
                 let context = format!(concat!($verb, " {}"), self.minor);
-                let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-                h.execute_doit(&self.message(), 0, &context).await.map(|_| ())
+                doit(self.handle.as_ref(), &self.message(), 0, &context).await
             }
         }
     };
@@ -323,10 +325,7 @@ impl Attach {
     /// Runs it. A missing device gives [`crate::RetCode::OpenDisk`] (104).
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("attach {} {}", self.minor, self.backing_dev);
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-        h.execute_doit(&self.message(), 0, &context)
-            .await
-            .map(|_| ())
+        doit(self.handle.as_ref(), &self.message(), 0, &context).await
     }
 }
 
@@ -367,10 +366,7 @@ impl Detach {
     /// Runs it.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("detach {}", self.minor);
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-        h.execute_doit(&self.message(), 0, &context)
-            .await
-            .map(|_| ())
+        doit(self.handle.as_ref(), &self.message(), 0, &context).await
     }
 }
 
@@ -435,10 +431,7 @@ impl Connect {
     /// Runs it. The state goes StandAlone → Unconnected → WFConnection.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("connect {} {} {}", self.resource, self.local, self.peer);
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-        h.execute_doit(&self.message(), 0, &context)
-            .await
-            .map(|_| ())
+        doit(self.handle.as_ref(), &self.message(), 0, &context).await
     }
 }
 
@@ -483,10 +476,7 @@ impl Disconnect {
     /// Runs it.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("disconnect {} {}", self.local, self.peer);
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-        h.execute_doit(&self.message(), 0, &context)
-            .await
-            .map(|_| ())
+        doit(self.handle.as_ref(), &self.message(), 0, &context).await
     }
 }
 
@@ -532,10 +522,7 @@ impl Primary {
             self.minor,
             if self.force { " --force" } else { "" }
         );
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-        h.execute_doit(&self.message(), 0, &context)
-            .await
-            .map(|_| ())
+        doit(self.handle.as_ref(), &self.message(), 0, &context).await
     }
 }
 
@@ -576,10 +563,7 @@ impl NewCurrentUuid {
     /// Runs it.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("new-current-uuid {}", self.minor);
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-        h.execute_doit(&self.message(), 0, &context)
-            .await
-            .map(|_| ())
+        doit(self.handle.as_ref(), &self.message(), 0, &context).await
     }
 }
 
@@ -632,10 +616,7 @@ impl Resize {
     /// Runs it.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("resize {}", self.minor);
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-        h.execute_doit(&self.message(), 0, &context)
-            .await
-            .map(|_| ())
+        doit(self.handle.as_ref(), &self.message(), 0, &context).await
     }
 }
 
@@ -670,9 +651,6 @@ impl Down {
     /// Runs it.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("down {}", self.resource);
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-        h.execute_doit(&self.message(), 0, &context)
-            .await
-            .map(|_| ())
+        doit(self.handle.as_ref(), &self.message(), 0, &context).await
     }
 }

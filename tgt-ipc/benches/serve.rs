@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use tgt_ipc::{Acl, BsOFlags, LunBacking, LunIdentity, ServeLun, ServeSpec, SetState, StopOutcome};
+use tgt_ipc::{Acl, BsOFlags, LunBacking, ServeLun, ServeSpec, SetState, StopOutcome};
 
 const IQN: &str = "iqn.2026-11.bench.iscsi-ha:r0";
 
@@ -53,13 +53,7 @@ async fn main() {
         luns: vec![ServeLun {
             lun: 1,
             backing: LunBacking::new(&file).bsoflags(BsOFlags::Direct),
-            identity: LunIdentity {
-                scsi_id: "60014052e3c1a9b8d7f6e5d4c3b2a190".into(),
-                scsi_sn: "HA0R0SN0001".into(),
-                vendor_id: Some("ISCSIHA".into()),
-                product_id: Some("R0-VOLUME".into()),
-                product_rev: Some("0042".into()),
-            },
+            identity: common::r0_identity(),
         }],
         acls: vec![Acl::address("127.0.0.1").unwrap()],
     };

@@ -158,6 +158,14 @@ fn split_indent(line: &str) -> (usize, &str) {
     (line.len() - rest.len(), rest)
 }
 
+/// The non-blank lines of a show reply: (1-based line number, indent, text after the indent).
+fn indented_lines(text: &str) -> impl Iterator<Item = (usize, usize, &str)> {
+    text.lines().enumerate().filter_map(|(idx, line)| {
+        let (indent, rest) = split_indent(line);
+        (!rest.is_empty()).then_some((idx + 1, indent, rest))
+    })
+}
+
 fn num<T: std::str::FromStr>(line: usize, what: &str, s: &str) -> Result<T, TgtError> {
     s.trim()
         .parse()
@@ -194,12 +202,7 @@ fn parse_target_line(lno: usize, rest: &str) -> Result<Target, TgtError> {
 pub fn parse_targets(text: &str) -> Result<Vec<Target>, TgtError> {
     let mut targets: Vec<Target> = Vec::new();
     let mut section = Section::None;
-    for (idx, line) in text.lines().enumerate() {
-        let lno = idx + 1;
-        let (indent, rest) = split_indent(line);
-        if rest.is_empty() {
-            continue;
-        }
+    for (lno, indent, rest) in indented_lines(text) {
         if indent == 0 {
             targets.push(parse_target_line(lno, rest)?);
             section = Section::None;
@@ -482,12 +485,7 @@ pub fn parse_system(text: &str) -> Result<SystemInfo, TgtError> {
     let mut info = SystemInfo::default();
     let mut s = S::None;
     let mut in_accounts = false;
-    for (idx, line) in text.lines().enumerate() {
-        let lno = idx + 1;
-        let (indent, rest) = split_indent(line);
-        if rest.is_empty() {
-            continue;
-        }
+    for (lno, indent, rest) in indented_lines(text) {
         if indent == 0 {
             s = match rest {
                 "System:" => S::System,

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::{prereqs, run, which, Tgtd};
 use tgt_ipc::{
-    AccountDirection, AccountScope, Acl, BsOFlags, BsType, LunBacking, LunIdentity, ServeLun,
-    ServeOutcome, ServeSpec, Served, SetState, StopOutcome, TargetParam, TgtErrno, TgtError,
+    AccountDirection, AccountScope, Acl, BsOFlags, BsType, LunBacking, ServeLun, ServeOutcome,
+    ServeSpec, Served, SetState, StopOutcome, TargetParam, TgtErrno, TgtError,
 };
 
 const SIZE: u64 = 64 * 1024 * 1024;
@@ -24,13 +24,7 @@ fn spec(t: &Tgtd, file: &str) -> ServeSpec {
             backing: LunBacking::new(t.backing_file(file, SIZE))
                 .bstype(BsType::Rdwr)
                 .bsoflags(BsOFlags::Direct),
-            identity: LunIdentity {
-                scsi_id: "60014052e3c1a9b8d7f6e5d4c3b2a190".into(),
-                scsi_sn: "HA0R0SN0001".into(),
-                vendor_id: Some("ISCSIHA".into()),
-                product_id: Some("R0-VOLUME".into()),
-                product_rev: Some("0042".into()),
-            },
+            identity: common::r0_identity(),
         }],
         acls: vec![
             Acl::address("127.0.0.1").unwrap(),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tgt_ipc::TgtClient;
+use tgt_ipc::{LunIdentity, TgtClient};
 
 /// True when the prerequisites are there. Under `CI=true` a missing one panics; otherwise prints SKIP.
 pub fn prereqs(test: &str, tools: &[&str]) -> bool {
@@ -39,6 +39,17 @@ fn prereqs_inner(test: &str, tools: &[&str], root: bool) -> bool {
     }
     eprintln!("SKIP {msg}");
     false
+}
+
+/// The identity of the test/bench volume r0 (tests check these values on the wire and through an initiator).
+pub fn r0_identity() -> LunIdentity {
+    LunIdentity {
+        scsi_id: "60014052e3c1a9b8d7f6e5d4c3b2a190".into(),
+        scsi_sn: "HA0R0SN0001".into(),
+        vendor_id: Some("ISCSIHA".into()),
+        product_id: Some("R0-VOLUME".into()),
+        product_rev: Some("0042".into()),
+    }
 }
 
 pub fn which(tool: &str) -> Option<PathBuf> {

@@ -10,10 +10,7 @@ use vip::Vip;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    if let Err(e) = run().await {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::exit_on_error(run().await);
 }
 
 async fn run() -> Result<(), vip::VipError> {

@@ -177,6 +177,11 @@ impl Vip {
         self.prefix
     }
 
+    /// Deletes this address from interface `index` (true if it was there).
+    async fn del_own(&self, index: u32) -> Result<bool, VipError> {
+        del_address(&self.handle, index, &self.iface, self.addr, self.prefix).await
+    }
+
     fn stop_announcing(&mut self) {
         if let Some(t) = self.announcer.take() {
             t.abort();
@@ -297,14 +302,7 @@ impl Vip {
                 },
             };
             if added {
-                del_address(
-                    &self.handle,
-                    link.index,
-                    &self.iface,
-                    self.addr,
-                    self.prefix,
-                )
-                .await?;
+                self.del_own(link.index).await?;
             }
             return Err(err);
         }
@@ -348,14 +346,7 @@ impl Vip {
             }
             Err(e) => return Err(e),
         };
-        let removed = del_address(
-            &self.handle,
-            link.index,
-            &self.iface,
-            self.addr,
-            self.prefix,
-        )
-        .await?;
+        let removed = self.del_own(link.index).await?;
         Ok(ReleaseReport {
             removed,
             total: start.elapsed(),

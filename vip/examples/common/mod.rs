@@ -1,4 +1,6 @@
-// Shared argument parsing for the examples (included with `#[path]`, not an example itself).
+// Shared argument parsing and exit handling for the examples (included with `#[path]`, not an
+// example itself).
+#![allow(dead_code)] // each example uses only some of these
 use std::net::IpAddr;
 
 pub fn usage(verb: &str, extra: &str) -> ! {
@@ -20,4 +22,12 @@ pub fn args(verb: &str, extra: &str) -> (String, IpAddr, u8, Vec<String>) {
         usage(verb, extra)
     };
     (iface, addr, prefix, a.collect())
+}
+
+/// Ends an example that printed its own output: an error is printed with Display, exit status 1.
+pub fn exit_on_error(r: Result<(), vip::VipError>) {
+    if let Err(e) = r {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
 }

@@ -216,17 +216,29 @@ fn tgtd_restart_address_delete_and_agent_restart_converge() {
         ensure!(demotes == 0, "restart flapped: {v}");
         al::client_read_until(lab, MARKER, T)?;
 
-        // Agent SIGKILLed right after the signal (mid-promotion), restarted: converges.
+        // Agent SIGKILLed mid-promotion (as soon as its log shows the drbd-primary stage done, so
+        // target and address are still to come), restarted: converges to serving.
         let b = lab.node(1)?;
         al::set_pool_conf(a, Some(&al::slave_of(b)))?;
         al::wait_status(a, "a to demote", T, al::is_secondary)?;
         b.run_ok(&format!(
-            "printf master > {p}.tmp && mv -f {p}.tmp {p} && sleep 0.05; kill -9 $(cat {pid})",
+            "n=$(wc -l < {log}); printf master > {p}.tmp && mv -f {p}.tmp {p}; i=0; \
+             while ! tail -n +$((n+1)) {log} | grep -q '\"drbd-primary\"' && [ $i -lt 3000 ]; do i=$((i+1)); done; \
+             kill -9 $(cat {pid}); tail -n +$((n+1)) {log} > /tmp/killed-promote.log",
             p = al::POOL_CONF,
-            pid = al::AGENT_PID
+            pid = al::AGENT_PID,
+            log = al::AGENT_LOG
         ))?;
-        let o = b.run("cat /proc/drbd; tgtadm --lld iscsi --op show --mode target | head -3; ip -4 -o addr show eth0")?;
-        eprintln!("b after kill mid-promotion:\n{}", o.stdout);
+        let o = b.run(
+            "tr -d '\\033' < /tmp/killed-promote.log | sed 's/\\[[0-9;]*m//g' > /tmp/kp.txt; \
+             echo \"stages logged: $(grep -o 'stage=\"[a-z-]*\"' /tmp/kp.txt | tr '\\n' ' ')\"; \
+             echo \"finished transitions: $(grep -c 'result=' /tmp/kp.txt)\"; grep cs: /proc/drbd; \
+             tgtadm --lld iscsi --op show --mode target | head -1; ip -4 -o addr show eth0",
+        )?;
+        eprintln!(
+            "b after SIGKILL mid-promotion (stages logged, finished transitions, DRBD, tgtd, address):\n{}",
+            o.stdout
+        );
         b.run_ok(&format!("rm -f {}", al::AGENT_PID))?;
         al::start_agent(b)?;
         al::wait_status(

@@ -48,7 +48,7 @@ fn pool_conf_flip_moves_primary_and_client_reads_same_marker() {
         ensure!(inq.contains(&format!("Product:{}", al::PRODUCT)), "{inq}");
         al::client_read_until(lab, MARKER, T)?;
         let sa = al::status(a)?;
-        let p = al::last_transition(&sa, "promote")
+        let p = al::last_transition_with(&sa, "promote", "target-serve")
             .ok_or_else(|| anyhow::anyhow!("no promote on a"))?;
         ensure!(p.result == "ok", "{p:?}");
         eprintln!("a promote: {p:?}");
@@ -58,7 +58,7 @@ fn pool_conf_flip_moves_primary_and_client_reads_same_marker() {
         al::wait_status(a, "a to demote", T, al::is_secondary)?;
         al::set_pool_conf(b, Some(al::master()))?;
         let sb = al::wait_status(b, "b to serve", T, al::is_serving)?;
-        let p = al::last_transition(&sb, "promote")
+        let p = al::last_transition_with(&sb, "promote", "target-serve")
             .ok_or_else(|| anyhow::anyhow!("no promote on b"))?;
         ensure!(p.result == "ok", "{p:?}");
         eprintln!("b promote: {p:?}");
@@ -77,10 +77,18 @@ fn pool_conf_flip_moves_primary_and_client_reads_same_marker() {
             o.stdout
         );
 
-        // And back to a.
+        // And back to a, in the other order: a's pool.conf says master while b still serves (a's
+        // agent refuses while b is DRBD Primary), then b's says slave; a follows once b demoted.
+        al::set_pool_conf(a, Some(al::master()))?;
+        std::thread::sleep(Duration::from_millis(500));
+        let sa = al::status(a)?;
+        ensure!(
+            al::holds_secondary(&sa),
+            "a promoted while b was Primary: {sa}"
+        );
+        eprintln!("a while b still Primary: notice {}", sa["notice"]);
         al::set_pool_conf(b, Some(&al::slave_of(a)))?;
         al::wait_status(b, "b to demote", T, al::is_secondary)?;
-        al::set_pool_conf(a, Some(al::master()))?;
         al::wait_status(a, "a to serve again", T, al::is_serving)?;
         al::client_read_until(lab, MARKER, T)?;
         Ok(())

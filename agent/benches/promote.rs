@@ -7,8 +7,11 @@
 //! Reproduce (root, tgtd and tgtadm installed):
 //! `CARGO_TARGET_DIR=target/agent cargo bench -p agent --bench promote`
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,25 +21,10 @@ use agent::config::Config;
 use agent::control::Request;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
+use common::{free_port, which, Tgtd};
 
 const RUNS: usize = 30;
 const PORT: u16 = 9;
-
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn stats(mut v: Vec<f64>) -> (f64, f64) {
     if v.is_empty() {
@@ -78,21 +66,8 @@ fn main() {
     std::fs::File::create(&backing)
         .and_then(|f| f.set_len(8 << 20))
         .expect("backing");
-    let base = dir.path().join("socket");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let _tgtd = Kill(
-        Command::new(which("tgtd").expect("tgtd"))
-            .args(["-f", "-C", &PORT.to_string(), "--iscsi"])
-            .arg(format!("portal=127.0.0.1:{port}"))
-            .env("TGT_IPC_SOCKET", &base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tgtd"),
-    );
+    let tgtd = Tgtd::start(dir.path(), PORT, free_port());
+    let base = tgtd.base.clone();
     let text = format!(
         r#"
 node = "bench"

@@ -7,7 +7,8 @@
 //! promoted (no rollback), and the same promote goes through once the other host is gone.
 //! Needs root and `ip`: skipped without them, a failure with CI=true.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,14 +21,7 @@ use agent::control::Request;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
 use agent::fsm::Role;
-
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
+use common::which;
 
 fn prereqs() -> bool {
     let root = nix::unistd::Uid::effective().is_root();

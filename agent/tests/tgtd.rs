@@ -4,8 +4,10 @@
 //! through the socket directory watch and the target is re-created at once; a demote removes it.
 //! Needs root, `tgtd` and `iscsi-inq`: skipped without them, a failure with CI=true.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,16 +18,9 @@ use agent::config::Config;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
 use agent::fsm::{Authority, TargetState};
+use common::{free_port, which, Tgtd};
 
 const CONTROL_PORT: u16 = 7;
-
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
 
 fn prereqs() -> bool {
     let mut missing = Vec::new();
@@ -47,55 +42,6 @@ fn prereqs() -> bool {
     );
     eprintln!("SKIP {msg}");
     false
-}
-
-/// A private `tgtd -f` on its own socket and portal; killed on drop.
-struct Tgtd {
-    child: Option<Child>,
-    base: PathBuf,
-}
-
-impl Tgtd {
-    fn start(dir: &Path, port: u16) -> Tgtd {
-        let base = dir.join("socket");
-        let log = std::fs::File::create(dir.join(format!("tgtd-{}.log", std::process::id())))
-            .expect("log");
-        let child = Command::new(which("tgtd").expect("tgtd"))
-            .args(["-f", "-C", &CONTROL_PORT.to_string(), "--iscsi"])
-            .arg(format!("portal=127.0.0.1:{port}"))
-            .env("TGT_IPC_SOCKET", &base)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn tgtd");
-        Tgtd {
-            child: Some(child),
-            base,
-        }
-    }
-
-    fn socket(&self) -> PathBuf {
-        PathBuf::from(format!("{}.{CONTROL_PORT}", self.base.display()))
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Tgtd {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 fn config(dir: &Path, backing: &Path) -> Config {
@@ -168,7 +114,7 @@ async fn serve_restart_and_stop_on_real_tgtd() {
         .and_then(|f| f.set_len(8 << 20))
         .expect("backing file");
     let port = free_port();
-    let mut tgtd = Tgtd::start(dir.path(), port);
+    let mut tgtd = Tgtd::start(dir.path(), CONTROL_PORT, port);
     let cfg = Arc::new(config(dir.path(), &backing));
     assert_eq!(tgtd.socket(), cfg.sockets.tgtd);
     let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
@@ -201,7 +147,7 @@ async fn serve_restart_and_stop_on_real_tgtd() {
 
     // tgtd killed and restarted empty, as its service manager would.
     tgtd.kill();
-    let _tgtd2 = Tgtd::start(dir.path(), port);
+    let _tgtd2 = Tgtd::start(dir.path(), CONTROL_PORT, port);
     let restarted = Instant::now();
     let deadline = restarted + Duration::from_secs(15);
     loop {

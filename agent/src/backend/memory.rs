@@ -92,61 +92,47 @@ impl Memory {
         }
     }
 
-    /// The peer becomes Primary (someone else promoted it).
-    pub fn peer_primary(&self, res: &str, on: bool) {
+    /// Applies `change` to the DRBD view of `res` (if there is one) and emits the new view.
+    fn change_drbd(&self, res: &str, change: impl FnOnce(&mut DrbdView)) {
         let view = {
             let mut w = self.world();
             let Some(d) = w.drbd.get_mut(res) else { return };
-            d.peer_role = if on { Role::Primary } else { Role::Secondary };
+            change(d);
             d.clone()
         };
         self.emit(Event::Drbd {
             resource: res.into(),
             view,
+        });
+    }
+
+    /// The peer becomes Primary (someone else promoted it).
+    pub fn peer_primary(&self, res: &str, on: bool) {
+        self.change_drbd(res, |d| {
+            d.peer_role = if on { Role::Primary } else { Role::Secondary };
         });
     }
 
     /// The peer is lost: connection WFConnection, peer role and disk unknown.
     pub fn peer_lost(&self, res: &str) {
-        let view = {
-            let mut w = self.world();
-            let Some(d) = w.drbd.get_mut(res) else { return };
+        self.change_drbd(res, |d| {
             d.peer_role = Role::Unknown;
             d.peer_disk = Disk::DUnknown;
             d.connection = Connection::WFConnection;
-            d.clone()
-        };
-        self.emit(Event::Drbd {
-            resource: res.into(),
-            view,
         });
     }
 
     /// The local disk changes state (e.g. `Failed` after an I/O error).
     pub fn set_disk(&self, res: &str, disk: Disk) {
-        let view = {
-            let mut w = self.world();
-            let Some(d) = w.drbd.get_mut(res) else { return };
+        self.change_drbd(res, |d| {
             d.disk = disk;
-            d.clone()
-        };
-        self.emit(Event::Drbd {
-            resource: res.into(),
-            view,
         });
     }
 
     /// Someone else changes the local DRBD role (e.g. `drbdadm secondary` by hand).
     pub fn set_role(&self, res: &str, role: Role) {
-        let view = {
-            let mut w = self.world();
-            let Some(d) = w.drbd.get_mut(res) else { return };
+        self.change_drbd(res, |d| {
             d.role = role;
-            d.clone()
-        };
-        self.emit(Event::Drbd {
-            resource: res.into(),
-            view,
         });
     }
 

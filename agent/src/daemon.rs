@@ -3,13 +3,17 @@
 //! Inputs are [`Event`]s (role source, DRBD, target and address watches) and control requests.
 //! Each input goes through [`step`]; the steps it plans are run by the [`Executor`] and the
 //! outcome is fed back as [`Event::Executed`], until nothing is left to do. Inputs that arrive
-//! meanwhile wait in their channels, so transitions never overlap. The only timer is the
-//! optional slow safety net (`timeouts.safety_net_s`), which re-observes everything.
+//! meanwhile wait in their channels, so transitions never overlap. The timers are the optional
+//! slow safety net (`timeouts.safety_net_s`), which re-observes everything, and, only while the
+//! last observation failed, a retry of it with exponential backoff ([`RETRY_FIRST`] doubling up
+//! to [`RETRY_MAX`]), so a failed first look (a netlink call timing out on a loaded host) does not
+//! leave the agent blind until the safety net.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::backend::{Address, Drbd, Target};
@@ -22,6 +26,10 @@ use crate::status::Status;
 pub const KEEP_TRANSITIONS: usize = 16;
 /// Plans run for one input at most (a safety bound; a settled machine needs one or two).
 const MAX_ROUNDS: usize = 8;
+/// First retry delay after a failed observation.
+pub const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// Longest retry delay after repeated failed observations.
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// What one input led to.
 #[derive(Debug, Default, Clone)]
@@ -38,6 +46,8 @@ pub struct Daemon<D, T, A> {
     exec: Executor<D, T, A>,
     state: Option<State>,
     records: VecDeque<TransitionRecord>,
+    /// Whether the last observation failed (the run loop then retries it).
+    observe_failed: bool,
 }
 
 impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
@@ -48,6 +58,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             exec,
             state: Some(state),
             records: VecDeque::new(),
+            observe_failed: false,
         }
     }
 
@@ -66,8 +77,12 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
     /// Read the actual state of everything and converge (start, safety net).
     pub async fn observe(&mut self) -> Handled {
         match self.exec.observe().await {
-            Ok(snap) => self.handle(Event::Observed(snap)).await,
+            Ok(snap) => {
+                self.observe_failed = false;
+                self.handle(Event::Observed(snap)).await
+            }
             Err(e) => {
+                self.observe_failed = true;
                 warn!(error = %e, "observation failed");
                 Handled {
                     notices: vec![Action::Alarm(format!("observation failed: {e}"))],
@@ -158,13 +173,23 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         }
     }
 
-    /// Run until both input channels close: observe, then follow events and requests.
+    /// Whether the last observation failed (nothing observed since).
+    pub fn observation_failed(&self) -> bool {
+        self.observe_failed
+    }
+
+    /// Run until both input channels close: observe, then follow events and requests. A failed
+    /// observation is retried after [`RETRY_FIRST`], doubling up to [`RETRY_MAX`], until one
+    /// succeeds; a healthy daemon has no timer but the safety net.
     pub async fn run(
         mut self,
         mut events: mpsc::UnboundedReceiver<Event>,
         mut control: mpsc::Receiver<Pending>,
     ) {
+        let mut backoff = RETRY_FIRST;
+        let mut retry_at: Option<Instant> = None;
         self.observe().await;
+        self.schedule_retry(&mut retry_at, &mut backoff);
         let period = self.exec.config().timeouts.safety_net_s;
         let mut tick = tokio::time::interval(Duration::from_secs(period.max(1)));
         tick.tick().await;
@@ -186,8 +211,31 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 _ = tick.tick(), if period > 0 => {
                     // The safety net: re-read everything (which also lifts a failure block).
                     self.observe().await;
+                    self.schedule_retry(&mut retry_at, &mut backoff);
+                }
+                _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)),
+                    if retry_at.is_some() => {
+                    info!("retrying the failed observation");
+                    self.observe().await;
+                    self.schedule_retry(&mut retry_at, &mut backoff);
                 }
             }
+        }
+    }
+
+    /// After an observation: arm the next retry (and double the delay) if it failed, or
+    /// disarm and reset the delay if it succeeded.
+    fn schedule_retry(&self, retry_at: &mut Option<Instant>, backoff: &mut Duration) {
+        if self.observe_failed {
+            info!(
+                in_ms = backoff.as_millis() as u64,
+                "observation will be retried"
+            );
+            *retry_at = Some(Instant::now() + *backoff);
+            *backoff = (*backoff * 2).min(RETRY_MAX);
+        } else {
+            *retry_at = None;
+            *backoff = RETRY_FIRST;
         }
     }
 }

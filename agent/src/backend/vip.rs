@@ -5,6 +5,10 @@
 //! refused while another host answers for the address. The claim probes once more right before
 //! adding the address (the world may change while DRBD and the target come up); a conflict
 //! there surfaces as a failed `address-claim` stage, which rolls the promotion back.
+//!
+//! [`Address::claim`] returns once `vip` has put the first announcement on the wire; the rest of
+//! the schedule (`announce.count` announcements `announce.interval_ms` apart) runs in `vip`'s
+//! background task, which a release (or the next claim) stops. A small task logs each result.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,7 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Mutex;
-use tracing::warn;
+use tracing::{debug, warn};
 use vip::{AnnouncePolicy, ClaimOptions, ProbePolicy, Vip, VipError, VipEvent};
 
 use super::Address;
@@ -131,13 +135,22 @@ impl Address for NetlinkAddress {
 
     async fn claim(&self, a: &AddressConfig) -> Result<(), BackendError> {
         let opts = options(a);
-        self.vip(a)?
-            .lock()
-            .await
-            .claim(&opts)
-            .await
-            .map(|_| ())
-            .map_err(err)
+        let report = self.vip(a)?.lock().await.claim(&opts).await.map_err(err)?;
+        // The remaining announcements are vip's background task (held by the Vip, stopped by
+        // release); only log their results here. The stream ends when that task does.
+        let mut announcements = report.announcements;
+        let address = a.address.clone();
+        tokio::spawn(async move {
+            while let Some(r) = announcements.next().await {
+                match r.result {
+                    Ok(()) => debug!(%address, burst = r.burst, index = r.index, kind = ?r.kind,
+                        at_ms = r.at.as_millis() as u64, "announcement sent"),
+                    Err(e) => warn!(%address, burst = r.burst, index = r.index, kind = ?r.kind,
+                        at_ms = r.at.as_millis() as u64, error = %e, "announcement failed"),
+                }
+            }
+        });
+        Ok(())
     }
 
     async fn release(&self, a: &AddressConfig) -> Result<(), BackendError> {

@@ -154,7 +154,18 @@ async fn stop_serving_drops_logged_in_initiator() {
     let s = spec(&t, "r0.img");
     t.client.serve(&s).await.unwrap();
     let mut perf = Command::new(which("iscsi-perf").unwrap())
-        .args(["-x", "0", "-i", "iqn.2026-11.test:client", &t.url(IQN, 1)])
+        // No reconnects, and a 5 s command timeout: one CI run saw iscsi-perf still running 15 s
+        // after stop_serving (a read left unanswered rather than its connection reset), so a
+        // command that never completes must count as a failed one too.
+        .args([
+            "-x",
+            "0",
+            "-t",
+            "5",
+            "-i",
+            "iqn.2026-11.test:client",
+            &t.url(IQN, 1),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -1,6 +1,6 @@
 //! Print the agent's status, as `iscsi-ha status` does (add `--json` for JSON).
 //!
-//! Usage (root: the control socket is 0600): `cargo run -p agent --example status -- [SOCKET] [--json]`
+//! Usage (root: the control socket is 0600): `cargo run -p agent --example agent-status -- [SOCKET] [--json]`
 //! (default socket `/run/iscsi-ha/control.sock`).
 use std::path::PathBuf;
 

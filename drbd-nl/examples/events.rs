@@ -1,6 +1,6 @@
 //! Prints DRBD events the way `drbdsetup-84 events all` does.
 //!
-//! Usage: `events` (root, initial network namespace, drbd module loaded).
+//! Usage: `drbd-nl-events` (root, initial network namespace, drbd module loaded).
 //! Joins the `events` group first, then prints a GET_STATUS snapshot, then
 //! every broadcast: `<seq> ST <minor>,<res>[<vol>] { cs:.. ro:../.. ds:../.. r--- }`.
 
@@ -48,7 +48,7 @@ fn print_device(seq: u32, d: &DeviceStatus) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     if std::env::args().len() > 1 {
-        eprintln!("usage: events   (like `drbdsetup-84 events all`)");
+        eprintln!("usage: drbd-nl-events   (like `drbdsetup-84 events all`)");
         std::process::exit(2);
     }
     let drbd = match DrbdHandle::connect().await {

@@ -1,6 +1,6 @@
 //! Prints DRBD status the way `drbdsetup-84 status [RESOURCE]` does.
 //!
-//! Usage: `status [RESOURCE]` (initial network namespace, drbd module loaded).
+//! Usage: `drbd-nl-status [RESOURCE]` (initial network namespace, drbd module loaded).
 //!
 //! ```text
 //! r0 role:Primary
@@ -94,7 +94,7 @@ fn print_resource(name: &str, vols: &[&DeviceStatus]) {
 async fn main() {
     let filter = std::env::args().nth(1);
     if filter.as_deref() == Some("--help") {
-        eprintln!("usage: status [RESOURCE]   (like `drbdsetup-84 status`)");
+        eprintln!("usage: drbd-nl-status [RESOURCE]   (like `drbdsetup-84 status`)");
         std::process::exit(2);
     }
     let result = async {

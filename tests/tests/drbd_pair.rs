@@ -107,14 +107,14 @@ fn scenario(a: &Node, b: &Node) -> Result<()> {
         oracle.contains("disk:UpToDate"),
         "drbdsetup-84 status: {oracle}"
     );
-    if lab_has_example(a, "status") {
+    if lab_has_example(a, "drbd-nl-status") {
         let ex = a
-            .run_ok(&format!("{} r0", Node::guest_example("status")))?
+            .run_ok(&format!("{} r0", Node::guest_example("drbd-nl-status")))?
             .stdout;
         assert_eq!(
             ex.trim(),
             oracle.trim(),
-            "examples/status vs drbdsetup-84 status"
+            "drbd-nl-status example vs drbdsetup-84 status"
         );
     }
 

@@ -10,7 +10,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use tgt_ipc::{Acl, BsOFlags, LunBacking, ServeLun, ServeSpec, SetState, StopOutcome};
+use tgt_ipc::{
+    Acl, BsOFlags, CacheMode, LunBacking, ServeLun, ServeSpec, SetState, StopOutcome,
+    WRITE_CACHE_OFF_PAGE,
+};
 
 const IQN: &str = "iqn.2026-11.bench.iscsi-ha:r0";
 
@@ -54,10 +57,12 @@ async fn main() {
             lun: 1,
             backing: LunBacking::new(&file).bsoflags(BsOFlags::Direct),
             identity: common::r0_identity(),
+            cache: CacheMode::WriteThrough,
         }],
         acls: vec![Acl::address("127.0.0.1").unwrap()],
     };
     let identity = "scsi_id=60014052e3c1a9b8d7f6e5d4c3b2a190,scsi_sn=HA0R0SN0001,vendor_id=ISCSIHA,product_id=R0-VOLUME,product_rev=0042";
+    let write_cache_off = format!("mode_page={WRITE_CACHE_OFF_PAGE}");
     let c = &t.client;
     // the steps of serve and of stop, each as a tgtadm command line
     let serve_steps: Vec<(&str, Vec<&str>)> = vec![
@@ -95,7 +100,7 @@ async fn main() {
                 "--backing-store",
                 &path,
                 "--bsoflags",
-                "direct",
+                "sync:direct",
             ],
         ),
         (
@@ -111,6 +116,21 @@ async fn main() {
                 "1",
                 "--params",
                 identity,
+            ],
+        ),
+        (
+            "lu write cache off",
+            vec![
+                "--mode",
+                "logicalunit",
+                "--op",
+                "update",
+                "--tid",
+                "1",
+                "--lun",
+                "1",
+                "--params",
+                &write_cache_off,
             ],
         ),
         (

@@ -10,7 +10,7 @@
 #[path = "support/args.rs"]
 mod common;
 
-use tgt_ipc::{Acl, BsOFlags, LunBacking, LunIdentity, ServeLun, ServeSpec};
+use tgt_ipc::{Acl, BsOFlags, CacheMode, LunBacking, LunIdentity, ServeLun, ServeSpec};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 product_id: None,
                 product_rev: None,
             },
+            cache: CacheMode::WriteThrough,
         }],
         acls,
     };

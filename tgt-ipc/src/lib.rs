@@ -25,6 +25,7 @@
 
 mod account;
 mod acl;
+mod cache;
 mod client;
 mod conn;
 mod error;
@@ -39,6 +40,7 @@ mod target;
 
 pub use account::{AccountDirection, AccountScope};
 pub use acl::Acl;
+pub use cache::{CacheMode, WRITE_CACHE_OFF_PAGE};
 pub use client::{
     TgtClient, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REPLY_TIMEOUT, DEFAULT_SOCKET_BASE,
     MAX_CONTROL_PORT,

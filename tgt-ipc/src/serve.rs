@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::acl::Acl;
+use crate::cache::CacheMode;
 use crate::client::TgtClient;
 use crate::error::{TgtErrno, TgtError};
 use crate::lun::{check_lun, lun_new_request, LunBacking, LunIdentity};
@@ -20,6 +21,18 @@ pub struct ServeLun {
     pub backing: LunBacking,
     /// Identity (same on both nodes).
     pub identity: LunIdentity,
+    /// Write-through (default: `O_SYNC` and WCE=0) or write-back; use the same on both nodes. See
+    /// [`CacheMode`] for the recipe and the risk of write-back.
+    pub cache: CacheMode,
+}
+
+impl ServeLun {
+    /// The backing store as served: [`LunBacking::bsoflags`] gains `sync` in write-through mode.
+    pub fn served_backing(&self) -> LunBacking {
+        let mut b = self.backing.clone();
+        b.bsoflags = self.cache.bsoflags(b.bsoflags);
+        b
+    }
 }
 
 /// What to serve: one target with its LUNs and ACL.
@@ -49,7 +62,8 @@ impl ServeSpec {
                     format!("LUN {} listed twice", l.lun),
                 ));
             }
-            lun_new_request(self.tid, l.lun, &l.backing)?;
+            l.cache.check(l.backing.bstype)?;
+            lun_new_request(self.tid, l.lun, &l.served_backing())?;
             l.identity.params()?;
         }
         let mut acls = BTreeSet::new();
@@ -69,7 +83,9 @@ impl ServeSpec {
     }
 
     /// Compares with a target parsed from show; returns the differences (empty = identical as far as
-    /// show can tell: `vendor_id`, `product_id` and `product_rev` are not printed by show).
+    /// show can tell: `vendor_id`, `product_id` and `product_rev` are not printed by show, and neither is
+    /// any mode page). The cache mode is compared through the backing-store flags it implies (`sync` in
+    /// write-through mode), not through the caching mode page's WCE bit, which show does not print.
     pub fn differences(&self, t: &Target) -> Vec<String> {
         let mut d = Vec::new();
         if t.name != self.name {
@@ -99,7 +115,11 @@ impl ServeSpec {
                     ));
                 }
             }
-            let flags = l.backing.bsoflags.map(|f| f.as_str()).unwrap_or("");
+            let flags = l
+                .cache
+                .bsoflags(l.backing.bsoflags)
+                .map(|f| f.as_str())
+                .unwrap_or("");
             if h.backing_store_flags != flags {
                 d.push(format!(
                     "LUN {} bsoflags are {:?} (want {flags:?})",
@@ -177,13 +197,20 @@ const STOP_RETRY_STEP: Duration = Duration::from_millis(10);
 
 impl TgtClient {
     /// Publishes a target in the safe order (spec §7.3): target new, `state=offline`, each LU new with its
-    /// identity, ACL binds, `state=ready`. Idempotent: when target new reports the tid or name taken, the
+    /// identity and, in write-through mode, WCE=0 ([`TgtClient::disable_write_cache`], while nobody can
+    /// log in yet), ACL binds, `state=ready`. Idempotent: when target new reports the tid or name taken, the
     /// target show is compared with `spec`; an identical existing target is accepted
     /// ([`ServeOutcome::AlreadyServing`]), a different one is a [`TgtError::TargetConflict`]. If a step fails
     /// after the target was created, the target is deleted again (best effort) and the step's error returned.
     ///
-    /// Equivalent to `tgtadm` target new; target update state=offline; logicalunit new; logicalunit update
-    /// scsi_id,scsi_sn,vendor_id,product_id,product_rev; target bind (per ACL); target update state=ready.
+    /// An existing target is compared through `show`, which cannot print the caching mode page: its WCE bit
+    /// is taken to be what this client set when it created the target (the mode page is not rewritten on a
+    /// target initiators can reach; see [`TgtClient::disable_write_cache`]).
+    ///
+    /// Equivalent to `tgtadm` target new; target update state=offline; logicalunit new (bsoflags `sync`
+    /// added in write-through mode); logicalunit update scsi_id,scsi_sn,vendor_id,product_id,product_rev;
+    /// logicalunit update mode_page=8:... (write-through only); target bind (per ACL); target update
+    /// state=ready.
     pub async fn serve(&self, spec: &ServeSpec) -> Result<ServeOutcome, TgtError> {
         spec.validate()?;
         // optimistic: on a promotion the target is normally absent, so create first and look only on a clash
@@ -233,8 +260,11 @@ impl TgtClient {
     async fn publish(&self, spec: &ServeSpec) -> Result<(), TgtError> {
         self.set_target_state(spec.tid, SetState::Offline).await?;
         for l in &spec.luns {
-            self.new_lun(spec.tid, l.lun, &l.backing).await?;
+            self.new_lun(spec.tid, l.lun, &l.served_backing()).await?;
             self.set_lun_identity(spec.tid, l.lun, &l.identity).await?;
+            if l.cache == CacheMode::WriteThrough {
+                self.disable_write_cache(spec.tid, l.lun).await?;
+            }
         }
         for a in &spec.acls {
             self.bind_acl(spec.tid, a).await?;
@@ -242,7 +272,9 @@ impl TgtClient {
         self.set_target_state(spec.tid, SetState::Ready).await
     }
 
-    /// Is `spec` being served? Detects a tgtd that restarted empty ([`Served::Missing`]).
+    /// Is `spec` being served? Detects a tgtd that restarted empty ([`Served::Missing`]). The cache mode is
+    /// checked only through the backing-store flags (see [`ServeSpec::differences`]): `show` does not print
+    /// the caching mode page.
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode target --op show`, compared with the spec.
     pub async fn served(&self, spec: &ServeSpec) -> Result<Served, TgtError> {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tgt_ipc::{
-    AccountDirection, AccountScope, Acl, BsOFlags, BsType, LunBacking, LunIdentity, LunSetting,
-    ServeLun, ServeSpec, TargetParam, TgtClient, TgtError,
+    AccountDirection, AccountScope, Acl, BsOFlags, BsType, CacheMode, LunBacking, LunIdentity,
+    LunSetting, ServeLun, ServeSpec, TargetParam, TgtClient, TgtError,
 };
 
 fn assert_refused<T: std::fmt::Debug>(what: &str, r: Result<T, TgtError>, l: &UnixListener) {
@@ -166,11 +166,13 @@ async fn refused_requests_never_reach_the_socket() {
                 lun: 1,
                 backing: LunBacking::new("/a.img"),
                 identity: identity(),
+                cache: CacheMode::WriteThrough,
             },
             ServeLun {
                 lun: 1,
                 backing: LunBacking::new("/b.img"),
                 identity: identity(),
+                cache: CacheMode::WriteThrough,
             },
         ],
         acls: vec![Acl::all()],
@@ -180,6 +182,15 @@ async fn refused_requests_never_reach_the_socket() {
     bad2.luns.truncate(1);
     bad2.acls = vec![Acl::Name("x,y".into())];
     assert_refused("serve bad ACL", c.serve(&bad2).await, &l);
+    let mut bad3 = bad.clone();
+    bad3.luns.truncate(1);
+    bad3.luns[0].backing = LunBacking::new("/a.img").bstype(BsType::Aio);
+    assert_refused("write-through on aio", c.serve(&bad3).await, &l);
+    assert_refused(
+        "write cache off LUN 0",
+        c.disable_write_cache(1, 0).await,
+        &l,
+    );
     assert!(TgtClient::control_port(32768).is_err());
 
     // positive control: a valid request does arrive (no reply comes, so it times out)

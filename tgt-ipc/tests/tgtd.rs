@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::{prereqs, run, which, Tgtd};
 use tgt_ipc::{
-    AccountDirection, AccountScope, Acl, BsOFlags, BsType, LunBacking, ServeLun, ServeOutcome,
-    ServeSpec, Served, SetState, StopOutcome, TargetParam, TgtErrno, TgtError,
+    AccountDirection, AccountScope, Acl, BsOFlags, BsType, CacheMode, LunBacking, ServeLun,
+    ServeOutcome, ServeSpec, Served, SetState, StopOutcome, TargetParam, TgtErrno, TgtError,
 };
 
 const SIZE: u64 = 64 * 1024 * 1024;
@@ -25,6 +25,7 @@ fn spec(t: &Tgtd, file: &str) -> ServeSpec {
                 .bstype(BsType::Rdwr)
                 .bsoflags(BsOFlags::Direct),
             identity: common::r0_identity(),
+            cache: CacheMode::WriteThrough,
         }],
         acls: vec![
             Acl::address("127.0.0.1").unwrap(),

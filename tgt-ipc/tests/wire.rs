@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{prereq_tools, which};
 use tgt_ipc::{
     AccountDirection, AccountScope, Acl, BsOFlags, BsType, LunBacking, LunIdentity, SetState,
-    TgtClient,
+    TgtClient, WRITE_CACHE_OFF_PAGE,
 };
 
 struct Fake {
@@ -322,4 +322,47 @@ async fn frames_equal_tgtadm() {
     };
     c.set_lun_identity(1, 1, &id).await.unwrap();
     assert_eq!(f.last(), strip_target_ops(&theirs));
+
+    // write-through: tgt-admin's `write-cache off` line, and the flags serve adds
+    let page = format!("mode_page={WRITE_CACHE_OFF_PAGE}");
+    let theirs = f.tgtadm(&[
+        l,
+        "iscsi",
+        "--mode",
+        "logicalunit",
+        "--op",
+        "update",
+        "--tid",
+        "1",
+        "--lun=1",
+        "--params",
+        &page,
+    ]);
+    c.disable_write_cache(1, 1).await.unwrap();
+    assert_eq!(f.last(), strip_target_ops(&theirs));
+    for (flags, ours) in [
+        ("sync", BsOFlags::Sync),
+        ("sync:direct", BsOFlags::SyncDirect),
+    ] {
+        let theirs = f.tgtadm(&[
+            l,
+            "iscsi",
+            "--mode",
+            "logicalunit",
+            "--op",
+            "new",
+            "--tid",
+            "1",
+            "--lun",
+            "1",
+            "--backing-store",
+            "/srv/v.img",
+            "--bsoflags",
+            flags,
+        ]);
+        c.new_lun(1, 1, &LunBacking::new("/srv/v.img").bsoflags(ours))
+            .await
+            .unwrap();
+        assert_eq!(f.last(), theirs, "frames differ for bsoflags {flags}");
+    }
 }

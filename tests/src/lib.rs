@@ -26,6 +26,8 @@ pub mod drbd;
 pub mod drill;
 pub mod guard;
 pub mod initramfs;
+pub mod iscsi;
+pub mod ledger;
 pub mod net;
 pub mod qemu;
 

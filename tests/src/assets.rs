@@ -42,7 +42,7 @@ pub struct Assets {
     pub initrd: PathBuf,
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd
         .output()
         .with_context(|| format!("cannot start {cmd:?}"))?;
@@ -89,7 +89,7 @@ fn cached_kver(cache: &Path) -> Option<String> {
 }
 
 /// Takes an exclusive lock on `<cache>/.lock` for the duration of the returned guard.
-fn lock(cache: &Path) -> Result<nix::fcntl::Flock<fs::File>> {
+pub(crate) fn lock(cache: &Path) -> Result<nix::fcntl::Flock<fs::File>> {
     let f = fs::OpenOptions::new()
         .create(true)
         .truncate(false)

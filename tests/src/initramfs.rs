@@ -20,6 +20,7 @@ use std::process::Command;
 const RECIPE: &str = "base-v1";
 
 /// Modules loaded at boot, in this order after their dependencies; `insmod` parameters beside them.
+/// An overlay may add `/mods/load-late` (same format), loaded after these (DRBD 9's transport).
 const LOAD: &[(&str, &str)] = &[
     ("crc32c_generic", ""),
     ("virtio_pci", ""),
@@ -59,7 +60,9 @@ mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs 
 mkdir -p /var/lock /run/lock /var/lib/drbd /var/run/tgtd /lab/target /tmp/.lab
 for kv in $(cat /proc/cmdline); do case "$kv" in lab_*=*) export "$kv";; esac; done
 echo "lab: init started node=$lab_node uptime=$(cut -d' ' -f1 /proc/uptime)"
-while read -r m args; do insmod /mods/$m.ko $args || echo "lab: insmod $m FAILED"; done < /mods/load
+for l in /mods/load /mods/load-late; do
+  [ -f $l ] && while read -r m args; do insmod /mods/$m.ko $args || echo "lab: insmod $m FAILED"; done < $l
+done
 hostname "$lab_node"
 ip link set lo up
 ip addr add "$lab_ip/24" dev eth0 && ip link set eth0 up
@@ -185,10 +188,11 @@ impl Cpio {
     }
 }
 
-fn fnv(parts: &[&str]) -> u64 {
+/// FNV-1a (64 bit) over `parts`, each followed by a 0 byte: the cache keys' content hash.
+pub(crate) fn fnv<T: AsRef<[u8]>>(parts: &[T]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for p in parts {
-        for b in p.bytes().chain([0u8]) {
+        for b in p.as_ref().iter().copied().chain([0u8]) {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x100000001b3);
         }

@@ -23,6 +23,7 @@ pub mod agent_lab;
 pub mod assets;
 pub mod bringup;
 pub mod drbd;
+pub mod drbd9;
 pub mod drill;
 pub mod guard;
 pub mod initramfs;
@@ -73,6 +74,8 @@ pub struct LabConfig {
     pub timeout: Duration,
     /// Start QEMU in its own process group so the lab outlives this process (`lab up`).
     pub detached: bool,
+    /// Which DRBD the guests run; `None`: from `LAB_DRBD` (`8.4` or `9`, default 8.4).
+    pub drbd: Option<drbd9::DrbdVersion>,
 }
 
 impl Default for LabConfig {
@@ -85,6 +88,7 @@ impl Default for LabConfig {
             extra_files: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             detached: false,
+            drbd: None,
         }
     }
 }
@@ -514,6 +518,14 @@ impl Lab {
     /// parallel and waits for them.
     pub fn start_with(cfg: LabConfig) -> Result<Lab> {
         let assets = assets::ensure()?;
+        let mut extra = cfg.extra_files.clone();
+        let drbd = match cfg.drbd {
+            Some(v) => v,
+            None => drbd9::DrbdVersion::from_env()?,
+        };
+        if drbd == drbd9::DrbdVersion::V9 {
+            extra.extend(drbd9::ensure(&assets)?.overlay());
+        }
         let swept = guard::sweep_stale();
         if !swept.is_empty() {
             eprintln!("lab: swept stale labs {swept:?}");
@@ -540,11 +552,11 @@ impl Lab {
             launched: Instant::now(),
         };
         net::create(&name, cfg.nodes)?;
-        let initrd = if cfg.extra_files.is_empty() {
+        let initrd = if extra.is_empty() {
             assets.initrd.clone()
         } else {
             let p = run_dir.join("initrd.cpio");
-            initramfs::build_run_image(&assets.initrd, &cfg.extra_files, &p)?;
+            initramfs::build_run_image(&assets.initrd, &extra, &p)?;
             p
         };
         let share = cfg.share.clone().or_else(profile_dir);

@@ -1,7 +1,8 @@
 //! `lab`: the lab from a command line.
 //!
 //! ```text
-//! lab up [--nodes N]        boot a lab and leave it running (state in target/lab-run/)
+//! lab up [--nodes N] [--drbd 8.4|9]  boot a lab and leave it running (state in target/lab-run/);
+//!                           DRBD from --drbd, else LAB_DRBD, else 8.4
 //! lab status [NAME]         addresses, pids, DRBD state of running labs
 //! lab run NAME NODE SCRIPT  run a shell script in a guest (node a, b, …) and print its output
 //! lab kill NAME NODE       SIGKILL the node's QEMU (power loss)
@@ -18,7 +19,7 @@ use lab::{Lab, LabConfig, LabState};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: lab up [--nodes N] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] | switchovers [--count N]"
+        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] | switchovers [--count N]"
     );
     std::process::exit(2)
 }
@@ -89,6 +90,10 @@ fn up(args: &[String]) -> Result<()> {
             .and_then(|v| v.parse().ok())
             .filter(|n| (1..=8).contains(n))
             .ok_or_else(|| anyhow!("--nodes takes 1..8"))?;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--drbd") {
+        let v = args.get(i + 1).map(String::as_str).unwrap_or_default();
+        cfg.drbd = Some(v.parse().context("--drbd takes 8.4 or 9")?);
     }
     let lab = Lab::start_with(cfg)?;
     println!(

@@ -1,0 +1,115 @@
+//! A DRBD 9 pair brought up with Debian's DRBD 9 `drbdsetup` (the test oracle), one step per
+//! function like [`crate::bringup`]'s 8.4 steps. Node ids are the node indexes (`a` = 0, `b` = 1).
+
+use anyhow::{anyhow, Result};
+use std::time::Duration;
+
+use crate::bringup::{wait_until, Resource};
+use crate::Node;
+
+/// The `exists`/`change` lines of `drbdsetup events2 --now RESOURCE` (one object per line).
+pub fn events_now(node: &Node, r: &Resource) -> Result<String> {
+    Ok(node
+        .run_ok(&format!("drbdsetup events2 --now {}", r.name))?
+        .stdout)
+}
+
+/// Fresh metadata (`drbdmeta create-md`, one peer slot), `new-resource` with the node id,
+/// `new-minor`, `new-peer` + `new-path` to `peer`, `attach`: `drbdadm up` before `connect`.
+/// `--connect-int=1`: a simultaneous connect that loses the race retries after 1 s, not 10 s.
+pub fn attach(node: &Node, peer: &Node, r: &Resource) -> Result<()> {
+    node.run_ok(&format!(
+        "drbdmeta --force {m} v09 {d} internal create-md 1 >/tmp/create-md.log 2>&1 || {{ cat /tmp/create-md.log; exit 1; }}
+         drbdsetup new-resource {n} {me} && drbdsetup new-minor {n} {m} 0 && \
+         drbdsetup new-peer {n} {pid} --_name={pname} --protocol=C --connect-int=1 && \
+         drbdsetup new-path {n} {pid} ipv4:{mip}:{p} ipv4:{pip}:{p} && \
+         drbdsetup attach {m} {d} {d} internal",
+        m = r.minor,
+        d = r.disk,
+        n = r.name,
+        me = node.index(),
+        pid = peer.index(),
+        pname = peer.name(),
+        mip = node.ip(),
+        pip = peer.ip(),
+        p = r.port
+    ))?;
+    Ok(())
+}
+
+/// `drbdsetup connect RESOURCE PEER_ID`.
+pub fn connect(node: &Node, peer: &Node, r: &Resource) -> Result<()> {
+    node.run_ok(&format!("drbdsetup connect {} {}", r.name, peer.index()))?;
+    Ok(())
+}
+
+/// Both nodes attached and connecting in parallel; returns when `a` sees the connection
+/// `Connected`.
+pub fn pair_connect(a: &Node, b: &Node, r: &Resource) -> Result<()> {
+    std::thread::scope(|s| -> Result<()> {
+        let hb = s.spawn(|| -> Result<()> {
+            attach(b, a, r)?;
+            connect(b, a, r)
+        });
+        attach(a, b, r)?;
+        connect(a, b, r)?;
+        hb.join().map_err(|_| anyhow!("bring-up thread panicked"))?
+    })?;
+    wait_until(
+        a,
+        &format!(
+            "drbdsetup events2 --now {} | grep -q '^exists connection .*connection:Connected'",
+            r.name
+        ),
+        "DRBD 9 connection Connected",
+        Duration::from_secs(60),
+    )?;
+    Ok(())
+}
+
+/// On a fresh connected pair: `new-current-uuid --clear-bitmap` on `a` (both `UpToDate` without
+/// an initial sync), waits for `a`'s disk and its peer's disk `UpToDate`.
+pub fn skip_sync(a: &Node, r: &Resource) -> Result<()> {
+    a.run_ok(&format!(
+        "drbdsetup new-current-uuid --clear-bitmap {}",
+        r.minor
+    ))?;
+    wait_until(
+        a,
+        &format!(
+            "e=$(drbdsetup events2 --now {n}); echo \"$e\" | grep -q '^exists device .*disk:UpToDate' && \
+             echo \"$e\" | grep -q '^exists peer-device .*replication:Established peer-disk:UpToDate'",
+            n = r.name
+        ),
+        "DRBD 9 UpToDate on both",
+        Duration::from_secs(60),
+    )?;
+    Ok(())
+}
+
+/// A fresh pair up to `UpToDate`/`UpToDate`, both Secondary.
+pub fn pair_up(a: &Node, b: &Node, r: &Resource) -> Result<()> {
+    pair_connect(a, b, r)?;
+    skip_sync(a, r)
+}
+
+/// `drbdsetup primary RESOURCE` (DRBD 9 roles are per resource).
+pub fn primary(node: &Node, r: &Resource) -> Result<()> {
+    node.run_ok(&format!("drbdsetup primary {}", r.name))?;
+    Ok(())
+}
+
+/// `drbdsetup secondary RESOURCE`.
+pub fn secondary(node: &Node, r: &Resource) -> Result<()> {
+    node.run_ok(&format!("drbdsetup secondary {}", r.name))?;
+    Ok(())
+}
+
+/// `drbdsetup down RESOURCE` if it exists.
+pub fn down(node: &Node, r: &Resource) -> Result<()> {
+    node.run_ok(&format!(
+        "drbdsetup status {n} >/dev/null 2>&1 || exit 0; drbdsetup down {n}",
+        n = r.name
+    ))?;
+    Ok(())
+}

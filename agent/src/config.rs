@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
+use tgt_ipc::CacheMode;
 
 use crate::error::ConfigError;
 
@@ -93,6 +94,10 @@ pub struct Timeouts {
     pub address_ms: u64,
     /// Period of the slow safety-net re-check, in seconds; 0 disables it.
     pub safety_net_s: u64,
+    /// How long a node told to be primary waits for its peer when DRBD has not been Connected
+    /// since attach before it promotes degraded, in seconds (drbdadm's `wfc-timeout`);
+    /// 0 (the default) waits for the peer or an operator's `promote --degraded`.
+    pub wfc_s: u64,
 }
 
 impl Default for Timeouts {
@@ -102,6 +107,7 @@ impl Default for Timeouts {
             tgtd_ms: 3000,
             address_ms: 2000,
             safety_net_s: 60,
+            wfc_s: 0,
         }
     }
 }
@@ -225,6 +231,33 @@ pub struct Lun {
     pub product: String,
     /// Product revision, at most 4 characters.
     pub rev: Option<String>,
+    /// `cache = "write-through"` (the default) or `"write-back"`; must be the same on both nodes
+    /// (compare their `iscsi-ha check-config`). Write-through acknowledges a write only once it is on
+    /// the DRBD device and flushed; write-back risks losing acknowledged writes when the serving node
+    /// loses power (see [`CacheMode`]).
+    #[serde(default, with = "cache_mode")]
+    pub cache: CacheMode,
+}
+
+/// `cache` as its [`CacheMode::as_str`] spelling; any other value is an error naming the key.
+mod cache_mode {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use tgt_ipc::CacheMode;
+
+    const MODES: [CacheMode; 2] = [CacheMode::WriteThrough, CacheMode::WriteBack];
+
+    pub fn serialize<S: Serializer>(c: &CacheMode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CacheMode, D::Error> {
+        let want = "`cache` must be \"write-through\" (the default) or \"write-back\"";
+        let s = String::deserialize(d).map_err(|_| D::Error::custom(want))?;
+        MODES
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| D::Error::custom(format!("{want}, not {s:?}")))
+    }
 }
 
 /// A floating address.

@@ -107,6 +107,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.resources.len(),
                 cfg.addresses.len()
             );
+            // must print the same on both nodes
+            for r in &cfg.resources {
+                for l in &r.luns {
+                    println!("resource {} lun {}: cache {}", r.name, l.lun, l.cache);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { json } => {

@@ -24,6 +24,18 @@ pub struct ResourceStatus {
     pub tid: u32,
     /// Target state and sessions.
     pub target: TargetView,
+    /// Each LUN's configured write caching (tgtd's `show` cannot print the mode page).
+    #[serde(default)]
+    pub luns: Vec<LunStatus>,
+}
+
+/// One LUN in the status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LunStatus {
+    /// LUN number.
+    pub lun: u32,
+    /// `write-through` or `write-back`.
+    pub cache: String,
 }
 
 /// One address in the status.
@@ -87,6 +99,14 @@ impl Status {
                     iqn: r.target.iqn.clone(),
                     tid: r.target.tid,
                     target: view.target,
+                    luns: r
+                        .luns
+                        .iter()
+                        .map(|l| LunStatus {
+                            lun: l.lun,
+                            cache: l.cache.to_string(),
+                        })
+                        .collect(),
                 }
             })
             .collect();
@@ -176,6 +196,9 @@ impl Status {
                 "  target tid {} {}: {:?}, {} session(s)",
                 r.tid, r.iqn, r.target.state, r.target.sessions
             );
+            for l in &r.luns {
+                let _ = writeln!(o, "  lun {}: cache {}", l.lun, l.cache);
+            }
         }
         for a in &self.addresses {
             let _ = writeln!(

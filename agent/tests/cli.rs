@@ -55,6 +55,14 @@ fn cli_round_trip() {
     let o = run(&cfg, &["check-config"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("ok (2 resource(s), 1 address(es))"));
+    // one line per LUN, to compare between the two nodes
+    assert!(
+        text(&o).contains(
+            "resource iscsi0 lun 1: cache write-through\nresource iscsi1 lun 1: cache write-through\n"
+        ),
+        "{}",
+        text(&o)
+    );
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
@@ -93,6 +101,11 @@ fn cli_round_trip() {
         "{}",
         text(&o)
     );
+    assert!(
+        text(&o).contains("  lun 1: cache write-through\n"),
+        "{}",
+        text(&o)
+    );
 
     let o = run(&cfg, &["promote"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -103,6 +116,7 @@ fn cli_round_trip() {
     assert_eq!(v["node_role"], "Primary");
     assert_eq!(v["converged"], true);
     assert_eq!(v["transitions"][0]["kind"], "promote");
+    assert_eq!(v["resources"][0]["luns"][0]["cache"], "write-through");
 
     let o = run(&cfg, &["maintenance", "on"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use agent::config::{Config, Initiators, Mode, RoleSource};
 use agent::ConfigError;
+use tgt_ipc::CacheMode;
 
 fn example() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/iscsi-ha.toml"))
@@ -252,6 +253,35 @@ fn command_source_and_defaults() {
     let text = edit("source = \"pool-conf\"", "source = \"quorum\"");
     let e = err(&text);
     assert!(e.reason.contains("unknown variant"), "{e}");
+}
+
+#[test]
+fn cache_defaults_to_write_through() {
+    let c = Config::parse(&example(), Path::new("t")).expect("valid");
+    // written out on iscsi0, left to the default on iscsi1
+    assert_eq!(c.resources[0].luns[0].cache, CacheMode::WriteThrough);
+    assert_eq!(c.resources[1].luns[0].cache, CacheMode::WriteThrough);
+    let text = edit("cache = \"write-through\"", "cache = \"write-back\"");
+    let c = Config::parse(&text, Path::new("t")).expect("valid");
+    assert_eq!(c.resources[0].luns[0].cache, CacheMode::WriteBack);
+    assert_eq!(c.resources[1].luns[0].cache, CacheMode::WriteThrough);
+}
+
+#[test]
+fn bad_cache_names_the_key_and_the_values() {
+    for bad in ["\"writeback\"", "\"none\"", "1", "true"] {
+        let (text, line) = edit_at("cache = \"write-through\"", &format!("cache = {bad}"));
+        let e = err(&text);
+        assert_eq!(e.key, "cache", "{e}");
+        assert_eq!(e.line, Some(line), "{e}");
+        assert!(
+            e.reason
+                .contains("\"write-through\" (the default) or \"write-back\""),
+            "{e}"
+        );
+    }
+    let (text, _) = edit_at("cache = \"write-through\"", "cache = \"writeback\"");
+    assert!(err(&text).to_string().contains("not \"writeback\""));
 }
 
 #[test]

@@ -75,7 +75,7 @@ pub fn spec(res: &Resource) -> Result<ServeSpec, BackendError> {
                     product_id: Some(l.product.clone()),
                     product_rev: l.rev.clone(),
                 },
-                cache: tgt_ipc::CacheMode::default(),
+                cache: l.cache,
             })
             .collect(),
         acls,

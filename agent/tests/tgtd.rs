@@ -44,7 +44,7 @@ fn prereqs() -> bool {
     false
 }
 
-fn config(dir: &Path, backing: &Path) -> Config {
+fn config(dir: &Path, backing: &Path, cache: &str) -> Config {
     let text = format!(
         r#"
 node = "tgtd-test"
@@ -68,6 +68,7 @@ scsi_sn = "AGENTR01"
 vendor = "ISCSIHA"
 product = "AGENT-TEST"
 rev = "0001"
+cache = "{cache}"
 "#,
         dir = dir.display(),
         backing = backing.display(),
@@ -115,7 +116,7 @@ async fn serve_restart_and_stop_on_real_tgtd() {
         .expect("backing file");
     let port = free_port();
     let mut tgtd = Tgtd::start(dir.path(), CONTROL_PORT, port);
-    let cfg = Arc::new(config(dir.path(), &backing));
+    let cfg = Arc::new(config(dir.path(), &backing, "write-through"));
     assert_eq!(tgtd.socket(), cfg.sockets.tgtd);
     let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
     wait_answering(&cfg).await;
@@ -178,4 +179,46 @@ async fn serve_restart_and_stop_on_real_tgtd() {
     );
     let s = d.status().expect("status");
     assert_eq!(s.authority, Authority::Secondary);
+}
+
+/// The configured cache mode reaches tgtd (as the `sync` backing-store flag of write-through; the
+/// caching mode page itself is read through the portal by the tests crate's `write_cache` test),
+/// and a target served in the other mode is reported Partial and re-created in the configured one.
+#[tokio::test]
+async fn cache_mode_reaches_tgtd() {
+    if !prereqs() {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("agent-cache-{}-", std::process::id()))
+        .tempdir()
+        .expect("tempdir");
+    let backing = dir.path().join("lun1.img");
+    std::fs::File::create(&backing)
+        .and_then(|f| f.set_len(8 << 20))
+        .expect("backing file");
+    let _tgtd = Tgtd::start(dir.path(), CONTROL_PORT, free_port());
+    let back = config(dir.path(), &backing, "write-back");
+    let through = config(dir.path(), &backing, "write-through");
+    wait_answering(&back).await;
+    let target = TgtTarget::new(&back.sockets.tgtd, Duration::from_secs(5));
+    let client = tgt_ipc::TgtClient::at_path(back.sockets.tgtd.clone());
+    let flags = || async {
+        let t = client.target(1).await.expect("show").expect("target");
+        t.lun(1).expect("LUN 1").backing_store_flags.clone()
+    };
+
+    target.serve(&back.resources[0]).await.expect("serve");
+    assert_eq!(flags().await, "");
+    let state = |c: &Config| {
+        let r = c.resources[0].clone();
+        let t = target.clone();
+        async move { t.status(&r).await.expect("status").state }
+    };
+    assert_eq!(state(&back).await, TargetState::Serving);
+    assert_eq!(state(&through).await, TargetState::Partial);
+    target.serve(&through.resources[0]).await.expect("re-serve");
+    assert_eq!(flags().await, "sync");
+    assert_eq!(state(&through).await, TargetState::Serving);
+    target.remove(&through.resources[0]).await.expect("remove");
 }

@@ -17,6 +17,8 @@
 //! - **`show` parsed into structs** ([`Target`], [`Nexus`], [`Lun`], ...), keyed off indentation.
 //! - **HA operations** [`TgtClient::serve`] and [`TgtClient::stop_serving`] encode the publish order and the
 //!   stop order (`state=offline` does not stop established sessions; closing connections does).
+//! - **Write-through by default.** [`ServeLun::cache`] is [`CacheMode::WriteThrough`] unless write-back is
+//!   asked for explicitly: tgtd then syncs every write and tells initiators it has no write cache.
 #![deny(missing_docs)]
 #![cfg_attr(
     not(test),

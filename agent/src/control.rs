@@ -30,6 +30,11 @@ pub enum Request {
     Promote,
     /// `iscsi-ha demote` (role source `command`).
     Demote,
+    /// `iscsi-ha promote --degraded`: promote even though DRBD has not been Connected to the
+    /// peer since attach (with role source `pool-conf`: only lifts that wait).
+    PromoteDegraded,
+    /// `iscsi-ha split-brain`: data generations and the recovery steps.
+    SplitBrain,
     /// `iscsi-ha maintenance on|off`.
     Maintenance {
         /// On or off.
@@ -53,9 +58,11 @@ impl Request {
             ("status", None) => Ok(Request::Status),
             ("promote", None) => Ok(Request::Promote),
             ("demote", None) => Ok(Request::Demote),
+            ("promote-degraded", None) => Ok(Request::PromoteDegraded),
+            ("split-brain", None) => Ok(Request::SplitBrain),
             ("maintenance", Some(on)) => Ok(Request::Maintenance { on }),
             ("maintenance", None) => Err("maintenance needs \"on\": true|false".into()),
-            ("status" | "promote" | "demote", Some(_)) => {
+            ("status" | "promote" | "demote" | "promote-degraded" | "split-brain", Some(_)) => {
                 Err(format!("{} takes no \"on\" field", raw.cmd))
             }
             (other, _) => Err(format!("unknown command {other:?}")),

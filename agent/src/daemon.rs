@@ -7,9 +7,10 @@
 //! slow safety net (`timeouts.safety_net_s`), which re-observes everything, and, only while the
 //! last observation failed, a retry of it with exponential backoff ([`RETRY_FIRST`] doubling up
 //! to [`RETRY_MAX`]), so a failed first look (a netlink call timing out on a loaded host) does not
-//! leave the agent blind until the safety net.
+//! leave the agent blind until the safety net. While a resource waits for its peer (DRBD not
+//! Connected since attach) and `timeouts.wfc_s` is set, one more timer ends that wait.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -21,6 +22,7 @@ use crate::control::{Pending, Request, Response};
 use crate::executor::{Executor, TransitionRecord};
 use crate::fsm::{step, Action, Event, State, Step};
 use crate::status::Status;
+use crate::BackendError;
 
 /// How many transitions `status` keeps.
 pub const KEEP_TRANSITIONS: usize = 16;
@@ -48,6 +50,8 @@ pub struct Daemon<D, T, A> {
     records: VecDeque<TransitionRecord>,
     /// Whether the last observation failed (the run loop then retries it).
     observe_failed: bool,
+    /// Since when each resource waits for its peer.
+    waiting: BTreeMap<String, Instant>,
 }
 
 impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
@@ -59,6 +63,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             state: Some(state),
             records: VecDeque::new(),
             observe_failed: false,
+            waiting: BTreeMap::new(),
         }
     }
 
@@ -69,9 +74,60 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
 
     /// The current status.
     pub fn status(&self) -> Option<Status> {
-        self.state
+        let mut st = Status::new(
+            self.exec.config(),
+            self.state.as_ref()?,
+            self.records.iter(),
+        );
+        for w in &mut st.waiting_for_peer {
+            if let Some(since) = self.waiting.get(&w.resource) {
+                w.waited_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+            }
+        }
+        Some(st)
+    }
+
+    /// Follow which resources wait for their peer (start or stop their clocks).
+    fn track_waiting(&mut self) {
+        let now: Vec<String> = self
+            .state
             .as_ref()
-            .map(|s| Status::new(self.exec.config(), s, self.records.iter()))
+            .map(|s| s.waiting().into_iter().map(|(n, _)| n).collect())
+            .unwrap_or_default();
+        self.waiting.retain(|n, _| now.contains(n));
+        for n in now {
+            self.waiting.entry(n).or_insert_with(Instant::now);
+        }
+    }
+
+    /// When the first wait for the peer runs out (`timeouts.wfc_s`; never when 0).
+    fn wait_deadline(&self) -> Option<(String, Instant)> {
+        let wfc = self.exec.config().timeouts.wfc_s;
+        if wfc == 0 {
+            return None;
+        }
+        self.waiting
+            .iter()
+            .map(|(n, t)| (n.clone(), *t + Duration::from_secs(wfc)))
+            .min_by_key(|(_, t)| *t)
+    }
+
+    /// The `iscsi-ha split-brain` report.
+    pub async fn split_brain_report(&self) -> String {
+        let cfg = self.exec.config();
+        let mut gens = Vec::new();
+        for r in &cfg.resources {
+            gens.push(
+                self.exec
+                    .generations(r)
+                    .await
+                    .map_err(|e: BackendError| e.to_string()),
+            );
+        }
+        match &self.state {
+            Some(s) => crate::split_brain::report(cfg, s, &gens),
+            None => String::new(),
+        }
     }
 
     /// Read the actual state of everything and converge (start, safety net).
@@ -133,11 +189,31 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             handled.transitions.push(record);
             next = Some(Event::Executed(outcome));
         }
+        self.track_waiting();
         handled
     }
 
     /// Answer one control request.
     pub async fn request(&mut self, req: Request) -> Response {
+        let split = self.state.as_ref().map(State::split_brains);
+        let split = split.unwrap_or_default();
+        match req {
+            Request::Status if !split.is_empty() => {
+                return Response {
+                    ok: false,
+                    message: format!("split brain on {}", split.join(", ")),
+                    status: self.status().map(Box::new),
+                };
+            }
+            Request::SplitBrain => {
+                return Response {
+                    ok: split.is_empty(),
+                    message: self.split_brain_report().await,
+                    status: self.status().map(Box::new),
+                };
+            }
+            _ => {}
+        }
         let handled = match crate::role::command::to_event(req) {
             None => Handled::default(),
             Some(ev) => self.handle(ev).await,
@@ -196,6 +272,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         let mut events_open = true;
         let mut control_open = true;
         while events_open || control_open {
+            let wait = self.wait_deadline();
             tokio::select! {
                 ev = events.recv(), if events_open => match ev {
                     Some(ev) => { self.handle(ev).await; }
@@ -212,6 +289,15 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     // The safety net: re-read everything (which also lifts a failure block).
                     self.observe().await;
                     self.schedule_retry(&mut retry_at, &mut backoff);
+                }
+                _ = tokio::time::sleep_until(
+                        wait.as_ref().map(|(_, t)| *t).unwrap_or_else(Instant::now)),
+                    if wait.is_some() => {
+                    if let Some((resource, _)) = wait {
+                        warn!(%resource, "waited timeouts.wfc_s for the peer; promoting degraded");
+                        self.waiting.remove(&resource);
+                        self.handle(Event::WaitTimeout { resource }).await;
+                    }
                 }
                 _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)),
                     if retry_at.is_some() => {

@@ -70,7 +70,9 @@ fn kind_of(steps: &[Step]) -> &'static str {
     let back = steps
         .iter()
         .any(|s| !s.stage.is_forward() && s.stage != Stage::DrbdUp);
-    let promote = steps.iter().any(|s| s.stage == Stage::DrbdPrimary);
+    let promote = steps
+        .iter()
+        .any(|s| matches!(s.stage, Stage::DrbdPrimary | Stage::DrbdPrimaryForce));
     let demote = steps.iter().any(|s| s.stage == Stage::DrbdSecondary);
     match (promote, demote, fwd, back) {
         (true, _, _, _) => "promote",
@@ -105,6 +107,14 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     /// The config it runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The local data generations of one resource (for `iscsi-ha split-brain`).
+    pub async fn generations(
+        &self,
+        r: &crate::config::Resource,
+    ) -> Result<crate::backend::Generations, BackendError> {
+        within(self.config.timeouts.drbd_ms, self.drbd.generations(r)).await
     }
 
     /// Read the actual state of every configured object.
@@ -185,7 +195,34 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                         }
                     }
                     Stage::DrbdUp => within(t.drbd_ms, self.drbd.up(r)).await,
-                    Stage::DrbdPrimary => within(t.drbd_ms, self.drbd.primary(r)).await,
+                    Stage::DrbdPrimary => {
+                        // Manage mode sets fencing resource-only and there is no fence-peer
+                        // handler, so DRBD refuses Primary without its peer (-7) unless forced;
+                        // the planner allowed this promote because the UpToDate disk lost its
+                        // peer while connected, so force exactly that case.
+                        let force = r.manage.is_some() && {
+                            let v = within(t.drbd_ms, self.drbd.status(r)).await?;
+                            !v.connection.handshaken() && v.disk == Disk::UpToDate
+                        };
+                        within(t.drbd_ms, self.drbd.primary(r, force)).await
+                    }
+                    Stage::DrbdPrimaryForce => {
+                        let v = within(t.drbd_ms, self.drbd.status(r)).await?;
+                        let refuse = |m: String| Err(BackendError::Failed(m));
+                        if v.role == Role::Primary {
+                            return Ok(());
+                        }
+                        if v.connection.handshaken() {
+                            return refuse("the peer is connected; no degraded promote".into());
+                        }
+                        if v.peer_role == Role::Primary {
+                            return refuse("peer is DRBD Primary".into());
+                        }
+                        if !matches!(v.disk, Disk::UpToDate | Disk::Consistent) {
+                            return refuse(format!("local disk is {}", v.disk));
+                        }
+                        within(t.drbd_ms, self.drbd.primary(r, true)).await
+                    }
                     Stage::DrbdSecondary => within(t.drbd_ms, self.drbd.secondary(r)).await,
                     Stage::TargetServe => within(t.tgtd_ms, self.target.serve(r)).await,
                     Stage::TargetOffline => within(t.tgtd_ms, self.target.offline(r)).await,

@@ -7,6 +7,7 @@
 //!
 //! * promote: safety checks (local disk UpToDate, peer not Primary, nobody answers for the
 //!   address) → DRBD Primary → target, LUNs and ACLs serving → addresses claimed;
+//!   while the peer is absent, only with data known to be current (see [`Promotion`]);
 //! * demote: addresses released → target offline with every connection closed → target removed
 //!   → DRBD Secondary.
 //!
@@ -116,6 +117,68 @@ macro_rules! display_debug {
 }
 display_debug!(Role, Disk);
 
+impl Connection {
+    /// DRBD's handshake with the peer is done (`C_CONNECTED` or beyond: resync, verify,
+    /// Ahead/Behind): both sides compared their data generations.
+    pub fn handshaken(&self) -> bool {
+        match self {
+            Connection::Connected => true,
+            Connection::Other(s) => matches!(
+                s.as_str(),
+                "StartingSyncS"
+                    | "StartingSyncT"
+                    | "WFBitMapS"
+                    | "WFBitMapT"
+                    | "WFSyncUUID"
+                    | "SyncSource"
+                    | "SyncTarget"
+                    | "VerifyS"
+                    | "VerifyT"
+                    | "PausedSyncS"
+                    | "PausedSyncT"
+                    | "Ahead"
+                    | "Behind"
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// A disk's fencing policy (`disk_conf.fencing`), as DRBD spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Fencing {
+    /// Not reported (no disk attached, or not read).
+    #[default]
+    Unknown,
+    /// `dont-care` (DRBD's default): a Consistent disk counts as UpToDate at attach.
+    DontCare,
+    /// `resource-only`.
+    ResourceOnly,
+    /// `resource-and-stonith`.
+    ResourceAndStonith,
+}
+
+impl Fencing {
+    /// The policy from its netlink value.
+    pub fn from_nl(v: u32) -> Fencing {
+        match v {
+            0 => Fencing::DontCare,
+            1 => Fencing::ResourceOnly,
+            2 => Fencing::ResourceAndStonith,
+            _ => Fencing::Unknown,
+        }
+    }
+
+    /// Under this policy an unconnected disk is UpToDate only if it was UpToDate when the
+    /// connection was lost or the peer is known Outdated: at attach DRBD leaves a Consistent
+    /// disk Consistent unless the peer was marked Outdated (`drbd_adm_attach`).
+    pub fn keeps_stale_disk_consistent(self) -> bool {
+        matches!(self, Fencing::ResourceOnly | Fencing::ResourceAndStonith)
+    }
+}
+
 impl fmt::Display for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -140,6 +203,9 @@ pub struct DrbdView {
     pub disk: Disk,
     /// Peer disk.
     pub peer_disk: Disk,
+    /// The local disk's fencing policy.
+    #[serde(default)]
+    pub fencing: Fencing,
 }
 
 /// What was last observed of one resource's iSCSI target.
@@ -198,6 +264,10 @@ pub enum Stage {
     DrbdUp,
     /// DRBD Primary.
     DrbdPrimary,
+    /// DRBD Primary with `--force` (`assume_uptodate`) while the peer is absent and this node
+    /// has not been Connected since attach: only when an operator or the wait timeout allowed
+    /// a degraded promote. Checks its own preconditions live.
+    DrbdPrimaryForce,
     /// Target, LUNs, identity and ACLs in place and accepting logins.
     TargetServe,
     /// Address probed, added and announced.
@@ -220,6 +290,7 @@ impl Stage {
             Stage::ProbeAddress => "probe-address",
             Stage::DrbdUp => "drbd-up",
             Stage::DrbdPrimary => "drbd-primary",
+            Stage::DrbdPrimaryForce => "drbd-primary-force",
             Stage::TargetServe => "target-serve",
             Stage::AddressClaim => "address-claim",
             Stage::AddressRelease => "address-release",
@@ -230,11 +301,12 @@ impl Stage {
     }
 
     /// All stages, in plan order.
-    pub const ALL: [Stage; 10] = [
+    pub const ALL: [Stage; 11] = [
         Stage::CheckResource,
         Stage::ProbeAddress,
         Stage::DrbdUp,
         Stage::DrbdPrimary,
+        Stage::DrbdPrimaryForce,
         Stage::TargetServe,
         Stage::AddressClaim,
         Stage::AddressRelease,
@@ -247,7 +319,7 @@ impl Stage {
     /// Checks and bring-up need no undo (an up, Secondary resource is safe).
     pub fn undo(self) -> &'static [Stage] {
         match self {
-            Stage::DrbdPrimary => &[Stage::DrbdSecondary],
+            Stage::DrbdPrimary | Stage::DrbdPrimaryForce => &[Stage::DrbdSecondary],
             Stage::TargetServe => &[Stage::TargetOffline, Stage::TargetRemove],
             Stage::AddressClaim => &[Stage::AddressRelease],
             _ => &[],
@@ -263,6 +335,7 @@ impl Stage {
             Stage::CheckResource
                 | Stage::ProbeAddress
                 | Stage::DrbdPrimary
+                | Stage::DrbdPrimaryForce
                 | Stage::TargetServe
                 | Stage::AddressClaim
         )
@@ -340,6 +413,10 @@ pub enum Command {
     Promote,
     /// `iscsi-ha demote`.
     Demote,
+    /// `iscsi-ha promote --degraded`: also allow promoting without the peer while this node
+    /// has not been Connected since attach (with every role source; with `pool-conf` the
+    /// authority must already say primary).
+    PromoteDegraded,
 }
 
 /// The result of running a plan, fed back to the machine.
@@ -388,6 +465,17 @@ pub enum Event {
         /// Held now.
         held: bool,
     },
+    /// DRBD called its `split-brain` helper for this resource: the handshake found both data
+    /// sets changed since they last agreed.
+    SplitBrain {
+        /// Resource name.
+        resource: String,
+    },
+    /// The configured wait for the peer (`timeouts.wfc_s`) ran out for this resource.
+    WaitTimeout {
+        /// Resource name.
+        resource: String,
+    },
     /// The executor finished a plan.
     Executed(Outcome),
     /// The slow safety net: clear a failure block and re-plan.
@@ -422,6 +510,85 @@ pub struct ResourceState {
     pub managed: bool,
     /// Last observation.
     pub view: ResourceView,
+    /// DRBD has been seen handshaken with the peer since its disk was attached.
+    #[serde(default)]
+    pub peer_seen: bool,
+    /// A promote without the peer was allowed (`operator` or `timeout`); cleared once the
+    /// peer is back or the wish changes.
+    #[serde(default)]
+    pub degraded: Option<String>,
+    /// DRBD reported a split brain; cleared when a handshake succeeds again.
+    #[serde(default)]
+    pub split_brain: bool,
+}
+
+/// How a resource that is not Primary may be promoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Promotion {
+    /// `primary`: the peer is connected, or this node's data is known current.
+    Normal,
+    /// `primary --force`: degraded, allowed by an operator or the wait timeout.
+    Force,
+}
+
+/// Refusal text of a node waiting for its peer (also what [`State::waiting`] reports).
+pub const WAITING_FOR_PEER: &str = "waiting for the peer";
+
+impl ResourceState {
+    /// Follow a new DRBD view: what was seen since attach.
+    fn observe(&mut self, view: DrbdView) {
+        let d = &view;
+        if !d.up || matches!(d.disk, Disk::Diskless | Disk::Attaching | Disk::DUnknown) {
+            self.peer_seen = false;
+        }
+        if d.connection.handshaken() {
+            self.peer_seen = true;
+            self.degraded = None;
+            self.split_brain = false;
+        }
+        self.view.drbd = view;
+    }
+
+    /// How this (up, not Primary) resource may be promoted, or why not yet. A node whose DRBD
+    /// has not been handshaken with its peer since attach does not trust its own UpToDate:
+    /// with fencing `dont-care` a crashed ex-primary counts its Consistent disk as UpToDate at
+    /// attach while the survivor may hold newer writes.
+    fn promotion(&self, name: &str) -> Result<Promotion, Notice> {
+        let d = &self.view.drbd;
+        if self.split_brain {
+            return Err(Notice::Refuse(format!(
+                "{name}: DRBD split brain; resolve it first (iscsi-ha split-brain)"
+            )));
+        }
+        if !matches!(d.disk, Disk::UpToDate | Disk::Consistent) {
+            return Err(Notice::Refuse(format!(
+                "{name}: local disk is {}, not UpToDate",
+                d.disk
+            )));
+        }
+        if d.peer_role == Role::Primary {
+            return Err(Notice::Refuse(format!("{name}: peer is DRBD Primary")));
+        }
+        let current =
+            d.connection.handshaken() || self.peer_seen || d.fencing.keeps_stale_disk_consistent();
+        if current && d.disk == Disk::UpToDate {
+            return Ok(Promotion::Normal);
+        }
+        if d.connection.handshaken() {
+            return Err(Notice::Refuse(format!(
+                "{name}: local disk is {}, not UpToDate",
+                d.disk
+            )));
+        }
+        if self.degraded.is_some() {
+            return Ok(Promotion::Force);
+        }
+        Err(Notice::Refuse(format!(
+            "{name}: {WAITING_FOR_PEER}: DRBD has not been Connected since attach (local disk {}, \
+             connection {}); promote without it: iscsi-ha promote --degraded",
+            d.disk, d.connection
+        )))
+    }
 }
 
 /// One address in [`State`].
@@ -451,6 +618,9 @@ impl State {
                         ResourceState {
                             managed: r.mode == Mode::Manage,
                             view: ResourceView::default(),
+                            peer_seen: false,
+                            degraded: None,
+                            split_brain: false,
                         },
                     )
                 })
@@ -514,22 +684,18 @@ impl State {
                         }
                         continue;
                     }
-                    if d.up && d.disk != Disk::UpToDate {
-                        return Err(Notice::Refuse(format!(
-                            "{name}: local disk is {}, not UpToDate",
-                            d.disk
-                        )));
+                }
+                let mut to_primary: Vec<&String> = Vec::new();
+                let mut to_force: Vec<&String> = Vec::new();
+                for (name, r) in &self.resources {
+                    if r.view.drbd.role == Role::Primary {
+                        continue;
                     }
-                    if d.peer_role == Role::Primary {
-                        return Err(Notice::Refuse(format!("{name}: peer is DRBD Primary")));
+                    match r.promotion(name)? {
+                        Promotion::Normal => to_primary.push(name),
+                        Promotion::Force => to_force.push(name),
                     }
                 }
-                let to_primary: Vec<&String> = self
-                    .resources
-                    .iter()
-                    .filter(|(_, r)| r.view.drbd.role != Role::Primary)
-                    .map(|(n, _)| n)
-                    .collect();
                 let to_claim: Vec<&String> = self
                     .addresses
                     .iter()
@@ -544,6 +710,9 @@ impl State {
                 }
                 for n in &to_primary {
                     steps.push(Step::new(Stage::DrbdPrimary, n));
+                }
+                for n in &to_force {
+                    steps.push(Step::new(Stage::DrbdPrimaryForce, n));
                 }
                 for (n, r) in &self.resources {
                     if r.view.target.state != TargetState::Serving {
@@ -611,10 +780,46 @@ impl State {
         }
     }
 
+    /// Resources that would promote but wait for their peer (authority primary, not Primary,
+    /// not handshaken since attach, no degraded allowance): name and the refusal text.
+    pub fn waiting(&self) -> Vec<(String, String)> {
+        if self.authority != Authority::Primary {
+            return Vec::new();
+        }
+        self.resources
+            .iter()
+            .filter(|(_, r)| r.view.drbd.up && r.view.drbd.role != Role::Primary)
+            .filter_map(|(n, r)| match r.promotion(n) {
+                Err(Notice::Refuse(t)) if t.contains(WAITING_FOR_PEER) => Some((n.clone(), t)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Resources with a split brain reported by DRBD.
+    pub fn split_brains(&self) -> Vec<String> {
+        self.resources
+            .iter()
+            .filter(|(_, r)| r.split_brain)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    fn allow_degraded(&mut self, by: &str) {
+        for r in self.resources.values_mut() {
+            if !r.view.drbd.connection.handshaken() {
+                r.degraded = Some(by.to_string());
+            }
+        }
+        self.blocked = None;
+        self.last_notice = None;
+    }
+
     fn apply_snapshot(&mut self, snap: &Snapshot) {
         for (name, r) in self.resources.iter_mut() {
             if let Some(v) = snap.resources.get(name) {
-                r.view = v.clone();
+                r.observe(v.drbd.clone());
+                r.view.target = v.target;
             }
         }
         for (addr, a) in self.addresses.iter_mut() {
@@ -630,7 +835,7 @@ impl State {
             let v = &mut r.view;
             match s.stage {
                 Stage::DrbdUp => v.drbd.up = true,
-                Stage::DrbdPrimary => v.drbd.role = Role::Primary,
+                Stage::DrbdPrimary | Stage::DrbdPrimaryForce => v.drbd.role = Role::Primary,
                 Stage::DrbdSecondary => v.drbd.role = Role::Secondary,
                 Stage::TargetServe => v.target.state = TargetState::Serving,
                 Stage::TargetOffline => {
@@ -689,8 +894,21 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
             if a != state.authority {
                 state.blocked = None;
                 state.last_notice = None;
+                for r in state.resources.values_mut() {
+                    r.degraded = None;
+                }
             }
             state.authority = a;
+        }
+        Event::Command(Command::PromoteDegraded) if !state.command_source => {
+            if state.authority != Authority::Primary {
+                let text = format!(
+                    "the authority says {}; promote --degraded only lifts the wait for the peer",
+                    state.authority
+                );
+                return (state, vec![Action::Refuse(text)]);
+            }
+            state.allow_degraded("operator");
         }
         Event::Command(c) => {
             if !state.command_source {
@@ -704,11 +922,15 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
             let previous = std::mem::replace(
                 &mut state.authority,
                 match c {
-                    Command::Promote => Authority::Primary,
                     Command::Demote => Authority::Secondary,
+                    _ => Authority::Primary,
                 },
             );
-            if c == Command::Promote {
+            let before = state.resources.clone();
+            if c == Command::PromoteDegraded {
+                state.allow_degraded("operator");
+            }
+            if c != Command::Demote {
                 // Refuse on what is known now (the executor re-checks live before acting); a
                 // refused command leaves no pending wish behind.
                 let refusal = if state.maintenance {
@@ -723,6 +945,7 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                 };
                 if let Some(r) = refusal {
                     state.authority = previous;
+                    state.resources = before;
                     return (state, vec![Action::Refuse(r)]);
                 }
             }
@@ -751,10 +974,30 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                     // New information: a failed transition may be retried.
                     state.blocked = None;
                 }
-                r.view.drbd = view;
+                r.observe(view);
             }
             None => return (state, pre),
         },
+        Event::SplitBrain { resource } => match state.resources.get_mut(&resource) {
+            Some(r) => {
+                r.split_brain = true;
+                pre.push(Action::Alarm(format!(
+                    "{resource}: DRBD split brain: both nodes changed the data since they last \
+                     agreed; nothing is resolved automatically (iscsi-ha split-brain)"
+                )));
+            }
+            None => return (state, pre),
+        },
+        Event::WaitTimeout { resource } => {
+            if !state.waiting().iter().any(|(n, _)| *n == resource) {
+                return (state, pre);
+            }
+            if let Some(r) = state.resources.get_mut(&resource) {
+                r.degraded = Some("timeout".into());
+            }
+            state.blocked = None;
+            state.last_notice = None;
+        }
         Event::Target { resource, view } => match state.resources.get_mut(&resource) {
             Some(r) => {
                 if r.view.target != view {

@@ -22,6 +22,7 @@ mod error;
 pub mod executor;
 pub mod fsm;
 pub mod role;
+pub mod split_brain;
 pub mod status;
 
 pub use error::{AgentError, BackendError, ConfigError};

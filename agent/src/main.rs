@@ -52,7 +52,16 @@ enum Cmd {
         json: bool,
     },
     /// Make this node primary (role source `command`); refused while the peer is Primary.
-    Promote,
+    Promote {
+        /// Also promote without the peer when DRBD has not been Connected since attach (this
+        /// node's data may be older than the peer's); with role source `pool-conf` this only
+        /// lifts that wait.
+        #[arg(long)]
+        degraded: bool,
+    },
+    /// Show this node's DRBD data generations and the manual split-brain recovery; exits
+    /// non-zero while DRBD reports a split brain.
+    SplitBrain,
     /// Make this node secondary (role source `command`).
     Demote,
     /// Freeze: observe and report, change nothing.
@@ -129,9 +138,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Cmd::Promote | Cmd::Demote | Cmd::Maintenance { .. } => {
+        Cmd::Promote { .. } | Cmd::Demote | Cmd::Maintenance { .. } | Cmd::SplitBrain => {
             let req = match &cli.cmd {
-                Cmd::Promote => Request::Promote,
+                Cmd::Promote { degraded: false } => Request::Promote,
+                Cmd::Promote { degraded: true } => Request::PromoteDegraded,
+                Cmd::SplitBrain => Request::SplitBrain,
                 Cmd::Demote => Request::Demote,
                 Cmd::Maintenance { state } => Request::Maintenance {
                     on: matches!(state, OnOff::On),

@@ -77,6 +77,23 @@ pub struct Status {
     pub addresses: Vec<AddressStatus>,
     /// The last transitions, oldest first.
     pub transitions: Vec<TransitionRecord>,
+    /// Resources that would promote but wait for their peer (DRBD not Connected since attach).
+    #[serde(default)]
+    pub waiting_for_peer: Vec<PeerWait>,
+    /// Resources with a split brain reported by DRBD (`status` then exits non-zero).
+    #[serde(default)]
+    pub split_brain: Vec<String>,
+}
+
+/// A resource waiting for its peer before it may promote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerWait {
+    /// Resource name.
+    pub resource: String,
+    /// How long it has waited, milliseconds (set by the daemon).
+    pub waited_ms: u64,
+    /// Why, and how to promote without the peer.
+    pub reason: String,
 }
 
 impl Status {
@@ -147,6 +164,16 @@ impl Status {
                 })
                 .collect(),
             transitions: transitions.into_iter().cloned().collect(),
+            waiting_for_peer: state
+                .waiting()
+                .into_iter()
+                .map(|(resource, reason)| PeerWait {
+                    resource,
+                    waited_ms: 0,
+                    reason,
+                })
+                .collect(),
+            split_brain: state.split_brains(),
         }
     }
 
@@ -176,6 +203,17 @@ impl Status {
         }
         if let Some(n) = &self.notice {
             let _ = writeln!(o, "notice: {n}");
+        }
+        for w in &self.waiting_for_peer {
+            let _ = writeln!(
+                o,
+                "WAITING for peer {:.1} s: {}",
+                w.waited_ms as f64 / 1000.0,
+                w.reason
+            );
+        }
+        for r in &self.split_brain {
+            let _ = writeln!(o, "SPLIT BRAIN on {r}: see `iscsi-ha split-brain`");
         }
         for r in &self.resources {
             let d = &r.drbd;

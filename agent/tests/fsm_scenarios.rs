@@ -5,8 +5,8 @@ mod common;
 use std::path::Path;
 
 use agent::fsm::{
-    step, Action, Authority, Command, Connection, Disk, DrbdView, Event, Outcome, ResourceView,
-    Role, Snapshot, Stage, State, Step, TargetState, TargetView,
+    step, Action, Authority, Command, Connection, Disk, DrbdView, Event, Fencing, Outcome,
+    ResourceView, Role, Snapshot, Stage, State, Step, TargetState, TargetView,
 };
 
 fn role(s: &str) -> Role {
@@ -42,6 +42,15 @@ fn conn(s: &str) -> Connection {
     }
 }
 
+fn fencing(s: &str) -> Fencing {
+    match s {
+        "dont-care" => Fencing::DontCare,
+        "resource-only" => Fencing::ResourceOnly,
+        "resource-and-stonith" => Fencing::ResourceAndStonith,
+        o => panic!("bad fencing {o}"),
+    }
+}
+
 fn tstate(s: &str) -> TargetState {
     match s {
         "absent" => TargetState::Absent,
@@ -68,6 +77,7 @@ fn set_kv(v: &mut DrbdView, kv: &str) {
         "pdisk" => v.peer_disk = disk(val),
         "conn" => v.connection = conn(val),
         "up" => v.up = val == "true",
+        "fencing" => v.fencing = fencing(val),
         o => panic!("bad drbd key {o}"),
     }
 }
@@ -102,6 +112,7 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                         connection: Connection::Connected,
                         disk: disk(d),
                         peer_disk: disk(pd),
+                        fencing: Fencing::Unknown,
                     },
                     target: TargetView::default(),
                 };
@@ -112,6 +123,8 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                         view.target.state = tstate(t);
                     } else if let Some(c) = w.strip_prefix("conn=") {
                         view.drbd.connection = conn(c);
+                    } else if let Some(f) = w.strip_prefix("fencing=") {
+                        view.drbd.fencing = fencing(f);
                     } else {
                         return Err(at(format!("bad observe word {w}")));
                     }
@@ -136,8 +149,15 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                     }),
                     "command" => Event::Command(match words[1] {
                         "promote" => Command::Promote,
+                        "promote-degraded" => Command::PromoteDegraded,
                         _ => Command::Demote,
                     }),
+                    "split-brain" => Event::SplitBrain {
+                        resource: words[1].into(),
+                    },
+                    "wait-timeout" => Event::WaitTimeout {
+                        resource: words[1].into(),
+                    },
                     "maintenance" => Event::Maintenance(words[1] == "on"),
                     "drbd" => {
                         let mut v = st

@@ -38,8 +38,8 @@ impl Drbd for Flaky {
     async fn up(&self, res: &Resource) -> Result<(), BackendError> {
         self.mem.up(res).await
     }
-    async fn primary(&self, res: &Resource) -> Result<(), BackendError> {
-        self.mem.primary(res).await
+    async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
+        self.mem.primary(res, force).await
     }
     async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
         self.mem.secondary(res).await

@@ -54,6 +54,7 @@ mod handle;
 mod header;
 mod message;
 mod nla;
+mod policy;
 mod request;
 mod ret_code;
 mod sockaddr;
@@ -68,6 +69,7 @@ pub use handle::{check_reply, decode_raw, DrbdHandle};
 pub use header::{DrbdHeader, DRBD_GENL_F_SET_DEFAULTS, DRBD_GENL_HDRLEN, MINOR_NONE};
 pub use message::{DrbdCmd, DrbdMessage, DRBD_API_VERSION_84, DRBD_EVENTS_GROUP, DRBD_FAMILY_NAME};
 pub use nla::{AttrSet, Field, DRBD_GENLA_F_MANDATORY};
+pub use policy::{AfterSbPolicy, FencingPolicy};
 pub use request::{
     Attach, Connect, DelMinor, DelResource, Detach, Disconnect, Down, NewCurrentUuid, NewMinor,
     NewResource, Primary, Resize, Secondary, Status, META_DEV_IDX_INTERNAL,

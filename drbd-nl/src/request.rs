@@ -304,6 +304,10 @@ impl Attach {
         self.opts.push(opt);
         self
     }
+    /// `--fencing=POLICY`.
+    pub fn fencing(self, p: crate::FencingPolicy) -> Self {
+        self.option(DiskConf::Fencing(p as u32))
+    }
     /// The request message.
     pub fn message(&self) -> DrbdMessage {
         let mut fields = vec![
@@ -407,6 +411,17 @@ impl Connect {
     pub fn option(mut self, opt: NetConf) -> Self {
         self.opts.push(opt);
         self
+    }
+    /// `--after-sb-0pri=P0 --after-sb-1pri=P1 --after-sb-2pri=P2`.
+    pub fn after_split_brain(
+        self,
+        p0: crate::AfterSbPolicy,
+        p1: crate::AfterSbPolicy,
+        p2: crate::AfterSbPolicy,
+    ) -> Self {
+        self.option(NetConf::AfterSb0p(p0 as u32))
+            .option(NetConf::AfterSb1p(p1 as u32))
+            .option(NetConf::AfterSb2p(p2 as u32))
     }
     /// The request message.
     pub fn message(&self) -> DrbdMessage {

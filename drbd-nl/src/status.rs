@@ -1,7 +1,7 @@
 //! Typed status of one DRBD device (or a resource without volumes), read
 //! from a GET_STATUS reply or a DRBD_EVENT broadcast.
 
-use crate::attr::{CfgContext, StateInfo};
+use crate::attr::{CfgContext, DiskConf, DrbdAttr, StateInfo};
 use crate::error::DrbdError;
 use crate::header::MINOR_NONE;
 use crate::message::DrbdMessage;
@@ -42,6 +42,13 @@ pub struct DeviceStatus {
     pub local_addr: Option<SockAddr>,
     /// Peer endpoint, if the resource has one connection.
     pub peer_addr: Option<SockAddr>,
+    /// Data generation UUIDs (`uuids`, disk attached): current, bitmap, history 1, history 2.
+    pub uuids: Option<[u64; 4]>,
+    /// Meta-data flags (`disk_flags`, `MDF_*`, disk attached).
+    pub disk_flags: Option<u32>,
+    /// The disk's fencing policy (`disk_conf.fencing`: 0 dont-care, 1 resource-only,
+    /// 2 resource-and-stonith), present in GET_STATUS replies while a disk is attached.
+    pub fencing: Option<u32>,
 }
 
 impl DeviceStatus {
@@ -63,6 +70,9 @@ impl DeviceStatus {
             bits_rs_failed: None,
             local_addr: None,
             peer_addr: None,
+            uuids: None,
+            disk_flags: None,
+            fencing: None,
         };
         if let Some(ctx) = msg.cfg_context() {
             for f in ctx {
@@ -87,9 +97,18 @@ impl DeviceStatus {
                     StateInfo::BitsOos(b) => s.bits_oos = Some(*b),
                     StateInfo::BitsRsTotal(b) => s.bits_rs_total = Some(*b),
                     StateInfo::BitsRsFailed(b) => s.bits_rs_failed = Some(*b),
+                    StateInfo::Uuids(b) => s.uuids = uuids(b),
+                    StateInfo::DiskFlags(f) => s.disk_flags = Some(*f),
                     _ => {}
                 }
             }
+            s.fencing = msg.attrs.iter().find_map(|a| match a {
+                DrbdAttr::DiskConf(set) => set.iter().find_map(|f| match f {
+                    DiskConf::Fencing(v) => Some(*v),
+                    _ => None,
+                }),
+                _ => None,
+            });
             if s.state.is_none() {
                 return Err(DrbdError::Protocol {
                     context: "status".into(),
@@ -126,5 +145,33 @@ impl DeviceStatus {
             .saturating_sub(self.bits_rs_failed.unwrap_or(0));
         let done = total.saturating_sub(left.min(total));
         Some(done.saturating_mul(1000) / total)
+    }
+}
+
+/// The `uuids` field: 4 × u64 in host byte order (`drbd_nl.c` puts `md.uuid` as is); any other
+/// length is ignored.
+fn uuids(b: &[u8]) -> Option<[u64; 4]> {
+    if b.len() != 32 {
+        return None;
+    }
+    let mut out = [0u64; 4];
+    for (o, c) in out.iter_mut().zip(b.chunks_exact(8)) {
+        *o = u64::from_ne_bytes(c.try_into().ok()?);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_need_32_bytes() {
+        assert_eq!(uuids(&[0; 31]), None);
+        let mut b = Vec::new();
+        for v in [4u64, 5, 6, 7] {
+            b.extend_from_slice(&v.to_ne_bytes());
+        }
+        assert_eq!(uuids(&b), Some([4, 5, 6, 7]));
     }
 }

@@ -2,15 +2,25 @@
 
 use std::net::SocketAddr;
 
-use drbd_nl::{DeviceStatus, DrbdError, DrbdEvent, DrbdHandle, RetCode};
+use drbd_nl::{
+    AfterSbPolicy, DeviceStatus, DrbdError, DrbdEvent, DrbdHandle, FencingPolicy, RetCode,
+    SibReason,
+};
 use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
-use super::Drbd;
+use super::{Drbd, Generations};
 use crate::config::{Config, Resource};
 use crate::error::BackendError;
-use crate::fsm::{Connection, Disk, DrbdView, Event, Role};
+use crate::fsm::{Connection, Disk, DrbdView, Event, Fencing, Role};
+
+/// The policies a managed resource gets (see `docs/stale-data-and-split-brain.md`): fencing
+/// `resource-only`, so DRBD keeps a rebooted node's disk Consistent instead of UpToDate, and
+/// every after-split-brain policy `disconnect`, so nothing is resolved automatically.
+pub const MANAGED_FENCING: FencingPolicy = FencingPolicy::ResourceOnly;
+/// After-split-brain policy for zero, one and two Primaries in manage mode.
+pub const MANAGED_AFTER_SB: AfterSbPolicy = AfterSbPolicy::Disconnect;
 
 /// DRBD through netlink.
 #[derive(Debug, Clone)]
@@ -51,6 +61,16 @@ impl NetlinkDrbd {
                     else {
                         continue;
                     };
+                    if status.reason == Some(SibReason::HelperPre)
+                        && status.helper.as_deref() == Some("split-brain")
+                    {
+                        let ev = Event::SplitBrain {
+                            resource: res.name.clone(),
+                        };
+                        if tx.send(ev).is_err() {
+                            return Ok(());
+                        }
+                    }
                     if let Some(view) = view_of(&status) {
                         if tx
                             .send(Event::Drbd {
@@ -137,6 +157,7 @@ pub fn view_of(s: &DeviceStatus) -> Option<DrbdView> {
         connection: connection(st.conn),
         disk: disk(st.disk),
         peer_disk: disk(st.pdsk),
+        fencing: s.fencing.map(Fencing::from_nl).unwrap_or_default(),
     })
 }
 
@@ -184,6 +205,7 @@ impl Drbd for NetlinkDrbd {
         let current = self.status(res).await?;
         if matches!(current.disk, Disk::Diskless | Disk::DUnknown) {
             h.attach(res.minor, m.disk.to_string_lossy())
+                .fencing(MANAGED_FENCING)
                 .execute()
                 .await
                 .map_err(err)?;
@@ -195,6 +217,7 @@ impl Drbd for NetlinkDrbd {
         ) {
             h.connect_peer(&res.name, local, peer)
                 .protocol(protocol)
+                .after_split_brain(MANAGED_AFTER_SB, MANAGED_AFTER_SB, MANAGED_AFTER_SB)
                 .execute()
                 .await
                 .map_err(err)?;
@@ -202,8 +225,37 @@ impl Drbd for NetlinkDrbd {
         Ok(())
     }
 
-    async fn primary(&self, res: &Resource) -> Result<(), BackendError> {
-        self.handle.primary(res.minor).execute().await.map_err(err)
+    async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
+        self.handle
+            .primary(res.minor)
+            .force(force)
+            .execute()
+            .await
+            .map_err(err)
+    }
+
+    async fn generations(&self, res: &Resource) -> Result<Generations, BackendError> {
+        let devs = self
+            .handle
+            .status()
+            .resource(&res.name)
+            .execute()
+            .await
+            .map_err(err)?;
+        let d = devs
+            .iter()
+            .find(|d| d.minor == Some(res.minor))
+            .ok_or_else(|| BackendError::Failed(format!("{}: not up", res.name)))?;
+        let uuids = d
+            .uuids
+            .ok_or_else(|| BackendError::Failed(format!("{}: no disk attached", res.name)))?;
+        Ok(Generations {
+            uuids,
+            bits_oos: d.bits_oos.unwrap_or(0),
+            disk_flags: d.disk_flags.unwrap_or(0),
+            local: d.local_addr.as_ref().map(|a| a.to_string()),
+            peer: d.peer_addr.as_ref().map(|a| a.to_string()),
+        })
     }
 
     async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {

@@ -61,6 +61,7 @@ impl Memory {
                     connection: Connection::Connected,
                     disk: Disk::UpToDate,
                     peer_disk: Disk::UpToDate,
+                    ..DrbdView::default()
                 },
             );
             w.targets.insert(r.name.clone(), TargetView::default());
@@ -208,13 +209,19 @@ impl Drbd for Memory {
                 connection: Connection::Connected,
                 disk: Disk::UpToDate,
                 peer_disk: Disk::UpToDate,
+                ..DrbdView::default()
             };
         }
         Ok(())
     }
 
-    async fn primary(&self, res: &Resource) -> Result<(), BackendError> {
-        let mut w = self.call(Stage::DrbdPrimary, &res.name)?;
+    async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
+        let stage = if force {
+            Stage::DrbdPrimaryForce
+        } else {
+            Stage::DrbdPrimary
+        };
+        let mut w = self.call(stage, &res.name)?;
         let d = w
             .drbd
             .get_mut(&res.name)
@@ -226,6 +233,9 @@ impl Drbd for Memory {
             return Err(BackendError::Failed(
                 "State change failed: (-1) Multiple primaries not allowed by config".into(),
             ));
+        }
+        if force && matches!(d.disk, Disk::Consistent | Disk::Outdated) {
+            d.disk = Disk::UpToDate;
         }
         if d.disk != Disk::UpToDate {
             return Err(BackendError::Failed(

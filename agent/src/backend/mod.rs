@@ -25,10 +25,39 @@ pub trait Drbd: Send + Sync {
     /// Bring a managed resource up from the config; equivalent to `drbdadm up RES`
     /// (new-resource, new-minor, attach, connect).
     fn up(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
-    /// Become Primary; equivalent to `drbdsetup-84 primary MINOR`.
-    fn primary(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Become Primary; equivalent to `drbdsetup-84 primary MINOR [--force]`. `force`
+    /// (`assume_uptodate`) also overrides a missing peer's fencing and a Consistent disk.
+    fn primary(
+        &self,
+        res: &Resource,
+        force: bool,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Become Secondary; equivalent to `drbdsetup-84 secondary MINOR`.
     fn secondary(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// The local data generations and what DRBD shows of the split, for `iscsi-ha
+    /// split-brain`; equivalent to `drbdsetup-84 show-gi MINOR`. Backends without them say so.
+    fn generations(
+        &self,
+        res: &Resource,
+    ) -> impl Future<Output = Result<Generations, BackendError>> + Send {
+        let _ = res;
+        async { Err(BackendError::Unavailable("no data generations here".into())) }
+    }
+}
+
+/// One node's data generations of a resource, as DRBD 8.4 exposes them locally.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Generations {
+    /// Current, bitmap, history 1, history 2 UUIDs (bit 0 of the current one: was Primary).
+    pub uuids: [u64; 4],
+    /// Out-of-sync 4 KiB blocks in the local bitmap (while disconnected: written here since).
+    pub bits_oos: u64,
+    /// Meta-data flags (`MDF_*`).
+    pub disk_flags: u32,
+    /// Local replication endpoint.
+    pub local: Option<String>,
+    /// Peer replication endpoint.
+    pub peer: Option<String>,
 }
 
 /// The iSCSI target serving one resource.
@@ -81,11 +110,21 @@ impl<T: Drbd> Drbd for std::sync::Arc<T> {
     fn up(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).up(res)
     }
-    fn primary(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
-        (**self).primary(res)
+    fn primary(
+        &self,
+        res: &Resource,
+        force: bool,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).primary(res, force)
     }
     fn secondary(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).secondary(res)
+    }
+    fn generations(
+        &self,
+        res: &Resource,
+    ) -> impl Future<Output = Result<Generations, BackendError>> + Send {
+        (**self).generations(res)
     }
 }
 

@@ -1,0 +1,99 @@
+//! What `iscsi-ha split-brain` prints: per resource, this node's data generations as DRBD 8.4
+//! exposes them locally, and the manual recovery (DRBD 8.4 user guide, "Manual split brain
+//! recovery"; `docs/stale-data-and-split-brain.md`). Nothing here changes anything: a split brain
+//! is never resolved by the agent.
+
+use std::fmt::Write as _;
+
+use crate::backend::Generations;
+use crate::config::Config;
+use crate::fsm::State;
+
+/// `MDF_CRASHED_PRIMARY`: the node was Primary when it went down uncleanly.
+const MDF_CRASHED_PRIMARY: u32 = 0x40;
+
+/// The report for every configured resource; `gens` holds what the DRBD backend answered
+/// (in config order).
+pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String>]) -> String {
+    let mut o = String::new();
+    for (r, g) in config.resources.iter().zip(gens) {
+        let Some(rs) = state.resources.get(&r.name) else {
+            continue;
+        };
+        let d = &rs.view.drbd;
+        let _ = writeln!(
+            o,
+            "resource {} (minor {}) on {}: {}",
+            r.name,
+            r.minor,
+            config.node,
+            if rs.split_brain {
+                "SPLIT BRAIN reported by DRBD"
+            } else {
+                "no split brain reported"
+            }
+        );
+        let _ = writeln!(
+            o,
+            "  this node: {} {} disk {}; peer last seen {} disk {}",
+            d.role, d.connection, d.disk, d.peer_role, d.peer_disk
+        );
+        let mut ends = (None, None);
+        match g {
+            Ok(g) => {
+                let [cur, bm, h1, h2] = g.uuids;
+                let _ = writeln!(
+                    o,
+                    "  data generations here: current {cur:016X} bitmap {bm:016X} history \
+                     {h1:016X} {h2:016X}"
+                );
+                let _ = writeln!(
+                    o,
+                    "  written here and not on the peer: {} KiB ({} out-of-sync 4 KiB blocks){}",
+                    g.bits_oos * 4,
+                    g.bits_oos,
+                    if g.disk_flags & MDF_CRASHED_PRIMARY != 0 {
+                        "; this node crashed while Primary"
+                    } else {
+                        ""
+                    }
+                );
+                ends = (g.local.clone(), g.peer.clone());
+            }
+            Err(e) => {
+                let _ = writeln!(o, "  data generations: not readable ({e})");
+            }
+        }
+        if !rs.split_brain {
+            continue;
+        }
+        let local = ends.0.as_deref().unwrap_or("ipv4:LOCAL:PORT");
+        let peer = ends.1.as_deref().unwrap_or("ipv4:PEER:PORT");
+        let _ = writeln!(
+            o,
+            "  The peer's generations are not visible from here (DRBD 8.4 logs them only at the \
+             handshake: dmesg | grep -i uuid); run `iscsi-ha split-brain` on the peer too. The two \
+             current UUIDs differ and neither is the other's bitmap UUID: both changed the data."
+        );
+        let _ = writeln!(
+            o,
+            "  Recovery (by hand; nothing is resolved automatically):\n\
+             \x20   1. Choose the VICTIM, the node whose changes since the split are DISCARDED: usually \
+             the one the authority no longer names master; compare the \"written here\" amounts \
+             of both nodes. Everything written on the victim since the split is lost.\n\
+             \x20   2. On the victim, stop serving: `iscsi-ha demote` (role source command) or make \
+             the other node the pool master; wait until `iscsi-ha status` shows {name} \
+             Secondary.\n\
+             \x20   3. On the victim: drbdsetup-84 disconnect {local} {peer}   (if not \
+             StandAlone)\n\
+             \x20      then: drbdsetup-84 connect {name} {local} {peer} --protocol=C \
+             --discard-my-data   (plus your usual net options)\n\
+             \x20   4. On the survivor, if it is StandAlone: drbdsetup-84 connect {name} \
+             PEER_LOCAL PEER_PEER --protocol=C   (its own endpoints)\n\
+             \x20   5. The victim resyncs from the survivor (SyncTarget); the split brain is over \
+             when both show Connected and `iscsi-ha status` exits 0.",
+            name = r.name
+        );
+    }
+    o
+}

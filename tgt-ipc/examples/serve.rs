@@ -4,13 +4,14 @@
 //! Usage (as root, tgtd running):
 //! `cargo run -p tgt-ipc --example serve -- [-C N | --socket PATH] TID IQN BACKING_PATH SCSI_ID SCSI_SN [ACL...]`
 //! where ACL is `ALL`, an address (`10.0.0.0/24`) or an initiator name (`iqn...`). Equivalent tgtadm steps:
-//! target new; target update state=offline; logicalunit new; logicalunit update scsi_id=..,scsi_sn=..;
-//! target bind ...; target update state=ready.
+//! target new; target update state=offline; logicalunit new (bsoflags=sync); logicalunit update
+//! scsi_id=..,scsi_sn=..; logicalunit update mode_page=8:0:18:0x10:... (write-through); target bind ...;
+//! target update state=ready.
 
 #[path = "support/args.rs"]
 mod common;
 
-use tgt_ipc::{Acl, BsOFlags, CacheMode, LunBacking, LunIdentity, ServeLun, ServeSpec};
+use tgt_ipc::{Acl, CacheMode, LunBacking, LunIdentity, ServeLun, ServeSpec};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         name: iqn.clone(),
         luns: vec![ServeLun {
             lun: 1,
-            backing: LunBacking::new(path).bsoflags(BsOFlags::Direct),
+            backing: LunBacking::new(path),
             identity: LunIdentity {
                 scsi_id: scsi_id.clone(),
                 scsi_sn: scsi_sn.clone(),

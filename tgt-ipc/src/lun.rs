@@ -39,7 +39,8 @@ impl BsType {
 pub enum BsOFlags {
     /// `sync` (O_SYNC)
     Sync,
-    /// `direct` (O_DIRECT)
+    /// `direct` (O_DIRECT). tgt 1.0.85 then fails VERIFY and ORWRITE (it reads into unaligned
+    /// `malloc` buffers; `docs/write-cache.md`).
     Direct,
     /// `sync:direct`
     SyncDirect,

@@ -10,32 +10,15 @@
 
 mod common;
 
-use anyhow::{ensure, Result};
+use anyhow::ensure;
 use lab::agent_lab::{self as al, Source};
 use lab::bringup::Resource;
-use lab::Lab;
 use std::time::Duration;
 
 const MARKER: &str = "AGENT-FAILOVER-MARKER written on a";
 const T: Duration = Duration::from_secs(30);
 
-/// Runs `body` on a clean lab; on failure prints both agents' logs and status, then panics.
-fn scenario(name: &str, body: impl FnOnce(&Lab) -> Result<()>) {
-    let Some((_g, lab)) = common::lab() else {
-        return;
-    };
-    if !lab::host_bin("iscsi-ha").exists() {
-        panic!("iscsi-ha is not built: run `cargo build --workspace --bins --examples` first");
-    }
-    let r = al::reset(lab).and_then(|_| body(lab));
-    if let Err(e) = r {
-        eprintln!("{}", al::logs(lab, 60));
-        eprintln!("{}", lab.logs_tail(20));
-        let _ = al::reset(lab);
-        panic!("{name}: {e:#}");
-    }
-    al::reset(lab).expect("reset after test");
-}
+use common::agent_scenario as scenario;
 
 #[test]
 fn pool_conf_flip_moves_primary_and_client_reads_same_marker() {

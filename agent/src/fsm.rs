@@ -7,7 +7,7 @@
 //!
 //! * promote: safety checks (local disk UpToDate, peer not Primary, nobody answers for the
 //!   address) → DRBD Primary → target, LUNs and ACLs serving → addresses claimed;
-//!   while the peer is absent, only with data known to be current (see [`Promotion`]);
+//!   while the peer is absent, only with data known to be current (`ResourceState::promotion`);
 //! * demote: addresses released → target offline with every connection closed → target removed
 //!   → DRBD Secondary.
 //!

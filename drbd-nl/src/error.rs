@@ -31,8 +31,9 @@ pub enum DrbdError {
     /// The family has no `events` multicast group.
     #[error("generic netlink family \"drbd\" has no multicast group \"{0}\"")]
     GroupNotFound(String),
-    /// The kernel speaks another DRBD netlink API (e.g. DRBD 9, version 2).
-    #[error("unsupported DRBD netlink API version {version} (this crate speaks the DRBD 8.4 API, version 1); a DRBD 9 kernel needs a DRBD 9 backend")]
+    /// The kernel speaks another DRBD netlink API than the handle asked for (8.4 is version 1,
+    /// DRBD 9 version 2; [`crate::v9::AnyHandle`] takes either).
+    #[error("DRBD netlink API version {version} is not the one asked for: DrbdHandle speaks DRBD 8.4 (version 1), v9::Drbd9Handle DRBD 9 (version 2), v9::AnyHandle either")]
     UnsupportedApi {
         /// `CTRL_ATTR_VERSION` of the family.
         version: u32,

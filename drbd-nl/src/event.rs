@@ -97,29 +97,38 @@ impl Stream for EventStream {
     type Item = Result<DrbdEvent, DrbdError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            let (msg, _addr) = match Pin::new(&mut self.rx).poll_next(cx) {
-                Poll::Ready(Some(m)) => m,
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            };
-            let seq = msg.header.sequence_number;
-            match msg.payload {
-                NetlinkPayload::InnerMessage(raw) => {
-                    if raw.message_type != self.family_id {
-                        continue;
-                    }
-                    let item = decode_raw(&raw).and_then(|m| classify(seq, m));
-                    return Poll::Ready(Some(item));
-                }
-                NetlinkPayload::Overrun(_) => {
-                    return Poll::Ready(Some(Err(DrbdError::Protocol {
-                        context: "events".into(),
-                        reason: "netlink overrun: events lost, take a new snapshot".into(),
-                    })))
-                }
-                _ => continue,
+        let family_id = self.family_id;
+        poll_raw(&mut self.rx, family_id, cx).map(|item| {
+            item.map(|r| r.and_then(|(seq, raw)| decode_raw(&raw).and_then(|m| classify(seq, m))))
+        })
+    }
+}
+
+/// The next broadcast of family `family_id` on `rx` as (sequence number,
+/// payload); other families' messages are skipped, an overrun is an error.
+pub(crate) fn poll_raw(
+    rx: &mut UnboundedReceiver<(NetlinkMessage<RawGenl>, SocketAddr)>,
+    family_id: u16,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<(u32, RawGenl), DrbdError>>> {
+    loop {
+        let (msg, _addr) = match Pin::new(&mut *rx).poll_next(cx) {
+            Poll::Ready(Some(m)) => m,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        let seq = msg.header.sequence_number;
+        match msg.payload {
+            NetlinkPayload::InnerMessage(raw) if raw.message_type == family_id => {
+                return Poll::Ready(Some(Ok((seq, raw))));
             }
+            NetlinkPayload::Overrun(_) => {
+                return Poll::Ready(Some(Err(DrbdError::Protocol {
+                    context: "events".into(),
+                    reason: "netlink overrun: events lost, take a new snapshot".into(),
+                })))
+            }
+            _ => continue,
         }
     }
 }

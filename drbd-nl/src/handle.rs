@@ -47,13 +47,18 @@ impl DrbdHandle {
         let conn = connection::open(None)?;
         let family = connection::resolve_family(&conn.handle).await?;
         family.check_84()?;
-        Ok(Self {
+        Ok(Self::from_parts(conn, family))
+    }
+
+    /// A handle on an open socket whose family was resolved (and checked) already.
+    pub(crate) fn from_parts(conn: connection::Conn, family: FamilyInfo) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 conn: conn.handle,
                 family,
                 _task: conn.task,
             }),
-        })
+        }
     }
 
     /// What nlctrl said about the family (id, version, group, ops).
@@ -209,11 +214,20 @@ pub fn decode_raw(raw: &RawGenl) -> Result<DrbdMessage, DrbdError> {
 
 /// Turns a reply's `ret_code` into `Ok(reply)` or the typed error.
 pub fn check_reply(reply: DrbdMessage, context: &str) -> Result<DrbdMessage, DrbdError> {
-    let code = ReplyCode::from_raw(reply.header.ret_code());
+    reply_result(reply.header.ret_code(), reply.info_text(), context).map(|()| reply)
+}
+
+/// A reply's `ret_code` (and info text) as `Ok` or the typed error: shared by both APIs.
+pub(crate) fn reply_result(
+    ret_code: i32,
+    info_text: Option<&str>,
+    context: &str,
+) -> Result<(), DrbdError> {
+    let code = ReplyCode::from_raw(ret_code);
     if code.is_success() {
-        return Ok(reply);
+        return Ok(());
     }
-    let info_text = reply.info_text().map(str::to_string);
+    let info_text = info_text.map(str::to_string);
     Err(match code {
         ReplyCode::Ret(code) => DrbdError::Kernel {
             context: context.to_string(),

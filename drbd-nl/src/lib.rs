@@ -60,6 +60,7 @@ mod ret_code;
 mod sockaddr;
 mod state;
 mod status;
+pub mod v9;
 
 pub use attr::*;
 pub use connection::{FamilyInfo, RawGenl};

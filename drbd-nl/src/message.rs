@@ -224,15 +224,8 @@ impl Emitable for DrbdMessage {
         if let Some(hdr) = buffer.get_mut(..DRBD_GENL_HDRLEN) {
             self.header.emit(hdr);
         }
-        let mut start = DRBD_GENL_HDRLEN;
-        for attr in &self.attrs {
-            let end = start + attr.buffer_len();
-            if let Some(dst) = buffer.get_mut(start..end) {
-                attr.emit(dst);
-                crate::nla::write_exact_kind(dst, netlink_packet_core::Nla::kind(attr));
-            }
-            start = end;
-        }
+        let tlas = buffer.get_mut(DRBD_GENL_HDRLEN..).unwrap_or_default();
+        crate::nla::emit_tlas(tlas, &self.attrs);
     }
 }
 

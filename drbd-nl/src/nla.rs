@@ -111,6 +111,20 @@ pub(crate) fn write_exact_kind(nla: &mut [u8], kind: u16) {
     }
 }
 
+/// Emits top-level attributes one after the other, each with its exact type
+/// (see [`write_exact_kind`]): the attribute part of every DRBD message.
+pub(crate) fn emit_tlas<A: Nla>(buffer: &mut [u8], attrs: &[A]) {
+    let mut start = 0;
+    for attr in attrs {
+        let end = start + attr.buffer_len();
+        if let Some(dst) = buffer.get_mut(start..end) {
+            attr.emit(dst);
+            write_exact_kind(dst, attr.kind());
+        }
+        start = end;
+    }
+}
+
 /// A field with its wire type decided (number, maybe bit 14).
 struct Flagged<'a, T>(&'a T, bool);
 

@@ -43,6 +43,7 @@ macro_rules! kernel_enum {
         }
     };
 }
+pub(crate) use kernel_enum;
 
 kernel_enum! {
     /// `enum drbd_role`.

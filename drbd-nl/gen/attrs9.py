@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Generates drbd-nl/src/v9/sets.rs: the DRBD 9 attribute sets.
+
+The table is transcribed from `drbd-headers/linux/drbd_genl.h` at commit 32c2e607 of LINBIT's public
+drbd-headers repository (https://github.com/LINBIT/drbd-headers), the headers of drbd 9.3.3, with the
+generator of attrs.py. Rerun: `python3 drbd-nl/gen/attrs9.py > drbd-nl/src/v9/sets.rs`, then rustfmt.
+
+Field line: number, C name, type, M, doc. DRBD 9 kernels never set bit 14 (`DRBD_GENLA_F_MANDATORY`
+is gone from the header); drbdsetup 9 still sets it on the fields of the sets it sends, except on
+fields flagged DRBD_F_REQUIRED (captured: tests/data/cap9_*). M follows drbdsetup so requests are
+byte-equal to its own.
+"""
+
+from attrs import generate
+
+SETS = [
+ (1, "CfgReply", "drbd_cfg_reply", "DRBD_NLA_CFG_REPLY", "`struct drbd_cfg_reply`.", [
+  (1, "info_text", "str", False, "str."),
+ ]),
+ (2, "CfgContext", "drbd_cfg_context", "DRBD_NLA_CFG_CONTEXT", "`struct drbd_cfg_context`.", [
+  (6, "ctx_peer_node_id", "u32", True, "u32."),
+  (1, "ctx_volume", "u32", True, "u32."),
+  (2, "ctx_resource_name", "str", True, "str."),
+  (3, "ctx_my_addr", "bin", True, "bin."),
+  (4, "ctx_peer_addr", "bin", True, "bin."),
+  (5, "ctx_conn_name", "str", True, "str."),
+ ]),
+ (3, "DiskConf", "disk_conf", "DRBD_NLA_DISK_CONF", "`struct disk_conf`.", [
+  (1, "backing_dev", "str", False, "str; required, invariant."),
+  (2, "meta_dev", "str", False, "str; required, invariant."),
+  (3, "meta_dev_idx", "s32", False, "s32; required, invariant."),
+  (4, "disk_size", "u64", True, "u64; invariant."),
+  (6, "on_io_error", "u32", True, "u32."),
+  (9, "resync_after", "s32", True, "s32."),
+  (10, "al_extents", "u32", True, "u32."),
+  (16, "disk_barrier", "flg", True, "flg."),
+  (17, "disk_flushes", "flg", True, "flg."),
+  (18, "disk_drain", "flg", True, "flg."),
+  (19, "md_flushes", "flg", True, "flg."),
+  (20, "disk_timeout", "u32", True, "u32."),
+  (21, "read_balancing", "u32", True, "u32."),
+  (22, "unplug_watermark", "u32", True, "u32."),
+  (25, "rs_discard_granularity", "u32", True, "u32."),
+  (23, "al_updates", "flg", True, "flg."),
+  (24, "discard_zeroes_if_aligned", "flg", True, "flg."),
+  (26, "disable_write_same", "flg", True, "flg."),
+  (27, "d_bitmap", "flg", True, "flg."),
+ ]),
+ (4, "ResourceOpts", "res_opts", "DRBD_NLA_RESOURCE_OPTS", "`struct res_opts`.", [
+  (1, "cpu_mask", "str", True, "str."),
+  (2, "on_no_data", "u32", True, "u32."),
+  (3, "auto_promote", "flg", True, "flg."),
+  (4, "node_id", "u32", False, "u32; required, invariant."),
+  (5, "peer_ack_window", "u32", True, "u32."),
+  (6, "twopc_timeout", "u32", True, "u32."),
+  (7, "twopc_retry_timeout", "u32", True, "u32."),
+  (8, "peer_ack_delay", "u32", True, "u32."),
+  (9, "auto_promote_timeout", "u32", True, "u32."),
+  (10, "nr_requests", "u32", True, "u32."),
+  (11, "quorum", "s32", True, "s32."),
+  (12, "on_no_quorum", "u32", True, "u32."),
+  (13, "quorum_min_redundancy", "s32", True, "s32."),
+  (14, "on_susp_primary_outdated", "u32", True, "u32."),
+  (15, "drbd8_compat_mode", "flg", True, "flg."),
+  (16, "explicit_drbd8_compat", "flg", True, "flg."),
+ ]),
+ (5, "NetConf", "net_conf", "DRBD_NLA_NET_CONF", "`struct net_conf`.", [
+  (1, "shared_secret", "str", True, "str; sensitive."),
+  (2, "cram_hmac_alg", "str", True, "str."),
+  (3, "integrity_alg", "str", True, "str."),
+  (4, "verify_alg", "str", True, "str."),
+  (5, "csums_alg", "str", True, "str."),
+  (6, "wire_protocol", "u32", True, "u32."),
+  (7, "connect_int", "u32", True, "u32."),
+  (8, "timeout", "u32", True, "u32."),
+  (9, "ping_int", "u32", True, "u32."),
+  (10, "ping_timeo", "u32", True, "u32."),
+  (11, "sndbuf_size", "u32", True, "u32."),
+  (12, "rcvbuf_size", "u32", True, "u32."),
+  (13, "ko_count", "u32", True, "u32."),
+  (15, "max_epoch_size", "u32", True, "u32."),
+  (17, "after_sb_0p", "u32", True, "u32."),
+  (18, "after_sb_1p", "u32", True, "u32."),
+  (19, "after_sb_2p", "u32", True, "u32."),
+  (20, "rr_conflict", "u32", True, "u32."),
+  (21, "on_congestion", "u32", True, "u32."),
+  (22, "cong_fill", "u32", True, "u32."),
+  (23, "cong_extents", "u32", True, "u32."),
+  (24, "two_primaries", "flg", True, "flg."),
+  (26, "tcp_cork", "flg", True, "flg."),
+  (27, "always_asbp", "flg", True, "flg."),
+  (29, "use_rle", "flg", True, "flg."),
+  (30, "fencing_policy", "u32", True, "u32."),
+  (31, "name", "str", True, "str."),
+  (33, "csums_after_crash_only", "flg", True, "flg."),
+  (34, "sock_check_timeo", "u32", True, "u32."),
+  (35, "transport_name", "str", True, "str; invariant."),
+  (36, "max_buffers", "u32", True, "u32."),
+  (37, "allow_remote_read", "flg", True, "flg."),
+  (38, "tls", "flg", True, "flg."),
+  (39, "tls_privkey", "s32", True, "s32."),
+  (40, "tls_certificate", "s32", True, "s32."),
+  (41, "tls_keyring", "s32", True, "s32."),
+  (42, "load_balance_paths", "flg", True, "flg; invariant."),
+  (43, "rdma_ctrl_rcvbuf_size", "u32", True, "u32."),
+  (44, "rdma_ctrl_sndbuf_size", "u32", True, "u32."),
+ ]),
+ (6, "SetRoleParms", "set_role_parms", "DRBD_NLA_SET_ROLE_PARMS", "`struct set_role_parms`.", [
+  (1, "force", "flg", True, "flg."),
+ ]),
+ (7, "ResizeParms", "resize_parms", "DRBD_NLA_RESIZE_PARMS", "`struct resize_parms`.", [
+  (1, "resize_size", "u64", True, "u64."),
+  (2, "resize_force", "flg", True, "flg."),
+  (3, "no_resync", "flg", True, "flg."),
+  (4, "al_stripes", "u32", True, "u32."),
+  (5, "al_stripe_size", "u32", True, "u32."),
+ ]),
+ (9, "StartOvParms", "start_ov_parms", "DRBD_NLA_START_OV_PARMS", "`struct start_ov_parms`.", [
+  (1, "ov_start_sector", "u64", True, "u64."),
+  (2, "ov_stop_sector", "u64", True, "u64."),
+ ]),
+ (10, "NewCUuidParms", "new_c_uuid_parms", "DRBD_NLA_NEW_C_UUID_PARMS", "`struct new_c_uuid_parms`.", [
+  (1, "clear_bm", "flg", True, "flg."),
+  (2, "force_resync", "flg", True, "flg."),
+ ]),
+ (11, "TimeoutParms", "timeout_parms", "DRBD_NLA_TIMEOUT_PARMS", "`struct timeout_parms`.", [
+  (1, "timeout_type", "u32", False, "u32; required."),
+ ]),
+ (12, "DisconnectParms", "disconnect_parms", "DRBD_NLA_DISCONNECT_PARMS", "`struct disconnect_parms`.", [
+  (1, "force_disconnect", "flg", True, "flg."),
+ ]),
+ (13, "DetachParms", "detach_parms", "DRBD_NLA_DETACH_PARMS", "`struct detach_parms`.", [
+  (1, "force_detach", "flg", True, "flg."),
+  (2, "intentional_diskless_detach", "flg", True, "flg."),
+ ]),
+ (14, "DeviceConf", "device_conf", "DRBD_NLA_DEVICE_CONF", "`struct device_conf`.", [
+  (1, "max_bio_size", "u32", True, "u32; invariant."),
+  (2, "intentional_diskless", "flg", True, "flg."),
+  (3, "block_size", "u32", True, "u32."),
+  (4, "discard_granularity", "u32", True, "u32."),
+ ]),
+ (15, "ResourceInfo", "resource_info", "DRBD_NLA_RESOURCE_INFO", "`struct resource_info`.", [
+  (1, "res_role", "u32", False, "u32."),
+  (2, "res_susp", "flg", False, "flg."),
+  (3, "res_susp_nod", "flg", False, "flg."),
+  (4, "res_susp_fen", "flg", False, "flg."),
+  (5, "res_susp_quorum", "flg", False, "flg."),
+  (6, "res_fail_io", "flg", False, "flg."),
+ ]),
+ (16, "DeviceInfo", "device_info", "DRBD_NLA_DEVICE_INFO", "`struct device_info`.", [
+  (1, "dev_disk_state", "u32", False, "u32."),
+  (2, "is_intentional_diskless", "flg", False, "flg."),
+  (3, "dev_has_quorum", "flg", False, "flg."),
+  (5, "dev_is_open", "flg", False, "flg."),
+  (4, "backing_dev_path", "str", False, "str."),
+ ]),
+ (17, "ConnectionInfo", "connection_info", "DRBD_NLA_CONNECTION_INFO", "`struct connection_info`.", [
+  (1, "conn_connection_state", "u32", False, "u32."),
+  (2, "conn_role", "u32", False, "u32."),
+ ]),
+ (18, "PeerDeviceInfo", "peer_device_info", "DRBD_NLA_PEER_DEVICE_INFO", "`struct peer_device_info`.", [
+  (1, "peer_repl_state", "u32", False, "u32."),
+  (2, "peer_disk_state", "u32", False, "u32."),
+  (3, "peer_resync_susp_user", "u32", False, "u32."),
+  (4, "peer_resync_susp_peer", "u32", False, "u32."),
+  (5, "peer_resync_susp_dependency", "u32", False, "u32."),
+  (6, "peer_is_intentional_diskless", "flg", False, "flg."),
+  (7, "peer_resync_susp_max_parallel", "u32", False, "u32."),
+ ]),
+ (19, "ResourceStatistics", "resource_statistics", "DRBD_NLA_RESOURCE_STATISTICS", "`struct resource_statistics`.", [
+  (1, "res_stat_write_ordering", "u32", False, "u32."),
+ ]),
+ (20, "DeviceStatistics", "device_statistics", "DRBD_NLA_DEVICE_STATISTICS", "`struct device_statistics`.", [
+  (1, "dev_size", "u64", False, "u64."),
+  (2, "dev_read", "u64", False, "u64."),
+  (3, "dev_write", "u64", False, "u64."),
+  (4, "dev_al_writes", "u64", False, "u64."),
+  (5, "dev_bm_writes", "u64", False, "u64."),
+  (6, "dev_upper_pending", "u32", False, "u32."),
+  (7, "dev_lower_pending", "u32", False, "u32."),
+  (8, "dev_upper_blocked", "flg", False, "flg."),
+  (9, "dev_lower_blocked", "flg", False, "flg."),
+  (10, "dev_al_suspended", "flg", False, "flg."),
+  (11, "dev_exposed_data_uuid", "u64", False, "u64."),
+  (12, "dev_current_uuid", "u64", False, "u64."),
+  (13, "dev_disk_flags", "u32", False, "u32."),
+  (14, "history_uuids", "bin", False, "bin."),
+ ]),
+ (21, "ConnectionStatistics", "connection_statistics", "DRBD_NLA_CONNECTION_STATISTICS", "`struct connection_statistics`.", [
+  (1, "conn_congested", "flg", False, "flg."),
+  (2, "ap_in_flight", "u64", False, "u64."),
+  (3, "rs_in_flight", "u64", False, "u64."),
+ ]),
+ (22, "PeerDeviceStatistics", "peer_device_statistics", "DRBD_NLA_PEER_DEVICE_STATISTICS", "`struct peer_device_statistics`.", [
+  (1, "peer_dev_received", "u64", False, "u64."),
+  (2, "peer_dev_sent", "u64", False, "u64."),
+  (3, "peer_dev_pending", "u32", False, "u32."),
+  (4, "peer_dev_unacked", "u32", False, "u32."),
+  (5, "peer_dev_out_of_sync", "u64", False, "u64."),
+  (6, "peer_dev_resync_failed", "u64", False, "u64."),
+  (7, "peer_dev_bitmap_uuid", "u64", False, "u64."),
+  (9, "peer_dev_flags", "u32", False, "u32."),
+  (10, "peer_dev_rs_total", "u64", False, "u64."),
+  (11, "peer_dev_ov_start_sector", "u64", False, "u64."),
+  (12, "peer_dev_ov_stop_sector", "u64", False, "u64."),
+  (13, "peer_dev_ov_position", "u64", False, "u64."),
+  (14, "peer_dev_ov_left", "u64", False, "u64."),
+  (15, "peer_dev_ov_skipped", "u64", False, "u64."),
+  (16, "peer_dev_rs_same_csum", "u64", False, "u64."),
+  (17, "peer_dev_rs_dt_start_ms", "u64", False, "u64."),
+  (18, "peer_dev_rs_paused_ms", "u64", False, "u64."),
+  (19, "peer_dev_rs_dt0_ms", "u64", False, "u64."),
+  (20, "peer_dev_rs_db0_sectors", "u64", False, "u64."),
+  (21, "peer_dev_rs_dt1_ms", "u64", False, "u64."),
+  (22, "peer_dev_rs_db1_sectors", "u64", False, "u64."),
+  (23, "peer_dev_rs_c_sync_rate", "u32", False, "u32."),
+  (24, "peer_dev_uuid_flags", "u64", False, "u64."),
+ ]),
+ (23, "NotificationHeader", "drbd_notification_header", "DRBD_NLA_NOTIFICATION_HEADER", "`struct drbd_notification_header`.", [
+  (1, "nh_type", "u32", False, "u32."),
+ ]),
+ (24, "Helper", "drbd_helper_info", "DRBD_NLA_HELPER", "`struct drbd_helper_info`.", [
+  (1, "helper_name", "str", False, "str."),
+  (2, "helper_status", "u32", False, "u32."),
+ ]),
+ (25, "InvalidateParms", "invalidate_parms", "DRBD_NLA_INVALIDATE_PARMS", "`struct invalidate_parms`.", [
+  (1, "sync_from_peer_node_id", "s32", True, "s32."),
+  (2, "reset_bitmap", "flg", True, "flg."),
+ ]),
+ (26, "ForgetPeerParms", "forget_peer_parms", "DRBD_NLA_FORGET_PEER_PARMS", "`struct forget_peer_parms`.", [
+  (1, "forget_peer_node_id", "s32", True, "s32."),
+ ]),
+ (27, "PeerDeviceOpts", "peer_device_conf", "DRBD_NLA_PEER_DEVICE_OPTS", "`struct peer_device_conf`.", [
+  (1, "resync_rate", "u32", True, "u32."),
+  (2, "c_plan_ahead", "u32", True, "u32."),
+  (3, "c_delay_target", "u32", True, "u32."),
+  (4, "c_fill_target", "u32", True, "u32."),
+  (5, "c_max_rate", "u32", True, "u32."),
+  (6, "c_min_rate", "u32", True, "u32."),
+  (7, "bitmap", "flg", True, "flg."),
+  (8, "resync_without_replication", "flg", True, "flg."),
+  (9, "peer_tiebreaker", "flg", True, "flg."),
+ ]),
+ (28, "PathParms", "path_parms", "DRBD_NLA_PATH_PARMS", "`struct path_parms`.", [
+  (1, "my_addr", "bin", True, "bin."),
+  (2, "peer_addr", "bin", True, "bin."),
+ ]),
+ (29, "ConnectParms", "connect_parms", "DRBD_NLA_CONNECT_PARMS", "`struct connect_parms`.", [
+  (1, "tentative", "flg", True, "flg."),
+  (2, "discard_my_data", "flg", True, "flg."),
+ ]),
+ (30, "PathInfo", "drbd_path_info", "DRBD_NLA_PATH_INFO", "`struct drbd_path_info`.", [
+  (1, "path_established", "flg", False, "flg."),
+ ]),
+ (31, "RenameResourceParms", "rename_resource_parms", "DRBD_NLA_RENAME_RESOURCE_PARMS", "`struct rename_resource_parms`.", [
+  (1, "new_resource_name", "str", True, "str."),
+ ]),
+ (32, "RenameResourceInfo", "rename_resource_info", "DRBD_NLA_RENAME_RESOURCE_INFO", "`struct rename_resource_info`.", [
+  (1, "res_new_name", "str", False, "str."),
+ ]),
+ (33, "InvalPeerParams", "invalidate_peer_parms", "DRBD_NLA_INVAL_PEER_PARAMS", "`struct invalidate_peer_parms`.", [
+  (1, "p_reset_bitmap", "flg", True, "flg."),
+ ]),
+ (34, "SuspendIoParams", "suspend_io_parms", "DRBD_NLA_SUSPEND_IO_PARAMS", "`struct suspend_io_parms`.", [
+  (1, "bdev_freeze", "flg", True, "flg."),
+ ]),
+]
+
+if __name__ == "__main__":
+    print(generate(SETS, enum="Drbd9Attr", source="drbd-headers 32c2e607 linux/drbd_genl.h",
+                   title="The DRBD 9 attribute sets", gen="drbd-nl/gen/attrs9.py"))

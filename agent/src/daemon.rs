@@ -21,6 +21,7 @@ use crate::backend::{Address, Drbd, Target};
 use crate::control::{Pending, Request, Response};
 use crate::executor::{Executor, TransitionRecord};
 use crate::fsm::{step, Action, Event, State, Step};
+use crate::monitor::Monitor;
 use crate::status::Status;
 use crate::BackendError;
 
@@ -52,6 +53,8 @@ pub struct Daemon<D, T, A> {
     observe_failed: bool,
     /// Since when each resource waits for its peer.
     waiting: BTreeMap<String, Instant>,
+    /// Followers told about each handled input (see [`Daemon::with_monitor`]).
+    monitors: Vec<Box<dyn Monitor>>,
 }
 
 impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
@@ -64,6 +67,26 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             records: VecDeque::new(),
             observe_failed: false,
             waiting: BTreeMap::new(),
+            monitors: Vec::new(),
+        }
+    }
+
+    /// Add a follower, told about every handled input and called while the loop is free.
+    pub fn with_monitor(mut self, monitor: impl Monitor + 'static) -> Self {
+        self.monitors.push(Box::new(monitor));
+        self
+    }
+
+    /// Tell the monitors what an input led to.
+    fn tell(&mut self, handled: &Handled) {
+        if self.monitors.is_empty() {
+            return;
+        }
+        let (Some(state), Some(status)) = (self.state.as_ref(), self.status()) else {
+            return;
+        };
+        for m in &mut self.monitors {
+            m.handled(state, &status, handled);
         }
     }
 
@@ -140,10 +163,12 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             Err(e) => {
                 self.observe_failed = true;
                 warn!(error = %e, "observation failed");
-                Handled {
+                let handled = Handled {
                     notices: vec![Action::Alarm(format!("observation failed: {e}"))],
                     transitions: Vec::new(),
-                }
+                };
+                self.tell(&handled);
+                handled
             }
         }
     }
@@ -190,6 +215,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             next = Some(Event::Executed(outcome));
         }
         self.track_waiting();
+        self.tell(&handled);
         handled
     }
 
@@ -269,6 +295,9 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         let period = self.exec.config().timeouts.safety_net_s;
         let mut tick = tokio::time::interval(Duration::from_secs(period.max(1)));
         tick.tick().await;
+        let alive_every = self.monitors.iter().filter_map(|m| m.alive_every()).min();
+        let mut alive = tokio::time::interval(alive_every.unwrap_or(Duration::from_secs(3600)));
+        alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
         let mut control_open = true;
         while events_open || control_open {
@@ -304,6 +333,10 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     info!("retrying the failed observation");
                     self.observe().await;
                     self.schedule_retry(&mut retry_at, &mut backoff);
+                }
+                // Only reached while no input is being handled: a stuck input stops these calls.
+                _ = alive.tick(), if alive_every.is_some() => {
+                    self.monitors.iter_mut().for_each(|m| m.alive());
                 }
             }
         }

@@ -21,6 +21,8 @@ mod dirwatch;
 mod error;
 pub mod executor;
 pub mod fsm;
+pub mod monitor;
+pub mod notify;
 pub mod role;
 pub mod split_brain;
 pub mod status;

@@ -251,10 +251,13 @@ async fn serve<D: Drbd, T: Target, A: Address>(
             tracing::error!(error = %e, "control socket ended");
         }
     });
-    let d = Daemon::new(exec);
+    let d = Daemon::new(exec).with_monitor(agent::notify::Notify::from_env());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = d.run(ev_rx, ctl_rx) => {}
         _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted"); }
+        _ = term.recv() => { tracing::info!("terminated"); }
     }
+    agent::notify::stopping();
     Ok(())
 }

@@ -1,0 +1,115 @@
+//! systemd service notification (`Type=notify`, `sd_notify(3)`) through the `sd-notify` crate:
+//! `READY=1` once the first full observation is in, a `STATUS=` line whenever the node's role or
+//! health changes, `WATCHDOG=1` from the daemon's loop while it is free (half of `WatchdogSec=`,
+//! so a stuck loop gets the service restarted), and `STOPPING=1` on the way out.
+//!
+//! Outside systemd (`NOTIFY_SOCKET` unset) every call does nothing. Send errors are logged once
+//! at debug level and otherwise ignored: notification never stops the agent.
+
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tracing::debug;
+
+use crate::daemon::Handled;
+use crate::fsm::{Action, Authority, State};
+use crate::monitor::Monitor;
+use crate::status::Status;
+
+/// The systemd notifier, a [`Monitor`] of the daemon.
+#[derive(Debug, Default)]
+pub struct Notify {
+    ready: bool,
+    last_status: String,
+    watchdog: Option<Duration>,
+}
+
+impl Notify {
+    /// A notifier for this process: the watchdog period comes from `WATCHDOG_USEC` (when
+    /// `WATCHDOG_PID` is unset or this process), pinged at half of it.
+    pub fn from_env() -> Notify {
+        Notify {
+            watchdog: sd_notify::watchdog_enabled().map(|d| d / 2),
+            ..Notify::default()
+        }
+    }
+
+    fn send(states: &[NotifyState]) {
+        if let Err(e) = sd_notify::notify(states) {
+            debug!(error = %e, "sd_notify");
+        }
+    }
+}
+
+/// `STOPPING=1`: the daemon is shutting down (sent by whoever ends the loop).
+pub fn stopping() {
+    Notify::send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
+
+/// One `STATUS=` line: the node's role and the authority, then its health (the most pressing
+/// condition first).
+pub fn status_line(status: &Status, handled: &Handled) -> String {
+    let failed_observation = handled.notices.iter().find_map(|a| match a {
+        Action::Alarm(r) if r.starts_with("observation failed") => Some(r.as_str()),
+        _ => None,
+    });
+    let health = if let Some(r) = failed_observation {
+        r.to_string()
+    } else if !status.split_brain.is_empty() {
+        format!("SPLIT BRAIN on {}", status.split_brain.join(", "))
+    } else if let Some(b) = &status.blocked {
+        format!("blocked: {b}")
+    } else if let Authority::Unknown(r) = &status.authority {
+        format!("authority unknown: {r}")
+    } else if !status.waiting_for_peer.is_empty() {
+        let names: Vec<&str> = status
+            .waiting_for_peer
+            .iter()
+            .map(|w| w.resource.as_str())
+            .collect();
+        format!("waiting for peer on {}", names.join(", "))
+    } else if status.converged {
+        "converged".into()
+    } else {
+        "converging".into()
+    };
+    format!(
+        "{} (authority {}{}): {health}",
+        status.node_role,
+        match status.authority {
+            Authority::Unknown(_) => "unknown",
+            Authority::Primary => "primary",
+            Authority::Secondary => "secondary",
+        },
+        if status.maintenance {
+            ", maintenance"
+        } else {
+            ""
+        },
+    )
+}
+
+impl Monitor for Notify {
+    fn handled(&mut self, state: &State, status: &Status, handled: &Handled) {
+        let line = status_line(status, handled);
+        let ready = !self.ready && state.observed;
+        if !ready && line == self.last_status {
+            return;
+        }
+        if ready {
+            self.ready = true;
+            Notify::send(&[NotifyState::Ready, NotifyState::Status(&line)]);
+        } else {
+            Notify::send(&[NotifyState::Status(&line)]);
+        }
+        self.last_status = line;
+    }
+
+    fn alive_every(&self) -> Option<Duration> {
+        self.watchdog
+    }
+
+    fn alive(&mut self) {
+        Notify::send(&[NotifyState::Watchdog]);
+    }
+}

@@ -67,8 +67,16 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
         if !rs.split_brain {
             continue;
         }
-        let local = ends.0.as_deref().unwrap_or("ipv4:LOCAL:PORT");
-        let peer = ends.1.as_deref().unwrap_or("ipv4:PEER:PORT");
+        // A StandAlone resource no longer reports its endpoints; manage mode knows them.
+        let configured = |a: Option<&String>| {
+            a.and_then(|a| a.parse().ok())
+                .map(|a| drbd_nl::SockAddr(a).to_string())
+        };
+        let m = r.manage.as_ref();
+        let local = ends.0.or_else(|| configured(m.map(|m| &m.local)));
+        let peer = ends.1.or_else(|| configured(m.map(|m| &m.peer)));
+        let local = local.as_deref().unwrap_or("ipv4:LOCAL:PORT");
+        let peer = peer.as_deref().unwrap_or("ipv4:PEER:PORT");
         let _ = writeln!(
             o,
             "  The peer's generations are not visible from here (DRBD 8.4 logs them only at the \

@@ -163,3 +163,23 @@ fn new_requests_parse_and_round_trip() {
     }
     assert!(Request::parse(r#"{"cmd":"split-brain","on":true}"#).is_err());
 }
+
+#[tokio::test]
+async fn split_brain_recovery_names_managed_endpoints() {
+    let cfg = common::config("managed", false);
+    let mem = disconnected(&cfg);
+    let mut d = daemon(cfg, &mem);
+    d.observe().await;
+    d.handle(Event::SplitBrain {
+        resource: "r0".into(),
+    })
+    .await;
+    let r = d.request(Request::SplitBrain).await;
+    assert!(
+        r.message.contains(
+            "connect r0 ipv4:10.1.0.1:7789 ipv4:10.1.0.2:7789 --protocol=C --discard-my-data"
+        ),
+        "{}",
+        r.message
+    );
+}

@@ -1,0 +1,293 @@
+//! No promote of stale data, and split brain detected, reported and recovered by hand, with two
+//! `iscsi-ha` agents in two guests (one shared lab for the file; see
+//! `docs/stale-data-and-split-brain.md`).
+//!
+//! - `rebooted_stale_master_never_promotes`: a serves and is killed (power loss), b takes over and
+//!   takes writes, a boots with its replication link cut and `master` still in its pool.conf:
+//!   DRBD (fencing `dont-care`) calls a's disk UpToDate, a's agent waits for its peer and says
+//!   so; once the link is back a resyncs from b, never becomes Primary, and b keeps every write.
+//! - `split_brain_detected_reported_and_recovered`: the replication link is cut while a serves, b
+//!   is made master too and promotes, both write; reconnected, DRBD finds the split brain, both
+//!   agents report it (`status` exits non-zero, `split-brain` prints the recovery), and the
+//!   documented steps (a is the victim) bring the pair back with b's writes and without a's.
+//!
+//! The partition takes a node's tap off the lab bridge inside the lab's own namespace. Build
+//! first: `cargo build --workspace --bins --examples`.
+
+mod common;
+
+use anyhow::{bail, ensure, Context, Result};
+use lab::agent_lab::{self as al, Source};
+use lab::bringup::{self, Resource};
+use lab::{net, Lab, Node};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const MARKER: &str = "STALE-DATA-MARKER written on a";
+const T: Duration = Duration::from_secs(60);
+
+use common::agent_scenario as scenario;
+
+/// Node `i`'s tap taken off the lab bridge until dropped (or [`Partition::heal`]).
+struct Partition<'a> {
+    lab: &'a Lab,
+    i: usize,
+    healed: bool,
+}
+
+impl<'a> Partition<'a> {
+    fn cut(lab: &'a Lab, i: usize) -> Result<Self> {
+        net::ip(&["-n", lab.name(), "link", "set", &net::tap(i), "nomaster"])?;
+        Ok(Partition {
+            lab,
+            i,
+            healed: false,
+        })
+    }
+
+    fn heal(mut self) -> Result<()> {
+        self.healed = true;
+        let t = net::tap(self.i);
+        net::ip(&[
+            "-n",
+            self.lab.name(),
+            "link",
+            "set",
+            &t,
+            "master",
+            net::BRIDGE,
+        ])?;
+        Ok(())
+    }
+}
+
+impl Drop for Partition<'_> {
+    fn drop(&mut self) {
+        if !self.healed {
+            let t = net::tap(self.i);
+            let _ = net::ip(&[
+                "-n",
+                self.lab.name(),
+                "link",
+                "set",
+                &t,
+                "master",
+                net::BRIDGE,
+            ]);
+        }
+    }
+}
+
+/// Writes `text` into 512-byte block `lba` of `dev` (synchronously).
+fn write_block(node: &Node, dev: &str, lba: u32, text: &str) -> Result<()> {
+    ensure!(!text.contains(['\'', '\n']) && text.len() <= 512);
+    node.run_ok(&format!(
+        "printf '%s' '{text}' | dd of={dev} bs=512 seek={lba} count=1 conv=sync,fsync 2>/dev/null"
+    ))?;
+    Ok(())
+}
+
+/// The first `len` bytes of 512-byte block `lba` of `dev`.
+fn read_block(node: &Node, dev: &str, lba: u32, len: usize) -> Result<String> {
+    Ok(node
+        .run_ok(&format!(
+            "dd if={dev} bs=512 skip={lba} count=1 iflag=direct 2>/dev/null | head -c {len}"
+        ))?
+        .stdout)
+}
+
+fn b_write(i: u32) -> String {
+    format!("block {i} written on b after the takeover")
+}
+
+/// `iscsi-ha status --json` with its exit code (non-zero while a split brain is reported).
+fn status_rc(node: &Node) -> Result<(i32, Value)> {
+    let o = node.run(&format!(
+        "{} -c {} status --json",
+        al::agent_bin(),
+        al::CONFIG
+    ))?;
+    let v = serde_json::from_str(&o.stdout)
+        .with_context(|| format!("node {}: status is not JSON: {}", node.name(), o.stdout))?;
+    Ok((o.rc, v))
+}
+
+fn wait_rc(node: &Node, what: &str, cond: impl Fn(i32, &Value) -> bool) -> Result<Value> {
+    let t = Instant::now();
+    loop {
+        let last = match status_rc(node) {
+            Ok((rc, v)) if cond(rc, &v) => return Ok(v),
+            Ok((rc, v)) => format!("rc={rc} {v}"),
+            Err(e) => format!("{e:#}"),
+        };
+        if t.elapsed() > T {
+            bail!(
+                "node {}: timeout waiting for {what}; last: {last}",
+                node.name()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn cs_line(node: &Node, r: &Resource) -> String {
+    bringup::proc_drbd_line(node, r).unwrap_or_default()
+}
+
+#[test]
+fn rebooted_stale_master_never_promotes() {
+    scenario("rebooted stale master", |lab| {
+        let (a, b) = (lab.node(0)?, lab.node(1)?);
+        let r = Resource::default();
+        let dev = r.device();
+        al::pool_conf_pair_up(lab, &r, MARKER)?;
+
+        // Power loss of a; the pool elects b, b takes over and takes writes.
+        a.kill()?;
+        al::set_pool_conf(b, Some(al::master()))?;
+        al::wait_status(b, "b to serve", T, al::is_serving)?;
+        for i in 1..=8 {
+            write_block(b, &dev, 100 + i, &b_write(i))?;
+        }
+
+        // a boots with its replication link cut and its stale pool.conf (`master`).
+        a.boot()?;
+        let cut = Partition::cut(lab, 0)?;
+        bringup::drbd84_attach(a, &r, false)?;
+        bringup::drbd84_connect(a, b, &r)?;
+        eprintln!("a after attach, link cut: {}", cs_line(a, &r));
+        al::start_tgtd(a)?;
+        al::install_config(a, &r, Source::PoolConf)?;
+        al::set_pool_conf(a, Some(al::master()))?;
+        al::start_agent(a)?;
+        let sa = al::wait_status(a, "a to wait for its peer", T, |v| {
+            v["waiting_for_peer"]
+                .as_array()
+                .is_some_and(|w| !w.is_empty())
+        })?;
+        ensure!(al::holds_secondary(&sa), "a changed: {sa}");
+        eprintln!("a: {}", al::status_text(a)?);
+
+        // The link comes back: a resyncs from b (newer data) and stays Secondary.
+        cut.heal()?;
+        bringup::wait_until(
+            a,
+            &format!(
+                "grep -q '^ *{}: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate' /proc/drbd",
+                r.minor
+            ),
+            "a resynced from b",
+            T,
+        )?;
+        let sa = al::wait_status(a, "a to see b Primary", T, |v| {
+            v["resources"][0]["drbd"]["peer_role"] == "Primary"
+        })?;
+        ensure!(al::holds_secondary(&sa), "a changed: {sa}");
+        let log = a.run_ok(&format!("cat {}", al::AGENT_LOG))?.stdout;
+        ensure!(
+            !log.contains("drbd-primary"),
+            "a's agent ran a drbd-primary stage:\n{log}"
+        );
+        ensure!(
+            log.contains("waiting for the peer"),
+            "a's agent never said it waited:\n{log}"
+        );
+
+        // b kept every write; a's disk now holds them too (read from a's backing disk).
+        for i in 1..=8 {
+            let want = b_write(i);
+            ensure!(
+                read_block(b, &dev, 100 + i, want.len())? == want,
+                "b lost block {i}"
+            );
+            ensure!(
+                read_block(a, &r.disk, 100 + i, want.len())? == want,
+                "a did not resync block {i}"
+            );
+        }
+        al::client_read_until(lab, MARKER, T)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn split_brain_detected_reported_and_recovered() {
+    scenario("split brain", |lab| {
+        let (a, b) = (lab.node(0)?, lab.node(1)?);
+        let r = Resource::default();
+        let dev = r.device();
+        al::pool_conf_pair_up(lab, &r, MARKER)?;
+
+        // The replication link breaks; b is made master too and promotes (it was Connected and
+        // UpToDate when its peer vanished), a keeps serving: two Primaries.
+        let cut = Partition::cut(lab, 0)?;
+        al::set_pool_conf(b, Some(al::master()))?;
+        al::wait_status(b, "b to serve", T, al::is_serving)?;
+        let on_a = "written on a during the split";
+        let on_b = "written on b during the split";
+        write_block(a, &dev, 200, on_a)?;
+        write_block(b, &dev, 201, on_b)?;
+
+        // Reconnected: DRBD finds the split brain; both agents report it.
+        cut.heal()?;
+        for n in [a, b] {
+            let v = wait_rc(n, "split brain reported", |rc, v| {
+                rc != 0 && v["split_brain"][0] == "r0"
+            })?;
+            eprintln!("{}: split_brain {}", n.name(), v["split_brain"]);
+            let (rc, text) = al::command(n, "split-brain")?;
+            eprintln!(
+                "--- {} iscsi-ha split-brain (rc {rc}) ---\n{text}",
+                n.name()
+            );
+            ensure!(rc != 0 && text.contains("--discard-my-data"), "{text}");
+        }
+        ensure!(cs_line(a, &r).contains("ro:Primary"), "{}", cs_line(a, &r));
+        ensure!(cs_line(b, &r).contains("ro:Primary"), "{}", cs_line(b, &r));
+
+        // The documented recovery, a is the victim: stop serving on a, reconnect a discarding
+        // its data, reconnect b; a resyncs from b.
+        al::set_pool_conf(a, Some(&al::slave_of(b)))?;
+        wait_rc(a, "a to demote", |_, v| al::holds_secondary(v))?;
+        let ends = format!("ipv4:{}:{p} ipv4:{}:{p}", a.ip(), b.ip(), p = r.port);
+        if !cs_line(a, &r).contains("cs:StandAlone") {
+            a.run_ok(&format!("drbdsetup-84 disconnect {ends}"))?;
+        }
+        a.run_ok(&format!(
+            "drbdsetup-84 connect {} {ends} --protocol=C --connect-int=1 --discard-my-data",
+            r.name
+        ))?;
+        if cs_line(b, &r).contains("cs:StandAlone") {
+            bringup::drbd84_connect(b, a, &r)?;
+        }
+        bringup::wait_until(
+            a,
+            &format!(
+                "grep -q '^ *{}: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate' /proc/drbd",
+                r.minor
+            ),
+            "a resynced from b",
+            T,
+        )?;
+        for n in [a, b] {
+            wait_rc(n, "split brain over", |rc, v| {
+                rc == 0 && v["split_brain"].as_array().is_some_and(|s| s.is_empty())
+            })?;
+        }
+        ensure!(
+            read_block(b, &dev, 201, on_b.len())? == on_b,
+            "b lost its write"
+        );
+        ensure!(
+            read_block(a, &r.disk, 201, on_b.len())? == on_b,
+            "a lacks b's write"
+        );
+        ensure!(
+            read_block(a, &r.disk, 200, on_a.len())? != on_a,
+            "a's discarded write survived"
+        );
+        al::wait_status(b, "b serving", T, al::is_serving)?;
+        al::client_read_until(lab, MARKER, T)?;
+        Ok(())
+    });
+}

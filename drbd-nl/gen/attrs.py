@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Generates drbd-nl/src/attr/sets.rs from the table below.
 
-The table is transcribed from shared/specs/drbd-genl.md §4 (torvalds/linux
-include/linux/drbd_genl.h, Linux 6.1). The output is plain Rust and is
+The table is transcribed from torvalds/linux include/linux/drbd_genl.h at tag
+v6.1 (the facts, with their sources, are in docs/drbd-genl.md §4). The output is plain Rust and is
 committed; rerun with `python3 drbd-nl/gen/attrs.py > drbd-nl/src/attr/sets.rs`
 then `cargo fmt`.
 
@@ -201,7 +201,7 @@ RT = {"u32": "u32", "s32": "i32", "u64": "u64", "flg": "bool", "str": "String", 
 def camel(s):
     return "".join(p[:1].upper() + p[1:] for p in s.split("_"))
 
-def generate(sets, enum="DrbdAttr", source="shared/specs/drbd-genl.md §4", title="The DRBD 8.4 attribute sets", gen="drbd-nl/gen/attrs.py"):
+def generate(sets, enum="DrbdAttr", source="Linux v6.1 include/linux/drbd_genl.h (docs/drbd-genl.md §4)", title="The DRBD 8.4 attribute sets", gen="drbd-nl/gen/attrs.py"):
     """Returns the Rust source for `sets`; `enum` names the top-level attribute enum."""
     out = []
     w = out.append

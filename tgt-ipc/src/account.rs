@@ -70,7 +70,8 @@ fn bind_request(
 }
 
 /// tgtd 1.0.85 crashes on the next show if an incoming account that is not in the last filled slot is removed
-/// (spec §7.2). `incoming` lists the bound incoming users in slot order, as show prints them.
+/// (docs/tgtd-ipc.md §7.2). `incoming` lists the bound incoming users in slot order, as show
+/// prints them.
 fn check_unbind_safe(incoming: &[String], user: &str) -> Result<(), TgtError> {
     match incoming.iter().position(|u| u == user) {
         Some(pos) if pos + 1 != incoming.len() => Err(TgtError::invalid(

@@ -3,7 +3,7 @@
 //! tgtd (the Linux SCSI target framework daemon, Debian 12's tgt 1.0.85) listens on a Unix socket
 //! (`/var/run/tgtd/socket.N`). A client sends one 120-byte request header plus a `key=value,...` string and
 //! gets back an 8-byte reply header, an error code, and for `show` a text body; one request per connection.
-//! The protocol facts used here are in the project's `specs/tgtd-ipc.md`.
+//! The protocol facts used here, with their sources, are in the repository's `docs/tgtd-ipc.md`.
 //!
 //! Choices made:
 //! - **Validate before sending.** Requests are built only by typed operations; values that could inject a

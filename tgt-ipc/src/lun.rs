@@ -153,7 +153,8 @@ pub(crate) fn lun_new_request(tid: i32, lun: u64, b: &LunBacking) -> Result<Requ
     Ok(r)
 }
 
-/// The initiator-visible identity of an LU (spec §7.4). Set the same values on both nodes.
+/// The initiator-visible identity of an LU (docs/tgtd-ipc.md §7.4). Set the same values on both
+/// nodes.
 ///
 /// `scsi_id` feeds the VPD 0x83 T10 designator and the NAA-6 designator (use 32 hex digits starting with `6`
 /// so NAA-6 equals it); `scsi_sn` is the VPD 0x80 unit serial.

@@ -1,6 +1,6 @@
 //! The request: tgtd's 120-byte `struct tgtadm_req` header plus the `key=value,...` params string.
 //!
-//! Layout (host byte order, spec §2.1):
+//! Layout (host byte order, docs/tgtd-ipc.md §2.1):
 //!
 //! ```text
 //!  0 mode u32 | 4 op u32 | 8 lld char[64] | 72 len u32 | 76 tid i32 | 80 sid u64 | 88 lun u64
@@ -8,7 +8,8 @@
 //! ```
 //!
 //! A [`Request`] can only be built by this crate's typed operations, and [`Request::validate`] is checked again
-//! before anything is sent, so requests that crash tgtd (spec §7.2) cannot leave the process.
+//! before anything is sent, so requests that crash tgtd (docs/tgtd-ipc.md §7.2) cannot leave the
+//! process.
 
 use crate::error::TgtError;
 
@@ -245,8 +246,8 @@ impl Request {
         self.params.as_str()
     }
 
-    /// Checks the rules of spec §7.2 (requests that crash tgtd 1.0.85) and the size limit. Called by
-    /// [`crate::TgtClient::execute`] before connecting.
+    /// Checks the rules of docs/tgtd-ipc.md §7.2 (requests that crash tgtd 1.0.85) and the size
+    /// limit. Called by [`crate::TgtClient::execute`] before connecting.
     pub fn validate(&self) -> Result<(), TgtError> {
         let needs_params = matches!(
             (self.mode, self.op),
@@ -345,7 +346,7 @@ mod tests {
 
     #[test]
     fn header_matches_tgtadm_capture() {
-        // spec §2.3: tgtadm --lld iscsi --mode logicalunit --op update --tid 1 --lun 1
+        // docs/tgtd-ipc.md §2.3: tgtadm --lld iscsi --mode logicalunit --op update --tid 1 --lun 1
         //            --params scsi_id=ABC,scsi_sn=SN1  (tgtadm adds "targetOps " and a trailing comma)
         let mut p = Params::new();
         p.push("scsi_id", "ABC")

@@ -1,5 +1,6 @@
 //! The reply: tgtd's 8-byte `struct tgtadm_rsp` header (`err` u32, `len` u32 = 8 + body, host byte order),
-//! then on success `len - 8` bytes of text ending in one NUL (spec §3). Decoding never panics.
+//! then on success `len - 8` bytes of text ending in one NUL (docs/tgtd-ipc.md §3). Decoding never
+//! panics.
 
 use crate::error::{TgtErrno, TgtError};
 

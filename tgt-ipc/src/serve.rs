@@ -196,7 +196,8 @@ pub const STOP_RETRY_FOR: Duration = Duration::from_secs(3);
 const STOP_RETRY_STEP: Duration = Duration::from_millis(10);
 
 impl TgtClient {
-    /// Publishes a target in the safe order (spec §7.3): target new, `state=offline`, each LU new with its
+    /// Publishes a target in the safe order (docs/tgtd-ipc.md §7.3): target new, `state=offline`,
+    /// each LU new with its
     /// identity and, in write-through mode, WCE=0 ([`TgtClient::disable_write_cache`], while nobody can
     /// log in yet), ACL binds, `state=ready`. Idempotent: when target new reports the tid or name taken, the
     /// target show is compared with `spec`; an identical existing target is accepted

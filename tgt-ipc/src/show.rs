@@ -1,4 +1,5 @@
-//! Parsers of tgtd's `show` replies (spec §6): pure functions from text to structs, never panicking.
+//! Parsers of tgtd's `show` replies (docs/tgtd-ipc.md §6): pure functions from text to structs,
+//! never panicking.
 //!
 //! The text is keyed off indentation (4-space units) and the first `": "` of each line. Lines this parser
 //! does not know are skipped, as tgt-admin does; known lines with malformed values are a
@@ -471,7 +472,7 @@ pub struct SystemInfo {
     pub isns: Vec<(String, String)>,
 }
 
-/// Parses system show (spec §6.6).
+/// Parses system show (docs/tgtd-ipc.md §6.6).
 pub fn parse_system(text: &str) -> Result<SystemInfo, TgtError> {
     #[derive(Clone, Copy, PartialEq)]
     enum S {

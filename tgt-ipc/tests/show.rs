@@ -139,7 +139,8 @@ fn system_show() {
 
 #[test]
 fn system_show_with_global_accounts() {
-    // spec §6.6: the block `    Account information:`, an empty line, `    <user>` lines before `iSNS:`
+    // docs/tgtd-ipc.md §6.6: the block `    Account information:`, an empty line, `    <user>`
+    // lines before `iSNS:`
     let text = include_str!("data/show_system.txt")
         .replace("iSNS:\n", "    Account information:\n\n    disco\niSNS:\n");
     let s = parse_system(&text).unwrap();

@@ -161,7 +161,7 @@ pub(crate) async fn probe(
         &rx, sender, &frame, dst, ethertype, iface, ours, addr, policy, start,
     )
     .await;
-    // A socket with a protocol hook takes 8-16 ms to close on this kernel (lab-notes): close it
+    // A socket with a protocol hook takes 8-16 ms to close (see socket.rs): close it
     // off the claim's path.
     tokio::task::spawn_blocking(move || drop(rx));
     verdict

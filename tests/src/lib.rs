@@ -31,6 +31,7 @@ pub mod iscsi;
 pub mod ledger;
 pub mod net;
 pub mod qemu;
+pub mod soak;
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::Ipv4Addr;

@@ -12,6 +12,9 @@
 //!                           iscsi-ha agents take over (pool.conf), read again, report timings, down
 //! lab switchovers [--count N]  N planned switchovers by pool.conf with both agents and iscsi-perf
 //!                           running on the client; per-stage median / p95 (default N = 10)
+//! lab soak [--cycles N] [--seed S] [--mode plain|fua|sync:N]
+//!                           N mixed failure cycles (default 20) with the write ledger running;
+//!                           0 lost writes, one Primary, no address without a target, per cycle
 //! ```
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -19,7 +22,7 @@ use lab::{Lab, LabConfig, LabState};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] | switchovers [--count N]"
+        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] | switchovers [--count N] | soak [--cycles N] [--seed S] [--mode M]"
     );
     std::process::exit(2)
 }
@@ -38,6 +41,7 @@ fn main() {
         Some("down") => down(args.get(1).map(String::as_str)),
         Some("drill") => drill(&args[1..]),
         Some("switchovers") => switchovers(&args[1..]),
+        Some("soak") => soak(&args[1..]),
         _ => usage(),
     };
     if let Err(e) = r {
@@ -69,6 +73,30 @@ fn switchovers(args: &[String]) -> Result<()> {
         None => 10,
     };
     lab::drill::switchovers(count).map(|_| ())
+}
+
+fn soak(args: &[String]) -> Result<()> {
+    let val = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .map(|i| args.get(i + 1).ok_or_else(|| anyhow!("{flag} takes a value")))
+            .transpose()
+    };
+    let mut o = lab::soak::SoakOpts::default();
+    if let Some(v) = val("--cycles")? {
+        o.cycles = v
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| anyhow!("--cycles takes 1..1000"))?;
+    }
+    if let Some(v) = val("--seed")? {
+        o.seed = v.parse().map_err(|_| anyhow!("--seed takes a number"))?;
+    }
+    if let Some(v) = val("--mode")? {
+        o.mode = v.parse().map_err(|e: String| anyhow!(e))?;
+    }
+    lab::soak::soak(&o).map(|_| ())
 }
 
 fn prereqs() -> Result<()> {

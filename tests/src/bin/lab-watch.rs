@@ -1,0 +1,144 @@
+//! `lab-watch MINOR ADDRESS IQN OUT [INTERVAL_MS]`: runs in a lab guest (over 9p) during a soak and
+//! samples, every INTERVAL_MS (default 20): the DRBD role, peer role and connection state of
+//! MINOR (`/proc/drbd`), whether ADDRESS is on an interface (getifaddrs), and — while it is —
+//! whether tgtd serves IQN (ready, LUN 1; tgtd's management socket; `null` when tgtd did not
+//! answer within 500 ms). Each change is appended to
+//! OUT as one JSON line `{"t":…, "prev_t":…, "role":…, "peer":…, "cs":…, "addr":…, "target":…}`
+//! (guest wall clock, Unix ms; the change happened between `prev_t` and `t`), plus a heartbeat
+//! line every second. No process is started per sample.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, PartialEq, Eq)]
+struct Sample {
+    role: String,
+    peer: String,
+    cs: String,
+    addr: bool,
+    target: Option<bool>,
+}
+
+fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// (role, peer role, connection state) of `minor` from /proc/drbd (`-` when absent).
+fn drbd(minor: u32) -> (String, String, String) {
+    let text = std::fs::read_to_string("/proc/drbd").unwrap_or_default();
+    let key = format!("{minor}: cs:");
+    let Some(line) = text.lines().find(|l| l.trim_start().starts_with(&key)) else {
+        return ("-".into(), "-".into(), "-".into());
+    };
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .unwrap_or("-")
+            .to_string()
+    };
+    let ro = field("ro:");
+    let (me, peer) = ro.split_once('/').unwrap_or((&ro, "-"));
+    (me.to_string(), peer.to_string(), field("cs:"))
+}
+
+fn has_address(addr: IpAddr) -> bool {
+    nix::ifaddrs::getifaddrs()
+        .map(|it| {
+            it.into_iter().any(|i| {
+                i.address
+                    .and_then(|a| a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
+                    == Some(addr)
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Whether tgtd serves `iqn`; `None` when tgtd did not answer in time (busy, not known to be
+/// down). No socket or a refused connection means tgtd is not running: not serving.
+async fn serving(client: &tgt_ipc::TgtClient, iqn: &str) -> Option<bool> {
+    match client.show_targets().await {
+        Ok(ts) => Some(ts.iter().any(|t| {
+            t.name == iqn && t.state == tgt_ipc::TargetState::Ready && t.lun(1).is_some()
+        })),
+        Err(tgt_ipc::TgtError::ConnectTimeout { .. } | tgt_ipc::TgtError::ReplyTimeout { .. }) => {
+            None
+        }
+        Err(_) => Some(false),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(minor), Some(addr), Some(iqn), Some(out)) = (
+        args.get(1).and_then(|v| v.parse::<u32>().ok()),
+        args.get(2).and_then(|v| v.parse::<IpAddr>().ok()),
+        args.get(3),
+        args.get(4),
+    ) else {
+        eprintln!("usage: lab-watch MINOR ADDRESS IQN OUT [INTERVAL_MS]");
+        std::process::exit(2)
+    };
+    let every = Duration::from_millis(args.get(5).and_then(|v| v.parse().ok()).unwrap_or(20));
+    let mut f = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("lab-watch: {out}: {e}");
+            std::process::exit(1)
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lab-watch: tokio: {e}");
+            std::process::exit(1)
+        }
+    };
+    let client = tgt_ipc::TgtClient::new()
+        .connect_timeout(Duration::from_millis(500))
+        .reply_timeout(Duration::from_millis(500));
+    let mut last: Option<Sample> = None;
+    let mut prev_t = now_ms();
+    let mut beat = Instant::now();
+    loop {
+        let t = now_ms();
+        let (role, peer, cs) = drbd(minor);
+        // Address first, then target: a promote serves the target before it claims the address
+        // and a demote releases the address first, so this order never reports a false gap.
+        let held = has_address(addr);
+        let target = if held {
+            rt.block_on(serving(&client, iqn))
+        } else {
+            Some(false)
+        };
+        let s = Sample {
+            role,
+            peer,
+            cs,
+            addr: held,
+            target,
+        };
+        let changed = last.as_ref() != Some(&s);
+        if changed || beat.elapsed() >= Duration::from_secs(1) {
+            let line = serde_json::json!({
+                "t": t, "prev_t": prev_t, "role": s.role, "peer": s.peer, "cs": s.cs,
+                "addr": s.addr, "target": s.target, "change": changed,
+            });
+            let _ = writeln!(f, "{line}");
+            beat = Instant::now();
+        }
+        last = Some(s);
+        prev_t = t;
+        std::thread::sleep(every);
+    }
+}

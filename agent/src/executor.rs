@@ -338,7 +338,18 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             Some((s, e)) if s.stage.is_forward() => format!("rolled back: {s}: {e}"),
             Some((s, e)) => format!("failed: {s}: {e}"),
         };
-        info!(ms = total_micros as f64 / 1000.0, result, "transition");
+        // One line per transition, with every stage's time (`!` marks a failed stage).
+        let times: Vec<String> = stages
+            .iter()
+            .map(|s| {
+                let rb = if s.rollback { "rollback:" } else { "" };
+                let failed = if s.ok { "" } else { "!" };
+                let ms = s.micros as f64 / 1000.0;
+                format!("{rb}{}={ms:.2}ms{failed}", s.stage.name())
+            })
+            .collect();
+        let stage_times = times.join(" ");
+        info!(ms = total_micros as f64 / 1000.0, result, stages = %stage_times, "transition");
         let record = TransitionRecord {
             id,
             kind: kind.to_string(),

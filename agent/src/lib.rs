@@ -21,6 +21,7 @@ mod dirwatch;
 mod error;
 pub mod executor;
 pub mod fsm;
+pub mod logs;
 pub mod monitor;
 pub mod notify;
 pub mod role;

@@ -1,9 +1,12 @@
-//! systemd notification on a real `NOTIFY_SOCKET` (a Unix datagram socket bound by the test):
-//! the `iscsi-ha daemon --simulate` binary sends READY, STATUS, WATCHDOG and STOPPING in order;
-//! and the watchdog is fed from the daemon's loop, so a loop stuck in a transition stops it.
+//! systemd integration. Notification on a real `NOTIFY_SOCKET` (a Unix datagram socket bound by
+//! the test): the `iscsi-ha daemon --simulate` binary sends READY, STATUS, WATCHDOG and STOPPING
+//! in order, and the watchdog is fed from the daemon's loop, so a loop stuck in a transition
+//! stops it. Logs: plain text without colour codes off a terminal, journald's native protocol
+//! when stderr is the journal stream. The unit passes `systemd-analyze verify`.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command};
@@ -133,6 +136,18 @@ fn notify_datagrams_in_order() {
         recv(&sock, Duration::from_millis(300)),
         None,
         "nothing after STOPPING"
+    );
+
+    // Plain text off a terminal: no colour codes; one line per transition with its stage times.
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).expect("log");
+    assert!(!log.contains('\x1b'), "colour codes in a file: {log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains(" transition ") && l.contains("result=\"ok\""))
+        .unwrap_or_else(|| panic!("no transition line: {log}"));
+    assert!(
+        line.contains("stages=check-resource=") && line.contains(" address-claim="),
+        "{line}"
     );
 }
 
@@ -273,4 +288,99 @@ fn systemd_unit_verifies() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(o.status.success() && said.trim().is_empty(), "{said}");
+}
+
+/// Under systemd (stderr is the journal stream named by `JOURNAL_STREAM`) the log goes to
+/// journald's native socket as fields. The test runs the daemon in a private mount namespace
+/// (`unshare -m`) whose `/run/systemd/journal/socket` is a datagram socket the test bound.
+#[test]
+fn journald_native_fields_under_systemd() {
+    let unshare = common::which("unshare").expect("unshare (util-linux)");
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "journald test needs root (a mount namespace) under CI=true"
+        );
+        eprintln!("SKIPPED: not root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("journal.sock");
+    let sock = UnixDatagram::bind(&journal).expect("bind journal socket");
+    let cfg = config_file(dir.path());
+    let log_path = dir.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let st = nix::sys::stat::fstat(&log).expect("fstat");
+    let script = format!(
+        "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal \
+         && touch /run/systemd/journal/socket \
+         && mount --bind '{}' /run/systemd/journal/socket \
+         && exec '{BIN}' -c '{}' daemon --simulate",
+        journal.display(),
+        cfg.display()
+    );
+    let mut daemon = Kill(
+        Command::new(unshare)
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .env("JOURNAL_STREAM", format!("{}:{}", st.st_dev, st.st_ino))
+            .env_remove("NOTIFY_SOCKET")
+            .stderr(log)
+            .spawn()
+            .expect("daemon"),
+    );
+    let entry = journal_entry(&sock, "control socket ready");
+    assert_eq!(
+        entry.get("SYSLOG_IDENTIFIER").map(String::as_str),
+        Some("iscsi-ha")
+    );
+    assert_eq!(entry.get("NODE").map(String::as_str), Some("test"));
+    assert!(entry.contains_key("PRIORITY"), "{entry:?}");
+    let o = Command::new(BIN)
+        .arg("-c")
+        .arg(&cfg)
+        .arg("promote")
+        .output()
+        .expect("promote");
+    assert!(o.status.success(), "{o:?}");
+    let entry = journal_entry(&sock, "transition");
+    assert_eq!(
+        entry.get("RESULT").map(String::as_str),
+        Some("ok"),
+        "{entry:?}"
+    );
+    let stages = entry.get("STAGES").cloned().unwrap_or_default();
+    assert!(stages.starts_with("check-resource="), "{entry:?}");
+    let _ = daemon.0.kill();
+    let _ = daemon.0.wait();
+    let text = std::fs::read_to_string(&log_path).expect("stderr");
+    assert!(!text.contains("transition"), "plain text too: {text}");
+}
+
+/// The next journal entry whose MESSAGE is `message`, decoded from journald's native protocol
+/// (`KEY=value\n`, or `KEY\n` + little-endian u64 length + bytes + `\n`).
+fn journal_entry(sock: &UnixDatagram, message: &str) -> BTreeMap<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(d) = recv(sock, Duration::from_secs(1)) else {
+            continue;
+        };
+        let mut fields = BTreeMap::new();
+        let mut rest = d.as_bytes();
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&rest[..nl]).into_owned();
+            rest = &rest[nl + 1..];
+            if let Some((k, v)) = line.split_once('=') {
+                fields.insert(k.to_string(), v.to_string());
+            } else if rest.len() >= 8 {
+                let len = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")) as usize;
+                let v = String::from_utf8_lossy(&rest[8..8 + len]).into_owned();
+                fields.insert(line, v);
+                rest = &rest[8 + len + 1..];
+            }
+        }
+        if fields.get("MESSAGE").map(String::as_str) == Some(message) {
+            return fields;
+        }
+    }
+    panic!("no journal entry {message:?} within 60 s");
 }

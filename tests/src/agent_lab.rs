@@ -419,11 +419,23 @@ pub fn drbd_pair_secondary_with_marker(
 /// pool.conf (`a` master, `b` slave), both agents started; returns when `a` serves and `b` is
 /// converged Secondary.
 pub fn pool_conf_pair_up(lab: &Lab, r: &Resource, marker: &str) -> Result<()> {
+    pool_conf_pair_up_with(lab, r, marker, |_| Ok(()))
+}
+
+/// [`pool_conf_pair_up`] with `tweak` run on each node after its config is installed (e.g. a
+/// different LUN `cache` mode) and before its agent starts.
+pub fn pool_conf_pair_up_with(
+    lab: &Lab,
+    r: &Resource,
+    marker: &str,
+    tweak: impl Fn(&Node) -> Result<()>,
+) -> Result<()> {
     let (a, b) = (lab.node(0)?, lab.node(1)?);
     drbd_pair_secondary_with_marker(a, b, r, marker)?;
     for n in [a, b] {
         start_tgtd(n)?;
         install_config(n, r, Source::PoolConf)?;
+        tweak(n)?;
     }
     set_pool_conf(a, Some(master()))?;
     set_pool_conf(b, Some(&slave_of(a)))?;

@@ -454,9 +454,8 @@ impl Session {
     /// SYNCHRONIZE CACHE(10) of the whole LUN (LBA 0, 0 blocks = to the end).
     pub fn synchronize_cache10(&mut self) -> Result<(), IscsiError> {
         // SAFETY: plain call on a live context.
-        let task = unsafe {
-            iscsi_synchronizecache10_sync(self.ctx.as_ptr(), self.url.lun, 0, 0, 0, 0)
-        };
+        let task =
+            unsafe { iscsi_synchronizecache10_sync(self.ctx.as_ptr(), self.url.lun, 0, 0, 0, 0) };
         self.finish("SYNCHRONIZE CACHE(10)", task)
     }
 

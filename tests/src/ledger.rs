@@ -39,8 +39,7 @@ pub struct Block {
 }
 
 fn filler(run: u64, seq: u64, i: usize) -> u8 {
-    (run.rotate_left(7) ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i as u64)).to_le_bytes()
-        [i % 8]
+    (run.rotate_left(7) ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i as u64)).to_le_bytes()[i % 8]
 }
 
 /// Encodes `b` as a 512-byte block.
@@ -518,9 +517,9 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 fn read_json<T: for<'a> Deserialize<'a>>(path: &Path) -> Result<Option<T>> {
     match std::fs::read(path) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
-            format!("parse {}", path.display())
-        })?)),
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).with_context(|| format!("parse {}", path.display()))?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
     }

@@ -32,6 +32,7 @@ pub mod ledger;
 pub mod net;
 pub mod qemu;
 pub mod soak;
+pub mod write_cache;
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::Ipv4Addr;

@@ -173,9 +173,7 @@ impl Writer {
                 }
             }
         }
-        self.s
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("no session"))
+        self.s.as_mut().ok_or_else(|| anyhow::anyhow!("no session"))
     }
 
     fn drop_session(&mut self, e: &IscsiError) {
@@ -283,9 +281,9 @@ fn run(a: RunArgs) -> Result<()> {
     loop {
         if w.stop.load(Ordering::SeqCst)
             || ctl.as_ref().is_some_and(|d| d.join("stop").exists())
-            || w.a.duration.is_some_and(|d| {
-                start.elapsed().saturating_sub(w.verify_time).as_secs_f64() >= d
-            })
+            || w.a
+                .duration
+                .is_some_and(|d| start.elapsed().saturating_sub(w.verify_time).as_secs_f64() >= d)
         {
             break;
         }

@@ -15,6 +15,8 @@
 //! lab soak [--cycles N] [--seed S] [--mode plain|fua|sync:N]
 //!                           N mixed failure cycles (default 20) with the write ledger running;
 //!                           0 lost writes, one Primary, no address without a target, per cycle
+//! lab write-cache [--seconds N]  writes/s write-through vs write-back (plain, FUA, sync:16) and a
+//!                           power loss in each mode (lost writes); default N = 15
 //! ```
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -22,7 +24,7 @@ use lab::{Lab, LabConfig, LabState};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] | switchovers [--count N] | soak [--cycles N] [--seed S] [--mode M]"
+        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] | switchovers [--count N] | soak [--cycles N] [--seed S] [--mode M] | write-cache [--seconds N]"
     );
     std::process::exit(2)
 }
@@ -42,6 +44,7 @@ fn main() {
         Some("drill") => drill(&args[1..]),
         Some("switchovers") => switchovers(&args[1..]),
         Some("soak") => soak(&args[1..]),
+        Some("write-cache") => write_cache(&args[1..]),
         _ => usage(),
     };
     if let Err(e) = r {
@@ -79,7 +82,10 @@ fn soak(args: &[String]) -> Result<()> {
     let val = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
-            .map(|i| args.get(i + 1).ok_or_else(|| anyhow!("{flag} takes a value")))
+            .map(|i| {
+                args.get(i + 1)
+                    .ok_or_else(|| anyhow!("{flag} takes a value"))
+            })
             .transpose()
     };
     let mut o = lab::soak::SoakOpts::default();
@@ -97,6 +103,18 @@ fn soak(args: &[String]) -> Result<()> {
         o.mode = v.parse().map_err(|e: String| anyhow!(e))?;
     }
     lab::soak::soak(&o).map(|_| ())
+}
+
+fn write_cache(args: &[String]) -> Result<()> {
+    let seconds = match args.iter().position(|a| a == "--seconds") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .filter(|n| (1..=600).contains(n))
+            .ok_or_else(|| anyhow!("--seconds takes 1..600"))?,
+        None => 15,
+    };
+    lab::write_cache::write_cache(seconds).map(|_| ())
 }
 
 fn prereqs() -> Result<()> {

@@ -43,3 +43,48 @@ pub enum AfterSbPolicy {
     /// `violently-as0p` (10).
     ViolentlyAs0p = 10,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Attach, Connect, DiskConf, DrbdAttr, NetConf};
+
+    #[test]
+    fn options_land_in_their_sets() {
+        let m = Attach::new(1, "/dev/vda")
+            .fencing(FencingPolicy::ResourceOnly)
+            .message();
+        let disk: Vec<&DiskConf> = m
+            .attrs
+            .iter()
+            .filter_map(|a| match a {
+                DrbdAttr::DiskConf(s) => Some(s.iter()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(disk.contains(&&DiskConf::Fencing(1)));
+        let local = "10.0.0.1:7789".parse().expect("addr");
+        let peer = "10.0.0.2:7789".parse().expect("addr");
+        let d = AfterSbPolicy::Disconnect;
+        let m = Connect::new("r0", local, peer)
+            .after_split_brain(d, AfterSbPolicy::DiscardSecondary, d)
+            .message();
+        let net: Vec<&NetConf> = m
+            .attrs
+            .iter()
+            .filter_map(|a| match a {
+                DrbdAttr::NetConf(s) => Some(s.iter()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        for f in [
+            NetConf::AfterSb0p(0),
+            NetConf::AfterSb1p(8),
+            NetConf::AfterSb2p(0),
+        ] {
+            assert!(net.contains(&&f), "{f:?} missing in {net:?}");
+        }
+    }
+}

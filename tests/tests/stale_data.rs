@@ -6,10 +6,13 @@
 //!   takes writes, a boots with its replication link cut and `master` still in its pool.conf:
 //!   DRBD (fencing `dont-care`) calls a's disk UpToDate, a's agent waits for its peer and says
 //!   so; once the link is back a resyncs from b, never becomes Primary, and b keeps every write.
-//! - `split_brain_detected_reported_and_recovered`: the replication link is cut while a serves, b
-//!   is made master too and promotes, both write; reconnected, DRBD finds the split brain, both
-//!   agents report it (`status` exits non-zero, `split-brain` prints the recovery), and the
-//!   documented steps (a is the victim) bring the pair back with b's writes and without a's.
+//! - `split_brain_detected_reported_and_recovered` (agents in `manage` mode: they bring DRBD up
+//!   with fencing `resource-only` and after-sb `disconnect`): the replication link is cut while a
+//!   serves, b is made master too and promotes (forced past the missing fence-peer handler, as
+//!   it was Connected and UpToDate when the link went), both write; reconnected, DRBD finds the
+//!   split brain, both agents report it (`status` exits non-zero, `split-brain` prints the
+//!   recovery), and the documented steps (a is the victim) bring the pair back with b's writes
+//!   and without a's.
 //!
 //! The partition takes a node's tap off the lab bridge inside the lab's own namespace. Build
 //! first: `cargo build --workspace --bins --examples`.
@@ -210,13 +213,69 @@ fn rebooted_stale_master_never_promotes() {
     });
 }
 
+/// `mode = "manage"`: the agent brings DRBD up itself (fencing resource-only, after-sb
+/// disconnect) from this node's endpoints; pool.conf as the role source.
+fn install_managed_config(node: &Node, peer: &Node, r: &Resource) -> Result<()> {
+    let adopt = al::config_toml(node, r, Source::PoolConf);
+    let managed = adopt.replace(
+        "mode = \"adopt\"\n",
+        &format!(
+            "mode = \"manage\"\n\n[resource.manage]\ndisk = \"{}\"\nlocal = \"{}:{p}\"\npeer = \"{}:{p}\"\n",
+            r.disk,
+            node.ip(),
+            peer.ip(),
+            p = r.port
+        ),
+    );
+    ensure!(managed != adopt, "config template changed: {adopt}");
+    node.put_file(al::CONFIG, managed.as_bytes())?;
+    node.run_ok(&format!("{} check-config {}", al::agent_bin(), al::CONFIG))?;
+    Ok(())
+}
+
+/// Fresh metadata on both nodes, both agents in manage mode (a master), the initial sync skipped
+/// once the agents connected DRBD; returns when a serves `marker` and b is Secondary.
+fn managed_pair_up(lab: &Lab, r: &Resource, marker: &str) -> Result<()> {
+    let (a, b) = (lab.node(0)?, lab.node(1)?);
+    for (n, peer) in [(a, b), (b, a)] {
+        n.run_ok(&format!(
+            "drbdmeta --force {} v08 {} internal create-md >/dev/null 2>&1",
+            r.minor, r.disk
+        ))?;
+        al::start_tgtd(n)?;
+        install_managed_config(n, peer, r)?;
+    }
+    al::set_pool_conf(a, Some(al::master()))?;
+    al::set_pool_conf(b, Some(&al::slave_of(a)))?;
+    al::start_agent(a)?;
+    al::start_agent(b)?;
+    bringup::wait_until(
+        a,
+        &format!("grep -q '^ *{}: cs:Connected' /proc/drbd", r.minor),
+        "the agents to connect DRBD",
+        T,
+    )?;
+    a.run_ok(&format!(
+        "drbdsetup-84 new-current-uuid --clear-bitmap {}",
+        r.minor
+    ))?;
+    al::wait_status(a, "a to serve", T, al::is_serving)?;
+    write_block(a, &r.device(), 0, marker)?;
+    let sb = al::wait_status(b, "b converged Secondary", T, al::is_secondary)?;
+    ensure!(
+        sb["resources"][0]["drbd"]["fencing"] == "resource-only",
+        "fencing not set by the agent: {sb}"
+    );
+    Ok(())
+}
+
 #[test]
 fn split_brain_detected_reported_and_recovered() {
     scenario("split brain", |lab| {
         let (a, b) = (lab.node(0)?, lab.node(1)?);
         let r = Resource::default();
         let dev = r.device();
-        al::pool_conf_pair_up(lab, &r, MARKER)?;
+        managed_pair_up(lab, &r, MARKER)?;
 
         // The replication link breaks; b is made master too and promotes (it was Connected and
         // UpToDate when its peer vanished), a keeps serving: two Primaries.

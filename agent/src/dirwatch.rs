@@ -1,47 +1,40 @@
-//! A directory watched with inotify (nix) through tokio's `AsyncFd`: the one place the agent
-//! waits on inotify. Watching the directory, not the file, sees replacement by rename, deletion
-//! and re-creation.
+//! A directory watched with inotify (the `inotify` crate's tokio event stream): the one place the
+//! agent waits on inotify. Watching the directory, not the file, sees replacement by rename,
+//! deletion and re-creation.
 
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::ffi::OsString;
 use std::path::Path;
 
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use futures::{FutureExt, StreamExt};
+use inotify::{EventStream, Inotify};
 
-struct Fd(Inotify);
+pub(crate) use inotify::{EventMask, WatchMask};
 
-impl AsRawFd for Fd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
-}
+/// One inotify event: what happened, and to which name in the directory.
+pub(crate) type Event = inotify::Event<OsString>;
 
 /// An inotify watch on one directory.
 pub(crate) struct DirWatch {
-    fd: AsyncFd<Fd>,
+    events: EventStream<Vec<u8>>,
 }
 
 impl DirWatch {
     /// Watch `dir` for `mask`. Must run inside a tokio runtime.
-    pub(crate) fn new(dir: &Path, mask: AddWatchFlags) -> std::io::Result<DirWatch> {
-        let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-        ino.add_watch(dir, mask)?;
-        // SAFETY: `Fd` owns the inotify descriptor and only closes it when dropped, which
-        // happens when the `AsyncFd` is dropped; `as_raw_fd` always returns that descriptor.
-        let fd = unsafe { AsyncFd::register_with_interest(Fd(ino), Interest::READABLE) }?;
-        Ok(DirWatch { fd })
+    pub(crate) fn new(dir: &Path, mask: WatchMask) -> std::io::Result<DirWatch> {
+        let ino = Inotify::init()?;
+        ino.watches().add(dir, mask)?;
+        // Room for several events with a full file name each.
+        let events = ino.into_event_stream(vec![0; 4096])?;
+        Ok(DirWatch { events })
     }
 
-    /// Wait for the next batch of events.
-    pub(crate) async fn next(&mut self) -> std::io::Result<Vec<InotifyEvent>> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            match guard.get_inner().0.read_events() {
-                Ok(ev) => return Ok(ev),
-                Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
-                Err(e) => return Err(e.into()),
-            }
+    /// Wait for the next event, and return it with those already queued behind it.
+    pub(crate) async fn next(&mut self) -> std::io::Result<Vec<Event>> {
+        let closed = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "inotify closed");
+        let mut batch = vec![self.events.next().await.ok_or_else(closed)??];
+        while let Some(Some(ev)) = self.events.next().now_or_never() {
+            batch.push(ev?);
         }
+        Ok(batch)
     }
 }

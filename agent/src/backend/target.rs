@@ -9,7 +9,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::inotify::AddWatchFlags;
 use tgt_ipc::{
     Acl, LunBacking, LunIdentity, ServeLun, ServeSpec, Served, SetState, TgtClient, TgtErrno,
     TgtError,
@@ -19,7 +18,7 @@ use tracing::{info, warn};
 
 use super::Target;
 use crate::config::{Config, Initiators, Resource};
-use crate::dirwatch::DirWatch;
+use crate::dirwatch::{DirWatch, WatchMask};
 use crate::error::BackendError;
 use crate::fsm::{Event, TargetState, TargetView};
 
@@ -108,11 +107,11 @@ impl TgtTarget {
         lock.push(".lock");
         let mut watch = DirWatch::new(
             &dir,
-            AddWatchFlags::IN_CREATE
-                | AddWatchFlags::IN_MOVED_TO
-                | AddWatchFlags::IN_CLOSE_WRITE
-                | AddWatchFlags::IN_CLOSE_NOWRITE
-                | AddWatchFlags::IN_DELETE,
+            WatchMask::CREATE
+                | WatchMask::MOVED_TO
+                | WatchMask::CLOSE_WRITE
+                | WatchMask::CLOSE_NOWRITE
+                | WatchMask::DELETE,
         )?;
         loop {
             let events = watch.next().await?;

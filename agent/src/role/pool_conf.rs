@@ -11,11 +11,10 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use nix::sys::inotify::AddWatchFlags;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
 
-use crate::dirwatch::DirWatch;
+use crate::dirwatch::{DirWatch, EventMask, WatchMask};
 use crate::error::AgentError;
 use crate::fsm::{Authority, Event};
 
@@ -74,14 +73,14 @@ impl PoolConfWatch {
             .ok_or_else(|| AgentError::Role(std::io::Error::other("path has no file name")))?;
         let watch = DirWatch::new(
             &dir,
-            AddWatchFlags::IN_CLOSE_WRITE
-                | AddWatchFlags::IN_MOVED_TO
-                | AddWatchFlags::IN_MOVED_FROM
-                | AddWatchFlags::IN_CREATE
-                | AddWatchFlags::IN_DELETE
-                | AddWatchFlags::IN_ATTRIB
-                | AddWatchFlags::IN_DELETE_SELF
-                | AddWatchFlags::IN_MOVE_SELF,
+            WatchMask::CLOSE_WRITE
+                | WatchMask::MOVED_TO
+                | WatchMask::MOVED_FROM
+                | WatchMask::CREATE
+                | WatchMask::DELETE
+                | WatchMask::ATTRIB
+                | WatchMask::DELETE_SELF
+                | WatchMask::MOVE_SELF,
         )
         .map_err(AgentError::Role)?;
         Ok(PoolConfWatch {
@@ -105,7 +104,7 @@ impl PoolConfWatch {
             let events = self.watch.next().await.map_err(AgentError::Role)?;
             let dir_gone = events.iter().any(|e| {
                 e.mask
-                    .intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF)
+                    .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
             });
             if dir_gone {
                 let a = Authority::Unknown(format!(

@@ -44,7 +44,7 @@ enum Cmd {
     Run(RunArgs),
     /// Print the Caching mode page (MODE SENSE(6) and (10)) as JSON.
     ModeSense {
-        /// iscsi://HOST[:PORT]/IQN/LUN
+        /// Target URL `iscsi://HOST[:PORT]/IQN/LUN`.
         #[arg(long)]
         url: String,
     },
@@ -52,7 +52,7 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// iscsi://HOST[:PORT]/IQN/LUN
+    /// Target URL `iscsi://HOST[:PORT]/IQN/LUN`.
     #[arg(long)]
     url: String,
     /// plain, fua or sync:N (SYNCHRONIZE CACHE after every N writes).

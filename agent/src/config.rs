@@ -42,6 +42,17 @@ pub struct Config {
     /// The floating addresses.
     #[serde(rename = "address", default)]
     pub addresses: Vec<Address>,
+    /// The Prometheus endpoint (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: Metrics,
+}
+
+/// `[metrics]`: the Prometheus text endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// `ip:port` to serve `GET /metrics` on, e.g. `"127.0.0.1:9942"`; unset: no endpoint.
+    pub listen: Option<SocketAddr>,
 }
 
 /// The role source: exactly one per node.

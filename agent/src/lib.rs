@@ -22,6 +22,7 @@ mod error;
 pub mod executor;
 pub mod fsm;
 pub mod logs;
+pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod role;

@@ -208,16 +208,18 @@ async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
             }
         });
     }
+    let metrics = agent::metrics::start(&cfg, drbd.clone()).await?;
     let exec = Executor::new(cfg.clone(), drbd, target, address);
-    serve(cfg, socket, exec, ev_tx, ev_rx).await
+    serve(cfg, socket, exec, ev_tx, ev_rx, metrics).await
 }
 
 /// The daemon over in-memory backends (`--simulate`).
 async fn simulated(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let mem = Memory::healthy_secondary(&cfg).with_events(ev_tx.clone());
+    let metrics = agent::metrics::start(&cfg, mem.clone()).await?;
     let exec = Executor::new(cfg.clone(), mem.clone(), mem.clone(), mem);
-    serve(cfg, socket, exec, ev_tx, ev_rx).await
+    serve(cfg, socket, exec, ev_tx, ev_rx, metrics).await
 }
 
 async fn serve<D: Drbd, T: Target, A: Address>(
@@ -226,6 +228,7 @@ async fn serve<D: Drbd, T: Target, A: Address>(
     exec: Executor<D, T, A>,
     ev_tx: UnboundedSender<Event>,
     ev_rx: UnboundedReceiver<Event>,
+    metrics: Option<Arc<agent::metrics::Metrics>>,
 ) -> anyhow::Result<()> {
     let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(16);
     let server = ControlServer::bind(&socket)?;
@@ -245,7 +248,12 @@ async fn serve<D: Drbd, T: Target, A: Address>(
             tracing::error!(error = %e, "control socket ended");
         }
     });
-    let d = Daemon::new(exec).with_monitor(agent::notify::Notify::from_env());
+    let mut d = Daemon::new(exec);
+    if let Some(m) = metrics {
+        d = d.with_monitor(agent::metrics::MetricsMonitor(m));
+    }
+    // Last: READY goes out once the other monitors have seen the first observation.
+    let d = d.with_monitor(agent::notify::Notify::from_env());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = d.run(ev_rx, ctl_rx) => {}

@@ -128,6 +128,7 @@ impl Address for NetlinkAddress {
         }
         let r = v.probe(&policy).await.map_err(err)?;
         if let Some(mac) = r.conflict {
+            crate::metrics::ADDRESS_EVENTS.conflict(&a.address);
             warn!(address = %a.address, interface = %a.interface, %mac, "another host answers for the address");
         }
         Ok(r.conflict.is_some())
@@ -135,13 +136,18 @@ impl Address for NetlinkAddress {
 
     async fn claim(&self, a: &AddressConfig) -> Result<(), BackendError> {
         let opts = options(a);
-        let report = self.vip(a)?.lock().await.claim(&opts).await.map_err(err)?;
+        let report = self.vip(a)?.lock().await.claim(&opts).await;
+        if let Err(VipError::Conflict { .. }) = &report {
+            crate::metrics::ADDRESS_EVENTS.conflict(&a.address);
+        }
+        let report = report.map_err(err)?;
         // The remaining announcements are vip's background task (held by the Vip, stopped by
         // release); only log their results here. The stream ends when that task does.
         let mut announcements = report.announcements;
         let address = a.address.clone();
         tokio::spawn(async move {
             while let Some(r) = announcements.next().await {
+                crate::metrics::ADDRESS_EVENTS.announcement(&address, r.result.is_ok());
                 match r.result {
                     Ok(()) => debug!(%address, burst = r.burst, index = r.index, kind = ?r.kind,
                         at_ms = r.at.as_millis() as u64, "announcement sent"),

@@ -1,0 +1,518 @@
+//! The Prometheus endpoint (`[metrics] listen = "ip:port"`, off by default): `GET /metrics`
+//! answers the OpenMetrics text format (`prometheus-client`), which Prometheus scrapes as is.
+//!
+//! Everything but DRBD's out-of-sync count is kept up to date by [`MetricsMonitor`], a
+//! [`Monitor`] of the daemon's loop; the out-of-sync count is read from DRBD at each scrape (it
+//! changes without events). Announcements and probe conflicts are counted where the address
+//! backend sees them ([`ADDRESS_EVENTS`]). State-valued facts (DRBD role, connection, disk,
+//! target state, authority) are one gauge per possible value, 1 for the current one.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Request, Response, StatusCode};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tracing::debug;
+
+use crate::backend::Drbd;
+use crate::config::Config;
+use crate::daemon::Handled;
+use crate::fsm::{Action, Authority, State};
+use crate::monitor::Monitor;
+use crate::status::Status;
+use crate::BackendError;
+
+/// Label pairs of one series.
+type Labels = Vec<(&'static str, String)>;
+/// A gauge that holds a float (seconds since the epoch).
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+/// Histograms of durations in seconds.
+type Seconds = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// The `Content-Type` of the answer (OpenMetrics text 1.0.0, understood by Prometheus 2 and 3).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+const ROLES: [&str; 3] = ["Primary", "Secondary", "Unknown"];
+const DISKS: [&str; 9] = [
+    "Diskless",
+    "Attaching",
+    "Failed",
+    "Negotiating",
+    "Inconsistent",
+    "Outdated",
+    "DUnknown",
+    "Consistent",
+    "UpToDate",
+];
+const CONNECTIONS: [&str; 4] = ["StandAlone", "WFConnection", "Connected", "Unknown"];
+const TARGET_STATES: [&str; 4] = ["Absent", "Partial", "Serving", "Offline"];
+const AUTHORITIES: [&str; 3] = ["primary", "secondary", "unknown"];
+
+fn seconds() -> Histogram {
+    // 0.5 ms .. ~33 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 17))
+}
+
+fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
+
+/// Counters the address backend bumps (announcements run in the background, probes inside a
+/// step), registered with every [`Metrics`].
+#[derive(Debug, Default)]
+pub struct AddressEvents {
+    announcements: Family<Labels, Counter>,
+    conflicts: Family<Labels, Counter>,
+}
+
+impl AddressEvents {
+    /// One gratuitous ARP / unsolicited NA put on the wire (`ok`) or not.
+    pub fn announcement(&self, address: &str, ok: bool) {
+        let result = if ok { "sent" } else { "failed" };
+        self.announcements
+            .get_or_create(&labels(&[("address", address), ("result", result)]))
+            .inc();
+    }
+
+    /// Another host answered a duplicate-address probe for `address`.
+    pub fn conflict(&self, address: &str) {
+        self.conflicts
+            .get_or_create(&labels(&[("address", address)]))
+            .inc();
+    }
+}
+
+/// The process's address event counters.
+pub static ADDRESS_EVENTS: LazyLock<AddressEvents> = LazyLock::new(AddressEvents::default);
+
+/// The registry and every metric in it.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    transitions: Family<Labels, Counter>,
+    transition_seconds: Seconds,
+    stage_seconds: Seconds,
+    drbd_up: Family<Labels, Gauge>,
+    drbd_role: Family<Labels, Gauge>,
+    drbd_peer_role: Family<Labels, Gauge>,
+    drbd_connection: Family<Labels, Gauge>,
+    drbd_disk: Family<Labels, Gauge>,
+    drbd_peer_disk: Family<Labels, Gauge>,
+    drbd_out_of_sync: Family<Labels, Gauge>,
+    split_brain: Family<Labels, Gauge>,
+    target_state: Family<Labels, Gauge>,
+    target_sessions: Family<Labels, Gauge>,
+    address_held: Family<Labels, Gauge>,
+    authority: Family<Labels, Gauge>,
+    authority_changed: FloatGauge,
+    converged: Gauge,
+    maintenance: Gauge,
+    alarms_active: Gauge,
+    alarms: Counter,
+    refusals: Counter,
+    /// Connection states outside [`CONNECTIONS`] last shown, per resource (dropped on change).
+    other_connection: Mutex<BTreeMap<String, String>>,
+    last_authority: Mutex<Option<String>>,
+}
+
+impl Metrics {
+    /// Every metric registered under the `iscsi_ha_` prefix.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("iscsi_ha");
+        let m = Metrics {
+            transitions: Family::default(),
+            transition_seconds: Family::new_with_constructor(seconds),
+            stage_seconds: Family::new_with_constructor(seconds),
+            drbd_up: Family::default(),
+            drbd_role: Family::default(),
+            drbd_peer_role: Family::default(),
+            drbd_connection: Family::default(),
+            drbd_disk: Family::default(),
+            drbd_peer_disk: Family::default(),
+            drbd_out_of_sync: Family::default(),
+            split_brain: Family::default(),
+            target_state: Family::default(),
+            target_sessions: Family::default(),
+            address_held: Family::default(),
+            authority: Family::default(),
+            authority_changed: FloatGauge::default(),
+            converged: Gauge::default(),
+            maintenance: Gauge::default(),
+            alarms_active: Gauge::default(),
+            alarms: Counter::default(),
+            refusals: Counter::default(),
+            other_connection: Mutex::default(),
+            last_authority: Mutex::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "transitions",
+            "Transitions run, by kind (promote, demote, repair) and result (ok, refused, rolled_back, failed)",
+            m.transitions.clone(),
+        );
+        r.register(
+            "transition_seconds",
+            "Wall time of a whole transition, by kind",
+            m.transition_seconds.clone(),
+        );
+        r.register(
+            "stage_seconds",
+            "Wall time of one stage of a transition, by kind and stage",
+            m.stage_seconds.clone(),
+        );
+        r.register(
+            "drbd_up",
+            "The DRBD resource exists in the kernel",
+            m.drbd_up.clone(),
+        );
+        r.register(
+            "drbd_role",
+            "DRBD local role (1 for the current one)",
+            m.drbd_role.clone(),
+        );
+        r.register(
+            "drbd_peer_role",
+            "DRBD peer role (1 for the current one)",
+            m.drbd_peer_role.clone(),
+        );
+        r.register(
+            "drbd_connection",
+            "DRBD connection state (1 for the current one)",
+            m.drbd_connection.clone(),
+        );
+        r.register(
+            "drbd_disk",
+            "DRBD local disk state (1 for the current one)",
+            m.drbd_disk.clone(),
+        );
+        r.register(
+            "drbd_peer_disk",
+            "DRBD peer disk state (1 for the current one)",
+            m.drbd_peer_disk.clone(),
+        );
+        r.register(
+            "drbd_out_of_sync_bytes",
+            "Data marked out of sync in the local DRBD bitmap, read at scrape time",
+            m.drbd_out_of_sync.clone(),
+        );
+        r.register(
+            "drbd_split_brain",
+            "DRBD reported a split brain on the resource",
+            m.split_brain.clone(),
+        );
+        r.register(
+            "target_state",
+            "iSCSI target state in tgtd (1 for the current one)",
+            m.target_state.clone(),
+        );
+        r.register(
+            "target_sessions",
+            "iSCSI sessions logged in to the target",
+            m.target_sessions.clone(),
+        );
+        r.register(
+            "address_held",
+            "The floating address is held on this node",
+            m.address_held.clone(),
+        );
+        r.register(
+            "address_announcements",
+            "Gratuitous ARP / unsolicited NA announcements, by result (sent, failed)",
+            ADDRESS_EVENTS.announcements.clone(),
+        );
+        r.register(
+            "address_probe_conflicts",
+            "Duplicate-address probes another host answered",
+            ADDRESS_EVENTS.conflicts.clone(),
+        );
+        r.register(
+            "authority",
+            "The authority's wish for this node (1 for the current one)",
+            m.authority.clone(),
+        );
+        r.register(
+            "authority_last_change_timestamp_seconds",
+            "When the authority's wish last changed (Unix time; the agent's start counts)",
+            m.authority_changed.clone(),
+        );
+        r.register(
+            "converged",
+            "Everything matches the authority's wish",
+            m.converged.clone(),
+        );
+        r.register(
+            "maintenance",
+            "Maintenance mode is on",
+            m.maintenance.clone(),
+        );
+        r.register(
+            "alarms_active",
+            "Conditions needing an operator now: failed observation, blocked, split brain, unknown authority",
+            m.alarms_active.clone(),
+        );
+        r.register("alarms", "Alarms raised", m.alarms.clone());
+        r.register("refusals", "Requests or plans refused", m.refusals.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    fn one_of(
+        family: &Family<Labels, Gauge>,
+        key: &'static str,
+        object: (&'static str, &str),
+        values: &[&str],
+        current: &str,
+    ) {
+        for v in values {
+            let set = labels(&[object, (key, v)]);
+            family.get_or_create(&set).set(i64::from(*v == current));
+        }
+    }
+
+    fn update(&self, status: &Status, handled: &Handled, alarm_now: bool) {
+        for t in &handled.transitions {
+            let result = t.result.split(':').next().unwrap_or("").replace(' ', "_");
+            let kind = t.kind.as_str();
+            self.transitions
+                .get_or_create(&labels(&[("kind", kind), ("result", &result)]))
+                .inc();
+            self.transition_seconds
+                .get_or_create(&labels(&[("kind", kind)]))
+                .observe(t.total_micros as f64 / 1e6);
+            for s in &t.stages {
+                self.stage_seconds
+                    .get_or_create(&labels(&[("kind", kind), ("stage", s.stage.name())]))
+                    .observe(s.micros as f64 / 1e6);
+            }
+        }
+        for n in &handled.notices {
+            match n {
+                Action::Alarm(_) => self.alarms.inc(),
+                Action::Refuse(_) => self.refusals.inc(),
+                Action::Run(_) => 0,
+            };
+        }
+        for r in &status.resources {
+            let res = ("resource", r.name.as_str());
+            let d = &r.drbd;
+            self.drbd_up
+                .get_or_create(&labels(&[res]))
+                .set(i64::from(d.up));
+            Self::one_of(&self.drbd_role, "role", res, &ROLES, &d.role.to_string());
+            Self::one_of(
+                &self.drbd_peer_role,
+                "role",
+                res,
+                &ROLES,
+                &d.peer_role.to_string(),
+            );
+            Self::one_of(&self.drbd_disk, "state", res, &DISKS, &d.disk.to_string());
+            Self::one_of(
+                &self.drbd_peer_disk,
+                "state",
+                res,
+                &DISKS,
+                &d.peer_disk.to_string(),
+            );
+            let conn = d.connection.to_string();
+            Self::one_of(&self.drbd_connection, "state", res, &CONNECTIONS, &conn);
+            // A DRBD state outside the fixed list gets its own series while it lasts.
+            let mut other = self
+                .other_connection
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(old) = other.remove(&r.name) {
+                self.drbd_connection
+                    .remove(&labels(&[res, ("state", &old)]));
+            }
+            if !CONNECTIONS.contains(&conn.as_str()) {
+                self.drbd_connection
+                    .get_or_create(&labels(&[res, ("state", &conn)]))
+                    .set(1);
+                other.insert(r.name.clone(), conn);
+            }
+            drop(other);
+            let split = status.split_brain.contains(&r.name);
+            self.split_brain
+                .get_or_create(&labels(&[res]))
+                .set(i64::from(split));
+            let state = format!("{:?}", r.target.state);
+            Self::one_of(&self.target_state, "state", res, &TARGET_STATES, &state);
+            self.target_sessions
+                .get_or_create(&labels(&[res]))
+                .set(i64::from(r.target.sessions));
+        }
+        for a in &status.addresses {
+            self.address_held
+                .get_or_create(&labels(&[("address", &a.address)]))
+                .set(i64::from(a.held));
+        }
+        let authority = match status.authority {
+            Authority::Primary => "primary",
+            Authority::Secondary => "secondary",
+            Authority::Unknown(_) => "unknown",
+        };
+        for v in AUTHORITIES {
+            self.authority
+                .get_or_create(&labels(&[("authority", v)]))
+                .set(i64::from(v == authority));
+        }
+        let mut last = self
+            .last_authority
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() != Some(authority) {
+            *last = Some(authority.to_string());
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            self.authority_changed.set(now.as_secs_f64());
+        }
+        drop(last);
+        self.converged.set(i64::from(status.converged));
+        self.maintenance.set(i64::from(status.maintenance));
+        let active = usize::from(alarm_now)
+            + usize::from(status.blocked.is_some())
+            + status.split_brain.len()
+            + usize::from(matches!(status.authority, Authority::Unknown(_)));
+        self.alarms_active
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
+    }
+
+    /// Read each resource's out-of-sync count from DRBD (skipped where the backend has none).
+    pub async fn refresh_out_of_sync<D: Drbd>(&self, config: &Config, drbd: &D) {
+        for r in &config.resources {
+            let set = labels(&[("resource", &r.name)]);
+            let wait = std::time::Duration::from_millis(config.timeouts.drbd_ms);
+            let read = tokio::time::timeout(wait, drbd.generations(r)).await;
+            match read.unwrap_or(Err(BackendError::Timeout(config.timeouts.drbd_ms))) {
+                Ok(g) => {
+                    let bytes = g.bits_oos.saturating_mul(4096);
+                    self.drbd_out_of_sync
+                        .get_or_create(&set)
+                        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                }
+                Err(e) => {
+                    debug!(resource = %r.name, error = %e, "out-of-sync count");
+                    self.drbd_out_of_sync.remove(&set);
+                }
+            }
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// [`Metrics`] as a follower of the daemon's loop.
+#[derive(Debug, Clone)]
+pub struct MetricsMonitor(pub Arc<Metrics>);
+
+impl Monitor for MetricsMonitor {
+    fn handled(&mut self, _state: &State, status: &Status, handled: &Handled) {
+        let failed_observation = handled
+            .notices
+            .iter()
+            .any(|a| matches!(a, Action::Alarm(r) if r.starts_with("observation failed")));
+        self.0.update(status, handled, failed_observation);
+    }
+}
+
+/// Serve `GET /metrics` on `listener` until the task is dropped; each scrape first reads the
+/// out-of-sync counts from `drbd`. Other paths answer 404, other methods 405.
+pub async fn serve<D: Drbd + Clone + 'static>(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    config: Arc<Config>,
+    drbd: D,
+) -> std::io::Result<()> {
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let (metrics, config, drbd) = (metrics.clone(), config.clone(), drbd.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let (metrics, config, drbd) = (metrics.clone(), config.clone(), drbd.clone());
+                async move { Ok::<_, Infallible>(answer(req, &metrics, &config, &drbd).await) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await
+            {
+                debug!(%peer, error = %e, "metrics connection");
+            }
+        });
+    }
+}
+
+/// Start the endpoint when `[metrics] listen` is set: bind it (an error if the address is
+/// taken), serve it from a task, and return the metrics for a [`MetricsMonitor`].
+pub async fn start<D: Drbd + Clone + 'static>(
+    config: &Arc<Config>,
+    drbd: D,
+) -> std::io::Result<Option<Arc<Metrics>>> {
+    let Some(addr) = config.metrics.listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr).await?;
+    let local: SocketAddr = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::new());
+    let (m, c) = (metrics.clone(), config.clone());
+    tokio::spawn(async move {
+        if let Err(e) = serve(listener, m, c, drbd).await {
+            tracing::error!(error = %e, "metrics endpoint ended");
+        }
+    });
+    tracing::info!(listen = %local, "metrics endpoint ready");
+    Ok(Some(metrics))
+}
+
+async fn answer<B, D: Drbd>(
+    req: Request<B>,
+    metrics: &Metrics,
+    config: &Config,
+    drbd: &D,
+) -> Response<Full<Bytes>> {
+    let reply = |code: StatusCode, ctype: &str, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = code;
+        if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+        }
+        r
+    };
+    if req.uri().path() != "/metrics" {
+        return reply(StatusCode::NOT_FOUND, "text/plain", "see /metrics\n".into());
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        );
+    }
+    metrics.refresh_out_of_sync(config, drbd).await;
+    reply(StatusCode::OK, CONTENT_TYPE, metrics.encode())
+}

@@ -569,8 +569,11 @@ impl ResourceState {
         if d.peer_role == Role::Primary {
             return Err(Notice::Refuse(format!("{name}: peer is DRBD Primary")));
         }
-        let current =
-            d.connection.handshaken() || self.peer_seen || d.fencing.keeps_stale_disk_consistent();
+        // StandAlone: the link was torn down on purpose or by a failed handshake (a split brain
+        // this agent may not have seen): the fencing evidence no longer says "newest".
+        let fenced =
+            d.fencing.keeps_stale_disk_consistent() && d.connection != Connection::StandAlone;
+        let current = d.connection.handshaken() || self.peer_seen || fenced;
         if current && d.disk == Disk::UpToDate {
             return Ok(Promotion::Normal);
         }

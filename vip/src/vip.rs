@@ -136,6 +136,11 @@ impl Drop for Vip {
 impl Vip {
     /// A handle for `addr/prefix` on `iface`. Checks the address, opens a netlink socket; the
     /// interface itself is looked up at each claim (it may come and go).
+    ///
+    /// # Errors
+    /// [`VipError::InvalidAddress`] for a prefix over 32 / 128 or an address that cannot float
+    /// (unspecified, multicast, loopback); [`VipError::Io`] outside a tokio runtime or when the
+    /// netlink socket cannot be opened.
     pub fn new(iface: impl Into<String>, addr: IpAddr, prefix: u8) -> Result<Vip, VipError> {
         let iface = iface.into();
         let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -241,6 +246,11 @@ impl Vip {
     /// this host's own hold of the address: a host holding it on this interface does not hear
     /// its own probes, so call [`Vip::is_held`] first when "held here" must not count.
     /// Does not touch a running announcement schedule.
+    ///
+    /// # Errors
+    /// [`VipError::UnknownInterface`], [`VipError::InterfaceDown`], [`VipError::NotEthernet`],
+    /// [`VipError::AddressOnOtherInterface`] from the checks; [`VipError::PermissionDenied`]
+    /// without `CAP_NET_RAW`; [`VipError::Netlink`] / [`VipError::Io`] for other failures.
     pub async fn probe(&mut self, policy: &ProbePolicy) -> Result<ProbeReport, VipError> {
         let start = Instant::now();
         let (link, mac, _) = self.check_link().await?;
@@ -268,6 +278,11 @@ impl Vip {
     ///
     /// Idempotent: claiming a held address skips probe and add and restarts the announcements.
     /// If the first announcement cannot be sent, an address this call added is removed again.
+    ///
+    /// # Errors
+    /// Those of [`Vip::probe`]'s checks; [`VipError::Conflict`] when another host answers the
+    /// probe (nothing was added); [`VipError::PermissionDenied`] without `CAP_NET_ADMIN` /
+    /// `CAP_NET_RAW`; [`VipError::Netlink`] / [`VipError::Io`] for other failures.
     pub async fn claim(&mut self, opts: &ClaimOptions) -> Result<ClaimReport, VipError> {
         let start = Instant::now();
         self.stop_announcing();
@@ -333,6 +348,10 @@ impl Vip {
     /// Releases the address: stops announcements and deletes it (equivalent to `ip addr del
     /// ADDR/PREFIX dev IF`). Idempotent: an address (or interface) already gone is not an
     /// error.
+    ///
+    /// # Errors
+    /// [`VipError::PermissionDenied`] without `CAP_NET_ADMIN`; [`VipError::Netlink`] when the
+    /// link lookup or `RTM_DELADDR` fails otherwise.
     pub async fn release(&mut self) -> Result<ReleaseReport, VipError> {
         let start = Instant::now();
         self.stop_announcing();
@@ -354,7 +373,10 @@ impl Vip {
     }
 
     /// Whether the address is on the interface now (equivalent to `ip addr show dev IF to
-    /// ADDR`).
+    /// ADDR`). A missing interface is `false`.
+    ///
+    /// # Errors
+    /// [`VipError::Netlink`] when the link or address dump fails.
     pub async fn is_held(&self) -> Result<bool, VipError> {
         let link = match link_by_name(&self.handle, &self.iface).await {
             Ok(l) => l,
@@ -369,6 +391,10 @@ impl Vip {
 
     /// Watches the address and its interface (equivalent to `ip monitor link address`): see
     /// [`VipEvent`](crate::VipEvent).
+    ///
+    /// # Errors
+    /// [`VipError::UnknownInterface`] when the interface does not exist now;
+    /// [`VipError::Netlink`] / [`VipError::Io`] when the multicast socket cannot be set up.
     pub async fn watch(&self) -> Result<VipWatch, VipError> {
         let link = link_by_name(&self.handle, &self.iface).await?;
         VipWatch::new(link.index, &self.iface, self.addr).await

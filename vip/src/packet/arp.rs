@@ -117,6 +117,9 @@ impl ArpPacket {
     }
 
     /// Decodes the ARP payload of an Ethernet frame. Only Ethernet/IPv4 ARP is accepted.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when `buf` is shorter than 28 bytes or is not Ethernet/IPv4 ARP.
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
         const L: &str = "arp";
         let htype = be16(buf, 0, L)?;

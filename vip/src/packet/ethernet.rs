@@ -75,6 +75,9 @@ pub struct EthernetFrame<'a> {
 
 impl<'a> EthernetFrame<'a> {
     /// Decodes a frame as read from an `AF_PACKET`/`SOCK_RAW` socket.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when `buf` is shorter than the 14-byte header.
     pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
         const L: &str = "ethernet";
         let dst = MacAddr(take::<6>(buf, 0, L)?);

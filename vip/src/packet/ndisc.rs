@@ -189,6 +189,10 @@ impl NdiscPacket {
 
     /// Decodes an IPv6 packet (the payload of an Ethernet frame of type 0x86dd) that must hold
     /// an NS or NA directly after the fixed header; verifies length, code and checksum.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for a truncated packet, another next header or ICMPv6 type, a nonzero
+    /// code, a bad checksum or a malformed option.
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
         const L: &str = "ipv6";
         let [vtc, ..] = take::<4>(buf, 0, L)?;

@@ -124,6 +124,8 @@ pub struct Cycle {
     pub address_without_target_injected_ms: Option<f64>,
     /// Watch samples logged in the cycle's window per node (a, b): changes plus 1 s heartbeats.
     pub watch_lines: [usize; 2],
+    /// Alarms the agents logged during the cycle (`node: line`): reported, not judged here.
+    pub agent_alarms: Vec<String>,
     /// Invariant violations seen (empty = good).
     pub violations: Vec<String>,
 }
@@ -168,6 +170,8 @@ pub struct SoakReport {
     pub torn: u64,
     /// Invariant violations (must be empty).
     pub violations: Vec<String>,
+    /// Alarms the agents logged (`#cycle node: line`), for the reader to judge.
+    pub agent_alarms: Vec<String>,
     /// Per kind.
     pub by_kind: BTreeMap<String, KindSummary>,
     /// Every cycle.
@@ -495,6 +499,7 @@ struct Run<'a> {
     watch: [Watcher; 2],
     rng: Rng,
     kill_windows: Vec<(f64, f64)>,
+    alarms_seen: [usize; 2],
 }
 
 impl Run<'_> {
@@ -503,6 +508,27 @@ impl Run<'_> {
             self.lab.node(self.primary)?,
             self.lab.node(1 - self.primary)?,
         ))
+    }
+
+    /// Alarm lines the agents logged since the last call (the log restarts after a power loss).
+    fn new_alarms(&mut self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for i in 0..2 {
+            let n = self.lab.node(i)?;
+            if n.pid().is_none() {
+                continue;
+            }
+            let o = n.run(&format!(
+                "grep -a 'alarm' {} 2>/dev/null | tr -d '\\033' | sed 's/\\[[0-9;]*m//g'",
+                al::AGENT_LOG
+            ))?;
+            let lines: Vec<&str> = o.stdout.lines().collect();
+            for l in lines.iter().skip(self.alarms_seen[i]) {
+                out.push(format!("{}: {}", n.name(), l.trim()));
+            }
+            self.alarms_seen[i] = lines.len();
+        }
+        Ok(out)
     }
 
     fn pull_all(&mut self) -> Result<()> {
@@ -590,6 +616,7 @@ impl Run<'_> {
                 let served = unix_ms();
                 rejoin(self.lab, p, s, &self.r)?;
                 self.watch[self.primary] = Watcher::start(p)?;
+                self.alarms_seen[self.primary] = 0;
                 self.primary = 1 - self.primary;
                 format!(
                     "{} powered off, {} serves; {} rejoined as Secondary {:.1} s later",
@@ -646,6 +673,7 @@ pub fn soak_on(lab: &Lab, opts: &SoakOpts) -> Result<SoakReport> {
         watch,
         rng: Rng(opts.seed | 1),
         kill_windows: Vec::new(),
+        alarms_seen: [0, 0],
     };
     let mut cycles: Vec<Cycle> = Vec::new();
     let mut error = None;
@@ -668,7 +696,12 @@ pub fn soak_on(lab: &Lab, opts: &SoakOpts) -> Result<SoakReport> {
                         c.watch_lines[1],
                         c.address_without_target_injected_ms
                             .map(|ms| format!(", address held while tgtd down {ms:.0} ms"))
-                            .unwrap_or_default(),
+                            .unwrap_or_default()
+                            + &if c.agent_alarms.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", agent alarms {:?}", c.agent_alarms)
+                            },
                         if c.violations.is_empty() {
                             String::new()
                         } else {
@@ -722,6 +755,10 @@ pub fn soak_on(lab: &Lab, opts: &SoakOpts) -> Result<SoakReport> {
             .iter()
             .flat_map(|c| c.violations.iter().map(move |v| format!("#{}: {v}", c.n)))
             .collect(),
+        agent_alarms: cycles
+            .iter()
+            .flat_map(|c| c.agent_alarms.iter().map(move |a| format!("#{} {a}", c.n)))
+            .collect(),
         by_kind: summary(&cycles),
         cycles,
         error,
@@ -746,6 +783,7 @@ fn one_cycle(run: &mut Run, n: usize, kind: Kind) -> Result<Cycle> {
         .clone()
         .ok_or_else(|| anyhow!("ledger verify report without a verify pass"))?;
     run.pull_all()?;
+    let agent_alarms = run.new_alarms()?;
     let end = unix_ms();
     let names = [run.lab.node(0)?.name(), run.lab.node(1)?.name()];
     let (violations, injected) = check_watch(
@@ -790,6 +828,7 @@ fn one_cycle(run: &mut Run, n: usize, kind: Kind) -> Result<Cycle> {
                 .filter(|w| w.t >= start && w.t <= end)
                 .count()
         }),
+        agent_alarms,
         violations,
     })
 }
@@ -839,6 +878,12 @@ fn write_report(rep: &SoakReport) -> Result<()> {
     }
     for v in &rep.violations {
         md.push_str(&format!("\n- VIOLATION {v}"));
+    }
+    if !rep.agent_alarms.is_empty() {
+        md.push_str("\n\nAlarms the agents logged:\n");
+        for a in &rep.agent_alarms {
+            md.push_str(&format!("\n- {a}"));
+        }
     }
     std::fs::write(dir.join("soak.md"), md)?;
     println!("reports: {}/soak.json, soak.md", dir.display());

@@ -193,7 +193,7 @@ impl SoakReport {
     }
 }
 
-/// xorshift64: the stage choice only needs to be varied and reproducible from the seed.
+/// xorshift64*: the stage choice only needs to be varied and reproducible from the seed.
 struct Rng(u64);
 
 impl Rng {
@@ -201,7 +201,9 @@ impl Rng {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        v.get((self.0 % v.len().max(1) as u64) as usize)
+        // xorshift64*: the multiply spreads the state into the high bits used here.
+        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32;
+        v.get((x % v.len().max(1) as u64) as usize)
     }
 }
 

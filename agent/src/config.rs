@@ -168,6 +168,47 @@ pub struct Manage {
     /// Replication protocol: `A`, `B` or `C`.
     #[serde(default = "default_protocol")]
     pub protocol: String,
+    /// DRBD `ping-int`, seconds (1-120): an idle connection pings the peer this often, so a
+    /// dead peer is noticed within `ping_int_s` + `ping_timeout_ds` even without a promote
+    /// (docs/takeover.md).
+    #[serde(default = "default_ping_int")]
+    pub ping_int_s: u32,
+    /// DRBD `ping-timeout`, tenths of a second (1-300): an unanswered ping drops the
+    /// connection after it; a promote while the peer still looks Primary waits this long.
+    #[serde(default = "default_ping_timeout")]
+    pub ping_timeout_ds: u32,
+    /// DRBD `timeout`, tenths of a second (1-600): the wait for an answer to a data packet.
+    #[serde(default = "default_net_timeout")]
+    pub timeout_ds: u32,
+    /// DRBD `ko-count` (0-200, 0 = off): a peer that does not complete a write within
+    /// `ko_count` x `timeout_ds` is dropped, so writes stall at most that long.
+    #[serde(default = "default_ko_count")]
+    pub ko_count: u32,
+}
+
+/// Default `ping_int_s`: a silently dead peer is noticed within 2.5 s (DRBD's own 10 s would
+/// stall the survivor's writes up to 10.5 s); one small packet per 2 s costs nothing.
+pub const DEFAULT_PING_INT_S: u32 = 2;
+/// Default `ping_timeout_ds`: DRBD's 0.5 s, answered within a millisecond on a LAN while
+/// leaving room for a loaded peer (a spurious drop costs a resync).
+pub const DEFAULT_PING_TIMEOUT_DS: u32 = 5;
+/// Default `timeout_ds`: DRBD's 6 s; it only judges a live, slow peer.
+pub const DEFAULT_TIMEOUT_DS: u32 = 60;
+/// Default `ko_count`: 4 x 6 s = 24 s, below the 30 s SCSI command timeout of common
+/// initiators (DRBD's 7 gives 42 s, after the initiator has given up).
+pub const DEFAULT_KO_COUNT: u32 = 4;
+
+fn default_ping_int() -> u32 {
+    DEFAULT_PING_INT_S
+}
+fn default_ping_timeout() -> u32 {
+    DEFAULT_PING_TIMEOUT_DS
+}
+fn default_net_timeout() -> u32 {
+    DEFAULT_TIMEOUT_DS
+}
+fn default_ko_count() -> u32 {
+    DEFAULT_KO_COUNT
 }
 
 fn default_meta_disk() -> String {
@@ -442,6 +483,16 @@ impl Config {
                     }
                     if !matches!(m.protocol.as_str(), "A" | "B" | "C") {
                         return err(k("manage.protocol"), "must be \"A\", \"B\" or \"C\"");
+                    }
+                    for (f, v, lo, hi) in [
+                        ("manage.ping_int_s", m.ping_int_s, 1, 120),
+                        ("manage.ping_timeout_ds", m.ping_timeout_ds, 1, 300),
+                        ("manage.timeout_ds", m.timeout_ds, 1, 600),
+                        ("manage.ko_count", m.ko_count, 0, 200),
+                    ] {
+                        if !(lo..=hi).contains(&v) {
+                            return err(k(f), &format!("must be {lo}-{hi} (DRBD's limits)"));
+                        }
                     }
                     let local = m.local.parse::<SocketAddr>();
                     let peer = m.peer.parse::<SocketAddr>();

@@ -25,6 +25,9 @@ pub enum BackendError {
     /// The subsystem refused or failed the request.
     #[error("{0}")]
     Failed(String),
+    /// DRBD refused Primary because the peer is Primary (`SS_TWO_PRIMARIES`): nothing changed.
+    #[error("peer is DRBD Primary ({0})")]
+    PeerPrimary(String),
     /// The request did not complete in time.
     #[error("timed out after {0} ms")]
     Timeout(u64),

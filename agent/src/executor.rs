@@ -82,6 +82,9 @@ fn kind_of(steps: &[Step]) -> &'static str {
     }
 }
 
+/// How often one `drbd-primary` step asks DRBD (see [`Executor::primary`]).
+pub const PRIMARY_ATTEMPTS: u32 = 3;
+
 async fn within<F, O>(ms: u64, f: F) -> Result<O, BackendError>
 where
     F: Future<Output = Result<O, BackendError>>,
@@ -188,24 +191,14 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                                 "local disk is {}, not UpToDate",
                                 v.disk
                             )))
-                        } else if v.peer_role == Role::Primary {
+                        } else if v.peer_role == Role::Primary && !v.drbd_arbitrates() {
                             Err(BackendError::Failed("peer is DRBD Primary".into()))
                         } else {
                             Ok(())
                         }
                     }
                     Stage::DrbdUp => within(t.drbd_ms, self.drbd.up(r)).await,
-                    Stage::DrbdPrimary => {
-                        // Manage mode sets fencing resource-only and there is no fence-peer
-                        // handler, so DRBD refuses Primary without its peer (-7) unless forced;
-                        // the planner allowed this promote because the UpToDate disk lost its
-                        // peer while connected, so force exactly that case.
-                        let force = r.manage.is_some() && {
-                            let v = within(t.drbd_ms, self.drbd.status(r)).await?;
-                            !v.connection.handshaken() && v.disk == Disk::UpToDate
-                        };
-                        within(t.drbd_ms, self.drbd.primary(r, force)).await
-                    }
+                    Stage::DrbdPrimary => self.primary(r).await,
                     Stage::DrbdPrimaryForce => {
                         let v = within(t.drbd_ms, self.drbd.status(r)).await?;
                         let refuse = |m: String| Err(BackendError::Failed(m));
@@ -230,6 +223,58 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                     _ => Err(unknown()),
                 }
             }
+        }
+    }
+
+    /// DRBD Primary with DRBD's own arbitration as the guard against a second Primary: DRBD
+    /// pings the peer when asked and refuses while a live peer is Primary (`SS_TWO_PRIMARIES`,
+    /// after one retry of its own `ping-timeout` later). A refusal after which DRBD's state
+    /// moved (the peer was declared lost meanwhile) is asked again, at most
+    /// [`PRIMARY_ATTEMPTS`] times; an unchanged state keeps the refusal.
+    async fn primary(&self, r: &crate::config::Resource) -> Result<(), BackendError> {
+        let t = &self.config.timeouts;
+        // Only manage mode needs the state before the first request (see `force` below).
+        let mut before = match r.manage {
+            Some(_) => Some(within(t.drbd_ms, self.drbd.status(r)).await?),
+            None => None,
+        };
+        let mut attempt = 1;
+        loop {
+            // Manage mode sets fencing resource-only and there is no fence-peer handler, so
+            // DRBD refuses Primary without its peer (-7) unless forced; the planner allowed
+            // this promote because the UpToDate disk lost its peer while connected, so force
+            // exactly that case.
+            let force = r.manage.is_some()
+                && before
+                    .as_ref()
+                    .is_some_and(|v| !v.connection.handshaken() && v.disk == Disk::UpToDate);
+            let err = match within(t.drbd_ms, self.drbd.primary(r, force)).await {
+                Err(e @ BackendError::Timeout(_)) => return Err(e),
+                Err(e) => e,
+                ok => return ok,
+            };
+            if attempt >= PRIMARY_ATTEMPTS {
+                return Err(err);
+            }
+            let now = within(t.drbd_ms, self.drbd.status(r)).await?;
+            if now.role == Role::Primary {
+                return Ok(());
+            }
+            // Without a view before the request (adopt mode), only DRBD's "peer is Primary"
+            // refusal says what it was.
+            let moved = match &before {
+                Some(b) => *b != now,
+                None => {
+                    matches!(err, BackendError::PeerPrimary(_)) && now.peer_role != Role::Primary
+                }
+            };
+            if !moved || !now.up {
+                return Err(err);
+            }
+            info!(resource = %r.name, error = %err, connection = %now.connection,
+                peer = %now.peer_role, "DRBD refused Primary and its state moved; asking again");
+            before = Some(now);
+            attempt += 1;
         }
     }
 
@@ -315,13 +360,15 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                     Err(e) => {
                         warn!(step = %s, error = %e, "step failed");
                         if failure.is_none() {
-                            failure = Some((s, e.to_string()));
+                            let refusal = matches!(e, BackendError::PeerPrimary(_));
+                            failure = Some((s, e.to_string(), refusal));
                         }
                     }
                 }
             }
-            if let Some((s, e)) = failure {
-                out.refused = matches!(s.stage, Stage::CheckResource | Stage::ProbeAddress);
+            if let Some((s, e, refusal)) = failure {
+                out.refused =
+                    refusal || matches!(s.stage, Stage::CheckResource | Stage::ProbeAddress);
                 let forward = s.stage.is_forward();
                 out.failed = Some((s, e));
                 if forward {

@@ -206,6 +206,44 @@ pub struct DrbdView {
     /// The local disk's fencing policy.
     #[serde(default)]
     pub fencing: Fencing,
+    /// The connection's peer-failure detection settings; `None` until read (DRBD's events do
+    /// not carry them, the status does).
+    #[serde(default)]
+    pub net: Option<DrbdNet>,
+}
+
+/// How DRBD notices a dead or stuck peer (`net_conf`), as read from DRBD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DrbdNet {
+    /// `ping-int`, seconds.
+    pub ping_int_s: u32,
+    /// `ping-timeout`, tenths of a second.
+    pub ping_timeout_ds: u32,
+    /// `timeout`, tenths of a second.
+    pub timeout_ds: u32,
+    /// `ko-count` (0 = off).
+    pub ko_count: u32,
+    /// `allow-two-primaries`.
+    pub allow_two_primaries: bool,
+}
+
+impl DrbdView {
+    /// DRBD itself refuses a second Primary here (`SS_TWO_PRIMARIES`): a connection is
+    /// configured without `allow-two-primaries`. Then a promote may be asked of DRBD while the
+    /// last view still shows the peer Primary: DRBD pings the peer at once and either refuses
+    /// (the peer is alive and Primary) or promotes once the peer is declared lost
+    /// (docs/takeover.md).
+    pub fn drbd_arbitrates(&self) -> bool {
+        self.net.is_some_and(|n| !n.allow_two_primaries)
+    }
+
+    /// This view with the settings events do not carry taken from `previous`.
+    fn merged(mut self, previous: &DrbdView) -> DrbdView {
+        if self.net.is_none() && self.up {
+            self.net = previous.net;
+        }
+        self
+    }
 }
 
 /// What was last observed of one resource's iSCSI target.
@@ -537,6 +575,7 @@ pub const WAITING_FOR_PEER: &str = "waiting for the peer";
 impl ResourceState {
     /// Follow a new DRBD view: what was seen since attach.
     fn observe(&mut self, view: DrbdView) {
+        let view = view.merged(&self.view.drbd);
         let d = &view;
         if !d.up || matches!(d.disk, Disk::Diskless | Disk::Attaching | Disk::DUnknown) {
             self.peer_seen = false;
@@ -566,7 +605,7 @@ impl ResourceState {
                 d.disk
             )));
         }
-        if d.peer_role == Role::Primary {
+        if d.peer_role == Role::Primary && !d.drbd_arbitrates() {
             return Err(Notice::Refuse(format!("{name}: peer is DRBD Primary")));
         }
         // StandAlone: the link was torn down on purpose or by a failed handshake (a split brain
@@ -973,6 +1012,7 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                         view.disk
                     )));
                 }
+                let view = view.merged(&r.view.drbd);
                 if r.view.drbd != view {
                     // New information: a failed transition may be retried.
                     state.blocked = None;
@@ -1020,6 +1060,11 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
             None => return (state, pre),
         },
         Event::Executed(out) => {
+            let before: Vec<DrbdView> = state
+                .resources
+                .values()
+                .map(|r| r.view.drbd.clone())
+                .collect();
             match &out.snapshot {
                 Some(s) => state.apply_snapshot(s),
                 None => {
@@ -1037,8 +1082,19 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                 } else {
                     pre.push(Action::Alarm(text.clone()));
                 }
-                state.blocked = Some(text);
-                return (state, pre);
+                // DRBD refused a promote and its state has moved since (the peer was declared
+                // lost while the request waited): that is the next event; plan again at once.
+                let moved = failed.stage == Stage::DrbdPrimary
+                    && out.snapshot.is_some()
+                    && state
+                        .resources
+                        .values()
+                        .map(|r| &r.view.drbd)
+                        .ne(before.iter());
+                if !moved {
+                    state.blocked = Some(text);
+                    return (state, pre);
+                }
             }
         }
         Event::Tick => {

@@ -83,6 +83,55 @@ pub struct Status {
     /// Resources with a split brain reported by DRBD (`status` then exits non-zero).
     #[serde(default)]
     pub split_brain: Vec<String>,
+    /// DRBD settings of adopted resources that slow down noticing a dead peer or a takeover
+    /// (docs/takeover.md); manage mode sets them itself.
+    #[serde(default)]
+    pub detection_warnings: Vec<String>,
+}
+
+/// Why DRBD's net settings of an adopted resource make failure handling slow or unguarded.
+fn detection_warnings(config: &Config, state: &State) -> Vec<String> {
+    use crate::config::{Mode, DEFAULT_KO_COUNT, DEFAULT_PING_INT_S, DEFAULT_TIMEOUT_DS};
+    let mut out = Vec::new();
+    for r in config.resources.iter().filter(|r| r.mode == Mode::Adopt) {
+        let Some(n) = state.resources.get(&r.name).and_then(|s| s.view.drbd.net) else {
+            continue;
+        };
+        let name = &r.name;
+        if n.allow_two_primaries {
+            out.push(format!(
+                "{name}: allow-two-primaries is on, so DRBD does not refuse a second Primary; \
+                 the agent then waits until DRBD declares a Primary peer lost"
+            ));
+        }
+        if n.ping_int_s > 2 * DEFAULT_PING_INT_S {
+            out.push(format!(
+                "{name}: ping-int {} s: a dead peer is noticed only after up to {:.1} s \
+                 (a Primary's writes stall that long); recommended {DEFAULT_PING_INT_S}",
+                n.ping_int_s,
+                f64::from(n.ping_int_s) + f64::from(n.ping_timeout_ds) / 10.0
+            ));
+        }
+        if n.ping_timeout_ds > 10 {
+            out.push(format!(
+                "{name}: ping-timeout {:.1} s: every takeover after a power loss waits it; \
+                 recommended 0.5",
+                f64::from(n.ping_timeout_ds) / 10.0
+            ));
+        }
+        let ko_s = f64::from(n.ko_count) * f64::from(n.timeout_ds) / 10.0;
+        if n.ko_count == 0 || ko_s >= 30.0 {
+            out.push(format!(
+                "{name}: ko-count {} x timeout {:.1} s: writes to a stuck peer may stall past \
+                 an initiator's 30 s command timeout; recommended ko-count {DEFAULT_KO_COUNT} \
+                 with timeout {:.1} s",
+                n.ko_count,
+                f64::from(n.timeout_ds) / 10.0,
+                f64::from(DEFAULT_TIMEOUT_DS) / 10.0
+            ));
+        }
+    }
+    out
 }
 
 /// A resource waiting for its peer before it may promote.
@@ -174,6 +223,7 @@ impl Status {
                 })
                 .collect(),
             split_brain: state.split_brains(),
+            detection_warnings: detection_warnings(config, state),
         }
     }
 
@@ -214,6 +264,9 @@ impl Status {
         }
         for r in &self.split_brain {
             let _ = writeln!(o, "SPLIT BRAIN on {r}: see `iscsi-ha split-brain`");
+        }
+        for w in &self.detection_warnings {
+            let _ = writeln!(o, "warning: {w}");
         }
         for r in &self.resources {
             let d = &r.drbd;

@@ -162,6 +162,18 @@ fn semantic_errors_point_at_the_key() {
             "\"A\", \"B\" or \"C\"",
         ),
         (
+            "ping_int_s = 2 ",
+            "ping_int_s = 0 ",
+            "resource[0].manage.ping_int_s",
+            "1-120",
+        ),
+        (
+            "ko_count = 4 ",
+            "ko_count = 201 ",
+            "resource[0].manage.ko_count",
+            "0-200",
+        ),
+        (
             "peer = \"10.10.10.2:7789\"",
             "peer = \"10.10.10.2\"",
             "resource[0].manage.peer",

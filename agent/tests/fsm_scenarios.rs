@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use agent::fsm::{
-    step, Action, Authority, Command, Connection, Disk, DrbdView, Event, Fencing, Outcome,
+    step, Action, Authority, Command, Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Outcome,
     ResourceView, Role, Snapshot, Stage, State, Step, TargetState, TargetView,
 };
 
@@ -61,6 +61,19 @@ fn tstate(s: &str) -> TargetState {
     }
 }
 
+/// `net=`: `none` (not read), `single` (DRBD refuses a second Primary) or `two-primaries`.
+fn net(s: &str) -> Option<DrbdNet> {
+    match s {
+        "none" => None,
+        "single" => Some(DrbdNet::default()),
+        "two-primaries" => Some(DrbdNet {
+            allow_two_primaries: true,
+            ..DrbdNet::default()
+        }),
+        o => panic!("bad net {o}"),
+    }
+}
+
 fn pair(s: &str) -> (&str, &str) {
     s.split_once('/')
         .unwrap_or_else(|| panic!("expected A/B, got {s}"))
@@ -78,6 +91,7 @@ fn set_kv(v: &mut DrbdView, kv: &str) {
         "conn" => v.connection = conn(val),
         "up" => v.up = val == "true",
         "fencing" => v.fencing = fencing(val),
+        "net" => v.net = net(val),
         o => panic!("bad drbd key {o}"),
     }
 }
@@ -113,6 +127,7 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                         disk: disk(d),
                         peer_disk: disk(pd),
                         fencing: Fencing::Unknown,
+                        net: None,
                     },
                     target: TargetView::default(),
                 };
@@ -125,6 +140,8 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                         view.drbd.connection = conn(c);
                     } else if let Some(f) = w.strip_prefix("fencing=") {
                         view.drbd.fencing = fencing(f);
+                    } else if let Some(n) = w.strip_prefix("net=") {
+                        view.drbd.net = net(n);
                     } else {
                         return Err(at(format!("bad observe word {w}")));
                     }
@@ -223,8 +240,11 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                             undo.sort_by_key(|s| s.stage);
                             out.applied = done;
                             out.applied.extend(undo);
-                            out.refused =
-                                matches!(stage, Stage::CheckResource | Stage::ProbeAddress);
+                            out.refused = words.contains(&"refused")
+                                || matches!(stage, Stage::CheckResource | Stage::ProbeAddress);
+                            if words.contains(&"snapshot") {
+                                out.snapshot = Some(snap.clone());
+                            }
                             out.failed = Some((failed, "injected".into()));
                         }
                         Event::Executed(out)

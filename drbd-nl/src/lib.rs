@@ -78,4 +78,4 @@ pub use request::{
 pub use ret_code::{ReplyCode, RetCode, StateRv};
 pub use sockaddr::SockAddr;
 pub use state::{ConnState, DiskState, Role, SibReason, State, SuspendFlags};
-pub use status::DeviceStatus;
+pub use status::{DeviceStatus, NetTimeouts};

@@ -1,7 +1,7 @@
 //! Typed status of one DRBD device (or a resource without volumes), read
 //! from a GET_STATUS reply or a DRBD_EVENT broadcast.
 
-use crate::attr::{CfgContext, DiskConf, DrbdAttr, StateInfo};
+use crate::attr::{CfgContext, DiskConf, DrbdAttr, NetConf, StateInfo};
 use crate::error::DrbdError;
 use crate::header::MINOR_NONE;
 use crate::message::DrbdMessage;
@@ -49,6 +49,58 @@ pub struct DeviceStatus {
     /// The disk's fencing policy (`disk_conf.fencing`: 0 dont-care, 1 resource-only,
     /// 2 resource-and-stonith), present in GET_STATUS replies while a disk is attached.
     pub fencing: Option<u32>,
+    /// The connection's peer-failure detection settings (`net_conf`), present in GET_STATUS
+    /// replies while a connection is configured (not in state-change events).
+    pub net: Option<NetTimeouts>,
+}
+
+/// How DRBD 8.4 notices a dead or stuck peer (`net_conf`; `drbdsetup-84 show` prints them in
+/// its `net` section). Fields the kernel did not send keep DRBD's defaults (`drbd_limits.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NetTimeouts {
+    /// `ping-int`, seconds (default 10): an idle connection sends a ping this often.
+    pub ping_int_s: u32,
+    /// `ping-timeout`, tenths of a second (default 5): a ping not answered within it drops
+    /// the connection. A `primary` request sends a ping at once and, refused because the
+    /// peer is Primary, retries once after `ping-timeout` + 0.1 s.
+    pub ping_timeout_ds: u32,
+    /// `timeout`, tenths of a second (default 60): the wait for an answer to a data packet.
+    pub timeout_ds: u32,
+    /// `ko-count` (default 7, 0 = off): a peer that does not complete a write within
+    /// `ko-count` x `timeout` is expelled.
+    pub ko_count: u32,
+    /// `allow-two-primaries` (default off): with it DRBD no longer refuses a second Primary.
+    pub two_primaries: bool,
+}
+
+impl Default for NetTimeouts {
+    fn default() -> Self {
+        NetTimeouts {
+            ping_int_s: 10,
+            ping_timeout_ds: 5,
+            timeout_ds: 60,
+            ko_count: 7,
+            two_primaries: false,
+        }
+    }
+}
+
+impl NetTimeouts {
+    fn from_fields<'a>(fields: impl Iterator<Item = &'a NetConf>) -> NetTimeouts {
+        let mut n = NetTimeouts::default();
+        for f in fields {
+            match f {
+                NetConf::PingInt(v) => n.ping_int_s = *v,
+                NetConf::PingTimeo(v) => n.ping_timeout_ds = *v,
+                NetConf::Timeout(v) => n.timeout_ds = *v,
+                NetConf::KoCount(v) => n.ko_count = *v,
+                NetConf::TwoPrimaries(v) => n.two_primaries = *v,
+                _ => {}
+            }
+        }
+        n
+    }
 }
 
 impl DeviceStatus {
@@ -73,6 +125,7 @@ impl DeviceStatus {
             uuids: None,
             disk_flags: None,
             fencing: None,
+            net: None,
         };
         if let Some(ctx) = msg.cfg_context() {
             for f in ctx {
@@ -107,6 +160,10 @@ impl DeviceStatus {
                     DiskConf::Fencing(v) => Some(*v),
                     _ => None,
                 }),
+                _ => None,
+            });
+            s.net = msg.attrs.iter().find_map(|a| match a {
+                DrbdAttr::NetConf(set) => Some(NetTimeouts::from_fields(set.iter())),
                 _ => None,
             });
             if s.state.is_none() {

@@ -86,9 +86,11 @@ pub fn drbd84_attach(node: &Node, r: &Resource, create_md: bool) -> Result<()> {
 
 /// `drbdsetup-84 connect` from `node` to `peer` (protocol C). `--connect-int=1`: when both sides
 /// connect at the same moment the handshake can lose the race and would wait the default 10 s.
+/// The peer-failure detection settings are the agent's documented recommendation
+/// ([`DRBD_NET_OPTIONS`], docs/takeover.md).
 pub fn drbd84_connect(node: &Node, peer: &Node, r: &Resource) -> Result<()> {
     node.run_ok(&format!(
-        "drbdsetup-84 connect {n} ipv4:{me}:{p} ipv4:{peer}:{p} --protocol=C --connect-int=1",
+        "drbdsetup-84 connect {n} ipv4:{me}:{p} ipv4:{peer}:{p} --protocol=C --connect-int=1 {DRBD_NET_OPTIONS}",
         n = r.name,
         me = node.ip(),
         peer = peer.ip(),
@@ -96,6 +98,10 @@ pub fn drbd84_connect(node: &Node, peer: &Node, r: &Resource) -> Result<()> {
     ))?;
     Ok(())
 }
+
+/// DRBD's peer-failure detection options as docs/takeover.md recommends them (the agent's
+/// manage-mode defaults): ping-int 2 s, ping-timeout 0.5 s, timeout 6 s, ko-count 4.
+pub const DRBD_NET_OPTIONS: &str = "--ping-int=2 --ping-timeout=5 --timeout=60 --ko-count=4";
 
 /// The `cs:` line of `/proc/drbd` for the resource's minor.
 pub fn proc_drbd_line(node: &Node, r: &Resource) -> Result<String> {

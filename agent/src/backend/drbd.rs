@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 
 use drbd_nl::{
-    AfterSbPolicy, DeviceStatus, DrbdError, DrbdEvent, DrbdHandle, FencingPolicy, RetCode,
-    SibReason,
+    AfterSbPolicy, DeviceStatus, DrbdError, DrbdEvent, DrbdHandle, FencingPolicy, NetConf, RetCode,
+    SibReason, StateRv,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
@@ -13,7 +13,7 @@ use tracing::warn;
 use super::{Drbd, Generations};
 use crate::config::{Config, Resource};
 use crate::error::BackendError;
-use crate::fsm::{Connection, Disk, DrbdView, Event, Fencing, Role};
+use crate::fsm::{Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role};
 
 /// The policies a managed resource gets (see `docs/stale-data-and-split-brain.md`): fencing
 /// `resource-only`, so DRBD keeps a rebooted node's disk Consistent instead of UpToDate, and
@@ -158,6 +158,13 @@ pub fn view_of(s: &DeviceStatus) -> Option<DrbdView> {
         disk: disk(st.disk),
         peer_disk: disk(st.pdsk),
         fencing: s.fencing.map(Fencing::from_nl).unwrap_or_default(),
+        net: s.net.map(|n| DrbdNet {
+            ping_int_s: n.ping_int_s,
+            ping_timeout_ds: n.ping_timeout_ds,
+            timeout_ds: n.timeout_ds,
+            ko_count: n.ko_count,
+            allow_two_primaries: n.two_primaries,
+        }),
     })
 }
 
@@ -218,6 +225,11 @@ impl Drbd for NetlinkDrbd {
             h.connect_peer(&res.name, local, peer)
                 .protocol(protocol)
                 .after_split_brain(MANAGED_AFTER_SB, MANAGED_AFTER_SB, MANAGED_AFTER_SB)
+                // Peer-failure detection (docs/takeover.md).
+                .option(NetConf::PingInt(m.ping_int_s))
+                .option(NetConf::PingTimeo(m.ping_timeout_ds))
+                .option(NetConf::Timeout(m.timeout_ds))
+                .option(NetConf::KoCount(m.ko_count))
                 .execute()
                 .await
                 .map_err(err)?;
@@ -226,12 +238,12 @@ impl Drbd for NetlinkDrbd {
     }
 
     async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
-        self.handle
-            .primary(res.minor)
-            .force(force)
-            .execute()
-            .await
-            .map_err(err)
+        match self.handle.primary(res.minor).force(force).execute().await {
+            Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
+                Err(BackendError::PeerPrimary(e.to_string()))
+            }
+            r => r.map_err(err),
+        }
     }
 
     async fn generations(&self, res: &Resource) -> Result<Generations, BackendError> {

@@ -230,7 +230,7 @@ impl Drbd for Memory {
             return Ok(());
         }
         if d.peer_role == Role::Primary {
-            return Err(BackendError::Failed(
+            return Err(BackendError::PeerPrimary(
                 "State change failed: (-1) Multiple primaries not allowed by config".into(),
             ));
         }

@@ -20,11 +20,12 @@
 //!
 //! # Choices
 //!
-//! - **8.4 first.** The family version is read from nlctrl; anything but
-//!   version 1 (DRBD 9 reports 2, and advertises op 44 `NEW_PEER`) is refused
-//!   with [`DrbdError::UnsupportedApi`] instead of being misparsed. Public
-//!   enums are `#[non_exhaustive]` and use DRBD's own names so a DRBD 9
-//!   backend can be added beside this one.
+//! - **Both APIs, told apart by the family version.** nlctrl's version is 1
+//!   for DRBD 8.4 and 2 for DRBD 9 (which also advertises op 44 `NEW_PEER`).
+//!   [`DrbdHandle`] speaks 8.4 and refuses 9 with [`DrbdError::UnsupportedApi`]
+//!   instead of misparsing it; [`v9::Drbd9Handle`] speaks DRBD 9 (its own
+//!   attribute sets and state enums in [`v9`]); [`v9::AnyHandle::connect`]
+//!   picks one. Public enums are `#[non_exhaustive]` and use DRBD's own names.
 //! - **One netlink stack: `netlink-proto` 0.14 + `netlink-packet-generic`,
 //!   not `genetlink`.** `genetlink` 0.3 pulls `netlink-proto` 0.13 beside
 //!   rtnetlink's 0.14, so the workspace would carry two. What genetlink adds

@@ -1,48 +1,229 @@
-//! DRBD 9 in the lab: a pair of guests running the DRBD 9.3.3 module built from source comes up
-//! with node ids, a peer and a path each (Debian's DRBD 9 `drbdsetup` as the oracle), connects,
-//! and replicates: a marker written on `a` while Primary is read on `b` after a switchover.
-//! Own lab (the shared one runs 8.4). Needs root, QEMU and the DRBD 9 build prerequisites.
+//! DRBD 9 in the lab, on one shared two-node lab running the DRBD 9.3.3 module built from source:
+//! a pair brought up with node ids, a peer and a path each (Debian's DRBD 9 `drbdsetup` as the
+//! oracle) connects and replicates; drbd-nl's DRBD 9 API (`drbd9-lab` in the guests) reads the
+//! same status as drbdsetup, promotes and demotes, is refused a second Primary, reports role and
+//! connection changes as events, and sees the peer's loss. Needs root, QEMU and the DRBD 9 build
+//! prerequisites (`lab::drbd9::require_lab9`); build the guest binaries first
+//! (`cargo build -p tests --bins`).
 
-use lab::bringup::{read_marker, write_marker, Resource};
-use lab::drbd9::{bringup, DrbdVersion};
-use lab::{Lab, LabConfig};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use lab::bringup::{read_marker, wait_until, write_marker, Resource};
+use lab::drbd9::bringup::{self, nl, nl_run};
+use lab::{Lab, Node};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The shared DRBD 9 lab with a fresh, connected, UpToDate pair (both Secondary), or `None`
+/// (SKIP) outside CI when prerequisites are missing.
+fn pair() -> Option<(MutexGuard<'static, ()>, &'static Lab, Resource)> {
+    if !lab::drbd9::require_lab9() {
+        return None;
+    }
+    let g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = lab::drbd9::shared_lab().unwrap_or_else(|e| panic!("{e:#}"));
+    let r = Resource::default();
+    let (a, b) = nodes(lab);
+    let up = || -> anyhow::Result<()> {
+        bringup::reset(a, &r)?;
+        bringup::reset(b, &r)?;
+        bringup::pair_up(a, b, &r)
+    };
+    if let Err(e) = up() {
+        panic!("DRBD 9 pair up: {e:#}\n{}", lab.logs_tail(30));
+    }
+    Some((g, lab, r))
+}
+
+fn nodes(lab: &Lab) -> (&Node, &Node) {
+    (lab.node(0).expect("node a"), lab.node(1).expect("node b"))
+}
+
+fn check(lab: &Lab, r: anyhow::Result<()>) {
+    if let Err(e) = r {
+        panic!("{e:#}\n{}", lab.logs_tail(30));
+    }
+}
+
+/// The `exists resource` line of drbdsetup's snapshot says `role:<role>`.
+fn oracle_role(node: &Node, r: &Resource, role: &str) -> anyhow::Result<()> {
+    let ev = bringup::events_now(node, r)?;
+    anyhow::ensure!(
+        ev.lines()
+            .any(|l| l.starts_with("exists resource") && l.contains(&format!("role:{role} "))),
+        "node {}: drbdsetup says not {role}:\n{ev}",
+        node.name()
+    );
+    Ok(())
+}
 
 #[test]
 fn drbd9_pair_connects_and_replicates() {
-    if !lab::drbd9::require_lab9() {
-        return;
-    }
-    let lab = Lab::start_with(LabConfig {
-        drbd: Some(DrbdVersion::V9),
-        ..LabConfig::default()
-    })
-    .unwrap_or_else(|e| panic!("DRBD 9 lab: {e:#}"));
-    let (a, b) = (lab.node(0).unwrap(), lab.node(1).unwrap());
-    for n in [a, b] {
-        let v = n.run_ok("head -1 /proc/drbd").unwrap().stdout;
-        assert!(v.contains("version: 9.3.3"), "node {}: {v}", n.name());
-    }
-    let r = Resource::default();
-    let run = || -> anyhow::Result<()> {
-        bringup::pair_up(a, b, &r)?;
-        bringup::primary(a, &r)?;
-        let marker = "drbd9-replicated-from-a";
-        write_marker(a, &r.device(), marker)?;
-        bringup::secondary(a, &r)?;
-        bringup::primary(b, &r)?;
-        let got = read_marker(b, &r.device(), marker.len())?;
-        anyhow::ensure!(got == marker, "b read {got:?}, a wrote {marker:?}");
-        let ev = bringup::events_now(b, &r)?;
-        anyhow::ensure!(
-            ev.lines()
-                .any(|l| l.starts_with("exists resource") && l.contains("role:Primary")),
-            "b not Primary: {ev}"
-        );
-        bringup::secondary(b, &r)?;
-        bringup::down(a, &r)?;
-        bringup::down(b, &r)
-    };
-    if let Err(e) = run() {
-        panic!("{e:#}\n{}", lab.logs_tail(30));
-    }
+    let Some((_g, lab, r)) = pair() else { return };
+    let (a, b) = nodes(lab);
+    check(
+        lab,
+        (|| {
+            for n in [a, b] {
+                let v = n.run_ok("head -1 /proc/drbd")?.stdout;
+                anyhow::ensure!(v.contains("version: 9.3.3"), "node {}: {v}", n.name());
+            }
+            bringup::primary(a, &r)?;
+            let marker = "drbd9-replicated-from-a";
+            write_marker(a, &r.device(), marker)?;
+            bringup::secondary(a, &r)?;
+            bringup::primary(b, &r)?;
+            let got = read_marker(b, &r.device(), marker.len())?;
+            anyhow::ensure!(got == marker, "b read {got:?}, a wrote {marker:?}");
+            oracle_role(b, &r, "Primary")?;
+            bringup::secondary(b, &r)
+        })(),
+    );
+}
+
+#[test]
+fn drbdnl9_status_matches_drbdsetup() {
+    let Some((_g, lab, r)) = pair() else { return };
+    let (a, _) = nodes(lab);
+    check(
+        lab,
+        (|| {
+            let ours = nl(a, "status r0")?;
+            let oracle = bringup::events_now(a, &r)?;
+            for (want, oracle_has) in [
+                ("resource name:r0 role:Secondary suspended:no", "role:Secondary"),
+                ("device name:r0 volume:0 minor:1 disk:UpToDate quorum:yes", "disk:UpToDate"),
+                (
+                    "connection name:r0 peer-node-id:1 conn-name:b connection:Connected role:Secondary",
+                    "connection:Connected",
+                ),
+                (
+                    "peer-device name:r0 peer-node-id:1 volume:0 replication:Established peer-disk:UpToDate",
+                    "peer-disk:UpToDate",
+                ),
+                (
+                    "path name:r0 peer-node-id:1 local:ipv4:10.99.0.1:7789 peer:ipv4:10.99.0.2:7789 established:yes",
+                    "established:yes",
+                ),
+            ] {
+                anyhow::ensure!(ours.contains(want), "drbd9-lab status lacks {want:?}:\n{ours}");
+                anyhow::ensure!(oracle.contains(oracle_has), "drbdsetup lacks {oracle_has:?}:\n{oracle}");
+            }
+            // An unknown resource is an empty status, not an error (as drbdsetup's dumps).
+            let none = nl(a, "status r7")?;
+            anyhow::ensure!(none.trim().is_empty(), "status r7: {none}");
+            Ok(())
+        })(),
+    );
+}
+
+#[test]
+fn drbdnl9_promote_demote_and_two_primaries_refused() {
+    let Some((_g, lab, r)) = pair() else { return };
+    let (a, b) = nodes(lab);
+    check(
+        lab,
+        (|| {
+            nl(a, "primary r0")?;
+            oracle_role(a, &r, "Primary")?;
+            let o = nl_run(b, "primary r0")?;
+            anyhow::ensure!(
+                o.rc != 0 && o.stdout.contains("ERROR StateChange SS_TWO_PRIMARIES"),
+                "b promoted while a is Primary: rc {} {}",
+                o.rc,
+                o.stdout
+            );
+            oracle_role(b, &r, "Secondary")?;
+            let o = nl_run(a, "primary r7")?;
+            anyhow::ensure!(
+                o.stdout.contains("ERROR Kernel ERR_RES_NOT_KNOWN"),
+                "primary r7: {}",
+                o.stdout
+            );
+            nl(a, "secondary r0")?;
+            oracle_role(a, &r, "Secondary")?;
+            nl(b, "primary r0")?;
+            oracle_role(b, &r, "Primary")?;
+            nl(b, "secondary r0")?;
+            Ok(())
+        })(),
+    );
+}
+
+#[test]
+fn drbdnl9_events_report_role_changes() {
+    let Some((_g, lab, r)) = pair() else { return };
+    let (a, b) = nodes(lab);
+    check(
+        lab,
+        (|| {
+            a.run_ok(&format!(
+                "{} events 30 --now > /tmp/ev9.txt 2>&1 & echo $! > /tmp/ev9.pid",
+                Node::guest_bin("drbd9-lab")
+            ))?;
+            wait_until(
+                a,
+                "grep -q '^exists -' /tmp/ev9.txt",
+                "event snapshot",
+                Duration::from_secs(30),
+            )?;
+            nl(a, "primary r0")?;
+            bringup::secondary(a, &r)?;
+            bringup::primary(b, &r)?;
+            wait_until(
+                a,
+                "grep -q '^change connection name:r0 peer-node-id:1 conn-name:b connection:Connected role:Primary' /tmp/ev9.txt || { cat /tmp/ev9.txt; exit 1; }",
+                "peer Primary event",
+                Duration::from_secs(20),
+            )?;
+            bringup::secondary(b, &r)?;
+            wait_until(
+                a,
+                "grep -q '^change connection .*role:Secondary' /tmp/ev9.txt",
+                "peer Secondary event",
+                Duration::from_secs(20),
+            )?;
+            let ev = a.run_ok("cat /tmp/ev9.txt")?.stdout;
+            for want in [
+                "exists resource name:r0 role:Secondary",
+                "exists connection name:r0 peer-node-id:1 conn-name:b connection:Connected",
+                "change resource name:r0 role:Primary",
+                "change resource name:r0 role:Secondary",
+            ] {
+                anyhow::ensure!(ev.contains(want), "no {want:?} in events:\n{ev}");
+            }
+            anyhow::ensure!(!ev.contains("ERROR"), "undecodable events:\n{ev}");
+            a.run("kill $(cat /tmp/ev9.pid)").map(|_| ())
+        })(),
+    );
+}
+
+#[test]
+fn drbdnl9_sees_peer_loss_and_stays_primary() {
+    let Some((_g, lab, r)) = pair() else { return };
+    let (a, b) = nodes(lab);
+    check(
+        lab,
+        (|| {
+            nl(a, "primary r0")?;
+            b.kill()?;
+            wait_until(
+                a,
+                &format!(
+                    "{} status r0 | grep -q 'connection:Connecting'",
+                    Node::guest_bin("drbd9-lab")
+                ),
+                "connection lost",
+                Duration::from_secs(60),
+            )?;
+            let st = nl(a, "status r0")?;
+            anyhow::ensure!(st.contains("resource name:r0 role:Primary"), "{st}");
+            anyhow::ensure!(st.contains("peer-disk:DUnknown"), "{st}");
+            write_marker(a, &r.device(), "written-after-peer-loss")?;
+            nl(a, "secondary r0")?;
+            b.boot()?;
+            Ok(())
+        })(),
+    );
 }

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
+use futures::StreamExt;
+use netlink_packet_core::{NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_generic::{GenlHeader, GenlMessage};
 use netlink_proto::ConnectionHandle;
 
-use super::event::{Event, EventStream9};
+use super::event::{Event, EventStream9, Object};
 use super::message::{Drbd9Cmd, Drbd9Message, DRBD_API_VERSION_9};
 use super::sets::{CfgContext, Drbd9Attr, SetRoleParms};
 use super::status::{Connection, Device, Path, PeerDevice, Resource};
@@ -151,9 +152,7 @@ impl Drbd9Handle {
         dump: bool,
         context: &str,
     ) -> Result<Vec<Drbd9Message>, DrbdError> {
-        let mut genl = GenlMessage::from_payload(msg.clone());
-        genl.set_resolved_family_id(self.inner.family.id);
-        let raw = RawGenl::encode(self.inner.family.id, &genl);
+        let raw = self.encode(msg);
         let flags = if dump {
             NLM_F_REQUEST | NLM_F_DUMP
         } else {
@@ -161,6 +160,12 @@ impl Drbd9Handle {
         };
         let replies = connection::request(&self.inner.conn, raw, flags, context).await?;
         replies.iter().map(decode_raw9).collect()
+    }
+
+    fn encode(&self, msg: &Drbd9Message) -> RawGenl {
+        let mut genl = GenlMessage::from_payload(msg.clone());
+        genl.set_resolved_family_id(self.inner.family.id);
+        RawGenl::encode(self.inner.family.id, &genl)
     }
 
     /// Sends a doit request and checks its single reply ([`check_reply9`]).
@@ -181,8 +186,30 @@ impl Drbd9Handle {
         check_reply9(reply, context)
     }
 
-    /// A dump: every part checked, then typed by `read`.
+    /// Whether resource `name` exists (an unfiltered GET_RESOURCES, as drbdsetup 9 does first).
+    async fn resource_exists(&self, name: &str) -> Result<bool, DrbdError> {
+        Ok(!self.resources(Some(name)).await?.is_empty())
+    }
+
+    /// A dump: every part checked, then typed by `read`. DRBD 9.3.3 answers a per-resource dump
+    /// of an unknown resource with error parts forever (never NLMSG_DONE), so a named resource
+    /// is looked up first and an unknown one gives an empty list.
     async fn dump<T>(
+        &self,
+        cmd: Drbd9Cmd,
+        resource: Option<&str>,
+        read: fn(&Drbd9Message) -> Result<T, DrbdError>,
+    ) -> Result<Vec<T>, DrbdError> {
+        if let Some(name) = resource {
+            if !self.resource_exists(name).await? {
+                return Ok(Vec::new());
+            }
+        }
+        self.dump_parts(cmd, resource, read).await
+    }
+
+    /// The dump itself: every part checked, parts without CFG_CONTEXT skipped, the rest typed.
+    async fn dump_parts<T>(
         &self,
         cmd: Drbd9Cmd,
         resource: Option<&str>,
@@ -205,9 +232,10 @@ impl Drbd9Handle {
         Ok(out)
     }
 
-    /// Resources (one or all): the first line of `drbdsetup status`.
+    /// Resources (one or all): the first line of `drbdsetup status`. The kernel dumps all
+    /// resources whatever the context says; the filter is applied here.
     pub async fn resources(&self, resource: Option<&str>) -> Result<Vec<Resource>, DrbdError> {
-        self.dump(Drbd9Cmd::GetResources, resource, Resource::from_message)
+        self.dump_parts(Drbd9Cmd::GetResources, None, Resource::from_message)
             .await
             .map(|v| {
                 v.into_iter()
@@ -243,19 +271,51 @@ impl Drbd9Handle {
     /// The snapshot `drbdsetup events2 --now` prints: every object as an `exists` event, ending
     /// with [`super::Object::InitialStateDone`]. Subscribe ([`Drbd9Handle::events`]) first to
     /// miss nothing.
+    ///
+    /// The kernel sends this dump's parts without `NLM_F_MULTI`, so the transport ends the
+    /// request after the first one: the request goes out on a socket of its own and the rest
+    /// is read from that socket's unsolicited messages until INITIAL_STATE_DONE or NLMSG_DONE.
     pub async fn initial_state(&self, resource: Option<&str>) -> Result<Vec<Event>, DrbdError> {
         let context = "events2 --now";
-        let parts = self
-            .send(
-                &dump_request(Drbd9Cmd::GetInitialState, resource),
-                true,
-                context,
-            )
-            .await?;
-        parts
-            .into_iter()
-            .map(|p| Event::from_message(0, check_reply9(p, context)?))
-            .collect()
+        if let Some(name) = resource {
+            if !self.resource_exists(name).await? {
+                return Ok(Vec::new());
+            }
+        }
+        let conn = connection::open(None)?;
+        let mut rest = conn.unsolicited;
+        let raw = self.encode(&dump_request(Drbd9Cmd::GetInitialState, resource));
+        let first =
+            connection::request(&conn.handle, raw, NLM_F_REQUEST | NLM_F_DUMP, context).await?;
+        let mut events = Vec::new();
+        let mut push = |raw: &RawGenl, seq: u32| -> Result<bool, DrbdError> {
+            let e = Event::from_message(seq, check_reply9(decode_raw9(raw)?, context)?)?;
+            let done = e.object == Object::InitialStateDone;
+            events.push(e);
+            Ok(done)
+        };
+        let mut done = false;
+        for raw in &first {
+            done |= push(raw, 0)?;
+        }
+        while !done {
+            let Some((msg, _)) = rest.next().await else {
+                return Err(DrbdError::ConnectionClosed);
+            };
+            match msg.payload {
+                NetlinkPayload::InnerMessage(raw) => done = push(&raw, msg.header.sequence_number)?,
+                NetlinkPayload::Done(_) => done = true,
+                NetlinkPayload::Error(e) => {
+                    return Err(DrbdError::Netlink {
+                        context: context.into(),
+                        source: std::io::Error::from_raw_os_error(e.code.map_or(0, |c| -c.get())),
+                    })
+                }
+                _ => {}
+            }
+        }
+        drop(conn.task);
+        Ok(events)
     }
 
     /// Subscribes to the `events` multicast group on a new socket: the listening half of

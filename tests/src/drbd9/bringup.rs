@@ -113,3 +113,32 @@ pub fn down(node: &Node, r: &Resource) -> Result<()> {
     ))?;
     Ok(())
 }
+
+/// Runs the guest driver `drbd9-lab ARGS` (drbd-nl's DRBD 9 API) on `node`, whatever its result.
+pub fn nl_run(node: &Node, args: &str) -> Result<crate::Output> {
+    node.run(&format!("{} {args}", Node::guest_bin("drbd9-lab")))
+}
+
+/// Runs `drbd9-lab ARGS` on `node`; Err with its output unless it exits 0. Typed DRBD errors
+/// print as `ERROR Kernel <ERR_*>` / `ERROR StateChange <SS_*>`.
+pub fn nl(node: &Node, args: &str) -> Result<String> {
+    let o = nl_run(node, args)?;
+    if o.rc != 0 {
+        anyhow::bail!(
+            "node {}: drbd9-lab {args}: rc {}\n{}{}",
+            node.name(),
+            o.rc,
+            o.stdout,
+            o.stderr
+        );
+    }
+    Ok(o.stdout)
+}
+
+/// Powers `node` on if it is off and takes resource `r` down: a clean node for the next test.
+pub fn reset(node: &Node, r: &Resource) -> Result<()> {
+    if node.pid().is_none() {
+        node.boot()?;
+    }
+    down(node, r)
+}

@@ -384,6 +384,23 @@ fn build_modules(src: &Path, kdir: &Path, build: &Path, kver: &str, out: &Path) 
     Ok(())
 }
 
+/// The DRBD 9 lab shared by the tests of one test binary (like [`crate::Lab::shared`], which
+/// runs 8.4): started on first use, cleaned up at process exit.
+pub fn shared_lab() -> Result<&'static crate::Lab> {
+    static SHARED: std::sync::OnceLock<std::result::Result<crate::Lab, String>> =
+        std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            crate::Lab::start_with(crate::LabConfig {
+                drbd: Some(DrbdVersion::V9),
+                ..crate::LabConfig::default()
+            })
+            .map_err(|e| format!("{e:#}"))
+        })
+        .as_ref()
+        .map_err(|e| anyhow!("shared DRBD 9 lab failed to start: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

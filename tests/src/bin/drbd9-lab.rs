@@ -1,0 +1,204 @@
+//! Guest-side DRBD 9 driver for the lab: status, role changes and events through drbd-nl's DRBD 9
+//! API (`drbd_nl::v9`). Bring-up stays with DRBD 9's `drbdsetup` for now (`lab::drbd9::bringup`).
+//!
+//! ```text
+//! drbd9-lab status [RES]                 one line per object (events2 style: resource, device,
+//!                                        connection, peer-device, path)
+//! drbd9-lab primary RES [--force] | secondary RES
+//! drbd9-lab events SECONDS [--now]       print events for SECONDS (--now: snapshot first)
+//! drbd9-lab bench RES N                  N promote/demote cycles, JSON on stdout
+//! ```
+//! Errors print `ERROR <Kind> <CODE_NAME>: <text>` and exit 1, as `drbd-lab` does.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use drbd_nl::v9::{Connection, Device, Drbd9Handle, Event, Object, Path, PeerDevice, Resource};
+use drbd_nl::DrbdError;
+use futures::StreamExt;
+
+fn usage() -> ! {
+    eprintln!(
+        "{}",
+        include_str!("drbd9-lab.rs")
+            .lines()
+            .skip(4)
+            .take(7)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    std::process::exit(2)
+}
+
+fn report(e: &DrbdError) -> String {
+    match e {
+        DrbdError::Kernel { code, .. } => format!("ERROR Kernel {}: {e}", code.name()),
+        DrbdError::StateChange { code, .. } => format!("ERROR StateChange {}: {e}", code.name()),
+        other => format!("ERROR Other -: {other}"),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio: {e}");
+            std::process::exit(1)
+        }
+    };
+    if let Err(e) = rt.block_on(run(&args)) {
+        match e.downcast_ref::<DrbdError>() {
+            Some(d) => println!("{}", report(d)),
+            None => println!("ERROR Other -: {e:#}"),
+        }
+        std::process::exit(1)
+    }
+}
+
+fn resource_line(r: &Resource) -> String {
+    format!(
+        "resource name:{} role:{} suspended:{}",
+        r.name,
+        r.role,
+        if r.suspended() { "yes" } else { "no" }
+    )
+}
+
+fn device_line(d: &Device) -> String {
+    format!(
+        "device name:{} volume:{} minor:{} disk:{} quorum:{} open:{}",
+        d.resource,
+        d.volume,
+        d.minor.map_or("-".into(), |m| m.to_string()),
+        d.disk,
+        yes(d.quorum),
+        yes(d.open)
+    )
+}
+
+fn connection_line(c: &Connection) -> String {
+    format!(
+        "connection name:{} peer-node-id:{} conn-name:{} connection:{} role:{}",
+        c.resource,
+        c.peer_node_id,
+        c.name.as_deref().unwrap_or("-"),
+        c.state,
+        c.peer_role
+    )
+}
+
+fn peer_device_line(p: &PeerDevice) -> String {
+    format!(
+        "peer-device name:{} peer-node-id:{} volume:{} replication:{} peer-disk:{}",
+        p.resource, p.peer_node_id, p.volume, p.replication, p.peer_disk
+    )
+}
+
+fn path_line(p: &Path) -> String {
+    let a = |s: &Option<drbd_nl::SockAddr>| s.map_or("-".into(), |a| a.to_string());
+    format!(
+        "path name:{} peer-node-id:{} local:{} peer:{} established:{}",
+        p.resource,
+        p.peer_node_id,
+        a(&p.local),
+        a(&p.peer),
+        yes(p.established)
+    )
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn event_line(e: &Event) -> String {
+    let what = match &e.object {
+        Object::Resource(r) => resource_line(r),
+        Object::Device(d) => device_line(d),
+        Object::Connection(c) => connection_line(c),
+        Object::PeerDevice(p) => peer_device_line(p),
+        Object::Path(p) => path_line(p),
+        Object::Helper { name, status } => format!("helper name:{name} status:{status}"),
+        Object::InitialStateDone => "-".into(),
+        other => format!("{other:?}"),
+    };
+    format!("{} {what}", format!("{:?}", e.notify).to_lowercase())
+}
+
+async fn run(args: &[String]) -> Result<()> {
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| usage());
+    let cmd = arg(0);
+    let h = Drbd9Handle::connect().await?;
+    match cmd {
+        "status" => {
+            let res = args.get(1).map(String::as_str);
+            for r in h.resources(res).await? {
+                println!("{}", resource_line(&r));
+            }
+            for d in h.devices(res).await? {
+                println!("{}", device_line(&d));
+            }
+            for c in h.connections(res).await? {
+                println!("{}", connection_line(&c));
+            }
+            for p in h.peer_devices(res).await? {
+                println!("{}", peer_device_line(&p));
+            }
+            for p in h.paths(res).await? {
+                println!("{}", path_line(&p));
+            }
+        }
+        "primary" => {
+            let force = args.iter().any(|a| a == "--force");
+            h.primary(arg(1)).force(force).execute().await?;
+            println!("OK");
+        }
+        "secondary" => {
+            h.secondary(arg(1)).execute().await?;
+            println!("OK");
+        }
+        "events" => {
+            let secs: u64 = arg(1).parse().map_err(|_| anyhow!("SECONDS: a number"))?;
+            let mut stream = h.events().await?;
+            println!("OK listening");
+            if args.iter().any(|a| a == "--now") {
+                for e in h.initial_state(None).await? {
+                    println!("{}", event_line(&e));
+                }
+            }
+            let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+            while let Ok(Some(item)) = tokio::time::timeout_at(end, stream.next()).await {
+                match item {
+                    Ok(e) => println!("{}", event_line(&e)),
+                    Err(e) => println!("ERROR event: {e}"),
+                }
+            }
+        }
+        "bench" => {
+            let (res, n): (&str, usize) = (arg(1), arg(2).parse()?);
+            let mut primary = Vec::with_capacity(n);
+            let mut secondary = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t = Instant::now();
+                h.primary(res).execute().await?;
+                primary.push(t.elapsed().as_secs_f64() * 1e3);
+                let t = Instant::now();
+                h.secondary(res).execute().await?;
+                secondary.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            println!(
+                "{}",
+                serde_json::json!({"primary_ms": primary, "secondary_ms": secondary})
+            );
+        }
+        _ => usage(),
+    }
+    Ok(())
+}

@@ -221,6 +221,11 @@ pub struct CachingPage {
 
 /// Finds the Caching page in MODE SENSE(6) (`ten == false`) or MODE SENSE(10) parameter data and
 /// returns its WCE and RCD bits. Err on truncated or malformed data or a missing page.
+///
+/// Layout (SPC-4 7.5.5 mode parameter headers, 7.5.7 page_0 / sub_page formats; SBC-3 6.4.5):
+/// the header (4 bytes for (6), 8 for (10)) gives the mode data length and the block descriptor
+/// length; pages follow the descriptors; a page starts with PS|SPF|page code and its length (SPF
+/// set: subpage code and a 2-byte length); in the Caching page byte 2 bit 2 is WCE, bit 0 RCD.
 pub fn parse_caching_page(data: &[u8], ten: bool) -> Result<CachingPage, IscsiError> {
     let bad = |why: &str| IscsiError::Input(format!("MODE SENSE data: {why}"));
     // Header: (6) mode data length u8, medium type, device-specific, block descriptor length u8;

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::error::AgentError;
+use crate::events::EventBus;
 use crate::status::Status;
 
 /// Longest request line accepted, bytes.
@@ -40,6 +41,9 @@ pub enum Request {
         /// On or off.
         on: bool,
     },
+    /// `iscsi-ha events`: one [`Response`], then [`crate::events::AgentEvent`] lines until the
+    /// client disconnects.
+    Events,
 }
 
 #[derive(Deserialize)]
@@ -60,11 +64,13 @@ impl Request {
             ("demote", None) => Ok(Request::Demote),
             ("promote-degraded", None) => Ok(Request::PromoteDegraded),
             ("split-brain", None) => Ok(Request::SplitBrain),
+            ("events", None) => Ok(Request::Events),
             ("maintenance", Some(on)) => Ok(Request::Maintenance { on }),
             ("maintenance", None) => Err("maintenance needs \"on\": true|false".into()),
-            ("status" | "promote" | "demote" | "promote-degraded" | "split-brain", Some(_)) => {
-                Err(format!("{} takes no \"on\" field", raw.cmd))
-            }
+            (
+                "status" | "promote" | "demote" | "promote-degraded" | "split-brain" | "events",
+                Some(_),
+            ) => Err(format!("{} takes no \"on\" field", raw.cmd)),
             (other, _) => Err(format!("unknown command {other:?}")),
         }
     }
@@ -115,6 +121,7 @@ pub fn authorize(uid: u32) -> Result<(), AgentError> {
 pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
+    events: Option<EventBus>,
 }
 
 impl ControlServer {
@@ -158,7 +165,14 @@ impl ControlServer {
         Ok(ControlServer {
             listener,
             path: path.to_path_buf(),
+            events: None,
         })
+    }
+
+    /// Stream the events of `bus` to clients that ask (`{"cmd":"events"}`).
+    pub fn with_events(mut self, bus: EventBus) -> ControlServer {
+        self.events = Some(bus);
+        self
     }
 
     /// The socket's path.
@@ -177,9 +191,9 @@ impl ControlServer {
                         path: self.path.clone(),
                         source,
                     })?;
-            let tx = tx.clone();
+            let (tx, events) = (tx.clone(), self.events.clone());
             tokio::spawn(async move {
-                if let Err(e) = handle_client(stream, tx).await {
+                if let Err(e) = handle_client(stream, tx, events).await {
                     warn!(error = %e, "control client");
                 }
             });
@@ -193,7 +207,11 @@ impl Drop for ControlServer {
     }
 }
 
-async fn handle_client(stream: UnixStream, tx: mpsc::Sender<Pending>) -> Result<(), AgentError> {
+async fn handle_client(
+    stream: UnixStream,
+    tx: mpsc::Sender<Pending>,
+    events: Option<EventBus>,
+) -> Result<(), AgentError> {
     let cred = stream.peer_cred()?;
     let (rd, mut wr) = stream.into_split();
     if let Err(e) = authorize(cred.uid()) {
@@ -218,6 +236,10 @@ async fn handle_client(stream: UnixStream, tx: mpsc::Sender<Pending>) -> Result<
             return Err(AgentError::Protocol("request too long".into()));
         } else {
             match Request::parse(buf.trim_end()) {
+                Ok(Request::Events) => match &events {
+                    Some(bus) => return stream_events(bus, wr).await,
+                    None => Response::error("this agent publishes no events"),
+                },
                 Ok(request) => {
                     debug!(?request, pid = cred.pid(), "control request");
                     let (reply, rx) = oneshot::channel();
@@ -233,6 +255,26 @@ async fn handle_client(stream: UnixStream, tx: mpsc::Sender<Pending>) -> Result<
         };
         wr.write_all(encode(&resp)?.as_bytes()).await?;
     }
+}
+
+/// Answer an events request: one ok [`Response`], then every event until the client goes.
+async fn stream_events(
+    bus: &EventBus,
+    mut wr: tokio::net::unix::OwnedWriteHalf,
+) -> Result<(), AgentError> {
+    let mut rx = bus.subscribe();
+    let ok = Response {
+        ok: true,
+        message: "following events, one JSON object per line".into(),
+        status: None,
+    };
+    wr.write_all(encode(&ok)?.as_bytes()).await?;
+    while let Some(ev) = crate::events::next(&mut rx).await {
+        if wr.write_all(encode(&ev)?.as_bytes()).await.is_err() {
+            break; // the client left
+        }
+    }
+    Ok(())
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<String, AgentError> {

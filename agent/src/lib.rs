@@ -19,6 +19,7 @@ pub mod control;
 pub mod daemon;
 mod dirwatch;
 mod error;
+pub mod events;
 pub mod executor;
 pub mod fsm;
 pub mod logs;

@@ -64,6 +64,9 @@ enum Cmd {
     SplitBrain,
     /// Make this node secondary (role source `command`).
     Demote,
+    /// Follow transitions, alarms, refusals and health changes as JSON lines, until the agent
+    /// stops (no polling: the agent pushes them).
+    Events,
     /// Freeze: observe and report, change nothing.
     Maintenance {
         /// on or off.
@@ -137,6 +140,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Cmd::Events => {
+            let path = socket_path(&cli)?;
+            let started = || eprintln!("iscsi-ha: following events at {}", path.display());
+            rt.block_on(agent::events::follow(&path, started, |line| {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }))?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Promote { .. } | Cmd::Demote | Cmd::Maintenance { .. } | Cmd::SplitBrain => {
             let req = match &cli.cmd {
@@ -231,7 +245,8 @@ async fn serve<D: Drbd, T: Target, A: Address>(
     metrics: Option<Arc<agent::metrics::Metrics>>,
 ) -> anyhow::Result<()> {
     let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(16);
-    let server = ControlServer::bind(&socket)?;
+    let bus = agent::events::EventBus::default();
+    let server = ControlServer::bind(&socket)?.with_events(bus.clone());
     tracing::info!(socket = %socket.display(), node = %cfg.node, "control socket ready");
     if let RoleSource::PoolConf { path } = &cfg.role {
         let watch = PoolConfWatch::new(path)?;
@@ -248,7 +263,7 @@ async fn serve<D: Drbd, T: Target, A: Address>(
             tracing::error!(error = %e, "control socket ended");
         }
     });
-    let mut d = Daemon::new(exec);
+    let mut d = Daemon::new(exec).with_monitor(agent::events::EventsMonitor::new(bus));
     if let Some(m) = metrics {
         d = d.with_monitor(agent::metrics::MetricsMonitor(m));
     }

@@ -112,7 +112,8 @@ code_enum! {
 }
 
 code_enum! {
-    /// `enum drbd_state_rv`: the result of state-changing commands.
+    /// `enum drbd_state_rv`: the result of state-changing commands. −22..−28 exist in DRBD 9
+    /// only (drbd-headers 32c2e607 `linux/drbd.h`); there −21 means `SS_INTERRUPTED`.
     StateRv {
         CwNoNeed = 4, "SS_CW_NO_NEED", "(success)";
         CwSuccess = 3, "SS_CW_SUCCESS", "(success)";
@@ -139,6 +140,13 @@ code_enum! {
         ConcurrentStChg = -19, "SS_CONCURRENT_ST_CHG", "Concurrent state changes detected and aborted";
         OVolPeerPri = -20, "SS_O_VOL_PEER_PRI", "Other vol primary on peer not allowed by config";
         OutdateWoConn = -21, "SS_OUTDATE_WO_CONN", "Need a connection for a graceful disconnect/outdate peer";
+        PrimaryReader = -22, "SS_PRIMARY_READER", "Peer may not become primary while device is opened read-only";
+        Timeout = -23, "SS_TIMEOUT", "Timeout in operation";
+        WeaklyConnected = -24, "SS_WEAKLY_CONNECTED", "Primary nodes must be strongly connected among each other";
+        NoQuorum = -25, "SS_NO_QUORUM", "No quorum";
+        AttachNoBitmap = -26, "SS_ATTACH_NO_BITMAP", "Intentional diskless peer may not attach a disk";
+        HandshakeDisconnect = -27, "SS_HANDSHAKE_DISCONNECT", "Disconnect chosen in handshake";
+        HandshakeRetry = -28, "SS_HANDSHAKE_RETRY", "Retry chosen in handshake";
     }
 }
 

@@ -1,5 +1,6 @@
-//! The committed `src/attr/sets.rs` is exactly what `gen/attrs.py` prints, formatted by rustfmt:
-//! edit the table in the generator, never the output.
+//! The committed `src/attr/sets.rs` (DRBD 8.4) and `src/v9/sets.rs` (DRBD 9) are exactly what
+//! `gen/attrs.py` / `gen/attrs9.py` print, formatted by rustfmt: edit the tables in the
+//! generators, never the output.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,16 +16,22 @@ fn tool_missing(what: &str) {
 
 #[test]
 fn generated_sets_match_generator() {
+    check("gen/attrs.py", "src/attr/sets.rs");
+}
+
+#[test]
+fn generated_v9_sets_match_generator() {
+    check("gen/attrs9.py", "src/v9/sets.rs");
+}
+
+fn check(script: &str, output: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let Ok(gen) = Command::new("python3")
-        .arg(dir.join("gen/attrs.py"))
-        .output()
-    else {
+    let Ok(gen) = Command::new("python3").arg(dir.join(script)).output() else {
         return tool_missing("python3");
     };
     assert!(
         gen.status.success(),
-        "gen/attrs.py failed: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&gen.stderr)
     );
     let Ok(mut fmt) = Command::new("rustfmt")
@@ -45,11 +52,10 @@ fn generated_sets_match_generator() {
         out.status.success(),
         "rustfmt failed on the generator's output"
     );
-    let committed =
-        std::fs::read_to_string(dir.join("src/attr/sets.rs")).expect("src/attr/sets.rs");
+    let committed = std::fs::read_to_string(dir.join(output)).expect(output);
     assert!(
         String::from_utf8_lossy(&out.stdout) == committed,
-        "src/attr/sets.rs differs from `python3 drbd-nl/gen/attrs.py` + rustfmt: regenerate it \
-         (python3 drbd-nl/gen/attrs.py > drbd-nl/src/attr/sets.rs && cargo fmt -p drbd-nl)"
+        "{output} differs from `python3 drbd-nl/{script}` + rustfmt: regenerate it \
+         (python3 drbd-nl/{script} > drbd-nl/{output} && rustfmt --edition 2021 drbd-nl/{output})"
     );
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use drbd_nl::{ConnState, DrbdError, DrbdEvent, DrbdHandle, Role};
 use futures::StreamExt;
+use lab::drbd::stats;
 
 fn usage() -> ! {
     eprintln!(
@@ -234,18 +235,6 @@ async fn run(args: &[String]) -> Result<()> {
         _ => usage(),
     }
     Ok(())
-}
-
-fn stats(mut v: Vec<f64>) -> serde_json::Value {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let pick = |q: f64| -> f64 {
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((v.len() as f64 - 1.0) * q).round() as usize;
-        v.get(i).copied().unwrap_or(f64::NAN)
-    };
-    serde_json::json!({"n": v.len(), "median_ms": pick(0.5), "p95_ms": pick(0.95), "min_ms": pick(0.0), "max_ms": pick(1.0)})
 }
 
 /// Waits for the DRBD_EVENT showing `minor` in `role`; returns when it arrived.

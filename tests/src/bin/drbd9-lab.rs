@@ -6,7 +6,8 @@
 //!                                        connection, peer-device, path)
 //! drbd9-lab primary RES [--force] | secondary RES
 //! drbd9-lab events SECONDS [--now]       print events for SECONDS (--now: snapshot first)
-//! drbd9-lab bench RES N                  N promote/demote cycles, JSON on stdout
+//! drbd9-lab bench RES N                  N promote/demote cycles by drbd-nl, then by drbdsetup
+//!                                        spawned; `BENCH-JSON {..}` on stdout
 //! ```
 //! Errors print `ERROR <Kind> <CODE_NAME>: <text>` and exit 1, as `drbd-lab` does.
 
@@ -16,6 +17,7 @@ use anyhow::{anyhow, Result};
 use drbd_nl::v9::{Connection, Device, Drbd9Handle, Event, Object, Path, PeerDevice, Resource};
 use drbd_nl::DrbdError;
 use futures::StreamExt;
+use lab::drbd::stats;
 
 fn usage() -> ! {
     eprintln!(
@@ -23,7 +25,7 @@ fn usage() -> ! {
         include_str!("drbd9-lab.rs")
             .lines()
             .skip(4)
-            .take(7)
+            .take(8)
             .collect::<Vec<_>>()
             .join("\n")
     );
@@ -181,24 +183,53 @@ async fn run(args: &[String]) -> Result<()> {
                 }
             }
         }
-        "bench" => {
-            let (res, n): (&str, usize) = (arg(1), arg(2).parse()?);
-            let mut primary = Vec::with_capacity(n);
-            let mut secondary = Vec::with_capacity(n);
-            for _ in 0..n {
-                let t = Instant::now();
-                h.primary(res).execute().await?;
-                primary.push(t.elapsed().as_secs_f64() * 1e3);
-                let t = Instant::now();
-                h.secondary(res).execute().await?;
-                secondary.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-            println!(
-                "{}",
-                serde_json::json!({"primary_ms": primary, "secondary_ms": secondary})
-            );
-        }
+        "bench" => bench(&h, arg(1), arg(2).parse()?).await?,
         _ => usage(),
     }
+    Ok(())
+}
+
+/// `n` promote/demote cycles through drbd-nl, then `n` through DRBD 9's `drbdsetup` spawned
+/// (the classic path), each step timed; prints `BENCH-JSON {..}`.
+async fn bench(h: &Drbd9Handle, res: &str, n: usize) -> Result<()> {
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    let (mut nl_pri, mut nl_sec, mut nl_cycle) = (vec![], vec![], vec![]);
+    for _ in 0..n {
+        let t = Instant::now();
+        h.primary(res).execute().await?;
+        nl_pri.push(ms(t));
+        let t2 = Instant::now();
+        h.secondary(res).execute().await?;
+        nl_sec.push(ms(t2));
+        nl_cycle.push(ms(t));
+    }
+    let spawn = |verb: &str| -> Result<()> {
+        let st = std::process::Command::new("drbdsetup")
+            .args([verb, res])
+            .status()?;
+        anyhow::ensure!(st.success(), "drbdsetup {verb} {res}: {st}");
+        Ok(())
+    };
+    let (mut sp_pri, mut sp_sec, mut sp_cycle) = (vec![], vec![], vec![]);
+    for _ in 0..n {
+        let t = Instant::now();
+        spawn("primary")?;
+        sp_pri.push(ms(t));
+        let t2 = Instant::now();
+        spawn("secondary")?;
+        sp_sec.push(ms(t2));
+        sp_cycle.push(ms(t));
+    }
+    let nl_c = stats(nl_cycle);
+    let sp_c = stats(sp_cycle);
+    let ratio = sp_c["median_ms"].as_f64().unwrap_or(f64::NAN)
+        / nl_c["median_ms"].as_f64().unwrap_or(f64::NAN);
+    let v = serde_json::json!({
+        "n": n,
+        "drbd_nl": {"primary": stats(nl_pri), "secondary": stats(nl_sec), "cycle": nl_c},
+        "drbdsetup_9_spawned": {"primary": stats(sp_pri), "secondary": stats(sp_sec), "cycle": sp_c},
+        "ratio_cycle_median": ratio,
+    });
+    println!("BENCH-JSON {v}");
     Ok(())
 }

@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(qemu-system-x86 busybox-static cpio kmod tgt drbd-utils libiscsi-bin libiscsi-dev
       socat iputils-ping arping iproute2 xz-utils zstd gzip ca-certificates
       make gcc-12 binutils  # these three build the lab's DRBD 9 modules (tests/src/drbd9)
-      systemd prometheus)  # unit verify; promtool + a real scrape of the agent's metrics
+      systemd prometheus  # unit verify; promtool + a real scrape of the agent's metrics
+      python3-aiosmtpd openssl)  # the SMTP server (STARTTLS + AUTH) the mail alert test runs
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

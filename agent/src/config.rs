@@ -45,6 +45,9 @@ pub struct Config {
     /// The Prometheus endpoint (off unless `listen` is set).
     #[serde(default)]
     pub metrics: Metrics,
+    /// Alerts (`[alerts.email]`; none unless set).
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// `[metrics]`: the Prometheus text endpoint.
@@ -607,6 +610,9 @@ impl Config {
             if a.probe.enabled && a.probe.timeout_ms == 0 {
                 return err(k("probe.timeout_ms"), "must be greater than 0 when probing");
             }
+        }
+        if let Some(e) = &self.alerts.email {
+            crate::alerts::validate(e)?;
         }
         Ok(())
     }

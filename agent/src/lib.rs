@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod alerts;
 pub mod backend;
 pub mod config;
 pub mod control;

@@ -113,6 +113,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::CheckConfig { file } => {
             let path = file.clone().unwrap_or_else(|| cli.config.clone());
             let cfg = Config::load(&path)?;
+            // Reads the SMTP credentials file too: a wide mode is refused here already.
+            if let Some(e) = &cfg.alerts.email {
+                agent::alerts::Mailer::new(e)?;
+            }
             println!(
                 "{}: ok ({} resource(s), {} address(es))",
                 path.display(),
@@ -247,6 +251,11 @@ async fn serve<D: Drbd, T: Target, A: Address>(
     let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(16);
     let bus = agent::events::EventBus::default();
     let server = ControlServer::bind(&socket)?.with_events(bus.clone());
+    if let Some(e) = &cfg.alerts.email {
+        let mailer = agent::alerts::Mailer::new(e)?;
+        tokio::spawn(mailer.run(bus.subscribe()));
+        tracing::info!(server = %e.server, to = e.to.join(", "), "mail alerts on");
+    }
     tracing::info!(socket = %socket.display(), node = %cfg.node, "control socket ready");
     if let RoleSource::PoolConf { path } = &cfg.role {
         let watch = PoolConfWatch::new(path)?;

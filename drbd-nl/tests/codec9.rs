@@ -102,6 +102,37 @@ fn requests_equal_drbdsetup_9() {
     }
 }
 
+/// The configuration requests `drbdadm up` sends, byte-equal to drbdsetup 9's.
+#[test]
+fn config_requests_equal_drbdsetup_9() {
+    let me: std::net::SocketAddr = "10.99.0.1:7789".parse().unwrap();
+    let peer: std::net::SocketAddr = "10.99.0.2:7789".parse().unwrap();
+    for (name, built) in [
+        ("new_resource_request", Request9::new_resource("r0", 0)),
+        ("new_minor_request", Request9::new_minor("r0", 1, 0)),
+        (
+            "new_peer_request",
+            Request9::new_peer("r0", 1, "b", Some(1)),
+        ),
+        ("new_path_request", Request9::new_path("r0", 1, me, peer)),
+        ("attach_request", Request9::attach(1, "/dev/vda")),
+        ("connect_request", Request9::connect("r0", 1)),
+        (
+            "new_c_uuid_clear_bm_request",
+            Request9::new_current_uuid(1, true),
+        ),
+    ] {
+        let bytes = data(name);
+        let (header, parsed) = parse_full(&bytes);
+        assert_eq!(&parsed, built.message(), "{name}: parse == builder");
+        assert_eq!(
+            emit_full(header, built.message()),
+            bytes,
+            "{name}: emit == drbdsetup 9 bytes"
+        );
+    }
+}
+
 /// Everything else drbdsetup 9 sent and the kernel answered or broadcast: known sets, re-emit
 /// == bytes.
 #[test]

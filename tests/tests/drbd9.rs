@@ -227,3 +227,66 @@ fn drbdnl9_sees_peer_loss_and_stays_primary() {
         })(),
     );
 }
+
+/// The whole `drbdadm up` through drbd-nl (new-resource with node id, new-minor, new-peer,
+/// new-path, attach, connect; then new-current-uuid and down), checked with drbdsetup.
+#[test]
+fn drbdnl9_brings_pair_up_and_down() {
+    let Some((_g, lab, r)) = pair() else { return };
+    let (a, b) = nodes(lab);
+    check(
+        lab,
+        (|| {
+            bringup::down(a, &r)?;
+            bringup::down(b, &r)?;
+            let up = |n: &Node, p: &Node| {
+                nl(
+                    n,
+                    &format!(
+                        "up {res} {me} {m} {d} {pid} {pname} {mip}:{port} {pip}:{port} --create-md",
+                        res = r.name,
+                        me = n.index(),
+                        m = r.minor,
+                        d = r.disk,
+                        pid = p.index(),
+                        pname = p.name(),
+                        mip = n.ip(),
+                        pip = p.ip(),
+                        port = r.port
+                    ),
+                )
+            };
+            std::thread::scope(|s| -> anyhow::Result<()> {
+                let hb = s.spawn(|| up(b, a));
+                up(a, b)?;
+                hb.join().map_err(|_| anyhow::anyhow!("panicked"))??;
+                Ok(())
+            })?;
+            wait_until(
+                a,
+                "drbdsetup events2 --now r0 | grep -q '^exists connection .*connection:Connected'",
+                "Connected (drbdsetup)",
+                Duration::from_secs(60),
+            )?;
+            nl(a, &format!("new-uuid {}", r.minor))?;
+            wait_until(
+                b,
+                "drbdsetup events2 --now r0 | grep -q '^exists device .*disk:UpToDate'",
+                "b UpToDate (drbdsetup)",
+                Duration::from_secs(60),
+            )?;
+            let ev = bringup::events_now(a, &r)?;
+            for want in [
+                "exists resource name:r0 role:Secondary",
+                "exists path name:r0 peer-node-id:1 conn-name:b local:ipv4:10.99.0.1:7789 peer:ipv4:10.99.0.2:7789 established:yes",
+                "peer-disk:UpToDate",
+            ] {
+                anyhow::ensure!(ev.contains(want), "drbdsetup lacks {want:?}:\n{ev}");
+            }
+            nl(a, "down r0")?;
+            let st = a.run("drbdsetup status r0")?;
+            anyhow::ensure!(st.rc != 0, "r0 still exists after down: {}", st.stdout);
+            Ok(())
+        })(),
+    );
+}

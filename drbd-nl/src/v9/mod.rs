@@ -12,6 +12,7 @@
 mod event;
 mod handle;
 mod message;
+mod request;
 mod sets;
 mod state;
 mod status;
@@ -22,6 +23,7 @@ pub use handle::{
     Secondary9,
 };
 pub use message::{Drbd9Cmd, Drbd9Message, DRBD_API_VERSION_9};
+pub use request::Request9;
 pub use sets::*;
 pub use state::{ConnectionState, DiskState, ReplState};
 pub use status::{Connection, Context, Device, Path, PeerDevice, Resource};

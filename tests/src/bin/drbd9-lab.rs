@@ -1,7 +1,11 @@
-//! Guest-side DRBD 9 driver for the lab: status, role changes and events through drbd-nl's DRBD 9
-//! API (`drbd_nl::v9`). Bring-up stays with DRBD 9's `drbdsetup` for now (`lab::drbd9::bringup`).
+//! Guest-side DRBD 9 driver for the lab: bring-up, status, role changes and events through
+//! drbd-nl's DRBD 9 API (`drbd_nl::v9`); `drbdmeta create-md` (not netlink) is the only tool it
+//! starts, and DRBD 9's `drbdsetup` only as the baseline in `bench`.
 //!
 //! ```text
+//! drbd9-lab up RES NODE_ID MINOR DISK PEER_ID PEER_NAME LOCAL PEER [--create-md]
+//!                                        drbdadm up's steps (new-resource .. connect)
+//! drbd9-lab new-uuid MINOR | down RES    new-current-uuid --clear-bitmap, down
 //! drbd9-lab status [RES]                 one line per object (events2 style: resource, device,
 //!                                        connection, peer-device, path)
 //! drbd9-lab primary RES [--force] | secondary RES
@@ -14,7 +18,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use drbd_nl::v9::{Connection, Device, Drbd9Handle, Event, Object, Path, PeerDevice, Resource};
+use drbd_nl::v9::{
+    Connection, Device, Drbd9Handle, Event, Object, Path, PeerDevice, Request9, Resource,
+};
 use drbd_nl::DrbdError;
 use futures::StreamExt;
 use lab::drbd::stats;
@@ -24,12 +30,16 @@ fn usage() -> ! {
         "{}",
         include_str!("drbd9-lab.rs")
             .lines()
-            .skip(4)
-            .take(8)
+            .skip(5)
+            .take(11)
             .collect::<Vec<_>>()
             .join("\n")
     );
     std::process::exit(2)
+}
+
+fn num(s: &str) -> Result<u32> {
+    s.parse().map_err(|_| anyhow!("{s:?}: not a number"))
 }
 
 fn report(e: &DrbdError) -> String {
@@ -156,6 +166,49 @@ async fn run(args: &[String]) -> Result<()> {
             for p in h.paths(res).await? {
                 println!("{}", path_line(&p));
             }
+        }
+        "up" => {
+            let (res, minor, disk) = (arg(1), num(arg(3))?, arg(4));
+            let (me, peer) = (num(arg(2))?, num(arg(5))?);
+            let (local, remote) = (arg(7).parse()?, arg(8).parse()?);
+            if args.iter().any(|a| a == "--create-md") {
+                // Meta-data creation is not netlink: drbdmeta, with one peer slot.
+                let st = std::process::Command::new("drbdmeta")
+                    .args([
+                        "--force",
+                        &minor.to_string(),
+                        "v09",
+                        disk,
+                        "internal",
+                        "create-md",
+                        "1",
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()?;
+                anyhow::ensure!(st.success(), "drbdmeta create-md: {st}");
+            }
+            for r in [
+                Request9::new_resource(res, me),
+                Request9::new_minor(res, minor, 0),
+                Request9::new_peer(res, peer, arg(6), Some(1)),
+                Request9::new_path(res, peer, local, remote),
+                Request9::attach(minor, disk),
+                Request9::connect(res, peer),
+            ] {
+                r.execute(&h).await?;
+            }
+            println!("OK");
+        }
+        "new-uuid" => {
+            Request9::new_current_uuid(num(arg(1))?, true)
+                .execute(&h)
+                .await?;
+            println!("OK");
+        }
+        "down" => {
+            Request9::down(arg(1)).execute(&h).await?;
+            println!("OK");
         }
         "primary" => {
             let force = args.iter().any(|a| a == "--force");

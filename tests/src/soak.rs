@@ -59,13 +59,16 @@ impl Kind {
     }
 }
 
-/// The rotation: every kind within the first five cycles.
-pub const ROTATION: [Kind; 5] = [
+/// The rotation: every kind within the first five cycles; the sixth (another switchover) makes
+/// the primary move an odd number of times per round, so the next round hits the other node
+/// in every role.
+pub const ROTATION: [Kind; 6] = [
     Kind::Switchover,
     Kind::AgentKillPromote,
     Kind::TgtdKill,
     Kind::AgentKillDemote,
     Kind::PowerLoss,
+    Kind::Switchover,
 ];
 
 /// Soak options.
@@ -1000,6 +1003,8 @@ mod tests {
         k.sort();
         k.dedup();
         assert_eq!(k.len(), 5);
+        let moves = ROTATION.iter().filter(|k| **k != Kind::TgtdKill).count();
+        assert_eq!(moves % 2, 1);
         let mut r = Rng(7);
         let v = [1, 2, 3];
         for _ in 0..100 {

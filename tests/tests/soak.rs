@@ -2,8 +2,8 @@
 //! address the whole time, and one cycle of every kind `lab soak` mixes (planned switchover, agent
 //! SIGKILLed after a random promote stage, tgtd SIGKILLed and restarted, agent SIGKILLed after a
 //! random demote stage, power loss of the primary and its rejoin as Secondary, a switchover back):
-//! after every cycle 0 acknowledged writes lost, never two DRBD Primaries, never the address held without a
-//! serving target (watched from both guests). The 20-cycle run is `lab soak`.
+//! after every cycle 0 acknowledged writes lost, never two DRBD Primaries, never the address held
+//! without a serving target (watched from both guests). The 20-cycle run is `lab soak`.
 //!
 //! Build first: `cargo build --workspace --bins --examples`.
 

@@ -89,6 +89,10 @@ impl TgtClient {
     /// Creates a CHAP account.
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode account --op new --user USER --password PASS`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn new_account(&self, user: &str, password: &str) -> Result<(), TgtError> {
         let mut p = user_params(user)?;
         if password.len() > 255 || !password.bytes().all(|b| b.is_ascii_graphic()) {
@@ -107,6 +111,10 @@ impl TgtClient {
     /// crashes on (the user bound incoming, but not last, on some target or globally).
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode account --op delete --user USER`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn delete_account(&self, user: &str) -> Result<(), TgtError> {
         let p = user_params(user)?;
         for t in self.show_targets().await? {
@@ -127,6 +135,10 @@ impl TgtClient {
     /// Binds an account to a target, or globally for discovery.
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode account --op bind --tid TID --user USER [--outgoing]`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn bind_account(
         &self,
         scope: AccountScope,
@@ -142,6 +154,10 @@ impl TgtClient {
     /// since removing another would crash tgtd 1.0.85 on its next show.
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode account --op unbind --tid TID --user USER [--outgoing]`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn unbind_account(
         &self,
         scope: AccountScope,
@@ -172,6 +188,10 @@ impl TgtClient {
     /// Lists all accounts (newest first).
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode account --op show`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]), or [`TgtError::Parse`] for output that cannot be parsed.
     pub async fn show_accounts(&self) -> Result<Vec<String>, TgtError> {
         let text = self
             .execute(&Request::new(Mode::Account, Op::Show))

@@ -23,12 +23,19 @@ impl Acl {
     }
 
     /// An address entry, validated (host names are refused: tgtd never resolves them at login).
+    ///
+    /// # Errors
+    /// [`TgtError::InvalidRequest`] for anything but `ALL`, an IPv4/IPv6 address or a network with a prefix.
     pub fn address(addr: &str) -> Result<Self, TgtError> {
         check_address(addr)?;
         Ok(Self::Address(addr.to_string()))
     }
 
     /// A name entry, validated.
+    ///
+    /// # Errors
+    /// [`TgtError::InvalidRequest`] for an empty name, one over 223 bytes, or anything but printable
+    /// ASCII without spaces, `,` or `=`.
     pub fn name(name: &str) -> Result<Self, TgtError> {
         check_name(name)?;
         Ok(Self::Name(name.to_string()))
@@ -125,6 +132,10 @@ impl TgtClient {
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode target --op bind --tid TID --initiator-address ADDR`
     /// (or `--initiator-name NAME`).
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn bind_acl(&self, tid: i32, acl: &Acl) -> Result<(), TgtError> {
         self.execute(&acl_request(tid, acl, true)?).await.map(drop)
     }
@@ -133,6 +144,10 @@ impl TgtClient {
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode target --op unbind --tid TID --initiator-address ADDR`
     /// (or `--initiator-name NAME`).
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn unbind_acl(&self, tid: i32, acl: &Acl) -> Result<(), TgtError> {
         self.execute(&acl_request(tid, acl, false)?).await.map(drop)
     }

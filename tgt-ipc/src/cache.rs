@@ -85,6 +85,10 @@ impl TgtClient {
     ///
     /// Equivalent to tgt-admin's `write-cache off`: `tgtadm --lld iscsi --mode logicalunit --op update
     /// --tid TID --lun LUN --params mode_page=8:0:18:0x10:0:0xff:0xff:0:0:0xff:0xff:0xff:0xff:0x80:0x14:0:0:0:0:0:0`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn disable_write_cache(&self, tid: i32, lun: u64) -> Result<(), TgtError> {
         let mut p = Params::new();
         p.push("mode_page", WRITE_CACHE_OFF_PAGE)?;

@@ -51,11 +51,17 @@ impl TgtClient {
     }
 
     /// The socket of `tgtd -C port` (`tgtadm -C port`): `/var/run/tgtd/socket.<port>`.
+    ///
+    /// # Errors
+    /// [`TgtError::InvalidRequest`] for a port above [`MAX_CONTROL_PORT`].
     pub fn control_port(port: u16) -> Result<Self, TgtError> {
         Self::with_base(DEFAULT_SOCKET_BASE, port)
     }
 
     /// The socket `<base>.<port>`, as tgtd computes it when `TGT_IPC_SOCKET=<base>` is set.
+    ///
+    /// # Errors
+    /// [`TgtError::InvalidRequest`] for a port above [`MAX_CONTROL_PORT`].
     pub fn with_base(base: impl AsRef<Path>, port: u16) -> Result<Self, TgtError> {
         if port > MAX_CONTROL_PORT {
             return Err(TgtError::invalid("control port", "must be 0..=32767"));
@@ -94,6 +100,12 @@ impl TgtClient {
     /// Sends one request and returns the reply text (`None` when tgtd sent no body).
     ///
     /// The request is validated first ([`Request::validate`]); an invalid one never reaches the socket.
+    ///
+    /// # Errors
+    /// [`TgtError::InvalidRequest`] when [`Request::validate`] refuses (nothing is sent);
+    /// [`TgtError::Connect`] / [`TgtError::ConnectTimeout`] (no tgtd, stale socket, timeout);
+    /// [`TgtError::Io`], [`TgtError::ReplyTimeout`], [`TgtError::NoReply`] (peer credentials refused or
+    /// tgtd died), [`TgtError::Protocol`] for a malformed reply; [`TgtError::Daemon`] with tgtd's code.
     pub async fn execute(&self, request: &Request) -> Result<Option<String>, TgtError> {
         request.validate()?;
         let bytes = request.encode();

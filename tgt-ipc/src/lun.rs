@@ -240,6 +240,10 @@ impl TgtClient {
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode logicalunit --op new --tid TID --lun LUN --backing-store PATH
     /// [--bstype T] [--bsoflags F] [--blocksize B]`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn new_lun(&self, tid: i32, lun: u64, backing: &LunBacking) -> Result<(), TgtError> {
         self.execute(&lun_new_request(tid, lun, backing)?)
             .await
@@ -249,6 +253,10 @@ impl TgtClient {
     /// Deletes an LU (LUN 0 cannot be deleted; in-flight commands give `LunActive`).
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode logicalunit --op delete --tid TID --lun LUN`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn delete_lun(&self, tid: i32, lun: u64) -> Result<(), TgtError> {
         check_tid(tid)?;
         check_lun(lun)?;
@@ -262,6 +270,10 @@ impl TgtClient {
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode logicalunit --op update --tid TID --lun LUN
     /// --params scsi_id=..,scsi_sn=..,vendor_id=..,product_id=..,product_rev=..`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn set_lun_identity(
         &self,
         tid: i32,
@@ -276,6 +288,10 @@ impl TgtClient {
     /// Changes one LU setting.
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode logicalunit --op update --tid TID --lun LUN --params KEY=VALUE`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn update_lun(
         &self,
         tid: i32,

@@ -22,6 +22,10 @@ impl TgtClient {
     /// Lists the listening portals.
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode portal --op show`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]), or [`TgtError::Parse`] for output that cannot be parsed.
     pub async fn show_portals(&self) -> Result<Vec<Portal>, TgtError> {
         let text = self
             .execute(&Request::new(Mode::Portal, Op::Show))
@@ -33,6 +37,10 @@ impl TgtClient {
     /// Starts a listener (TPGT 1). A bind failure (address in use, duplicate) gives `InvalidRequest`.
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode portal --op new --param portal=ADDR:PORT`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn new_portal(&self, addr: SocketAddr) -> Result<(), TgtError> {
         self.execute(&Request::new(Mode::Portal, Op::New).params(portal_params(addr)?))
             .await
@@ -42,6 +50,10 @@ impl TgtClient {
     /// Closes a listener (existing connections stay).
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode portal --op delete --param portal=ADDR:PORT`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn delete_portal(&self, addr: SocketAddr) -> Result<(), TgtError> {
         self.execute(&Request::new(Mode::Portal, Op::Delete).params(portal_params(addr)?))
             .await

@@ -135,6 +135,9 @@ impl Params {
     }
 
     /// Appends `key=value`, refusing values that could break the `key=value,...` framing.
+    ///
+    /// # Errors
+    /// [`TgtError::InvalidRequest`] when `value` holds `,` `=` NUL or a control character.
     pub fn push(&mut self, key: &'static str, value: &str) -> Result<&mut Self, TgtError> {
         check_plain_value(key, value)?;
         let sep = usize::from(!self.text.is_empty());
@@ -248,6 +251,9 @@ impl Request {
 
     /// Checks the rules of docs/tgtd-ipc.md §7.2 (requests that crash tgtd 1.0.85) and the size
     /// limit. Called by [`crate::TgtClient::execute`] before connecting.
+    ///
+    /// # Errors
+    /// [`TgtError::InvalidRequest`] naming the field at fault.
     pub fn validate(&self) -> Result<(), TgtError> {
         let needs_params = matches!(
             (self.mode, self.op),

@@ -19,6 +19,9 @@ pub struct ReplyHeader {
 }
 
 /// Decodes the 8-byte header; a `len` below 8 or above the limit is a protocol error.
+///
+/// # Errors
+/// [`TgtError::Protocol`] when fewer than 8 bytes are given or `len` is out of range.
 pub fn decode_header(bytes: &[u8]) -> Result<ReplyHeader, TgtError> {
     let (err, len) = match bytes {
         [e0, e1, e2, e3, l0, l1, l2, l3, ..] => (
@@ -68,6 +71,10 @@ pub fn decode_body(body: &[u8]) -> Option<String> {
 
 /// Decodes a whole reply held in memory (header + body). Errors: protocol errors, a truncated body, or the
 /// daemon's error code. Bytes after `len` are ignored, as tgtd closes the connection after its reply.
+///
+/// # Errors
+/// [`TgtError::Protocol`] for a bad header or truncated body; [`TgtError::Daemon`] for a
+/// nonzero error code.
 pub fn decode_reply(bytes: &[u8]) -> Result<Option<String>, TgtError> {
     let header = decode_header(bytes)?;
     check_err(&header)?;

@@ -50,6 +50,9 @@ pub struct ServeSpec {
 
 impl ServeSpec {
     /// Checks every field without talking to tgtd.
+    ///
+    /// # Errors
+    /// [`TgtError::InvalidRequest`] naming the field at fault.
     pub fn validate(&self) -> Result<(), TgtError> {
         check_tid(self.tid)?;
         check_target_name(&self.name)?;
@@ -212,6 +215,11 @@ impl TgtClient {
     /// added in write-through mode); logicalunit update scsi_id,scsi_sn,vendor_id,product_id,product_rev;
     /// logicalunit update mode_page=8:... (write-through only); target bind (per ACL); target update
     /// state=ready.
+    ///
+    /// # Errors
+    /// [`TgtError::TargetConflict`] when the tid or name is taken by a different target; otherwise
+    /// as [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]) of the failing step.
     pub async fn serve(&self, spec: &ServeSpec) -> Result<ServeOutcome, TgtError> {
         spec.validate()?;
         // optimistic: on a promotion the target is normally absent, so create first and look only on a clash
@@ -278,6 +286,10 @@ impl TgtClient {
     /// the caching mode page.
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode target --op show`, compared with the spec.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]), or [`TgtError::Parse`] for output that cannot be parsed.
     pub async fn served(&self, spec: &ServeSpec) -> Result<Served, TgtError> {
         let Some(t) = self.target(spec.tid).await? else {
             return Ok(Served::Missing);
@@ -293,6 +305,10 @@ impl TgtClient {
     }
 
     /// Like [`TgtClient::served`], but an absent target is the error [`TgtError::TargetMissing`].
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]), or [`TgtError::Parse`] for output that cannot be parsed.
     pub async fn check_served(&self, spec: &ServeSpec) -> Result<Served, TgtError> {
         match self.served(spec).await? {
             Served::Missing => Err(TgtError::TargetMissing {
@@ -310,6 +326,10 @@ impl TgtClient {
     ///
     /// Equivalent to `tgtadm` target unbind (per ACL); target update state=offline; conn delete (per
     /// connection from conn show); target delete --force.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn stop_serving(&self, tid: i32) -> Result<StopOutcome, TgtError> {
         check_tid(tid)?;
         let Some(t) = self.target(tid).await? else {

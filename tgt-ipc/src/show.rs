@@ -200,6 +200,9 @@ fn parse_target_line(lno: usize, rest: &str) -> Result<Target, TgtError> {
 /// Parses the reply of target show for all targets (`tgtadm --lld iscsi --mode target --op show`).
 ///
 /// An empty reply (no targets) gives an empty list.
+///
+/// # Errors
+/// [`TgtError::Parse`] with the 1-based line and what was wrong; never panics.
 pub fn parse_targets(text: &str) -> Result<Vec<Target>, TgtError> {
     let mut targets: Vec<Target> = Vec::new();
     let mut section = Section::None;
@@ -338,6 +341,9 @@ fn parse_lun_field(lno: usize, l: &mut Lun, key: &str, value: &str) -> Result<()
 }
 
 /// A target's iSCSI parameters: `tgtadm --lld iscsi --mode target --op show --tid N` (`key=value` lines).
+///
+/// # Errors
+/// [`TgtError::Parse`] with the 1-based line and what was wrong; never panics.
 pub fn parse_target_params(text: &str) -> Result<Vec<(String, String)>, TgtError> {
     let mut out = Vec::new();
     for (idx, line) in text.lines().enumerate() {
@@ -366,6 +372,9 @@ pub struct ConnectionInfo {
 }
 
 /// Parses conn show: `Session: N` / `    Connection: N` / `        Initiator: ..` / `        IP Address: ..`.
+///
+/// # Errors
+/// [`TgtError::Parse`] with the 1-based line and what was wrong; never panics.
 pub fn parse_connections(text: &str) -> Result<Vec<ConnectionInfo>, TgtError> {
     let mut out: Vec<ConnectionInfo> = Vec::new();
     let mut sid: Option<u64> = None;
@@ -413,6 +422,9 @@ pub struct Portal {
 }
 
 /// Parses portal show: `Portal: ADDR:PORT,TPGT` lines (IPv6 in brackets).
+///
+/// # Errors
+/// [`TgtError::Parse`] with the 1-based line and what was wrong; never panics.
 pub fn parse_portals(text: &str) -> Result<Vec<Portal>, TgtError> {
     let mut out = Vec::new();
     for (idx, line) in text.lines().enumerate() {
@@ -440,6 +452,9 @@ pub fn parse_portals(text: &str) -> Result<Vec<Portal>, TgtError> {
 }
 
 /// Parses account show: `Account list:` then one indented user per line (newest first).
+///
+/// # Errors
+/// [`TgtError::Parse`] with the 1-based line and what was wrong; never panics.
 pub fn parse_accounts(text: &str) -> Result<Vec<String>, TgtError> {
     let mut out = Vec::new();
     for (idx, line) in text.lines().enumerate() {
@@ -473,6 +488,9 @@ pub struct SystemInfo {
 }
 
 /// Parses system show (docs/tgtd-ipc.md §6.6).
+///
+/// # Errors
+/// [`TgtError::Parse`] with the 1-based line and what was wrong; never panics.
 pub fn parse_system(text: &str) -> Result<SystemInfo, TgtError> {
     #[derive(Clone, Copy, PartialEq)]
     enum S {

@@ -9,6 +9,10 @@ use crate::show::{parse_target_params, parse_targets, Target};
 pub const MAX_TARGET_NAME_LEN: usize = 223;
 
 /// Checks a target name: 1..=223 characters from `[A-Za-z0-9:.-]` (tgtd rejects others with 17).
+///
+/// # Errors
+/// [`TgtError::InvalidRequest`] for an empty name, one over [`MAX_TARGET_NAME_LEN`] bytes, or a
+/// character outside `[A-Za-z0-9:.-]`.
 pub fn check_target_name(name: &str) -> Result<(), TgtError> {
     if name.is_empty() || name.len() > MAX_TARGET_NAME_LEN {
         return Err(TgtError::invalid(
@@ -171,6 +175,10 @@ impl TgtClient {
     /// Creates a target; it starts `ready` with an empty ACL (no login possible yet).
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode target --op new --tid TID --targetname NAME`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn new_target(&self, tid: i32, name: &str) -> Result<(), TgtError> {
         self.execute(&target_new_request(tid, name)?)
             .await
@@ -180,6 +188,10 @@ impl TgtClient {
     /// Deletes a target with its LUNs, ACLs and account bindings; `force` also closes its sessions.
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode target --op delete [--force] --tid TID`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn delete_target(&self, tid: i32, force: bool) -> Result<(), TgtError> {
         self.execute(&target_delete_request(tid, force)?)
             .await
@@ -189,6 +201,10 @@ impl TgtClient {
     /// Sets a target `ready` or `offline` (offline refuses new logins; existing sessions continue).
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode target --op update --tid TID --name state --value STATE`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn set_target_state(&self, tid: i32, state: SetState) -> Result<(), TgtError> {
         self.execute(&target_state_request(tid, state)?)
             .await
@@ -198,6 +214,10 @@ impl TgtClient {
     /// Sets one iSCSI parameter of a target (applies to new logins).
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode target --op update --tid TID --name KEY --value VALUE`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn set_target_param(&self, tid: i32, param: TargetParam) -> Result<(), TgtError> {
         check_tid(tid)?;
         let (k, v) = param.key_value()?;
@@ -211,6 +231,10 @@ impl TgtClient {
     /// The raw text of target show for all targets.
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode target --op show`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
     pub async fn show_targets_text(&self) -> Result<String, TgtError> {
         Ok(self
             .execute(&Request::new(Mode::Target, Op::Show))
@@ -221,11 +245,19 @@ impl TgtClient {
     /// All targets, parsed.
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode target --op show`, parsed.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]), or [`TgtError::Parse`] for output that cannot be parsed.
     pub async fn show_targets(&self) -> Result<Vec<Target>, TgtError> {
         parse_targets(&self.show_targets_text().await?)
     }
 
     /// One target from the full show, or `None` when tgtd does not have it (e.g. after a restart).
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]), or [`TgtError::Parse`] for output that cannot be parsed.
     pub async fn target(&self, tid: i32) -> Result<Option<Target>, TgtError> {
         Ok(self
             .show_targets()
@@ -235,6 +267,10 @@ impl TgtClient {
     }
 
     /// True when tgtd has a target with this tid.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]), or [`TgtError::Parse`] for output that cannot be parsed.
     pub async fn has_target(&self, tid: i32) -> Result<bool, TgtError> {
         Ok(self.target(tid).await?.is_some())
     }
@@ -242,6 +278,10 @@ impl TgtClient {
     /// A target's iSCSI parameters as `(key, value)` pairs.
     ///
     /// Equivalent to `tgtadm --lld iscsi --mode target --op show --tid TID`.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]), or [`TgtError::Parse`] for output that cannot be parsed.
     pub async fn show_target_params(&self, tid: i32) -> Result<Vec<(String, String)>, TgtError> {
         check_tid(tid)?;
         let text = self

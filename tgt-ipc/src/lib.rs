@@ -20,6 +20,7 @@
 //! - **Write-through by default.** [`ServeLun::cache`] is [`CacheMode::WriteThrough`] unless write-back is
 //!   asked for explicitly: tgtd then syncs every write and tells initiators it has no write cache.
 #![deny(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)

@@ -101,6 +101,10 @@ impl FamilyInfo {
     /// Refuses anything but the DRBD 8.4 API (version 1, header size 8).
     /// A DRBD 9 kernel (version 2, or op 44 `NEW_PEER` advertised) gives
     /// [`DrbdError::UnsupportedApi`].
+    ///
+    /// # Errors
+    /// [`DrbdError::UnsupportedApi`] for a family version other than 1 or when op 44 (`NEW_PEER`,
+    /// DRBD 9) is advertised; [`DrbdError::Protocol`] for a user header size other than 8.
     pub fn check_84(&self) -> Result<(), DrbdError> {
         if self.version != DRBD_API_VERSION_84 || self.ops.contains(&44) {
             return Err(DrbdError::UnsupportedApi {
@@ -117,12 +121,18 @@ impl FamilyInfo {
     }
 
     /// The `events` group id, or [`DrbdError::GroupNotFound`].
+    ///
+    /// # Errors
+    /// [`DrbdError::GroupNotFound`] when the family has no `events` group.
     pub fn events_group(&self) -> Result<u32, DrbdError> {
         self.events_group
             .ok_or_else(|| DrbdError::GroupNotFound(DRBD_EVENTS_GROUP.to_string()))
     }
 
     /// Reads a `CTRL_CMD_NEWFAMILY` reply.
+    ///
+    /// # Errors
+    /// [`DrbdError::Protocol`] when the reply has no `CTRL_ATTR_FAMILY_ID`.
     pub fn from_ctrl(ctrl: &GenlCtrl) -> Result<Self, DrbdError> {
         let mut id = None;
         let mut info = FamilyInfo {

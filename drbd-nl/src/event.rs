@@ -77,6 +77,10 @@ impl EventStream {
 }
 
 /// Classifies one decoded broadcast.
+///
+/// # Errors
+/// [`DrbdError::Protocol`] when a state broadcast cannot be read as a device status
+/// (see [`DeviceStatus::from_message`]).
 pub fn classify(seq: u32, message: DrbdMessage) -> Result<DrbdEvent, DrbdError> {
     Ok(match message.cmd {
         DrbdCmd::Event if message.state_info().is_some() => DrbdEvent::Device {

@@ -43,6 +43,12 @@ impl DrbdHandle {
     /// Opens a socket, resolves family `drbd` by name and refuses any API but
     /// 8.4 ([`DrbdError::UnsupportedApi`] for DRBD 9; [`DrbdError::FamilyNotFound`]
     /// without the module or outside the initial netns).
+    ///
+    /// # Errors
+    /// [`DrbdError::FamilyNotFound`] (no `drbd` module, or not in the initial netns);
+    /// [`DrbdError::UnsupportedApi`] (DRBD 9); [`DrbdError::Io`] / [`DrbdError::Netlink`] when the
+    /// socket or the nlctrl request fails; [`DrbdError::Protocol`] / [`DrbdError::Decode`] for a
+    /// malformed nlctrl reply.
     pub async fn connect() -> Result<Self, DrbdError> {
         let conn = connection::open(None)?;
         let family = connection::resolve_family(&conn.handle).await?;
@@ -70,6 +76,10 @@ impl DrbdHandle {
     /// of typed events. Equivalent to the listening half of
     /// `drbdsetup-84 events all` (a missing group is an error). Take a
     /// [`DrbdHandle::status`] snapshot *after* this returns to miss nothing.
+    ///
+    /// # Errors
+    /// [`DrbdError::GroupNotFound`] without an `events` group; [`DrbdError::Io`] when the socket
+    /// cannot be opened, bound or joined to the group.
     pub async fn events(&self) -> Result<EventStream, DrbdError> {
         let group = self.inner.family.events_group()?;
         let conn = connection::open(Some(group))?;
@@ -200,12 +210,19 @@ impl DrbdHandle {
     }
 
     /// Convenience: the dump of [`DrbdHandle::status`] as typed device status.
+    ///
+    /// # Errors
+    /// Those of [`Status`]'s execute: netlink failures, a kernel error code, or a reply that
+    /// cannot be decoded.
     pub async fn devices(&self) -> Result<Vec<DeviceStatus>, DrbdError> {
         self.status().execute().await
     }
 }
 
 /// Decodes one received generic-netlink payload as a DRBD message.
+///
+/// # Errors
+/// [`DrbdError::Decode`] for a truncated or malformed payload.
 pub fn decode_raw(raw: &RawGenl) -> Result<DrbdMessage, DrbdError> {
     let header = GenlHeader::parse(&raw.payload)?;
     let body = raw.payload.get(4..).unwrap_or(&[]);
@@ -213,6 +230,10 @@ pub fn decode_raw(raw: &RawGenl) -> Result<DrbdMessage, DrbdError> {
 }
 
 /// Turns a reply's `ret_code` into `Ok(reply)` or the typed error.
+///
+/// # Errors
+/// [`DrbdError::Kernel`] for a `drbd_ret_code` other than `NO_ERROR` (101);
+/// [`DrbdError::StateChange`] for a failed `drbd_state_rv` (below 1); both carry the kernel's info text.
 pub fn check_reply(reply: DrbdMessage, context: &str) -> Result<DrbdMessage, DrbdError> {
     reply_result(reply.header.ret_code(), reply.info_text(), context).map(|()| reply)
 }

@@ -51,6 +51,9 @@ impl DrbdHeader {
     }
 
     /// Parses the first 8 bytes of `buf`.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when `buf` holds fewer than 8 bytes.
     pub fn parse(buf: &[u8]) -> Result<Self, DecodeError> {
         match buf {
             [m0, m1, m2, m3, f0, f1, f2, f3, ..] => Ok(Self {

@@ -186,6 +186,9 @@ impl DrbdMessage {
     }
 
     /// Parses the bytes after `genlmsghdr` for command `cmd`.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for a truncated header or attribute, or a nested set that does not parse.
     pub fn parse_payload(cmd: u8, buf: &[u8]) -> Result<Self, DecodeError> {
         let cmd = DrbdCmd::try_from(cmd)?;
         let header = DrbdHeader::parse(buf)?;

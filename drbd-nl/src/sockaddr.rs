@@ -42,6 +42,10 @@ impl SockAddr {
     }
 
     /// Reads raw `sockaddr` bytes (IPv4 or IPv6).
+    ///
+    /// # Errors
+    /// [`DrbdError::InvalidArgument`] for a family other than `AF_INET` / `AF_INET6` or too few
+    /// bytes for it.
     pub fn from_bytes(b: &[u8]) -> Result<Self, DrbdError> {
         let bad =
             || DrbdError::InvalidArgument(format!("unsupported sockaddr of {} bytes", b.len()));

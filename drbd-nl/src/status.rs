@@ -105,6 +105,9 @@ impl NetTimeouts {
 
 impl DeviceStatus {
     /// Reads a GET_STATUS reply or DRBD_EVENT.
+    ///
+    /// # Errors
+    /// [`DrbdError::Protocol`] when a `STATE_INFO` set carries no `current_state`.
     pub fn from_message(msg: &DrbdMessage) -> Result<Self, DrbdError> {
         let mut s = DeviceStatus {
             resource: msg.resource_name().map(str::to_string),

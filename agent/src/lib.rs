@@ -23,6 +23,7 @@ mod error;
 pub mod events;
 pub mod executor;
 pub mod fsm;
+pub mod import;
 pub mod logs;
 pub mod metrics;
 pub mod monitor;

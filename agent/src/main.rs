@@ -72,6 +72,9 @@ enum Cmd {
         /// on or off.
         state: OnOff,
     },
+    /// Write this agent's configuration from an iSCSI-HA setup (iscsi-ha.conf, tgt's
+    /// targets.conf, drbd.conf), listing every setting that has no equivalent.
+    Import(agent::import::files::ImportArgs),
     /// Parse and validate a configuration file.
     CheckConfig {
         /// The file (default: --config).
@@ -129,6 +132,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("resource {} lun {}: cache {}", r.name, l.lun, l.cache);
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Import(args) => {
+            agent::import::files::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { json } => {

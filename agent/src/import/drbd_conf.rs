@@ -1,0 +1,392 @@
+//! drbd.conf (DRBD 8.4 syntax, `drbd.conf(5)`): statements `word ... ;` and blocks
+//! `word ... { ... }`, `#` comments, double-quoted strings, `include "glob";`. Only what the
+//! import needs is interpreted: resource names, device and minor, disk, meta-disk, protocol and the
+//! `on HOST { address ... }` sections.
+
+use std::collections::BTreeSet;
+
+use super::{Loc, ParseError};
+
+/// One statement: its words and, for a section, its contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stmt {
+    /// The words before `;` or `{`.
+    pub words: Vec<String>,
+    /// Where the first word was.
+    pub at: Loc,
+    /// The section's statements (`None` for a `;` statement).
+    pub block: Option<Vec<Stmt>>,
+}
+
+/// Reads the files an `include` names (a glob, relative to the including file's directory).
+pub type Loader<'a> = dyn FnMut(&str, &Loc) -> Result<Vec<(String, String)>, ParseError> + 'a;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    Open,
+    Close,
+    Semi,
+}
+
+fn lex(text: &str, file: &str) -> Result<Vec<(Tok, Loc)>, ParseError> {
+    let mut out = Vec::new();
+    let mut line = 1;
+    let mut it = text.chars().peekable();
+    while let Some(c) = it.next() {
+        let at = Loc::new(file, line);
+        match c {
+            '\n' => line += 1,
+            c if c.is_whitespace() => {}
+            '#' => {
+                while it.peek().is_some_and(|c| *c != '\n') {
+                    it.next();
+                }
+            }
+            '{' => out.push((Tok::Open, at)),
+            '}' => out.push((Tok::Close, at)),
+            ';' => out.push((Tok::Semi, at)),
+            '"' => {
+                let mut w = String::new();
+                loop {
+                    match it.next() {
+                        Some('"') => break,
+                        Some('\\') => match it.next() {
+                            Some(c) => w.push(c),
+                            None => return Err(ParseError::new(at, "unterminated string")),
+                        },
+                        Some('\n') => return Err(ParseError::new(at, "unterminated string")),
+                        Some(c) => w.push(c),
+                        None => return Err(ParseError::new(at, "unterminated string")),
+                    }
+                }
+                out.push((Tok::Word(w), at));
+            }
+            c => {
+                let mut w = String::from(c);
+                while let Some(&n) = it.peek() {
+                    if n.is_whitespace() || matches!(n, '{' | '}' | ';' | '#' | '"') {
+                        break;
+                    }
+                    w.push(n);
+                    it.next();
+                }
+                out.push((Tok::Word(w), at));
+            }
+        }
+    }
+    Ok(out)
+}
+
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// Parses `text`, following top-level `include` statements through `load`.
+pub fn parse(text: &str, file: &str, load: &mut Loader<'_>) -> Result<Vec<Stmt>, ParseError> {
+    let mut seen = BTreeSet::from([file.to_string()]);
+    parse_file(text, file, load, &mut seen, 0)
+}
+
+fn parse_file(
+    text: &str,
+    file: &str,
+    load: &mut Loader<'_>,
+    seen: &mut BTreeSet<String>,
+    depth: usize,
+) -> Result<Vec<Stmt>, ParseError> {
+    let toks = lex(text, file)?;
+    let mut it = toks.into_iter().peekable();
+    let stmts = block(&mut it, None)?;
+    let mut out = Vec::new();
+    for s in stmts {
+        if s.block.is_none() && s.words.first().is_some_and(|w| w == "include") {
+            let [_, pattern] = s.words.as_slice() else {
+                return Err(ParseError::new(s.at, "include takes one path"));
+            };
+            if depth >= MAX_INCLUDE_DEPTH {
+                return Err(ParseError::new(s.at, "includes nested too deeply"));
+            }
+            for (f, t) in load(pattern, &s.at)? {
+                if seen.insert(f.clone()) {
+                    out.extend(parse_file(&t, &f, load, seen, depth + 1)?);
+                }
+            }
+        } else {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+fn block(
+    it: &mut std::iter::Peekable<std::vec::IntoIter<(Tok, Loc)>>,
+    open: Option<&Loc>,
+) -> Result<Vec<Stmt>, ParseError> {
+    let mut out = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    let mut start: Option<Loc> = None;
+    while let Some((t, at)) = it.next() {
+        match t {
+            Tok::Word(w) => {
+                start.get_or_insert(at);
+                words.push(w);
+            }
+            Tok::Semi => {
+                let Some(s) = start.take() else {
+                    return Err(ParseError::new(at, "empty statement"));
+                };
+                out.push(Stmt {
+                    words: std::mem::take(&mut words),
+                    at: s,
+                    block: None,
+                });
+            }
+            Tok::Open => {
+                let s = start.take().unwrap_or_else(|| at.clone());
+                let inner = block(it, Some(&at))?;
+                out.push(Stmt {
+                    words: std::mem::take(&mut words),
+                    at: s,
+                    block: Some(inner),
+                });
+            }
+            Tok::Close => {
+                if let Some(s) = start {
+                    return Err(ParseError::new(s, "statement not ended with ';'"));
+                }
+                return match open {
+                    Some(_) => Ok(out),
+                    None => Err(ParseError::new(at, "'}' without '{'")),
+                };
+            }
+        }
+    }
+    if let Some(s) = start {
+        return Err(ParseError::new(s, "statement not ended with ';'"));
+    }
+    match open {
+        Some(o) => Err(ParseError::new(o.clone(), "'{' is never closed")),
+        None => Ok(out),
+    }
+}
+
+/// An `on HOST { ... }` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrbdHost {
+    /// The host name(s) after `on`.
+    pub name: String,
+    /// `address [af] ip:port`, the `ip:port` part.
+    pub address: Option<String>,
+    /// `device` inside the section.
+    pub device: Option<Device>,
+    /// `disk` inside the section.
+    pub disk: Option<String>,
+}
+
+/// `device [PATH] [minor N]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The device path, when written.
+    pub path: Option<String>,
+    /// The minor (written, or read from a `/dev/drbdN` path).
+    pub minor: Option<u32>,
+    /// Where it was written.
+    pub at: Loc,
+}
+
+/// A resource section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrbdResource {
+    /// The resource name.
+    pub name: String,
+    /// The `resource` line.
+    pub at: Loc,
+    /// `device` at resource level.
+    pub device: Option<Device>,
+    /// `disk` at resource level.
+    pub disk: Option<String>,
+    /// `meta-disk` at resource level (or in the first host).
+    pub meta_disk: Option<String>,
+    /// `protocol` (resource level, its `net` section, or `common`'s).
+    pub protocol: Option<String>,
+    /// The `on` sections.
+    pub hosts: Vec<DrbdHost>,
+    /// `volume` sections (the agent serves one device per resource).
+    pub volumes: usize,
+}
+
+impl DrbdResource {
+    /// Every device this resource has (resource level and per host).
+    pub fn devices(&self) -> impl Iterator<Item = &Device> {
+        self.device
+            .iter()
+            .chain(self.hosts.iter().filter_map(|h| h.device.as_ref()))
+    }
+}
+
+fn device(words: &[String], at: &Loc) -> Result<Device, ParseError> {
+    let mut d = Device {
+        path: None,
+        minor: None,
+        at: at.clone(),
+    };
+    let mut rest = words.iter();
+    while let Some(w) = rest.next() {
+        if w == "minor" {
+            let n = rest
+                .next()
+                .and_then(|m| m.parse().ok())
+                .ok_or_else(|| ParseError::new(at.clone(), "device ... minor needs a number"))?;
+            d.minor = Some(n);
+        } else if d.path.is_none() && w.starts_with('/') {
+            d.path = Some(w.clone());
+        } else {
+            return Err(ParseError::new(
+                at.clone(),
+                format!("unexpected {w:?} in device"),
+            ));
+        }
+    }
+    if d.minor.is_none() {
+        d.minor = d.path.as_deref().and_then(minor_of_path);
+    }
+    Ok(d)
+}
+
+/// `/dev/drbdN` → N.
+pub fn minor_of_path(p: &str) -> Option<u32> {
+    p.strip_prefix("/dev/drbd")?.parse().ok()
+}
+
+fn arg(s: &Stmt) -> Result<String, ParseError> {
+    match s.words.as_slice() {
+        [_, v] => Ok(v.clone()),
+        _ => Err(ParseError::new(
+            s.at.clone(),
+            format!(
+                "{} takes one value",
+                s.words.first().map(String::as_str).unwrap_or("?")
+            ),
+        )),
+    }
+}
+
+fn protocol_in(stmts: &[Stmt]) -> Result<Option<String>, ParseError> {
+    let mut p = None;
+    for s in stmts {
+        match (s.words.first().map(String::as_str), &s.block) {
+            (Some("protocol"), None) => p = Some(arg(s)?),
+            (Some("net"), Some(b)) => {
+                if let Some(v) = protocol_in(b)? {
+                    p = Some(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+/// The resources of a parsed drbd.conf.
+pub fn resources(stmts: &[Stmt]) -> Result<Vec<DrbdResource>, ParseError> {
+    let mut common_protocol = None;
+    for s in stmts {
+        if let (Some("common"), Some(b)) = (s.words.first().map(String::as_str), &s.block) {
+            common_protocol = protocol_in(b)?;
+        }
+    }
+    let mut out = Vec::new();
+    for s in stmts {
+        let (Some("resource"), Some(b)) = (s.words.first().map(String::as_str), &s.block) else {
+            continue;
+        };
+        let [_, name] = s.words.as_slice() else {
+            return Err(ParseError::new(s.at.clone(), "resource takes one name"));
+        };
+        let mut r = DrbdResource {
+            name: name.clone(),
+            at: s.at.clone(),
+            device: None,
+            disk: None,
+            meta_disk: None,
+            protocol: protocol_in(b)?.or_else(|| common_protocol.clone()),
+            hosts: Vec::new(),
+            volumes: 0,
+        };
+        for st in b {
+            let w = st.words.first().map(String::as_str);
+            match (w, &st.block) {
+                (Some("device"), None) => r.device = Some(device(&st.words[1..], &st.at)?),
+                (Some("disk"), None) => r.disk = Some(arg(st)?),
+                (Some("meta-disk"), None) => r.meta_disk = st.words.get(1).cloned(),
+                (Some("volume"), Some(_)) => r.volumes += 1,
+                (Some("on"), Some(hb)) => {
+                    let mut h = DrbdHost {
+                        name: st.words[1..].join(" "),
+                        address: None,
+                        device: None,
+                        disk: None,
+                    };
+                    for hs in hb {
+                        match hs.words.first().map(String::as_str) {
+                            Some("address") => h.address = hs.words.last().cloned(),
+                            Some("device") => h.device = Some(device(&hs.words[1..], &hs.at)?),
+                            Some("disk") => h.disk = Some(arg(hs)?),
+                            Some("meta-disk") if r.meta_disk.is_none() => {
+                                r.meta_disk = hs.words.get(1).cloned()
+                            }
+                            Some("volume") => r.volumes += 1,
+                            _ => {}
+                        }
+                    }
+                    r.hosts.push(h);
+                }
+                _ => {}
+            }
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(s: &str) -> Result<Vec<DrbdResource>, ParseError> {
+        let mut none = |_: &str, at: &Loc| Err(ParseError::new(at.clone(), "no include"));
+        resources(&parse(s, "d.conf", &mut none)?)
+    }
+
+    #[test]
+    fn resources_84() {
+        let r = res(
+            "global { usage-count no; }\ncommon { net { protocol B; } }\n\
+             resource iscsi1 { # x\n device /dev/drbd1;\n disk /dev/sdb1;\n meta-disk internal;\n\
+             on \"host one\" { address 10.0.0.1:7789; }\n on h2 { address ipv4 10.0.0.2:7789; }\n}\n\
+             resource r2 { net { protocol C; } on a { device minor 4; disk /d; address 1.2.3.4:1; } }\n",
+        )
+        .unwrap();
+        assert_eq!(r[0].name, "iscsi1");
+        assert_eq!(r[0].device.as_ref().unwrap().minor, Some(1));
+        assert_eq!(r[0].protocol.as_deref(), Some("B"));
+        assert_eq!(r[0].hosts[0].name, "host one");
+        assert_eq!(r[0].hosts[1].address.as_deref(), Some("10.0.0.2:7789"));
+        assert_eq!(r[1].protocol.as_deref(), Some("C"));
+        assert_eq!(r[1].devices().next().unwrap().minor, Some(4));
+    }
+
+    #[test]
+    fn refusals() {
+        for (s, line) in [
+            ("resource r {\n device /dev/drbd1\n}", 2),
+            ("resource r {\n", 1),
+            ("}\n", 1),
+            ("resource r { device minor x; }", 1),
+            ("include \"a\";", 1),
+            ("a \"b\n;", 1),
+        ] {
+            let e = res(s).unwrap_err();
+            assert_eq!(e.at.line, line, "{s}: {e}");
+        }
+    }
+}

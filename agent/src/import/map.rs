@@ -1,0 +1,746 @@
+//! From the parsed inputs to this agent's TOML: what maps where, and a [`Note`] for everything
+//! that does not. Pure; [`super::files`] reads the inputs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::drbd_conf::{minor_of_path, DrbdResource};
+use super::shell::Assignment;
+use super::tgt_conf::{Directive, TgtConfig, TgtLun, TgtTarget, ISCSI_PARAMS};
+use super::{Imported, Loc, Note, ParseError, SecretFile};
+
+/// What [`build`] works from.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// This node's name (`node = ...`; also stands for `$HOSTNAME` in iSCSI-HA values).
+    pub node: &'a str,
+    /// iscsi-ha.conf then iscsi-ha_local.conf assignments, in reading order (later wins).
+    pub iscsi_ha: &'a [Assignment],
+    /// tgt's configuration as tgt-admin applies it.
+    pub tgt: &'a TgtConfig,
+    /// drbd.conf's resources, when given.
+    pub drbd: Option<&'a [DrbdResource]>,
+    /// Where secret files will be written; `None`: secrets are not carried over (noted).
+    pub secrets_dir: Option<&'a Path>,
+}
+
+/// tgtd's identity defaults for an LU without them (tgt `usr/spc.c` `spc_lu_init`,
+/// `usr/sbc.c`): vendor, product.
+const TGTD_VENDOR: &str = "IET";
+const TGTD_PRODUCT: &str = "VIRTUAL-DISK";
+
+struct Out {
+    toml: String,
+    notes: Vec<Note>,
+    secrets: Vec<SecretFile>,
+}
+
+impl Out {
+    fn kv(&mut self, key: &str, value: impl Into<toml::Value>, from: &str) {
+        let v: toml::Value = value.into();
+        let _ = writeln!(self.toml, "{key} = {v}   # {from}");
+    }
+    fn note(&mut self, at: &Loc, setting: impl Into<String>, reason: impl Into<String>) {
+        self.notes.push(Note {
+            at: at.clone(),
+            setting: setting.into(),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// Builds the configuration. Errors name the input line that cannot be carried over safely.
+pub fn build(inp: &Inputs<'_>) -> Result<Imported, ParseError> {
+    let mut o = Out {
+        toml: String::new(),
+        notes: Vec::new(),
+        secrets: Vec::new(),
+    };
+    // later assignments win, as when bash sources iscsi-ha.conf then iscsi-ha_local.conf
+    let mut vars: BTreeMap<&str, &Assignment> = BTreeMap::new();
+    for a in inp.iscsi_ha {
+        if let Some(old) = vars.insert(a.key.as_str(), a) {
+            o.note(&old.at, &old.key, format!("overridden by {}", a.at));
+        }
+    }
+    let mut used: BTreeSet<&str> = BTreeSet::new();
+    let _ = writeln!(
+        o.toml,
+        "# Imported by `iscsi-ha import`. Each value names the input it came from; settings\n\
+         # without an equivalent are listed by the import (and in no other place).\n"
+    );
+    o.kv("node", inp.node, "this host (import --node)");
+    write_role(&mut o, &vars, &mut used);
+    write_sockets(&mut o, inp.tgt);
+    write_globals_notes(&mut o, inp.tgt);
+
+    let wanted: Option<Vec<(String, Loc)>> = vars.get("DRBD_RESOURCES").map(|a| {
+        used.insert("DRBD_RESOURCES");
+        a.value
+            .split(':')
+            .filter(|s| !s.is_empty())
+            .map(|s| (s.to_string(), a.at.clone()))
+            .collect()
+    });
+    let mut names = Vec::new();
+    let mut served: BTreeSet<String> = BTreeSet::new();
+    for t in &inp.tgt.targets {
+        let Some((name, minor, how)) = backing_resource(t, inp.drbd, wanted.as_deref(), &mut o)?
+        else {
+            continue;
+        };
+        if let Some(w) = &wanted {
+            if !w.iter().any(|(n, _)| *n == name) {
+                o.note(
+                    &t.at,
+                    format!("<target {}>", t.name),
+                    format!(
+                        "on DRBD resource {name}, which DRBD_RESOURCES ({}) does not list: \
+                         iSCSI-HA does not fail it over; not imported",
+                        w[0].1
+                    ),
+                );
+                continue;
+            }
+        }
+        if !served.insert(name.clone()) {
+            o.note(
+                &t.at,
+                format!("<target {}>", t.name),
+                format!("a second target on DRBD resource {name}: the agent serves one target per resource; not imported"),
+            );
+            continue;
+        }
+        write_resource(&mut o, inp, t, &name, minor, &how)?;
+        names.push(name);
+    }
+    if let Some(w) = &wanted {
+        for (n, at) in w {
+            if !served.contains(n) {
+                o.note(
+                    at,
+                    format!("DRBD_RESOURCES {n}"),
+                    "no target of the tgt configuration is backed by it; nothing to serve",
+                );
+            }
+        }
+    }
+    if names.is_empty() {
+        let at = inp
+            .tgt
+            .targets
+            .first()
+            .map(|t| t.at.clone())
+            .unwrap_or_else(|| Loc::new("<tgt configuration>", 0));
+        return Err(ParseError::new(
+            at,
+            "no target could be imported (see the notes above)",
+        ));
+    }
+    write_address(&mut o, &vars, &mut used, &names)?;
+    write_alerts(&mut o, inp, &vars, &mut used)?;
+    for (k, a) in &vars {
+        if used.contains(k) {
+            continue;
+        }
+        let reason = match *k {
+            "ISCSI_TARGET_SERVICE" if a.value == "tgtd" => "the agent drives tgtd through its socket; nothing to set",
+            "ISCSI_TARGET_SERVICE" => "the agent serves with tgtd only",
+            "ENABLE_LOGGING" => "the agent always logs (journald or stderr)",
+            "MONITOR_DELAY" | "MONITOR_SCANRATE" => "the agent reacts to DRBD, tgtd and pool.conf events as they happen; its slow re-check is timeouts.safety_net_s (default 60 s)",
+            "MONITOR_MAX_STARTS" | "MONITOR_KILLALL" => "the agent is one supervised process (systemd restarts it); no monitor to restart",
+            "SERVER_ONE_IP" | "SERVER_TWO_IP" | "REPLICATION_IP_ISCSI" => "replication addresses belong to DRBD (drbd.conf, or [resource.manage] local/peer)",
+            k if k.starts_with("MAIL_") || k.starts_with("SMTP_") => "mail alerts are off (MAIL_ON is not 1)",
+            _ => "not an iSCSI-HA setting this import knows",
+        };
+        let setting = if *k == "SMTP_PASS" {
+            k.to_string()
+        } else {
+            format!("{k}={}", a.value)
+        };
+        o.note(&a.at, setting, reason);
+    }
+    o.notes.sort();
+    let cfg_check = crate::config::Config::parse(&o.toml, Path::new("<imported>"));
+    if let Err(e) = cfg_check {
+        return Err(ParseError::new(
+            Loc::new("<imported toml>", e.line.unwrap_or(0)),
+            format!("{}: {}", e.key, e.reason),
+        ));
+    }
+    Ok(Imported {
+        toml: o.toml,
+        notes: o.notes,
+        secrets: o.secrets,
+    })
+}
+
+fn write_role(o: &mut Out, vars: &BTreeMap<&str, &Assignment>, used: &mut BTreeSet<&str>) {
+    let _ = writeln!(o.toml, "\n[role]");
+    match vars.get("MANUAL_MODE") {
+        Some(a) if !a.value.is_empty() => {
+            used.insert("MANUAL_MODE");
+            o.kv(
+                "source",
+                "command",
+                &format!(
+                    "MANUAL_MODE={} at {}: operators decide with iscsi-ha promote|demote",
+                    a.value, a.at
+                ),
+            );
+        }
+        other => {
+            if let Some(a) = other {
+                used.insert("MANUAL_MODE");
+                let _ = writeln!(
+                    o.toml,
+                    "# MANUAL_MODE empty at {}: automatic, following the pool master",
+                    a.at
+                );
+            }
+            o.kv(
+                "source",
+                "pool-conf",
+                "as iSCSI-HA: primary on the XenServer/XCP-ng pool master",
+            );
+            o.kv("path", crate::config::DEFAULT_POOL_CONF, "default");
+        }
+    }
+}
+
+fn write_sockets(o: &mut Out, tgt: &TgtConfig) {
+    if let Some(d) = tgt.globals.iter().find(|d| d.key == "control-port") {
+        if let Some(p) = d.value.as_deref().and_then(|v| v.parse::<u16>().ok()) {
+            let _ = writeln!(o.toml, "\n[sockets]");
+            o.kv(
+                "tgtd",
+                format!("/var/run/tgtd/socket.{p}"),
+                &format!("control-port at {}", d.at),
+            );
+        }
+    }
+}
+
+fn write_globals_notes(o: &mut Out, tgt: &TgtConfig) {
+    for d in &tgt.globals {
+        let v = d.value.clone().unwrap_or_default();
+        let reason = match d.key.as_str() {
+            "control-port" if v.parse::<u16>().is_ok() => continue,
+            "control-port" => "not a port number; the default socket is used",
+            "default-driver" if v == "iscsi" => continue,
+            "default-driver" => "the agent serves iSCSI over TCP only",
+            "ignore-errors" => {
+                "the agent never ignores tgtd errors: a failed step is rolled back and reported"
+            }
+            k if k.starts_with("iSNS") => {
+                "no equivalent: the agent does not register with an iSNS server"
+            }
+            "incomingdiscoveryuser" | "outgoingdiscoveryuser" => {
+                o.note(&d.at, format!("{} {}", d.key, user_of(d)), "no equivalent: discovery sessions are not authenticated by the agent (the target's own CHAP still applies)");
+                continue;
+            }
+            _ => "tgt-admin ignores it",
+        };
+        o.note(&d.at, format!("{} {v}", d.key), reason);
+    }
+    for b in &tgt.other_blocks {
+        o.note(
+            b,
+            "block",
+            "tgt-admin only reads <target> blocks at top level; ignored",
+        );
+    }
+}
+
+fn user_of(d: &Directive) -> String {
+    d.value
+        .as_deref()
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The DRBD resource (name, minor, how it was found) backing every LUN of `t`; `None` (noted)
+/// when no LUN is on DRBD.
+fn backing_resource(
+    t: &TgtTarget,
+    drbd: Option<&[DrbdResource]>,
+    wanted: Option<&[(String, Loc)]>,
+    o: &mut Out,
+) -> Result<Option<(String, u32, String)>, ParseError> {
+    let mut found: Option<(String, u32, String)> = None;
+    for l in &t.luns {
+        let r = match drbd {
+            Some(rs) => rs.iter().find_map(|r| {
+                let by_res = l.path.strip_prefix("/dev/drbd/by-res/").map(|p| p.split('/').next() == Some(r.name.as_str())).unwrap_or(false);
+                r.devices()
+                    .find(|d| by_res || d.path.as_deref() == Some(l.path.as_str()) || (d.minor.is_some() && d.minor == minor_of_path(&l.path)))
+                    .and_then(|d| d.minor.map(|m| (r.name.clone(), m, format!("drbd.conf {}", r.at))))
+            }),
+            None => match (minor_of_path(&l.path), wanted) {
+                (Some(m), Some([(n, at)])) => Some((n.clone(), m, format!("the only DRBD_RESOURCES entry ({at})"))),
+                (Some(_), Some(_)) => {
+                    return Err(ParseError::new(l.at.clone(), format!("{} is a DRBD device but DRBD_RESOURCES lists several resources: give drbd.conf (--drbd) to tell which one it is", l.path)))
+                }
+                _ => None,
+            },
+        };
+        match (&found, r) {
+            (_, None) => {}
+            (None, Some(r)) => found = Some(r),
+            (Some(f), Some(r)) if f.0 == r.0 => {}
+            (Some(f), Some(r)) => {
+                return Err(ParseError::new(l.at.clone(), format!("target {} has LUNs on DRBD resources {} and {}: the agent promotes one resource per target", t.name, f.0, r.0)))
+            }
+        }
+    }
+    let Some(f) = found else {
+        o.note(&t.at, format!("<target {}>", t.name), "no LUN is on a DRBD device known here (give drbd.conf with --drbd?): not replicated, not imported");
+        return Ok(None);
+    };
+    for l in &t.luns {
+        let on = match drbd {
+            Some(rs) => {
+                rs.iter().any(|r| {
+                    r.name == f.0
+                        && r.devices().any(|d| {
+                            d.path.as_deref() == Some(l.path.as_str())
+                                || d.minor == minor_of_path(&l.path)
+                        })
+                }) || l.path.starts_with(&format!("/dev/drbd/by-res/{}", f.0))
+            }
+            None => minor_of_path(&l.path) == Some(f.1),
+        };
+        if !on {
+            return Err(ParseError::new(l.at.clone(), format!("{} is not on DRBD resource {} like the target's other LUNs: it would be served without replication", l.path, f.0)));
+        }
+    }
+    Ok(Some(f))
+}
+
+fn write_resource(
+    o: &mut Out,
+    inp: &Inputs<'_>,
+    t: &TgtTarget,
+    name: &str,
+    minor: u32,
+    how: &str,
+) -> Result<(), ParseError> {
+    let _ = writeln!(o.toml, "\n[[resource]]   # <target {}> at {}", t.name, t.at);
+    o.kv("name", name, how);
+    o.kv("minor", i64::from(minor), how);
+    o.kv(
+        "mode",
+        "adopt",
+        "DRBD stays configured by drbdadm, as with iSCSI-HA",
+    );
+    if let Some(r) = inp.drbd.and_then(|rs| rs.iter().find(|r| r.name == name)) {
+        let _ = writeln!(
+            o.toml,
+            "# drbd.conf {}: disk {}, meta-disk {}, protocol {}, hosts {}",
+            r.at,
+            r.disk
+                .as_deref()
+                .or_else(|| r.hosts.iter().find_map(|h| h.disk.as_deref()))
+                .unwrap_or("?"),
+            r.meta_disk.as_deref().unwrap_or("?"),
+            r.protocol.as_deref().unwrap_or("C"),
+            r.hosts
+                .iter()
+                .map(|h| format!("{} {}", h.name, h.address.as_deref().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if r.volumes > 0 {
+            return Err(ParseError::new(
+                r.at.clone(),
+                "resource with volume sections: the agent serves one device per resource",
+            ));
+        }
+    }
+    let _ = writeln!(o.toml, "\n[resource.target]");
+    o.kv("iqn", t.name.as_str(), &format!("<target> at {}", t.at));
+    o.kv("tid", i64::from(t.tid), "the tid tgt-admin -e gives it on a tgtd without targets (targets in name order, or controller_tid)");
+    write_initiators(o, t)?;
+    if let Some(d) = t.incoming.iter().chain(&t.outgoing).next() {
+        return Err(ParseError::new(d.at.clone(), format!("{} {}: CHAP accounts have no equivalent in this agent's configuration yet; importing the target without them would let in initiators that CHAP keeps out", d.key, user_of(d))));
+    }
+    for d in &t.other {
+        let v = d.value.clone().unwrap_or_default();
+        let reason = match d.key.as_str() {
+            "driver" if v == "iscsi" => continue,
+            "driver" => "the agent serves iSCSI over TCP only",
+            k if ISCSI_PARAMS.contains(&k) && k != "state" => {
+                "no equivalent: tgtd's default iSCSI parameters apply"
+            }
+            "state" => "the agent sets the state itself (ready once fully built, offline to stop)",
+            _ => "tgt-admin ignores it",
+        };
+        o.note(&d.at, format!("{} {v}", d.key), reason);
+    }
+    for b in &t.other_blocks {
+        o.note(
+            b,
+            "block",
+            "tgt-admin ignores blocks other than backing-store/direct-store in a target",
+        );
+    }
+    for l in &t.luns {
+        write_lun(o, t, l)?;
+    }
+    Ok(())
+}
+
+fn write_initiators(o: &mut Out, t: &TgtTarget) -> Result<(), ParseError> {
+    let addrs: Vec<&Directive> = t.initiator_addresses.iter().collect();
+    let all_at = addrs.iter().find(|d| d.value.as_deref() == Some("ALL"));
+    if addrs.is_empty() || all_at.is_some() {
+        let why = match all_at {
+            Some(d) => format!("initiator-address ALL at {}", d.at),
+            None => "no initiator-address: tgt-admin binds ALL".to_string(),
+        };
+        o.kv("initiators", "all", &why);
+        for d in t
+            .initiator_names
+            .iter()
+            .chain(addrs.iter().copied())
+            .filter(|d| d.value.as_deref() != Some("ALL"))
+        {
+            o.note(&d.at, format!("{} {}", d.key, d.value.as_deref().unwrap_or("")), "restricts nothing: tgt-admin also binds ALL to this target; imported as initiators = \"all\"");
+        }
+        return Ok(());
+    }
+    let mut list = Vec::new();
+    for d in addrs.iter().copied() {
+        let v = d.value.as_deref().unwrap_or("");
+        if v.starts_with('[') {
+            o.note(
+                &d.at,
+                format!("initiator-address {v}"),
+                "bracketed IPv6 entries are not carried over yet; that initiator is refused",
+            );
+            continue;
+        }
+        tgt_ipc::Acl::address(v).map_err(|e| ParseError::new(d.at.clone(), e.to_string()))?;
+        list.push((v.to_string(), d.at.clone()));
+    }
+    for d in &t.initiator_names {
+        let v = d.value.as_deref().unwrap_or("");
+        tgt_ipc::Acl::name(v).map_err(|e| ParseError::new(d.at.clone(), e.to_string()))?;
+        list.push((v.to_string(), d.at.clone()));
+    }
+    let _ = writeln!(o.toml, "initiators = [");
+    for (v, at) in &list {
+        let _ = writeln!(o.toml, "  {},   # {at}", toml::Value::from(v.as_str()));
+    }
+    let _ = writeln!(o.toml, "]");
+    Ok(())
+}
+
+fn write_lun(o: &mut Out, t: &TgtTarget, l: &TgtLun) -> Result<(), ParseError> {
+    let _ = writeln!(
+        o.toml,
+        "\n[[resource.lun]]   # {} {} at {}",
+        if l.direct {
+            "direct-store"
+        } else {
+            "backing-store"
+        },
+        l.path,
+        l.at
+    );
+    o.kv("lun", i64::from(l.lun), "the LUN number tgt-admin gives it");
+    o.kv("device", l.path.as_str(), &l.at.to_string());
+    let ident = |o: &mut Out,
+                 key: &str,
+                 tgt_key: &str,
+                 max: usize,
+                 default: Option<String>|
+     -> Result<(), ParseError> {
+        match l.get(tgt_key) {
+            Some(d) => {
+                let v = d.value.as_deref().unwrap_or("");
+                if v.is_empty()
+                    || v.len() > max
+                    || !v.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+                    || v.contains([',', '='])
+                {
+                    return Err(ParseError::new(d.at.clone(), format!("{tgt_key} must be 1-{max} printable ASCII characters without ',' or '=' (SPC field size)")));
+                }
+                o.kv(key, v, &format!("{tgt_key} at {}", d.at));
+            }
+            None => {
+                if let Some(v) = default {
+                    o.kv(key, v, "not set: tgtd's default for this tid and LUN, written out so both nodes agree");
+                }
+            }
+        }
+        Ok(())
+    };
+    ident(
+        o,
+        "scsi_id",
+        "scsi_id",
+        36,
+        Some(format!("IET     {:04x}{:04x}", t.tid, l.lun)),
+    )?;
+    ident(
+        o,
+        "scsi_sn",
+        "scsi_sn",
+        36,
+        Some(format!("beaf{}{}", t.tid, l.lun)),
+    )?;
+    ident(o, "vendor", "vendor_id", 8, Some(TGTD_VENDOR.into()))?;
+    ident(o, "product", "product_id", 16, Some(TGTD_PRODUCT.into()))?;
+    ident(o, "rev", "product_rev", 4, None)?;
+    if l.direct {
+        o.note(&l.at, format!("direct-store {}", l.path), "tgt-admin copies vendor, product, revision and serial from the device (sg_inq); the import reads no devices: tgtd's defaults are used where the file sets none");
+    }
+    write_cache(o, l);
+    for (k, ds) in &l.settings {
+        for d in ds {
+            let v = d.value.clone().unwrap_or_default();
+            let reason = match k.as_str() {
+                "scsi_id" | "scsi_sn" | "vendor_id" | "product_id" | "product_rev"
+                | "write-cache" | "bsoflags" | "lun" => continue,
+                "bs-type" if v == "rdwr" => continue,
+                "bs-type" => {
+                    "the agent serves with the rdwr backing store (write-through needs its O_SYNC)"
+                }
+                "device-type" if v == "disk" => continue,
+                "device-type" => "the agent serves disks only",
+                "allow-in-use" => {
+                    "not needed: the agent does not check whether the device is open elsewhere"
+                }
+                "block-size" => "no equivalent: tgtd's 512-byte blocks are served",
+                "readonly" | "removable" | "sense_format" | "online" | "path" | "mode_page"
+                | "params" | "bsopts" | "lbppbe" | "la_lba" | "optimal_xfer_gran"
+                | "optimal_xfer_len" => "no equivalent: tgtd's default applies",
+                _ => "tgt-admin ignores it",
+            };
+            o.note(&d.at, format!("{k} {v}"), reason);
+        }
+    }
+    for d in &l.unknown {
+        o.note(
+            &d.at,
+            format!("{} {}", d.key, d.value.as_deref().unwrap_or("")),
+            "tgt-admin ignores it",
+        );
+    }
+    Ok(())
+}
+
+/// tgt-admin: `write-cache off` sets the caching mode page's WCE to 0, `on` (the default) leaves
+/// tgtd's write-back; `bsoflags sync` opens the store O_SYNC. This agent's write-through is both.
+fn write_cache(o: &mut Out, l: &TgtLun) {
+    let wc = l.get("write-cache");
+    let flags = l.get("bsoflags");
+    let flag_v = flags.and_then(|d| d.value.as_deref()).unwrap_or("");
+    if let Some(d) = flags.filter(|_| flag_v != "sync") {
+        o.note(&d.at, format!("bsoflags {flag_v}"), "no equivalent: the agent opens the store with O_SYNC (write-through) or without flags (write-back); O_DIRECT breaks VERIFY and ORWRITE in tgt 1.0.85 (docs/write-cache.md)");
+    }
+    match (wc.and_then(|d| d.value.as_deref()), flag_v) {
+        (Some("off"), _) => o.kv(
+            "cache",
+            "write-through",
+            &format!(
+                "write-cache off at {}",
+                wc.map(|d| d.at.to_string()).unwrap_or_default()
+            ),
+        ),
+        (_, "sync") => o.kv(
+            "cache",
+            "write-through",
+            &format!(
+                "bsoflags sync at {}",
+                flags.map(|d| d.at.to_string()).unwrap_or_default()
+            ),
+        ),
+        (w, _) => {
+            o.kv(
+                "cache",
+                "write-through",
+                "the safe default; see the import's note",
+            );
+            let at = wc.map(|d| d.at.clone()).unwrap_or_else(|| l.at.clone());
+            let setting = match w {
+                Some(v) => format!("write-cache {v}"),
+                None => format!("write-cache (not set, tgt's default on) for {}", l.path),
+            };
+            o.note(&at, setting, "changed: tgt-admin serves this LUN write-back; imported as write-through so an acknowledged write survives the serving node's power loss (set cache = \"write-back\" to keep tgt's behaviour, on both nodes)");
+        }
+    }
+}
+
+fn mask_prefix(mask: &str) -> Option<u8> {
+    let m: std::net::Ipv4Addr = mask.parse().ok()?;
+    let bits = u32::from(m);
+    let ones = bits.leading_ones();
+    (bits.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
+}
+
+fn write_address(
+    o: &mut Out,
+    vars: &BTreeMap<&str, &Assignment>,
+    used: &mut BTreeSet<&str>,
+    names: &[String],
+) -> Result<(), ParseError> {
+    let Some(ip) = vars.get("DRBD_VIRTUAL_IP") else {
+        return Ok(());
+    };
+    used.insert("DRBD_VIRTUAL_IP");
+    let addr: std::net::Ipv4Addr = ip
+        .value
+        .parse()
+        .map_err(|_| ParseError::new(ip.at.clone(), "DRBD_VIRTUAL_IP must be an IPv4 address"))?;
+    let (prefix, mask_from) = match vars.get("DRBD_VIRTUAL_MASK") {
+        Some(m) => {
+            used.insert("DRBD_VIRTUAL_MASK");
+            let p = mask_prefix(&m.value).ok_or_else(|| ParseError::new(m.at.clone(), "DRBD_VIRTUAL_MASK must be a dotted netmask with contiguous ones, e.g. 255.255.255.0"))?;
+            (p, format!("DRBD_VIRTUAL_MASK={} at {}", m.value, m.at))
+        }
+        None => {
+            return Err(ParseError::new(
+                ip.at.clone(),
+                "DRBD_VIRTUAL_IP without DRBD_VIRTUAL_MASK",
+            ))
+        }
+    };
+    let Some(ifc) = vars.get("DRBD_INTERFACE") else {
+        return Err(ParseError::new(
+            ip.at.clone(),
+            "DRBD_VIRTUAL_IP without DRBD_INTERFACE",
+        ));
+    };
+    used.insert("DRBD_INTERFACE");
+    let _ = writeln!(o.toml, "\n[[address]]");
+    o.kv(
+        "address",
+        format!("{addr}/{prefix}"),
+        &format!("DRBD_VIRTUAL_IP at {}, {mask_from}", ip.at),
+    );
+    o.kv(
+        "interface",
+        ifc.value.as_str(),
+        &format!("DRBD_INTERFACE at {}", ifc.at),
+    );
+    o.kv(
+        "resources",
+        names.to_vec(),
+        "every imported resource: iSCSI-HA moves one address for all",
+    );
+    Ok(())
+}
+
+fn write_alerts(
+    o: &mut Out,
+    inp: &Inputs<'_>,
+    vars: &BTreeMap<&str, &Assignment>,
+    used: &mut BTreeSet<&str>,
+) -> Result<(), ParseError> {
+    let Some(on) = vars.get("MAIL_ON").filter(|a| a.value == "1") else {
+        return Ok(());
+    };
+    used.insert("MAIL_ON");
+    let get = |used: &mut BTreeSet<&str>, k: &'static str| {
+        let a = vars.get(k).copied();
+        if a.is_some() {
+            used.insert(k);
+        }
+        a
+    };
+    let server = get(used, "SMTP_SERVER")
+        .ok_or_else(|| ParseError::new(on.at.clone(), "MAIL_ON=1 without SMTP_SERVER"))?;
+    let _ = writeln!(o.toml, "\n[alerts.email]   # MAIL_ON=1 at {}", on.at);
+    o.kv(
+        "server",
+        server.value.as_str(),
+        &format!("SMTP_SERVER at {}", server.at),
+    );
+    if let Some(p) = get(used, "SMTP_PORT") {
+        let port: u16 = p
+            .value
+            .parse()
+            .map_err(|_| ParseError::new(p.at.clone(), "SMTP_PORT must be a port number"))?;
+        if port == 465 {
+            o.note(&p.at, "SMTP_PORT=465", "iSCSI-HA uses implicit TLS (SMTPS) on 465; the agent speaks SMTP with STARTTLS: use the server's submission port (587)");
+        }
+        o.kv("port", i64::from(port), &format!("SMTP_PORT at {}", p.at));
+    }
+    o.kv(
+        "starttls",
+        false,
+        "iSCSI-HA sends without TLS; set true if the server offers STARTTLS",
+    );
+    if let Some(f) = get(used, "MAIL_FROM") {
+        o.kv("from", f.value.as_str(), &format!("MAIL_FROM at {}", f.at));
+    }
+    if let Some(t) = get(used, "MAIL_TO") {
+        let to: Vec<String> = t
+            .value
+            .split([',', ' ', ';'])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        o.kv("to", to, &format!("MAIL_TO at {}", t.at));
+    }
+    if let Some(s) = get(used, "MAIL_SUBJECT") {
+        let v = s.value.replace("$HOSTNAME", inp.node);
+        o.kv(
+            "subject_prefix",
+            v,
+            &format!("MAIL_SUBJECT at {} ($HOSTNAME is this node)", s.at),
+        );
+    }
+    if let Some(s) = get(used, "MAIL_SCREEN_TIME") {
+        let m: u64 = s.value.parse().map_err(|_| {
+            ParseError::new(s.at.clone(), "MAIL_SCREEN_TIME must be a number of minutes")
+        })?;
+        o.kv(
+            "suppress_s",
+            i64::try_from(m.saturating_mul(60)).unwrap_or(i64::MAX),
+            &format!(
+                "MAIL_SCREEN_TIME={m} at {} (minutes: iSCSI-HA's spool expiry is find -mmin)",
+                s.at
+            ),
+        );
+    }
+    if let Some(s) = get(used, "MAIL_USE_SHARED_PARAMS").filter(|a| a.value == "1") {
+        o.note(&s.at, "MAIL_USE_SHARED_PARAMS=1", "HA-Lizard's mail settings live in the XAPI pool database, which the import does not read; check the values above against `ha-cfg get`");
+    }
+    let user = get(used, "SMTP_USER").filter(|a| !a.value.is_empty());
+    let pass = get(used, "SMTP_PASS").filter(|a| !a.value.is_empty());
+    if let Some(u) = user {
+        match inp.secrets_dir {
+            Some(dir) => {
+                let name = "smtp-credentials.toml".to_string();
+                let contents = format!(
+                    "username = {}\npassword = {}\n",
+                    toml::Value::from(u.value.as_str()),
+                    toml::Value::from(pass.map(|p| p.value.as_str()).unwrap_or(""))
+                );
+                o.kv("credentials", dir.join(&name).display().to_string(), &format!("SMTP_USER at {} and SMTP_PASS (mode 0600 file)", u.at));
+                o.secrets.push(SecretFile { name, contents });
+            }
+            None => o.note(&u.at, "SMTP_USER/SMTP_PASS", "secrets are written only with --output (to a 0600 file beside it); set alerts.email.credentials yourself"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks() {
+        assert_eq!(mask_prefix("255.255.255.0"), Some(24));
+        assert_eq!(mask_prefix("255.255.255.255"), Some(32));
+        assert_eq!(mask_prefix("0.0.0.0"), Some(0));
+        assert_eq!(mask_prefix("255.0.255.0"), None);
+        assert_eq!(mask_prefix("24"), None);
+    }
+}

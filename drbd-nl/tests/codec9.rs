@@ -216,6 +216,20 @@ fn dump_parts_give_typed_objects() {
     assert_eq!(c.name.as_deref(), Some("b"));
     assert_eq!(c.state, ConnectionState::Connected);
     assert_eq!(c.peer_role, Role::Secondary);
+    let net = c.net.expect("GET_CONNECTIONS carries NET_CONF");
+    // new-peer --connect-int=1 only: the rest are DRBD 9's defaults (ping-int 10 s, ping-timeout
+    // 0.5 s, timeout 6 s, ko-count 7, fencing dont-care).
+    assert_eq!(
+        (
+            net.ping_int_s,
+            net.ping_timeout_ds,
+            net.timeout_ds,
+            net.ko_count,
+            net.two_primaries,
+            net.fencing
+        ),
+        (10, 5, 60, 7, false, 0)
+    );
     let p = PeerDevice::from_message(&parse_full(&data("get_peer_devices_part")).1).unwrap();
     assert_eq!(p.replication, ReplState::Established);
     assert_eq!(p.peer_disk, DiskState::UpToDate);

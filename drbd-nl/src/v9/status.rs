@@ -5,7 +5,7 @@
 use super::message::Drbd9Message;
 use super::sets::{
     CfgContext, ConnectionInfo, ConnectionStatistics, DeviceInfo, DeviceStatistics, Drbd9Attr,
-    PathInfo, PathParms, PeerDeviceInfo, PeerDeviceStatistics, ResourceInfo,
+    NetConf, PathInfo, PathParms, PeerDeviceInfo, PeerDeviceStatistics, ResourceInfo,
 };
 use super::state::{from_u32, ConnectionState, DiskState, ReplState};
 use crate::error::DrbdError;
@@ -209,6 +209,27 @@ pub struct Connection {
     pub peer_role: Role,
     /// Send buffer congested (`conn_congested`).
     pub congested: bool,
+    /// The connection's options (NET_CONF), present in GET_CONNECTIONS parts, not in events.
+    pub net: Option<NetOptions>,
+}
+
+/// The `net_conf` options a failover decision depends on (DRBD 9 keeps fencing here, not in
+/// `disk_conf`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NetOptions {
+    /// `ping-int`, seconds.
+    pub ping_int_s: u32,
+    /// `ping-timeout`, tenths of a second.
+    pub ping_timeout_ds: u32,
+    /// `timeout`, tenths of a second.
+    pub timeout_ds: u32,
+    /// `ko-count` (0 = off).
+    pub ko_count: u32,
+    /// `allow-two-primaries`.
+    pub two_primaries: bool,
+    /// `fencing` (`fencing_policy`): 0 dont-care, 1 resource-only, 2 resource-and-stonith.
+    pub fencing: u32,
 }
 
 impl Connection {
@@ -222,7 +243,26 @@ impl Connection {
             state: ConnectionState::StandAlone,
             peer_role: Role::Unknown,
             congested: false,
+            net: None,
         };
+        if let Some(set) = msg.attrs.iter().find_map(|a| match a {
+            Drbd9Attr::NetConf(s) => Some(s),
+            _ => None,
+        }) {
+            let mut n = NetOptions::default();
+            for f in set {
+                match f {
+                    NetConf::PingInt(v) => n.ping_int_s = *v,
+                    NetConf::PingTimeo(v) => n.ping_timeout_ds = *v,
+                    NetConf::Timeout(v) => n.timeout_ds = *v,
+                    NetConf::KoCount(v) => n.ko_count = *v,
+                    NetConf::TwoPrimaries(v) => n.two_primaries = *v,
+                    NetConf::FencingPolicy(v) => n.fencing = *v,
+                    _ => {}
+                }
+            }
+            c.net = Some(n);
+        }
         for f in set(msg, |a| match a {
             Drbd9Attr::ConnectionInfo(s) => Some(s),
             _ => None,

@@ -25,6 +25,10 @@ pub enum BackendError {
     /// The subsystem refused or failed the request.
     #[error("{0}")]
     Failed(String),
+    /// A live check refused the step before anything changed (e.g. another host answers for
+    /// an address).
+    #[error("{0}")]
+    Refused(String),
     /// DRBD refused Primary because the peer is Primary (`SS_TWO_PRIMARIES`): nothing changed.
     #[error("peer is DRBD Primary ({0})")]
     PeerPrimary(String),

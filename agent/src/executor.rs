@@ -164,14 +164,9 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                         if !a.probe.enabled {
                             return Ok(());
                         }
-                        if within(t.address_ms, self.address.answered_elsewhere(a)).await? {
-                            Err(BackendError::Failed(format!(
-                                "another host answers for {}",
-                                a.address
-                            )))
-                        } else {
-                            Ok(())
-                        }
+                        // Runs on while DRBD and the target come up; judged before DRBD
+                        // promotes without a connected Secondary peer, and at the claim.
+                        within(t.address_ms, self.address.start_probe(a)).await
                     }
                     Stage::AddressClaim => within(t.address_ms, self.address.claim(a)).await,
                     _ => within(t.address_ms, self.address.release(a)).await,
@@ -200,6 +195,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                     Stage::DrbdUp => within(t.drbd_ms, self.drbd.up(r)).await,
                     Stage::DrbdPrimary => self.primary(r).await,
                     Stage::DrbdPrimaryForce => {
+                        self.probes_clear(r).await?;
                         let v = within(t.drbd_ms, self.drbd.status(r)).await?;
                         let refuse = |m: String| Err(BackendError::Failed(m));
                         if v.role == Role::Primary {
@@ -231,13 +227,19 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     /// after one retry of its own `ping-timeout` later). A refusal after which DRBD's state
     /// moved (the peer was declared lost meanwhile) is asked again, at most
     /// [`PRIMARY_ATTEMPTS`] times; an unchanged state keeps the refusal.
+    ///
+    /// Unless DRBD is connected to a Secondary peer (a promote that cannot fork the data),
+    /// the address probes this plan started are judged first, so nobody answering for the
+    /// address stays a precondition of becoming Primary without the peer.
     async fn primary(&self, r: &crate::config::Resource) -> Result<(), BackendError> {
         let t = &self.config.timeouts;
-        // Only manage mode needs the state before the first request (see `force` below).
-        let mut before = match r.manage {
-            Some(_) => Some(within(t.drbd_ms, self.drbd.status(r)).await?),
-            None => None,
-        };
+        let mut before = within(t.drbd_ms, self.drbd.status(r)).await?;
+        if before.role == Role::Primary {
+            return Ok(());
+        }
+        if !(before.connection.handshaken() && before.peer_role == Role::Secondary) {
+            self.probes_clear(r).await?;
+        }
         let mut attempt = 1;
         loop {
             // Manage mode sets fencing resource-only and there is no fence-peer handler, so
@@ -245,9 +247,8 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             // this promote because the UpToDate disk lost its peer while connected, so force
             // exactly that case.
             let force = r.manage.is_some()
-                && before
-                    .as_ref()
-                    .is_some_and(|v| !v.connection.handshaken() && v.disk == Disk::UpToDate);
+                && !before.connection.handshaken()
+                && before.disk == Disk::UpToDate;
             let err = match within(t.drbd_ms, self.drbd.primary(r, force)).await {
                 Err(e @ BackendError::Timeout(_)) => return Err(e),
                 Err(e) => e,
@@ -260,22 +261,32 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             if now.role == Role::Primary {
                 return Ok(());
             }
-            // Without a view before the request (adopt mode), only DRBD's "peer is Primary"
-            // refusal says what it was.
-            let moved = match &before {
-                Some(b) => *b != now,
-                None => {
-                    matches!(err, BackendError::PeerPrimary(_)) && now.peer_role != Role::Primary
-                }
-            };
-            if !moved || !now.up {
+            if before == now || !now.up {
                 return Err(err);
             }
             info!(resource = %r.name, error = %err, connection = %now.connection,
                 peer = %now.peer_role, "DRBD refused Primary and its state moved; asking again");
-            before = Some(now);
+            before = now;
             attempt += 1;
         }
+    }
+
+    /// Nobody answered for the addresses in front of `r` since their probes started (waits
+    /// for the probe windows); refuses otherwise.
+    async fn probes_clear(&self, r: &crate::config::Resource) -> Result<(), BackendError> {
+        let t = &self.config.timeouts;
+        for a in &self.config.addresses {
+            if !a.probe.enabled || !a.resources.contains(&r.name) {
+                continue;
+            }
+            if within(t.address_ms, self.address.probe_conflict(a)).await? {
+                return Err(BackendError::Refused(format!(
+                    "another host answers for {}",
+                    a.address
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Run a group of steps of one stage concurrently; returns the timing and per-step results.
@@ -360,7 +371,10 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                     Err(e) => {
                         warn!(step = %s, error = %e, "step failed");
                         if failure.is_none() {
-                            let refusal = matches!(e, BackendError::PeerPrimary(_));
+                            let refusal = matches!(
+                                e,
+                                BackendError::PeerPrimary(_) | BackendError::Refused(_)
+                            );
                             failure = Some((s, e.to_string(), refusal));
                         }
                     }
@@ -379,6 +393,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             }
         }
         let total_micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // A refusal undone by the rollback (a claim-time conflict) still reads "refused".
         let result = match &out.failed {
             None => "ok".to_string(),
             Some((s, e)) if out.refused => format!("refused: {s}: {e}"),

@@ -296,7 +296,9 @@ pub struct Snapshot {
 pub enum Stage {
     /// Live re-check before promoting a resource: local disk UpToDate, peer not Primary.
     CheckResource,
-    /// Live check that no other host answers for an address before claiming it.
+    /// Start the live check that no other host answers for an address (RFC 5227 probe); it
+    /// runs on while DRBD and the target come up and is judged before DRBD promotes without
+    /// a connected Secondary peer and at the claim (docs/takeover.md).
     ProbeAddress,
     /// Bring a managed resource up from the config (new-resource, new-minor, attach, connect).
     DrbdUp,

@@ -20,7 +20,7 @@ use agent::config::Config;
 use agent::control::Request;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
-use agent::fsm::Role;
+use agent::fsm::{Connection, Disk, Role};
 use common::which;
 
 fn prereqs() -> bool {
@@ -238,8 +238,10 @@ fn claim_restore_conflict_release() {
             ip("addr del 10.99.0.10/24 dev v1");
 
             // Another host answers for it (v1 moved into a namespace of its own holding the
-            // address; its kernel answers the RFC 5227 probe): refused, not rolled back, DRBD
-            // never asked to become Primary, the address not added here.
+            // address; its kernel answers the RFC 5227 probe). DRBD is connected to a
+            // Secondary peer, so the one probe runs while DRBD and the target come up
+            // (docs/takeover.md): the claim refuses, the promote is rolled back, the node is
+            // Secondary again and the address was never added here.
             let other = OtherHost::new();
             ip(&format!("link set v1 netns {}", other.name));
             other.ip("link set lo up");
@@ -257,16 +259,43 @@ fn claim_restore_conflict_release() {
             let r = d.request(Request::Promote).await;
             assert!(!r.ok, "{}", r.message);
             assert!(
+                r.message.contains("refused: address-claim 10.99.0.10/24")
+                    && r.message.contains("conflict"),
+                "{}",
+                r.message
+            );
+            eprintln!("promote with another host on the address: {}", r.message);
+            assert_eq!(
+                mem.world().drbd.get("r0").map(|v| v.role),
+                Some(Role::Secondary),
+                "rolled back to Secondary"
+            );
+            assert!(!addr.held(a0).await.expect("held"));
+            // The same with DRBD not connected to its peer (a promote that would fork the
+            // data): the probe's verdict is awaited first, DRBD is never asked.
+            mem.peer_lost("r0");
+            while let Ok(ev) = rx.try_recv() {
+                d.handle(ev).await;
+            }
+            mem.world().log.clear();
+            let r = d.request(Request::Promote).await;
+            assert!(!r.ok, "{}", r.message);
+            assert!(
                 r.message.contains("refused")
-                    && r.message.contains("probe-address")
                     && r.message.contains("another host answers for 10.99.0.10/24"),
                 "{}",
                 r.message
             );
-            assert!(!r.message.contains("rolled back"), "{}", r.message);
-            eprintln!("promote with another host on the address: {}", r.message);
             assert_never_promoted(&mem);
             assert!(!addr.held(a0).await.expect("held"));
+            {
+                let mut w = mem.world();
+                let v = w.drbd.get_mut("r0").expect("r0");
+                v.peer_role = Role::Secondary;
+                v.peer_disk = Disk::UpToDate;
+                v.connection = Connection::Connected;
+            }
+            d.observe().await;
 
             // The other host gone: the same promote goes through.
             other.ip("addr del 10.99.0.10/24 dev v1");

@@ -51,5 +51,5 @@ pub use announce::{AnnounceMode, AnnouncePolicy, AnnounceResult, Announcements, 
 pub use error::VipError;
 pub use packet::{DecodeError, MacAddr};
 pub use probe::ProbePolicy;
-pub use vip::{ClaimOptions, ClaimReport, ProbeReport, ReleaseReport, Vip};
+pub use vip::{ClaimOptions, ClaimReport, ProbeReport, ProbeSession, ReleaseReport, Vip};
 pub use watch::{VipEvent, VipWatch};

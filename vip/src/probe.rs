@@ -127,6 +127,18 @@ pub(crate) async fn probe(
     policy: &ProbePolicy,
 ) -> Result<Duration, VipError> {
     let start = Instant::now();
+    let (dst, ethertype, frame) = probe_frame(ours, addr);
+    let rx = receiver(ifindex, iface, addr)?;
+    let verdict = listen(
+        &rx, sender, &frame, dst, ethertype, iface, ours, addr, policy, start,
+    )
+    .await;
+    close(rx);
+    verdict
+}
+
+/// The probe's frame: destination, ethertype and the whole Ethernet frame.
+fn probe_frame(ours: MacAddr, addr: IpAddr) -> (MacAddr, u16, Vec<u8>) {
     let (ethertype, dst, payload) = match addr {
         IpAddr::V4(ip) => {
             let mut p = Vec::with_capacity(28);
@@ -148,7 +160,17 @@ pub(crate) async fn probe(
         payload: &payload,
     }
     .encode(&mut frame);
+    (dst, ethertype, frame)
+}
 
+/// A socket receiving what may show a conflict for `addr` (ARP, or IPv6 with the
+/// solicited-node group joined).
+fn receiver(ifindex: u32, iface: &str, addr: IpAddr) -> Result<PacketSocket, VipError> {
+    let ethertype = if addr.is_ipv4() {
+        ETHERTYPE_ARP
+    } else {
+        ETHERTYPE_IPV6
+    };
     let rx = PacketSocket::receiver(ifindex, ethertype)
         .map_err(|e| VipError::io("open probe socket", iface, e))?;
     if let IpAddr::V6(ip) = addr {
@@ -156,15 +178,151 @@ pub(crate) async fn probe(
         rx.join_multicast(MacAddr::ipv6_multicast(&solicited_node(&ip)))
             .map_err(|e| VipError::io("join solicited-node group", iface, e))?;
     }
+    Ok(rx)
+}
 
-    let verdict = listen(
-        &rx, sender, &frame, dst, ethertype, iface, ours, addr, policy, start,
-    )
-    .await;
-    // A socket with a protocol hook takes 8-16 ms to close (see socket.rs): close it
-    // off the claim's path.
+/// A socket with a protocol hook takes 8-16 ms to close (see socket.rs): close it off the
+/// caller's path.
+fn close(rx: PacketSocket) {
     tokio::task::spawn_blocking(move || drop(rx));
-    verdict
+}
+
+/// A probe running in the background ([`start`]): it sends the probes and listens for its
+/// window, then keeps its socket open, so every frame that arrives until [`Session::verdict`]
+/// is still queued there and is judged too.
+#[derive(Debug)]
+pub(crate) struct Session {
+    task: Option<tokio::task::JoinHandle<(Result<Duration, VipError>, PacketSocket)>>,
+    /// After the window: the verdict (`Err` text for anything but a conflict) and the socket.
+    done: Option<(Result<Duration, Option<MacAddr>>, PacketSocket)>,
+    error: Option<String>,
+    ifindex: u32,
+    iface: String,
+    ours: MacAddr,
+    addr: IpAddr,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        if let Some((_, rx)) = self.done.take() {
+            close(rx);
+        }
+    }
+}
+
+/// Starts a probe of `addr` in a task and returns at once (the first probe is sent there).
+pub(crate) fn start(
+    sender: std::sync::Arc<PacketSocket>,
+    ifindex: u32,
+    iface: &str,
+    ours: MacAddr,
+    addr: IpAddr,
+    policy: &ProbePolicy,
+) -> Result<Session, VipError> {
+    let start = Instant::now();
+    let (dst, ethertype, frame) = probe_frame(ours, addr);
+    let rx = receiver(ifindex, iface, addr)?;
+    let (name, policy) = (iface.to_string(), policy.clone());
+    let task = tokio::spawn(async move {
+        let verdict = listen(
+            &rx, &sender, &frame, dst, ethertype, &name, ours, addr, &policy, start,
+        )
+        .await;
+        (verdict, rx)
+    });
+    Ok(Session {
+        task: Some(task),
+        done: None,
+        error: None,
+        ifindex,
+        iface: iface.to_string(),
+        ours,
+        addr,
+    })
+}
+
+impl Session {
+    /// Interface index probed on.
+    pub(crate) fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Waits for the window to end, then judges every frame received since: `Ok(elapsed)`
+    /// when nobody answered for the address from the first probe until now,
+    /// [`VipError::Conflict`] otherwise. Callable again (late frames are judged each time).
+    pub(crate) async fn verdict(&mut self) -> Result<Duration, VipError> {
+        if let Some(task) = self.task.as_mut() {
+            let r = task.await;
+            self.task = None;
+            match r {
+                Ok((Ok(d), rx)) => self.done = Some((Ok(d), rx)),
+                Ok((Err(VipError::Conflict { mac, .. }), rx)) => {
+                    self.done = Some((Err(Some(mac)), rx))
+                }
+                Ok((Err(e), rx)) => {
+                    self.error = Some(e.to_string());
+                    close(rx);
+                }
+                Err(e) => self.error = Some(format!("probe task: {e}")),
+            }
+        }
+        if let Some(e) = &self.error {
+            return Err(VipError::Io {
+                op: "probe",
+                source: std::io::Error::other(e.clone()),
+            });
+        }
+        let addr = self.addr;
+        let Some((verdict, rx)) = self.done.as_mut() else {
+            return Err(VipError::Io {
+                op: "probe",
+                source: std::io::Error::other("no verdict"),
+            });
+        };
+        if let Ok(d) = verdict {
+            if let Err(mac) = drain(rx, self.ours, addr, &self.iface)? {
+                *verdict = Err(Some(mac));
+            } else {
+                return Ok(*d);
+            }
+        }
+        match verdict {
+            Err(Some(mac)) => Err(VipError::Conflict { addr, mac: *mac }),
+            _ => Err(VipError::Io {
+                op: "probe",
+                source: std::io::Error::other("no verdict"),
+            }),
+        }
+    }
+}
+
+/// Reads what is queued on `rx` without waiting: `Ok(Err(mac))` when a frame shows a
+/// conflict, `Ok(Ok(()))` when none does.
+fn drain(
+    rx: &PacketSocket,
+    ours: MacAddr,
+    addr: IpAddr,
+    iface: &str,
+) -> Result<Result<(), MacAddr>, VipError> {
+    let mut buf = vec![0u8; 2048];
+    while let Some(r) = futures::FutureExt::now_or_never(rx.recv(&mut buf)) {
+        let (n, pkttype) = r.map_err(|e| VipError::io("receive probe answer", iface, e))?;
+        if pkttype == PACKET_OUTGOING {
+            continue;
+        }
+        let frame = buf.get(..n).unwrap_or_default();
+        let other = match addr {
+            IpAddr::V4(ip) => conflict_v4(frame, ours, ip),
+            IpAddr::V6(ip) => conflict_v6(frame, ours, ip),
+        };
+        if let Some(mac) = other {
+            return Ok(Err(mac));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// Sends the probes and waits for the window to end or a conflict to show up.

@@ -101,6 +101,36 @@ pub struct ProbeReport {
     pub total: Duration,
 }
 
+/// A conflict probe running in the background ([`Vip::start_probe`]): it keeps listening
+/// after its window until [`Vip::claim_probed`] (or [`ProbeSession::conflict`]) judges it, so
+/// one probe covers the whole time between its start and the add. Dropping it stops it.
+#[derive(Debug)]
+pub struct ProbeSession {
+    inner: crate::probe::Session,
+    started: Instant,
+}
+
+impl ProbeSession {
+    /// When the first probe went out.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Waits until the probe window has ended, then tells whether another host answered for
+    /// the address (or probed for it) at any time since the first probe: its MAC, or `None`.
+    /// May be called again later (frames that arrived meanwhile are judged then).
+    ///
+    /// # Errors
+    /// [`VipError::Io`] when receiving failed.
+    pub async fn conflict(&mut self) -> Result<Option<MacAddr>, VipError> {
+        match self.inner.verdict().await {
+            Ok(_) => Ok(None),
+            Err(VipError::Conflict { mac, .. }) => Ok(Some(mac)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// What a release did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -268,6 +298,39 @@ impl Vip {
         })
     }
 
+    /// Starts the conflict probe of [`Vip::probe`] in the background and returns once the
+    /// link checks passed (the probes go out from a task): the caller does other work while
+    /// the window runs, then claims with [`Vip::claim_probed`], which waits for the window,
+    /// refuses if anyone answered for the address from the first probe until the add, and
+    /// does not probe again. Like [`Vip::probe`] it does not look at this host's own hold.
+    ///
+    /// # Errors
+    /// As [`Vip::probe`]'s link checks: [`VipError::UnknownInterface`],
+    /// [`VipError::InterfaceDown`], [`VipError::NotEthernet`],
+    /// [`VipError::AddressOnOtherInterface`], [`VipError::Io`].
+    pub async fn start_probe(&mut self, policy: &ProbePolicy) -> Result<ProbeSession, VipError> {
+        let (link, mac, _) = self.check_link().await?;
+        let sock = self.sender(link.index)?;
+        let started = Instant::now();
+        let inner = crate::probe::start(sock, link.index, &self.iface, mac, self.addr, policy)?;
+        Ok(ProbeSession { inner, started })
+    }
+
+    /// [`Vip::claim`] after [`Vip::start_probe`]: instead of probing, waits for `session`'s
+    /// verdict, which covers every frame heard from its first probe until now; a conflict is
+    /// [`VipError::Conflict`] and nothing is added. `opts.probe` is used only if the
+    /// interface changed since the probe started (it is probed again then).
+    ///
+    /// # Errors
+    /// As [`Vip::claim`].
+    pub async fn claim_probed(
+        &mut self,
+        session: ProbeSession,
+        opts: &ClaimOptions,
+    ) -> Result<ClaimReport, VipError> {
+        self.claim_with(opts, Some(session)).await
+    }
+
     /// Claims the address: checks the interface (exists, up, Ethernet) and that no other
     /// interface holds the address; probes (if enabled); adds it (IPv6 with `IFA_F_NODAD`);
     /// sends the first announcement and returns once it is on the wire; the rest of the
@@ -284,6 +347,14 @@ impl Vip {
     /// probe (nothing was added); [`VipError::PermissionDenied`] without `CAP_NET_ADMIN` /
     /// `CAP_NET_RAW`; [`VipError::Netlink`] / [`VipError::Io`] for other failures.
     pub async fn claim(&mut self, opts: &ClaimOptions) -> Result<ClaimReport, VipError> {
+        self.claim_with(opts, None).await
+    }
+
+    async fn claim_with(
+        &mut self,
+        opts: &ClaimOptions,
+        session: Option<ProbeSession>,
+    ) -> Result<ClaimReport, VipError> {
         let start = Instant::now();
         self.stop_announcing();
         let (link, mac, already_held) = self.check_link().await?;
@@ -291,8 +362,23 @@ impl Vip {
         let check = start.elapsed();
 
         let mut probe_time = None;
-        if let (false, Some(p)) = (already_held, &opts.probe) {
-            probe_time = Some(probe(&sock, link.index, &self.iface, mac, self.addr, p).await?);
+        match (already_held, session) {
+            (true, _) => {}
+            (false, Some(mut s)) if s.inner.ifindex() == link.index => {
+                if let Some(other) = s.conflict().await? {
+                    return Err(VipError::Conflict {
+                        addr: self.addr,
+                        mac: other,
+                    });
+                }
+                probe_time = Some(s.started.elapsed());
+            }
+            (false, _) => {
+                if let Some(p) = &opts.probe {
+                    let t = probe(&sock, link.index, &self.iface, mac, self.addr, p).await?;
+                    probe_time = Some(t);
+                }
+            }
         }
 
         let t = Instant::now();

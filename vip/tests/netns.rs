@@ -503,3 +503,71 @@ fn without_capabilities_errors_are_permission_denied() {
         }
     });
 }
+
+/// One probe for a whole promote (`Vip::start_probe` then `Vip::claim_probed`): the probe's
+/// socket keeps listening after its window, so a host that starts answering for the address
+/// between the window and the claim (here A claims it then) still refuses B's claim; with the
+/// address free, the claim does not probe a second time.
+fn probe_session_covers_the_gap(vip: IpAddr, prefix: u8, test: &str) {
+    let Some(lab) = lab(test) else { return };
+    let window = ProbePolicy::default().window;
+    let b_ns = lab.b.ns.clone();
+    let b = std::thread::spawn(move || {
+        in_ns(&b_ns, move || async move {
+            let mut v = Vip::new("eth0", vip, prefix).expect("handle");
+            let session = v.start_probe(&ProbePolicy::default()).await.expect("start");
+            // The window ends, then A claims (below) before B gets to its claim.
+            tokio::time::sleep(window * 3).await;
+            let r = v
+                .claim_probed(session, &ClaimOptions::default().announce(quiet()))
+                .await;
+            let held = v.is_held().await.expect("is_held");
+            (r.map(|r| r.probe).map_err(|e| e.to_string()), held)
+        })
+    });
+    std::thread::sleep(window + window / 2);
+    claim_in(
+        &lab.a.ns,
+        vip,
+        prefix,
+        ClaimOptions::without_probe().announce(quiet()),
+    )
+    .expect("claim in A");
+    let (r, held) = b.join().expect("b thread");
+    let err = r.expect_err("B claimed an address A answered for after B's probe window");
+    assert!(err.contains(&lab.a.mac.to_string()), "{err}");
+    assert!(!held, "B must not hold the address");
+
+    assert!(release_in(&lab.a.ns, vip, prefix));
+    let (r, held) = in_ns(&lab.b.ns, move || async move {
+        let mut v = Vip::new("eth0", vip, prefix).expect("handle");
+        let session = v.start_probe(&ProbePolicy::default()).await.expect("start");
+        let t = Instant::now();
+        let r = v
+            .claim_probed(session, &ClaimOptions::default().announce(quiet()))
+            .await
+            .expect("claim after a silent probe");
+        eprintln!(
+            "claim_probed {vip}: probe {:?}, claim {:?}",
+            r.probe,
+            t.elapsed()
+        );
+        (r.probe, v.is_held().await.expect("is_held"))
+    });
+    assert!(held, "B holds the address after a silent probe");
+    assert!(
+        r.is_some_and(|p| p >= window),
+        "the claim waited for the whole window: {r:?}"
+    );
+    assert!(release_in(&lab.b.ns, vip, prefix));
+}
+
+#[test]
+fn ipv4_probe_session_covers_the_gap_until_claim() {
+    probe_session_covers_the_gap(addr("10.77.0.107"), 24, "ipv4_probe_session");
+}
+
+#[test]
+fn ipv6_probe_session_covers_the_gap_until_claim() {
+    probe_session_covers_the_gap(addr("fd77::107"), 64, "ipv6_probe_session");
+}

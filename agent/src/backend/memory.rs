@@ -327,11 +327,20 @@ impl Address for Memory {
         Ok(w.answered_elsewhere.contains(&addr.address))
     }
 
+    /// The probe is one call (as `answered_elsewhere`); its verdict is read later, uncounted.
+    async fn start_probe(&self, addr: &AddressConfig) -> Result<(), BackendError> {
+        self.call(Stage::ProbeAddress, &addr.address).map(|_| ())
+    }
+
+    async fn probe_conflict(&self, addr: &AddressConfig) -> Result<bool, BackendError> {
+        Ok(self.world().answered_elsewhere.contains(&addr.address))
+    }
+
     async fn claim(&self, addr: &AddressConfig) -> Result<(), BackendError> {
         let mut w = self.call(Stage::AddressClaim, &addr.address)?;
         if w.answered_elsewhere.contains(&addr.address) {
-            return Err(BackendError::Failed(format!(
-                "{} is answered by another host",
+            return Err(BackendError::Refused(format!(
+                "another host answers for {}",
                 addr.address
             )));
         }

@@ -90,8 +90,27 @@ pub trait Address: Send + Sync {
         &self,
         addr: &AddressConfig,
     ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+    /// Start the check of [`Address::answered_elsewhere`] and return at once, so it runs while
+    /// DRBD and the target come up; [`Address::probe_conflict`] gives its verdict and
+    /// [`Address::claim`] uses it instead of probing again. Default: nothing is started.
+    fn start_probe(
+        &self,
+        addr: &AddressConfig,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = addr;
+        async { Ok(()) }
+    }
+    /// Did another host answer for it since [`Address::start_probe`]? Waits for the probe
+    /// window to end. Default (and without a started probe): a whole probe now.
+    fn probe_conflict(
+        &self,
+        addr: &AddressConfig,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send {
+        self.answered_elsewhere(addr)
+    }
     /// Add and announce it; equivalent to `ip addr add ADDR/PREFIX dev IF` then
-    /// `arping -U` (IPv4) or an unsolicited neighbour advertisement (IPv6).
+    /// `arping -U` (IPv4) or an unsolicited neighbour advertisement (IPv6). After
+    /// [`Address::start_probe`] a conflict heard since then refuses it.
     fn claim(&self, addr: &AddressConfig) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Remove it; equivalent to `ip addr del ADDR/PREFIX dev IF`.
     fn release(
@@ -155,6 +174,18 @@ impl<T: Address> Address for std::sync::Arc<T> {
         a: &AddressConfig,
     ) -> impl Future<Output = Result<bool, BackendError>> + Send {
         (**self).answered_elsewhere(a)
+    }
+    fn start_probe(
+        &self,
+        a: &AddressConfig,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).start_probe(a)
+    }
+    fn probe_conflict(
+        &self,
+        a: &AddressConfig,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send {
+        (**self).probe_conflict(a)
     }
     fn claim(&self, a: &AddressConfig) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).claim(a)

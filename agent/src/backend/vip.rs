@@ -1,10 +1,13 @@
 //! [`Address`] over rtnetlink and packet sockets (crate `vip`): no `ip` or `arping` is run.
 //!
-//! [`Address::answered_elsewhere`] runs `vip`'s probe-only call (RFC 5227 ARP probes for IPv4,
-//! NS from `::` for IPv6; like `arping -D -I IF ADDR`) before DRBD is promoted, so a promote is
-//! refused while another host answers for the address. The claim probes once more right before
-//! adding the address (the world may change while DRBD and the target come up); a conflict
-//! there surfaces as a failed `address-claim` stage, which rolls the promotion back.
+//! One probe per promote: [`Address::start_probe`] starts `vip`'s probe (RFC 5227 ARP probes
+//! for IPv4, NS from `::` for IPv6; like `arping -D -I IF ADDR`) in the background while DRBD
+//! and the target come up; its socket keeps listening until [`Address::claim`], which waits for
+//! the window and refuses if anyone answered for the address at any time since the first probe
+//! (`vip::Vip::claim_probed`), without probing again. A conflict there surfaces as a failed
+//! `address-claim` stage, which rolls the promotion back; the executor also asks for the verdict
+//! ([`Address::probe_conflict`]) before DRBD is promoted without a connected Secondary peer.
+//! A probe older than [`PROBE_MAX_AGE`] is not trusted: the claim probes again.
 //!
 //! [`Address::claim`] returns once `vip` has put the first announcement on the wire; the rest of
 //! the schedule (`announce.count` announcements `announce.interval_ms` apart) runs in `vip`'s
@@ -17,7 +20,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Mutex;
 use tracing::{debug, warn};
-use vip::{AnnouncePolicy, ClaimOptions, ProbePolicy, Vip, VipError, VipEvent};
+use vip::{AnnouncePolicy, ClaimOptions, ProbePolicy, ProbeSession, Vip, VipError, VipEvent};
 
 use super::Address;
 use crate::config::{Address as AddressConfig, Config};
@@ -28,7 +31,13 @@ use crate::fsm::Event;
 #[derive(Debug)]
 pub struct NetlinkAddress {
     vips: BTreeMap<String, Mutex<Vip>>,
+    /// The probe started for each address, until its claim (or release).
+    probes: BTreeMap<String, Mutex<Option<ProbeSession>>>,
 }
+
+/// A started probe older than this is dropped and the claim probes again (a promote takes
+/// well under a second; the probe's socket buffer is not meant to cover minutes).
+pub const PROBE_MAX_AGE: Duration = Duration::from_secs(10);
 
 fn err(e: VipError) -> BackendError {
     BackendError::Failed(e.to_string())
@@ -63,7 +72,24 @@ impl NetlinkAddress {
             let v = Vip::new(a.interface.clone(), ip, prefix).map_err(err)?;
             vips.insert(a.address.clone(), Mutex::new(v));
         }
-        Ok(NetlinkAddress { vips })
+        let probes = config
+            .addresses
+            .iter()
+            .map(|a| (a.address.clone(), Mutex::new(None)))
+            .collect();
+        Ok(NetlinkAddress { vips, probes })
+    }
+
+    fn probe_slot(&self, a: &AddressConfig) -> Result<&Mutex<Option<ProbeSession>>, BackendError> {
+        self.probes
+            .get(&a.address)
+            .ok_or_else(|| BackendError::Failed(format!("{} is not configured", a.address)))
+    }
+
+    /// The started probe of `a`, unless it is too old to trust.
+    async fn take_probe(&self, a: &AddressConfig) -> Result<Option<ProbeSession>, BackendError> {
+        let s = self.probe_slot(a)?.lock().await.take();
+        Ok(s.filter(|s| s.started().elapsed() < PROBE_MAX_AGE))
     }
 
     fn vip(&self, a: &AddressConfig) -> Result<&Mutex<Vip>, BackendError> {
@@ -134,13 +160,55 @@ impl Address for NetlinkAddress {
         Ok(r.conflict.is_some())
     }
 
+    async fn start_probe(&self, a: &AddressConfig) -> Result<(), BackendError> {
+        let Some(policy) = probe_policy(a) else {
+            return Ok(());
+        };
+        let mut v = self.vip(a)?.lock().await;
+        if v.is_held().await.map_err(err)? {
+            return Ok(());
+        }
+        let session = v.start_probe(&policy).await.map_err(err)?;
+        *self.probe_slot(a)?.lock().await = Some(session);
+        Ok(())
+    }
+
+    async fn probe_conflict(&self, a: &AddressConfig) -> Result<bool, BackendError> {
+        let mut slot = self.probe_slot(a)?.lock().await;
+        match slot.as_mut() {
+            Some(s) if s.started().elapsed() < PROBE_MAX_AGE => {
+                let other = s.conflict().await.map_err(err)?;
+                if let Some(mac) = other {
+                    crate::metrics::ADDRESS_EVENTS.conflict(&a.address);
+                    warn!(address = %a.address, interface = %a.interface, %mac, "another host answers for the address");
+                }
+                Ok(other.is_some())
+            }
+            _ => {
+                *slot = None;
+                drop(slot);
+                self.answered_elsewhere(a).await
+            }
+        }
+    }
+
     async fn claim(&self, a: &AddressConfig) -> Result<(), BackendError> {
         let opts = options(a);
-        let report = self.vip(a)?.lock().await.claim(&opts).await;
-        if let Err(VipError::Conflict { .. }) = &report {
-            crate::metrics::ADDRESS_EVENTS.conflict(&a.address);
-        }
-        let report = report.map_err(err)?;
+        let probe = self.take_probe(a).await?;
+        let mut v = self.vip(a)?.lock().await;
+        let report = match probe {
+            Some(p) => v.claim_probed(p, &opts).await,
+            None => v.claim(&opts).await,
+        };
+        drop(v);
+        let report = match report {
+            // Nothing added: a refusal (the promote is undone and the node is where it was).
+            Err(e @ VipError::Conflict { .. }) => {
+                crate::metrics::ADDRESS_EVENTS.conflict(&a.address);
+                return Err(BackendError::Refused(e.to_string()));
+            }
+            r => r.map_err(err)?,
+        };
         // The remaining announcements are vip's background task (held by the Vip, stopped by
         // release); only log their results here. The stream ends when that task does.
         let mut announcements = report.announcements;
@@ -160,6 +228,7 @@ impl Address for NetlinkAddress {
     }
 
     async fn release(&self, a: &AddressConfig) -> Result<(), BackendError> {
+        self.take_probe(a).await?;
         self.vip(a)?
             .lock()
             .await

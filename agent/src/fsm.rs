@@ -560,6 +560,11 @@ pub struct ResourceState {
     /// DRBD reported a split brain; cleared when a handshake succeeds again.
     #[serde(default)]
     pub split_brain: bool,
+    /// The role one of our steps just set, until DRBD's event reports it: DRBD events still
+    /// showing another role were queued before that step and are ignored (they would re-plan
+    /// a transition that already happened). Cleared by that event or a full observation.
+    #[serde(default)]
+    pub echo: Option<Role>,
 }
 
 /// How a resource that is not Primary may be promoted.
@@ -665,6 +670,7 @@ impl State {
                             peer_seen: false,
                             degraded: None,
                             split_brain: false,
+                            echo: None,
                         },
                     )
                 })
@@ -864,6 +870,7 @@ impl State {
             if let Some(v) = snap.resources.get(name) {
                 r.observe(v.drbd.clone());
                 r.view.target = v.target;
+                r.echo = None;
             }
         }
         for (addr, a) in self.addresses.iter_mut() {
@@ -876,6 +883,14 @@ impl State {
     /// The effect of a completed step on the observation.
     fn apply_step(&mut self, s: &Step) {
         if let Some(r) = self.resources.get_mut(&s.object) {
+            let role = match s.stage {
+                Stage::DrbdPrimary | Stage::DrbdPrimaryForce => Some(Role::Primary),
+                Stage::DrbdSecondary => Some(Role::Secondary),
+                _ => None,
+            };
+            if let Some(role) = role.filter(|role| *role != r.view.drbd.role) {
+                r.echo = Some(role);
+            }
             let v = &mut r.view;
             match s.stage {
                 Stage::DrbdUp => v.drbd.up = true,
@@ -1005,6 +1020,13 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
         }
         Event::Drbd { resource, view } => match state.resources.get_mut(&resource) {
             Some(r) => {
+                if let Some(role) = r.echo {
+                    if view.up && view.role != role {
+                        // Older than the step that set the role: already superseded.
+                        return (state, pre);
+                    }
+                    r.echo = None;
+                }
                 if r.view.drbd.role == Role::Primary
                     && matches!(view.disk, Disk::Failed | Disk::Diskless)
                     && view.up

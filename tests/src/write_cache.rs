@@ -50,6 +50,20 @@ pub struct CacheRun {
     pub power_loss_max_pause_ms: f64,
 }
 
+/// Sets the LUN's `cache` key (`write-through` or `write-back`) in the agent config installed on
+/// `node` ([`al::install_config`]) and checks the result with `iscsi-ha check-config`.
+pub fn set_cache(node: &crate::Node, cache: &str) -> Result<()> {
+    if !cache.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+        bail!("bad cache mode {cache:?}");
+    }
+    node.run_ok(&format!(
+        "sed -i '/^product = /a cache = \"{cache}\"' {cfg} && grep -q '^cache = \"{cache}\"' {cfg} && {bin} check-config {cfg}",
+        cfg = al::CONFIG,
+        bin = al::agent_bin()
+    ))?;
+    Ok(())
+}
+
 fn throughput(r: &Report) -> Throughput {
     Throughput {
         mode: r.mode.clone(),
@@ -67,14 +81,7 @@ pub fn write_cache_on(lab: &Lab, seconds: u64) -> Result<Vec<CacheRun>> {
     let mut out = Vec::new();
     for cache in ["write-through", "write-back"] {
         al::reset(lab)?;
-        al::pool_conf_pair_up_with(lab, &r, MARKER, |n| {
-            n.run_ok(&format!(
-                "sed -i '/^product = /a cache = \"{cache}\"' {cfg} && grep -q '^cache = \"{cache}\"' {cfg} && {bin} check-config {cfg}",
-                cfg = al::CONFIG,
-                bin = al::agent_bin()
-            ))?;
-            Ok(())
-        })?;
+        al::pool_conf_pair_up_with(lab, &r, MARKER, |n| set_cache(n, cache))?;
         let (six, ten) = client_caching_page(lab, &url)?;
         let mut tp = Vec::new();
         for mode in [Mode::Plain, Mode::Fua, Mode::Sync(16)] {

@@ -1,7 +1,8 @@
 //! Two nodes with `iscsi-ha` agents on pool.conf and the client's write ledger (one shared lab):
 //! power loss of the primary while the ledger writes with plain WRITE(10) commands, then with
 //! FUA: after the takeover every acknowledged block reads back (0 lost, 0 torn); and the Caching
-//! mode page read through the floating address says write-through (WCE=0) on both nodes.
+//! mode page read through the floating address says write-through (WCE=0) on both nodes, and
+//! WCE=1 for a LUN configured `cache = "write-back"`.
 //!
 //! Build first: `cargo build --workspace --bins --examples` (the guests run `iscsi-ha` over 9p,
 //! the client runs `iscsi-ledger`).
@@ -92,7 +93,7 @@ fn power_loss_fua_writes_every_acknowledged_block_reads_back() {
 }
 
 #[test]
-fn caching_mode_page_says_write_through_on_both_nodes() {
+fn caching_mode_page_matches_the_configured_cache_mode_on_both_nodes() {
     common::agent_scenario("caching mode page", |lab| {
         let (a, b) = (lab.node(0)?, lab.node(1)?);
         let r = Resource::default();
@@ -113,6 +114,18 @@ fn caching_mode_page_says_write_through_on_both_nodes() {
         al::set_pool_conf(b, Some(al::master()))?;
         al::wait_status(b, "b to serve", T, al::is_serving)?;
         al::client_read_until(lab, MARKER, T)?;
-        check("b")
+        check("b")?;
+        // A LUN configured write-back says so (WCE=1).
+        al::reset(lab)?;
+        al::pool_conf_pair_up_with(lab, &r, MARKER, |n| {
+            lab::write_cache::set_cache(n, "write-back")
+        })?;
+        let (six, ten) = lab::ledger::client_caching_page(lab, &url)?;
+        eprintln!("a serving write-back: MODE SENSE(6) {six:?}, MODE SENSE(10) {ten:?}");
+        ensure!(
+            six.wce && ten.wce,
+            "write-back LUN: the caching page says WCE=0: {six:?} {ten:?}"
+        );
+        Ok(())
     });
 }

@@ -6,7 +6,9 @@
 //! nested attribute sets with DRBD's mandatory flag, typed state decoded from
 //! the 32-bit state word, typed errors carrying `drbd_ret_code` / `SS_*`
 //! results with the kernel's names and texts, and the `events` multicast
-//! group as a `Stream`.
+//! group as a `Stream`. The protocol facts it relies on, with their public
+//! sources (Linux v6.1 `include/linux/drbd_genl.h` and friends, drbd-utils),
+//! are in the repository's `docs/drbd-genl.md`.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), drbd_nl::DrbdError> {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use agent::backend::drbd::NetlinkDrbd;
+use agent::backend::drbd9::AnyDrbd;
 use agent::backend::memory::Memory;
 use agent::backend::target::TgtTarget;
 use agent::backend::vip::NetlinkAddress;
@@ -203,9 +203,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The daemon over the real subsystems: DRBD (netlink), tgtd (its socket), addresses (rtnetlink).
 async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    let drbd = NetlinkDrbd::connect()
+    let drbd = AnyDrbd::connect()
         .await
-        .context("DRBD 8.4 netlink family")?;
+        .context("DRBD netlink family")?;
+    tracing::info!(drbd = drbd.version(), "DRBD netlink API");
     let timeout = std::time::Duration::from_millis(cfg.timeouts.tgtd_ms);
     let target = TgtTarget::new(&cfg.sockets.tgtd, timeout);
     let address = Arc::new(NetlinkAddress::new(&cfg).context("floating addresses")?);

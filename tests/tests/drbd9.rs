@@ -9,6 +9,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use lab::agent_lab::{self, master, set_pool_conf, slave_of, wait_status, Source};
 use lab::bringup::{read_marker, wait_until, write_marker, Resource};
 use lab::drbd9::bringup::{self, nl, nl_run};
 use lab::{Lab, Node};
@@ -26,6 +27,7 @@ fn pair() -> Option<(MutexGuard<'static, ()>, &'static Lab, Resource)> {
     let r = Resource::default();
     let (a, b) = nodes(lab);
     let up = || -> anyhow::Result<()> {
+        agent_lab::reset(lab)?; // agents stopped, tgtd and the address gone
         bringup::reset(a, &r)?;
         bringup::reset(b, &r)?;
         bringup::pair_up(a, b, &r)
@@ -289,4 +291,47 @@ fn drbdnl9_brings_pair_up_and_down() {
             Ok(())
         })(),
     );
+}
+
+/// The iscsi-ha agent on DRBD 9 (adopt mode, pool.conf): a serves, the client reads the marker
+/// through the floating address; pool.conf flips a to slave, b to master: b serves the same data.
+#[test]
+fn agent_fails_over_on_drbd9_by_pool_conf() {
+    let Some((_g, lab, r)) = pair() else { return };
+    let (a, b) = nodes(lab);
+    let marker = "drbd9-agent-marker";
+    let run = || -> anyhow::Result<()> {
+        bringup::primary(a, &r)?;
+        write_marker(a, &r.device(), marker)?;
+        bringup::secondary(a, &r)?;
+        for n in [a, b] {
+            agent_lab::start_tgtd(n)?;
+            agent_lab::install_config(n, &r, Source::PoolConf)?;
+        }
+        set_pool_conf(a, Some(master()))?;
+        set_pool_conf(b, Some(&slave_of(a)))?;
+        agent_lab::start_agent(a)?;
+        agent_lab::start_agent(b)?;
+        let t = Duration::from_secs(60);
+        wait_status(a, "a to serve", t, agent_lab::is_serving)?;
+        wait_status(b, "b converged Secondary", t, agent_lab::is_secondary)?;
+        agent_lab::client_read_until(lab, marker, t)?;
+        oracle_role(a, &r, "Primary")?;
+        let log = a.run_ok("cat /tmp/agent.log")?.stdout;
+        anyhow::ensure!(
+            log.contains("drbd=\"9\""),
+            "agent log lacks the DRBD version:\n{log}"
+        );
+        set_pool_conf(a, Some(&slave_of(b)))?;
+        wait_status(a, "a demoted", t, agent_lab::holds_secondary)?;
+        set_pool_conf(b, Some(master()))?;
+        wait_status(b, "b to serve", t, agent_lab::is_serving)?;
+        agent_lab::client_read_until(lab, marker, t)?;
+        oracle_role(b, &r, "Primary")?;
+        oracle_role(a, &r, "Secondary")?;
+        agent_lab::reset(lab)
+    };
+    if let Err(e) = run() {
+        panic!("{e:#}\n{}", agent_lab::logs(lab, 40));
+    }
 }

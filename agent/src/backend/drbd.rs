@@ -36,6 +36,11 @@ impl NetlinkDrbd {
         })
     }
 
+    /// A backend on an open 8.4 handle (see `drbd9::AnyDrbd::connect`).
+    pub fn from_handle(handle: DrbdHandle) -> NetlinkDrbd {
+        NetlinkDrbd { handle }
+    }
+
     /// The underlying handle.
     pub fn handle(&self) -> &DrbdHandle {
         &self.handle

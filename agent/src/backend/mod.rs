@@ -12,6 +12,7 @@ use crate::error::BackendError;
 use crate::fsm::{DrbdView, TargetView};
 
 pub mod drbd;
+pub mod drbd9;
 pub mod memory;
 pub mod target;
 pub mod vip;

@@ -1,0 +1,386 @@
+//! [`Drbd`] over DRBD 9's generic-netlink API (`drbd_nl::v9`), and [`AnyDrbd`], which picks the
+//! 8.4 or the DRBD 9 backend from the kernel's family version. No program is run.
+//!
+//! DRBD 9 roles are per resource and connections per peer: the view's `peer_role` is Primary if
+//! any peer is (never promote beside a Primary), `connection`, `peer_disk` and the network options
+//! come from the first connection. Manage mode needs node ids the config does not have yet, so
+//! only adopt mode is served on DRBD 9.
+
+use drbd_nl::v9::{
+    self, AnyHandle, ConnectionState, DiskState, Drbd9Handle, Event as Event9, Object,
+};
+use drbd_nl::{DrbdError, RetCode, StateRv};
+use futures::StreamExt;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::warn;
+
+use super::drbd::NetlinkDrbd;
+use super::{Drbd, Generations};
+use crate::config::{Config, Resource};
+use crate::error::BackendError;
+use crate::fsm::{Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role};
+
+/// DRBD 9 through netlink.
+#[derive(Debug, Clone)]
+pub struct Netlink9Drbd {
+    handle: Drbd9Handle,
+}
+
+fn err(e: DrbdError) -> BackendError {
+    match e {
+        DrbdError::Io(io) => BackendError::Io(io),
+        DrbdError::FamilyNotFound => BackendError::Unavailable(e.to_string()),
+        other => BackendError::Failed(other.to_string()),
+    }
+}
+
+fn role(r: drbd_nl::Role) -> Role {
+    match r {
+        drbd_nl::Role::Primary => Role::Primary,
+        drbd_nl::Role::Secondary => Role::Secondary,
+        _ => Role::Unknown,
+    }
+}
+
+fn disk(d: DiskState) -> Disk {
+    match d {
+        DiskState::Diskless => Disk::Diskless,
+        DiskState::Attaching => Disk::Attaching,
+        DiskState::Failed => Disk::Failed,
+        DiskState::Negotiating => Disk::Negotiating,
+        DiskState::Inconsistent => Disk::Inconsistent,
+        DiskState::Outdated => Disk::Outdated,
+        DiskState::Consistent => Disk::Consistent,
+        DiskState::UpToDate => Disk::UpToDate,
+        _ => Disk::DUnknown,
+    }
+}
+
+/// DRBD 9's `Connecting` is what 8.4 called `WFConnection`.
+fn connection(c: ConnectionState) -> Connection {
+    match c {
+        ConnectionState::StandAlone => Connection::StandAlone,
+        ConnectionState::Connecting => Connection::WFConnection,
+        ConnectionState::Connected => Connection::Connected,
+        other => Connection::Other(other.to_string()),
+    }
+}
+
+/// The last known state of one resource's objects, from a status read or from events.
+#[derive(Debug, Clone, Default)]
+struct Objects {
+    resource: Option<v9::Resource>,
+    devices: Vec<v9::Device>,
+    connections: Vec<v9::Connection>,
+    peer_devices: Vec<v9::PeerDevice>,
+}
+
+impl Objects {
+    /// The agent's view of minor `minor`.
+    fn view(&self, minor: u32) -> DrbdView {
+        let Some(r) = &self.resource else {
+            return DrbdView::default();
+        };
+        let dev = self.devices.iter().find(|d| d.minor == Some(minor));
+        let volume = dev.map_or(0, |d| d.volume);
+        let conn = self.connections.first();
+        let pd = conn.and_then(|c| {
+            self.peer_devices
+                .iter()
+                .find(|p| p.peer_node_id == c.peer_node_id && p.volume == volume)
+        });
+        let any_peer_primary = self
+            .connections
+            .iter()
+            .any(|c| c.peer_role == drbd_nl::Role::Primary);
+        let net = conn.and_then(|c| c.net);
+        DrbdView {
+            up: true,
+            role: role(r.role),
+            peer_role: if any_peer_primary {
+                Role::Primary
+            } else {
+                conn.map_or(Role::Unknown, |c| role(c.peer_role))
+            },
+            connection: conn.map_or(Connection::StandAlone, |c| connection(c.state)),
+            disk: dev.map_or(Disk::Diskless, |d| disk(d.disk)),
+            peer_disk: pd.map_or(Disk::DUnknown, |p| disk(p.peer_disk)),
+            fencing: net.map_or(Fencing::Unknown, |n| Fencing::from_nl(n.fencing)),
+            net: net.map(|n| DrbdNet {
+                ping_int_s: n.ping_int_s,
+                ping_timeout_ds: n.ping_timeout_ds,
+                timeout_ds: n.timeout_ds,
+                ko_count: n.ko_count,
+                allow_two_primaries: n.two_primaries,
+            }),
+        }
+    }
+
+    /// Applies one event; false if it is not about this resource's objects.
+    fn apply(&mut self, e: &Event9) -> bool {
+        let gone = e.notify == v9::NotifyType::Destroy;
+        match &e.object {
+            Object::Resource(r) => self.resource = (!gone).then(|| r.clone()),
+            Object::Device(d) => {
+                self.devices.retain(|x| x.volume != d.volume);
+                if !gone {
+                    self.devices.push(d.clone());
+                }
+            }
+            Object::Connection(c) => {
+                // Events carry no NET_CONF: keep the options read by the last status.
+                let net = self
+                    .connections
+                    .iter()
+                    .find(|x| x.peer_node_id == c.peer_node_id)
+                    .and_then(|x| x.net);
+                self.connections
+                    .retain(|x| x.peer_node_id != c.peer_node_id);
+                if !gone {
+                    let mut c = c.clone();
+                    c.net = c.net.or(net);
+                    self.connections.push(c);
+                }
+            }
+            Object::PeerDevice(p) => {
+                self.peer_devices
+                    .retain(|x| !(x.peer_node_id == p.peer_node_id && x.volume == p.volume));
+                if !gone {
+                    self.peer_devices.push(p.clone());
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// The resource an event is about, if it names one.
+fn resource_of(e: &Event9) -> Option<&str> {
+    Some(match &e.object {
+        Object::Resource(r) => &r.name,
+        Object::Device(d) => &d.resource,
+        Object::Connection(c) => &c.resource,
+        Object::PeerDevice(p) => &p.resource,
+        Object::Path(p) => &p.resource,
+        _ => return None,
+    })
+}
+
+impl Netlink9Drbd {
+    /// A backend on an open DRBD 9 handle.
+    pub fn new(handle: Drbd9Handle) -> Self {
+        Self { handle }
+    }
+
+    async fn objects(&self, res: &Resource) -> Result<Objects, DrbdError> {
+        let name = Some(res.name.as_str());
+        let h = &self.handle;
+        let resource = h.resources(name).await?.into_iter().next();
+        if resource.is_none() {
+            return Ok(Objects::default());
+        }
+        Ok(Objects {
+            resource,
+            devices: h.devices(name).await?,
+            connections: h.connections(name).await?,
+            peer_devices: h.peer_devices(name).await?,
+        })
+    }
+
+    /// Follows DRBD 9's events2 stream and sends one [`Event::Drbd`] per change of a configured
+    /// resource (views kept from the events' full state sets); re-reads everything after a lost
+    /// burst. Equivalent to `drbdsetup events2 all`. Subscribes before reading.
+    pub async fn watch(
+        self,
+        config: &Config,
+        tx: UnboundedSender<Event>,
+    ) -> Result<(), BackendError> {
+        let mut events = self.handle.events().await.map_err(err)?;
+        let mut known = std::collections::HashMap::new();
+        self.resync(config, &tx, &mut known).await;
+        while let Some(item) = events.next().await {
+            let e = match item {
+                Ok(e) => e,
+                Err(e) => {
+                    warn!(error = %e, "DRBD 9 event lost; re-reading state");
+                    self.resync(config, &tx, &mut known).await;
+                    continue;
+                }
+            };
+            let Some(res) =
+                resource_of(&e).and_then(|n| config.resources.iter().find(|r| r.name == n))
+            else {
+                continue;
+            };
+            if let Object::Helper { name, .. } = &e.object {
+                if name == "split-brain" {
+                    let ev = Event::SplitBrain {
+                        resource: res.name.clone(),
+                    };
+                    if tx.send(ev).is_err() {
+                        return Ok(());
+                    }
+                }
+                continue;
+            }
+            let objs: &mut Objects = known.entry(res.name.clone()).or_default();
+            if !objs.apply(&e) || e.continues {
+                continue; // one view per complete state change
+            }
+            let view = objs.view(res.minor);
+            if tx
+                .send(Event::Drbd {
+                    resource: res.name.clone(),
+                    view,
+                })
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        Err(BackendError::Unavailable("DRBD event stream ended".into()))
+    }
+
+    async fn resync(
+        &self,
+        config: &Config,
+        tx: &UnboundedSender<Event>,
+        known: &mut std::collections::HashMap<String, Objects>,
+    ) {
+        for r in &config.resources {
+            match self.objects(r).await {
+                Ok(objs) => {
+                    let view = objs.view(r.minor);
+                    known.insert(r.name.clone(), objs);
+                    let _ = tx.send(Event::Drbd {
+                        resource: r.name.clone(),
+                        view,
+                    });
+                }
+                Err(e) => warn!(resource = %r.name, error = %e, "DRBD 9 status"),
+            }
+        }
+    }
+}
+
+impl Drbd for Netlink9Drbd {
+    async fn status(&self, res: &Resource) -> Result<DrbdView, BackendError> {
+        Ok(self.objects(res).await.map_err(err)?.view(res.minor))
+    }
+
+    async fn up(&self, res: &Resource) -> Result<(), BackendError> {
+        Err(BackendError::Failed(format!(
+            "{}: manage mode is not served on DRBD 9 yet (node ids, peers and paths are not in \
+             the config); configure it with DRBD's tools and use mode = \"adopt\"",
+            res.name
+        )))
+    }
+
+    async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
+        match self.handle.primary(&res.name).force(force).execute().await {
+            Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
+                Err(BackendError::PeerPrimary(e.to_string()))
+            }
+            Err(e) if e.ret_code() == Some(RetCode::ResNotKnown) => Err(err(e)),
+            r => r.map_err(err),
+        }
+    }
+
+    async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
+        self.handle
+            .secondary(&res.name)
+            .execute()
+            .await
+            .map_err(err)
+    }
+
+    async fn generations(&self, res: &Resource) -> Result<Generations, BackendError> {
+        Err(BackendError::Unavailable(format!(
+            "{}: data generations are not read on DRBD 9 yet",
+            res.name
+        )))
+    }
+}
+
+/// The DRBD backend for whichever API the kernel speaks (family version 1 = 8.4, 2 = 9).
+#[derive(Debug, Clone)]
+pub enum AnyDrbd {
+    /// The in-tree DRBD 8.4.
+    V84(NetlinkDrbd),
+    /// DRBD 9.
+    V9(Netlink9Drbd),
+}
+
+impl AnyDrbd {
+    /// Connects to the kernel's `drbd` family and picks the backend from its version.
+    pub async fn connect() -> Result<AnyDrbd, BackendError> {
+        Ok(match AnyHandle::connect().await.map_err(err)? {
+            AnyHandle::V9(h) => AnyDrbd::V9(Netlink9Drbd::new(h)),
+            AnyHandle::V84(h) => AnyDrbd::V84(NetlinkDrbd::from_handle(h)),
+            other => {
+                return Err(BackendError::Unavailable(format!(
+                    "unsupported DRBD API (family version {})",
+                    other.family().version
+                )))
+            }
+        })
+    }
+
+    /// `8.4` or `9`: which DRBD this backend drives.
+    pub fn version(&self) -> &'static str {
+        match self {
+            AnyDrbd::V84(_) => "8.4",
+            AnyDrbd::V9(_) => "9",
+        }
+    }
+
+    /// Follows the kernel's events (see [`NetlinkDrbd::watch`], [`Netlink9Drbd::watch`]).
+    pub async fn watch(
+        self,
+        config: &Config,
+        tx: UnboundedSender<Event>,
+    ) -> Result<(), BackendError> {
+        match self {
+            AnyDrbd::V84(d) => d.watch(config, tx).await,
+            AnyDrbd::V9(d) => d.watch(config, tx).await,
+        }
+    }
+}
+
+impl Drbd for AnyDrbd {
+    async fn status(&self, res: &Resource) -> Result<DrbdView, BackendError> {
+        match self {
+            AnyDrbd::V84(d) => d.status(res).await,
+            AnyDrbd::V9(d) => d.status(res).await,
+        }
+    }
+
+    async fn up(&self, res: &Resource) -> Result<(), BackendError> {
+        match self {
+            AnyDrbd::V84(d) => d.up(res).await,
+            AnyDrbd::V9(d) => d.up(res).await,
+        }
+    }
+
+    async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
+        match self {
+            AnyDrbd::V84(d) => d.primary(res, force).await,
+            AnyDrbd::V9(d) => d.primary(res, force).await,
+        }
+    }
+
+    async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
+        match self {
+            AnyDrbd::V84(d) => d.secondary(res).await,
+            AnyDrbd::V9(d) => d.secondary(res).await,
+        }
+    }
+
+    async fn generations(&self, res: &Resource) -> Result<Generations, BackendError> {
+        match self {
+            AnyDrbd::V84(d) => d.generations(res).await,
+            AnyDrbd::V9(d) => d.generations(res).await,
+        }
+    }
+}

@@ -8,8 +8,8 @@
 //! * promote: safety checks (local disk UpToDate, peer not Primary, nobody answers for the
 //!   address) → DRBD Primary → target, LUNs and ACLs serving → addresses claimed;
 //!   while the peer is absent, only with data known to be current (`ResourceState::promotion`);
-//! * demote: addresses released → target offline with every connection closed → target removed
-//!   → DRBD Secondary.
+//! * demote: target offline with every connection closed (while the address is still here, so
+//!   the initiators see the close) → addresses released → target removed → DRBD Secondary.
 //!
 //! Because only the difference is planned, every step is idempotent, a restart converges from
 //! any mixed state without a flap, and a repair (an address removed by hand, tgtd restarted
@@ -312,10 +312,12 @@ pub enum Stage {
     TargetServe,
     /// Address probed, added and announced.
     AddressClaim,
+    /// Target refusing logins, every connection closed: while the address is still here, so
+    /// the initiators get the FIN and reconnect at once instead of waiting for their own
+    /// timeouts (docs/takeover.md).
+    TargetOffline,
     /// Address removed.
     AddressRelease,
-    /// Target refusing logins, every connection closed.
-    TargetOffline,
     /// Target deleted from tgtd.
     TargetRemove,
     /// DRBD Secondary.
@@ -349,8 +351,8 @@ impl Stage {
         Stage::DrbdPrimaryForce,
         Stage::TargetServe,
         Stage::AddressClaim,
-        Stage::AddressRelease,
         Stage::TargetOffline,
+        Stage::AddressRelease,
         Stage::TargetRemove,
         Stage::DrbdSecondary,
     ];
@@ -776,17 +778,17 @@ impl State {
                 }
             }
             Authority::Secondary => {
-                for (a, st) in &self.addresses {
-                    if st.held {
-                        steps.push(Step::new(Stage::AddressRelease, a));
-                    }
-                }
                 for (n, r) in &self.resources {
                     if matches!(
                         r.view.target.state,
                         TargetState::Serving | TargetState::Partial
                     ) {
                         steps.push(Step::new(Stage::TargetOffline, n));
+                    }
+                }
+                for (a, st) in &self.addresses {
+                    if st.held {
+                        steps.push(Step::new(Stage::AddressRelease, a));
                     }
                 }
                 for (n, r) in &self.resources {

@@ -98,9 +98,9 @@ async fn promote_then_demote_in_order() {
     assert_eq!(
         log,
         [
-            "address-release 10.0.0.10/24",
             "target-offline r0",
             "target-offline r1",
+            "address-release 10.0.0.10/24",
             "target-remove r0",
             "target-remove r1",
             "drbd-secondary r0",

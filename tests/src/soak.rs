@@ -80,6 +80,8 @@ pub struct SoakOpts {
     pub seed: u64,
     /// Ledger write mode.
     pub mode: Mode,
+    /// Report file stem under `target/lab-report/` (`soak` -> `soak.json`, `soak.md`).
+    pub report: String,
 }
 
 impl Default for SoakOpts {
@@ -88,6 +90,7 @@ impl Default for SoakOpts {
             cycles: 20,
             seed: unix_ms() as u64,
             mode: Mode::Plain,
+            report: "soak".into(),
         }
     }
 }
@@ -769,7 +772,7 @@ pub fn soak_on(lab: &Lab, opts: &SoakOpts) -> Result<SoakReport> {
         error,
         seconds: t0.elapsed().as_secs_f64(),
     };
-    write_report(&rep)?;
+    write_report(&rep, &opts.report)?;
     Ok(rep)
 }
 
@@ -838,10 +841,16 @@ fn one_cycle(run: &mut Run, n: usize, kind: Kind) -> Result<Cycle> {
     })
 }
 
-fn write_report(rep: &SoakReport) -> Result<()> {
+fn write_report(rep: &SoakReport, stem: &str) -> Result<()> {
+    if !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        bail!("bad report name {stem:?}");
+    }
     let dir = crate::assets::report_dir();
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("soak.json"), serde_json::to_string_pretty(rep)?)?;
+    std::fs::write(
+        dir.join(format!("{stem}.json")),
+        serde_json::to_string_pretty(rep)?,
+    )?;
     let mut md = String::new();
     md.push_str(&format!(
         "# lab soak\n\n`{}`\n\n{} of {} cycles, ledger mode {}, {:.0} s, load average at start {}.\n\n\
@@ -890,8 +899,8 @@ fn write_report(rep: &SoakReport) -> Result<()> {
             md.push_str(&format!("\n- {a}"));
         }
     }
-    std::fs::write(dir.join("soak.md"), md)?;
-    println!("reports: {}/soak.json, soak.md", dir.display());
+    std::fs::write(dir.join(format!("{stem}.md")), md)?;
+    println!("reports: {}/{stem}.json, {stem}.md", dir.display());
     Ok(())
 }
 

@@ -17,6 +17,7 @@ fn soak_one_cycle_of_each_kind_loses_nothing() {
     common::agent_scenario("soak", |lab| {
         let opts = SoakOpts {
             cycles: ROTATION.len(),
+            report: "soak-test".into(),
             ..SoakOpts::default()
         };
         let rep = soak_on(lab, &opts)?;

@@ -128,10 +128,15 @@ pub struct Cycle {
     pub pauses_ms: Vec<f64>,
     /// Address held while tgtd was down after the injected kill, ms (tgtd-kill cycles).
     pub address_without_target_injected_ms: Option<f64>,
+    /// Longest time the address was held with the target offline (logins refused: a demote
+    /// closing connections before it releases the address), ms; 0 if never seen.
+    pub address_with_target_offline_ms: f64,
     /// Watch samples logged in the cycle's window per node (a, b): changes plus 1 s heartbeats.
     pub watch_lines: [usize; 2],
     /// Alarms the agents logged during the cycle (`node: line`): reported, not judged here.
     pub agent_alarms: Vec<String>,
+    /// `/proc/drbd` state line of each running node at the end of the cycle.
+    pub drbd: Vec<String>,
     /// Invariant violations seen (empty = good).
     pub violations: Vec<String>,
 }
@@ -223,7 +228,8 @@ struct Watch {
     role: String,
     peer: String,
     addr: bool,
-    target: Option<bool>,
+    /// `ready`, `offline`, `absent`; None = tgtd did not answer.
+    target: Option<String>,
 }
 
 /// A guest's clock relative to the host's: guest = host + offset (± err), ms.
@@ -303,23 +309,24 @@ impl Watcher {
                 role: v["role"].as_str().unwrap_or("-").to_string(),
                 peer: v["peer"].as_str().unwrap_or("-").to_string(),
                 addr: v["addr"].as_bool().unwrap_or(false),
-                target: v["target"].as_bool(),
+                target: v["target"].as_str().map(str::to_string),
             });
         }
         Ok(())
     }
 
-    /// Intervals (host ms) in which the node was surely DRBD Primary: from the first sample
-    /// saying Primary to the last one before a sample saying otherwise (or the last sample).
-    fn primary_intervals(&self) -> Vec<(f64, f64)> {
+    /// Runs of samples for which `pred` holds, as (first such sample, last such sample before
+    /// one where it does not hold, still open at the last sample), host ms: the interval in which
+    /// the node surely was in that state.
+    fn runs(&self, pred: impl Fn(&Watch) -> bool) -> Vec<(f64, f64, bool)> {
         let mut out = Vec::new();
         let mut start: Option<f64> = None;
         let mut last_t = 0.0;
         for w in &self.lines {
-            match (w.role == "Primary", start) {
+            match (pred(w), start) {
                 (true, None) => start = Some(w.t),
                 (false, Some(s)) => {
-                    out.push((s, w.prev_t.max(s)));
+                    out.push((s, w.prev_t.max(s), false));
                     start = None;
                 }
                 _ => {}
@@ -327,68 +334,72 @@ impl Watcher {
             last_t = w.t;
         }
         if let Some(s) = start {
-            out.push((s, last_t));
+            out.push((s, last_t, true));
         }
         out
     }
 }
 
-/// Checks the watch logs over [from, to] (host ms): both Primary; address without target outside
-/// `allowed` windows. Returns violations and the ms of address-without-target inside `allowed`.
-fn check_watch(
-    ws: &[(&str, &Watcher)],
-    from: f64,
-    to: f64,
-    allowed: &[(f64, f64)],
-) -> (Vec<String>, f64) {
-    let mut v = Vec::new();
-    let mut injected = 0.0f64;
+/// What the watch logs say about one cycle.
+#[derive(Debug, Default)]
+struct WatchCheck {
+    violations: Vec<String>,
+    /// Longest run of "address held, target absent" inside an injected tgtd kill window, ms.
+    injected_ms: f64,
+    /// Longest run of "address held, target offline" (a demote closing connections before it
+    /// releases the address), ms.
+    offline_ms: f64,
+}
+
+/// Checks the watch logs over [from, to] (host ms): never Primary/Primary, never both nodes
+/// surely Primary at once (beyond the clock uncertainty), never the address held with the target
+/// absent outside `allowed` (injected tgtd kill) windows.
+fn check_watch(ws: &[(&str, &Watcher)], from: f64, to: f64, allowed: &[(f64, f64)]) -> WatchCheck {
+    let mut c = WatchCheck::default();
+    let inside = |s: f64| allowed.iter().any(|(a, b)| s >= *a && s <= *b);
     for (name, w) in ws {
         for x in w.lines.iter().filter(|x| x.t >= from && x.t <= to) {
             if x.role == "Primary" && x.peer == "Primary" {
-                v.push(format!(
+                c.violations.push(format!(
                     "node {name} saw DRBD Primary/Primary at {:.0}",
                     x.t
                 ));
             }
         }
-        // Address held and tgtd known not to serve: every such sample, outside injected windows.
-        let mut run_start: Option<f64> = None;
-        for x in w.lines.iter().filter(|x| x.t >= from - 5000.0 && x.t <= to) {
-            let bad = x.addr && x.target == Some(false);
-            match (bad, run_start) {
-                (true, None) => run_start = Some(x.t),
-                (false, Some(s)) => {
-                    let in_allowed = allowed.iter().any(|(a, b)| s >= *a && s <= *b);
-                    let ms = x.prev_t - s;
-                    if in_allowed {
-                        injected = injected.max(ms);
-                    } else if s >= from {
-                        v.push(format!(
-                            "node {name} held the address without a serving target from {s:.0} for >= {ms:.0} ms"
-                        ));
+        let target_is = |x: &Watch, st: &str| x.addr && x.target.as_deref() == Some(st);
+        for (s, e, open) in w.runs(|x| target_is(x, "absent")) {
+            if e < from || s > to {
+                continue;
+            }
+            if inside(s) {
+                c.injected_ms = c.injected_ms.max(e - s);
+            } else {
+                c.violations.push(format!(
+                    "node {name} held the address without a target from {s:.0} for >= {:.0} ms{}",
+                    e - s,
+                    if open {
+                        " (still at the last sample)"
+                    } else {
+                        ""
                     }
-                    run_start = None;
-                }
-                _ => {}
+                ));
             }
         }
-        if let Some(s) = run_start {
-            if !allowed.iter().any(|(a, b)| s >= *a && s <= *b) && s >= from {
-                v.push(format!(
-                    "node {name} holds the address without a serving target since {s:.0}"
-                ));
+        for (s, e, _) in w.runs(|x| target_is(x, "offline")) {
+            if e >= from && s <= to {
+                c.offline_ms = c.offline_ms.max(e - s);
             }
         }
     }
     if let [(na, a), (nb, b)] = ws {
         let margin = a.clock.err + b.clock.err + 1.0;
-        for (s1, e1) in a.primary_intervals() {
-            for (s2, e2) in b.primary_intervals() {
+        let primary = |x: &Watch| x.role == "Primary";
+        for (s1, e1, _) in a.runs(primary) {
+            for (s2, e2, _) in b.runs(primary) {
                 // a's interval shrunk by the clock uncertainty, intersected with b's.
                 let (s, e) = ((s1 + margin).max(s2), (e1 - margin).min(e2));
                 if s <= e && e >= from && s <= to {
-                    v.push(format!(
+                    c.violations.push(format!(
                         "nodes {na} and {nb} both DRBD Primary for >= {:.0} ms from {s:.0} (clock margin {margin:.0} ms)",
                         e - s
                     ));
@@ -396,7 +407,7 @@ fn check_watch(
             }
         }
     }
-    (v, injected)
+    c
 }
 
 /// Stage names of the last `kind` transition on `node` (the agent's own order), if any.
@@ -689,6 +700,9 @@ pub fn soak_on(lab: &Lab, opts: &SoakOpts) -> Result<SoakReport> {
         let kind = ROTATION[(n - 1) % ROTATION.len()];
         match one_cycle(&mut run, n, kind) {
             Ok(c) => {
+                if !c.violations.is_empty() {
+                    eprintln!("{:?}\n{}", c.drbd, al::logs(lab, 60));
+                }
                 say(
                     t0,
                     &format!(
@@ -705,6 +719,14 @@ pub fn soak_on(lab: &Lab, opts: &SoakOpts) -> Result<SoakReport> {
                         c.address_without_target_injected_ms
                             .map(|ms| format!(", address held while tgtd down {ms:.0} ms"))
                             .unwrap_or_default()
+                            + &if c.address_with_target_offline_ms > 0.0 {
+                                format!(
+                                    ", address held with the target offline {:.0} ms",
+                                    c.address_with_target_offline_ms
+                                )
+                            } else {
+                                String::new()
+                            }
                             + &if c.agent_alarms.is_empty() {
                                 String::new()
                             } else {
@@ -792,15 +814,23 @@ fn one_cycle(run: &mut Run, n: usize, kind: Kind) -> Result<Cycle> {
         .ok_or_else(|| anyhow!("ledger verify report without a verify pass"))?;
     run.pull_all()?;
     let agent_alarms = run.new_alarms()?;
+    let mut drbd = Vec::new();
+    for node in run.lab.nodes().iter().filter(|n| n.pid().is_some()) {
+        drbd.push(format!(
+            "{}: {}",
+            node.name(),
+            bringup::proc_drbd_line(node, &run.r)?
+        ));
+    }
     let end = unix_ms();
     let names = [run.lab.node(0)?.name(), run.lab.node(1)?.name()];
-    let (violations, injected) = check_watch(
+    let wc = check_watch(
         &[(names[0], &run.watch[0]), (names[1], &run.watch[1])],
         start,
         end,
         &run.kill_windows,
     );
-    let mut violations = violations;
+    let mut violations = wc.violations;
     if v.lost > 0 || v.torn > 0 || v.misplaced > 0 {
         violations.push(format!(
             "ledger: {} lost, {} torn, {} misplaced; first: {:?}",
@@ -828,7 +858,8 @@ fn one_cycle(run: &mut Run, n: usize, kind: Kind) -> Result<Cycle> {
         unacked_applied: v.unacked_applied,
         max_pause_ms: pauses.iter().copied().fold(0.0, f64::max),
         pauses_ms: pauses,
-        address_without_target_injected_ms: (kind == Kind::TgtdKill).then_some(injected),
+        address_without_target_injected_ms: (kind == Kind::TgtdKill).then_some(wc.injected_ms),
+        address_with_target_offline_ms: wc.offline_ms,
         watch_lines: [0, 1].map(|i| {
             run.watch[i]
                 .lines
@@ -837,6 +868,7 @@ fn one_cycle(run: &mut Run, n: usize, kind: Kind) -> Result<Cycle> {
                 .count()
         }),
         agent_alarms,
+        drbd,
         violations,
     })
 }
@@ -945,14 +977,14 @@ pub fn soak(opts: &SoakOpts) -> Result<SoakReport> {
 mod tests {
     use super::*;
 
-    fn w(t: f64, role: &str, peer: &str, addr: bool, target: Option<bool>) -> Watch {
+    fn w(t: f64, role: &str, peer: &str, addr: bool, target: Option<&str>) -> Watch {
         Watch {
             t,
             prev_t: t - 50.0,
             role: role.into(),
             peer: peer.into(),
             addr,
-            target,
+            target: target.map(str::to_string),
         }
     }
 
@@ -967,43 +999,50 @@ mod tests {
         }
     }
 
+    const READY: Option<&str> = Some("ready");
+    const ABSENT: Option<&str> = Some("absent");
+
     #[test]
     fn watch_checks_find_overlap_dual_primary_and_bare_address() {
+        let check = |x: &Watcher, y: &Watcher, allowed: &[(f64, f64)]| {
+            check_watch(&[("a", x), ("b", y)], 0.0, 3000.0, allowed)
+        };
         let a = watcher(vec![
-            w(1000.0, "Primary", "Secondary", true, Some(true)),
-            w(2000.0, "Secondary", "Secondary", false, Some(false)),
+            w(1000.0, "Primary", "Secondary", true, READY),
+            w(2000.0, "Secondary", "Secondary", false, ABSENT),
         ]);
         let b = watcher(vec![
-            w(1000.0, "Secondary", "Primary", false, Some(false)),
-            w(2100.0, "Primary", "Secondary", true, Some(true)),
+            w(1000.0, "Secondary", "Primary", false, ABSENT),
+            w(2100.0, "Primary", "Secondary", true, READY),
         ]);
-        let (v, _) = check_watch(&[("a", &a), ("b", &b)], 0.0, 3000.0, &[]);
-        assert!(v.is_empty(), "{v:?}");
+        let c = check(&a, &b, &[]);
+        assert!(c.violations.is_empty(), "{c:?}");
         // b Primary while a still is (a's Secondary sample comes later).
-        let b2 = watcher(vec![w(1500.0, "Primary", "Unknown", false, Some(false))]);
-        let (v, _) = check_watch(&[("a", &a), ("b", &b2)], 0.0, 3000.0, &[]);
-        assert_eq!(v.len(), 1, "{v:?}");
-        let pp = watcher(vec![w(1500.0, "Primary", "Primary", false, Some(false))]);
-        let (v, _) = check_watch(&[("a", &pp), ("b", &b)], 0.0, 3000.0, &[]);
-        assert!(v.iter().any(|x| x.contains("Primary/Primary")), "{v:?}");
-        // Address without target: a violation, unless inside an injected tgtd kill window.
-        let bare = watcher(vec![
-            w(1000.0, "Primary", "Secondary", true, Some(true)),
-            w(1100.0, "Primary", "Secondary", true, Some(false)),
-            w(1400.0, "Primary", "Secondary", true, None),
-            w(1600.0, "Primary", "Secondary", true, Some(true)),
-        ]);
-        let sec = watcher(vec![w(1000.0, "Secondary", "Primary", false, Some(false))]);
-        let (v, _) = check_watch(&[("a", &bare), ("b", &sec)], 0.0, 3000.0, &[]);
-        assert_eq!(v.len(), 1, "{v:?}");
-        let (v, inj) = check_watch(
-            &[("a", &bare), ("b", &sec)],
-            0.0,
-            3000.0,
-            &[(1050.0, 1700.0)],
+        let b2 = watcher(vec![w(1500.0, "Primary", "Unknown", false, ABSENT)]);
+        assert_eq!(check(&a, &b2, &[]).violations.len(), 1);
+        let pp = watcher(vec![w(1500.0, "Primary", "Primary", false, ABSENT)]);
+        let c = check(&pp, &b, &[]);
+        assert!(
+            c.violations.iter().any(|x| x.contains("Primary/Primary")),
+            "{c:?}"
         );
-        assert!(v.is_empty(), "{v:?}");
-        assert!((inj - 250.0).abs() < 1e-9, "{inj}");
+        // Address without target: a violation, unless inside an injected tgtd kill window; an
+        // offline target (a demote closing connections) is measured, not a violation.
+        let bare = watcher(vec![
+            w(1000.0, "Primary", "Secondary", true, READY),
+            w(1100.0, "Primary", "Secondary", true, ABSENT),
+            w(1400.0, "Primary", "Secondary", true, None),
+            w(1600.0, "Primary", "Secondary", true, READY),
+            w(1700.0, "Primary", "Secondary", true, Some("offline")),
+            w(1900.0, "Primary", "Secondary", false, ABSENT),
+        ]);
+        let sec = watcher(vec![w(1000.0, "Secondary", "Primary", false, ABSENT)]);
+        let c = check(&bare, &sec, &[]);
+        assert_eq!(c.violations.len(), 1, "{c:?}");
+        assert!((c.offline_ms - 150.0).abs() < 1e-9, "{c:?}");
+        let c = check(&bare, &sec, &[(1050.0, 1650.0)]);
+        assert!(c.violations.is_empty(), "{c:?}");
+        assert!((c.injected_ms - 250.0).abs() < 1e-9, "{c:?}");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! `lab-watch MINOR ADDRESS IQN OUT [INTERVAL_MS]`: runs in a lab guest (over 9p) during a soak and
 //! samples, every INTERVAL_MS (default 20): the DRBD role, peer role and connection state of
 //! MINOR (`/proc/drbd`), whether ADDRESS is on an interface (getifaddrs), and — while it is —
-//! whether tgtd serves IQN (ready, LUN 1; tgtd's management socket; `null` when tgtd did not
-//! answer within 500 ms). Each change is appended to
-//! OUT as one JSON line `{"t":…, "prev_t":…, "role":…, "peer":…, "cs":…, "addr":…, "target":…}`
+//! IQN's state in tgtd (management socket): `ready` (with LUN 1), `offline` (with LUN 1: logins
+//! refused, as a demote does before it releases the address), `absent`, or `null` when tgtd did
+//! not answer within 500 ms. Each change is appended to OUT as one JSON line
+//! `{"t":…, "prev_t":…, "role":…, "peer":…, "cs":…, "addr":…, "target":…}`
 //! (guest wall clock, Unix ms; the change happened between `prev_t` and `t`), plus a heartbeat
 //! line every second. No process is started per sample.
 
@@ -17,7 +18,7 @@ struct Sample {
     peer: String,
     cs: String,
     addr: bool,
-    target: Option<bool>,
+    target: Option<&'static str>,
 }
 
 fn now_ms() -> f64 {
@@ -57,17 +58,22 @@ fn has_address(addr: IpAddr) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether tgtd serves `iqn`; `None` when tgtd did not answer in time (busy, not known to be
-/// down). No socket or a refused connection means tgtd is not running: not serving.
-async fn serving(client: &tgt_ipc::TgtClient, iqn: &str) -> Option<bool> {
+/// `iqn`'s state in tgtd: `ready` / `offline` (with LUN 1) or `absent`; `None` when tgtd did not
+/// answer in time (busy, not known to be down). No socket or a refused connection means tgtd is
+/// not running: absent.
+async fn target_state(client: &tgt_ipc::TgtClient, iqn: &str) -> Option<&'static str> {
     match client.show_targets().await {
-        Ok(ts) => Some(ts.iter().any(|t| {
-            t.name == iqn && t.state == tgt_ipc::TargetState::Ready && t.lun(1).is_some()
-        })),
+        Ok(ts) => Some(
+            match ts.iter().find(|t| t.name == iqn && t.lun(1).is_some()) {
+                Some(t) if t.state == tgt_ipc::TargetState::Ready => "ready",
+                Some(_) => "offline",
+                None => "absent",
+            },
+        ),
         Err(tgt_ipc::TgtError::ConnectTimeout { .. } | tgt_ipc::TgtError::ReplyTimeout { .. }) => {
             None
         }
-        Err(_) => Some(false),
+        Err(_) => Some("absent"),
     }
 }
 
@@ -114,12 +120,13 @@ fn main() {
         let t = now_ms();
         let (role, peer, cs) = drbd(minor);
         // Address first, then target: a promote serves the target before it claims the address
-        // and a demote releases the address first, so this order never reports a false gap.
+        // and a demote removes the target only after releasing the address, so this order never
+        // reports a false gap.
         let held = has_address(addr);
         let target = if held {
-            rt.block_on(serving(&client, iqn))
+            rt.block_on(target_state(&client, iqn))
         } else {
-            Some(false)
+            Some("absent")
         };
         let s = Sample {
             role,

@@ -231,6 +231,23 @@ pub struct Target {
     pub tid: u32,
     /// Initiators allowed: an explicit list, or the string `"all"` written out.
     pub initiators: Initiators,
+    /// CHAP accounts (`[resource.target.chap]`); unset: no CHAP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chap: Option<Chap>,
+}
+
+/// `[resource.target.chap]`: CHAP accounts bound to the target (the secrets are in a separate
+/// file, see [`crate::chap`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chap {
+    /// TOML file of `"user" = "secret"` lines, mode 0600 (a wider mode is refused); read when the
+    /// target is served and by `check-config`; the secrets are never printed or logged.
+    pub secrets: PathBuf,
+    /// Incoming accounts: an initiator logs in only with one of these users (at least one).
+    pub incoming: Vec<String>,
+    /// Outgoing account (mutual CHAP): the user the target proves itself with.
+    pub outgoing: Option<String>,
 }
 
 /// Initiator access control.
@@ -541,6 +558,9 @@ impl Config {
                         );
                     }
                 }
+            }
+            if let Some(c) = &t.chap {
+                crate::chap::validate(c).map_err(|(f, r)| (k(&format!("target.chap.{f}")), r))?;
             }
             if r.luns.is_empty() {
                 return err(k("lun"), "at least one [[resource.lun]] is required");

@@ -15,6 +15,7 @@
 
 pub mod alerts;
 pub mod backend;
+pub mod chap;
 pub mod config;
 pub mod control;
 pub mod daemon;

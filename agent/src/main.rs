@@ -120,6 +120,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(e) = &cfg.alerts.email {
                 agent::alerts::Mailer::new(e)?;
             }
+            // CHAP secrets files: mode and every user's secret checked, nothing printed
+            for r in &cfg.resources {
+                if let Some(c) = &r.target.chap {
+                    agent::chap::accounts(c)?;
+                }
+            }
             println!(
                 "{}: ok ({} resource(s), {} address(es))",
                 path.display(),

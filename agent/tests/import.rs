@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use agent::backend::target::TgtTarget;
 use agent::backend::Target;
 use agent::config::Config;
-use agent::import::files::{import, ImportArgs};
+use agent::import::files::{import, write as write_import, ImportArgs};
 use common::{free_port, which, Tgtd};
 
 fn prereqs() -> bool {
@@ -85,6 +85,9 @@ fn ha_targets(d: &Path) -> String {
     write-cache off
     vendor_id "ISCSIHA"
     product_id R2-DISK
+    incominguser alice alice-secret-1
+    incominguser carol carol-secret-4
+    outgoinguser tgt-r2 target-secret-2   # mutual CHAP
 </target>
 
 <target iqn.2026-11.test.import:r1>
@@ -97,6 +100,7 @@ fn ha_targets(d: &Path) -> String {
         write-cache off
     </backing-store>
     MaxConnections 1
+    incominguser bob bob-secret-3
 </target>
 "#
     )
@@ -156,12 +160,13 @@ async fn wait_answering(socket: &Path) -> tgt_ipc::TgtClient {
     panic!("tgtd at {} did not answer", socket.display());
 }
 
-/// tid, IQN, LUNs (number, path, SCSI id, serial), ACL.
+/// tid, IQN, LUNs (number, path, SCSI id, serial), ACL, CHAP bindings (user, outgoing).
 type Identity = (
     i32,
     String,
     Vec<(u64, String, String, String)>,
     BTreeSet<String>,
+    BTreeSet<(String, bool)>,
 );
 
 /// What must agree: tid, IQN, LUNs (number, path, SCSI id and serial) and the effective ACL
@@ -184,21 +189,38 @@ fn identity(t: &tgt_ipc::Target) -> Identity {
     if acls.contains("ALL") {
         acls = BTreeSet::from(["ALL".to_string()]);
     }
-    (t.tid, t.name.clone(), luns, acls)
+    let accounts = t
+        .accounts
+        .iter()
+        .map(|a| (a.user.clone(), a.outgoing))
+        .collect();
+    (t.tid, t.name.clone(), luns, acls, accounts)
 }
 
-fn inquiry(port: u16, iqn: &str, lun: u64, page: Option<&str>) -> String {
+/// The CHAP login of the samples' targets (`user%secret@` in a libiscsi URL).
+fn login(iqn: &str) -> &'static str {
+    match iqn.rsplit(':').next() {
+        Some("r1") => "bob%bob-secret-3@",
+        Some("r2") => "alice%alice-secret-1@",
+        _ => "",
+    }
+}
+
+fn iscsi_inq(url: &str, page: Option<&str>) -> std::process::Output {
     let mut c = Command::new(which("iscsi-inq").expect("iscsi-inq"));
     if let Some(p) = page {
         c.args(["-e", "1", "-c", p]);
     }
-    let out = c
-        .arg(format!("iscsi://127.0.0.1:{port}/{iqn}/{lun}"))
-        .output()
-        .expect("iscsi-inq runs");
+    c.arg(url).output().expect("iscsi-inq runs")
+}
+
+fn inquiry(port: u16, iqn: &str, lun: u64, page: Option<&str>) -> String {
+    let url = format!("iscsi://{}127.0.0.1:{port}/{iqn}/{lun}", login(iqn));
+    let out = iscsi_inq(&url, page);
     assert!(
         out.status.success(),
-        "iscsi-inq {iqn}/{lun} {page:?}: {out:?}"
+        "iscsi-inq {iqn}/{lun} {page:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -280,12 +302,15 @@ async fn imported_targets_equal_tgt_admin() {
     assert!(imported.toml.contains("interface = \"xenbr0\""));
     assert!(imported.toml.contains("address = \"10.10.10.3/24\""));
     assert!(imported.toml.contains("suppress_s = 1800"));
-    assert_eq!(imported.secrets.len(), 1);
+    assert!(!imported.toml.contains("-secret-") && !notes.join("").contains("-secret-"));
+    assert_eq!(imported.secrets.len(), 2);
     assert!(imported.secrets[0].contents.contains("not-in-the-toml"));
+    assert!(imported.secrets[1].contents.contains("alice-secret-1"));
     let cfg =
         Config::parse(&imported.toml, Path::new("<imported>")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.resources.len(), 3);
 
+    write_import(&imported, &out_toml).expect("write the import");
     let backend = TgtTarget::new(&tgtd_a.socket(), Duration::from_secs(5));
     for r in &cfg.resources {
         backend
@@ -317,6 +342,22 @@ async fn imported_targets_equal_tgt_admin() {
             }
         }
     }
+    // CHAP holds on the imported targets: the right secret in, a wrong one or none out.
+    for (t, lun) in [("r1", 3), ("r2", 1)] {
+        let iqn = format!("iqn.2026-11.test.import:{t}");
+        for (cred, ok) in [
+            (login(&iqn).to_string(), true),
+            (login(&iqn).replace("-secret-", "-wrong-"), false),
+            (String::new(), false),
+        ] {
+            let url = format!("iscsi://{cred}127.0.0.1:{port_a}/{iqn}/{lun}");
+            assert_eq!(
+                iscsi_inq(&url, None).status.success(),
+                ok,
+                "{t} with {cred:?}"
+            );
+        }
+    }
     let tids: BTreeSet<(i32, &str)> = ours.iter().map(|t| (t.tid, t.name.as_str())).collect();
     assert_eq!(
         tids,
@@ -330,7 +371,10 @@ async fn imported_targets_equal_tgt_admin() {
     assert_eq!(r1.luns.iter().map(|l| l.lun).max(), Some(3));
     assert_eq!(r1.lun(3).expect("LUN 3").scsi_sn, "R1SN");
 
-    // The CLI writes the TOML and the SMTP secret (0600) beside it, never on stdout.
+    // The CLI (conf.d directory form) writes the TOML and the secret files (0600) beside it,
+    // never on stdout or stderr; check-config accepts the result.
+    let out_toml = d.join("out2/iscsi-ha.toml");
+    std::fs::create_dir(d.join("out2")).expect("out2");
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_iscsi-ha"));
     let mut cmd = Command::new(bin);
     cmd.arg("import")
@@ -349,10 +393,18 @@ async fn imported_targets_equal_tgt_admin() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{all}");
-    assert!(!all.contains("not-in-the-toml"), "{all}");
+    assert!(
+        !all.contains("not-in-the-toml") && !all.contains("-secret-"),
+        "{all}"
+    );
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(d.join("out/smtp-credentials.toml"))
+    let mode = std::fs::metadata(d.join("out2/smtp-credentials.toml"))
         .expect("secret file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mode = std::fs::metadata(d.join("out2/chap-secrets.toml"))
+        .expect("CHAP secrets file")
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -372,7 +424,7 @@ fn refusals_name_file_and_line() {
     let cases = [
         ("iscsi-ha.conf", "DRBD_RESOURCES=r1\nif true; then X=1; fi\n", 2),
         ("targets.conf", "<target iqn.2026-11.x:a>\n  backing-store /dev/drbd1\n", 1),
-        ("targets.conf", "<target iqn.2026-11.x:a>\n  backing-store /dev/drbd1\n  incominguser u secret\n</target>\n", 3),
+        ("targets.conf", "<target iqn.2026-11.x:a>\n  backing-store /dev/drbd1\n  incominguser u pw-zz9\n</target>\n", 3),
         ("targets.conf", "include missing.conf\n", 1),
     ];
     for (name, text, line) in cases {
@@ -405,6 +457,6 @@ fn refusals_name_file_and_line() {
             e.starts_with(&format!("{}:{line}: ", p.display())),
             "{text}: {e}"
         );
-        assert!(!e.contains("secret"), "{e}");
+        assert!(!e.contains("pw-zz9"), "{e}");
     }
 }

@@ -21,6 +21,7 @@ fn spec(t: &tgtd::Tgtd, tid: i32, cache: CacheMode) -> ServeSpec {
             identity: tgtd::r0_identity(),
             cache,
         }],
+        accounts: Vec::new(),
         acls: vec![Acl::address("127.0.0.1").expect("acl")],
     }
 }

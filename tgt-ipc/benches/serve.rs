@@ -59,6 +59,7 @@ async fn main() {
             identity: common::r0_identity(),
             cache: CacheMode::WriteThrough,
         }],
+        accounts: Vec::new(),
         acls: vec![Acl::address("127.0.0.1").unwrap()],
     };
     let identity = "scsi_id=60014052e3c1a9b8d7f6e5d4c3b2a190,scsi_sn=HA0R0SN0001,vendor_id=ISCSIHA,product_id=R0-VOLUME,product_rev=0042";

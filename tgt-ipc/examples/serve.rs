@@ -42,6 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             cache: CacheMode::WriteThrough,
         }],
+        accounts: Vec::new(),
         acls,
     };
     let t0 = std::time::Instant::now();

@@ -24,7 +24,7 @@ pub enum AccountScope {
     Global,
 }
 
-fn check_user(user: &str) -> Result<(), TgtError> {
+pub(crate) fn check_user(user: &str) -> Result<(), TgtError> {
     check_plain_value("user", user)?;
     if user.len() > 255
         || !user
@@ -85,6 +85,20 @@ fn check_unbind_safe(incoming: &[String], user: &str) -> Result<(), TgtError> {
     }
 }
 
+/// The checks [`TgtClient::new_account`] makes on a password.
+pub(crate) fn check_password(password: &str) -> Result<(), TgtError> {
+    if password.is_empty()
+        || password.len() > 255
+        || !password.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(TgtError::invalid(
+            "password",
+            "must be 1..=255 printable ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
 impl TgtClient {
     /// Creates a CHAP account.
     ///
@@ -95,12 +109,7 @@ impl TgtClient {
     /// ([`TgtError::Daemon`]).
     pub async fn new_account(&self, user: &str, password: &str) -> Result<(), TgtError> {
         let mut p = user_params(user)?;
-        if password.len() > 255 || !password.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(TgtError::invalid(
-                "password",
-                "must be 1..=255 printable ASCII characters",
-            ));
-        }
+        check_password(password)?;
         p.push("password", password)?;
         self.execute(&Request::new(Mode::Account, Op::New).params(p))
             .await

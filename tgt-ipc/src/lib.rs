@@ -54,7 +54,9 @@ pub use request::{Mode, Op, Params, Request, MAX_PARAMS_LEN, REQ_HEADER_LEN};
 pub use response::{
     decode_body, decode_header, decode_reply, ReplyHeader, MAX_REPLY_BODY, RSP_HEADER_LEN,
 };
-pub use serve::{ServeLun, ServeOutcome, ServeSpec, Served, StopOutcome, STOP_RETRY_FOR};
+pub use serve::{
+    ServeAccount, ServeLun, ServeOutcome, ServeSpec, Served, StopOutcome, STOP_RETRY_FOR,
+};
 pub use show::{
     parse_accounts, parse_connections, parse_portals, parse_system, parse_target_params,
     parse_targets, AccountBinding, ConnectionInfo, Lun, Nexus, NexusConnection, Portal, SystemInfo,

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::account::{check_password, check_user, AccountDirection, AccountScope};
 use crate::acl::Acl;
 use crate::cache::CacheMode;
 use crate::client::TgtClient;
@@ -35,7 +36,30 @@ impl ServeLun {
     }
 }
 
-/// What to serve: one target with its LUNs and ACL.
+/// A CHAP account of a served target.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServeAccount {
+    /// User name (1..=255 characters from `[A-Za-z0-9.-_@:]`).
+    pub user: String,
+    /// The CHAP secret (1..=255 printable ASCII characters). Never printed: `Debug` shows
+    /// `<redacted>`.
+    pub password: String,
+    /// Incoming: the initiator proves itself with this account (several allowed). Outgoing:
+    /// the target proves itself to the initiator, mutual CHAP (at most one).
+    pub direction: AccountDirection,
+}
+
+impl std::fmt::Debug for ServeAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeAccount")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("direction", &self.direction)
+            .finish()
+    }
+}
+
+/// What to serve: one target with its LUNs, ACL and CHAP accounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeSpec {
     /// Target id (use the same on both nodes: VPD 0x83's NAA-3 designator depends on it).
@@ -46,6 +70,9 @@ pub struct ServeSpec {
     pub luns: Vec<ServeLun>,
     /// ACL entries (an empty list means nobody can log in).
     pub acls: Vec<Acl>,
+    /// CHAP accounts (empty: no CHAP). With an incoming account bound, tgtd lets an initiator
+    /// log in only with one of them; they are bound while the target is still offline.
+    pub accounts: Vec<ServeAccount>,
 }
 
 impl ServeSpec {
@@ -81,6 +108,28 @@ impl ServeSpec {
                 Acl::Address(s) => drop(Acl::address(s)?),
                 Acl::Name(s) => drop(Acl::name(s)?),
             }
+        }
+        let mut users = BTreeSet::new();
+        for a in &self.accounts {
+            check_user(&a.user)?;
+            check_password(&a.password)?;
+            if !users.insert((&a.user, a.direction == AccountDirection::Outgoing)) {
+                return Err(TgtError::invalid(
+                    "user",
+                    format!("account {} listed twice", a.user),
+                ));
+            }
+        }
+        let outgoing = self
+            .accounts
+            .iter()
+            .filter(|a| a.direction == AccountDirection::Outgoing)
+            .count();
+        if outgoing > 1 {
+            return Err(TgtError::invalid(
+                "user",
+                "tgtd binds at most one outgoing account per target",
+            ));
         }
         Ok(())
     }
@@ -149,6 +198,21 @@ impl ServeSpec {
         if have != want {
             d.push(format!("ACLs are {have:?} (want {want:?})"));
         }
+        let have: BTreeSet<(&str, bool)> = t
+            .accounts
+            .iter()
+            .map(|a| (a.user.as_str(), a.outgoing))
+            .collect();
+        let want: BTreeSet<(&str, bool)> = self
+            .accounts
+            .iter()
+            .map(|a| (a.user.as_str(), a.direction == AccountDirection::Outgoing))
+            .collect();
+        if have != want {
+            d.push(format!(
+                "accounts (user, outgoing) are {have:?} (want {want:?})"
+            ));
+        }
         d
     }
 }
@@ -202,7 +266,7 @@ impl TgtClient {
     /// Publishes a target in the safe order (docs/tgtd-ipc.md §7.3): target new, `state=offline`,
     /// each LU new with its
     /// identity and, in write-through mode, WCE=0 ([`TgtClient::disable_write_cache`], while nobody can
-    /// log in yet), ACL binds, `state=ready`. Idempotent: when target new reports the tid or name taken, the
+    /// log in yet), CHAP accounts (created when absent, bound), ACL binds, `state=ready`. Idempotent: when target new reports the tid or name taken, the
     /// target show is compared with `spec`; an identical existing target is accepted
     /// ([`ServeOutcome::AlreadyServing`]), a different one is a [`TgtError::TargetConflict`]. If a step fails
     /// after the target was created, the target is deleted again (best effort) and the step's error returned.
@@ -213,8 +277,9 @@ impl TgtClient {
     ///
     /// Equivalent to `tgtadm` target new; target update state=offline; logicalunit new (bsoflags `sync`
     /// added in write-through mode); logicalunit update scsi_id,scsi_sn,vendor_id,product_id,product_rev;
-    /// logicalunit update mode_page=8:... (write-through only); target bind (per ACL); target update
-    /// state=ready.
+    /// logicalunit update mode_page=8:... (write-through only); account new and account bind (per
+    /// account; an existing account of that name is reused, tgtd cannot show its secret); target bind
+    /// (per ACL); target update state=ready.
     ///
     /// # Errors
     /// [`TgtError::TargetConflict`] when the tid or name is taken by a different target; otherwise
@@ -274,6 +339,16 @@ impl TgtClient {
             if l.cache == CacheMode::WriteThrough {
                 self.disable_write_cache(spec.tid, l.lun).await?;
             }
+        }
+        for a in &spec.accounts {
+            // accounts are global in tgtd: one of this name may exist already (tgtd cannot
+            // show its secret; serve creates it with the configured one when absent)
+            match self.new_account(&a.user, &a.password).await {
+                Err(e) if e.errno() == Some(TgtErrno::UserExist) => {}
+                r => r?,
+            }
+            self.bind_account(AccountScope::Target(spec.tid), &a.user, a.direction)
+                .await?;
         }
         for a in &spec.acls {
             self.bind_acl(spec.tid, a).await?;
@@ -412,5 +487,64 @@ impl TgtClient {
             }
         }
         Ok(closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(accounts: Vec<ServeAccount>) -> ServeSpec {
+        ServeSpec {
+            tid: 1,
+            name: "iqn.2026-11.test:t".into(),
+            luns: Vec::new(),
+            acls: vec![Acl::all()],
+            accounts,
+        }
+    }
+
+    fn account(user: &str, password: &str, direction: AccountDirection) -> ServeAccount {
+        ServeAccount {
+            user: user.into(),
+            password: password.into(),
+            direction,
+        }
+    }
+
+    #[test]
+    fn accounts_checked_and_never_printed() {
+        let a = account("u1", "s3cret-value", AccountDirection::Incoming);
+        assert!(!format!("{a:?}").contains("s3cret"));
+        let o = |u: &str| account(u, "x", AccountDirection::Outgoing);
+        assert!(spec(vec![a.clone(), o("t1")]).validate().is_ok());
+        assert!(spec(vec![a.clone(), a.clone()]).validate().is_err());
+        assert!(spec(vec![o("t1"), o("t2")]).validate().is_err());
+        let e = spec(vec![account("u1", "has space", AccountDirection::Incoming)])
+            .validate()
+            .unwrap_err();
+        assert!(!e.to_string().contains("has space"), "{e}");
+        assert!(spec(vec![account("u,1", "x", AccountDirection::Incoming)])
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn differences_compare_bindings() {
+        let t = Target {
+            tid: 1,
+            name: "iqn.2026-11.test:t".into(),
+            acls: vec!["ALL".into()],
+            accounts: vec![crate::show::AccountBinding {
+                user: "u1".into(),
+                outgoing: false,
+            }],
+            ..Target::default()
+        };
+        let a = account("u1", "", AccountDirection::Incoming);
+        assert!(spec(vec![a.clone()]).differences(&t).is_empty());
+        assert_eq!(spec(Vec::new()).differences(&t).len(), 1);
+        let out = account("u1", "", AccountDirection::Outgoing);
+        assert_eq!(spec(vec![out]).differences(&t).len(), 1);
     }
 }

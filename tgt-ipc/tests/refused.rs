@@ -175,6 +175,7 @@ async fn refused_requests_never_reach_the_socket() {
                 cache: CacheMode::WriteThrough,
             },
         ],
+        accounts: Vec::new(),
         acls: vec![Acl::all()],
     };
     assert_refused("serve duplicate LUN", c.serve(&bad).await, &l);

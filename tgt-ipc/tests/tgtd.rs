@@ -27,6 +27,7 @@ fn spec(t: &Tgtd, file: &str) -> ServeSpec {
             identity: common::r0_identity(),
             cache: CacheMode::WriteThrough,
         }],
+        accounts: Vec::new(),
         acls: vec![
             Acl::address("127.0.0.1").unwrap(),
             Acl::name("iqn.2026-11.test:client").unwrap(),

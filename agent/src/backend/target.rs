@@ -77,6 +77,12 @@ pub fn spec(res: &Resource) -> Result<ServeSpec, BackendError> {
                 cache: l.cache,
             })
             .collect(),
+        accounts: res
+            .target
+            .chap
+            .as_ref()
+            .map(crate::chap::bindings)
+            .unwrap_or_default(),
         acls,
     })
 }
@@ -170,7 +176,12 @@ impl Target for TgtTarget {
     }
 
     async fn serve(&self, res: &Resource) -> Result<(), BackendError> {
-        let spec = spec(res)?;
+        let mut spec = spec(res)?;
+        if let Some(c) = &res.target.chap {
+            // secrets read only to serve, never kept or logged
+            spec.accounts =
+                crate::chap::accounts(c).map_err(|e| BackendError::Failed(e.to_string()))?;
+        }
         match self.client.serve(&spec).await {
             Ok(_) => Ok(()),
             Err(TgtError::TargetConflict { differences, .. }) => {

@@ -247,6 +247,19 @@ fn create_new(path: &Path, mode: u32, contents: &str) -> Result<(), ImportError>
     f.write_all(contents.as_bytes()).map_err(write)
 }
 
+/// Writes the secret files (mode 0600) beside `out`, then the TOML to `out`; refuses to replace
+/// any existing file.
+pub fn write(imported: &Imported, out: &Path) -> Result<(), ImportError> {
+    let dir = std::path::absolute(out)
+        .ok()
+        .and_then(|o| o.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    for s in &imported.secrets {
+        create_new(&dir.join(&s.name), 0o600, &s.contents)?;
+    }
+    create_new(out, 0o644, &imported.toml)
+}
+
 /// `iscsi-ha import`: the TOML to `--output` (or stdout), secret files beside it (0600), the notes
 /// to stderr. Returns the number of notes.
 pub fn run(args: &ImportArgs) -> Result<usize, ImportError> {
@@ -256,14 +269,7 @@ pub fn run(args: &ImportArgs) -> Result<usize, ImportError> {
     }
     match &args.output {
         Some(out) => {
-            let dir = std::path::absolute(out)
-                .ok()
-                .and_then(|o| o.parent().map(Path::to_path_buf))
-                .unwrap_or_else(|| PathBuf::from("/"));
-            for s in &imported.secrets {
-                create_new(&dir.join(&s.name), 0o600, &s.contents)?;
-            }
-            create_new(out, 0o644, &imported.toml)?;
+            write(&imported, out)?;
             eprintln!(
                 "iscsi-ha import: wrote {} ({} note(s))",
                 out.display(),

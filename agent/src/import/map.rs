@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::accounts::Accounts;
 use super::drbd_conf::{minor_of_path, DrbdResource};
 use super::shell::Assignment;
 use super::tgt_conf::{Directive, TgtConfig, TgtLun, TgtTarget, ISCSI_PARAMS};
@@ -34,6 +35,7 @@ struct Out {
     toml: String,
     notes: Vec<Note>,
     secrets: Vec<SecretFile>,
+    accounts: Accounts,
 }
 
 impl Out {
@@ -56,6 +58,7 @@ pub fn build(inp: &Inputs<'_>) -> Result<Imported, ParseError> {
         toml: String::new(),
         notes: Vec::new(),
         secrets: Vec::new(),
+        accounts: Accounts::default(),
     };
     // later assignments win, as when bash sources iscsi-ha.conf then iscsi-ha_local.conf
     let mut vars: BTreeMap<&str, &Assignment> = BTreeMap::new();
@@ -160,6 +163,9 @@ pub fn build(inp: &Inputs<'_>) -> Result<Imported, ParseError> {
             format!("{k}={}", a.value)
         };
         o.note(&a.at, setting, reason);
+    }
+    if let Some(f) = o.accounts.file() {
+        o.secrets.push(f);
     }
     o.notes.sort();
     let cfg_check = crate::config::Config::parse(&o.toml, Path::new("<imported>"));
@@ -363,9 +369,7 @@ fn write_resource(
     o.kv("iqn", t.name.as_str(), &format!("<target> at {}", t.at));
     o.kv("tid", i64::from(t.tid), "the tid tgt-admin -e gives it on a tgtd without targets (targets in name order, or controller_tid)");
     write_initiators(o, t)?;
-    if let Some(d) = t.incoming.iter().chain(&t.outgoing).next() {
-        return Err(ParseError::new(d.at.clone(), format!("{} {}: CHAP accounts have no equivalent in this agent's configuration yet; importing the target without them would let in initiators that CHAP keeps out", d.key, user_of(d))));
-    }
+    write_chap(o, inp, t)?;
     for d in &t.other {
         let v = d.value.clone().unwrap_or_default();
         let reason = match d.key.as_str() {
@@ -388,6 +392,39 @@ fn write_resource(
     }
     for l in &t.luns {
         write_lun(o, t, l)?;
+    }
+    Ok(())
+}
+
+fn write_chap(o: &mut Out, inp: &Inputs<'_>, t: &TgtTarget) -> Result<(), ParseError> {
+    let (incoming, outgoing) = o.accounts.target(t, &mut o.notes)?;
+    let Some((_, first)) = incoming.first() else {
+        return Ok(());
+    };
+    let Some(dir) = inp.secrets_dir else {
+        return Err(ParseError::new(
+            first.clone(),
+            "CHAP accounts are carried over only with --output (their secrets go to a 0600 file beside it); without them the target would let in initiators CHAP keeps out",
+        ));
+    };
+    let _ = writeln!(o.toml, "\n[resource.target.chap]");
+    let path = dir.join(super::accounts::CHAP_SECRETS);
+    o.kv(
+        "secrets",
+        path.display().to_string(),
+        "the passwords of incominguser/outgoinguser (mode 0600 file)",
+    );
+    let _ = writeln!(o.toml, "incoming = [");
+    for (u, at) in &incoming {
+        let _ = writeln!(
+            o.toml,
+            "  {},   # incominguser at {at}",
+            toml::Value::from(u.as_str())
+        );
+    }
+    let _ = writeln!(o.toml, "]");
+    if let Some((u, at)) = &outgoing {
+        o.kv("outgoing", u.as_str(), &format!("outgoinguser at {at}"));
     }
     Ok(())
 }

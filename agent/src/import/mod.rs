@@ -8,6 +8,7 @@
 //! Secrets (SMTP password, CHAP secrets) never appear in the TOML, the notes or errors: they go to
 //! separate 0600 files. Facts and sources: `docs/import.md`.
 
+pub mod accounts;
 pub mod drbd_conf;
 pub mod files;
 pub mod map;

@@ -52,8 +52,9 @@ pub struct DrillReport {
     pub kill_to_signal_s: f64,
     /// SIGKILL of A -> B's agent reports serving (host polls `iscsi-ha status`, ~0.1-0.3 s grain).
     pub kill_to_agent_serving_s: f64,
-    /// B's pool.conf renamed into place -> B's promote transition started (guest clock): the wait
-    /// for DRBD to declare the dead peer lost (the agent refuses while the peer shows Primary).
+    /// B's pool.conf renamed into place -> B's promote transition started (guest clock; the agent
+    /// asks DRBD at once, DRBD's own wait for the dead peer is in the drbd-primary stage,
+    /// docs/takeover.md).
     pub signal_to_promote_start_s: f64,
     /// B's promote transition, total, from the agent's own figures.
     pub agent_promote_total_s: f64,
@@ -279,7 +280,7 @@ pub fn drill_once() -> Result<DrillReport> {
         say(
             t0,
             &format!(
-                "b agent: pool.conf -> promote start {:.3}s (it refuses while DRBD still shows the dead peer Primary; DRBD declares it lost after its ping timeout), promote itself {:.3}s",
+                "b agent: pool.conf -> promote start {:.3}s (DRBD arbitrates: its ping timeout for the dead peer is inside drbd-primary), promote itself {:.3}s",
                 rep.signal_to_promote_start_s, rep.agent_promote_total_s
             ),
         );
@@ -359,7 +360,7 @@ pub fn drill_once() -> Result<DrillReport> {
         rep.kill_to_signal_s
     );
     println!(
-        "b's pool.conf -> promote start      {:6.2} s  (DRBD declaring the dead peer lost)",
+        "b's pool.conf -> promote start      {:6.2} s",
         rep.signal_to_promote_start_s
     );
     println!(

@@ -16,9 +16,10 @@ use lab::{Lab, Node};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// The shared DRBD 9 lab with a fresh, connected, UpToDate pair (both Secondary), or `None`
-/// (SKIP) outside CI when prerequisites are missing.
-fn pair() -> Option<(MutexGuard<'static, ()>, &'static Lab, Resource)> {
+/// The shared DRBD 9 lab, agents stopped and `r0` down on both nodes, then (if `up`) a fresh,
+/// connected, UpToDate pair (both Secondary) brought up with drbdsetup; `None` (SKIP) outside CI
+/// when prerequisites are missing.
+fn lab9(up: bool) -> Option<(MutexGuard<'static, ()>, &'static Lab, Resource)> {
     if !lab::drbd9::require_lab9() {
         return None;
     }
@@ -30,7 +31,10 @@ fn pair() -> Option<(MutexGuard<'static, ()>, &'static Lab, Resource)> {
         agent_lab::reset(lab)?; // agents stopped, tgtd and the address gone
         bringup::reset(a, &r)?;
         bringup::reset(b, &r)?;
-        bringup::pair_up(a, b, &r)
+        if up {
+            bringup::pair_up(a, b, &r)?;
+        }
+        Ok(())
     };
     if let Err(e) = up() {
         panic!("DRBD 9 pair up: {e:#}\n{}", lab.logs_tail(30));
@@ -61,33 +65,11 @@ fn oracle_role(node: &Node, r: &Resource, role: &str) -> anyhow::Result<()> {
 }
 
 #[test]
-fn drbd9_pair_connects_and_replicates() {
-    let Some((_g, lab, r)) = pair() else { return };
+fn drbdnl9_status_roles_and_two_primaries_refused() {
+    let Some((_g, lab, r)) = lab9(true) else {
+        return;
+    };
     let (a, b) = nodes(lab);
-    check(
-        lab,
-        (|| {
-            for n in [a, b] {
-                let v = n.run_ok("head -1 /proc/drbd")?.stdout;
-                anyhow::ensure!(v.contains("version: 9.3.3"), "node {}: {v}", n.name());
-            }
-            bringup::primary(a, &r)?;
-            let marker = "drbd9-replicated-from-a";
-            write_marker(a, &r.device(), marker)?;
-            bringup::secondary(a, &r)?;
-            bringup::primary(b, &r)?;
-            let got = read_marker(b, &r.device(), marker.len())?;
-            anyhow::ensure!(got == marker, "b read {got:?}, a wrote {marker:?}");
-            oracle_role(b, &r, "Primary")?;
-            bringup::secondary(b, &r)
-        })(),
-    );
-}
-
-#[test]
-fn drbdnl9_status_matches_drbdsetup() {
-    let Some((_g, lab, r)) = pair() else { return };
-    let (a, _) = nodes(lab);
     check(
         lab,
         (|| {
@@ -115,18 +97,7 @@ fn drbdnl9_status_matches_drbdsetup() {
             // An unknown resource is an empty status, not an error (as drbdsetup's dumps).
             let none = nl(a, "status r7")?;
             anyhow::ensure!(none.trim().is_empty(), "status r7: {none}");
-            Ok(())
-        })(),
-    );
-}
-
-#[test]
-fn drbdnl9_promote_demote_and_two_primaries_refused() {
-    let Some((_g, lab, r)) = pair() else { return };
-    let (a, b) = nodes(lab);
-    check(
-        lab,
-        (|| {
+            // Promote, demote, and a second Primary refused.
             nl(a, "primary r0")?;
             oracle_role(a, &r, "Primary")?;
             let o = nl_run(b, "primary r0")?;
@@ -155,7 +126,9 @@ fn drbdnl9_promote_demote_and_two_primaries_refused() {
 
 #[test]
 fn drbdnl9_events_report_role_changes() {
-    let Some((_g, lab, r)) = pair() else { return };
+    let Some((_g, lab, r)) = lab9(true) else {
+        return;
+    };
     let (a, b) = nodes(lab);
     check(
         lab,
@@ -203,7 +176,9 @@ fn drbdnl9_events_report_role_changes() {
 
 #[test]
 fn drbdnl9_sees_peer_loss_and_stays_primary() {
-    let Some((_g, lab, r)) = pair() else { return };
+    let Some((_g, lab, r)) = lab9(true) else {
+        return;
+    };
     let (a, b) = nodes(lab);
     check(
         lab,
@@ -231,16 +206,21 @@ fn drbdnl9_sees_peer_loss_and_stays_primary() {
 }
 
 /// The whole `drbdadm up` through drbd-nl (new-resource with node id, new-minor, new-peer,
-/// new-path, attach, connect; then new-current-uuid and down), checked with drbdsetup.
+/// new-path, attach, connect; then new-current-uuid), checked with drbdsetup; a marker written on
+/// a is read on b after a switchover; `down` through drbd-nl.
 #[test]
-fn drbdnl9_brings_pair_up_and_down() {
-    let Some((_g, lab, r)) = pair() else { return };
+fn drbdnl9_brings_pair_up_replicates_and_down() {
+    let Some((_g, lab, r)) = lab9(false) else {
+        return;
+    };
     let (a, b) = nodes(lab);
     check(
         lab,
         (|| {
-            bringup::down(a, &r)?;
-            bringup::down(b, &r)?;
+            for n in [a, b] {
+                let v = n.run_ok("head -1 /proc/drbd")?.stdout;
+                anyhow::ensure!(v.contains("version: 9.3.3"), "node {}: {v}", n.name());
+            }
             let up = |n: &Node, p: &Node| {
                 nl(
                     n,
@@ -285,6 +265,15 @@ fn drbdnl9_brings_pair_up_and_down() {
             ] {
                 anyhow::ensure!(ev.contains(want), "drbdsetup lacks {want:?}:\n{ev}");
             }
+            // Replication: written on a while Primary, read on b after a switchover.
+            let marker = "drbd9-replicated-from-a";
+            nl(a, "primary r0")?;
+            write_marker(a, &r.device(), marker)?;
+            nl(a, "secondary r0")?;
+            nl(b, "primary r0")?;
+            let got = read_marker(b, &r.device(), marker.len())?;
+            anyhow::ensure!(got == marker, "b read {got:?}, a wrote {marker:?}");
+            nl(b, "secondary r0")?;
             nl(a, "down r0")?;
             let st = a.run("drbdsetup status r0")?;
             anyhow::ensure!(st.rc != 0, "r0 still exists after down: {}", st.stdout);
@@ -297,7 +286,9 @@ fn drbdnl9_brings_pair_up_and_down() {
 /// through the floating address; pool.conf flips a to slave, b to master: b serves the same data.
 #[test]
 fn agent_fails_over_on_drbd9_by_pool_conf() {
-    let Some((_g, lab, r)) = pair() else { return };
+    let Some((_g, lab, r)) = lab9(true) else {
+        return;
+    };
     let (a, b) = nodes(lab);
     let marker = "drbd9-agent-marker";
     let run = || -> anyhow::Result<()> {

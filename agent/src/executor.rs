@@ -82,7 +82,8 @@ fn kind_of(steps: &[Step]) -> &'static str {
     }
 }
 
-/// How often one `drbd-primary` step asks DRBD (see [`Executor::primary`]).
+/// How often one `drbd-primary` step asks DRBD while each refusal is followed by a change of
+/// DRBD's state (docs/takeover.md).
 pub const PRIMARY_ATTEMPTS: u32 = 3;
 
 async fn within<F, O>(ms: u64, f: F) -> Result<O, BackendError>

@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod drbd_conf;
 pub mod files;
+mod iscsi_ha;
 pub mod map;
 pub mod shell;
 pub mod tgt_conf;

@@ -358,6 +358,19 @@ async fn imported_targets_equal_tgt_admin() {
             );
         }
     }
+    // Mutual CHAP on r2: the initiator accepts the target only with the outgoing secret.
+    let iqn = "iqn.2026-11.test.import:r2";
+    for (target_secret, ok) in [("target-secret-2", true), ("target-wrong-2", false)] {
+        let url = format!(
+            "iscsi://{}127.0.0.1:{port_a}/{iqn}/1?target_user=tgt-r2&target_password={target_secret}",
+            login(iqn)
+        );
+        assert_eq!(
+            iscsi_inq(&url, None).status.success(),
+            ok,
+            "mutual {target_secret}"
+        );
+    }
     let tids: BTreeSet<(i32, &str)> = ours.iter().map(|t| (t.tid, t.name.as_str())).collect();
     assert_eq!(
         tids,

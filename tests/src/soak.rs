@@ -137,6 +137,9 @@ pub struct Cycle {
     pub agent_alarms: Vec<String>,
     /// `/proc/drbd` state line of each running node at the end of the cycle.
     pub drbd: Vec<String>,
+    /// Per node, every DRBD connection state / role pair lab-watch saw in the cycle, in order
+    /// (`node: cs role/peer, …`): shows replication-link drops the invariants do not catch.
+    pub drbd_seen: Vec<String>,
     /// Invariant violations seen (empty = good).
     pub violations: Vec<String>,
 }
@@ -227,6 +230,8 @@ struct Watch {
     prev_t: f64,
     role: String,
     peer: String,
+    /// DRBD connection state (`Connected`, `WFConnection`, `SyncSource`, …).
+    cs: String,
     addr: bool,
     /// `ready`, `offline`, `absent`; None = tgtd did not answer.
     target: Option<String>,
@@ -308,6 +313,7 @@ impl Watcher {
                 prev_t: g("prev_t"),
                 role: v["role"].as_str().unwrap_or("-").to_string(),
                 peer: v["peer"].as_str().unwrap_or("-").to_string(),
+                cs: v["cs"].as_str().unwrap_or("-").to_string(),
                 addr: v["addr"].as_bool().unwrap_or(false),
                 target: v["target"].as_str().map(str::to_string),
             });
@@ -701,7 +707,12 @@ pub fn soak_on(lab: &Lab, opts: &SoakOpts) -> Result<SoakReport> {
         match one_cycle(&mut run, n, kind) {
             Ok(c) => {
                 if !c.violations.is_empty() {
-                    eprintln!("{:?}\n{}", c.drbd, al::logs(lab, 60));
+                    eprintln!(
+                        "DRBD at the end: {:?}\nDRBD states seen: {:?}\n{}",
+                        c.drbd,
+                        c.drbd_seen,
+                        al::logs(lab, 60)
+                    );
                 }
                 say(
                     t0,
@@ -814,6 +825,18 @@ fn one_cycle(run: &mut Run, n: usize, kind: Kind) -> Result<Cycle> {
         .ok_or_else(|| anyhow!("ledger verify report without a verify pass"))?;
     run.pull_all()?;
     let agent_alarms = run.new_alarms()?;
+    let drbd_seen = (0..2)
+        .map(|i| {
+            let mut seen: Vec<String> = Vec::new();
+            for w in run.watch[i].lines.iter().filter(|w| w.t >= start) {
+                let x = format!("{} {}/{}", w.cs, w.role, w.peer);
+                if seen.last() != Some(&x) {
+                    seen.push(x);
+                }
+            }
+            format!("{}: {}", if i == 0 { "a" } else { "b" }, seen.join(", "))
+        })
+        .collect();
     let mut drbd = Vec::new();
     for node in run.lab.nodes().iter().filter(|n| n.pid().is_some()) {
         drbd.push(format!(
@@ -869,6 +892,7 @@ fn one_cycle(run: &mut Run, n: usize, kind: Kind) -> Result<Cycle> {
         }),
         agent_alarms,
         drbd,
+        drbd_seen,
         violations,
     })
 }
@@ -983,6 +1007,7 @@ mod tests {
             prev_t: t - 50.0,
             role: role.into(),
             peer: peer.into(),
+            cs: "Connected".into(),
             addr,
             target: target.map(str::to_string),
         }

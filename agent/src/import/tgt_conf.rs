@@ -451,9 +451,11 @@ fn target(
     for item in items {
         match item {
             Item::Option(d) => {
+                // tgt-admin's check_value: every target directive needs a value
+                let v = value(d)?;
                 let k = d.key.as_str();
                 if let Some(ix) = store_kind(k) {
-                    let path = value(d)?.to_string();
+                    let path = v.to_string();
                     forms[ix].0 = true;
                     stores[ix]
                         .entry(path)
@@ -530,8 +532,8 @@ fn target(
             let mut settings: BTreeMap<String, Vec<Directive>> = BTreeMap::new();
             let mut unknown = Vec::new();
             for d in ds {
+                value(d)?;
                 if LUN_KEYS.contains(&d.key.as_str()) {
-                    value(d)?;
                     settings.entry(d.key.clone()).or_default().push(d.clone());
                 } else {
                     unknown.push(d.clone());
@@ -698,6 +700,7 @@ mod tests {
             ("<target x>\n backing-store /a\n <backing-store /b>\n </backing-store>\n</target>\n", 1),
             ("<target x>\n msg <<EOF\n</target>\n", 2),
             ("<target x>\n initiator-address\n</target>\n", 2),
+            ("<target x>\n MaxConnections\n</target>\n", 2),
             ("include /x\n", 1),
             ("<target x>\n<backing-store /a>\nlun 0\n</backing-store>\n</target>\n", 3),
         ] {

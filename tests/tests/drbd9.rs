@@ -283,9 +283,10 @@ fn drbdnl9_brings_pair_up_replicates_and_down() {
 }
 
 /// The iscsi-ha agent on DRBD 9 (adopt mode, pool.conf): a serves, the client reads the marker
-/// through the floating address; pool.conf flips a to slave, b to master: b serves the same data.
+/// through the floating address; pool.conf flips a to slave, b to master: b serves the same data;
+/// b's QEMU is killed and a's pool.conf says master: a takes over, the client reads the same data.
 #[test]
-fn agent_fails_over_on_drbd9_by_pool_conf() {
+fn agent_switches_over_and_fails_over_on_drbd9() {
     let Some((_g, lab, r)) = lab9(true) else {
         return;
     };
@@ -320,6 +321,18 @@ fn agent_fails_over_on_drbd9_by_pool_conf() {
         agent_lab::client_read_until(lab, marker, t)?;
         oracle_role(b, &r, "Primary")?;
         oracle_role(a, &r, "Secondary")?;
+        // Failover: power loss of b (the primary), then a's pool.conf says master (what the pool
+        // master election writes). a's agent promotes once DRBD has declared b lost.
+        b.kill()?;
+        set_pool_conf(a, Some(master()))?;
+        wait_status(
+            a,
+            "a to take over",
+            Duration::from_secs(90),
+            agent_lab::is_serving,
+        )?;
+        agent_lab::client_read_until(lab, marker, t)?;
+        oracle_role(a, &r, "Primary")?;
         agent_lab::reset(lab)
     };
     if let Err(e) = run() {

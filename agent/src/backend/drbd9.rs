@@ -69,6 +69,8 @@ fn connection(c: ConnectionState) -> Connection {
 /// The last known state of one resource's objects, from a status read or from events.
 #[derive(Debug, Clone, Default)]
 struct Objects {
+    /// Read whole by a status (events alone may not have shown every object yet).
+    complete: bool,
     resource: Option<v9::Resource>,
     devices: Vec<v9::Device>,
     connections: Vec<v9::Connection>,
@@ -178,9 +180,13 @@ impl Netlink9Drbd {
         let h = &self.handle;
         let resource = h.resources(name).await?.into_iter().next();
         if resource.is_none() {
-            return Ok(Objects::default());
+            return Ok(Objects {
+                complete: true,
+                ..Objects::default()
+            });
         }
         Ok(Objects {
+            complete: true,
             resource,
             devices: h.devices(name).await?,
             connections: h.connections(name).await?,
@@ -227,6 +233,16 @@ impl Netlink9Drbd {
             let objs: &mut Objects = known.entry(res.name.clone()).or_default();
             if !objs.apply(&e) || e.continues {
                 continue; // one view per complete state change
+            }
+            if !objs.complete {
+                // Never seen whole (the last status read failed): read it now.
+                match self.objects(res).await {
+                    Ok(o) => *objs = o,
+                    Err(e) => {
+                        warn!(resource = %res.name, error = %e, "DRBD 9 status");
+                        continue;
+                    }
+                }
             }
             let view = objs.view(res.minor);
             if tx

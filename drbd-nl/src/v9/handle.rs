@@ -21,6 +21,8 @@ struct Inner {
     conn: ConnectionHandle<RawGenl>,
     family: FamilyInfo,
     _task: TaskGuard,
+    /// A netlink socket runs one dump at a time (a second one gets `EBUSY`): dumps queue here.
+    dumping: futures::lock::Mutex<()>,
 }
 
 /// A handle on the kernel's DRBD 9 generic-netlink API (family version 2). Cheap to clone.
@@ -136,6 +138,7 @@ impl Drbd9Handle {
                 conn: conn.handle,
                 family,
                 _task: conn.task,
+                dumping: futures::lock::Mutex::new(()),
             }),
         }
     }
@@ -157,6 +160,11 @@ impl Drbd9Handle {
             NLM_F_REQUEST | NLM_F_DUMP
         } else {
             NLM_F_REQUEST
+        };
+        let _one_dump = if dump {
+            Some(self.inner.dumping.lock().await)
+        } else {
+            None
         };
         let replies = connection::request(&self.inner.conn, raw, flags, context).await?;
         replies.iter().map(decode_raw9).collect()

@@ -90,6 +90,10 @@ impl DrbdHandle {
     /// replies as errors. The only place that picks netlink flags: `dump`
     /// adds `NLM_F_DUMP`; `extra_flags` carries e.g. `NLM_F_EXCL`. No
     /// `NLM_F_ACK`: each DRBD doit sends exactly one reply, as drbdsetup expects.
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded.
     pub async fn send(
         &self,
         msg: &DrbdMessage,
@@ -112,6 +116,11 @@ impl DrbdHandle {
     /// `SS_SUCCESS`..`SS_CW_NO_NEED` (1..=4) is success; any other code is
     /// [`DrbdError::Kernel`] or [`DrbdError::StateChange`] with the kernel's
     /// info text.
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded;
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] for a refusal (see [`check_reply`]).
     pub async fn execute_doit(
         &self,
         msg: &DrbdMessage,

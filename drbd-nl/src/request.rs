@@ -98,6 +98,12 @@ impl Status {
         DrbdMessage::new(DrbdCmd::GetStatus, self.minor.unwrap_or(MINOR_NONE), attrs)
     }
     /// Runs it: one [`DeviceStatus`] per volume (and per resource without volumes).
+    ///
+    /// # Errors
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+    /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+    /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+    /// [`DrbdError::Decode`] when the exchange itself fails.
     pub async fn execute(self) -> Result<Vec<DeviceStatus>, DrbdError> {
         let context = "status";
         let h = self.handle.as_ref().ok_or_else(|| unbound(context))?;
@@ -155,6 +161,12 @@ impl NewResource {
         DrbdMessage::new(DrbdCmd::NewResource, MINOR_NONE, attrs)
     }
     /// Runs it.
+    ///
+    /// # Errors
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+    /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+    /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+    /// [`DrbdError::Decode`] when the exchange itself fails.
     pub async fn execute(self) -> Result<(), DrbdError> {
         check_name(&self.name)?;
         let context = format!("new-resource {}", self.name);
@@ -188,6 +200,12 @@ impl DelResource {
         )
     }
     /// Runs it.
+    ///
+    /// # Errors
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+    /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+    /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+    /// [`DrbdError::Decode`] when the exchange itself fails.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("del-resource {}", self.name);
         doit(self.handle.as_ref(), &self.message(), 0, &context).await
@@ -226,6 +244,12 @@ impl NewMinor {
         )
     }
     /// Runs it.
+    ///
+    /// # Errors
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+    /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+    /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+    /// [`DrbdError::Decode`] when the exchange itself fails.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("new-minor {} {} {}", self.resource, self.minor, self.volume);
         doit(self.handle.as_ref(), &self.message(), 0, &context).await
@@ -251,6 +275,12 @@ macro_rules! minor_only {
                 DrbdMessage::new(DrbdCmd::$cmd, self.minor, vec![])
             }
             /// Runs it.
+            ///
+            /// # Errors
+            /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+            /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+            /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+            /// [`DrbdError::Decode`] when the exchange itself fails.
             pub async fn execute(self) -> Result<(), DrbdError> {
                 let context = format!(concat!($verb, " {}"), self.minor);
                 doit(self.handle.as_ref(), &self.message(), 0, &context).await
@@ -327,6 +357,12 @@ impl Attach {
         )
     }
     /// Runs it. A missing device gives [`crate::RetCode::OpenDisk`] (104).
+    ///
+    /// # Errors
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+    /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+    /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+    /// [`DrbdError::Decode`] when the exchange itself fails.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("attach {} {}", self.minor, self.backing_dev);
         doit(self.handle.as_ref(), &self.message(), 0, &context).await
@@ -368,6 +404,12 @@ impl Detach {
         DrbdMessage::new(DrbdCmd::Detach, self.minor, attrs)
     }
     /// Runs it.
+    ///
+    /// # Errors
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+    /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+    /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+    /// [`DrbdError::Decode`] when the exchange itself fails.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("detach {}", self.minor);
         doit(self.handle.as_ref(), &self.message(), 0, &context).await
@@ -444,6 +486,12 @@ impl Connect {
         )
     }
     /// Runs it. The state goes StandAlone → Unconnected → WFConnection.
+    ///
+    /// # Errors
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+    /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+    /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+    /// [`DrbdError::Decode`] when the exchange itself fails.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("connect {} {} {}", self.resource, self.local, self.peer);
         doit(self.handle.as_ref(), &self.message(), 0, &context).await
@@ -489,6 +537,12 @@ impl Disconnect {
         DrbdMessage::new(DrbdCmd::Disconnect, MINOR_NONE, attrs)
     }
     /// Runs it.
+    ///
+    /// # Errors
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+    /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+    /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+    /// [`DrbdError::Decode`] when the exchange itself fails.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("disconnect {} {}", self.local, self.peer);
         doit(self.handle.as_ref(), &self.message(), 0, &context).await
@@ -531,6 +585,12 @@ impl Primary {
     }
     /// Runs it. The peer being Primary gives `SS_TWO_PRIMARIES` (-1); no
     /// good data `SS_NO_UP_TO_DATE_DISK` (-2), as [`DrbdError::StateChange`].
+    ///
+    /// # Errors
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+    /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+    /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+    /// [`DrbdError::Decode`] when the exchange itself fails.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!(
             "primary {}{}",
@@ -576,6 +636,12 @@ impl NewCurrentUuid {
         DrbdMessage::new(DrbdCmd::NewCUuid, self.minor, attrs)
     }
     /// Runs it.
+    ///
+    /// # Errors
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+    /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+    /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+    /// [`DrbdError::Decode`] when the exchange itself fails.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("new-current-uuid {}", self.minor);
         doit(self.handle.as_ref(), &self.message(), 0, &context).await
@@ -629,6 +695,12 @@ impl Resize {
         DrbdMessage::new(DrbdCmd::Resize, self.minor, attrs)
     }
     /// Runs it.
+    ///
+    /// # Errors
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+    /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+    /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+    /// [`DrbdError::Decode`] when the exchange itself fails.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("resize {}", self.minor);
         doit(self.handle.as_ref(), &self.message(), 0, &context).await
@@ -664,6 +736,12 @@ impl Down {
         )
     }
     /// Runs it.
+    ///
+    /// # Errors
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its `drbd_ret_code`
+    /// or `SS_*` code and info text, as drbdsetup prints them); [`DrbdError::InvalidArgument`] for a
+    /// bad name or value (nothing is sent); [`DrbdError::Netlink`], [`DrbdError::Io`] or
+    /// [`DrbdError::Decode`] when the exchange itself fails.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("down {}", self.resource);
         doit(self.handle.as_ref(), &self.message(), 0, &context).await

@@ -34,6 +34,7 @@
 //! Needs `CAP_NET_ADMIN` (address changes) and `CAP_NET_RAW` (packet sockets); without them the
 //! calls fail with [`VipError::PermissionDenied`].
 #![deny(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod address;

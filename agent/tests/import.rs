@@ -2,8 +2,9 @@
 //! C comments, continuation, quotes, `=` separators, an `include` glob, a target written in two
 //! blocks, `controller_tid`, explicit LUN numbers) are imported; the result is served on one
 //! private tgtd through the agent's target backend, and `tgt-admin -e -c FILE` (Debian's tgt)
-//! builds the same file on another. Both tgtds' `show` (parsed by tgt-ipc) and each LUN's
-//! INQUIRY data (standard, VPD 0x80, VPD 0x83, read with libiscsi's `iscsi-inq`) must agree.
+//! builds the same file on another. Both tgtds' `show` (parsed by tgt-ipc: identity, ACL, CHAP
+//! bindings) and each LUN's INQUIRY data (standard, VPD 0x80, VPD 0x83, read with libiscsi's
+//! `iscsi-inq`) must agree; CHAP logins succeed with the imported secrets only (mutual too).
 //! Needs root, `tgtd`, `tgt-admin` and `iscsi-inq`: skipped without them, a failure with CI=true.
 
 mod common;

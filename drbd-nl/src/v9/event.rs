@@ -100,6 +100,10 @@ pub struct Event {
 
 impl Event {
     /// Classifies one notification message (`seq` from its netlink header).
+    ///
+    /// # Errors
+    /// [`DrbdError::Protocol`] for a message without a notification header, a command that is not a
+    /// notification, or an object without a resource name.
     pub fn from_message(seq: u32, message: Drbd9Message) -> Result<Self, DrbdError> {
         let nh = message
             .attrs

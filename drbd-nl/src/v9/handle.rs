@@ -55,6 +55,11 @@ pub enum AnyHandle {
 impl AnyHandle {
     /// Opens a socket, resolves family `drbd` and picks the API from `CTRL_ATTR_VERSION`
     /// (1 = 8.4, 2 = 9); any other version is [`DrbdError::UnsupportedApi`].
+    ///
+    /// # Errors
+    /// [`DrbdError::FamilyNotFound`] without the module (or outside the initial netns);
+    /// [`DrbdError::UnsupportedApi`] for another API version; [`DrbdError::Io`] /
+    /// [`DrbdError::Netlink`] when the socket or nlctrl fails.
     pub async fn connect() -> Result<Self, DrbdError> {
         let conn = connection::open(None)?;
         let family = connection::resolve_family(&conn.handle).await?;
@@ -92,6 +97,9 @@ fn check_9(family: &FamilyInfo) -> Result<(), DrbdError> {
 }
 
 /// Decodes one received generic-netlink payload as a DRBD 9 message.
+///
+/// # Errors
+/// [`DrbdError::Decode`] for bytes that are not a DRBD 9 message.
 pub fn decode_raw9(raw: &RawGenl) -> Result<Drbd9Message, DrbdError> {
     let header = GenlHeader::parse(&raw.payload)?;
     let body = raw.payload.get(4..).unwrap_or(&[]);
@@ -100,6 +108,10 @@ pub fn decode_raw9(raw: &RawGenl) -> Result<Drbd9Message, DrbdError> {
 
 /// Turns a reply's `ret_code` into `Ok(reply)` or the typed error (as for 8.4; DRBD 9 keeps the
 /// `drbd_ret_code` and `SS_*` numbers).
+///
+/// # Errors
+/// [`DrbdError::Kernel`] for a `drbd_ret_code` other than `NO_ERROR`, [`DrbdError::StateChange`]
+/// for a refused state change (`SS_*` < 1).
 pub fn check_reply9(reply: Drbd9Message, context: &str) -> Result<Drbd9Message, DrbdError> {
     reply_result(reply.header.ret_code(), reply.info_text(), context).map(|()| reply)
 }
@@ -125,6 +137,11 @@ pub fn dump_request(cmd: Drbd9Cmd, resource: Option<&str>) -> Drbd9Message {
 impl Drbd9Handle {
     /// Opens a socket, resolves family `drbd` and refuses any API but DRBD 9's
     /// ([`DrbdError::UnsupportedApi`] on an 8.4 kernel; use [`AnyHandle::connect`] to take both).
+    ///
+    /// # Errors
+    /// [`DrbdError::FamilyNotFound`] without the module (or outside the initial netns);
+    /// [`DrbdError::UnsupportedApi`] for another API version; [`DrbdError::Io`] /
+    /// [`DrbdError::Netlink`] when the socket or nlctrl fails.
     pub async fn connect() -> Result<Self, DrbdError> {
         let conn = connection::open(None)?;
         let family = connection::resolve_family(&conn.handle).await?;
@@ -149,6 +166,10 @@ impl Drbd9Handle {
     }
 
     /// Sends one message (as a dump with `NLM_F_DUMP` if `dump`) and returns every reply.
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded.
     pub async fn send(
         &self,
         msg: &Drbd9Message,
@@ -177,6 +198,11 @@ impl Drbd9Handle {
     }
 
     /// Sends a doit request and checks its single reply ([`check_reply9`]).
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] / [`DrbdError::StateChange`] for a
+    /// refusal (see [`check_reply9`]); [`DrbdError::Protocol`] without a reply.
     pub async fn execute_doit(
         &self,
         msg: &Drbd9Message,
@@ -242,6 +268,10 @@ impl Drbd9Handle {
 
     /// Resources (one or all): the first line of `drbdsetup status`. The kernel dumps all
     /// resources whatever the context says; the filter is applied here.
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] for an error part.
     pub async fn resources(&self, resource: Option<&str>) -> Result<Vec<Resource>, DrbdError> {
         self.dump_parts(Drbd9Cmd::GetResources, None, Resource::from_message)
             .await
@@ -253,24 +283,40 @@ impl Drbd9Handle {
     }
 
     /// Devices (volumes) of one resource or all.
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] for an error part.
     pub async fn devices(&self, resource: Option<&str>) -> Result<Vec<Device>, DrbdError> {
         self.dump(Drbd9Cmd::GetDevices, resource, Device::from_message)
             .await
     }
 
     /// Connections (one per peer) of one resource or all.
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] for an error part.
     pub async fn connections(&self, resource: Option<&str>) -> Result<Vec<Connection>, DrbdError> {
         self.dump(Drbd9Cmd::GetConnections, resource, Connection::from_message)
             .await
     }
 
     /// Peer devices of one resource or all.
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] for an error part.
     pub async fn peer_devices(&self, resource: Option<&str>) -> Result<Vec<PeerDevice>, DrbdError> {
         self.dump(Drbd9Cmd::GetPeerDevices, resource, PeerDevice::from_message)
             .await
     }
 
     /// Paths of one resource or all.
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] for an error part.
     pub async fn paths(&self, resource: Option<&str>) -> Result<Vec<Path>, DrbdError> {
         self.dump(Drbd9Cmd::GetPaths, resource, Path::from_message)
             .await
@@ -283,6 +329,11 @@ impl Drbd9Handle {
     /// The kernel sends this dump's parts without `NLM_F_MULTI`, so the transport ends the
     /// request after the first one: the request goes out on a socket of its own and the rest
     /// is read from that socket's unsolicited messages until INITIAL_STATE_DONE or NLMSG_DONE.
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] for an error part;
+    /// [`DrbdError::ConnectionClosed`] if the socket closes before the end of the snapshot.
     pub async fn initial_state(&self, resource: Option<&str>) -> Result<Vec<Event>, DrbdError> {
         let context = "events2 --now";
         if let Some(name) = resource {
@@ -328,6 +379,10 @@ impl Drbd9Handle {
 
     /// Subscribes to the `events` multicast group on a new socket: the listening half of
     /// `drbdsetup events2`.
+    ///
+    /// # Errors
+    /// [`DrbdError::GroupNotFound`] without an `events` group; [`DrbdError::Io`] when the socket
+    /// cannot join it.
     pub async fn events(&self) -> Result<EventStream9, DrbdError> {
         let group = self.inner.family.events_group()?;
         let conn = connection::open(Some(group))?;
@@ -396,6 +451,11 @@ impl Primary9 {
 
     /// Sends it. A peer that is Primary gives [`DrbdError::StateChange`] with
     /// `SS_TWO_PRIMARIES` (unless `allow-two-primaries`).
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] / [`DrbdError::StateChange`] for a
+    /// refusal; [`DrbdError::Protocol`] for an unbound request.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("primary {}", self.resource);
         let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
@@ -429,6 +489,11 @@ impl Secondary9 {
     }
 
     /// Sends it (refused with `SS_DEVICE_IN_USE` while the device is open).
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] / [`DrbdError::StateChange`] for a
+    /// refusal; [`DrbdError::Protocol`] for an unbound request.
     pub async fn execute(self) -> Result<(), DrbdError> {
         let context = format!("secondary {}", self.resource);
         let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;

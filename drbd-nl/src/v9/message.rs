@@ -173,6 +173,9 @@ impl Drbd9Message {
     }
 
     /// Parses the bytes after `genlmsghdr` for command `cmd`.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] for an unknown command, a short header or a malformed attribute.
     pub fn parse_payload(cmd: u8, buf: &[u8]) -> Result<Self, DecodeError> {
         let cmd = Drbd9Cmd::try_from(cmd)?;
         let header = DrbdHeader::parse(buf)?;

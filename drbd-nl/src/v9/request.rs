@@ -46,6 +46,11 @@ impl Request9 {
     }
 
     /// Sends it on `handle` and checks the reply.
+    ///
+    /// # Errors
+    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
+    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] / [`DrbdError::StateChange`] for a
+    /// refusal (see [`super::check_reply9`]).
     pub async fn execute(&self, handle: &Drbd9Handle) -> Result<(), DrbdError> {
         handle
             .execute_doit(&self.message, &self.context)

@@ -33,6 +33,9 @@ pub struct Context {
 
 impl Context {
     /// Reads the CFG_CONTEXT of `msg`; a message without a resource name is a protocol error.
+    ///
+    /// # Errors
+    /// [`DrbdError::Protocol`] for a message without a resource name in its CFG_CONTEXT.
     pub fn from_message(msg: &Drbd9Message) -> Result<Self, DrbdError> {
         let mut c = Context::default();
         let mut named = false;
@@ -90,6 +93,9 @@ pub struct Resource {
 
 impl Resource {
     /// Reads a GET_RESOURCES part or a RESOURCE_STATE notification.
+    ///
+    /// # Errors
+    /// [`DrbdError::Protocol`] for a message without a resource name in its CFG_CONTEXT.
     pub fn from_message(msg: &Drbd9Message) -> Result<Self, DrbdError> {
         let ctx = Context::from_message(msg)?;
         let mut r = Resource {
@@ -152,6 +158,9 @@ pub struct Device {
 
 impl Device {
     /// Reads a GET_DEVICES part or a DEVICE_STATE notification.
+    ///
+    /// # Errors
+    /// [`DrbdError::Protocol`] for a message without a resource name in its CFG_CONTEXT.
     pub fn from_message(msg: &Drbd9Message) -> Result<Self, DrbdError> {
         let ctx = Context::from_message(msg)?;
         let mut d = Device {
@@ -234,6 +243,9 @@ pub struct NetOptions {
 
 impl Connection {
     /// Reads a GET_CONNECTIONS part or a CONNECTION_STATE notification.
+    ///
+    /// # Errors
+    /// [`DrbdError::Protocol`] for a message without a resource name in its CFG_CONTEXT.
     pub fn from_message(msg: &Drbd9Message) -> Result<Self, DrbdError> {
         let ctx = Context::from_message(msg)?;
         let mut c = Connection {
@@ -309,6 +321,9 @@ pub struct PeerDevice {
 
 impl PeerDevice {
     /// Reads a GET_PEER_DEVICES part or a PEER_DEVICE_STATE notification.
+    ///
+    /// # Errors
+    /// [`DrbdError::Protocol`] for a message without a resource name in its CFG_CONTEXT.
     pub fn from_message(msg: &Drbd9Message) -> Result<Self, DrbdError> {
         let ctx = Context::from_message(msg)?;
         let mut p = PeerDevice {
@@ -367,6 +382,9 @@ pub struct Path {
 impl Path {
     /// Reads a GET_PATHS part or a PATH_STATE notification (addresses from CFG_CONTEXT or
     /// PATH_PARMS, whichever the message has).
+    ///
+    /// # Errors
+    /// [`DrbdError::Protocol`] for a message without a resource name in its CFG_CONTEXT.
     pub fn from_message(msg: &Drbd9Message) -> Result<Self, DrbdError> {
         let ctx = Context::from_message(msg)?;
         let mut p = Path {

@@ -47,6 +47,7 @@
 //! - **No shell-outs.** `drbdmeta create-md` is not netlink and stays a
 //!   test-only tool; everything else `drbdadm up` does is here.
 #![deny(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod attr;

@@ -102,6 +102,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             self.state.as_ref()?,
             self.records.iter(),
         );
+        st.drbd_version = self.exec.drbd_version().map(Into::into);
         for w in &mut st.waiting_for_peer {
             if let Some(since) = self.waiting.get(&w.resource) {
                 w.waited_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -113,6 +113,11 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         &self.config
     }
 
+    /// Which DRBD the backend drives (`8.4`, `9`), if a kernel one.
+    pub fn drbd_version(&self) -> Option<&'static str> {
+        self.drbd.version()
+    }
+
     /// The local data generations of one resource (for `iscsi-ha split-brain`).
     pub async fn generations(
         &self,

@@ -58,6 +58,10 @@ pub struct Status {
     pub node: String,
     /// `pool-conf` or `command`.
     pub role_source: String,
+    /// Which DRBD the node's kernel runs, `8.4` or `9` (every resource uses it); `None` without
+    /// a kernel DRBD (`--simulate`). Set by the daemon.
+    #[serde(default)]
+    pub drbd_version: Option<String>,
     /// The authority's wish.
     pub authority: Authority,
     /// `Primary` when every resource is DRBD Primary and serving, `Secondary` when none is,
@@ -195,6 +199,7 @@ impl Status {
                 "pool-conf"
             }
             .into(),
+            drbd_version: None,
             authority: state.authority.clone(),
             node_role: node_role.into(),
             converged: state.converged(),
@@ -268,11 +273,16 @@ impl Status {
         for w in &self.detection_warnings {
             let _ = writeln!(o, "warning: {w}");
         }
+        let version = self
+            .drbd_version
+            .as_ref()
+            .map(|v| format!(", DRBD {v}"))
+            .unwrap_or_default();
         for r in &self.resources {
             let d = &r.drbd;
             let _ = writeln!(
                 o,
-                "resource {} (minor {}): {}/{} {} {}/{}{}",
+                "resource {} (minor {}{version}): {}/{} {} {}/{}{}",
                 r.name,
                 r.minor,
                 d.role,
@@ -323,5 +333,50 @@ impl Status {
             }
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const CONFIG: &str = r#"
+node = "a"
+role = { source = "command" }
+[[resource]]
+name = "r0"
+minor = 1
+mode = "adopt"
+target = { iqn = "iqn.2026-11.org.example:r0", tid = 1, initiators = "all" }
+[[resource.lun]]
+lun = 1
+device = "/dev/drbd1"
+scsi_id = "r0"
+scsi_sn = "r0sn"
+vendor = "IET"
+product = "VIRTUAL-DISK"
+"#;
+
+    #[test]
+    fn shows_the_drbd_version_per_resource_and_in_json() {
+        let config = Config::parse(CONFIG, Path::new("x")).expect("parses");
+        let mut st = Status::new(&config, &State::new(&config), []);
+        assert!(
+            st.render().contains("resource r0 (minor 1): "),
+            "{}",
+            st.render()
+        );
+        st.drbd_version = Some("9".into());
+        assert!(
+            st.render().contains("resource r0 (minor 1, DRBD 9): "),
+            "{}",
+            st.render()
+        );
+        let json = serde_json::to_value(&st).expect("serializes");
+        assert_eq!(json["drbd_version"], "9");
+        let back: Status = serde_json::from_value(json).expect("round-trips");
+        assert_eq!(back, st);
     }
 }

@@ -399,4 +399,8 @@ impl Drbd for AnyDrbd {
             AnyDrbd::V9(d) => d.generations(res).await,
         }
     }
+
+    fn version(&self) -> Option<&'static str> {
+        Some(AnyDrbd::version(self))
+    }
 }

@@ -44,6 +44,11 @@ pub trait Drbd: Send + Sync {
         let _ = res;
         async { Err(BackendError::Unavailable("no data generations here".into())) }
     }
+    /// Which DRBD the kernel runs, `8.4` or `9`, for the status; `None` where there is no
+    /// kernel DRBD (in-memory backends).
+    fn version(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// One node's data generations of a resource, as DRBD 8.4 exposes them locally.
@@ -145,6 +150,9 @@ impl<T: Drbd> Drbd for std::sync::Arc<T> {
         res: &Resource,
     ) -> impl Future<Output = Result<Generations, BackendError>> + Send {
         (**self).generations(res)
+    }
+    fn version(&self) -> Option<&'static str> {
+        (**self).version()
     }
 }
 

@@ -84,11 +84,14 @@ fn cpu_seconds(pid: u32) -> f64 {
     let after = stat.rsplit_once(')').expect("comm").1;
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime");
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+    ticks / tick_hz()
+}
+
+fn tick_hz() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
-        .unwrap_or(100);
-    ticks / hz as f64
+        .unwrap_or(100) as f64
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -144,7 +147,11 @@ fn main() {
     println!(
         "start -> READY (simulate, {starts} runs): median {ready_med:.2} ms, p95 {ready_p95:.2} ms"
     );
-    println!("idle CPU ({idle_s} s, metrics on, no scrapes): {idle_cpu:.4} %");
+    // /proc counts CPU time in clock ticks (10 ms at USER_HZ 100): 0 means below one tick.
+    let tick = 100.0 / tick_hz() / idle_s as f64;
+    println!(
+        "idle CPU ({idle_s} s, metrics on, no scrapes): {idle_cpu:.4} % (one tick = {tick:.4} %)"
+    );
     println!("CPU with one scrape per second ({idle_s} s): {scraped_cpu:.4} %");
     println!("RSS: {rss_idle} KiB idle, {rss_after} KiB after {scrapes} scrapes");
     println!("GET /metrics ({scrapes} sequential, {size} bytes): median {scrape_med:.3} ms, p95 {scrape_p95:.3} ms");
@@ -154,6 +161,7 @@ fn main() {
         "mode": "daemon --simulate, one resource and address, metrics on, WATCHDOG_USEC=30 s",
         "start_to_ready_ms": { "runs": starts, "median": ready_med, "p95": ready_p95 },
         "idle_cpu_percent": idle_cpu,
+        "cpu_percent_resolution": tick,
         "cpu_percent_one_scrape_per_s": scraped_cpu,
         "idle_seconds": idle_s,
         "rss_kib_idle": rss_idle,

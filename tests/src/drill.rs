@@ -1,8 +1,8 @@
 //! The failover drill (`lab drill`), the project's main job, with the `iscsi-ha` agent doing the
 //! failover:
 //!
-//! 1. lab up (2 nodes + client), DRBD pair Connected (bring-up with `drbdsetup-84`), a marker block
-//!    written on A, both left Secondary;
+//! 1. lab up (2 nodes + client) with DRBD 8.4 or 9, DRBD pair Connected (bring-up with that
+//!    version's `drbdsetup`), a marker block written on A, both left Secondary;
 //! 2. tgtd started on both (as a service manager would), an `iscsi-ha` agent on each following
 //!    `/etc/xensource/pool.conf`: A `master`, B `slave:10.99.0.1` -> A's agent promotes (DRBD
 //!    Primary, target + LUN + ACL, floating address + gratuitous ARP);
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::agent_lab as al;
 use crate::bringup::{self, Resource};
+use crate::drbd9::{bringup as drbd9, DrbdVersion};
 use crate::{Lab, LabConfig, Node};
 
 /// The target name the drill serves.
@@ -66,6 +67,8 @@ pub struct DrillReport {
     pub total_s: f64,
     /// Host load average at the start (other builds slow TCG guests down).
     pub loadavg_at_start: String,
+    /// Which DRBD the guests ran (`8.4`, `9`).
+    pub drbd: DrbdVersion,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -117,18 +120,57 @@ fn say(t0: Instant, msg: &str) {
     println!("[{:7.2}s] {msg}", t0.elapsed().as_secs_f64());
 }
 
-/// Runs the drill `runs` times (each a fresh lab), prints each report and the median / p95 per
-/// stage, writes them as JSON. Err on the first failed expectation.
-pub fn drill(runs: usize) -> Result<Vec<DrillReport>> {
+/// Runs the drill `runs` times on `drbd` (each a fresh lab), prints each report and the
+/// median / p95 per stage, writes them as JSON. Err on the first failed expectation.
+pub fn drill(runs: usize, drbd: DrbdVersion) -> Result<Vec<DrillReport>> {
     let mut reps = Vec::new();
     for i in 0..runs.max(1) {
         if runs > 1 {
             println!("\n===== drill run {}/{runs} =====", i + 1);
         }
-        reps.push(drill_once()?);
+        reps.push(drill_once(drbd)?);
     }
-    write_reports(&reps)?;
+    write_reports(&reps, drbd)?;
     Ok(reps)
+}
+
+/// The drill's by-hand DRBD steps (before the agents start) with each version's `drbdsetup`.
+fn pair_connect(v: DrbdVersion, a: &Node, b: &Node, r: &Resource) -> Result<()> {
+    match v {
+        DrbdVersion::V84 => bringup::drbd84_pair_connect(a, b, r),
+        DrbdVersion::V9 => drbd9::pair_connect(a, b, r),
+    }
+}
+
+/// Both `UpToDate` without an initial sync, `a` Primary.
+fn skip_sync_and_promote(v: DrbdVersion, a: &Node, r: &Resource) -> Result<()> {
+    match v {
+        DrbdVersion::V84 => bringup::drbd84_skip_sync_and_promote(a, r),
+        DrbdVersion::V9 => {
+            drbd9::skip_sync(a, r)?;
+            drbd9::primary(a, r)
+        }
+    }
+}
+
+fn secondary(v: DrbdVersion, node: &Node, r: &Resource) -> Result<()> {
+    match v {
+        DrbdVersion::V84 => node
+            .run_ok(&format!("drbdsetup-84 secondary {}", r.minor))
+            .map(drop),
+        DrbdVersion::V9 => drbd9::secondary(node, r),
+    }
+}
+
+/// One line of DRBD's state of `r` on `node` (8.4: `/proc/drbd`; 9: `drbdsetup status`).
+fn state_line(v: DrbdVersion, node: &Node, r: &Resource) -> Result<String> {
+    match v {
+        DrbdVersion::V84 => bringup::proc_drbd_line(node, r),
+        DrbdVersion::V9 => {
+            let o = node.run_ok(&format!("drbdsetup status {}", r.name))?;
+            Ok(o.stdout.split_whitespace().collect::<Vec<_>>().join(" "))
+        }
+    }
 }
 
 /// Median and p95 (nearest rank) of `v`.
@@ -143,13 +185,14 @@ pub fn median_p95(v: &[f64]) -> (f64, f64) {
     (med, s.get(rank - 1).copied().unwrap_or(0.0))
 }
 
-/// Runs the drill once and prints its report. Err on any failed expectation.
-pub fn drill_once() -> Result<DrillReport> {
+/// Runs the drill once on `drbd` and prints its report. Err on any failed expectation.
+pub fn drill_once(drbd: DrbdVersion) -> Result<DrillReport> {
     let mut rep = DrillReport {
         loadavg_at_start: std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
             .trim()
             .to_string(),
+        drbd,
         ..DrillReport::default()
     };
     if let Some(m) = crate::missing_prereqs() {
@@ -167,20 +210,30 @@ pub fn drill_once() -> Result<DrillReport> {
             crate::host_bin("iscsi-ha").display()
         );
     }
+    if drbd == DrbdVersion::V9 {
+        if let Some(m) = crate::drbd9::missing_prereqs() {
+            bail!("DRBD 9 prerequisites missing: {m}");
+        }
+    }
     crate::assets::ensure()?; // first run: download before the clock starts
     let t0 = Instant::now();
     say(
         t0,
-        "lab up: 2 nodes (QEMU TCG, Debian 6.1 kernel with DRBD 8.4) + client namespace",
+        &format!(
+            "lab up: 2 nodes (QEMU TCG, Debian 6.1 kernel with DRBD {drbd}) + client namespace"
+        ),
     );
-    let lab = Lab::start_with(LabConfig::default())?;
+    let lab = Lab::start_with(LabConfig {
+        drbd: Some(drbd),
+        ..LabConfig::default()
+    })?;
     rep.boot_ready_s = secs(lab.boot_time);
     let launch = lab.launched;
     say(t0, &format!("nodes ready after {:.2}s", rep.boot_ready_s));
     let (a, b) = (lab.node(0)?, lab.node(1)?);
     let r = Resource::default();
     let res = (|| -> Result<()> {
-        bringup::drbd84_pair_connect(a, b, &r)?;
+        pair_connect(drbd, a, b, &r)?;
         rep.launch_to_connected_s = secs(launch.elapsed());
         say(
             t0,
@@ -191,9 +244,9 @@ pub fn drill_once() -> Result<DrillReport> {
         );
         // A writes the marker (briefly DRBD Primary by hand), then both are left Secondary: the
         // agents adopt the resource and do everything else.
-        bringup::drbd84_skip_sync_and_promote(a, &r)?;
+        skip_sync_and_promote(drbd, a, &r)?;
         bringup::write_marker(a, &r.device(), MARKER)?;
-        a.run_ok(&format!("drbdsetup-84 secondary {}", r.minor))?;
+        secondary(drbd, a, &r)?;
         for n in [a, b] {
             al::start_tgtd(n)?;
             al::install_config(n, &r, al::Source::PoolConf)?;
@@ -285,7 +338,7 @@ pub fn drill_once() -> Result<DrillReport> {
             ),
         );
         say(t0, &format!("b agent: {}", describe(&p)));
-        say(t0, &format!("b: {}", bringup::proc_drbd_line(b, &r)?));
+        say(t0, &format!("b: {}", state_line(drbd, b, &r)?));
         let pause = al::client_read_until(&lab, MARKER, Duration::from_secs(30))?;
         rep.kill_to_client_read_s = secs(tk.elapsed());
         say(
@@ -385,7 +438,9 @@ pub fn drill_once() -> Result<DrillReport> {
 /// Picks one figure out of a report.
 type Stage = fn(&DrillReport) -> f64;
 
-fn write_reports(reps: &[DrillReport]) -> Result<()> {
+/// Writes `lab-boot.json` and `lab-drill.json` (DRBD 9: `lab-boot-drbd9.json`,
+/// `lab-drill-drbd9.json`).
+fn write_reports(reps: &[DrillReport], drbd: DrbdVersion) -> Result<()> {
     let stage = |f: fn(&DrillReport) -> f64| -> serde_json::Value {
         let v: Vec<f64> = reps.iter().map(f).collect();
         let (med, p95) = median_p95(&v);
@@ -422,22 +477,26 @@ fn write_reports(reps: &[DrillReport]) -> Result<()> {
         "goal_s": 10.0,
         "peak_rss_mib_total": stage(|r| r.peak_rss_mib_total),
         "loadavg_at_start": reps.iter().map(|r| r.loadavg_at_start.clone()).collect::<Vec<_>>(),
-        "reproduce": "cargo build -p tests --bins && cargo run -p tests --bin lab -- drill --runs 5",
+        "drbd": drbd,
+        "reproduce": format!("cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- drill --runs 5 --drbd {drbd}"),
     });
     let mut all = serde_json::Map::new();
     for (name, f) in &stages {
         all.insert((*name).to_string(), stage(*f));
     }
     all.insert("reports".into(), serde_json::to_value(reps)?);
-    std::fs::write(
-        dir.join("lab-boot.json"),
-        serde_json::to_string_pretty(&boot)?,
-    )?;
-    std::fs::write(
-        dir.join("lab-drill.json"),
-        serde_json::to_string_pretty(&all)?,
-    )?;
-    println!("reports: {}/lab-boot.json, lab-drill.json", dir.display());
+    let suffix = if drbd == DrbdVersion::V9 {
+        "-drbd9"
+    } else {
+        ""
+    };
+    let (boot_file, drill_file) = (
+        format!("lab-boot{suffix}.json"),
+        format!("lab-drill{suffix}.json"),
+    );
+    std::fs::write(dir.join(&boot_file), serde_json::to_string_pretty(&boot)?)?;
+    std::fs::write(dir.join(&drill_file), serde_json::to_string_pretty(&all)?)?;
+    println!("reports: {}/{boot_file}, {drill_file}", dir.display());
     Ok(())
 }
 

@@ -8,8 +8,9 @@
 //! lab kill NAME NODE       SIGKILL the node's QEMU (power loss)
 //! lab boot NAME NODE       power the node on again (same disk)
 //! lab down [NAME|--all]     stop a lab (all labs with --all)
-//! lab drill [--runs N]      up, replicated disk over iSCSI via a floating IP, SIGKILL of the primary,
-//!                           iscsi-ha agents take over (pool.conf), read again, report timings, down
+//! lab drill [--runs N] [--drbd 8.4|9]  up, replicated disk over iSCSI via a floating IP, SIGKILL
+//!                           of the primary, iscsi-ha agents take over (pool.conf), read again,
+//!                           report timings, down; DRBD from --drbd, else LAB_DRBD, else 8.4
 //! lab switchovers [--count N]  N planned switchovers by pool.conf with both agents and iscsi-perf
 //!                           running on the client; per-stage median / p95 (default N = 10)
 //! lab soak [--cycles N] [--seed S] [--mode plain|fua|sync:N]
@@ -24,7 +25,7 @@ use lab::{Lab, LabConfig, LabState};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] | switchovers [--count N] | soak [--cycles N] [--seed S] [--mode M] | write-cache [--seconds N]"
+        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] [--drbd 8.4|9] | switchovers [--count N] | soak [--cycles N] [--seed S] [--mode M] | write-cache [--seconds N]"
     );
     std::process::exit(2)
 }
@@ -63,7 +64,14 @@ fn drill(args: &[String]) -> Result<()> {
             .ok_or_else(|| anyhow!("--runs takes 1..100"))?,
         None => 1,
     };
-    lab::drill::drill(runs).map(|_| ())
+    let drbd = match args.iter().position(|a| a == "--drbd") {
+        Some(i) => {
+            let v = args.get(i + 1).map(String::as_str).unwrap_or_default();
+            v.parse().context("--drbd takes 8.4 or 9")?
+        }
+        None => lab::drbd9::DrbdVersion::from_env()?,
+    };
+    lab::drill::drill(runs, drbd).map(|_| ())
 }
 
 fn switchovers(args: &[String]) -> Result<()> {

@@ -2,8 +2,8 @@
 //! SMTP (`lettre`, STARTTLS with rustls, optional authentication), with a subject prefix and a
 //! duplicate-suppression window so a flapping condition does not flood the mailbox.
 //!
-//! The mailer follows the same [`EventBus`] as `iscsi-ha events`, from its own task: a slow or
-//! unreachable mail server never holds up the daemon's loop. Send failures are logged and the
+//! The mailer follows the same [`crate::events::EventBus`] as `iscsi-ha events`, from its own
+//! task: a slow or unreachable mail server never holds up the daemon's loop. Send failures are logged and the
 //! alert is dropped. The SMTP user name and password come from a separate TOML file that must not
 //! be readable by group or others (mode 0600); a wider mode is refused at start and by
 //! `check-config`. The password is kept only inside `lettre`'s credentials and never logged.

@@ -210,6 +210,49 @@ pub struct DrbdView {
     /// not carry them, the status does).
     #[serde(default)]
     pub net: Option<DrbdNet>,
+    /// DRBD 9's own promotion facts; `None` on 8.4.
+    #[serde(default)]
+    pub drbd9: Option<Drbd9Promotion>,
+}
+
+/// What DRBD 9 says about promoting this node: `may_promote` and `promotion_score` as
+/// `drbdsetup events2` derives them from the resource's states (DRBD 9 sends no such field,
+/// docs/drbd-genl.md), quorum, and the peers whose connection reports them Primary.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Drbd9Promotion {
+    /// Every volume has quorum, is UpToDate here, has an UpToDate replica, and no node of the
+    /// resource (this one included) is Primary.
+    pub may_promote: bool,
+    /// 10000 if every volume has a disk here (UpToDate, Consistent or Inconsistent), plus 100 x
+    /// the UpToDate volumes, plus the fewest UpToDate replicas of a volume (each at most 99);
+    /// 0 without quorum or without an UpToDate replica. Higher is a better place to promote.
+    pub promotion_score: u32,
+    /// Every volume has quorum (`dev_has_quorum`; always true when `quorum` is off).
+    pub quorum: bool,
+    /// Node ids of the peers whose connection reports role Primary.
+    pub primary_peers: Vec<u32>,
+}
+
+impl Drbd9Promotion {
+    /// Why DRBD 9's states forbid promoting whatever the agent's other rules say: the
+    /// resource lost quorum (DRBD would refuse with `SS_NO_QUORUM`; promoting a partition
+    /// without quorum could fork the data).
+    pub fn refusal(&self) -> Option<String> {
+        (!self.quorum).then(|| {
+            "DRBD 9 reports no quorum (device quorum:no): this partition may not hold the \
+             newest data; restore the connections or change the resource's quorum setting"
+                .to_string()
+        })
+    }
+
+    /// ` (node id 1, 2)` naming the Primary peers, empty if none are known.
+    pub fn primary_peers_text(&self) -> String {
+        if self.primary_peers.is_empty() {
+            return String::new();
+        }
+        let ids: Vec<String> = self.primary_peers.iter().map(u32::to_string).collect();
+        format!(" (DRBD 9 node id {})", ids.join(", "))
+    }
 }
 
 /// How DRBD notices a dead or stuck peer (`net_conf`), as read from DRBD.
@@ -614,8 +657,15 @@ impl ResourceState {
                 d.disk
             )));
         }
+        if let Some(why) = d.drbd9.as_ref().and_then(Drbd9Promotion::refusal) {
+            return Err(Notice::Refuse(format!("{name}: {why}")));
+        }
         if d.peer_role == Role::Primary && !d.drbd_arbitrates() {
-            return Err(Notice::Refuse(format!("{name}: peer is DRBD Primary")));
+            let ids = d.drbd9.as_ref().map(Drbd9Promotion::primary_peers_text);
+            return Err(Notice::Refuse(format!(
+                "{name}: peer is DRBD Primary{}",
+                ids.unwrap_or_default()
+            )));
         }
         // StandAlone: the link was torn down on purpose or by a failed handshake (a split brain
         // this agent may not have seen): the fencing evidence no longer says "newest".

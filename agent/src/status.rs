@@ -292,6 +292,17 @@ impl Status {
                 d.peer_disk,
                 if d.up { "" } else { " (down)" }
             );
+            if let Some(p) = &d.drbd9 {
+                let yes = |b: bool| if b { "yes" } else { "no" };
+                let _ = writeln!(
+                    o,
+                    "  may_promote {} promotion_score {} quorum {}{}",
+                    yes(p.may_promote),
+                    p.promotion_score,
+                    yes(p.quorum),
+                    p.primary_peers_text()
+                );
+            }
             let _ = writeln!(
                 o,
                 "  target tid {} {}: {:?}, {} session(s)",
@@ -373,6 +384,17 @@ product = "VIRTUAL-DISK"
             st.render().contains("resource r0 (minor 1, DRBD 9): "),
             "{}",
             st.render()
+        );
+        st.resources[0].drbd.drbd9 = Some(crate::fsm::Drbd9Promotion {
+            may_promote: false,
+            promotion_score: 10_101,
+            quorum: true,
+            primary_peers: vec![1],
+        });
+        let text = st.render();
+        assert!(
+            text.contains("  may_promote no promotion_score 10101 quorum yes (DRBD 9 node id 1)"),
+            "{text}"
         );
         let json = serde_json::to_value(&st).expect("serializes");
         assert_eq!(json["drbd_version"], "9");

@@ -5,8 +5,8 @@ mod common;
 use std::path::Path;
 
 use agent::fsm::{
-    step, Action, Authority, Command, Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Outcome,
-    ResourceView, Role, Snapshot, Stage, State, Step, TargetState, TargetView,
+    step, Action, Authority, Command, Connection, Disk, Drbd9Promotion, DrbdNet, DrbdView, Event,
+    Fencing, Outcome, ResourceView, Role, Snapshot, Stage, State, Step, TargetState, TargetView,
 };
 
 fn role(s: &str) -> Role {
@@ -74,6 +74,26 @@ fn net(s: &str) -> Option<DrbdNet> {
     }
 }
 
+/// `quorum`, `no-quorum`, `primary:ID,ID`: DRBD 9's promotion facts (on a connected, UpToDate
+/// pair: `may_promote` only with quorum and no Primary peer).
+fn drbd9(s: &str) -> Option<Drbd9Promotion> {
+    let primary_peers: Vec<u32> = s
+        .strip_prefix("primary:")
+        .map(|ids| {
+            ids.split(',')
+                .map(|i| i.parse().expect("node id"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let quorum = s != "no-quorum";
+    Some(Drbd9Promotion {
+        may_promote: quorum && primary_peers.is_empty(),
+        promotion_score: if quorum { 10_102 } else { 0 },
+        quorum,
+        primary_peers,
+    })
+}
+
 fn pair(s: &str) -> (&str, &str) {
     s.split_once('/')
         .unwrap_or_else(|| panic!("expected A/B, got {s}"))
@@ -92,6 +112,7 @@ fn set_kv(v: &mut DrbdView, kv: &str) {
         "up" => v.up = val == "true",
         "fencing" => v.fencing = fencing(val),
         "net" => v.net = net(val),
+        "drbd9" => v.drbd9 = drbd9(val),
         o => panic!("bad drbd key {o}"),
     }
 }
@@ -128,6 +149,7 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                         peer_disk: disk(pd),
                         fencing: Fencing::Unknown,
                         net: None,
+                        drbd9: None,
                     },
                     target: TargetView::default(),
                 };
@@ -142,6 +164,8 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                         view.drbd.fencing = fencing(f);
                     } else if let Some(n) = w.strip_prefix("net=") {
                         view.drbd.net = net(n);
+                    } else if let Some(n) = w.strip_prefix("drbd9=") {
+                        view.drbd.drbd9 = drbd9(n);
                     } else {
                         return Err(at(format!("bad observe word {w}")));
                     }

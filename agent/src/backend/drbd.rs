@@ -170,6 +170,7 @@ pub fn view_of(s: &DeviceStatus) -> Option<DrbdView> {
             ko_count: n.ko_count,
             allow_two_primaries: n.two_primaries,
         }),
+        drbd9: None,
     })
 }
 

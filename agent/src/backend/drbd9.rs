@@ -18,7 +18,7 @@ use super::drbd::NetlinkDrbd;
 use super::{Drbd, Generations};
 use crate::config::{Config, Resource};
 use crate::error::BackendError;
-use crate::fsm::{Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role};
+use crate::fsm::{Connection, Disk, Drbd9Promotion, DrbdNet, DrbdView, Event, Fencing, Role};
 
 /// DRBD 9 through netlink.
 #[derive(Debug, Clone)]
@@ -115,7 +115,37 @@ impl Objects {
                 ko_count: n.ko_count,
                 allow_two_primaries: n.two_primaries,
             }),
+            drbd9: Some(self.promotion()),
         }
+    }
+
+    /// DRBD 9's promotion facts over every volume of the resource.
+    fn promotion(&self) -> Drbd9Promotion {
+        let volumes: Vec<Volume> = self
+            .devices
+            .iter()
+            .map(|d| Volume {
+                disk: d.disk,
+                quorum: d.quorum,
+                peer_disks: self
+                    .peer_devices
+                    .iter()
+                    .filter(|p| p.volume == d.volume)
+                    .map(|p| p.peer_disk)
+                    .collect(),
+            })
+            .collect();
+        let primary_peers = self
+            .connections
+            .iter()
+            .filter(|c| c.peer_role == drbd_nl::Role::Primary)
+            .map(|c| c.peer_node_id)
+            .collect();
+        let local_primary = self
+            .resource
+            .as_ref()
+            .is_some_and(|r| r.role == drbd_nl::Role::Primary);
+        promotion(local_primary, primary_peers, &volumes)
     }
 
     /// Applies one event; false if it is not about this resource's objects.
@@ -155,6 +185,47 @@ impl Objects {
         }
         true
     }
+}
+
+/// One volume as DRBD 9's promotion rules see it: the local disk, its quorum, the peers' disks.
+#[derive(Debug, Clone)]
+struct Volume {
+    disk: DiskState,
+    quorum: bool,
+    peer_disks: Vec<DiskState>,
+}
+
+/// `may_promote` and `promotion_score` derived as `drbdsetup events2` derives them (DRBD 9 sends
+/// neither), with quorum and the Primary peers kept for the refusal's reason.
+fn promotion(local_primary: bool, primary_peers: Vec<u32>, volumes: &[Volume]) -> Drbd9Promotion {
+    let quorum = volumes.iter().all(|v| v.quorum);
+    let mut p = Drbd9Promotion {
+        quorum,
+        primary_peers,
+        ..Drbd9Promotion::default()
+    };
+    // No volume: a resource being set up, not reported promotable.
+    if volumes.is_empty() || !quorum {
+        return p;
+    }
+    let up = |d: &DiskState| *d == DiskState::UpToDate;
+    let replicas =
+        |v: &Volume| usize::from(up(&v.disk)) + v.peer_disks.iter().filter(|d| up(d)).count();
+    let fewest = volumes.iter().map(replicas).min().unwrap_or(0);
+    if fewest == 0 {
+        return p; // nobody holds current data
+    }
+    let up_to_date = volumes.iter().filter(|v| up(&v.disk)).count();
+    let with_disk = volumes.iter().all(|v| {
+        matches!(
+            v.disk,
+            DiskState::UpToDate | DiskState::Consistent | DiskState::Inconsistent
+        )
+    });
+    p.may_promote = !local_primary && p.primary_peers.is_empty() && up_to_date == volumes.len();
+    let cap = |n: usize| u32::try_from(n.min(99)).unwrap_or(99);
+    p.promotion_score = if with_disk { 10_000 } else { 0 } + cap(up_to_date) * 100 + cap(fewest);
+    p
 }
 
 /// The resource an event is about, if it names one.
@@ -402,5 +473,78 @@ impl Drbd for AnyDrbd {
 
     fn version(&self) -> Option<&'static str> {
         Some(AnyDrbd::version(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vol(disk: DiskState, quorum: bool, peers: &[DiskState]) -> Volume {
+        Volume {
+            disk,
+            quorum,
+            peer_disks: peers.to_vec(),
+        }
+    }
+
+    const UP: DiskState = DiskState::UpToDate;
+
+    #[test]
+    fn connected_up_to_date_secondary_may_promote() {
+        let p = promotion(false, vec![], &[vol(UP, true, &[UP])]);
+        assert!(p.may_promote && p.quorum, "{p:?}");
+        assert_eq!(p.promotion_score, 10_102);
+        assert_eq!(p.refusal(), None);
+    }
+
+    #[test]
+    fn a_primary_peer_forbids_it_and_is_named() {
+        let p = promotion(false, vec![1], &[vol(UP, true, &[UP])]);
+        assert!(!p.may_promote);
+        assert_eq!(p.primary_peers_text(), " (DRBD 9 node id 1)");
+        // Already Primary here: not "may promote" either (drbdsetup's have_primary).
+        assert!(!promotion(true, vec![], &[vol(UP, true, &[UP])]).may_promote);
+    }
+
+    #[test]
+    fn no_quorum_is_a_refusal_with_score_zero() {
+        let p = promotion(false, vec![], &[vol(UP, false, &[])]);
+        assert!(!p.may_promote && !p.quorum);
+        assert_eq!(p.promotion_score, 0);
+        assert!(p.refusal().expect("refused").contains("no quorum"));
+    }
+
+    #[test]
+    fn stale_or_missing_data_may_not_promote() {
+        // Outdated here, peer UpToDate: scored (a replica exists) but not promotable here.
+        let p = promotion(false, vec![], &[vol(DiskState::Outdated, true, &[UP])]);
+        assert!(!p.may_promote);
+        assert_eq!(p.promotion_score, 1);
+        // Consistent and nobody UpToDate: no current replica anywhere.
+        let p = promotion(
+            false,
+            vec![],
+            &[vol(DiskState::Consistent, true, &[DiskState::DUnknown])],
+        );
+        assert!(!p.may_promote);
+        assert_eq!(p.promotion_score, 0);
+        // Disconnected UpToDate (peer lost): DRBD 9 lets it promote, score counts itself.
+        let p = promotion(false, vec![], &[vol(UP, true, &[DiskState::DUnknown])]);
+        assert!(p.may_promote);
+        assert_eq!(p.promotion_score, 10_101);
+        // Every volume must be UpToDate here; the fewest replicas count.
+        let p = promotion(
+            false,
+            vec![],
+            &[
+                vol(UP, true, &[UP]),
+                vol(DiskState::Inconsistent, true, &[UP]),
+            ],
+        );
+        assert!(!p.may_promote);
+        assert_eq!(p.promotion_score, 10_101);
+        // No volume: not promotable.
+        assert!(!promotion(false, vec![], &[]).may_promote);
     }
 }

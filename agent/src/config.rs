@@ -55,6 +55,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     /// `ip:port` to serve `GET /metrics` on, e.g. `"127.0.0.1:9942"`; unset: no endpoint.
+    #[serde(default, deserialize_with = "crate::metrics::listen_address")]
     pub listen: Option<SocketAddr>,
 }
 
@@ -112,6 +113,17 @@ pub struct Timeouts {
     /// since attach before it promotes degraded, in seconds (drbdadm's `wfc-timeout`);
     /// 0 (the default) waits for the peer or an operator's `promote --degraded`.
     pub wfc_s: u64,
+    /// How long the role source's authority must stay unchanged before the agent acts on a
+    /// change, in milliseconds; every change re-arms the timer, so a burst (a 200 ms `pool.conf`
+    /// flap) ends in at most one transition, or none when it ends where it began. XAPI writes
+    /// each role once per designation (`broken` is held apart, see `broken_alarm_s`), so a
+    /// flap is not XAPI's pattern; the settle time is added to every takeover, hence short:
+    /// 500 ms by default (docs/takeover.md). 0 acts at once. Operator commands are not delayed.
+    pub authority_settle_ms: u64,
+    /// How long `pool.conf` may say `broken` (XAPI's state during a pool master designation,
+    /// left in place when the designation fails) before it raises an alarm, in seconds. While
+    /// `broken`, nothing is promoted or demoted.
+    pub broken_alarm_s: u64,
 }
 
 impl Default for Timeouts {
@@ -122,6 +134,8 @@ impl Default for Timeouts {
             address_ms: 2000,
             safety_net_s: 60,
             wfc_s: 0,
+            authority_settle_ms: 500,
+            broken_alarm_s: 30,
         }
     }
 }

@@ -467,6 +467,19 @@ pub async fn serve<D: Drbd + Clone + 'static>(
     }
 }
 
+/// `[metrics] listen` as `ip:port`; anything else is an error naming the key.
+pub fn listen_address<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    use serde::Deserialize;
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`listen` must be ip:port, e.g. \"127.0.0.1:9942\", not {s:?}"
+        ))
+    })
+}
+
 /// Start the endpoint when `[metrics] listen` is set: bind it (an error if the address is
 /// taken), serve it from a task, and return the metrics for a [`MetricsMonitor`].
 pub async fn start<D: Drbd + Clone + 'static>(

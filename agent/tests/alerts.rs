@@ -17,8 +17,9 @@ const PASSWORD: &str = "s3cret-Pa55word";
 /// An SMTP server that requires STARTTLS then AUTH (user `alerts`, [`PASSWORD`]) and saves
 /// each message as `N.eml` in its directory.
 const SERVER: &str = r#"
-import asyncio, ssl, sys, os, itertools, warnings
+import asyncio, ssl, sys, os, itertools, warnings, logging
 warnings.simplefilter("ignore")
+logging.disable(logging.WARNING)
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 port, cert, key, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
@@ -275,4 +276,47 @@ fn alerts_mailed_over_starttls_with_auth() {
     let text = std::fs::read_to_string(&log).expect("log");
     assert!(text.contains("alert suppressed"), "{text}");
     assert!(!text.contains(PASSWORD), "password in the log");
+}
+
+/// `[alerts.email]` and `[metrics]` mistakes are configuration errors with file, line and key.
+#[test]
+fn alert_and_metrics_config_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The serialized config has an empty [metrics] table; the cases add their own.
+    let base = toml::to_string(&common::config("one", true))
+        .expect("toml")
+        .replace("[metrics]\n", "");
+    for (extra, want) in [
+        (
+            "[alerts.email]\nserver = \"mx\"\nfrom = \"ha@x.test\"\nto = [\"not an address\"]\n",
+            "alerts.email.to: \"not an address\" is not a mail address",
+        ),
+        (
+            "[alerts.email]\nserver = \"mx\"\nfrom = \"ha@x.test\"\nto = []\n",
+            "alerts.email.to: at least one recipient",
+        ),
+        (
+            "[alerts.email]\nserver = \"mx\"\nfrom = \"ha@x.test\"\nto = [\"a@x.test\"]\n\
+             credentials = \"smtp.secret\"\n",
+            "alerts.email.credentials: must be an absolute path",
+        ),
+        (
+            "[metrics]\nlisten = \"localhost\"\n",
+            "listen: `listen` must be ip:port",
+        ),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, format!("{base}\n{extra}")).expect("write");
+        let o = Command::new(BIN)
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .expect("check-config");
+        let said = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "accepted: {extra}");
+        assert!(
+            said.contains("bad.toml:") && said.contains(want),
+            "{want}: {said}"
+        );
+    }
 }

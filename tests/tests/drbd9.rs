@@ -314,6 +314,11 @@ fn agent_switches_over_and_fails_over_on_drbd9() {
             log.contains("drbd=\"9\""),
             "agent log lacks the DRBD version:\n{log}"
         );
+        let st = agent_lab::status_text(a)?;
+        anyhow::ensure!(
+            st.contains(", DRBD 9): ") && st.contains("quorum yes"),
+            "iscsi-ha status lacks the DRBD version or DRBD 9's promotion facts:\n{st}"
+        );
         set_pool_conf(a, Some(&slave_of(b)))?;
         wait_status(a, "a demoted", t, agent_lab::holds_secondary)?;
         set_pool_conf(b, Some(master()))?;

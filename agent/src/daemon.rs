@@ -9,6 +9,13 @@
 //! to [`RETRY_MAX`]), so a failed first look (a netlink call timing out on a loaded host) does not
 //! leave the agent blind until the safety net. While a resource waits for its peer (DRBD not
 //! Connected since attach) and `timeouts.wfc_s` is set, one more timer ends that wait.
+//!
+//! Authority changes from the role source settle first ([`Daemon::authority`]): each change
+//! arms a timer of `timeouts.authority_settle_ms`, the machine sees the change only when it
+//! fires, and a burst that ends where it began is dropped, so a flap causes no transition and a
+//! burst at most one per direction. `pool.conf`'s `broken` is held (no promote, no demote) and
+//! alarms only after `timeouts.broken_alarm_s`. Operator commands are not delayed. `status` is
+//! answered while the first observation runs (marked `observing`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -21,8 +28,10 @@ use crate::backend::{Address, Drbd, Target};
 use crate::control::{Pending, Request, Response};
 use crate::executor::{Executor, TransitionRecord};
 use crate::fsm::{step, Action, Event, State, Step};
+use crate::fsm::{Authority, NO_SIGNAL_YET};
 use crate::monitor::Monitor;
-use crate::status::Status;
+use crate::role::pool_conf;
+use crate::status::{PendingAuthority, Status};
 use crate::BackendError;
 
 /// How many transitions `status` keeps.
@@ -33,6 +42,14 @@ const MAX_ROUNDS: usize = 8;
 pub const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// Longest retry delay after repeated failed observations.
 pub const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// An authority change held until its timer fires.
+#[derive(Debug, Clone)]
+struct Held {
+    authority: Authority,
+    /// When it takes effect (for `broken`: when it raises the alarm).
+    due: Instant,
+}
 
 /// What one input led to.
 #[derive(Debug, Default, Clone)]
@@ -55,6 +72,8 @@ pub struct Daemon<D, T, A> {
     waiting: BTreeMap<String, Instant>,
     /// Followers told about each handled input (see [`Daemon::with_monitor`]).
     monitors: Vec<Box<dyn Monitor>>,
+    /// An authority change not acted on yet (see [`Daemon::authority`]).
+    held: Option<Held>,
 }
 
 impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
@@ -68,6 +87,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             observe_failed: false,
             waiting: BTreeMap::new(),
             monitors: Vec::new(),
+            held: None,
         }
     }
 
@@ -103,6 +123,17 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             self.records.iter(),
         );
         st.drbd_version = self.exec.drbd_version().map(Into::into);
+        st.pending_authority = self.held.as_ref().map(|h| PendingAuthority {
+            authority: h.authority.clone(),
+            in_ms: u64::try_from(h.due.saturating_duration_since(Instant::now()).as_millis())
+                .unwrap_or(u64::MAX),
+            reason: if pool_conf::is_broken(&h.authority) {
+                "broken alarm"
+            } else {
+                "takes effect"
+            }
+            .into(),
+        });
         for w in &mut st.waiting_for_peer {
             if let Some(since) = self.waiting.get(&w.resource) {
                 w.waited_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -220,6 +251,64 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         handled
     }
 
+    /// An authority change from the role source: hold it until it settles (see the module
+    /// docs). The first signal after start is acted on at once; a change back to what the
+    /// machine already follows drops the held one. [`Daemon::settled`] acts when the timer fires.
+    pub async fn authority(&mut self, a: Authority) -> Handled {
+        let t = &self.exec.config().timeouts;
+        let (settle, broken_alarm) = (
+            Duration::from_millis(t.authority_settle_ms),
+            Duration::from_secs(t.broken_alarm_s),
+        );
+        let current = self.state.as_ref().map(|s| s.authority.clone());
+        let first = matches!(&current, Some(Authority::Unknown(r)) if r == NO_SIGNAL_YET);
+        if pool_conf::is_broken(&a) {
+            // Keep the clock of a `broken` already held.
+            if !self.held.as_ref().is_some_and(|h| h.authority == a) {
+                self.held = Some(Held {
+                    authority: a,
+                    due: Instant::now() + broken_alarm,
+                });
+            }
+            return Handled::default();
+        }
+        if current.as_ref() == Some(&a) {
+            self.held = None;
+            return Handled::default();
+        }
+        if first || settle.is_zero() {
+            self.held = None;
+            return self.handle(Event::Authority(a)).await;
+        }
+        self.held = Some(Held {
+            authority: a,
+            due: Instant::now() + settle,
+        });
+        Handled::default()
+    }
+
+    /// When the held authority change is due, if one is held.
+    pub fn settle_deadline(&self) -> Option<Instant> {
+        self.held.as_ref().map(|h| h.due)
+    }
+
+    /// The held authority change's timer fired: act on it (`broken` becomes an alarm that
+    /// holds the current state).
+    pub async fn settled(&mut self) -> Handled {
+        let Some(h) = self.held.take() else {
+            return Handled::default();
+        };
+        let a = if pool_conf::is_broken(&h.authority) {
+            Authority::Unknown(format!(
+                "pool.conf has said broken for {} s: the pool master designation did not finish",
+                self.exec.config().timeouts.broken_alarm_s
+            ))
+        } else {
+            h.authority
+        };
+        self.handle(Event::Authority(a)).await
+    }
+
     /// Answer one control request.
     pub async fn request(&mut self, req: Request) -> Response {
         let split = self.state.as_ref().map(State::split_brains);
@@ -303,8 +392,10 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         let mut control_open = true;
         while events_open || control_open {
             let wait = self.wait_deadline();
+            let settle = self.settle_deadline();
             tokio::select! {
                 ev = events.recv(), if events_open => match ev {
+                    Some(Event::Authority(a)) => { self.authority(a).await; }
                     Some(ev) => { self.handle(ev).await; }
                     None => events_open = false,
                 },
@@ -328,6 +419,10 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                         self.waiting.remove(&resource);
                         self.handle(Event::WaitTimeout { resource }).await;
                     }
+                }
+                _ = tokio::time::sleep_until(settle.unwrap_or_else(Instant::now)),
+                    if settle.is_some() => {
+                    self.settled().await;
                 }
                 _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)),
                     if retry_at.is_some() => {

@@ -91,6 +91,25 @@ pub struct Status {
     /// (docs/takeover.md); manage mode sets them itself.
     #[serde(default)]
     pub detection_warnings: Vec<String>,
+    /// An authority change the daemon holds until it settles (`timeouts.authority_settle_ms`),
+    /// or `pool.conf`'s `broken`, held until it changes or `timeouts.broken_alarm_s` runs out.
+    /// Set by the daemon.
+    #[serde(default)]
+    pub pending_authority: Option<PendingAuthority>,
+    /// The daemon's first observation is still running: the rest shows nothing observed yet.
+    #[serde(default)]
+    pub observing: bool,
+}
+
+/// An authority change not acted on yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAuthority {
+    /// What the role source says now.
+    pub authority: Authority,
+    /// In how many milliseconds it takes effect (for `broken`: raises the alarm).
+    pub in_ms: u64,
+    /// What happens then: `takes effect` or `broken alarm`.
+    pub reason: String,
 }
 
 /// Why DRBD's net settings of an adopted resource make failure handling slow or unguarded.
@@ -229,6 +248,8 @@ impl Status {
                 .collect(),
             split_brain: state.split_brains(),
             detection_warnings: detection_warnings(config, state),
+            pending_authority: None,
+            observing: false,
         }
     }
 
@@ -253,6 +274,21 @@ impl Status {
                 ""
             }
         );
+        if self.observing {
+            let _ = writeln!(
+                o,
+                "observing: the first look at DRBD, tgtd and the addresses runs"
+            );
+        }
+        if let Some(p) = &self.pending_authority {
+            let _ = writeln!(
+                o,
+                "pending: authority {} ({} in {:.1} s)",
+                p.authority,
+                p.reason,
+                p.in_ms as f64 / 1000.0
+            );
+        }
         if let Some(b) = &self.blocked {
             let _ = writeln!(o, "blocked: {b}");
         }

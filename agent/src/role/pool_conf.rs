@@ -18,11 +18,27 @@ use crate::dirwatch::{DirWatch, EventMask, WatchMask};
 use crate::error::AgentError;
 use crate::fsm::{Authority, Event};
 
+/// The reason of the [`Authority::Unknown`] that `broken` parses to. XAPI writes `broken` when a
+/// pool master designation commits, before it tells the other hosts, and `master` once all of
+/// them acknowledged; the file stays `broken` when one failed (xen-api
+/// `ocaml/xapi/xapi_pool_transition.ml`, phase 2 of the two-phase commit). The daemon
+/// holds it as a transition (see [`is_broken`]).
+pub const BROKEN: &str = "pool.conf says broken (pool master designation in progress)";
+
+/// Whether this authority is `pool.conf`'s `broken`: no promote, no demote, and an alarm only
+/// when it lasts longer than `timeouts.broken_alarm_s`.
+pub fn is_broken(a: &Authority) -> bool {
+    matches!(a, Authority::Unknown(r) if r == BROKEN)
+}
+
 /// Parse the contents of pool.conf.
 pub fn parse(contents: &str) -> Authority {
     let line = contents.trim();
     if line == "master" {
         return Authority::Primary;
+    }
+    if line == "broken" {
+        return Authority::Unknown(BROKEN.into());
     }
     if let Some(addr) = line.strip_prefix("slave:") {
         let addr = addr.trim();
@@ -139,6 +155,7 @@ impl PoolConfWatch {
         loop {
             let a = self.changed().await?;
             match &a {
+                a if is_broken(a) => info!("pool.conf says broken: held as a transition"),
                 Authority::Unknown(r) => warn!(reason = %r, "pool.conf alarm"),
                 _ => info!(authority = %a, "pool.conf changed"),
             }
@@ -160,6 +177,8 @@ mod tests {
         assert!(matches!(parse("slave:"), Authority::Unknown(_)));
         assert!(matches!(parse(""), Authority::Unknown(_)));
         assert!(matches!(parse("masterX"), Authority::Unknown(_)));
+        assert!(is_broken(&parse("broken\n")));
+        assert!(!is_broken(&parse("")));
         assert!(matches!(parse("\u{0}\u{1}garbage"), Authority::Unknown(_)));
     }
 }

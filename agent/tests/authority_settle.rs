@@ -1,0 +1,169 @@
+//! Authority debounce through the daemon's run loop on in-memory backends, in tokio's paused
+//! time: a flap causes no transition, a burst at most one, `pool.conf`'s `broken` is held and
+//! alarms only after `timeouts.broken_alarm_s`, operator commands are not delayed, and `status`
+//! shows the pending change.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::backend::memory::Memory;
+use agent::control::{Pending, Request, Response};
+use agent::daemon::Daemon;
+use agent::executor::Executor;
+use agent::fsm::{Authority, Event, Role};
+use agent::role::pool_conf;
+use agent::status::Status;
+use tokio::sync::mpsc;
+
+struct Running {
+    mem: Memory,
+    events: mpsc::UnboundedSender<Event>,
+    control: mpsc::Sender<Pending>,
+}
+
+impl Running {
+    fn start(command: bool) -> Running {
+        let cfg = common::config("one", command);
+        assert_eq!(cfg.timeouts.authority_settle_ms, 500);
+        assert_eq!(cfg.timeouts.broken_alarm_s, 30);
+        let mem = Memory::healthy_secondary(&cfg);
+        let d = Daemon::new(Executor::new(
+            Arc::new(cfg),
+            mem.clone(),
+            mem.clone(),
+            mem.clone(),
+        ));
+        let (events, ev_rx) = mpsc::unbounded_channel();
+        let (control, ctl_rx) = mpsc::channel(4);
+        tokio::spawn(d.run(ev_rx, ctl_rx));
+        Running {
+            mem,
+            events,
+            control,
+        }
+    }
+
+    async fn ask(&self, request: Request) -> Response {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.control
+            .send(Pending { request, reply })
+            .await
+            .expect("send");
+        rx.await.expect("reply")
+    }
+
+    async fn status(&self) -> Status {
+        *self.ask(Request::Status).await.status.expect("status")
+    }
+
+    async fn says(&self, a: Authority, then: Duration) {
+        self.events.send(Event::Authority(a)).expect("send");
+        tokio::time::sleep(then).await;
+    }
+
+    fn role(&self) -> Option<Role> {
+        self.mem.world().drbd.get("r0").map(|v| v.role)
+    }
+
+    async fn kinds(&self) -> Vec<String> {
+        let s = self.status().await;
+        s.transitions.into_iter().map(|t| t.kind).collect()
+    }
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+#[tokio::test(start_paused = true)]
+async fn flap_of_200_ms_on_the_primary_causes_no_transition() {
+    let n = Running::start(false);
+    // The first signal after start is acted on at once.
+    n.says(Authority::Primary, MS * 10).await;
+    assert_eq!(n.role(), Some(Role::Primary));
+    assert_eq!(n.kinds().await, ["promote"]);
+    n.says(Authority::Secondary, MS * 200).await;
+    let s = n.status().await;
+    let p = s.pending_authority.clone().expect("pending");
+    assert_eq!(p.authority, Authority::Secondary);
+    assert_eq!(p.in_ms, 300);
+    assert!(
+        s.render().contains("pending: authority secondary"),
+        "{}",
+        s.render()
+    );
+    n.says(Authority::Primary, MS * 2000).await;
+    assert_eq!(n.role(), Some(Role::Primary));
+    assert_eq!(n.kinds().await, ["promote"]);
+    assert!(n.status().await.pending_authority.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn burst_settles_into_one_transition() {
+    let n = Running::start(false);
+    n.says(Authority::Secondary, MS * 10).await;
+    for a in [Authority::Primary, Authority::Secondary, Authority::Primary] {
+        n.says(a, MS * 100).await;
+    }
+    assert_eq!(n.role(), Some(Role::Secondary), "still settling");
+    n.says(Authority::Unknown("pool.conf is empty".into()), MS * 100)
+        .await;
+    n.says(Authority::Primary, MS * 499).await;
+    assert_eq!(
+        n.role(),
+        Some(Role::Secondary),
+        "the timer re-arms on each change"
+    );
+    tokio::time::sleep(MS * 10).await;
+    assert_eq!(n.role(), Some(Role::Primary));
+    assert_eq!(n.kinds().await, ["promote"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn broken_then_master_promotes_once_without_an_alarm() {
+    let n = Running::start(false);
+    n.says(Authority::Secondary, MS * 10).await;
+    n.says(pool_conf::parse("broken"), Duration::from_secs(5))
+        .await;
+    let s = n.status().await;
+    assert_eq!(s.authority, Authority::Secondary);
+    let p = s.pending_authority.expect("pending");
+    assert_eq!(p.reason, "broken alarm");
+    assert_eq!(p.in_ms, 25_000);
+    assert_eq!(s.notice, None);
+    n.says(pool_conf::parse("master\n"), MS * 600).await;
+    assert_eq!(n.role(), Some(Role::Primary));
+    assert_eq!(n.kinds().await, ["promote"]);
+    assert_eq!(n.status().await.notice, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn broken_on_the_primary_holds_and_alarms_after_broken_alarm_s() {
+    let n = Running::start(false);
+    n.says(Authority::Primary, MS * 10).await;
+    n.says(pool_conf::parse("broken"), Duration::from_secs(29))
+        .await;
+    assert_eq!(n.status().await.notice, None);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = n.status().await;
+    let notice = s.notice.expect("alarm");
+    assert!(notice.contains("broken for 30 s"), "{notice}");
+    assert!(s.pending_authority.is_none());
+    assert_eq!(n.role(), Some(Role::Primary), "held, not demoted");
+    assert_eq!(n.kinds().await, ["promote"]);
+    // The designation finishes elsewhere: this node is told it is a slave.
+    n.says(pool_conf::parse("slave:10.0.0.2"), MS * 600).await;
+    assert_eq!(n.role(), Some(Role::Secondary));
+    assert_eq!(n.kinds().await, ["promote", "demote"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn operator_commands_are_not_delayed() {
+    let n = Running::start(true);
+    let r = n.ask(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
+    assert_eq!(n.role(), Some(Role::Primary));
+    let r = n.ask(Request::Demote).await;
+    assert!(r.ok, "{}", r.message);
+    assert_eq!(n.role(), Some(Role::Secondary));
+}

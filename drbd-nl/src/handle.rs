@@ -244,16 +244,21 @@ pub fn decode_raw(raw: &RawGenl) -> Result<DrbdMessage, DrbdError> {
 /// [`DrbdError::Kernel`] for a `drbd_ret_code` other than `NO_ERROR` (101);
 /// [`DrbdError::StateChange`] for a failed `drbd_state_rv` (below 1); both carry the kernel's info text.
 pub fn check_reply(reply: DrbdMessage, context: &str) -> Result<DrbdMessage, DrbdError> {
-    reply_result(reply.header.ret_code(), reply.info_text(), context).map(|()| reply)
+    reply_result(
+        ReplyCode::from_raw(reply.header.ret_code()),
+        reply.info_text(),
+        context,
+    )
+    .map(|()| reply)
 }
 
-/// A reply's `ret_code` (and info text) as `Ok` or the typed error: shared by both APIs.
+/// A reply's classified `ret_code` (and info text) as `Ok` or the typed error: shared by both
+/// APIs, which classify it each in its own numbering.
 pub(crate) fn reply_result(
-    ret_code: i32,
+    code: ReplyCode,
     info_text: Option<&str>,
     context: &str,
 ) -> Result<(), DrbdError> {
-    let code = ReplyCode::from_raw(ret_code);
     if code.is_success() {
         return Ok(());
     }

@@ -15,6 +15,8 @@ macro_rules! code_enum {
             Other(i32),
         }
         impl From<i32> for $name {
+            // A number listed twice (one per API) decodes to its first entry.
+            #[allow(unreachable_patterns)]
             fn from(v: i32) -> Self {
                 match v { $($num => Self::$var,)* other => Self::Other(other) }
             }
@@ -113,7 +115,8 @@ code_enum! {
 
 code_enum! {
     /// `enum drbd_state_rv`: the result of state-changing commands. −22..−28 exist in DRBD 9
-    /// only (drbd-headers 32c2e607 `linux/drbd.h`); there −21 means `SS_INTERRUPTED`.
+    /// only (drbd-headers 32c2e607 `linux/drbd.h`), where −21 is `SS_INTERRUPTED`, not 8.4's
+    /// `SS_OUTDATE_WO_CONN`: `From<i32>` reads 8.4's numbering, [`StateRv::from_v9`] DRBD 9's.
     StateRv {
         CwNoNeed = 4, "SS_CW_NO_NEED", "(success)";
         CwSuccess = 3, "SS_CW_SUCCESS", "(success)";
@@ -140,6 +143,7 @@ code_enum! {
         ConcurrentStChg = -19, "SS_CONCURRENT_ST_CHG", "Concurrent state changes detected and aborted";
         OVolPeerPri = -20, "SS_O_VOL_PEER_PRI", "Other vol primary on peer not allowed by config";
         OutdateWoConn = -21, "SS_OUTDATE_WO_CONN", "Need a connection for a graceful disconnect/outdate peer";
+        Interrupted = -21, "SS_INTERRUPTED", "Interrupted state change";
         PrimaryReader = -22, "SS_PRIMARY_READER", "Peer may not become primary while device is opened read-only";
         Timeout = -23, "SS_TIMEOUT", "Timeout in operation";
         WeaklyConnected = -24, "SS_WEAKLY_CONNECTED", "Primary nodes must be strongly connected among each other";
@@ -155,6 +159,14 @@ impl StateRv {
     pub fn is_success(&self) -> bool {
         (1..=4).contains(&i32::from(*self))
     }
+
+    /// A code in DRBD 9's numbering: as `From<i32>` (8.4's) except −21, `SS_INTERRUPTED`.
+    pub fn from_v9(v: i32) -> Self {
+        match v {
+            -21 => Self::Interrupted,
+            other => Self::from(other),
+        }
+    }
 }
 
 /// The `ret_code` of a DRBD reply, classified.
@@ -168,12 +180,20 @@ pub enum ReplyCode {
 }
 
 impl ReplyCode {
-    /// Classifies a raw `ret_code`.
+    /// Classifies a raw `ret_code` of the 8.4 API.
     pub fn from_raw(v: i32) -> Self {
         if v >= 100 {
             Self::Ret(RetCode::from(v))
         } else {
             Self::State(StateRv::from(v))
+        }
+    }
+
+    /// Classifies a raw `ret_code` of the DRBD 9 API (see [`StateRv::from_v9`]).
+    pub fn from_raw_v9(v: i32) -> Self {
+        match Self::from_raw(v) {
+            Self::State(_) => Self::State(StateRv::from_v9(v)),
+            ret => ret,
         }
     }
 
@@ -205,5 +225,21 @@ mod tests {
         assert_eq!(RetCode::MinorInvalid.name(), "ERR_MINOR_INVALID");
         assert_eq!(i32::from(RetCode::from(999)), 999);
         assert!(!ReplyCode::from_raw(0).is_success());
+    }
+
+    #[test]
+    fn minus_21_is_named_per_api() {
+        let v84 = ReplyCode::from_raw(-21);
+        assert_eq!(v84, ReplyCode::State(StateRv::OutdateWoConn));
+        let v9 = ReplyCode::from_raw_v9(-21);
+        assert_eq!(v9, ReplyCode::State(StateRv::Interrupted));
+        assert_eq!(StateRv::Interrupted.name(), "SS_INTERRUPTED");
+        assert_eq!(StateRv::Interrupted.text(), "Interrupted state change");
+        assert_eq!(i32::from(StateRv::Interrupted), -21);
+        // Every other code reads the same in both APIs.
+        for v in (-28..=4).chain([101, 127, 158]).filter(|v| *v != -21) {
+            assert_eq!(ReplyCode::from_raw_v9(v), ReplyCode::from_raw(v), "{v}");
+        }
+        assert_eq!(StateRv::from_v9(-25), StateRv::NoQuorum);
     }
 }

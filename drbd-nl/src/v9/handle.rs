@@ -107,13 +107,14 @@ pub fn decode_raw9(raw: &RawGenl) -> Result<Drbd9Message, DrbdError> {
 }
 
 /// Turns a reply's `ret_code` into `Ok(reply)` or the typed error (as for 8.4; DRBD 9 keeps the
-/// `drbd_ret_code` and `SS_*` numbers).
+/// `drbd_ret_code` and `SS_*` numbers but −21, [`crate::StateRv::from_v9`]).
 ///
 /// # Errors
 /// [`DrbdError::Kernel`] for a `drbd_ret_code` other than `NO_ERROR`, [`DrbdError::StateChange`]
 /// for a refused state change (`SS_*` < 1).
 pub fn check_reply9(reply: Drbd9Message, context: &str) -> Result<Drbd9Message, DrbdError> {
-    reply_result(reply.header.ret_code(), reply.info_text(), context).map(|()| reply)
+    let code = crate::ReplyCode::from_raw_v9(reply.header.ret_code());
+    reply_result(code, reply.info_text(), context).map(|()| reply)
 }
 
 /// The CFG_CONTEXT of a request naming `resource`, as drbdsetup 9 sends it.

@@ -380,8 +380,13 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
     ) {
         let mut backoff = RETRY_FIRST;
         let mut retry_at: Option<Instant> = None;
-        self.observe().await;
+        let mut control_open = true;
+        let early = self.first_observe(&mut control, &mut control_open).await;
         self.schedule_retry(&mut retry_at, &mut backoff);
+        for p in early {
+            let resp = self.request(p.request).await;
+            let _ = p.reply.send(resp);
+        }
         let period = self.exec.config().timeouts.safety_net_s;
         let mut tick = tokio::time::interval(Duration::from_secs(period.max(1)));
         tick.tick().await;
@@ -389,7 +394,6 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         let mut alive = tokio::time::interval(alive_every.unwrap_or(Duration::from_secs(3600)));
         alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
-        let mut control_open = true;
         while events_open || control_open {
             let wait = self.wait_deadline();
             let settle = self.settle_deadline();
@@ -434,6 +438,39 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 _ = alive.tick(), if alive_every.is_some() => {
                     self.monitors.iter_mut().for_each(|m| m.alive());
                 }
+            }
+        }
+    }
+
+    /// The first observation. `status` is answered meanwhile from the state before it (nothing
+    /// observed yet, marked `observing`), so a client is not kept waiting for DRBD, tgtd and the
+    /// addresses (and a transition they lead to); other requests wait and are returned.
+    async fn first_observe(
+        &mut self,
+        control: &mut mpsc::Receiver<Pending>,
+        open: &mut bool,
+    ) -> Vec<Pending> {
+        let mut early = Vec::new();
+        let before = self.status().map(|mut s| {
+            s.observing = true;
+            Box::new(s)
+        });
+        let observe = self.observe();
+        tokio::pin!(observe);
+        loop {
+            tokio::select! {
+                _ = &mut observe => return early,
+                p = control.recv(), if *open => match p {
+                    Some(Pending { request: Request::Status, reply }) => {
+                        let _ = reply.send(Response {
+                            ok: true,
+                            message: "observing".into(),
+                            status: before.clone(),
+                        });
+                    }
+                    Some(p) => early.push(p),
+                    None => *open = false,
+                },
             }
         }
     }

@@ -4,7 +4,8 @@
 //! pool master is chosen by HA-Lizard or XenServer HA, and the agent follows it. The *directory*
 //! is watched with inotify (not the file), so a replacement by rename, a delete followed by a
 //! re-create, and a brief absence are all seen. A missing, unreadable, empty or unparsable file is
-//! [`Authority::Unknown`]: an alarm that holds the current state, never a promote.
+//! [`Authority::Unknown`]: an alarm that holds the current state, never a promote. `broken`
+//! (XAPI during a master designation, see [`BROKEN`]) is held by the daemon as a transition.
 //!
 //! Event driven: the task sleeps in the kernel until the directory changes; no polling.
 

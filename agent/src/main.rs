@@ -213,6 +213,7 @@ async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
         .await
         .context("DRBD netlink family")?;
     tracing::info!(drbd = drbd.version(), "DRBD netlink API");
+    drbd.check_config(&cfg).context("config")?;
     let timeout = std::time::Duration::from_millis(cfg.timeouts.tgtd_ms);
     let target = TgtTarget::new(&cfg.sockets.tgtd, timeout);
     let address = Arc::new(NetlinkAddress::new(&cfg).context("floating addresses")?);

@@ -228,6 +228,27 @@ fn promotion(local_primary: bool, primary_peers: Vec<u32>, volumes: &[Volume]) -
     p
 }
 
+/// Why a `mode = "manage"` resource cannot be served on DRBD 9.
+fn manage_refusal(name: &str) -> String {
+    format!(
+        "{name}: mode = \"manage\" is not served on DRBD 9 yet: bringing a DRBD 9 resource up \
+         needs node ids, peers and paths, which the config does not hold; configure it with \
+         DRBD 9's own tools (drbdadm up {name}) and set mode = \"adopt\""
+    )
+}
+
+/// The refusal of a config with `mode = "manage"` resources on DRBD 9 (one line per resource),
+/// `None` when every resource is adopted.
+pub fn refuse_manage_on_drbd9(config: &Config) -> Option<String> {
+    let lines: Vec<String> = config
+        .resources
+        .iter()
+        .filter(|r| r.mode == crate::config::Mode::Manage)
+        .map(|r| manage_refusal(&r.name))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
 /// The resource an event is about, if it names one.
 fn resource_of(e: &Event9) -> Option<&str> {
     Some(match &e.object {
@@ -357,11 +378,7 @@ impl Drbd for Netlink9Drbd {
     }
 
     async fn up(&self, res: &Resource) -> Result<(), BackendError> {
-        Err(BackendError::Failed(format!(
-            "{}: manage mode is not served on DRBD 9 yet (node ids, peers and paths are not in \
-             the config); configure it with DRBD's tools and use mode = \"adopt\"",
-            res.name
-        )))
+        Err(BackendError::Failed(manage_refusal(&res.name)))
     }
 
     async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
@@ -412,6 +429,18 @@ impl AnyDrbd {
                 )))
             }
         })
+    }
+
+    /// Refuses a config this backend cannot serve: `mode = "manage"` on DRBD 9 (checked at
+    /// start, so the daemon says why instead of failing the first bring-up).
+    ///
+    /// # Errors
+    /// [`BackendError::Failed`] naming each managed resource.
+    pub fn check_config(&self, config: &Config) -> Result<(), BackendError> {
+        match (self, refuse_manage_on_drbd9(config)) {
+            (AnyDrbd::V9(_), Some(why)) => Err(BackendError::Failed(why)),
+            _ => Ok(()),
+        }
     }
 
     /// `8.4` or `9`: which DRBD this backend drives.
@@ -489,6 +518,43 @@ mod tests {
     }
 
     const UP: DiskState = DiskState::UpToDate;
+
+    #[test]
+    fn manage_mode_is_refused_with_the_way_out() {
+        let adopt = r#"
+node = "a"
+role = { source = "command" }
+[[resource]]
+name = "r0"
+minor = 1
+mode = "adopt"
+target = { iqn = "iqn.2026-11.org.example:r0", tid = 1, initiators = "all" }
+[[resource.lun]]
+lun = 1
+device = "/dev/drbd1"
+scsi_id = "r0"
+scsi_sn = "r0sn"
+vendor = "IET"
+product = "VIRTUAL-DISK"
+"#;
+        let path = std::path::Path::new("x");
+        let c = Config::parse(adopt, path).expect("parses");
+        assert_eq!(refuse_manage_on_drbd9(&c), None);
+        let manage = adopt.replace(
+            "mode = \"adopt\"",
+            "mode = \"manage\"\nmanage = { disk = \"/dev/vdb\", local = \"10.0.0.1:7789\", peer = \"10.0.0.2:7789\" }",
+        );
+        let c = Config::parse(&manage, path).expect("parses");
+        let why = refuse_manage_on_drbd9(&c).expect("refused");
+        assert!(
+            why.starts_with("r0: mode = \"manage\" is not served on DRBD 9"),
+            "{why}"
+        );
+        assert!(
+            why.contains("drbdadm up r0") && why.contains("mode = \"adopt\""),
+            "{why}"
+        );
+    }
 
     #[test]
     fn connected_up_to_date_secondary_may_promote() {

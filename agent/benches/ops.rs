@@ -105,7 +105,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (starts, scrapes, idle_s) = if quick { (5, 50, 5) } else { (20, 500, 30) };
+    let (starts, scrapes, idle_s) = if quick { (5, 50, 5) } else { (20, 500, 60) };
     let dir = tempfile::tempdir().expect("tempdir");
 
     let mut ready = Vec::new();

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 
 use super::{Loc, ParseError};
 
+/// Longest value after expansion (each `A=$A$A` line doubles it; iSCSI-HA's are short).
+const MAX_VALUE: usize = 64 * 1024;
+
 /// One assignment, after quote removal and expansion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
@@ -181,6 +184,12 @@ fn expand(
         return Ok(());
     }
     match vars.get(&name) {
+        Some(v) if value.len() + v.len() > MAX_VALUE => {
+            return Err(ParseError::new(
+                at.clone(),
+                format!("value longer than {MAX_VALUE} bytes after expansion"),
+            ))
+        }
         Some(v) => value.push_str(v),
         None => {
             value.push_str(&format!("${name}"));
@@ -226,6 +235,13 @@ mod tests {
             let e = one(bad).unwrap_err();
             assert_eq!(e.at.line, 1, "{bad}");
         }
+        let doubling: String = std::iter::once("A=xxxxxxxxxxxxxxxx\n")
+            .chain(std::iter::repeat_n("A=$A$A\n", 20))
+            .collect();
+        assert_eq!(
+            parse(&doubling, "f", &BTreeMap::new()).unwrap_err().at.line,
+            14
+        );
         let e = parse("A=1\n\nif x", "f", &BTreeMap::new()).unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -67,7 +67,10 @@ hostname "$lab_node"
 ip link set lo up
 ip addr add "$lab_ip/24" dev eth0 && ip link set eth0 up
 if [ -n "$lab_9p" ]; then
-  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 "$lab_9p" /lab/target || echo "lab: 9p mount FAILED"
+  # cache=loose keeps file pages in the guest: without it every exec reads the ~64 MB debug binary
+  # over 9p again (2-20 s per start under TCG). A lab sees the binaries of its own boot: restart it
+  # after a rebuild.
+  mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose "$lab_9p" /lab/target || echo "lab: 9p mount FAILED"
 fi
 export lab_node
 exec setsid /bin/lab-ctl </dev/ttyS1 >/dev/ttyS1 2>/dev/null

@@ -3,7 +3,7 @@
 //! [`step`] takes the [`State`] (what the agent believes: the authority's wish and what it last
 //! observed of DRBD, the target daemon and the addresses) and one [`Event`], and returns the new
 //! state and the [`Action`]s to run. The actions are the *difference* between the wish and the
-//! observation, always emitted in the one order written in [`State::plan`]:
+//! observation, always emitted in the one order written in `State::plan`:
 //!
 //! * promote: safety checks (local disk UpToDate, peer not Primary, nobody answers for the
 //!   address) → DRBD Primary → target, LUNs and ACLs serving → addresses claimed;

@@ -209,9 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The daemon over the real subsystems: DRBD (netlink), tgtd (its socket), addresses (rtnetlink).
 async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    let drbd = AnyDrbd::connect()
-        .await
-        .context("DRBD netlink family")?;
+    let drbd = AnyDrbd::connect().await.context("DRBD netlink family")?;
     tracing::info!(drbd = drbd.version(), "DRBD netlink API");
     drbd.check_config(&cfg).context("config")?;
     let timeout = std::time::Duration::from_millis(cfg.timeouts.tgtd_ms);

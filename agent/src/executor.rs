@@ -4,7 +4,8 @@
 //! Consecutive steps of one stage (the same stage on several resources or addresses) run
 //! concurrently; stages run one after the other in the plan's order, so an address is claimed
 //! only after every target's serve stage succeeded. On a failure in a forward stage the steps
-//! this run completed are undone (see [`Stage::undo`]) in the demote order, best effort, which
+//! this run completed, and a failed claim or primary request (a timeout may hide that it took
+//! effect), are undone (see [`Stage::undo`]) in the demote order, best effort, which
 //! leaves a node that started Secondary Secondary again; a failure while moving away from
 //! serving stops the run and is reported (undoing a demote would mean serving again).
 
@@ -390,6 +391,15 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                 out.refused =
                     refusal || matches!(s.stage, Stage::CheckResource | Stage::ProbeAddress);
                 let forward = s.stage.is_forward();
+                // A claim or a primary request that failed late (a timeout) may still have taken
+                // effect: undo it too (both undos are idempotent). A failed serve is not undone:
+                // the target at that tid may not be ours.
+                if matches!(
+                    s.stage,
+                    Stage::AddressClaim | Stage::DrbdPrimary | Stage::DrbdPrimaryForce
+                ) {
+                    done_forward.push(s.clone());
+                }
                 out.failed = Some((s, e));
                 if forward {
                     self.rollback(&done_forward, &mut out, &mut stages).await;

@@ -453,5 +453,10 @@ async fn claim_failure_rolls_back_in_demote_order() {
         .stages
         .iter()
         .any(|s| s.rollback && s.stage == Stage::DrbdSecondary));
+    // The failed claim is released too: a claim that timed out may have added the address.
+    assert!(rec
+        .stages
+        .iter()
+        .any(|s| s.rollback && s.stage == Stage::AddressRelease));
     assert_secondary(&mem);
 }

@@ -10,6 +10,10 @@
 //! sources (Linux v6.1 `include/linux/drbd_genl.h` and friends, drbd-utils),
 //! are in the repository's `docs/drbd-genl.md`.
 //!
+//! Needs at run time: the `drbd` module loaded and the caller in the initial network namespace
+//! (the family is not registered elsewhere: [`DrbdError::FamilyNotFound`]); state-changing requests
+//! need `CAP_NET_ADMIN`. Never spawns a program.
+//!
 //! ```no_run
 //! # async fn f() -> Result<(), drbd_nl::DrbdError> {
 //! let drbd = drbd_nl::DrbdHandle::connect().await?;     // refuses DRBD 9

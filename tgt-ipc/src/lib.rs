@@ -5,6 +5,9 @@
 //! gets back an 8-byte reply header, an error code, and for `show` a text body; one request per connection.
 //! The protocol facts used here, with their sources, are in the repository's `docs/tgtd-ipc.md`.
 //!
+//! Needs at run time: a running tgtd, and a caller with effective uid **and** gid 0 (tgtd checks the
+//! peer's credentials and closes the connection without a reply otherwise). Never spawns a program.
+//!
 //! Choices made:
 //! - **Validate before sending.** Requests are built only by typed operations; values that could inject a
 //!   `,` or `=` into the params string are refused, and so is every request tgt 1.0.85 is known to crash on

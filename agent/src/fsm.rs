@@ -946,7 +946,15 @@ impl State {
             let v = &mut r.view;
             match s.stage {
                 Stage::DrbdUp => v.drbd.up = true,
-                Stage::DrbdPrimary | Stage::DrbdPrimaryForce => v.drbd.role = Role::Primary,
+                Stage::DrbdPrimary | Stage::DrbdPrimaryForce => {
+                    v.drbd.role = Role::Primary;
+                    // DRBD granted Primary without allow-two-primaries: the peer is not Primary
+                    // (it was declared lost), whatever the last event said; else a power-loss
+                    // takeover would raise "both nodes are DRBD Primary" until the next event.
+                    if v.drbd.drbd_arbitrates() && v.drbd.peer_role == Role::Primary {
+                        v.drbd.peer_role = Role::Unknown;
+                    }
+                }
                 Stage::DrbdSecondary => v.drbd.role = Role::Secondary,
                 Stage::TargetServe => v.target.state = TargetState::Serving,
                 Stage::TargetOffline => {

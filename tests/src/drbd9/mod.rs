@@ -81,16 +81,13 @@ impl DrbdVersion {
     }
 }
 
-/// The source tarball: `LAB_DRBD9_SOURCE`, else `shared/drbd9/drbd-9.3.3.tar.xz` beside the
-/// workspace checkout (the CI layout).
+/// The source tarball: `LAB_DRBD9_SOURCE`, else the copy kept in the repository at
+/// `tests/assets/drbd9/` (unmodified, GPL-2.0, checksums in `SHA256SUMS`; see docs/drbd9-lab.md).
 pub fn source_tarball() -> PathBuf {
     match std::env::var_os(SOURCE_ENV) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => assets::workspace_root()
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
-            .join("shared/drbd9")
+            .join("tests/assets/drbd9")
             .join(TARBALL),
     }
 }

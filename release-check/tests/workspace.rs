@@ -101,7 +101,7 @@ fn dependencies_build_with_the_declared_msrv() {
 
 /// Cargo writes every binary to `target/<profile>/` and every example to
 /// `target/<profile>/examples/` whatever crate it comes from: two with one name overwrite each other
-/// (the lab runs them by name).
+/// (the lab runs them by name). Their source files' names are kept unique as well.
 #[test]
 fn binaries_and_examples_have_unique_names() {
     let m = metadata(&["--no-deps"]);
@@ -119,6 +119,19 @@ fn binaries_and_examples_have_unique_names() {
                         .entry(key)
                         .or_default()
                         .push(p["name"].as_str().unwrap_or("").into());
+                    // The source file's name too: dropping an `[[example]] name = ...` line would
+                    // bring the collision back.
+                    let stem = std::path::Path::new(t["src_path"].as_str().unwrap_or(""))
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("")
+                        .to_string();
+                    if stem != "main" {
+                        by_name
+                            .entry((format!("{kind} file"), stem))
+                            .or_default()
+                            .push(p["name"].as_str().unwrap_or("").into());
+                    }
                 }
             }
         }

@@ -231,7 +231,7 @@ impl Node {
     pub fn guest_bin(name: &str) -> String {
         format!("{GUEST_TARGET}/{name}")
     }
-    /// Guest path of example `name` (e.g. `drbd-nl-status` from drbd-nl's `examples/status.rs`).
+    /// Guest path of example `name` (e.g. `drbd-nl-status` from drbd-nl's `examples/drbd_nl_status.rs`).
     pub fn guest_example(name: &str) -> String {
         format!("{GUEST_TARGET}/examples/{name}")
     }

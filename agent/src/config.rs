@@ -748,11 +748,9 @@ fn locate(text: &str, path: &str) -> Option<usize> {
     best
 }
 
+/// The smallest valid config: one adopted resource, one LUN (unit tests of this crate).
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIN: &str = r#"
+pub(crate) const TEST_MINIMAL: &str = r#"
 node = "a"
 role = { source = "command" }
 [[resource]]
@@ -768,6 +766,12 @@ scsi_sn = "r0sn"
 vendor = "IET"
 product = "VIRTUAL-DISK"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = TEST_MINIMAL;
 
     #[test]
     fn minimal_parses() {

@@ -389,22 +389,7 @@ mod tests {
 
     use super::*;
 
-    const CONFIG: &str = r#"
-node = "a"
-role = { source = "command" }
-[[resource]]
-name = "r0"
-minor = 1
-mode = "adopt"
-target = { iqn = "iqn.2026-11.org.example:r0", tid = 1, initiators = "all" }
-[[resource.lun]]
-lun = 1
-device = "/dev/drbd1"
-scsi_id = "r0"
-scsi_sn = "r0sn"
-vendor = "IET"
-product = "VIRTUAL-DISK"
-"#;
+    const CONFIG: &str = crate::config::TEST_MINIMAL;
 
     #[test]
     fn shows_the_drbd_version_per_resource_and_in_json() {

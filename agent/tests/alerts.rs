@@ -8,7 +8,9 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use common::Kill;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_iscsi-ha");
@@ -100,14 +102,6 @@ fn certificates(openssl: &Path, d: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "cert.pem",
     ]);
     (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"))
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The Debian python3 with aiosmtpd and openssl, or `None` (a failure under `CI=true`).

@@ -5,19 +5,11 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_iscsi-ha");
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn iscsi_ha(cfg: &Path, args: &[&str]) -> bool {
     Command::new(BIN)
@@ -55,25 +47,9 @@ fn events_follow_transitions_refusals_and_health() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = common::config("one", true);
     cfg.sockets.control = dir.path().join("control.sock");
-    let path = dir.path().join("iscsi-ha.toml");
-    std::fs::write(&path, toml::to_string(&cfg).expect("toml")).expect("write config");
-    let _daemon = Kill(
-        Command::new(BIN)
-            .arg("-c")
-            .arg(&path)
-            .args(["daemon", "--simulate"])
-            .env_remove("NOTIFY_SOCKET")
-            .stderr(std::fs::File::create(dir.path().join("daemon.log")).expect("log"))
-            .spawn()
-            .expect("daemon"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cfg.sockets.control.exists() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (_daemon, path) = common::simulated_daemon(BIN, dir.path(), &cfg);
 
-    let mut follower = Kill(
+    let mut follower = common::Kill(
         Command::new(BIN)
             .arg("-c")
             .arg(&path)

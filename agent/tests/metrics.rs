@@ -8,18 +8,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_iscsi-ha");
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One HTTP/1.1 request; the status line and headers, and the body.
 fn get(port: u16, method: &str, path: &str) -> (String, String) {
@@ -54,23 +46,7 @@ fn scrape_after_promote() {
     let mut cfg = common::config("one", true);
     cfg.sockets.control = dir.path().join("control.sock");
     cfg.metrics.listen = Some(([127, 0, 0, 1], port).into());
-    let path = dir.path().join("iscsi-ha.toml");
-    std::fs::write(&path, toml::to_string(&cfg).expect("toml")).expect("write config");
-    let _daemon = Kill(
-        Command::new(BIN)
-            .arg("-c")
-            .arg(&path)
-            .args(["daemon", "--simulate"])
-            .env_remove("NOTIFY_SOCKET")
-            .stderr(std::fs::File::create(dir.path().join("daemon.log")).expect("log"))
-            .spawn()
-            .expect("daemon"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cfg.sockets.control.exists() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (_daemon, path) = common::simulated_daemon(BIN, dir.path(), &cfg);
     iscsi_ha(&path, &["promote"]);
 
     let (head, body) = get(port, "GET", "/metrics");
@@ -173,7 +149,7 @@ fn scraped_by_prometheus(dir: &Path, port: u16) {
     )
     .expect("prometheus.yml");
     let web = common::free_port();
-    let _prom = Kill(
+    let _prom = common::Kill(
         Command::new(prometheus)
             .arg(format!("--config.file={}", conf.display()))
             .arg(format!(

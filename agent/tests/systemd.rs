@@ -9,7 +9,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
+
+use common::Kill;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,14 +26,6 @@ use agent::notify::Notify;
 use agent::BackendError;
 
 const BIN: &str = env!("CARGO_BIN_EXE_iscsi-ha");
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The next datagram, or `None` after `wait`.
 fn recv(sock: &UnixDatagram, wait: Duration) -> Option<String> {

@@ -145,3 +145,36 @@ impl Drop for Tgtd {
         self.kill();
     }
 }
+
+/// A child process killed (and reaped) when dropped.
+pub struct Kill(pub Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Writes `cfg` to `dir/iscsi-ha.toml`, starts `iscsi-ha daemon --simulate` on it (stderr to
+/// `dir/daemon.log`, no systemd notification) and waits up to 60 s for its control socket.
+/// Returns the daemon and the config path.
+pub fn simulated_daemon(bin: &str, dir: &Path, cfg: &Config) -> (Kill, PathBuf) {
+    let path = dir.join("iscsi-ha.toml");
+    std::fs::write(&path, toml::to_string(cfg).expect("toml")).expect("write config");
+    let daemon = Kill(
+        Command::new(bin)
+            .arg("-c")
+            .arg(&path)
+            .args(["daemon", "--simulate"])
+            .env_remove("NOTIFY_SOCKET")
+            .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log"))
+            .spawn()
+            .expect("daemon"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cfg.sockets.control.exists() {
+        assert!(std::time::Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (daemon, path)
+}

@@ -45,14 +45,17 @@ async fn run() -> Result<(), vip::VipError> {
     }
     println!("  first announce  {:?}", r.first_announce);
     println!("  total           {:?}", r.total);
-    while let Some(a) = r.announcements.next().await {
+    // The stream stays open while the address is held (it follows the link); stop once the
+    // claim's schedule has been quiet for longer than its gaps.
+    let quiet = std::time::Duration::from_secs(6);
+    while let Ok(Some(a)) = tokio::time::timeout(quiet, r.announcements.next()).await {
         let status = match &a.result {
             Ok(()) => "sent".to_string(),
             Err(e) => format!("FAILED: {e}"),
         };
         println!(
-            "  announce burst {} #{} {:?} at +{:?}: {status}",
-            a.burst, a.index, a.kind, a.at
+            "  announce {:?} burst {} #{} {:?} from {} at +{:?}: {status}",
+            a.cause, a.burst, a.index, a.kind, a.mac, a.at
         );
     }
     Ok(())

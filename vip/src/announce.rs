@@ -12,11 +12,16 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use futures::StreamExt;
+use rtnetlink::Handle;
+
+use crate::address::link_by_index;
 use crate::error::VipError;
 use crate::packet::{
     ArpPacket, EthernetFrame, MacAddr, NdiscPacket, ETHERTYPE_ARP, ETHERTYPE_IPV6,
 };
 use crate::socket::PacketSocket;
+use crate::watch::{VipEvent, VipWatch};
 
 /// Which gratuitous ARP form to send for IPv4 (IPv6 always sends unsolicited NAs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -82,16 +87,36 @@ pub enum FrameKind {
     UnsolicitedNa,
 }
 
+/// Why an announcement schedule (re)started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AnnounceCause {
+    /// The claim ([`crate::Vip::claim`]).
+    Claim,
+    /// The link came back (admin up with carrier) while the address was held: switches and
+    /// neighbours may have forgotten it, and frames sent while it was down were lost.
+    LinkUp,
+    /// The interface's MAC address changed while the address was held (a bond's active slave
+    /// with `fail_over_mac`, a re-enslaved bond, `ip link set dev IF address`).
+    MacChanged,
+}
+
 /// The outcome of one announcement frame.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct AnnounceResult {
+    /// Why this schedule runs; each restart counts `burst`, `index` and `at` from 0 again.
+    pub cause: AnnounceCause,
     /// 0 = first burst, 1 = second burst, 2.. = refreshes.
     pub burst: u32,
     /// Position in the burst, from 0.
     pub index: u32,
     /// Frame sent.
     pub kind: FrameKind,
-    /// When it was handed to the kernel, counted from the first announcement.
+    /// The MAC address the frame announces (Ethernet source and ARP sender / NA target
+    /// link-layer address): the interface's at the time it was built.
+    pub mac: MacAddr,
+    /// When it was handed to the kernel, counted from the first announcement of its schedule.
     pub at: Duration,
     /// `Ok` once the frame is on the interface's queue, or why it is not.
     pub result: Result<(), VipError>,
@@ -103,6 +128,7 @@ pub(crate) struct Frame {
     kind: FrameKind,
     bytes: Vec<u8>,
     dst: MacAddr,
+    src: MacAddr,
     ethertype: u16,
 }
 
@@ -126,6 +152,7 @@ pub(crate) fn frames(mac: MacAddr, addr: IpAddr, mode: AnnounceMode) -> Vec<Fram
                     kind,
                     bytes,
                     dst: MacAddr::BROADCAST,
+                    src: mac,
                     ethertype: ETHERTYPE_ARP,
                 });
             };
@@ -156,6 +183,7 @@ pub(crate) fn frames(mac: MacAddr, addr: IpAddr, mode: AnnounceMode) -> Vec<Fram
                 kind: FrameKind::UnsolicitedNa,
                 bytes,
                 dst,
+                src: mac,
                 ethertype: ETHERTYPE_IPV6,
             });
         }
@@ -169,8 +197,8 @@ pub(crate) async fn send_round(
     frames: &[Frame],
     iface: &str,
     start: Instant,
-    burst: u32,
-    index: u32,
+    cause: AnnounceCause,
+    (burst, index): (u32, u32),
 ) -> Vec<AnnounceResult> {
     let mut out = Vec::with_capacity(frames.len());
     for f in frames {
@@ -179,9 +207,11 @@ pub(crate) async fn send_round(
             .await
             .map_err(|e| VipError::io("send announcement", iface, e));
         out.push(AnnounceResult {
+            cause,
             burst,
             index,
             kind: f.kind,
+            mac: f.src,
             at: start.elapsed(),
             result,
         });
@@ -189,8 +219,10 @@ pub(crate) async fn send_round(
     out
 }
 
-/// Results of the announcements of one claim, first one included; ends when the schedule is
-/// done or the address is released or claimed again.
+/// Results of the announcements of one claim, first one included. The stream stays open while
+/// the address is held (the link is followed: a schedule restarts when it comes back or its
+/// MAC changes) and ends when the address is released or claimed again, or the [`crate::Vip`]
+/// is dropped.
 #[derive(Debug)]
 pub struct Announcements {
     rx: mpsc::UnboundedReceiver<AnnounceResult>,
@@ -218,15 +250,53 @@ impl futures::Stream for Announcements {
 /// Everything the background part of a schedule needs.
 pub(crate) struct Schedule {
     pub(crate) sock: Arc<PacketSocket>,
-    pub(crate) frames: Vec<Frame>,
+    /// To read the link (its MAC, up or down) before each announcement.
+    pub(crate) handle: Handle,
+    pub(crate) ifindex: u32,
+    pub(crate) addr: IpAddr,
+    /// The MAC the first announcement carried.
+    pub(crate) mac: MacAddr,
     pub(crate) iface: String,
     pub(crate) policy: AnnouncePolicy,
     /// When the first announcement went out.
     pub(crate) start: Instant,
 }
 
+/// The `k`-th announcement of a schedule (0 = the first): burst, index in the burst, and
+/// offset from the first; `None` once the schedule is done.
+fn slot(p: &AnnouncePolicy, k: u32) -> Option<(u32, u32, Duration)> {
+    let count = p.count.max(1);
+    if k < count {
+        return Some((0, k, p.interval * k));
+    }
+    let (mut last, mut j) = (p.interval * (count - 1), k - count);
+    if let Some(after) = p.second_burst_after {
+        if j < count {
+            return Some((1, j, after + p.interval * j));
+        }
+        last = after + p.interval * (count - 1);
+        j -= count;
+    }
+    let every = p.refresh.filter(|d| !d.is_zero())?;
+    Some((
+        2u32.saturating_add(j),
+        0,
+        last + every * j.saturating_add(1),
+    ))
+}
+
+/// The next link event, or never once there is no watch.
+async fn next_event(watch: &mut Option<VipWatch>) -> Option<VipEvent> {
+    match watch {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Creates the results channel, queues the first announcement's results, and returns the
-/// background future that sends the rest of the schedule.
+/// background task that sends the rest of the schedule and follows the link while the address
+/// is held: no frames while it is down, a fresh schedule when it comes back or its MAC
+/// changes, and every frame built from the MAC the link has when it is sent.
 pub(crate) fn spawn_rest(
     first: Vec<AnnounceResult>,
     s: Schedule,
@@ -237,31 +307,62 @@ pub(crate) fn spawn_rest(
     }
     let task = tokio::spawn(async move {
         let p = &s.policy;
+        // The caller may have dropped the receiver; announcing goes on regardless.
         let emit = |v: Vec<AnnounceResult>| {
             for r in v {
-                // The caller may have dropped the receiver; announcing goes on regardless.
                 let _ = tx.send(r);
             }
         };
-        for i in 1..p.count {
-            tokio::time::sleep_until(s.start + p.interval * i).await;
-            emit(send_round(&s.sock, &s.frames, &s.iface, s.start, 0, i).await);
-        }
-        let mut last = s.start + p.interval * p.count.saturating_sub(1);
-        if let Some(after) = p.second_burst_after {
-            for i in 0..p.count.max(1) {
-                last = s.start + after + p.interval * i;
-                tokio::time::sleep_until(last).await;
-                emit(send_round(&s.sock, &s.frames, &s.iface, s.start, 1, i).await);
+        let mut watch = match VipWatch::new(s.ifindex, &s.iface, s.addr).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(iface = %s.iface, error = %e, "no link watch: announcements do not follow the link");
+                None
             }
-        }
-        if let Some(every) = p.refresh.filter(|d| !d.is_zero()) {
-            let mut burst = 2u32;
-            loop {
-                last += every;
-                tokio::time::sleep_until(last).await;
-                emit(send_round(&s.sock, &s.frames, &s.iface, s.start, burst, 0).await);
-                burst = burst.saturating_add(1);
+        };
+        let (mut mac, mut start, mut k, mut cause) = (s.mac, s.start, 1u32, AnnounceCause::Claim);
+        let mut frames = frames(mac, s.addr, p.mode);
+        // What the watch saw when it joined (the link may have changed since the claim's check).
+        let mut up = watch.as_ref().is_none_or(VipWatch::link_up);
+        let mut changed = watch.as_ref().and_then(VipWatch::mac).filter(|m| *m != mac);
+        loop {
+            if let Some(m) = changed.take() {
+                mac = m;
+                frames = crate::announce::frames(mac, s.addr, p.mode);
+                (start, k, cause) = (Instant::now(), 0, AnnounceCause::MacChanged);
+            }
+            let due = slot(p, k).filter(|_| up).map(|(.., at)| start + at);
+            tokio::select! {
+                biased;
+                ev = next_event(&mut watch) => match ev {
+                    Some(VipEvent::MacChanged { mac: m }) => changed = Some(m).filter(|m| *m != mac),
+                    Some(VipEvent::LinkDown) => up = false,
+                    Some(VipEvent::LinkUp) => {
+                        up = true;
+                        (start, k, cause) = (Instant::now(), 0, AnnounceCause::LinkUp);
+                    }
+                    Some(_) => {}
+                    None => {
+                        watch = None;
+                        up = true;
+                    }
+                },
+                _ = tokio::time::sleep_until(due.unwrap_or(start)), if due.is_some() => {
+                    // Read the link once more: an event may still be in flight.
+                    if let Ok(l) = link_by_index(&s.handle, s.ifindex).await {
+                        if watch.is_some() && !l.is_up() {
+                            up = false;
+                            continue;
+                        }
+                        changed = l.mac.filter(|m| *m != mac);
+                        if changed.is_some() {
+                            continue;
+                        }
+                    }
+                    let Some((burst, index, _)) = slot(p, k) else { continue };
+                    emit(send_round(&s.sock, &frames, &s.iface, start, cause, (burst, index)).await);
+                    k += 1;
+                }
             }
         }
     });
@@ -298,6 +399,34 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn schedule_slots() {
+        let ms = Duration::from_millis;
+        let mut p = AnnouncePolicy {
+            count: 2,
+            interval: ms(10),
+            second_burst_after: Some(ms(100)),
+            refresh: Some(ms(50)),
+            ..AnnouncePolicy::default()
+        };
+        let got: Vec<_> = (0..6).map(|k| slot(&p, k)).collect();
+        assert_eq!(
+            got,
+            [
+                Some((0, 0, ms(0))),
+                Some((0, 1, ms(10))),
+                Some((1, 0, ms(100))),
+                Some((1, 1, ms(110))),
+                Some((2, 0, ms(160))),
+                Some((3, 0, ms(210))),
+            ]
+        );
+        p.refresh = None;
+        assert_eq!(slot(&p, 4), None);
+        p.second_burst_after = None;
+        assert_eq!(slot(&p, 2), None);
     }
 
     #[test]

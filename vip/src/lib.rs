@@ -48,7 +48,9 @@ mod vip;
 mod watch;
 
 pub use address::LinkInfo;
-pub use announce::{AnnounceMode, AnnouncePolicy, AnnounceResult, Announcements, FrameKind};
+pub use announce::{
+    AnnounceCause, AnnounceMode, AnnouncePolicy, AnnounceResult, Announcements, FrameKind,
+};
 pub use error::VipError;
 pub use packet::{DecodeError, MacAddr};
 pub use probe::ProbePolicy;

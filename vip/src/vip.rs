@@ -12,7 +12,9 @@ use tokio::time::Instant;
 use crate::address::{
     add_address, del_address, find_address, link_by_index, link_by_name, LinkInfo,
 };
-use crate::announce::{frames, send_round, spawn_rest, AnnouncePolicy, Announcements, Schedule};
+use crate::announce::{
+    frames, send_round, spawn_rest, AnnounceCause, AnnouncePolicy, Announcements, Schedule,
+};
 use crate::error::VipError;
 use crate::packet::MacAddr;
 use crate::probe::{probe, ProbePolicy};
@@ -173,10 +175,7 @@ impl Vip {
     /// netlink socket cannot be opened.
     pub fn new(iface: impl Into<String>, addr: IpAddr, prefix: u8) -> Result<Vip, VipError> {
         let iface = iface.into();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max || addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
-            return Err(VipError::InvalidAddress { addr, prefix });
-        }
+        Vip::check_address(addr, prefix)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(VipError::Io {
                 op: "Vip::new",
@@ -195,6 +194,20 @@ impl Vip {
             sender: None,
             announcer: None,
         })
+    }
+
+    /// The address check of [`Vip::new`], without a runtime or a socket (for configuration
+    /// checkers that must accept nothing [`Vip::new`] refuses later).
+    ///
+    /// # Errors
+    /// [`VipError::InvalidAddress`] for a prefix over 32 / 128 or an address that cannot float
+    /// (unspecified, multicast, loopback).
+    pub fn check_address(addr: IpAddr, prefix: u8) -> Result<(), VipError> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max || addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+            return Err(VipError::InvalidAddress { addr, prefix });
+        }
+        Ok(())
     }
 
     /// Interface name.
@@ -391,7 +404,7 @@ impl Vip {
 
         let t = Instant::now();
         let frames = frames(mac, self.addr, opts.announce.mode);
-        let first = send_round(&sock, &frames, &self.iface, t, 0, 0).await;
+        let first = send_round(&sock, &frames, &self.iface, t, AnnounceCause::Claim, (0, 0)).await;
         let first_announce = t.elapsed();
         if let Some(err) = first.iter().find_map(|r| r.result.as_ref().err()) {
             tracing::warn!(iface = %self.iface, addr = %self.addr, %err, "first announcement failed");
@@ -411,7 +424,10 @@ impl Vip {
             first,
             Schedule {
                 sock,
-                frames,
+                handle: self.handle.clone(),
+                ifindex: link.index,
+                addr: self.addr,
+                mac,
                 iface: self.iface.clone(),
                 policy: opts.announce.clone(),
                 start: t,

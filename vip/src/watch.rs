@@ -15,6 +15,7 @@ use rtnetlink::MulticastGroup;
 
 use crate::address::{link_by_index, message_address, LinkInfo};
 use crate::error::VipError;
+use crate::packet::MacAddr;
 
 /// Something that happened to the floating address or its interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,6 +30,13 @@ pub enum VipEvent {
     LinkDown,
     /// The interface is up with carrier again (`RTM_NEWLINK`).
     LinkUp,
+    /// The interface's hardware address changed (`RTM_NEWLINK` with a new `IFLA_ADDRESS`: a
+    /// bond's active slave changed with `fail_over_mac`, a bond re-enslaved, `ip link set dev
+    /// IF address`): neighbours must be told the new one. Reported on changes only.
+    MacChanged {
+        /// The new hardware address.
+        mac: MacAddr,
+    },
     /// The netlink receive buffer overflowed (`ENOBUFS`): events were lost. Check the state
     /// again ([`crate::Vip::is_held`]); the watch itself goes on.
     Overrun,
@@ -43,8 +51,15 @@ pub struct VipWatch {
     conn: tokio::task::JoinHandle<()>,
     ifindex: u32,
     addr: IpAddr,
-    link_up: bool,
+    link: LinkSeen,
     pending: VecDeque<VipEvent>,
+}
+
+/// The last known state of the watched link, so link events come on transitions only.
+#[derive(Debug, Clone, Copy, Default)]
+struct LinkSeen {
+    up: bool,
+    mac: Option<MacAddr>,
 }
 
 impl Drop for VipWatch {
@@ -71,61 +86,80 @@ impl VipWatch {
             conn,
             ifindex,
             addr,
-            link_up: false,
+            link: LinkSeen::default(),
             pending: VecDeque::new(),
         };
-        w.link_up = link_by_index(&handle, ifindex).await?.is_up();
+        let l = link_by_index(&handle, ifindex).await?;
+        w.link = LinkSeen {
+            up: l.is_up(),
+            mac: l.mac,
+        };
         Ok(w)
     }
 
+    /// Whether the link was up (admin up and carrier) at the last event or at the start.
+    pub fn link_up(&self) -> bool {
+        self.link.up
+    }
+
+    /// The link's hardware address at the last event or at the start.
+    pub fn mac(&self) -> Option<MacAddr> {
+        self.link.mac
+    }
+
     fn handle(&mut self, msg: NetlinkMessage<RouteNetlinkMessage>) {
-        if let Some(e) = event_for(msg.payload, self.ifindex, self.addr, &mut self.link_up) {
-            self.pending.push_back(e);
-        }
+        let events = events_for(msg.payload, self.ifindex, self.addr, &mut self.link);
+        self.pending.extend(events);
     }
 }
 
-/// The event (if any) a multicast message means for `addr` on `ifindex`; `link_up` is the
-/// last known link state, updated here, so link events come on transitions only.
-fn event_for(
+/// The events a multicast message means for `addr` on `ifindex`; `link` is the last known
+/// link state, updated here, so link events come on transitions only.
+fn events_for(
     payload: NetlinkPayload<RouteNetlinkMessage>,
     ifindex: u32,
     addr: IpAddr,
-    link_up: &mut bool,
-) -> Option<VipEvent> {
+    link: &mut LinkSeen,
+) -> Vec<VipEvent> {
     let m = match payload {
         NetlinkPayload::InnerMessage(m) => m,
-        NetlinkPayload::Overrun(_) => return Some(VipEvent::Overrun),
-        _ => return None,
+        NetlinkPayload::Overrun(_) => return vec![VipEvent::Overrun],
+        _ => return Vec::new(),
     };
     match m {
         RouteNetlinkMessage::NewAddress(a)
             if a.header.index == ifindex && message_address(&a) == Some(addr) =>
         {
-            Some(VipEvent::Added)
+            vec![VipEvent::Added]
         }
         RouteNetlinkMessage::DelAddress(a)
             if a.header.index == ifindex && message_address(&a) == Some(addr) =>
         {
-            Some(VipEvent::Removed)
+            vec![VipEvent::Removed]
         }
         RouteNetlinkMessage::NewLink(l) if l.header.index == ifindex => {
-            let up = LinkInfo::from_message(&l).is_up();
-            if up == *link_up {
-                return None;
+            let info = LinkInfo::from_message(&l);
+            let mut out = Vec::new();
+            // A new MAC first: a LinkUp reader then announces with the right one either way.
+            if let Some(mac) = info.mac.filter(|m| link.mac != Some(*m)) {
+                link.mac = Some(mac);
+                out.push(VipEvent::MacChanged { mac });
             }
-            *link_up = up;
-            Some(if up {
-                VipEvent::LinkUp
-            } else {
-                VipEvent::LinkDown
-            })
+            if info.is_up() != link.up {
+                link.up = info.is_up();
+                out.push(if link.up {
+                    VipEvent::LinkUp
+                } else {
+                    VipEvent::LinkDown
+                });
+            }
+            out
         }
-        RouteNetlinkMessage::DelLink(l) if l.header.index == ifindex && *link_up => {
-            *link_up = false;
-            Some(VipEvent::LinkDown)
+        RouteNetlinkMessage::DelLink(l) if l.header.index == ifindex && link.up => {
+            link.up = false;
+            vec![VipEvent::LinkDown]
         }
-        _ => None,
+        _ => Vec::new(),
     }
 }
 
@@ -171,9 +205,12 @@ mod tests {
     fn events() {
         let vip = Ipv4Addr::new(10, 0, 0, 9);
         let ip = IpAddr::V4(vip);
-        let mut up = true;
+        let mut up = LinkSeen {
+            up: true,
+            mac: None,
+        };
         let inner = NetlinkPayload::InnerMessage;
-        let ev = |p, up: &mut bool| event_for(p, 3, ip, up);
+        let ev = |p, up: &mut LinkSeen| events_for(p, 3, ip, up).first().copied();
         assert_eq!(
             ev(
                 inner(RouteNetlinkMessage::DelAddress(addr_msg(3, vip))),
@@ -244,6 +281,40 @@ mod tests {
         assert_eq!(
             ev(NetlinkPayload::Overrun(Vec::new()), &mut up),
             Some(VipEvent::Overrun)
+        );
+    }
+
+    #[test]
+    fn mac_changes() {
+        use netlink_packet_route::link::{LinkAttribute, LinkLayerType};
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9));
+        let with_mac = |flags, last: u8| {
+            let mut l = link_msg(3, flags);
+            l.header.link_layer_type = LinkLayerType::Ether;
+            l.attributes
+                .push(LinkAttribute::Address(vec![2, 0, 0, 0, 0, last]));
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l))
+        };
+        let full = LinkFlags::Up | LinkFlags::LowerUp;
+        let mut seen = LinkSeen {
+            up: true,
+            mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
+        };
+        assert!(events_for(with_mac(full, 1), 3, ip, &mut seen).is_empty());
+        let mac = MacAddr([2, 0, 0, 0, 0, 2]);
+        assert_eq!(
+            events_for(with_mac(full, 2), 3, ip, &mut seen),
+            [VipEvent::MacChanged { mac }]
+        );
+        // Changed while down (a bond re-enslaved): the new MAC, then the link coming back.
+        assert_eq!(
+            events_for(with_mac(LinkFlags::Up, 2), 3, ip, &mut seen),
+            [VipEvent::LinkDown]
+        );
+        let mac = MacAddr([2, 0, 0, 0, 0, 3]);
+        assert_eq!(
+            events_for(with_mac(full, 3), 3, ip, &mut seen),
+            [VipEvent::MacChanged { mac }, VipEvent::LinkUp]
         );
     }
 }

@@ -571,3 +571,163 @@ fn ipv4_probe_session_covers_the_gap_until_claim() {
 fn ipv6_probe_session_covers_the_gap_until_claim() {
     probe_session_covers_the_gap(addr("fd77::107"), 64, "ipv6_probe_session");
 }
+
+/// What one announcement result says: cause, burst, MAC, sent.
+type Seen = (vip::AnnounceCause, u32, MacAddr, bool);
+
+/// Claims in `ns` with `policy`, signals `claimed`, then collects every announcement result
+/// until `stop` is signalled; releases.
+fn hold_and_collect(
+    ns: &str,
+    vip: IpAddr,
+    prefix: u8,
+    policy: AnnouncePolicy,
+    claimed: std::sync::mpsc::Sender<()>,
+    stop: std::sync::mpsc::Receiver<()>,
+) -> std::thread::JoinHandle<Vec<Seen>> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        in_ns(&ns, move || async move {
+            let mut v = Vip::new("eth0", vip, prefix).expect("handle");
+            let mut r = v
+                .claim(&ClaimOptions::without_probe().announce(policy))
+                .await
+                .expect("claim");
+            claimed.send(()).expect("test waits");
+            let mut got = Vec::new();
+            while stop.try_recv().is_err() {
+                let next = tokio::time::timeout(Duration::from_millis(20), r.announcements.next());
+                if let Ok(Some(a)) = next.await {
+                    got.push((a.cause, a.burst, a.mac, a.result.is_ok()));
+                }
+            }
+            v.release().await.expect("release");
+            got
+        })
+    })
+}
+
+/// Issue 11 case 6: the MAC of the interface changes while the address is held (a bond's
+/// active slave with `fail_over_mac`; here the veth's address, the bonding module being absent
+/// on the test kernel). Before the fix the frames were built once at claim: the rest of the
+/// burst still announced the old MAC and C kept it.
+fn mac_change_reannounces(vip: IpAddr, prefix: u8, test: &str) {
+    let Some(lab) = lab(test) else { return };
+    lab.c_learns_unsolicited();
+    let mut policy = AnnouncePolicy::default();
+    policy.count = 5;
+    policy.interval = Duration::from_millis(200);
+    policy.second_burst_after = None;
+    let (claimed_tx, claimed) = std::sync::mpsc::channel();
+    let (stop, stop_rx) = std::sync::mpsc::channel();
+    let a = hold_and_collect(&lab.a.ns, vip, prefix, policy, claimed_tx, stop_rx);
+    claimed.recv().expect("claimed");
+    assert_learned(&lab.c, vip, lab.a.mac, "A");
+    let new = MacAddr([0x02, 0x77, 0xee, 0, 0, 1]);
+    // Mid-burst: later frames of the claim's burst are due.
+    std::thread::sleep(Duration::from_millis(250));
+    let t = Instant::now();
+    lab.ip_in(
+        &lab.a.ns,
+        &["link", "set", "eth0", "address", &new.to_string()],
+    );
+    let (entry, _) = wait_neighbour(&lab.c, vip, new);
+    let took = t.elapsed();
+    // Let the rest of the old schedule's slots pass.
+    std::thread::sleep(Duration::from_millis(1200));
+    stop.send(()).expect("collector runs");
+    let got = a.join().expect("collector");
+    let seen = entry.map(|(m, _)| m);
+    assert_eq!(
+        seen,
+        Some(new),
+        "C still maps {vip} to {seen:?} after the MAC change"
+    );
+    eprintln!("{test}: MAC change -> C's neighbour entry updated: {took:?} (from the `ip link set address` call)");
+    let first_new = got
+        .iter()
+        .position(|g| g.0 == vip::AnnounceCause::MacChanged)
+        .unwrap_or_else(|| panic!("no announcement for the MAC change: {got:?}"));
+    let (before, after) = got.split_at(first_new);
+    assert!(before.iter().all(|g| g.2 == lab.a.mac), "{got:?}");
+    assert!(
+        after.iter().all(|g| g.2 == new && g.3),
+        "old MAC after the change: {got:?}"
+    );
+    assert!(after.len() >= 5, "a full burst on the change: {got:?}");
+}
+
+#[test]
+fn ipv4_mac_change_while_held_reannounces_with_the_new_mac() {
+    mac_change_reannounces(addr("10.77.0.110"), 24, "mac_change_v4");
+}
+
+#[test]
+fn ipv6_mac_change_while_held_reannounces_with_the_new_mac() {
+    mac_change_reannounces(addr("fd77::110"), 64, "mac_change_v6");
+}
+
+/// Issue 11 case 5, second half: a link that flaps while the address is held gets a fresh
+/// burst when it comes back (carrier lost: the bridge port of A goes down), and nothing is
+/// sent while it is down. Before the fix the schedule ran out and the link's return was silent.
+#[test]
+fn link_flap_while_held_gets_a_fresh_burst() {
+    let Some(lab) = lab("link_flap") else { return };
+    lab.c_learns_unsolicited();
+    let vip = addr("10.77.0.111");
+    let mut policy = AnnouncePolicy::default();
+    policy.count = 3;
+    policy.interval = Duration::from_millis(50);
+    policy.second_burst_after = None;
+    let (claimed_tx, claimed) = std::sync::mpsc::channel();
+    let (stop, stop_rx) = std::sync::mpsc::channel();
+    let a = hold_and_collect(&lab.a.ns, vip, 24, policy, claimed_tx, stop_rx);
+    claimed.recv().expect("claimed");
+    assert_learned(&lab.c, vip, lab.a.mac, "A");
+    std::thread::sleep(Duration::from_millis(300)); // the claim's schedule is over
+    lab.ip_in(&lab.br, &["link", "set", "pa", "down"]);
+    std::thread::sleep(Duration::from_millis(300));
+    // C forgets (a switch or neighbour that aged the entry out while the link was down).
+    lab.ip_in(
+        &lab.c.ns,
+        &[
+            "neigh",
+            "replace",
+            "10.77.0.111",
+            "lladdr",
+            "02:de:ad:00:00:02",
+            "nud",
+            "stale",
+            "dev",
+            "eth0",
+        ],
+    );
+    let t = Instant::now();
+    lab.ip_in(&lab.br, &["link", "set", "pa", "up"]);
+    let (entry, _) = wait_neighbour(&lab.c, vip, lab.a.mac);
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.send(()).expect("collector runs");
+    let got = a.join().expect("collector");
+    assert_eq!(
+        entry.map(|(m, _)| m),
+        Some(lab.a.mac),
+        "C not told after the link came back"
+    );
+    eprintln!("link_flap: link up -> C's neighbour entry updated: {took:?} (from the `ip link set up` call)");
+    let causes: Vec<_> = got.iter().map(|g| (g.0, g.1)).collect();
+    use vip::AnnounceCause::{Claim, LinkUp};
+    assert_eq!(
+        causes,
+        [
+            (Claim, 0),
+            (Claim, 0),
+            (Claim, 0),
+            (LinkUp, 0),
+            (LinkUp, 0),
+            (LinkUp, 0)
+        ],
+        "{got:?}"
+    );
+    assert!(got.iter().all(|g| g.3), "a frame failed: {got:?}");
+}

@@ -39,7 +39,8 @@ pub struct Node {
 /// The namespaces and the bridge; dropped = deleted.
 #[derive(Debug)]
 pub struct Lab {
-    br: String,
+    /// Namespace of the bridge and the nodes' ports (`pa`, `pb`, `pc`).
+    pub br: String,
     pub a: Node,
     pub b: Node,
     pub c: Node,

@@ -26,3 +26,16 @@ fi
 if ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
   apt-get update -qq
 fi
+# The OCF agent's tests and the lab's two-node Pacemaker cluster (tests/src/pacemaker.rs):
+# ocf-tester + ra-api-1.dtd (resource-agents), xmllint, Pacemaker 2.1 + corosync 3; no recommends
+# (fence-agents and their Python stack are not used: the lab fences with its own script).
+pm=(resource-agents libxml2-utils pacemaker pacemaker-cli-utils corosync crmsh)
+pm_missing=()
+for p in "${pm[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || pm_missing+=("$p")
+done
+if [ ${#pm_missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-cache show pacemaker >/dev/null 2>&1 || apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${pm_missing[@]}"
+fi

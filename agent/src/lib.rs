@@ -9,7 +9,8 @@
 //! * [`executor`]: runs the actions over the [`backend`] traits, times each stage, rolls back;
 //! * [`role`]: the role sources (pool.conf watched with inotify; commands);
 //! * [`control`] and [`status`]: the root-only control socket and what `iscsi-ha status` shows;
-//! * [`daemon`]: the single owner of the state, one input channel, no polling loop.
+//! * [`daemon`]: the single owner of the state, one input channel, no polling loop;
+//! * [`ocf`]: the same machine as a Pacemaker OCF resource agent, one short process per action.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -29,6 +30,7 @@ pub mod logs;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
+pub mod ocf;
 pub mod role;
 pub mod split_brain;
 pub mod status;

@@ -80,6 +80,12 @@ enum Cmd {
         /// The file (default: --config).
         file: Option<PathBuf>,
     },
+    /// Act as a Pacemaker OCF resource agent (also when run as
+    /// /usr/lib/ocf/resource.d/iscsi-ha/iscsi-ha); parameters from OCF_RESKEY_*.
+    Ocf {
+        /// start, stop, monitor, promote, demote, notify, validate-all, reload-agent, meta-data.
+        action: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,7 +95,13 @@ enum OnOff {
 }
 
 fn main() -> ExitCode {
+    if agent::ocf::invoked_as_agent() {
+        return ExitCode::from(agent::ocf::main(std::env::args().nth(1).as_deref()));
+    }
     let cli = Cli::parse();
+    if let Cmd::Ocf { action } = &cli.cmd {
+        return ExitCode::from(agent::ocf::main(action.as_deref()));
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -140,6 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Ocf { .. } => Ok(ExitCode::SUCCESS), // handled in main
         Cmd::Import(args) => {
             agent::import::files::run(args)?;
             Ok(ExitCode::SUCCESS)

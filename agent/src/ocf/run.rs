@@ -1,0 +1,328 @@
+//! Running one OCF action: observe, step the daemon's state machine, execute its plans.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::{meta, OcfAction, OcfCode, OcfEnv, Reply, USAGE};
+use crate::backend::drbd9::AnyDrbd;
+use crate::backend::target::TgtTarget;
+use crate::backend::vip::NetlinkAddress;
+use crate::backend::{Address, Drbd, Target};
+use crate::config::Config;
+use crate::executor::Executor;
+use crate::fsm::{
+    step, Action, Authority, Connection, Disk, Event, Role, Snapshot, State, TargetState,
+};
+
+/// Plans per action at most (bring-up, then the promote or demote, then a repair).
+const MAX_ROUNDS: usize = 4;
+
+/// The started mark's content: what the state machine must remember between actions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    /// Per resource: DRBD has been handshaken with its peer since attach
+    /// ([`crate::fsm::ResourceState::peer_seen`]).
+    pub peer_seen: BTreeMap<String, bool>,
+}
+
+/// Entry point of `iscsi-ha ocf ACTION`: returns the process exit code.
+pub fn main(action: Option<&str>) -> u8 {
+    let reply = match action.map(str::parse::<OcfAction>) {
+        None => Reply::new(OcfCode::ErrArgs, USAGE),
+        Some(Err(r)) => r,
+        Some(Ok(OcfAction::MetaData)) => {
+            print!("{}", meta::xml());
+            return 0;
+        }
+        Some(Ok(OcfAction::Usage)) => {
+            println!("{USAGE}");
+            return 0;
+        }
+        Some(Ok(a)) => {
+            crate::logs::init();
+            real(a, &OcfEnv::from_env())
+        }
+    };
+    if reply.code != OcfCode::Success || !reply.message.is_empty() {
+        eprintln!("iscsi-ha ocf {}: {reply}", action.unwrap_or(""));
+    }
+    reply.code as u8
+}
+
+/// One action over the real backends.
+fn real(action: OcfAction, env: &OcfEnv) -> Reply {
+    let cfg = match env.load_config() {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if matches!(
+        action,
+        OcfAction::ValidateAll | OcfAction::ReloadAgent | OcfAction::Notify
+    ) {
+        return act_without_backends(action, env);
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return Reply::new(OcfCode::ErrGeneric, format!("tokio runtime: {e}")),
+    };
+    rt.block_on(async {
+        let drbd = match AnyDrbd::connect().await {
+            Ok(d) => d,
+            Err(e) => {
+                return Reply::new(
+                    OcfCode::ErrInstalled,
+                    format!("DRBD generic netlink family (drbd module loaded?): {e}"),
+                )
+            }
+        };
+        if let Err(e) = drbd.check_config(&cfg) {
+            return Reply::new(OcfCode::ErrConfigured, e.to_string());
+        }
+        let timeout = std::time::Duration::from_millis(cfg.timeouts.tgtd_ms);
+        let target = TgtTarget::new(&cfg.sockets.tgtd, timeout);
+        let address = match NetlinkAddress::new(&cfg) {
+            Ok(a) => a,
+            Err(e) => return Reply::new(OcfCode::ErrConfigured, e.to_string()),
+        };
+        let exec = Executor::new(Arc::new(cfg), drbd, target, address);
+        act(action, env, &exec).await
+    })
+}
+
+fn act_without_backends(action: OcfAction, env: &OcfEnv) -> Reply {
+    match (action, &env.notify) {
+        (OcfAction::Notify, Some((kind, op))) => Reply::new(
+            OcfCode::Success,
+            format!("notify {kind}-{op}: nothing to do"),
+        ),
+        _ => Reply::new(OcfCode::Success, ""),
+    }
+}
+
+/// Run one action (the config already loaded into `exec`). Meta-data and usage are handled
+/// by [`main`].
+pub async fn act<D: Drbd, T: Target, A: Address>(
+    action: OcfAction,
+    env: &OcfEnv,
+    exec: &Executor<D, T, A>,
+) -> Reply {
+    let saved = read_saved(env);
+    let started = saved.is_some();
+    let mut state = State::new(exec.config());
+    // Pacemaker is the authority: Authority events are followed whatever `role` says.
+    state.command_source = false;
+    for (name, r) in state.resources.iter_mut() {
+        r.peer_seen = saved
+            .as_ref()
+            .and_then(|s| s.peer_seen.get(name).copied())
+            .unwrap_or(false);
+    }
+    let result = match action {
+        OcfAction::Monitor => match exec.observe().await {
+            Err(e) => Err(Reply::new(OcfCode::ErrGeneric, format!("observe: {e}"))),
+            Ok(snap) => {
+                let reply = judge(exec.config(), &snap, started, env.check_level >= 10);
+                state = step(state, Event::Observed(snap)).0;
+                if started {
+                    save(env, &state);
+                }
+                return reply;
+            }
+        },
+        OcfAction::Demote => converge(exec, &mut state, Authority::Secondary).await,
+        OcfAction::Start => match converge(exec, &mut state, Authority::Secondary).await {
+            // Adopt mode leaves bringing DRBD up to the system's tools: say so at start.
+            Ok(()) => match exec.observe().await {
+                Ok(snap) => match judge(exec.config(), &snap, true, false) {
+                    r if r.code == OcfCode::Success => Ok(()),
+                    r => Err(Reply::new(OcfCode::ErrGeneric, r.message)),
+                },
+                Err(e) => Err(Reply::new(OcfCode::ErrGeneric, format!("observe: {e}"))),
+            },
+            e => e,
+        },
+        OcfAction::Promote => converge(exec, &mut state, Authority::Primary).await,
+        OcfAction::Stop => {
+            let r = converge(exec, &mut state, Authority::Secondary).await;
+            if r.is_ok() {
+                return match std::fs::remove_file(env.state_file()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Reply::new(
+                        OcfCode::ErrGeneric,
+                        format!("{}: {e}", env.state_file().display()),
+                    ),
+                    _ => Reply::new(OcfCode::Success, ""),
+                };
+            }
+            r
+        }
+        other => return act_without_backends(other, env),
+    };
+    // Demote and stop keep the mark as it was; a start or promote, done or not, sets it (a
+    // failed start is stopped by Pacemaker, which removes it).
+    if started || matches!(action, OcfAction::Start | OcfAction::Promote) {
+        save(env, &state);
+    }
+    match result {
+        Ok(()) => Reply::new(OcfCode::Success, ""),
+        Err(r) => r,
+    }
+}
+
+/// Observe, give the machine the wish, run its plans until it has none left.
+async fn converge<D: Drbd, T: Target, A: Address>(
+    exec: &Executor<D, T, A>,
+    state: &mut State,
+    wish: Authority,
+) -> Result<(), Reply> {
+    let generic = |m: String| Reply::new(OcfCode::ErrGeneric, m);
+    let snap = exec
+        .observe()
+        .await
+        .map_err(|e| generic(format!("observe: {e}")))?;
+    let s = step(state.clone(), Event::Observed(snap)).0;
+    let (mut s, mut actions) = step(s, Event::Authority(wish));
+    for _ in 0..MAX_ROUNDS {
+        let mut plan = None;
+        for a in actions {
+            match a {
+                Action::Run(p) => plan = Some(p),
+                Action::Refuse(r) => {
+                    *state = s;
+                    return Err(generic(format!("refused: {r}")));
+                }
+                Action::Alarm(r) => {
+                    *state = s;
+                    return Err(generic(r));
+                }
+            }
+        }
+        let Some(plan) = plan else {
+            *state = s;
+            return Ok(());
+        };
+        let (out, record) = exec.run(plan).await;
+        info!(kind = record.kind, result = record.result, "ocf transition");
+        let failed = out.failed.clone();
+        s = step(s, Event::Executed(out)).0;
+        if failed.is_some() {
+            *state = s;
+            return Err(generic(record.result));
+        }
+        let snap = exec
+            .observe()
+            .await
+            .map_err(|e| generic(format!("observe: {e}")))?;
+        (s, actions) = step(s, Event::Observed(snap));
+    }
+    *state = s;
+    Err(generic(format!("not converged after {MAX_ROUNDS} plans")))
+}
+
+/// The monitor's verdict on one observation. `started`: the instance holds the started mark;
+/// `deep`: depth 10 (local disk and replication link health too).
+pub fn judge(cfg: &Config, snap: &Snapshot, started: bool, deep: bool) -> Reply {
+    let mut primary = Vec::new();
+    let mut missing = Vec::new();
+    let mut served = Vec::new();
+    let mut unhealthy = Vec::new();
+    let mut down = Vec::new();
+    for r in &cfg.resources {
+        let Some(v) = snap.resources.get(&r.name) else {
+            down.push(format!("{}: not observed", r.name));
+            continue;
+        };
+        let d = &v.drbd;
+        if !d.up {
+            down.push(format!("{}: DRBD resource is not up", r.name));
+        }
+        if d.role == Role::Primary {
+            primary.push(r.name.as_str());
+        }
+        if v.target.state == TargetState::Serving {
+            served.push(format!("{}: target serving", r.name));
+        } else {
+            missing.push(format!("{}: target {:?}", r.name, v.target.state));
+            if v.target.state != TargetState::Absent {
+                served.push(format!("{}: target {:?}", r.name, v.target.state));
+            }
+        }
+        if deep && d.up {
+            if !matches!(
+                d.disk,
+                Disk::UpToDate | Disk::Inconsistent | Disk::Consistent | Disk::Outdated
+            ) {
+                unhealthy.push(format!("{}: local disk {}", r.name, d.disk));
+            }
+            if d.connection == Connection::StandAlone {
+                unhealthy.push(format!(
+                    "{}: replication link StandAlone (split brain or disconnected by hand)",
+                    r.name
+                ));
+            }
+        }
+    }
+    for a in &cfg.addresses {
+        if snap.addresses.get(&a.address).copied().unwrap_or(false) {
+            served.push(format!("address {} held", a.address));
+        } else {
+            missing.push(format!("address {} not held", a.address));
+        }
+    }
+    if !primary.is_empty() {
+        let mut why = missing;
+        if primary.len() < cfg.resources.len() {
+            why.push(format!("only {} DRBD Primary", primary.join(", ")));
+        }
+        why.extend(unhealthy);
+        return if why.is_empty() {
+            Reply::new(OcfCode::RunningPromoted, "")
+        } else {
+            Reply::new(OcfCode::FailedPromoted, why.join("; "))
+        };
+    }
+    if !served.is_empty() {
+        return Reply::new(
+            OcfCode::ErrGeneric,
+            format!("not DRBD Primary but serving: {}", served.join("; ")),
+        );
+    }
+    if !started {
+        return Reply::new(OcfCode::NotRunning, "");
+    }
+    let why: Vec<String> = down.into_iter().chain(unhealthy).collect();
+    if why.is_empty() {
+        Reply::new(OcfCode::Success, "")
+    } else {
+        Reply::new(OcfCode::ErrGeneric, why.join("; "))
+    }
+}
+
+fn read_saved(env: &OcfEnv) -> Option<Saved> {
+    let text = std::fs::read_to_string(env.state_file()).ok()?;
+    // An unreadable mark still says "started"; the peer history is then forgotten (safe side).
+    Some(serde_json::from_str(&text).unwrap_or_default())
+}
+
+fn save(env: &OcfEnv, state: &State) {
+    let saved = Saved {
+        peer_seen: state
+            .resources
+            .iter()
+            .map(|(n, r)| (n.clone(), r.peer_seen))
+            .collect(),
+    };
+    let path = env.state_file();
+    let tmp = path.with_extension("tmp");
+    let written = std::fs::create_dir_all(&env.state_dir)
+        .and_then(|()| std::fs::write(&tmp, serde_json::to_vec(&saved).unwrap_or_default()))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        warn!(file = %path.display(), error = %e, "cannot write the started mark");
+    }
+}

@@ -1,0 +1,225 @@
+//! OCF mode over the in-memory backends: exit codes of every action and state. The meta-data's
+//! validity is checked in `agent/tests/ocf.rs` (it runs xmllint).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::backend::memory::Memory;
+use crate::config::TEST_MINIMAL;
+use crate::executor::Executor;
+use crate::fsm::{Disk, Role, TargetState};
+
+const ADDR: &str = "10.99.0.50/24";
+
+fn config() -> Config {
+    let text = format!(
+        "{TEST_MINIMAL}[[address]]\naddress = \"{ADDR}\"\ninterface = \"eth0\"\nresources = [\"r0\"]\n"
+    );
+    Config::parse(&text, Path::new("t.toml")).expect("test config parses")
+}
+
+struct Node {
+    mem: Memory,
+    exec: Executor<Memory, Memory, Memory>,
+    env: OcfEnv,
+    _dir: tempfile::TempDir,
+}
+
+fn node() -> Node {
+    let cfg = config();
+    let mem = Memory::healthy_secondary(&cfg);
+    let exec = Executor::new(Arc::new(cfg), mem.clone(), mem.clone(), mem.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_dir = dir.path().to_path_buf();
+    let env = OcfEnv::from_vars(|k| match k {
+        "OCF_RESOURCE_INSTANCE" => Some("p_iscsi:1".into()),
+        "HA_RSCTMP" => Some(state_dir.display().to_string()),
+        _ => None,
+    });
+    Node {
+        mem,
+        exec,
+        env,
+        _dir: dir,
+    }
+}
+
+impl Node {
+    async fn code(&self, a: OcfAction) -> OcfCode {
+        act(a, &self.env, &self.exec).await.code
+    }
+}
+
+#[test]
+fn exit_codes_are_the_ocf_numbers() {
+    let codes = [
+        (OcfCode::Success, 0),
+        (OcfCode::ErrGeneric, 1),
+        (OcfCode::ErrArgs, 2),
+        (OcfCode::ErrUnimplemented, 3),
+        (OcfCode::ErrPerm, 4),
+        (OcfCode::ErrInstalled, 5),
+        (OcfCode::ErrConfigured, 6),
+        (OcfCode::NotRunning, 7),
+        (OcfCode::RunningPromoted, 8),
+        (OcfCode::FailedPromoted, 9),
+    ];
+    for (c, n) in codes {
+        assert_eq!(c as u8, n, "{}", c.name());
+    }
+    assert_eq!(main(None), 2, "no action: OCF_ERR_ARGS");
+    assert_eq!(
+        main(Some("migrate_to")),
+        3,
+        "unknown: OCF_ERR_UNIMPLEMENTED"
+    );
+    assert_eq!(main(Some("meta-data")), 0);
+}
+
+#[tokio::test]
+async fn lifecycle_codes() {
+    let n = node();
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::NotRunning);
+    assert_eq!(
+        n.code(OcfAction::Stop).await,
+        OcfCode::Success,
+        "stop stopped"
+    );
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    assert!(n.env.state_file().exists(), "started mark");
+    assert!(n.env.state_file().ends_with("iscsi-ha-p_iscsi.json"));
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::Success);
+    assert_eq!(n.code(OcfAction::Demote).await, OcfCode::Success);
+    assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success);
+    {
+        let w = n.mem.world();
+        assert_eq!(w.drbd["r0"].role, Role::Primary);
+        assert_eq!(w.targets["r0"].state, TargetState::Serving);
+        assert!(w.addresses[ADDR]);
+    }
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::RunningPromoted);
+    assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success, "again");
+    // the daemon's order: serve before claim
+    let log = n.mem.world().log.join(", ");
+    let (serve, claim) = (log.find("target-serve"), log.find("address-claim"));
+    assert!(serve < claim && serve.is_some(), "{log}");
+    assert_eq!(n.code(OcfAction::Demote).await, OcfCode::Success);
+    {
+        let w = n.mem.world();
+        assert_eq!(w.drbd["r0"].role, Role::Secondary);
+        assert_eq!(w.targets["r0"].state, TargetState::Absent);
+        assert!(!w.addresses[ADDR]);
+    }
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::Success);
+    assert_eq!(n.code(OcfAction::Demote).await, OcfCode::Success, "again");
+    assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success);
+    assert_eq!(
+        n.code(OcfAction::Stop).await,
+        OcfCode::Success,
+        "stop promoted"
+    );
+    assert_eq!(n.mem.world().drbd["r0"].role, Role::Secondary);
+    assert!(!n.env.state_file().exists());
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::NotRunning);
+}
+
+#[tokio::test]
+async fn monitor_sees_hand_made_damage_and_promote_repairs_it() {
+    let n = node();
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success);
+    n.mem.tgtd_restarted();
+    let r = act(OcfAction::Monitor, &n.env, &n.exec).await;
+    assert_eq!(r.code, OcfCode::FailedPromoted, "{r}");
+    assert!(r.message.contains("target"), "{r}");
+    assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success);
+    n.mem.address_removed(ADDR);
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::FailedPromoted);
+    assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success);
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::RunningPromoted);
+    // depth 10: a failed local disk under a Primary
+    n.mem.set_disk("r0", Disk::Failed);
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::RunningPromoted);
+    let mut deep = n.env.clone();
+    deep.check_level = 10;
+    let r = act(OcfAction::Monitor, &deep, &n.exec).await;
+    assert_eq!(r.code, OcfCode::FailedPromoted, "{r}");
+}
+
+#[tokio::test]
+async fn unpromoted_serving_is_an_error_and_promote_is_refused_while_peer_primary() {
+    let n = node();
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    n.mem.world().addresses.insert(ADDR.into(), true);
+    let r = act(OcfAction::Monitor, &n.env, &n.exec).await;
+    assert_eq!(r.code, OcfCode::ErrGeneric, "{r}");
+    assert_eq!(n.code(OcfAction::Demote).await, OcfCode::Success);
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::Success);
+    n.mem.peer_primary("r0", true);
+    let r = act(OcfAction::Promote, &n.env, &n.exec).await;
+    assert_eq!(r.code, OcfCode::ErrGeneric);
+    assert!(r.message.contains("peer is DRBD Primary"), "{r}");
+    assert_eq!(n.mem.world().drbd["r0"].role, Role::Secondary);
+}
+
+#[tokio::test]
+async fn peer_seen_is_remembered_between_actions() {
+    // Connected at start, then the peer is lost: the survivor promotes (its data was current
+    // when the link broke), as the daemon does.
+    let n = node();
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    n.mem.peer_lost("r0");
+    assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success);
+    // A node that never saw its peer since it started waits for it.
+    let m = node();
+    m.mem.peer_lost("r0");
+    assert_eq!(m.code(OcfAction::Start).await, OcfCode::Success);
+    let r = act(OcfAction::Promote, &m.env, &m.exec).await;
+    assert_eq!(r.code, OcfCode::ErrGeneric);
+    assert!(r.message.contains(crate::fsm::WAITING_FOR_PEER), "{r}");
+}
+
+#[test]
+fn config_errors_map_to_installed_and_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = |file: &Path, res: Option<&str>| {
+        let (file, res) = (file.display().to_string(), res.map(String::from));
+        OcfEnv::from_vars(move |k| match k {
+            "OCF_RESKEY_config" => Some(file.clone()),
+            "OCF_RESKEY_resource" => res.clone(),
+            _ => None,
+        })
+    };
+    let missing = dir.path().join("missing.toml");
+    let r = env(&missing, None).load_config().expect_err("missing");
+    assert_eq!(r.code, OcfCode::ErrInstalled, "{r}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "node = \n").expect("write");
+    assert_eq!(
+        env(&bad, None).load_config().expect_err("bad").code,
+        OcfCode::ErrConfigured
+    );
+    let good = dir.path().join("good.toml");
+    let text = format!(
+        "{TEST_MINIMAL}[[address]]\naddress = \"{ADDR}\"\ninterface = \"eth0\"\nresources = [\"r0\"]\n"
+    );
+    std::fs::write(&good, text).expect("write");
+    let cfg = env(&good, Some("r0")).load_config().expect("r0");
+    assert_eq!((cfg.resources.len(), cfg.addresses.len()), (1, 1));
+    let r = env(&good, Some("r9")).load_config().expect_err("r9");
+    assert_eq!(r.code, OcfCode::ErrConfigured, "{r}");
+}
+
+#[test]
+fn clone_instances_share_one_mark_and_depth_is_read() {
+    let e = OcfEnv::from_vars(|k| match k {
+        "OCF_RESOURCE_INSTANCE" => Some("p/x:0".into()),
+        "OCF_CHECK_LEVEL" => Some("10".into()),
+        _ => None,
+    });
+    assert_eq!(e.instance, "p/x");
+    assert_eq!(e.check_level, 10);
+    assert!(e.state_file().ends_with("iscsi-ha-p_x.json"));
+    assert!(e.state_file().starts_with(DEFAULT_STATE_DIR));
+}

@@ -25,14 +25,62 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::backend::{Address, Drbd, Target};
+use crate::config::{Config, Mode, RoleSource};
 use crate::control::{Pending, Request, Response};
 use crate::executor::{Executor, TransitionRecord};
-use crate::fsm::{step, Action, Event, State, Step};
+use crate::fsm::{step, Action, AddressState, Event, Plan, ResourceState, ResourceView, State};
 use crate::fsm::{Authority, NO_SIGNAL_YET};
 use crate::monitor::Monitor;
 use crate::role::pool_conf;
 use crate::status::{PendingAuthority, Status};
 use crate::BackendError;
+
+/// The machine's state is built here, from the config, so that the machine itself imports
+/// nothing of the agent.
+impl State {
+    /// The initial state for a config: nothing observed, authority unknown.
+    pub fn new(config: &Config) -> State {
+        State {
+            authority: Authority::Unknown(NO_SIGNAL_YET.into()),
+            command_source: matches!(config.role, RoleSource::Command),
+            maintenance: false,
+            observed: false,
+            blocked: None,
+            resources: config
+                .resources
+                .iter()
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        ResourceState {
+                            managed: r.mode == Mode::Manage,
+                            view: ResourceView::default(),
+                            peer_seen: false,
+                            degraded: None,
+                            split_brain: false,
+                            echo: None,
+                        },
+                    )
+                })
+                .collect(),
+            addresses: config
+                .addresses
+                .iter()
+                .map(|a| {
+                    (
+                        a.address.clone(),
+                        AddressState {
+                            held: false,
+                            link_down: false,
+                            resources: a.resources.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            last_notice: None,
+        }
+    }
+}
 
 /// How many transitions `status` keeps.
 pub const KEEP_TRANSITIONS: usize = 16;
@@ -216,10 +264,10 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             };
             let (state, actions) = step(state, ev);
             self.state = Some(state);
-            let mut steps: Vec<Step> = Vec::new();
+            let mut plan: Option<Plan> = None;
             for a in actions {
                 match a {
-                    Action::Run(s) => steps.push(s),
+                    Action::Run(p) => plan = Some(p),
                     Action::Refuse(ref r) => {
                         info!(reason = %r, "refused");
                         handled.notices.push(a);
@@ -230,15 +278,15 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     }
                 }
             }
-            if steps.is_empty() {
+            let Some(plan) = plan else {
                 break;
-            }
+            };
             rounds += 1;
             if rounds > MAX_ROUNDS {
                 warn!("plan did not settle after {MAX_ROUNDS} rounds");
                 break;
             }
-            let (outcome, record) = self.exec.run(steps).await;
+            let (outcome, record) = self.exec.run(plan).await;
             self.records.push_back(record.clone());
             while self.records.len() > KEEP_TRANSITIONS {
                 self.records.pop_front();

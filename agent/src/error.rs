@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::fsm::Stage;
+use crate::fsm::{Refusal, Stage};
 
 /// A configuration problem, located as precisely as the file allows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +32,12 @@ pub enum BackendError {
     /// DRBD refused Primary because the peer is Primary (`SS_TWO_PRIMARIES`): nothing changed.
     #[error("peer is DRBD Primary ({0})")]
     PeerPrimary(String),
+    /// The promote safety check refused on DRBD's live state: nothing changed.
+    #[error(transparent)]
+    Unsafe(#[from] Refusal),
+    /// A check could not complete (the cause kept): it refuses, nothing changed.
+    #[error(transparent)]
+    Unchecked(Box<BackendError>),
     /// The request did not complete in time.
     #[error("timed out after {0} ms")]
     Timeout(u64),
@@ -41,6 +47,20 @@ pub enum BackendError {
     /// The subsystem is not available (daemon down, module absent).
     #[error("unavailable: {0}")]
     Unavailable(String),
+}
+
+impl BackendError {
+    /// A refusal: a check or the subsystem said no before anything changed (recognised by the
+    /// cause, whatever the stage).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Refused(_)
+                | BackendError::PeerPrimary(_)
+                | BackendError::Unsafe(_)
+                | BackendError::Unchecked(_)
+        )
+    }
 }
 
 /// Errors of the agent.

@@ -9,7 +9,6 @@
 //! leaves a node that started Secondary Secondary again; a failure while moving away from
 //! serving stops the run and is reported (undoing a demote would mean serving again).
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,7 +21,8 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::backend::{Address, Drbd, Target};
 use crate::config::Config;
 use crate::error::{AgentError, BackendError};
-use crate::fsm::{Disk, Outcome, Role, Snapshot, Stage, Step};
+use crate::fsm::order::{self, Object, Precondition, StageDef};
+use crate::fsm::{safety, Disk, DrbdView, Outcome, Plan, PlanKind, Role, Snapshot, Stage, Step};
 
 /// Timing of one stage of a transition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,23 +64,6 @@ pub struct Executor<D, T, A> {
     target: T,
     address: A,
     next_id: AtomicU64,
-}
-
-fn kind_of(steps: &[Step]) -> &'static str {
-    let fwd = steps.iter().any(|s| s.stage.is_forward());
-    let back = steps
-        .iter()
-        .any(|s| !s.stage.is_forward() && s.stage != Stage::DrbdUp);
-    let promote = steps
-        .iter()
-        .any(|s| matches!(s.stage, Stage::DrbdPrimary | Stage::DrbdPrimaryForce));
-    let demote = steps.iter().any(|s| s.stage == Stage::DrbdSecondary);
-    match (promote, demote, fwd, back) {
-        (true, _, _, _) => "promote",
-        (_, true, _, _) => "demote",
-        (_, _, false, true) => "demote",
-        _ => "repair",
-    }
 }
 
 /// How often one `drbd-primary` step asks DRBD while each refusal is followed by a change of
@@ -155,98 +138,109 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                     source,
                 })?;
             snap.addresses.insert(a.address.clone(), held);
+            // A link that cannot be read counts as up: the claim then says why it fails.
+            if !within(t.address_ms, self.address.link_up(a))
+                .await
+                .unwrap_or(true)
+            {
+                snap.links_down.insert(a.address.clone());
+            }
         }
         Ok(snap)
     }
 
-    /// Run one step.
+    /// Run one step. A check stage that cannot complete (a timeout, a read error) refuses: it
+    /// could not show the promote safe.
     async fn run_step(&self, s: &Step) -> Result<(), BackendError> {
-        let t = &self.config.timeouts;
-        let unknown = || BackendError::Failed(format!("{} is not in the config", s.object));
-        match s.stage {
-            Stage::ProbeAddress | Stage::AddressClaim | Stage::AddressRelease => {
-                let a = self.config.address(&s.object).ok_or_else(unknown)?;
-                match s.stage {
-                    Stage::ProbeAddress => {
-                        if !a.probe.enabled {
-                            return Ok(());
-                        }
-                        // Runs on while DRBD and the target come up; judged before DRBD
-                        // promotes without a connected Secondary peer, and at the claim.
-                        within(t.address_ms, self.address.start_probe(a)).await
-                    }
-                    Stage::AddressClaim => within(t.address_ms, self.address.claim(a)).await,
-                    _ => within(t.address_ms, self.address.release(a)).await,
-                }
+        match self.act(s).await {
+            Err(e) if s.stage.def().check_only && !e.is_refusal() => {
+                Err(BackendError::Unchecked(Box::new(e)))
             }
-            stage => {
-                let r = self.config.resource(&s.object).ok_or_else(unknown)?;
-                match stage {
-                    Stage::CheckResource => {
-                        let v = within(t.drbd_ms, self.drbd.status(r)).await?;
-                        if v.role == Role::Primary {
-                            Ok(())
-                        } else if !v.up {
-                            Err(BackendError::Failed("DRBD resource is not up".into()))
-                        } else if v.disk != Disk::UpToDate {
-                            Err(BackendError::Failed(format!(
-                                "local disk is {}, not UpToDate",
-                                v.disk
-                            )))
-                        } else if v.peer_role == Role::Primary && !v.drbd_arbitrates() {
-                            Err(BackendError::Failed("peer is DRBD Primary".into()))
-                        } else {
-                            Ok(())
-                        }
-                    }
-                    Stage::DrbdUp => within(t.drbd_ms, self.drbd.up(r)).await,
-                    Stage::DrbdPrimary => self.primary(r).await,
-                    Stage::DrbdPrimaryForce => {
-                        self.probes_clear(r).await?;
-                        let v = within(t.drbd_ms, self.drbd.status(r)).await?;
-                        let refuse = |m: String| Err(BackendError::Failed(m));
-                        if v.role == Role::Primary {
-                            return Ok(());
-                        }
-                        if v.connection.handshaken() {
-                            return refuse("the peer is connected; no degraded promote".into());
-                        }
-                        if v.peer_role == Role::Primary {
-                            return refuse("peer is DRBD Primary".into());
-                        }
-                        if !matches!(v.disk, Disk::UpToDate | Disk::Consistent) {
-                            return refuse(format!("local disk is {}", v.disk));
-                        }
-                        within(t.drbd_ms, self.drbd.primary(r, true)).await
-                    }
-                    Stage::DrbdSecondary => within(t.drbd_ms, self.drbd.secondary(r)).await,
-                    Stage::TargetServe => within(t.tgtd_ms, self.target.serve(r)).await,
-                    Stage::TargetOffline => within(t.tgtd_ms, self.target.offline(r)).await,
-                    Stage::TargetRemove => within(t.tgtd_ms, self.target.remove(r)).await,
-                    _ => Err(unknown()),
-                }
-            }
+            r => r,
         }
     }
 
-    /// DRBD Primary with DRBD's own arbitration as the guard against a second Primary: DRBD
+    /// One step's live preconditions ([`StageDef::preconditions`]), then its action.
+    async fn act(&self, s: &Step) -> Result<(), BackendError> {
+        let t = &self.config.timeouts;
+        let def = s.stage.def();
+        let unknown = || BackendError::Failed(format!("{} is not in the config", s.object));
+        if def.object == Object::Address {
+            let a = self.config.address(&s.object).ok_or_else(unknown)?;
+            return match s.stage {
+                // Runs on while DRBD and the target come up; judged before DRBD promotes
+                // without a connected Secondary peer, and at the claim.
+                Stage::ProbeAddress if !a.probe.enabled => Ok(()),
+                Stage::ProbeAddress => within(t.address_ms, self.address.start_probe(a)).await,
+                Stage::AddressClaim => within(t.address_ms, self.address.claim(a)).await,
+                Stage::AddressRelease => within(t.address_ms, self.address.release(a)).await,
+                _ => Err(unknown()),
+            };
+        }
+        let r = self.config.resource(&s.object).ok_or_else(unknown)?;
+        let Some(live) = self.preconditions(def, r).await? else {
+            return Ok(()); // already Primary
+        };
+        match s.stage {
+            Stage::CheckResource => Ok(()),
+            Stage::DrbdUp => within(t.drbd_ms, self.drbd.up(r)).await,
+            Stage::DrbdPrimary => match live {
+                Some(live) => self.primary(r, live).await,
+                None => Err(unknown()),
+            },
+            Stage::DrbdPrimaryForce => within(t.drbd_ms, self.drbd.primary(r, true)).await,
+            Stage::DrbdSecondary => within(t.drbd_ms, self.drbd.secondary(r)).await,
+            Stage::TargetServe => within(t.tgtd_ms, self.target.serve(r)).await,
+            Stage::TargetOffline => within(t.tgtd_ms, self.target.offline(r)).await,
+            Stage::TargetRemove => within(t.tgtd_ms, self.target.remove(r)).await,
+            _ => Err(unknown()),
+        }
+    }
+
+    /// Checks a stage's preconditions on DRBD's live state: `None` when the resource is
+    /// already Primary (nothing to do), else the live view read for them (`Some(None)` when the
+    /// stage has none). A failed precondition is a refusal.
+    async fn preconditions(
+        &self,
+        def: &StageDef,
+        r: &crate::config::Resource,
+    ) -> Result<Option<Option<DrbdView>>, BackendError> {
+        if def.preconditions.is_empty() {
+            return Ok(Some(None));
+        }
+        let live = within(self.config.timeouts.drbd_ms, self.drbd.status(r)).await?;
+        if live.role == Role::Primary {
+            return Ok(None);
+        }
+        for p in def.preconditions {
+            match *p {
+                Precondition::MayPromote(kind) => safety::allows(&live, kind)?,
+                Precondition::AddressesUnanswered {
+                    unless_peer_secondary,
+                } => {
+                    let safe_peer =
+                        live.connection.handshaken() && live.peer_role == Role::Secondary;
+                    if !(unless_peer_secondary && safe_peer) {
+                        self.probes_clear(r).await?;
+                    }
+                }
+            }
+        }
+        Ok(Some(Some(live)))
+    }
+
+    /// DRBD Primary (after its preconditions passed on `before`, DRBD's live state) with DRBD's
+    /// own arbitration as the guard against a second Primary: DRBD
     /// pings the peer when asked and refuses while a live peer is Primary (`SS_TWO_PRIMARIES`,
     /// after one retry of its own `ping-timeout` later). A refusal after which DRBD's state
     /// moved (the peer was declared lost meanwhile) is asked again, at most
     /// [`PRIMARY_ATTEMPTS`] times; an unchanged state keeps the refusal.
-    ///
-    /// Unless DRBD is connected to a Secondary peer (a promote that cannot fork the data),
-    /// the address probes this plan started are judged first, so nobody answering for the
-    /// address stays a precondition of becoming Primary without the peer.
-    async fn primary(&self, r: &crate::config::Resource) -> Result<(), BackendError> {
+    async fn primary(
+        &self,
+        r: &crate::config::Resource,
+        mut before: DrbdView,
+    ) -> Result<(), BackendError> {
         let t = &self.config.timeouts;
-        let mut before = within(t.drbd_ms, self.drbd.status(r)).await?;
-        if before.role == Role::Primary {
-            return Ok(());
-        }
-        if !(before.connection.handshaken() && before.peer_role == Role::Secondary) {
-            self.probes_clear(r).await?;
-        }
         let mut attempt = 1;
         loop {
             // Manage mode sets fencing resource-only and there is no fence-peer handler, so
@@ -332,17 +326,19 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     }
 
     /// Run a plan; returns what happened for the state machine and the record for status.
-    pub async fn run(&self, steps: Vec<Step>) -> (Outcome, TransitionRecord) {
+    pub async fn run(&self, plan: Plan) -> (Outcome, TransitionRecord) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let kind = kind_of(&steps);
+        let kind = plan.kind.as_str();
         let span = info_span!("transition", id, kind);
-        self.run_inner(id, kind, steps).instrument(span).await
+        self.run_inner(id, plan.kind, plan.steps)
+            .instrument(span)
+            .await
     }
 
     async fn run_inner(
         &self,
         id: u64,
-        kind: &str,
+        kind: PlanKind,
         steps: Vec<Step>,
     ) -> (Outcome, TransitionRecord) {
         let started_unix_ms = SystemTime::now()
@@ -353,55 +349,34 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         let mut out = Outcome::default();
         let mut stages = Vec::new();
         let mut done_forward: Vec<Step> = Vec::new();
-        let mut queue: VecDeque<Step> = steps.into();
-        while let Some(first) = queue.pop_front() {
-            let mut group = vec![first];
-            while queue
-                .front()
-                .is_some_and(|s| group.first().is_some_and(|g| g.stage == s.stage))
-            {
-                if let Some(s) = queue.pop_front() {
-                    group.push(s);
-                }
-            }
-            let (timing, results) = self.run_group(&group, false).await;
+        for group in order::groups(&steps) {
+            let (timing, results) = self.run_group(group, false).await;
             stages.push(timing);
             let mut failure = None;
-            for (s, r) in group.into_iter().zip(results) {
+            for (s, r) in group.iter().zip(results) {
                 match r {
                     Ok(()) => {
                         if s.stage.is_forward() {
                             done_forward.push(s.clone());
                         }
-                        out.applied.push(s);
+                        out.applied.push(s.clone());
                     }
                     Err(e) => {
                         warn!(step = %s, error = %e, "step failed");
                         if failure.is_none() {
-                            let refusal = matches!(
-                                e,
-                                BackendError::PeerPrimary(_) | BackendError::Refused(_)
-                            );
-                            failure = Some((s, e.to_string(), refusal));
+                            failure = Some((s.clone(), e));
                         }
                     }
                 }
             }
-            if let Some((s, e, refusal)) = failure {
-                out.refused =
-                    refusal || matches!(s.stage, Stage::CheckResource | Stage::ProbeAddress);
-                let forward = s.stage.is_forward();
-                // A claim or a primary request that failed late (a timeout) may still have taken
-                // effect: undo it too (both undos are idempotent). A failed serve is not undone:
-                // the target at that tid may not be ours.
-                if matches!(
-                    s.stage,
-                    Stage::AddressClaim | Stage::DrbdPrimary | Stage::DrbdPrimaryForce
-                ) {
+            if let Some((s, e)) = failure {
+                out.refused = e.is_refusal();
+                let def = s.stage.def();
+                if def.undo_if_failed {
                     done_forward.push(s.clone());
                 }
-                out.failed = Some((s, e));
-                if forward {
+                out.failed = Some((s, e.to_string()));
+                if def.forward {
                     self.rollback(&done_forward, &mut out, &mut stages).await;
                 }
                 out.snapshot = self.observe().await.ok();
@@ -430,7 +405,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         info!(ms = total_micros as f64 / 1000.0, result, stages = %stage_times, "transition");
         let record = TransitionRecord {
             id,
-            kind: kind.to_string(),
+            kind: kind.as_str().to_string(),
             started_unix_ms,
             total_micros,
             stages,
@@ -439,34 +414,15 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         (out, record)
     }
 
+    /// Undo `done` in the demote order ([`order::rollback`]), best effort.
     async fn rollback(&self, done: &[Step], out: &mut Outcome, stages: &mut Vec<StageTiming>) {
-        let mut undo: Vec<Step> = done
-            .iter()
-            .rev()
-            .flat_map(|s| {
-                s.stage.undo().iter().map(|st| Step {
-                    stage: *st,
-                    object: s.object.clone(),
-                })
-            })
-            .collect();
-        // The demote order, written once in `Stage::ALL`.
-        undo.sort_by_key(|s| s.stage);
-        let mut i = 0;
-        while i < undo.len() {
-            let stage = undo.get(i).map(|s| s.stage);
-            let group: Vec<Step> = undo
-                .iter()
-                .skip(i)
-                .take_while(|s| Some(s.stage) == stage)
-                .cloned()
-                .collect();
-            i += group.len().max(1);
-            let (timing, results) = self.run_group(&group, true).await;
+        let undo = order::rollback(done);
+        for group in order::groups(&undo) {
+            let (timing, results) = self.run_group(group, true).await;
             stages.push(timing);
-            for (s, r) in group.into_iter().zip(results) {
+            for (s, r) in group.iter().zip(results) {
                 match r {
-                    Ok(()) => out.applied.push(s),
+                    Ok(()) => out.applied.push(s.clone()),
                     Err(e) => warn!(step = %s, error = %e, "rollback step failed"),
                 }
             }

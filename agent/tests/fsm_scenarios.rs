@@ -4,6 +4,7 @@ mod common;
 
 use std::path::Path;
 
+use agent::fsm::order::rollback;
 use agent::fsm::{
     step, Action, Authority, Command, Connection, Disk, Drbd9Promotion, DrbdNet, DrbdView, Event,
     Fencing, Outcome, ResourceView, Role, Snapshot, Stage, State, Step, TargetState, TargetView,
@@ -229,9 +230,9 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                     "executed" => {
                         let steps: Vec<Step> = last
                             .iter()
-                            .filter_map(|a| match a {
-                                Action::Run(s) => Some(s.clone()),
-                                _ => None,
+                            .flat_map(|a| match a {
+                                Action::Run(p) => p.steps.clone(),
+                                _ => Vec::new(),
                             })
                             .collect();
                         let mut out = Outcome::default();
@@ -248,24 +249,16 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                                 .position(|s| *s == failed)
                                 .ok_or_else(|| at(format!("{failed} was not planned")))?;
                             let done: Vec<Step> = steps.iter().take(pos).cloned().collect();
-                            let mut undo: Vec<Step> = if stage.is_forward() {
-                                done.iter()
-                                    .rev()
-                                    .flat_map(|s| {
-                                        s.stage.undo().iter().map(|u| Step {
-                                            stage: *u,
-                                            object: s.object.clone(),
-                                        })
-                                    })
-                                    .collect()
+                            // What the executor does: undo in the demote order.
+                            let undo = if stage.is_forward() {
+                                rollback(&done)
                             } else {
                                 Vec::new()
                             };
-                            undo.sort_by_key(|s| s.stage);
                             out.applied = done;
                             out.applied.extend(undo);
-                            out.refused = words.contains(&"refused")
-                                || matches!(stage, Stage::CheckResource | Stage::ProbeAddress);
+                            // A check stage refuses whatever made it fail.
+                            out.refused = words.contains(&"refused") || stage.def().check_only;
                             if words.contains(&"snapshot") {
                                 out.snapshot = Some(snap.clone());
                             }
@@ -286,7 +279,13 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                 } else {
                     rest.split(';').map(str::trim).collect()
                 };
-                let got: Vec<String> = last.iter().map(ToString::to_string).collect();
+                let got: Vec<String> = last
+                    .iter()
+                    .flat_map(|a| match a {
+                        Action::Run(p) => p.steps.iter().map(ToString::to_string).collect(),
+                        a => vec![a.to_string()],
+                    })
+                    .collect();
                 let ok = want.len() == got.len()
                     && want.iter().zip(&got).all(|(w, g)| {
                         if let Some(t) = w.strip_prefix("refuse: ") {

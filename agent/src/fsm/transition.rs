@@ -1,0 +1,322 @@
+//! The transition function: events in, actions out.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::order::{Plan, Stage, Step};
+use super::state::{Notice, State};
+use super::view::{Authority, Disk, DrbdView, Role, Snapshot, TargetView};
+
+/// What [`step`] asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Action {
+    /// Run this plan (the executor runs consecutive steps of one stage concurrently).
+    Run(Plan),
+    /// A request (command) or the authority's wish cannot be followed now; nothing changes.
+    Refuse(String),
+    /// Something needs an operator's attention; nothing changes.
+    Alarm(String),
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Run(s) => s.fmt(f),
+            Action::Refuse(r) => write!(f, "refuse: {r}"),
+            Action::Alarm(r) => write!(f, "alarm: {r}"),
+        }
+    }
+}
+
+/// A request arriving over the control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Command {
+    /// `iscsi-ha promote`.
+    Promote,
+    /// `iscsi-ha demote`.
+    Demote,
+    /// `iscsi-ha promote --degraded`: also allow promoting without the peer while this node
+    /// has not been Connected since attach (with every role source; with `pool-conf` the
+    /// authority must already say primary).
+    PromoteDegraded,
+}
+
+/// The result of running a plan, fed back to the machine.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Steps that completed and were not undone, in order (undo steps included).
+    pub applied: Vec<Step>,
+    /// The step that failed, with the reason.
+    pub failed: Option<(Step, String)>,
+    /// The failed step was a safety check: nothing was changed.
+    pub refused: bool,
+    /// A fresh observation taken after a failure, when the executor could read one.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// An input to the machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Event {
+    /// A full observation (start, safety net, after a failure).
+    Observed(Snapshot),
+    /// The role source changed its mind (or became unusable).
+    Authority(Authority),
+    /// An operator command (role source `command`).
+    Command(Command),
+    /// Maintenance on (observe and report, change nothing) or off.
+    Maintenance(bool),
+    /// DRBD reported a change of one resource (peer lost, disk failed, role changed…).
+    Drbd {
+        /// Resource name.
+        resource: String,
+        /// The new view.
+        view: DrbdView,
+    },
+    /// The target daemon reported a change (tgtd gone or restarted empty is `Absent`).
+    Target {
+        /// Resource name.
+        resource: String,
+        /// The new view.
+        view: TargetView,
+    },
+    /// The address watch reported an address added or removed on this node.
+    Address {
+        /// The address as written in the config.
+        address: String,
+        /// Held now.
+        held: bool,
+    },
+    /// The address watch reported its interface's link going down (or losing carrier) or
+    /// coming back.
+    Link {
+        /// The address as written in the config.
+        address: String,
+        /// Administratively up with carrier now.
+        up: bool,
+    },
+    /// DRBD called its `split-brain` helper for this resource: the handshake found both data
+    /// sets changed since they last agreed.
+    SplitBrain {
+        /// Resource name.
+        resource: String,
+    },
+    /// The configured wait for the peer (`timeouts.wfc_s`) ran out for this resource.
+    WaitTimeout {
+        /// Resource name.
+        resource: String,
+    },
+    /// The executor finished a plan.
+    Executed(Outcome),
+    /// The slow safety net: clear a failure block and re-plan.
+    Tick,
+}
+
+/// The one transition function.
+pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
+    let mut pre = Vec::new();
+    match event {
+        Event::Observed(snap) => {
+            state.apply_snapshot(&snap);
+            state.observed = true;
+            state.blocked = None;
+        }
+        Event::Authority(a) => {
+            if state.command_source {
+                pre.push(Action::Refuse(
+                    "role source is command; the authority signal is ignored".into(),
+                ));
+                return (state, pre);
+            }
+            if a != state.authority {
+                state.blocked = None;
+                state.last_notice = None;
+                for r in state.resources.values_mut() {
+                    r.degraded = None;
+                }
+            }
+            state.authority = a;
+        }
+        Event::Command(Command::PromoteDegraded) if !state.command_source => {
+            if state.authority != Authority::Primary {
+                let text = format!(
+                    "the authority says {}; promote --degraded only lifts the wait for the peer",
+                    state.authority
+                );
+                return (state, vec![Action::Refuse(text)]);
+            }
+            state.allow_degraded("operator");
+        }
+        Event::Command(c) => {
+            if !state.command_source {
+                return (
+                    state,
+                    vec![Action::Refuse(
+                        "role source is pool-conf: change the pool master instead".into(),
+                    )],
+                );
+            }
+            let previous = std::mem::replace(
+                &mut state.authority,
+                match c {
+                    Command::Demote => Authority::Secondary,
+                    _ => Authority::Primary,
+                },
+            );
+            let before = state.resources.clone();
+            if c == Command::PromoteDegraded {
+                state.allow_degraded("operator");
+            }
+            if c != Command::Demote {
+                // Refuse on what is known now (the executor re-checks live before acting); a
+                // refused command leaves no pending wish behind.
+                let refusal = if state.maintenance {
+                    Some("maintenance is on".to_string())
+                } else if !state.observed {
+                    Some("the agent has not observed the node yet".to_string())
+                } else {
+                    match state.diff() {
+                        Err(Notice::Refuse(r)) => Some(r),
+                        _ => None,
+                    }
+                };
+                if let Some(r) = refusal {
+                    state.authority = previous;
+                    state.resources = before;
+                    return (state, vec![Action::Refuse(r)]);
+                }
+            }
+            state.blocked = None;
+            state.last_notice = None;
+        }
+        Event::Maintenance(on) => {
+            state.maintenance = on;
+            if !on {
+                state.blocked = None;
+                state.last_notice = None;
+            }
+        }
+        Event::Drbd { resource, view } => match state.resources.get_mut(&resource) {
+            Some(r) => {
+                if let Some(role) = r.echo {
+                    if view.up && view.role != role {
+                        // Older than the step that set the role: already superseded.
+                        return (state, pre);
+                    }
+                    r.echo = None;
+                }
+                if r.view.drbd.role == Role::Primary
+                    && matches!(view.disk, Disk::Failed | Disk::Diskless)
+                    && view.up
+                {
+                    pre.push(Action::Alarm(format!(
+                        "{resource}: local disk {} while Primary (I/O goes to the peer)",
+                        view.disk
+                    )));
+                }
+                let view = view.merged(&r.view.drbd);
+                if r.view.drbd != view {
+                    // New information: a failed transition may be retried.
+                    state.blocked = None;
+                }
+                r.observe(view);
+            }
+            None => return (state, pre),
+        },
+        Event::SplitBrain { resource } => match state.resources.get_mut(&resource) {
+            Some(r) => {
+                r.split_brain = true;
+                pre.push(Action::Alarm(format!(
+                    "{resource}: DRBD split brain: both nodes changed the data since they last \
+                     agreed; nothing is resolved automatically (iscsi-ha split-brain)"
+                )));
+            }
+            None => return (state, pre),
+        },
+        Event::WaitTimeout { resource } => {
+            if !state.waiting().iter().any(|(n, _)| *n == resource) {
+                return (state, pre);
+            }
+            if let Some(r) = state.resources.get_mut(&resource) {
+                r.degraded = Some("timeout".into());
+            }
+            state.blocked = None;
+            state.last_notice = None;
+        }
+        Event::Target { resource, view } => match state.resources.get_mut(&resource) {
+            Some(r) => {
+                if r.view.target != view {
+                    state.blocked = None;
+                }
+                r.view.target = view;
+            }
+            None => return (state, pre),
+        },
+        Event::Address { address, held } => match state.addresses.get_mut(&address) {
+            Some(a) => {
+                if a.held != held {
+                    state.blocked = None;
+                }
+                a.held = held;
+            }
+            None => return (state, pre),
+        },
+        Event::Link { address, up } => match state.addresses.get_mut(&address) {
+            Some(a) => {
+                if a.link_down == up {
+                    state.blocked = None;
+                }
+                a.link_down = !up;
+            }
+            None => return (state, pre),
+        },
+        Event::Executed(out) => {
+            let before: Vec<DrbdView> = state
+                .resources
+                .values()
+                .map(|r| r.view.drbd.clone())
+                .collect();
+            match &out.snapshot {
+                Some(s) => state.apply_snapshot(s),
+                None => {
+                    for s in &out.applied {
+                        state.apply_step(s);
+                    }
+                }
+            }
+            if let Some((failed, reason)) = &out.failed {
+                let text = format!("{failed} failed: {reason}");
+                if out.refused && state.command_source {
+                    // A refused command leaves the node where it was.
+                    state.authority = Authority::Secondary;
+                    pre.push(Action::Refuse(text.clone()));
+                } else {
+                    pre.push(Action::Alarm(text.clone()));
+                }
+                // DRBD refused a promote and its state has moved since (the peer was declared
+                // lost while the request waited): that is the next event; plan again at once.
+                let moved = failed.stage == Stage::DrbdPrimary
+                    && out.snapshot.is_some()
+                    && state
+                        .resources
+                        .values()
+                        .map(|r| &r.view.drbd)
+                        .ne(before.iter());
+                if !moved {
+                    state.blocked = Some(text);
+                    return (state, pre);
+                }
+            }
+        }
+        Event::Tick => {
+            state.blocked = None;
+        }
+    }
+    let mut actions = pre;
+    actions.extend(state.plan());
+    (state, actions)
+}

@@ -1,0 +1,319 @@
+//! What the agent observes: the authority's wish and the views of DRBD, the target daemon and
+//! the addresses, spelled as those subsystems spell them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The reason of the initial [`Authority::Unknown`]: nothing heard yet (held silently, no alarm).
+pub const NO_SIGNAL_YET: &str = "no signal yet";
+
+/// What the external authority says this node should be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "role", content = "reason")]
+#[non_exhaustive]
+pub enum Authority {
+    /// This node should serve.
+    Primary,
+    /// The other node should serve.
+    Secondary,
+    /// No usable signal (file missing, unreadable, garbage): an alarm, never a promote.
+    Unknown(String),
+}
+
+impl fmt::Display for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Authority::Primary => f.write_str("primary"),
+            Authority::Secondary => f.write_str("secondary"),
+            Authority::Unknown(r) => write!(f, "unknown ({r})"),
+        }
+    }
+}
+
+/// A DRBD role, spelled as DRBD spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Role {
+    /// Primary.
+    Primary,
+    /// Secondary.
+    Secondary,
+    /// Not known (peer unreachable, resource down).
+    #[default]
+    Unknown,
+}
+
+/// A DRBD disk state, spelled as DRBD spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Disk {
+    /// No disk.
+    Diskless,
+    /// Being attached.
+    Attaching,
+    /// I/O error, detached.
+    Failed,
+    /// Negotiating with the peer.
+    Negotiating,
+    /// Not usable (sync target).
+    Inconsistent,
+    /// Known stale.
+    Outdated,
+    /// Not known (peer disk when disconnected).
+    #[default]
+    DUnknown,
+    /// Consistent, freshness unknown.
+    Consistent,
+    /// Up to date.
+    UpToDate,
+}
+
+/// A DRBD connection state (8.4 spelling), reduced to what the agent needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Connection {
+    /// Not trying to connect.
+    StandAlone,
+    /// Waiting for the peer.
+    WFConnection,
+    /// Connected (including resync states).
+    Connected,
+    /// Anything else, with DRBD's name.
+    Other(String),
+    /// Not known yet.
+    #[default]
+    Unknown,
+}
+
+macro_rules! display_debug {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self, f)
+            }
+        }
+    )*};
+}
+display_debug!(Role, Disk);
+
+impl Connection {
+    /// DRBD's handshake with the peer is done (`C_CONNECTED` or beyond: resync, verify,
+    /// Ahead/Behind): both sides compared their data generations.
+    pub fn handshaken(&self) -> bool {
+        match self {
+            Connection::Connected => true,
+            Connection::Other(s) => matches!(
+                s.as_str(),
+                "StartingSyncS"
+                    | "StartingSyncT"
+                    | "WFBitMapS"
+                    | "WFBitMapT"
+                    | "WFSyncUUID"
+                    | "SyncSource"
+                    | "SyncTarget"
+                    | "VerifyS"
+                    | "VerifyT"
+                    | "PausedSyncS"
+                    | "PausedSyncT"
+                    | "Ahead"
+                    | "Behind"
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// A disk's fencing policy (`disk_conf.fencing`), as DRBD spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Fencing {
+    /// Not reported (no disk attached, or not read).
+    #[default]
+    Unknown,
+    /// `dont-care` (DRBD's default): a Consistent disk counts as UpToDate at attach.
+    DontCare,
+    /// `resource-only`.
+    ResourceOnly,
+    /// `resource-and-stonith`.
+    ResourceAndStonith,
+}
+
+impl Fencing {
+    /// The policy from its netlink value.
+    pub fn from_nl(v: u32) -> Fencing {
+        match v {
+            0 => Fencing::DontCare,
+            1 => Fencing::ResourceOnly,
+            2 => Fencing::ResourceAndStonith,
+            _ => Fencing::Unknown,
+        }
+    }
+
+    /// Under this policy an unconnected disk is UpToDate only if it was UpToDate when the
+    /// connection was lost or the peer is known Outdated: at attach DRBD leaves a Consistent
+    /// disk Consistent unless the peer was marked Outdated (`drbd_adm_attach`).
+    pub fn keeps_stale_disk_consistent(self) -> bool {
+        matches!(self, Fencing::ResourceOnly | Fencing::ResourceAndStonith)
+    }
+}
+
+impl fmt::Display for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Connection::Other(s) => f.write_str(s),
+            other => fmt::Debug::fmt(other, f),
+        }
+    }
+}
+
+/// What was last observed of one DRBD resource.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DrbdView {
+    /// The resource exists in the kernel (configured and attached or not).
+    pub up: bool,
+    /// Local role.
+    pub role: Role,
+    /// Peer role.
+    pub peer_role: Role,
+    /// Connection state.
+    pub connection: Connection,
+    /// Local disk.
+    pub disk: Disk,
+    /// Peer disk.
+    pub peer_disk: Disk,
+    /// The local disk's fencing policy.
+    #[serde(default)]
+    pub fencing: Fencing,
+    /// The connection's peer-failure detection settings; `None` until read (DRBD's events do
+    /// not carry them, the status does).
+    #[serde(default)]
+    pub net: Option<DrbdNet>,
+    /// DRBD 9's own promotion facts; `None` on 8.4.
+    #[serde(default)]
+    pub drbd9: Option<Drbd9Promotion>,
+}
+
+/// What DRBD 9 says about promoting this node: `may_promote` and `promotion_score` as
+/// `drbdsetup events2` derives them from the resource's states (DRBD 9 sends no such field,
+/// docs/drbd-genl.md), quorum, and the peers whose connection reports them Primary.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Drbd9Promotion {
+    /// Every volume has quorum, is UpToDate here, has an UpToDate replica, and no node of the
+    /// resource (this one included) is Primary.
+    pub may_promote: bool,
+    /// 10000 if every volume has a disk here (UpToDate, Consistent or Inconsistent), plus 100 x
+    /// the UpToDate volumes, plus the fewest UpToDate replicas of a volume (each at most 99);
+    /// 0 without quorum or without an UpToDate replica. Higher is a better place to promote.
+    pub promotion_score: u32,
+    /// Every volume has quorum (`dev_has_quorum`; always true when `quorum` is off).
+    pub quorum: bool,
+    /// Node ids of the peers whose connection reports role Primary.
+    pub primary_peers: Vec<u32>,
+}
+
+impl Drbd9Promotion {
+    /// Why DRBD 9's states forbid promoting whatever the agent's other rules say: the
+    /// resource lost quorum (DRBD would refuse with `SS_NO_QUORUM`; promoting a partition
+    /// without quorum could fork the data).
+    pub fn refusal(&self) -> Option<String> {
+        (!self.quorum).then(|| {
+            "DRBD 9 reports no quorum (device quorum:no): this partition may not hold the \
+             newest data; restore the connections or change the resource's quorum setting"
+                .to_string()
+        })
+    }
+
+    /// ` (node id 1, 2)` naming the Primary peers, empty if none are known.
+    pub fn primary_peers_text(&self) -> String {
+        if self.primary_peers.is_empty() {
+            return String::new();
+        }
+        let ids: Vec<String> = self.primary_peers.iter().map(u32::to_string).collect();
+        format!(" (DRBD 9 node id {})", ids.join(", "))
+    }
+}
+
+/// How DRBD notices a dead or stuck peer (`net_conf`), as read from DRBD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DrbdNet {
+    /// `ping-int`, seconds.
+    pub ping_int_s: u32,
+    /// `ping-timeout`, tenths of a second.
+    pub ping_timeout_ds: u32,
+    /// `timeout`, tenths of a second.
+    pub timeout_ds: u32,
+    /// `ko-count` (0 = off).
+    pub ko_count: u32,
+    /// `allow-two-primaries`.
+    pub allow_two_primaries: bool,
+}
+
+impl DrbdView {
+    /// DRBD itself refuses a second Primary here (`SS_TWO_PRIMARIES`): a connection is
+    /// configured without `allow-two-primaries`. Then a promote may be asked of DRBD while the
+    /// last view still shows the peer Primary: DRBD pings the peer at once and either refuses
+    /// (the peer is alive and Primary) or promotes once the peer is declared lost
+    /// (docs/takeover.md).
+    pub fn drbd_arbitrates(&self) -> bool {
+        self.net.is_some_and(|n| !n.allow_two_primaries)
+    }
+
+    /// This view with the settings events do not carry taken from `previous`.
+    pub(crate) fn merged(mut self, previous: &DrbdView) -> DrbdView {
+        if self.net.is_none() && self.up {
+            self.net = previous.net;
+        }
+        self
+    }
+}
+
+/// What was last observed of one resource's iSCSI target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum TargetState {
+    /// No such target in tgtd (or tgtd down / restarted empty).
+    #[default]
+    Absent,
+    /// Present but not complete (LUN, identity or ACL missing): left by an interrupted serve.
+    Partial,
+    /// Complete and accepting logins.
+    Serving,
+    /// Present, refusing logins, connections closed.
+    Offline,
+    /// The configured tid holds a target with another IQN: someone else's, never touched.
+    Foreign,
+}
+
+/// What was last observed of one resource's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TargetView {
+    /// State of the target.
+    pub state: TargetState,
+    /// Number of logged-in sessions.
+    pub sessions: u32,
+}
+
+/// One resource as observed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ResourceView {
+    /// DRBD side.
+    pub drbd: DrbdView,
+    /// Target side.
+    pub target: TargetView,
+}
+
+/// A full observation of every configured object (at start, after a failure, on the safety net).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Per resource name.
+    pub resources: BTreeMap<String, ResourceView>,
+    /// Per address (as written in the config): held on this node.
+    pub addresses: BTreeMap<String, bool>,
+    /// Addresses whose interface is down or without carrier.
+    #[serde(default)]
+    pub links_down: std::collections::BTreeSet<String>,
+}

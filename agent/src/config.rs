@@ -201,6 +201,13 @@ pub struct Manage {
     /// `ko_count` x `timeout_ds` is dropped, so writes stall at most that long.
     #[serde(default = "default_ko_count")]
     pub ko_count: u32,
+    /// DRBD 9 only: this node's node id in the resource (0-31, `drbdsetup new-resource RES ID`).
+    /// Required with `peer_node_id` to manage a resource on DRBD 9; ignored on DRBD 8.4.
+    #[serde(default)]
+    pub node_id: Option<u32>,
+    /// DRBD 9 only: the peer's node id (0-31, differs from `node_id`).
+    #[serde(default)]
+    pub peer_node_id: Option<u32>,
 }
 
 /// Default `ping_int_s`: a silently dead peer is noticed within 2.5 s (DRBD's own 10 s would
@@ -226,6 +233,38 @@ fn default_net_timeout() -> u32 {
 }
 fn default_ko_count() -> u32 {
     DEFAULT_KO_COUNT
+}
+
+/// DRBD 9's highest node id (`DRBD_NODE_ID_MAX` - 1).
+pub const MAX_NODE_ID: u32 = 31;
+
+impl Manage {
+    /// The node-id key at fault and why: both or neither, each 0-31, different.
+    fn node_ids_error(&self) -> Option<(&'static str, &'static str)> {
+        match (self.node_id, self.peer_node_id) {
+            (Some(_), None) => Some((
+                "manage.peer_node_id",
+                "must be given with manage.node_id (DRBD 9 needs both)",
+            )),
+            (None, Some(_)) => Some((
+                "manage.node_id",
+                "must be given with manage.peer_node_id (DRBD 9 needs both)",
+            )),
+            (Some(n), _) if n > MAX_NODE_ID => Some(("manage.node_id", "must be 0-31 (DRBD 9)")),
+            (_, Some(p)) if p > MAX_NODE_ID => {
+                Some(("manage.peer_node_id", "must be 0-31 (DRBD 9)"))
+            }
+            (Some(n), Some(p)) if n == p => {
+                Some(("manage.peer_node_id", "must differ from manage.node_id"))
+            }
+            _ => None,
+        }
+    }
+
+    /// This node's and the peer's DRBD 9 node ids, if both are given.
+    pub fn node_ids(&self) -> Option<(u32, u32)> {
+        self.node_id.zip(self.peer_node_id)
+    }
 }
 
 fn default_meta_disk() -> String {
@@ -527,6 +566,9 @@ impl Config {
                         if !(lo..=hi).contains(&v) {
                             return err(k(f), &format!("must be {lo}-{hi} (DRBD's limits)"));
                         }
+                    }
+                    if let Some((f, why)) = m.node_ids_error() {
+                        return err(k(f), why);
                     }
                     let local = m.local.parse::<SocketAddr>();
                     let peer = m.peer.parse::<SocketAddr>();

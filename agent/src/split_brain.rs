@@ -1,4 +1,4 @@
-//! What `iscsi-ha split-brain` prints: per resource, this node's data generations as DRBD 8.4
+//! What `iscsi-ha split-brain` prints: per resource, this node's data generations as DRBD (8.4 or 9)
 //! exposes them locally, and the manual recovery (DRBD 8.4 user guide, "Manual split brain
 //! recovery"; `docs/stale-data-and-split-brain.md`). Nothing here changes anything: a split brain
 //! is never resolved by the agent.
@@ -39,6 +39,8 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
             d.role, d.connection, d.disk, d.peer_role, d.peer_disk
         );
         let mut ends = (None, None);
+        // DRBD 9: (this node's id, the peer's id), placeholders where unknown.
+        let mut v9 = None;
         match g {
             Ok(g) => {
                 let [cur, bm, h1, h2] = g.uuids;
@@ -58,6 +60,18 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
                         ""
                     }
                 );
+                if let Some(g9) = &g.drbd9 {
+                    let _ = writeln!(o, "{}", drbd9_lines(g9));
+                    let single = (g9.peers.len() == 1).then(|| g9.peers[0].node_id);
+                    let id = |n: Option<u32>, what: &str| n.map_or(what.into(), |n| n.to_string());
+                    v9 = Some((
+                        id(g9.node_id, "THIS_NODE_ID"),
+                        id(
+                            r.manage.as_ref().and_then(|m| m.peer_node_id).or(single),
+                            "PEER_NODE_ID",
+                        ),
+                    ));
+                }
                 ends = (g.local.clone(), g.peer.clone());
             }
             Err(e) => {
@@ -77,6 +91,10 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
         let peer = ends.1.or_else(|| configured(m.map(|m| &m.peer)));
         let local = local.as_deref().unwrap_or("ipv4:LOCAL:PORT");
         let peer = peer.as_deref().unwrap_or("ipv4:PEER:PORT");
+        if let Some((me, peer_id)) = v9 {
+            recovery_drbd9(&mut o, &r.name, &me, &peer_id);
+            continue;
+        }
         let _ = writeln!(
             o,
             "  The peer's generations are not visible from here (DRBD 8.4 logs them only at the \
@@ -104,4 +122,60 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
         );
     }
     o
+}
+
+/// DRBD 9's extra generations: each peer's bitmap UUID and the whole history.
+fn drbd9_lines(g: &crate::backend::drbd9::Generations9) -> String {
+    let peers: Vec<String> = g
+        .peers
+        .iter()
+        .map(|p| {
+            format!(
+                "node {} {:016X} ({} KiB out of sync)",
+                p.node_id,
+                p.bitmap_uuid,
+                p.bits_oos * 4
+            )
+        })
+        .collect();
+    let history: Vec<String> = g.history.iter().map(|u| format!("{u:016X}")).collect();
+    format!(
+        "  DRBD 9{}: bitmap UUID per peer: {}; history: {}",
+        g.node_id
+            .map(|n| format!(" (node id {n})"))
+            .unwrap_or_default(),
+        if peers.is_empty() {
+            "none".into()
+        } else {
+            peers.join(", ")
+        },
+        if history.is_empty() {
+            "none".into()
+        } else {
+            history.join(" ")
+        }
+    )
+}
+
+/// The manual recovery with DRBD 9's drbdsetup (connections are named by the peer's node id).
+fn recovery_drbd9(o: &mut String, name: &str, me: &str, peer_id: &str) {
+    let _ = writeln!(
+        o,
+        "  The peer's generations are not visible from here (DRBD 9 logs them at the handshake: \
+         dmesg | grep -i uuid); run `iscsi-ha split-brain` on the peer too. The two current \
+         UUIDs differ and neither is the other's bitmap UUID: both changed the data.\n\
+         \x20 Recovery (by hand; nothing is resolved automatically):\n\
+         \x20   1. Choose the VICTIM, the node whose changes since the split are DISCARDED: usually \
+         the one the authority no longer names master; compare the \"written here\" amounts of \
+         both nodes. Everything written on the victim since the split is lost.\n\
+         \x20   2. On the victim, stop serving: `iscsi-ha demote` (role source command) or make the \
+         other node the pool master; wait until `iscsi-ha status` shows {name} Secondary.\n\
+         \x20   3. On the victim (this node: node id {me}): drbdsetup disconnect {name} {peer_id}   \
+         (if not StandAlone)\n\
+         \x20      then: drbdsetup connect {name} {peer_id} --discard-my-data\n\
+         \x20   4. On the survivor, if it is StandAlone: drbdsetup connect {name} {me}   (the \
+         victim's node id)\n\
+         \x20   5. The victim resyncs from the survivor; the split brain is over when both show \
+         Connected and `iscsi-ha status` exits 0."
+    );
 }

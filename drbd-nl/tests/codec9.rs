@@ -121,6 +121,10 @@ fn config_requests_equal_drbdsetup_9() {
             "new_c_uuid_clear_bm_request",
             Request9::new_current_uuid(1, true),
         ),
+        (
+            "new_peer_managed_request",
+            Request9::new_peer_with("r0", 1, "node-1", wire_protocol('C'), managed_net()),
+        ),
     ] {
         let bytes = data(name);
         let (header, parsed) = parse_full(&bytes);
@@ -131,6 +135,22 @@ fn config_requests_equal_drbdsetup_9() {
             "{name}: emit == drbdsetup 9 bytes"
         );
     }
+}
+
+/// What iscsi-ha's manage mode sets: `new-peer r0 1 --_name=node-1 --protocol=C
+/// --fencing=resource-only --after-sb-0pri=disconnect --after-sb-1pri=disconnect
+/// --after-sb-2pri=disconnect --ping-int=2 --ping-timeout=5 --timeout=60 --ko-count=4`.
+fn managed_net() -> [NetConf; 8] {
+    [
+        NetConf::FencingPolicy(1),
+        NetConf::AfterSb0p(0),
+        NetConf::AfterSb1p(0),
+        NetConf::AfterSb2p(0),
+        NetConf::PingInt(2),
+        NetConf::PingTimeo(5),
+        NetConf::Timeout(60),
+        NetConf::KoCount(4),
+    ]
 }
 
 /// Everything else drbdsetup 9 sent and the kernel answered or broadcast: known sets, re-emit
@@ -175,6 +195,10 @@ fn captured_messages_round_trip() {
         "event_connection_change",
         "event_device_change",
         "event_resource_change",
+        "new_peer_managed_reply",
+        "get_devices_generations_part",
+        "get_connections_managed_part",
+        "get_peer_devices_generations_part",
     ] {
         let bytes = data(name);
         let (header, m) = parse_full(&bytes);
@@ -277,4 +301,39 @@ fn truncated_and_garbage_inputs_are_errors_not_panics() {
     // A notification without its header is a protocol error, not a panic.
     let m = Primary9::new("r0").message();
     assert!(Event::from_message(0, m).is_err());
+}
+
+/// Data generations from `status r0 --verbose --statistics` after `primary --force`, a write,
+/// `secondary` and `new-current-uuid` with the peer never connected; drbdsetup's `show-gi r0 1 0`
+/// printed `CC60F229CDCAB25C:4702B8C30EE94942:D28775C81338E89E:0000000000000000`.
+#[test]
+fn generations_from_dump_parts() {
+    let d = Device::from_message(&parse_full(&data("get_devices_generations_part")).1).unwrap();
+    assert_eq!(d.current_uuid, Some(0xCC60_F229_CDCA_B25C));
+    assert_eq!(d.history_uuids, vec![0xD287_75C8_1338_E89E]);
+    assert!(d.disk_flags.is_some());
+    let p = PeerDevice::from_message(&parse_full(&data("get_peer_devices_generations_part")).1)
+        .unwrap();
+    assert_eq!(p.peer_node_id, 1);
+    assert_eq!(p.bitmap_uuid, Some(0x4702_B8C3_0EE9_4942));
+    // Sectors: drbdsetup prints half of it, `out-of-sync:16344` (KiB), the whole 16 MiB disk.
+    assert_eq!(p.out_of_sync_sectors, Some(32688));
+    // The fresh pair's parts: in sync, no history.
+    let d = Device::from_message(&parse_full(&data("get_devices_part")).1).unwrap();
+    assert!(d.history_uuids.is_empty());
+    let p = PeerDevice::from_message(&parse_full(&data("get_peer_devices_part")).1).unwrap();
+    assert_eq!(p.bitmap_uuid, Some(0));
+    // The managed connection's options as the kernel reports them.
+    let c = Connection::from_message(&parse_full(&data("get_connections_managed_part")).1).unwrap();
+    let n = c.net.expect("NET_CONF");
+    assert_eq!(
+        (
+            n.ping_int_s,
+            n.ping_timeout_ds,
+            n.timeout_ds,
+            n.ko_count,
+            n.fencing
+        ),
+        (2, 5, 60, 4, 1)
+    );
 }

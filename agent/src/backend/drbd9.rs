@@ -3,20 +3,25 @@
 //!
 //! DRBD 9 roles are per resource and connections per peer: the view's `peer_role` is Primary if
 //! any peer is (never promote beside a Primary), `connection`, `peer_disk` and the network options
-//! come from the first connection. Manage mode needs node ids the config does not have yet, so
-//! only adopt mode is served on DRBD 9.
+//! come from the first connection. Manage mode needs `manage.node_id` and `manage.peer_node_id`:
+//! the bring-up is `drbdadm up`'s (new-resource, new-minor, new-peer with the managed net options,
+//! new-path, attach, connect) with [`ManagedOptions`], the set 8.4 uses (fencing in the
+//! connection's options on DRBD 9).
+
+use std::net::SocketAddr;
 
 use drbd_nl::v9::{
-    self, AnyHandle, ConnectionState, DiskState, Drbd9Handle, Event as Event9, Object,
+    self, AnyHandle, ConnectionState, DiskState, Drbd9Handle, Event as Event9, NetConf, Object,
+    Request9,
 };
 use drbd_nl::{DrbdError, RetCode, StateRv};
 use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
-use super::drbd::NetlinkDrbd;
+use super::drbd::{ManagedOptions, NetlinkDrbd};
 use super::{Drbd, Generations};
-use crate::config::{Config, Resource};
+use crate::config::{Config, Manage, Resource};
 use crate::error::BackendError;
 use crate::fsm::{Connection, Disk, Drbd9Promotion, DrbdNet, DrbdView, Event, Fencing, Role};
 
@@ -228,25 +233,174 @@ fn promotion(local_primary: bool, primary_peers: Vec<u32>, volumes: &[Volume]) -
     p
 }
 
-/// Why a `mode = "manage"` resource cannot be served on DRBD 9.
+/// Why a `mode = "manage"` resource without node ids cannot be served on DRBD 9.
 fn manage_refusal(name: &str) -> String {
     format!(
-        "{name}: mode = \"manage\" is not served on DRBD 9 yet: bringing a DRBD 9 resource up \
-         needs node ids, peers and paths, which the config does not hold; configure it with \
-         DRBD 9's own tools (drbdadm up {name}) and set mode = \"adopt\""
+        "{name}: mode = \"manage\" on DRBD 9 needs the node ids: set manage.node_id (this \
+         node's) and manage.peer_node_id (the peer's), 0-31, as in the resource's DRBD 9 \
+         configuration; or configure it with DRBD 9's own tools (drbdadm up {name}) and set \
+         mode = \"adopt\""
     )
 }
 
-/// The refusal of a config with `mode = "manage"` resources on DRBD 9 (one line per resource),
-/// `None` when every resource is adopted.
+/// The refusal of a config with `mode = "manage"` resources lacking node ids on DRBD 9 (one line
+/// per resource), `None` when every resource can be served.
 pub fn refuse_manage_on_drbd9(config: &Config) -> Option<String> {
     let lines: Vec<String> = config
         .resources
         .iter()
-        .filter(|r| r.mode == crate::config::Mode::Manage)
+        .filter(|r| r.manage.as_ref().is_some_and(|m| m.node_ids().is_none()))
         .map(|r| manage_refusal(&r.name))
         .collect();
     (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// DRBD 9's data generations beyond the 8.4 shape of [`Generations`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Generations9 {
+    /// This node's node id, if known from the config.
+    pub node_id: Option<u32>,
+    /// Per peer: node id, bitmap UUID (0 while in sync), out-of-sync 4 KiB blocks.
+    pub peers: Vec<PeerGeneration>,
+    /// Every history UUID, newest first.
+    pub history: Vec<u64>,
+}
+
+/// One peer's part of [`Generations9`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerGeneration {
+    /// The peer's node id.
+    pub node_id: u32,
+    /// The bitmap UUID kept for it.
+    pub bitmap_uuid: u64,
+    /// Blocks (4 KiB) written here and not there.
+    pub bits_oos: u64,
+}
+
+/// DRBD 9 counts out-of-sync data in 512-byte sectors; the report uses 4 KiB bitmap blocks.
+const SECTORS_PER_BIT: u64 = 8;
+
+/// The generations of `minor` from one device dump, its peer devices and paths; `peer`, the
+/// configured peer's node id, picks the bitmap UUID of the 8.4-shaped part (else the first peer).
+fn generations_of(
+    res: &str,
+    minor: u32,
+    node_id: Option<u32>,
+    peer: Option<u32>,
+    devices: &[v9::Device],
+    peer_devices: &[v9::PeerDevice],
+    paths: &[v9::Path],
+) -> Result<Generations, BackendError> {
+    let dev = devices
+        .iter()
+        .find(|d| d.minor == Some(minor))
+        .ok_or_else(|| BackendError::Failed(format!("{res}: not up")))?;
+    let current = dev
+        .current_uuid
+        .filter(|_| dev.disk != DiskState::Diskless)
+        .ok_or_else(|| BackendError::Failed(format!("{res}: no disk attached")))?;
+    let peers: Vec<PeerGeneration> = peer_devices
+        .iter()
+        .filter(|p| p.volume == dev.volume)
+        .map(|p| PeerGeneration {
+            node_id: p.peer_node_id,
+            bitmap_uuid: p.bitmap_uuid.unwrap_or(0),
+            bits_oos: p.out_of_sync_sectors.unwrap_or(0).div_ceil(SECTORS_PER_BIT),
+        })
+        .collect();
+    let main = peers
+        .iter()
+        .find(|p| Some(p.node_id) == peer)
+        .or(peers.first())
+        .copied()
+        .unwrap_or_default();
+    let history = |i: usize| dev.history_uuids.get(i).copied().unwrap_or(0);
+    let path = paths
+        .iter()
+        .find(|p| p.peer_node_id == main.node_id)
+        .or(paths.first());
+    Ok(Generations {
+        uuids: [current, main.bitmap_uuid, history(0), history(1)],
+        bits_oos: main.bits_oos,
+        disk_flags: dev.disk_flags.unwrap_or(0),
+        local: path.and_then(|p| p.local.as_ref()).map(|a| a.to_string()),
+        peer: path.and_then(|p| p.peer.as_ref()).map(|a| a.to_string()),
+        drbd9: Some(Generations9 {
+            node_id,
+            peers,
+            history: dev.history_uuids.clone(),
+        }),
+    })
+}
+
+/// The managed options as DRBD 9 `net_conf` fields (fencing lives there on DRBD 9), in the order
+/// `drbdsetup new-peer` sends `--fencing --after-sb-0pri --after-sb-1pri --after-sb-2pri
+/// --ping-int --ping-timeout --timeout --ko-count`.
+fn net_options(o: &ManagedOptions) -> [NetConf; 8] {
+    [
+        NetConf::FencingPolicy(o.fencing as u32),
+        NetConf::AfterSb0p(o.after_sb[0] as u32),
+        NetConf::AfterSb1p(o.after_sb[1] as u32),
+        NetConf::AfterSb2p(o.after_sb[2] as u32),
+        NetConf::PingInt(o.ping_int_s),
+        NetConf::PingTimeo(o.ping_timeout_ds),
+        NetConf::Timeout(o.timeout_ds),
+        NetConf::KoCount(o.ko_count),
+    ]
+}
+
+/// The connection's name (`new-peer --_name`): DRBD 9 wants one; the config names no peer host.
+fn peer_name(peer_node_id: u32) -> String {
+    format!("node-{peer_node_id}")
+}
+
+/// What is missing of a managed resource, in `drbdadm up`'s order.
+fn up_requests(
+    res: &Resource,
+    m: &Manage,
+    objs: &Objects,
+    paths: &[v9::Path],
+) -> Result<Vec<Request9>, BackendError> {
+    let name = res.name.as_str();
+    let (me, peer_id) = m
+        .node_ids()
+        .ok_or_else(|| BackendError::Failed(manage_refusal(name)))?;
+    let parse = |s: &str| {
+        s.parse::<SocketAddr>()
+            .map_err(|_| BackendError::Failed(format!("bad address {s}")))
+    };
+    let (local, peer) = (parse(&m.local)?, parse(&m.peer)?);
+    let o = ManagedOptions::of(m);
+    let dev = objs.devices.iter().find(|d| d.minor == Some(res.minor));
+    let conn = objs.connections.iter().find(|c| c.peer_node_id == peer_id);
+    let mut out = Vec::new();
+    if objs.resource.is_none() {
+        out.push(Request9::new_resource(name, me));
+    }
+    if dev.is_none() {
+        out.push(Request9::new_minor(name, res.minor, 0));
+    }
+    if conn.is_none() {
+        out.push(Request9::new_peer_with(
+            name,
+            peer_id,
+            &peer_name(peer_id),
+            v9::wire_protocol(o.protocol),
+            net_options(&o),
+        ));
+    }
+    if !paths.iter().any(|p| p.peer_node_id == peer_id) {
+        out.push(Request9::new_path(name, peer_id, local, peer));
+    }
+    // After new-peer: DRBD 9 reads the connections' fencing at attach (a Consistent disk stays
+    // Consistent, not UpToDate, when a peer has fencing).
+    if dev.is_none_or(|d| d.disk == DiskState::Diskless && !d.intentional_diskless) {
+        out.push(Request9::attach(res.minor, &m.disk.to_string_lossy()));
+    }
+    if conn.is_none_or(|c| c.state == ConnectionState::StandAlone) {
+        out.push(Request9::connect(name, peer_id));
+    }
+    Ok(out)
 }
 
 /// The resource an event is about, if it names one.
@@ -378,7 +532,22 @@ impl Drbd for Netlink9Drbd {
     }
 
     async fn up(&self, res: &Resource) -> Result<(), BackendError> {
-        Err(BackendError::Failed(manage_refusal(&res.name)))
+        let Some(m) = &res.manage else {
+            return Err(BackendError::Failed(format!(
+                "{}: mode is adopt; the agent does not bring it up",
+                res.name
+            )));
+        };
+        let objs = self.objects(res).await.map_err(err)?;
+        let paths = if objs.resource.is_some() {
+            self.handle.paths(Some(&res.name)).await.map_err(err)?
+        } else {
+            Vec::new()
+        };
+        for req in up_requests(res, m, &objs, &paths)? {
+            req.execute(&self.handle).await.map_err(err)?;
+        }
+        Ok(())
     }
 
     async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
@@ -400,10 +569,21 @@ impl Drbd for Netlink9Drbd {
     }
 
     async fn generations(&self, res: &Resource) -> Result<Generations, BackendError> {
-        Err(BackendError::Unavailable(format!(
-            "{}: data generations are not read on DRBD 9 yet",
-            res.name
-        )))
+        let name = Some(res.name.as_str());
+        let h = &self.handle;
+        let devices = h.devices(name).await.map_err(err)?;
+        let peer_devices = h.peer_devices(name).await.map_err(err)?;
+        let paths = h.paths(name).await.map_err(err)?;
+        let ids = res.manage.as_ref().and_then(Manage::node_ids);
+        generations_of(
+            &res.name,
+            res.minor,
+            ids.map(|i| i.0),
+            ids.map(|i| i.1),
+            &devices,
+            &peer_devices,
+            &paths,
+        )
     }
 }
 
@@ -431,11 +611,11 @@ impl AnyDrbd {
         })
     }
 
-    /// Refuses a config this backend cannot serve: `mode = "manage"` on DRBD 9 (checked at
-    /// start, so the daemon says why instead of failing the first bring-up).
+    /// Refuses a config this backend cannot serve: `mode = "manage"` without node ids on DRBD 9
+    /// (checked at start, so the daemon says why instead of failing the first bring-up).
     ///
     /// # Errors
-    /// [`BackendError::Failed`] naming each managed resource.
+    /// [`BackendError::Failed`] naming each managed resource without node ids.
     pub fn check_config(&self, config: &Config) -> Result<(), BackendError> {
         match (self, refuse_manage_on_drbd9(config)) {
             (AnyDrbd::V9(_), Some(why)) => Err(BackendError::Failed(why)),
@@ -519,9 +699,7 @@ mod tests {
 
     const UP: DiskState = DiskState::UpToDate;
 
-    #[test]
-    fn manage_mode_is_refused_with_the_way_out() {
-        let adopt = r#"
+    const ADOPT: &str = r#"
 node = "a"
 role = { source = "command" }
 [[resource]]
@@ -537,23 +715,189 @@ scsi_sn = "r0sn"
 vendor = "IET"
 product = "VIRTUAL-DISK"
 "#;
-        let path = std::path::Path::new("x");
-        let c = Config::parse(adopt, path).expect("parses");
-        assert_eq!(refuse_manage_on_drbd9(&c), None);
-        let manage = adopt.replace(
+
+    /// ADOPT in manage mode with `ids` added to the manage table.
+    fn managed(ids: &str) -> Result<Config, String> {
+        let text = ADOPT.replace(
             "mode = \"adopt\"",
-            "mode = \"manage\"\nmanage = { disk = \"/dev/vdb\", local = \"10.0.0.1:7789\", peer = \"10.0.0.2:7789\" }",
+            &format!(
+                "mode = \"manage\"\nmanage = {{ disk = \"/dev/vdb\", local = \"10.0.0.1:7789\", \
+                 peer = \"10.0.0.2:7789\"{ids} }}"
+            ),
         );
-        let c = Config::parse(&manage, path).expect("parses");
-        let why = refuse_manage_on_drbd9(&c).expect("refused");
+        Config::parse(&text, std::path::Path::new("x")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn manage_mode_without_node_ids_is_refused_with_the_way_out() {
+        let c = Config::parse(ADOPT, std::path::Path::new("x")).expect("parses");
+        assert_eq!(refuse_manage_on_drbd9(&c), None);
+        // Valid for 8.4 (node ids ignored there), refused on DRBD 9.
+        let why = refuse_manage_on_drbd9(&managed("").expect("parses")).expect("refused");
         assert!(
-            why.starts_with("r0: mode = \"manage\" is not served on DRBD 9"),
+            why.starts_with("r0: mode = \"manage\" on DRBD 9 needs the node ids"),
             "{why}"
         );
         assert!(
-            why.contains("drbdadm up r0") && why.contains("mode = \"adopt\""),
+            why.contains("manage.node_id") && why.contains("manage.peer_node_id"),
             "{why}"
         );
+        assert!(why.contains("drbdadm up r0"), "{why}");
+        let c = managed(", node_id = 0, peer_node_id = 1").expect("parses");
+        assert_eq!(refuse_manage_on_drbd9(&c), None);
+    }
+
+    #[test]
+    fn node_ids_are_validated_with_the_key() {
+        for (ids, key, why) in [
+            (
+                ", node_id = 0",
+                "manage.peer_node_id",
+                "must be given with manage.node_id",
+            ),
+            (", peer_node_id = 1", "manage.node_id", "must be given with"),
+            (", node_id = 32, peer_node_id = 1", "manage.node_id", "0-31"),
+            (
+                ", node_id = 0, peer_node_id = 40",
+                "manage.peer_node_id",
+                "0-31",
+            ),
+            (
+                ", node_id = 3, peer_node_id = 3",
+                "manage.peer_node_id",
+                "must differ",
+            ),
+        ] {
+            let e = managed(ids).expect_err(ids);
+            assert!(e.contains(key) && e.contains(why), "{ids}: {e}");
+        }
+    }
+
+    fn manage_of(c: &Config) -> (&Resource, &Manage) {
+        let r = &c.resources[0];
+        (r, r.manage.as_ref().expect("managed"))
+    }
+
+    #[test]
+    fn bring_up_is_drbdadm_ups_order_with_the_managed_options() {
+        let c = managed(", node_id = 0, peer_node_id = 1").expect("parses");
+        let (r, m) = manage_of(&c);
+        let reqs = up_requests(r, m, &Objects::default(), &[]).expect("requests");
+        let lines: Vec<&str> = reqs.iter().map(Request9::context).collect();
+        assert_eq!(
+            lines,
+            [
+                "new-resource r0 0",
+                "new-minor r0 1 0",
+                "new-peer r0 1 --_name=node-1",
+                "new-path r0 1 10.0.0.1:7789 10.0.0.2:7789",
+                "attach 1 /dev/vdb /dev/vdb internal",
+                "connect r0 1",
+            ]
+        );
+        // The new-peer carries the 8.4 manage mode's set: fencing resource-only, after-sb
+        // disconnect, the fast-detection timeouts from the config (defaults here).
+        let net: Vec<&NetConf> = reqs[2]
+            .message()
+            .attrs
+            .iter()
+            .filter_map(|a| match a {
+                v9::Drbd9Attr::NetConf(s) => Some(s.iter()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        for want in [
+            NetConf::WireProtocol(3),
+            NetConf::FencingPolicy(1),
+            NetConf::AfterSb0p(0),
+            NetConf::AfterSb1p(0),
+            NetConf::AfterSb2p(0),
+            NetConf::PingInt(crate::config::DEFAULT_PING_INT_S),
+            NetConf::PingTimeo(crate::config::DEFAULT_PING_TIMEOUT_DS),
+            NetConf::Timeout(crate::config::DEFAULT_TIMEOUT_DS),
+            NetConf::KoCount(crate::config::DEFAULT_KO_COUNT),
+        ] {
+            assert!(net.contains(&&want), "{want:?} missing in {net:?}");
+        }
+        // Without node ids: the refusal, nothing sent.
+        let c = managed("").expect("parses");
+        let (r, m) = manage_of(&c);
+        let e = up_requests(r, m, &Objects::default(), &[]).unwrap_err();
+        assert!(e.to_string().contains("needs the node ids"), "{e}");
+    }
+
+    /// A dump part of resource r0 with `sets` (and volume 0, peer node id 1 in its context).
+    fn part(cmd: v9::Drbd9Cmd, minor: u32, sets: Vec<v9::Drbd9Attr>) -> v9::Drbd9Message {
+        let mut attrs = vec![v9::Drbd9Attr::CfgContext(drbd_nl::AttrSet::new(vec![
+            v9::CfgContext::CtxResourceName("r0".into()),
+            v9::CfgContext::CtxVolume(0),
+            v9::CfgContext::CtxPeerNodeId(1),
+        ]))];
+        attrs.extend(sets);
+        v9::Drbd9Message::new(cmd, minor, attrs)
+    }
+
+    fn device(disk: DiskState, history: &[u64]) -> v9::Device {
+        let bytes: Vec<u8> = history.iter().flat_map(|u| u.to_ne_bytes()).collect();
+        let m = part(
+            v9::Drbd9Cmd::GetDevices,
+            1,
+            vec![
+                v9::Drbd9Attr::DeviceInfo(drbd_nl::AttrSet::new(vec![
+                    v9::DeviceInfo::DevDiskState(u32::from(u8::from(disk))),
+                ])),
+                v9::Drbd9Attr::DeviceStatistics(drbd_nl::AttrSet::new(vec![
+                    v9::DeviceStatistics::DevCurrentUuid(0xC0),
+                    v9::DeviceStatistics::DevDiskFlags(0x40),
+                    v9::DeviceStatistics::HistoryUuids(bytes),
+                ])),
+            ],
+        );
+        v9::Device::from_message(&m).expect("device")
+    }
+
+    #[test]
+    fn generations_take_the_configured_peers_bitmap_and_the_history() {
+        let dev = device(UP, &[0xA1, 0, 0xA2, 0xA3]);
+        let pd = v9::PeerDevice::from_message(&part(
+            v9::Drbd9Cmd::GetPeerDevices,
+            u32::MAX,
+            vec![v9::Drbd9Attr::PeerDeviceStatistics(drbd_nl::AttrSet::new(
+                vec![
+                    v9::PeerDeviceStatistics::PeerDevBitmapUuid(0xB1),
+                    v9::PeerDeviceStatistics::PeerDevOutOfSync(17),
+                ],
+            ))],
+        ))
+        .expect("peer device");
+        let g = generations_of("r0", 1, Some(0), Some(1), &[dev], &[pd], &[]).expect("gens");
+        assert_eq!(g.uuids, [0xC0, 0xB1, 0xA1, 0xA2]);
+        assert_eq!(g.bits_oos, 3, "17 sectors round up to 3 blocks of 4 KiB");
+        assert_eq!(g.disk_flags, 0x40);
+        let g9 = g.drbd9.expect("DRBD 9 part");
+        assert_eq!(g9.history, [0xA1, 0xA2, 0xA3]);
+        assert_eq!(
+            g9.peers,
+            [PeerGeneration {
+                node_id: 1,
+                bitmap_uuid: 0xB1,
+                bits_oos: 3
+            }]
+        );
+        // Diskless or another minor: said, not zeros.
+        let e = generations_of(
+            "r0",
+            1,
+            None,
+            None,
+            &[device(DiskState::Diskless, &[])],
+            &[],
+            &[],
+        );
+        assert!(e.unwrap_err().to_string().contains("no disk attached"));
+        let e = generations_of("r0", 2, None, None, &[device(UP, &[])], &[], &[]);
+        assert!(e.unwrap_err().to_string().contains("not up"));
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub trait Drbd: Send + Sync {
     }
 }
 
-/// One node's data generations of a resource, as DRBD 8.4 exposes them locally.
+/// One node's data generations of a resource, as DRBD exposes them locally.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Generations {
     /// Current, bitmap, history 1, history 2 UUIDs (bit 0 of the current one: was Primary).
@@ -64,6 +64,10 @@ pub struct Generations {
     pub local: Option<String>,
     /// Peer replication endpoint.
     pub peer: Option<String>,
+    /// DRBD 9 only (`uuids` then holds the configured peer's bitmap UUID and the two newest
+    /// history UUIDs): every peer's bitmap UUID and the whole history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drbd9: Option<drbd9::Generations9>,
 }
 
 /// The iSCSI target serving one resource.

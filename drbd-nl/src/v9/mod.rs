@@ -23,7 +23,7 @@ pub use handle::{
     Secondary9,
 };
 pub use message::{Drbd9Cmd, Drbd9Message, DRBD_API_VERSION_9};
-pub use request::Request9;
+pub use request::{wire_protocol, Request9};
 pub use sets::*;
 pub use state::{ConnectionState, DiskState, ReplState};
 pub use status::{Connection, Context, Device, NetOptions, Path, PeerDevice, Resource};

@@ -17,6 +17,15 @@ use crate::AttrSet;
 
 /// `wire_protocol` 3: protocol C (a write completes when both disks have it).
 const PROTOCOL_C: u32 = 3;
+
+/// The `wire_protocol` number of protocol `A` (1), `B` (2) or `C` (3, also for anything else).
+pub fn wire_protocol(p: char) -> u32 {
+    match p.to_ascii_uppercase() {
+        'A' => 1,
+        'B' => 2,
+        _ => PROTOCOL_C,
+    }
+}
 /// `meta_dev_idx` of `internal` meta-data.
 const META_DEV_IDX_INTERNAL: i32 = -3;
 
@@ -95,11 +104,30 @@ impl Request9 {
         name: &str,
         connect_int_s: Option<u32>,
     ) -> Self {
+        Self::new_peer_with(
+            resource,
+            peer_node_id,
+            name,
+            PROTOCOL_C,
+            connect_int_s.map(NetConf::ConnectInt),
+        )
+    }
+
+    /// `drbdsetup new-peer RESOURCE PEER_ID --_name=NAME --protocol=P [net options]`: the
+    /// connection's `net_conf` (in DRBD 9 also `fencing`), options sent in the order given, as
+    /// drbdsetup sends them in command-line order. `wire_protocol` as [`wire_protocol`] gives it.
+    pub fn new_peer_with(
+        resource: &str,
+        peer_node_id: u32,
+        name: &str,
+        wire_protocol: u32,
+        options: impl IntoIterator<Item = NetConf>,
+    ) -> Self {
         let mut net = vec![
             NetConf::Name(name.to_string()),
-            NetConf::WireProtocol(PROTOCOL_C),
+            NetConf::WireProtocol(wire_protocol),
         ];
-        net.extend(connect_int_s.map(NetConf::ConnectInt));
+        net.extend(options);
         Self {
             message: Drbd9Message::new(
                 Drbd9Cmd::NewPeer,

@@ -154,6 +154,10 @@ pub struct Device {
     pub size_sectors: Option<u64>,
     /// Current data generation UUID (`dev_current_uuid`), if reported.
     pub current_uuid: Option<u64>,
+    /// Meta-data flags (`dev_disk_flags`, `MDF_*`), if reported.
+    pub disk_flags: Option<u32>,
+    /// Older data generations (`history_uuids`), newest first, unused (zero) slots dropped.
+    pub history_uuids: Vec<u64>,
 }
 
 impl Device {
@@ -174,6 +178,8 @@ impl Device {
             backing_dev: None,
             size_sectors: None,
             current_uuid: None,
+            disk_flags: None,
+            history_uuids: Vec::new(),
         };
         for f in set(msg, |a| match a {
             Drbd9Attr::DeviceInfo(s) => Some(s),
@@ -195,11 +201,23 @@ impl Device {
             match f {
                 DeviceStatistics::DevSize(v) => d.size_sectors = Some(*v),
                 DeviceStatistics::DevCurrentUuid(v) => d.current_uuid = Some(*v),
+                DeviceStatistics::DevDiskFlags(v) => d.disk_flags = Some(*v),
+                DeviceStatistics::HistoryUuids(b) => d.history_uuids = history_uuids(b),
                 _ => {}
             }
         }
         Ok(d)
     }
+}
+
+/// The `history_uuids` array (host-order u64s, one slot per possible peer): the non-zero slots
+/// in order; a trailing partial slot is ignored.
+fn history_uuids(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .filter_map(|c| <[u8; 8]>::try_from(c).ok().map(u64::from_ne_bytes))
+        .filter(|u| *u != 0)
+        .collect()
 }
 
 /// A connection to one peer node.
@@ -317,6 +335,11 @@ pub struct PeerDevice {
     pub resync_suspended: bool,
     /// Sectors out of sync (`peer_dev_out_of_sync`), if reported.
     pub out_of_sync_sectors: Option<u64>,
+    /// The bitmap UUID kept for this peer (`peer_dev_bitmap_uuid`): the data generation current
+    /// when tracking of changes for it began, 0 while in sync; if reported.
+    pub bitmap_uuid: Option<u64>,
+    /// The peer's UUID flags (`peer_dev_uuid_flags`, `UUID_FLAG_*`), if reported.
+    pub uuid_flags: Option<u64>,
 }
 
 impl PeerDevice {
@@ -335,6 +358,8 @@ impl PeerDevice {
             peer_disk: DiskState::DUnknown,
             resync_suspended: false,
             out_of_sync_sectors: None,
+            bitmap_uuid: None,
+            uuid_flags: None,
         };
         for f in set(msg, |a| match a {
             Drbd9Attr::PeerDeviceInfo(s) => Some(s),
@@ -355,8 +380,11 @@ impl PeerDevice {
             Drbd9Attr::PeerDeviceStatistics(s) => Some(s),
             _ => None,
         }) {
-            if let PeerDeviceStatistics::PeerDevOutOfSync(v) = f {
-                p.out_of_sync_sectors = Some(*v);
+            match f {
+                PeerDeviceStatistics::PeerDevOutOfSync(v) => p.out_of_sync_sectors = Some(*v),
+                PeerDeviceStatistics::PeerDevBitmapUuid(v) => p.bitmap_uuid = Some(*v),
+                PeerDeviceStatistics::PeerDevUuidFlags(v) => p.uuid_flags = Some(*v),
+                _ => {}
             }
         }
         Ok(p)

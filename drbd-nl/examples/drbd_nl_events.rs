@@ -4,7 +4,7 @@
 //! Joins the `events` group first, then prints a GET_STATUS snapshot, then
 //! every broadcast: `<seq> ST <minor>,<res>[<vol>] { cs:.. ro:../.. ds:../.. r--- }`.
 
-use drbd_nl::{DeviceStatus, DrbdEvent, DrbdHandle, SibReason};
+use drbd_nl::{DeviceStatus, DrbdEvent, DrbdHandle, SibReason, Status};
 use futures::StreamExt;
 
 fn print_device(seq: u32, d: &DeviceStatus) {
@@ -66,7 +66,7 @@ async fn main() {
             std::process::exit(20);
         }
     };
-    match drbd.status().execute().await {
+    match drbd.execute(Status::new()).await {
         Ok(devs) => {
             for d in &devs {
                 if d.state.is_some() {

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use drbd_nl::{ConnState, DeviceStatus, DiskState, DrbdHandle, Role, State};
+use drbd_nl::{ConnState, DeviceStatus, DiskState, DrbdHandle, Role, State, Status};
 
 /// drbdsetup-84's events2 view of the 8.4 connection state: (connection, replication).
 fn conn_names(c: ConnState) -> (String, String) {
@@ -99,11 +99,11 @@ async fn main() {
     }
     let result = async {
         let drbd = DrbdHandle::connect().await?;
-        let mut req = drbd.status();
+        let mut req = Status::new();
         if let Some(r) = &filter {
             req = req.resource(r.clone());
         }
-        req.execute().await
+        drbd.execute(req).await
     }
     .await;
     let devs = match result {

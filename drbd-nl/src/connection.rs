@@ -105,7 +105,7 @@ impl FamilyInfo {
     /// # Errors
     /// [`DrbdError::UnsupportedApi`] for a family version other than 1 or when op 44 (`NEW_PEER`,
     /// DRBD 9) is advertised; [`DrbdError::Protocol`] for a user header size other than 8.
-    pub fn check_84(&self) -> Result<(), DrbdError> {
+    pub(crate) fn check_84(&self) -> Result<(), DrbdError> {
         if self.version != DRBD_API_VERSION_84 || self.ops.contains(&44) {
             return Err(DrbdError::UnsupportedApi {
                 version: self.version,
@@ -124,7 +124,7 @@ impl FamilyInfo {
     ///
     /// # Errors
     /// [`DrbdError::GroupNotFound`] when the family has no `events` group.
-    pub fn events_group(&self) -> Result<u32, DrbdError> {
+    pub(crate) fn events_group(&self) -> Result<u32, DrbdError> {
         self.events_group
             .ok_or_else(|| DrbdError::GroupNotFound(DRBD_EVENTS_GROUP.to_string()))
     }
@@ -133,7 +133,7 @@ impl FamilyInfo {
     ///
     /// # Errors
     /// [`DrbdError::Protocol`] when the reply has no `CTRL_ATTR_FAMILY_ID`.
-    pub fn from_ctrl(ctrl: &GenlCtrl) -> Result<Self, DrbdError> {
+    pub(crate) fn from_ctrl(ctrl: &GenlCtrl) -> Result<Self, DrbdError> {
         let mut id = None;
         let mut info = FamilyInfo {
             id: 0,

@@ -8,9 +8,9 @@ use futures::Stream;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_proto::sys::SocketAddr;
 
+use crate::codec::decode_raw;
 use crate::connection::{Conn, RawGenl, TaskGuard};
 use crate::error::DrbdError;
-use crate::handle::decode_raw;
 use crate::message::{DrbdCmd, DrbdMessage};
 use crate::status::DeviceStatus;
 
@@ -76,25 +76,27 @@ impl EventStream {
     }
 }
 
-/// Classifies one decoded broadcast.
-///
-/// # Errors
-/// [`DrbdError::Protocol`] when a state broadcast cannot be read as a device status
-/// (see [`DeviceStatus::from_message`]).
-pub fn classify(seq: u32, message: DrbdMessage) -> Result<DrbdEvent, DrbdError> {
-    Ok(match message.cmd {
-        DrbdCmd::Event if message.state_info().is_some() => DrbdEvent::Device {
-            seq,
-            status: Box::new(DeviceStatus::from_message(&message)?),
-            message,
-        },
-        DrbdCmd::Event => DrbdEvent::Resource {
-            seq,
-            name: message.resource_name().map(str::to_string),
-            message,
-        },
-        _ => DrbdEvent::Notification { seq, message },
-    })
+impl DrbdEvent {
+    /// The typed event of one decoded broadcast with sequence number `seq`.
+    ///
+    /// # Errors
+    /// [`DrbdError::Protocol`] when a state broadcast cannot be read as a device status
+    /// (see [`DeviceStatus::from_message`]).
+    pub fn from_message(seq: u32, message: DrbdMessage) -> Result<Self, DrbdError> {
+        Ok(match message.cmd {
+            DrbdCmd::Event if message.state_info().is_some() => Self::Device {
+                seq,
+                status: Box::new(DeviceStatus::from_message(&message)?),
+                message,
+            },
+            DrbdCmd::Event => Self::Resource {
+                seq,
+                name: message.resource_name().map(str::to_string),
+                message,
+            },
+            _ => Self::Notification { seq, message },
+        })
+    }
 }
 
 impl Stream for EventStream {
@@ -103,7 +105,11 @@ impl Stream for EventStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let family_id = self.family_id;
         poll_raw(&mut self.rx, family_id, cx).map(|item| {
-            item.map(|r| r.and_then(|(seq, raw)| decode_raw(&raw).and_then(|m| classify(seq, m))))
+            item.map(|r| {
+                r.and_then(|(seq, raw)| {
+                    decode_raw(&raw).and_then(|m| DrbdEvent::from_message(seq, m))
+                })
+            })
         })
     }
 }

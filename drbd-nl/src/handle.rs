@@ -1,19 +1,20 @@
-//! [`DrbdHandle`]: the async client. One netlink socket, the `drbd` family
-//! resolved by name, DRBD 8.4 checked; requests hand out builders.
+//! [`DrbdHandle`]: the async client. One netlink socket, the `drbd` family resolved by name,
+//! DRBD 8.4 checked; it sends request values ([`Request`]) through one private executor.
 
 use std::sync::Arc;
 
-use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
-use netlink_packet_generic::{GenlHeader, GenlMessage};
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 use netlink_proto::ConnectionHandle;
 
+use crate::codec;
 use crate::connection::{self, FamilyInfo, RawGenl, TaskGuard};
 use crate::error::DrbdError;
 use crate::event::EventStream;
 use crate::message::DrbdMessage;
-use crate::request::*;
-use crate::ret_code::ReplyCode;
-use crate::status::DeviceStatus;
+use crate::request::private::{Exchange, FromReplies};
+use crate::request::Request;
+#[cfg(doc)]
+use crate::{request::status::Status, status::DeviceStatus};
 
 struct Inner {
     conn: ConnectionHandle<RawGenl>,
@@ -75,7 +76,7 @@ impl DrbdHandle {
     /// Subscribes to the `events` multicast group on a new socket: a stream
     /// of typed events. Equivalent to the listening half of
     /// `drbdsetup-84 events all` (a missing group is an error). Take a
-    /// [`DrbdHandle::status`] snapshot *after* this returns to miss nothing.
+    /// [`Status`] snapshot *after* this returns to miss nothing.
     ///
     /// # Errors
     /// [`DrbdError::GroupNotFound`] without an `events` group; [`DrbdError::Io`] when the socket
@@ -86,193 +87,69 @@ impl DrbdHandle {
         Ok(EventStream::new(conn, self.inner.family.id))
     }
 
-    /// Sends one DRBD message and returns every reply message, undecoded
-    /// replies as errors. The only place that picks netlink flags: `dump`
-    /// adds `NLM_F_DUMP`; `extra_flags` carries e.g. `NLM_F_EXCL`. No
-    /// `NLM_F_ACK`: each DRBD doit sends exactly one reply, as drbdsetup expects.
+    /// Sends `request` and checks the kernel's answer: equivalent to running the `drbdsetup-84`
+    /// command line it stands for ([`Request::command_line`]). Configuration requests answer
+    /// `()`, [`Status`] one [`DeviceStatus`] per volume.
+    ///
+    /// ```no_run
+    /// # async fn f(drbd: drbd_nl::DrbdHandle) -> Result<(), drbd_nl::DrbdError> {
+    /// use drbd_nl::{Primary, Status};
+    /// drbd.execute(Primary::new(1).force(true)).await?;          // primary 1 --force
+    /// let devices = drbd.execute(Status::new().resource("r0")).await?; // status r0
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
-    /// for a reply that cannot be decoded.
-    pub async fn send(
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its
+    /// `drbd_ret_code` or `SS_*` code and info text, as drbdsetup prints them, with the command
+    /// line as context); [`DrbdError::InvalidArgument`] for a bad name or value (nothing is sent);
+    /// [`DrbdError::Netlink`], [`DrbdError::Io`], [`DrbdError::ConnectionClosed`],
+    /// [`DrbdError::Decode`] or [`DrbdError::Protocol`] (no reply) when the exchange itself fails.
+    pub async fn execute<R: Request>(&self, request: R) -> Result<R::Output, DrbdError> {
+        request.validate()?;
+        let context = request.command_line();
+        let replies = self
+            .drbd_execute(&request.message(), request.exchange(), &context)
+            .await?;
+        R::Output::from_replies(replies)
+    }
+
+    /// The only place that picks netlink flags (ethtool's `ethtool_execute` is the model):
+    /// - `NLM_F_REQUEST` always;
+    /// - `NLM_F_DUMP` for a dump: the kernel runs the command's dumpit and answers in parts;
+    /// - `NLM_F_EXCL` for an exclusive create: DRBD's new-resource then refuses an existing one;
+    /// - never `NLM_F_ACK`: each DRBD doit sends exactly one reply, as drbdsetup expects.
+    ///
+    /// Every reply is decoded and its `ret_code` checked; a doit answers its first reply.
+    async fn drbd_execute(
         &self,
         msg: &DrbdMessage,
-        dump: bool,
-        extra_flags: u16,
+        exchange: Exchange,
         context: &str,
     ) -> Result<Vec<DrbdMessage>, DrbdError> {
-        let mut genl = GenlMessage::from_payload(msg.clone());
-        genl.set_resolved_family_id(self.inner.family.id);
-        let raw = RawGenl::encode(self.inner.family.id, &genl);
-        let mut flags = NLM_F_REQUEST | extra_flags;
-        if dump {
-            flags |= NLM_F_DUMP;
-        }
+        let flags = NLM_F_REQUEST
+            | match exchange {
+                Exchange::Doit => 0,
+                Exchange::DoitExclusive => NLM_F_EXCL,
+                Exchange::Dump => NLM_F_DUMP,
+            };
+        let raw = codec::encode(self.inner.family.id, msg);
         let replies = connection::request(&self.inner.conn, raw, flags, context).await?;
-        replies.iter().map(decode_raw).collect()
-    }
-
-    /// Sends a doit request and checks its single reply: `NO_ERROR` (101) or
-    /// `SS_SUCCESS`..`SS_CW_NO_NEED` (1..=4) is success; any other code is
-    /// [`DrbdError::Kernel`] or [`DrbdError::StateChange`] with the kernel's
-    /// info text.
-    ///
-    /// # Errors
-    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
-    /// for a reply that cannot be decoded;
-    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] for a refusal (see [`check_reply`]).
-    pub async fn execute_doit(
-        &self,
-        msg: &DrbdMessage,
-        extra_flags: u16,
-        context: &str,
-    ) -> Result<DrbdMessage, DrbdError> {
-        let replies = self.send(msg, false, extra_flags, context).await?;
-        let reply = replies
-            .into_iter()
-            .next()
-            .ok_or_else(|| DrbdError::Protocol {
+        if exchange != Exchange::Dump && replies.is_empty() {
+            return Err(DrbdError::Protocol {
                 context: context.to_string(),
                 reason: "no DRBD reply".into(),
-            })?;
-        check_reply(reply, context)
+            });
+        }
+        let take = if exchange == Exchange::Dump {
+            replies.len()
+        } else {
+            1
+        };
+        replies
+            .iter()
+            .take(take)
+            .map(|raw| codec::check_reply(codec::decode_raw(raw)?, context))
+            .collect()
     }
-
-    /// Status of every device (or of one resource): equivalent to
-    /// `drbdsetup-84 status` / the snapshot of `drbdsetup-84 events`.
-    pub fn status(&self) -> Status {
-        Status::new().bind(self.clone())
-    }
-
-    /// `drbdsetup-84 new-resource NAME`.
-    pub fn new_resource(&self, name: impl Into<String>) -> NewResource {
-        NewResource::new(name).bind(self.clone())
-    }
-
-    /// `drbdsetup-84 del-resource NAME`.
-    pub fn del_resource(&self, name: impl Into<String>) -> DelResource {
-        DelResource::new(name).bind(self.clone())
-    }
-
-    /// `drbdsetup-84 new-minor RESOURCE MINOR VOLUME`.
-    pub fn new_minor(&self, resource: impl Into<String>, minor: u32, volume: u32) -> NewMinor {
-        NewMinor::new(resource, minor, volume).bind(self.clone())
-    }
-
-    /// `drbdsetup-84 del-minor MINOR`.
-    pub fn del_minor(&self, minor: u32) -> DelMinor {
-        DelMinor::new(minor).bind(self.clone())
-    }
-
-    /// `drbdsetup-84 attach MINOR DEV DEV internal`.
-    pub fn attach(&self, minor: u32, backing_dev: impl Into<String>) -> Attach {
-        Attach::new(minor, backing_dev).bind(self.clone())
-    }
-
-    /// `drbdsetup-84 detach MINOR`.
-    pub fn detach(&self, minor: u32) -> Detach {
-        Detach::new(minor).bind(self.clone())
-    }
-
-    /// `drbdsetup-84 connect RESOURCE ipv4:LOCAL ipv4:PEER --protocol=C`.
-    pub fn connect_peer(
-        &self,
-        resource: impl Into<String>,
-        local: std::net::SocketAddr,
-        peer: std::net::SocketAddr,
-    ) -> Connect {
-        Connect::new(resource, local, peer).bind(self.clone())
-    }
-
-    /// `drbdsetup-84 disconnect LOCAL PEER`.
-    pub fn disconnect(
-        &self,
-        local: std::net::SocketAddr,
-        peer: std::net::SocketAddr,
-    ) -> Disconnect {
-        Disconnect::new(local, peer).bind(self.clone())
-    }
-
-    /// `drbdsetup-84 primary MINOR`.
-    pub fn primary(&self, minor: u32) -> Primary {
-        Primary::new(minor).bind(self.clone())
-    }
-
-    /// `drbdsetup-84 secondary MINOR`.
-    pub fn secondary(&self, minor: u32) -> Secondary {
-        Secondary::new(minor).bind(self.clone())
-    }
-
-    /// `drbdsetup-84 new-current-uuid MINOR`.
-    pub fn new_current_uuid(&self, minor: u32) -> NewCurrentUuid {
-        NewCurrentUuid::new(minor).bind(self.clone())
-    }
-
-    /// `drbdsetup-84 resize MINOR`.
-    pub fn resize(&self, minor: u32) -> Resize {
-        Resize::new(minor).bind(self.clone())
-    }
-
-    /// `drbdsetup-84 down RESOURCE`.
-    pub fn down(&self, resource: impl Into<String>) -> Down {
-        Down::new(resource).bind(self.clone())
-    }
-
-    /// Convenience: the dump of [`DrbdHandle::status`] as typed device status.
-    ///
-    /// # Errors
-    /// Those of [`Status`]'s execute: netlink failures, a kernel error code, or a reply that
-    /// cannot be decoded.
-    pub async fn devices(&self) -> Result<Vec<DeviceStatus>, DrbdError> {
-        self.status().execute().await
-    }
-}
-
-/// Decodes one received generic-netlink payload as a DRBD message.
-///
-/// # Errors
-/// [`DrbdError::Decode`] for a truncated or malformed payload.
-pub fn decode_raw(raw: &RawGenl) -> Result<DrbdMessage, DrbdError> {
-    let header = GenlHeader::parse(&raw.payload)?;
-    let body = raw.payload.get(4..).unwrap_or(&[]);
-    Ok(DrbdMessage::parse_payload(header.cmd, body)?)
-}
-
-/// Turns a reply's `ret_code` into `Ok(reply)` or the typed error.
-///
-/// # Errors
-/// [`DrbdError::Kernel`] for a `drbd_ret_code` other than `NO_ERROR` (101);
-/// [`DrbdError::StateChange`] for a failed `drbd_state_rv` (below 1); both carry the kernel's info text.
-pub fn check_reply(reply: DrbdMessage, context: &str) -> Result<DrbdMessage, DrbdError> {
-    reply_result(
-        ReplyCode::from_raw(reply.header.ret_code()),
-        reply.info_text(),
-        context,
-    )
-    .map(|()| reply)
-}
-
-/// A reply's classified `ret_code` (and info text) as `Ok` or the typed error: shared by both
-/// APIs, which classify it each in its own numbering.
-pub(crate) fn reply_result(
-    code: ReplyCode,
-    info_text: Option<&str>,
-    context: &str,
-) -> Result<(), DrbdError> {
-    if code.is_success() {
-        return Ok(());
-    }
-    let info_text = info_text.map(str::to_string);
-    Err(match code {
-        ReplyCode::Ret(code) => DrbdError::Kernel {
-            context: context.to_string(),
-            code,
-            info_text,
-        },
-        ReplyCode::State(code) => DrbdError::StateChange {
-            context: context.to_string(),
-            code,
-            info_text,
-        },
-    })
 }

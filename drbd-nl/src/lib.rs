@@ -16,9 +16,12 @@
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), drbd_nl::DrbdError> {
-//! let drbd = drbd_nl::DrbdHandle::connect().await?;     // refuses DRBD 9
-//! drbd.primary(1).force(true).execute().await?;          // drbdsetup-84 primary 1 --force
-//! for dev in drbd.status().execute().await? {            // drbdsetup-84 status
+//! use drbd_nl::{DrbdHandle, Primary, Request, Status};
+//! let drbd = DrbdHandle::connect().await?;               // refuses DRBD 9
+//! let promote = Primary::new(1).force(true);             // a request is a plain value
+//! assert_eq!(promote.command_line(), "primary 1 --force");
+//! drbd.execute(promote).await?;                          // drbdsetup-84 primary 1 --force
+//! for dev in drbd.execute(Status::new()).await? {        // drbdsetup-84 status
 //!     println!("{} {:?}", dev.object_name(), dev.state);
 //! }
 //! # Ok(()) }
@@ -39,6 +42,13 @@
 //!   ([`FamilyInfo`]), and DRBD needs the whole nlctrl reply anyway (version,
 //!   header size, ops, multicast group id). We share `netlink-packet-core`
 //!   (`Nla`, `Emitable`, `DecodeError`) with rtnetlink and the `vip` crate.
+//! - **Requests are values, one sender.** Each drbdsetup verb is a type
+//!   ([`Primary`], [`Attach`], [`Status`], ...) implementing [`Request`]:
+//!   its message can be built and compared without a socket (the tests compare
+//!   it byte for byte with what `drbdsetup-84` sends), and
+//!   [`DrbdHandle::execute`] is the only way to send it; one private
+//!   function there picks the netlink flags (dump, exclusive), as ethtool's
+//!   `ethtool_execute` does.
 //! - **Decoding in this crate, not in the transport.** netlink-proto drops
 //!   payloads that fail to parse (it only logs), which would leave a request
 //!   waiting forever; the connection carries raw payloads ([`RawGenl`]) and
@@ -55,6 +65,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod attr;
+mod codec;
 mod connection;
 mod error;
 mod event;
@@ -70,20 +81,33 @@ mod state;
 mod status;
 pub mod v9;
 
-pub use attr::*;
-pub use connection::{FamilyInfo, RawGenl};
+// The client: a handle, the requests it sends, what comes back.
 pub use error::DrbdError;
-pub use event::{classify, DrbdEvent, EventStream};
-pub use handle::{check_reply, decode_raw, DrbdHandle};
-pub use header::{DrbdHeader, DRBD_GENL_F_SET_DEFAULTS, DRBD_GENL_HDRLEN, MINOR_NONE};
-pub use message::{DrbdCmd, DrbdMessage, DRBD_API_VERSION_84, DRBD_EVENTS_GROUP, DRBD_FAMILY_NAME};
-pub use nla::{AttrSet, Field, DRBD_GENLA_F_MANDATORY};
-pub use policy::{AfterSbPolicy, FencingPolicy};
-pub use request::{
-    Attach, Connect, DelMinor, DelResource, Detach, Disconnect, Down, NewCurrentUuid, NewMinor,
-    NewResource, Primary, Resize, Secondary, Status, META_DEV_IDX_INTERNAL,
+pub use event::{DrbdEvent, EventStream};
+pub use handle::DrbdHandle;
+pub use request::minor::{
+    Attach, DelMinor, Detach, NewCurrentUuid, NewMinor, Primary, Resize, Secondary,
+    META_DEV_IDX_INTERNAL,
 };
+pub use request::resource::{Connect, DelResource, Disconnect, Down, NewResource};
+pub use request::status::Status;
+pub use request::Request;
+pub use status::{DeviceStatus, NetTimeouts};
+
+// Typed values: state word, results, option values, addresses.
+pub use policy::{AfterSbPolicy, FencingPolicy};
 pub use ret_code::{ReplyCode, RetCode, StateRv};
 pub use sockaddr::SockAddr;
 pub use state::{ConnState, DiskState, Role, SibReason, State, SuspendFlags};
-pub use status::{DeviceStatus, NetTimeouts};
+
+// The codec: messages, the DRBD header, attribute sets (`drbd_genl.h`), the family.
+pub use attr::sets::{
+    CfgContext, CfgReply, ConnectionInfo, ConnectionStatistics, DetachParms, DeviceInfo,
+    DeviceStatistics, DisconnectParms, DiskConf, DrbdAttr, Helper, NetConf, NewCUuidParms,
+    NotificationHeader, PeerDeviceInfo, PeerDeviceStatistics, ResizeParms, ResourceInfo,
+    ResourceOpts, ResourceStatistics, SetRoleParms, StartOvParms, StateInfo, TimeoutParms,
+};
+pub use connection::{FamilyInfo, RawGenl};
+pub use header::{DrbdHeader, DRBD_GENL_F_SET_DEFAULTS, DRBD_GENL_HDRLEN, MINOR_NONE};
+pub use message::{DrbdCmd, DrbdMessage, DRBD_API_VERSION_84, DRBD_EVENTS_GROUP, DRBD_FAMILY_NAME};
+pub use nla::{AttrSet, DRBD_GENLA_F_MANDATORY};

@@ -47,7 +47,7 @@ pub enum AfterSbPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Attach, Connect, DiskConf, DrbdAttr, NetConf};
+    use crate::{Attach, Connect, DiskConf, DrbdAttr, NetConf, Request};
 
     #[test]
     fn options_land_in_their_sets() {

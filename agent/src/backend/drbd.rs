@@ -3,15 +3,15 @@
 use std::net::SocketAddr;
 
 use drbd_nl::{
-    AfterSbPolicy, DeviceStatus, DrbdError, DrbdEvent, DrbdHandle, FencingPolicy, NetConf, RetCode,
-    SibReason, StateRv,
+    AfterSbPolicy, Attach, Connect, DeviceStatus, DrbdError, DrbdEvent, DrbdHandle, FencingPolicy,
+    NetConf, NewMinor, NewResource, Primary, RetCode, Secondary, SibReason, StateRv, Status,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
 use super::{Drbd, Generations};
-use crate::config::{Config, Manage, Resource};
+use crate::config::{Config, Resource};
 use crate::error::BackendError;
 use crate::fsm::{Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role};
 
@@ -21,42 +21,6 @@ use crate::fsm::{Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role};
 pub const MANAGED_FENCING: FencingPolicy = FencingPolicy::ResourceOnly;
 /// After-split-brain policy for zero, one and two Primaries in manage mode.
 pub const MANAGED_AFTER_SB: AfterSbPolicy = AfterSbPolicy::Disconnect;
-
-/// What manage mode sets on a resource's replication, in DRBD's terms: one set for both APIs
-/// (8.4 puts fencing in the disk options, DRBD 9 in the connection's net options).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ManagedOptions {
-    /// Replication protocol `A`, `B` or `C`.
-    pub protocol: char,
-    /// [`MANAGED_FENCING`].
-    pub fencing: FencingPolicy,
-    /// After-split-brain policies with zero, one and two Primaries ([`MANAGED_AFTER_SB`]).
-    pub after_sb: [AfterSbPolicy; 3],
-    /// Peer-failure detection (docs/takeover.md): `ping-int` (s), `ping-timeout` (0.1 s),
-    /// `timeout` (0.1 s), `ko-count`, from the config.
-    pub ping_int_s: u32,
-    /// `ping-timeout`, tenths of a second.
-    pub ping_timeout_ds: u32,
-    /// `timeout`, tenths of a second.
-    pub timeout_ds: u32,
-    /// `ko-count` (0 = off).
-    pub ko_count: u32,
-}
-
-impl ManagedOptions {
-    /// The options of a managed resource with bring-up parameters `m`.
-    pub fn of(m: &Manage) -> Self {
-        ManagedOptions {
-            protocol: m.protocol.chars().next().unwrap_or('C'),
-            fencing: MANAGED_FENCING,
-            after_sb: [MANAGED_AFTER_SB; 3],
-            ping_int_s: m.ping_int_s,
-            ping_timeout_ds: m.ping_timeout_ds,
-            timeout_ds: m.timeout_ds,
-            ko_count: m.ko_count,
-        }
-    }
-}
 
 /// DRBD through netlink.
 #[derive(Debug, Clone)]
@@ -216,7 +180,7 @@ fn is_code(e: &DrbdError, codes: &[RetCode]) -> bool {
 
 impl Drbd for NetlinkDrbd {
     async fn status(&self, res: &Resource) -> Result<DrbdView, BackendError> {
-        match self.handle.status().resource(&res.name).execute().await {
+        match self.handle.execute(Status::new().resource(&res.name)).await {
             Ok(devs) => Ok(devs
                 .iter()
                 .find(|d| d.minor == Some(res.minor))
@@ -241,21 +205,19 @@ impl Drbd for NetlinkDrbd {
                 .map_err(|_| BackendError::Failed(format!("bad address {s}")))
         };
         let (local, peer) = (parse(&m.local)?, parse(&m.peer)?);
-        let o = ManagedOptions::of(m);
+        let protocol = m.protocol.chars().next().unwrap_or('C');
         let h = &self.handle;
-        h.new_resource(&res.name).execute().await.map_err(err)?;
+        h.execute(NewResource::new(&res.name)).await.map_err(err)?;
         let current = self.status(res).await?;
         if !current.up {
-            match h.new_minor(&res.name, res.minor, 0).execute().await {
+            match h.execute(NewMinor::new(&res.name, res.minor, 0)).await {
                 Err(e) if !is_code(&e, &[RetCode::MinorOrVolumeExists]) => return Err(err(e)),
                 _ => {}
             }
         }
         let current = self.status(res).await?;
         if matches!(current.disk, Disk::Diskless | Disk::DUnknown) {
-            h.attach(res.minor, m.disk.to_string_lossy())
-                .fencing(o.fencing)
-                .execute()
+            h.execute(Attach::new(res.minor, m.disk.to_string_lossy()).fencing(MANAGED_FENCING))
                 .await
                 .map_err(err)?;
         }
@@ -264,22 +226,28 @@ impl Drbd for NetlinkDrbd {
             current.connection,
             Connection::StandAlone | Connection::Unknown
         ) {
-            h.connect_peer(&res.name, local, peer)
-                .protocol(o.protocol)
-                .after_split_brain(o.after_sb[0], o.after_sb[1], o.after_sb[2])
-                .option(NetConf::PingInt(o.ping_int_s))
-                .option(NetConf::PingTimeo(o.ping_timeout_ds))
-                .option(NetConf::Timeout(o.timeout_ds))
-                .option(NetConf::KoCount(o.ko_count))
-                .execute()
-                .await
-                .map_err(err)?;
+            h.execute(
+                Connect::new(&res.name, local, peer)
+                    .protocol(protocol)
+                    .after_split_brain(MANAGED_AFTER_SB, MANAGED_AFTER_SB, MANAGED_AFTER_SB)
+                    // Peer-failure detection (docs/takeover.md).
+                    .option(NetConf::PingInt(m.ping_int_s))
+                    .option(NetConf::PingTimeo(m.ping_timeout_ds))
+                    .option(NetConf::Timeout(m.timeout_ds))
+                    .option(NetConf::KoCount(m.ko_count)),
+            )
+            .await
+            .map_err(err)?;
         }
         Ok(())
     }
 
     async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
-        match self.handle.primary(res.minor).force(force).execute().await {
+        match self
+            .handle
+            .execute(Primary::new(res.minor).force(force))
+            .await
+        {
             Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
                 Err(BackendError::PeerPrimary(e.to_string()))
             }
@@ -290,9 +258,7 @@ impl Drbd for NetlinkDrbd {
     async fn generations(&self, res: &Resource) -> Result<Generations, BackendError> {
         let devs = self
             .handle
-            .status()
-            .resource(&res.name)
-            .execute()
+            .execute(Status::new().resource(&res.name))
             .await
             .map_err(err)?;
         let d = devs
@@ -308,14 +274,12 @@ impl Drbd for NetlinkDrbd {
             disk_flags: d.disk_flags.unwrap_or(0),
             local: d.local_addr.as_ref().map(|a| a.to_string()),
             peer: d.peer_addr.as_ref().map(|a| a.to_string()),
-            drbd9: None,
         })
     }
 
     async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
         self.handle
-            .secondary(res.minor)
-            .execute()
+            .execute(Secondary::new(res.minor))
             .await
             .map_err(err)
     }

@@ -1,13 +1,14 @@
 //! A received generic-netlink payload as the event stream sees it: genl
-//! header, DRBD message, then typed event (state word, status fields).
+//! header (cmd, version, 2 reserved bytes), DRBD message, then typed event
+//! (state word, status fields).
 #![no_main]
-use drbd_nl::{classify, decode_raw, RawGenl};
+use drbd_nl::{DrbdEvent, DrbdMessage};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let raw = RawGenl { message_type: 0x20, payload: data.to_vec() };
-    if let Ok(msg) = decode_raw(&raw) {
-        if let Ok(ev) = classify(1, msg) {
+    let (Some(cmd), Some(body)) = (data.first(), data.get(4..)) else { return };
+    if let Ok(msg) = DrbdMessage::parse_payload(*cmd, body) {
+        if let Ok(ev) = DrbdEvent::from_message(1, msg) {
             let _ = format!("{ev:?}");
         }
     }

@@ -2,6 +2,6 @@
 //! The enums are generated from the table in `gen/attrs.py` (committed,
 //! reviewed output); the bit-14 and nesting logic lives in `crate::nla`.
 
-mod sets;
+pub(crate) mod sets;
 
 pub use sets::*;

@@ -11,9 +11,10 @@ use super::event::{Event, EventStream9, Object};
 use super::message::{Drbd9Cmd, Drbd9Message, DRBD_API_VERSION_9};
 use super::sets::{CfgContext, Drbd9Attr, SetRoleParms};
 use super::status::{Connection, Device, Path, PeerDevice, Resource};
+use crate::codec::reply_result;
 use crate::connection::{self, FamilyInfo, RawGenl, TaskGuard};
 use crate::error::DrbdError;
-use crate::handle::{reply_result, DrbdHandle};
+use crate::handle::DrbdHandle;
 use crate::header::MINOR_NONE;
 use crate::AttrSet;
 

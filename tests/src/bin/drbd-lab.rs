@@ -19,7 +19,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use drbd_nl::{ConnState, DrbdError, DrbdEvent, DrbdHandle, Role};
+use drbd_nl::{
+    Attach, ConnState, Connect, Detach, Down, DrbdError, DrbdEvent, DrbdHandle, NewCurrentUuid,
+    NewMinor, NewResource, Primary, Role, Secondary, Status,
+};
 use futures::StreamExt;
 use lab::drbd::stats;
 
@@ -87,7 +90,7 @@ fn main() {
 async fn wait_conn(h: &DrbdHandle, minor: u32, want: ConnState, timeout: Duration) -> Result<()> {
     let t0 = Instant::now();
     loop {
-        let devs = h.status().minor(minor).execute().await?;
+        let devs = h.execute(Status::new().minor(minor)).await?;
         if devs.iter().any(|d| d.state.map(|s| s.conn) == Some(want)) {
             return Ok(());
         }
@@ -141,19 +144,18 @@ async fn run(args: &[String]) -> Result<()> {
                     bail!("drbdmeta apply-al failed: {st}");
                 }
             }
-            h.new_resource(res).execute().await?;
-            h.new_minor(res, minor, 0).execute().await?;
-            h.attach(minor, disk).execute().await?;
-            h.connect_peer(res, local, peer).execute().await?;
+            h.execute(NewResource::new(res)).await?;
+            h.execute(NewMinor::new(res, minor, 0)).await?;
+            h.execute(Attach::new(minor, disk)).await?;
+            h.execute(Connect::new(res, local, peer)).await?;
             if flag("--clear-bitmap") {
                 wait_conn(&h, minor, ConnState::Connected, Duration::from_secs(60)).await?;
-                h.new_current_uuid(minor)
-                    .clear_bitmap(true)
-                    .execute()
+                h.execute(NewCurrentUuid::new(minor).clear_bitmap(true))
                     .await?;
             }
             if flag("--primary") {
-                h.primary(minor).force(flag("--force")).execute().await?;
+                h.execute(Primary::new(minor).force(flag("--force")))
+                    .await?;
             }
             println!("OK up {res} minor {minor}");
         }
@@ -164,43 +166,38 @@ async fn run(args: &[String]) -> Result<()> {
             println!("OK wait");
         }
         "primary" => {
-            h.primary(num(args, 1)?)
-                .force(flag("--force"))
-                .execute()
+            h.execute(Primary::new(num(args, 1)?).force(flag("--force")))
                 .await?;
             println!("OK primary");
         }
         "secondary" => {
-            h.secondary(num(args, 1)?).execute().await?;
+            h.execute(Secondary::new(num(args, 1)?)).await?;
             println!("OK secondary");
         }
         "detach" => {
-            h.detach(num(args, 1)?).execute().await?;
+            h.execute(Detach::new(num(args, 1)?)).await?;
             println!("OK detach");
         }
         "attach" => {
-            h.attach(num(args, 1)?, arg(args, 2)).execute().await?;
+            h.execute(Attach::new(num(args, 1)?, arg(args, 2))).await?;
             println!("OK attach");
         }
         "connect" => {
-            h.connect_peer(arg(args, 1), addr(args, 2)?, addr(args, 3)?)
-                .execute()
+            h.execute(Connect::new(arg(args, 1), addr(args, 2)?, addr(args, 3)?))
                 .await?;
             println!("OK connect");
         }
         "new-uuid" => {
-            h.new_current_uuid(num(args, 1)?)
-                .clear_bitmap(true)
-                .execute()
+            h.execute(NewCurrentUuid::new(num(args, 1)?).clear_bitmap(true))
                 .await?;
             println!("OK new-uuid");
         }
         "down" => {
-            h.down(arg(args, 1)).execute().await?;
+            h.execute(Down::new(arg(args, 1))).await?;
             println!("OK down");
         }
         "status" => {
-            for d in h.status().execute().await? {
+            for d in h.execute(Status::new()).await? {
                 match d.state {
                     Some(s) => println!("ST {} {{ {s} }}", d.object_name()),
                     None => println!("R - {}", d.resource.as_deref().unwrap_or("-")),
@@ -262,11 +259,11 @@ async fn bench(h: &DrbdHandle, minor: u32, n: u32) -> Result<()> {
         (vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..n {
         let t0 = Instant::now();
-        h.primary(minor).execute().await?;
+        h.execute(Primary::new(minor)).await?;
         let t1 = Instant::now();
         let te = wait_role_event(&mut ev, minor, Role::Primary).await?;
         let t2 = Instant::now();
-        h.secondary(minor).execute().await?;
+        h.execute(Secondary::new(minor)).await?;
         let t3 = Instant::now();
         wait_role_event(&mut ev, minor, Role::Secondary).await?;
         nl_pri.push(ms(t1 - t0));

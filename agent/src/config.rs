@@ -9,7 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
-use tgt_ipc::CacheMode;
+use tgt_ipc::{
+    Acl, CacheMode, LunBacking, LunIdentity, ServeAccount, ServeLun, ServeSpec, TgtError,
+};
 
 use crate::error::ConfigError;
 
@@ -364,6 +366,98 @@ pub struct Lun {
     pub cache: CacheMode,
 }
 
+impl Initiators {
+    /// The tgt-ipc ACL entries: an IP address or a network with a prefix becomes an address
+    /// entry, anything else an initiator name.
+    ///
+    /// # Errors
+    /// The index of the first entry tgt-ipc refuses, with its error.
+    pub fn acls(&self) -> Result<Vec<Acl>, (usize, TgtError)> {
+        match self {
+            Initiators::All => Ok(vec![Acl::all()]),
+            Initiators::List(list) => list
+                .iter()
+                .enumerate()
+                .map(|(j, i)| {
+                    if i.parse::<IpAddr>().is_ok() || i.contains('/') {
+                        Acl::address(i)
+                    } else {
+                        Acl::name(i)
+                    }
+                    .map_err(|e| (j, e))
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Lun {
+    /// The SCSI identity as tgt-ipc sets it.
+    pub fn identity(&self) -> LunIdentity {
+        LunIdentity {
+            scsi_id: self.scsi_id.clone(),
+            scsi_sn: self.scsi_sn.clone(),
+            vendor_id: Some(self.vendor.clone()),
+            product_id: Some(self.product.clone()),
+            product_rev: self.rev.clone(),
+        }
+    }
+}
+
+impl Resource {
+    /// The tgt-ipc spec of this resource's target with these CHAP accounts, each part checked
+    /// by tgt-ipc's own validator on the way ([`ServeSpec::validate`] checks the whole).
+    ///
+    /// # Errors
+    /// The key at fault, relative to the resource (`target.iqn`, `target.tid`,
+    /// `target.initiators[j]`, `lun[j].vendor`, ...), with tgt-ipc's error.
+    pub fn serve_spec(&self, accounts: Vec<ServeAccount>) -> Result<ServeSpec, (String, TgtError)> {
+        let t = &self.target;
+        let tid = i32::try_from(t.tid).map_err(|_| {
+            let reason = format!("{} is over tgtd's {}", t.tid, i32::MAX);
+            let e = TgtError::InvalidRequest {
+                what: "tid",
+                reason,
+            };
+            ("target.tid".to_string(), e)
+        })?;
+        tgt_ipc::check_target_name(&t.iqn).map_err(|e| ("target.iqn".to_string(), e))?;
+        let acls = t
+            .initiators
+            .acls()
+            .map_err(|(j, e)| (format!("target.initiators[{j}]"), e))?;
+        let mut luns = Vec::with_capacity(self.luns.len());
+        for (j, l) in self.luns.iter().enumerate() {
+            let identity = l.identity();
+            identity.check().map_err(|e| {
+                let field = match &e {
+                    TgtError::InvalidRequest { what, .. } => match *what {
+                        "vendor_id" => "vendor",
+                        "product_id" => "product",
+                        "product_rev" => "rev",
+                        other => other,
+                    },
+                    _ => "scsi_id",
+                };
+                (format!("lun[{j}].{field}"), e)
+            })?;
+            luns.push(ServeLun {
+                lun: u64::from(l.lun),
+                backing: LunBacking::new(l.device.clone()),
+                identity,
+                cache: l.cache,
+            });
+        }
+        Ok(ServeSpec {
+            tid,
+            name: t.iqn.clone(),
+            luns,
+            acls,
+            accounts,
+        })
+    }
+}
+
 /// `cache` as its [`CacheMode::as_str`] spelling; any other value is an error naming the key.
 mod cache_mode {
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
@@ -606,13 +700,11 @@ impl Config {
                         "empty list would refuse everyone; list initiators or write \"all\"",
                     );
                 }
-                for (j, ini) in list.iter().enumerate() {
-                    if ini.trim().is_empty() || ini.contains([',', '=', '\0']) || ini == "ALL" {
-                        return err(
-                            format!("resource[{i}].target.initiators[{j}]"),
-                            "must be an initiator name or address without ',' '=' or NUL",
-                        );
-                    }
+                if let Some(j) = list.iter().position(|ini| ini == "ALL") {
+                    return err(
+                        format!("resource[{i}].target.initiators[{j}]"),
+                        "write initiators = \"all\" to allow every initiator",
+                    );
                 }
             }
             if let Some(c) = &t.chap {
@@ -633,34 +725,27 @@ impl Config {
                 if !l.device.is_absolute() {
                     return err(k("device"), "must be an absolute device path");
                 }
-                for (f, v, max) in [
-                    ("scsi_id", &l.scsi_id, 36usize),
-                    ("scsi_sn", &l.scsi_sn, 36),
-                    ("vendor", &l.vendor, 8),
-                    ("product", &l.product, 16),
-                ] {
-                    if let Some(r) = bad_ident(v, max) {
-                        return err(k(f), &r);
-                    }
-                }
-                if let Some(rev) = &l.rev {
-                    if let Some(r) = bad_ident(rev, 4) {
-                        return err(k("rev"), &r);
-                    }
-                }
             }
+            // tgt-ipc's own checks, so nothing accepted here is refused when served.
+            let spec = r
+                .serve_spec(Vec::new())
+                .map_err(|(f, e)| (k(&f), tgt_reason(e)))?;
+            spec.validate().map_err(|e| (k("target"), tgt_reason(e)))?;
         }
         let mut addrs = BTreeSet::new();
         for (i, a) in self.addresses.iter().enumerate() {
             let k = |f: &str| format!("address[{i}].{f}");
-            let Some((ip, _)) = a.parsed() else {
+            let Some((ip, prefix)) = a.parsed() else {
                 return err(
                     k("address"),
                     "must be address/prefix, e.g. 192.168.10.50/24",
                 );
             };
-            if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() {
-                return err(k("address"), "must be a unicast, non-loopback address");
+            if let Err(e) = vip::Vip::check_address(ip, prefix) {
+                return err(
+                    k("address"),
+                    &format!("{e}: must be a unicast, non-loopback address, prefix at most 32 (IPv4) or 128 (IPv6) (vip's check)"),
+                );
             }
             if !addrs.insert(ip) {
                 return err(k("address"), "duplicate address");
@@ -730,17 +815,12 @@ fn valid_iqn(s: &str) -> bool {
     }
 }
 
-fn bad_ident(v: &str, max: usize) -> Option<String> {
-    if v.is_empty() {
-        return Some("must not be empty".into());
+/// The reason of a tgt-ipc refusal, as a config error's reason.
+fn tgt_reason(e: TgtError) -> String {
+    match e {
+        TgtError::InvalidRequest { what, reason } => format!("{what}: {reason} (tgt-ipc's check)"),
+        other => other.to_string(),
     }
-    if v.len() > max {
-        return Some(format!("at most {max} characters ({} given)", v.len()));
-    }
-    if !v.chars().all(|c| c.is_ascii_graphic() || c == ' ') || v.contains([',', '=']) {
-        return Some("printable ASCII only, without ',' or '='".into());
-    }
-    None
 }
 
 /// 1-based line number of a byte offset.

@@ -141,7 +141,7 @@ fn semantic_errors_point_at_the_key() {
             "vendor = \"ISCSIHA\"      #",
             "vendor = \"TOO-LONG-VENDOR\" #",
             "resource[0].lun[0].vendor",
-            "at most 8",
+            "longer than 8",
         ),
         (
             "lun = 1\ndevice = \"/dev/drbd2\"",
@@ -308,5 +308,81 @@ fn garbage_never_panics() {
         "node=\"a\"\nrole={source=\"command\"}\nresource=[]",
     ] {
         let _ = Config::parse(text, Path::new("g"));
+    }
+}
+
+/// Issue 11 item 9: an IQN tgt-ipc refuses (tgtd answers 17) passed check-config and rolled a
+/// promote back at serve time. check-config now runs tgt-ipc's and vip's own checks.
+#[test]
+fn check_config_accepts_nothing_the_libraries_refuse() {
+    let iqn = "iqn.2026-11.org.example:r_0";
+    assert!(
+        tgt_ipc::check_target_name(iqn).is_err(),
+        "tgt-ipc refuses {iqn}"
+    );
+    let (text, line) = edit_at(
+        "iqn = \"iqn.2026-11.org.example:iscsi1\"",
+        &format!("iqn = \"{iqn}\""),
+    );
+    let e = err(&text);
+    assert_eq!(e.key, "resource[1].target.iqn", "{e}");
+    assert_eq!(e.line, Some(line), "{e}");
+    assert!(e.reason.contains("'_'"), "{e}");
+
+    // Each field tgt-ipc or vip checks: a value they refuse is refused here, at its key.
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "scsi_sn = \"ISCSI0LUN1\"",
+            "scsi_sn = \"ISCSI0,LUN1\"",
+            "resource[0].lun[0].scsi_sn",
+        ),
+        (
+            "vendor = \"ISCSIHA\"      #",
+            "vendor = \" ISCSI\"      #",
+            "resource[0].lun[0].vendor",
+        ),
+        (
+            "initiators = \"all\"",
+            "initiators = [\"iqn.2026-11.org.example:a b\"]",
+            "resource[1].target.initiators[0]",
+        ),
+        (
+            "initiators = \"all\"",
+            "initiators = [\"10.0.0.0/99\"]",
+            "resource[1].target.initiators[0]",
+        ),
+        ("tid = 2", "tid = 2147483648", "resource[1].target.tid"),
+        (
+            "address = \"192.168.50.10/24\"",
+            "address = \"192.168.50.10/33\"",
+            "address[0].address",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let (text, line) = edit_at(from, to);
+        let e = err(&text);
+        assert_eq!(&e.key, key, "{to}: {e}");
+        assert_eq!(e.line, Some(line), "{to}: {e}");
+    }
+
+    // Whole kind: whatever IQN the config accepts, tgt-ipc accepts too.
+    for iqn in [
+        "iqn.2026-11.org.example:r0",
+        "iqn.2026-11.org.example:r_0",
+        "iqn.2026-11.org.example:r0/1",
+        "iqn.2026-11.org.example:R0.a-b",
+        "iqn.2026-11.org.example:r0@x",
+        "eui.0123456789ABCDEF",
+        "eui.0123456789abcdeg",
+    ] {
+        let text = edit(
+            "iqn = \"iqn.2026-11.org.example:iscsi1\"",
+            &format!("iqn = \"{iqn}\""),
+        );
+        if let Ok(c) = Config::parse(&text, Path::new("t")) {
+            let spec = c.resources[1].serve_spec(Vec::new()).expect("spec");
+            spec.validate()
+                .unwrap_or_else(|e| panic!("{iqn}: accepted by config, refused: {e}"));
+        }
     }
 }

@@ -190,6 +190,17 @@ fn check_ident(what: &'static str, v: &str, max: usize) -> Result<(), TgtError> 
 }
 
 impl LunIdentity {
+    /// Checks every field as [`TgtClient::set_lun_identity`] does, without talking to tgtd (for
+    /// configuration checkers that must accept nothing tgt-ipc refuses later).
+    ///
+    /// # Errors
+    /// [`TgtError::InvalidRequest`] whose `what` names the field (`scsi_id`, `scsi_sn`,
+    /// `vendor_id`, `product_id`, `product_rev`): empty, too long, not printable ASCII, `,`
+    /// or `=`, a leading or trailing space.
+    pub fn check(&self) -> Result<(), TgtError> {
+        self.params().map(drop)
+    }
+
     /// The params string, in the order tgt-admin sends them.
     pub(crate) fn params(&self) -> Result<Params, TgtError> {
         let mut p = Params::new();

@@ -9,15 +9,12 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tgt_ipc::{
-    Acl, LunBacking, LunIdentity, ServeLun, ServeSpec, Served, SetState, TgtClient, TgtErrno,
-    TgtError,
-};
+use tgt_ipc::{ServeSpec, Served, SetState, TgtClient, TgtErrno, TgtError};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
 
 use super::Target;
-use crate::config::{Config, Initiators, Resource};
+use crate::config::{Config, Resource};
 use crate::dirwatch::{DirWatch, WatchMask};
 use crate::error::BackendError;
 use crate::fsm::{Event, TargetState, TargetView};
@@ -42,49 +39,16 @@ fn tid(res: &Resource) -> Result<i32, BackendError> {
         .map_err(|_| BackendError::Failed(format!("tid {} out of range", res.target.tid)))
 }
 
-/// The tgt-ipc spec of a configured resource's target.
+/// The tgt-ipc spec of a configured resource's target (built and checked by
+/// [`Resource::serve_spec`], the same code `check-config` runs).
 pub fn spec(res: &Resource) -> Result<ServeSpec, BackendError> {
-    let acls = match &res.target.initiators {
-        Initiators::All => vec![Acl::all()],
-        Initiators::List(list) => list
-            .iter()
-            .map(|i| {
-                if i.parse::<std::net::IpAddr>().is_ok() || i.contains('/') {
-                    Acl::address(i)
-                } else {
-                    Acl::name(i)
-                }
-            })
-            .collect::<Result<_, _>>()
-            .map_err(err)?,
-    };
-    Ok(ServeSpec {
-        tid: tid(res)?,
-        name: res.target.iqn.clone(),
-        luns: res
-            .luns
-            .iter()
-            .map(|l| ServeLun {
-                lun: u64::from(l.lun),
-                backing: LunBacking::new(l.device.clone()),
-                identity: LunIdentity {
-                    scsi_id: l.scsi_id.clone(),
-                    scsi_sn: l.scsi_sn.clone(),
-                    vendor_id: Some(l.vendor.clone()),
-                    product_id: Some(l.product.clone()),
-                    product_rev: l.rev.clone(),
-                },
-                cache: l.cache,
-            })
-            .collect(),
-        accounts: res
-            .target
-            .chap
-            .as_ref()
-            .map(crate::chap::bindings)
-            .unwrap_or_default(),
-        acls,
-    })
+    let accounts = res
+        .target
+        .chap
+        .as_ref()
+        .map(crate::chap::bindings)
+        .unwrap_or_default();
+    res.serve_spec(accounts).map_err(|(_, e)| err(e))
 }
 
 impl TgtTarget {

@@ -203,7 +203,7 @@ async fn main() {
         c.serve(&spec).await.unwrap();
         ipc_serve.push(t0.elapsed());
         let t0 = Instant::now();
-        let o = c.stop_serving(1).await.unwrap();
+        let o = c.stop_serving(1, IQN).await.unwrap();
         ipc_stop.push(t0.elapsed());
         assert!(matches!(o, StopOutcome::Stopped { .. }));
 

@@ -36,7 +36,15 @@ pub struct TgtClient {
     path: PathBuf,
     connect_timeout: Duration,
     reply_timeout: Duration,
+    connect_retry: Duration,
+    pub(crate) busy_retry: Duration,
 }
+
+/// First pause before connecting again after `ECONNREFUSED`/`ENOENT`; it doubles up to
+/// [`CONNECT_RETRY_MAX_STEP`].
+const CONNECT_RETRY_STEP: Duration = Duration::from_millis(5);
+/// Longest pause between connect attempts (see [`TgtClient::connect_retry_for`]).
+pub const CONNECT_RETRY_MAX_STEP: Duration = Duration::from_millis(100);
 
 impl Default for TgtClient {
     fn default() -> Self {
@@ -77,7 +85,26 @@ impl TgtClient {
             path: path.into(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             reply_timeout: DEFAULT_REPLY_TIMEOUT,
+            connect_retry: Duration::ZERO,
+            busy_retry: crate::serve::STOP_RETRY_FOR,
         }
+    }
+
+    /// Keep connecting for up to `d` while the socket answers `ECONNREFUSED` (a tgtd that has
+    /// bound its socket but does not listen yet, or a stale socket file) or is missing (`ENOENT`),
+    /// pausing 5 ms, doubling up to [`CONNECT_RETRY_MAX_STEP`] (docs/tgtd-ipc.md §1). Default: no
+    /// retry, the first refusal is [`TgtError::Connect`].
+    pub fn connect_retry_for(mut self, d: Duration) -> Self {
+        self.connect_retry = d;
+        self
+    }
+
+    /// How long [`TgtClient::stop_serving`] retries deletes that tgtd refuses for I/O in flight
+    /// before it gives up with [`TgtError::IoInFlight`]. Default
+    /// [`STOP_RETRY_FOR`](crate::STOP_RETRY_FOR).
+    pub fn busy_retry_for(mut self, d: Duration) -> Self {
+        self.busy_retry = d;
+        self
     }
 
     /// Sets the connect timeout.
@@ -109,17 +136,35 @@ impl TgtClient {
     pub async fn execute(&self, request: &Request) -> Result<Option<String>, TgtError> {
         request.validate()?;
         let bytes = request.encode();
-        let mut stream =
-            tokio::time::timeout(self.connect_timeout, UnixStream::connect(&self.path))
-                .await
-                .map_err(|_| TgtError::ConnectTimeout {
-                    path: self.path.clone(),
-                    timeout: self.connect_timeout,
-                })?
-                .map_err(|source| TgtError::Connect {
-                    path: self.path.clone(),
-                    source,
-                })?;
+        let started = std::time::Instant::now();
+        let mut pause = CONNECT_RETRY_STEP;
+        let mut stream = loop {
+            match tokio::time::timeout(self.connect_timeout, UnixStream::connect(&self.path)).await
+            {
+                Err(_) => {
+                    return Err(TgtError::ConnectTimeout {
+                        path: self.path.clone(),
+                        timeout: self.connect_timeout,
+                    })
+                }
+                Ok(Ok(s)) => break s,
+                Ok(Err(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                    ) && started.elapsed() + pause <= self.connect_retry =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(CONNECT_RETRY_MAX_STEP);
+                }
+                Ok(Err(source)) => {
+                    return Err(TgtError::Connect {
+                        path: self.path.clone(),
+                        source,
+                    })
+                }
+            }
+        };
         tokio::time::timeout(self.reply_timeout, exchange(&mut stream, &bytes))
             .await
             .map_err(|_| TgtError::ReplyTimeout {

@@ -261,6 +261,32 @@ pub enum TgtError {
         /// One entry per difference found.
         differences: Vec<String>,
     },
+    /// Someone else's target: the tid holds another IQN, or the IQN is served at another tid (by
+    /// tgt's own service from `/etc/tgt`, say). Nothing was changed; it is never touched.
+    #[error("tid {tid} holds {name}, not {want_name} at tid {want_tid}: left untouched")]
+    TargetForeign {
+        /// The tid of the target found.
+        tid: i32,
+        /// Its IQN.
+        name: String,
+        /// The tid asked for.
+        want_tid: i32,
+        /// The IQN asked for.
+        want_name: String,
+    },
+    /// Stopping a target: tgtd still refuses to delete this logical unit because SCSI commands on it
+    /// have not completed (`TGTADM_LUN_ACTIVE`; `--force` does not help, docs/tgtd-ipc.md §7.6), after
+    /// retrying for the client's busy-retry time. A frozen backing device keeps it so until its I/O
+    /// completes; the target is left in place (possibly without its other LUs), offline.
+    #[error("LUN {lun} of tid {tid}: I/O in flight (tgtd refuses to delete a logical unit with commands outstanding; retried for {waited:?})")]
+    IoInFlight {
+        /// The tid.
+        tid: i32,
+        /// The busy LUN (0: the target's controller LU).
+        lun: u64,
+        /// How long deletes were retried.
+        waited: Duration,
+    },
     /// A target that should be served is missing (tgtd restarted empty, or someone deleted it).
     #[error("target {tid} ({name}) is not present in tgtd (tgtd restarted?)")]
     TargetMissing {

@@ -48,8 +48,8 @@ pub use account::{AccountDirection, AccountScope};
 pub use acl::Acl;
 pub use cache::{CacheMode, WRITE_CACHE_OFF_PAGE};
 pub use client::{
-    TgtClient, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REPLY_TIMEOUT, DEFAULT_SOCKET_BASE,
-    MAX_CONTROL_PORT,
+    TgtClient, CONNECT_RETRY_MAX_STEP, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REPLY_TIMEOUT,
+    DEFAULT_SOCKET_BASE, MAX_CONTROL_PORT,
 };
 pub use error::{TgtErrno, TgtError};
 pub use lun::{BsOFlags, BsType, LunBacking, LunIdentity, LunSetting, MAX_LUN};
@@ -59,6 +59,7 @@ pub use response::{
 };
 pub use serve::{
     ServeAccount, ServeLun, ServeOutcome, ServeSpec, Served, StopOutcome, STOP_RETRY_FOR,
+    STOP_RETRY_MAX_STEP,
 };
 pub use show::{
     parse_accounts, parse_connections, parse_portals, parse_system, parse_target_params,

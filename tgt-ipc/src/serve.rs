@@ -134,6 +134,24 @@ impl ServeSpec {
         Ok(())
     }
 
+    /// How a parsed `show` of every target ([`TgtClient::show_targets`]) serves this spec: what
+    /// [`TgtClient::served`] returns, without asking tgtd (one `show` for several specs).
+    pub fn served_in(&self, targets: &[Target]) -> Served {
+        let t = match owned(targets, self.tid, &self.name) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Served::Missing,
+            Err(foreign) => return foreign,
+        };
+        let d = self.differences(t);
+        if !d.is_empty() {
+            Served::Different(d)
+        } else if t.state == TargetState::Ready {
+            Served::Serving
+        } else {
+            Served::Offline
+        }
+    }
+
     /// Compares with a target parsed from show; returns the differences (empty = identical as far as
     /// show can tell: `vendor_id`, `product_id` and `product_rev` are not printed by show, and neither is
     /// any mode page). The cache mode is compared through the backing-store flags it implies (`sync` in
@@ -239,6 +257,14 @@ pub enum Served {
     Missing,
     /// Present but different; each entry is a difference.
     Different(Vec<String>),
+    /// Someone else's target: `tid` holds `name`, another IQN at the asked tid or the asked IQN
+    /// at another tid. Never to be touched by the asker.
+    Foreign {
+        /// The tid of the target found.
+        tid: i32,
+        /// Its IQN.
+        name: String,
+    },
 }
 
 /// Result of [`TgtClient::stop_serving`].
@@ -258,9 +284,42 @@ pub enum StopOutcome {
     NotServing,
 }
 
-/// How long [`TgtClient::stop_serving`] keeps retrying the forced delete while tgtd reports I/O in flight.
+/// How long [`TgtClient::stop_serving`] keeps retrying by default while tgtd reports I/O in flight
+/// (see [`TgtClient::busy_retry_for`]).
 pub const STOP_RETRY_FOR: Duration = Duration::from_secs(3);
+/// First pause between deletes refused for I/O in flight; it doubles up to [`STOP_RETRY_MAX_STEP`].
 const STOP_RETRY_STEP: Duration = Duration::from_millis(10);
+/// Longest pause between deletes refused for I/O in flight.
+pub const STOP_RETRY_MAX_STEP: Duration = Duration::from_millis(320);
+
+/// The target at `tid` from `targets`, or `Foreign` when `tid` holds another IQN or `name` is
+/// served at another tid (docs/tgtd-ipc.md §7.7).
+fn owned<'a>(targets: &'a [Target], tid: i32, name: &str) -> Result<Option<&'a Target>, Served> {
+    let foreign = |t: &Target| Served::Foreign {
+        tid: t.tid,
+        name: t.name.clone(),
+    };
+    match targets.iter().find(|t| t.tid == tid) {
+        Some(t) if t.name == name => Ok(Some(t)),
+        Some(t) => Err(foreign(t)),
+        None => match targets.iter().find(|t| t.name == name) {
+            Some(t) => Err(foreign(t)),
+            None => Ok(None),
+        },
+    }
+}
+
+fn foreign_error(found: Served, want_tid: i32, want_name: &str) -> TgtError {
+    match found {
+        Served::Foreign { tid, name } => TgtError::TargetForeign {
+            tid,
+            name,
+            want_tid,
+            want_name: want_name.to_string(),
+        },
+        other => TgtError::Protocol(format!("unexpected {other:?}")),
+    }
+}
 
 impl TgtClient {
     /// Publishes a target in the safe order (docs/tgtd-ipc.md §7.3): target new, `state=offline`,
@@ -282,7 +341,9 @@ impl TgtClient {
     /// (per ACL); target update state=ready.
     ///
     /// # Errors
-    /// [`TgtError::TargetConflict`] when the tid or name is taken by a different target; otherwise
+    /// [`TgtError::TargetForeign`] when the tid holds another IQN or the IQN is served at another
+    /// tid (nothing is changed); [`TgtError::TargetConflict`] when the target at the tid has this IQN
+    /// but differs (half-built: [`TgtClient::stop_serving`] it, then serve again); otherwise
     /// as [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
     /// ([`TgtError::Daemon`]) of the failing step.
     pub async fn serve(&self, spec: &ServeSpec) -> Result<ServeOutcome, TgtError> {
@@ -308,7 +369,9 @@ impl TgtClient {
     /// The tid or the name is taken: accept an identical target, report a different one.
     async fn serve_existing(&self, spec: &ServeSpec) -> Result<ServeOutcome, TgtError> {
         let targets = self.show_targets().await?;
-        if let Some(t) = targets.iter().find(|t| t.tid == spec.tid) {
+        let found = owned(&targets, spec.tid, &spec.name)
+            .map_err(|f| foreign_error(f, spec.tid, &spec.name))?;
+        if let Some(t) = found {
             let d = spec.differences(t);
             if !d.is_empty() {
                 return Err(TgtError::TargetConflict {
@@ -321,13 +384,9 @@ impl TgtClient {
             }
             return Ok(ServeOutcome::AlreadyServing);
         }
-        let differences = match targets.iter().find(|t| t.name == spec.name) {
-            Some(t) => vec![format!("name {} is used by tid {}", spec.name, t.tid)],
-            None => vec!["tgtd reports the target exists but show does not list it".to_string()],
-        };
         Err(TgtError::TargetConflict {
             tid: spec.tid,
-            differences,
+            differences: vec!["tgtd reports the target exists but show does not list it".into()],
         })
     }
 
@@ -356,7 +415,8 @@ impl TgtClient {
         self.set_target_state(spec.tid, SetState::Ready).await
     }
 
-    /// Is `spec` being served? Detects a tgtd that restarted empty ([`Served::Missing`]). The cache mode is
+    /// Is `spec` being served? Detects a tgtd that restarted empty ([`Served::Missing`]) and someone
+    /// else's target at its tid or its IQN at another tid ([`Served::Foreign`]). The cache mode is
     /// checked only through the backing-store flags (see [`ServeSpec::differences`]): `show` does not print
     /// the caching mode page.
     ///
@@ -366,17 +426,8 @@ impl TgtClient {
     /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
     /// ([`TgtError::Daemon`]), or [`TgtError::Parse`] for output that cannot be parsed.
     pub async fn served(&self, spec: &ServeSpec) -> Result<Served, TgtError> {
-        let Some(t) = self.target(spec.tid).await? else {
-            return Ok(Served::Missing);
-        };
-        let d = spec.differences(&t);
-        Ok(if !d.is_empty() {
-            Served::Different(d)
-        } else if t.state == TargetState::Ready {
-            Served::Serving
-        } else {
-            Served::Offline
-        })
+        check_tid(spec.tid)?;
+        Ok(spec.served_in(&self.show_targets().await?))
     }
 
     /// Like [`TgtClient::served`], but an absent target is the error [`TgtError::TargetMissing`].
@@ -394,21 +445,31 @@ impl TgtClient {
         }
     }
 
-    /// Stops serving a target so initiators notice at once: unbind every ACL entry (no log-back-in),
-    /// `state=offline`, close every connection, then delete with force, retrying for up to
-    /// [`STOP_RETRY_FOR`] while tgtd reports the target or an LU busy (I/O in flight), closing any
-    /// connection that appeared meanwhile. An absent target is [`StopOutcome::NotServing`].
+    /// Stops serving the target `name` at `tid` so initiators notice at once: unbind every ACL
+    /// entry (no log-back-in), `state=offline`, close every connection, delete each LU (highest
+    /// LUN first, as tgtd's own target delete does), then delete the target with force. A LU
+    /// refused for I/O in flight (docs/tgtd-ipc.md §7.6) is retried with a doubling pause (10 ms up to
+    /// [`STOP_RETRY_MAX_STEP`]) for [`TgtClient::busy_retry_for`] (default [`STOP_RETRY_FOR`]),
+    /// closing any connection that appeared meanwhile. An absent target is
+    /// [`StopOutcome::NotServing`]; someone else's target (another IQN at `tid`, or `name` at
+    /// another tid) is refused before anything is sent but `show`.
     ///
-    /// Equivalent to `tgtadm` target unbind (per ACL); target update state=offline; conn delete (per
-    /// connection from conn show); target delete --force.
+    /// Equivalent to `tgtadm` target show; target unbind (per ACL); target update state=offline;
+    /// conn delete (per connection from conn show); logicalunit delete (per LU); target delete --force.
     ///
     /// # Errors
-    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// [`TgtError::TargetForeign`] (nothing changed); [`TgtError::IoInFlight`] naming the LU still
+    /// busy after the retries (the target is left offline, its idle LUs deleted); otherwise as
+    /// [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
     /// ([`TgtError::Daemon`]).
-    pub async fn stop_serving(&self, tid: i32) -> Result<StopOutcome, TgtError> {
+    pub async fn stop_serving(&self, tid: i32, name: &str) -> Result<StopOutcome, TgtError> {
         check_tid(tid)?;
-        let Some(t) = self.target(tid).await? else {
-            return Ok(StopOutcome::NotServing);
+        check_target_name(name)?;
+        let targets = self.show_targets().await?;
+        let t = match owned(&targets, tid, name) {
+            Ok(Some(t)) => t.clone(),
+            Ok(None) => return Ok(StopOutcome::NotServing),
+            Err(f) => return Err(foreign_error(f, tid, name)),
         };
         let mut acls_unbound = 0;
         for entry in &t.acls {
@@ -441,30 +502,57 @@ impl TgtClient {
             r => r?,
         }
         let mut connections_closed = self.close_all_connections(tid).await?;
+        let mut luns: Vec<u64> = t.luns.iter().map(|l| l.lun).filter(|l| *l != 0).collect();
+        luns.sort_unstable_by(|a, b| b.cmp(a));
         let started = Instant::now();
+        let mut pause = STOP_RETRY_STEP;
         let mut delete_attempts = 0;
         loop {
             delete_attempts += 1;
-            match self.delete_target(tid, true).await {
+            let busy = match self.delete_luns_and_target(tid, &mut luns).await {
                 Ok(()) => break,
-                Err(e) if e.errno() == Some(TgtErrno::NoTarget) => break,
-                Err(e)
-                    if matches!(
-                        e.errno(),
-                        Some(TgtErrno::TargetActive | TgtErrno::LunActive)
-                    ) && started.elapsed() < STOP_RETRY_FOR =>
-                {
-                    connections_closed += self.close_all_connections(tid).await?;
-                    tokio::time::sleep(STOP_RETRY_STEP).await;
-                }
-                Err(e) => return Err(e),
+                Err(Busy::Lun(lun)) => lun,
+                Err(Busy::Other(e)) => return Err(e),
+            };
+            if started.elapsed() >= self.busy_retry {
+                return Err(TgtError::IoInFlight {
+                    tid,
+                    lun: busy,
+                    waited: started.elapsed(),
+                });
             }
+            connections_closed += self.close_all_connections(tid).await?;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(STOP_RETRY_MAX_STEP);
         }
         Ok(StopOutcome::Stopped {
             acls_unbound,
             connections_closed,
             delete_attempts,
         })
+    }
+
+    /// One pass: each remaining LU (removed from `luns` once deleted), then the target.
+    async fn delete_luns_and_target(&self, tid: i32, luns: &mut Vec<u64>) -> Result<(), Busy> {
+        let busy = |e: TgtError, lun| match e.errno() {
+            Some(TgtErrno::LunActive | TgtErrno::TargetActive) => Busy::Lun(lun),
+            _ => Busy::Other(e),
+        };
+        while let Some(&lun) = luns.first() {
+            match self.delete_lun(tid, lun).await {
+                Ok(()) => {}
+                Err(e) if e.errno() == Some(TgtErrno::NoLun) => {}
+                Err(e) if e.errno() == Some(TgtErrno::NoTarget) => return Ok(()),
+                Err(e) => return Err(busy(e, lun)),
+            }
+            luns.remove(0);
+        }
+        match self.delete_target(tid, true).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.errno() == Some(TgtErrno::NoTarget) => Ok(()),
+            // only the controller LU 0 is left
+            Err(e) => Err(busy(e, 0)),
+        }
     }
 
     async fn close_all_connections(&self, tid: i32) -> Result<usize, TgtError> {
@@ -488,6 +576,14 @@ impl TgtClient {
         }
         Ok(closed)
     }
+}
+
+/// Why one delete pass stopped.
+enum Busy {
+    /// This LU has commands in flight.
+    Lun(u64),
+    /// Anything else.
+    Other(TgtError),
 }
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ async fn refused_requests_never_reach_the_socket() {
     );
     assert_refused("conn show -1", c.show_connections(-1).await, &l);
     assert_refused("conn delete -1", c.delete_connection(-1, 1, 0).await, &l);
-    assert_refused("stop -1", c.stop_serving(-1).await, &l);
+    assert_refused("stop -1", c.stop_serving(-1, "iqn.x:ok").await, &l);
     let bad = ServeSpec {
         tid: 1,
         name: "iqn.x:ok".into(),

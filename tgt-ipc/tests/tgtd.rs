@@ -105,11 +105,27 @@ async fn serve_then_initiator_sees_identity_and_size() {
         }
         r => panic!("expected TargetConflict, got {r:?}"),
     }
-    let mut renamed = s.clone();
-    renamed.tid = 2;
+    // the same IQN at another tid is someone else's: refused, named, untouched
+    let mut moved = s.clone();
+    moved.tid = 2;
+    match t.client.serve(&moved).await {
+        Err(
+            e @ TgtError::TargetForeign {
+                tid: 1,
+                want_tid: 2,
+                ..
+            },
+        ) => {
+            assert!(
+                e.to_string().starts_with(&format!("tid 1 holds {IQN}")),
+                "{e}"
+            )
+        }
+        r => panic!("expected TargetForeign, got {r:?}"),
+    }
     assert!(matches!(
-        t.client.serve(&renamed).await,
-        Err(TgtError::TargetConflict { tid: 2, .. })
+        t.client.served(&moved).await,
+        Ok(Served::Foreign { tid: 1, .. })
     ));
     // an initiator not in the ACL (name or address) cannot log in: 127.0.0.1 is, so only check via show
     let target = t.client.target(1).await.unwrap().unwrap();
@@ -198,7 +214,7 @@ async fn stop_serving_drops_logged_in_initiator() {
     );
     assert_eq!(t.client.sessions(1).await.unwrap().len(), 1);
 
-    match t.client.stop_serving(1).await.unwrap() {
+    match t.client.stop_serving(1, IQN).await.unwrap() {
         StopOutcome::Stopped {
             acls_unbound,
             connections_closed,
@@ -224,9 +240,42 @@ async fn stop_serving_drops_logged_in_initiator() {
     assert!(!t.client.has_target(1).await.unwrap());
     assert_eq!(t.client.served(&s).await.unwrap(), Served::Missing);
     assert_eq!(
-        t.client.stop_serving(1).await.unwrap(),
+        t.client.stop_serving(1, IQN).await.unwrap(),
         StopOutcome::NotServing
     );
+}
+
+/// tgt's own service hands out tids from 1 to whatever `/etc/tgt` names: such a target at our tid
+/// is reported, never unbound, closed or deleted (stop_serving used to delete whatever the tid held).
+#[tokio::test]
+async fn foreign_target_at_our_tid_is_never_touched() {
+    if !prereqs("foreign_target_at_our_tid_is_never_touched", &["tgtd"]) {
+        return;
+    }
+    let t = Tgtd::start().await;
+    let foreign = "iqn.2026-11.test.tgt-admin:legacy";
+    t.client.new_target(1, foreign).await.unwrap();
+    t.client.bind_acl(1, &Acl::all()).await.unwrap();
+    let before = t.client.target(1).await.unwrap().unwrap();
+    let s = spec(&t, "r0.img");
+    assert_eq!(
+        t.client.served(&s).await.unwrap(),
+        Served::Foreign {
+            tid: 1,
+            name: foreign.into()
+        }
+    );
+    for e in [
+        t.client.stop_serving(1, IQN).await.unwrap_err(),
+        t.client.serve(&s).await.unwrap_err(),
+    ] {
+        assert!(matches!(e, TgtError::TargetForeign { tid: 1, .. }), "{e:?}");
+        assert!(
+            e.to_string().starts_with(&format!("tid 1 holds {foreign}")),
+            "{e}"
+        );
+    }
+    assert_eq!(t.client.target(1).await.unwrap().unwrap(), before);
 }
 
 #[tokio::test]
@@ -279,7 +328,7 @@ async fn typed_errors_from_tgtd() {
         Some(TgtErrno::InvalidRequest),
         "system delete with targets"
     );
-    let e = c.stop_serving(-3).await.unwrap_err();
+    let e = c.stop_serving(-3, IQN).await.unwrap_err();
     assert!(matches!(e, TgtError::InvalidRequest { .. }));
     assert!(t.alive());
     c.delete_target(1, false).await.unwrap();

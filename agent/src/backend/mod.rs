@@ -88,6 +88,16 @@ pub trait Target: Send + Sync {
     /// Delete the target (which closes the backing device); equivalent to
     /// `tgtadm --op delete --force --mode target --tid TID`.
     fn remove(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Before DRBD Primary: [`BackendError::Refused`] ("tid N holds IQN") when someone else's
+    /// target holds the resource's tid or IQN; equivalent to `tgtadm --op show`. Every
+    /// mutating call also leaves such a target untouched. Default: nothing to check.
+    fn check_owner(
+        &self,
+        res: &Resource,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = res;
+        async { Ok(()) }
+    }
 }
 
 /// A floating address.
@@ -95,6 +105,15 @@ pub trait Address: Send + Sync {
     /// Is it held on this node? Equivalent to `ip -o addr show dev IF to ADDR`.
     fn held(&self, addr: &AddressConfig)
         -> impl Future<Output = Result<bool, BackendError>> + Send;
+    /// Is its interface administratively up with carrier (a claim can announce it)?
+    /// Equivalent to `ip link show dev IF` showing `UP,LOWER_UP`. Default: up.
+    fn link_up(
+        &self,
+        addr: &AddressConfig,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send {
+        let _ = addr;
+        async { Ok(true) }
+    }
     /// Does another host answer for it? Equivalent to `arping -D -I IF ADDR` (RFC 5227 probe).
     fn answered_elsewhere(
         &self,
@@ -176,11 +195,23 @@ impl<T: Target> Target for std::sync::Arc<T> {
     fn remove(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).remove(res)
     }
+    fn check_owner(
+        &self,
+        res: &Resource,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).check_owner(res)
+    }
 }
 
 impl<T: Address> Address for std::sync::Arc<T> {
     fn held(&self, a: &AddressConfig) -> impl Future<Output = Result<bool, BackendError>> + Send {
         (**self).held(a)
+    }
+    fn link_up(
+        &self,
+        a: &AddressConfig,
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send {
+        (**self).link_up(a)
     }
     fn answered_elsewhere(
         &self,

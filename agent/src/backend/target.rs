@@ -1,13 +1,23 @@
 //! [`Target`] over tgtd's management socket (crate `tgt-ipc`): no `tgtadm` is run.
 //!
-//! tgtd sends no notifications, so the restart watch ([`TgtTarget::watch`]) uses inotify on the
+//! tgtd sends no notifications, so the watch ([`TgtTarget::watch`]) uses inotify on the
 //! socket's directory: tgtd re-creates `socket.N` when it starts, and the kernel closes its
 //! `socket.N.lock` when it dies. Either way the targets are re-read and reported, and the
-//! state machine re-creates what is missing as soon as tgtd answers again.
+//! state machine re-creates what is missing as soon as tgtd answers again. After a restart of a
+//! tgtd that served our targets, tgtd's system state is held `offline` (it then closes every new
+//! connection at accept) until each of them is served again, as tgt's own start-up does, so no
+//! initiator is told "target not found" meanwhile. Changes made behind the agent's back
+//! (`tgt-admin --update ALL`, tgt's stop, a hand) are found by one `show` every [`CHECK_EVERY`].
+//!
+//! Ownership: the IQN at the configured tid is compared before anything is changed; someone
+//! else's target ([`TargetState::Foreign`]) is never touched (docs/tgtd-ipc.md §7.7).
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tgt_ipc::{ServeSpec, Served, SetState, TgtClient, TgtErrno, TgtError};
 use tokio::sync::mpsc::UnboundedSender;
@@ -19,10 +29,53 @@ use crate::dirwatch::{DirWatch, WatchMask};
 use crate::error::BackendError;
 use crate::fsm::{Event, TargetState, TargetView};
 
+/// How often [`TgtTarget::watch`] compares every configured target with tgtd (one `show`, about
+/// 0.1 ms): a target deleted or changed behind the agent's back is reported within this time, and
+/// served again at once on a primary.
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// While tgtd's system state is held offline after a restart: how often the watch looks whether
+/// every target is served again.
+const READY_POLL: Duration = Duration::from_millis(5);
+/// The longest tgtd's system state is held offline after a restart (the node may have been
+/// demoted meanwhile): then it is set ready anyway, with an error in the log.
+pub const READY_WAIT_MAX: Duration = Duration::from_secs(30);
+
 /// tgtd through its management socket.
 #[derive(Debug, Clone)]
 pub struct TgtTarget {
+    /// Reads: tgtd not answering reads as nothing served, at once.
     client: TgtClient,
+    /// Changes: connects retried through a starting tgtd's `ECONNREFUSED`, busy LUs retried.
+    acting: TgtClient,
+    /// Changes started and finished, so that a check overlapping one is not reported.
+    changes: Arc<Changes>,
+}
+
+#[derive(Debug, Default)]
+struct Changes {
+    started: AtomicU64,
+    finished: AtomicU64,
+}
+
+/// Counts one change of tgtd's state by this agent while alive.
+struct Changing(Arc<Changes>);
+
+impl Drop for Changing {
+    fn drop(&mut self) {
+        self.0.finished.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Changes {
+    fn begin(self: &Arc<Self>) -> Changing {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        Changing(self.clone())
+    }
+    /// `Some(stamp)` when no change is running; equal stamps: none ran in between.
+    fn quiet(&self) -> Option<u64> {
+        let finished = self.finished.load(Ordering::SeqCst);
+        (self.started.load(Ordering::SeqCst) == finished).then_some(finished)
+    }
 }
 
 fn err(e: TgtError) -> BackendError {
@@ -30,7 +83,7 @@ fn err(e: TgtError) -> BackendError {
         TgtError::Connect { .. } | TgtError::ConnectTimeout { .. } => {
             BackendError::Unavailable(e.to_string())
         }
-        other => BackendError::Failed(other.to_string()),
+        other => BackendError::Tgt(other),
     }
 }
 
@@ -52,16 +105,42 @@ pub fn spec(res: &Resource) -> Result<ServeSpec, BackendError> {
 }
 
 impl TgtTarget {
-    /// A client of the tgtd socket at `path`, with this per-request timeout.
+    /// A client of the tgtd socket at `path`, with this per-request timeout. Changes retry a
+    /// refused connect and a LU busy with I/O for up to half of it each (so a stage that gives up
+    /// says why before the executor's own timeout of the same length).
     pub fn new(path: &Path, timeout: Duration) -> TgtTarget {
+        let client = TgtClient::at_path(path)
+            .connect_timeout(timeout)
+            .reply_timeout(timeout);
         TgtTarget {
-            client: TgtClient::at_path(path)
-                .connect_timeout(timeout)
-                .reply_timeout(timeout),
+            acting: client
+                .clone()
+                .connect_retry_for(timeout / 2)
+                .busy_retry_for(timeout / 2),
+            client,
+            changes: Arc::default(),
         }
     }
 
-    /// Report every target whenever tgtd starts or dies (see the module docs).
+    /// The views of every configured target from one `show`, or `None` when tgtd does not
+    /// answer.
+    async fn views(&self, config: &Config) -> Option<BTreeMap<String, (TargetView, Served)>> {
+        let targets = self.client.show_targets().await.ok()?;
+        let mut out = BTreeMap::new();
+        for r in &config.resources {
+            match spec(r) {
+                Ok(spec) => {
+                    let served = spec.served_in(&targets);
+                    out.insert(r.name.clone(), (view_of(&spec, &targets, &served), served));
+                }
+                Err(e) => warn!(resource = %r.name, error = %e, "tgtd status"),
+            }
+        }
+        Some(out)
+    }
+
+    /// Report every target whenever tgtd starts or dies (see the module docs), and whatever
+    /// changed since the last report every [`CHECK_EVERY`].
     pub async fn watch(
         self,
         config: &Config,
@@ -83,60 +162,163 @@ impl TgtTarget {
                 | WatchMask::CLOSE_NOWRITE
                 | WatchMask::DELETE,
         )?;
+        let mut last: BTreeMap<String, TargetView> = BTreeMap::new();
+        // After a restart: since when, and which targets must be served before `ready`.
+        let mut held: Option<(Instant, Vec<String>)> = None;
+        let mut socket = socket_identity(&path);
+        let mut tick = tokio::time::interval(CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let events = watch.next().await?;
-            let relevant = events.iter().any(|e| {
-                e.name.as_deref() == Some(name.as_os_str())
-                    || e.name.as_deref() == Some(lock.as_os_str())
-            });
-            if !relevant {
-                continue;
-            }
-            info!(socket = %path.display(), "tgtd socket changed: re-reading targets");
-            // Report only once tgtd answers: a dying tgtd is reported by its successor (empty
-            // targets), so nothing is attempted against a daemon that is gone. A freshly bound
-            // socket may not listen yet: retry briefly (bounded, not a poll loop).
-            for attempt in 0..10u32 {
-                if self.client.show_system().await.is_ok() {
-                    let mut views = Vec::new();
-                    for r in &config.resources {
-                        match self.status(r).await {
-                            Ok(v) => views.push((r.name.clone(), v)),
-                            Err(e) => warn!(resource = %r.name, error = %e, "tgtd status"),
-                        }
+            let poll = if held.is_some() {
+                READY_POLL
+            } else {
+                CHECK_EVERY
+            };
+            tokio::select! {
+                events = watch.next() => {
+                    let events = events?;
+                    let relevant = events.iter().any(|e| {
+                        e.name.as_deref() == Some(name.as_os_str())
+                            || e.name.as_deref() == Some(lock.as_os_str())
+                    });
+                    if !relevant {
+                        continue;
                     }
-                    for (resource, view) in views {
-                        if tx.send(Event::Target { resource, view }).is_err() {
-                            return Ok(());
-                        }
-                    }
-                    break;
                 }
-                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt + 1))).await;
+                _ = tick.tick(), if held.is_none() => {}
+                _ = tokio::time::sleep(poll), if held.is_some() => {}
+            };
+            // A new socket file is a new tgtd (it unlinks a stale one before bind), whichever
+            // wake-up comes first; a dying tgtd leaves its file and is reported by its successor.
+            let now = socket_identity(&path);
+            if now.is_some() && now != socket {
+                info!(socket = %path.display(), "tgtd socket changed: re-reading targets");
+                // Only once tgtd answers. A freshly bound socket may not listen yet: the acting
+                // client retries ECONNREFUSED; else the next wake-up tries again.
+                if self.acting.show_system().await.is_err() {
+                    continue;
+                }
+                socket = now;
+                let serving: Vec<String> = last
+                    .iter()
+                    .filter(|(_, v)| v.state == TargetState::Serving)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                if !serving.is_empty() && held.is_none() {
+                    match self.acting.set_system_state(SetState::Offline).await {
+                        Ok(()) => {
+                            info!(targets = ?serving, "tgtd restarted: system state offline until they are served again");
+                            held = Some((Instant::now(), serving));
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "tgtd restarted: cannot set its system state offline")
+                        }
+                    }
+                }
+                last.clear();
+            }
+            let Some(before) = self.changes.quiet() else {
+                continue;
+            };
+            let Some(views) = self.views(config).await else {
+                continue;
+            };
+            if self.changes.quiet() != Some(before) {
+                continue; // one of our own changes ran meanwhile: its result is known
+            }
+            for (resource, (view, served)) in views {
+                if last.get(&resource) == Some(&view) {
+                    continue;
+                }
+                if let Some(was) = last.get(&resource) {
+                    warn!(%resource, was = ?was.state, now = ?view.state, ?served, "target changed in tgtd");
+                }
+                last.insert(resource.clone(), view);
+                if tx.send(Event::Target { resource, view }).is_err() {
+                    return Ok(());
+                }
+            }
+            if let Some((since, want)) = &held {
+                let done = want
+                    .iter()
+                    .all(|n| last.get(n).is_some_and(|v| v.state == TargetState::Serving));
+                let late = since.elapsed() >= READY_WAIT_MAX;
+                if done || late {
+                    match self.acting.set_system_state(SetState::Ready).await {
+                        Ok(()) if late => tracing::error!(
+                            waited = ?since.elapsed(), targets = ?want,
+                            "tgtd system state set ready before every target was served again"),
+                        Ok(()) => info!(
+                            ms = since.elapsed().as_secs_f64() * 1000.0,
+                            "tgtd restarted: every target served again; system state ready"
+                        ),
+                        Err(e) => warn!(error = %e, "cannot set tgtd's system state ready"),
+                    }
+                    held = None;
+                }
             }
         }
     }
 }
 
+/// Inode and change time of the socket file.
+fn socket_identity(path: &Path) -> Option<(u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some((m.ino(), m.ctime(), m.ctime_nsec()))
+}
+
+/// The view of one target in a parsed `show`: foreign targets' sessions are not counted.
+fn view_of(spec: &ServeSpec, targets: &[tgt_ipc::Target], served: &Served) -> TargetView {
+    let state = match served {
+        Served::Serving => TargetState::Serving,
+        Served::Offline => TargetState::Offline,
+        Served::Missing => TargetState::Absent,
+        Served::Foreign { .. } => TargetState::Foreign,
+        _ => TargetState::Partial,
+    };
+    let sessions = match state {
+        TargetState::Absent | TargetState::Foreign => 0,
+        _ => targets
+            .iter()
+            .find(|t| t.tid == spec.tid)
+            .map_or(0, |t| u32::try_from(t.nexuses.len()).unwrap_or(u32::MAX)),
+    };
+    TargetView { state, sessions }
+}
+
 impl Target for TgtTarget {
     async fn status(&self, res: &Resource) -> Result<TargetView, BackendError> {
         let spec = spec(res)?;
-        let state = match self.client.served(&spec).await {
-            Ok(Served::Serving) => TargetState::Serving,
-            Ok(Served::Offline) => TargetState::Offline,
-            Ok(Served::Missing) => TargetState::Absent,
-            Ok(_) => TargetState::Partial,
+        let targets = match self.client.show_targets().await {
+            Ok(t) => t,
             // tgtd not running: nothing is served.
             Err(TgtError::Connect { .. }) => return Ok(TargetView::default()),
             Err(e) => return Err(err(e)),
         };
-        let sessions = if state == TargetState::Absent {
-            0
-        } else {
-            let n = self.client.sessions(spec.tid).await.map_err(err)?.len();
-            u32::try_from(n).unwrap_or(u32::MAX)
-        };
-        Ok(TargetView { state, sessions })
+        let served = spec.served_in(&targets);
+        if let Served::Foreign { tid, name } = &served {
+            warn!(resource = %res.name, "tid {tid} holds {name}: someone else's target, left untouched");
+        }
+        Ok(view_of(&spec, &targets, &served))
+    }
+
+    async fn check_owner(&self, res: &Resource) -> Result<(), BackendError> {
+        let spec = spec(res)?;
+        match self.client.served(&spec).await {
+            Ok(Served::Foreign { tid, name }) => Err(BackendError::Refused(
+                TgtError::TargetForeign {
+                    tid,
+                    name,
+                    want_tid: spec.tid,
+                    want_name: spec.name,
+                }
+                .to_string(),
+            )),
+            // tgtd down: the serve stage will say so
+            Ok(_) | Err(TgtError::Connect { .. }) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
     }
 
     async fn serve(&self, res: &Resource) -> Result<(), BackendError> {
@@ -146,26 +328,40 @@ impl Target for TgtTarget {
             spec.accounts =
                 crate::chap::accounts(c).map_err(|e| BackendError::Failed(e.to_string()))?;
         }
-        match self.client.serve(&spec).await {
+        let _changing = self.changes.begin();
+        match self.acting.serve(&spec).await {
             Ok(_) => Ok(()),
             Err(TgtError::TargetConflict { differences, .. }) => {
-                // Left half-built by an interrupted serve (or edited by hand): rebuild it.
+                // Our IQN, half-built by an interrupted serve (or edited by hand): rebuild it.
                 warn!(resource = %res.name, ?differences, "target differs; re-creating");
-                self.client.stop_serving(spec.tid).await.map_err(err)?;
-                self.client.serve(&spec).await.map(|_| ()).map_err(err)
+                self.acting
+                    .stop_serving(spec.tid, &spec.name)
+                    .await
+                    .map_err(err)?;
+                self.acting.serve(&spec).await.map(|_| ()).map_err(err)
             }
             Err(e) => Err(err(e)),
         }
     }
 
     async fn offline(&self, res: &Resource) -> Result<(), BackendError> {
-        let tid = tid(res)?;
-        match self.client.set_target_state(tid, SetState::Offline).await {
+        let spec = spec(res)?;
+        let _changing = self.changes.begin();
+        match self.acting.served(&spec).await.map_err(err)? {
+            Served::Missing => return Ok(()),
+            Served::Foreign { tid, name } => {
+                warn!(resource = %res.name, "tid {tid} holds {name}: not ours, left untouched");
+                return Ok(());
+            }
+            _ => {}
+        }
+        let tid = spec.tid;
+        match self.acting.set_target_state(tid, SetState::Offline).await {
             Err(e) if e.errno() == Some(TgtErrno::NoTarget) => return Ok(()),
             r => r.map_err(err)?,
         }
-        for n in self.client.sessions(tid).await.map_err(err)? {
-            match self.client.close_session(tid, n.sid).await {
+        for n in self.acting.sessions(tid).await.map_err(err)? {
+            match self.acting.close_session(tid, n.sid).await {
                 Ok(_) => {}
                 Err(e)
                     if matches!(
@@ -179,10 +375,102 @@ impl Target for TgtTarget {
     }
 
     async fn remove(&self, res: &Resource) -> Result<(), BackendError> {
-        self.client
-            .stop_serving(tid(res)?)
-            .await
-            .map(|_| ())
-            .map_err(err)
+        let _changing = self.changes.begin();
+        match self.acting.stop_serving(tid(res)?, &res.target.iqn).await {
+            Ok(_) => Ok(()),
+            Err(TgtError::TargetForeign { tid, name, .. }) => {
+                warn!(resource = %res.name, "tid {tid} holds {name}: not ours, left untouched");
+                Ok(())
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
+/// tgt's own config: `tgt-admin`'s default file (Debian's includes `/etc/tgt/conf.d/*.conf`).
+pub const TGT_CONF: &str = "/etc/tgt/targets.conf";
+
+/// Warnings for each target that tgt's own service would create (`tgt-admin -e` at its start and
+/// reload, from `targets_conf` and its includes) with one of the configured IQNs, or at one of the
+/// configured tids on a freshly started tgtd: it would hold them before the agent (a promote is
+/// then refused), and `tgt-admin --update ALL` (its reload) deletes the agent's targets that it
+/// does not name (docs/tgtd-ipc.md §7.7). No file: no warning; an unreadable or unparsable one is
+/// a warning too.
+pub fn tgt_config_overlaps(config: &Config, targets_conf: &Path) -> Vec<String> {
+    use crate::import::{files::include_files, tgt_conf};
+    if !targets_conf.exists() {
+        return Vec::new();
+    }
+    let file = targets_conf.display().to_string();
+    let parsed = std::fs::read_to_string(targets_conf)
+        .map_err(|e| format!("{file}: {e}"))
+        .and_then(|text| {
+            tgt_conf::parse(&text, &file, &mut include_files)
+                .and_then(|items| tgt_conf::targets(&items))
+                .map_err(|e| e.to_string())
+        });
+    let tgt = match parsed {
+        Ok(t) => t,
+        Err(e) => return vec![format!("tgt's own config not checked for overlaps: {e}")],
+    };
+    let mut out = Vec::new();
+    for t in &tgt.targets {
+        for r in &config.resources {
+            if t.name == r.target.iqn {
+                out.push(format!(
+                    "{}: tgt's own config defines {}, the IQN of resource {}: tgt-admin creates it \
+                     at tgt's start and reload (remove it there)",
+                    t.at, t.name, r.name
+                ));
+            } else if t.tid == r.target.tid {
+                out.push(format!(
+                    "{}: tgt-admin gives {} tid {} on a freshly started tgtd, the tid of resource \
+                     {}: a promote is refused while it holds it (remove it there or change the tid)",
+                    t.at, t.name, t.tid, r.name
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tgt_config_overlaps_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf_d = dir.path().join("conf.d");
+        std::fs::create_dir(&conf_d).expect("conf.d");
+        let main = dir.path().join("targets.conf");
+        std::fs::write(&main, "include conf.d/*.conf\n").expect("write");
+        std::fs::write(
+            conf_d.join("old.conf"),
+            "<target iqn.2026-11.org.example:a-legacy>\n  backing-store /dev/x\n</target>\n\
+             <target iqn.2026-11.org.example:r1>\n  backing-store /dev/y\n</target>\n",
+        )
+        .expect("write");
+        let cfg = Config::parse(
+            &format!(
+                "{}\n[[resource]]\nname = \"r1\"\nminor = 2\nmode = \"adopt\"\n\
+                 target = {{ iqn = \"iqn.2026-11.org.example:r1\", tid = 9, initiators = \"all\" }}\n\
+                 [[resource.lun]]\nlun = 1\ndevice = \"/dev/drbd2\"\nscsi_id = \"r1\"\nscsi_sn = \"R1\"\n",
+                crate::config::TEST_MINIMAL
+            ),
+            Path::new("<test>"),
+        )
+        .expect("config");
+        let w = tgt_config_overlaps(&cfg, &main);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("old.conf:1") && w[0].contains("tid 1"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("old.conf:4") && w[1].contains("IQN of resource r1"),
+            "{w:?}"
+        );
+        assert!(tgt_config_overlaps(&cfg, &dir.path().join("none.conf")).is_empty());
     }
 }

@@ -96,7 +96,7 @@ fn glob_match(pat: &[char], name: &[char]) -> bool {
 /// The files an include names: a glob in the last component (matches sorted, dot files only
 /// when the pattern starts with a dot), a directory (its regular files, sorted) or a file. A
 /// relative path is taken from the including file's directory.
-fn include_files(pattern: &str, at: &Loc) -> Result<Vec<(String, String)>, ParseError> {
+pub(crate) fn include_files(pattern: &str, at: &Loc) -> Result<Vec<(String, String)>, ParseError> {
     let base = Path::new(&at.file).parent().unwrap_or(Path::new("/"));
     let path = base.join(pattern);
     let err = |p: &Path, e: std::io::Error| {

@@ -68,6 +68,12 @@ pub fn status_line(status: &Status, handled: &Handled) -> String {
             .map(|w| w.resource.as_str())
             .collect();
         format!("waiting for peer on {}", names.join(", "))
+    } else if status.addresses.iter().any(|a| a.waiting_for_link) {
+        let waiting = status.addresses.iter().filter(|a| a.waiting_for_link);
+        let names: Vec<String> = waiting
+            .map(|a| format!("{} on {}", a.address, a.interface))
+            .collect();
+        format!("address waiting for link: {}", names.join(", "))
     } else if status.converged {
         "converged".into()
     } else {

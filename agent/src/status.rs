@@ -47,6 +47,10 @@ pub struct AddressStatus {
     pub interface: String,
     /// Held on this node.
     pub held: bool,
+    /// To be held, but its interface is down or without carrier: claimed when the link
+    /// comes back (DRBD and the targets are up meanwhile).
+    #[serde(default)]
+    pub waiting_for_link: bool,
     /// Resources behind it.
     pub resources: Vec<String>,
 }
@@ -233,6 +237,7 @@ impl Status {
                     address: a.address.clone(),
                     interface: a.interface.clone(),
                     held: state.addresses.get(&a.address).is_some_and(|s| s.held),
+                    waiting_for_link: state.waiting_for_link().contains(&a.address),
                     resources: a.resources.clone(),
                 })
                 .collect(),
@@ -354,7 +359,11 @@ impl Status {
                 "address {} on {}: {} (for {})",
                 a.address,
                 a.interface,
-                if a.held { "held" } else { "not held" },
+                match (a.held, a.waiting_for_link) {
+                    (true, _) => "held",
+                    (false, true) => "waiting for link",
+                    (false, false) => "not held",
+                },
                 a.resources.join(", ")
             );
         }

@@ -308,3 +308,124 @@ fn claim_restore_conflict_release() {
         });
     });
 }
+
+/// Handles every queued watch event until `done` holds (up to 5 s).
+async fn settle_until<D, T, A, F>(
+    d: &mut Daemon<D, T, A>,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<agent::fsm::Event>,
+    mut done: F,
+) where
+    D: agent::backend::Drbd,
+    T: agent::backend::Target,
+    A: agent::backend::Address,
+    F: FnMut(&Daemon<D, T, A>) -> bool,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done(d) {
+        let ev = tokio::time::timeout_at(deadline.into(), rx.recv())
+            .await
+            .expect("watch event within 5 s")
+            .expect("watch alive");
+        d.handle(ev).await;
+    }
+}
+
+/// Issue 11 case 5: the address's link is down (no carrier: the peer end of the veth is down)
+/// when the promote claims. Before the fix the claim failed with "interface down" and rolled
+/// DRBD and the target back. Now DRBD Primary and the target stay up, status says "waiting for
+/// link", and the link's return brings the probe, the claim and the burst.
+#[test]
+fn link_down_at_claim_waits_for_link_then_claims() {
+    if !prereqs() {
+        return;
+    }
+    in_netns(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let cfg = Arc::new(config());
+            let addr = Arc::new(NetlinkAddress::new(&cfg).expect("vip handles"));
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            {
+                let a = addr.clone();
+                tokio::spawn(async move { a.watch(tx).await });
+            }
+            let mem = Memory::healthy_secondary(&cfg);
+            let mut d = Daemon::new(Executor::new(
+                cfg.clone(),
+                mem.clone(),
+                mem.clone(),
+                addr.clone(),
+            ));
+            d.observe().await;
+            let a0 = &cfg.addresses[0];
+            let waiting = |d: &Daemon<_, _, _>| {
+                d.status()
+                    .and_then(|s| s.addresses.first().map(|a| a.waiting_for_link))
+                    .unwrap_or(false)
+            };
+
+            ip("link set v1 down");
+            settle_until(&mut d, &mut rx, |d| {
+                d.state()
+                    .is_some_and(|s| s.addresses.values().all(|a| a.link_down))
+            })
+            .await;
+            let r = d.request(Request::Promote).await;
+            assert!(r.ok, "promote with the link down: {}", r.message);
+            let st = r.status.expect("status");
+            assert_eq!(
+                mem.world().drbd.get("r0").map(|v| v.role),
+                Some(Role::Primary),
+                "DRBD stays Primary"
+            );
+            let t0 = st.resources.first().map(|r| r.target.state);
+            assert_eq!(
+                t0,
+                Some(agent::fsm::TargetState::Serving),
+                "target stays up"
+            );
+            let a = st.addresses.first().expect("address");
+            assert!(!a.held && a.waiting_for_link, "{a:?}");
+            assert!(!st.converged, "not converged while the address waits");
+            let text = st.render();
+            assert!(text.contains("waiting for link"), "{text}");
+            assert!(!addr.held(a0).await.expect("held"));
+
+            let t = Instant::now();
+            ip("link set v1 up");
+            settle_until(&mut d, &mut rx, |d| !waiting(d)).await;
+            let took = t.elapsed();
+            assert!(addr.held(a0).await.expect("held"), "claimed on link up");
+            let st = d.status().expect("status");
+            assert!(st.converged, "converged once claimed");
+            eprintln!(
+                "link up -> address claimed: {took:?} (from the `ip link set up` call; probe \
+                 window 100 ms included)"
+            );
+
+            // A flap while held: the address stays, nothing is rolled back.
+            ip("link set v1 down");
+            settle_until(&mut d, &mut rx, |d| {
+                d.state()
+                    .is_some_and(|s| s.addresses.values().all(|a| a.link_down))
+            })
+            .await;
+            let st = d.status().expect("status");
+            assert!(addr.held(a0).await.expect("held"), "{}", st.render());
+            ip("link set v1 up");
+            settle_until(&mut d, &mut rx, |d| {
+                d.state()
+                    .is_some_and(|s| s.addresses.values().all(|a| !a.link_down))
+            })
+            .await;
+            assert!(addr.held(a0).await.expect("held"));
+            assert_eq!(
+                mem.world().drbd.get("r0").map(|v| v.role),
+                Some(Role::Primary)
+            );
+        });
+    });
+}

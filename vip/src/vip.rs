@@ -369,8 +369,9 @@ impl Vip {
         session: Option<ProbeSession>,
     ) -> Result<ClaimReport, VipError> {
         let start = Instant::now();
-        self.stop_announcing();
+        // A refused check leaves a running schedule alone (it follows the link).
         let (link, mac, already_held) = self.check_link().await?;
+        self.stop_announcing();
         let sock = self.sender(link.index)?;
         let check = start.elapsed();
 
@@ -489,6 +490,20 @@ impl Vip {
             .await?
             .iter()
             .any(|(i, _)| *i == link.index))
+    }
+
+    /// Whether the interface is administratively up with carrier, so a claim can announce (the
+    /// check [`Vip::claim`] refuses with [`VipError::InterfaceDown`]). A missing interface is
+    /// `false`.
+    ///
+    /// # Errors
+    /// [`VipError::Netlink`] when the link lookup fails.
+    pub async fn link_up(&self) -> Result<bool, VipError> {
+        match link_by_name(&self.handle, &self.iface).await {
+            Ok(l) => Ok(l.is_up()),
+            Err(VipError::UnknownInterface { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Watches the address and its interface (equivalent to `ip monitor link address`): see

@@ -40,7 +40,7 @@ pub struct NetlinkAddress {
 pub const PROBE_MAX_AGE: Duration = Duration::from_secs(10);
 
 fn err(e: VipError) -> BackendError {
-    BackendError::Failed(e.to_string())
+    BackendError::Vip(e)
 }
 
 /// The probe policy of an address, `None` when probing is disabled in the config.
@@ -98,8 +98,11 @@ impl NetlinkAddress {
             .ok_or_else(|| BackendError::Failed(format!("{} is not configured", a.address)))
     }
 
-    /// Report additions and removals of every address as [`Event::Address`] (equivalent to
-    /// `ip monitor address`); the state machine restores an address removed by hand.
+    /// Report additions and removals of every address as [`Event::Address`] and its link going
+    /// down or coming back as [`Event::Link`] (equivalent to `ip monitor link address`): the
+    /// state machine restores an address removed by hand and claims one that waited for its
+    /// link. A held address's announcements follow the link inside `vip` (a fresh burst when
+    /// it comes back or its MAC changes).
     pub async fn watch(&self, tx: UnboundedSender<Event>) -> Result<(), BackendError> {
         let mut streams = Vec::new();
         for (name, v) in &self.vips {
@@ -112,17 +115,41 @@ impl NetlinkAddress {
             let held = match ev {
                 VipEvent::Added => true,
                 VipEvent::Removed => false,
-                // Link changes, a lost burst (overrun): read the truth again.
-                _ => match self.vips.get(&address) {
-                    Some(v) => match v.lock().await.is_held().await {
-                        Ok(h) => h,
-                        Err(e) => {
+                // The address itself is reported by its own events (a re-read here could be
+                // older than a claim that follows it).
+                VipEvent::LinkDown | VipEvent::LinkUp => {
+                    let up = ev == VipEvent::LinkUp;
+                    debug!(%address, up, "address link");
+                    if tx.send(Event::Link { address, up }).is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                // A lost burst (overrun): read the truth again.
+                VipEvent::Overrun => {
+                    let Some(v) = self.vips.get(&address) else {
+                        continue;
+                    };
+                    let v = v.lock().await;
+                    match (v.is_held().await, v.link_up().await) {
+                        (Ok(held), Ok(up)) => {
+                            let link = Event::Link {
+                                address: address.clone(),
+                                up,
+                            };
+                            if tx.send(link).is_err() {
+                                return Ok(());
+                            }
+                            held
+                        }
+                        (Err(e), _) | (_, Err(e)) => {
                             warn!(%address, error = %e, "address check after watch event");
                             continue;
                         }
-                    },
-                    None => continue,
-                },
+                    }
+                }
+                // A MAC change is vip's to announce.
+                _ => continue,
             };
             if tx.send(Event::Address { address, held }).is_err() {
                 return Ok(());
@@ -144,6 +171,10 @@ impl Address for NetlinkAddress {
     /// sending anything (the executor skips the check then anyway). The address held on another
     /// interface of this host, or the interface down/missing, is an error, which refuses the
     /// promote with that reason.
+    async fn link_up(&self, a: &AddressConfig) -> Result<bool, BackendError> {
+        self.vip(a)?.lock().await.link_up().await.map_err(err)
+    }
+
     async fn answered_elsewhere(&self, a: &AddressConfig) -> Result<bool, BackendError> {
         let Some(policy) = probe_policy(a) else {
             return Ok(false);
@@ -200,12 +231,19 @@ impl Address for NetlinkAddress {
             Some(p) => v.claim_probed(p, &opts).await,
             None => v.claim(&opts).await,
         };
+        // Held already while its link is down (an address event older than the claim): it
+        // stays, and its running schedule announces it when the link comes back.
+        if let Err(VipError::InterfaceDown { .. }) = &report {
+            if v.is_held().await.unwrap_or(false) {
+                return Ok(());
+            }
+        }
         drop(v);
         let report = match report {
             // Nothing added: a refusal (the promote is undone and the node is where it was).
             Err(e @ VipError::Conflict { .. }) => {
                 crate::metrics::ADDRESS_EVENTS.conflict(&a.address);
-                return Err(BackendError::Refused(e.to_string()));
+                return Err(BackendError::Vip(e));
             }
             r => r.map_err(err)?,
         };

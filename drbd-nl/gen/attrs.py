@@ -4,7 +4,8 @@
 The table is transcribed from torvalds/linux include/linux/drbd_genl.h at tag
 v6.1 (the facts, with their sources, are in docs/drbd-genl.md §4). The output is plain Rust and is
 committed; rerun with `python3 drbd-nl/gen/attrs.py > drbd-nl/src/attr/sets.rs`
-then `cargo fmt`.
+then `rustfmt --edition 2021 drbd-nl/src/attr/sets.rs`. `cargo test -p drbd-nl --test generated`
+fails when the committed file differs from this output.
 
 Field line: number, C name, type, M (mandatory bit on the wire), doc.
 Types: u32, s32, u64, flg (1 byte 0/1), str, bin.

@@ -111,3 +111,8 @@ pub use connection::{FamilyInfo, RawGenl};
 pub use header::{DrbdHeader, DRBD_GENL_F_SET_DEFAULTS, DRBD_GENL_HDRLEN, MINOR_NONE};
 pub use message::{DrbdCmd, DrbdMessage, DRBD_API_VERSION_84, DRBD_EVENTS_GROUP, DRBD_FAMILY_NAME};
 pub use nla::{AttrSet, DRBD_GENLA_F_MANDATORY};
+
+/// The README's examples, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -30,6 +30,7 @@ pub mod initramfs;
 pub mod iscsi;
 pub mod ledger;
 pub mod net;
+pub mod pacemaker;
 pub mod qemu;
 pub mod soak;
 pub mod write_cache;
@@ -78,6 +79,10 @@ pub struct LabConfig {
     pub detached: bool,
     /// Which DRBD the guests run; `None`: from `LAB_DRBD` (`8.4` or `9`, default 8.4).
     pub drbd: Option<drbd9::DrbdVersion>,
+    /// More host directories shared read-only over virtio-9p: (mount tag, host dir); the guest
+    /// mounts them itself (`mount -t 9p -o trans=virtio,ro TAG DIR`), e.g. the host's `/usr` for
+    /// Pacemaker (`crate::pacemaker`).
+    pub ro_shares: Vec<(String, PathBuf)>,
 }
 
 impl Default for LabConfig {
@@ -91,6 +96,7 @@ impl Default for LabConfig {
             timeout: DEFAULT_TIMEOUT,
             detached: false,
             drbd: None,
+            ro_shares: Vec::new(),
         }
     }
 }
@@ -577,6 +583,7 @@ impl Lab {
                 initrd: &initrd,
                 disk: &disk,
                 share: share.as_deref(),
+                ro_shares: &cfg.ro_shares,
                 mem_mib: cfg.mem_mib,
                 console: &console,
                 ctl_sock: &ctl_sock,

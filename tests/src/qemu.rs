@@ -52,6 +52,8 @@ pub struct ArgvInput<'a> {
     pub disk: &'a Path,
     /// Directory shared read-only at `/lab/target` (none: no 9p device).
     pub share: Option<&'a Path>,
+    /// More read-only 9p shares: (mount tag, host dir).
+    pub ro_shares: &'a [(String, std::path::PathBuf)],
     /// Guest memory in MiB.
     pub mem_mib: u32,
     /// Console log file.
@@ -125,6 +127,15 @@ pub fn qemu_argv(a: &ArgvInput<'_>) -> Vec<String> {
             ),
         ]);
         append.push_str(" lab_9p=labtarget");
+    }
+    for (tag, dir) in a.ro_shares {
+        v.extend([
+            "-virtfs".into(),
+            format!(
+                "local,path={},mount_tag={tag},security_model=none,readonly=on",
+                dir.display()
+            ),
+        ]);
     }
     v.extend(["-append".into(), append]);
     v

@@ -48,11 +48,26 @@ pub enum Source {
 /// its DRBD device with a fixed identity, open to all initiators (written out), and the lab's
 /// floating address on `eth0` with probe and 3 gratuitous ARPs.
 pub fn config_toml(node: &Node, r: &Resource, source: Source) -> String {
+    config_toml_for(node, std::slice::from_ref(r), source)
+}
+
+/// The target name of resource `r` in [`config_toml_for`]: [`IQN`] for `r0`, else
+/// `iqn.2024-01.lab.iscsi-ha:<name>`.
+pub fn iqn_of(r: &Resource) -> String {
+    match r.name.as_str() {
+        "r0" => IQN.to_string(),
+        n => format!("iqn.2024-01.lab.iscsi-ha:{n}"),
+    }
+}
+
+/// [`config_toml`] for several adopted resources: resource `i` is served as [`iqn_of`] with tid
+/// `i + 1`, LUN 1 on its DRBD device; one floating address follows all of them.
+pub fn config_toml_for(node: &Node, rs: &[Resource], source: Source) -> String {
     let role = match source {
         Source::PoolConf => format!("source = \"pool-conf\"\npath = \"{POOL_CONF}\""),
         Source::Command => "source = \"command\"".to_string(),
     };
-    format!(
+    let mut out = format!(
         r#"# written by lab::agent_lab for node {node}
 node = "lab-{node}"
 
@@ -70,15 +85,20 @@ drbd_ms = 15000
 tgtd_ms = 10000
 address_ms = 2000
 safety_net_s = 60
-
+"#,
+        node = node.name(),
+    );
+    for (i, r) in rs.iter().enumerate() {
+        out.push_str(&format!(
+            r#"
 [[resource]]
 name = "{name}"
 minor = {minor}
 mode = "adopt"
 
 [resource.target]
-iqn = "{IQN}"
-tid = 1
+iqn = "{iqn}"
+tid = {tid}
 initiators = "all"
 
 [[resource.lun]]
@@ -88,11 +108,21 @@ scsi_id = "lab-{name}-lun1"
 scsi_sn = "LAB{minor}LUN1"
 vendor = "{VENDOR}"
 product = "{PRODUCT}"
-
+"#,
+            name = r.name,
+            minor = r.minor,
+            iqn = iqn_of(r),
+            tid = i + 1,
+            dev = r.device(),
+        ));
+    }
+    let names: Vec<String> = rs.iter().map(|r| format!("\"{}\"", r.name)).collect();
+    out.push_str(&format!(
+        r#"
 [[address]]
 address = "{vip}/{prefix}"
 interface = "eth0"
-resources = ["{name}"]
+resources = [{names}]
 
 [address.announce]
 count = 3
@@ -102,18 +132,21 @@ interval_ms = 100
 enabled = true
 timeout_ms = 200
 "#,
-        node = node.name(),
-        name = r.name,
-        minor = r.minor,
-        dev = r.device(),
         vip = crate::FLOATING_IP,
         prefix = crate::PREFIX,
-    )
+        names = names.join(", "),
+    ));
+    out
 }
 
 /// Writes [`config_toml`] to [`CONFIG`] on `node` and checks it with `iscsi-ha check-config`.
 pub fn install_config(node: &Node, r: &Resource, source: Source) -> Result<()> {
-    node.put_file(CONFIG, config_toml(node, r, source).as_bytes())?;
+    install_config_for(node, std::slice::from_ref(r), source)
+}
+
+/// Writes [`config_toml_for`] to [`CONFIG`] on `node` and checks it with `iscsi-ha check-config`.
+pub fn install_config_for(node: &Node, rs: &[Resource], source: Source) -> Result<()> {
+    node.put_file(CONFIG, config_toml_for(node, rs, source).as_bytes())?;
     node.run_ok(&format!("{} check-config {CONFIG}", agent_bin()))?;
     Ok(())
 }

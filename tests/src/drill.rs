@@ -537,12 +537,18 @@ pub struct Switchover {
 /// Renames `contents` into place as pool.conf on `node` (tmp + mv, as XAPI does) and returns the
 /// guest's wall clock (Unix ms) just before the rename (busybox `date` has no `%N`; `adjtimex`
 /// prints the clock in µs).
-fn signal_pool_conf(node: &Node, contents: &str) -> Result<u64> {
+pub(crate) fn signal_pool_conf(node: &Node, contents: &str) -> Result<u64> {
+    signal_pool_conf_then(node, contents, "true")
+}
+
+/// [`signal_pool_conf`], then `then` in the same guest command (e.g. wait in the guest for the
+/// agent to act, without a control-channel round trip per poll); its output is discarded.
+pub(crate) fn signal_pool_conf_then(node: &Node, contents: &str, then: &str) -> Result<u64> {
     if contents.contains(['\'', '\n']) {
         bail!("unsupported pool.conf contents {contents:?}");
     }
     let o = node.run_ok(&format!(
-        "printf '%s' '{contents}' > {p}.tmp && t=$(adjtimex | awk '/tv_sec/{{s=$2}} /tv_usec/{{u=$2}} END{{printf \"%d%06d\", s, u}}') && mv -f {p}.tmp {p} && echo $t",
+        "printf '%s' '{contents}' > {p}.tmp && t=$(adjtimex | awk '/tv_sec/{{s=$2}} /tv_usec/{{u=$2}} END{{printf \"%d%06d\", s, u}}') && mv -f {p}.tmp {p} && echo $t && {{ {then}\n}} >/dev/null",
         p = al::POOL_CONF
     ))?;
     let us: u64 = o

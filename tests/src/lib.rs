@@ -21,6 +21,7 @@
 
 pub mod agent_lab;
 pub mod assets;
+pub mod bench_takeover;
 pub mod bringup;
 pub mod drbd;
 pub mod drbd9;

@@ -239,12 +239,15 @@ struct Watch {
 
 /// A guest's clock relative to the host's: guest = host + offset (± err), ms.
 #[derive(Debug, Clone, Copy)]
-struct Clock {
-    offset: f64,
-    err: f64,
+pub(crate) struct Clock {
+    /// Guest minus host, ms.
+    pub(crate) offset: f64,
+    /// Half the best round trip, ms.
+    pub(crate) err: f64,
 }
 
-fn guest_clock(node: &Node) -> Result<Clock> {
+/// `node`'s clock against the host's: the best of three `adjtimex` round trips.
+pub(crate) fn guest_clock(node: &Node) -> Result<Clock> {
     let mut best: Option<Clock> = None;
     for _ in 0..3 {
         let h0 = unix_ms();
@@ -466,17 +469,19 @@ fn restart_tgtd(node: &Node) -> Result<()> {
 }
 
 /// Brings a powered-off ex-primary back: boot, DRBD attach (activity log replayed) and connect to
-/// `peer` as the system tools would in adopt mode, tgtd, agent config, pool.conf slave, agent;
-/// waits until it is resynced Secondary under its agent.
-fn rejoin(lab: &Lab, node: &Node, peer: &Node, r: &Resource) -> Result<()> {
+/// `peer` as the system tools would in adopt mode, tgtd, and with `agent` its config, pool.conf
+/// slave and agent; waits until it is resynced Secondary (under its agent with `agent`).
+pub(crate) fn rejoin(lab: &Lab, node: &Node, peer: &Node, r: &Resource, agent: bool) -> Result<()> {
     node.boot()?;
     let _ = lab.save();
     bringup::drbd84_attach(node, r, false)?;
     bringup::drbd84_connect(node, peer, r)?;
     al::start_tgtd(node)?;
-    al::install_config(node, r, Source::PoolConf)?;
-    al::set_pool_conf(node, Some(&al::slave_of(peer)))?;
-    al::start_agent(node)?;
+    if agent {
+        al::install_config(node, r, Source::PoolConf)?;
+        al::set_pool_conf(node, Some(&al::slave_of(peer)))?;
+        al::start_agent(node)?;
+    }
     bringup::wait_until(
         node,
         &format!(
@@ -486,12 +491,14 @@ fn rejoin(lab: &Lab, node: &Node, peer: &Node, r: &Resource) -> Result<()> {
         "rejoined: Connected, Secondary, UpToDate/UpToDate",
         Duration::from_secs(180),
     )?;
-    al::wait_status(
-        node,
-        "rejoined node converged Secondary",
-        T,
-        al::is_secondary,
-    )?;
+    if agent {
+        al::wait_status(
+            node,
+            "rejoined node converged Secondary",
+            T,
+            al::is_secondary,
+        )?;
+    }
     Ok(())
 }
 
@@ -639,7 +646,7 @@ impl Run<'_> {
                 al::set_pool_conf(s, Some(al::master()))?;
                 al::wait_status(s, "survivor to serve", T, al::is_serving)?;
                 let served = unix_ms();
-                rejoin(self.lab, p, s, &self.r)?;
+                rejoin(self.lab, p, s, &self.r, true)?;
                 self.watch[self.primary] = Watcher::start(p)?;
                 self.alarms_seen[self.primary] = 0;
                 self.primary = 1 - self.primary;
@@ -656,7 +663,8 @@ impl Run<'_> {
     }
 }
 
-fn say(t0: Instant, msg: &str) {
+/// Prints `msg` with the seconds since `t0`.
+pub(crate) fn say(t0: Instant, msg: &str) {
     println!("[{:7.2}s] {msg}", t0.elapsed().as_secs_f64());
 }
 

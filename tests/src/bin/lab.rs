@@ -16,6 +16,11 @@
 //! lab soak [--cycles N] [--seed S] [--mode plain|fua|sync:N]
 //!                           N mixed failure cycles (default 20) with the write ledger running;
 //!                           0 lost writes, one Primary, no address without a target, per cycle
+//! lab bench-takeover [--runs N] [--power-runs N] [--restarts N] [--scaling 1,8,32|none]
+//!                   [--scaling-runs N] [--idle-s S] [--client-timeout S]
+//!                           agent vs classic tools, planned switchover and power loss (N = 30
+//!                           each by default), agent restart, idle RSS and wake-ups, 1/8/32
+//!                           resources; target/lab-report/bench-takeover.{json,md,svg}
 //! lab write-cache [--seconds N]  writes/s write-through vs write-back (plain, FUA, sync:16) and a
 //!                           power loss in each mode (lost writes); default N = 15
 //! ```
@@ -25,7 +30,7 @@ use lab::{Lab, LabConfig, LabState};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] [--drbd 8.4|9] | switchovers [--count N] | soak [--cycles N] [--seed S] [--mode M] | write-cache [--seconds N]"
+        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] [--drbd 8.4|9] | switchovers [--count N] | soak [--cycles N] [--seed S] [--mode M] | write-cache [--seconds N] | bench-takeover [--runs N] [--power-runs N] [--restarts N] [--scaling 1,8,32|none] [--scaling-runs N] [--idle-s S] [--client-timeout S]"
     );
     std::process::exit(2)
 }
@@ -46,6 +51,7 @@ fn main() {
         Some("switchovers") => switchovers(&args[1..]),
         Some("soak") => soak(&args[1..]),
         Some("write-cache") => write_cache(&args[1..]),
+        Some("bench-takeover") => bench_takeover(&args[1..]),
         _ => usage(),
     };
     if let Err(e) = r {
@@ -123,6 +129,51 @@ fn write_cache(args: &[String]) -> Result<()> {
         None => 15,
     };
     lab::write_cache::write_cache(seconds).map(|_| ())
+}
+
+fn bench_takeover(args: &[String]) -> Result<()> {
+    let val = |flag: &str| args.iter().position(|a| a == flag).map(|i| args.get(i + 1));
+    let num = |flag: &str, max: usize| -> Result<Option<usize>> {
+        val(flag)
+            .map(|v| {
+                v.and_then(|v| v.parse().ok())
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| anyhow!("{flag} takes 1..{max}"))
+            })
+            .transpose()
+    };
+    let mut o = lab::bench_takeover::BenchOpts::default();
+    if let Some(n) = num("--runs", 1000)? {
+        o.switchovers = n;
+        o.power_losses = n;
+    }
+    if let Some(n) = num("--power-runs", 1000)? {
+        o.power_losses = n;
+    }
+    if let Some(n) = num("--restarts", 1000)? {
+        o.restarts = n;
+    }
+    if let Some(n) = num("--scaling-runs", 1000)? {
+        o.scaling_runs = n;
+    }
+    if let Some(n) = num("--client-timeout", 60)? {
+        o.client_timeout_s = n as u32;
+    }
+    if let Some(n) = num("--idle-s", 600)? {
+        o.idle = std::time::Duration::from_secs(n as u64);
+    }
+    if let Some(v) = val("--scaling") {
+        let v = v.ok_or_else(|| anyhow!("--scaling takes counts like 1,8,32 or none"))?;
+        o.scaling = if v == "none" {
+            Vec::new()
+        } else {
+            v.split(',')
+                .map(|k| k.parse().ok().filter(|k| (1..=32).contains(k)))
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| anyhow!("--scaling takes counts 1..32 like 1,8,32, or none"))?
+        };
+    }
+    lab::bench_takeover::bench(&o).map(|_| ())
 }
 
 fn prereqs() -> Result<()> {

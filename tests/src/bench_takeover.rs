@@ -1,0 +1,1577 @@
+//! `lab bench-takeover`: the `iscsi-ha` agent against the classic tools doing the same steps, in
+//! the same guests and the same run, with the write ledger ([`crate::ledger`]) writing through
+//! the floating address the whole time.
+//!
+//! Phases, in order, on one lab:
+//! 1. agent, planned switchover (old primary's pool.conf := `slave:`, wait demoted, new one's :=
+//!    `master`, wait serving), N times back and forth;
+//! 2. agent restart on the primary (SIGKILL, start, until `status` answers and says serving);
+//! 3. idle agents: RSS from `/proc/<pid>/status` and context switches of all its threads over a
+//!    window (every wake-up of a thread is a context switch);
+//! 4. agent, power loss (SIGKILL of the primary's QEMU, survivor's pool.conf := `master`; the
+//!    victim boots and rejoins as Secondary under its agent), N times;
+//! 5. the agents SIGKILLed (state left as is), classic planned switchover: one guest script per
+//!    node, `tgtadm` target delete --force (connections closed while the address is up), `ip addr
+//!    del`, `drbdsetup-84 secondary`; then `drbdsetup-84 primary`, `tgtadm` target + write-through
+//!    LUN (`bsoflags=sync`, caching page WCE=0, as the agent serves it) + bind, `ip addr add` +
+//!    `arping -U`; N times;
+//! 6. classic power loss: SIGKILL, the survivor's script as above (`primary` retried while DRBD
+//!    still sees the dead peer), the victim rejoins with no agent; N times;
+//! 7. scaling: the agents with 1, 8, 32 resources (DRBD on `brd` RAM disks), M switchovers each,
+//!    the promote's span from the agents' own records.
+//!
+//! Times are mapped to the host's clock through `adjtimex` round trips (the error is in each
+//! sample); classic steps are stamped from `/proc/uptime` (read by the shell, no fork: 10 ms
+//! grain). The client's figures come from the ledger: the longest gap between two acknowledged
+//! writes around each takeover, and what it logged during that gap. Nothing here is asserted on
+//! time: results go to `target/lab-report/bench-takeover.{json,md,svg}`.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+use crate::agent_lab::{self as al, Source};
+use crate::bringup::{self, Resource};
+use crate::drill::{median_p95, signal_pool_conf, signal_pool_conf_then};
+use crate::ledger::{unix_ms, LedgerProc, Opts as LedgerOpts, Pause};
+use crate::soak::{guest_clock, rejoin, say};
+use crate::{Lab, Node};
+
+const MARKER: &str = "BENCH-TAKEOVER-MARKER written on a";
+const T: Duration = Duration::from_secs(60);
+/// The caching page the agent's write-through LUNs carry (docs/write-cache.md): WCE=0.
+const WCE_OFF: &str = "8:0:18:0x10:0:0xff:0xff:0:0:0xff:0xff:0xff:0xff:0x80:0x14:0:0:0:0:0:0";
+
+/// What `lab bench-takeover` runs.
+#[derive(Debug, Clone)]
+pub struct BenchOpts {
+    /// Planned switchovers per tool.
+    pub switchovers: usize,
+    /// Power losses per tool.
+    pub power_losses: usize,
+    /// Agent restarts on the primary.
+    pub restarts: usize,
+    /// Resource counts of the scaling phase (empty: skipped).
+    pub scaling: Vec<usize>,
+    /// Switchovers per resource count.
+    pub scaling_runs: usize,
+    /// Window of the idle measurement.
+    pub idle: Duration,
+    /// The ledger client's command timeout, s (its default 3; after a power loss the client's
+    /// pending command only fails at this timeout: nothing resets its connection).
+    pub client_timeout_s: u32,
+    /// Report file stem under `target/lab-report/`.
+    pub report: String,
+}
+
+impl Default for BenchOpts {
+    fn default() -> Self {
+        BenchOpts {
+            switchovers: 30,
+            power_losses: 30,
+            restarts: 5,
+            scaling: vec![1, 8, 32],
+            scaling_runs: 5,
+            idle: Duration::from_secs(10),
+            client_timeout_s: LedgerOpts::default().timeout_s,
+            report: "bench-takeover".into(),
+        }
+    }
+}
+
+/// Kind of takeover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Case {
+    /// Planned switchover.
+    Switchover,
+    /// SIGKILL of the primary's QEMU.
+    PowerLoss,
+}
+
+/// Who does the takeover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tool {
+    /// The `iscsi-ha` agents on pool.conf.
+    Agent,
+    /// A shell script of `drbdsetup-84`, `tgtadm`, `ip`, `arping`.
+    Classic,
+}
+
+/// One takeover. Times in ms on the host's clock; events relative to the start (switchover: the
+/// old primary's signal; power loss: the SIGKILL).
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Kind.
+    pub case: Case,
+    /// Who did it.
+    pub tool: Tool,
+    /// 1-based within (case, tool).
+    pub n: usize,
+    /// Old primary.
+    pub from: String,
+    /// New primary.
+    pub to: String,
+    /// (event, ms since the start), in time order.
+    pub events: Vec<(String, f64)>,
+    /// Promote steps on the new primary (agent: its transition record; classic: the script's).
+    pub promote_stages_ms: Vec<(String, f64)>,
+    /// Demote steps on the old primary (switchovers).
+    pub demote_stages_ms: Vec<(String, f64)>,
+    /// New primary: authority signal (pool.conf renamed / script started) -> serving (target
+    /// and address up), one guest clock.
+    pub signal_to_serving_ms: f64,
+    /// New primary: signal -> its promote started (agent: the authority settle time).
+    pub signal_to_promote_start_ms: f64,
+    /// Serving -> the client's first acknowledged write after the takeover.
+    pub serving_to_first_ack_ms: Option<f64>,
+    /// New primary's signal -> the client's first acknowledged write.
+    pub signal_to_first_ack_ms: Option<f64>,
+    /// Start -> the client's first acknowledged write.
+    pub start_to_first_ack_ms: Option<f64>,
+    /// The client's I/O pause: the longest gap between two acknowledged writes in the window.
+    pub client_pause_ms: Option<f64>,
+    /// What the ledger logged during the pause, ms since the start.
+    pub client_log: Vec<(f64, String)>,
+    /// Clock mapping uncertainty (sum of both guests'), ms.
+    pub clock_err_ms: f64,
+    #[serde(skip)]
+    window: (f64, f64),
+    #[serde(skip)]
+    start: f64,
+    #[serde(skip)]
+    serving: f64,
+    #[serde(skip)]
+    signal: f64,
+}
+
+/// One agent restart on the primary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restart {
+    /// Node.
+    pub node: String,
+    /// Start command sent -> `status` answered (host, includes the control channel), ms.
+    pub start_to_status_ms: f64,
+    /// Start command sent -> `status` says serving, ms.
+    pub start_to_serving_ms: f64,
+    /// Longest gap of the client's writes during the restart, ms (None: below the threshold).
+    pub client_pause_ms: Option<f64>,
+}
+
+/// An idle agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Idle {
+    /// Node.
+    pub node: String,
+    /// `primary` or `secondary`.
+    pub role: String,
+    /// VmRSS, KiB.
+    pub rss_kib: u64,
+    /// VmHWM (peak RSS), KiB.
+    pub hwm_kib: u64,
+    /// Threads.
+    pub threads: u64,
+    /// Context switches of all threads over the window (voluntary + involuntary).
+    pub ctxt_switches: u64,
+    /// Window, s.
+    pub seconds: f64,
+    /// Context switches per second: an upper bound of the wake-ups.
+    pub wakeups_per_s: f64,
+}
+
+/// Promotes of the agent with `resources` resources.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scale {
+    /// Resources per node.
+    pub resources: usize,
+    /// Per switchover: the promote's span (first transition start -> last end), ms.
+    pub promote_ms: Vec<f64>,
+    /// Per switchover: signal -> serving, ms.
+    pub signal_to_serving_ms: Vec<f64>,
+    /// Median / p95 of `promote_ms`.
+    pub promote: Stat,
+    /// Median / p95 of `signal_to_serving_ms`.
+    pub signal_to_serving: Stat,
+}
+
+/// Median and p95 (nearest rank) of `n` values, ms.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Stat {
+    /// Values.
+    pub n: usize,
+    /// Median, ms.
+    pub median_ms: f64,
+    /// 95th percentile, ms.
+    pub p95_ms: f64,
+}
+
+impl Stat {
+    fn of(v: &[f64]) -> Stat {
+        let (m, p) = median_p95(v);
+        Stat {
+            n: v.len(),
+            median_ms: m,
+            p95_ms: p,
+        }
+    }
+}
+
+/// One figure of one (case, tool).
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Kind.
+    pub case: Case,
+    /// Who.
+    pub tool: Tool,
+    /// Figure name (`signal -> serving`, `stage: drbd-primary`, `event: new: serving`, …).
+    pub metric: String,
+    /// Its distribution.
+    pub stat: Stat,
+}
+
+/// Agent median / classic median of one figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    /// Kind.
+    pub case: Case,
+    /// Figure.
+    pub metric: String,
+    /// Agent median, ms.
+    pub agent_ms: f64,
+    /// Classic median, ms.
+    pub classic_ms: f64,
+    /// agent / classic.
+    pub ratio: f64,
+}
+
+/// A goal of the issue and the figure that answers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    /// The goal.
+    pub goal: String,
+    /// The figure.
+    pub figure: String,
+    /// Met, not met, or not measured.
+    pub met: Option<bool>,
+}
+
+/// `target/lab-report/bench-takeover.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Command that reproduces it.
+    pub reproduce: String,
+    /// Host load average at the start and at the end.
+    pub loadavg: [String; 2],
+    /// Every takeover.
+    pub samples: Vec<Sample>,
+    /// Distributions per (case, tool, figure).
+    pub summary: Vec<Row>,
+    /// Agent vs classic medians.
+    pub ratios: Vec<Ratio>,
+    /// Agent restarts.
+    pub restarts: Vec<Restart>,
+    /// Idle agents.
+    pub idle: Vec<Idle>,
+    /// Scaling with the number of resources.
+    pub scaling: Vec<Scale>,
+    /// Median promote span of the largest resource count / of one resource.
+    pub scaling_ratio: Option<f64>,
+    /// Acknowledged client writes, lost ones (must be 0), torn ones (must be 0).
+    pub ledger: [u64; 3],
+    /// The issue's goals against the figures.
+    pub goals: Vec<Goal>,
+    /// The error that ended the run early, if any.
+    pub error: Option<String>,
+    /// Wall time, s.
+    pub seconds: f64,
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// `lab bench-takeover`: a fresh lab, [`bench_on`], lab down.
+pub fn bench(opts: &BenchOpts) -> Result<BenchReport> {
+    if let Some(m) = crate::missing_prereqs() {
+        bail!("prerequisites missing: {m}");
+    }
+    let lab = Lab::start()?;
+    let rep = bench_on(&lab, opts);
+    if rep.as_ref().map(|r| r.error.is_some()).unwrap_or(true) {
+        eprintln!("{}", lab.logs_tail(20));
+    }
+    lab.down();
+    let rep = rep?;
+    if let Some(e) = &rep.error {
+        bail!("bench-takeover stopped early (partial report written): {e}");
+    }
+    Ok(rep)
+}
+
+/// Runs every phase on `lab` (reset first) and writes the report. Err only when no report can be
+/// written; a phase that fails ends the run with `error` set and the figures so far reported.
+pub fn bench_on(lab: &Lab, opts: &BenchOpts) -> Result<BenchReport> {
+    for bin in ["iscsi-ha", "iscsi-ledger"] {
+        if !crate::host_bin(bin).exists() {
+            bail!(
+                "{} is missing: run `cargo build --workspace --bins --examples` first",
+                crate::host_bin(bin).display()
+            );
+        }
+    }
+    let t0 = Instant::now();
+    let load0 = loadavg();
+    let mut b = Bench {
+        lab,
+        t0,
+        r: Resource::default(),
+        primary: 0,
+        samples: Vec::new(),
+        restarts: Vec::new(),
+        idle: Vec::new(),
+        scaling: Vec::new(),
+        ledger: None,
+        acked_lost_torn: [0; 3],
+    };
+    let error = b.run(opts).err().map(|e| format!("{e:#}"));
+    if let Some(e) = &error {
+        say(t0, &format!("FAILED: {e}"));
+        eprintln!("{}", al::logs(lab, 40));
+    }
+    if let Some(l) = b.ledger.take() {
+        match l.stop(Duration::from_secs(120)) {
+            Ok(f) => {
+                let v = f.verify.clone().unwrap_or_default();
+                b.acked_lost_torn = [f.acked, v.lost, v.torn + v.misplaced];
+                fill_client(&mut b.samples, &f.pauses, &[]);
+            }
+            Err(e) => eprintln!("ledger: {e:#}"),
+        }
+    }
+    let rep = report(b, opts, load0, error, t0);
+    write_report(&rep, &opts.report)?;
+    Ok(rep)
+}
+
+struct Bench<'a> {
+    lab: &'a Lab,
+    t0: Instant,
+    r: Resource,
+    primary: usize,
+    samples: Vec<Sample>,
+    restarts: Vec<Restart>,
+    idle: Vec<Idle>,
+    scaling: Vec<Scale>,
+    ledger: Option<LedgerProc>,
+    acked_lost_torn: [u64; 3],
+}
+
+impl<'a> Bench<'a> {
+    fn nodes(&self) -> Result<(&'a Node, &'a Node)> {
+        let lab: &'a Lab = self.lab;
+        Ok((lab.node(self.primary)?, lab.node(1 - self.primary)?))
+    }
+
+    fn ledger(&mut self) -> Result<&mut LedgerProc> {
+        self.ledger
+            .as_mut()
+            .ok_or_else(|| anyhow!("the ledger is not running"))
+    }
+
+    /// Writes flow again: 20 more acknowledged.
+    fn writes_flow(&mut self) -> Result<()> {
+        let l = self.ledger()?;
+        let n = l.progress()?.acked;
+        l.wait_acked(n + 20, T)?;
+        Ok(())
+    }
+
+    /// Verifies every block now (0 lost so far) and fills the client figures of the samples
+    /// taken so far.
+    fn checkpoint(&mut self, tag: &str) -> Result<()> {
+        let rep = self.ledger()?.verify(tag, T)?;
+        let v = rep.verify.clone().unwrap_or_default();
+        if v.lost + v.torn + v.misplaced > 0 {
+            bail!(
+                "ledger after {tag}: {} lost, {} torn, {} misplaced; first: {:?}",
+                v.lost,
+                v.torn,
+                v.misplaced,
+                v.bad
+            );
+        }
+        let log =
+            std::fs::read_to_string(self.ledger()?.dir().join("stderr.log")).unwrap_or_default();
+        fill_client(&mut self.samples, &rep.pauses, &client_log(&log));
+        Ok(())
+    }
+
+    fn run(&mut self, o: &BenchOpts) -> Result<()> {
+        let lab = self.lab;
+        al::reset(lab)?;
+        al::pool_conf_pair_up(lab, &self.r, MARKER)?;
+        say(self.t0, "agents up, a serves via the floating address");
+        self.ledger = Some(LedgerProc::start(
+            lab,
+            &LedgerOpts {
+                pause_ms: 50,
+                timeout_s: o.client_timeout_s,
+                ..LedgerOpts::default()
+            },
+            100,
+        )?);
+        for n in 1..=o.switchovers {
+            let s = self.agent_switchover(n)?;
+            self.say_sample(&s);
+            self.samples.push(s);
+        }
+        self.checkpoint("agent-switchover")?;
+        for _ in 0..o.restarts {
+            let r = self.agent_restart()?;
+            say(
+                self.t0,
+                &format!(
+                    "agent restart on {}: status after {:.0} ms, serving after {:.0} ms",
+                    r.node, r.start_to_status_ms, r.start_to_serving_ms
+                ),
+            );
+            self.restarts.push(r);
+        }
+        self.idle = self.idle_agents(o.idle)?;
+        for i in &self.idle {
+            say(
+                self.t0,
+                &format!(
+                    "idle agent on {} ({}): RSS {} KiB, {} threads, {:.2} wake-ups/s",
+                    i.node, i.role, i.rss_kib, i.threads, i.wakeups_per_s
+                ),
+            );
+        }
+        for n in 1..=o.power_losses {
+            let s = self.power_loss(n, Tool::Agent)?;
+            self.say_sample(&s);
+            self.samples.push(s);
+        }
+        self.checkpoint("agent-power-loss")?;
+        for node in lab.nodes() {
+            al::stop_agent(node, "KILL")?;
+        }
+        for n in 1..=o.switchovers {
+            let s = self.classic_switchover(n)?;
+            self.say_sample(&s);
+            self.samples.push(s);
+        }
+        self.checkpoint("classic-switchover")?;
+        for n in 1..=o.power_losses {
+            let s = self.power_loss(n, Tool::Classic)?;
+            self.say_sample(&s);
+            self.samples.push(s);
+        }
+        self.checkpoint("classic-power-loss")?;
+        let last = self.ledger.take().map(|l| l.stop(Duration::from_secs(120)));
+        if let Some(f) = last {
+            let f = f?;
+            let v = f.verify.clone().unwrap_or_default();
+            self.acked_lost_torn = [f.acked, v.lost, v.torn + v.misplaced];
+        }
+        for &k in &o.scaling {
+            let s = scale(lab, k, o.scaling_runs)?;
+            say(
+                self.t0,
+                &format!(
+                    "{k} resources: promote median {:.0} ms, p95 {:.0} ms",
+                    s.promote.median_ms, s.promote.p95_ms
+                ),
+            );
+            self.scaling.push(s);
+        }
+        Ok(())
+    }
+
+    fn say_sample(&self, s: &Sample) {
+        say(
+            self.t0,
+            &format!(
+                "{:?} {:?} #{} {} -> {}: signal -> serving {:.0} ms [{}]",
+                s.tool,
+                s.case,
+                s.n,
+                s.from,
+                s.to,
+                s.signal_to_serving_ms,
+                s.promote_stages_ms
+                    .iter()
+                    .map(|(n, ms)| format!("{n} {ms:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+
+    fn agent_switchover(&mut self, n: usize) -> Result<Sample> {
+        let (p, s) = self.nodes()?;
+        let (cp, cs) = (guest_clock(p)?, guest_clock(s)?);
+        let last_id = |v: &serde_json::Value| al::transitions(v).last().map(|t| t.id);
+        let pid0 = last_id(&al::status(p)?);
+        let sid0 = last_id(&al::status(s)?);
+        let w0 = unix_ms();
+        // The old primary's demote ends with DRBD Secondary: waited for in the guest (10 ms
+        // polls), so the new primary is signalled one round trip later, as the classic script is.
+        let secondary = format!(
+            "i=0; until grep -q '^ *{}: cs:[A-Za-z]* ro:Secondary/' /proc/drbd || [ $i -ge 3000 ]; do sleep 0.01; i=$((i+1)); done",
+            self.r.minor
+        );
+        let sig_d = signal_pool_conf_then(p, &al::slave_of(s), &secondary)? as f64 - cp.offset;
+        let sig_p_guest = signal_pool_conf(s, al::master())? as f64;
+        let vs = al::wait_status(s, "new primary to serve", T, |v| {
+            al::is_serving(v) && last_id(v) != sid0
+        })?;
+        let vp = al::wait_status(p, "old primary to demote", T, |v| {
+            al::is_secondary(v) && last_id(v) != pid0
+        })?;
+        let d = al::last_transition_with(&vp, "demote", "drbd-secondary")
+            .ok_or_else(|| anyhow!("no demote recorded on {}", p.name()))?;
+        let (pr_start, pr_end, stages) = promote_span(&vs, sid0)?;
+        let mut ev = Events::new(sig_d);
+        ev.push("old: signal", sig_d);
+        ev.stages("old", d.started_unix_ms as f64 - cp.offset, &d.stages);
+        ev.push("new: signal", sig_p_guest - cs.offset);
+        ev.stages("new", pr_start - cs.offset, &stages);
+        let sample = Sample {
+            case: Case::Switchover,
+            tool: Tool::Agent,
+            n,
+            from: p.name().into(),
+            to: s.name().into(),
+            promote_stages_ms: stages,
+            demote_stages_ms: d.stages.clone(),
+            signal_to_serving_ms: pr_end - sig_p_guest,
+            signal_to_promote_start_ms: pr_start - sig_p_guest,
+            clock_err_ms: cp.err + cs.err,
+            ..ev.sample(sig_p_guest - cs.offset, pr_end - cs.offset, w0)
+        };
+        self.writes_flow()?;
+        self.primary = 1 - self.primary;
+        Ok(sample.closed())
+    }
+
+    fn classic_switchover(&mut self, n: usize) -> Result<Sample> {
+        let (p, s) = self.nodes()?;
+        let (cp, cs) = (guest_clock(p)?, guest_clock(s)?);
+        let w0 = unix_ms();
+        let dem = timed_script(p, &classic_demote(&self.r))?;
+        let pro = timed_script(s, &classic_promote(&self.r, false))?;
+        let start = dem.start - cp.offset;
+        let mut ev = Events::new(start);
+        ev.push("old: signal", start);
+        ev.stages("old", start, &dem.stages);
+        let sig = pro.start - cs.offset;
+        ev.push("new: signal", sig);
+        ev.stages("new", sig, &pro.stages);
+        let sample = Sample {
+            case: Case::Switchover,
+            tool: Tool::Classic,
+            n,
+            from: p.name().into(),
+            to: s.name().into(),
+            promote_stages_ms: pro.stages.clone(),
+            demote_stages_ms: dem.stages.clone(),
+            signal_to_serving_ms: pro.end() - pro.start,
+            signal_to_promote_start_ms: 0.0,
+            clock_err_ms: cp.err + cs.err + dem.err + pro.err,
+            ..ev.sample(sig, pro.end() - cs.offset, w0)
+        };
+        self.writes_flow()?;
+        self.primary = 1 - self.primary;
+        Ok(sample.closed())
+    }
+
+    fn power_loss(&mut self, n: usize, tool: Tool) -> Result<Sample> {
+        let (p, s) = self.nodes()?;
+        let cs = guest_clock(s)?;
+        let kill = unix_ms();
+        p.kill()?;
+        let _ = self.lab.save();
+        let mut ev = Events::new(kill);
+        ev.push("old: SIGKILL", kill);
+        let (sig_guest, start_guest, end_guest, stages) = match tool {
+            Tool::Agent => {
+                let sid0 = al::transitions(&al::status(s)?).last().map(|t| t.id);
+                let sig = signal_pool_conf(s, al::master())? as f64;
+                let vs = al::wait_status(s, "survivor to serve", T, al::is_serving)?;
+                let (a, e, st) = promote_span(&vs, sid0)?;
+                (sig, a, e, st)
+            }
+            Tool::Classic => {
+                let pro = timed_script(s, &classic_promote(&self.r, true))?;
+                (pro.start, pro.start, pro.end(), pro.stages)
+            }
+        };
+        ev.push("new: signal", sig_guest - cs.offset);
+        ev.stages("new", start_guest - cs.offset, &stages);
+        let sample = Sample {
+            case: Case::PowerLoss,
+            tool,
+            n,
+            from: p.name().into(),
+            to: s.name().into(),
+            promote_stages_ms: stages,
+            demote_stages_ms: Vec::new(),
+            signal_to_serving_ms: end_guest - sig_guest,
+            signal_to_promote_start_ms: start_guest - sig_guest,
+            clock_err_ms: cs.err,
+            ..ev.sample(sig_guest - cs.offset, end_guest - cs.offset, kill - 20.0)
+        };
+        self.writes_flow()?;
+        let sample = sample.closed();
+        rejoin(self.lab, p, s, &self.r, tool == Tool::Agent)?;
+        self.primary = 1 - self.primary;
+        Ok(sample)
+    }
+
+    fn agent_restart(&mut self) -> Result<Restart> {
+        let (p, _) = self.nodes()?;
+        al::stop_agent(p, "KILL")?;
+        let w0 = unix_ms();
+        let t = Instant::now();
+        al::start_agent(p)?;
+        let status = t.elapsed();
+        al::wait_status(p, "restarted agent serving", T, al::is_serving)?;
+        let serving = t.elapsed();
+        self.writes_flow()?;
+        let w1 = unix_ms();
+        let rep = self
+            .ledger()?
+            .verify(&format!("restart-{}", w0 as u64), T)?;
+        let pause = rep
+            .pauses
+            .iter()
+            .filter(|x| x.from_unix_ms + x.ms >= w0 && x.from_unix_ms <= w1)
+            .map(|x| x.ms)
+            .reduce(f64::max);
+        Ok(Restart {
+            node: p.name().into(),
+            start_to_status_ms: status.as_secs_f64() * 1000.0,
+            start_to_serving_ms: serving.as_secs_f64() * 1000.0,
+            client_pause_ms: pause,
+        })
+    }
+
+    fn idle_agents(&self, window: Duration) -> Result<Vec<Idle>> {
+        let secs = window.as_secs_f64();
+        let (p, _) = self.nodes()?;
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = self
+                .lab
+                .nodes()
+                .iter()
+                .map(|n| {
+                    let role = if n.name() == p.name() {
+                        "primary"
+                    } else {
+                        "secondary"
+                    };
+                    sc.spawn(move || idle_agent(n, role, secs))
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().map_err(|_| anyhow!("idle thread panicked"))?)
+                .collect()
+        })
+    }
+}
+
+/// Event times relative to a start, host ms.
+struct Events {
+    start: f64,
+    list: Vec<(String, f64)>,
+}
+
+impl Events {
+    fn new(start: f64) -> Events {
+        Events {
+            start,
+            list: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, name: &str, at: f64) {
+        self.list.push((name.to_string(), at - self.start));
+    }
+
+    /// `side: start` at `begin` and `side: <stage> done` after each stage in order.
+    fn stages(&mut self, side: &str, begin: f64, stages: &[(String, f64)]) {
+        self.push(&format!("{side}: start"), begin);
+        let mut t = begin;
+        for (name, ms) in stages {
+            t += ms;
+            self.push(&format!("{side}: {name} done"), t);
+        }
+    }
+
+    /// A sample with these events; `signal` and `serving` on the host clock; the client window
+    /// starts at `w0`.
+    fn sample(mut self, signal: f64, serving: f64, w0: f64) -> Sample {
+        self.push("new: serving", serving);
+        Sample {
+            case: Case::Switchover,
+            tool: Tool::Agent,
+            n: 0,
+            from: String::new(),
+            to: String::new(),
+            events: self.list,
+            promote_stages_ms: Vec::new(),
+            demote_stages_ms: Vec::new(),
+            signal_to_serving_ms: 0.0,
+            signal_to_promote_start_ms: 0.0,
+            serving_to_first_ack_ms: None,
+            signal_to_first_ack_ms: None,
+            start_to_first_ack_ms: None,
+            client_pause_ms: None,
+            client_log: Vec::new(),
+            clock_err_ms: 0.0,
+            window: (w0, 0.0),
+            start: self.start,
+            serving,
+            signal,
+        }
+    }
+}
+
+impl Sample {
+    /// Closes the client window now (writes flow again).
+    fn closed(mut self) -> Sample {
+        self.window.1 = unix_ms();
+        self
+    }
+}
+
+/// (step name, ms) in order.
+type Stages = Vec<(String, f64)>;
+
+/// The promote transitions of `v` after id `after`: (first start, last end) in the guest's clock
+/// (ms) and the stages of all of them in order (several resources may take several).
+fn promote_span(v: &serde_json::Value, after: Option<u64>) -> Result<(f64, f64, Stages)> {
+    let ts: Vec<al::Transition> = al::transitions(v)
+        .into_iter()
+        .filter(|t| t.kind == "promote" && Some(t.id) > after && !t.stages.is_empty())
+        .collect();
+    let first = ts
+        .first()
+        .ok_or_else(|| anyhow!("no promote transition recorded"))?;
+    if let Some(bad) = ts.iter().find(|t| t.result != "ok") {
+        bail!("promote: {}", crate::drill::describe(bad));
+    }
+    let start = first.started_unix_ms as f64;
+    let end = ts
+        .iter()
+        .map(|t| t.started_unix_ms as f64 + t.total_ms)
+        .fold(start, f64::max);
+    let stages = ts.iter().flat_map(|t| t.stages.clone()).collect();
+    Ok((start, end, stages))
+}
+
+/// Client figures of every sample whose window holds a pause: the longest such pause; its end is
+/// the first acknowledged write after the takeover. `log` lines (host ms, text) in the pause are
+/// kept.
+fn fill_client(samples: &mut [Sample], pauses: &[Pause], log: &[(f64, String)]) {
+    for s in samples.iter_mut().filter(|s| s.client_pause_ms.is_none()) {
+        let (w0, w1) = s.window;
+        let Some(p) = pauses
+            .iter()
+            .filter(|p| p.from_unix_ms + p.ms >= w0 && p.from_unix_ms <= w1)
+            .max_by(|a, b| a.ms.total_cmp(&b.ms))
+        else {
+            continue;
+        };
+        let (from, to) = (p.from_unix_ms, p.from_unix_ms + p.ms);
+        s.client_pause_ms = Some(p.ms);
+        s.serving_to_first_ack_ms = Some(to - s.serving);
+        s.signal_to_first_ack_ms = Some(to - s.signal);
+        s.start_to_first_ack_ms = Some(to - s.start);
+        s.events.push(("client: last ack".into(), from - s.start));
+        s.events.push(("client: first ack".into(), to - s.start));
+        s.events.sort_by(|a, b| a.1.total_cmp(&b.1));
+        s.client_log = log
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .map(|(t, l)| (t - s.start, l.clone()))
+            .collect();
+        if s.client_log.is_empty() {
+            s.client_log = p.cause.iter().map(|c| (f64::NAN, c.clone())).collect();
+        }
+    }
+}
+
+/// The ledger's stderr lines `[<unix s>] text` as (host ms, text).
+fn client_log(text: &str) -> Vec<(f64, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (t, rest) = l.strip_prefix('[')?.split_once("] ")?;
+            Some((t.parse::<f64>().ok()? * 1000.0, rest.to_string()))
+        })
+        .collect()
+}
+
+/// A guest script's steps stamped on the guest's wall clock, ms.
+struct Timed {
+    start: f64,
+    stages: Vec<(String, f64)>,
+    /// Uncertainty of the uptime -> wall clock anchor, ms.
+    err: f64,
+}
+
+impl Timed {
+    fn end(&self) -> f64 {
+        self.start + self.stages.iter().map(|(_, ms)| ms).sum::<f64>()
+    }
+}
+
+/// Runs `steps` (name, shell) on `node` as one script; each step's end is stamped from
+/// `/proc/uptime` (the shell's `read`, no fork, 10 ms grain), anchored once to the wall clock
+/// (`adjtimex` between two uptime reads) before the first step. Err if a step fails.
+fn timed_script(node: &Node, steps: &[(&str, String)]) -> Result<Timed> {
+    let mut sc = String::from(
+        "read u0 _ </proc/uptime; w=$(adjtimex | awk '/tv_sec/{s=$2} /tv_usec/{u=$2} END{printf \"%d%06d\", s, u}'); \
+         read u1 _ </proc/uptime; echo \"W $w $u0 $u1\"; read t _ </proc/uptime; echo \"T start $t\"\n",
+    );
+    for (name, cmd) in steps {
+        sc.push_str(&format!(
+            "{{ {cmd}\n}} || {{ echo \"step {name} failed\" >&2; exit 1; }}; read t _ </proc/uptime; echo \"T {name} $t\"\n"
+        ));
+    }
+    let o = node.run_ok(&sc)?;
+    parse_timed(&o.stdout)
+        .with_context(|| format!("node {}: script output {:?}", node.name(), o.stdout))
+}
+
+fn parse_timed(out: &str) -> Result<Timed> {
+    let mut anchor = None;
+    let mut marks: Vec<(String, f64)> = Vec::new();
+    for l in out.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f.as_slice() {
+            ["W", w, u0, u1] => {
+                let (w, u0, u1): (f64, f64, f64) = (w.parse()?, u0.parse()?, u1.parse()?);
+                anchor = Some((
+                    w / 1000.0 - (u0 + u1) / 2.0 * 1000.0,
+                    (u1 - u0) * 500.0 + 5.0,
+                ));
+            }
+            ["T", name, t] => marks.push((name.to_string(), t.parse::<f64>()? * 1000.0)),
+            _ => {}
+        }
+    }
+    let (off, err) = anchor.ok_or_else(|| anyhow!("no clock anchor"))?;
+    let (first, rest) = marks
+        .split_first()
+        .ok_or_else(|| anyhow!("no start mark"))?;
+    let mut prev = first.1;
+    let stages = rest
+        .iter()
+        .map(|(n, t)| {
+            let d = t - prev;
+            prev = *t;
+            (n.clone(), d)
+        })
+        .collect();
+    Ok(Timed {
+        start: first.1 + off,
+        stages,
+        err,
+    })
+}
+
+/// The classic demote, in the agent's order: target offline and every connection closed while
+/// the address is up, address removed, target deleted (retried while commands drain), DRBD
+/// Secondary.
+fn classic_demote(r: &Resource) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "target-offline",
+            "tgtadm --lld iscsi --op update --mode target --tid 1 -n state -v offline && \
+             tgtadm --lld iscsi --op show --mode conn --tid 1 | awk '/Session:/{s=$2} /Connection:/{print s, $2}' | \
+             while read s c; do tgtadm --lld iscsi --op delete --mode conn --tid 1 --sid $s --cid $c; done"
+                .into(),
+        ),
+        (
+            "address-release",
+            format!(
+                "ip addr del {}/{} dev eth0",
+                crate::FLOATING_IP,
+                crate::PREFIX
+            ),
+        ),
+        (
+            "target-remove",
+            "i=0; until tgtadm --lld iscsi --op delete --force --mode target --tid 1 2>/dev/null; do \
+             i=$((i+1)); [ $i -ge 250 ] && exit 1; sleep 0.02; done"
+                .into(),
+        ),
+        ("drbd-secondary", format!("drbdsetup-84 secondary {}", r.minor)),
+    ]
+}
+
+/// The classic promote: DRBD Primary (retried while a dead peer still looks connected when
+/// `retry`), target + write-through LUN + ACL, address + one gratuitous ARP.
+fn classic_promote(r: &Resource, retry: bool) -> Vec<(&'static str, String)> {
+    let m = r.minor;
+    let primary = if retry {
+        format!(
+            "i=0; until drbdsetup-84 primary {m} 2>/dev/null; do i=$((i+1)); [ $i -ge 200 ] && exit 1; sleep 0.05; done"
+        )
+    } else {
+        format!("drbdsetup-84 primary {m}")
+    };
+    vec![
+        ("drbd-primary", primary),
+        (
+            "target-serve",
+            format!(
+                "tgtadm --lld iscsi --op new --mode target --tid 1 -T {iqn} && \
+                 tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b {dev} --bsoflags sync && \
+                 tgtadm --lld iscsi --op update --mode logicalunit --tid 1 --lun 1 --params mode_page={WCE_OFF} && \
+                 tgtadm --lld iscsi --op bind --mode target --tid 1 -I ALL",
+                iqn = al::IQN,
+                dev = r.device()
+            ),
+        ),
+        (
+            "address-claim",
+            format!(
+                "ip addr add {vip}/{p} dev eth0 && arping -U -c 1 -I eth0 {vip} >/dev/null",
+                vip = crate::FLOATING_IP,
+                p = crate::PREFIX
+            ),
+        ),
+    ]
+}
+
+fn idle_agent(node: &Node, role: &str, secs: f64) -> Result<Idle> {
+    let o = node.run_timeout(
+        &format!(
+            "p=$(cat {pid}); c() {{ cat /proc/$p/task/*/status | awk '/^voluntary_ctxt_switches|^nonvoluntary_ctxt_switches/{{n+=$2}} END{{print n}}'; }}; \
+             a=$(c); sleep {secs}; b=$(c); grep -E '^(VmRSS|VmHWM|Threads):' /proc/$p/status; echo \"CTXT $a $b\"",
+            pid = al::AGENT_PID
+        ),
+        Duration::from_secs_f64(secs + 60.0),
+    )?;
+    let field = |k: &str| -> u64 {
+        o.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let ctxt = field("CTXT ");
+    let ctxt2 = o
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CTXT "))
+        .and_then(|v| v.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| anyhow!("node {}: idle probe: {:?}", node.name(), o.stdout))?;
+    let n = ctxt2.saturating_sub(ctxt);
+    Ok(Idle {
+        node: node.name().into(),
+        role: role.into(),
+        rss_kib: field("VmRSS:"),
+        hwm_kib: field("VmHWM:"),
+        threads: field("Threads:"),
+        ctxt_switches: n,
+        seconds: secs,
+        wakeups_per_s: n as f64 / secs,
+    })
+}
+
+/// `k` resources on `brd` RAM disks (4 MiB each, DRBD minors 11.., ports 7801..), agents on
+/// pool.conf, `runs` switchovers; the promote span from the new primary's records.
+fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
+    al::reset(lab)?;
+    let (a, b) = (lab.node(0)?, lab.node(1)?);
+    let rs: Vec<Resource> = (0..k)
+        .map(|i| Resource {
+            name: format!("s{}", i + 1),
+            minor: 11 + i as u32,
+            port: 7801 + i as u16,
+            disk: format!("/dev/ram{i}"),
+        })
+        .collect();
+    for n in [a, b] {
+        n.run_ok(&format!(
+            "[ -b /dev/ram{last} ] || {{ rmmod brd && insmod /mods/brd.ko rd_nr={k} rd_size=4096; }}",
+            last = k.saturating_sub(1)
+        ))?;
+    }
+    for r in &rs {
+        bringup::drbd84_pair_connect(a, b, r)?;
+    }
+    let uuids: Vec<String> = rs
+        .iter()
+        .map(|r| format!("drbdsetup-84 new-current-uuid --clear-bitmap {}", r.minor))
+        .collect();
+    a.run_ok(&uuids.join(" && "))?;
+    bringup::wait_until(
+        a,
+        &format!(
+            "[ $(grep -c 'cs:Connected ro:Secondary/Secondary ds:UpToDate/UpToDate' /proc/drbd) -ge {k} ]"
+        ),
+        "every resource UpToDate/UpToDate",
+        Duration::from_secs(120),
+    )?;
+    for n in [a, b] {
+        al::start_tgtd(n)?;
+        al::install_config_for(n, &rs, Source::PoolConf)?;
+    }
+    al::set_pool_conf(a, Some(al::master()))?;
+    al::set_pool_conf(b, Some(&al::slave_of(a)))?;
+    al::start_agent(a)?;
+    al::start_agent(b)?;
+    let slow = Duration::from_secs(180);
+    al::wait_status(a, "a to serve", slow, al::is_serving)?;
+    al::wait_status(b, "b converged Secondary", slow, al::is_secondary)?;
+    let (mut p, mut s) = (a, b);
+    let (mut promote, mut serving) = (Vec::new(), Vec::new());
+    let last_id = |v: &serde_json::Value| al::transitions(v).last().map(|t| t.id);
+    for _ in 0..runs {
+        let pid0 = last_id(&al::status(p)?);
+        let sid0 = last_id(&al::status(s)?);
+        al::set_pool_conf(p, Some(&al::slave_of(s)))?;
+        al::wait_status(p, "old primary to demote", slow, |v| {
+            al::is_secondary(v) && last_id(v) != pid0
+        })?;
+        let sig = signal_pool_conf(s, al::master())? as f64;
+        let vs = al::wait_status(s, "new primary to serve", slow, |v| {
+            al::is_serving(v) && last_id(v) != sid0
+        })?;
+        let (st, end, _) = promote_span(&vs, sid0)?;
+        promote.push(end - st);
+        serving.push(end - sig);
+        std::mem::swap(&mut p, &mut s);
+    }
+    al::reset(lab)?;
+    Ok(Scale {
+        resources: k,
+        promote: Stat::of(&promote),
+        signal_to_serving: Stat::of(&serving),
+        promote_ms: promote,
+        signal_to_serving_ms: serving,
+    })
+}
+
+/// The figures of a sample that are summarised, by name.
+fn figures(s: &Sample) -> Vec<(String, Option<f64>)> {
+    let mut v = vec![
+        (
+            "signal -> serving".to_string(),
+            Some(s.signal_to_serving_ms),
+        ),
+        (
+            "signal -> promote start".to_string(),
+            Some(s.signal_to_promote_start_ms),
+        ),
+        ("signal -> first ack".to_string(), s.signal_to_first_ack_ms),
+        (
+            "serving -> first ack".to_string(),
+            s.serving_to_first_ack_ms,
+        ),
+        ("start -> first ack".to_string(), s.start_to_first_ack_ms),
+        ("client pause".to_string(), s.client_pause_ms),
+    ];
+    for (n, ms) in &s.promote_stages_ms {
+        v.push((format!("promote stage: {n}"), Some(*ms)));
+    }
+    for (n, ms) in &s.demote_stages_ms {
+        v.push((format!("demote stage: {n}"), Some(*ms)));
+    }
+    for (n, ms) in &s.events {
+        v.push((format!("event: {n}"), Some(*ms)));
+    }
+    v
+}
+
+fn summarise(samples: &[Sample]) -> Vec<Row> {
+    let mut rows: Vec<(Case, Tool, String, Vec<f64>)> = Vec::new();
+    for s in samples {
+        for (m, v) in figures(s) {
+            let Some(v) = v.filter(|v| v.is_finite()) else {
+                continue;
+            };
+            match rows
+                .iter_mut()
+                .find(|(c, t, n, _)| *c == s.case && *t == s.tool && *n == m)
+            {
+                Some(r) => r.3.push(v),
+                None => rows.push((s.case, s.tool, m, vec![v])),
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|(case, tool, metric, v)| Row {
+            case,
+            tool,
+            metric,
+            stat: Stat::of(&v),
+        })
+        .collect()
+}
+
+fn median_of(rows: &[Row], case: Case, tool: Tool, metric: &str) -> Option<Stat> {
+    rows.iter()
+        .find(|r| r.case == case && r.tool == tool && r.metric == metric)
+        .map(|r| r.stat)
+}
+
+const MAIN: [&str; 5] = [
+    "signal -> serving",
+    "signal -> first ack",
+    "serving -> first ack",
+    "start -> first ack",
+    "client pause",
+];
+
+fn report(
+    b: Bench,
+    o: &BenchOpts,
+    load0: String,
+    error: Option<String>,
+    t0: Instant,
+) -> BenchReport {
+    let summary = summarise(&b.samples);
+    let mut ratios = Vec::new();
+    for case in [Case::Switchover, Case::PowerLoss] {
+        for m in MAIN {
+            if let (Some(a), Some(c)) = (
+                median_of(&summary, case, Tool::Agent, m),
+                median_of(&summary, case, Tool::Classic, m),
+            ) {
+                ratios.push(Ratio {
+                    case,
+                    metric: m.into(),
+                    agent_ms: a.median_ms,
+                    classic_ms: c.median_ms,
+                    ratio: if c.median_ms > 0.0 {
+                        a.median_ms / c.median_ms
+                    } else {
+                        f64::NAN
+                    },
+                });
+            }
+        }
+    }
+    let scaling_ratio = match (b.scaling.first(), b.scaling.last()) {
+        (Some(one), Some(big)) if one.promote.median_ms > 0.0 && big.resources > one.resources => {
+            Some(big.promote.median_ms / one.promote.median_ms)
+        }
+        _ => None,
+    };
+    let goals = goals(&summary, &b, scaling_ratio);
+    BenchReport {
+        reproduce: format!(
+            "cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- bench-takeover --runs {} --power-runs {} --restarts {} --scaling {} --scaling-runs {} --client-timeout {}",
+            o.switchovers,
+            o.power_losses,
+            o.restarts,
+            o.scaling.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(","),
+            o.scaling_runs,
+            o.client_timeout_s
+        ),
+        loadavg: [load0, loadavg()],
+        samples: b.samples,
+        summary,
+        ratios,
+        restarts: b.restarts,
+        idle: b.idle,
+        scaling: b.scaling,
+        scaling_ratio,
+        ledger: b.acked_lost_torn,
+        goals,
+        error,
+        seconds: t0.elapsed().as_secs_f64(),
+    }
+}
+
+fn goals(rows: &[Row], b: &Bench, scaling_ratio: Option<f64>) -> Vec<Goal> {
+    let m = |case: Case, tool: Tool, metric: &str| median_of(rows, case, tool, metric);
+    let mut g = Vec::new();
+    let mut vs = |goal: &str, case, metric: &str, extra: Option<f64>| {
+        let (a, c) = (m(case, Tool::Agent, metric), m(case, Tool::Classic, metric));
+        let met = match (a, c) {
+            (Some(a), Some(c)) => {
+                Some(a.median_ms < c.median_ms && extra.is_none_or(|x| a.median_ms < x))
+            }
+            _ => None,
+        };
+        g.push(Goal {
+            goal: goal.into(),
+            figure: format!(
+                "agent median {} ms, classic median {} ms",
+                a.map(|s| format!("{:.0}", s.median_ms))
+                    .unwrap_or("-".into()),
+                c.map(|s| format!("{:.0}", s.median_ms))
+                    .unwrap_or("-".into())
+            ),
+            met,
+        });
+    };
+    vs(
+        "planned switchover: signal -> client answered below the classic tools",
+        Case::Switchover,
+        "signal -> first ack",
+        None,
+    );
+    vs(
+        "power loss: client I/O resumes < 2 s after the kill and below the classic drill",
+        Case::PowerLoss,
+        "start -> first ack",
+        Some(2000.0),
+    );
+    let own = m(Case::Switchover, Tool::Agent, "signal -> serving")
+        .zip(m(Case::Switchover, Tool::Agent, "signal -> promote start"))
+        .map(|(a, s)| a.median_ms - s.median_ms - 200.0);
+    g.push(Goal {
+        goal:
+            "agent's own promote excluding the configured probe window (200 ms in the lab) < 50 ms"
+                .into(),
+        figure: own
+            .map(|x| format!("promote (start -> serving) median minus 200 ms = {x:.0} ms"))
+            .unwrap_or("-".into()),
+        met: own.map(|x| x < 50.0),
+    });
+    let pause = m(Case::Switchover, Tool::Agent, "client pause");
+    g.push(Goal {
+        goal: "planned switchover: client I/O pause p95 < 500 ms".into(),
+        figure: pause
+            .map(|p| format!("p95 {:.0} ms (median {:.0} ms)", p.p95_ms, p.median_ms))
+            .unwrap_or("-".into()),
+        met: pause.map(|p| p.p95_ms < 500.0),
+    });
+    g.push(Goal {
+        goal: "32 resources promote in < 3x the time of one".into(),
+        figure: scaling_ratio
+            .map(|r| format!("{r:.2}x (largest count vs 1)"))
+            .unwrap_or("-".into()),
+        met: scaling_ratio
+            .filter(|_| b.scaling.last().is_some_and(|s| s.resources >= 32))
+            .map(|r| r < 3.0),
+    });
+    let rs: Vec<f64> = b.restarts.iter().map(|r| r.start_to_serving_ms).collect();
+    let st = Stat::of(&rs);
+    g.push(Goal {
+        goal: "restart -> serving again < 1 s".into(),
+        figure: format!(
+            "start -> status says serving median {:.0} ms, p95 {:.0} ms (host, incl. control channel)",
+            st.median_ms, st.p95_ms
+        ),
+        met: (!rs.is_empty()).then_some(st.median_ms < 1000.0),
+    });
+    let rss = b.idle.iter().map(|i| i.rss_kib).max();
+    let wk = b
+        .idle
+        .iter()
+        .map(|i| i.wakeups_per_s)
+        .fold(f64::NAN, f64::max);
+    g.push(Goal {
+        goal: "idle RSS < 10 MiB, no periodic wake-ups beyond configured timers".into(),
+        figure: format!(
+            "max RSS {} KiB, max {wk:.2} context switches/s",
+            rss.unwrap_or(0)
+        ),
+        met: rss.map(|r| r < 10 * 1024),
+    });
+    g
+}
+
+fn f(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into())
+}
+
+fn markdown(rep: &BenchReport) -> String {
+    let mut md = format!(
+        "# lab bench-takeover\n\n`{}`\n\nLoad average at start / end: {} / {}. {:.0} s. Client writes acknowledged {}, lost {}, torn {}.{}\n\n",
+        rep.reproduce,
+        rep.loadavg[0],
+        rep.loadavg[1],
+        rep.seconds,
+        rep.ledger[0],
+        rep.ledger[1],
+        rep.ledger[2],
+        rep.error
+            .as_ref()
+            .map(|e| format!(
+                "\n\n**Stopped early**: {}",
+                e.lines().next().unwrap_or_default()
+            ))
+            .unwrap_or_default()
+    );
+    md.push_str("## Goals\n\n| goal | figure | met |\n|---|---|---|\n");
+    for g in &rep.goals {
+        md.push_str(&format!(
+            "| {} | {} | {} |\n",
+            g.goal,
+            g.figure,
+            match g.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "not measured",
+            }
+        ));
+    }
+    md.push_str("\n## Agent vs classic (median / p95 ms, ratio of medians)\n\n| case | figure | agent | classic | agent/classic |\n|---|---|---|---|---|\n");
+    for case in [Case::Switchover, Case::PowerLoss] {
+        for m in MAIN {
+            let a = median_of(&rep.summary, case, Tool::Agent, m);
+            let c = median_of(&rep.summary, case, Tool::Classic, m);
+            let fs = |s: Option<Stat>| {
+                s.map(|s| format!("{:.0} / {:.0} (n={})", s.median_ms, s.p95_ms, s.n))
+                    .unwrap_or("-".into())
+            };
+            let r = rep
+                .ratios
+                .iter()
+                .find(|r| r.case == case && r.metric == m)
+                .map(|r| format!("{:.2}", r.ratio))
+                .unwrap_or("-".into());
+            md.push_str(&format!(
+                "| {case:?} | {m} | {} | {} | {r} |\n",
+                fs(a),
+                fs(c)
+            ));
+        }
+    }
+    md.push_str("\nStart = the old primary's signal (switchover) or the SIGKILL (power loss); signal = the new primary's authority signal (agent: pool.conf renamed into place; classic: its script starts); serving = target and address up; first ack = the client's first acknowledged write after the takeover; client pause = longest gap between two acknowledged writes.\n\n## Stages and timeline (median ms)\n\n| case | tool | figure | median | p95 |\n|---|---|---|---|---|\n");
+    for r in rep
+        .summary
+        .iter()
+        .filter(|r| !MAIN.contains(&r.metric.as_str()))
+    {
+        md.push_str(&format!(
+            "| {:?} | {:?} | {} | {:.0} | {:.0} |\n",
+            r.case, r.tool, r.metric, r.stat.median_ms, r.stat.p95_ms
+        ));
+    }
+    md.push_str("\n## Scaling (agent, planned switchover)\n\n| resources | promote median ms | p95 | signal -> serving median ms | p95 |\n|---|---|---|---|---|\n");
+    for s in &rep.scaling {
+        md.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+            s.resources,
+            s.promote.median_ms,
+            s.promote.p95_ms,
+            s.signal_to_serving.median_ms,
+            s.signal_to_serving.p95_ms
+        ));
+    }
+    md.push_str("\n## Agent restart and idle\n\n| node | start -> status ms | start -> serving ms | client pause ms |\n|---|---|---|---|\n");
+    for r in &rep.restarts {
+        md.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {} |\n",
+            r.node,
+            r.start_to_status_ms,
+            r.start_to_serving_ms,
+            f(r.client_pause_ms)
+        ));
+    }
+    md.push_str("\n| node | role | RSS KiB | peak RSS KiB | threads | context switches/s |\n|---|---|---|---|---|---|\n");
+    for i in &rep.idle {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.2} |\n",
+            i.node, i.role, i.rss_kib, i.hwm_kib, i.threads, i.wakeups_per_s
+        ));
+    }
+    md.push_str("\n## Every takeover\n\n| case | tool | # | from -> to | signal -> serving | signal -> first ack | start -> first ack | client pause | what the client logged (ms since start) |\n|---|---|---|---|---|---|---|---|---|\n");
+    for s in &rep.samples {
+        md.push_str(&format!(
+            "| {:?} | {:?} | {} | {} -> {} | {:.0} | {} | {} | {} | {} |\n",
+            s.case,
+            s.tool,
+            s.n,
+            s.from,
+            s.to,
+            s.signal_to_serving_ms,
+            f(s.signal_to_first_ack_ms),
+            f(s.start_to_first_ack_ms),
+            f(s.client_pause_ms),
+            s.client_log
+                .iter()
+                .take(4)
+                .map(|(t, l)| format!("{t:.0}: {}", l.replace('|', "/")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    md
+}
+
+/// A hand-written SVG: per case and figure, the agent's and the classic tools' medians as bars
+/// with the p95 as a tick; then the scaling medians.
+fn svg(rep: &BenchReport) -> String {
+    let mut bars: Vec<(String, &str, Stat)> = Vec::new();
+    for case in [Case::Switchover, Case::PowerLoss] {
+        for m in ["signal -> serving", "signal -> first ack", "client pause"] {
+            for (tool, colour) in [(Tool::Agent, "#2a6fb0"), (Tool::Classic, "#b0702a")] {
+                if let Some(s) = median_of(&rep.summary, case, tool, m) {
+                    bars.push((format!("{case:?} {m} ({tool:?})"), colour, s));
+                }
+            }
+        }
+    }
+    for s in &rep.scaling {
+        bars.push((
+            format!("agent promote, {} resources", s.resources),
+            "#3a9a5a",
+            s.promote,
+        ));
+    }
+    let max = bars.iter().map(|(_, _, s)| s.p95_ms).fold(1.0, f64::max);
+    let (left, width, row) = (330.0, 520.0, 22.0);
+    let h = 50.0 + row * bars.len() as f64;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <text x=\"10\" y=\"20\" font-size=\"14\">lab bench-takeover: median (bar) and p95 (tick), ms; load {}</text>\n",
+        left + width + 90.0,
+        xml(&rep.loadavg[0])
+    );
+    for (i, (label, colour, s)) in bars.iter().enumerate() {
+        let y = 35.0 + row * i as f64;
+        let wm = s.median_ms.max(0.0) / max * width;
+        let wp = s.p95_ms.max(0.0) / max * width;
+        out.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+             <rect x=\"{left}\" y=\"{y}\" width=\"{wm:.1}\" height=\"16\" fill=\"{colour}\"/>\
+             <line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{y}\" y2=\"{y2}\" stroke=\"black\"/>\
+             <text x=\"{tx:.1}\" y=\"{ty}\">{:.0} / {:.0}</text>\n",
+            left - 6.0,
+            y + 12.0,
+            xml(label),
+            s.median_ms,
+            s.p95_ms,
+            x = left + wp,
+            y2 = y + 16.0,
+            tx = left + wp.max(wm) + 4.0,
+            ty = y + 12.0,
+        ));
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn write_report(rep: &BenchReport, stem: &str) -> Result<()> {
+    if !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        bail!("bad report name {stem:?}");
+    }
+    let dir = crate::assets::report_dir();
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join(format!("{stem}.json")),
+        serde_json::to_string_pretty(rep)?,
+    )?;
+    std::fs::write(dir.join(format!("{stem}.md")), markdown(rep))?;
+    std::fs::write(dir.join(format!("{stem}.svg")), svg(rep))?;
+    println!(
+        "reports: {}/{stem}.json, {stem}.md, {stem}.svg",
+        dir.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timed_script_output_parses() {
+        let t = parse_timed(
+            "W 1700000000123456 100.00 100.02\nT start 100.03\nT a 100.13\nT b 100.43\n",
+        )
+        .expect("parses");
+        assert!(
+            (t.start - (1_700_000_000_123.456 + 20.0)).abs() < 1e-3,
+            "{}",
+            t.start
+        );
+        assert_eq!(t.stages.len(), 2);
+        assert!((t.stages[0].1 - 100.0).abs() < 1e-6 && (t.stages[1].1 - 300.0).abs() < 1e-6);
+        assert!((t.end() - t.start - 400.0).abs() < 1e-6);
+        assert!(parse_timed("T start 1\n").is_err());
+        assert!(parse_timed("W x 1 2\n").is_err());
+    }
+
+    #[test]
+    fn client_figures_take_the_longest_pause_in_the_window() {
+        let mut s = Events::new(1000.0).sample(1200.0, 1500.0, 990.0);
+        s.window.1 = 5000.0;
+        let p = |from: f64, ms: f64| Pause {
+            from_unix_ms: from,
+            ms,
+            cause: vec!["x".into()],
+        };
+        let mut v = vec![s];
+        fill_client(
+            &mut v,
+            &[
+                p(100.0, 60.0),
+                p(1100.0, 900.0),
+                p(2500.0, 80.0),
+                p(9000.0, 5000.0),
+            ],
+            &[(1500.0, "login".into()), (3000.0, "late".into())],
+        );
+        let s = &v[0];
+        assert_eq!(s.client_pause_ms, Some(900.0));
+        assert_eq!(s.serving_to_first_ack_ms, Some(500.0));
+        assert_eq!(s.signal_to_first_ack_ms, Some(800.0));
+        assert_eq!(s.start_to_first_ack_ms, Some(1000.0));
+        assert_eq!(s.client_log, vec![(500.0, "login".to_string())]);
+        assert_eq!(
+            client_log("[1.5] a b\njunk\n"),
+            vec![(1500.0, "a b".into())]
+        );
+    }
+
+    #[test]
+    fn summary_ratios_and_svg() {
+        let mk = |tool, ms: f64| {
+            let mut s = Events::new(0.0).sample(0.0, ms, 0.0);
+            s.tool = tool;
+            s.signal_to_serving_ms = ms;
+            s
+        };
+        let samples = vec![
+            mk(Tool::Agent, 300.0),
+            mk(Tool::Agent, 500.0),
+            mk(Tool::Classic, 200.0),
+        ];
+        let rows = summarise(&samples);
+        let a = median_of(&rows, Case::Switchover, Tool::Agent, "signal -> serving").expect("row");
+        assert_eq!((a.n, a.median_ms, a.p95_ms), (2, 500.0, 500.0));
+        let s = svg(&BenchReport {
+            reproduce: String::new(),
+            loadavg: ["1 <2>".into(), String::new()],
+            samples: Vec::new(),
+            summary: rows,
+            ratios: Vec::new(),
+            restarts: Vec::new(),
+            idle: Vec::new(),
+            scaling: Vec::new(),
+            scaling_ratio: None,
+            ledger: [0; 3],
+            goals: Vec::new(),
+            error: None,
+            seconds: 0.0,
+        });
+        assert!(
+            s.starts_with("<svg") && s.contains("&lt;2&gt;") && s.matches("<rect").count() == 2
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! A small run of `lab bench-takeover`: two planned switchovers and one power loss each by the
+//! agent and by the classic tools, one agent restart, the idle probe and the scaling phase with 1
+//! and 2 resources. Checks only that the report is produced and sane (every sample has its
+//! figures, nothing lost); never how fast anything was: the figures come from the CLI
+//! (`cargo run -p tests --bin lab -- bench-takeover`).
+//!
+//! Build first: `cargo build --workspace --bins --examples`.
+
+mod common;
+
+use anyhow::ensure;
+use lab::bench_takeover::{bench_on, BenchOpts, Case, Tool};
+use std::time::Duration;
+
+#[test]
+fn bench_takeover_small_run_reports_every_figure() {
+    common::agent_scenario("bench_takeover", |lab| {
+        let opts = BenchOpts {
+            switchovers: 2,
+            power_losses: 1,
+            restarts: 1,
+            scaling: vec![1, 2],
+            scaling_runs: 1,
+            idle: Duration::from_secs(2),
+            report: "bench-takeover-test".into(),
+            ..BenchOpts::default()
+        };
+        let rep = bench_on(lab, &opts)?;
+        ensure!(rep.error.is_none(), "bench stopped: {:?}", rep.error);
+        ensure!(
+            rep.ledger[0] > 0,
+            "no acknowledged writes: {:?}",
+            rep.ledger
+        );
+        ensure!(
+            rep.ledger[1] == 0 && rep.ledger[2] == 0,
+            "lost / torn writes: {:?}",
+            rep.ledger
+        );
+        for (case, n) in [(Case::Switchover, 2), (Case::PowerLoss, 1)] {
+            for tool in [Tool::Agent, Tool::Classic] {
+                let got: Vec<_> = rep
+                    .samples
+                    .iter()
+                    .filter(|s| s.case == case && s.tool == tool)
+                    .collect();
+                ensure!(got.len() == n, "{case:?} {tool:?}: {} samples", got.len());
+                for s in got {
+                    ensure!(
+                        s.signal_to_serving_ms.is_finite()
+                            && s.signal_to_serving_ms > 0.0
+                            && !s.promote_stages_ms.is_empty(),
+                        "{s:?}"
+                    );
+                    ensure!(
+                        s.client_pause_ms.is_some_and(|p| p > 0.0)
+                            && s.start_to_first_ack_ms.is_some(),
+                        "no client pause found around the takeover: {s:?}"
+                    );
+                }
+            }
+        }
+        for r in &rep.summary {
+            ensure!(
+                r.stat.n > 0 && r.stat.median_ms <= r.stat.p95_ms,
+                "summary row {r:?}"
+            );
+        }
+        ensure!(
+            rep.ratios.len() >= 4,
+            "agent/classic ratios: {:?}",
+            rep.ratios
+        );
+        ensure!(
+            rep.restarts.len() == 1 && rep.idle.len() == 2,
+            "restarts {:?}, idle {:?}",
+            rep.restarts,
+            rep.idle
+        );
+        ensure!(
+            rep.idle.iter().all(|i| i.rss_kib > 0 && i.threads > 0),
+            "idle {:?}",
+            rep.idle
+        );
+        ensure!(
+            rep.scaling.len() == 2 && rep.scaling.iter().all(|s| s.promote.n == 1),
+            "scaling {:?}",
+            rep.scaling
+        );
+        let dir = lab::assets::report_dir();
+        for ext in ["json", "md", "svg"] {
+            let p = dir.join(format!("bench-takeover-test.{ext}"));
+            let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            ensure!(len > 0, "{} missing or empty", p.display());
+        }
+        Ok(())
+    });
+}

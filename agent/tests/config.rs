@@ -73,17 +73,18 @@ fn load_names_the_file() {
     assert!(e.to_string().contains("missing.toml"), "{e}");
 }
 
+/// The key is the whole dotted path (serde_path_to_error), not only the last name.
 #[test]
 fn unknown_keys_refused_with_line() {
     let text = edit("protocol = \"C\"", "protocol = \"C\"\nprotocl = \"C\"");
     let e = err(&text);
-    assert_eq!(e.key, "protocl");
+    assert_eq!(e.key, "resource[0].manage.protocl");
     assert_eq!(e.line, Some(line_of(&text, "protocl")));
     assert!(e.reason.contains("unknown field"), "{}", e.reason);
 
-    let text = edit("count = 3", "count = 3\ncolor = \"red\"");
+    let text = edit("count = 5", "count = 5\ncolor = \"red\"");
     let e = err(&text);
-    assert_eq!(e.key, "color");
+    assert_eq!(e.key, "address[0].announce.color");
     assert_eq!(e.line, Some(line_of(&text, "color")));
 }
 
@@ -93,6 +94,31 @@ fn type_errors_have_lines() {
     let e = err(&text);
     assert_eq!(e.line, Some(line_of(&text, "tid = \"two\"")));
     assert!(e.reason.contains("invalid type"), "{}", e.reason);
+    assert_eq!(e.key, "resource[1].target.tid");
+}
+
+/// Announce and probe defaults are vip's own, not a second set in the agent.
+#[test]
+fn announce_and_probe_defaults_are_vips() {
+    let text = edit("[address.announce]", "[address.announce_was]");
+    let text = text
+        .lines()
+        .filter(|l| !l.starts_with("count =") && !l.starts_with("interval_ms ="))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("[address.announce_was]", "");
+    let c = Config::parse(&text, Path::new("t")).expect("valid");
+    let (vip_a, vip_p) = (vip::AnnouncePolicy::default(), vip::ProbePolicy::default());
+    let a = &c.addresses[0];
+    assert_eq!(a.announce.count, vip_a.count);
+    assert_eq!(
+        u128::from(a.announce.interval_ms),
+        vip_a.interval.as_millis()
+    );
+    assert_eq!(
+        u128::from(agent::config::Probe::default().timeout_ms),
+        vip_p.window.as_millis()
+    );
 }
 
 #[test]
@@ -284,7 +310,7 @@ fn bad_cache_names_the_key_and_the_values() {
     for bad in ["\"writeback\"", "\"none\"", "1", "true"] {
         let (text, line) = edit_at("cache = \"write-through\"", &format!("cache = {bad}"));
         let e = err(&text);
-        assert_eq!(e.key, "cache", "{e}");
+        assert_eq!(e.key, "resource[0].lun[0].cache", "{e}");
         assert_eq!(e.line, Some(line), "{e}");
         assert!(
             e.reason

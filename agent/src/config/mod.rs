@@ -1,0 +1,190 @@
+//! Configuration: TOML read with serde, unknown keys refused, then [`Config::validate`]d.
+//!
+//! Every error names the file, the line, the dotted key and the reason. Type errors are located
+//! by `serde_path_to_error` (the key path) and the parser's span (the line); for semantic errors
+//! the key path is looked up in a span-keeping parse of the same text. The values
+//! the libraries check (IQNs, SCSI identities, ACLs, floating addresses) are checked by their
+//! own validators (tgt-ipc, vip), so nothing accepted here is refused later.
+
+mod address;
+mod general;
+mod locate;
+mod resource;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use address::{Address, Announce, Probe};
+pub use general::{Metrics, RoleSource, Sockets, Timeouts};
+pub use resource::{
+    Chap, Initiators, Lun, Manage, Mode, Resource, Target, DEFAULT_KO_COUNT, DEFAULT_PING_INT_S,
+    DEFAULT_PING_TIMEOUT_DS, DEFAULT_TIMEOUT_DS, MAX_NODE_ID,
+};
+
+use crate::error::ConfigError;
+use locate::{line_of, locate};
+
+/// Default location of the XenServer / XCP-ng pool role file.
+pub const DEFAULT_POOL_CONF: &str = "/etc/xensource/pool.conf";
+/// Default control socket path.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/iscsi-ha/control.sock";
+/// Default tgtd management socket path (tgtd `-C 0`).
+pub const DEFAULT_TGTD_SOCKET: &str = "/var/run/tgtd/socket.0";
+/// Default configuration file path.
+pub const DEFAULT_CONFIG: &str = "/etc/iscsi-ha/iscsi-ha.toml";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's name (reported in status; must not be empty).
+    pub node: String,
+    /// Where the primary/secondary decision comes from.
+    pub role: RoleSource,
+    /// Socket paths.
+    #[serde(default)]
+    pub sockets: Sockets,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// The replicated resources, each served as one iSCSI target.
+    #[serde(rename = "resource")]
+    pub resources: Vec<Resource>,
+    /// The floating addresses.
+    #[serde(rename = "address", default)]
+    pub addresses: Vec<Address>,
+    /// The Prometheus endpoint (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: Metrics,
+    /// Alerts (`[alerts.email]`; none unless set).
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
+}
+
+impl Config {
+    /// Read, parse and validate a file.
+    pub fn load(path: &Path) -> Result<Config, crate::AgentError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| crate::AgentError::ConfigRead {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Config::parse(&text, path)?)
+    }
+
+    /// Parse and validate text; `file` is used in error messages only.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let e = e.into_inner();
+            let line = e
+                .span()
+                .map(|s| line_of(text, s.start))
+                .or_else(|| locate(text, &key));
+            ConfigError {
+                file: file.to_path_buf(),
+                line,
+                key: if key == "." { String::new() } else { key },
+                reason: e.message().to_string(),
+            }
+        })?;
+        if let Err((key, reason)) = cfg.validate() {
+            let line = locate(text, &key);
+            return Err(ConfigError {
+                file: file.to_path_buf(),
+                line,
+                key,
+                reason,
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// Semantic checks; returns the dotted key at fault and the reason.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, r: &str| Err((k.to_string(), r.to_string()));
+        if self.node.trim().is_empty() {
+            return err("node", "must not be empty");
+        }
+        if let RoleSource::PoolConf { path } = &self.role {
+            if !path.is_absolute() {
+                return err("role.path", "must be an absolute path");
+            }
+        }
+        for (k, p) in [
+            ("sockets.control", &self.sockets.control),
+            ("sockets.tgtd", &self.sockets.tgtd),
+        ] {
+            if !p.is_absolute() {
+                return err(k, "must be an absolute path");
+            }
+        }
+        for (k, v) in [
+            ("timeouts.drbd_ms", self.timeouts.drbd_ms),
+            ("timeouts.tgtd_ms", self.timeouts.tgtd_ms),
+            ("timeouts.address_ms", self.timeouts.address_ms),
+        ] {
+            if v == 0 {
+                return err(k, "must be greater than 0");
+            }
+        }
+        let names = resource::validate(&self.resources)?;
+        address::validate(&self.addresses, &names)?;
+        if let Some(e) = &self.alerts.email {
+            crate::alerts::validate(e)?;
+        }
+        Ok(())
+    }
+
+    /// The resource called `name`.
+    pub fn resource(&self, name: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+
+    /// The address written as `address`.
+    pub fn address(&self, address: &str) -> Option<&Address> {
+        self.addresses.iter().find(|a| a.address == address)
+    }
+}
+
+/// The smallest valid config: one adopted resource, one LUN (unit tests of this crate).
+#[cfg(test)]
+pub(crate) const TEST_MINIMAL: &str = r#"
+node = "a"
+role = { source = "command" }
+[[resource]]
+name = "r0"
+minor = 1
+mode = "adopt"
+target = { iqn = "iqn.2026-11.org.example:r0", tid = 1, initiators = "all" }
+[[resource.lun]]
+lun = 1
+device = "/dev/drbd1"
+scsi_id = "r0"
+scsi_sn = "r0sn"
+vendor = "IET"
+product = "VIRTUAL-DISK"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = TEST_MINIMAL;
+
+    #[test]
+    fn minimal_parses() {
+        let c = Config::parse(MIN, Path::new("x")).expect("parses");
+        assert_eq!(c.resources.len(), 1);
+        assert_eq!(c.sockets, Sockets::default());
+    }
+
+    #[test]
+    fn line_of_counts() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
+    }
+}

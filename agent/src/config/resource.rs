@@ -1,0 +1,512 @@
+//! `[[resource]]`: the DRBD resource, its iSCSI target and LUNs, checked with tgt-ipc's own
+//! validators so that nothing accepted here is refused when served.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use tgt_ipc::{
+    Acl, CacheMode, LunBacking, LunIdentity, ServeAccount, ServeLun, ServeSpec, TgtError,
+};
+
+/// One replicated resource and the target that serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    /// DRBD resource name.
+    pub name: String,
+    /// DRBD minor (`/dev/drbd<minor>`).
+    pub minor: u32,
+    /// Adopt a resource configured by the system's DRBD tools, or bring it up from `[resource.manage]`.
+    pub mode: Mode,
+    /// Bring-up parameters; required with `mode = "manage"`, refused with `mode = "adopt"`.
+    pub manage: Option<Manage>,
+    /// The iSCSI target.
+    pub target: Target,
+    /// The logical units, at least one.
+    #[serde(rename = "lun")]
+    pub luns: Vec<Lun>,
+}
+
+/// How the agent treats the DRBD resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Configured by the system's DRBD tools; the agent only changes its role.
+    Adopt,
+    /// Brought up by the agent (new-resource, new-minor, attach, connect) from this file.
+    Manage,
+}
+
+/// DRBD bring-up parameters for `mode = "manage"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manage {
+    /// Backing disk, e.g. `/dev/sdb1`.
+    pub disk: PathBuf,
+    /// Metadata location; only `internal` is supported.
+    #[serde(default = "default_meta_disk")]
+    pub meta_disk: String,
+    /// This node's replication address, `ip:port`.
+    pub local: String,
+    /// The peer's replication address, `ip:port`.
+    pub peer: String,
+    /// Replication protocol: `A`, `B` or `C`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// DRBD `ping-int`, seconds (1-120): an idle connection pings the peer this often, so a
+    /// dead peer is noticed within `ping_int_s` + `ping_timeout_ds` even without a promote
+    /// (docs/takeover.md).
+    #[serde(default = "default_ping_int")]
+    pub ping_int_s: u32,
+    /// DRBD `ping-timeout`, tenths of a second (1-300): an unanswered ping drops the
+    /// connection after it; a promote while the peer still looks Primary waits this long.
+    #[serde(default = "default_ping_timeout")]
+    pub ping_timeout_ds: u32,
+    /// DRBD `timeout`, tenths of a second (1-600): the wait for an answer to a data packet.
+    #[serde(default = "default_net_timeout")]
+    pub timeout_ds: u32,
+    /// DRBD `ko-count` (0-200, 0 = off): a peer that does not complete a write within
+    /// `ko_count` x `timeout_ds` is dropped, so writes stall at most that long.
+    #[serde(default = "default_ko_count")]
+    pub ko_count: u32,
+    /// DRBD 9 only: this node's node id in the resource (0-31, `drbdsetup new-resource RES ID`).
+    /// Required with `peer_node_id` to manage a resource on DRBD 9; ignored on DRBD 8.4.
+    #[serde(default)]
+    pub node_id: Option<u32>,
+    /// DRBD 9 only: the peer's node id (0-31, differs from `node_id`).
+    #[serde(default)]
+    pub peer_node_id: Option<u32>,
+}
+
+/// Default `ping_int_s`: a silently dead peer is noticed within 2.5 s (DRBD's own 10 s would
+/// stall the survivor's writes up to 10.5 s); one small packet per 2 s costs nothing.
+pub const DEFAULT_PING_INT_S: u32 = 2;
+/// Default `ping_timeout_ds`: DRBD's 0.5 s, answered within a millisecond on a LAN while
+/// leaving room for a loaded peer (a spurious drop costs a resync).
+pub const DEFAULT_PING_TIMEOUT_DS: u32 = 5;
+/// Default `timeout_ds`: DRBD's 6 s; it only judges a live, slow peer.
+pub const DEFAULT_TIMEOUT_DS: u32 = 60;
+/// Default `ko_count`: 4 x 6 s = 24 s, below the 30 s SCSI command timeout of common
+/// initiators (DRBD's 7 gives 42 s, after the initiator has given up).
+pub const DEFAULT_KO_COUNT: u32 = 4;
+
+fn default_ping_int() -> u32 {
+    DEFAULT_PING_INT_S
+}
+fn default_ping_timeout() -> u32 {
+    DEFAULT_PING_TIMEOUT_DS
+}
+fn default_net_timeout() -> u32 {
+    DEFAULT_TIMEOUT_DS
+}
+fn default_ko_count() -> u32 {
+    DEFAULT_KO_COUNT
+}
+
+/// DRBD 9's highest node id (`DRBD_NODE_ID_MAX` - 1).
+pub const MAX_NODE_ID: u32 = 31;
+
+impl Manage {
+    /// The node-id key at fault and why: both or neither, each 0-31, different.
+    fn node_ids_error(&self) -> Option<(&'static str, &'static str)> {
+        match (self.node_id, self.peer_node_id) {
+            (Some(_), None) => Some((
+                "manage.peer_node_id",
+                "must be given with manage.node_id (DRBD 9 needs both)",
+            )),
+            (None, Some(_)) => Some((
+                "manage.node_id",
+                "must be given with manage.peer_node_id (DRBD 9 needs both)",
+            )),
+            (Some(n), _) if n > MAX_NODE_ID => Some(("manage.node_id", "must be 0-31 (DRBD 9)")),
+            (_, Some(p)) if p > MAX_NODE_ID => {
+                Some(("manage.peer_node_id", "must be 0-31 (DRBD 9)"))
+            }
+            (Some(n), Some(p)) if n == p => {
+                Some(("manage.peer_node_id", "must differ from manage.node_id"))
+            }
+            _ => None,
+        }
+    }
+
+    /// This node's and the peer's DRBD 9 node ids, if both are given.
+    pub fn node_ids(&self) -> Option<(u32, u32)> {
+        self.node_id.zip(self.peer_node_id)
+    }
+}
+
+fn default_meta_disk() -> String {
+    "internal".into()
+}
+fn default_protocol() -> String {
+    "C".into()
+}
+
+/// The iSCSI target of a resource.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Target IQN.
+    pub iqn: String,
+    /// tgtd target id (> 0).
+    pub tid: u32,
+    /// Initiators allowed: an explicit list, or the string `"all"` written out.
+    pub initiators: Initiators,
+    /// CHAP accounts (`[resource.target.chap]`); unset: no CHAP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chap: Option<Chap>,
+}
+
+/// `[resource.target.chap]`: CHAP accounts bound to the target (the secrets are in a separate
+/// file, see [`crate::chap`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chap {
+    /// TOML file of `"user" = "secret"` lines, mode 0600 (a wider mode is refused); read when the
+    /// target is served and by `check-config`; the secrets are never printed or logged.
+    pub secrets: PathBuf,
+    /// Incoming accounts: an initiator logs in only with one of these users (at least one).
+    pub incoming: Vec<String>,
+    /// Outgoing account (mutual CHAP): the user the target proves itself with.
+    pub outgoing: Option<String>,
+}
+
+/// Initiator access control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Initiators {
+    /// Every initiator (`initiators = "all"`, written out).
+    All,
+    /// Exactly these initiator names or addresses.
+    List(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Initiators {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        let raw = Raw::deserialize(d).map_err(|e: D::Error| {
+            if e.to_string().contains("missing field") {
+                e
+            } else {
+                serde::de::Error::custom("expected a list of initiators or the string \"all\"")
+            }
+        })?;
+        match raw {
+            Raw::One(s) if s == "all" => Ok(Initiators::All),
+            Raw::One(s) => Err(serde::de::Error::custom(format!(
+                "\"{s}\" is not a list; write [\"{s}\"] or the string \"all\""
+            ))),
+            Raw::Many(v) => Ok(Initiators::List(v)),
+        }
+    }
+}
+
+/// One logical unit with its SCSI identity.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lun {
+    /// LUN number (1..=255; 0 is the target's controller LUN in tgt).
+    pub lun: u32,
+    /// Backing device, normally `/dev/drbd<minor>`.
+    pub device: PathBuf,
+    /// SCSI device identifier (VPD page 0x83), at most 36 characters; identical on both nodes.
+    pub scsi_id: String,
+    /// SCSI serial number (VPD page 0x80), at most 36 characters; identical on both nodes.
+    pub scsi_sn: String,
+    /// Vendor id, at most 8 characters.
+    pub vendor: String,
+    /// Product id, at most 16 characters.
+    pub product: String,
+    /// Product revision, at most 4 characters.
+    pub rev: Option<String>,
+    /// `cache = "write-through"` (the default) or `"write-back"`; must be the same on both nodes
+    /// (compare their `iscsi-ha check-config`). Write-through acknowledges a write only once it is on
+    /// the DRBD device and flushed; write-back risks losing acknowledged writes when the serving node
+    /// loses power (see [`CacheMode`]).
+    #[serde(default, with = "cache_mode")]
+    pub cache: CacheMode,
+}
+
+impl Initiators {
+    /// The tgt-ipc ACL entries: an IP address or a network with a prefix becomes an address
+    /// entry, anything else an initiator name.
+    ///
+    /// # Errors
+    /// The index of the first entry tgt-ipc refuses, with its error.
+    pub fn acls(&self) -> Result<Vec<Acl>, (usize, TgtError)> {
+        match self {
+            Initiators::All => Ok(vec![Acl::all()]),
+            Initiators::List(list) => list
+                .iter()
+                .enumerate()
+                .map(|(j, i)| {
+                    if i.parse::<IpAddr>().is_ok() || i.contains('/') {
+                        Acl::address(i)
+                    } else {
+                        Acl::name(i)
+                    }
+                    .map_err(|e| (j, e))
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Lun {
+    /// The SCSI identity as tgt-ipc sets it.
+    pub fn identity(&self) -> LunIdentity {
+        LunIdentity {
+            scsi_id: self.scsi_id.clone(),
+            scsi_sn: self.scsi_sn.clone(),
+            vendor_id: Some(self.vendor.clone()),
+            product_id: Some(self.product.clone()),
+            product_rev: self.rev.clone(),
+        }
+    }
+}
+
+impl Resource {
+    /// The tgt-ipc spec of this resource's target with these CHAP accounts, each part checked
+    /// by tgt-ipc's own validator on the way ([`ServeSpec::validate`] checks the whole).
+    ///
+    /// # Errors
+    /// The key at fault, relative to the resource (`target.iqn`, `target.tid`,
+    /// `target.initiators[j]`, `lun[j].vendor`, ...), with tgt-ipc's error.
+    pub fn serve_spec(&self, accounts: Vec<ServeAccount>) -> Result<ServeSpec, (String, TgtError)> {
+        let t = &self.target;
+        let tid = i32::try_from(t.tid).map_err(|_| {
+            let reason = format!("{} is over tgtd's {}", t.tid, i32::MAX);
+            let e = TgtError::InvalidRequest {
+                what: "tid",
+                reason,
+            };
+            ("target.tid".to_string(), e)
+        })?;
+        tgt_ipc::check_target_name(&t.iqn).map_err(|e| ("target.iqn".to_string(), e))?;
+        let acls = t
+            .initiators
+            .acls()
+            .map_err(|(j, e)| (format!("target.initiators[{j}]"), e))?;
+        let mut luns = Vec::with_capacity(self.luns.len());
+        for (j, l) in self.luns.iter().enumerate() {
+            let identity = l.identity();
+            identity.check().map_err(|e| {
+                let field = match &e {
+                    TgtError::InvalidRequest { what, .. } => match *what {
+                        "vendor_id" => "vendor",
+                        "product_id" => "product",
+                        "product_rev" => "rev",
+                        other => other,
+                    },
+                    _ => "scsi_id",
+                };
+                (format!("lun[{j}].{field}"), e)
+            })?;
+            luns.push(ServeLun {
+                lun: u64::from(l.lun),
+                backing: LunBacking::new(l.device.clone()),
+                identity,
+                cache: l.cache,
+            });
+        }
+        Ok(ServeSpec {
+            tid,
+            name: t.iqn.clone(),
+            luns,
+            acls,
+            accounts,
+        })
+    }
+}
+
+/// `cache` as its [`CacheMode::as_str`] spelling; any other value is an error naming the key.
+mod cache_mode {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use tgt_ipc::CacheMode;
+
+    const MODES: [CacheMode; 2] = [CacheMode::WriteThrough, CacheMode::WriteBack];
+
+    pub fn serialize<S: Serializer>(c: &CacheMode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CacheMode, D::Error> {
+        let want = "`cache` must be \"write-through\" (the default) or \"write-back\"";
+        let s = String::deserialize(d).map_err(|_| D::Error::custom(want))?;
+        MODES
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| D::Error::custom(format!("{want}, not {s:?}")))
+    }
+}
+
+/// Checks the `[[resource]]` tables (with tgt-ipc's own checks of each target); returns the
+/// resource names, or the dotted key at fault and the reason.
+pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String, String)> {
+    let err = |k: String, r: &str| Err((k, r.to_string()));
+    if resources.is_empty() {
+        return err("resource".into(), "at least one [[resource]] is required");
+    }
+    let mut names = BTreeSet::new();
+    let mut minors = BTreeSet::new();
+    let mut tids = BTreeSet::new();
+    let mut iqns = BTreeSet::new();
+    for (i, r) in resources.iter().enumerate() {
+        let k = |f: &str| format!("resource[{i}].{f}");
+        if !valid_name(&r.name) {
+            return err(k("name"), "must be 1-63 characters of [A-Za-z0-9_.-]");
+        }
+        if !names.insert(r.name.as_str()) {
+            return err(k("name"), "duplicate resource name");
+        }
+        if !minors.insert(r.minor) {
+            return err(k("minor"), "duplicate DRBD minor");
+        }
+        if r.minor > 1_048_575 {
+            return err(k("minor"), "must be at most 1048575");
+        }
+        match (r.mode, &r.manage) {
+            (Mode::Manage, None) => {
+                return err(
+                    k("mode"),
+                    "mode = \"manage\" needs a [resource.manage] table",
+                )
+            }
+            (Mode::Adopt, Some(_)) => return err(
+                k("manage"),
+                "[resource.manage] given but mode = \"adopt\"; set mode = \"manage\" or remove it",
+            ),
+            (Mode::Manage, Some(m)) => {
+                if !m.disk.is_absolute() {
+                    return err(k("manage.disk"), "must be an absolute device path");
+                }
+                if m.meta_disk != "internal" {
+                    return err(k("manage.meta_disk"), "only \"internal\" is supported");
+                }
+                if !matches!(m.protocol.as_str(), "A" | "B" | "C") {
+                    return err(k("manage.protocol"), "must be \"A\", \"B\" or \"C\"");
+                }
+                for (f, v, lo, hi) in [
+                    ("manage.ping_int_s", m.ping_int_s, 1, 120),
+                    ("manage.ping_timeout_ds", m.ping_timeout_ds, 1, 300),
+                    ("manage.timeout_ds", m.timeout_ds, 1, 600),
+                    ("manage.ko_count", m.ko_count, 0, 200),
+                ] {
+                    if !(lo..=hi).contains(&v) {
+                        return err(k(f), &format!("must be {lo}-{hi} (DRBD's limits)"));
+                    }
+                }
+                if let Some((f, why)) = m.node_ids_error() {
+                    return err(k(f), why);
+                }
+                let local = m.local.parse::<SocketAddr>();
+                let peer = m.peer.parse::<SocketAddr>();
+                match (local, peer) {
+                    (Err(_), _) => return err(k("manage.local"), "must be ip:port"),
+                    (_, Err(_)) => return err(k("manage.peer"), "must be ip:port"),
+                    (Ok(l), Ok(p)) if l == p => {
+                        return err(k("manage.peer"), "must differ from manage.local")
+                    }
+                    _ => {}
+                }
+            }
+            (Mode::Adopt, None) => {}
+        }
+        let t = &r.target;
+        if !valid_iqn(&t.iqn) {
+            return err(
+                k("target.iqn"),
+                "must look like iqn.YYYY-MM.reverse.domain[:name] or eui.<16 hex>",
+            );
+        }
+        if !iqns.insert(t.iqn.as_str()) {
+            return err(k("target.iqn"), "duplicate target IQN");
+        }
+        if t.tid == 0 {
+            return err(k("target.tid"), "must be greater than 0");
+        }
+        if !tids.insert(t.tid) {
+            return err(k("target.tid"), "duplicate target id");
+        }
+        if let Initiators::List(list) = &t.initiators {
+            if list.is_empty() {
+                return err(
+                    k("target.initiators"),
+                    "empty list would refuse everyone; list initiators or write \"all\"",
+                );
+            }
+            if let Some(j) = list.iter().position(|ini| ini == "ALL") {
+                return err(
+                    format!("resource[{i}].target.initiators[{j}]"),
+                    "write initiators = \"all\" to allow every initiator",
+                );
+            }
+        }
+        if let Some(c) = &t.chap {
+            crate::chap::validate(c).map_err(|(f, r)| (k(&format!("target.chap.{f}")), r))?;
+        }
+        if r.luns.is_empty() {
+            return err(k("lun"), "at least one [[resource.lun]] is required");
+        }
+        let mut luns = BTreeSet::new();
+        for (j, l) in r.luns.iter().enumerate() {
+            let k = |f: &str| format!("resource[{i}].lun[{j}].{f}");
+            if l.lun == 0 || l.lun > 255 {
+                return err(k("lun"), "must be 1..=255 (LUN 0 is tgt's controller)");
+            }
+            if !luns.insert(l.lun) {
+                return err(k("lun"), "duplicate LUN number");
+            }
+            if !l.device.is_absolute() {
+                return err(k("device"), "must be an absolute device path");
+            }
+        }
+        // tgt-ipc's own checks, so nothing accepted here is refused when served.
+        let spec = r
+            .serve_spec(Vec::new())
+            .map_err(|(f, e)| (k(&f), tgt_reason(e)))?;
+        spec.validate().map_err(|e| (k("target"), tgt_reason(e)))?;
+    }
+    Ok(names)
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn valid_iqn(s: &str) -> bool {
+    if s.len() > 223 || s.contains([',', '=', '\0', ' ']) {
+        return false;
+    }
+    if let Some(rest) = s.strip_prefix("iqn.") {
+        let b = rest.as_bytes();
+        // YYYY-MM.
+        b.len() > 8
+            && b.iter().take(4).all(u8::is_ascii_digit)
+            && b.get(4) == Some(&b'-')
+            && b.iter().skip(5).take(2).all(u8::is_ascii_digit)
+            && b.get(7) == Some(&b'.')
+    } else if let Some(rest) = s.strip_prefix("eui.") {
+        rest.len() == 16 && rest.chars().all(|c| c.is_ascii_hexdigit())
+    } else {
+        false
+    }
+}
+
+/// The reason of a tgt-ipc refusal, as a config error's reason.
+fn tgt_reason(e: TgtError) -> String {
+    match e {
+        TgtError::InvalidRequest { what, reason } => format!("{what}: {reason} (tgt-ipc's check)"),
+        other => other.to_string(),
+    }
+}

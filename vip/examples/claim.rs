@@ -1,10 +1,10 @@
 //! Claim a floating address: probe, add, announce (like `arping -D` + `ip addr add` +
 //! `arping -U`, or IPaddr2 start).
 //!
-//! `cargo run -p vip --example claim -- eth0 192.0.2.10/24 [--no-probe] [--reply|--both]`
+//! `cargo run -p vip --example claim -- eth0 192.0.2.10/24 [--no-probe] [--reply|--both] [--once]`
 //!
 //! Prints each step with its duration, then one line per announcement frame until the
-//! schedule (5 at 200 ms, 5 more after 5 s) is done.
+//! schedule (5 at 200 ms, 5 more after 5 s; `--once`: the first announcement only) is done.
 #[path = "common/mod.rs"]
 mod common;
 
@@ -16,14 +16,19 @@ async fn main() {
 }
 
 async fn run() -> Result<(), vip::VipError> {
-    let (iface, addr, prefix, flags) = common::args("claim", "[--no-probe] [--reply|--both]");
+    let usage = "[--no-probe] [--reply|--both] [--once]";
+    let (iface, addr, prefix, flags) = common::args("claim", usage);
     let mut opts = ClaimOptions::default();
     for f in &flags {
         match f.as_str() {
             "--no-probe" => opts.probe = None,
             "--reply" => opts.announce.mode = AnnounceMode::Reply,
             "--both" => opts.announce.mode = AnnounceMode::Both,
-            _ => common::usage("claim", "[--no-probe] [--reply|--both]"),
+            "--once" => {
+                opts.announce.count = 1;
+                opts.announce.second_burst_after = None;
+            }
+            _ => common::usage("claim", usage),
         }
     }
     let mut vip = Vip::new(iface.clone(), addr, prefix)?;
@@ -45,10 +50,14 @@ async fn run() -> Result<(), vip::VipError> {
     }
     println!("  first announce  {:?}", r.first_announce);
     println!("  total           {:?}", r.total);
-    // The stream stays open while the address is held (it follows the link); stop once the
-    // claim's schedule has been quiet for longer than its gaps.
-    let quiet = std::time::Duration::from_secs(6);
-    while let Ok(Some(a)) = tokio::time::timeout(quiet, r.announcements.next()).await {
+    // The stream stays open while the address is held (it follows the link): stop after the
+    // claim's own schedule (no refresh by default).
+    let p = &opts.announce;
+    let per_round = if p.mode == AnnounceMode::Both { 2 } else { 1 };
+    let bursts = if p.second_burst_after.is_some() { 2 } else { 1 };
+    let mut left = p.count.max(1) * bursts * per_round;
+    while let Some(a) = r.announcements.next().await {
+        left -= 1;
         let status = match &a.result {
             Ok(()) => "sent".to_string(),
             Err(e) => format!("FAILED: {e}"),
@@ -57,6 +66,9 @@ async fn run() -> Result<(), vip::VipError> {
             "  announce {:?} burst {} #{} {:?} from {} at +{:?}: {status}",
             a.cause, a.burst, a.index, a.kind, a.mac, a.at
         );
+        if left == 0 {
+            break;
+        }
     }
     Ok(())
 }

@@ -114,25 +114,15 @@ impl DrbdHandle {
         R::Output::from_replies(replies)
     }
 
-    /// The only place that picks netlink flags (ethtool's `ethtool_execute` is the model):
-    /// - `NLM_F_REQUEST` always;
-    /// - `NLM_F_DUMP` for a dump: the kernel runs the command's dumpit and answers in parts;
-    /// - `NLM_F_EXCL` for an exclusive create: DRBD's new-resource then refuses an existing one;
-    /// - never `NLM_F_ACK`: each DRBD doit sends exactly one reply, as drbdsetup expects.
-    ///
-    /// Every reply is decoded and its `ret_code` checked; a doit answers its first reply.
+    /// Sends `msg` with the flags of `exchange` ([`nlm_flags`]); every reply is decoded and its
+    /// `ret_code` checked; a doit answers its first reply.
     async fn drbd_execute(
         &self,
         msg: &DrbdMessage,
         exchange: Exchange,
         context: &str,
     ) -> Result<Vec<DrbdMessage>, DrbdError> {
-        let flags = NLM_F_REQUEST
-            | match exchange {
-                Exchange::Doit => 0,
-                Exchange::DoitExclusive => NLM_F_EXCL,
-                Exchange::Dump => NLM_F_DUMP,
-            };
+        let flags = nlm_flags(exchange);
         let raw = codec::encode(self.inner.family.id, msg);
         let replies = connection::request(&self.inner.conn, raw, flags, context).await?;
         if exchange != Exchange::Dump && replies.is_empty() {
@@ -151,5 +141,60 @@ impl DrbdHandle {
             .take(take)
             .map(|raw| codec::check_reply(codec::decode_raw(raw)?, context))
             .collect()
+    }
+}
+
+/// The only place that picks netlink flags (ethtool's `ethtool_execute` is the model):
+/// - `NLM_F_REQUEST` always;
+/// - `NLM_F_DUMP` for a dump: the kernel runs the command's dumpit and answers in parts;
+/// - `NLM_F_EXCL` for an exclusive create: DRBD's new-resource then refuses an existing one;
+/// - never `NLM_F_ACK`: each DRBD doit sends exactly one reply, as drbdsetup expects.
+fn nlm_flags(exchange: Exchange) -> u16 {
+    NLM_F_REQUEST
+        | match exchange {
+            Exchange::Doit => 0,
+            Exchange::DoitExclusive => NLM_F_EXCL,
+            Exchange::Dump => NLM_F_DUMP,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::private::Sealed;
+    use crate::{Down, NewResource, Primary, Status};
+
+    /// `nlmsg_flags` (host order, offset 6) of a captured `drbdsetup-84` request.
+    fn captured_flags(bytes: &[u8]) -> u16 {
+        u16::from_ne_bytes([bytes[6], bytes[7]])
+    }
+
+    /// The flags drbdsetup-84 sent (`tests/data/README.md`, `cap84_*`) are the ones we pick.
+    #[test]
+    fn flags_equal_drbdsetup_84() {
+        let cases: [(Exchange, &[u8]); 4] = [
+            (
+                NewResource::new("ba").exchange(),
+                include_bytes!("../tests/data/cap84_new_resource_request.bin"),
+            ),
+            (
+                Primary::new(1).exchange(),
+                include_bytes!("../tests/data/cap84_primary_request.bin"),
+            ),
+            (
+                Status::new().resource("ba").exchange(),
+                include_bytes!("../tests/data/cap84_get_status_dump_request.bin"),
+            ),
+            (
+                Down::new("ba").exchange(),
+                include_bytes!("../tests/data/cap84_down_request.bin"),
+            ),
+        ];
+        for (exchange, bytes) in cases {
+            assert_eq!(nlm_flags(exchange), captured_flags(bytes), "{exchange:?}");
+        }
+        let exclusive = NewResource::new("ba").exclusive(true).exchange();
+        assert_eq!(nlm_flags(exclusive), NLM_F_REQUEST | NLM_F_EXCL);
+        assert_eq!(Status::new().minor(1).exchange(), Exchange::Doit);
     }
 }

@@ -1,6 +1,5 @@
 //! [`Drbd`] over the kernel's DRBD 8.4 generic-netlink API (crate `drbd-nl`): no program is run.
 
-use std::net::SocketAddr;
 
 use drbd_nl::{
     AfterSbPolicy, Attach, Connect, DeviceStatus, DrbdError, DrbdEvent, DrbdHandle, FencingPolicy,
@@ -200,12 +199,8 @@ impl Drbd for NetlinkDrbd {
                 res.name
             )));
         };
-        let parse = |s: &str| {
-            s.parse::<SocketAddr>()
-                .map_err(|_| BackendError::Failed(format!("bad address {s}")))
-        };
-        let (local, peer) = (parse(&m.local)?, parse(&m.peer)?);
-        let protocol = m.protocol.chars().next().unwrap_or('C');
+        let (local, peer) = (m.local, m.peer);
+        let protocol = m.protocol.as_char();
         let h = &self.handle;
         h.execute(NewResource::new(&res.name)).await.map_err(err)?;
         let current = self.status(res).await?;

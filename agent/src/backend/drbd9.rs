@@ -8,7 +8,6 @@
 //! new-path, attach, connect) with [`ManagedOptions`], the set 8.4 uses (fencing in the
 //! connection's options on DRBD 9).
 
-use std::net::SocketAddr;
 
 use drbd_nl::v9::{
     self, AnyHandle, ConnectionState, DiskState, Drbd9Handle, Event as Event9, NetConf, Object,
@@ -365,11 +364,7 @@ fn up_requests(
     let (me, peer_id) = m
         .node_ids()
         .ok_or_else(|| BackendError::Failed(manage_refusal(name)))?;
-    let parse = |s: &str| {
-        s.parse::<SocketAddr>()
-            .map_err(|_| BackendError::Failed(format!("bad address {s}")))
-    };
-    let (local, peer) = (parse(&m.local)?, parse(&m.peer)?);
+    let (local, peer) = (m.local, m.peer);
     let o = ManagedOptions::of(m);
     let dev = objs.devices.iter().find(|d| d.minor == Some(res.minor));
     let conn = objs.connections.iter().find(|c| c.peer_node_id == peer_id);

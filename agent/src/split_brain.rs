@@ -82,7 +82,8 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
             continue;
         }
         // A StandAlone resource no longer reports its endpoints; manage mode knows them.
-        let configured = |a: Option<&std::net::SocketAddr>| a.map(|a| drbd_nl::SockAddr(*a).to_string());
+        let configured =
+            |a: Option<&std::net::SocketAddr>| a.map(|a| drbd_nl::SockAddr(*a).to_string());
         let m = r.manage.as_ref();
         let local = ends.0.or_else(|| configured(m.map(|m| &m.local)));
         let peer = ends.1.or_else(|| configured(m.map(|m| &m.peer)));

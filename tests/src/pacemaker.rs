@@ -115,10 +115,11 @@ for l in bin lib lib64 sbin; do ln -s usr/$l $R/$l; done
 ln -s ../run $R/var/run
 mount -t proc proc $R/proc
 mount -t sysfs sysfs $R/sys
-mount --bind /dev $R/dev
 mkdir -p /dev/shm /dev/pts
-mountpoint -q /dev/shm || mount -t tmpfs -o mode=1777 shm /dev/shm
-mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
+mount --bind /dev $R/dev
+# libqb's IPC files: the daemons running as hacluster create them
+mount -t tmpfs -o mode=1777 shm $R/dev/shm
+mount -t devpts devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 tmp $R/tmp
 mount --bind /lab/target $R/lab/target
 mkdir -p $R/run/tgtd /var/run/tgtd
@@ -137,7 +138,7 @@ for d in /host/usr/lib/ocf/resource.d/*; do ln -s /.host-ocf/${{d##*/}} $R/usr/l
 mkdir -p $R/usr/lib/ocf/resource.d/iscsi-ha
 ln -s /lab/target/iscsi-ha $R{OCF_AGENT}
 hu=$(awk -F: '$1=="hacluster"{{print $3}}' $R/etc/passwd); hg=$(awk -F: '$1=="haclient"{{print $3}}' $R/etc/group)
-mkdir -p $R/var/lib/pacemaker/cib $R/var/lib/pacemaker/pengine $R/var/lib/pacemaker/blackbox $R/var/lib/pacemaker/cores $R/var/log/pacemaker $R/var/lib/corosync $R/var/log/corosync $R/etc/corosync $R/run/crm
+mkdir -p $R/var/lib/pacemaker/cib $R/var/lib/pacemaker/pengine $R/var/lib/pacemaker/blackbox $R/var/lib/pacemaker/cores $R/var/log/pacemaker $R/var/lib/corosync $R/var/log/corosync $R/var/log/crmsh $R/etc/corosync $R/run/crm
 chown -R $hu:$hg $R/var/lib/pacemaker $R/var/log/pacemaker $R/run/crm
 chmod 750 $R/var/lib/pacemaker/cib
 touch /tmp/.pm-root-ready
@@ -419,4 +420,54 @@ pub fn wait_until(
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// Full setup of a two-node cluster on `lab`: DRBD pair Secondary holding `marker`, tgtd, the
+/// agent's config and the chroot on both nodes, corosync + Pacemaker started, the CIB of
+/// [`crm_config`] loaded; returns the node the promoted instance runs on once the client can
+/// read `marker` through the address.
+pub fn cluster_up(lab: &Lab, r: &crate::bringup::Resource, marker: &str) -> Result<String> {
+    use crate::agent_lab as al;
+    let (a, b) = (lab.node(0)?, lab.node(1)?);
+    al::drbd_pair_secondary_with_marker(a, b, r, marker)?;
+    let conf = corosync_conf(&[a, b]);
+    for n in [a, b] {
+        al::start_tgtd(n)?;
+        prepare_root(n)?;
+        let text = al::config_toml(n, r, al::Source::Command);
+        n.put_file(&format!("{ROOT}{AGENT_CONFIG}"), text.as_bytes())?;
+        start_node(n, &conf)?;
+    }
+    wait_mon(a, "both nodes online", Duration::from_secs(300), |o| {
+        o.contains("Online: [ a b ]")
+    })?;
+    configure(a, &[a, b])?;
+    let out = wait_mon(a, "an instance promoted", Duration::from_secs(300), |o| {
+        o.contains("Promoted: [ a ]") || o.contains("Promoted: [ b ]")
+    })?;
+    let node = if out.contains("Promoted: [ a ]") {
+        "a"
+    } else {
+        "b"
+    };
+    al::client_read_until(lab, marker, Duration::from_secs(60))?;
+    Ok(node.to_string())
+}
+
+/// Stops Pacemaker and corosync on every live node (SIGKILL by pid: the cluster is thrown
+/// away), clears their state, then [`crate::agent_lab::reset`].
+pub fn reset(lab: &Lab) -> Result<()> {
+    for n in lab.nodes() {
+        if n.pid().is_none() {
+            continue;
+        }
+        n.run(&format!(
+            "for p in $(pidof pacemakerd pacemaker-based pacemaker-fenced pacemaker-execd \
+             pacemaker-attrd pacemaker-schedulerd pacemaker-controld corosync); do kill -9 $p; done; \
+             [ -d {ROOT}/var/lib/pacemaker/cib ] && rm -rf {ROOT}/var/lib/pacemaker/cib/* \
+             {ROOT}/var/lib/pacemaker/pengine/* {ROOT}/var/lib/corosync/* {ROOT}/run/resource-agents \
+             {ROOT}{FENCE_REQUEST} {ROOT}{FENCE_DONE}; true"
+        ))?;
+    }
+    crate::agent_lab::reset(lab)
 }

@@ -59,6 +59,7 @@ fn scenario(name: &str, body: impl FnOnce(&'static Lab) -> Result<()>) {
 #[test]
 fn ocf_tester_passes_on_real_drbd_tgtd_and_address() {
     scenario("ocf-tester", |lab| {
+        pm::reset(lab)?;
         let (a, b) = (lab.node(0)?, lab.node(1)?);
         let r = Resource::default();
         al::drbd_pair_secondary_with_marker(a, b, &r, "ocf-tester")?;
@@ -86,6 +87,19 @@ fn ocf_tester_passes_on_real_drbd_tgtd_and_address() {
         // Left stopped: DRBD Secondary, nothing served.
         let line = bringup::proc_drbd_line(a, &r)?;
         anyhow::ensure!(line.contains("ro:Secondary/Secondary"), "{line}");
+        Ok(())
+    });
+}
+
+#[test]
+fn cluster_moves_promoted_instance_and_recovers_damage() {
+    scenario("cluster", |lab| {
+        pm::reset(lab)?;
+        let _fencer = pm::Fencer::start(lab);
+        let r = Resource::default();
+        let marker = "pacemaker-cluster";
+        let first = pm::cluster_up(lab, &r, marker)?;
+        println!("promoted on {first}");
         Ok(())
     });
 }

@@ -1,6 +1,5 @@
 //! [`Drbd`] over the kernel's DRBD 8.4 generic-netlink API (crate `drbd-nl`): no program is run.
 
-
 use drbd_nl::{
     AfterSbPolicy, Attach, Connect, DeviceStatus, DrbdError, DrbdEvent, DrbdHandle, FencingPolicy,
     NetConf, NewMinor, NewResource, Primary, RetCode, Secondary, SibReason, StateRv, Status,

@@ -8,7 +8,6 @@
 //! new-path, attach, connect) with [`ManagedOptions`], the set 8.4 uses (fencing in the
 //! connection's options on DRBD 9).
 
-
 use drbd_nl::v9::{
     self, AnyHandle, ConnectionState, DiskState, Drbd9Handle, Event as Event9, NetConf, Object,
     Request9,

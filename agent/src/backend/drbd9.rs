@@ -33,7 +33,7 @@ fn err(e: DrbdError) -> BackendError {
     match e {
         DrbdError::Io(io) => BackendError::Io(io),
         DrbdError::FamilyNotFound => BackendError::Unavailable(e.to_string()),
-        other => BackendError::Failed(other.to_string()),
+        other => BackendError::Drbd(other),
     }
 }
 
@@ -174,6 +174,9 @@ impl Objects {
                 if !gone {
                     let mut c = c.clone();
                     c.net = c.net.or(net);
+                    // A connection created since the last status (manage mode's new-peer): its
+                    // options (fencing, timeouts) come only from a dump, read before the view.
+                    self.complete &= c.net.is_some();
                     self.connections.push(c);
                 }
             }
@@ -547,7 +550,7 @@ impl Drbd for Netlink9Drbd {
     async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
         match self.handle.primary(&res.name).force(force).execute().await {
             Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
-                Err(BackendError::PeerPrimary(e.to_string()))
+                Err(BackendError::PeerPrimary(e))
             }
             Err(e) if e.ret_code() == Some(RetCode::ResNotKnown) => Err(err(e)),
             r => r.map_err(err),
@@ -892,6 +895,30 @@ product = "VIRTUAL-DISK"
         assert!(e.unwrap_err().to_string().contains("no disk attached"));
         let e = generations_of("r0", 2, None, None, &[device(UP, &[])], &[], &[]);
         assert!(e.unwrap_err().to_string().contains("not up"));
+    }
+
+    #[test]
+    fn a_connection_created_by_events_makes_the_view_read_its_options() {
+        let mut objs = Objects {
+            complete: true,
+            ..Objects::default()
+        };
+        // CONNECTION_STATE create (nh_type 1), as new-peer broadcasts it: no NET_CONF.
+        let m = part(
+            v9::Drbd9Cmd::ConnectionState,
+            u32::MAX,
+            vec![
+                v9::Drbd9Attr::NotificationHeader(drbd_nl::AttrSet::new(vec![
+                    v9::NotificationHeader::NhType(1),
+                ])),
+                v9::Drbd9Attr::ConnectionInfo(drbd_nl::AttrSet::new(vec![
+                    v9::ConnectionInfo::ConnConnectionState(0),
+                ])),
+            ],
+        );
+        let e = Event9::from_message(1, m).expect("event");
+        assert!(objs.apply(&e));
+        assert!(!objs.complete, "options unknown: the watch re-reads the dumps");
     }
 
     #[test]

@@ -18,9 +18,9 @@ pub fn events_now(node: &Node, r: &Resource) -> Result<String> {
 /// `new-minor`, `new-peer` + `new-path` to `peer`, `attach`: `drbdadm up` before `connect`.
 /// `--connect-int=1`: a simultaneous connect that loses the race retries after 1 s, not 10 s.
 pub fn attach(node: &Node, peer: &Node, r: &Resource) -> Result<()> {
+    create_md(node, r)?;
     node.run_ok(&format!(
-        "drbdmeta --force {m} v09 {d} internal create-md 1 >/tmp/create-md.log 2>&1 || {{ cat /tmp/create-md.log; exit 1; }}
-         drbdsetup new-resource {n} {me} && drbdsetup new-minor {n} {m} 0 && \
+        "drbdsetup new-resource {n} {me} && drbdsetup new-minor {n} {m} 0 && \
          drbdsetup new-peer {n} {pid} --_name={pname} --protocol=C --connect-int=1 && \
          drbdsetup new-path {n} {pid} ipv4:{mip}:{p} ipv4:{pip}:{p} && \
          drbdsetup attach {m} {d} {d} internal",
@@ -141,4 +141,74 @@ pub fn reset(node: &Node, r: &Resource) -> Result<()> {
         node.boot()?;
     }
     down(node, r)
+}
+
+/// The agent's configuration for `node` with `r` in `mode = "manage"` on DRBD 9: this node's and
+/// `peer`'s node ids (their indexes) and replication endpoints, pool.conf as the role source;
+/// written and checked with `iscsi-ha check-config`.
+pub fn install_managed_config(node: &Node, peer: &Node, r: &Resource) -> Result<()> {
+    use crate::agent_lab as al;
+    let adopt = al::config_toml(node, r, al::Source::PoolConf);
+    let managed = adopt.replace(
+        "mode = \"adopt\"\n",
+        &format!(
+            "mode = \"manage\"\n\n[resource.manage]\ndisk = \"{d}\"\nlocal = \"{mip}:{p}\"\n\
+             peer = \"{pip}:{p}\"\nnode_id = {me}\npeer_node_id = {pid}\n",
+            d = r.disk,
+            mip = node.ip(),
+            pip = peer.ip(),
+            p = r.port,
+            me = node.index(),
+            pid = peer.index(),
+        ),
+    );
+    anyhow::ensure!(managed != adopt, "config template changed: {adopt}");
+    node.put_file(al::CONFIG, managed.as_bytes())?;
+    node.run_ok(&format!("{} check-config {}", al::agent_bin(), al::CONFIG))?;
+    Ok(())
+}
+
+/// Fresh DRBD 9 metadata for one peer (`drbdmeta create-md`), nothing brought up.
+pub fn create_md(node: &Node, r: &Resource) -> Result<()> {
+    node.run_ok(&format!(
+        "drbdmeta --force {m} v09 {d} internal create-md 1 >/tmp/create-md.log 2>&1 || \
+         {{ cat /tmp/create-md.log; exit 1; }}",
+        m = r.minor,
+        d = r.disk
+    ))?;
+    Ok(())
+}
+
+/// Milliseconds (guest clock) of what `drbdadm up` runs for the agent's managed resource, six
+/// `drbdsetup` processes with the same options (`node` new-resource .. connect towards `peer`,
+/// which need not answer); the resource is taken down afterwards. The baseline of the agent's
+/// `drbd-up` stage.
+pub fn drbdsetup_up_ms(node: &Node, peer: &Node, r: &Resource) -> Result<f64> {
+    create_md(node, r)?;
+    let out = node.run_ok(&format!(
+        "s=$(date +%s%N); drbdsetup new-resource {n} {me} && drbdsetup new-minor {n} {m} 0 && \
+         drbdsetup new-peer {n} {pid} --_name=node-{pid} --protocol=C --fencing=resource-only \
+         --after-sb-0pri=disconnect --after-sb-1pri=disconnect --after-sb-2pri=disconnect \
+         --ping-int=2 --ping-timeout=5 --timeout=60 --ko-count=4 && \
+         drbdsetup new-path {n} {pid} ipv4:{mip}:{p} ipv4:{pip}:{p} && \
+         drbdsetup attach {m} {d} {d} internal && drbdsetup connect {n} {pid} && \
+         e=$(date +%s%N) && echo $(( (e - s) / 1000 ))",
+        n = r.name,
+        me = node.index(),
+        m = r.minor,
+        pid = peer.index(),
+        mip = node.ip(),
+        pip = peer.ip(),
+        p = r.port,
+        d = r.disk,
+    ))?;
+    down(node, r)?;
+    let micros: f64 = out.stdout.trim().parse().map_err(|_| {
+        anyhow!(
+            "node {}: no duration from drbdsetup up: {}",
+            node.name(),
+            out.stdout
+        )
+    })?;
+    Ok(micros / 1000.0)
 }

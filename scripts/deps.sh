@@ -5,6 +5,7 @@ pkgs=(qemu-system-x86 busybox-static cpio kmod tgt drbd-utils libiscsi-bin libis
       socat iputils-ping arping iproute2 xz-utils zstd gzip ca-certificates
       make gcc-12 binutils  # these three build the lab's DRBD 9 modules (tests/src/drbd9)
       systemd  # systemd-analyze verify of packaging/iscsi-ha.service
+      systemd-container  # systemd-nspawn: the unit under a real systemd (agent/tests/systemd_unit.rs)
       rpm rpm2cpio  # scripts/package: rpmbuild, rpm -qlp and rpm2cpio of the .rpm
       python3-aiosmtpd openssl)  # the SMTP server (STARTTLS + AUTH) the mail alert test runs
 missing=()

@@ -185,7 +185,7 @@ fn semantic_errors_point_at_the_key() {
             "protocol = \"C\"",
             "protocol = \"D\"",
             "resource[0].manage.protocol",
-            "\"A\", \"B\" or \"C\"",
+            "expected one of `A`, `B`, `C`",
         ),
         (
             "ping_int_s = 2 ",
@@ -411,4 +411,24 @@ fn check_config_accepts_nothing_the_libraries_refuse() {
                 .unwrap_or_else(|e| panic!("{iqn}: accepted by config, refused: {e}"));
         }
     }
+}
+
+/// Manage-mode fields are typed: socket addresses (IPv6 in brackets), the protocol and the
+/// metadata location as enums with DRBD's defaults.
+#[test]
+fn manage_fields_are_typed() {
+    let text = edit("local = \"10.10.10.1:7789\"", "local = \"[fd00::1]:7789\"");
+    let text = text.replace("peer = \"10.10.10.2:7789\"", "peer = \"[fd00::2]:7789\"");
+    let text = text.replace("protocol = \"C\" ", "# ");
+    let c = Config::parse(&text, Path::new("t")).expect("valid");
+    let m = c.resources[0].manage.as_ref().expect("manage");
+    assert_eq!(m.local, "[fd00::1]:7789".parse().expect("addr"));
+    assert_eq!(m.protocol, agent::config::Protocol::C);
+    assert_eq!(m.meta_disk, agent::config::MetaDisk::Internal);
+    let (text, line) = edit_at("meta_disk = \"internal\"", "meta_disk = \"/dev/sdc1\"");
+    let e = err(&text);
+    assert_eq!(
+        (e.key.as_str(), e.line),
+        ("resource[0].manage.meta_disk", Some(line))
+    );
 }

@@ -60,6 +60,9 @@ pub struct BenchOpts {
     /// The ledger client's command timeout, s (its default 3; after a power loss the client's
     /// pending command only fails at this timeout: nothing resets its connection).
     pub client_timeout_s: u32,
+    /// The agents' `timeouts.authority_settle_ms` (None: the default), to see what the settle
+    /// time adds to a takeover.
+    pub settle_ms: Option<u64>,
     /// Report file stem under `target/lab-report/`.
     pub report: String,
 }
@@ -74,6 +77,7 @@ impl Default for BenchOpts {
             scaling_runs: 5,
             idle: Duration::from_secs(10),
             client_timeout_s: LedgerOpts::default().timeout_s,
+            settle_ms: None,
             report: "bench-takeover".into(),
         }
     }
@@ -336,6 +340,7 @@ pub fn bench_on(lab: &Lab, opts: &BenchOpts) -> Result<BenchReport> {
         scaling: Vec::new(),
         ledger: None,
         acked_lost_torn: [0; 3],
+        settle_ms: None,
     };
     let error = b.run(opts).err().map(|e| format!("{e:#}"));
     if let Some(e) = &error {
@@ -368,6 +373,7 @@ struct Bench<'a> {
     scaling: Vec<Scale>,
     ledger: Option<LedgerProc>,
     acked_lost_torn: [u64; 3],
+    settle_ms: Option<u64>,
 }
 
 impl<'a> Bench<'a> {
@@ -413,7 +419,8 @@ impl<'a> Bench<'a> {
     fn run(&mut self, o: &BenchOpts) -> Result<()> {
         let lab = self.lab;
         al::reset(lab)?;
-        al::pool_conf_pair_up(lab, &self.r, MARKER)?;
+        self.settle_ms = o.settle_ms;
+        al::pool_conf_pair_up_with(lab, &self.r, MARKER, |n| self.tweak(n))?;
         say(self.t0, "agents up, a serves via the floating address");
         self.ledger = Some(LedgerProc::start(
             lab,
@@ -488,6 +495,17 @@ impl<'a> Bench<'a> {
                 ),
             );
             self.scaling.push(s);
+        }
+        Ok(())
+    }
+
+    /// Sets `authority_settle_ms` in `node`'s agent config when asked to.
+    fn tweak(&self, node: &Node) -> Result<()> {
+        if let Some(ms) = self.settle_ms {
+            node.run_ok(&format!(
+                "sed -i 's/^safety_net_s = .*/&\\nauthority_settle_ms = {ms}/' {c} && grep -q '^authority_settle_ms = {ms}$' {c}",
+                c = al::CONFIG
+            ))?;
         }
         Ok(())
     }
@@ -629,6 +647,12 @@ impl<'a> Bench<'a> {
         self.writes_flow()?;
         let sample = sample.closed();
         rejoin(self.lab, p, s, &self.r, tool == Tool::Agent)?;
+        if tool == Tool::Agent && self.settle_ms.is_some() {
+            self.tweak(p)?;
+            al::stop_agent(p, "TERM")?;
+            al::start_agent(p)?;
+            al::wait_status(p, "rejoined agent Secondary", T, al::is_secondary)?;
+        }
         self.primary = 1 - self.primary;
         Ok(sample)
     }
@@ -1173,13 +1197,16 @@ fn report(
     let goals = goals(&summary, &b, scaling_ratio);
     BenchReport {
         reproduce: format!(
-            "cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- bench-takeover --runs {} --power-runs {} --restarts {} --scaling {} --scaling-runs {} --client-timeout {}",
+            "cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- bench-takeover --runs {} --power-runs {} --restarts {} --scaling {} --scaling-runs {} --client-timeout {}{}",
             o.switchovers,
             o.power_losses,
             o.restarts,
             o.scaling.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(","),
             o.scaling_runs,
-            o.client_timeout_s
+            o.client_timeout_s,
+            o.settle_ms
+                .map(|ms| format!(" --settle-ms {ms} --report {}", o.report))
+                .unwrap_or_default()
         ),
         loadavg: [load0, loadavg()],
         samples: b.samples,

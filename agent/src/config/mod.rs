@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 pub use address::{Address, Announce, Probe};
 pub use general::{Metrics, RoleSource, Sockets, Timeouts};
 pub use resource::{
-    Chap, Initiators, Lun, Manage, Mode, Resource, Target, DEFAULT_KO_COUNT, DEFAULT_PING_INT_S,
-    DEFAULT_PING_TIMEOUT_DS, DEFAULT_TIMEOUT_DS, MAX_NODE_ID,
+    Chap, Initiators, Lun, Manage, MetaDisk, Mode, Protocol, Resource, Target, DEFAULT_KO_COUNT,
+    DEFAULT_PING_INT_S, DEFAULT_PING_TIMEOUT_DS, DEFAULT_TIMEOUT_DS, MAX_NODE_ID,
 };
 
 use crate::error::ConfigError;

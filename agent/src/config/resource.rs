@@ -46,15 +46,17 @@ pub struct Manage {
     /// Backing disk, e.g. `/dev/sdb1`.
     pub disk: PathBuf,
     /// Metadata location; only `internal` is supported.
-    #[serde(default = "default_meta_disk")]
-    pub meta_disk: String,
-    /// This node's replication address, `ip:port`.
-    pub local: String,
+    #[serde(default)]
+    pub meta_disk: MetaDisk,
+    /// This node's replication address, `ip:port` (`[v6]:port` for IPv6).
+    #[serde(with = "socket_addr")]
+    pub local: SocketAddr,
     /// The peer's replication address, `ip:port`.
-    pub peer: String,
-    /// Replication protocol: `A`, `B` or `C`.
-    #[serde(default = "default_protocol")]
-    pub protocol: String,
+    #[serde(with = "socket_addr")]
+    pub peer: SocketAddr,
+    /// Replication protocol (`"C"` by default).
+    #[serde(default)]
+    pub protocol: Protocol,
     /// DRBD `ping-int`, seconds (1-120): an idle connection pings the peer this often, so a
     /// dead peer is noticed within `ping_int_s` + `ping_timeout_ds` even without a promote
     /// (docs/takeover.md).
@@ -137,11 +139,57 @@ impl Manage {
     }
 }
 
-fn default_meta_disk() -> String {
-    "internal".into()
+/// DRBD's replication protocol (`net { protocol X; }`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Protocol {
+    /// Asynchronous: a write completes once on the local disk and in the send buffer.
+    A,
+    /// Memory synchronous: once the peer has received it.
+    B,
+    /// Synchronous: once on both disks (the only one that loses no acknowledged write when
+    /// the primary dies).
+    #[default]
+    C,
 }
-fn default_protocol() -> String {
-    "C".into()
+
+impl Protocol {
+    /// The letter, as DRBD's tools and netlink attributes spell it.
+    pub fn as_char(self) -> char {
+        match self {
+            Protocol::A => 'A',
+            Protocol::B => 'B',
+            Protocol::C => 'C',
+        }
+    }
+}
+
+/// Where DRBD keeps its metadata; only `internal` (the end of the backing disk) is supported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetaDisk {
+    /// `meta-disk internal`.
+    #[default]
+    Internal,
+}
+
+/// A socket address with an error that says what to write.
+mod socket_addr {
+    use std::net::SocketAddr;
+
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(a)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(|_| {
+            D::Error::custom(format!(
+                "must be ip:port, e.g. \"10.0.0.1:7789\" or \"[fd00::1]:7789\", not {s:?}"
+            ))
+        })
+    }
 }
 
 /// The iSCSI target of a resource.
@@ -387,12 +435,6 @@ pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String
                 if !m.disk.is_absolute() {
                     return err(k("manage.disk"), "must be an absolute device path");
                 }
-                if m.meta_disk != "internal" {
-                    return err(k("manage.meta_disk"), "only \"internal\" is supported");
-                }
-                if !matches!(m.protocol.as_str(), "A" | "B" | "C") {
-                    return err(k("manage.protocol"), "must be \"A\", \"B\" or \"C\"");
-                }
                 for (f, v, lo, hi) in [
                     ("manage.ping_int_s", m.ping_int_s, 1, 120),
                     ("manage.ping_timeout_ds", m.ping_timeout_ds, 1, 300),
@@ -406,15 +448,8 @@ pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String
                 if let Some((f, why)) = m.node_ids_error() {
                     return err(k(f), why);
                 }
-                let local = m.local.parse::<SocketAddr>();
-                let peer = m.peer.parse::<SocketAddr>();
-                match (local, peer) {
-                    (Err(_), _) => return err(k("manage.local"), "must be ip:port"),
-                    (_, Err(_)) => return err(k("manage.peer"), "must be ip:port"),
-                    (Ok(l), Ok(p)) if l == p => {
-                        return err(k("manage.peer"), "must differ from manage.local")
-                    }
-                    _ => {}
+                if m.local == m.peer {
+                    return err(k("manage.peer"), "must differ from manage.local");
                 }
             }
             (Mode::Adopt, None) => {}

@@ -17,7 +17,8 @@
 //!                           N mixed failure cycles (default 20) with the write ledger running;
 //!                           0 lost writes, one Primary, no address without a target, per cycle
 //! lab bench-takeover [--runs N] [--power-runs N] [--restarts N] [--scaling 1,8,32|none]
-//!                   [--scaling-runs N] [--idle-s S] [--client-timeout S]
+//!                   [--scaling-runs N] [--idle-s S] [--client-timeout S] [--settle-ms MS]
+//!                   [--report STEM]
 //!                           agent vs classic tools, planned switchover and power loss (N = 30
 //!                           each by default), agent restart, idle RSS and wake-ups, 1/8/32
 //!                           resources; target/lab-report/bench-takeover.{json,md,svg}
@@ -30,7 +31,7 @@ use lab::{Lab, LabConfig, LabState};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] [--drbd 8.4|9] | switchovers [--count N] | soak [--cycles N] [--seed S] [--mode M] | write-cache [--seconds N] | bench-takeover [--runs N] [--power-runs N] [--restarts N] [--scaling 1,8,32|none] [--scaling-runs N] [--idle-s S] [--client-timeout S]"
+        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] [--drbd 8.4|9] | switchovers [--count N] | soak [--cycles N] [--seed S] [--mode M] | write-cache [--seconds N] | bench-takeover [--runs N] [--power-runs N] [--restarts N] [--scaling 1,8,32|none] [--scaling-runs N] [--idle-s S] [--client-timeout S] [--settle-ms MS] [--report STEM]"
     );
     std::process::exit(2)
 }
@@ -158,6 +159,19 @@ fn bench_takeover(args: &[String]) -> Result<()> {
     }
     if let Some(n) = num("--client-timeout", 60)? {
         o.client_timeout_s = n as u32;
+    }
+    if let Some(v) = val("--settle-ms") {
+        o.settle_ms = Some(
+            v.and_then(|v| v.parse().ok())
+                .filter(|ms| *ms <= 60_000)
+                .ok_or_else(|| anyhow!("--settle-ms takes 0..60000"))?,
+        );
+    }
+    if let Some(v) = val("--report") {
+        o.report = v
+            .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            .ok_or_else(|| anyhow!("--report takes a file stem (letters, digits, -)"))?
+            .clone();
     }
     if let Some(n) = num("--idle-s", 600)? {
         o.idle = std::time::Duration::from_secs(n as u64);

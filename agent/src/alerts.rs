@@ -287,7 +287,7 @@ pub fn alert(ev: &AgentEvent) -> Option<(String, String)> {
                     if s.ok { "" } else { " FAILED" }
                 ));
             }
-            let result = record.result.split(':').next().unwrap_or("");
+            let result = record.result.label();
             Some((format!("{node}: {} {result}", record.kind), body))
         }
         AgentEvent::Alarm { node, reason, .. } => Some((

@@ -389,8 +389,8 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         let failed = handled
             .transitions
             .iter()
-            .find(|t| t.result != "ok")
-            .map(|t| t.result.clone());
+            .find(|t| !t.result.is_ok())
+            .map(|t| t.result.to_string());
         let (ok, message) = match (refused, failed) {
             (Some(r), _) => (false, format!("refused: {r}")),
             (None, Some(f)) => (false, f),

@@ -22,7 +22,17 @@ pub struct ConfigError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
-    /// The subsystem refused or failed the request.
+    /// DRBD refused or failed the request (DRBD's code and text kept).
+    #[error(transparent)]
+    Drbd(#[from] drbd_nl::DrbdError),
+    /// tgtd refused or failed the request (tgtd's code kept).
+    #[error(transparent)]
+    Tgt(#[from] tgt_ipc::TgtError),
+    /// The address could not be probed, claimed or released (a conflict is a refusal).
+    #[error(transparent)]
+    Vip(#[from] vip::VipError),
+    /// The request failed for a reason none of the above carries (bad config value, in-memory
+    /// backends' injected faults).
     #[error("{0}")]
     Failed(String),
     /// A live check refused the step before anything changed (e.g. another host answers for
@@ -31,7 +41,7 @@ pub enum BackendError {
     Refused(String),
     /// DRBD refused Primary because the peer is Primary (`SS_TWO_PRIMARIES`): nothing changed.
     #[error("peer is DRBD Primary ({0})")]
-    PeerPrimary(String),
+    PeerPrimary(#[source] drbd_nl::DrbdError),
     /// The promote safety check refused on DRBD's live state: nothing changed.
     #[error(transparent)]
     Unsafe(#[from] Refusal),
@@ -53,13 +63,15 @@ impl BackendError {
     /// A refusal: a check or the subsystem said no before anything changed (recognised by the
     /// cause, whatever the stage).
     pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
+        match self {
             BackendError::Refused(_)
-                | BackendError::PeerPrimary(_)
-                | BackendError::Unsafe(_)
-                | BackendError::Unchecked(_)
-        )
+            | BackendError::PeerPrimary(_)
+            | BackendError::Unsafe(_)
+            | BackendError::Unchecked(_)
+            | BackendError::Vip(vip::VipError::Conflict { .. }) => true,
+            BackendError::Drbd(e) => e.state_rv() == Some(drbd_nl::StateRv::TwoPrimaries),
+            _ => false,
+        }
     }
 }
 

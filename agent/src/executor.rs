@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
-use serde::{Deserialize, Serialize};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::backend::{Address, Drbd, Target};
@@ -24,37 +23,7 @@ use crate::error::{AgentError, BackendError};
 use crate::fsm::order::{self, Object, Precondition, StageDef};
 use crate::fsm::{safety, Disk, DrbdView, Outcome, Plan, PlanKind, Role, Snapshot, Stage, Step};
 
-/// Timing of one stage of a transition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StageTiming {
-    /// The stage.
-    pub stage: Stage,
-    /// The objects it acted on.
-    pub objects: Vec<String>,
-    /// Wall time of the stage (its steps ran concurrently), microseconds.
-    pub micros: u64,
-    /// All its steps succeeded.
-    pub ok: bool,
-    /// Part of a rollback.
-    pub rollback: bool,
-}
-
-/// One transition as it happened, for `iscsi-ha status` and the logs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransitionRecord {
-    /// Sequence number since the agent started.
-    pub id: u64,
-    /// `promote`, `demote` or `repair`.
-    pub kind: String,
-    /// Start, milliseconds since the Unix epoch.
-    pub started_unix_ms: u64,
-    /// Total wall time, microseconds.
-    pub total_micros: u64,
-    /// Per-stage timings, in order.
-    pub stages: Vec<StageTiming>,
-    /// `ok`, `refused: …`, `rolled back: …` or `failed: …`.
-    pub result: String,
-}
+pub use crate::record::{StageTiming, TransitionRecord, TransitionResult};
 
 /// Runs steps over one backend per subsystem.
 #[derive(Debug)]
@@ -224,6 +193,9 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                         self.probes_clear(r).await?;
                     }
                 }
+                Precondition::TargetOwned => {
+                    within(self.config.timeouts.tgtd_ms, self.target.check_owner(r)).await?
+                }
             }
         }
         Ok(Some(Some(live)))
@@ -385,11 +357,13 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         }
         let total_micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         // A refusal undone by the rollback (a claim-time conflict) still reads "refused".
-        let result = match &out.failed {
-            None => "ok".to_string(),
-            Some((s, e)) if out.refused => format!("refused: {s}: {e}"),
-            Some((s, e)) if s.stage.is_forward() => format!("rolled back: {s}: {e}"),
-            Some((s, e)) => format!("failed: {s}: {e}"),
+        let result = match out.failed.clone() {
+            None => TransitionResult::Ok,
+            Some((step, reason)) if out.refused => TransitionResult::Refused { step, reason },
+            Some((step, reason)) if step.stage.is_forward() => {
+                TransitionResult::RolledBack { step, reason }
+            }
+            Some((step, reason)) => TransitionResult::Failed { step, reason },
         };
         // One line per transition, with every stage's time (`!` marks a failed stage).
         let times: Vec<String> = stages
@@ -402,10 +376,11 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             })
             .collect();
         let stage_times = times.join(" ");
-        info!(ms = total_micros as f64 / 1000.0, result, stages = %stage_times, "transition");
+        let text = result.to_string();
+        info!(ms = total_micros as f64 / 1000.0, result = text.as_str(), stages = %stage_times, "transition");
         let record = TransitionRecord {
             id,
-            kind: kind.as_str().to_string(),
+            kind,
             started_unix_ms,
             total_micros,
             stages,

@@ -290,7 +290,7 @@ impl Metrics {
 
     fn update(&self, status: &Status, handled: &Handled, alarm_now: bool) {
         for t in &handled.transitions {
-            let result = t.result.split(':').next().unwrap_or("").replace(' ', "_");
+            let result = t.result.label().replace(' ', "_");
             let kind = t.kind.as_str();
             self.transitions
                 .get_or_create(&labels(&[("kind", kind), ("result", &result)]))

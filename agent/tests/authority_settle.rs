@@ -69,7 +69,10 @@ impl Running {
 
     async fn kinds(&self) -> Vec<String> {
         let s = self.status().await;
-        s.transitions.into_iter().map(|t| t.kind).collect()
+        s.transitions
+            .into_iter()
+            .map(|t| t.kind.to_string())
+            .collect()
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use agent::backend::memory::Memory;
 use agent::control::Request;
 use agent::daemon::Daemon;
-use agent::executor::Executor;
+use agent::executor::{Executor, TransitionResult};
 use agent::fsm::{Authority, Disk, Event, Role, Stage, TargetState, TargetView};
 
 type D = Daemon<Memory, Memory, Memory>;
@@ -60,7 +60,7 @@ async fn promote_then_demote_in_order() {
     assert_eq!(h.transitions.len(), 1);
     let rec = &h.transitions[0];
     assert_eq!(rec.kind, "promote");
-    assert_eq!(rec.result, "ok");
+    assert!(rec.result.is_ok(), "{}", rec.result);
     // One stage per kind; the two resources share each stage (run concurrently).
     let stages: Vec<(Stage, usize)> = rec
         .stages
@@ -92,7 +92,11 @@ async fn promote_then_demote_in_order() {
     );
     let h = d.handle(Event::Authority(Authority::Secondary)).await;
     assert_eq!(h.transitions[0].kind, "demote");
-    assert_eq!(h.transitions[0].result, "ok");
+    assert!(
+        h.transitions[0].result.is_ok(),
+        "{}",
+        h.transitions[0].result
+    );
     assert_secondary(&mem);
     let log = std::mem::take(&mut mem.world().log);
     assert_eq!(
@@ -149,7 +153,10 @@ async fn rollback_at_every_step_leaves_node_secondary() {
         );
         let rec = &h.transitions[0];
         assert!(
-            rec.result.starts_with("rolled back") || rec.result.starts_with("refused"),
+            matches!(
+                rec.result,
+                TransitionResult::RolledBack { .. } | TransitionResult::Refused { .. }
+            ),
             "call {n}: {}",
             rec.result
         );
@@ -164,8 +171,8 @@ async fn rollback_at_every_step_leaves_node_secondary() {
         mem.world().fail_at_call = None;
         let h = d.handle(Event::Tick).await;
         assert_eq!(
-            h.transitions.last().map(|t| t.result.as_str()),
-            Some("ok"),
+            h.transitions.last().map(|t| &t.result),
+            Some(&TransitionResult::Ok),
             "call {n}"
         );
         assert_primary(&mem);
@@ -181,7 +188,9 @@ async fn demote_failure_is_reported_not_reversed() {
     let h = d.handle(Event::Authority(Authority::Secondary)).await;
     let rec = &h.transitions[0];
     assert!(
-        rec.result.starts_with("failed: target-remove r0"),
+        rec.result
+            .to_string()
+            .starts_with("failed: target-remove r0"),
         "{}",
         rec.result
     );
@@ -200,7 +209,11 @@ async fn demote_failure_is_reported_not_reversed() {
     }
     mem.world().fail_stage = None;
     let h = d.handle(Event::Tick).await;
-    assert_eq!(h.transitions[0].result, "ok");
+    assert!(
+        h.transitions[0].result.is_ok(),
+        "{}",
+        h.transitions[0].result
+    );
     assert_secondary(&mem);
 }
 
@@ -263,7 +276,7 @@ async fn restart_converges_from_every_mixed_state() {
                             } else {
                                 assert_secondary(&mem);
                             }
-                            assert!(h.transitions.iter().all(|t| t.result == "ok"), "{ctx}");
+                            assert!(h.transitions.iter().all(|t| t.result.is_ok()), "{ctx}");
                             if already {
                                 assert!(h.transitions.is_empty(), "{ctx}: flapped");
                                 assert_eq!(mem.world().calls, 0, "{ctx}");
@@ -445,7 +458,9 @@ async fn claim_failure_rolls_back_in_demote_order() {
     let h = d.handle(Event::Authority(Authority::Primary)).await;
     let rec = &h.transitions[0];
     assert!(
-        rec.result.starts_with("rolled back: address-claim"),
+        rec.result
+            .to_string()
+            .starts_with("rolled back: address-claim"),
         "{}",
         rec.result
     );

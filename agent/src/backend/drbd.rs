@@ -115,7 +115,7 @@ fn err(e: DrbdError) -> BackendError {
     match e {
         DrbdError::Io(io) => BackendError::Io(io),
         DrbdError::FamilyNotFound => BackendError::Unavailable(e.to_string()),
-        other => BackendError::Failed(other.to_string()),
+        other => BackendError::Drbd(other),
     }
 }
 
@@ -243,7 +243,7 @@ impl Drbd for NetlinkDrbd {
             .await
         {
             Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
-                Err(BackendError::PeerPrimary(e.to_string()))
+                Err(BackendError::PeerPrimary(e))
             }
             r => r.map_err(err),
         }

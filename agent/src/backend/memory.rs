@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use drbd_nl::{DrbdError, StateRv};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{Address, Drbd, Target};
@@ -184,6 +185,15 @@ impl Memory {
     }
 }
 
+/// DRBD's refusal of a state change, as the kernel backend reports it.
+fn state_change(res: &Resource, code: StateRv) -> DrbdError {
+    DrbdError::StateChange {
+        context: format!("primary {}", res.minor),
+        code,
+        info_text: None,
+    }
+}
+
 fn missing(what: &str) -> BackendError {
     BackendError::Failed(format!("{what}: no such object"))
 }
@@ -230,17 +240,16 @@ impl Drbd for Memory {
             return Ok(());
         }
         if d.peer_role == Role::Primary {
-            return Err(BackendError::PeerPrimary(
-                "State change failed: (-1) Multiple primaries not allowed by config".into(),
-            ));
+            return Err(BackendError::PeerPrimary(state_change(
+                res,
+                StateRv::TwoPrimaries,
+            )));
         }
         if force && matches!(d.disk, Disk::Consistent | Disk::Outdated) {
             d.disk = Disk::UpToDate;
         }
         if d.disk != Disk::UpToDate {
-            return Err(BackendError::Failed(
-                "State change failed: (-2) Need access to UpToDate data".into(),
-            ));
+            return Err(state_change(res, StateRv::NoUpToDateDisk).into());
         }
         d.role = Role::Primary;
         Ok(())

@@ -86,6 +86,9 @@ pub enum Precondition {
         /// Skip the check while DRBD is handshaken with a Secondary peer.
         unless_peer_secondary: bool,
     },
+    /// No one else's target holds the resource's tid or IQN (a target of another IQN at our
+    /// tid is never touched; the promote is refused before DRBD Primary).
+    TargetOwned,
 }
 
 /// One stage as data.
@@ -134,7 +137,10 @@ const STAGES: [StageDef; 11] = [
     StageDef {
         forward: true,
         check_only: true,
-        preconditions: &[Precondition::MayPromote(Promotion::Normal)],
+        preconditions: &[
+            Precondition::MayPromote(Promotion::Normal),
+            Precondition::TargetOwned,
+        ],
         ..def(
             Stage::CheckResource,
             "check-resource",
@@ -176,6 +182,7 @@ const STAGES: [StageDef; 11] = [
                 unless_peer_secondary: false,
             },
             Precondition::MayPromote(Promotion::Force),
+            Precondition::TargetOwned,
         ],
         ..def(
             Stage::DrbdPrimaryForce,

@@ -207,12 +207,12 @@ async fn converge<D: Drbd, T: Target, A: Address>(
             return Ok(());
         };
         let (out, record) = exec.run(plan).await;
-        info!(kind = record.kind, result = record.result, "ocf transition");
+        info!(kind = %record.kind, result = %record.result, "ocf transition");
         let failed = out.failed.clone();
         s = step(s, Event::Executed(out)).0;
         if failed.is_some() {
             *state = s;
-            return Err(generic(record.result));
+            return Err(generic(record.result.to_string()));
         }
         let snap = exec
             .observe()

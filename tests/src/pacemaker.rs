@@ -471,3 +471,36 @@ pub fn reset(lab: &Lab) -> Result<()> {
     }
     crate::agent_lab::reset(lab)
 }
+
+/// The other node of a two-node lab.
+pub fn other<'a>(lab: &'a Lab, name: &str) -> Result<&'a Node> {
+    lab.nodes()
+        .iter()
+        .find(|n| n.name() != name)
+        .context("a lab of two nodes")
+}
+
+/// The node called `name`.
+pub fn by_name<'a>(lab: &'a Lab, name: &str) -> Result<&'a Node> {
+    lab.nodes()
+        .iter()
+        .find(|n| n.name() == name)
+        .with_context(|| format!("no node {name}"))
+}
+
+/// Waits until `obs`'s `crm_mon` shows the promoted instance on `name`.
+pub fn wait_promoted(obs: &Node, name: &str, timeout: Duration) -> Result<()> {
+    let want = format!("Promoted: [ {name} ]");
+    wait_mon(obs, &format!("promoted on {name}"), timeout, |o| {
+        o.contains(&want)
+    })?;
+    Ok(())
+}
+
+/// Pacemaker recorded at least one failure of the agent on `name` (its monitor saw it).
+pub fn failed_on(obs: &Node, name: &str) -> Result<bool> {
+    let o = run_in(obs, &format!("crm_failcount -G -r {RSC} -N {name} 2>&1"))?;
+    Ok(o.stdout
+        .split_whitespace()
+        .any(|w| w.starts_with("value=") && w != "value=0"))
+}

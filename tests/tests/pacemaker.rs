@@ -3,7 +3,7 @@
 //! running the agent as a promotable clone (see `lab::pacemaker`).
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use lab::agent_lab::{self as al, Source};
@@ -91,6 +91,25 @@ fn ocf_tester_passes_on_real_drbd_tgtd_and_address() {
     });
 }
 
+/// `crm_resource` / `crm_standby` on `obs`, then the promoted instance on `to` and the client
+/// reading `marker` through the address; returns the time from the command to the client's read.
+fn switch(lab: &Lab, obs: &lab::Node, cmd: &str, to: &str, marker: &str) -> Result<Duration> {
+    let t = Instant::now();
+    pm::run_in_ok(obs, cmd)?;
+    pm::wait_promoted(obs, to, T)?;
+    al::client_read_until(lab, marker, T)?;
+    let took = t.elapsed();
+    println!(
+        "{cmd}: promoted on {to}, client read after {:.2} s",
+        took.as_secs_f64()
+    );
+    Ok(took)
+}
+
+const T: Duration = Duration::from_secs(240);
+
+/// Planned moves (move, ban, standby), then Pacemaker's own monitor repairing a target deleted and
+/// an address removed by hand on the promoted node.
 #[test]
 fn cluster_moves_promoted_instance_and_recovers_damage() {
     scenario("cluster", |lab| {
@@ -98,8 +117,57 @@ fn cluster_moves_promoted_instance_and_recovers_damage() {
         let _fencer = pm::Fencer::start(lab);
         let r = Resource::default();
         let marker = "pacemaker-cluster";
-        let first = pm::cluster_up(lab, &r, marker)?;
-        println!("promoted on {first}");
+        let p = pm::cluster_up(lab, &r, marker)?;
+        let q = pm::other(lab, &p)?.name().to_string();
+        let obs = lab.node(0)?;
+        let rsc = pm::CLONE;
+        switch(
+            lab,
+            obs,
+            &format!("crm_resource --move --promoted -r {rsc} -N {q}"),
+            &q,
+            marker,
+        )?;
+        pm::run_in_ok(obs, &format!("crm_resource --clear -r {rsc}"))?;
+        switch(
+            lab,
+            obs,
+            &format!("crm_resource --ban --promoted -r {rsc} -N {q}"),
+            &p,
+            marker,
+        )?;
+        pm::run_in_ok(obs, &format!("crm_resource --clear -r {rsc}"))?;
+        switch(lab, obs, &format!("crm_standby -N {p} -v on"), &q, marker)?;
+        switch(lab, obs, &format!("crm_standby -N {p} -v off"), &q, marker)?;
+        pm::wait_mon(obs, "both instances running", T, |o| {
+            o.contains(&format!("Unpromoted: [ {p} ]"))
+        })?;
+        // Damage by hand on the promoted node: Pacemaker's monitor sees OCF_FAILED_PROMOTED.
+        let qn = pm::by_name(lab, &q)?;
+        for (what, script) in [
+            (
+                "target deleted",
+                "tgtadm --lld iscsi --op delete --force --mode target --tid 1",
+            ),
+            ("address removed", "ip addr del 10.99.0.50/24 dev eth0"),
+        ] {
+            let t = Instant::now();
+            qn.run_ok(script)?;
+            pm::wait_until(&format!("{what}: failure recorded"), T, || {
+                pm::failed_on(obs, &q)
+            })?;
+            pm::wait_mon(obs, "a promoted instance again", T, |o| {
+                o.contains("Promoted: [ ")
+            })?;
+            al::client_read_until(lab, marker, T)?;
+            println!(
+                "{what} on {q}: monitor failure, recovery (promoted on {:?}), client read after {:.2} s",
+                pm::promoted_on(obs)?,
+                t.elapsed().as_secs_f64()
+            );
+            pm::run_in_ok(obs, &format!("crm_resource --cleanup -r {rsc}"))?;
+            pm::wait_until("fail count cleared", T, || Ok(!pm::failed_on(obs, &q)?))?;
+        }
         Ok(())
     });
 }

@@ -219,6 +219,26 @@ fn every_request_builder_emits_nested_tlas_and_round_trips() {
 }
 
 #[test]
+fn command_lines_are_drbdsetup_84_s() {
+    assert_eq!(Primary::new(1).command_line(), "primary 1");
+    assert_eq!(
+        Primary::new(1).force(true).command_line(),
+        "primary 1 --force"
+    );
+    assert_eq!(
+        Detach::new(2).force(true).command_line(),
+        "detach 2 --force"
+    );
+    assert_eq!(
+        NewCurrentUuid::new(1).clear_bitmap(true).command_line(),
+        "new-current-uuid 1 --clear-bitmap"
+    );
+    assert_eq!(NewMinor::new("r0", 1, 0).command_line(), "new-minor r0 1 0");
+    assert_eq!(Status::new().resource("r0").command_line(), "status r0");
+    assert_eq!(Down::new("r0").command_line(), "down r0");
+}
+
+#[test]
 fn new_minor_puts_minor_in_header() {
     let m = NewMinor::new("r0", 1, 0).message();
     assert_eq!(m.header.minor, 1);

@@ -14,6 +14,22 @@ use crate::policy::FencingPolicy;
 /// Meta-data index of `internal` (flexible internal meta-data).
 pub const META_DEV_IDX_INTERNAL: i32 = -3;
 
+/// The message of `cmd` on `minor`, with the one-field set `parms` only when given (drbdsetup
+/// sends no parameter set without its flag).
+fn minor_message(cmd: DrbdCmd, minor: u32, parms: Option<DrbdAttr>) -> DrbdMessage {
+    DrbdMessage::new(cmd, minor, parms.into_iter().collect())
+}
+
+/// `VERB MINOR`, then ` OPTION` when `on`.
+fn minor_line(verb: &str, minor: u32, option: &str, on: bool) -> String {
+    let option = if on {
+        format!(" {option}")
+    } else {
+        String::new()
+    };
+    format!("{verb} {minor}{option}")
+}
+
 /// NEW_MINOR (5): equivalent to `drbdsetup-84 new-minor RESOURCE MINOR VOLUME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMinor {
@@ -74,10 +90,10 @@ macro_rules! minor_only {
         impl Request for $t {
             type Output = ();
             fn message(&self) -> DrbdMessage {
-                DrbdMessage::new(DrbdCmd::$cmd, self.minor, vec![])
+                minor_message(DrbdCmd::$cmd, self.minor, None)
             }
             fn command_line(&self) -> String {
-                format!(concat!($verb, " {}"), self.minor)
+                minor_line($verb, self.minor, "", false)
             }
         }
     };
@@ -187,12 +203,12 @@ impl Sealed for Detach {}
 impl Request for Detach {
     type Output = ();
     fn message(&self) -> DrbdMessage {
-        let parms = self.force.then_some(DetachParms::ForceDetach(true));
-        let attrs = optional_set(parms.into_iter().collect(), DrbdAttr::DetachParms);
-        DrbdMessage::new(DrbdCmd::Detach, self.minor, attrs)
+        let parms = AttrSet::new(vec![DetachParms::ForceDetach(true)]);
+        let parms = self.force.then_some(DrbdAttr::DetachParms(parms));
+        minor_message(DrbdCmd::Detach, self.minor, parms)
     }
     fn command_line(&self) -> String {
-        format!("detach {}", self.minor)
+        minor_line("detach", self.minor, "--force", self.force)
     }
 }
 
@@ -226,13 +242,12 @@ impl Request for Primary {
     type Output = ();
     /// No SET_ROLE_PARMS without `--force`, as drbdsetup.
     fn message(&self) -> DrbdMessage {
-        let parms = self.force.then_some(SetRoleParms::AssumeUptodate(true));
-        let attrs = optional_set(parms.into_iter().collect(), DrbdAttr::SetRoleParms);
-        DrbdMessage::new(DrbdCmd::Primary, self.minor, attrs)
+        let parms = AttrSet::new(vec![SetRoleParms::AssumeUptodate(true)]);
+        let parms = self.force.then_some(DrbdAttr::SetRoleParms(parms));
+        minor_message(DrbdCmd::Primary, self.minor, parms)
     }
     fn command_line(&self) -> String {
-        let force = if self.force { " --force" } else { "" };
-        format!("primary {}{force}", self.minor)
+        minor_line("primary", self.minor, "--force", self.force)
     }
 }
 
@@ -263,12 +278,17 @@ impl Sealed for NewCurrentUuid {}
 impl Request for NewCurrentUuid {
     type Output = ();
     fn message(&self) -> DrbdMessage {
-        let parms = self.clear_bitmap.then_some(NewCUuidParms::ClearBm(true));
-        let attrs = optional_set(parms.into_iter().collect(), DrbdAttr::NewCUuidParms);
-        DrbdMessage::new(DrbdCmd::NewCUuid, self.minor, attrs)
+        let parms = AttrSet::new(vec![NewCUuidParms::ClearBm(true)]);
+        let parms = self.clear_bitmap.then_some(DrbdAttr::NewCUuidParms(parms));
+        minor_message(DrbdCmd::NewCUuid, self.minor, parms)
     }
     fn command_line(&self) -> String {
-        format!("new-current-uuid {}", self.minor)
+        minor_line(
+            "new-current-uuid",
+            self.minor,
+            "--clear-bitmap",
+            self.clear_bitmap,
+        )
     }
 }
 

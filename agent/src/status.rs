@@ -103,6 +103,10 @@ pub struct Status {
     /// The daemon's first observation is still running: the rest shows nothing observed yet.
     #[serde(default)]
     pub observing: bool,
+    /// [`Config::fingerprint`] of the running config: the same on both nodes when they agree
+    /// on what initiators see.
+    #[serde(default)]
+    pub config_fingerprint: String,
 }
 
 /// An authority change not acted on yet.
@@ -255,6 +259,7 @@ impl Status {
             detection_warnings: detection_warnings(config, state),
             pending_authority: None,
             observing: false,
+            config_fingerprint: config.fingerprint(),
         }
     }
 
@@ -279,6 +284,7 @@ impl Status {
                 ""
             }
         );
+        let _ = writeln!(o, "config fingerprint {}", self.config_fingerprint);
         if self.observing {
             let _ = writeln!(
                 o,

@@ -19,6 +19,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
+pub mod wiring;
+
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;

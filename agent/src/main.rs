@@ -4,20 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use agent::backend::drbd9::AnyDrbd;
-use agent::backend::memory::Memory;
-use agent::backend::target::TgtTarget;
-use agent::backend::vip::NetlinkAddress;
-use agent::backend::{Address, Drbd, Target};
-use agent::config::{Config, RoleSource, DEFAULT_CONFIG};
-use agent::control::{self, ControlServer, Request};
-use agent::daemon::Daemon;
-use agent::executor::Executor;
-use agent::fsm::Event;
-use agent::role::pool_conf::PoolConfWatch;
+use agent::config::{Config, DEFAULT_CONFIG};
+use agent::control::{self, Request};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 #[derive(Parser)]
 #[command(
@@ -127,29 +117,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.cmd {
         Cmd::CheckConfig { file } => {
             let path = file.clone().unwrap_or_else(|| cli.config.clone());
-            let cfg = Config::load(&path)?;
-            // Reads the SMTP credentials file too: a wide mode is refused here already.
-            if let Some(e) = &cfg.alerts.email {
-                agent::alerts::Mailer::new(e)?;
+            let report = agent::config::check::report(&path)?;
+            print!("{}", report.summary);
+            let tgt_conf = std::path::Path::new(agent::backend::target::TGT_CONF);
+            for w in agent::backend::target::tgt_config_overlaps(&report.config, tgt_conf) {
+                println!("warning: {w}");
             }
-            // CHAP secrets files: mode and every user's secret checked, nothing printed
-            for r in &cfg.resources {
-                if let Some(c) = &r.target.chap {
-                    agent::chap::accounts(c)?;
-                }
-            }
-            println!(
-                "{}: ok ({} resource(s), {} address(es))",
-                path.display(),
-                cfg.resources.len(),
-                cfg.addresses.len()
-            );
-            // must print the same on both nodes
-            for r in &cfg.resources {
-                for l in &r.luns {
-                    println!("resource {} lun {}: cache {}", r.name, l.lun, l.cache);
-                }
-            }
+            println!("\n{}", report.effective);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ocf { .. } => Ok(ExitCode::SUCCESS), // handled in main
@@ -210,106 +184,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(|| cfg.sockets.control.clone());
             if *simulate {
-                rt.block_on(simulated(cfg, socket))?;
+                rt.block_on(agent::daemon::wiring::simulated(cfg, socket))?;
             } else {
-                rt.block_on(real(cfg, socket))?;
+                rt.block_on(agent::daemon::wiring::real(cfg, socket))?;
             }
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The daemon over the real subsystems: DRBD (netlink), tgtd (its socket), addresses (rtnetlink).
-async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
-    let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    let drbd = AnyDrbd::connect().await.context("DRBD netlink family")?;
-    tracing::info!(drbd = drbd.version(), "DRBD netlink API");
-    drbd.check_config(&cfg).context("config")?;
-    let timeout = std::time::Duration::from_millis(cfg.timeouts.tgtd_ms);
-    let target = TgtTarget::new(&cfg.sockets.tgtd, timeout);
-    let address = Arc::new(NetlinkAddress::new(&cfg).context("floating addresses")?);
-    {
-        let (drbd, cfg, tx) = (drbd.clone(), cfg.clone(), ev_tx.clone());
-        tokio::spawn(async move {
-            if let Err(e) = drbd.watch(&cfg, tx).await {
-                tracing::error!(error = %e, "DRBD event watch ended");
-            }
-        });
-    }
-    {
-        let (target, cfg, tx) = (target.clone(), cfg.clone(), ev_tx.clone());
-        tokio::spawn(async move {
-            if let Err(e) = target.watch(&cfg, tx).await {
-                tracing::error!(error = %e, "tgtd watch ended");
-            }
-        });
-    }
-    {
-        let (address, tx) = (address.clone(), ev_tx.clone());
-        tokio::spawn(async move {
-            if let Err(e) = address.watch(tx).await {
-                tracing::error!(error = %e, "address watch ended");
-            }
-        });
-    }
-    let metrics = agent::metrics::start(&cfg, drbd.clone()).await?;
-    let exec = Executor::new(cfg.clone(), drbd, target, address);
-    serve(cfg, socket, exec, ev_tx, ev_rx, metrics).await
-}
-
-/// The daemon over in-memory backends (`--simulate`).
-async fn simulated(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
-    let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mem = Memory::healthy_secondary(&cfg).with_events(ev_tx.clone());
-    let metrics = agent::metrics::start(&cfg, mem.clone()).await?;
-    let exec = Executor::new(cfg.clone(), mem.clone(), mem.clone(), mem);
-    serve(cfg, socket, exec, ev_tx, ev_rx, metrics).await
-}
-
-async fn serve<D: Drbd, T: Target, A: Address>(
-    cfg: Arc<Config>,
-    socket: PathBuf,
-    exec: Executor<D, T, A>,
-    ev_tx: UnboundedSender<Event>,
-    ev_rx: UnboundedReceiver<Event>,
-    metrics: Option<Arc<agent::metrics::Metrics>>,
-) -> anyhow::Result<()> {
-    let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(16);
-    let bus = agent::events::EventBus::default();
-    let server = ControlServer::bind(&socket)?.with_events(bus.clone());
-    if let Some(e) = &cfg.alerts.email {
-        let mailer = agent::alerts::Mailer::new(e)?;
-        tokio::spawn(mailer.run(bus.subscribe()));
-        tracing::info!(server = %e.server, to = e.to.join(", "), "mail alerts on");
-    }
-    tracing::info!(socket = %socket.display(), node = %cfg.node, "control socket ready");
-    if let RoleSource::PoolConf { path } = &cfg.role {
-        let watch = PoolConfWatch::new(path)?;
-        let tx = ev_tx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = watch.run(tx).await {
-                tracing::error!(error = %e, "pool.conf watch ended");
-            }
-        });
-    }
-    drop(ev_tx);
-    tokio::spawn(async move {
-        if let Err(e) = server.serve(ctl_tx).await {
-            tracing::error!(error = %e, "control socket ended");
-        }
-    });
-    let mut d = Daemon::new(exec).with_monitor(agent::events::EventsMonitor::new(bus));
-    if let Some(m) = metrics {
-        d = d.with_monitor(agent::metrics::MetricsMonitor(m));
-    }
-    // Last: READY goes out once the other monitors have seen the first observation.
-    let d = d.with_monitor(agent::notify::Notify::from_env());
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = d.run(ev_rx, ctl_rx) => {}
-        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted"); }
-        _ = term.recv() => { tracing::info!("terminated"); }
-    }
-    agent::notify::stopping();
-    Ok(())
 }

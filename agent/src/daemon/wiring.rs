@@ -1,0 +1,121 @@
+//! The daemon's tasks: the backends over the real subsystems (or in memory), their watches, the
+//! role source, the control socket, alerts and metrics, all feeding one [`Daemon`] loop until
+//! SIGTERM or Ctrl-C. `iscsi-ha daemon` only parses its arguments and calls [`real`] or
+//! [`simulated`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::Daemon;
+use crate::backend::drbd9::AnyDrbd;
+use crate::backend::memory::Memory;
+use crate::backend::target::TgtTarget;
+use crate::backend::vip::NetlinkAddress;
+use crate::backend::{Address, Drbd, Target};
+use crate::config::{Config, RoleSource};
+use crate::control::ControlServer;
+use crate::executor::Executor;
+use crate::fsm::Event;
+use crate::role::pool_conf::PoolConfWatch;
+
+/// The daemon over the real subsystems: DRBD (netlink), tgtd (its socket), addresses (rtnetlink).
+pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    let drbd = AnyDrbd::connect().await.context("DRBD netlink family")?;
+    tracing::info!(drbd = drbd.version(), "DRBD netlink API");
+    drbd.check_config(&cfg).context("config")?;
+    let timeout = std::time::Duration::from_millis(cfg.timeouts.tgtd_ms);
+    let tgt_conf = std::path::Path::new(crate::backend::target::TGT_CONF);
+    for w in crate::backend::target::tgt_config_overlaps(&cfg, tgt_conf) {
+        tracing::warn!("{w}");
+    }
+    let target = TgtTarget::new(&cfg.sockets.tgtd, timeout);
+    let address = Arc::new(NetlinkAddress::new(&cfg).context("floating addresses")?);
+    {
+        let (drbd, cfg, tx) = (drbd.clone(), cfg.clone(), ev_tx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = drbd.watch(&cfg, tx).await {
+                tracing::error!(error = %e, "DRBD event watch ended");
+            }
+        });
+    }
+    {
+        let (target, cfg, tx) = (target.clone(), cfg.clone(), ev_tx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = target.watch(&cfg, tx).await {
+                tracing::error!(error = %e, "tgtd watch ended");
+            }
+        });
+    }
+    {
+        let (address, tx) = (address.clone(), ev_tx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = address.watch(tx).await {
+                tracing::error!(error = %e, "address watch ended");
+            }
+        });
+    }
+    let metrics = crate::metrics::start(&cfg, drbd.clone()).await?;
+    let exec = Executor::new(cfg.clone(), drbd, target, address);
+    serve(cfg, socket, exec, ev_tx, ev_rx, metrics).await
+}
+
+/// The daemon over in-memory backends (`--simulate`).
+pub async fn simulated(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mem = Memory::healthy_secondary(&cfg).with_events(ev_tx.clone());
+    let metrics = crate::metrics::start(&cfg, mem.clone()).await?;
+    let exec = Executor::new(cfg.clone(), mem.clone(), mem.clone(), mem);
+    serve(cfg, socket, exec, ev_tx, ev_rx, metrics).await
+}
+
+async fn serve<D: Drbd, T: Target, A: Address>(
+    cfg: Arc<Config>,
+    socket: PathBuf,
+    exec: Executor<D, T, A>,
+    ev_tx: UnboundedSender<Event>,
+    ev_rx: UnboundedReceiver<Event>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+) -> anyhow::Result<()> {
+    let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(16);
+    let bus = crate::events::EventBus::default();
+    let server = ControlServer::bind(&socket)?.with_events(bus.clone());
+    if let Some(e) = &cfg.alerts.email {
+        let mailer = crate::alerts::Mailer::new(e)?;
+        tokio::spawn(mailer.run(bus.subscribe()));
+        tracing::info!(server = %e.server, to = e.to.join(", "), "mail alerts on");
+    }
+    tracing::info!(socket = %socket.display(), node = %cfg.node, "control socket ready");
+    if let RoleSource::PoolConf { path } = &cfg.role {
+        let watch = PoolConfWatch::new(path)?;
+        let tx = ev_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = watch.run(tx).await {
+                tracing::error!(error = %e, "pool.conf watch ended");
+            }
+        });
+    }
+    drop(ev_tx);
+    tokio::spawn(async move {
+        if let Err(e) = server.serve(ctl_tx).await {
+            tracing::error!(error = %e, "control socket ended");
+        }
+    });
+    let mut d = Daemon::new(exec).with_monitor(crate::events::EventsMonitor::new(bus));
+    if let Some(m) = metrics {
+        d = d.with_monitor(crate::metrics::MetricsMonitor(m));
+    }
+    // Last: READY goes out once the other monitors have seen the first observation.
+    let d = d.with_monitor(crate::notify::Notify::from_env());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = d.run(ev_rx, ctl_rx) => {}
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted"); }
+        _ = term.recv() => { tracing::info!("terminated"); }
+    }
+    crate::notify::stopping();
+    Ok(())
+}

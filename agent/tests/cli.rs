@@ -63,6 +63,13 @@ fn cli_round_trip() {
         "{}",
         text(&o)
     );
+    // the fingerprint to compare with the peer's, and the config with its defaults
+    assert!(text(&o).contains("fingerprint "), "{}", text(&o));
+    assert!(
+        text(&o).contains("# effective configuration") && text(&o).contains("safety_net_s = 60"),
+        "{}",
+        text(&o)
+    );
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,

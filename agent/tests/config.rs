@@ -432,3 +432,53 @@ fn manage_fields_are_typed() {
         ("resource[0].manage.meta_disk", Some(line))
     );
 }
+
+/// `check-config`'s effective config: every default written out, and it reads back as the
+/// same config.
+#[test]
+fn effective_config_has_the_defaults_and_reads_back() {
+    let c = Config::parse(&example(), Path::new("t")).expect("valid");
+    let text = c.effective_toml().expect("toml");
+    for default in [
+        "safety_net_s = 60",
+        "authority_settle_ms = 500",
+        "tgtd = \"/var/run/tgtd/socket.0\"",
+        "initiators = \"all\"",
+        "cache = \"write-through\"",
+        "ko_count = 4",
+    ] {
+        assert!(text.contains(default), "{default} missing:\n{text}");
+    }
+    let back = Config::parse(&text, Path::new("effective")).expect("reads back");
+    assert_eq!(back, c);
+}
+
+/// The fingerprint ignores what differs between the two nodes by design and changes with what
+/// initiators see.
+#[test]
+fn fingerprint_same_on_both_nodes_differs_on_what_initiators_see() {
+    let a = Config::parse(&example(), Path::new("a")).expect("valid");
+    let b_text = example()
+        .replace("node = \"xcp-host1\"", "node = \"xcp-host2\"")
+        .replace("local = \"10.10.10.1:7789\"", "local = \"10.10.10.X\"")
+        .replace("peer = \"10.10.10.2:7789\"", "peer = \"10.10.10.1:7789\"")
+        .replace("local = \"10.10.10.X\"", "local = \"10.10.10.2:7789\"")
+        .replace("interface = \"xenbr0\"", "interface = \"bond0\"")
+        .replace("drbd_ms = 5000", "drbd_ms = 7000");
+    let b = Config::parse(&b_text, Path::new("b")).expect("valid");
+    assert_ne!(a, b);
+    assert_eq!(a.fingerprint(), b.fingerprint());
+    assert_eq!(a.fingerprint().len(), 16);
+    for (from, to) in [
+        ("cache = \"write-through\"", "cache = \"write-back\""),
+        ("tid = 2", "tid = 3"),
+        (
+            "address = \"192.168.50.10/24\"",
+            "address = \"192.168.50.11/24\"",
+        ),
+        ("scsi_sn = \"ISCSI0LUN1\"", "scsi_sn = \"ISCSI0LUN9\""),
+    ] {
+        let c = Config::parse(&edit(from, to), Path::new("c")).expect("valid");
+        assert_ne!(a.fingerprint(), c.fingerprint(), "{to}");
+    }
+}

@@ -7,6 +7,8 @@
 //! own validators (tgt-ipc, vip), so nothing accepted here is refused later.
 
 mod address;
+pub mod check;
+mod fingerprint;
 mod general;
 mod locate;
 mod resource;

@@ -222,13 +222,21 @@ pub struct Chap {
 }
 
 /// Initiator access control.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Initiators {
     /// Every initiator (`initiators = "all"`, written out).
     All,
     /// Exactly these initiator names or addresses.
     List(Vec<String>),
+}
+
+impl Serialize for Initiators {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Initiators::All => s.serialize_str("all"),
+            Initiators::List(v) => v.serialize(s),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Initiators {

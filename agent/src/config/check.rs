@@ -1,0 +1,63 @@
+//! `iscsi-ha check-config`: what the daemon would read, checked the same way, and printed back.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use super::Config;
+
+/// What `check-config` found.
+#[derive(Debug)]
+pub struct Report {
+    /// The config, validated.
+    pub config: Config,
+    /// A summary: one line per LUN with its cache mode, and the fingerprint to compare with
+    /// the peer's ([`Config::fingerprint`]).
+    pub summary: String,
+    /// The whole config with every default filled in, as TOML.
+    pub effective: String,
+}
+
+/// Loads and validates `path` and reads the files the daemon would read (SMTP credentials,
+/// CHAP secrets: modes and contents checked, nothing printed).
+///
+/// # Errors
+/// The first problem found, naming the file, line and key where it has them.
+pub fn report(path: &Path) -> anyhow::Result<Report> {
+    let cfg = Config::load(path)?;
+    if let Some(e) = &cfg.alerts.email {
+        crate::alerts::Mailer::new(e)?;
+    }
+    for r in &cfg.resources {
+        if let Some(c) = &r.target.chap {
+            crate::chap::accounts(c)?;
+        }
+    }
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{}: ok ({} resource(s), {} address(es))",
+        path.display(),
+        cfg.resources.len(),
+        cfg.addresses.len()
+    );
+    // must print the same on both nodes
+    for r in &cfg.resources {
+        for l in &r.luns {
+            let _ = writeln!(o, "resource {} lun {}: cache {}", r.name, l.lun, l.cache);
+        }
+    }
+    let _ = writeln!(
+        o,
+        "fingerprint {} (must be the same on both nodes)",
+        cfg.fingerprint()
+    );
+    let effective = format!(
+        "# effective configuration, defaults filled in\n{}",
+        cfg.effective_toml().map_err(anyhow::Error::msg)?
+    );
+    Ok(Report {
+        config: cfg,
+        summary: o,
+        effective,
+    })
+}

@@ -1,0 +1,60 @@
+//! The config's fingerprint: a hash of what both nodes must agree on, so an operator can compare
+//! the two nodes' `iscsi-ha status` (or `check-config`) before a failover changes what
+//! initiators see.
+
+use std::fmt::Write;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use super::{Config, RoleSource};
+
+impl Config {
+    /// SHA-256 (first 16 hex digits) of the effective config without what differs between the
+    /// nodes by design: the node's name, role source, sockets, timeouts, metrics and alerts,
+    /// the interface of each address, the backing disk and CHAP secrets file paths, and which
+    /// end of each replication link (address, DRBD 9 node id) is this node's. What remains is
+    /// what initiators see and DRBD replicates: resources, minors, IQNs, tids, ACLs, CHAP
+    /// users, LUN identities and cache modes, addresses, and DRBD's options.
+    pub fn fingerprint(&self) -> String {
+        let mut c = self.clone();
+        c.node = String::new();
+        c.role = RoleSource::Command;
+        c.sockets = Default::default();
+        c.timeouts = Default::default();
+        c.metrics = Default::default();
+        c.alerts = Default::default();
+        for a in &mut c.addresses {
+            a.interface = String::new();
+        }
+        for r in &mut c.resources {
+            if let Some(ch) = &mut r.target.chap {
+                ch.secrets = PathBuf::new();
+            }
+            if let Some(m) = &mut r.manage {
+                m.disk = PathBuf::new();
+                if m.peer < m.local {
+                    std::mem::swap(&mut m.local, &mut m.peer);
+                }
+                if m.peer_node_id < m.node_id {
+                    std::mem::swap(&mut m.node_id, &mut m.peer_node_id);
+                }
+            }
+        }
+        // serde_json writes fields in declaration order: the same config, the same bytes.
+        let bytes = serde_json::to_vec(&c).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        digest.iter().take(8).fold(String::new(), |mut o, b| {
+            let _ = write!(o, "{b:02x}");
+            o
+        })
+    }
+
+    /// The config as the agent uses it, every default filled in, as TOML.
+    ///
+    /// # Errors
+    /// The TOML serializer's message (a value TOML cannot hold; none today).
+    pub fn effective_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| e.to_string())
+    }
+}

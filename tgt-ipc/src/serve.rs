@@ -454,6 +454,9 @@ impl TgtClient {
     /// [`StopOutcome::NotServing`]; someone else's target (another IQN at `tid`, or `name` at
     /// another tid) is refused before anything is sent but `show`.
     ///
+    /// This is tgtd's order for taking one target down, not a node's demote order: where it runs
+    /// relative to DRBD and the floating address is the caller's (the agent's demote data).
+    ///
     /// Equivalent to `tgtadm` target show; target unbind (per ACL); target update state=offline;
     /// conn delete (per connection from conn show); logicalunit delete (per LU); target delete --force.
     ///

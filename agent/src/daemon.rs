@@ -7,7 +7,9 @@
 //! slow safety net (`timeouts.safety_net_s`), which re-observes everything, and, only while the
 //! last observation failed, a retry of it with exponential backoff ([`RETRY_FIRST`] doubling up
 //! to [`RETRY_MAX`]), so a failed first look (a netlink call timing out on a loaded host) does not
-//! leave the agent blind until the safety net. While a resource waits for its peer (DRBD not
+//! leave the agent blind until the safety net. A transition whose step moving away from serving
+//! failed (a LU with I/O in flight) is retried the same way ([`STUCK_RETRY_FIRST`] doubling up
+//! to [`STUCK_RETRY_MAX`]) until it completes. While a resource waits for its peer (DRBD not
 //! Connected since attach) and `timeouts.wfc_s` is set, one more timer ends that wait.
 //!
 //! Authority changes from the role source settle first ([`Daemon::authority`]): each change
@@ -92,6 +94,11 @@ const MAX_ROUNDS: usize = 8;
 pub const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// Longest retry delay after repeated failed observations.
 pub const RETRY_MAX: Duration = Duration::from_secs(5);
+/// First retry of a plan whose step moving away from serving failed (a LU with I/O in flight
+/// that tgtd refuses to delete); the delay doubles up to [`STUCK_RETRY_MAX`].
+pub const STUCK_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest delay between retries of a failed step moving away from serving.
+pub const STUCK_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// An authority change held until its timer fires.
 #[derive(Debug, Clone)]
@@ -124,6 +131,8 @@ pub struct Daemon<D, T, A> {
     monitors: Vec<Box<dyn Monitor>>,
     /// An authority change not acted on yet (see [`Daemon::authority`]).
     held: Option<Held>,
+    /// The last transition failed moving away from serving (the run loop retries it).
+    stuck: bool,
 }
 
 impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
@@ -138,6 +147,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             waiting: BTreeMap::new(),
             monitors: Vec::new(),
             held: None,
+            stuck: false,
         }
     }
 
@@ -293,6 +303,10 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             while self.records.len() > KEEP_TRANSITIONS {
                 self.records.pop_front();
             }
+            self.stuck = matches!(
+                record.result,
+                crate::record::TransitionResult::Failed { .. }
+            );
             handled.transitions.push(record);
             next = Some(Event::Executed(outcome));
         }
@@ -444,9 +458,18 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         let mut alive = tokio::time::interval(alive_every.unwrap_or(Duration::from_secs(3600)));
         alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
+        let (mut stuck_at, mut stuck_backoff) = (None, STUCK_RETRY_FIRST);
         while events_open || control_open {
             let wait = self.wait_deadline();
             let settle = self.settle_deadline();
+            match (self.stuck, stuck_at) {
+                (true, None) => {
+                    stuck_at = Some(Instant::now() + stuck_backoff);
+                    stuck_backoff = (stuck_backoff * 2).min(STUCK_RETRY_MAX);
+                }
+                (false, _) => (stuck_at, stuck_backoff) = (None, STUCK_RETRY_FIRST),
+                _ => {}
+            }
             tokio::select! {
                 ev = events.recv(), if events_open => match ev {
                     Some(Event::Authority(a)) => { self.authority(a).await; }
@@ -483,6 +506,15 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     info!("retrying the failed observation");
                     self.observe().await;
                     self.schedule_retry(&mut retry_at, &mut backoff);
+                }
+                _ = tokio::time::sleep_until(stuck_at.unwrap_or_else(Instant::now)),
+                    if stuck_at.is_some() => {
+                    // A step moving away from serving failed (I/O in flight, say): again,
+                    // without an operator, until it completes.
+                    stuck_at = None;
+                    self.stuck = false;
+                    info!("retrying the failed transition");
+                    self.handle(Event::Tick).await;
                 }
                 // Only reached while no input is being handled: a stuck input stops these calls.
                 _ = alive.tick(), if alive_every.is_some() => {

@@ -21,7 +21,9 @@ use super::drbd::{ManagedOptions, NetlinkDrbd};
 use super::{Drbd, Generations};
 use crate::config::{Config, Manage, Resource};
 use crate::error::BackendError;
-use crate::fsm::{Connection, Disk, Drbd9Promotion, DrbdNet, DrbdView, Event, Fencing, Role};
+use crate::fsm::{
+    Connection, Disk, Drbd9Promotion, DrbdNet, DrbdView, Event, Fencing, Role, SyncView,
+};
 
 /// DRBD 9 through netlink.
 #[derive(Debug, Clone)]
@@ -119,6 +121,11 @@ impl Objects {
                 allow_two_primaries: n.two_primaries,
             }),
             drbd9: Some(self.promotion()),
+            // 512-byte sectors.
+            sync: pd.and_then(|p| p.out_of_sync_sectors).map(|s| SyncView {
+                out_of_sync_kib: s / 2,
+                done_permille: None,
+            }),
         }
     }
 
@@ -151,6 +158,22 @@ impl Objects {
         promotion(local_primary, primary_peers, &volumes)
     }
 
+    /// A connection created since the last status (manage mode's new-peer) has no options yet:
+    /// fencing and timeouts come only from a GET_CONNECTIONS dump.
+    fn lacks_net(&self) -> bool {
+        self.connections.iter().any(|c| c.net.is_none())
+    }
+
+    /// Fills the missing connection options from a GET_CONNECTIONS dump.
+    fn fill_net(&mut self, read: &[v9::Connection]) {
+        for c in self.connections.iter_mut().filter(|c| c.net.is_none()) {
+            c.net = read
+                .iter()
+                .find(|x| x.peer_node_id == c.peer_node_id)
+                .and_then(|x| x.net);
+        }
+    }
+
     /// Applies one event; false if it is not about this resource's objects.
     fn apply(&mut self, e: &Event9) -> bool {
         let gone = e.notify == v9::NotifyType::Destroy;
@@ -174,9 +197,6 @@ impl Objects {
                 if !gone {
                     let mut c = c.clone();
                     c.net = c.net.or(net);
-                    // A connection created since the last status (manage mode's new-peer): its
-                    // options (fencing, timeouts) come only from a dump, read before the view.
-                    self.complete &= c.net.is_some();
                     self.connections.push(c);
                 }
             }
@@ -485,6 +505,13 @@ impl Netlink9Drbd {
                         warn!(resource = %res.name, error = %e, "DRBD 9 status");
                         continue;
                     }
+                }
+            }
+            if objs.lacks_net() {
+                // One dump, not a whole re-read: this runs while up() configures the resource.
+                match self.handle.connections(Some(&res.name)).await {
+                    Ok(read) => objs.fill_net(&read),
+                    Err(e) => warn!(resource = %res.name, error = %e, "DRBD 9 connections"),
                 }
             }
             let view = objs.view(res.minor);
@@ -916,9 +943,22 @@ product = "VIRTUAL-DISK"
                 ])),
             ],
         );
-        let e = Event9::from_message(1, m).expect("event");
+        let e = Event9::from_message(1, m.clone()).expect("event");
         assert!(objs.apply(&e));
-        assert!(!objs.complete, "options unknown: the watch re-reads the dumps");
+        assert!(
+            objs.lacks_net(),
+            "options unknown: the watch reads GET_CONNECTIONS"
+        );
+        let mut with_net = m;
+        with_net
+            .attrs
+            .push(v9::Drbd9Attr::NetConf(drbd_nl::AttrSet::new(vec![
+                NetConf::FencingPolicy(1),
+            ])));
+        let read = v9::Connection::from_message(&with_net).expect("connection");
+        objs.fill_net(&[read]);
+        assert!(!objs.lacks_net());
+        assert_eq!(objs.connections[0].net.map(|n| n.fencing), Some(1));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::order::{Plan, Stage, Step};
 use super::state::{Notice, State};
-use super::view::{Authority, Disk, DrbdView, Role, Snapshot, TargetView};
+use super::view::{Authority, Disk, DrbdView, Role, Snapshot, TargetState, TargetView};
 
 /// What [`step`] asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +251,18 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
             Some(r) => {
                 if r.view.target != view {
                     state.blocked = None;
+                }
+                // Our own steps come back as Executed: this is tgt's tooling, a restart or a hand.
+                let was = r.view.target.state;
+                if state.authority == Authority::Primary
+                    && was == TargetState::Serving
+                    && view.state != was
+                {
+                    pre.push(Action::Alarm(format!(
+                        "{resource}: target changed outside the agent: was serving, now {:?}; \
+                         serving it again",
+                        view.state
+                    )));
                 }
                 r.view.target = view;
             }

@@ -179,20 +179,21 @@ pub fn create_md(node: &Node, r: &Resource) -> Result<()> {
     Ok(())
 }
 
-/// Milliseconds (guest clock) of what `drbdadm up` runs for the agent's managed resource, six
+/// Milliseconds (guest clock; busybox `date` has no `%N`, `adjtimex` gives microseconds) of what `drbdadm up` runs for the agent's managed resource, six
 /// `drbdsetup` processes with the same options (`node` new-resource .. connect towards `peer`,
 /// which need not answer); the resource is taken down afterwards. The baseline of the agent's
 /// `drbd-up` stage.
 pub fn drbdsetup_up_ms(node: &Node, peer: &Node, r: &Resource) -> Result<f64> {
     create_md(node, r)?;
     let out = node.run_ok(&format!(
-        "s=$(date +%s%N); drbdsetup new-resource {n} {me} && drbdsetup new-minor {n} {m} 0 && \
+        "us() {{ adjtimex | awk '/tv_sec/{{s=$2}} /tv_usec/{{u=$2}} END{{printf \"%d%06d\", s, u}}'; }}
+         s=$(us); drbdsetup new-resource {n} {me} && drbdsetup new-minor {n} {m} 0 && \
          drbdsetup new-peer {n} {pid} --_name=node-{pid} --protocol=C --fencing=resource-only \
          --after-sb-0pri=disconnect --after-sb-1pri=disconnect --after-sb-2pri=disconnect \
          --ping-int=2 --ping-timeout=5 --timeout=60 --ko-count=4 && \
          drbdsetup new-path {n} {pid} ipv4:{mip}:{p} ipv4:{pip}:{p} && \
          drbdsetup attach {m} {d} {d} internal && drbdsetup connect {n} {pid} && \
-         e=$(date +%s%N) && echo $(( (e - s) / 1000 ))",
+         e=$(us) && echo $((e - s))",
         n = r.name,
         me = node.index(),
         m = r.minor,

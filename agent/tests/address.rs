@@ -401,9 +401,18 @@ fn link_down_at_claim_waits_for_link_then_claims() {
             assert!(addr.held(a0).await.expect("held"), "claimed on link up");
             let st = d.status().expect("status");
             assert!(st.converged, "converged once claimed");
+            let stages: Vec<String> = st
+                .transitions
+                .last()
+                .map(|t| t.stages.iter())
+                .into_iter()
+                .flatten()
+                .map(|s| format!("{}={:.1}ms", s.stage.name(), s.micros as f64 / 1000.0))
+                .collect();
             eprintln!(
-                "link up -> address claimed: {took:?} (from the `ip link set up` call; probe \
-                 window 100 ms included)"
+                "link up -> address claimed: {took:?} (from the `ip link set up` call; the \
+                 claim waits for the 100 ms probe window: {})",
+                stages.join(" ")
             );
 
             // A flap while held: the address stays, nothing is rolled back.
@@ -426,6 +435,32 @@ fn link_down_at_claim_waits_for_link_then_claims() {
                 mem.world().drbd.get("r0").map(|v| v.role),
                 Some(Role::Primary)
             );
+
+            // Without its peer, a promote needs the probe's "nobody answers" (a partition
+            // must not fork the data): with the link down it cannot be asked, so the promote
+            // is refused before DRBD is touched, and goes through once the link is back.
+            let r = d.request(Request::Demote).await;
+            assert!(r.ok, "{}", r.message);
+            mem.peer_lost("r0");
+            ip("link set v1 down");
+            settle_until(&mut d, &mut rx, |d| {
+                d.state()
+                    .is_some_and(|s| s.addresses.values().all(|a| a.link_down && !a.held))
+            })
+            .await;
+            mem.world().log.clear();
+            let r = d.request(Request::Promote).await;
+            assert!(!r.ok && r.message.contains("v0 is down"), "{}", r.message);
+            assert_never_promoted(&mem);
+            ip("link set v1 up");
+            settle_until(&mut d, &mut rx, |d| {
+                d.state()
+                    .is_some_and(|s| s.addresses.values().all(|a| !a.link_down))
+            })
+            .await;
+            let r = d.request(Request::Promote).await;
+            assert!(r.ok, "{}", r.message);
+            assert!(addr.held(a0).await.expect("held"));
         });
     });
 }

@@ -44,6 +44,9 @@ pub enum Request {
     /// `iscsi-ha events`: one [`Response`], then [`crate::events::AgentEvent`] lines until the
     /// client disconnects.
     Events,
+    /// `iscsi-ha reload` (also `SIGHUP`): read the config file again and apply what can change
+    /// without a transition ([`crate::config::reload`]).
+    Reload,
 }
 
 #[derive(Deserialize)]
@@ -65,10 +68,12 @@ impl Request {
             ("promote-degraded", None) => Ok(Request::PromoteDegraded),
             ("split-brain", None) => Ok(Request::SplitBrain),
             ("events", None) => Ok(Request::Events),
+            ("reload", None) => Ok(Request::Reload),
             ("maintenance", Some(on)) => Ok(Request::Maintenance { on }),
             ("maintenance", None) => Err("maintenance needs \"on\": true|false".into()),
             (
-                "status" | "promote" | "demote" | "promote-degraded" | "split-brain" | "events",
+                "status" | "promote" | "demote" | "promote-degraded" | "split-brain" | "events"
+                | "reload",
                 Some(_),
             ) => Err(format!("{} takes no \"on\" field", raw.cmd)),
             (other, _) => Err(format!("unknown command {other:?}")),
@@ -105,6 +110,31 @@ pub struct Pending {
     pub request: Request,
     /// Where the daemon answers.
     pub reply: oneshot::Sender<Response>,
+}
+
+/// Turns every `SIGHUP` into a [`Request::Reload`] for the daemon (as `iscsi-ha reload`
+/// sends), logging its answer.
+///
+/// # Errors
+/// Installing the signal handler failed.
+pub fn forward_sighup(tx: mpsc::Sender<Pending>) -> Result<(), std::io::Error> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let (reply, rx) = oneshot::channel();
+            let request = Request::Reload;
+            if tx.send(Pending { request, reply }).await.is_err() {
+                break;
+            }
+            match rx.await {
+                Ok(r) if r.ok => tracing::info!(message = %r.message, "SIGHUP"),
+                Ok(r) => tracing::warn!(message = %r.message, "SIGHUP"),
+                Err(_) => break,
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Only root may drive the agent.

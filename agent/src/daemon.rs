@@ -133,6 +133,8 @@ pub struct Daemon<D, T, A> {
     held: Option<Held>,
     /// The last transition failed moving away from serving (the run loop retries it).
     stuck: bool,
+    /// Why the last reload was refused (cleared by one that succeeds).
+    reload_refused: Option<String>,
 }
 
 impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
@@ -148,6 +150,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             monitors: Vec::new(),
             held: None,
             stuck: false,
+            reload_refused: None,
         }
     }
 
@@ -183,6 +186,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             self.records.iter(),
         );
         st.drbd_version = self.exec.drbd_version().map(Into::into);
+        st.reload_refused = self.reload_refused.clone();
         st.pending_authority = self.held.as_ref().map(|h| PendingAuthority {
             authority: h.authority.clone(),
             in_ms: u64::try_from(h.due.saturating_duration_since(Instant::now()).as_millis())
@@ -392,6 +396,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     status: self.status().map(Box::new),
                 };
             }
+            Request::Reload => return self.reload(),
             _ => {}
         }
         let handled = match crate::role::command::to_event(req) {
@@ -422,6 +427,40 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 None => (true, "nothing to do".into()),
             },
         };
+        Response {
+            ok,
+            message,
+            status: self.status().map(Box::new),
+        }
+    }
+
+    /// Read the config file again and apply it if only live settings changed
+    /// ([`crate::config::reload`]); otherwise keep the running one and show why in status.
+    fn reload(&mut self) -> Response {
+        use crate::config::reload::{compare, Reload};
+        let loaded = match &self.exec.config().source {
+            Some(path) => Config::load(path).map_err(|e| e.to_string()),
+            None => Err("the running configuration was not read from a file".into()),
+        };
+        let (ok, message) = match loaded {
+            Err(e) => (
+                false,
+                format!("reload refused, running configuration kept: {e}"),
+            ),
+            Ok(new) => {
+                let verdict = compare(self.exec.config(), &new);
+                if let Reload::Apply { .. } = verdict {
+                    self.exec.set_config(std::sync::Arc::new(new));
+                }
+                (!matches!(verdict, Reload::Refuse { .. }), verdict.message())
+            }
+        };
+        if ok {
+            info!(%message, "reload");
+        } else {
+            warn!(%message, "reload");
+        }
+        self.reload_refused = (!ok).then(|| message.clone());
         Response {
             ok,
             message,

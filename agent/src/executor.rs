@@ -66,6 +66,12 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         &self.config
     }
 
+    /// Runs with `config` from now on (a live reload: [`crate::config::reload`] allows only
+    /// changes read at each use).
+    pub fn set_config(&mut self, config: Arc<Config>) {
+        self.config = config;
+    }
+
     /// Which DRBD the backend drives (`8.4`, `9`), if a kernel one.
     pub fn drbd_version(&self) -> Option<&'static str> {
         self.drbd.version()
@@ -385,6 +391,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             total_micros,
             stages,
             result,
+            repeated: 0,
         };
         (out, record)
     }

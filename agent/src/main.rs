@@ -57,6 +57,9 @@ enum Cmd {
     /// Follow transitions, alarms, refusals and health changes as JSON lines, until the agent
     /// stops (no polling: the agent pushes them).
     Events,
+    /// Read the configuration file again (as SIGHUP does): settings read at each use are
+    /// applied; a change to what is served is refused and the running configuration kept.
+    Reload,
     /// Freeze: observe and report, change nothing.
     Maintenance {
         /// on or off.
@@ -156,12 +159,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Promote { .. } | Cmd::Demote | Cmd::Maintenance { .. } | Cmd::SplitBrain => {
+        Cmd::Promote { .. }
+        | Cmd::Demote
+        | Cmd::Maintenance { .. }
+        | Cmd::SplitBrain
+        | Cmd::Reload => {
             let req = match &cli.cmd {
                 Cmd::Promote { degraded: false } => Request::Promote,
                 Cmd::Promote { degraded: true } => Request::PromoteDegraded,
                 Cmd::SplitBrain => Request::SplitBrain,
                 Cmd::Demote => Request::Demote,
+                Cmd::Reload => Request::Reload,
                 Cmd::Maintenance { state } => Request::Maintenance {
                     on: matches!(state, OnOff::On),
                 },

@@ -107,6 +107,9 @@ pub struct Status {
     /// on what initiators see.
     #[serde(default)]
     pub config_fingerprint: String,
+    /// Why the last reload was refused (the running config was kept). Set by the daemon.
+    #[serde(default)]
+    pub reload_refused: Option<String>,
 }
 
 /// An authority change not acted on yet.
@@ -260,6 +263,7 @@ impl Status {
             pending_authority: None,
             observing: false,
             config_fingerprint: config.fingerprint(),
+            reload_refused: None,
         }
     }
 
@@ -285,6 +289,9 @@ impl Status {
             }
         );
         let _ = writeln!(o, "config fingerprint {}", self.config_fingerprint);
+        if let Some(r) = &self.reload_refused {
+            let _ = writeln!(o, "{r}");
+        }
         if self.observing {
             let _ = writeln!(
                 o,

@@ -11,6 +11,7 @@ pub mod check;
 mod fingerprint;
 mod general;
 mod locate;
+pub mod reload;
 mod resource;
 
 use std::path::Path;
@@ -62,6 +63,10 @@ pub struct Config {
     /// Alerts (`[alerts.email]`; none unless set).
     #[serde(default)]
     pub alerts: crate::alerts::AlertsConfig,
+    /// The file it was loaded from ([`Config::load`]; not a key of the file): where a reload
+    /// reads the new one.
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -72,7 +77,9 @@ impl Config {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Ok(Config::parse(&text, path)?)
+        let mut cfg = Config::parse(&text, path)?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     /// Parse and validate text; `file` is used in error messages only.

@@ -99,6 +99,7 @@ async fn serve<D: Drbd, T: Target, A: Address>(
         });
     }
     drop(ev_tx);
+    crate::control::forward_sighup(ctl_tx.clone())?;
     tokio::spawn(async move {
         if let Err(e) = server.serve(ctl_tx).await {
             tracing::error!(error = %e, "control socket ended");

@@ -12,7 +12,7 @@ use crate::fsm::{Command, Event};
 /// The machine event for a control request (`None` for `status`, which changes nothing).
 pub fn to_event(req: Request) -> Option<Event> {
     match req {
-        Request::Status | Request::SplitBrain | Request::Events => None,
+        Request::Status | Request::SplitBrain | Request::Events | Request::Reload => None,
         Request::PromoteDegraded => Some(Event::Command(Command::PromoteDegraded)),
         Request::Promote => Some(Event::Command(Command::Promote)),
         Request::Demote => Some(Event::Command(Command::Demote)),

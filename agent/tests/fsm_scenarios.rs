@@ -176,6 +176,9 @@ fn run_scenario(path: &Path) -> Result<(), String> {
             "observe-address" => {
                 snap.addresses
                     .insert(words[0].to_string(), words[1] == "held");
+                if words.get(2) == Some(&"link-down") {
+                    snap.links_down.insert(words[0].to_string());
+                }
             }
             "event" => {
                 if !checked {
@@ -225,6 +228,10 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                     "address" => Event::Address {
                         address: words[1].into(),
                         held: words[2] == "held",
+                    },
+                    "link" => Event::Link {
+                        address: words[1].into(),
+                        up: words[2] == "up",
                     },
                     "tick" => Event::Tick,
                     "executed" => {

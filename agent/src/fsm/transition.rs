@@ -318,7 +318,15 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                         .values()
                         .map(|r| &r.view.drbd)
                         .ne(before.iter());
-                if !moved {
+                // A claim that found its link down (gone down since the plan): the observation
+                // says so, and the next plan waits for the link instead of claiming.
+                let link_down = failed.stage == Stage::AddressClaim
+                    && out.snapshot.is_some()
+                    && state
+                        .addresses
+                        .get(&failed.object)
+                        .is_some_and(|a| a.link_down && !a.held);
+                if !moved && !link_down {
                     state.blocked = Some(text);
                     return (state, pre);
                 }

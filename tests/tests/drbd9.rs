@@ -461,16 +461,29 @@ fn agent_manages_drbd9_brings_up_switches_over_and_fails_over() {
         oracle_role(a, &r, "Primary")?;
         agent_lab::reset(lab)?;
         // Figures in b's guest (rebooted by the reset, DRBD down; a's r0 down too, so b only
-        // connects towards it), two rounds.
+        // connects towards it): LAB_DRBD9_UP_ROUNDS rounds (default 2).
         bringup::down(a, &r)?;
         eprintln!("DRBD 9 manage-mode bring-up (new-resource .. connect), ms: both agents at once {both:?}");
-        for round in 1..=2 {
-            let (agent, setup) = bring_up_figures(b, a, &r)?;
-            eprintln!(
-                "DRBD 9 bring-up round {round} in b's guest: agent drbd-up {agent:.1} ms, \
-                 drbdsetup x6 {setup:.1} ms"
-            );
+        let rounds: usize = std::env::var("LAB_DRBD9_UP_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2);
+        let (mut agent, mut setup) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let (ag, se) = bring_up_figures(b, a, &r)?;
+            eprintln!("DRBD 9 bring-up round {round} in b's guest: agent drbd-up {ag:.1} ms, drbdsetup x6 {se:.1} ms");
+            agent.push(ag);
+            setup.push(se);
         }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        eprintln!(
+            "DRBD 9 bring-up over {rounds} rounds, median: agent drbd-up {:.1} ms, drbdsetup x6 {:.1} ms",
+            median(&mut agent),
+            median(&mut setup)
+        );
         agent_lab::reset(lab)
     };
     if let Err(e) = run() {

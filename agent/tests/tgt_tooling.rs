@@ -478,7 +478,7 @@ async fn tgtd_restart_two_targets_two_clients_recover() {
     let restarted = Instant::now();
     // The agent serves r0 first; r1's report is held back to keep the window open.
     let mut held = Vec::new();
-    follow(&mut d, &mut rx, "r0 served again", |h| repaired(h)).await;
+    follow(&mut d, &mut rx, "r0 served again", repaired).await;
     while let Ok(ev) = rx.try_recv() {
         held.push(ev);
     }

@@ -23,13 +23,17 @@
 //! - **Announce** ([`AnnouncePolicy`]): the first announcement is sent inside
 //!   [`Vip::claim`], which returns once it is on the wire; the rest (burst, second burst,
 //!   periodic refresh) runs in a tokio task, and every frame sent yields an
-//!   [`AnnounceResult`]. Gratuitous ARP as request, reply or both; IPv6 unsolicited NA to
+//!   [`AnnounceResult`]. That task follows the link while the address is held: each frame is
+//!   built from the MAC the interface has when it is sent, nothing is sent while the link is
+//!   down, and the schedule starts again when the link returns or the MAC changes
+//!   ([`AnnounceCause`]). Gratuitous ARP as request, reply or both; IPv6 unsolicited NA to
 //!   ff02::1 with the override flag and the target link-layer option.
 //! - **Probe** ([`ProbePolicy`]): RFC 5227 §2.1.1 (sender IP 0.0.0.0) for IPv4, NS from `::`
 //!   to the solicited-node group for IPv6; a conflict names the other MAC. Short HA defaults
 //!   (3 probes, 250 ms window), configurable, can be off.
 //! - **Watch** ([`VipWatch`]): `RTNLGRP_LINK` + `RTNLGRP_IPV4_IFADDR`/`RTNLGRP_IPV6_IFADDR`,
-//!   filtered to this address and interface: [`VipEvent`] Removed/Added/LinkDown/LinkUp.
+//!   filtered to this address and interface: [`VipEvent`] Removed/Added/LinkDown/LinkUp/
+//!   MacChanged.
 //!
 //! Needs `CAP_NET_ADMIN` (address changes) and `CAP_NET_RAW` (packet sockets); without them the
 //! calls fail with [`VipError::PermissionDenied`].

@@ -1,0 +1,13 @@
+//! Test fixtures shared by the workspace's tests and benchmarks (a dev-dependency only; never
+//! linked into product code, so starting processes here is allowed):
+//! - [`prereq`]: the rule for missing prerequisites: fail under `CI=true`, else print `SKIP`;
+//! - [`tgtd`]: a private `tgtd -f` on its own socket and portal;
+//! - [`netns`]: network namespaces made by the test, deleted on drop;
+//! - [`stats`]: median and p95 of a benchmark's samples.
+
+pub mod netns;
+pub mod prereq;
+pub mod stats;
+pub mod tgtd;
+
+pub use prereq::{ci, which};

@@ -11,7 +11,13 @@
 //!
 //! [`Address::claim`] returns once `vip` has put the first announcement on the wire; the rest of
 //! the schedule (`announce.count` announcements `announce.interval_ms` apart) runs in `vip`'s
-//! background task, which a release (or the next claim) stops. A small task logs each result.
+//! background task, which a release (or the next claim) stops; while the address is held it
+//! follows the link (a fresh schedule when the link comes back or the MAC changes, every frame
+//! with the current MAC). A small task logs each result.
+//!
+//! An address whose link is down (no `IFF_UP` or no carrier) is not claimed: the watch reports
+//! the link as [`Event::Link`] and the state machine claims it when the link is back
+//! (docs/takeover.md).
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -169,11 +169,6 @@ impl TgtTarget {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let poll = if held.is_some() {
-                READY_POLL
-            } else {
-                CHECK_EVERY
-            };
             tokio::select! {
                 events = watch.next() => {
                     let events = events?;
@@ -186,7 +181,7 @@ impl TgtTarget {
                     }
                 }
                 _ = tick.tick(), if held.is_none() => {}
-                _ = tokio::time::sleep(poll), if held.is_some() => {}
+                _ = tokio::time::sleep(READY_POLL), if held.is_some() => {}
             };
             // A new socket file is a new tgtd (it unlinks a stale one before bind), whichever
             // wake-up comes first; a dying tgtd leaves its file and is reported by its successor.
@@ -199,22 +194,14 @@ impl TgtTarget {
                     continue;
                 }
                 socket = now;
-                let serving: Vec<String> = last
+                // Served before this restart, or still awaited from an earlier one.
+                let serving = last
                     .iter()
                     .filter(|(_, v)| v.state == TargetState::Serving)
                     .map(|(n, _)| n.clone())
+                    .chain(held.take().into_iter().flat_map(|(_, w)| w))
                     .collect();
-                if !serving.is_empty() && held.is_none() {
-                    match self.acting.set_system_state(SetState::Offline).await {
-                        Ok(()) => {
-                            info!(targets = ?serving, "tgtd restarted: system state offline until they are served again");
-                            held = Some((Instant::now(), serving));
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "tgtd restarted: cannot set its system state offline")
-                        }
-                    }
-                }
+                held = self.hold_offline(serving).await;
                 last.clear();
             }
             let Some(before) = self.changes.quiet() else {
@@ -231,7 +218,7 @@ impl TgtTarget {
                     continue;
                 }
                 if let Some(was) = last.get(&resource) {
-                    warn!(%resource, was = ?was.state, now = ?view.state, ?served, "target changed in tgtd");
+                    info!(%resource, was = ?was.state, now = ?view.state, ?served, "target in tgtd");
                 }
                 last.insert(resource.clone(), view);
                 if tx.send(Event::Target { resource, view }).is_err() {
@@ -239,25 +226,59 @@ impl TgtTarget {
                 }
             }
             if let Some((since, want)) = &held {
-                let done = want
-                    .iter()
-                    .all(|n| last.get(n).is_some_and(|v| v.state == TargetState::Serving));
-                let late = since.elapsed() >= READY_WAIT_MAX;
-                if done || late {
-                    match self.acting.set_system_state(SetState::Ready).await {
-                        Ok(()) if late => tracing::error!(
-                            waited = ?since.elapsed(), targets = ?want,
-                            "tgtd system state set ready before every target was served again"),
-                        Ok(()) => info!(
-                            ms = since.elapsed().as_secs_f64() * 1000.0,
-                            "tgtd restarted: every target served again; system state ready"
-                        ),
-                        Err(e) => warn!(error = %e, "cannot set tgtd's system state ready"),
-                    }
+                if self.ready_if_served(*since, want, &last).await {
                     held = None;
                 }
             }
         }
+    }
+
+    /// After a restart: tgtd's system state `offline` while any of `serving` is not served again
+    /// (docs/tgtd-ipc.md §7.8); returns since when and what to wait for.
+    async fn hold_offline(&self, mut serving: Vec<String>) -> Option<(Instant, Vec<String>)> {
+        serving.sort();
+        serving.dedup();
+        if serving.is_empty() {
+            return None;
+        }
+        match self.acting.set_system_state(SetState::Offline).await {
+            Ok(()) => {
+                info!(targets = ?serving, "tgtd restarted: system state offline until they are served again");
+                Some((Instant::now(), serving))
+            }
+            Err(e) => {
+                warn!(error = %e, "tgtd restarted: cannot set its system state offline");
+                None
+            }
+        }
+    }
+
+    /// System state `ready` once every target of `want` is served (or [`READY_WAIT_MAX`] passed);
+    /// whether the hold is over.
+    async fn ready_if_served(
+        &self,
+        since: Instant,
+        want: &[String],
+        last: &BTreeMap<String, TargetView>,
+    ) -> bool {
+        let done = want
+            .iter()
+            .all(|n| last.get(n).is_some_and(|v| v.state == TargetState::Serving));
+        let late = since.elapsed() >= READY_WAIT_MAX;
+        if !(done || late) {
+            return false;
+        }
+        match self.acting.set_system_state(SetState::Ready).await {
+            Ok(()) if late => tracing::error!(
+                waited = ?since.elapsed(), targets = ?want,
+                "tgtd system state set ready before every target was served again"),
+            Ok(()) => info!(
+                ms = since.elapsed().as_secs_f64() * 1000.0,
+                "tgtd restarted: every target served again; system state ready"
+            ),
+            Err(e) => warn!(error = %e, "cannot set tgtd's system state ready"),
+        }
+        true
     }
 }
 

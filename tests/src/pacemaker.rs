@@ -497,10 +497,23 @@ pub fn wait_promoted(obs: &Node, name: &str, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-/// Pacemaker recorded at least one failure of the agent on `name` (its monitor saw it).
+/// Pacemaker lists a failed action of the agent on `name` (a monitor, or a probe: a failed
+/// probe is listed but not counted in the fail count).
 pub fn failed_on(obs: &Node, name: &str) -> Result<bool> {
-    let o = run_in(obs, &format!("crm_failcount -G -r {RSC} -N {name} 2>&1"))?;
-    Ok(o.stdout
-        .split_whitespace()
-        .any(|w| w.starts_with("value=") && w != "value=0"))
+    let o = run_in(obs, "crm_mon -1 2>&1")?;
+    let failed = o
+        .stdout
+        .split("Failed Resource Actions:")
+        .nth(1)
+        .unwrap_or("");
+    Ok(failed
+        .lines()
+        .any(|l| l.contains(RSC) && l.contains(&format!(" on {name} "))))
+}
+
+/// Clears the agent's failures and waits until the cluster has settled (re-probes done).
+pub fn cleanup(obs: &Node) -> Result<()> {
+    run_in_ok(obs, &format!("crm_resource --cleanup -r {CLONE}"))?;
+    run_in_ok(obs, "crm_resource --wait -T 120s")?;
+    Ok(())
 }

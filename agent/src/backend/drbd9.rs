@@ -272,8 +272,24 @@ pub fn refuse_manage_on_drbd9(config: &Config) -> Option<String> {
         .iter()
         .filter(|r| r.manage.as_ref().is_some_and(|m| m.node_ids().is_none()))
         .map(|r| manage_refusal(&r.name))
+        .chain(config.resources.iter().filter_map(options_refusal))
         .collect();
     (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// Why a managed resource's `disk_options`/`net_options` cannot be served on DRBD 9: the
+/// bring-up here does not send them yet (DRBD 9 moved several to the peer device), and
+/// serving without what the operator asked for is worse than refusing.
+fn options_refusal(r: &Resource) -> Option<String> {
+    let m = r.manage.as_ref()?;
+    let set = !m.disk_options.drbd84().is_empty() || !m.net_options.drbd84().is_empty();
+    set.then(|| {
+        format!(
+            "{}: manage.disk_options / manage.net_options are applied on DRBD 8.4 only; remove \
+             them or bring the resource up with drbdadm (mode = \"adopt\")",
+            r.name
+        )
+    })
 }
 
 /// DRBD 9's data generations beyond the 8.4 shape of [`Generations`].

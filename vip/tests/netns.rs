@@ -715,19 +715,12 @@ fn link_flap_while_held_gets_a_fresh_burst() {
         "C not told after the link came back"
     );
     eprintln!("link_flap: link up -> C's neighbour entry updated: {took:?} (from the `ip link set up` call)");
-    let causes: Vec<_> = got.iter().map(|g| (g.0, g.1)).collect();
+    // The claim's burst (3, fewer if a loaded machine sent its last one late, after the link
+    // went down: it then waits), then a whole new burst for the link's return.
     use vip::AnnounceCause::{Claim, LinkUp};
-    assert_eq!(
-        causes,
-        [
-            (Claim, 0),
-            (Claim, 0),
-            (Claim, 0),
-            (LinkUp, 0),
-            (LinkUp, 0),
-            (LinkUp, 0)
-        ],
-        "{got:?}"
-    );
+    let claim = got.iter().take_while(|g| g.0 == Claim).count();
+    let causes: Vec<_> = got.iter().skip(claim).map(|g| (g.0, g.1)).collect();
+    assert!((1..=3).contains(&claim), "{got:?}");
+    assert_eq!(causes, [(LinkUp, 0), (LinkUp, 0), (LinkUp, 0)], "{got:?}");
     assert!(got.iter().all(|g| g.3), "a frame failed: {got:?}");
 }

@@ -17,13 +17,10 @@ use tgt_ipc::{
 
 const IQN: &str = "iqn.2026-11.bench.iscsi-ha:r0";
 
+/// Median and p95, microseconds.
 fn stats(v: &mut [Duration]) -> (f64, f64) {
-    v.sort();
-    let q = |p: f64| {
-        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-        v[i].as_secs_f64() * 1e6
-    };
-    (q(0.5), q(0.95))
+    let us: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    test_support::stats::median_p95(&us)
 }
 
 fn tgtadm(t: &common::Tgtd, args: &[&str]) {

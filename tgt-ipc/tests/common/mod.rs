@@ -3,42 +3,22 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use test_support::prereq::Prereqs;
+pub use test_support::tgtd::free_port;
+pub use test_support::which;
 use tgt_ipc::{LunIdentity, TgtClient};
 
 /// True when the prerequisites are there. Under `CI=true` a missing one panics; otherwise prints SKIP.
 pub fn prereqs(test: &str, tools: &[&str]) -> bool {
-    prereqs_inner(test, tools, true)
+    Prereqs::new(test).root_and_group().tools(tools).check()
 }
 
 /// Like [`prereqs`] without requiring root (tools only).
 pub fn prereq_tools(test: &str, tools: &[&str]) -> bool {
-    prereqs_inner(test, tools, false)
-}
-
-fn prereqs_inner(test: &str, tools: &[&str], root: bool) -> bool {
-    let mut missing = Vec::new();
-    // SAFETY: geteuid/getegid have no preconditions.
-    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    if root && (euid != 0 || egid != 0) {
-        missing.push("root (euid 0 and egid 0, as tgtd checks)".to_string());
-    }
-    for t in tools {
-        if which(t).is_none() {
-            missing.push(format!("`{t}` in PATH"));
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("{test}: missing prerequisites: {}", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg} (CI=true: failing instead of skipping; run scripts/deps.sh as root)");
-    }
-    eprintln!("SKIP {msg}");
-    false
+    Prereqs::new(test).tools(tools).check()
 }
 
 /// The identity of the test/bench volume r0 (tests check these values on the wire and through an initiator).
@@ -52,23 +32,9 @@ pub fn r0_identity() -> LunIdentity {
     }
 }
 
-pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
-
-/// A free TCP port on 127.0.0.1 (released before tgtd binds it; callers retry on a collision).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
-
-/// A private tgtd.
+/// A private tgtd (test_support's fixture) in its own directory, with a client on its socket.
 pub struct Tgtd {
-    child: Child,
+    process: test_support::tgtd::Tgtd,
     dir: Option<tempfile::TempDir>,
     pub base: PathBuf,
     pub control_port: u16,
@@ -89,29 +55,17 @@ impl Tgtd {
 
     /// Starts a tgtd in an existing directory (to restart one on the same socket).
     pub async fn start_in(mut dir: tempfile::TempDir) -> Tgtd {
-        let base = dir.path().join("socket");
         let control_port = 7;
-        let tgtd = which("tgtd").expect("tgtd");
         for _attempt in 0..5 {
             let port = free_port();
-            let log =
-                std::fs::File::create(dir.path().join(format!("tgtd-{port}.log"))).expect("log");
-            let child = Command::new(&tgtd)
-                .args(["-f", "-C", &control_port.to_string(), "--iscsi"])
-                .arg(format!("portal=127.0.0.1:{port}"))
-                .env("TGT_IPC_SOCKET", &base)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .spawn()
-                .expect("spawn tgtd");
-            let client = TgtClient::with_base(&base, control_port)
+            let process = test_support::tgtd::Tgtd::start(dir.path(), control_port, port);
+            let client = TgtClient::with_base(&process.base, control_port)
                 .expect("client")
                 .reply_timeout(Duration::from_secs(10));
             let mut t = Tgtd {
-                child,
+                base: process.base.clone(),
+                process,
                 dir: Some(dir),
-                base: base.clone(),
                 control_port,
                 port,
                 client,
@@ -128,7 +82,7 @@ impl Tgtd {
     async fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if !self.process.alive() {
                 return false;
             }
             if self.client.show_system().await.is_ok()
@@ -148,14 +102,13 @@ impl Tgtd {
 
     /// Kills tgtd (SIGKILL) and returns the directory, to restart on the same socket.
     pub fn kill(mut self) -> tempfile::TempDir {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
         self.dir.take().expect("dir present until kill")
     }
 
     /// True while the tgtd process runs.
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.process.alive()
     }
 
     /// A sparse file of `size` bytes in the tgtd's directory.
@@ -173,24 +126,11 @@ impl Tgtd {
 
     /// Spawns `tgtadm -C N ARGS` against this tgtd (oracle/baseline only).
     pub fn tgtadm(&self, args: &[&str]) -> std::process::Output {
-        Command::new(which("tgtadm").expect("tgtadm"))
-            .arg("-C")
-            .arg(self.control_port.to_string())
-            .args(args)
-            .env("TGT_IPC_SOCKET", &self.base)
-            .output()
-            .expect("spawn tgtadm")
+        self.process.tgtadm(args)
     }
 
     pub fn path(&self) -> &Path {
         self.dir.as_ref().expect("dir present until kill").path()
-    }
-}
-
-impl Drop for Tgtd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

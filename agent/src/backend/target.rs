@@ -476,7 +476,8 @@ mod tests {
             &format!(
                 "{}\n[[resource]]\nname = \"r1\"\nminor = 2\nmode = \"adopt\"\n\
                  target = {{ iqn = \"iqn.2026-11.org.example:r1\", tid = 9, initiators = \"all\" }}\n\
-                 [[resource.lun]]\nlun = 1\ndevice = \"/dev/drbd2\"\nscsi_id = \"r1\"\nscsi_sn = \"R1\"\n",
+                 [[resource.lun]]\nlun = 1\ndevice = \"/dev/drbd2\"\nscsi_id = \"r1\"\nscsi_sn = \"R1\"\n\
+                 vendor = \"IET\"\nproduct = \"VIRTUAL-DISK\"\n",
                 crate::config::TEST_MINIMAL
             ),
             Path::new("<test>"),

@@ -482,3 +482,61 @@ fn fingerprint_same_on_both_nodes_differs_on_what_initiators_see() {
         assert_ne!(a.fingerprint(), c.fingerprint(), "{to}");
     }
 }
+
+/// Manage-mode DRBD options as iSCSI-HA's drbd.conf sets them: typed, within DRBD's limits,
+/// sent as drbd-nl attributes at bring-up; `handlers` and the handler-running io-error policy
+/// refused with the way out; DRBD 9's bring-up refuses what it cannot send yet.
+#[test]
+fn manage_drbd_options() {
+    use agent::config::OnIoError;
+    use drbd_nl::{DiskConf, NetConf};
+    let opts = "ko_count = 4 \n\
+                disk_options = { resync_rate_kib = 102400, al_extents = 3389, on_io_error = \"detach\" }\n\
+                net_options = { max_buffers = 8000, sndbuf_size = 0 }\n#";
+    let text = edit("ko_count = 4 ", opts);
+    let c = Config::parse(&text, Path::new("t")).expect("valid");
+    let m = c.resources[0].manage.as_ref().expect("manage");
+    assert_eq!(m.disk_options.on_io_error, Some(OnIoError::Detach));
+    assert_eq!(
+        m.disk_options.drbd84(),
+        [
+            DiskConf::ResyncRate(102_400),
+            DiskConf::AlExtents(3389),
+            DiskConf::OnIoError(2)
+        ]
+    );
+    assert_eq!(
+        m.net_options.drbd84(),
+        [NetConf::MaxBuffers(8000), NetConf::SndbufSize(0)]
+    );
+    let refusal = agent::backend::drbd9::refuse_manage_on_drbd9(&c).unwrap_or_default();
+    assert!(refusal.contains("applied on DRBD 8.4 only"), "{refusal}");
+
+    for (to, key, why) in [
+        (
+            "disk_options = { al_extents = 7 }",
+            "resource[0].manage.disk_options.al_extents",
+            "67-65534",
+        ),
+        (
+            "disk_options = { on_io_error = \"call-local-io-error\" }",
+            "resource[0].manage.disk_options.on_io_error",
+            "drbdadm",
+        ),
+        (
+            "handlers = { split-brain = \"/usr/lib/drbd/notify-split-brain.sh root\" }",
+            "resource[0].manage.handlers",
+            "mode = \"adopt\"",
+        ),
+    ] {
+        let (text, line) = edit_at("ko_count = 4 ", &format!("ko_count = 4\n{to}\n#"));
+        let e = err(&text);
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.reason.contains(why), "{e}");
+        // the line of the table holding the key
+        assert!(
+            matches!(e.line, Some(l) if l == line || l == line + 1),
+            "{e}"
+        );
+    }
+}

@@ -211,27 +211,32 @@ impl Drbd for NetlinkDrbd {
         }
         let current = self.status(res).await?;
         if matches!(current.disk, Disk::Diskless | Disk::DUnknown) {
-            h.execute(Attach::new(res.minor, m.disk.to_string_lossy()).fencing(MANAGED_FENCING))
-                .await
-                .map_err(err)?;
+            let mut attach =
+                Attach::new(res.minor, m.disk.to_string_lossy()).fencing(MANAGED_FENCING);
+            // [resource.manage.disk_options]: DRBD's defaults for what is unset.
+            for opt in m.disk_options.drbd84() {
+                attach = attach.option(opt);
+            }
+            h.execute(attach).await.map_err(err)?;
         }
         let current = self.status(res).await?;
         if matches!(
             current.connection,
             Connection::StandAlone | Connection::Unknown
         ) {
-            h.execute(
-                Connect::new(&res.name, local, peer)
-                    .protocol(protocol)
-                    .after_split_brain(MANAGED_AFTER_SB, MANAGED_AFTER_SB, MANAGED_AFTER_SB)
-                    // Peer-failure detection (docs/takeover.md).
-                    .option(NetConf::PingInt(m.ping_int_s))
-                    .option(NetConf::PingTimeo(m.ping_timeout_ds))
-                    .option(NetConf::Timeout(m.timeout_ds))
-                    .option(NetConf::KoCount(m.ko_count)),
-            )
-            .await
-            .map_err(err)?;
+            let mut connect = Connect::new(&res.name, local, peer)
+                .protocol(protocol)
+                .after_split_brain(MANAGED_AFTER_SB, MANAGED_AFTER_SB, MANAGED_AFTER_SB)
+                // Peer-failure detection (docs/takeover.md).
+                .option(NetConf::PingInt(m.ping_int_s))
+                .option(NetConf::PingTimeo(m.ping_timeout_ds))
+                .option(NetConf::Timeout(m.timeout_ds))
+                .option(NetConf::KoCount(m.ko_count));
+            // [resource.manage.net_options]: DRBD's defaults for what is unset.
+            for opt in m.net_options.drbd84() {
+                connect = connect.option(opt);
+            }
+            h.execute(connect).await.map_err(err)?;
         }
         Ok(())
     }

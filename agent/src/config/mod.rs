@@ -8,6 +8,7 @@
 
 mod address;
 pub mod check;
+mod drbd_options;
 mod fingerprint;
 mod general;
 mod locate;
@@ -19,6 +20,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use address::{Address, Announce, Probe};
+pub use drbd_options::{DiskOptions, Handlers, NetOptions, OnIoError};
 pub use general::{Metrics, RoleSource, Sockets, Timeouts};
 pub use resource::{
     Chap, Initiators, Lun, Manage, MetaDisk, Mode, Protocol, Resource, Target, DEFAULT_KO_COUNT,

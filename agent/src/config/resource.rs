@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
+
+use super::drbd_options::{self, DiskOptions, NetOptions};
 use tgt_ipc::{
     Acl, CacheMode, LunBacking, LunIdentity, ServeAccount, ServeLun, ServeSpec, TgtError,
 };
@@ -80,6 +82,16 @@ pub struct Manage {
     /// DRBD 9 only: the peer's node id (0-31, differs from `node_id`).
     #[serde(default)]
     pub peer_node_id: Option<u32>,
+    /// drbd.conf `disk { }` options (unset: DRBD's defaults).
+    #[serde(default)]
+    pub disk_options: DiskOptions,
+    /// drbd.conf `net { }` options beyond the ones above (unset: DRBD's defaults).
+    #[serde(default)]
+    pub net_options: NetOptions,
+    /// drbd.conf's `handlers { }`: refused (drbdadm runs them, see [`DiskOptions`]'s module);
+    /// the agent's own alarms, `iscsi-ha events` and mail alerts report the same situations.
+    #[serde(default, skip_serializing)]
+    pub handlers: Option<drbd_options::Handlers>,
 }
 
 /// Default `ping_int_s`: a silently dead peer is noticed within 2.5 s (DRBD's own 10 s would
@@ -455,6 +467,17 @@ pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String
                 }
                 if let Some((f, why)) = m.node_ids_error() {
                     return err(k(f), why);
+                }
+                if let Some((f, why)) = drbd_options::check(&m.disk_options, &m.net_options) {
+                    return err(k(&format!("manage.{f}")), &why);
+                }
+                if m.handlers.is_some() {
+                    return err(
+                        k("manage.handlers"),
+                        "DRBD handlers are run by drbdadm from drbd.conf, which a managed \
+                         resource does not have: keep them in drbd.conf with mode = \"adopt\", \
+                         or follow the agent's alarms (iscsi-ha events, [alerts.email])",
+                    );
                 }
                 if m.local == m.peer {
                     return err(k("manage.peer"), "must differ from manage.local");

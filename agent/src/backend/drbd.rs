@@ -9,7 +9,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
 use super::{Drbd, Generations};
-use crate::config::{Config, Resource};
+use crate::config::{Config, Manage, Resource};
 use crate::error::BackendError;
 use crate::fsm::{Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role};
 
@@ -19,6 +19,42 @@ use crate::fsm::{Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role};
 pub const MANAGED_FENCING: FencingPolicy = FencingPolicy::ResourceOnly;
 /// After-split-brain policy for zero, one and two Primaries in manage mode.
 pub const MANAGED_AFTER_SB: AfterSbPolicy = AfterSbPolicy::Disconnect;
+
+/// What manage mode sets on a resource's replication, in DRBD's terms: one set for both APIs
+/// (8.4 puts fencing in the disk options, DRBD 9 in the connection's net options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagedOptions {
+    /// Replication protocol `A`, `B` or `C`.
+    pub protocol: char,
+    /// [`MANAGED_FENCING`].
+    pub fencing: FencingPolicy,
+    /// After-split-brain policies with zero, one and two Primaries ([`MANAGED_AFTER_SB`]).
+    pub after_sb: [AfterSbPolicy; 3],
+    /// Peer-failure detection (docs/takeover.md): `ping-int` (s), `ping-timeout` (0.1 s),
+    /// `timeout` (0.1 s), `ko-count`, from the config.
+    pub ping_int_s: u32,
+    /// `ping-timeout`, tenths of a second.
+    pub ping_timeout_ds: u32,
+    /// `timeout`, tenths of a second.
+    pub timeout_ds: u32,
+    /// `ko-count` (0 = off).
+    pub ko_count: u32,
+}
+
+impl ManagedOptions {
+    /// The options of a managed resource with bring-up parameters `m`.
+    pub fn of(m: &Manage) -> Self {
+        ManagedOptions {
+            protocol: m.protocol.as_char(),
+            fencing: MANAGED_FENCING,
+            after_sb: [MANAGED_AFTER_SB; 3],
+            ping_int_s: m.ping_int_s,
+            ping_timeout_ds: m.ping_timeout_ds,
+            timeout_ds: m.timeout_ds,
+            ko_count: m.ko_count,
+        }
+    }
+}
 
 /// DRBD through netlink.
 #[derive(Debug, Clone)]
@@ -199,7 +235,7 @@ impl Drbd for NetlinkDrbd {
             )));
         };
         let (local, peer) = (m.local, m.peer);
-        let protocol = m.protocol.as_char();
+        let o = ManagedOptions::of(m);
         let h = &self.handle;
         h.execute(NewResource::new(&res.name)).await.map_err(err)?;
         let current = self.status(res).await?;
@@ -211,8 +247,7 @@ impl Drbd for NetlinkDrbd {
         }
         let current = self.status(res).await?;
         if matches!(current.disk, Disk::Diskless | Disk::DUnknown) {
-            let mut attach =
-                Attach::new(res.minor, m.disk.to_string_lossy()).fencing(MANAGED_FENCING);
+            let mut attach = Attach::new(res.minor, m.disk.to_string_lossy()).fencing(o.fencing);
             // [resource.manage.disk_options]: DRBD's defaults for what is unset.
             for opt in m.disk_options.drbd84() {
                 attach = attach.option(opt);
@@ -225,13 +260,12 @@ impl Drbd for NetlinkDrbd {
             Connection::StandAlone | Connection::Unknown
         ) {
             let mut connect = Connect::new(&res.name, local, peer)
-                .protocol(protocol)
-                .after_split_brain(MANAGED_AFTER_SB, MANAGED_AFTER_SB, MANAGED_AFTER_SB)
-                // Peer-failure detection (docs/takeover.md).
-                .option(NetConf::PingInt(m.ping_int_s))
-                .option(NetConf::PingTimeo(m.ping_timeout_ds))
-                .option(NetConf::Timeout(m.timeout_ds))
-                .option(NetConf::KoCount(m.ko_count));
+                .protocol(o.protocol)
+                .after_split_brain(o.after_sb[0], o.after_sb[1], o.after_sb[2])
+                .option(NetConf::PingInt(o.ping_int_s))
+                .option(NetConf::PingTimeo(o.ping_timeout_ds))
+                .option(NetConf::Timeout(o.timeout_ds))
+                .option(NetConf::KoCount(o.ko_count));
             // [resource.manage.net_options]: DRBD's defaults for what is unset.
             for opt in m.net_options.drbd84() {
                 connect = connect.option(opt);
@@ -273,6 +307,7 @@ impl Drbd for NetlinkDrbd {
             disk_flags: d.disk_flags.unwrap_or(0),
             local: d.local_addr.as_ref().map(|a| a.to_string()),
             peer: d.peer_addr.as_ref().map(|a| a.to_string()),
+            drbd9: None,
         })
     }
 

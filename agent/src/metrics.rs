@@ -114,6 +114,7 @@ pub struct Metrics {
     target_state: Family<Labels, Gauge>,
     target_sessions: Family<Labels, Gauge>,
     address_held: Family<Labels, Gauge>,
+    config_info: Family<Labels, Gauge>,
     authority: Family<Labels, Gauge>,
     authority_changed: FloatGauge,
     converged: Gauge,
@@ -145,6 +146,7 @@ impl Metrics {
             target_state: Family::default(),
             target_sessions: Family::default(),
             address_held: Family::default(),
+            config_info: Family::default(),
             authority: Family::default(),
             authority_changed: FloatGauge::default(),
             converged: Gauge::default(),
@@ -226,6 +228,11 @@ impl Metrics {
             "address_held",
             "The floating address is held on this node",
             m.address_held.clone(),
+        );
+        r.register(
+            "config_info",
+            "The running config's fingerprint (1; compare the two nodes: equal when they serve the same)",
+            m.config_info.clone(),
         );
         r.register(
             "address_announcements",
@@ -365,6 +372,12 @@ impl Metrics {
             self.address_held
                 .get_or_create(&labels(&[("address", &a.address)]))
                 .set(i64::from(a.held));
+        }
+        // One series: a reload that changes the fingerprint replaces it.
+        let fingerprint = labels(&[("fingerprint", &status.config_fingerprint)]);
+        if self.config_info.get(&fingerprint).is_none() {
+            self.config_info.clear();
+            self.config_info.get_or_create(&fingerprint).set(1);
         }
         let authority = match status.authority {
             Authority::Primary => "primary",

@@ -3,9 +3,10 @@
 ([package.metadata.deb] and [package.metadata.generate-rpm], the one place they are written)
 and writes the DEBIAN/control file and the RPM spec, for dpkg-deb and rpmbuild.
 
-    package-stage.py BINARY WORK COMPRESSION
+    package-stage.py BINARY WORK COMPRESSION [--strip]
 
-BINARY replaces the assets' target/release/iscsi-ha. WORK receives deb/ (the tree with
+BINARY replaces the assets' target/release/iscsi-ha (its debug sections removed with --strip,
+as cargo-deb does by default). WORK receives deb/ (the tree with
 DEBIAN/control), rpm-root/ (the tree) and iscsi-ha.spec. Depends (deb) come from the binary's
 NEEDED libraries and the newest GLIBC_ symbol version it uses (what dpkg-shlibdeps would say);
 the RPM's come from rpmbuild's own ELF dependency generator.
@@ -19,6 +20,7 @@ import sys
 import textwrap
 
 binary, work, compression = sys.argv[1:4]
+strip = "--strip" in sys.argv[4:]
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 meta = json.loads(subprocess.run(
     ["cargo", "metadata", "--no-deps", "--format-version", "1", "--offline"],
@@ -40,6 +42,8 @@ def place(tree, src, dest, mode):
     path = os.path.join(tree, dest)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     shutil.copyfile(source(src), path)
+    if strip and src == RELEASE_BIN:
+        subprocess.run(["strip", "--strip-debug", path], check=True)
     os.chmod(path, int(mode, 8))
     return "/" + dest
 

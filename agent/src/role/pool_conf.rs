@@ -99,7 +99,17 @@ impl PoolConfWatch {
                 | WatchMask::DELETE_SELF
                 | WatchMask::MOVE_SELF,
         )
-        .map_err(AgentError::Role)?;
+        .map_err(|e| {
+            // Say which directory and why it matters: a bare ENOENT sends the operator guessing.
+            AgentError::Role(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot watch {} (the directory of pool.conf): {e}; on a host that is not a \
+                     XenServer / XCP-ng pool member use [role] source = \"command\"",
+                    dir.display()
+                ),
+            ))
+        })?;
         Ok(PoolConfWatch {
             path: path.to_path_buf(),
             name,
@@ -181,5 +191,15 @@ mod tests {
         assert!(is_broken(&parse("broken\n")));
         assert!(!is_broken(&parse("")));
         assert!(matches!(parse("\u{0}\u{1}garbage"), Authority::Unknown(_)));
+    }
+
+    #[test]
+    fn missing_directory_is_named_with_the_way_out() {
+        let err = match PoolConfWatch::new(Path::new("/nonexistent-iscsi-ha/pool.conf")) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a watch on a missing directory"),
+        };
+        assert!(err.contains("/nonexistent-iscsi-ha"), "{err}");
+        assert!(err.contains("source = \"command\""), "{err}");
     }
 }

@@ -27,10 +27,8 @@ impl Drop for Kill {
     }
 }
 
-fn stats(mut v: Vec<f64>) -> (f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.5), at(0.95))
+fn stats(v: Vec<f64>) -> (f64, f64) {
+    test_support::stats::median_p95(&v)
 }
 
 /// Start the daemon; returns it and the time until READY arrived.

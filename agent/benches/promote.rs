@@ -26,13 +26,8 @@ use common::{free_port, which, Tgtd};
 const RUNS: usize = 30;
 const PORT: u16 = 9;
 
-fn stats(mut v: Vec<f64>) -> (f64, f64) {
-    if v.is_empty() {
-        return (0.0, 0.0);
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.5), at(0.95))
+fn stats(v: Vec<f64>) -> (f64, f64) {
+    test_support::stats::median_p95(&v)
 }
 
 fn tgtadm(base: &Path, args: &str) {
@@ -51,11 +46,7 @@ fn main() {
         || which("tgtd").is_none()
         || which("tgtadm").is_none()
     {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "bench needs root, tgtd, tgtadm"
-        );
-        eprintln!("SKIP: needs root, tgtd and tgtadm");
+        test_support::prereq::skip("promote bench: needs root, tgtd and tgtadm");
         return;
     }
     let dir = tempfile::Builder::new()

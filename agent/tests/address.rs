@@ -22,42 +22,29 @@ use agent::daemon::Daemon;
 use agent::executor::Executor;
 use agent::fsm::{Connection, Disk, Role};
 use common::which;
+use test_support::netns::{self, Netns};
 
 fn prereqs() -> bool {
-    let root = nix::unistd::Uid::effective().is_root();
-    if root && which("ip").is_some() {
-        return true;
-    }
-    let msg = "agent address test: needs root and `ip`";
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{msg} (CI=true)"
-    );
-    eprintln!("SKIP {msg}");
-    false
+    test_support::prereq::Prereqs::new("agent address test")
+        .root()
+        .tools(&["ip"])
+        .check()
 }
 
 fn ip(args: &str) {
-    let st = Command::new(which("ip").expect("ip"))
-        .args(args.split_whitespace())
-        .status()
-        .expect("ip runs");
-    assert!(st.success(), "ip {args}");
+    let args: Vec<&str> = args.split_whitespace().collect();
+    netns::ip(&args).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Run `body` on a thread inside a fresh network namespace with veth pair v0/v1 up.
 fn in_netns<F: FnOnce() + Send + 'static>(body: F) {
-    std::thread::spawn(move || {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
-        // Children forked from this thread inherit its namespace.
-        ip("link set lo up");
+    // Children forked from that thread inherit its namespace.
+    netns::in_new_ns(|| {
         ip("link add v0 type veth peer name v1");
         ip("link set v0 up");
         ip("link set v1 up");
         body();
     })
-    .join()
-    .expect("netns thread");
 }
 
 fn config() -> Config {
@@ -97,32 +84,6 @@ fn assert_never_promoted(mem: &Memory) {
         w.log
     );
     assert_eq!(w.drbd.get("r0").map(|v| v.role), Some(Role::Secondary));
-}
-
-/// A second network namespace playing the other host (`ip netns add`, unique per process),
-/// deleted on drop, also when the test fails.
-struct OtherHost {
-    name: String,
-}
-
-impl OtherHost {
-    fn new() -> OtherHost {
-        let name = format!("ihaaddr{}", std::process::id());
-        ip(&format!("netns add {name}"));
-        OtherHost { name }
-    }
-
-    fn ip(&self, args: &str) {
-        ip(&format!("-n {} {args}", self.name));
-    }
-}
-
-impl Drop for OtherHost {
-    fn drop(&mut self) {
-        let _ = Command::new(which("ip").expect("ip"))
-            .args(["netns", "delete", &self.name])
-            .status();
-    }
 }
 
 /// Wait (up to 5 s) until `dev` reports carrier (veth: the peer is up again). `/sys` shows the
@@ -242,11 +203,16 @@ fn claim_restore_conflict_release() {
             // Secondary peer, so the one probe runs while DRBD and the target come up
             // (docs/takeover.md): the claim refuses, the promote is rolled back, the node is
             // Secondary again and the address was never added here.
-            let other = OtherHost::new();
-            ip(&format!("link set v1 netns {}", other.name));
-            other.ip("link set lo up");
-            other.ip("link set v1 up");
-            other.ip("addr add 10.99.0.10/24 dev v1");
+            // A second namespace playing the other host, deleted on drop (also on failure).
+            let other = Netns::add(Netns::unique_name("ihaaddr")).expect("netns add");
+            let in_other = |args: &str| {
+                let args: Vec<&str> = args.split_whitespace().collect();
+                other.ip(&args).unwrap_or_else(|e| panic!("{e}"));
+            };
+            ip(&format!("link set v1 netns {}", other.name()));
+            in_other("link set lo up");
+            in_other("link set v1 up");
+            in_other("addr add 10.99.0.10/24 dev v1");
             wait_carrier("v0").await;
             while let Ok(ev) = rx.try_recv() {
                 d.handle(ev).await;
@@ -298,7 +264,7 @@ fn claim_restore_conflict_release() {
             d.observe().await;
 
             // The other host gone: the same promote goes through.
-            other.ip("addr del 10.99.0.10/24 dev v1");
+            in_other("addr del 10.99.0.10/24 dev v1");
             assert!(!addr.answered_elsewhere(a0).await.expect("probe"));
             let r = d.request(Request::Promote).await;
             assert!(r.ok, "{}", r.message);

@@ -114,11 +114,7 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
     match (has_aiosmtpd, common::which("openssl")) {
         (true, Some(openssl)) => Some((python, openssl)),
         _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "python3-aiosmtpd or openssl missing under CI=true (scripts/deps.sh)"
-            );
-            eprintln!("SKIPPED: python3-aiosmtpd or openssl not installed");
+            test_support::prereq::skip("alerts test: python3-aiosmtpd or openssl not installed");
             None
         }
     }

@@ -19,27 +19,13 @@ use agent::backend::Target;
 use agent::config::Config;
 use agent::import::files::{import, write as write_import, ImportArgs};
 use common::{free_port, which, Tgtd};
+use test_support::prereq::Prereqs;
 
 fn prereqs() -> bool {
-    let mut missing = Vec::new();
-    if !nix::unistd::Uid::effective().is_root() {
-        missing.push("root".to_string());
-    }
-    for t in ["tgtd", "tgt-admin", "iscsi-inq"] {
-        if which(t).is_none() {
-            missing.push(format!("`{t}`"));
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("import test: missing {}", missing.join(", "));
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{msg} (CI=true: failing instead of skipping; run scripts/deps.sh as root)"
-    );
-    eprintln!("SKIP {msg}");
-    false
+    Prereqs::new("import test")
+        .root()
+        .tools(&["tgtd", "tgt-admin", "iscsi-inq"])
+        .check()
 }
 
 const ISCSI_HA_CONF: &str = r#"#############################################

@@ -32,8 +32,7 @@ fn meta_data_is_valid_for_ra_api_1_dtd_and_lists_every_action() {
     if !dtd_dir.join("ra-api-1.dtd").exists() || !xmllint.exists() {
         let why = "needs /usr/share/resource-agents/ra-api-1.dtd (resource-agents) and xmllint \
                    (libxml2-utils): bash scripts/deps.sh";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-        eprintln!("SKIP: {why}");
+        test_support::prereq::skip(why);
         return;
     }
     // exactly what ocf-tester runs

@@ -41,25 +41,10 @@ const LEGACY: &str = "iqn.2026-11.test.tgt-admin:legacy";
 type TgtDaemon = Daemon<Memory, TgtTarget, Memory>;
 
 fn prereqs(test: &str, tools: &[&str]) -> bool {
-    let mut missing = Vec::new();
-    if !nix::unistd::Uid::effective().is_root() || nix::unistd::Gid::effective().as_raw() != 0 {
-        missing.push("root".to_string());
-    }
-    for t in tools {
-        if which(t).is_none() {
-            missing.push(format!("`{t}`"));
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("{test}: missing {}", missing.join(", "));
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{msg} (CI=true: failing instead of skipping; run scripts/deps.sh as root)"
-    );
-    eprintln!("SKIP {msg}");
-    false
+    test_support::prereq::Prereqs::new(test)
+        .root_and_group()
+        .tools(tools)
+        .check()
 }
 
 fn iqn(name: &str) -> String {

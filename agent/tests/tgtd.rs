@@ -19,29 +19,15 @@ use agent::daemon::Daemon;
 use agent::executor::Executor;
 use agent::fsm::{Authority, TargetState};
 use common::{free_port, which, Tgtd};
+use test_support::prereq::Prereqs;
 
 const CONTROL_PORT: u16 = 7;
 
 fn prereqs() -> bool {
-    let mut missing = Vec::new();
-    if !nix::unistd::Uid::effective().is_root() || nix::unistd::Gid::effective().as_raw() != 0 {
-        missing.push("root".to_string());
-    }
-    for t in ["tgtd", "iscsi-inq"] {
-        if which(t).is_none() {
-            missing.push(format!("`{t}`"));
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("agent tgtd test: missing {}", missing.join(", "));
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{msg} (CI=true: failing instead of skipping; run scripts/deps.sh as root)"
-    );
-    eprintln!("SKIP {msg}");
-    false
+    Prereqs::new("agent tgtd test")
+        .root_and_group()
+        .tools(&["tgtd", "iscsi-inq"])
+        .check()
 }
 
 fn config(dir: &Path, backing: &Path, cache: &str) -> Config {

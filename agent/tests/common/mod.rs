@@ -1,9 +1,9 @@
-//! Shared test support: built-in configs, tool lookup, a private tgtd (also included by
-//! `benches/promote.rs` via `#[path]`).
+//! Shared test support: built-in configs and a simulated daemon (also included by the benches via
+//! `#[path]`); tool lookup and the private tgtd come from `test-support`.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use agent::config::Config;
 
@@ -80,71 +80,12 @@ pub fn config(name: &str, command: bool) -> Config {
     Config::parse(&text, Path::new("<test>")).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// `tool` in PATH, or in /usr/sbin or /sbin.
-pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// A private `tgtd -f` on its own socket (`DIR/socket.CONTROL_PORT`) and portal; killed on drop.
-pub struct Tgtd {
-    child: Option<Child>,
-    /// The `TGT_IPC_SOCKET` base (`DIR/socket`), as tgtadm wants it.
-    pub base: PathBuf,
-    control_port: u16,
-}
-
-impl Tgtd {
-    /// Starts tgtd with control port `control_port` and an iSCSI portal on 127.0.0.1:`port`,
-    /// its output going to `DIR/tgtd-PID.log`.
-    pub fn start(dir: &Path, control_port: u16, port: u16) -> Tgtd {
-        let base = dir.join("socket");
-        let log = std::fs::File::create(dir.join(format!("tgtd-{}.log", std::process::id())))
-            .expect("log");
-        let child = Command::new(which("tgtd").expect("tgtd"))
-            .args(["-f", "-C", &control_port.to_string(), "--iscsi"])
-            .arg(format!("portal=127.0.0.1:{port}"))
-            .env("TGT_IPC_SOCKET", &base)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn tgtd");
-        Tgtd {
-            child: Some(child),
-            base,
-            control_port,
-        }
-    }
-
-    /// The control socket path.
-    pub fn socket(&self) -> PathBuf {
-        PathBuf::from(format!("{}.{}", self.base.display(), self.control_port))
-    }
-
-    /// Kills it (as a crash would) and waits for it.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Tgtd {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+// Not every test binary including this module uses both.
+#[allow(unused_imports)]
+pub use test_support::{
+    tgtd::{free_port, Tgtd},
+    which,
+};
 
 /// A child process killed (and reaped) when dropped.
 pub struct Kill(pub Child);

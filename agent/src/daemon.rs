@@ -19,10 +19,10 @@
 //! alarms only after `timeouts.broken_alarm_s`. Operator commands are not delayed. `status` is
 //! answered while the first observation runs (marked `observing`).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::time::Duration;
 pub mod wiring;
 
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -206,6 +206,17 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         Some(st)
     }
 
+    /// The status with what is read at the moment of asking (sessions, out-of-sync data, resync
+    /// progress: no event reports them); the last known values if the read fails.
+    pub async fn status_now(&self) -> Option<Status> {
+        let mut st = self.status()?;
+        match self.exec.observe().await {
+            Ok(fresh) => st.refresh(&fresh),
+            Err(e) => warn!(error = %e, "status: fresh read failed; showing the last known"),
+        }
+        Some(st)
+    }
+
     /// Follow which resources wait for their peer (start or stop their clocks).
     fn track_waiting(&mut self) {
         let now: Vec<String> = self
@@ -303,10 +314,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 break;
             }
             let (outcome, record) = self.exec.run(plan).await;
-            self.records.push_back(record.clone());
-            while self.records.len() > KEEP_TRANSITIONS {
-                self.records.pop_front();
-            }
+            crate::record::keep(&mut self.records, record.clone(), KEEP_TRANSITIONS);
             self.stuck = matches!(
                 record.result,
                 crate::record::TransitionResult::Failed { .. }
@@ -379,6 +387,8 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
 
     /// Answer one control request.
     pub async fn request(&mut self, req: Request) -> Response {
+        // Status reads what no event reports (sessions, out-of-sync data) when asked.
+        let asked = matches!(req, Request::Status);
         let split = self.state.as_ref().map(State::split_brains);
         let split = split.unwrap_or_default();
         match req {
@@ -386,7 +396,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 return Response {
                     ok: false,
                     message: format!("split brain on {}", split.join(", ")),
-                    status: self.status().map(Box::new),
+                    status: self.status_now().await.map(Box::new),
                 };
             }
             Request::SplitBrain => {
@@ -427,10 +437,15 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 None => (true, "nothing to do".into()),
             },
         };
+        let status = if asked {
+            self.status_now().await
+        } else {
+            self.status()
+        };
         Response {
             ok,
             message,
-            status: self.status().map(Box::new),
+            status: status.map(Box::new),
         }
     }
 

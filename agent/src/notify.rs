@@ -74,6 +74,8 @@ pub fn status_line(status: &Status, handled: &Handled) -> String {
             .map(|a| format!("{} on {}", a.address, a.interface))
             .collect();
         format!("address waiting for link: {}", names.join(", "))
+    } else if status.converged && !status.degraded.is_empty() {
+        format!("converged, degraded: {}", status.degraded.join("; "))
     } else if status.converged {
         "converged".into()
     } else {

@@ -37,6 +37,52 @@ pub struct TransitionRecord {
     /// How it ended; in JSON the text `ok`, `refused: STEP: REASON`, `rolled back: …` or
     /// `failed: …`.
     pub result: TransitionResult,
+    /// How many more times the same transition (same kind, steps and result) ran right after
+    /// this one; the record then shows the latest run's id and times.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeated: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl TransitionRecord {
+    /// The same transition as `other`: kind, stages (with their objects, results and
+    /// rollback marks) and result; ids and times aside.
+    pub fn same_as(&self, other: &TransitionRecord) -> bool {
+        let shape = |r: &TransitionRecord| {
+            r.stages
+                .iter()
+                .map(|s| (s.stage, s.objects.clone(), s.ok, s.rollback))
+                .collect::<Vec<_>>()
+        };
+        self.kind == other.kind && self.result == other.result && shape(self) == shape(other)
+    }
+}
+
+/// The last transitions, at most `keep`: a transition that repeats the last one is counted in
+/// it ([`TransitionRecord::repeated`]) instead of taking a place, and when one must go, the
+/// oldest repair goes before any promote or demote.
+pub fn keep(
+    records: &mut std::collections::VecDeque<TransitionRecord>,
+    new: TransitionRecord,
+    keep: usize,
+) {
+    if let Some(last) = records.back_mut().filter(|l| l.same_as(&new)) {
+        let repeated = last.repeated + 1;
+        *last = TransitionRecord { repeated, ..new };
+        return;
+    }
+    records.push_back(new);
+    while records.len() > keep {
+        let older = records.len() - 1; // never the one just kept
+        let repair = records
+            .iter()
+            .take(older)
+            .position(|r| r.kind == PlanKind::Repair);
+        let _ = records.remove(repair.unwrap_or(0));
+    }
 }
 
 /// How a transition ended.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::executor::TransitionRecord;
-use crate::fsm::{Authority, DrbdView, Role, State, TargetView};
+use crate::fsm::{Authority, Connection, Disk, DrbdView, Role, Snapshot, State, TargetView};
 
 /// One resource in the status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,8 +71,15 @@ pub struct Status {
     /// `Primary` when every resource is DRBD Primary and serving, `Secondary` when none is,
     /// `Mixed` otherwise.
     pub node_role: String,
-    /// Everything matches the authority's wish.
+    /// Everything the agent drives matches the authority's wish (roles, targets, addresses).
+    /// With [`Status::degraded`] non-empty the node is in the warning state "converged,
+    /// degraded": it serves (or not) as wished but the data is not replicated as it should be.
     pub converged: bool,
+    /// Why replication is degraded, one line per cause (empty: healthy): DRBD not connected
+    /// (StandAlone does not reconnect by itself), the peer's or the local disk not UpToDate,
+    /// data out of sync, with the resync's progress. Read with the rest of the status.
+    #[serde(default)]
+    pub degraded: Vec<String>,
     /// Maintenance: observe and report, change nothing.
     pub maintenance: bool,
     /// Why nothing is being changed after a failure, if so.
@@ -168,6 +175,44 @@ fn detection_warnings(config: &Config, state: &State) -> Vec<String> {
     out
 }
 
+/// Why the replication of these resources is degraded (see [`Status::degraded`]).
+pub fn replication_warnings(resources: &[ResourceStatus]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in resources.iter().filter(|r| r.drbd.up) {
+        let (name, d) = (&r.name, &r.drbd);
+        let progress = sync_text(d);
+        if !d.connection.handshaken() {
+            let why = match d.connection {
+                Connection::StandAlone => format!(
+                    "connection StandAlone: DRBD does not reconnect by itself (drbdadm connect \
+                     {name} on both nodes once the cause is known)"
+                ),
+                _ => format!("connection {}", d.connection),
+            };
+            out.push(format!("{name}: not replicating: {why}{progress}"));
+        } else if d.peer_disk != Disk::UpToDate {
+            out.push(format!("{name}: peer disk {}{progress}", d.peer_disk));
+        } else if d.disk != Disk::UpToDate {
+            out.push(format!("{name}: local disk {}{progress}", d.disk));
+        } else if d.sync.is_some_and(|s| s.out_of_sync_kib > 0) {
+            out.push(format!("{name}: data differs from the peer{progress}"));
+        }
+    }
+    out
+}
+
+/// `, 1234 KiB out of sync, resync 42.0 %` as far as DRBD reported them.
+fn sync_text(d: &DrbdView) -> String {
+    let Some(s) = d.sync.filter(|s| s.out_of_sync_kib > 0) else {
+        return String::new();
+    };
+    let mut t = format!(", {} KiB out of sync", s.out_of_sync_kib);
+    if let Some(p) = s.done_permille {
+        t.push_str(&format!(", resync {:.1} %", f64::from(p) / 10.0));
+    }
+    t
+}
+
 /// A resource waiting for its peer before it may promote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerWait {
@@ -233,6 +278,7 @@ impl Status {
             authority: state.authority.clone(),
             node_role: node_role.into(),
             converged: state.converged(),
+            degraded: replication_warnings(&resources),
             maintenance: state.maintenance,
             blocked: state.blocked.clone(),
             notice: state.last_notice.clone(),
@@ -267,6 +313,18 @@ impl Status {
         }
     }
 
+    /// Takes what is read at the moment of asking from `fresh` (sessions, out-of-sync data and
+    /// resync progress, which no event reports) and judges the replication again.
+    pub fn refresh(&mut self, fresh: &Snapshot) {
+        for r in &mut self.resources {
+            if let Some(v) = fresh.resources.get(&r.name) {
+                r.target.sessions = v.target.sessions;
+                r.drbd.sync = v.drbd.sync;
+            }
+        }
+        self.degraded = replication_warnings(&self.resources);
+    }
+
     /// The human-readable form.
     pub fn render(&self) -> String {
         let mut o = String::new();
@@ -277,10 +335,10 @@ impl Status {
             self.node_role,
             self.authority,
             self.role_source,
-            if self.converged {
-                "converged"
-            } else {
-                "NOT converged"
+            match (self.converged, self.degraded.is_empty()) {
+                (true, true) => "converged",
+                (true, false) => "converged, DEGRADED",
+                (false, _) => "NOT converged",
             },
             if self.maintenance {
                 "  MAINTENANCE"
@@ -324,6 +382,9 @@ impl Status {
         for r in &self.split_brain {
             let _ = writeln!(o, "SPLIT BRAIN on {r}: see `iscsi-ha split-brain`");
         }
+        for w in &self.degraded {
+            let _ = writeln!(o, "degraded: {w}");
+        }
         for w in &self.detection_warnings {
             let _ = writeln!(o, "warning: {w}");
         }
@@ -336,7 +397,7 @@ impl Status {
             let d = &r.drbd;
             let _ = writeln!(
                 o,
-                "resource {} (minor {}{version}): {}/{} {} {}/{}{}",
+                "resource {} (minor {}{version}): {}/{} {} {}/{}{}{}",
                 r.name,
                 r.minor,
                 d.role,
@@ -344,7 +405,8 @@ impl Status {
                 d.connection,
                 d.disk,
                 d.peer_disk,
-                if d.up { "" } else { " (down)" }
+                if d.up { "" } else { " (down)" },
+                sync_text(d)
             );
             if let Some(p) = &d.drbd9 {
                 let yes = |b: bool| if b { "yes" } else { "no" };
@@ -383,11 +445,16 @@ impl Status {
         for t in &self.transitions {
             let _ = writeln!(
                 o,
-                "transition #{} {} {:.1} ms: {}",
+                "transition #{} {} {:.1} ms: {}{}",
                 t.id,
                 t.kind,
                 t.total_micros as f64 / 1000.0,
-                t.result
+                t.result,
+                if t.repeated > 0 {
+                    format!(" ({} in a row, times of the last)", t.repeated + 1)
+                } else {
+                    String::new()
+                }
             );
             for s in &t.stages {
                 let _ = writeln!(

@@ -11,7 +11,7 @@ use tracing::warn;
 use super::{Drbd, Generations};
 use crate::config::{Config, Manage, Resource};
 use crate::error::BackendError;
-use crate::fsm::{Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role};
+use crate::fsm::{Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role, SyncView};
 
 /// The policies a managed resource gets (see `docs/stale-data-and-split-brain.md`): fencing
 /// `resource-only`, so DRBD keeps a rebooted node's disk Consistent instead of UpToDate, and
@@ -205,6 +205,15 @@ pub fn view_of(s: &DeviceStatus) -> Option<DrbdView> {
             allow_two_primaries: n.two_primaries,
         }),
         drbd9: None,
+        // One bitmap bit is 4 KiB.
+        sync: s.bits_oos.map(|bits| SyncView {
+            out_of_sync_kib: bits.saturating_mul(4),
+            done_permille: s
+                .bits_rs_total
+                .filter(|t| *t > 0)
+                .and(s.sync_progress_permille())
+                .and_then(|p| u32::try_from(p).ok()),
+        }),
     })
 }
 

@@ -194,6 +194,19 @@ pub struct DrbdView {
     /// DRBD 9's own promotion facts; `None` on 8.4.
     #[serde(default)]
     pub drbd9: Option<Drbd9Promotion>,
+    /// How far the local and peer data differ; `None` when DRBD did not report it.
+    #[serde(default)]
+    pub sync: Option<SyncView>,
+}
+
+/// What DRBD reports of the data still to copy between the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SyncView {
+    /// Data known to differ from the peer's (DRBD's out-of-sync bitmap), KiB.
+    pub out_of_sync_kib: u64,
+    /// Progress of the running resync, per mille (as `drbdsetup events` computes it); `None`
+    /// when no resync runs or DRBD did not report it.
+    pub done_permille: Option<u32>,
 }
 
 /// What DRBD 9 says about promoting this node: `may_promote` and `promotion_score` as

@@ -354,8 +354,22 @@ async fn restarted_tgtd_is_detected_empty() {
     let t = Tgtd::start().await;
     let s = spec(&t, "r0.img");
     t.client.serve(&s).await.unwrap();
+    let path = t.client.path().to_path_buf();
     let dir = t.kill();
+    // the dead tgtd's socket file is left: ECONNREFUSED, at once without a retry ...
+    let e = tgt_ipc::TgtClient::at_path(&path)
+        .show_system()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TgtError::Connect { .. }), "{e:?}");
+    // ... and ridden out with one while tgtd starts
+    let retrying = tgt_ipc::TgtClient::at_path(&path).connect_retry_for(Duration::from_secs(30));
+    let waiting = tokio::spawn(async move { retrying.show_system().await });
     let t = Tgtd::start_in(dir).await;
+    waiting
+        .await
+        .unwrap()
+        .expect("connected once the new tgtd listened");
     assert_eq!(t.client.served(&s).await.unwrap(), Served::Missing);
     assert!(matches!(
         t.client.check_served(&s).await,

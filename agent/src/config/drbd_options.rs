@@ -3,8 +3,8 @@
 //! applied at a managed bring-up. Unset, DRBD's own default applies. Limits are DRBD 8.4's
 //! (the kernel's `include/linux/drbd_limits.h`, e.g. Linux v6.1: `DRBD_RESYNC_RATE_MAX` 4 << 20,
 //! `DRBD_AL_EXTENTS_MIN` 67 / `MAX` 0xfffe, `DRBD_MAX_BUFFERS_MIN` 32 / `MAX` 131072,
-//! `DRBD_SNDBUF_SIZE_MAX` = `DRBD_RCVBUF_SIZE_MAX` = 10 << 20); options that can lose acknowledged writes (`disk-flushes no`,
-//! `disk-barrier no`, `protocol A` aside) are not offered. DRBD's `handlers` are run by
+//! `DRBD_SNDBUF_SIZE_MAX` = `DRBD_RCVBUF_SIZE_MAX` = 10 << 20); options that can lose
+//! acknowledged writes (`disk-flushes no`, `disk-barrier no`) are not offered. DRBD's `handlers` are run by
 //! `drbdadm` from drbd.conf, which a managed resource does not have: refused, with the way out.
 
 use serde::{Deserialize, Serialize};

@@ -9,20 +9,11 @@
 //! Setup: one namespace made here (`vipb<pid>`) with a veth pair inside it, deleted at the end
 //! (also on panic, by a Drop guard). Nothing leaves the machine.
 
-use std::fs::File;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sched::{setns, CloneFlags};
+use test_support::netns::Netns;
 use vip::{AnnouncePolicy, ClaimOptions, Vip};
-
-struct Ns(String);
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
     let out = Command::new(cmd)
@@ -53,29 +44,25 @@ impl Stage {
             samples: Vec::new(),
         }
     }
-    fn pct(&self, p: f64) -> Duration {
-        let mut v = self.samples.clone();
-        v.sort();
-        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-        v.get(i).copied().unwrap_or_default()
-    }
-    fn us(d: Duration) -> f64 {
-        d.as_secs_f64() * 1e6
+    /// Median and p95, microseconds.
+    fn median_p95(&self) -> (f64, f64) {
+        let us: Vec<f64> = self.samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+        test_support::stats::median_p95(&us)
     }
     fn json(&self) -> serde_json::Value {
+        let (median, p95) = self.median_p95();
         serde_json::json!({
             "stage": self.name,
             "runs": self.samples.len(),
-            "median_us": Self::us(self.pct(0.5)),
-            "p95_us": Self::us(self.pct(0.95)),
+            "median_us": median,
+            "p95_us": p95,
         })
     }
     fn print(&self) {
+        let (median, p95) = self.median_p95();
         println!(
             "  {:<34} median {:>10.1} us   p95 {:>10.1} us",
-            self.name,
-            Self::us(self.pct(0.5)),
-            Self::us(self.pct(0.95))
+            self.name, median, p95
         );
     }
 }
@@ -85,30 +72,22 @@ fn main() -> Result<(), String> {
         return Ok(()); // `cargo test --benches` probes harness=false benches with --list
     }
     if !nix::unistd::geteuid().is_root() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            return Err("vip claim bench needs root (CI=true)".into());
-        }
-        println!("SKIP vip claim bench: needs root");
+        test_support::prereq::skip("vip claim bench: needs root");
         return Ok(());
     }
     let runs: usize = std::env::var("RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
-    let ns = Ns(format!("vipb{}", std::process::id()));
-    run("ip", &["netns", "add", &ns.0])?;
-    run(
-        "ip",
-        &[
-            "-n", &ns.0, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
-        ],
-    )?;
+    let ns = Netns::add(format!("vipb{}", std::process::id()))?;
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+    ])?;
     for l in ["lo", "eth0", "peer0"] {
-        run("ip", &["-n", &ns.0, "link", "set", l, "up"])?;
+        ns.ip(&["link", "set", l, "up"])?;
     }
     // Enter the namespace on this thread; spawned tools inherit it (no `ip netns exec` cost).
-    let f = File::open(format!("/run/netns/{}", ns.0)).map_err(|e| e.to_string())?;
-    setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
+    ns.enter()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -179,10 +158,8 @@ fn main() -> Result<(), String> {
     ] {
         s.print();
     }
-    let ratio_claim =
-        classic.pct(0.5).as_secs_f64() / claim.pct(0.5).as_secs_f64().max(f64::MIN_POSITIVE);
-    let ratio_release =
-        ip_del.pct(0.5).as_secs_f64() / rel.pct(0.5).as_secs_f64().max(f64::MIN_POSITIVE);
+    let ratio_claim = classic.median_p95().0 / claim.median_p95().0.max(f64::MIN_POSITIVE);
+    let ratio_release = ip_del.median_p95().0 / rel.median_p95().0.max(f64::MIN_POSITIVE);
     println!("  ratio claim   (classic / vip, medians): {ratio_claim:.1}x");
     println!("  ratio release (classic / vip, medians): {ratio_release:.1}x");
 

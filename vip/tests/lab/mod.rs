@@ -8,20 +8,15 @@
 
 #![allow(dead_code)]
 
-use std::fs::File;
-use std::future::Future;
 use std::net::IpAddr;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
-use nix::sched::{setns, CloneFlags};
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
 use rtnetlink::packet_route::AddressFamily;
+pub use test_support::netns::in_ns;
+use test_support::netns::{ip, Netns};
 use vip::MacAddr;
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Subnets used only inside the lab bridge.
 pub const NET4: &str = "10.77.0";
@@ -46,22 +41,6 @@ pub struct Lab {
     pub c: Node,
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("spawn ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 /// Root and namespaces are needed; without them: fail under `CI=true`, else print SKIP.
 pub fn lab(test: &str) -> Option<Lab> {
     let why = if !nix::unistd::geteuid().is_root() {
@@ -73,22 +52,19 @@ pub fn lab(test: &str) -> Option<Lab> {
         }
     };
     let why = why.unwrap_or_default();
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs root and network namespaces (CI=true): {why}");
-    }
-    // Written to the stderr handle, not through eprintln!, so libtest does not capture it.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIP {test}: needs root and network namespaces: {why}"
-    );
+    test_support::prereq::skip(format!("{test}: needs root and network namespaces: {why}"));
     None
 }
 
 impl Lab {
     fn new() -> Result<Lab, String> {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let base = format!("vipt{}x{n}", std::process::id());
+        let base = Netns::unique_name("vipt");
+        // The counter part of the name keeps MACs unique between this process's labs.
+        let n: u32 = base
+            .rsplit('x')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         let br = format!("{base}br");
         ip(&["netns", "add", &br])?;
         let mut lab = Lab {
@@ -193,27 +169,6 @@ impl Drop for Lab {
             }
         }
     }
-}
-
-/// Runs `f` on a fresh thread inside namespace `ns`, on its own current-thread runtime.
-pub fn in_ns<F, Fut, T>(ns: &str, f: F) -> T
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = T>,
-    T: Send + 'static,
-{
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open netns file");
-        setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        rt.block_on(f())
-    })
-    .join()
-    .expect("namespace thread panicked")
 }
 
 /// C's neighbour entry for `addr` on eth0, read through rtnetlink (`ip neigh show`).

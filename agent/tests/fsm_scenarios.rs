@@ -151,6 +151,7 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                         fencing: Fencing::Unknown,
                         net: None,
                         drbd9: None,
+                        sync: None,
                     },
                     target: TargetView::default(),
                 };

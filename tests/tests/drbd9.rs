@@ -375,12 +375,73 @@ fn bring_up_figures(node: &Node, peer: &Node, r: &Resource) -> anyhow::Result<(f
     Ok((agent, bringup::drbdsetup_up_ms(node, peer, r)?))
 }
 
+/// After the failover (a Primary, b powered off): a writes newer data; b boots with its
+/// replication link cut and `master` still in its pool.conf. b's agent brings DRBD up on b's old
+/// metadata and waits for its peer (no promote of stale data); once the link is back b resyncs
+/// from a, stays Secondary (a is Primary), never became Primary, and holds a's newer data.
+fn stale_master_waits_then_resyncs(lab: &Lab, r: &Resource) -> anyhow::Result<()> {
+    let (a, b) = nodes(lab);
+    let t = Duration::from_secs(90);
+    let newer = "drbd9-written-on-a-after-the-failover";
+    write_marker(a, &r.device(), newer)?;
+    b.boot()?;
+    let tap = lab::net::tap(1);
+    let link = |how: &[&str]| {
+        let mut args = vec!["-n", lab.name(), "link", "set", tap.as_str()];
+        args.extend(how);
+        lab::net::ip(&args)
+    };
+    link(&["nomaster"])?;
+    let cut = || -> anyhow::Result<()> {
+        // What a boot script's `drbdadm up` does first (the agent runs no program).
+        bringup::apply_al(b, r)?;
+        agent_lab::start_tgtd(b)?;
+        bringup::install_managed_config(b, a, r)?;
+        set_pool_conf(b, Some(master()))?;
+        agent_lab::start_agent(b)?;
+        let sb = wait_status(b, "b to wait for its peer", t, |v| {
+            v["waiting_for_peer"]
+                .as_array()
+                .is_some_and(|w| !w.is_empty())
+        })?;
+        anyhow::ensure!(agent_lab::holds_secondary(&sb), "b changed: {sb}");
+        Ok(())
+    };
+    let waited = cut();
+    link(&["master", lab::net::BRIDGE])?;
+    waited?;
+    wait_until(
+        b,
+        "e=$(drbdsetup events2 --now r0); echo \"$e\" | grep -q '^exists device .*disk:UpToDate' && \
+         echo \"$e\" | grep -q '^exists peer-device .*replication:Established peer-disk:UpToDate'",
+        "b resynced from a",
+        t,
+    )?;
+    let sb = wait_status(b, "b to see a Primary", t, |v| {
+        v["resources"][0]["drbd"]["peer_role"] == "Primary"
+    })?;
+    anyhow::ensure!(agent_lab::holds_secondary(&sb), "b changed: {sb}");
+    let log = b.run_ok(&format!("cat {}", agent_lab::AGENT_LOG))?.stdout;
+    anyhow::ensure!(
+        !log.lines()
+            .any(|l| l.contains("stage=\"drbd-primary") && l.contains("ok=true")),
+        "b's agent became DRBD Primary:\n{log}"
+    );
+    let got = read_marker(b, &r.disk, newer.len())?;
+    anyhow::ensure!(
+        got == newer,
+        "b's disk after resync: {got:?}, a wrote {newer:?}"
+    );
+    Ok(())
+}
+
 /// The iscsi-ha agent in `mode = "manage"` on DRBD 9 (node ids 0/1 in its config): both agents
 /// bring `r0` up themselves from fresh metadata (new-resource .. connect with fencing
 /// resource-only, after-sb disconnect and the fast-detection timeouts, checked with drbdsetup
 /// show); the initial sync is skipped by hand; a serves and the client reads the marker;
 /// `iscsi-ha split-brain` shows DRBD 9's generations equal to drbdsetup's show-gi; switchover to
-/// b, then b's power loss and a takes over: the client reads the same marker each time. Prints
+/// b, then b's power loss and a takes over: the client reads the same marker each time; b, now
+/// stale, boots cut off with `master` and waits, then resyncs ([`stale_master_waits_then_resyncs`]). Prints
 /// the agents' drbd-up stage and `drbdadm up`'s six drbdsetup calls in the same guest.
 #[test]
 fn agent_manages_drbd9_brings_up_switches_over_and_fails_over() {
@@ -459,10 +520,11 @@ fn agent_manages_drbd9_brings_up_switches_over_and_fails_over() {
         wait_status(a, "a to take over", t, agent_lab::is_serving)?;
         agent_lab::client_read_until(lab, marker, t)?;
         oracle_role(a, &r, "Primary")?;
+        stale_master_waits_then_resyncs(lab, &r)?;
         agent_lab::reset(lab)?;
-        // Figures in b's guest (rebooted by the reset, DRBD down; a's r0 down too, so b only
-        // connects towards it): LAB_DRBD9_UP_ROUNDS rounds (default 2).
+        // Figures in b's guest (r0 down on both, so b only connects towards a): LAB_DRBD9_UP_ROUNDS rounds (default 2).
         bringup::down(a, &r)?;
+        bringup::down(b, &r)?;
         eprintln!("DRBD 9 manage-mode bring-up (new-resource .. connect), ms: both agents at once {both:?}");
         let rounds: usize = std::env::var("LAB_DRBD9_UP_ROUNDS")
             .ok()

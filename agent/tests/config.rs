@@ -540,3 +540,28 @@ fn manage_drbd_options() {
         );
     }
 }
+
+/// Floating addresses are read as address/prefix networks and kept in one canonical
+/// spelling, so the same address cannot be named two ways in plans, status and metrics.
+#[test]
+fn addresses_typed_and_canonical() {
+    let text = edit(
+        "address = \"192.168.50.10/24\"",
+        "address = \"FD00:0::0010/64\"",
+    );
+    let c = Config::parse(&text, Path::new("t")).expect("valid");
+    let a = &c.addresses[0];
+    assert_eq!(a.address, "fd00::10/64");
+    assert_eq!(
+        a.net(),
+        Some("fd00::10/64".parse().expect("net")),
+        "typed view"
+    );
+    let (text, line) = edit_at(
+        "address = \"192.168.50.10/24\"",
+        "address = \"192.168.50.10/33\"",
+    );
+    let e = err(&text);
+    assert_eq!((e.key.as_str(), e.line), ("address[0].address", Some(line)));
+    assert!(e.reason.contains("address/prefix"), "{e}");
+}

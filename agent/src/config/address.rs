@@ -3,13 +3,17 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// A floating address.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
-    /// `address/prefix`, e.g. `192.168.10.50/24`.
+    /// `address/prefix`, e.g. `192.168.10.50/24` or `fd00::10/64`: read as an [`IpNet`] and
+    /// kept in its canonical spelling ([`Address::net`] gives it typed); the text names the
+    /// address in plans, status and metrics, so two spellings of one address cannot differ.
+    #[serde(deserialize_with = "canonical_net")]
     pub address: String,
     /// Interface to hold it on.
     pub interface: String,
@@ -76,14 +80,24 @@ fn millis(d: std::time::Duration) -> u64 {
 }
 
 impl Address {
-    /// The address and prefix, parsed (validated configs always parse).
-    pub fn parsed(&self) -> Option<(IpAddr, u8)> {
-        let (a, p) = self.address.split_once('/')?;
-        let ip: IpAddr = a.parse().ok()?;
-        let prefix: u8 = p.parse().ok()?;
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some((ip, prefix))
+    /// The address with its prefix (parsed configs always have one).
+    pub fn net(&self) -> Option<IpNet> {
+        self.address.parse().ok()
     }
+
+    /// The address and prefix length.
+    pub fn parsed(&self) -> Option<(IpAddr, u8)> {
+        self.net().map(|n| (n.addr(), n.prefix_len()))
+    }
+}
+
+fn canonical_net<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<IpNet>().map(|n| n.to_string()).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "must be address/prefix, e.g. 192.168.10.50/24 or fd00::10/64, not {s:?}"
+        ))
+    })
 }
 
 /// Checks the `[[address]]` tables against vip's own checks and the resource `names`; the

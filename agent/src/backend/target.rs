@@ -163,6 +163,9 @@ impl TgtTarget {
                 | WatchMask::DELETE,
         )?;
         let mut last: BTreeMap<String, TargetView> = BTreeMap::new();
+        // The first read only learns what is there: the daemon's own first observation reports
+        // it (a report queued behind the first promote would read as a change behind its back).
+        let mut primed = false;
         // After a restart: since when, and which targets must be served before `ready`.
         let mut held: Option<(Instant, Vec<String>)> = None;
         let mut socket = socket_identity(&path);
@@ -203,6 +206,7 @@ impl TgtTarget {
                     .collect();
                 held = self.hold_offline(serving).await;
                 last.clear();
+                primed = true;
             }
             let Some(before) = self.changes.quiet() else {
                 continue;
@@ -212,6 +216,11 @@ impl TgtTarget {
             };
             if self.changes.quiet() != Some(before) {
                 continue; // one of our own changes ran meanwhile: its result is known
+            }
+            if !primed {
+                last = views.into_iter().map(|(r, (v, _))| (r, v)).collect();
+                primed = true;
+                continue;
             }
             for (resource, (view, served)) in views {
                 if last.get(&resource) == Some(&view) {

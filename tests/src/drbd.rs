@@ -90,14 +90,6 @@ pub fn drbdnl_primary(node: &Node, r: &Resource) -> Result<()> {
 
 /// Latencies in ms summarised for the benchmarks' JSON: `n`, `median_ms`, `p95_ms`, `min_ms`,
 /// `max_ms` (nearest rank).
-pub fn stats(mut v: Vec<f64>) -> serde_json::Value {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let pick = |q: f64| -> f64 {
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((v.len() as f64 - 1.0) * q).round() as usize;
-        v.get(i).copied().unwrap_or(f64::NAN)
-    };
-    serde_json::json!({"n": v.len(), "median_ms": pick(0.5), "p95_ms": pick(0.95), "min_ms": pick(0.0), "max_ms": pick(1.0)})
+pub fn stats(v: Vec<f64>) -> serde_json::Value {
+    test_support::stats::summary_ms(&v)
 }

@@ -173,17 +173,7 @@ fn state_line(v: DrbdVersion, node: &Node, r: &Resource) -> Result<String> {
     }
 }
 
-/// Median and p95 (nearest rank) of `v`.
-pub fn median_p95(v: &[f64]) -> (f64, f64) {
-    let mut s: Vec<f64> = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    if s.is_empty() {
-        return (0.0, 0.0);
-    }
-    let med = s.get(s.len() / 2).copied().unwrap_or(0.0);
-    let rank = ((0.95 * s.len() as f64).ceil() as usize).clamp(1, s.len());
-    (med, s.get(rank - 1).copied().unwrap_or(0.0))
-}
+pub use test_support::stats::median_p95;
 
 /// Runs the drill once on `drbd` and prints its report. Err on any failed expectation.
 pub fn drill_once(drbd: DrbdVersion) -> Result<DrillReport> {

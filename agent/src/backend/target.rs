@@ -166,6 +166,8 @@ impl TgtTarget {
         // The first read only learns what is there: the daemon's own first observation reports
         // it (a report queued behind the first promote would read as a change behind its back).
         let mut primed = false;
+        // The change count at the last look.
+        let mut looked = None;
         // After a restart: since when, and which targets must be served before `ready`.
         let mut held: Option<(Instant, Vec<String>)> = None;
         let mut socket = socket_identity(&path);
@@ -222,12 +224,18 @@ impl TgtTarget {
                 primed = true;
                 continue;
             }
+            let external = looked == Some(before);
+            looked = Some(before);
             for (resource, (view, served)) in views {
                 if last.get(&resource) == Some(&view) {
                     continue;
                 }
-                if let Some(was) = last.get(&resource) {
-                    info!(%resource, was = ?was.state, now = ?view.state, ?served, "target in tgtd");
+                match last.get(&resource) {
+                    // none of our changes since the last look: someone else's (named in detail)
+                    Some(was) if external => warn!(%resource, was = ?was.state, now = ?view.state,
+                        ?served, "target changed outside the agent"),
+                    Some(was) => info!(%resource, was = ?was.state, now = ?view.state, "target"),
+                    None => {}
                 }
                 last.insert(resource.clone(), view);
                 if tx.send(Event::Target { resource, view }).is_err() {

@@ -32,6 +32,7 @@ pub mod iscsi;
 pub mod ledger;
 pub mod net;
 pub mod pacemaker;
+pub mod pacemaker_bench;
 pub mod qemu;
 pub mod soak;
 pub mod write_cache;

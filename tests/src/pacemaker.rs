@@ -146,7 +146,32 @@ touch /tmp/.pm-root-ready
     );
     node.run_ok(&script)?;
     node.put_file(&format!("{ROOT}{FENCE_AGENT}"), FENCE_LAB.as_bytes())?;
+    node.run_ok(&alternatives_script())?;
     Ok(())
+}
+
+/// Links `/etc/alternatives/*` in the chroot as on the host (`which`, `awk`, ... go through
+/// them); manual pages left out.
+fn alternatives_script() -> String {
+    let mut out = format!("mkdir -p {ROOT}/etc/alternatives\n");
+    let Ok(dir) = std::fs::read_dir("/etc/alternatives") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy().into_owned();
+        let safe = |t: &str| !t.contains(['\'', '\n']) && !t.is_empty();
+        if name.ends_with(".gz") || target.contains("/man/") || !safe(&name) || !safe(&target) {
+            continue;
+        }
+        out.push_str(&format!(
+            "ln -sfn '{target}' '{ROOT}/etc/alternatives/{name}'\n"
+        ));
+    }
+    out
 }
 
 /// Runs `script` with `sh` inside [`ROOT`] on `node` (Pacemaker's tools, ocf-tester).

@@ -22,6 +22,9 @@
 //!                           agent vs classic tools, planned switchover and power loss (N = 30
 //!                           each by default), agent restart, idle RSS and wake-ups, 1/8/32
 //!                           resources; target/lab-report/bench-takeover.{json,md,svg}
+//! lab pacemaker [--runs N]  per OCF action, the iscsi-ha agent vs the classic resource agents
+//!                           (linbit drbd + iSCSITarget + iSCSILogicalUnit + IPaddr2) in one guest
+//!                           with Pacemaker running; target/lab-report/pacemaker-ra-bench.json
 //! lab write-cache [--seconds N]  writes/s write-through vs write-back (plain, FUA, sync:16) and a
 //!                           power loss in each mode (lost writes); default N = 15
 //! ```
@@ -31,7 +34,7 @@ use lab::{Lab, LabConfig, LabState};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] [--drbd 8.4|9] | switchovers [--count N] | soak [--cycles N] [--seed S] [--mode M] | write-cache [--seconds N] | bench-takeover [--runs N] [--power-runs N] [--restarts N] [--scaling 1,8,32|none] [--scaling-runs N] [--idle-s S] [--client-timeout S] [--settle-ms MS] [--report STEM]"
+        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] [--drbd 8.4|9] | switchovers [--count N] | soak [--cycles N] [--seed S] [--mode M] | write-cache [--seconds N] | pacemaker [--runs N] | bench-takeover [--runs N] [--power-runs N] [--restarts N] [--scaling 1,8,32|none] [--scaling-runs N] [--idle-s S] [--client-timeout S] [--settle-ms MS] [--report STEM]"
     );
     std::process::exit(2)
 }
@@ -53,6 +56,7 @@ fn main() {
         Some("soak") => soak(&args[1..]),
         Some("write-cache") => write_cache(&args[1..]),
         Some("bench-takeover") => bench_takeover(&args[1..]),
+        Some("pacemaker") => prereqs().and_then(|()| lab::pacemaker_bench::run(&args[1..])),
         _ => usage(),
     };
     if let Err(e) = r {

@@ -1,0 +1,28 @@
+//! Where the workspace's binaries are on the host (the cargo profile directory the guests share).
+
+use std::path::{Path, PathBuf};
+
+/// The cargo profile directory (`…/target/debug`) holding the current executable: the executable
+/// itself (`lab`), or its parent when it runs from `deps/` (tests) or `examples/`.
+/// `LAB_TARGET_DIR` overrides.
+pub fn profile_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("LAB_TARGET_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let name = dir.file_name()?.to_string_lossy();
+    if name == "deps" || name == "examples" {
+        dir.parent().map(Path::to_path_buf)
+    } else {
+        Some(dir.to_path_buf())
+    }
+}
+
+/// Host path of a binary of this workspace (`<profile dir>/<name>`, e.g. `iscsi-read`), for
+/// [`crate::Client::run`].
+pub fn host_bin(name: &str) -> PathBuf {
+    profile_dir()
+        .map(|d| d.join(name))
+        .unwrap_or_else(|| PathBuf::from(name))
+}

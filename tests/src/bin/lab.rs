@@ -30,34 +30,200 @@
 //! ```
 
 use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use lab::drbd9::DrbdVersion;
 use lab::{Lab, LabConfig, LabState};
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: lab up [--nodes N] [--drbd 8.4|9] | status [NAME] | run NAME NODE SCRIPT | kill NAME NODE | boot NAME NODE | down [NAME|--all] | drill [--runs N] [--drbd 8.4|9] | switchovers [--count N] | soak [--cycles N] [--seed S] [--mode M] | write-cache [--seconds N] | pacemaker [--runs N] | bench-takeover [--runs N] [--power-runs N] [--restarts N] [--scaling 1,8,32|none] [--scaling-runs N] [--idle-s S] [--client-timeout S] [--settle-ms MS] [--report STEM]"
-    );
-    std::process::exit(2)
+/// The lab from a command line (see the module documentation for each command).
+#[derive(Parser)]
+#[command(name = "lab")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot a lab and leave it running (state in target/lab-run/).
+    Up {
+        /// Number of nodes, 1..8.
+        #[arg(long, value_name = "N", value_parser = range::<1, 8>)]
+        nodes: Option<usize>,
+        /// DRBD version (8.4 or 9); else LAB_DRBD, else 8.4.
+        #[arg(long, value_name = "8.4|9", value_parser = drbd_version)]
+        drbd: Option<DrbdVersion>,
+    },
+    /// Addresses, pids, DRBD state of running labs.
+    Status {
+        /// Lab name (default: every running lab).
+        name: Option<String>,
+    },
+    /// Run a shell script in a guest (node a, b, ...) and print its output.
+    Run {
+        /// Lab name.
+        name: String,
+        /// Node name (a, b, ...).
+        node: String,
+        /// Shell script.
+        script: String,
+    },
+    /// SIGKILL the node's QEMU (power loss).
+    Kill {
+        /// Lab name.
+        name: String,
+        /// Node name.
+        node: String,
+    },
+    /// Power the node on again (same disk).
+    Boot {
+        /// Lab name.
+        name: String,
+        /// Node name.
+        node: String,
+    },
+    /// Stop a lab (all labs with --all).
+    Down {
+        /// Lab name (default: the one running lab).
+        name: Option<String>,
+        /// Every running lab.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+    },
+    /// Up, SIGKILL of the primary, the agents take over, read again, report timings, down.
+    Drill {
+        /// Rounds, 1..100.
+        #[arg(long, value_name = "N", default_value = "1", value_parser = range::<1, 100>)]
+        runs: usize,
+        /// DRBD version (8.4 or 9); else LAB_DRBD, else 8.4.
+        #[arg(long, value_name = "8.4|9", value_parser = drbd_version)]
+        drbd: Option<DrbdVersion>,
+    },
+    /// N planned switchovers with both agents and iscsi-perf running; median / p95 per stage.
+    Switchovers {
+        /// Switchovers, 1..1000.
+        #[arg(long, value_name = "N", default_value = "10", value_parser = range::<1, 1000>)]
+        count: usize,
+    },
+    /// Mixed failure cycles with the write ledger running.
+    Soak {
+        /// Cycles, 1..1000 (default 20).
+        #[arg(long, value_name = "N", value_parser = range::<1, 1000>)]
+        cycles: Option<usize>,
+        /// Seed of the cycle order.
+        #[arg(long, value_name = "S")]
+        seed: Option<u64>,
+        /// Write mode: plain, fua or sync:N.
+        #[arg(long, value_name = "M")]
+        mode: Option<String>,
+    },
+    /// Writes/s write-through vs write-back and a power loss in each mode.
+    WriteCache {
+        /// Seconds per mode, 1..600.
+        #[arg(long, value_name = "N", default_value = "15", value_parser = range::<1, 600>)]
+        seconds: usize,
+    },
+    /// Agent vs classic tools: switchover, power loss, restart, idle cost, scaling.
+    BenchTakeover(TakeoverArgs),
+    /// Per OCF action, the iscsi-ha agent vs the classic resource agents under Pacemaker.
+    Pacemaker {
+        /// Rounds (default 20).
+        #[arg(long, value_name = "N")]
+        runs: Option<usize>,
+    },
+}
+
+#[derive(clap::Args)]
+struct TakeoverArgs {
+    /// Switchovers and power losses each, 1..1000.
+    #[arg(long, value_name = "N", value_parser = range::<1, 1000>)]
+    runs: Option<usize>,
+    /// Power losses, 1..1000.
+    #[arg(long, value_name = "N", value_parser = range::<1, 1000>)]
+    power_runs: Option<usize>,
+    /// Agent restarts, 1..1000.
+    #[arg(long, value_name = "N", value_parser = range::<1, 1000>)]
+    restarts: Option<usize>,
+    /// Resource counts 1..32 like 1,8,32, or none.
+    #[arg(long, value_name = "1,8,32|none", value_parser = scaling)]
+    scaling: Option<Scaling>,
+    /// Runs per scaling step, 1..1000.
+    #[arg(long, value_name = "N", value_parser = range::<1, 1000>)]
+    scaling_runs: Option<usize>,
+    /// Idle measurement, seconds 1..600.
+    #[arg(long, value_name = "S", value_parser = range::<1, 600>)]
+    idle_s: Option<usize>,
+    /// Client timeout, seconds 1..60.
+    #[arg(long, value_name = "S", value_parser = range::<1, 60>)]
+    client_timeout: Option<usize>,
+    /// The agents' authority settle time, 0..60000 ms.
+    #[arg(long, value_name = "MS", value_parser = range::<0, 60_000>)]
+    settle_ms: Option<usize>,
+    /// Report file stem (letters, digits, -).
+    #[arg(long, value_name = "STEM", value_parser = report_stem)]
+    report: Option<String>,
+}
+
+/// `--scaling`'s counts (empty for `none`).
+#[derive(Clone)]
+struct Scaling(Vec<usize>);
+
+/// A whole number in `LO..HI`.
+fn range<const LO: usize, const HI: usize>(v: &str) -> Result<usize, String> {
+    v.parse()
+        .ok()
+        .filter(|n| (LO..=HI).contains(n))
+        .ok_or_else(|| format!("takes {LO}..{HI}"))
+}
+
+fn drbd_version(v: &str) -> Result<DrbdVersion, String> {
+    v.parse().map_err(|_| "takes 8.4 or 9".to_string())
+}
+
+fn scaling(v: &str) -> Result<Scaling, String> {
+    if v == "none" {
+        return Ok(Scaling(Vec::new()));
+    }
+    v.split(',')
+        .map(|k| k.parse().ok().filter(|k| (1..=32).contains(k)))
+        .collect::<Option<Vec<usize>>>()
+        .map(Scaling)
+        .ok_or_else(|| "takes counts 1..32 like 1,8,32, or none".to_string())
+}
+
+fn report_stem(v: &str) -> Result<String, String> {
+    if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        Ok(v.to_string())
+    } else {
+        Err("takes a file stem (letters, digits, -)".to_string())
+    }
 }
 
 fn main() {
     if let Err(e) = lab::guard::install_signal_cleanup() {
         eprintln!("lab: cannot install signal handler: {e}");
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let r = match args.first().map(String::as_str) {
-        Some("up") => up(&args[1..]),
-        Some("status") => status(args.get(1).map(String::as_str)),
-        Some("run") => run(&args[1..]),
-        Some("kill") => power(&args[1..], false),
-        Some("boot") => power(&args[1..], true),
-        Some("down") => down(args.get(1).map(String::as_str)),
-        Some("drill") => drill(&args[1..]),
-        Some("switchovers") => switchovers(&args[1..]),
-        Some("soak") => soak(&args[1..]),
-        Some("write-cache") => write_cache(&args[1..]),
-        Some("bench-takeover") => bench_takeover(&args[1..]),
-        Some("pacemaker") => prereqs().and_then(|()| lab::pacemaker_bench::run(&args[1..])),
-        _ => usage(),
+    let r = match Cli::parse().command {
+        Command::Up { nodes, drbd } => up(nodes, drbd),
+        Command::Status { name } => status(name.as_deref()),
+        Command::Run { name, node, script } => run(&name, &node, &script),
+        Command::Kill { name, node } => power(&name, &node, false),
+        Command::Boot { name, node } => power(&name, &node, true),
+        Command::Down { name, all } => down(name.as_deref(), all),
+        Command::Drill { runs, drbd } => drbd
+            .map_or_else(DrbdVersion::from_env, Ok)
+            .and_then(|drbd| lab::drill::drill(runs, drbd).map(|_| ())),
+        Command::Switchovers { count } => lab::drill::switchovers(count).map(|_| ()),
+        Command::Soak { cycles, seed, mode } => soak(cycles, seed, mode),
+        Command::WriteCache { seconds } => {
+            lab::write_cache::write_cache(seconds as u64).map(|_| ())
+        }
+        Command::BenchTakeover(a) => bench_takeover(a),
+        Command::Pacemaker { runs } => prereqs().and_then(|()| {
+            let args: Vec<String> = runs
+                .map(|n| vec!["--runs".to_string(), n.to_string()])
+                .unwrap_or_default();
+            lab::pacemaker_bench::run(&args)
+        }),
     };
     if let Err(e) = r {
         eprintln!("lab: error: {e:#}");
@@ -66,130 +232,49 @@ fn main() {
     }
 }
 
-fn drill(args: &[String]) -> Result<()> {
-    let runs = match args.iter().position(|a| a == "--runs") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| anyhow!("--runs takes 1..100"))?,
-        None => 1,
-    };
-    let drbd = match args.iter().position(|a| a == "--drbd") {
-        Some(i) => {
-            let v = args.get(i + 1).map(String::as_str).unwrap_or_default();
-            v.parse().context("--drbd takes 8.4 or 9")?
-        }
-        None => lab::drbd9::DrbdVersion::from_env()?,
-    };
-    lab::drill::drill(runs, drbd).map(|_| ())
-}
-
-fn switchovers(args: &[String]) -> Result<()> {
-    let count = match args.iter().position(|a| a == "--count") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| anyhow!("--count takes 1..1000"))?,
-        None => 10,
-    };
-    lab::drill::switchovers(count).map(|_| ())
-}
-
-fn soak(args: &[String]) -> Result<()> {
-    let val = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .map(|i| {
-                args.get(i + 1)
-                    .ok_or_else(|| anyhow!("{flag} takes a value"))
-            })
-            .transpose()
-    };
+fn soak(cycles: Option<usize>, seed: Option<u64>, mode: Option<String>) -> Result<()> {
     let mut o = lab::soak::SoakOpts::default();
-    if let Some(v) = val("--cycles")? {
-        o.cycles = v
-            .parse()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| anyhow!("--cycles takes 1..1000"))?;
+    if let Some(n) = cycles {
+        o.cycles = n;
     }
-    if let Some(v) = val("--seed")? {
-        o.seed = v.parse().map_err(|_| anyhow!("--seed takes a number"))?;
+    if let Some(s) = seed {
+        o.seed = s;
     }
-    if let Some(v) = val("--mode")? {
-        o.mode = v.parse().map_err(|e: String| anyhow!(e))?;
+    if let Some(m) = mode {
+        o.mode = m.parse().map_err(|e: String| anyhow!(e))?;
     }
     lab::soak::soak(&o).map(|_| ())
 }
 
-fn write_cache(args: &[String]) -> Result<()> {
-    let seconds = match args.iter().position(|a| a == "--seconds") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .filter(|n| (1..=600).contains(n))
-            .ok_or_else(|| anyhow!("--seconds takes 1..600"))?,
-        None => 15,
-    };
-    lab::write_cache::write_cache(seconds).map(|_| ())
-}
-
-fn bench_takeover(args: &[String]) -> Result<()> {
-    let val = |flag: &str| args.iter().position(|a| a == flag).map(|i| args.get(i + 1));
-    let num = |flag: &str, max: usize| -> Result<Option<usize>> {
-        val(flag)
-            .map(|v| {
-                v.and_then(|v| v.parse().ok())
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| anyhow!("{flag} takes 1..{max}"))
-            })
-            .transpose()
-    };
+fn bench_takeover(a: TakeoverArgs) -> Result<()> {
     let mut o = lab::bench_takeover::BenchOpts::default();
-    if let Some(n) = num("--runs", 1000)? {
+    if let Some(n) = a.runs {
         o.switchovers = n;
         o.power_losses = n;
     }
-    if let Some(n) = num("--power-runs", 1000)? {
+    if let Some(n) = a.power_runs {
         o.power_losses = n;
     }
-    if let Some(n) = num("--restarts", 1000)? {
+    if let Some(n) = a.restarts {
         o.restarts = n;
     }
-    if let Some(n) = num("--scaling-runs", 1000)? {
+    if let Some(n) = a.scaling_runs {
         o.scaling_runs = n;
     }
-    if let Some(n) = num("--client-timeout", 60)? {
+    if let Some(n) = a.client_timeout {
         o.client_timeout_s = n as u32;
     }
-    if let Some(v) = val("--settle-ms") {
-        o.settle_ms = Some(
-            v.and_then(|v| v.parse().ok())
-                .filter(|ms| *ms <= 60_000)
-                .ok_or_else(|| anyhow!("--settle-ms takes 0..60000"))?,
-        );
+    if let Some(ms) = a.settle_ms {
+        o.settle_ms = Some(ms as _);
     }
-    if let Some(v) = val("--report") {
-        o.report = v
-            .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-            .ok_or_else(|| anyhow!("--report takes a file stem (letters, digits, -)"))?
-            .clone();
+    if let Some(stem) = a.report {
+        o.report = stem;
     }
-    if let Some(n) = num("--idle-s", 600)? {
+    if let Some(n) = a.idle_s {
         o.idle = std::time::Duration::from_secs(n as u64);
     }
-    if let Some(v) = val("--scaling") {
-        let v = v.ok_or_else(|| anyhow!("--scaling takes counts like 1,8,32 or none"))?;
-        o.scaling = if v == "none" {
-            Vec::new()
-        } else {
-            v.split(',')
-                .map(|k| k.parse().ok().filter(|k| (1..=32).contains(k)))
-                .collect::<Option<Vec<usize>>>()
-                .ok_or_else(|| anyhow!("--scaling takes counts 1..32 like 1,8,32, or none"))?
-        };
+    if let Some(Scaling(v)) = a.scaling {
+        o.scaling = v;
     }
     lab::bench_takeover::bench(&o).map(|_| ())
 }
@@ -201,22 +286,17 @@ fn prereqs() -> Result<()> {
     Ok(())
 }
 
-fn up(args: &[String]) -> Result<()> {
+fn up(nodes: Option<usize>, drbd: Option<DrbdVersion>) -> Result<()> {
     prereqs()?;
     let mut cfg = LabConfig {
         detached: true,
         ..LabConfig::default()
     };
-    if let Some(i) = args.iter().position(|a| a == "--nodes") {
-        cfg.nodes = args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .filter(|n| (1..=8).contains(n))
-            .ok_or_else(|| anyhow!("--nodes takes 1..8"))?;
+    if let Some(n) = nodes {
+        cfg.nodes = n;
     }
-    if let Some(i) = args.iter().position(|a| a == "--drbd") {
-        let v = args.get(i + 1).map(String::as_str).unwrap_or_default();
-        cfg.drbd = Some(v.parse().context("--drbd takes 8.4 or 9")?);
+    if drbd.is_some() {
+        cfg.drbd = drbd;
     }
     let lab = Lab::start_with(cfg)?;
     println!(
@@ -290,10 +370,7 @@ fn status(name: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn run(args: &[String]) -> Result<()> {
-    let (Some(name), Some(node), Some(script)) = (args.first(), args.get(1), args.get(2)) else {
-        usage()
-    };
+fn run(name: &str, node: &str, script: &str) -> Result<()> {
     let lab = Lab::attach(name)?;
     let n = lab
         .nodes()
@@ -306,10 +383,7 @@ fn run(args: &[String]) -> Result<()> {
     std::process::exit(o.rc);
 }
 
-fn power(args: &[String], on: bool) -> Result<()> {
-    let (Some(name), Some(node)) = (args.first(), args.get(1)) else {
-        usage()
-    };
+fn power(name: &str, node: &str, on: bool) -> Result<()> {
     let lab = Lab::attach(name)?;
     let n = lab
         .nodes()
@@ -329,12 +403,12 @@ fn power(args: &[String], on: bool) -> Result<()> {
     Ok(())
 }
 
-fn down(name: Option<&str>) -> Result<()> {
+fn down(name: Option<&str>, all: bool) -> Result<()> {
     let names = match name {
-        Some("--all") | None => LabState::list(),
+        None => LabState::list(),
         Some(n) => vec![n.to_string()],
     };
-    if name.is_none() && names.len() > 1 {
+    if !all && name.is_none() && names.len() > 1 {
         bail!("several labs run ({names:?}): name one or pass --all");
     }
     for n in &names {

@@ -72,7 +72,7 @@ impl State {
                 .iter()
                 .map(|a| {
                     (
-                        a.address.clone(),
+                        a.address.to_string(),
                         AddressState {
                             held: false,
                             link_down: false,
@@ -135,6 +135,8 @@ pub struct Daemon<D, T, A> {
     stuck: bool,
     /// Why the last reload was refused (cleared by one that succeeds).
     reload_refused: Option<String>,
+    /// A reload may bring in resources and addresses (the backends' watches follow them).
+    adds_live: bool,
 }
 
 impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
@@ -151,7 +153,15 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             held: None,
             stuck: false,
             reload_refused: None,
+            adds_live: true,
         }
+    }
+
+    /// Refuse reloads that add resources or addresses, with the reason (backends whose watches
+    /// and address handles are built from the startup config).
+    pub fn without_live_additions(mut self) -> Self {
+        self.adds_live = false;
+        self
     }
 
     /// Add a follower, told about every handled input and called while the loop is free.
@@ -406,7 +416,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     status: self.status().map(Box::new),
                 };
             }
-            Request::Reload => return self.reload(),
+            Request::Reload => return self.reload().await,
             _ => {}
         }
         let handled = match crate::role::command::to_event(req) {
@@ -449,38 +459,133 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         }
     }
 
-    /// Read the config file again and apply it if only live settings changed
-    /// ([`crate::config::reload`]); otherwise keep the running one and show why in status.
-    fn reload(&mut self) -> Response {
+    /// Read the config file again and apply it as a difference ([`crate::config::reload`]):
+    /// removed resources and addresses are demoted and released, added ones brought in,
+    /// unchanged ones left alone; a refused reload keeps the running config and shows why in
+    /// status.
+    async fn reload(&mut self) -> Response {
         use crate::config::reload::{compare, Reload};
         let loaded = match &self.exec.config().source {
             Some(path) => Config::load(path).map_err(|e| e.to_string()),
             None => Err("the running configuration was not read from a file".into()),
         };
-        let (ok, message) = match loaded {
-            Err(e) => (
-                false,
-                format!("reload refused, running configuration kept: {e}"),
-            ),
-            Ok(new) => {
-                let verdict = compare(self.exec.config(), &new);
-                if let Reload::Apply { .. } = verdict {
-                    self.exec.set_config(std::sync::Arc::new(new));
+        let kept = "reload refused, running configuration kept";
+        let (ok, refused, message) = match loaded {
+            Err(e) => (false, true, format!("{kept}: {e}")),
+            Ok(new) => match compare(self.exec.config(), &new) {
+                Reload::Apply { changed, delta } => {
+                    let message = Reload::Apply {
+                        changed,
+                        delta: delta.clone(),
+                    }
+                    .message();
+                    match self.apply_delta(new, &delta).await {
+                        Err(e) => (false, true, format!("{kept}: {e}")),
+                        Ok(None) => (true, false, message),
+                        Ok(Some(failed)) => (false, false, format!("{message}; {failed}")),
+                    }
                 }
-                (!matches!(verdict, Reload::Refuse { .. }), verdict.message())
-            }
+                verdict => {
+                    let ok = verdict == Reload::Unchanged;
+                    (ok, !ok, verdict.message())
+                }
+            },
         };
         if ok {
             info!(%message, "reload");
         } else {
             warn!(%message, "reload");
         }
-        self.reload_refused = (!ok).then(|| message.clone());
+        self.reload_refused = refused.then(|| message.clone());
         Response {
             ok,
             message,
             status: self.status().map(Box::new),
         }
+    }
+
+    /// Swap in `new`: first demote and release what `delta` removes (with the running config,
+    /// in the one demote order), then rebuild the state keeping every unchanged resource's and
+    /// address's, then observe so the machine brings in what is added. `Err`: refused, nothing
+    /// changed (or a failed demote undone by re-converging); `Ok(Some)`: applied, but bringing
+    /// in failed or was refused (the machine retries as usual).
+    async fn apply_delta(
+        &mut self,
+        new: Config,
+        delta: &crate::config::reload::Delta,
+    ) -> Result<Option<String>, String> {
+        let Some(state) = self.state.clone() else {
+            return Err("the state is busy".into());
+        };
+        if delta.adds() && !self.adds_live {
+            return Err(format!(
+                "adding {} needs a restart with these backends (their watches and address \
+                 handles follow the startup configuration)",
+                [&delta.added_resources[..], &delta.added_addresses[..]]
+                    .concat()
+                    .join(", ")
+            ));
+        }
+        if !delta.is_empty() && (state.maintenance || !state.observed) {
+            return Err(
+                "resources and addresses change only while the agent acts (maintenance \
+                        is on or nothing is observed yet)"
+                    .into(),
+            );
+        }
+        // The removed part alone, wished secondary: its demote plan touches nothing else.
+        let mut gone = state.clone();
+        gone.authority = Authority::Secondary;
+        gone.resources
+            .retain(|n, _| delta.removed_resources.contains(n));
+        gone.addresses
+            .retain(|n, _| delta.removed_addresses.contains(n));
+        if let Ok(mut plan) = gone.diff() {
+            plan.steps.retain(|s| s.stage != crate::fsm::Stage::DrbdUp);
+            if !plan.steps.is_empty() {
+                let (outcome, record) = self.exec.run(plan).await;
+                crate::record::keep(&mut self.records, record, KEEP_TRANSITIONS);
+                if let Some((step, reason)) = outcome.failed {
+                    // Serve what the running config says again.
+                    self.observe().await;
+                    return Err(format!("{step} failed: {reason}"));
+                }
+            }
+        }
+        let new = std::sync::Arc::new(new);
+        self.exec.set_config(new.clone());
+        let mut fresh = State::new(&new);
+        for (name, r) in fresh.resources.iter_mut() {
+            if let (Some(old), false) = (
+                state.resources.get(name),
+                delta.added_resources.contains(name),
+            ) {
+                *r = old.clone();
+            }
+        }
+        for (name, a) in fresh.addresses.iter_mut() {
+            if let (Some(old), false) = (
+                state.addresses.get(name),
+                delta.added_addresses.contains(name),
+            ) {
+                a.held = old.held;
+                a.link_down = old.link_down;
+            }
+        }
+        fresh.authority = state.authority;
+        fresh.maintenance = state.maintenance;
+        fresh.observed = state.observed;
+        fresh.blocked = state.blocked;
+        fresh.last_notice = state.last_notice;
+        self.state = Some(fresh);
+        self.track_waiting();
+        if !delta.adds() {
+            return Ok(None);
+        }
+        let handled = self.observe().await;
+        let failed = handled.transitions.iter().find(|t| !t.result.is_ok());
+        let notice = handled.notices.first().map(ToString::to_string);
+        Ok(failed.map(|t| t.result.to_string()).or(notice))
     }
 
     /// Whether the last observation failed (nothing observed since).

@@ -1,8 +1,10 @@
-//! Live reload: settings read at each use are applied without a transition; a change to what is
-//! served (here an IQN), or a file that does not validate, is refused with the reason (in the
-//! answer and in status) and the running config kept; nothing served is touched either way.
-//! In process over in-memory backends, then `SIGHUP` and `iscsi-ha reload` against
-//! `iscsi-ha daemon --simulate`.
+//! Live reload: settings read at each use are applied without a transition; resources and
+//! addresses are applied as a difference (removed ones demoted and released in the demote order,
+//! added ones promoted on the primary or observed on a secondary, a changed one replaced alone,
+//! unchanged ones never touched by a backend call); a change needing a restart (here the tgtd
+//! socket), or a file that does not validate, is refused with the reason (in the answer and in
+//! status) and the running config kept. In process over in-memory backends, then `SIGHUP` and
+//! `iscsi-ha reload` against `iscsi-ha daemon --simulate`.
 
 mod common;
 
@@ -14,7 +16,7 @@ use agent::config::Config;
 use agent::control::{Request, Response};
 use agent::daemon::Daemon;
 use agent::executor::Executor;
-use agent::fsm::TargetState;
+use agent::fsm::{DrbdView, Role, TargetState};
 
 fn write(path: &Path, cfg: &Config) {
     std::fs::write(path, cfg.effective_toml().expect("toml")).expect("write config");
@@ -61,17 +63,13 @@ async fn reload_applies_live_settings_and_refuses_what_is_served() {
     assert_eq!(status.config_fingerprint, cfg.fingerprint());
     assert_eq!(status.reload_refused, None);
 
-    // What is served: refused, named, kept.
+    // What needs a restart: refused, named, kept.
     let mut other = cfg.clone();
-    other.resources[0].target.iqn = "iqn.2026-11.test:other".into();
+    other.sockets.tgtd = "/tmp/other-tgtd.sock".into();
     write(&path, &other);
     let r = d.request(Request::Reload).await;
     assert!(!r.ok);
-    assert!(
-        r.message.contains("resource[0].target.iqn"),
-        "{}",
-        r.message
-    );
+    assert!(r.message.contains("sockets.tgtd"), "{}", r.message);
     assert_eq!(refused(&r).as_deref(), Some(r.message.as_str()));
     assert_eq!(
         r.status.expect("status").config_fingerprint,
@@ -115,7 +113,7 @@ fn sighup_and_reload_command() {
     };
 
     let mut other = cfg.clone();
-    other.resources[0].target.tid = 7;
+    other.sockets.tgtd = "/tmp/other-tgtd.sock".into();
     write(&path, &other);
     let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.0.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
@@ -125,7 +123,7 @@ fn sighup_and_reload_command() {
     loop {
         let (_, text) = run(&["status"]);
         if text.contains("reload refused") {
-            assert!(text.contains("resource[0].target.tid"), "{text}");
+            assert!(text.contains("sockets.tgtd"), "{text}");
             break;
         }
         assert!(
@@ -142,4 +140,166 @@ fn sighup_and_reload_command() {
     assert!(text.contains("applied timeouts.wfc_s"), "{text}");
     let (_, text) = run(&["status"]);
     assert!(!text.contains("reload refused"), "{text}");
+}
+
+/// `r2`: a copy of `r1` under another name, minor, IQN, tid and LU identity.
+fn r2(cfg: &Config) -> agent::config::Resource {
+    let mut r = cfg.resources[1].clone();
+    r.name = "r2".into();
+    r.minor = 2;
+    r.target.iqn = "iqn.2026-11.test:r2".into();
+    r.target.tid = 3;
+    r.luns[0].device = "/dev/drbd2".into();
+    r.luns[0].scsi_id = "r2-1".into();
+    r.luns[0].scsi_sn = "R2SN1".into();
+    r
+}
+
+/// What the in-memory world needs to know of `r2` (as if the operator set its DRBD up first).
+fn r2_in_world(mem: &Memory, healthy: &Memory) {
+    let view: DrbdView = healthy.world().drbd["r1"].clone();
+    let mut w = mem.world();
+    w.drbd.insert("r2".into(), view);
+    w.targets.insert("r2".into(), Default::default());
+    w.addresses.insert("10.0.0.12/24".into(), false);
+}
+
+fn touches(log: &[String], object: &str) -> Vec<String> {
+    let hits = log.iter().filter(|l| l.split(' ').nth(1) == Some(object));
+    hits.cloned().collect()
+}
+
+/// Primary: r1 (and its address) removed, r2 (with a new address) added, r0 unchanged; then r2
+/// changed (its tid) is replaced alone. r0 and its address see no backend call throughout.
+#[tokio::test]
+async fn reload_applies_resources_as_a_difference() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("iscsi-ha.toml");
+    let cfg = common::config("two-addr", true);
+    write(&path, &cfg);
+    let running = Config::load(&path).expect("load");
+    let mem = Memory::healthy_secondary(&running);
+    let exec = Executor::new(Arc::new(running), mem.clone(), mem.clone(), mem.clone());
+    let mut d = Daemon::new(exec);
+    d.observe().await;
+    let r = d.request(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
+    let start = mem.world().log.len();
+    let serving = |mem: &Memory, res: &str, addr: &str| {
+        let w = mem.world();
+        w.targets.get(res).map(|t| t.state) == Some(TargetState::Serving)
+            && w.addresses.get(addr) == Some(&true)
+    };
+    assert!(serving(&mem, "r0", "10.0.0.10/24") && serving(&mem, "r1", "10.0.0.11/24"));
+
+    let mut new = cfg.clone();
+    new.resources[1] = r2(&cfg);
+    new.addresses[1].address = "10.0.0.12/24".parse().expect("address");
+    new.addresses[1].resources = vec!["r2".into()];
+    r2_in_world(&mem, &Memory::healthy_secondary(&cfg));
+    write(&path, &new);
+    let r = d.request(Request::Reload).await;
+    assert!(r.ok, "{}", r.message);
+    for part in [
+        "removed resource r1",
+        "added resource r2",
+        "removed address 10.0.0.11/24",
+        "added address 10.0.0.12/24",
+    ] {
+        assert!(r.message.contains(part), "{part}: {}", r.message);
+    }
+    let log = mem.world().log[start..].to_vec();
+    // Removed: demoted and released in the demote order.
+    assert_eq!(
+        [touches(&log, "r1"), touches(&log, "10.0.0.11/24")].concat(),
+        [
+            "target-offline r1",
+            "target-remove r1",
+            "drbd-secondary r1",
+            "address-release 10.0.0.11/24"
+        ]
+    );
+    let pos = |l: &str| log.iter().position(|x| x == l).expect(l);
+    assert!(pos("target-offline r1") < pos("address-release 10.0.0.11/24"));
+    assert!(pos("address-release 10.0.0.11/24") < pos("target-remove r1"));
+    assert!(pos("target-remove r1") < pos("drbd-secondary r1"));
+    {
+        let w = mem.world();
+        assert_eq!(w.targets["r1"].state, TargetState::Absent);
+        assert_eq!(w.drbd["r1"].role, Role::Secondary);
+        assert!(!w.addresses["10.0.0.11/24"]);
+    }
+    // Added: promoted in the promote order.
+    assert!(serving(&mem, "r2", "10.0.0.12/24"), "{log:?}");
+    assert!(pos("drbd-primary r2") < pos("target-serve r2"));
+    assert!(pos("target-serve r2") < pos("address-claim 10.0.0.12/24"));
+    // Unchanged: no call at all.
+    assert!(touches(&log, "r0").is_empty(), "{log:?}");
+    assert!(touches(&log, "10.0.0.10/24").is_empty(), "{log:?}");
+    assert!(serving(&mem, "r0", "10.0.0.10/24"));
+    let status = r.status.expect("status");
+    assert_eq!(status.config_fingerprint, new.fingerprint());
+    assert!(d.state().expect("state").converged());
+
+    // Changed (r2's tid): replaced alone.
+    let start = mem.world().log.len();
+    let mut changed = new.clone();
+    changed.resources[1].target.tid = 9;
+    write(&path, &changed);
+    let r = d.request(Request::Reload).await;
+    assert!(r.ok, "{}", r.message);
+    assert!(r.message.contains("replaced resource r2"), "{}", r.message);
+    let log = mem.world().log[start..].to_vec();
+    assert!(log.contains(&"target-remove r2".to_string()), "{log:?}");
+    assert!(log.contains(&"target-serve r2".to_string()), "{log:?}");
+    assert!(touches(&log, "r0").is_empty(), "{log:?}");
+    assert!(touches(&log, "10.0.0.10/24").is_empty(), "{log:?}");
+    assert!(serving(&mem, "r0", "10.0.0.10/24") && serving(&mem, "r2", "10.0.0.12/24"));
+    assert!(d.state().expect("state").converged());
+}
+
+/// Secondary: an added resource is observed, nothing is changed; a daemon whose backends cannot
+/// follow additions (the real ones) refuses it and keeps the running config.
+#[tokio::test]
+async fn reload_adds_on_a_secondary_and_refuses_where_backends_cannot_follow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("iscsi-ha.toml");
+    let cfg = common::config("two-addr", true);
+    write(&path, &cfg);
+    let mut new = cfg.clone();
+    new.resources.push(r2(&cfg));
+    new.addresses[1].resources.push("r2".into());
+
+    for follows in [true, false] {
+        write(&path, &cfg);
+        let running = Config::load(&path).expect("load");
+        let mem = Memory::healthy_secondary(&running);
+        r2_in_world(&mem, &mem.clone());
+        let exec = Executor::new(Arc::new(running), mem.clone(), mem.clone(), mem.clone());
+        let mut d = Daemon::new(exec);
+        if !follows {
+            d = d.without_live_additions();
+        }
+        d.observe().await;
+        let r = d.request(Request::Demote).await;
+        assert!(r.ok, "{}", r.message);
+        write(&path, &new);
+        let r = d.request(Request::Reload).await;
+        assert_eq!(r.ok, follows, "{}", r.message);
+        let status = r.status.expect("status");
+        let state = d.state().expect("state");
+        if follows {
+            assert!(r.message.contains("added resource r2"), "{}", r.message);
+            assert_eq!(status.config_fingerprint, new.fingerprint());
+            assert_eq!(state.resources["r2"].view.drbd.role, Role::Secondary);
+            assert!(state.resources["r2"].view.drbd.up);
+            assert_eq!(state.addresses["10.0.0.11/24"].resources, ["r1", "r2"]);
+        } else {
+            assert!(r.message.contains("needs a restart"), "{}", r.message);
+            assert_eq!(status.reload_refused.as_deref(), Some(r.message.as_str()));
+            assert_eq!(status.config_fingerprint, cfg.fingerprint());
+            assert!(!state.resources.contains_key("r2"));
+        }
+        assert!(mem.world().log.is_empty(), "{:?}", mem.world().log);
+    }
 }

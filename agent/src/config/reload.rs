@@ -1,18 +1,22 @@
-//! Live reload (`SIGHUP`, `iscsi-ha reload`): what a new config changes against the running one,
-//! and whether that can be applied without a transition.
+//! Live reload (`SIGHUP`, `iscsi-ha reload`): what a new config changes against the running one.
 //!
-//! Applied live: settings read at each use (the node name in status, the per-request and
-//! authority timeouts, each address's announce and probe policy, read at its next claim).
-//! Everything else (resources, targets, LUNs, addresses, the role source, sockets, metrics,
-//! alerts, DRBD options) is built into running tasks or served state; changing it live would
-//! mean a transition or a rebuilt target, so the reload is refused with the keys that need a
-//! restart and the running config is kept: a reload never drops a served target.
+//! Resources (by `name`) and addresses (by `address`) are compared as a set: unchanged ones are
+//! left alone (no backend call changes them), removed ones are demoted and released, added ones
+//! are brought in by the state machine (promoted on the primary, observed on a secondary). A
+//! changed resource or address (a LUN added, an IQN or tid changed, an address's interface) is
+//! removed and added again: only that one, never the others. Settings read at each use are
+//! applied in place (the node name in status, the timeouts, each address's announce and probe
+//! policy, read at its next claim, and which resources an address covers). The rest (the role
+//! source, sockets, metrics, alerts) is built into running tasks: a change there refuses the
+//! reload with the keys that need a restart, and the running config is kept.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use super::Config;
 
-/// Keys applied without a restart: exact keys, or `address[*].` prefixes for any index.
+/// Keys applied in place: exact keys, or `address[*].` prefixes for any index.
 const LIVE: &[&str] = &[
     "node",
     "timeouts.drbd_ms",
@@ -23,17 +27,72 @@ const LIVE: &[&str] = &[
     "timeouts.broken_alarm_s",
     "address[*].announce.",
     "address[*].probe.",
+    "address[*].resources",
 ];
+
+/// An address's keys applied in place (compared key by key, not as part of its identity).
+const ADDRESS_LIVE: &[&str] = &["announce", "probe", "resources"];
+
+/// The resources and addresses a reload takes out and brings in (a changed one is in both).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Resources demoted and dropped, by name.
+    pub removed_resources: Vec<String>,
+    /// Resources brought in, by name.
+    pub added_resources: Vec<String>,
+    /// Addresses released and dropped, canonical spelling.
+    pub removed_addresses: Vec<String>,
+    /// Addresses brought in, canonical spelling.
+    pub added_addresses: Vec<String>,
+}
+
+impl Delta {
+    /// Nothing added or removed.
+    pub fn is_empty(&self) -> bool {
+        self.removed_resources.is_empty()
+            && self.added_resources.is_empty()
+            && self.removed_addresses.is_empty()
+            && self.added_addresses.is_empty()
+    }
+
+    /// Something is brought in.
+    pub fn adds(&self) -> bool {
+        !self.added_resources.is_empty() || !self.added_addresses.is_empty()
+    }
+
+    fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (what, removed, added) in [
+            ("resource", &self.removed_resources, &self.added_resources),
+            ("address", &self.removed_addresses, &self.added_addresses),
+        ] {
+            for n in removed {
+                let verb = if added.contains(n) {
+                    "replaced"
+                } else {
+                    "removed"
+                };
+                out.push(format!("{verb} {what} {n}"));
+            }
+            for n in added.iter().filter(|n| !removed.contains(n)) {
+                out.push(format!("added {what} {n}"));
+            }
+        }
+        out
+    }
+}
 
 /// What a reload does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reload {
     /// The new config equals the running one.
     Unchanged,
-    /// Only live keys changed: swap the config in.
+    /// Apply: swap the config in, after demoting what is removed; then bring in what is added.
     Apply {
-        /// The keys that changed, dotted.
+        /// The keys applied in place, dotted.
         changed: Vec<String>,
+        /// The resources and addresses taken out and brought in.
+        delta: Delta,
     },
     /// Some change needs a restart: keep the running config.
     Refuse {
@@ -47,11 +106,16 @@ impl Reload {
     pub fn message(&self) -> String {
         match self {
             Reload::Unchanged => "reload: configuration unchanged".into(),
-            Reload::Apply { changed } => format!("reload: applied {}", changed.join(", ")),
+            Reload::Apply { changed, delta } => {
+                let mut parts = delta.describe();
+                if !changed.is_empty() {
+                    parts.push(format!("applied {}", changed.join(", ")));
+                }
+                format!("reload: {}", parts.join("; "))
+            }
             Reload::Refuse { restart } => format!(
                 "reload refused, running configuration kept: {} cannot change without a \
-                 restart (it would change what is served); restart the agent on the \
-                 secondary first",
+                 restart; restart the agent on the secondary first",
                 restart.join(", ")
             ),
         }
@@ -60,21 +124,80 @@ impl Reload {
 
 /// Compares the running config with a new, already validated one.
 pub fn compare(running: &Config, new: &Config) -> Reload {
-    let (a, b) = (
+    let (mut a, mut b) = (
         serde_json::to_value(running).unwrap_or(Value::Null),
         serde_json::to_value(new).unwrap_or(Value::Null),
     );
+    let (res_a, res_b) = (take(&mut a, "resource"), take(&mut b, "resource"));
+    let (addr_a, addr_b) = (take(&mut a, "address"), take(&mut b, "address"));
     let mut changed = Vec::new();
     diff(&a, &b, String::new(), &mut changed);
-    if changed.is_empty() {
+    let (removed_resources, added_resources) = sets(&res_a, &res_b, "name", &[]);
+    let (removed_addresses, added_addresses) = sets(&addr_a, &addr_b, "address", ADDRESS_LIVE);
+    // Kept addresses: their live keys, named by their index in the new config.
+    let old: BTreeMap<&str, &Value> = addr_a.iter().map(|v| (key(v, "address"), v)).collect();
+    for (i, v) in addr_b.iter().enumerate() {
+        let name = key(v, "address");
+        if let (Some(o), false) = (old.get(name), added_addresses.iter().any(|n| n == name)) {
+            for k in ADDRESS_LIVE {
+                let (x, y) = (o.get(*k), v.get(*k));
+                let (x, y) = (x.unwrap_or(&Value::Null), y.unwrap_or(&Value::Null));
+                diff(x, y, format!("address[{i}].{k}"), &mut changed);
+            }
+        }
+    }
+    let delta = Delta {
+        removed_resources,
+        added_resources,
+        removed_addresses,
+        added_addresses,
+    };
+    if changed.is_empty() && delta.is_empty() {
         return Reload::Unchanged;
     }
     let restart: Vec<String> = changed.iter().filter(|k| !live(k)).cloned().collect();
     if restart.is_empty() {
-        Reload::Apply { changed }
+        Reload::Apply { changed, delta }
     } else {
         Reload::Refuse { restart }
     }
+}
+
+fn take(v: &mut Value, k: &str) -> Vec<Value> {
+    match v.as_object_mut().and_then(|o| o.remove(k)) {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    }
+}
+
+fn key<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Items of `a` not equal in `b` (removed) and of `b` not equal in `a` (added), by `id`,
+/// ignoring the keys in `skip`.
+fn sets(a: &[Value], b: &[Value], id: &str, skip: &[&str]) -> (Vec<String>, Vec<String>) {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            skip.iter().for_each(|k| drop(o.remove(*k)));
+        }
+        v
+    };
+    let index = |items: &[Value]| -> BTreeMap<String, Value> {
+        items
+            .iter()
+            .map(|v| (key(v, id).to_string(), strip(v)))
+            .collect()
+    };
+    let (a, b) = (index(a), index(b));
+    let gone = |x: &BTreeMap<String, Value>, y: &BTreeMap<String, Value>| {
+        x.iter()
+            .filter(|(n, v)| y.get(*n) != Some(*v))
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    (gone(&a, &b), gone(&b, &a))
 }
 
 fn live(key: &str) -> bool {
@@ -148,16 +271,24 @@ mod tests {
         assert_eq!(
             compare(&base, &cfg(&t)),
             Reload::Apply {
-                changed: vec!["timeouts.authority_settle_ms".into()]
+                changed: vec!["timeouts.authority_settle_ms".into()],
+                delta: Delta::default(),
             }
         );
+        // A changed resource is replaced, alone.
         let t = super::super::TEST_MINIMAL.replace(":r0\"", ":r9\"");
-        assert_eq!(
-            compare(&base, &cfg(&t)),
-            Reload::Refuse {
-                restart: vec!["resource[0].target.iqn".into()]
-            }
+        let Reload::Apply { changed, delta } = compare(&base, &cfg(&t)) else {
+            panic!("not applied");
+        };
+        assert!(changed.is_empty());
+        assert_eq!(delta.removed_resources, delta.added_resources);
+        assert_eq!(delta.removed_resources.len(), 1);
+        assert!(delta.removed_addresses.is_empty() && delta.added_addresses.is_empty());
+        let t = super::super::TEST_MINIMAL.replace(
+            "[[resource]]",
+            "[sockets]\ntgtd = \"/tmp/other\"\n[[resource]]",
         );
+        assert!(matches!(compare(&base, &cfg(&t)), Reload::Refuse { .. }));
         assert!(live("address[7].probe.timeout_ms"));
         assert!(!live("address[7].interface"));
     }

@@ -60,7 +60,7 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     }
     let metrics = crate::metrics::start(&cfg, drbd.clone()).await?;
     let exec = Executor::new(cfg.clone(), drbd, target, address);
-    serve(cfg, socket, exec, ev_tx, ev_rx, metrics).await
+    serve(cfg, socket, exec, ev_tx, ev_rx, metrics, false).await
 }
 
 /// The daemon over in-memory backends (`--simulate`).
@@ -69,7 +69,7 @@ pub async fn simulated(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> 
     let mem = Memory::healthy_secondary(&cfg).with_events(ev_tx.clone());
     let metrics = crate::metrics::start(&cfg, mem.clone()).await?;
     let exec = Executor::new(cfg.clone(), mem.clone(), mem.clone(), mem);
-    serve(cfg, socket, exec, ev_tx, ev_rx, metrics).await
+    serve(cfg, socket, exec, ev_tx, ev_rx, metrics, true).await
 }
 
 async fn serve<D: Drbd, T: Target, A: Address>(
@@ -79,6 +79,7 @@ async fn serve<D: Drbd, T: Target, A: Address>(
     ev_tx: UnboundedSender<Event>,
     ev_rx: UnboundedReceiver<Event>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    adds_live: bool,
 ) -> anyhow::Result<()> {
     let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(16);
     let bus = crate::events::EventBus::default();
@@ -106,6 +107,10 @@ async fn serve<D: Drbd, T: Target, A: Address>(
         }
     });
     let mut d = Daemon::new(exec).with_monitor(crate::events::EventsMonitor::new(bus));
+    if !adds_live {
+        // The DRBD and tgtd watches and the address handles are built from the startup config.
+        d = d.without_live_additions();
+    }
     if let Some(m) = metrics {
         d = d.with_monitor(crate::metrics::MetricsMonitor(m));
     }

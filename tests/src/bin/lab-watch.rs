@@ -77,6 +77,22 @@ async fn target_state(client: &tgt_ipc::TgtClient, iqn: &str) -> Option<&'static
     }
 }
 
+/// Whether the address is held and, while it is, the target's state, as one sample. Address
+/// first, then target: a promote serves the target before it claims the address. The address is
+/// read again after the target: tgtd may answer `show` long after the first read (busy, up to
+/// both timeouts), when a demote has released the address and then removed the target; held
+/// means held before and after the target was read.
+fn address_and_target(
+    mut held: impl FnMut() -> bool,
+    target: impl FnOnce() -> Option<&'static str>,
+) -> (bool, Option<&'static str>) {
+    if !held() {
+        return (false, Some("absent"));
+    }
+    let t = target();
+    (held(), t)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(minor), Some(addr), Some(iqn), Some(out)) = (
@@ -119,15 +135,10 @@ fn main() {
     loop {
         let t = now_ms();
         let (role, peer, cs) = drbd(minor);
-        // Address first, then target: a promote serves the target before it claims the address
-        // and a demote removes the target only after releasing the address, so this order never
-        // reports a false gap.
-        let held = has_address(addr);
-        let target = if held {
-            rt.block_on(target_state(&client, iqn))
-        } else {
-            Some("absent")
-        };
+        let (held, target) = address_and_target(
+            || has_address(addr),
+            || rt.block_on(target_state(&client, iqn)),
+        );
         let s = Sample {
             role,
             peer,
@@ -147,5 +158,24 @@ fn main() {
         last = Some(s);
         prev_t = t;
         std::thread::sleep(every);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_and_target;
+
+    #[test]
+    fn address_released_while_show_waits_is_not_held() {
+        // A demote released the address and removed the target while `show` waited.
+        let mut reads = [true, false].into_iter();
+        let s = address_and_target(|| reads.next().unwrap_or(false), || Some("absent"));
+        assert_eq!(s, (false, Some("absent")));
+        // Held before and after: the target read stands.
+        let s = address_and_target(|| true, || Some("absent"));
+        assert_eq!(s, (true, Some("absent")));
+        // Not held: the target is not read.
+        let s = address_and_target(|| false, || panic!("read"));
+        assert_eq!(s, (false, Some("absent")));
     }
 }

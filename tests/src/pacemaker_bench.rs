@@ -57,12 +57,9 @@ T classic-drbd-demote drbd demote
 
 /// Median and p95 (nearest rank) of `v`, microseconds.
 fn stats(v: &mut [u64]) -> (u64, u64) {
-    v.sort_unstable();
-    let at = |q: f64| {
-        let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-        v.get(i).copied().unwrap_or(0)
-    };
-    (at(0.5), at(0.95))
+    let f: Vec<f64> = v.iter().map(|&us| us as f64).collect();
+    let (median, p95) = test_support::stats::median_p95(&f);
+    (median as u64, p95 as u64)
 }
 
 /// Runs the benchmark; prints a table and writes the JSON report.

@@ -292,9 +292,11 @@ async fn bench(h: &DrbdHandle, minor: u32, n: u32) -> Result<()> {
         sp_cycle.push(ms(t2 - t0));
     }
     let med = |v: &Vec<f64>| {
-        let mut v = v.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            test_support::stats::median_p95(v).0
+        }
     };
     let out = serde_json::json!({
         "n": n, "minor": minor,

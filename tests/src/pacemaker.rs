@@ -113,6 +113,7 @@ mkdir -p $R/usr $R/etc $R/proc $R/sys $R/dev $R/run $R/tmp $R/var/lib $R/var/log
 mount --bind /host/usr $R/usr
 for l in bin lib lib64 sbin; do ln -s usr/$l $R/$l; done
 ln -s ../run $R/var/run
+mkdir -p $R/var/lock $R/run/lock $R/var/lib/drbd  # drbdsetup-84's locks
 mount -t proc proc $R/proc
 mount -t sysfs sysfs $R/sys
 mkdir -p /dev/shm /dev/pts

@@ -540,11 +540,13 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             .retain(|n, _| delta.removed_resources.contains(n));
         gone.addresses
             .retain(|n, _| delta.removed_addresses.contains(n));
+        let mut removal = Handled::default();
         if let Ok(mut plan) = gone.diff() {
             plan.steps.retain(|s| s.stage != crate::fsm::Stage::DrbdUp);
             if !plan.steps.is_empty() {
                 let (outcome, record) = self.exec.run(plan).await;
-                crate::record::keep(&mut self.records, record, KEEP_TRANSITIONS);
+                crate::record::keep(&mut self.records, record.clone(), KEEP_TRANSITIONS);
+                removal.transitions.push(record);
                 if let Some((step, reason)) = outcome.failed {
                     // Serve what the running config says again.
                     self.observe().await;
@@ -579,6 +581,10 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         fresh.last_notice = state.last_notice;
         self.state = Some(fresh);
         self.track_waiting();
+        if !removal.transitions.is_empty() {
+            // Events, alerts and metrics see the demote of what was removed.
+            self.tell(&removal);
+        }
         if !delta.adds() {
             return Ok(None);
         }

@@ -105,20 +105,21 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                 .insert(r.name.clone(), crate::fsm::ResourceView { drbd, target });
         }
         for a in &self.config.addresses {
+            let name = a.address.to_string();
             let held = within(t.address_ms, self.address.held(a))
                 .await
                 .map_err(|source| AgentError::Stage {
                     stage: Stage::AddressClaim,
-                    object: a.address.clone(),
+                    object: name.clone(),
                     source,
                 })?;
-            snap.addresses.insert(a.address.clone(), held);
+            snap.addresses.insert(name.clone(), held);
             // A link that cannot be read counts as up: the claim then says why it fails.
             if !within(t.address_ms, self.address.link_up(a))
                 .await
                 .unwrap_or(true)
             {
-                snap.links_down.insert(a.address.clone());
+                snap.links_down.insert(name);
             }
         }
         Ok(snap)

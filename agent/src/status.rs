@@ -286,12 +286,15 @@ impl Status {
             addresses: config
                 .addresses
                 .iter()
-                .map(|a| AddressStatus {
-                    address: a.address.clone(),
-                    interface: a.interface.clone(),
-                    held: state.addresses.get(&a.address).is_some_and(|s| s.held),
-                    waiting_for_link: state.waiting_for_link().contains(&a.address),
-                    resources: a.resources.clone(),
+                .map(|a| {
+                    let address = a.address.to_string();
+                    AddressStatus {
+                        interface: a.interface.clone(),
+                        held: state.addresses.get(&address).is_some_and(|s| s.held),
+                        waiting_for_link: state.waiting_for_link().contains(&address),
+                        resources: a.resources.clone(),
+                        address,
+                    }
                 })
                 .collect(),
             transitions: transitions.into_iter().cloned().collect(),

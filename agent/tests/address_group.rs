@@ -18,9 +18,9 @@ fn group() -> Config {
     let mut cfg = common::config("one", true);
     let v4 = cfg.addresses[0].clone();
     let mut v6 = v4.clone();
-    v6.address = "fd00::10/64".into();
+    v6.address = "fd00::10/64".parse().unwrap();
     let mut other = v4.clone();
-    other.address = "10.0.1.10/24".into();
+    other.address = "10.0.1.10/24".parse().unwrap();
     other.interface = "eth1".into();
     cfg.addresses.extend([v6, other]);
     cfg.validate().expect("a group of three addresses is valid");
@@ -39,7 +39,11 @@ async fn addresses_of_a_group_claimed_and_released_together() {
     ));
     d.observe().await;
     mem.world().log.clear();
-    let addrs: Vec<&str> = cfg.addresses.iter().map(|a| a.address.as_str()).collect();
+    let addrs: Vec<String> = cfg
+        .addresses
+        .iter()
+        .map(|a| a.address.to_string())
+        .collect();
 
     let r = d.request(Request::Promote).await;
     assert!(r.ok, "{}", r.message);
@@ -78,7 +82,7 @@ async fn addresses_of_a_group_claimed_and_released_together() {
 #[test]
 fn one_address_in_two_groups_refused() {
     let mut cfg = group();
-    cfg.addresses[2].address = "10.0.0.10/16".into();
+    cfg.addresses[2].address = "10.0.0.10/16".parse().unwrap();
     let (key, reason) = cfg.validate().expect_err("duplicate");
     assert_eq!(key, "address[2].address");
     assert!(reason.contains("duplicate"), "{reason}");

@@ -551,11 +551,15 @@ fn addresses_typed_and_canonical() {
     );
     let c = Config::parse(&text, Path::new("t")).expect("valid");
     let a = &c.addresses[0];
-    assert_eq!(a.address, "fd00::10/64");
     assert_eq!(
-        a.net(),
-        Some("fd00::10/64".parse().expect("net")),
-        "typed view"
+        a.address,
+        "fd00::10/64".parse::<ipnet::IpNet>().expect("net")
+    );
+    assert_eq!(a.address.to_string(), "fd00::10/64");
+    let effective = c.effective_toml().expect("toml");
+    assert!(
+        effective.contains("address = \"fd00::10/64\""),
+        "{effective}"
     );
     let (text, line) = edit_at(
         "address = \"192.168.50.10/24\"",

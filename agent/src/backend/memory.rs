@@ -68,7 +68,7 @@ impl Memory {
             w.targets.insert(r.name.clone(), TargetView::default());
         }
         for a in &config.addresses {
-            w.addresses.insert(a.address.clone(), false);
+            w.addresses.insert(a.address.to_string(), false);
         }
         Memory {
             world: Arc::new(Mutex::new(w)),
@@ -326,40 +326,44 @@ impl Address for Memory {
         Ok(self
             .world()
             .addresses
-            .get(&addr.address)
+            .get(&addr.address.to_string())
             .copied()
             .unwrap_or(false))
     }
 
     async fn answered_elsewhere(&self, addr: &AddressConfig) -> Result<bool, BackendError> {
-        let w = self.call(Stage::ProbeAddress, &addr.address)?;
-        Ok(w.answered_elsewhere.contains(&addr.address))
+        let name = addr.address.to_string();
+        let w = self.call(Stage::ProbeAddress, &name)?;
+        Ok(w.answered_elsewhere.contains(&name))
     }
 
     /// The probe is one call (as `answered_elsewhere`); its verdict is read later, uncounted.
     async fn start_probe(&self, addr: &AddressConfig) -> Result<(), BackendError> {
-        self.call(Stage::ProbeAddress, &addr.address).map(|_| ())
+        self.call(Stage::ProbeAddress, &addr.address.to_string())
+            .map(|_| ())
     }
 
     async fn probe_conflict(&self, addr: &AddressConfig) -> Result<bool, BackendError> {
-        Ok(self.world().answered_elsewhere.contains(&addr.address))
+        let name = addr.address.to_string();
+        Ok(self.world().answered_elsewhere.contains(&name))
     }
 
     async fn claim(&self, addr: &AddressConfig) -> Result<(), BackendError> {
-        let mut w = self.call(Stage::AddressClaim, &addr.address)?;
-        if w.answered_elsewhere.contains(&addr.address) {
+        let name = addr.address.to_string();
+        let mut w = self.call(Stage::AddressClaim, &name)?;
+        if w.answered_elsewhere.contains(&name) {
             return Err(BackendError::Refused(format!(
-                "another host answers for {}",
-                addr.address
+                "another host answers for {name}"
             )));
         }
-        w.addresses.insert(addr.address.clone(), true);
+        w.addresses.insert(name, true);
         Ok(())
     }
 
     async fn release(&self, addr: &AddressConfig) -> Result<(), BackendError> {
-        let mut w = self.call(Stage::AddressRelease, &addr.address)?;
-        w.addresses.insert(addr.address.clone(), false);
+        let name = addr.address.to_string();
+        let mut w = self.call(Stage::AddressRelease, &name)?;
+        w.addresses.insert(name, false);
         Ok(())
     }
 }

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt;
+use ipnet::IpNet;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Mutex;
 use tracing::{debug, warn};
@@ -36,9 +37,9 @@ use crate::fsm::Event;
 /// The floating addresses of a config.
 #[derive(Debug)]
 pub struct NetlinkAddress {
-    vips: BTreeMap<String, Mutex<Vip>>,
+    vips: BTreeMap<IpNet, Mutex<Vip>>,
     /// The probe started for each address, until its claim (or release).
-    probes: BTreeMap<String, Mutex<Option<ProbeSession>>>,
+    probes: BTreeMap<IpNet, Mutex<Option<ProbeSession>>>,
 }
 
 /// A started probe older than this is dropped and the claim probes again (a promote takes
@@ -72,16 +73,14 @@ impl NetlinkAddress {
     pub fn new(config: &Config) -> Result<NetlinkAddress, BackendError> {
         let mut vips = BTreeMap::new();
         for a in &config.addresses {
-            let (ip, prefix) = a
-                .parsed()
-                .ok_or_else(|| BackendError::Failed(format!("bad address {}", a.address)))?;
+            let (ip, prefix) = (a.address.addr(), a.address.prefix_len());
             let v = Vip::new(a.interface.clone(), ip, prefix).map_err(err)?;
-            vips.insert(a.address.clone(), Mutex::new(v));
+            vips.insert(a.address, Mutex::new(v));
         }
         let probes = config
             .addresses
             .iter()
-            .map(|a| (a.address.clone(), Mutex::new(None)))
+            .map(|a| (a.address, Mutex::new(None)))
             .collect();
         Ok(NetlinkAddress { vips, probes })
     }
@@ -111,13 +110,14 @@ impl NetlinkAddress {
     /// it comes back or its MAC changes).
     pub async fn watch(&self, tx: UnboundedSender<Event>) -> Result<(), BackendError> {
         let mut streams = Vec::new();
-        for (name, v) in &self.vips {
+        for (&net, v) in &self.vips {
             let w = v.lock().await.watch().await.map_err(err)?;
-            let name = name.clone();
-            streams.push(w.map(move |ev| (name.clone(), ev)));
+            streams.push(w.map(move |ev| (net, ev)));
         }
         let mut all = futures::stream::select_all(streams);
-        while let Some((address, ev)) = all.next().await {
+        while let Some((net, ev)) = all.next().await {
+            // Events name the address in its canonical spelling, as plans and status do.
+            let address = net.to_string();
             let held = match ev {
                 VipEvent::Added => true,
                 VipEvent::Removed => false,
@@ -133,7 +133,7 @@ impl NetlinkAddress {
                 }
                 // A lost burst (overrun): read the truth again.
                 VipEvent::Overrun => {
-                    let Some(v) = self.vips.get(&address) else {
+                    let Some(v) = self.vips.get(&net) else {
                         continue;
                     };
                     let v = v.lock().await;
@@ -191,7 +191,7 @@ impl Address for NetlinkAddress {
         }
         let r = v.probe(&policy).await.map_err(err)?;
         if let Some(mac) = r.conflict {
-            crate::metrics::ADDRESS_EVENTS.conflict(&a.address);
+            crate::metrics::ADDRESS_EVENTS.conflict(&a.address.to_string());
             warn!(address = %a.address, interface = %a.interface, %mac, "another host answers for the address");
         }
         Ok(r.conflict.is_some())
@@ -216,7 +216,7 @@ impl Address for NetlinkAddress {
             Some(s) if s.started().elapsed() < PROBE_MAX_AGE => {
                 let other = s.conflict().await.map_err(err)?;
                 if let Some(mac) = other {
-                    crate::metrics::ADDRESS_EVENTS.conflict(&a.address);
+                    crate::metrics::ADDRESS_EVENTS.conflict(&a.address.to_string());
                     warn!(address = %a.address, interface = %a.interface, %mac, "another host answers for the address");
                 }
                 Ok(other.is_some())
@@ -248,7 +248,7 @@ impl Address for NetlinkAddress {
         let report = match report {
             // Nothing added: a refusal (the promote is undone and the node is where it was).
             Err(e @ VipError::Conflict { .. }) => {
-                crate::metrics::ADDRESS_EVENTS.conflict(&a.address);
+                crate::metrics::ADDRESS_EVENTS.conflict(&a.address.to_string());
                 return Err(BackendError::Vip(e));
             }
             r => r.map_err(err)?,
@@ -256,7 +256,7 @@ impl Address for NetlinkAddress {
         // The remaining announcements are vip's background task (held by the Vip, stopped by
         // release); only log their results here. The stream ends when that task does.
         let mut announcements = report.announcements;
-        let address = a.address.clone();
+        let address = a.address.to_string();
         tokio::spawn(async move {
             while let Some(r) = announcements.next().await {
                 crate::metrics::ADDRESS_EVENTS.announcement(&address, r.result.is_ok());

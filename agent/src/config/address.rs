@@ -1,7 +1,6 @@
 //! `[[address]]`: the floating addresses, checked with vip's own validator.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -10,11 +9,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
-    /// `address/prefix`, e.g. `192.168.10.50/24` or `fd00::10/64`: read as an [`IpNet`] and
-    /// kept in its canonical spelling ([`Address::net`] gives it typed); the text names the
-    /// address in plans, status and metrics, so two spellings of one address cannot differ.
-    #[serde(deserialize_with = "canonical_net")]
-    pub address: String,
+    /// `address/prefix`, e.g. `192.168.10.50/24` or `fd00::10/64`. Its canonical spelling
+    /// (`Display`, also what the effective config prints) names the address in plans, status
+    /// and metrics, so two spellings of one address cannot differ.
+    #[serde(with = "net")]
+    pub address: IpNet,
     /// Interface to hold it on.
     pub interface: String,
     /// Names of the resources served behind it; claimed only once all of them serve.
@@ -79,25 +78,23 @@ fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-impl Address {
-    /// The address with its prefix (parsed configs always have one).
-    pub fn net(&self) -> Option<IpNet> {
-        self.address.parse().ok()
+/// `address/prefix` as text in its canonical spelling, with an error that says what to write.
+mod net {
+    use ipnet::IpNet;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(n: &IpNet, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(n)
     }
 
-    /// The address and prefix length.
-    pub fn parsed(&self) -> Option<(IpAddr, u8)> {
-        self.net().map(|n| (n.addr(), n.prefix_len()))
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(|_| {
+            D::Error::custom(format!(
+                "must be address/prefix, e.g. 192.168.10.50/24 or fd00::10/64, not {s:?}"
+            ))
+        })
     }
-}
-
-fn canonical_net<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse::<IpNet>().map(|n| n.to_string()).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "must be address/prefix, e.g. 192.168.10.50/24 or fd00::10/64, not {s:?}"
-        ))
-    })
 }
 
 /// Checks the `[[address]]` tables against vip's own checks and the resource `names`; the
@@ -110,12 +107,7 @@ pub(super) fn validate(
     let mut addrs = BTreeSet::new();
     for (i, a) in addresses.iter().enumerate() {
         let k = |f: &str| format!("address[{i}].{f}");
-        let Some((ip, prefix)) = a.parsed() else {
-            return err(
-                k("address"),
-                "must be address/prefix, e.g. 192.168.10.50/24",
-            );
-        };
+        let (ip, prefix) = (a.address.addr(), a.address.prefix_len());
         if let Err(e) = vip::Vip::check_address(ip, prefix) {
             return err(
                 k("address"),

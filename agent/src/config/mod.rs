@@ -154,9 +154,11 @@ impl Config {
         self.resources.iter().find(|r| r.name == name)
     }
 
-    /// The address written as `address`.
+    /// The address written as `address` in its canonical spelling.
     pub fn address(&self, address: &str) -> Option<&Address> {
-        self.addresses.iter().find(|a| a.address == address)
+        self.addresses
+            .iter()
+            .find(|a| a.address.to_string() == address)
     }
 }
 

@@ -268,7 +268,12 @@ pub fn judge(cfg: &Config, snap: &Snapshot, started: bool, deep: bool) -> Reply 
         }
     }
     for a in &cfg.addresses {
-        if snap.addresses.get(&a.address).copied().unwrap_or(false) {
+        if snap
+            .addresses
+            .get(&a.address.to_string())
+            .copied()
+            .unwrap_or(false)
+        {
             served.push(format!("address {} held", a.address));
         } else {
             missing.push(format!("address {} not held", a.address));

@@ -5,79 +5,114 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use agent::config::Config;
+use agent::config::{
+    Address, Config, Initiators, Lun, Manage, MetaDisk, Mode, Protocol, Resource, RoleSource,
+    Target, Timeouts, DEFAULT_KO_COUNT, DEFAULT_PING_INT_S, DEFAULT_PING_TIMEOUT_DS,
+    DEFAULT_TIMEOUT_DS,
+};
+use tgt_ipc::CacheMode;
 
-const R0: &str = r#"
-[[resource]]
-name = "r0"
-minor = 0
-mode = "adopt"
-target = { iqn = "iqn.2026-11.test:r0", tid = 1, initiators = ["iqn.2026-11.test:client"] }
-[[resource.lun]]
-lun = 1
-device = "/dev/drbd0"
-scsi_id = "r0-1"
-scsi_sn = "R0SN1"
-vendor = "TEST"
-product = "DISK"
-"#;
+/// Adopted resource `name` on DRBD minor `minor`: target `iqn.2026-11.test:<name>` with tid
+/// `tid`, one LUN 1 on `/dev/drbd<minor>`.
+fn resource(name: &str, minor: u32, tid: u32, initiators: Initiators) -> Resource {
+    Resource {
+        name: name.into(),
+        minor,
+        mode: Mode::Adopt,
+        manage: None,
+        target: Target {
+            iqn: format!("iqn.2026-11.test:{name}"),
+            tid,
+            initiators,
+            chap: None,
+        },
+        luns: vec![Lun {
+            lun: 1,
+            device: format!("/dev/drbd{minor}").into(),
+            scsi_id: format!("{name}-1"),
+            scsi_sn: format!("{}SN1", name.to_uppercase()),
+            vendor: "TEST".into(),
+            product: "DISK".into(),
+            rev: None,
+            cache: CacheMode::default(),
+        }],
+    }
+}
 
-const R0_MANAGED: &str = r#"
-[[resource]]
-name = "r0"
-minor = 0
-mode = "manage"
-manage = { disk = "/dev/ram0", local = "10.1.0.1:7789", peer = "10.1.0.2:7789" }
-target = { iqn = "iqn.2026-11.test:r0", tid = 1, initiators = "all" }
-[[resource.lun]]
-lun = 1
-device = "/dev/drbd0"
-scsi_id = "r0-1"
-scsi_sn = "R0SN1"
-vendor = "TEST"
-product = "DISK"
-"#;
+/// `r0` brought up by the agent on `/dev/ram0`, replicating 10.1.0.1 <-> 10.1.0.2.
+fn managed_r0() -> Resource {
+    let mut r = resource("r0", 0, 1, Initiators::All);
+    r.mode = Mode::Manage;
+    r.manage = Some(Manage {
+        disk: "/dev/ram0".into(),
+        meta_disk: MetaDisk::Internal,
+        local: "10.1.0.1:7789".parse().expect("local"),
+        peer: "10.1.0.2:7789".parse().expect("peer"),
+        protocol: Protocol::C,
+        ping_int_s: DEFAULT_PING_INT_S,
+        ping_timeout_ds: DEFAULT_PING_TIMEOUT_DS,
+        timeout_ds: DEFAULT_TIMEOUT_DS,
+        ko_count: DEFAULT_KO_COUNT,
+        node_id: None,
+        peer_node_id: None,
+        disk_options: Default::default(),
+        net_options: Default::default(),
+        handlers: None,
+    });
+    r
+}
 
-const R1: &str = r#"
-[[resource]]
-name = "r1"
-minor = 1
-mode = "adopt"
-target = { iqn = "iqn.2026-11.test:r1", tid = 2, initiators = "all" }
-[[resource.lun]]
-lun = 1
-device = "/dev/drbd1"
-scsi_id = "r1-1"
-scsi_sn = "R1SN1"
-vendor = "TEST"
-product = "DISK"
-"#;
-
-fn addr(a: &str, res: &str) -> String {
-    format!("[[address]]\naddress = \"{a}\"\ninterface = \"eth0\"\nresources = [{res}]\n")
+/// Floating address `net` on eth0 for `resources`.
+fn addr(net: &str, resources: &[&str]) -> Address {
+    Address {
+        address: net.parse().expect("address"),
+        interface: "eth0".into(),
+        resources: resources.iter().map(|r| r.to_string()).collect(),
+        announce: Default::default(),
+        probe: Default::default(),
+    }
 }
 
 /// A built-in config by name: `one`, `two`, `two-addr`, `managed`; `command` selects the
 /// command role source.
 pub fn config(name: &str, command: bool) -> Config {
     let role = if command {
-        "role = { source = \"command\" }\n"
+        RoleSource::Command
     } else {
-        "role = { source = \"pool-conf\", path = \"/tmp/none/pool.conf\" }\n"
+        RoleSource::PoolConf {
+            path: "/tmp/none/pool.conf".into(),
+        }
     };
-    let body = match name {
-        "one" => format!("{R0}{}", addr("10.0.0.10/24", "\"r0\"")),
-        "two" => format!("{R0}{R1}{}", addr("10.0.0.10/24", "\"r0\", \"r1\"")),
-        "two-addr" => format!(
-            "{R0}{R1}{}{}",
-            addr("10.0.0.10/24", "\"r0\""),
-            addr("10.0.0.11/24", "\"r1\"")
+    let client = Initiators::List(vec!["iqn.2026-11.test:client".into()]);
+    let r0 = || resource("r0", 0, 1, client.clone());
+    let r1 = || resource("r1", 1, 2, Initiators::All);
+    let (resources, addresses) = match name {
+        "one" => (vec![r0()], vec![addr("10.0.0.10/24", &["r0"])]),
+        "two" => (vec![r0(), r1()], vec![addr("10.0.0.10/24", &["r0", "r1"])]),
+        "two-addr" => (
+            vec![r0(), r1()],
+            vec![addr("10.0.0.10/24", &["r0"]), addr("10.0.0.11/24", &["r1"])],
         ),
-        "managed" => format!("{R0_MANAGED}{}", addr("10.0.0.10/24", "\"r0\"")),
+        "managed" => (vec![managed_r0()], vec![addr("10.0.0.10/24", &["r0"])]),
         other => panic!("no built-in config {other}"),
     };
-    let text = format!("node = \"test\"\n{role}[timeouts]\nsafety_net_s = 0\n{body}");
-    Config::parse(&text, Path::new("<test>")).unwrap_or_else(|e| panic!("{e}"))
+    let cfg = Config {
+        node: "test".into(),
+        role,
+        sockets: Default::default(),
+        timeouts: Timeouts {
+            safety_net_s: 0,
+            ..Default::default()
+        },
+        resources,
+        addresses,
+        metrics: Default::default(),
+        alerts: Default::default(),
+        source: None,
+    };
+    cfg.validate()
+        .unwrap_or_else(|(key, reason)| panic!("{key}: {reason}"));
+    cfg
 }
 
 // Not every test binary including this module uses both.

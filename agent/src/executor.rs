@@ -5,9 +5,10 @@
 //! concurrently; stages run one after the other in the plan's order, so an address is claimed
 //! only after every target's serve stage succeeded. On a failure in a forward stage the steps
 //! this run completed, and a failed claim or primary request (a timeout may hide that it took
-//! effect), are undone (see [`Stage::undo`]) in the demote order, best effort, which
-//! leaves a node that started Secondary Secondary again; a failure while moving away from
-//! serving stops the run and is reported (undoing a demote would mean serving again).
+//! effect), are undone (see [`Stage::undo`]) in the demote order, which leaves a node
+//! that started Secondary Secondary again; a failure while moving away from serving, in a
+//! demote or a rollback, stops the run and is reported (undoing a demote would mean serving
+//! again; going on could remove a target behind an address still held).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -397,17 +398,26 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         (out, record)
     }
 
-    /// Undo `done` in the demote order ([`order::rollback`]), best effort.
+    /// Undo `done` in the demote order ([`order::rollback`]), up to the first stage that fails:
+    /// later stages rely on it (a target is not removed while an address whose release failed
+    /// may still be held).
     async fn rollback(&self, done: &[Step], out: &mut Outcome, stages: &mut Vec<StageTiming>) {
         let undo = order::rollback(done);
         for group in order::groups(&undo) {
             let (timing, results) = self.run_group(group, true).await;
             stages.push(timing);
+            let mut failed = false;
             for (s, r) in group.iter().zip(results) {
                 match r {
                     Ok(()) => out.applied.push(s.clone()),
-                    Err(e) => warn!(step = %s, error = %e, "rollback step failed"),
+                    Err(e) => {
+                        failed = true;
+                        warn!(step = %s, error = %e, "rollback step failed");
+                    }
                 }
+            }
+            if failed {
+                break;
             }
         }
     }

@@ -475,3 +475,49 @@ async fn claim_failure_rolls_back_in_demote_order() {
         .any(|s| s.rollback && s.stage == Stage::AddressRelease));
     assert_secondary(&mem);
 }
+
+/// A rollback whose address release fails stops there, as a demote does: the targets behind the
+/// address that may still be held are not removed (never the address without a target).
+#[tokio::test]
+async fn rollback_stops_where_a_release_failed() {
+    let (mut d, mem) = setup("two-addr", false);
+    d.observe().await;
+    {
+        let mut w = mem.world();
+        // 2 probes, 2 primary, 2 serve, then the claims: 10.0.0.10 ok, 10.0.0.11 fails.
+        w.fail_at_call = Some(8);
+        w.fail_stage = Some((Stage::AddressRelease, "10.0.0.10/24".into()));
+    }
+    let h = d.handle(Event::Authority(Authority::Primary)).await;
+    let rec = &h.transitions[0];
+    assert!(
+        rec.result
+            .to_string()
+            .starts_with("rolled back: address-claim"),
+        "{}",
+        rec.result
+    );
+    {
+        let w = mem.world();
+        assert_eq!(w.addresses.get("10.0.0.10/24"), Some(&true), "{:?}", w.log);
+        assert_ne!(
+            w.targets.get("r0").map(|t| t.state),
+            Some(TargetState::Absent),
+            "address held without its target: {:?}",
+            w.log
+        );
+        assert!(
+            !w.log.iter().any(|l| l.starts_with("target-remove")),
+            "{:?}",
+            w.log
+        );
+    }
+    // The fault gone, the safety net makes the node whole for the wish (primary).
+    {
+        let mut w = mem.world();
+        w.fail_at_call = None;
+        w.fail_stage = None;
+    }
+    d.handle(Event::Tick).await;
+    assert_primary(&mem);
+}

@@ -2,18 +2,12 @@
 //! status (human and --json), promote, maintenance, demote over the control socket.
 
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_iscsi-ha");
+use test_support::Kill;
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+const BIN: &str = env!("CARGO_BIN_EXE_iscsi-ha");
 
 fn run(cfg: &Path, args: &[&str]) -> Output {
     Command::new(BIN)

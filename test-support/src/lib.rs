@@ -11,3 +11,14 @@ pub mod stats;
 pub mod tgtd;
 
 pub use prereq::{ci, which};
+
+/// A child process killed (SIGKILL) and reaped when dropped, also when the test fails.
+#[derive(Debug)]
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -12,15 +12,20 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Runs `ip ARGS`; Err with the command and its stderr when it fails.
 pub fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(crate::which("ip").unwrap_or_else(|| "ip".into()))
+    run("ip", args)
+}
+
+/// Runs `CMD ARGS` (found through `PATH`); Err with the command and its stderr when it fails.
+pub fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(cmd)
         .args(args)
         .output()
-        .map_err(|e| format!("spawn ip: {e}"))?;
+        .map_err(|e| format!("spawn {cmd}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "ip {}: {}",
+            "{cmd} {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ))

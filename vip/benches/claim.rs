@@ -12,24 +12,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use test_support::netns::Netns;
+use test_support::netns::{run, Netns};
 use vip::{AnnouncePolicy, ClaimOptions, Vip};
-
-fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| format!("spawn {cmd}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
 
 #[derive(Default)]
 struct Stage {

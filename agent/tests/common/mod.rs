@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
 use agent::config::{
     Address, Config, Initiators, Lun, Manage, MetaDisk, Mode, Protocol, Resource, RoleSource,
@@ -119,17 +119,8 @@ pub fn config(name: &str, command: bool) -> Config {
 #[allow(unused_imports)]
 pub use test_support::{
     tgtd::{free_port, Tgtd},
-    which,
+    which, Kill,
 };
-
-/// A child process killed (and reaped) when dropped.
-pub struct Kill(pub Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Writes `cfg` to `dir/iscsi-ha.toml`, starts `iscsi-ha daemon --simulate` on it (stderr to
 /// `dir/daemon.log`, no systemd notification) and waits up to 60 s for its control socket.

@@ -14,7 +14,7 @@ pub struct LabConfig {
     pub mem_mib: u32,
     /// Size of each node's backing disk (`/dev/vda`) in MiB (default 16).
     pub disk_mib: u64,
-    /// Directory shared at [`GUEST_TARGET`]; default: the profile dir of the current executable.
+    /// Directory shared at [`crate::GUEST_TARGET`]; default: the profile dir of the current executable.
     pub share: Option<PathBuf>,
     /// Extra files put into the per-run initramfs overlay: (guest path, host path).
     pub extra_files: Vec<(String, PathBuf)>,

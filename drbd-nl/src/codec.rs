@@ -2,18 +2,23 @@
 //! payload, turn a reply's `ret_code` into `Ok` or a typed error. Used by the handle (replies)
 //! and the event stream (broadcasts); imports neither.
 
-use netlink_packet_generic::{GenlHeader, GenlMessage};
+use netlink_packet_core::{DecodeError, Emitable};
+use netlink_packet_generic::{GenlFamily, GenlHeader, GenlMessage};
 
 use crate::connection::RawGenl;
 use crate::error::DrbdError;
 use crate::message::DrbdMessage;
 use crate::ret_code::ReplyCode;
+use crate::v9::Drbd9Message;
 
 /// Size of `struct genlmsghdr` (cmd, version, reserved u16) before the DRBD header.
 const GENL_HDRLEN: usize = 4;
 
-/// A DRBD 8.4 message as a generic-netlink payload of family `family_id`.
-pub(crate) fn encode(family_id: u16, msg: &DrbdMessage) -> RawGenl {
+/// A DRBD message (8.4 or 9) as a generic-netlink payload of family `family_id`.
+pub(crate) fn encode<M>(family_id: u16, msg: &M) -> RawGenl
+where
+    M: GenlFamily + Emitable + Clone + std::fmt::Debug,
+{
     let mut genl = GenlMessage::from_payload(msg.clone());
     genl.set_resolved_family_id(family_id);
     RawGenl::encode(family_id, &genl)
@@ -21,9 +26,22 @@ pub(crate) fn encode(family_id: u16, msg: &DrbdMessage) -> RawGenl {
 
 /// Decodes one received generic-netlink payload as a DRBD message.
 pub(crate) fn decode_raw(raw: &RawGenl) -> Result<DrbdMessage, DrbdError> {
+    decode_with(raw, DrbdMessage::parse_payload)
+}
+
+/// Decodes one received generic-netlink payload as a DRBD 9 message.
+pub(crate) fn decode_raw9(raw: &RawGenl) -> Result<Drbd9Message, DrbdError> {
+    decode_with(raw, Drbd9Message::parse_payload)
+}
+
+/// The genl header's command and the body after it, read by `parse` (either API's).
+fn decode_with<M>(
+    raw: &RawGenl,
+    parse: fn(u8, &[u8]) -> Result<M, DecodeError>,
+) -> Result<M, DrbdError> {
     let header = GenlHeader::parse(&raw.payload)?;
     let body = raw.payload.get(GENL_HDRLEN..).unwrap_or(&[]);
-    Ok(DrbdMessage::parse_payload(header.cmd, body)?)
+    Ok(parse(header.cmd, body)?)
 }
 
 /// A reply whose `ret_code` is success (`NO_ERROR` 101 or `SS_SUCCESS`..`SS_CW_NO_NEED`), or
@@ -31,6 +49,17 @@ pub(crate) fn decode_raw(raw: &RawGenl) -> Result<DrbdMessage, DrbdError> {
 pub(crate) fn check_reply(reply: DrbdMessage, context: &str) -> Result<DrbdMessage, DrbdError> {
     reply_result(
         ReplyCode::from_raw(reply.header.ret_code()),
+        reply.info_text(),
+        context,
+    )
+    .map(|()| reply)
+}
+
+/// [`check_reply`] for DRBD 9, which keeps the `drbd_ret_code` and `SS_*` numbers but −21
+/// ([`ReplyCode::from_raw_v9`]).
+pub(crate) fn check_reply9(reply: Drbd9Message, context: &str) -> Result<Drbd9Message, DrbdError> {
+    reply_result(
+        ReplyCode::from_raw_v9(reply.header.ret_code()),
         reply.info_text(),
         context,
     )

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use netlink_packet_core::{NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
+use netlink_packet_core::{Emitable, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
+use netlink_packet_generic::GenlFamily;
 use netlink_proto::ConnectionHandle;
 
 use crate::codec;
@@ -114,34 +115,53 @@ impl DrbdHandle {
         R::Output::from_replies(replies)
     }
 
-    /// Sends `msg` with the flags of `exchange` ([`nlm_flags`]); every reply is decoded and its
-    /// `ret_code` checked; a doit answers its first reply.
+    /// Sends `msg` ([`exchange_raw`]); every reply is decoded and its `ret_code` checked.
     async fn drbd_execute(
         &self,
         msg: &DrbdMessage,
         exchange: Exchange,
         context: &str,
     ) -> Result<Vec<DrbdMessage>, DrbdError> {
-        let flags = nlm_flags(exchange);
-        let raw = codec::encode(self.inner.family.id, msg);
-        let replies = connection::request(&self.inner.conn, raw, flags, context).await?;
-        if exchange != Exchange::Dump && replies.is_empty() {
+        let replies = exchange_raw(
+            &self.inner.conn,
+            self.inner.family.id,
+            msg,
+            exchange,
+            context,
+        )
+        .await?;
+        replies
+            .iter()
+            .map(|raw| codec::check_reply(codec::decode_raw(raw)?, context))
+            .collect()
+    }
+}
+
+/// Sends `msg` (either API's) with the flags of `exchange` ([`nlm_flags`]) and returns the
+/// replies to read: every part of a dump, the first reply of a doit (none is a
+/// [`DrbdError::Protocol`]). Both handles' executors send through it.
+pub(crate) async fn exchange_raw<M>(
+    conn: &ConnectionHandle<RawGenl>,
+    family_id: u16,
+    msg: &M,
+    exchange: Exchange,
+    context: &str,
+) -> Result<Vec<RawGenl>, DrbdError>
+where
+    M: GenlFamily + Emitable + Clone + std::fmt::Debug,
+{
+    let raw = codec::encode(family_id, msg);
+    let mut replies = connection::request(conn, raw, nlm_flags(exchange), context).await?;
+    if exchange != Exchange::Dump {
+        if replies.is_empty() {
             return Err(DrbdError::Protocol {
                 context: context.to_string(),
                 reason: "no DRBD reply".into(),
             });
         }
-        let take = if exchange == Exchange::Dump {
-            replies.len()
-        } else {
-            1
-        };
-        replies
-            .iter()
-            .take(take)
-            .map(|raw| codec::check_reply(codec::decode_raw(raw)?, context))
-            .collect()
+        replies.truncate(1);
     }
+    Ok(replies)
 }
 
 /// The only place that picks netlink flags (ethtool's `ethtool_execute` is the model):
@@ -149,7 +169,7 @@ impl DrbdHandle {
 /// - `NLM_F_DUMP` for a dump: the kernel runs the command's dumpit and answers in parts;
 /// - `NLM_F_EXCL` for an exclusive create: DRBD's new-resource then refuses an existing one;
 /// - never `NLM_F_ACK`: each DRBD doit sends exactly one reply, as drbdsetup expects.
-fn nlm_flags(exchange: Exchange) -> u16 {
+pub(crate) fn nlm_flags(exchange: Exchange) -> u16 {
     NLM_F_REQUEST
         | match exchange {
             Exchange::Doit => 0,

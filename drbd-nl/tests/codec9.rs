@@ -3,7 +3,7 @@
 //! drbdsetup's, kernel replies and events parse into known sets and re-emit byte for byte.
 
 use drbd_nl::v9::*;
-use drbd_nl::{DrbdError, RawGenl, RetCode, Role, StateRv};
+use drbd_nl::{RawGenl, Role};
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, Parseable,
 };
@@ -20,7 +20,11 @@ fn parse_full(bytes: &[u8]) -> (NetlinkHeader, Drbd9Message) {
     let buf = NetlinkBuffer::new_checked(bytes).unwrap();
     let header = NetlinkHeader::parse(&buf).unwrap();
     let raw = RawGenl::deserialize(&header, buf.payload()).unwrap();
-    (header, decode_raw9(&raw).unwrap())
+    let body = raw.payload.get(4..).unwrap_or(&[]);
+    (
+        header,
+        Drbd9Message::parse_payload(raw.payload[0], body).unwrap(),
+    )
 }
 
 fn emit_full(header: NetlinkHeader, msg: &Drbd9Message) -> Vec<u8> {
@@ -128,9 +132,9 @@ fn config_requests_equal_drbdsetup_9() {
     ] {
         let bytes = data(name);
         let (header, parsed) = parse_full(&bytes);
-        assert_eq!(&parsed, built.message(), "{name}: parse == builder");
+        assert_eq!(parsed, built.message(), "{name}: parse == builder");
         assert_eq!(
-            emit_full(header, built.message()),
+            emit_full(header, &built.message()),
             bytes,
             "{name}: emit == drbdsetup 9 bytes"
         );
@@ -205,19 +209,6 @@ fn captured_messages_round_trip() {
         all_known(name, &m);
         assert_eq!(emit_full(header, &m), bytes, "{name}: emit == bytes");
     }
-}
-
-#[test]
-fn replies_give_typed_results() {
-    let (_, m) = parse_full(&data("primary_reply"));
-    assert!(check_reply9(m, "primary r0").is_ok());
-    let (_, m) = parse_full(&data("primary_peer_primary_reply"));
-    let e = check_reply9(m, "primary r0").unwrap_err();
-    assert_eq!(e.state_rv(), Some(StateRv::TwoPrimaries));
-    let (_, m) = parse_full(&data("primary_unknown_resource_reply"));
-    let e = check_reply9(m, "primary r7").unwrap_err();
-    assert_eq!(e.ret_code(), Some(RetCode::from(158)));
-    assert!(matches!(&e, DrbdError::Kernel { info_text: Some(t), .. } if t == "unknown resource"));
 }
 
 #[test]

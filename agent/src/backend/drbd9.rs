@@ -10,7 +10,7 @@
 
 use drbd_nl::v9::{
     self, AnyHandle, ConnectionState, DiskState, Drbd9Handle, Event as Event9, NetConf, Object,
-    Request9,
+    Primary9, Request9, Secondary9,
 };
 use drbd_nl::{DrbdError, RetCode, StateRv};
 use futures::StreamExt;
@@ -585,13 +585,14 @@ impl Drbd for Netlink9Drbd {
             Vec::new()
         };
         for req in up_requests(res, m, &objs, &paths)? {
-            req.execute(&self.handle).await.map_err(err)?;
+            self.handle.execute(req).await.map_err(err)?;
         }
         Ok(())
     }
 
     async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
-        match self.handle.primary(&res.name).force(force).execute().await {
+        let primary = Primary9::new(&res.name).force(force);
+        match self.handle.execute(primary).await {
             Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
                 Err(BackendError::PeerPrimary(e))
             }
@@ -602,8 +603,7 @@ impl Drbd for Netlink9Drbd {
 
     async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
         self.handle
-            .secondary(&res.name)
-            .execute()
+            .execute(Secondary9::new(&res.name))
             .await
             .map_err(err)
     }
@@ -823,7 +823,7 @@ product = "VIRTUAL-DISK"
         let c = managed(", node_id = 0, peer_node_id = 1").expect("parses");
         let (r, m) = manage_of(&c);
         let reqs = up_requests(r, m, &Objects::default(), &[]).expect("requests");
-        let lines: Vec<&str> = reqs.iter().map(Request9::context).collect();
+        let lines: Vec<String> = reqs.iter().map(v9::Request::command_line).collect();
         assert_eq!(
             lines,
             [
@@ -837,8 +837,8 @@ product = "VIRTUAL-DISK"
         );
         // The new-peer carries the 8.4 manage mode's set: fencing resource-only, after-sb
         // disconnect, the fast-detection timeouts from the config (defaults here).
-        let net: Vec<&NetConf> = reqs[2]
-            .message()
+        let new_peer = v9::Request::message(&reqs[2]);
+        let net: Vec<&NetConf> = new_peer
             .attrs
             .iter()
             .filter_map(|a| match a {

@@ -2,16 +2,14 @@
 //! typed object reader (resource, device with its data generations, connection with its net
 //! options, peer device with its bitmap UUID, path): no panic on any bytes.
 #![no_main]
-use drbd_nl::v9::{decode_raw9, Connection, Device, Path, PeerDevice, Resource};
-use drbd_nl::RawGenl;
+use drbd_nl::v9::{Connection, Device, Drbd9Message, Path, PeerDevice, Resource};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let raw = RawGenl {
-        message_type: 0x20,
-        payload: data.to_vec(),
+    let (Some(cmd), Some(body)) = (data.first(), data.get(4..)) else {
+        return;
     };
-    if let Ok(msg) = decode_raw9(&raw) {
+    if let Ok(msg) = Drbd9Message::parse_payload(*cmd, body) {
         let _ = format!("{:?}", Resource::from_message(&msg));
         let _ = format!("{:?}", Device::from_message(&msg));
         let _ = format!("{:?}", Connection::from_message(&msg));

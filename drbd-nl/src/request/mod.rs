@@ -17,7 +17,7 @@ use crate::nla::AttrSet;
 /// Implemented by this crate's request types only.
 pub trait Request: private::Sealed {
     /// What a successful [`DrbdHandle::execute`](crate::DrbdHandle::execute) returns.
-    type Output: private::FromReplies;
+    type Output: private::FromReplies<DrbdMessage>;
 
     /// The message, equal to what `drbdsetup-84` sends for [`Request::command_line`].
     fn message(&self) -> DrbdMessage;
@@ -29,7 +29,6 @@ pub trait Request: private::Sealed {
 
 pub(crate) mod private {
     use crate::error::DrbdError;
-    use crate::message::DrbdMessage;
 
     /// How a request is exchanged; [`crate::DrbdHandle`]'s executor turns it into netlink flags.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,14 +53,15 @@ pub(crate) mod private {
         }
     }
 
-    /// A request's output, from its replies (each already checked for success).
-    pub trait FromReplies: Sized {
+    /// A request's output, from its replies of type `M` (either API's message, each already
+    /// checked for success).
+    pub trait FromReplies<M>: Sized {
         /// Reads the replies.
-        fn from_replies(replies: Vec<DrbdMessage>) -> Result<Self, DrbdError>;
+        fn from_replies(replies: Vec<M>) -> Result<Self, DrbdError>;
     }
 
-    impl FromReplies for () {
-        fn from_replies(_: Vec<DrbdMessage>) -> Result<Self, DrbdError> {
+    impl<M> FromReplies<M> for () {
+        fn from_replies(_: Vec<M>) -> Result<Self, DrbdError> {
             Ok(())
         }
     }

@@ -62,7 +62,7 @@ impl Request for Status {
     }
 }
 
-impl FromReplies for Vec<DeviceStatus> {
+impl FromReplies<DrbdMessage> for Vec<DeviceStatus> {
     fn from_replies(replies: Vec<DrbdMessage>) -> Result<Self, DrbdError> {
         replies.iter().map(DeviceStatus::from_message).collect()
     }

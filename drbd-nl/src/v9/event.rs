@@ -9,10 +9,10 @@ use futures::Stream;
 use netlink_packet_core::NetlinkMessage;
 use netlink_proto::sys::SocketAddr;
 
-use super::handle::decode_raw9;
 use super::message::{Drbd9Cmd, Drbd9Message};
 use super::sets::{Drbd9Attr, Helper, NotificationHeader};
 use super::status::{Connection, Device, Path, PeerDevice, Resource};
+use crate::codec::decode_raw9;
 use crate::connection::{Conn, RawGenl, TaskGuard};
 use crate::error::DrbdError;
 

@@ -1,22 +1,24 @@
-//! [`Drbd9Handle`]: the async client of the DRBD 9 API, and the request builders it hands out.
+//! [`Drbd9Handle`]: the async client of the DRBD 9 API. It sends request values
+//! ([`Request`]) and its status dumps through one private executor, which takes the netlink
+//! flags from the 8.4 handle's ([`crate::handle::nlm_flags`]).
 
 use std::sync::Arc;
 
 use futures::StreamExt;
-use netlink_packet_core::{NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
-use netlink_packet_generic::{GenlHeader, GenlMessage};
+use netlink_packet_core::NetlinkPayload;
 use netlink_proto::ConnectionHandle;
 
 use super::event::{Event, EventStream9, Object};
 use super::message::{Drbd9Cmd, Drbd9Message, DRBD_API_VERSION_9};
-use super::sets::{CfgContext, Drbd9Attr, SetRoleParms};
+#[cfg(doc)]
+use super::request::Primary9;
+use super::request::{dump_request, Request};
 use super::status::{Connection, Device, Path, PeerDevice, Resource};
-use crate::codec::reply_result;
+use crate::codec::{check_reply9, decode_raw9};
 use crate::connection::{self, FamilyInfo, RawGenl, TaskGuard};
 use crate::error::DrbdError;
-use crate::handle::DrbdHandle;
-use crate::header::MINOR_NONE;
-use crate::AttrSet;
+use crate::handle::{exchange_raw, DrbdHandle};
+use crate::request::private::{Exchange, FromReplies};
 
 struct Inner {
     conn: ConnectionHandle<RawGenl>,
@@ -97,45 +99,6 @@ fn check_9(family: &FamilyInfo) -> Result<(), DrbdError> {
     Ok(())
 }
 
-/// Decodes one received generic-netlink payload as a DRBD 9 message.
-///
-/// # Errors
-/// [`DrbdError::Decode`] for bytes that are not a DRBD 9 message.
-pub fn decode_raw9(raw: &RawGenl) -> Result<Drbd9Message, DrbdError> {
-    let header = GenlHeader::parse(&raw.payload)?;
-    let body = raw.payload.get(4..).unwrap_or(&[]);
-    Ok(Drbd9Message::parse_payload(header.cmd, body)?)
-}
-
-/// Turns a reply's `ret_code` into `Ok(reply)` or the typed error (as for 8.4; DRBD 9 keeps the
-/// `drbd_ret_code` and `SS_*` numbers but −21, [`crate::StateRv::from_v9`]).
-///
-/// # Errors
-/// [`DrbdError::Kernel`] for a `drbd_ret_code` other than `NO_ERROR`, [`DrbdError::StateChange`]
-/// for a refused state change (`SS_*` < 1).
-pub fn check_reply9(reply: Drbd9Message, context: &str) -> Result<Drbd9Message, DrbdError> {
-    let code = crate::ReplyCode::from_raw_v9(reply.header.ret_code());
-    reply_result(code, reply.info_text(), context).map(|()| reply)
-}
-
-/// The CFG_CONTEXT of a request naming `resource`, as drbdsetup 9 sends it.
-pub fn resource_context(resource: &str) -> Drbd9Attr {
-    Drbd9Attr::CfgContext(AttrSet::new(vec![CfgContext::CtxResourceName(
-        resource.to_string(),
-    )]))
-}
-
-/// The request of a per-object dump (`cmd` one of GET_RESOURCES, GET_DEVICES, GET_CONNECTIONS,
-/// GET_PEER_DEVICES, GET_PATHS, GET_INITIAL_STATE), for one resource or all. drbdsetup 9
-/// sends GET_RESOURCES without a context and filters itself; the kernel honours a name.
-pub fn dump_request(cmd: Drbd9Cmd, resource: Option<&str>) -> Drbd9Message {
-    Drbd9Message::new(
-        cmd,
-        MINOR_NONE,
-        resource.map(resource_context).into_iter().collect(),
-    )
-}
-
 impl Drbd9Handle {
     /// Opens a socket, resolves family `drbd` and refuses any API but DRBD 9's
     /// ([`DrbdError::UnsupportedApi`] on an 8.4 kernel; use [`AnyHandle::connect`] to take both).
@@ -167,59 +130,57 @@ impl Drbd9Handle {
         &self.inner.family
     }
 
-    /// Sends one message (as a dump with `NLM_F_DUMP` if `dump`) and returns every reply.
+    /// Sends `request` and checks the kernel's answer: equivalent to running the DRBD 9
+    /// `drbdsetup` command line it stands for ([`Request::command_line`]).
+    ///
+    /// ```no_run
+    /// # async fn f(drbd: drbd_nl::v9::Drbd9Handle) -> Result<(), drbd_nl::DrbdError> {
+    /// use drbd_nl::v9::{Primary9, Secondary9};
+    /// drbd.execute(Primary9::new("r0").force(true)).await?; // primary r0 --force
+    /// drbd.execute(Secondary9::new("r0")).await?; // secondary r0
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
-    /// for a reply that cannot be decoded.
-    pub async fn send(
+    /// [`DrbdError::Kernel`] / [`DrbdError::StateChange`] when the kernel refuses (its
+    /// `drbd_ret_code` or `SS_*` code and info text, with the command line as context; a
+    /// [`Primary9`] while the peer is Primary gives `SS_TWO_PRIMARIES`); [`DrbdError::Netlink`],
+    /// [`DrbdError::Io`], [`DrbdError::ConnectionClosed`], [`DrbdError::Decode`] or
+    /// [`DrbdError::Protocol`] (no reply) when the exchange itself fails.
+    pub async fn execute<R: Request>(&self, request: R) -> Result<R::Output, DrbdError> {
+        request.validate()?;
+        let context = request.command_line();
+        let replies = self
+            .drbd_execute(&request.message(), request.exchange(), &context)
+            .await?;
+        R::Output::from_replies(replies)
+    }
+
+    /// Sends `msg` ([`exchange_raw`]; dumps one at a time: a netlink socket runs one dump at a
+    /// time, a second one gets `EBUSY`); every reply is decoded and its `ret_code` checked.
+    async fn drbd_execute(
         &self,
         msg: &Drbd9Message,
-        dump: bool,
+        exchange: Exchange,
         context: &str,
     ) -> Result<Vec<Drbd9Message>, DrbdError> {
-        let raw = self.encode(msg);
-        let flags = if dump {
-            NLM_F_REQUEST | NLM_F_DUMP
-        } else {
-            NLM_F_REQUEST
-        };
-        let _one_dump = if dump {
+        let _one_dump = if exchange == Exchange::Dump {
             Some(self.inner.dumping.lock().await)
         } else {
             None
         };
-        let replies = connection::request(&self.inner.conn, raw, flags, context).await?;
-        replies.iter().map(decode_raw9).collect()
-    }
-
-    fn encode(&self, msg: &Drbd9Message) -> RawGenl {
-        let mut genl = GenlMessage::from_payload(msg.clone());
-        genl.set_resolved_family_id(self.inner.family.id);
-        RawGenl::encode(self.inner.family.id, &genl)
-    }
-
-    /// Sends a doit request and checks its single reply ([`check_reply9`]).
-    ///
-    /// # Errors
-    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
-    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] / [`DrbdError::StateChange`] for a
-    /// refusal (see [`check_reply9`]); [`DrbdError::Protocol`] without a reply.
-    pub async fn execute_doit(
-        &self,
-        msg: &Drbd9Message,
-        context: &str,
-    ) -> Result<Drbd9Message, DrbdError> {
-        let reply = self
-            .send(msg, false, context)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| DrbdError::Protocol {
-                context: context.to_string(),
-                reason: "no DRBD reply".into(),
-            })?;
-        check_reply9(reply, context)
+        let replies = exchange_raw(
+            &self.inner.conn,
+            self.inner.family.id,
+            msg,
+            exchange,
+            context,
+        )
+        .await?;
+        replies
+            .iter()
+            .map(|raw| check_reply9(decode_raw9(raw)?, context))
+            .collect()
     }
 
     /// Whether resource `name` exists (an unfiltered GET_RESOURCES, as drbdsetup 9 does first).
@@ -244,7 +205,7 @@ impl Drbd9Handle {
         self.dump_parts(cmd, resource, read).await
     }
 
-    /// The dump itself: every part checked, parts without CFG_CONTEXT skipped, the rest typed.
+    /// The dump itself: every part checked (by the executor), parts without CFG_CONTEXT skipped, the rest typed.
     async fn dump_parts<T>(
         &self,
         cmd: Drbd9Cmd,
@@ -253,11 +214,10 @@ impl Drbd9Handle {
     ) -> Result<Vec<T>, DrbdError> {
         let context = format!("{cmd:?} {}", resource.unwrap_or("all"));
         let parts = self
-            .send(&dump_request(cmd, resource), true, &context)
+            .drbd_execute(&dump_request(cmd, resource), Exchange::Dump, &context)
             .await?;
         let mut out = Vec::new();
         for p in parts {
-            let p = check_reply9(p, &context)?;
             // A dump of one resource ends with a part without CFG_CONTEXT (nothing more).
             if p.cfg_context().is_none() {
                 continue;
@@ -345,9 +305,14 @@ impl Drbd9Handle {
         }
         let conn = connection::open(None)?;
         let mut rest = conn.unsolicited;
-        let raw = self.encode(&dump_request(Drbd9Cmd::GetInitialState, resource));
-        let first =
-            connection::request(&conn.handle, raw, NLM_F_REQUEST | NLM_F_DUMP, context).await?;
+        let first = exchange_raw(
+            &conn.handle,
+            self.inner.family.id,
+            &dump_request(Drbd9Cmd::GetInitialState, resource),
+            Exchange::Dump,
+            context,
+        )
+        .await?;
         let mut events = Vec::new();
         let mut push = |raw: &RawGenl, seq: u32| -> Result<bool, DrbdError> {
             let e = Event::from_message(seq, check_reply9(decode_raw9(raw)?, context)?)?;
@@ -390,122 +355,74 @@ impl Drbd9Handle {
         let conn = connection::open(Some(group))?;
         Ok(EventStream9::new(conn, self.inner.family.id))
     }
-
-    /// `drbdsetup primary RESOURCE` (DRBD 9 roles are per resource).
-    pub fn primary(&self, resource: impl Into<String>) -> Primary9 {
-        Primary9 {
-            resource: resource.into(),
-            force: false,
-            handle: Some(self.clone()),
-        }
-    }
-
-    /// `drbdsetup secondary RESOURCE`.
-    pub fn secondary(&self, resource: impl Into<String>) -> Secondary9 {
-        Secondary9 {
-            resource: resource.into(),
-            handle: Some(self.clone()),
-        }
-    }
-}
-
-fn unbound(context: &str) -> DrbdError {
-    DrbdError::Protocol {
-        context: context.to_string(),
-        reason: "request not bound to a Drbd9Handle".into(),
-    }
-}
-
-/// `drbdsetup primary RESOURCE [--force]`.
-#[derive(Debug, Clone)]
-pub struct Primary9 {
-    resource: String,
-    force: bool,
-    handle: Option<Drbd9Handle>,
-}
-
-impl Primary9 {
-    /// An unbound request (inspect it with [`Primary9::message`]).
-    pub fn new(resource: impl Into<String>) -> Self {
-        Self {
-            resource: resource.into(),
-            force: false,
-            handle: None,
-        }
-    }
-
-    /// `--force`: promote even without up-to-date data (SET_ROLE_PARMS `force`).
-    pub fn force(mut self, force: bool) -> Self {
-        self.force = force;
-        self
-    }
-
-    /// The request as drbdsetup 9 sends it (SET_ROLE_PARMS only with `--force`).
-    pub fn message(&self) -> Drbd9Message {
-        let mut attrs = vec![resource_context(&self.resource)];
-        if self.force {
-            attrs.push(Drbd9Attr::SetRoleParms(AttrSet::new(vec![
-                SetRoleParms::Force(true),
-            ])));
-        }
-        Drbd9Message::new(Drbd9Cmd::Primary, MINOR_NONE, attrs)
-    }
-
-    /// Sends it. A peer that is Primary gives [`DrbdError::StateChange`] with
-    /// `SS_TWO_PRIMARIES` (unless `allow-two-primaries`).
-    ///
-    /// # Errors
-    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
-    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] / [`DrbdError::StateChange`] for a
-    /// refusal; [`DrbdError::Protocol`] for an unbound request.
-    pub async fn execute(self) -> Result<(), DrbdError> {
-        let context = format!("primary {}", self.resource);
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-        h.execute_doit(&self.message(), &context).await.map(|_| ())
-    }
-}
-
-/// `drbdsetup secondary RESOURCE`.
-#[derive(Debug, Clone)]
-pub struct Secondary9 {
-    resource: String,
-    handle: Option<Drbd9Handle>,
-}
-
-impl Secondary9 {
-    /// An unbound request.
-    pub fn new(resource: impl Into<String>) -> Self {
-        Self {
-            resource: resource.into(),
-            handle: None,
-        }
-    }
-
-    /// The request as drbdsetup 9 sends it.
-    pub fn message(&self) -> Drbd9Message {
-        Drbd9Message::new(
-            Drbd9Cmd::Secondary,
-            MINOR_NONE,
-            vec![resource_context(&self.resource)],
-        )
-    }
-
-    /// Sends it (refused with `SS_DEVICE_IN_USE` while the device is open).
-    ///
-    /// # Errors
-    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
-    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] / [`DrbdError::StateChange`] for a
-    /// refusal; [`DrbdError::Protocol`] for an unbound request.
-    pub async fn execute(self) -> Result<(), DrbdError> {
-        let context = format!("secondary {}", self.resource);
-        let h = self.handle.as_ref().ok_or_else(|| unbound(&context))?;
-        h.execute_doit(&self.message(), &context).await.map(|_| ())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handle::nlm_flags;
+    use crate::request::private::Sealed;
+    use crate::ret_code::{RetCode, StateRv};
+    use crate::v9::{Primary9, Request9, Secondary9};
+
+    /// A captured `drbdsetup` 9 message (`tests/data/README.md`, `cap9_*`): its `nlmsg_flags`
+    /// (host order, offset 6) and its payload as the executor decodes and checks it.
+    fn captured(bytes: &[u8]) -> (u16, Drbd9Message) {
+        let raw = RawGenl {
+            message_type: 0x20,
+            payload: bytes[16..].to_vec(),
+        };
+        (
+            u16::from_ne_bytes([bytes[6], bytes[7]]),
+            decode_raw9(&raw).unwrap(),
+        )
+    }
+
+    /// The flags drbdsetup 9 sent are the ones the shared `nlm_flags` picks.
+    #[test]
+    fn flags_equal_drbdsetup_9() {
+        let cases: [(Exchange, &[u8]); 4] = [
+            (
+                Primary9::new("r0").exchange(),
+                include_bytes!("../../tests/data/cap9_primary_request.bin"),
+            ),
+            (
+                Secondary9::new("r0").exchange(),
+                include_bytes!("../../tests/data/cap9_secondary_request.bin"),
+            ),
+            (
+                Request9::connect("r0", 1).exchange(),
+                include_bytes!("../../tests/data/cap9_connect_request.bin"),
+            ),
+            (
+                Exchange::Dump,
+                include_bytes!("../../tests/data/cap9_get_resources_request.bin"),
+            ),
+        ];
+        for (exchange, bytes) in cases {
+            assert_eq!(nlm_flags(exchange), captured(bytes).0, "{exchange:?}");
+        }
+    }
+
+    /// Replies captured from the kernel, checked as `execute` checks them.
+    #[test]
+    fn replies_give_typed_results() {
+        let (_, m) = captured(include_bytes!("../../tests/data/cap9_primary_reply.bin"));
+        assert!(check_reply9(m, "primary r0").is_ok());
+        let (_, m) = captured(include_bytes!(
+            "../../tests/data/cap9_primary_peer_primary_reply.bin"
+        ));
+        let e = check_reply9(m, "primary r0").unwrap_err();
+        assert_eq!(e.state_rv(), Some(StateRv::TwoPrimaries));
+        let (_, m) = captured(include_bytes!(
+            "../../tests/data/cap9_primary_unknown_resource_reply.bin"
+        ));
+        let e = check_reply9(m, "primary r7").unwrap_err();
+        assert_eq!(e.ret_code(), Some(RetCode::from(158)));
+        assert!(
+            matches!(&e, DrbdError::Kernel { info_text: Some(t), .. } if t == "unknown resource")
+        );
+    }
 
     fn family(version: u32) -> FamilyInfo {
         FamilyInfo {

@@ -6,7 +6,9 @@
 //! splits connection and replication state, and adds peers and paths as objects of their own
 //! (node ids are explicit). Requests must carry version 2 in the genl header.
 //!
-//! [`Drbd9Handle`] offers per-object status dumps, the events2 stream and the role changes;
+//! [`Drbd9Handle`] offers per-object status dumps, the events2 stream, and
+//! [`Drbd9Handle::execute`] sends the request values ([`Request`]: [`Primary9`], [`Secondary9`],
+//! [`Request9`]);
 //! [`AnyHandle::connect`] picks 8.4 or 9 from the family version.
 
 mod event;
@@ -18,12 +20,11 @@ mod state;
 mod status;
 
 pub use event::{Event, EventStream9, NotifyType, Object, NOTIFY_CONTINUES};
-pub use handle::{
-    check_reply9, decode_raw9, dump_request, resource_context, AnyHandle, Drbd9Handle, Primary9,
-    Secondary9,
-};
+pub use handle::{AnyHandle, Drbd9Handle};
 pub use message::{Drbd9Cmd, Drbd9Message, DRBD_API_VERSION_9};
-pub use request::{wire_protocol, Request9};
+pub use request::{
+    dump_request, resource_context, wire_protocol, Primary9, Request, Request9, Secondary9,
+};
 pub use sets::*;
 pub use state::{ConnectionState, DiskState, ReplState};
 pub use status::{Connection, Context, Device, NetOptions, Path, PeerDevice, Resource};

@@ -1,19 +1,132 @@
-//! DRBD 9 configuration requests, one builder per drbdsetup verb: what `drbdadm up` sends
-//! (new-resource with the node id, new-minor, new-peer, new-path, attach, connect), plus
-//! new-current-uuid and down. Each emits what drbd-utils 9.22's `drbdsetup` sends (captured:
-//! `tests/data/cap9_*_request.bin`) and is sent with [`Drbd9Handle::execute_doit`].
+//! DRBD 9 requests as values: the role changes ([`Primary9`], [`Secondary9`]) and the
+//! configuration requests ([`Request9`]: what `drbdadm up` sends — new-resource with the node
+//! id, new-minor, new-peer, new-path, attach, connect — plus new-current-uuid and down). Each
+//! emits what drbd-utils 9.22's `drbdsetup` sends (captured: `tests/data/cap9_*_request.bin`)
+//! and is sent with [`Drbd9Handle::execute`](super::Drbd9Handle::execute), the only sender.
 
 use std::net::SocketAddr;
 
-use super::handle::{resource_context, Drbd9Handle};
 use super::message::{Drbd9Cmd, Drbd9Message};
 use super::sets::{
-    CfgContext, DiskConf, Drbd9Attr, NetConf, NewCUuidParms, PathParms, ResourceOpts,
+    CfgContext, DiskConf, Drbd9Attr, NetConf, NewCUuidParms, PathParms, ResourceOpts, SetRoleParms,
 };
-use crate::error::DrbdError;
 use crate::header::MINOR_NONE;
+use crate::request::private::{FromReplies, Sealed};
 use crate::sockaddr::SockAddr;
 use crate::AttrSet;
+
+/// A DRBD 9 request: a plain value, sent by
+/// [`Drbd9Handle::execute`](super::Drbd9Handle::execute).
+///
+/// Implemented by this crate's request types only.
+pub trait Request: Sealed {
+    /// What a successful [`Drbd9Handle::execute`](super::Drbd9Handle::execute) returns.
+    type Output: FromReplies<Drbd9Message>;
+
+    /// The message, equal to what DRBD 9's `drbdsetup` sends for [`Request::command_line`].
+    fn message(&self) -> Drbd9Message;
+
+    /// The drbdsetup command line it stands for, without the program name (e.g.
+    /// `primary r0 --force`); errors carry it as their context.
+    fn command_line(&self) -> String;
+}
+
+/// The CFG_CONTEXT of a request naming `resource`, as drbdsetup 9 sends it.
+pub fn resource_context(resource: &str) -> Drbd9Attr {
+    Drbd9Attr::CfgContext(AttrSet::new(vec![CfgContext::CtxResourceName(
+        resource.to_string(),
+    )]))
+}
+
+/// The request of a per-object dump (`cmd` one of GET_RESOURCES, GET_DEVICES, GET_CONNECTIONS,
+/// GET_PEER_DEVICES, GET_PATHS, GET_INITIAL_STATE), for one resource or all. drbdsetup 9
+/// sends GET_RESOURCES without a context and filters itself; the kernel honours a name.
+pub fn dump_request(cmd: Drbd9Cmd, resource: Option<&str>) -> Drbd9Message {
+    Drbd9Message::new(
+        cmd,
+        MINOR_NONE,
+        resource.map(resource_context).into_iter().collect(),
+    )
+}
+
+/// `drbdsetup primary RESOURCE [--force]` (DRBD 9 roles are per resource). A peer that is
+/// Primary makes the kernel refuse it with `SS_TWO_PRIMARIES` (unless `allow-two-primaries`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Primary9 {
+    resource: String,
+    force: bool,
+}
+
+impl Primary9 {
+    /// `primary RESOURCE`.
+    pub fn new(resource: impl Into<String>) -> Self {
+        Self {
+            resource: resource.into(),
+            force: false,
+        }
+    }
+
+    /// `--force`: promote even without up-to-date data (SET_ROLE_PARMS `force`).
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+}
+
+impl Sealed for Primary9 {}
+
+impl Request for Primary9 {
+    type Output = ();
+
+    /// SET_ROLE_PARMS only with `--force`, as drbdsetup 9 sends it.
+    fn message(&self) -> Drbd9Message {
+        let mut attrs = vec![resource_context(&self.resource)];
+        if self.force {
+            attrs.push(Drbd9Attr::SetRoleParms(AttrSet::new(vec![
+                SetRoleParms::Force(true),
+            ])));
+        }
+        Drbd9Message::new(Drbd9Cmd::Primary, MINOR_NONE, attrs)
+    }
+
+    fn command_line(&self) -> String {
+        let force = if self.force { " --force" } else { "" };
+        format!("primary {}{force}", self.resource)
+    }
+}
+
+/// `drbdsetup secondary RESOURCE` (refused with `SS_DEVICE_IN_USE` while the device is open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secondary9 {
+    resource: String,
+}
+
+impl Secondary9 {
+    /// `secondary RESOURCE`.
+    pub fn new(resource: impl Into<String>) -> Self {
+        Self {
+            resource: resource.into(),
+        }
+    }
+}
+
+impl Sealed for Secondary9 {}
+
+impl Request for Secondary9 {
+    type Output = ();
+
+    fn message(&self) -> Drbd9Message {
+        Drbd9Message::new(
+            Drbd9Cmd::Secondary,
+            MINOR_NONE,
+            vec![resource_context(&self.resource)],
+        )
+    }
+
+    fn command_line(&self) -> String {
+        format!("secondary {}", self.resource)
+    }
+}
 
 /// `wire_protocol` 3: protocol C (a write completes when both disks have it).
 const PROTOCOL_C: u32 = 3;
@@ -36,37 +149,29 @@ fn peer_context(resource: &str, peer_node_id: u32) -> Drbd9Attr {
     ]))
 }
 
-/// One configuration request: the message and the drbdsetup command line it stands for.
+/// One configuration request: the message and the drbdsetup command line it stands for (read
+/// both through [`Request`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request9 {
     message: Drbd9Message,
     context: String,
 }
 
+impl Sealed for Request9 {}
+
+impl Request for Request9 {
+    type Output = ();
+
+    fn message(&self) -> Drbd9Message {
+        self.message.clone()
+    }
+
+    fn command_line(&self) -> String {
+        self.context.clone()
+    }
+}
+
 impl Request9 {
-    /// The message as drbdsetup 9 sends it.
-    pub fn message(&self) -> &Drbd9Message {
-        &self.message
-    }
-
-    /// The drbdsetup command line it is equivalent to (used in errors).
-    pub fn context(&self) -> &str {
-        &self.context
-    }
-
-    /// Sends it on `handle` and checks the reply.
-    ///
-    /// # Errors
-    /// [`DrbdError::Netlink`] / [`DrbdError::Io`] when the exchange fails; [`DrbdError::Decode`]
-    /// for a reply that cannot be decoded; [`DrbdError::Kernel`] / [`DrbdError::StateChange`] for a
-    /// refusal (see [`super::check_reply9`]).
-    pub async fn execute(&self, handle: &Drbd9Handle) -> Result<(), DrbdError> {
-        handle
-            .execute_doit(&self.message, &self.context)
-            .await
-            .map(|_| ())
-    }
-
     /// `drbdsetup new-resource RESOURCE NODE_ID`.
     pub fn new_resource(resource: &str, node_id: u32) -> Self {
         Self {

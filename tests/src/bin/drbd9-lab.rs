@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use drbd_nl::v9::{
-    Connection, Device, Drbd9Handle, Event, Object, Path, PeerDevice, Request9, Resource,
+    Connection, Device, Drbd9Handle, Event, Object, Path, PeerDevice, Primary9, Request9, Resource,
+    Secondary9,
 };
 use drbd_nl::DrbdError;
 use futures::StreamExt;
@@ -196,27 +197,26 @@ async fn run(args: &[String]) -> Result<()> {
                 Request9::attach(minor, disk),
                 Request9::connect(res, peer),
             ] {
-                r.execute(&h).await?;
+                h.execute(r).await?;
             }
             println!("OK");
         }
         "new-uuid" => {
-            Request9::new_current_uuid(num(arg(1))?, true)
-                .execute(&h)
+            h.execute(Request9::new_current_uuid(num(arg(1))?, true))
                 .await?;
             println!("OK");
         }
         "down" => {
-            Request9::down(arg(1)).execute(&h).await?;
+            h.execute(Request9::down(arg(1))).await?;
             println!("OK");
         }
         "primary" => {
             let force = args.iter().any(|a| a == "--force");
-            h.primary(arg(1)).force(force).execute().await?;
+            h.execute(Primary9::new(arg(1)).force(force)).await?;
             println!("OK");
         }
         "secondary" => {
-            h.secondary(arg(1)).execute().await?;
+            h.execute(Secondary9::new(arg(1))).await?;
             println!("OK");
         }
         "events" => {
@@ -249,10 +249,10 @@ async fn bench(h: &Drbd9Handle, res: &str, n: usize) -> Result<()> {
     let (mut nl_pri, mut nl_sec, mut nl_cycle) = (vec![], vec![], vec![]);
     for _ in 0..n {
         let t = Instant::now();
-        h.primary(res).execute().await?;
+        h.execute(Primary9::new(res)).await?;
         nl_pri.push(ms(t));
         let t2 = Instant::now();
-        h.secondary(res).execute().await?;
+        h.execute(Secondary9::new(res)).await?;
         nl_sec.push(ms(t2));
         nl_cycle.push(ms(t));
     }

@@ -192,7 +192,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(|| cfg.sockets.control.clone());
             if *simulate {
+                #[cfg(feature = "simulate")]
                 rt.block_on(agent::daemon::wiring::simulated(cfg, socket))?;
+                #[cfg(not(feature = "simulate"))]
+                anyhow::bail!(
+                    "--simulate: built without the in-memory backends (feature `simulate`)"
+                );
             } else {
                 rt.block_on(agent::daemon::wiring::real(cfg, socket))?;
             }

@@ -13,6 +13,7 @@ use crate::fsm::{DrbdView, TargetView};
 
 pub mod drbd;
 pub mod drbd9;
+#[cfg(any(test, feature = "simulate"))]
 pub mod memory;
 pub mod target;
 pub mod vip;

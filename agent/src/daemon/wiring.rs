@@ -11,6 +11,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::Daemon;
 use crate::backend::drbd9::AnyDrbd;
+#[cfg(feature = "simulate")]
 use crate::backend::memory::Memory;
 use crate::backend::target::TgtTarget;
 use crate::backend::vip::NetlinkAddress;
@@ -64,6 +65,7 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
 }
 
 /// The daemon over in-memory backends (`--simulate`).
+#[cfg(feature = "simulate")]
 pub async fn simulated(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let mem = Memory::healthy_secondary(&cfg).with_events(ev_tx.clone());

@@ -370,26 +370,25 @@ fn status(name: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn run(name: &str, node: &str, script: &str) -> Result<()> {
-    let lab = Lab::attach(name)?;
-    let n = lab
-        .nodes()
+/// Node `node` of the running lab `name`.
+fn node<'a>(lab: &'a Lab, name: &str, node: &str) -> Result<&'a lab::Node> {
+    lab.nodes()
         .iter()
         .find(|x| x.name() == node)
-        .with_context(|| format!("no node {node} in lab {name}"))?;
-    let o = n.run(script)?;
+        .with_context(|| format!("no node {node} in lab {name}"))
+}
+
+fn run(name: &str, node_name: &str, script: &str) -> Result<()> {
+    let lab = Lab::attach(name)?;
+    let o = node(&lab, name, node_name)?.run(script)?;
     print!("{}", o.stdout);
     eprint!("{}", o.stderr);
     std::process::exit(o.rc);
 }
 
-fn power(name: &str, node: &str, on: bool) -> Result<()> {
+fn power(name: &str, node_name: &str, on: bool) -> Result<()> {
     let lab = Lab::attach(name)?;
-    let n = lab
-        .nodes()
-        .iter()
-        .find(|x| x.name() == node)
-        .with_context(|| format!("no node {node} in lab {name}"))?;
+    let n = node(&lab, name, node_name)?;
     if on {
         n.boot()?;
     } else {
@@ -397,7 +396,7 @@ fn power(name: &str, node: &str, on: bool) -> Result<()> {
     }
     lab.save()?;
     println!(
-        "node {node}: {}",
+        "node {node_name}: {}",
         if on { "booted" } else { "killed (SIGKILL)" }
     );
     Ok(())

@@ -58,12 +58,26 @@ pub(crate) fn check_reply(reply: DrbdMessage, context: &str) -> Result<DrbdMessa
 /// [`check_reply`] for DRBD 9, which keeps the `drbd_ret_code` and `SS_*` numbers but −21
 /// ([`ReplyCode::from_raw_v9`]).
 pub(crate) fn check_reply9(reply: Drbd9Message, context: &str) -> Result<Drbd9Message, DrbdError> {
-    reply_result(
-        ReplyCode::from_raw_v9(reply.header.ret_code()),
-        reply.info_text(),
-        context,
-    )
-    .map(|()| reply)
+    let code = ReplyCode::from_raw_v9(reply.header.ret_code());
+    reply_result(code, reply.info_text(), context).map(|()| reply)
+}
+
+/// A message of either API as the executor reads a reply: decoded, its `ret_code` checked.
+pub(crate) trait Reply: GenlFamily + Emitable + Clone + std::fmt::Debug + Sized {
+    /// [`decode_raw`] then [`check_reply`], or their DRBD 9 twins.
+    fn read_reply(raw: &RawGenl, context: &str) -> Result<Self, DrbdError>;
+}
+
+impl Reply for DrbdMessage {
+    fn read_reply(raw: &RawGenl, context: &str) -> Result<Self, DrbdError> {
+        check_reply(decode_raw(raw)?, context)
+    }
+}
+
+impl Reply for Drbd9Message {
+    fn read_reply(raw: &RawGenl, context: &str) -> Result<Self, DrbdError> {
+        check_reply9(decode_raw9(raw)?, context)
+    }
 }
 
 /// A reply's classified `ret_code` (and info text) as `Ok` or the typed error: shared by both

@@ -3,15 +3,13 @@
 
 use std::sync::Arc;
 
-use netlink_packet_core::{Emitable, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
-use netlink_packet_generic::GenlFamily;
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 use netlink_proto::ConnectionHandle;
 
-use crate::codec;
+use crate::codec::{self, Reply};
 use crate::connection::{self, FamilyInfo, RawGenl, TaskGuard};
 use crate::error::DrbdError;
 use crate::event::EventStream;
-use crate::message::DrbdMessage;
 use crate::request::private::{Exchange, FromReplies};
 use crate::request::Request;
 #[cfg(doc)]
@@ -107,49 +105,39 @@ impl DrbdHandle {
     /// [`DrbdError::Netlink`], [`DrbdError::Io`], [`DrbdError::ConnectionClosed`],
     /// [`DrbdError::Decode`] or [`DrbdError::Protocol`] (no reply) when the exchange itself fails.
     pub async fn execute<R: Request>(&self, request: R) -> Result<R::Output, DrbdError> {
-        request.validate()?;
-        let context = request.command_line();
-        let replies = self
-            .drbd_execute(&request.message(), request.exchange(), &context)
-            .await?;
-        R::Output::from_replies(replies)
-    }
-
-    /// Sends `msg` ([`exchange_raw`]); every reply is decoded and its `ret_code` checked.
-    async fn drbd_execute(
-        &self,
-        msg: &DrbdMessage,
-        exchange: Exchange,
-        context: &str,
-    ) -> Result<Vec<DrbdMessage>, DrbdError> {
-        let replies = exchange_raw(
-            &self.inner.conn,
-            self.inner.family.id,
-            msg,
-            exchange,
-            context,
-        )
-        .await?;
-        replies
-            .iter()
-            .map(|raw| codec::check_reply(codec::decode_raw(raw)?, context))
-            .collect()
+        execute_request(&self.inner.conn, self.inner.family.id, request).await
     }
 }
 
-/// Sends `msg` (either API's) with the flags of `exchange` ([`nlm_flags`]) and returns the
-/// replies to read: every part of a dump, the first reply of a doit (none is a
-/// [`DrbdError::Protocol`]). Both handles' executors send through it.
-pub(crate) async fn exchange_raw<M>(
+/// Checks `request`, sends it ([`drbd_execute`]) and reads its output: both handles' `execute`.
+pub(crate) async fn execute_request<M: Reply, R: Request<M>>(
+    conn: &ConnectionHandle<RawGenl>,
+    family_id: u16,
+    request: R,
+) -> Result<R::Output, DrbdError> {
+    request.validate()?;
+    let context = request.command_line();
+    let replies = drbd_execute(
+        conn,
+        family_id,
+        &request.message(),
+        request.exchange(),
+        &context,
+    )
+    .await?;
+    R::Output::from_replies(replies)
+}
+
+/// Sends `msg` (either API's) with the flags of `exchange` ([`nlm_flags`]) and reads the
+/// replies ([`Reply::read_reply`]: decoded, `ret_code` checked): every part of a dump, the
+/// first reply of a doit (none is a [`DrbdError::Protocol`]).
+pub(crate) async fn drbd_execute<M: Reply>(
     conn: &ConnectionHandle<RawGenl>,
     family_id: u16,
     msg: &M,
     exchange: Exchange,
     context: &str,
-) -> Result<Vec<RawGenl>, DrbdError>
-where
-    M: GenlFamily + Emitable + Clone + std::fmt::Debug,
-{
+) -> Result<Vec<M>, DrbdError> {
     let raw = codec::encode(family_id, msg);
     let mut replies = connection::request(conn, raw, nlm_flags(exchange), context).await?;
     if exchange != Exchange::Dump {
@@ -161,7 +149,10 @@ where
         }
         replies.truncate(1);
     }
-    Ok(replies)
+    replies
+        .iter()
+        .map(|raw| M::read_reply(raw, context))
+        .collect()
 }
 
 /// The only place that picks netlink flags (ethtool's `ethtool_execute` is the model):

@@ -12,17 +12,21 @@ use crate::error::DrbdError;
 use crate::message::DrbdMessage;
 use crate::nla::AttrSet;
 
-/// A DRBD 8.4 request: a plain value, sent by [`DrbdHandle::execute`](crate::DrbdHandle::execute).
+/// A request: a plain value, of the DRBD 8.4 API (`M` = [`DrbdMessage`], sent by
+/// [`DrbdHandle::execute`](crate::DrbdHandle::execute)) or of DRBD 9's (`M` =
+/// [`Drbd9Message`](crate::v9::Drbd9Message), sent by
+/// [`Drbd9Handle::execute`](crate::v9::Drbd9Handle::execute)).
 ///
 /// Implemented by this crate's request types only.
-pub trait Request: private::Sealed {
-    /// What a successful [`DrbdHandle::execute`](crate::DrbdHandle::execute) returns.
-    type Output: private::FromReplies<DrbdMessage>;
+pub trait Request<M = DrbdMessage>: private::Sealed {
+    /// What a successful `execute` returns.
+    type Output: private::FromReplies<M>;
 
-    /// The message, equal to what `drbdsetup-84` sends for [`Request::command_line`].
-    fn message(&self) -> DrbdMessage;
+    /// The message, equal to what `drbdsetup` (`drbdsetup-84` for 8.4) sends for
+    /// [`Request::command_line`].
+    fn message(&self) -> M;
 
-    /// The `drbdsetup-84` command line it stands for, without the program name
+    /// The `drbdsetup` command line it stands for, without the program name
     /// (e.g. `primary 1 --force`); errors carry it as their context.
     fn command_line(&self) -> String;
 }

@@ -1,24 +1,26 @@
 //! [`Drbd9Handle`]: the async client of the DRBD 9 API. It sends request values
-//! ([`Request`]) and its status dumps through one private executor, which takes the netlink
-//! flags from the 8.4 handle's ([`crate::handle::nlm_flags`]).
+//! ([`Request`]) and its status dumps through the executor the 8.4 handle uses
+//! ([`crate::handle::drbd_execute`], whose `nlm_flags` alone picks the netlink flags).
 
 use std::sync::Arc;
 
+use futures::lock::MutexGuard;
 use futures::StreamExt;
 use netlink_packet_core::NetlinkPayload;
 use netlink_proto::ConnectionHandle;
 
 use super::event::{Event, EventStream9, Object};
 use super::message::{Drbd9Cmd, Drbd9Message, DRBD_API_VERSION_9};
+use super::request::dump_request;
 #[cfg(doc)]
 use super::request::Primary9;
-use super::request::{dump_request, Request};
 use super::status::{Connection, Device, Path, PeerDevice, Resource};
-use crate::codec::{check_reply9, decode_raw9};
+use crate::codec::Reply;
 use crate::connection::{self, FamilyInfo, RawGenl, TaskGuard};
 use crate::error::DrbdError;
-use crate::handle::{exchange_raw, DrbdHandle};
-use crate::request::private::{Exchange, FromReplies};
+use crate::handle::{drbd_execute, execute_request, DrbdHandle};
+use crate::request::private::Exchange;
+use crate::request::Request;
 
 struct Inner {
     conn: ConnectionHandle<RawGenl>,
@@ -147,40 +149,22 @@ impl Drbd9Handle {
     /// [`Primary9`] while the peer is Primary gives `SS_TWO_PRIMARIES`); [`DrbdError::Netlink`],
     /// [`DrbdError::Io`], [`DrbdError::ConnectionClosed`], [`DrbdError::Decode`] or
     /// [`DrbdError::Protocol`] (no reply) when the exchange itself fails.
-    pub async fn execute<R: Request>(&self, request: R) -> Result<R::Output, DrbdError> {
-        request.validate()?;
-        let context = request.command_line();
-        let replies = self
-            .drbd_execute(&request.message(), request.exchange(), &context)
-            .await?;
-        R::Output::from_replies(replies)
+    pub async fn execute<R: Request<Drbd9Message>>(
+        &self,
+        request: R,
+    ) -> Result<R::Output, DrbdError> {
+        let _one_dump = self.one_dump(request.exchange()).await;
+        execute_request(&self.inner.conn, self.inner.family.id, request).await
     }
 
-    /// Sends `msg` ([`exchange_raw`]; dumps one at a time: a netlink socket runs one dump at a
-    /// time, a second one gets `EBUSY`); every reply is decoded and its `ret_code` checked.
-    async fn drbd_execute(
-        &self,
-        msg: &Drbd9Message,
-        exchange: Exchange,
-        context: &str,
-    ) -> Result<Vec<Drbd9Message>, DrbdError> {
-        let _one_dump = if exchange == Exchange::Dump {
+    /// For a dump, the turn on this handle's socket: a netlink socket runs one dump at a time
+    /// (a second one gets `EBUSY`).
+    async fn one_dump(&self, exchange: Exchange) -> Option<MutexGuard<'_, ()>> {
+        if exchange == Exchange::Dump {
             Some(self.inner.dumping.lock().await)
         } else {
             None
-        };
-        let replies = exchange_raw(
-            &self.inner.conn,
-            self.inner.family.id,
-            msg,
-            exchange,
-            context,
-        )
-        .await?;
-        replies
-            .iter()
-            .map(|raw| check_reply9(decode_raw9(raw)?, context))
-            .collect()
+        }
     }
 
     /// Whether resource `name` exists (an unfiltered GET_RESOURCES, as drbdsetup 9 does first).
@@ -213,9 +197,15 @@ impl Drbd9Handle {
         read: fn(&Drbd9Message) -> Result<T, DrbdError>,
     ) -> Result<Vec<T>, DrbdError> {
         let context = format!("{cmd:?} {}", resource.unwrap_or("all"));
-        let parts = self
-            .drbd_execute(&dump_request(cmd, resource), Exchange::Dump, &context)
-            .await?;
+        let _one_dump = self.one_dump(Exchange::Dump).await;
+        let parts = drbd_execute(
+            &self.inner.conn,
+            self.inner.family.id,
+            &dump_request(cmd, resource),
+            Exchange::Dump,
+            &context,
+        )
+        .await?;
         let mut out = Vec::new();
         for p in parts {
             // A dump of one resource ends with a part without CFG_CONTEXT (nothing more).
@@ -305,7 +295,7 @@ impl Drbd9Handle {
         }
         let conn = connection::open(None)?;
         let mut rest = conn.unsolicited;
-        let first = exchange_raw(
+        let first = drbd_execute(
             &conn.handle,
             self.inner.family.id,
             &dump_request(Drbd9Cmd::GetInitialState, resource),
@@ -314,22 +304,25 @@ impl Drbd9Handle {
         )
         .await?;
         let mut events = Vec::new();
-        let mut push = |raw: &RawGenl, seq: u32| -> Result<bool, DrbdError> {
-            let e = Event::from_message(seq, check_reply9(decode_raw9(raw)?, context)?)?;
+        let mut push = |m: Drbd9Message, seq: u32| -> Result<bool, DrbdError> {
+            let e = Event::from_message(seq, m)?;
             let done = e.object == Object::InitialStateDone;
             events.push(e);
             Ok(done)
         };
         let mut done = false;
-        for raw in &first {
-            done |= push(raw, 0)?;
+        for m in first {
+            done |= push(m, 0)?;
         }
         while !done {
             let Some((msg, _)) = rest.next().await else {
                 return Err(DrbdError::ConnectionClosed);
             };
             match msg.payload {
-                NetlinkPayload::InnerMessage(raw) => done = push(&raw, msg.header.sequence_number)?,
+                NetlinkPayload::InnerMessage(raw) => {
+                    let m = Drbd9Message::read_reply(&raw, context)?;
+                    done = push(m, msg.header.sequence_number)?;
+                }
                 NetlinkPayload::Done(_) => done = true,
                 NetlinkPayload::Error(e) => {
                     return Err(DrbdError::Netlink {
@@ -360,6 +353,7 @@ impl Drbd9Handle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{check_reply9, decode_raw9};
     use crate::handle::nlm_flags;
     use crate::request::private::Sealed;
     use crate::ret_code::{RetCode, StateRv};

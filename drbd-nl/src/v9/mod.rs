@@ -7,8 +7,8 @@
 //! (node ids are explicit). Requests must carry version 2 in the genl header.
 //!
 //! [`Drbd9Handle`] offers per-object status dumps, the events2 stream, and
-//! [`Drbd9Handle::execute`] sends the request values ([`Request`]: [`Primary9`], [`Secondary9`],
-//! [`Request9`]);
+//! [`Drbd9Handle::execute`] sends the request values [`Primary9`], [`Secondary9`] and
+//! [`Request9`] (each a [`Request`]`<Drbd9Message>`, the trait of the 8.4 requests too);
 //! [`AnyHandle::connect`] picks 8.4 or 9 from the family version.
 
 mod event;
@@ -19,12 +19,11 @@ mod sets;
 mod state;
 mod status;
 
+pub use crate::request::Request;
 pub use event::{Event, EventStream9, NotifyType, Object, NOTIFY_CONTINUES};
 pub use handle::{AnyHandle, Drbd9Handle};
 pub use message::{Drbd9Cmd, Drbd9Message, DRBD_API_VERSION_9};
-pub use request::{
-    dump_request, resource_context, wire_protocol, Primary9, Request, Request9, Secondary9,
-};
+pub use request::{dump_request, resource_context, wire_protocol, Primary9, Request9, Secondary9};
 pub use sets::*;
 pub use state::{ConnectionState, DiskState, ReplState};
 pub use status::{Connection, Context, Device, NetOptions, Path, PeerDevice, Resource};

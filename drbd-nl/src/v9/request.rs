@@ -1,4 +1,4 @@
-//! DRBD 9 requests as values: the role changes ([`Primary9`], [`Secondary9`]) and the
+//! DRBD 9 requests as values ([`Request`]`<Drbd9Message>`): the role changes ([`Primary9`], [`Secondary9`]) and the
 //! configuration requests ([`Request9`]: what `drbdadm up` sends — new-resource with the node
 //! id, new-minor, new-peer, new-path, attach, connect — plus new-current-uuid and down). Each
 //! emits what drbd-utils 9.22's `drbdsetup` sends (captured: `tests/data/cap9_*_request.bin`)
@@ -11,25 +11,10 @@ use super::sets::{
     CfgContext, DiskConf, Drbd9Attr, NetConf, NewCUuidParms, PathParms, ResourceOpts, SetRoleParms,
 };
 use crate::header::MINOR_NONE;
-use crate::request::private::{FromReplies, Sealed};
+use crate::request::private::Sealed;
+use crate::request::Request;
 use crate::sockaddr::SockAddr;
 use crate::AttrSet;
-
-/// A DRBD 9 request: a plain value, sent by
-/// [`Drbd9Handle::execute`](super::Drbd9Handle::execute).
-///
-/// Implemented by this crate's request types only.
-pub trait Request: Sealed {
-    /// What a successful [`Drbd9Handle::execute`](super::Drbd9Handle::execute) returns.
-    type Output: FromReplies<Drbd9Message>;
-
-    /// The message, equal to what DRBD 9's `drbdsetup` sends for [`Request::command_line`].
-    fn message(&self) -> Drbd9Message;
-
-    /// The drbdsetup command line it stands for, without the program name (e.g.
-    /// `primary r0 --force`); errors carry it as their context.
-    fn command_line(&self) -> String;
-}
 
 /// The CFG_CONTEXT of a request naming `resource`, as drbdsetup 9 sends it.
 pub fn resource_context(resource: &str) -> Drbd9Attr {
@@ -75,7 +60,7 @@ impl Primary9 {
 
 impl Sealed for Primary9 {}
 
-impl Request for Primary9 {
+impl Request<Drbd9Message> for Primary9 {
     type Output = ();
 
     /// SET_ROLE_PARMS only with `--force`, as drbdsetup 9 sends it.
@@ -112,7 +97,7 @@ impl Secondary9 {
 
 impl Sealed for Secondary9 {}
 
-impl Request for Secondary9 {
+impl Request<Drbd9Message> for Secondary9 {
     type Output = ();
 
     fn message(&self) -> Drbd9Message {
@@ -159,7 +144,7 @@ pub struct Request9 {
 
 impl Sealed for Request9 {}
 
-impl Request for Request9 {
+impl Request<Drbd9Message> for Request9 {
     type Output = ();
 
     fn message(&self) -> Drbd9Message {

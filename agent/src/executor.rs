@@ -67,8 +67,8 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         &self.config
     }
 
-    /// Runs with `config` from now on (a live reload: [`crate::config::reload`] allows only
-    /// changes read at each use).
+    /// Runs with `config` from now on (a live reload, [`crate::config::reload`]: the daemon
+    /// has demoted what the new config removes before swapping it in).
     pub fn set_config(&mut self, config: Arc<Config>) {
         self.config = config;
     }

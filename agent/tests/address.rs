@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,9 +21,10 @@ use agent::config::Config;
 use agent::control::Request;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
-use agent::fsm::{Connection, Disk, Role};
+use agent::fsm::{Connection, Disk, Event, Role};
 use common::which;
 use test_support::netns::{self, Netns};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 fn prereqs() -> bool {
     test_support::prereq::Prereqs::new("agent address test")
@@ -75,6 +77,55 @@ probe = { enabled = true, timeout_ms = 100 }
     Config::parse(text, std::path::Path::new("<address test>")).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The daemon under test: DRBD and the target in memory, the address through `vip` with its
+/// watch feeding `rx`; observed once.
+struct Rig {
+    cfg: Arc<Config>,
+    addr: Arc<NetlinkAddress>,
+    rx: UnboundedReceiver<Event>,
+    mem: Memory,
+    d: Daemon<Memory, Memory, Arc<NetlinkAddress>>,
+}
+
+/// Runs `test` with a fresh [`Rig`] on a current-thread runtime inside [`in_netns`].
+fn with_rig<F, Fut>(test: F)
+where
+    F: FnOnce(Rig) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    in_netns(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let cfg = Arc::new(config());
+            let addr = Arc::new(NetlinkAddress::new(&cfg).expect("vip handles"));
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            {
+                let a = addr.clone();
+                tokio::spawn(async move { a.watch(tx).await });
+            }
+            let mem = Memory::healthy_secondary(&cfg);
+            let mut d = Daemon::new(Executor::new(
+                cfg.clone(),
+                mem.clone(),
+                mem.clone(),
+                addr.clone(),
+            ));
+            d.observe().await;
+            test(Rig {
+                cfg,
+                addr,
+                rx,
+                mem,
+                d,
+            })
+            .await;
+        })
+    })
+}
+
 /// DRBD was never asked to become Primary since the log was last cleared, and is Secondary.
 fn assert_never_promoted(mem: &Memory) {
     let w = mem.world();
@@ -112,27 +163,14 @@ fn claim_restore_conflict_release() {
     if !prereqs() {
         return;
     }
-    in_netns(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let cfg = Arc::new(config());
-            let addr = Arc::new(NetlinkAddress::new(&cfg).expect("vip handles"));
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            {
-                let a = addr.clone();
-                tokio::spawn(async move { a.watch(tx).await });
-            }
-            let mem = Memory::healthy_secondary(&cfg);
-            let mut d = Daemon::new(Executor::new(
-                cfg.clone(),
-                mem.clone(),
-                mem.clone(),
-                addr.clone(),
-            ));
-            d.observe().await;
+    with_rig(
+        |Rig {
+             cfg,
+             addr,
+             mut rx,
+             mem,
+             mut d,
+         }| async move {
             let a0 = &cfg.addresses[0];
 
             let r = d.request(Request::Promote).await;
@@ -271,14 +309,14 @@ fn claim_restore_conflict_release() {
             assert!(addr.held(a0).await.expect("held"));
             // Held here: not "elsewhere" (no probe sent).
             assert!(!addr.answered_elsewhere(a0).await.expect("probe"));
-        });
-    });
+        },
+    );
 }
 
 /// Handles every queued watch event until `done` holds (up to 5 s).
 async fn settle_until<D, T, A, F>(
     d: &mut Daemon<D, T, A>,
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<agent::fsm::Event>,
+    rx: &mut UnboundedReceiver<Event>,
     mut done: F,
 ) where
     D: agent::backend::Drbd,
@@ -305,27 +343,14 @@ fn link_down_at_claim_waits_for_link_then_claims() {
     if !prereqs() {
         return;
     }
-    in_netns(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let cfg = Arc::new(config());
-            let addr = Arc::new(NetlinkAddress::new(&cfg).expect("vip handles"));
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            {
-                let a = addr.clone();
-                tokio::spawn(async move { a.watch(tx).await });
-            }
-            let mem = Memory::healthy_secondary(&cfg);
-            let mut d = Daemon::new(Executor::new(
-                cfg.clone(),
-                mem.clone(),
-                mem.clone(),
-                addr.clone(),
-            ));
-            d.observe().await;
+    with_rig(
+        |Rig {
+             cfg,
+             addr,
+             mut rx,
+             mem,
+             mut d,
+         }| async move {
             let a0 = &cfg.addresses[0];
             let waiting = |d: &Daemon<_, _, _>| {
                 d.status()
@@ -377,7 +402,7 @@ fn link_down_at_claim_waits_for_link_then_claims() {
                 .collect();
             eprintln!(
                 "link up -> address claimed: {took:?} (from the `ip link set up` call; the \
-                 claim waits for the 100 ms probe window: {})",
+             claim waits for the 100 ms probe window: {})",
                 stages.join(" ")
             );
 
@@ -427,6 +452,6 @@ fn link_down_at_claim_waits_for_link_then_claims() {
             let r = d.request(Request::Promote).await;
             assert!(r.ok, "{}", r.message);
             assert!(addr.held(a0).await.expect("held"));
-        });
-    });
+        },
+    );
 }

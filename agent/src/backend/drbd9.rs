@@ -739,22 +739,7 @@ mod tests {
 
     const UP: DiskState = DiskState::UpToDate;
 
-    const ADOPT: &str = r#"
-node = "a"
-role = { source = "command" }
-[[resource]]
-name = "r0"
-minor = 1
-mode = "adopt"
-target = { iqn = "iqn.2026-11.org.example:r0", tid = 1, initiators = "all" }
-[[resource.lun]]
-lun = 1
-device = "/dev/drbd1"
-scsi_id = "r0"
-scsi_sn = "r0sn"
-vendor = "IET"
-product = "VIRTUAL-DISK"
-"#;
+    const ADOPT: &str = crate::config::TEST_MINIMAL;
 
     /// ADOPT in manage mode with `ids` added to the manage table.
     fn managed(ids: &str) -> Result<Config, String> {

@@ -29,6 +29,21 @@ pub fn report_dir() -> PathBuf {
     workspace_root().join("target").join("lab-report")
 }
 
+/// Writes `rep` as `<report_dir>/<stem>.json` (pretty) and returns the directory, for the stem's
+/// other files. `stem`: ASCII letters, digits and `-` only.
+pub fn write_json_report<T: serde::Serialize>(stem: &str, rep: &T) -> Result<PathBuf> {
+    if !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        bail!("bad report name {stem:?}");
+    }
+    let dir = report_dir();
+    fs::create_dir_all(&dir)?;
+    fs::write(
+        dir.join(format!("{stem}.json")),
+        serde_json::to_string_pretty(rep)?,
+    )?;
+    Ok(dir)
+}
+
 /// The cached inputs a lab boots from.
 #[derive(Debug, Clone)]
 pub struct Assets {

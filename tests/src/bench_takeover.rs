@@ -319,14 +319,7 @@ pub fn bench(opts: &BenchOpts) -> Result<BenchReport> {
 /// Runs every phase on `lab` (reset first) and writes the report. Err only when no report can be
 /// written; a phase that fails ends the run with `error` set and the figures so far reported.
 pub fn bench_on(lab: &Lab, opts: &BenchOpts) -> Result<BenchReport> {
-    for bin in ["iscsi-ha", "iscsi-ledger"] {
-        if !crate::host_bin(bin).exists() {
-            bail!(
-                "{} is missing: run `cargo build --workspace --bins --examples` first",
-                crate::host_bin(bin).display()
-            );
-        }
-    }
+    crate::require_host_bins(&["iscsi-ha", "iscsi-ledger"])?;
     let t0 = Instant::now();
     let load0 = loadavg();
     let mut b = Bench {
@@ -1494,15 +1487,7 @@ fn xml(s: &str) -> String {
 }
 
 fn write_report(rep: &BenchReport, stem: &str) -> Result<()> {
-    if !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        bail!("bad report name {stem:?}");
-    }
-    let dir = crate::assets::report_dir();
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join(format!("{stem}.json")),
-        serde_json::to_string_pretty(rep)?,
-    )?;
+    let dir = crate::assets::write_json_report(stem, rep)?;
     std::fs::write(dir.join(format!("{stem}.md")), markdown(rep))?;
     std::fs::write(dir.join(format!("{stem}.svg")), svg(rep))?;
     println!(

@@ -668,14 +668,7 @@ pub fn switchovers(count: usize) -> Result<Vec<Switchover>> {
     if let Some(m) = crate::missing_prereqs() {
         bail!("prerequisites missing: {m}");
     }
-    for bin in ["iscsi-read", "iscsi-ha"] {
-        if !crate::host_bin(bin).exists() {
-            bail!(
-                "{} is missing: run `cargo build --workspace --bins --examples` first",
-                crate::host_bin(bin).display()
-            );
-        }
-    }
+    crate::require_host_bins(&["iscsi-read", "iscsi-ha"])?;
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let t0 = Instant::now();
     let lab = Lab::start_with(LabConfig::default())?;

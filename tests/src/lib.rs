@@ -52,7 +52,7 @@ mod testbed;
 pub use client::Client;
 pub use config::LabConfig;
 pub use node::Node;
-pub use paths::{host_bin, profile_dir};
+pub use paths::{host_bin, profile_dir, require_host_bins};
 pub use prereq::{missing_prereqs, require_lab};
 pub use state::{LabState, NodeState};
 pub use testbed::Lab;

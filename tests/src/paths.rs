@@ -26,3 +26,18 @@ pub fn host_bin(name: &str) -> PathBuf {
         .map(|d| d.join(name))
         .unwrap_or_else(|| PathBuf::from(name))
 }
+
+/// Err naming the first of `names` missing from the profile directory, with the build command
+/// that makes it.
+pub fn require_host_bins(names: &[&str]) -> anyhow::Result<()> {
+    for bin in names {
+        let path = host_bin(bin);
+        if !path.exists() {
+            anyhow::bail!(
+                "{} is missing: run `cargo build --workspace --bins --examples` first",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -672,14 +672,7 @@ pub(crate) fn say(t0: Instant, msg: &str) {
 /// Returns the report (also written under `target/lab-report/`); Err only when the report cannot
 /// be produced at all. A cycle that fails ends the soak with `error` set.
 pub fn soak_on(lab: &Lab, opts: &SoakOpts) -> Result<SoakReport> {
-    for bin in ["iscsi-ha", "iscsi-ledger", "lab-watch"] {
-        if !crate::host_bin(bin).exists() {
-            bail!(
-                "{} is missing: run `cargo build --workspace --bins --examples` first",
-                crate::host_bin(bin).display()
-            );
-        }
-    }
+    crate::require_host_bins(&["iscsi-ha", "iscsi-ledger", "lab-watch"])?;
     let t0 = Instant::now();
     let loadavg = std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -906,15 +899,7 @@ fn one_cycle(run: &mut Run, n: usize, kind: Kind) -> Result<Cycle> {
 }
 
 fn write_report(rep: &SoakReport, stem: &str) -> Result<()> {
-    if !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        bail!("bad report name {stem:?}");
-    }
-    let dir = crate::assets::report_dir();
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join(format!("{stem}.json")),
-        serde_json::to_string_pretty(rep)?,
-    )?;
+    let dir = crate::assets::write_json_report(stem, rep)?;
     let mut md = String::new();
     md.push_str(&format!(
         "# lab soak\n\n`{}`\n\n{} of {} cycles, ledger mode {}, {:.0} s, load average at start {}.\n\n\

@@ -46,8 +46,14 @@ fn nodes(lab: &Lab) -> (&Node, &Node) {
     (lab.node(0).expect("node a"), lab.node(1).expect("node b"))
 }
 
-fn check(lab: &Lab, r: anyhow::Result<()>) {
-    if let Err(e) = r {
+/// Runs `body` with the resource and nodes a, b on [`lab9`]`(up)` (nothing outside CI when its
+/// prerequisites are missing); an error panics with the lab's log tail.
+fn with_lab9(up: bool, body: impl FnOnce(&Resource, &Node, &Node) -> anyhow::Result<()>) {
+    let Some((_g, lab, r)) = lab9(up) else {
+        return;
+    };
+    let (a, b) = nodes(lab);
+    if let Err(e) = body(&r, a, b) {
         panic!("{e:#}\n{}", lab.logs_tail(30));
     }
 }
@@ -66,143 +72,122 @@ fn oracle_role(node: &Node, r: &Resource, role: &str) -> anyhow::Result<()> {
 
 #[test]
 fn drbdnl9_status_roles_and_two_primaries_refused() {
-    let Some((_g, lab, r)) = lab9(true) else {
-        return;
-    };
-    let (a, b) = nodes(lab);
-    check(
-        lab,
-        (|| {
-            let ours = nl(a, "status r0")?;
-            let oracle = bringup::events_now(a, &r)?;
-            for (want, oracle_has) in [
-                ("resource name:r0 role:Secondary suspended:no", "role:Secondary"),
-                ("device name:r0 volume:0 minor:1 disk:UpToDate quorum:yes", "disk:UpToDate"),
-                (
-                    "connection name:r0 peer-node-id:1 conn-name:b connection:Connected role:Secondary",
-                    "connection:Connected",
-                ),
-                (
-                    "peer-device name:r0 peer-node-id:1 volume:0 replication:Established peer-disk:UpToDate",
-                    "peer-disk:UpToDate",
-                ),
-                (
-                    "path name:r0 peer-node-id:1 local:ipv4:10.99.0.1:7789 peer:ipv4:10.99.0.2:7789 established:yes",
-                    "established:yes",
-                ),
-            ] {
-                anyhow::ensure!(ours.contains(want), "drbd9-lab status lacks {want:?}:\n{ours}");
-                anyhow::ensure!(oracle.contains(oracle_has), "drbdsetup lacks {oracle_has:?}:\n{oracle}");
-            }
-            // An unknown resource is an empty status, not an error (as drbdsetup's dumps).
-            let none = nl(a, "status r7")?;
-            anyhow::ensure!(none.trim().is_empty(), "status r7: {none}");
-            // Promote, demote, and a second Primary refused.
-            nl(a, "primary r0")?;
-            oracle_role(a, &r, "Primary")?;
-            let o = nl_run(b, "primary r0")?;
-            anyhow::ensure!(
-                o.rc != 0 && o.stdout.contains("ERROR StateChange SS_TWO_PRIMARIES"),
-                "b promoted while a is Primary: rc {} {}",
-                o.rc,
-                o.stdout
-            );
-            oracle_role(b, &r, "Secondary")?;
-            let o = nl_run(a, "primary r7")?;
-            anyhow::ensure!(
-                o.stdout.contains("ERROR Kernel ERR_RES_NOT_KNOWN"),
-                "primary r7: {}",
-                o.stdout
-            );
-            nl(a, "secondary r0")?;
-            oracle_role(a, &r, "Secondary")?;
-            nl(b, "primary r0")?;
-            oracle_role(b, &r, "Primary")?;
-            nl(b, "secondary r0")?;
-            Ok(())
-        })(),
-    );
+    with_lab9(true, |r, a, b| {
+        let ours = nl(a, "status r0")?;
+        let oracle = bringup::events_now(a, r)?;
+        for (want, oracle_has) in [
+            ("resource name:r0 role:Secondary suspended:no", "role:Secondary"),
+            ("device name:r0 volume:0 minor:1 disk:UpToDate quorum:yes", "disk:UpToDate"),
+            (
+                "connection name:r0 peer-node-id:1 conn-name:b connection:Connected role:Secondary",
+                "connection:Connected",
+            ),
+            (
+                "peer-device name:r0 peer-node-id:1 volume:0 replication:Established peer-disk:UpToDate",
+                "peer-disk:UpToDate",
+            ),
+            (
+                "path name:r0 peer-node-id:1 local:ipv4:10.99.0.1:7789 peer:ipv4:10.99.0.2:7789 established:yes",
+                "established:yes",
+            ),
+        ] {
+            anyhow::ensure!(ours.contains(want), "drbd9-lab status lacks {want:?}:\n{ours}");
+            anyhow::ensure!(oracle.contains(oracle_has), "drbdsetup lacks {oracle_has:?}:\n{oracle}");
+        }
+        // An unknown resource is an empty status, not an error (as drbdsetup's dumps).
+        let none = nl(a, "status r7")?;
+        anyhow::ensure!(none.trim().is_empty(), "status r7: {none}");
+        // Promote, demote, and a second Primary refused.
+        nl(a, "primary r0")?;
+        oracle_role(a, r, "Primary")?;
+        let o = nl_run(b, "primary r0")?;
+        anyhow::ensure!(
+            o.rc != 0 && o.stdout.contains("ERROR StateChange SS_TWO_PRIMARIES"),
+            "b promoted while a is Primary: rc {} {}",
+            o.rc,
+            o.stdout
+        );
+        oracle_role(b, r, "Secondary")?;
+        let o = nl_run(a, "primary r7")?;
+        anyhow::ensure!(
+            o.stdout.contains("ERROR Kernel ERR_RES_NOT_KNOWN"),
+            "primary r7: {}",
+            o.stdout
+        );
+        nl(a, "secondary r0")?;
+        oracle_role(a, r, "Secondary")?;
+        nl(b, "primary r0")?;
+        oracle_role(b, r, "Primary")?;
+        nl(b, "secondary r0")?;
+        Ok(())
+    });
 }
 
 #[test]
 fn drbdnl9_events_report_role_changes() {
-    let Some((_g, lab, r)) = lab9(true) else {
-        return;
-    };
-    let (a, b) = nodes(lab);
-    check(
-        lab,
-        (|| {
-            a.run_ok(&format!(
-                "{} events 30 --now > /tmp/ev9.txt 2>&1 & echo $! > /tmp/ev9.pid",
-                Node::guest_bin("drbd9-lab")
-            ))?;
-            wait_until(
-                a,
-                "grep -q '^exists -' /tmp/ev9.txt",
-                "event snapshot",
-                Duration::from_secs(30),
-            )?;
-            nl(a, "primary r0")?;
-            bringup::secondary(a, &r)?;
-            bringup::primary(b, &r)?;
-            wait_until(
-                a,
-                "grep -q '^change connection name:r0 peer-node-id:1 conn-name:b connection:Connected role:Primary' /tmp/ev9.txt || { cat /tmp/ev9.txt; exit 1; }",
-                "peer Primary event",
-                Duration::from_secs(20),
-            )?;
-            bringup::secondary(b, &r)?;
-            wait_until(
-                a,
-                "grep -q '^change connection .*role:Secondary' /tmp/ev9.txt",
-                "peer Secondary event",
-                Duration::from_secs(20),
-            )?;
-            let ev = a.run_ok("cat /tmp/ev9.txt")?.stdout;
-            for want in [
-                "exists resource name:r0 role:Secondary",
-                "exists connection name:r0 peer-node-id:1 conn-name:b connection:Connected",
-                "change resource name:r0 role:Primary",
-                "change resource name:r0 role:Secondary",
-            ] {
-                anyhow::ensure!(ev.contains(want), "no {want:?} in events:\n{ev}");
-            }
-            anyhow::ensure!(!ev.contains("ERROR"), "undecodable events:\n{ev}");
-            a.run("kill $(cat /tmp/ev9.pid)").map(|_| ())
-        })(),
-    );
+    with_lab9(true, |r, a, b| {
+        a.run_ok(&format!(
+            "{} events 30 --now > /tmp/ev9.txt 2>&1 & echo $! > /tmp/ev9.pid",
+            Node::guest_bin("drbd9-lab")
+        ))?;
+        wait_until(
+            a,
+            "grep -q '^exists -' /tmp/ev9.txt",
+            "event snapshot",
+            Duration::from_secs(30),
+        )?;
+        nl(a, "primary r0")?;
+        bringup::secondary(a, r)?;
+        bringup::primary(b, r)?;
+        wait_until(
+            a,
+            "grep -q '^change connection name:r0 peer-node-id:1 conn-name:b connection:Connected role:Primary' /tmp/ev9.txt || { cat /tmp/ev9.txt; exit 1; }",
+            "peer Primary event",
+            Duration::from_secs(20),
+        )?;
+        bringup::secondary(b, r)?;
+        wait_until(
+            a,
+            "grep -q '^change connection .*role:Secondary' /tmp/ev9.txt",
+            "peer Secondary event",
+            Duration::from_secs(20),
+        )?;
+        let ev = a.run_ok("cat /tmp/ev9.txt")?.stdout;
+        for want in [
+            "exists resource name:r0 role:Secondary",
+            "exists connection name:r0 peer-node-id:1 conn-name:b connection:Connected",
+            "change resource name:r0 role:Primary",
+            "change resource name:r0 role:Secondary",
+        ] {
+            anyhow::ensure!(ev.contains(want), "no {want:?} in events:\n{ev}");
+        }
+        anyhow::ensure!(!ev.contains("ERROR"), "undecodable events:\n{ev}");
+        a.run("kill $(cat /tmp/ev9.pid)").map(|_| ())
+    });
 }
 
 #[test]
 fn drbdnl9_sees_peer_loss_and_stays_primary() {
-    let Some((_g, lab, r)) = lab9(true) else {
-        return;
-    };
-    let (a, b) = nodes(lab);
-    check(
-        lab,
-        (|| {
-            nl(a, "primary r0")?;
-            b.kill()?;
-            wait_until(
-                a,
-                &format!(
-                    "{} status r0 | grep -q 'connection:Connecting'",
-                    Node::guest_bin("drbd9-lab")
-                ),
-                "connection lost",
-                Duration::from_secs(60),
-            )?;
-            let st = nl(a, "status r0")?;
-            anyhow::ensure!(st.contains("resource name:r0 role:Primary"), "{st}");
-            anyhow::ensure!(st.contains("peer-disk:DUnknown"), "{st}");
-            write_marker(a, &r.device(), "written-after-peer-loss")?;
-            nl(a, "secondary r0")?;
-            b.boot()?;
-            Ok(())
-        })(),
-    );
+    with_lab9(true, |r, a, b| {
+        nl(a, "primary r0")?;
+        b.kill()?;
+        wait_until(
+            a,
+            &format!(
+                "{} status r0 | grep -q 'connection:Connecting'",
+                Node::guest_bin("drbd9-lab")
+            ),
+            "connection lost",
+            Duration::from_secs(60),
+        )?;
+        let st = nl(a, "status r0")?;
+        anyhow::ensure!(st.contains("resource name:r0 role:Primary"), "{st}");
+        anyhow::ensure!(st.contains("peer-disk:DUnknown"), "{st}");
+        write_marker(a, &r.device(), "written-after-peer-loss")?;
+        nl(a, "secondary r0")?;
+        b.boot()?;
+        Ok(())
+    });
 }
 
 /// The whole `drbdadm up` through drbd-nl (new-resource with node id, new-minor, new-peer,
@@ -210,76 +195,98 @@ fn drbdnl9_sees_peer_loss_and_stays_primary() {
 /// a is read on b after a switchover; `down` through drbd-nl.
 #[test]
 fn drbdnl9_brings_pair_up_replicates_and_down() {
-    let Some((_g, lab, r)) = lab9(false) else {
-        return;
-    };
-    let (a, b) = nodes(lab);
-    check(
-        lab,
-        (|| {
-            for n in [a, b] {
-                let v = n.run_ok("head -1 /proc/drbd")?.stdout;
-                anyhow::ensure!(v.contains("version: 9.3.3"), "node {}: {v}", n.name());
-            }
-            let up = |n: &Node, p: &Node| {
-                nl(
-                    n,
-                    &format!(
-                        "up {res} {me} {m} {d} {pid} {pname} {mip}:{port} {pip}:{port} --create-md",
-                        res = r.name,
-                        me = n.index(),
-                        m = r.minor,
-                        d = r.disk,
-                        pid = p.index(),
-                        pname = p.name(),
-                        mip = n.ip(),
-                        pip = p.ip(),
-                        port = r.port
-                    ),
-                )
-            };
-            std::thread::scope(|s| -> anyhow::Result<()> {
-                let hb = s.spawn(|| up(b, a));
-                up(a, b)?;
-                hb.join().map_err(|_| anyhow::anyhow!("panicked"))??;
-                Ok(())
-            })?;
-            wait_until(
-                a,
-                "drbdsetup events2 --now r0 | grep -q '^exists connection .*connection:Connected'",
-                "Connected (drbdsetup)",
-                Duration::from_secs(60),
-            )?;
-            nl(a, &format!("new-uuid {}", r.minor))?;
-            wait_until(
-                b,
-                "drbdsetup events2 --now r0 | grep -q '^exists device .*disk:UpToDate'",
-                "b UpToDate (drbdsetup)",
-                Duration::from_secs(60),
-            )?;
-            let ev = bringup::events_now(a, &r)?;
-            for want in [
-                "exists resource name:r0 role:Secondary",
-                "exists path name:r0 peer-node-id:1 conn-name:b local:ipv4:10.99.0.1:7789 peer:ipv4:10.99.0.2:7789 established:yes",
-                "peer-disk:UpToDate",
-            ] {
-                anyhow::ensure!(ev.contains(want), "drbdsetup lacks {want:?}:\n{ev}");
-            }
-            // Replication: written on a while Primary, read on b after a switchover.
-            let marker = "drbd9-replicated-from-a";
-            nl(a, "primary r0")?;
-            write_marker(a, &r.device(), marker)?;
-            nl(a, "secondary r0")?;
-            nl(b, "primary r0")?;
-            let got = read_marker(b, &r.device(), marker.len())?;
-            anyhow::ensure!(got == marker, "b read {got:?}, a wrote {marker:?}");
-            nl(b, "secondary r0")?;
-            nl(a, "down r0")?;
-            let st = a.run("drbdsetup status r0")?;
-            anyhow::ensure!(st.rc != 0, "r0 still exists after down: {}", st.stdout);
+    with_lab9(false, |r, a, b| {
+        for n in [a, b] {
+            let v = n.run_ok("head -1 /proc/drbd")?.stdout;
+            anyhow::ensure!(v.contains("version: 9.3.3"), "node {}: {v}", n.name());
+        }
+        let up = |n: &Node, p: &Node| {
+            nl(
+                n,
+                &format!(
+                    "up {res} {me} {m} {d} {pid} {pname} {mip}:{port} {pip}:{port} --create-md",
+                    res = r.name,
+                    me = n.index(),
+                    m = r.minor,
+                    d = r.disk,
+                    pid = p.index(),
+                    pname = p.name(),
+                    mip = n.ip(),
+                    pip = p.ip(),
+                    port = r.port
+                ),
+            )
+        };
+        std::thread::scope(|s| -> anyhow::Result<()> {
+            let hb = s.spawn(|| up(b, a));
+            up(a, b)?;
+            hb.join().map_err(|_| anyhow::anyhow!("panicked"))??;
             Ok(())
-        })(),
-    );
+        })?;
+        wait_until(
+            a,
+            "drbdsetup events2 --now r0 | grep -q '^exists connection .*connection:Connected'",
+            "Connected (drbdsetup)",
+            Duration::from_secs(60),
+        )?;
+        nl(a, &format!("new-uuid {}", r.minor))?;
+        wait_until(
+            b,
+            "drbdsetup events2 --now r0 | grep -q '^exists device .*disk:UpToDate'",
+            "b UpToDate (drbdsetup)",
+            Duration::from_secs(60),
+        )?;
+        let ev = bringup::events_now(a, r)?;
+        for want in [
+            "exists resource name:r0 role:Secondary",
+            "exists path name:r0 peer-node-id:1 conn-name:b local:ipv4:10.99.0.1:7789 peer:ipv4:10.99.0.2:7789 established:yes",
+            "peer-disk:UpToDate",
+        ] {
+            anyhow::ensure!(ev.contains(want), "drbdsetup lacks {want:?}:\n{ev}");
+        }
+        // Replication: written on a while Primary, read on b after a switchover.
+        let marker = "drbd9-replicated-from-a";
+        nl(a, "primary r0")?;
+        write_marker(a, &r.device(), marker)?;
+        nl(a, "secondary r0")?;
+        nl(b, "primary r0")?;
+        let got = read_marker(b, &r.device(), marker.len())?;
+        anyhow::ensure!(got == marker, "b read {got:?}, a wrote {marker:?}");
+        nl(b, "secondary r0")?;
+        nl(a, "down r0")?;
+        let st = a.run("drbdsetup status r0")?;
+        anyhow::ensure!(st.rc != 0, "r0 still exists after down: {}", st.stdout);
+        Ok(())
+    });
+}
+
+/// Switchover through pool.conf (a slave, then b master): b serves, the client reads `marker`
+/// through the address, drbdsetup says b is Primary. `t`: each wait's limit.
+fn switch_over_to_b(lab: &Lab, r: &Resource, marker: &str, t: Duration) -> anyhow::Result<()> {
+    let (a, b) = nodes(lab);
+    set_pool_conf(a, Some(&slave_of(b)))?;
+    wait_status(a, "a demoted", t, agent_lab::holds_secondary)?;
+    set_pool_conf(b, Some(master()))?;
+    wait_status(b, "b to serve", t, agent_lab::is_serving)?;
+    agent_lab::client_read_until(lab, marker, t)?;
+    oracle_role(b, r, "Primary")
+}
+
+/// Failover: power loss of b (the primary), then a's pool.conf says master (what the pool master
+/// election writes); a's agent promotes once DRBD has declared b lost (up to 90 s), the client
+/// reads `marker` (up to `t`), drbdsetup says a is Primary.
+fn fail_over_to_a(lab: &Lab, r: &Resource, marker: &str, t: Duration) -> anyhow::Result<()> {
+    let (a, b) = nodes(lab);
+    b.kill()?;
+    set_pool_conf(a, Some(master()))?;
+    wait_status(
+        a,
+        "a to take over",
+        Duration::from_secs(90),
+        agent_lab::is_serving,
+    )?;
+    agent_lab::client_read_until(lab, marker, t)?;
+    oracle_role(a, r, "Primary")
 }
 
 /// The iscsi-ha agent on DRBD 9 (adopt mode, pool.conf): a serves, the client reads the marker
@@ -319,25 +326,9 @@ fn agent_switches_over_and_fails_over_on_drbd9() {
             st.contains(", DRBD 9): ") && st.contains("quorum yes"),
             "iscsi-ha status lacks the DRBD version or DRBD 9's promotion facts:\n{st}"
         );
-        set_pool_conf(a, Some(&slave_of(b)))?;
-        wait_status(a, "a demoted", t, agent_lab::holds_secondary)?;
-        set_pool_conf(b, Some(master()))?;
-        wait_status(b, "b to serve", t, agent_lab::is_serving)?;
-        agent_lab::client_read_until(lab, marker, t)?;
-        oracle_role(b, &r, "Primary")?;
+        switch_over_to_b(lab, &r, marker, t)?;
         oracle_role(a, &r, "Secondary")?;
-        // Failover: power loss of b (the primary), then a's pool.conf says master (what the pool
-        // master election writes). a's agent promotes once DRBD has declared b lost.
-        b.kill()?;
-        set_pool_conf(a, Some(master()))?;
-        wait_status(
-            a,
-            "a to take over",
-            Duration::from_secs(90),
-            agent_lab::is_serving,
-        )?;
-        agent_lab::client_read_until(lab, marker, t)?;
-        oracle_role(a, &r, "Primary")?;
+        fail_over_to_a(lab, &r, marker, t)?;
         agent_lab::reset(lab)
     };
     if let Err(e) = run() {
@@ -507,19 +498,8 @@ fn agent_manages_drbd9_brings_up_switches_over_and_fails_over() {
             gi.stdout
         );
         let both = [a, b].map(|n| agent_lab::status(n).ok().as_ref().and_then(drbd_up_ms));
-        // Switchover.
-        set_pool_conf(a, Some(&slave_of(b)))?;
-        wait_status(a, "a demoted", t, agent_lab::holds_secondary)?;
-        set_pool_conf(b, Some(master()))?;
-        wait_status(b, "b to serve", t, agent_lab::is_serving)?;
-        agent_lab::client_read_until(lab, marker, t)?;
-        oracle_role(b, &r, "Primary")?;
-        // Failover: b's power loss, a's pool.conf says master.
-        b.kill()?;
-        set_pool_conf(a, Some(master()))?;
-        wait_status(a, "a to take over", t, agent_lab::is_serving)?;
-        agent_lab::client_read_until(lab, marker, t)?;
-        oracle_role(a, &r, "Primary")?;
+        switch_over_to_b(lab, &r, marker, t)?;
+        fail_over_to_a(lab, &r, marker, t)?;
         stale_master_waits_then_resyncs(lab, &r)?;
         agent_lab::reset(lab)?;
         // Figures in b's guest (r0 down on both, so b only connects towards a): LAB_DRBD9_UP_ROUNDS rounds (default 2).

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use agent::config::{Config, Initiators, Mode, RoleSource};
+use agent::config::{Config, Initiators, Mode, RoleSource, Timeouts};
 use agent::ConfigError;
 use tgt_ipc::CacheMode;
 
@@ -568,4 +568,18 @@ fn addresses_typed_and_canonical() {
     let e = err(&text);
     assert_eq!((e.key.as_str(), e.line), ("address[0].address", Some(line)));
     assert!(e.reason.contains("address/prefix"), "{e}");
+}
+
+/// `timeouts.tgt_check_ms`: 1000 by default, 0 turns the check off, 1-9 refused with the reason.
+#[test]
+fn tgt_check_ms_default_off_and_bounds() {
+    let c = Config::parse(&example(), Path::new("iscsi-ha.toml")).expect("example is valid");
+    assert_eq!(c.timeouts.tgt_check_ms, 1000);
+    assert_eq!(Timeouts::default().tgt_check_ms, 1000);
+    let off = edit("tgt_check_ms = 1000", "tgt_check_ms = 0");
+    let c = Config::parse(&off, Path::new("iscsi-ha.toml")).expect("0 is off");
+    assert_eq!(c.timeouts.tgt_check_ms, 0);
+    let e = err(&edit("tgt_check_ms = 1000", "tgt_check_ms = 5"));
+    assert_eq!(e.key, "timeouts.tgt_check_ms");
+    assert!(e.reason.contains("0 (off) or at least 10"), "{e}");
 }

@@ -7,7 +7,8 @@
 //! tgtd that served our targets, tgtd's system state is held `offline` (it then closes every new
 //! connection at accept) until each of them is served again, as tgt's own start-up does, so no
 //! initiator is told "target not found" meanwhile. Changes made behind the agent's back
-//! (`tgt-admin --update ALL`, tgt's stop, a hand) are found by one `show` every [`CHECK_EVERY`].
+//! (`tgt-admin --update ALL`, tgt's stop, a hand) are found by one `show` every
+//! `timeouts.tgt_check_ms` (1 s by default; 0: not at all).
 //!
 //! Ownership: the IQN at the configured tid is compared before anything is changed; someone
 //! else's target ([`TargetState::Foreign`]) is never touched (docs/tgtd-ipc.md §7.7).
@@ -29,16 +30,19 @@ use crate::dirwatch::{DirWatch, WatchMask};
 use crate::error::BackendError;
 use crate::fsm::{Event, TargetState, TargetView};
 
-/// How often [`TgtTarget::watch`] compares every configured target with tgtd (one `show`, about
-/// 0.1 ms): a target deleted or changed behind the agent's back is reported within this time, and
-/// served again at once on a primary.
-pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// While tgtd's system state is held offline after a restart: how often the watch looks whether
 /// every target is served again.
 const READY_POLL: Duration = Duration::from_millis(5);
 /// The longest tgtd's system state is held offline after a restart (the node may have been
 /// demoted meanwhile): then it is set ready anyway, with an error in the log.
 pub const READY_WAIT_MAX: Duration = Duration::from_secs(30);
+/// The longest [`Target::offline`] waits for tgtd to drop the connections it was told to close:
+/// tgtd keeps a connection (and its socket) until its commands in flight complete, and the
+/// address released before then strands the initiator until its own command timeout. At most a
+/// third of the per-request timeout, so the stage still ends before the executor's timeout.
+pub const DRAIN_WAIT_MAX: Duration = Duration::from_secs(1);
+/// How often [`Target::offline`] looks whether tgtd still lists a connection (one `conn show`).
+const DRAIN_POLL: Duration = Duration::from_millis(5);
 
 /// tgtd through its management socket.
 #[derive(Debug, Clone)]
@@ -49,6 +53,8 @@ pub struct TgtTarget {
     acting: TgtClient,
     /// Changes started and finished, so that a check overlapping one is not reported.
     changes: Arc<Changes>,
+    /// The longest `offline` waits for closed connections to be gone ([`DRAIN_WAIT_MAX`]).
+    drain_max: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -119,6 +125,34 @@ impl TgtTarget {
                 .busy_retry_for(timeout / 2),
             client,
             changes: Arc::default(),
+            drain_max: DRAIN_WAIT_MAX.min(timeout / 3),
+        }
+    }
+
+    /// Waits until tgtd lists no connection of `tid` (or it is gone), at most `drain_max`; then
+    /// a warning names the connections still there. Never an error: the demote goes on.
+    async fn drained(&self, tid: i32) {
+        let deadline = Instant::now() + self.drain_max;
+        loop {
+            let left = match self.client.show_connections(tid).await {
+                Ok(c) if c.is_empty() => return,
+                Ok(c) => c,
+                Err(e) if e.errno() == Some(TgtErrno::NoTarget) => return,
+                Err(e) => {
+                    warn!(tid, error = %e, "cannot tell whether tgtd closed the connections");
+                    return;
+                }
+            };
+            if Instant::now() >= deadline {
+                let left: Vec<String> = left
+                    .iter()
+                    .map(|c| format!("sid {} cid {} from {}", c.sid, c.cid, c.address))
+                    .collect();
+                warn!(tid, waited = ?self.drain_max, connections = ?left,
+                    "tgtd still holds connections after they were closed; going on");
+                return;
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
         }
     }
 
@@ -140,7 +174,7 @@ impl TgtTarget {
     }
 
     /// Report every target whenever tgtd starts or dies (see the module docs), and whatever
-    /// changed since the last report every [`CHECK_EVERY`].
+    /// changed since the last report every `timeouts.tgt_check_ms` of `config` (never when 0).
     pub async fn watch(
         self,
         config: &Config,
@@ -171,7 +205,8 @@ impl TgtTarget {
         // After a restart: since when, and which targets must be served before `ready`.
         let mut held: Option<(Instant, Vec<String>)> = None;
         let mut socket = socket_identity(&path);
-        let mut tick = tokio::time::interval(CHECK_EVERY);
+        let check = config.timeouts.tgt_check_ms;
+        let mut tick = tokio::time::interval(Duration::from_millis(check.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -185,7 +220,8 @@ impl TgtTarget {
                         continue;
                     }
                 }
-                _ = tick.tick(), if held.is_none() => {}
+                // off: still the first tick, which learns what is there
+                _ = tick.tick(), if held.is_none() && (check > 0 || !primed) => {}
                 _ = tokio::time::sleep(READY_POLL), if held.is_some() => {}
             };
             // A new socket file is a new tgtd (it unlinks a stale one before bind), whichever
@@ -409,6 +445,8 @@ impl Target for TgtTarget {
                 Err(e) => return Err(err(e)),
             }
         }
+        // Only then may the address go: the initiator gets its responses and a FIN first.
+        self.drained(tid).await;
         Ok(())
     }
 

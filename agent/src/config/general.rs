@@ -81,6 +81,14 @@ pub struct Timeouts {
     /// left in place when the designation fails) before it raises an alarm, in seconds. While
     /// `broken`, nothing is promoted or demoted.
     pub broken_alarm_s: u64,
+    /// How often the tgtd watch compares every configured target with tgtd, in milliseconds; 0
+    /// turns it off. tgtd sends no notifications of changes made behind the agent's back
+    /// (`tgt-admin --update ALL` on tgt's reload deletes targets it does not name), so this is how
+    /// long such a target may stay missing before it is served again on a primary. One check is
+    /// one `show` (about 0.1 ms of tgtd and agent time), so 1000 ms by default: a repair within a
+    /// second at one wake-up per second. tgtd's own restart is noticed at once either way (socket
+    /// directory watch). At least 10 when set. Read at start: a change needs a restart.
+    pub tgt_check_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -93,6 +101,7 @@ impl Default for Timeouts {
             wfc_s: 0,
             authority_settle_ms: 500,
             broken_alarm_s: 30,
+            tgt_check_ms: 1000,
         }
     }
 }

@@ -141,6 +141,12 @@ impl Config {
                 return err(k, "must be greater than 0");
             }
         }
+        if (1..10).contains(&self.timeouts.tgt_check_ms) {
+            return err(
+                "timeouts.tgt_check_ms",
+                "must be 0 (off) or at least 10 (each check is one tgtd `show`)",
+            );
+        }
         let names = resource::validate(&self.resources)?;
         address::validate(&self.addresses, &names)?;
         if let Some(e) = &self.alerts.email {

@@ -21,7 +21,7 @@ use agent::config::Config;
 use agent::control::Request;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
-use common::{free_port, which, Tgtd};
+use common::{free_port, tgtd_config_head, wait_tgtd, which, Tgtd};
 
 const RUNS: usize = 30;
 const PORT: u16 = 9;
@@ -60,14 +60,7 @@ fn main() {
     let tgtd = Tgtd::start(dir.path(), PORT, free_port());
     let base = tgtd.base.clone();
     let text = format!(
-        r#"
-node = "bench"
-role = {{ source = "command" }}
-[sockets]
-control = "{d}/control.sock"
-tgtd = "{d}/socket.{PORT}"
-[timeouts]
-safety_net_s = 0
+        r#"{head}
 [[resource]]
 name = "r0"
 minor = 0
@@ -85,7 +78,7 @@ address = "192.0.2.10/24"
 interface = "eth0"
 resources = ["r0"]
 "#,
-        d = dir.path().display(),
+        head = tgtd_config_head("bench", dir.path(), PORT, None),
         b = backing.display()
     );
     let cfg = Arc::new(Config::parse(&text, Path::new("<bench>")).expect("config"));
@@ -96,12 +89,7 @@ resources = ["r0"]
     let mut stages: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     let (mut promote, mut demote) = (Vec::new(), Vec::new());
     rt.block_on(async {
-        let client = tgt_ipc::TgtClient::at_path(cfg.sockets.tgtd.clone());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while client.show_system().await.is_err() {
-            assert!(Instant::now() < deadline, "tgtd did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_tgtd(&cfg.sockets.tgtd).await;
         let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
         let mem = Memory::healthy_secondary(&cfg);
         let mut d = Daemon::new(Executor::new(cfg.clone(), mem.clone(), target, mem));

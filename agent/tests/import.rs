@@ -12,13 +12,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agent::backend::target::TgtTarget;
 use agent::backend::Target;
 use agent::config::Config;
 use agent::import::files::{import, write as write_import, ImportArgs};
-use common::{free_port, which, Tgtd};
+use common::{free_port, wait_tgtd, which, Tgtd};
 use test_support::prereq::Prereqs;
 
 fn prereqs() -> bool {
@@ -135,18 +135,6 @@ fn write(p: &Path, s: &str) {
     std::fs::write(p, s).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
 }
 
-async fn wait_answering(socket: &Path) -> tgt_ipc::TgtClient {
-    let client = tgt_ipc::TgtClient::at_path(socket.to_path_buf());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if client.show_system().await.is_ok() {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("tgtd at {} did not answer", socket.display());
-}
-
 /// tid, IQN, LUNs (number, path, SCSI id, serial), ACL, CHAP bindings (user, outgoing).
 type Identity = (
     i32,
@@ -242,8 +230,8 @@ async fn imported_targets_equal_tgt_admin() {
     let (port_a, port_b) = (free_port(), free_port());
     let tgtd_a = Tgtd::start(&d.join("a"), 7, port_a);
     let tgtd_b = Tgtd::start(&d.join("b"), 8, port_b);
-    let client_a = wait_answering(&tgtd_a.socket()).await;
-    let client_b = wait_answering(&tgtd_b.socket()).await;
+    let client_a = wait_tgtd(&tgtd_a.socket()).await;
+    let client_b = wait_tgtd(&tgtd_b.socket()).await;
     let out = Command::new("perl")
         .arg(which("tgt-admin").expect("tgt-admin"))
         .args(["-e", "-C", "8", "-c"])

@@ -17,7 +17,7 @@ use agent::config::Config;
 use agent::control::Request;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
-use common::{free_port, which, Kill, Tgtd};
+use common::{free_port, tgtd_config_head, wait_tgtd, which, Kill, Tgtd};
 use test_support::prereq::Prereqs;
 
 const CONTROL_PORT: u16 = 8;
@@ -48,12 +48,7 @@ product = "RELOAD-TEST"
 }
 
 fn head(dir: &Path) -> String {
-    format!(
-        "node = \"reload-test\"\nrole = {{ source = \"command\" }}\n[sockets]\n\
-         control = \"{d}/control.sock\"\ntgtd = \"{d}/socket.{CONTROL_PORT}\"\n\
-         [timeouts]\ntgtd_ms = 5000\nsafety_net_s = 0\n",
-        d = dir.display()
-    )
+    tgtd_config_head("reload-test", dir, CONTROL_PORT, Some(5000))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,12 +75,7 @@ async fn reload_keeps_a_reading_client_on_real_tgtd() {
     let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let port = free_port();
     let _tgtd = Tgtd::start(d0, CONTROL_PORT, port);
-    let client = tgt_ipc::TgtClient::at_path(cfg.sockets.tgtd.clone());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while client.show_system().await.is_err() {
-        assert!(Instant::now() < deadline, "tgtd did not answer");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let client = wait_tgtd(&cfg.sockets.tgtd).await;
     let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
     let mem = Memory::healthy_secondary(&cfg);
     // r2's DRBD is up (as the operator sets it up before adding it).

@@ -31,7 +31,7 @@ use agent::control::{Pending, Request, Response};
 use agent::daemon::{Daemon, Handled};
 use agent::executor::Executor;
 use agent::fsm::{Action, Event, TargetState};
-use common::{free_port, which, Kill, Tgtd};
+use common::{free_port, tgtd_config_head, wait_tgtd, which, Kill, Tgtd};
 use tgt_ipc::{Acl, LunBacking, TgtClient};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -54,21 +54,13 @@ fn iqn(name: &str) -> String {
 /// One resource per backing path: `r0` at tid 1, `r1` at tid 2, ...
 fn config(dir: &Path, backings: &[PathBuf]) -> Config {
     let mut text = format!(
-        r#"
-node = "tooling-test"
-role = {{ source = "command" }}
-[sockets]
-control = "{dir}/control.sock"
-tgtd = "{dir}/socket.{CONTROL_PORT}"
-[timeouts]
-tgtd_ms = 3000
-safety_net_s = 0
+        r#"{head}
 [[address]]
 address = "192.0.2.10/24"
 interface = "eth0"
 resources = [{resources}]
 "#,
-        dir = dir.display(),
+        head = tgtd_config_head("tooling-test", dir, CONTROL_PORT, Some(3000)),
         resources = (0..backings.len())
             .map(|i| format!("\"r{i}\""))
             .collect::<Vec<_>>()
@@ -137,8 +129,7 @@ impl Setup {
         let tgtd = Tgtd::start(dir.path(), CONTROL_PORT, port);
         let cfg = Arc::new(config(dir.path(), &paths));
         let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(3));
-        let client = TgtClient::at_path(cfg.sockets.tgtd.clone());
-        wait_answering(&client).await;
+        let client = wait_tgtd(&cfg.sockets.tgtd).await;
         let mem = Memory::healthy_secondary(&cfg);
         Setup {
             dir,
@@ -184,17 +175,6 @@ impl Setup {
     fn log(&self) -> Vec<String> {
         self.mem.world().log.clone()
     }
-}
-
-async fn wait_answering(client: &TgtClient) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if client.show_system().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("tgtd did not answer");
 }
 
 fn alarms(h: &Handled) -> Vec<String> {

@@ -18,7 +18,7 @@ use agent::config::Config;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
 use agent::fsm::{Authority, TargetState};
-use common::{free_port, which, Tgtd};
+use common::{free_port, tgtd_config_head, wait_tgtd, which, Tgtd};
 use test_support::prereq::Prereqs;
 
 const CONTROL_PORT: u16 = 7;
@@ -32,15 +32,7 @@ fn prereqs() -> bool {
 
 fn config(dir: &Path, backing: &Path, cache: &str) -> Config {
     let text = format!(
-        r#"
-node = "tgtd-test"
-role = {{ source = "command" }}
-[sockets]
-control = "{dir}/control.sock"
-tgtd = "{dir}/socket.{CONTROL_PORT}"
-[timeouts]
-tgtd_ms = 5000
-safety_net_s = 0
+        r#"{head}
 [[resource]]
 name = "r0"
 minor = 0
@@ -56,23 +48,11 @@ product = "AGENT-TEST"
 rev = "0001"
 cache = "{cache}"
 "#,
-        dir = dir.display(),
+        head = tgtd_config_head("tgtd-test", dir, CONTROL_PORT, Some(5000)),
         backing = backing.display(),
         pid = std::process::id(),
     );
     Config::parse(&text, Path::new("<tgtd test>")).unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn wait_answering(cfg: &Config) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let client = tgt_ipc::TgtClient::at_path(cfg.sockets.tgtd.clone());
-    while Instant::now() < deadline {
-        if client.show_system().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("tgtd did not answer");
 }
 
 fn inquiry(port: u16, iqn: &str) -> String {
@@ -105,7 +85,7 @@ async fn serve_restart_and_stop_on_real_tgtd() {
     let cfg = Arc::new(config(dir.path(), &backing, "write-through"));
     assert_eq!(tgtd.socket(), cfg.sockets.tgtd);
     let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
-    wait_answering(&cfg).await;
+    wait_tgtd(&cfg.sockets.tgtd).await;
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     {
@@ -186,7 +166,7 @@ async fn cache_mode_reaches_tgtd() {
     let _tgtd = Tgtd::start(dir.path(), CONTROL_PORT, free_port());
     let back = config(dir.path(), &backing, "write-back");
     let through = config(dir.path(), &backing, "write-through");
-    wait_answering(&back).await;
+    wait_tgtd(&back.sockets.tgtd).await;
     let target = TgtTarget::new(&back.sockets.tgtd, Duration::from_secs(5));
     let client = tgt_ipc::TgtClient::at_path(back.sockets.tgtd.clone());
     let flags = || async {

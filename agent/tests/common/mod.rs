@@ -145,3 +145,35 @@ pub fn simulated_daemon(bin: &str, dir: &Path, cfg: &Config) -> (Kill, PathBuf) 
     }
     (daemon, path)
 }
+
+/// A config's first lines for a test against a private [`Tgtd`] under `dir` started with
+/// `control_port`: node `node`, command role source, control socket `dir/control.sock`, no
+/// safety net, `tgtd_ms` (None: the default). Resources and addresses are appended.
+pub fn tgtd_config_head(node: &str, dir: &Path, control_port: u16, tgtd_ms: Option<u32>) -> String {
+    let mut text = format!(
+        "node = \"{node}\"\nrole = {{ source = \"command\" }}\n[sockets]\n\
+         control = \"{d}/control.sock\"\ntgtd = \"{d}/socket.{control_port}\"\n\
+         [timeouts]\nsafety_net_s = 0\n",
+        d = dir.display()
+    );
+    if let Some(ms) = tgtd_ms {
+        text.push_str(&format!("tgtd_ms = {ms}\n"));
+    }
+    text
+}
+
+/// Waits (up to 15 s, else panics) until the tgtd at `socket` answers `show system`; a client
+/// to it.
+pub async fn wait_tgtd(socket: &Path) -> tgt_ipc::TgtClient {
+    let client = tgt_ipc::TgtClient::at_path(socket.to_path_buf());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while client.show_system().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tgtd at {} did not answer",
+            socket.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    client
+}

@@ -26,26 +26,34 @@ fn refused(r: &Response) -> Option<String> {
     r.status.as_ref().and_then(|s| s.reload_refused.clone())
 }
 
-#[tokio::test]
-async fn reload_applies_live_settings_and_refuses_what_is_served() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("iscsi-ha.toml");
-    let mut cfg = common::config("one", true);
-    write(&path, &cfg);
-    let running = Config::load(&path).expect("load");
+/// `cfg` written to `path` and loaded from there: a daemon over in-memory backends, promoted.
+async fn promoted(path: &Path, cfg: &Config) -> (Daemon<Memory, Memory, Memory>, Memory) {
+    write(path, cfg);
+    let running = Config::load(path).expect("load");
     let mem = Memory::healthy_secondary(&running);
     let exec = Executor::new(Arc::new(running), mem.clone(), mem.clone(), mem.clone());
     let mut d = Daemon::new(exec);
     d.observe().await;
     let r = d.request(Request::Promote).await;
     assert!(r.ok, "{}", r.message);
+    (d, mem)
+}
+
+/// `res`'s target serves and `addr` is held.
+fn serving(mem: &Memory, res: &str, addr: &str) -> bool {
+    let w = mem.world();
+    w.targets.get(res).map(|t| t.state) == Some(TargetState::Serving)
+        && w.addresses.get(addr) == Some(&true)
+}
+
+#[tokio::test]
+async fn reload_applies_live_settings_and_refuses_what_is_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("iscsi-ha.toml");
+    let mut cfg = common::config("one", true);
+    let (mut d, mem) = promoted(&path, &cfg).await;
     let calls = mem.world().log.len();
-    let serving = |mem: &Memory| {
-        let w = mem.world();
-        w.targets.get("r0").map(|t| t.state) == Some(TargetState::Serving)
-            && w.addresses.get("10.0.0.10/24") == Some(&true)
-    };
-    assert!(serving(&mem));
+    assert!(serving(&mem, "r0", "10.0.0.10/24"));
 
     // Live settings: applied, the status shows the new config's fingerprint.
     cfg.timeouts.authority_settle_ms = 900;
@@ -90,7 +98,7 @@ async fn reload_applies_live_settings_and_refuses_what_is_served() {
 
     // Nothing served was touched by any of it.
     assert_eq!(mem.world().log.len(), calls, "{:?}", mem.world().log);
-    assert!(serving(&mem));
+    assert!(serving(&mem, "r0", "10.0.0.10/24"));
 }
 
 /// `SIGHUP` and `iscsi-ha reload` reach the same reload in a running daemon.
@@ -176,20 +184,8 @@ async fn reload_applies_resources_as_a_difference() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("iscsi-ha.toml");
     let cfg = common::config("two-addr", true);
-    write(&path, &cfg);
-    let running = Config::load(&path).expect("load");
-    let mem = Memory::healthy_secondary(&running);
-    let exec = Executor::new(Arc::new(running), mem.clone(), mem.clone(), mem.clone());
-    let mut d = Daemon::new(exec);
-    d.observe().await;
-    let r = d.request(Request::Promote).await;
-    assert!(r.ok, "{}", r.message);
+    let (mut d, mem) = promoted(&path, &cfg).await;
     let start = mem.world().log.len();
-    let serving = |mem: &Memory, res: &str, addr: &str| {
-        let w = mem.world();
-        w.targets.get(res).map(|t| t.state) == Some(TargetState::Serving)
-            && w.addresses.get(addr) == Some(&true)
-    };
     assert!(serving(&mem, "r0", "10.0.0.10/24") && serving(&mem, "r1", "10.0.0.11/24"));
 
     let mut new = cfg.clone();

@@ -27,6 +27,13 @@ fn group() -> Config {
     cfg
 }
 
+/// Where `what` stands in the backend call `log`.
+fn at(log: &[String], what: &str) -> usize {
+    log.iter()
+        .position(|l| l == what)
+        .unwrap_or_else(|| panic!("{what} not in {log:?}"))
+}
+
 #[tokio::test]
 async fn addresses_of_a_group_claimed_and_released_together() {
     let cfg = group();
@@ -48,14 +55,9 @@ async fn addresses_of_a_group_claimed_and_released_together() {
     let r = d.request(Request::Promote).await;
     assert!(r.ok, "{}", r.message);
     let log = mem.world().log.clone();
-    let at = |what: &str| {
-        log.iter()
-            .position(|l| l == what)
-            .unwrap_or_else(|| panic!("{what} not in {log:?}"))
-    };
-    let serve = at("target-serve r0");
+    let serve = at(&log, "target-serve r0");
     for a in &addrs {
-        assert!(at(&format!("address-claim {a}")) > serve, "{log:?}");
+        assert!(at(&log, &format!("address-claim {a}")) > serve, "{log:?}");
     }
     assert!(mem.world().addresses.values().all(|held| *held));
     let status = r.status.expect("status");
@@ -66,14 +68,12 @@ async fn addresses_of_a_group_claimed_and_released_together() {
     let r = d.request(Request::Demote).await;
     assert!(r.ok, "{}", r.message);
     let log = mem.world().log.clone();
-    let at = |what: &str| {
-        log.iter()
-            .position(|l| l == what)
-            .unwrap_or_else(|| panic!("{what} not in {log:?}"))
-    };
-    let remove = at("target-remove r0");
+    let remove = at(&log, "target-remove r0");
     for a in &addrs {
-        assert!(at(&format!("address-release {a}")) < remove, "{log:?}");
+        assert!(
+            at(&log, &format!("address-release {a}")) < remove,
+            "{log:?}"
+        );
     }
     assert!(mem.world().addresses.values().all(|held| !*held));
 }

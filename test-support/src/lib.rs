@@ -3,8 +3,10 @@
 //! - [`prereq`]: the rule for missing prerequisites: fail under `CI=true`, else print `SKIP`;
 //! - [`tgtd`]: a private `tgtd -f` on its own socket and portal;
 //! - [`netns`]: network namespaces made by the test, deleted on drop;
-//! - [`stats`]: median and p95 of a benchmark's samples.
+//! - [`stats`]: median and p95 of a benchmark's samples;
+//! - [`frozen`]: a filesystem whose writes wait (`fsfreeze`), for commands held in flight.
 
+pub mod frozen;
 pub mod netns;
 pub mod prereq;
 pub mod stats;

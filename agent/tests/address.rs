@@ -77,22 +77,22 @@ probe = { enabled = true, timeout_ms = 100 }
     Config::parse(text, std::path::Path::new("<address test>")).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The daemon under test: DRBD and the target in memory, the address through `vip` with its
-/// watch feeding `rx`; observed once.
-struct Rig {
-    cfg: Arc<Config>,
-    addr: Arc<NetlinkAddress>,
-    rx: UnboundedReceiver<Event>,
-    mem: Memory,
-    d: Daemon<Memory, Memory, Arc<NetlinkAddress>>,
-}
+/// The daemon under test: DRBD and the target in memory, the address through `vip`.
+type D = Daemon<Memory, Memory, Arc<NetlinkAddress>>;
 
-/// Runs `test` with a fresh [`Rig`] on a current-thread runtime inside [`in_netns`].
+/// Runs `test` (unless the prerequisites are missing) on a current-thread runtime inside
+/// [`in_netns`], with the config, the address backend, its watch's events, the in-memory DRBD
+/// and target, and the daemon over them, observed once.
 fn with_rig<F, Fut>(test: F)
 where
-    F: FnOnce(Rig) -> Fut + Send + 'static,
+    F: FnOnce(Arc<Config>, Arc<NetlinkAddress>, UnboundedReceiver<Event>, Memory, D) -> Fut
+        + Send
+        + 'static,
     Fut: Future<Output = ()>,
 {
+    if !prereqs() {
+        return;
+    }
     in_netns(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -114,14 +114,7 @@ where
                 addr.clone(),
             ));
             d.observe().await;
-            test(Rig {
-                cfg,
-                addr,
-                rx,
-                mem,
-                d,
-            })
-            .await;
+            test(cfg, addr, rx, mem, d).await;
         })
     })
 }
@@ -160,157 +153,146 @@ async fn wait_carrier(dev: &str) {
 
 #[test]
 fn claim_restore_conflict_release() {
-    if !prereqs() {
-        return;
-    }
-    with_rig(
-        |Rig {
-             cfg,
-             addr,
-             mut rx,
-             mem,
-             mut d,
-         }| async move {
-            let a0 = &cfg.addresses[0];
+    with_rig(|cfg, addr, mut rx, mem, mut d| async move {
+        let a0 = &cfg.addresses[0];
 
-            let r = d.request(Request::Promote).await;
-            assert!(r.ok, "{}", r.message);
-            assert!(addr.held(a0).await.expect("held"));
-            let rec = r
-                .status
-                .and_then(|s| s.transitions.last().cloned())
-                .expect("record");
-            let claim = rec
-                .stages
-                .iter()
-                .find(|s| s.stage == agent::fsm::Stage::AddressClaim)
-                .expect("claim stage");
-            eprintln!(
-                "promote total {} us, address-claim {} us",
-                rec.total_micros, claim.micros
-            );
+        let r = d.request(Request::Promote).await;
+        assert!(r.ok, "{}", r.message);
+        assert!(addr.held(a0).await.expect("held"));
+        let rec = r
+            .status
+            .and_then(|s| s.transitions.last().cloned())
+            .expect("record");
+        let claim = rec
+            .stages
+            .iter()
+            .find(|s| s.stage == agent::fsm::Stage::AddressClaim)
+            .expect("claim stage");
+        eprintln!(
+            "promote total {} us, address-claim {} us",
+            rec.total_micros, claim.micros
+        );
 
-            // Deleted by hand: the watch reports it and the agent claims it back.
-            ip("addr del 10.99.0.10/24 dev v0");
-            let start = Instant::now();
-            let deadline = start + Duration::from_secs(5);
-            while !addr.held(a0).await.expect("held") {
-                let ev = tokio::time::timeout_at(deadline.into(), rx.recv())
-                    .await
-                    .expect("removal noticed within 5 s")
-                    .expect("watch alive");
-                d.handle(ev).await;
-            }
-            eprintln!("address deleted by hand -> back in {:?}", start.elapsed());
-            while let Ok(ev) = rx.try_recv() {
-                d.handle(ev).await;
-            }
+        // Deleted by hand: the watch reports it and the agent claims it back.
+        ip("addr del 10.99.0.10/24 dev v0");
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(5);
+        while !addr.held(a0).await.expect("held") {
+            let ev = tokio::time::timeout_at(deadline.into(), rx.recv())
+                .await
+                .expect("removal noticed within 5 s")
+                .expect("watch alive");
+            d.handle(ev).await;
+        }
+        eprintln!("address deleted by hand -> back in {:?}", start.elapsed());
+        while let Ok(ev) = rx.try_recv() {
+            d.handle(ev).await;
+        }
 
-            let r = d.request(Request::Demote).await;
-            assert!(r.ok, "{}", r.message);
-            assert!(!addr.held(a0).await.expect("held"));
-            while let Ok(ev) = rx.try_recv() {
-                d.handle(ev).await;
-            }
+        let r = d.request(Request::Demote).await;
+        assert!(r.ok, "{}", r.message);
+        assert!(!addr.held(a0).await.expect("held"));
+        while let Ok(ev) = rx.try_recv() {
+            d.handle(ev).await;
+        }
 
-            // Held on another interface of this host: the promote is refused before DRBD is
-            // touched, with the reason.
-            ip("addr add 10.99.0.10/24 dev v1");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            while let Ok(ev) = rx.try_recv() {
-                d.handle(ev).await;
-            }
-            mem.world().log.clear();
-            let r = d.request(Request::Promote).await;
-            assert!(!r.ok, "{}", r.message);
-            assert!(
-                r.message.contains("refused") && r.message.contains("probe-address"),
-                "{}",
-                r.message
-            );
-            assert!(
-                r.message.contains("v1"),
-                "reason names the interface: {}",
-                r.message
-            );
-            assert_never_promoted(&mem);
-            ip("addr del 10.99.0.10/24 dev v1");
+        // Held on another interface of this host: the promote is refused before DRBD is
+        // touched, with the reason.
+        ip("addr add 10.99.0.10/24 dev v1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while let Ok(ev) = rx.try_recv() {
+            d.handle(ev).await;
+        }
+        mem.world().log.clear();
+        let r = d.request(Request::Promote).await;
+        assert!(!r.ok, "{}", r.message);
+        assert!(
+            r.message.contains("refused") && r.message.contains("probe-address"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message.contains("v1"),
+            "reason names the interface: {}",
+            r.message
+        );
+        assert_never_promoted(&mem);
+        ip("addr del 10.99.0.10/24 dev v1");
 
-            // Another host answers for it (v1 moved into a namespace of its own holding the
-            // address; its kernel answers the RFC 5227 probe). DRBD is connected to a
-            // Secondary peer, so the one probe runs while DRBD and the target come up
-            // (docs/takeover.md): the claim refuses, the promote is rolled back, the node is
-            // Secondary again and the address was never added here.
-            // A second namespace playing the other host, deleted on drop (also on failure).
-            let other = Netns::add(Netns::unique_name("ihaaddr")).expect("netns add");
-            let in_other = |args: &str| {
-                let args: Vec<&str> = args.split_whitespace().collect();
-                other.ip(&args).unwrap_or_else(|e| panic!("{e}"));
-            };
-            ip(&format!("link set v1 netns {}", other.name()));
-            in_other("link set lo up");
-            in_other("link set v1 up");
-            in_other("addr add 10.99.0.10/24 dev v1");
-            wait_carrier("v0").await;
-            while let Ok(ev) = rx.try_recv() {
-                d.handle(ev).await;
-            }
-            assert!(
-                addr.answered_elsewhere(a0).await.expect("probe"),
-                "the probe hears the other host"
-            );
-            mem.world().log.clear();
-            let r = d.request(Request::Promote).await;
-            assert!(!r.ok, "{}", r.message);
-            assert!(
-                r.message.contains("refused: address-claim 10.99.0.10/24")
-                    && r.message.contains("conflict"),
-                "{}",
-                r.message
-            );
-            eprintln!("promote with another host on the address: {}", r.message);
-            assert_eq!(
-                mem.world().drbd.get("r0").map(|v| v.role),
-                Some(Role::Secondary),
-                "rolled back to Secondary"
-            );
-            assert!(!addr.held(a0).await.expect("held"));
-            // The same with DRBD not connected to its peer (a promote that would fork the
-            // data): the probe's verdict is awaited first, DRBD is never asked.
-            mem.peer_lost("r0");
-            while let Ok(ev) = rx.try_recv() {
-                d.handle(ev).await;
-            }
-            mem.world().log.clear();
-            let r = d.request(Request::Promote).await;
-            assert!(!r.ok, "{}", r.message);
-            assert!(
-                r.message.contains("refused")
-                    && r.message.contains("another host answers for 10.99.0.10/24"),
-                "{}",
-                r.message
-            );
-            assert_never_promoted(&mem);
-            assert!(!addr.held(a0).await.expect("held"));
-            {
-                let mut w = mem.world();
-                let v = w.drbd.get_mut("r0").expect("r0");
-                v.peer_role = Role::Secondary;
-                v.peer_disk = Disk::UpToDate;
-                v.connection = Connection::Connected;
-            }
-            d.observe().await;
+        // Another host answers for it (v1 moved into a namespace of its own holding the
+        // address; its kernel answers the RFC 5227 probe). DRBD is connected to a
+        // Secondary peer, so the one probe runs while DRBD and the target come up
+        // (docs/takeover.md): the claim refuses, the promote is rolled back, the node is
+        // Secondary again and the address was never added here.
+        // A second namespace playing the other host, deleted on drop (also on failure).
+        let other = Netns::add(Netns::unique_name("ihaaddr")).expect("netns add");
+        let in_other = |args: &str| {
+            let args: Vec<&str> = args.split_whitespace().collect();
+            other.ip(&args).unwrap_or_else(|e| panic!("{e}"));
+        };
+        ip(&format!("link set v1 netns {}", other.name()));
+        in_other("link set lo up");
+        in_other("link set v1 up");
+        in_other("addr add 10.99.0.10/24 dev v1");
+        wait_carrier("v0").await;
+        while let Ok(ev) = rx.try_recv() {
+            d.handle(ev).await;
+        }
+        assert!(
+            addr.answered_elsewhere(a0).await.expect("probe"),
+            "the probe hears the other host"
+        );
+        mem.world().log.clear();
+        let r = d.request(Request::Promote).await;
+        assert!(!r.ok, "{}", r.message);
+        assert!(
+            r.message.contains("refused: address-claim 10.99.0.10/24")
+                && r.message.contains("conflict"),
+            "{}",
+            r.message
+        );
+        eprintln!("promote with another host on the address: {}", r.message);
+        assert_eq!(
+            mem.world().drbd.get("r0").map(|v| v.role),
+            Some(Role::Secondary),
+            "rolled back to Secondary"
+        );
+        assert!(!addr.held(a0).await.expect("held"));
+        // The same with DRBD not connected to its peer (a promote that would fork the
+        // data): the probe's verdict is awaited first, DRBD is never asked.
+        mem.peer_lost("r0");
+        while let Ok(ev) = rx.try_recv() {
+            d.handle(ev).await;
+        }
+        mem.world().log.clear();
+        let r = d.request(Request::Promote).await;
+        assert!(!r.ok, "{}", r.message);
+        assert!(
+            r.message.contains("refused")
+                && r.message.contains("another host answers for 10.99.0.10/24"),
+            "{}",
+            r.message
+        );
+        assert_never_promoted(&mem);
+        assert!(!addr.held(a0).await.expect("held"));
+        {
+            let mut w = mem.world();
+            let v = w.drbd.get_mut("r0").expect("r0");
+            v.peer_role = Role::Secondary;
+            v.peer_disk = Disk::UpToDate;
+            v.connection = Connection::Connected;
+        }
+        d.observe().await;
 
-            // The other host gone: the same promote goes through.
-            in_other("addr del 10.99.0.10/24 dev v1");
-            assert!(!addr.answered_elsewhere(a0).await.expect("probe"));
-            let r = d.request(Request::Promote).await;
-            assert!(r.ok, "{}", r.message);
-            assert!(addr.held(a0).await.expect("held"));
-            // Held here: not "elsewhere" (no probe sent).
-            assert!(!addr.answered_elsewhere(a0).await.expect("probe"));
-        },
-    );
+        // The other host gone: the same promote goes through.
+        in_other("addr del 10.99.0.10/24 dev v1");
+        assert!(!addr.answered_elsewhere(a0).await.expect("probe"));
+        let r = d.request(Request::Promote).await;
+        assert!(r.ok, "{}", r.message);
+        assert!(addr.held(a0).await.expect("held"));
+        // Held here: not "elsewhere" (no probe sent).
+        assert!(!addr.answered_elsewhere(a0).await.expect("probe"));
+    });
 }
 
 /// Handles every queued watch event until `done` holds (up to 5 s).
@@ -340,118 +322,107 @@ async fn settle_until<D, T, A, F>(
 /// link", and the link's return brings the probe, the claim and the burst.
 #[test]
 fn link_down_at_claim_waits_for_link_then_claims() {
-    if !prereqs() {
-        return;
-    }
-    with_rig(
-        |Rig {
-             cfg,
-             addr,
-             mut rx,
-             mem,
-             mut d,
-         }| async move {
-            let a0 = &cfg.addresses[0];
-            let waiting = |d: &Daemon<_, _, _>| {
-                d.status()
-                    .and_then(|s| s.addresses.first().map(|a| a.waiting_for_link))
-                    .unwrap_or(false)
-            };
+    with_rig(|cfg, addr, mut rx, mem, mut d| async move {
+        let a0 = &cfg.addresses[0];
+        let waiting = |d: &Daemon<_, _, _>| {
+            d.status()
+                .and_then(|s| s.addresses.first().map(|a| a.waiting_for_link))
+                .unwrap_or(false)
+        };
 
-            ip("link set v1 down");
-            settle_until(&mut d, &mut rx, |d| {
-                d.state()
-                    .is_some_and(|s| s.addresses.values().all(|a| a.link_down))
-            })
-            .await;
-            let r = d.request(Request::Promote).await;
-            assert!(r.ok, "promote with the link down: {}", r.message);
-            let st = r.status.expect("status");
-            assert_eq!(
-                mem.world().drbd.get("r0").map(|v| v.role),
-                Some(Role::Primary),
-                "DRBD stays Primary"
-            );
-            let t0 = st.resources.first().map(|r| r.target.state);
-            assert_eq!(
-                t0,
-                Some(agent::fsm::TargetState::Serving),
-                "target stays up"
-            );
-            let a = st.addresses.first().expect("address");
-            assert!(!a.held && a.waiting_for_link, "{a:?}");
-            assert!(!st.converged, "not converged while the address waits");
-            let text = st.render();
-            assert!(text.contains("waiting for link"), "{text}");
-            assert!(!addr.held(a0).await.expect("held"));
+        ip("link set v1 down");
+        settle_until(&mut d, &mut rx, |d| {
+            d.state()
+                .is_some_and(|s| s.addresses.values().all(|a| a.link_down))
+        })
+        .await;
+        let r = d.request(Request::Promote).await;
+        assert!(r.ok, "promote with the link down: {}", r.message);
+        let st = r.status.expect("status");
+        assert_eq!(
+            mem.world().drbd.get("r0").map(|v| v.role),
+            Some(Role::Primary),
+            "DRBD stays Primary"
+        );
+        let t0 = st.resources.first().map(|r| r.target.state);
+        assert_eq!(
+            t0,
+            Some(agent::fsm::TargetState::Serving),
+            "target stays up"
+        );
+        let a = st.addresses.first().expect("address");
+        assert!(!a.held && a.waiting_for_link, "{a:?}");
+        assert!(!st.converged, "not converged while the address waits");
+        let text = st.render();
+        assert!(text.contains("waiting for link"), "{text}");
+        assert!(!addr.held(a0).await.expect("held"));
 
-            let t = Instant::now();
-            ip("link set v1 up");
-            settle_until(&mut d, &mut rx, |d| !waiting(d)).await;
-            let took = t.elapsed();
-            assert!(addr.held(a0).await.expect("held"), "claimed on link up");
-            let st = d.status().expect("status");
-            assert!(st.converged, "converged once claimed");
-            let stages: Vec<String> = st
-                .transitions
-                .last()
-                .map(|t| t.stages.iter())
-                .into_iter()
-                .flatten()
-                .map(|s| format!("{}={:.1}ms", s.stage.name(), s.micros as f64 / 1000.0))
-                .collect();
-            eprintln!(
-                "link up -> address claimed: {took:?} (from the `ip link set up` call; the \
+        let t = Instant::now();
+        ip("link set v1 up");
+        settle_until(&mut d, &mut rx, |d| !waiting(d)).await;
+        let took = t.elapsed();
+        assert!(addr.held(a0).await.expect("held"), "claimed on link up");
+        let st = d.status().expect("status");
+        assert!(st.converged, "converged once claimed");
+        let stages: Vec<String> = st
+            .transitions
+            .last()
+            .map(|t| t.stages.iter())
+            .into_iter()
+            .flatten()
+            .map(|s| format!("{}={:.1}ms", s.stage.name(), s.micros as f64 / 1000.0))
+            .collect();
+        eprintln!(
+            "link up -> address claimed: {took:?} (from the `ip link set up` call; the \
              claim waits for the 100 ms probe window: {})",
-                stages.join(" ")
-            );
+            stages.join(" ")
+        );
 
-            // A flap while held: the address stays, nothing is rolled back.
-            ip("link set v1 down");
-            settle_until(&mut d, &mut rx, |d| {
-                d.state()
-                    .is_some_and(|s| s.addresses.values().all(|a| a.link_down))
-            })
-            .await;
-            let st = d.status().expect("status");
-            assert!(addr.held(a0).await.expect("held"), "{}", st.render());
-            ip("link set v1 up");
-            settle_until(&mut d, &mut rx, |d| {
-                d.state()
-                    .is_some_and(|s| s.addresses.values().all(|a| !a.link_down))
-            })
-            .await;
-            assert!(addr.held(a0).await.expect("held"));
-            assert_eq!(
-                mem.world().drbd.get("r0").map(|v| v.role),
-                Some(Role::Primary)
-            );
+        // A flap while held: the address stays, nothing is rolled back.
+        ip("link set v1 down");
+        settle_until(&mut d, &mut rx, |d| {
+            d.state()
+                .is_some_and(|s| s.addresses.values().all(|a| a.link_down))
+        })
+        .await;
+        let st = d.status().expect("status");
+        assert!(addr.held(a0).await.expect("held"), "{}", st.render());
+        ip("link set v1 up");
+        settle_until(&mut d, &mut rx, |d| {
+            d.state()
+                .is_some_and(|s| s.addresses.values().all(|a| !a.link_down))
+        })
+        .await;
+        assert!(addr.held(a0).await.expect("held"));
+        assert_eq!(
+            mem.world().drbd.get("r0").map(|v| v.role),
+            Some(Role::Primary)
+        );
 
-            // Without its peer, a promote needs the probe's "nobody answers" (a partition
-            // must not fork the data): with the link down it cannot be asked, so the promote
-            // is refused before DRBD is touched, and goes through once the link is back.
-            let r = d.request(Request::Demote).await;
-            assert!(r.ok, "{}", r.message);
-            mem.peer_lost("r0");
-            ip("link set v1 down");
-            settle_until(&mut d, &mut rx, |d| {
-                d.state()
-                    .is_some_and(|s| s.addresses.values().all(|a| a.link_down && !a.held))
-            })
-            .await;
-            mem.world().log.clear();
-            let r = d.request(Request::Promote).await;
-            assert!(!r.ok && r.message.contains("v0 is down"), "{}", r.message);
-            assert_never_promoted(&mem);
-            ip("link set v1 up");
-            settle_until(&mut d, &mut rx, |d| {
-                d.state()
-                    .is_some_and(|s| s.addresses.values().all(|a| !a.link_down))
-            })
-            .await;
-            let r = d.request(Request::Promote).await;
-            assert!(r.ok, "{}", r.message);
-            assert!(addr.held(a0).await.expect("held"));
-        },
-    );
+        // Without its peer, a promote needs the probe's "nobody answers" (a partition
+        // must not fork the data): with the link down it cannot be asked, so the promote
+        // is refused before DRBD is touched, and goes through once the link is back.
+        let r = d.request(Request::Demote).await;
+        assert!(r.ok, "{}", r.message);
+        mem.peer_lost("r0");
+        ip("link set v1 down");
+        settle_until(&mut d, &mut rx, |d| {
+            d.state()
+                .is_some_and(|s| s.addresses.values().all(|a| a.link_down && !a.held))
+        })
+        .await;
+        mem.world().log.clear();
+        let r = d.request(Request::Promote).await;
+        assert!(!r.ok && r.message.contains("v0 is down"), "{}", r.message);
+        assert_never_promoted(&mem);
+        ip("link set v1 up");
+        settle_until(&mut d, &mut rx, |d| {
+            d.state()
+                .is_some_and(|s| s.addresses.values().all(|a| !a.link_down))
+        })
+        .await;
+        let r = d.request(Request::Promote).await;
+        assert!(r.ok, "{}", r.message);
+        assert!(addr.held(a0).await.expect("held"));
+    });
 }

@@ -159,6 +159,17 @@ impl Setup {
         rx
     }
 
+    /// A daemon with the watch running, observed, its first events handled, then promoted.
+    async fn promoted(&self) -> (TgtDaemon, UnboundedReceiver<Event>) {
+        let mut rx = self.watch();
+        let mut d = self.daemon();
+        d.observe().await;
+        drain(&mut d, &mut rx, Duration::from_millis(300)).await;
+        let r = d.request(Request::Promote).await;
+        assert!(r.ok, "{}", r.message);
+        (d, rx)
+    }
+
     fn url(&self, i: usize) -> String {
         format!(
             "iscsi://127.0.0.1:{}/{}/1",
@@ -324,12 +335,7 @@ async fn tgt_admin_update_all_is_noticed_and_repaired() {
         return;
     }
     let s = Setup::new("update-all", &["r0.img"]).await;
-    let mut rx = s.watch();
-    let mut d = s.daemon();
-    d.observe().await;
-    drain(&mut d, &mut rx, Duration::from_millis(300)).await;
-    let r = d.request(Request::Promote).await;
-    assert!(r.ok, "{}", r.message);
+    let (mut d, mut rx) = s.promoted().await;
     drain(&mut d, &mut rx, Duration::from_millis(1200)).await;
     let iqn0 = s.cfg.resources[0].target.iqn.clone();
 
@@ -427,12 +433,7 @@ async fn tgtd_restart_two_targets_two_clients_recover() {
         return;
     }
     let mut s = Setup::new("restart", &["r0.img", "r1.img"]).await;
-    let mut rx = s.watch();
-    let mut d = s.daemon();
-    d.observe().await;
-    drain(&mut d, &mut rx, Duration::from_millis(300)).await;
-    let r = d.request(Request::Promote).await;
-    assert!(r.ok, "{}", r.message);
+    let (mut d, mut rx) = s.promoted().await;
     let _a = reader(&s.url(0));
     let _b = reader(&s.url(1));
     wait_sessions(&s.client, &[1, 2], "both clients logged in").await;

@@ -151,6 +151,38 @@ pub fn install_config_for(node: &Node, rs: &[Resource], source: Source) -> Resul
     Ok(())
 }
 
+/// [`config_toml`] with `r` in `mode = "manage"` from `node`'s and `peer`'s replication endpoints
+/// (with `node_ids`, DRBD 9's `node_id` and `peer_node_id`: their indexes), pool.conf as the role
+/// source; written to [`CONFIG`] and checked with `iscsi-ha check-config`.
+pub fn install_managed_config(
+    node: &Node,
+    peer: &Node,
+    r: &Resource,
+    node_ids: bool,
+) -> Result<()> {
+    let adopt = config_toml(node, r, Source::PoolConf);
+    let mut manage = format!(
+        "mode = \"manage\"\n\n[resource.manage]\ndisk = \"{d}\"\nlocal = \"{mip}:{p}\"\n\
+         peer = \"{pip}:{p}\"\n",
+        d = r.disk,
+        mip = node.ip(),
+        pip = peer.ip(),
+        p = r.port,
+    );
+    if node_ids {
+        manage.push_str(&format!(
+            "node_id = {}\npeer_node_id = {}\n",
+            node.index(),
+            peer.index()
+        ));
+    }
+    let managed = adopt.replace("mode = \"adopt\"\n", &manage);
+    anyhow::ensure!(managed != adopt, "config template changed: {adopt}");
+    node.put_file(CONFIG, managed.as_bytes())?;
+    node.run_ok(&format!("{} check-config {CONFIG}", agent_bin()))?;
+    Ok(())
+}
+
 /// The agent binary in the guest (9p share of the cargo profile dir).
 pub fn agent_bin() -> String {
     Node::guest_bin("iscsi-ha")

@@ -351,7 +351,7 @@ fn drbd_up_ms(v: &serde_json::Value) -> Option<f64> {
 fn bring_up_figures(node: &Node, peer: &Node, r: &Resource) -> anyhow::Result<(f64, f64)> {
     bringup::create_md(node, r)?;
     agent_lab::start_tgtd(node)?;
-    bringup::install_managed_config(node, peer, r)?;
+    agent_lab::install_managed_config(node, peer, r, true)?;
     set_pool_conf(node, Some(&slave_of(peer)))?;
     agent_lab::start_agent(node)?;
     let v = wait_status(
@@ -387,7 +387,7 @@ fn stale_master_waits_then_resyncs(lab: &Lab, r: &Resource) -> anyhow::Result<()
         // What a boot script's `drbdadm up` does first (the agent runs no program).
         bringup::apply_al(b, r)?;
         agent_lab::start_tgtd(b)?;
-        bringup::install_managed_config(b, a, r)?;
+        agent_lab::install_managed_config(b, a, r, true)?;
         set_pool_conf(b, Some(master()))?;
         agent_lab::start_agent(b)?;
         let sb = wait_status(b, "b to wait for its peer", t, |v| {
@@ -445,7 +445,7 @@ fn agent_manages_drbd9_brings_up_switches_over_and_fails_over() {
         for (n, p) in [(a, b), (b, a)] {
             bringup::create_md(n, &r)?;
             agent_lab::start_tgtd(n)?;
-            bringup::install_managed_config(n, p, &r)?;
+            agent_lab::install_managed_config(n, p, &r, true)?;
         }
         set_pool_conf(a, Some(master()))?;
         set_pool_conf(b, Some(&slave_of(a)))?;

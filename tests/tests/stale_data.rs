@@ -215,26 +215,6 @@ fn rebooted_stale_master_never_promotes() {
     });
 }
 
-/// `mode = "manage"`: the agent brings DRBD up itself (fencing resource-only, after-sb
-/// disconnect) from this node's endpoints; pool.conf as the role source.
-fn install_managed_config(node: &Node, peer: &Node, r: &Resource) -> Result<()> {
-    let adopt = al::config_toml(node, r, Source::PoolConf);
-    let managed = adopt.replace(
-        "mode = \"adopt\"\n",
-        &format!(
-            "mode = \"manage\"\n\n[resource.manage]\ndisk = \"{}\"\nlocal = \"{}:{p}\"\npeer = \"{}:{p}\"\n",
-            r.disk,
-            node.ip(),
-            peer.ip(),
-            p = r.port
-        ),
-    );
-    ensure!(managed != adopt, "config template changed: {adopt}");
-    node.put_file(al::CONFIG, managed.as_bytes())?;
-    node.run_ok(&format!("{} check-config {}", al::agent_bin(), al::CONFIG))?;
-    Ok(())
-}
-
 /// Fresh metadata on both nodes, both agents in manage mode (a master), the initial sync skipped
 /// once the agents connected DRBD; returns when a serves `marker` and b is Secondary.
 fn managed_pair_up(lab: &Lab, r: &Resource, marker: &str) -> Result<()> {
@@ -245,7 +225,7 @@ fn managed_pair_up(lab: &Lab, r: &Resource, marker: &str) -> Result<()> {
             r.minor, r.disk
         ))?;
         al::start_tgtd(n)?;
-        install_managed_config(n, peer, r)?;
+        al::install_managed_config(n, peer, r, false)?;
     }
     al::set_pool_conf(a, Some(al::master()))?;
     al::set_pool_conf(b, Some(&al::slave_of(a)))?;

@@ -143,31 +143,6 @@ pub fn reset(node: &Node, r: &Resource) -> Result<()> {
     down(node, r)
 }
 
-/// The agent's configuration for `node` with `r` in `mode = "manage"` on DRBD 9: this node's and
-/// `peer`'s node ids (their indexes) and replication endpoints, pool.conf as the role source;
-/// written and checked with `iscsi-ha check-config`.
-pub fn install_managed_config(node: &Node, peer: &Node, r: &Resource) -> Result<()> {
-    use crate::agent_lab as al;
-    let adopt = al::config_toml(node, r, al::Source::PoolConf);
-    let managed = adopt.replace(
-        "mode = \"adopt\"\n",
-        &format!(
-            "mode = \"manage\"\n\n[resource.manage]\ndisk = \"{d}\"\nlocal = \"{mip}:{p}\"\n\
-             peer = \"{pip}:{p}\"\nnode_id = {me}\npeer_node_id = {pid}\n",
-            d = r.disk,
-            mip = node.ip(),
-            pip = peer.ip(),
-            p = r.port,
-            me = node.index(),
-            pid = peer.index(),
-        ),
-    );
-    anyhow::ensure!(managed != adopt, "config template changed: {adopt}");
-    node.put_file(al::CONFIG, managed.as_bytes())?;
-    node.run_ok(&format!("{} check-config {}", al::agent_bin(), al::CONFIG))?;
-    Ok(())
-}
-
 /// Fresh DRBD 9 metadata for one peer (`drbdmeta create-md`), nothing brought up.
 pub fn create_md(node: &Node, r: &Resource) -> Result<()> {
     node.run_ok(&format!(

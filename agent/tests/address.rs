@@ -119,6 +119,29 @@ where
     })
 }
 
+/// Handles the watch events already queued.
+async fn handle_queued(d: &mut D, rx: &mut UnboundedReceiver<Event>) {
+    while let Ok(ev) = rx.try_recv() {
+        d.handle(ev).await;
+    }
+}
+
+/// After the queued watch events, with the backend log cleared: a promote that must be refused
+/// with every one of `parts` in its message; the message.
+async fn refused_promote(
+    d: &mut D,
+    rx: &mut UnboundedReceiver<Event>,
+    mem: &Memory,
+    parts: &[&str],
+) -> String {
+    handle_queued(d, rx).await;
+    mem.world().log.clear();
+    let r = d.request(Request::Promote).await;
+    assert!(!r.ok, "{}", r.message);
+    assert!(parts.iter().all(|p| r.message.contains(p)), "{}", r.message);
+    r.message
+}
+
 /// DRBD was never asked to become Primary since the log was last cleared, and is Secondary.
 fn assert_never_promoted(mem: &Memory) {
     let w = mem.world();
@@ -185,37 +208,19 @@ fn claim_restore_conflict_release() {
             d.handle(ev).await;
         }
         eprintln!("address deleted by hand -> back in {:?}", start.elapsed());
-        while let Ok(ev) = rx.try_recv() {
-            d.handle(ev).await;
-        }
+        handle_queued(&mut d, &mut rx).await;
 
         let r = d.request(Request::Demote).await;
         assert!(r.ok, "{}", r.message);
         assert!(!addr.held(a0).await.expect("held"));
-        while let Ok(ev) = rx.try_recv() {
-            d.handle(ev).await;
-        }
+        handle_queued(&mut d, &mut rx).await;
 
         // Held on another interface of this host: the promote is refused before DRBD is
         // touched, with the reason.
         ip("addr add 10.99.0.10/24 dev v1");
         tokio::time::sleep(Duration::from_millis(50)).await;
-        while let Ok(ev) = rx.try_recv() {
-            d.handle(ev).await;
-        }
-        mem.world().log.clear();
-        let r = d.request(Request::Promote).await;
-        assert!(!r.ok, "{}", r.message);
-        assert!(
-            r.message.contains("refused") && r.message.contains("probe-address"),
-            "{}",
-            r.message
-        );
-        assert!(
-            r.message.contains("v1"),
-            "reason names the interface: {}",
-            r.message
-        );
+        let why = refused_promote(&mut d, &mut rx, &mem, &["refused", "probe-address"]).await;
+        assert!(why.contains("v1"), "reason names the interface: {why}");
         assert_never_promoted(&mem);
         ip("addr del 10.99.0.10/24 dev v1");
 
@@ -235,23 +240,19 @@ fn claim_restore_conflict_release() {
         in_other("link set v1 up");
         in_other("addr add 10.99.0.10/24 dev v1");
         wait_carrier("v0").await;
-        while let Ok(ev) = rx.try_recv() {
-            d.handle(ev).await;
-        }
+        handle_queued(&mut d, &mut rx).await;
         assert!(
             addr.answered_elsewhere(a0).await.expect("probe"),
             "the probe hears the other host"
         );
-        mem.world().log.clear();
-        let r = d.request(Request::Promote).await;
-        assert!(!r.ok, "{}", r.message);
-        assert!(
-            r.message.contains("refused: address-claim 10.99.0.10/24")
-                && r.message.contains("conflict"),
-            "{}",
-            r.message
-        );
-        eprintln!("promote with another host on the address: {}", r.message);
+        let why = refused_promote(
+            &mut d,
+            &mut rx,
+            &mem,
+            &["refused: address-claim 10.99.0.10/24", "conflict"],
+        )
+        .await;
+        eprintln!("promote with another host on the address: {why}");
         assert_eq!(
             mem.world().drbd.get("r0").map(|v| v.role),
             Some(Role::Secondary),
@@ -261,18 +262,13 @@ fn claim_restore_conflict_release() {
         // The same with DRBD not connected to its peer (a promote that would fork the
         // data): the probe's verdict is awaited first, DRBD is never asked.
         mem.peer_lost("r0");
-        while let Ok(ev) = rx.try_recv() {
-            d.handle(ev).await;
-        }
-        mem.world().log.clear();
-        let r = d.request(Request::Promote).await;
-        assert!(!r.ok, "{}", r.message);
-        assert!(
-            r.message.contains("refused")
-                && r.message.contains("another host answers for 10.99.0.10/24"),
-            "{}",
-            r.message
-        );
+        refused_promote(
+            &mut d,
+            &mut rx,
+            &mem,
+            &["refused", "another host answers for 10.99.0.10/24"],
+        )
+        .await;
         assert_never_promoted(&mem);
         assert!(!addr.held(a0).await.expect("held"));
         {

@@ -32,6 +32,7 @@ use agent::daemon::{Daemon, Handled};
 use agent::executor::Executor;
 use agent::fsm::{Action, Event, TargetState};
 use common::{free_port, tgtd_config_head, wait_tgtd, which, Kill, Tgtd};
+use test_support::frozen::{FrozenFs, Thaw};
 use tgt_ipc::{Acl, LunBacking, TgtClient};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -519,70 +520,6 @@ async fn tgtd_restart_two_targets_two_clients_recover() {
     );
 }
 
-/// A file on an ext4 filesystem of its own (a loop device over an image): `fsfreeze -f` makes
-/// every write to it wait until `fsfreeze -u`, as a suspended device-mapper table would (the
-/// host's kernel may have no device-mapper). Thawed, unmounted and detached on drop.
-struct FrozenFs {
-    mnt: PathBuf,
-    loopdev: String,
-}
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().expect(cmd);
-    assert!(out.status.success(), "{cmd} {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-impl FrozenFs {
-    fn new(dir: &Path) -> FrozenFs {
-        let image = backing(dir, "fs.img");
-        let image = image.to_str().expect("utf-8 path");
-        sh("mkfs.ext4", &["-q", "-F", image]);
-        let loopdev = sh("losetup", &["--find", "--show", image]);
-        let mnt = dir.join("mnt");
-        std::fs::create_dir(&mnt).expect("mnt");
-        let fs = FrozenFs { mnt, loopdev };
-        sh("mount", &[&fs.loopdev, fs.mnt.to_str().expect("utf-8")]);
-        fs
-    }
-
-    /// A fully written 4 MiB file on it (no allocation left for the writes to come).
-    fn file(&self) -> PathBuf {
-        let p = self.mnt.join("lun.img");
-        std::fs::write(&p, vec![0u8; 4 << 20]).expect("lun file");
-        p
-    }
-
-    fn fsfreeze(&self, op: &str) {
-        sh("fsfreeze", &[op, self.mnt.to_str().expect("utf-8")]);
-    }
-}
-
-impl Drop for FrozenFs {
-    fn drop(&mut self) {
-        let _ = Command::new("fsfreeze")
-            .arg("-u")
-            .arg(&self.mnt)
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
-        let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
-    }
-}
-
-/// `fsfreeze -u` on drop.
-struct Thaw(PathBuf);
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        let _ = Command::new("fsfreeze")
-            .arg("-u")
-            .arg(&self.0)
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 /// A libiscsi client writing one block at a time (iscsi-test-cu's WRITE(10) test).
 fn writer(url: &str) -> Kill {
     Kill(
@@ -608,23 +545,31 @@ async fn ask(tx: &tokio::sync::mpsc::Sender<Pending>, request: Request) -> Respo
 async fn teardown_waits_for_stuck_io_then_finishes() {
     if !prereqs(
         "teardown_waits_for_stuck_io_then_finishes",
-        &["tgtd", "iscsi-test-cu", "fsfreeze", "losetup", "mkfs.ext4"],
+        &[
+            "tgtd",
+            "iscsi-test-cu",
+            "fsfreeze",
+            "losetup",
+            "mkfs.ext4",
+            "mount",
+            "umount",
+        ],
     ) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let fs = FrozenFs::new(dir.path());
+    let fs = Arc::new(FrozenFs::new(dir.path()));
     let lun = fs.file();
     let s = Setup::new("frozen", &[lun.to_str().expect("utf-8")]).await;
     // tgtd's threads cannot die while their writes wait: thaw before killing it
-    let _thaw = Thaw(fs.mnt.clone());
+    let _thaw = Thaw(fs.clone());
     let d = s.daemon();
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(4);
     let run = tokio::spawn(d.run(ev_rx, ctl_rx));
     let r = ask(&ctl_tx, Request::Promote).await;
     assert!(r.ok, "{}", r.message);
-    fs.fsfreeze("-f");
+    fs.freeze();
     let client = writer(&s.url(0));
     wait_sessions(&s.client, &[1], "the writer logged in").await;
     // its WRITE now waits in tgtd's backing-store thread
@@ -654,7 +599,7 @@ async fn teardown_waits_for_stuck_io_then_finishes() {
     assert!(!last.result.is_ok(), "{last:?}");
 
     let resumed = Instant::now();
-    fs.fsfreeze("-u");
+    fs.thaw();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let st = ask(&ctl_tx, Request::Status).await.status.expect("status");

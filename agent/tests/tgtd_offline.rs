@@ -16,7 +16,7 @@ use agent::backend::target::TgtTarget;
 use agent::backend::Target;
 use agent::config::Config;
 use common::{free_port, which, Kill, Tgtd};
-use test_support::frozen::{self, FrozenFs};
+use test_support::frozen::{self, FrozenFs, Thaw};
 use test_support::prereq::Prereqs;
 
 const CONTROL_PORT: u16 = 8;
@@ -52,16 +52,6 @@ cache = "write-through"
         pid = std::process::id(),
     );
     Config::parse(&text, Path::new("<tgtd offline test>")).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Thaws on drop, before the tgtd declared earlier is killed (its threads cannot die while their
-/// writes wait), also when the test fails.
-struct Thaw(Arc<FrozenFs>);
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        self.0.thaw();
-    }
 }
 
 /// A private tgtd serving `r0` from a frozen store, with a libiscsi client (iscsi-test-cu's

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 /// The tools [`FrozenFs`] runs (for a test's prerequisite check).
 pub const TOOLS: &[&str] = &["fsfreeze", "losetup", "mkfs.ext4", "mount", "umount"];
@@ -67,5 +68,16 @@ impl Drop for FrozenFs {
         self.thaw();
         let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
         let _ = Command::new("losetup").args(["-d", &self.loopdev]).status();
+    }
+}
+
+/// Thaws the filesystem on drop, also when the test fails. Declared after the tgtd that serves
+/// from it, it runs before that tgtd is killed: tgtd's threads cannot exit while their writes wait.
+#[derive(Debug)]
+pub struct Thaw(pub Arc<FrozenFs>);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        self.0.thaw();
     }
 }

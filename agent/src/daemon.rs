@@ -76,6 +76,7 @@ impl State {
                         AddressState {
                             held: false,
                             link_down: false,
+                            announced: false,
                             resources: a.resources.clone(),
                         },
                     )
@@ -572,6 +573,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             ) {
                 a.held = old.held;
                 a.link_down = old.link_down;
+                a.announced = old.announced;
             }
         }
         fresh.authority = state.authority;

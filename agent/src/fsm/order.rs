@@ -34,7 +34,8 @@ pub enum Stage {
     DrbdPrimaryForce,
     /// Target, LUNs, identity and ACLs in place and accepting logins.
     TargetServe,
-    /// Address probed, added and announced.
+    /// Address probed, added and announced; one already held that this run has not claimed (a
+    /// killed agent's) is adopted: announced only, no probe, no add.
     AddressClaim,
     /// Target refusing logins, every connection closed: while the address is still here, so
     /// the initiators get the FIN and reconnect at once instead of waiting for their own

@@ -99,8 +99,21 @@ pub struct AddressState {
     /// targets promote without it), a held address stays.
     #[serde(default)]
     pub link_down: bool,
+    /// Claimed (added or adopted, and announced) by this run of the agent and held since: an
+    /// address found held at start (left by a killed agent, perhaps before its announcements)
+    /// is claimed again while primary, which announces it without adding or probing.
+    #[serde(default)]
+    pub announced: bool,
     /// Resources behind it.
     pub resources: Vec<String>,
+}
+
+impl AddressState {
+    /// Follow an observation of the address: one gone is no longer ours to announce.
+    pub(crate) fn set_held(&mut self, held: bool) {
+        self.held = held;
+        self.announced &= held;
+    }
 }
 
 impl State {
@@ -209,8 +222,9 @@ impl State {
         let promotion = promotions.get(object).copied();
         if let Some(a) = self.addresses.get(object) {
             return match stage {
-                // The probe guards the claim.
-                Stage::ProbeAddress | Stage::AddressClaim => !a.held && !a.link_down,
+                // The probe guards the claim of an address not held yet.
+                Stage::ProbeAddress => !a.held && !a.link_down,
+                Stage::AddressClaim => !(a.link_down || (a.held && a.announced)),
                 Stage::AddressRelease => a.held,
                 _ => false,
             };
@@ -308,7 +322,7 @@ impl State {
         }
         for (addr, a) in self.addresses.iter_mut() {
             if let Some(h) = snap.addresses.get(addr) {
-                a.held = *h;
+                a.set_held(*h);
                 a.link_down = snap.links_down.contains(addr);
             }
         }
@@ -349,7 +363,8 @@ impl State {
             }
         }
         if let (Some(a), Effect::Held(held)) = (self.addresses.get_mut(&s.object), effect) {
-            a.held = held;
+            a.set_held(held);
+            a.announced = held;
         }
     }
 }

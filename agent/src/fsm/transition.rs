@@ -273,7 +273,7 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                 if a.held != held {
                     state.blocked = None;
                 }
-                a.held = held;
+                a.set_held(held);
             }
             None => return (state, pre),
         },

@@ -50,31 +50,7 @@ fn in_netns<F: FnOnce() + Send + 'static>(body: F) {
 }
 
 fn config() -> Config {
-    let text = r#"
-node = "addr-test"
-role = { source = "command" }
-[timeouts]
-safety_net_s = 0
-[[resource]]
-name = "r0"
-minor = 0
-mode = "adopt"
-target = { iqn = "iqn.2026-11.test:r0", tid = 1, initiators = "all" }
-[[resource.lun]]
-lun = 1
-device = "/dev/drbd0"
-scsi_id = "r0"
-scsi_sn = "R0"
-vendor = "T"
-product = "T"
-[[address]]
-address = "10.99.0.10/24"
-interface = "v0"
-resources = ["r0"]
-announce = { count = 2, interval_ms = 50 }
-probe = { enabled = true, timeout_ms = 100 }
-"#;
-    Config::parse(text, std::path::Path::new("<address test>")).unwrap_or_else(|e| panic!("{e}"))
+    common::address_config("addr-test", 2)
 }
 
 /// The daemon under test: DRBD and the target in memory, the address through `vip`.

@@ -5,6 +5,8 @@
 //! target in memory, already Primary and serving. Needs root and `ip`: skipped without them, a
 //! failure with CI=true.
 
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,31 +25,7 @@ const VIP: &str = "10.99.0.10";
 const STALE_MAC: &str = "02:de:ad:00:00:01";
 
 fn config() -> Config {
-    let text = r#"
-node = "adopt-test"
-role = { source = "command" }
-[timeouts]
-safety_net_s = 0
-[[resource]]
-name = "r0"
-minor = 0
-mode = "adopt"
-target = { iqn = "iqn.2026-11.test:r0", tid = 1, initiators = "all" }
-[[resource.lun]]
-lun = 1
-device = "/dev/drbd0"
-scsi_id = "r0"
-scsi_sn = "R0"
-vendor = "T"
-product = "T"
-[[address]]
-address = "10.99.0.10/24"
-interface = "v0"
-resources = ["r0"]
-announce = { count = 3, interval_ms = 50 }
-probe = { enabled = true, timeout_ms = 100 }
-"#;
-    Config::parse(text, std::path::Path::new("<adopt test>")).unwrap_or_else(|e| panic!("{e}"))
+    common::address_config("adopt-test", 3)
 }
 
 /// `ip ARGS` in `ns`, its stdout.

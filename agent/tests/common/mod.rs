@@ -177,3 +177,36 @@ pub async fn wait_tgtd(socket: &Path) -> tgt_ipc::TgtClient {
     }
     client
 }
+
+/// One adopt-mode resource `r0` (DRBD and target in memory in the tests that use it) behind the
+/// address 10.99.0.10/24 on `v0`, probed for 100 ms and announced `announce_count` times 50 ms
+/// apart: the address tests' config, built through the parser as an operator's file would be.
+pub fn address_config(node: &str, announce_count: u32) -> Config {
+    let text = format!(
+        r#"
+node = "{node}"
+role = {{ source = "command" }}
+[timeouts]
+safety_net_s = 0
+[[resource]]
+name = "r0"
+minor = 0
+mode = "adopt"
+target = {{ iqn = "iqn.2026-11.test:r0", tid = 1, initiators = "all" }}
+[[resource.lun]]
+lun = 1
+device = "/dev/drbd0"
+scsi_id = "r0"
+scsi_sn = "R0"
+vendor = "T"
+product = "T"
+[[address]]
+address = "10.99.0.10/24"
+interface = "v0"
+resources = ["r0"]
+announce = {{ count = {announce_count}, interval_ms = 50 }}
+probe = {{ enabled = true, timeout_ms = 100 }}
+"#
+    );
+    Config::parse(&text, Path::new("<address test>")).unwrap_or_else(|e| panic!("{e}"))
+}

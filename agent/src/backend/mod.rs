@@ -92,10 +92,7 @@ pub trait Target: Send + Sync {
     /// Before DRBD Primary: [`BackendError::Refused`] ("tid N holds IQN") when someone else's
     /// target holds the resource's tid or IQN; equivalent to `tgtadm --op show`. Every
     /// mutating call also leaves such a target untouched. Default: nothing to check.
-    fn check_owner(
-        &self,
-        res: &Resource,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+    fn check_owner(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
         let _ = res;
         async { Ok(()) }
     }
@@ -196,10 +193,7 @@ impl<T: Target> Target for std::sync::Arc<T> {
     fn remove(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).remove(res)
     }
-    fn check_owner(
-        &self,
-        res: &Resource,
-    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+    fn check_owner(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).check_owner(res)
     }
 }

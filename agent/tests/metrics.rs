@@ -77,7 +77,10 @@ fn scrape_after_promote() {
         assert!(body.contains(series), "{series:?} missing:\n{body}");
     }
     // the fingerprint to compare with the peer's, as status shows it
-    let info = format!("iscsi_ha_config_info{{fingerprint=\"{}\"}} 1\n", cfg.fingerprint());
+    let info = format!(
+        "iscsi_ha_config_info{{fingerprint=\"{}\"}} 1\n",
+        cfg.fingerprint()
+    );
     assert!(body.contains(&info), "{info:?} missing:\n{body}");
     let (head, _) = get(port, "GET", "/other");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");

@@ -583,3 +583,195 @@ fn tgt_check_ms_default_off_and_bounds() {
     assert_eq!(e.key, "timeouts.tgt_check_ms");
     assert!(e.reason.contains("0 (off) or at least 10"), "{e}");
 }
+
+/// The LUN table inserted before the example's addresses, as resource[1].lun[1]; `# new` marks
+/// its lines.
+fn second_lun(device: &str, scsi_id: &str, scsi_sn: &str) -> String {
+    edit(
+        "# Floating addresses:",
+        &format!(
+            "[[resource.lun]]\nlun = 2\ndevice = \"{device}\" # new\nscsi_id = \"{scsi_id}\" # new\n\
+             scsi_sn = \"{scsi_sn}\" # new\nvendor = \"ISCSIHA\"\nproduct = \"DRBD-LUN\"\n\n\
+             # Floating addresses:"
+        ),
+    )
+}
+
+fn new_line(text: &str, starts: &str) -> usize {
+    text.lines()
+        .position(|l| l.starts_with(starts) && l.ends_with("# new"))
+        .map(|i| i + 1)
+        .expect("inserted line")
+}
+
+/// Two LUNs with one SCSI identity would be merged by dm-multipath as paths of one disk: each
+/// scsi_id and scsi_sn once in the whole file, each device once.
+#[test]
+fn duplicate_scsi_identity_or_device_refused() {
+    for (from, to, key) in [
+        (
+            "scsi_id = \"iscsi1-lun1\"",
+            "scsi_id = \"iscsi0-lun1\"",
+            "resource[1].lun[0].scsi_id",
+        ),
+        (
+            "scsi_sn = \"ISCSI1LUN1\"",
+            "scsi_sn = \"ISCSI0LUN1\"",
+            "resource[1].lun[0].scsi_sn",
+        ),
+        (
+            "device = \"/dev/drbd2\"",
+            "device = \"/dev/drbd1\"",
+            "resource[1].lun[0].device",
+        ),
+    ] {
+        let (text, line) = edit_at(from, to);
+        let e = err(&text);
+        assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{e}");
+        assert!(e.reason.contains("resource[0].lun[0]"), "{e}");
+    }
+    // within one target
+    for (text, field, key) in [
+        (
+            second_lun("/dev/drbd2", "iscsi1-lun1", "ISCSI1LUN2"),
+            "scsi_id",
+            "resource[1].lun[1].scsi_id",
+        ),
+        (
+            second_lun("/dev/drbd2", "iscsi1-lun2", "ISCSI1LUN1"),
+            "scsi_sn",
+            "resource[1].lun[1].scsi_sn",
+        ),
+        (
+            second_lun("/dev/drbd/by-res/iscsi1/0", "iscsi1-lun2", "ISCSI1LUN2"),
+            "device",
+            "resource[1].lun[1].device",
+        ),
+    ] {
+        let e = err(&text);
+        assert_eq!(e.key, key, "{e}");
+        assert_eq!(e.line, Some(new_line(&text, field)), "{e}");
+        assert!(e.reason.contains("resource[1].lun[0]"), "{e}");
+    }
+    let e = err(&second_lun("/dev/drbd2", "iscsi1-lun1", "ISCSI1LUN2"));
+    assert!(e.reason.contains("dm-multipath"), "{e}");
+}
+
+fn check_config(text: &str) -> Result<agent::config::check::Report, String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("iscsi-ha.toml");
+    std::fs::write(&p, text).expect("write");
+    agent::config::check::report(&p).map_err(|e| {
+        let c = e.downcast_ref::<ConfigError>().expect("a ConfigError");
+        format!("{}:{:?}:{}", c.key, c.line, c.reason)
+    })
+}
+
+/// check-config refuses a LUN on any device but its resource's own DRBD minor (by-res names of
+/// it accepted), since the agent serves only while that minor is Primary.
+#[test]
+fn lun_device_must_be_its_resources_drbd_device() {
+    check_config(&example()).expect("example passes check-config");
+    for ok in ["/dev/drbd/by-res/iscsi1", "/dev/drbd/by-res/iscsi1/0"] {
+        check_config(&edit(
+            "device = \"/dev/drbd2\"",
+            &format!("device = \"{ok}\""),
+        ))
+        .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in [
+        "/dev/sda",
+        "/dev/drbd3",
+        "/dev/drbd/by-res/iscsi0/0",
+        "/dev/drbd/by-res/iscsi1/1",
+        "/dev/drbd/by-res/iscsi",
+    ] {
+        let (text, line) = edit_at("device = \"/dev/drbd2\"", &format!("device = \"{bad}\""));
+        let e = check_config(&text).expect_err(bad);
+        assert!(
+            e.starts_with(&format!("resource[1].lun[0].device:Some({line}):")),
+            "{bad}: {e}"
+        );
+        assert!(e.contains("write \"/dev/drbd2\""), "{e}");
+    }
+}
+
+/// A socket path longer than sun_path holds is refused before the daemon fails to bind it.
+#[test]
+fn socket_paths_fit_sun_path() {
+    let fits = format!("/{}", "a".repeat(106));
+    Config::parse(
+        &edit(
+            "control = \"/run/iscsi-ha/control.sock\"",
+            &format!("control = \"{fits}\""),
+        ),
+        Path::new("t"),
+    )
+    .expect("107 bytes fit");
+    let long = format!("/{}", "a".repeat(107));
+    for (from, key) in [
+        (
+            "control = \"/run/iscsi-ha/control.sock\"",
+            "sockets.control",
+        ),
+        ("tgtd = \"/var/run/tgtd/socket.0\"", "sockets.tgtd"),
+    ] {
+        let (text, line) = edit_at(
+            from,
+            &format!("{} = \"{long}\"", key.trim_start_matches("sockets.")),
+        );
+        let e = err(&text);
+        assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{e}");
+        assert!(e.reason.contains("at most 107"), "{e}");
+    }
+}
+
+/// The network and IPv4 broadcast address of the prefix cannot float (/31 and /32 can);
+/// an IQN's month is 01-12.
+#[test]
+fn network_broadcast_addresses_and_iqn_month_refused() {
+    for bad in ["192.168.50.0/24", "192.168.50.255/24", "fd00::/64"] {
+        let (text, line) = edit_at(
+            "address = \"192.168.50.10/24\"",
+            &format!("address = \"{bad}\""),
+        );
+        let e = err(&text);
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("address[0].address", Some(line)),
+            "{e}"
+        );
+        assert!(e.reason.contains("broadcast"), "{e}");
+    }
+    for ok in ["192.168.50.0/31", "192.168.50.255/32", "192.168.50.1/24"] {
+        let text = edit(
+            "address = \"192.168.50.10/24\"",
+            &format!("address = \"{ok}\""),
+        );
+        Config::parse(&text, Path::new("t")).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in ["iqn.2026-13.org.example:x", "iqn.2026-00.org.example:x"] {
+        let (text, line) = edit_at(
+            "iqn = \"iqn.2026-11.org.example:iscsi1\"",
+            &format!("iqn = \"{bad}\""),
+        );
+        let e = err(&text);
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("resource[1].target.iqn", Some(line)),
+            "{e}"
+        );
+        assert!(e.reason.contains("MM 01-12"), "{e}");
+    }
+    for ok in [
+        "iqn.2026-01.org.example:x",
+        "iqn.2026-12.org.example:x",
+        "iqn.2026-10.org.example:x",
+    ] {
+        let text = edit(
+            "iqn = \"iqn.2026-11.org.example:iscsi1\"",
+            &format!("iqn = \"{ok}\""),
+        );
+        Config::parse(&text, Path::new("t")).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}

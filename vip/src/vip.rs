@@ -201,11 +201,23 @@ impl Vip {
     ///
     /// # Errors
     /// [`VipError::InvalidAddress`] for a prefix over 32 / 128 or an address that cannot float
-    /// (unspecified, multicast, loopback).
+    /// (unspecified, multicast, loopback, or the network or IPv4 broadcast address of its
+    /// prefix: every host of the subnet sends there; /31, /32, /127 and /128 have no such
+    /// address, RFC 3021 and RFC 6164).
     pub fn check_address(addr: IpAddr, prefix: u8) -> Result<(), VipError> {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if prefix > max || addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
             return Err(VipError::InvalidAddress { addr, prefix });
+        }
+        if prefix + 1 < max {
+            let (bits, host) = match addr {
+                IpAddr::V4(a) => (u128::from(u32::from(a)), (1u128 << (32 - prefix)) - 1),
+                IpAddr::V6(a) => (u128::from(a), u128::MAX >> prefix),
+            };
+            // network (IPv6: Subnet-Router anycast, RFC 4291 2.6.1); IPv4 broadcast
+            if bits & host == 0 || (addr.is_ipv4() && bits & host == host) {
+                return Err(VipError::InvalidAddress { addr, prefix });
+            }
         }
         Ok(())
     }
@@ -515,5 +527,24 @@ impl Vip {
     pub async fn watch(&self) -> Result<VipWatch, VipError> {
         let link = link_by_name(&self.handle, &self.iface).await?;
         VipWatch::new(link.index, &self.iface, self.addr).await
+    }
+}
+
+#[cfg(test)]
+mod check_address_tests {
+    use super::Vip;
+
+    #[test]
+    fn network_and_broadcast_refused_except_31_32() {
+        let ok = |s: &str, p: u8| Vip::check_address(s.parse().expect("ip"), p).is_ok();
+        assert!(ok("192.168.50.10", 24));
+        assert!(!ok("192.168.50.0", 24));
+        assert!(!ok("192.168.50.255", 24));
+        assert!(!ok("10.0.0.0", 8));
+        assert!(ok("192.168.50.0", 31) && ok("192.168.50.1", 31));
+        assert!(ok("192.168.50.255", 32));
+        assert!(ok("fd00::10", 64) && ok("fd00::ffff:ffff:ffff:ffff", 64));
+        assert!(!ok("fd00::", 64));
+        assert!(ok("fd00::", 127) && ok("fd00::", 128));
     }
 }

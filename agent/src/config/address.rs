@@ -111,7 +111,7 @@ pub(super) fn validate(
         if let Err(e) = vip::Vip::check_address(ip, prefix) {
             return err(
                 k("address"),
-                &format!("{e}: must be a unicast, non-loopback address, prefix at most 32 (IPv4) or 128 (IPv6) (vip's check)"),
+                &format!("{e}: must be a unicast, non-loopback address, not the network or broadcast address of its prefix, prefix at most 32 (IPv4) or 128 (IPv6) (vip's check)"),
             );
         }
         if !addrs.insert(ip) {

@@ -17,13 +17,24 @@ pub struct Report {
     pub effective: String,
 }
 
-/// Loads and validates `path` and reads the files the daemon would read (SMTP credentials,
-/// CHAP secrets: modes and contents checked, nothing printed).
+/// Loads and validates `path`, checks that every LUN is on its resource's own DRBD device, and
+/// reads the files the daemon would read (SMTP credentials, CHAP secrets: modes and contents
+/// checked, nothing printed).
 ///
 /// # Errors
 /// The first problem found, naming the file, line and key where it has them.
 pub fn report(path: &Path) -> anyhow::Result<Report> {
     let cfg = Config::load(path)?;
+    if let Err((key, reason)) = super::resource::check_devices(&cfg.resources) {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        return Err(crate::error::ConfigError {
+            file: path.to_path_buf(),
+            line: super::locate(&text, &key),
+            key,
+            reason,
+        }
+        .into());
+    }
     if let Some(e) = &cfg.alerts.email {
         crate::alerts::Mailer::new(e)?;
     }

@@ -36,6 +36,8 @@ pub const DEFAULT_POOL_CONF: &str = "/etc/xensource/pool.conf";
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/iscsi-ha/control.sock";
 /// Default tgtd management socket path (tgtd `-C 0`).
 pub const DEFAULT_TGTD_SOCKET: &str = "/var/run/tgtd/socket.0";
+/// Longest Unix socket path, bytes: `sun_path` (108 on Linux) less the terminating NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
 /// Default configuration file path.
 pub const DEFAULT_CONFIG: &str = "/etc/iscsi-ha/iscsi-ha.toml";
 
@@ -130,6 +132,14 @@ impl Config {
         ] {
             if !p.is_absolute() {
                 return err(k, "must be an absolute path");
+            }
+            // sun_path is 108 bytes with the NUL: a longer path fails only at bind/connect
+            let len = p.as_os_str().len();
+            if len > MAX_SOCKET_PATH {
+                return Err((
+                    k.to_string(),
+                    format!("is {len} bytes; a Unix socket path holds at most {MAX_SOCKET_PATH} (sun_path)"),
+                ));
             }
         }
         for (k, v) in [

@@ -1,9 +1,9 @@
 //! `[[resource]]`: the DRBD resource, its iSCSI target and LUNs, checked with tgt-ipc's own
 //! validators so that nothing accepted here is refused when served.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -341,6 +341,23 @@ impl Lun {
 }
 
 impl Resource {
+    /// `Some(minor)` when `device` names this resource's own DRBD device: `/dev/drbd<minor>`,
+    /// or udev's `/dev/drbd/by-res/<name>` (one implicit volume) and `/dev/drbd/by-res/<name>/0`
+    /// (drbdadm `sh-udev`); the agent serves one volume per resource, volume 0. Anything else
+    /// (another minor, another volume, a disk) is `None`: the agent checks only this minor's role.
+    pub fn own_minor(&self, device: &Path) -> Option<u32> {
+        let own = match device.to_str()? {
+            d if d == format!("/dev/drbd{}", self.minor) => true,
+            d => d.strip_prefix("/dev/drbd/by-res/").is_some_and(|rest| {
+                rest.strip_suffix("/0")
+                    .unwrap_or(rest)
+                    .trim_end_matches('/')
+                    == self.name
+            }),
+        };
+        own.then_some(self.minor)
+    }
+
     /// The tgt-ipc spec of this resource's target with these CHAP accounts, each part checked
     /// by tgt-ipc's own validator on the way ([`ServeSpec::validate`] checks the whole).
     ///
@@ -426,6 +443,9 @@ pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String
     let mut minors = BTreeSet::new();
     let mut tids = BTreeSet::new();
     let mut iqns = BTreeSet::new();
+    // dm-multipath groups paths by VPD 0x83 / 0x80: two LUNs sharing either are merged as one disk
+    let (mut ids, mut sns) = (BTreeMap::new(), BTreeMap::new());
+    let mut devices = BTreeMap::new();
     for (i, r) in resources.iter().enumerate() {
         let k = |f: &str| format!("resource[{i}].{f}");
         if !valid_name(&r.name) {
@@ -489,7 +509,7 @@ pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String
         if !valid_iqn(&t.iqn) {
             return err(
                 k("target.iqn"),
-                "must look like iqn.YYYY-MM.reverse.domain[:name] or eui.<16 hex>",
+                "must look like iqn.YYYY-MM.reverse.domain[:name] (MM 01-12) or eui.<16 hex>",
             );
         }
         if !iqns.insert(t.iqn.as_str()) {
@@ -533,6 +553,44 @@ pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String
             if !l.device.is_absolute() {
                 return err(k("device"), "must be an absolute device path");
             }
+            let at = format!("resource[{i}].lun[{j}]");
+            for (f, v, seen, page) in [
+                (
+                    "scsi_id",
+                    &l.scsi_id,
+                    &mut ids,
+                    "device identifier, VPD page 0x83",
+                ),
+                (
+                    "scsi_sn",
+                    &l.scsi_sn,
+                    &mut sns,
+                    "serial number, VPD page 0x80",
+                ),
+            ] {
+                if let Some(other) = seen.insert(v.as_str(), at.clone()) {
+                    return err(
+                        k(f),
+                        &format!(
+                            "duplicate {f} {v:?}, {other} has it too: dm-multipath would merge \
+                             the two devices as paths of one disk ({page}); give each LUN its own"
+                        ),
+                    );
+                }
+            }
+            let device = r.own_minor(&l.device).map_or_else(
+                || l.device.display().to_string(),
+                |m| format!("/dev/drbd{m}"),
+            );
+            if let Some(other) = devices.insert(device, at) {
+                return err(
+                    k("device"),
+                    &format!(
+                        "{} is already served by {other}: one device, one LUN",
+                        l.device.display()
+                    ),
+                );
+            }
         }
         // tgt-ipc's own checks, so nothing accepted here is refused when served.
         let spec = r
@@ -541,6 +599,32 @@ pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String
         spec.validate().map_err(|e| (k("target"), tgt_reason(e)))?;
     }
     Ok(names)
+}
+
+/// Every LUN's `device` is its resource's own DRBD device ([`Resource::own_minor`]): the agent
+/// serves only while that minor is Primary, so a LUN on another device could be served from a
+/// node whose data is not Primary. Checked by `check-config` (the agent's tests serve plain files
+/// through the same config). The dotted key at fault and the reason.
+pub(super) fn check_devices(resources: &[Resource]) -> Result<(), (String, String)> {
+    for (i, r) in resources.iter().enumerate() {
+        for (j, l) in r.luns.iter().enumerate() {
+            if r.own_minor(&l.device).is_none() {
+                return Err((
+                    format!("resource[{i}].lun[{j}].device"),
+                    format!(
+                        "{} is not resource {}'s DRBD device: write \"/dev/drbd{}\" (its minor) or \
+                         \"/dev/drbd/by-res/{}/0\"; the agent serves a LUN only while its \
+                         resource's minor is Primary",
+                        l.device.display(),
+                        r.name,
+                        r.minor,
+                        r.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn valid_name(s: &str) -> bool {
@@ -561,6 +645,8 @@ fn valid_iqn(s: &str) -> bool {
             && b.iter().take(4).all(u8::is_ascii_digit)
             && b.get(4) == Some(&b'-')
             && b.iter().skip(5).take(2).all(u8::is_ascii_digit)
+            // RFC 3720 3.2.6.3.1: yyyy-mm, month 01-12
+            && matches!((b[5], b[6]), (b'0', b'1'..=b'9') | (b'1', b'0'..=b'2'))
             && b.get(7) == Some(&b'.')
     } else if let Some(rest) = s.strip_prefix("eui.") {
         rest.len() == 16 && rest.chars().all(|c| c.is_ascii_hexdigit())

@@ -89,11 +89,11 @@ enum OnOff {
 
 fn main() -> ExitCode {
     if agent::ocf::invoked_as_agent() {
-        return ExitCode::from(agent::ocf::main(std::env::args().nth(1).as_deref()));
+        return ExitCode::from(agent::ocf::main(std::env::args().nth(1).as_deref(), None));
     }
     let cli = Cli::parse();
     if let Cmd::Ocf { action } = &cli.cmd {
-        return ExitCode::from(agent::ocf::main(action.as_deref()));
+        return ExitCode::from(agent::ocf::main(action.as_deref(), Some(&cli.config)));
     }
     match run(cli) {
         Ok(code) => code,

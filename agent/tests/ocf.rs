@@ -54,3 +54,31 @@ fn meta_data_is_valid_for_ra_api_1_dtd_and_lists_every_action() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.is_empty(), "xmllint: {err}");
 }
+
+/// The meta-data's default timeouts are the README's Pacemaker advice (the lab's `op` lines).
+#[test]
+fn meta_data_timeouts_are_the_readmes() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.contains("primitive p_iscsi ocf:iscsi-ha:iscsi-ha"))
+        .expect("README's primitive line");
+    let xml = agent::ocf::meta::xml();
+    for a in ["start", "stop", "promote", "demote", "monitor"] {
+        let op = line
+            .split(" op ")
+            .skip(1)
+            .find(|o| o.starts_with(&format!("{a} ")))
+            .unwrap_or_else(|| panic!("README has no op {a}"));
+        let timeout = op
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("timeout="))
+            .unwrap_or_else(|| panic!("op {a} has no timeout"));
+        assert!(
+            xml.contains(&format!("<action name=\"{a}\" timeout=\"{timeout}\"")),
+            "meta-data {a} timeout differs from README's {timeout}"
+        );
+    }
+}

@@ -14,7 +14,9 @@ pub const MONITOR_PROMOTED: &str = "9s";
 /// See [`MONITOR_PROMOTED`].
 pub const MONITOR_UNPROMOTED: &str = "11s";
 
-/// The meta-data XML printed by `meta-data`.
+/// The meta-data XML printed by `meta-data`. Its default action timeouts are the ones the
+/// README's Pacemaker section recommends and the lab runs with (a promote waits for DRBD's
+/// arbitration and the address probe on a loaded host).
 pub fn xml() -> String {
     let version = env!("CARGO_PKG_VERSION");
     format!(
@@ -41,7 +43,8 @@ location constraints with role Promoted (the agent sets no promotion score).
 <longdesc lang="en">
 The iscsi-ha configuration file (TOML): resources, targets, LUNs, addresses, timeouts. Its
 role source is ignored here. Read afresh by every action. A missing file is "not installed"
-(exit 5), an invalid one "not configured" (exit 6).
+(exit 5), an invalid one "not configured" (exit 6); stop then fails too (it cannot tell what
+of this node to stop), notify never fails. Empty: the default path.
 </longdesc>
 <shortdesc lang="en">iscsi-ha configuration file</shortdesc>
 <content type="string" default="{DEFAULT_CONFIG}"/>
@@ -57,13 +60,13 @@ Empty: every resource and address of the configuration, promoted together.
 </parameter>
 </parameters>
 <actions>
-<action name="start" timeout="30s"/>
-<action name="stop" timeout="60s"/>
-<action name="promote" timeout="60s"/>
-<action name="demote" timeout="60s"/>
-<action name="monitor" timeout="20s" interval="{MONITOR_PROMOTED}" role="Promoted" depth="0"/>
-<action name="monitor" timeout="20s" interval="{MONITOR_UNPROMOTED}" role="Unpromoted" depth="0"/>
-<action name="monitor" timeout="20s" interval="31s" depth="10"/>
+<action name="start" timeout="60s"/>
+<action name="stop" timeout="90s"/>
+<action name="promote" timeout="90s"/>
+<action name="demote" timeout="90s"/>
+<action name="monitor" timeout="30s" interval="{MONITOR_PROMOTED}" role="Promoted" depth="0"/>
+<action name="monitor" timeout="30s" interval="{MONITOR_UNPROMOTED}" role="Unpromoted" depth="0"/>
+<action name="monitor" timeout="30s" interval="31s" depth="10"/>
 <action name="notify" timeout="10s"/>
 <action name="validate-all" timeout="10s"/>
 <action name="reload-agent" timeout="10s"/>

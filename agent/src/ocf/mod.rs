@@ -17,10 +17,10 @@
 pub mod meta;
 mod run;
 
-pub use run::{act, judge, main, Saved};
+pub use run::{act, judge, main, stop_without_drbd, Saved};
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::{Config, DEFAULT_CONFIG};
 
@@ -149,7 +149,8 @@ impl std::str::FromStr for OcfAction {
 
 /// Usage text.
 pub const USAGE: &str = "usage: iscsi-ha ocf {start|stop|monitor|promote|demote|notify|\
-validate-all|reload-agent|meta-data}\n(parameters from OCF_RESKEY_config, OCF_RESKEY_resource)";
+validate-all|reload-agent|meta-data}\n(parameters from OCF_RESKEY_config, OCF_RESKEY_resource; \
+-c FILE is used when OCF_RESKEY_config is unset)";
 
 /// The environment Pacemaker (or `ocf-tester`) gives an action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,19 +167,37 @@ pub struct OcfEnv {
     pub state_dir: PathBuf,
     /// `OCF_RESKEY_CRM_meta_notify_type` and `_operation`, for notify.
     pub notify: Option<(String, String)>,
+    /// What was read with a fallback (empty config, unreadable depth, `-c` overridden):
+    /// logged as warnings by the action.
+    pub notes: Vec<String>,
 }
 
 /// Where the started mark lives without `HA_RSCTMP`.
 pub const DEFAULT_STATE_DIR: &str = "/run/resource-agents";
 
 impl OcfEnv {
-    /// From the process environment.
-    pub fn from_env() -> OcfEnv {
-        OcfEnv::from_vars(|k| std::env::var(k).ok())
+    /// From the process environment; `cli_config` is `iscsi-ha ocf -c FILE`.
+    pub fn from_env(cli_config: Option<&Path>) -> OcfEnv {
+        OcfEnv::from_vars_with(|k| std::env::var(k).ok(), cli_config)
     }
 
     /// From any variable lookup (tests). Empty values count as unset.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> OcfEnv {
+        OcfEnv::from_vars_with(var, None)
+    }
+
+    /// From a variable lookup and `-c FILE`. The config is `OCF_RESKEY_config` when set (the
+    /// instance parameter Pacemaker passes wins), else `-c`, else [`DEFAULT_CONFIG`]. An empty
+    /// `OCF_RESKEY_config` counts as unset and a non-numeric `OCF_CHECK_LEVEL` as 0; both are
+    /// noted in [`OcfEnv::notes`].
+    pub fn from_vars_with(
+        var: impl Fn(&str) -> Option<String>,
+        cli_config: Option<&Path>,
+    ) -> OcfEnv {
+        let mut notes = Vec::new();
+        if var("OCF_RESKEY_config").is_some_and(|v| v.trim().is_empty()) {
+            notes.push("OCF_RESKEY_config is empty: treated as unset".to_string());
+        }
         let var = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         let instance = var("OCF_RESOURCE_INSTANCE").unwrap_or_else(|| "default".into());
         // Anonymous clone instances (`p:0`, `p:1`) share one mark per node.
@@ -186,14 +205,33 @@ impl OcfEnv {
             .split_once(':')
             .map(|(a, _)| a.to_string())
             .unwrap_or(instance);
-        let check_level = var("OCF_CHECK_LEVEL")
-            .or_else(|| var("OCF_RESKEY_CRM_meta_depth"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
+        let check_level = match var("OCF_CHECK_LEVEL").or_else(|| var("OCF_RESKEY_CRM_meta_depth"))
+        {
+            None => 0,
+            Some(v) => v.trim().parse().unwrap_or_else(|_| {
+                notes.push(format!(
+                    "OCF_CHECK_LEVEL={v:?} is not a number: depth 0 checked"
+                ));
+                0
+            }),
+        };
+        let config = match (var("OCF_RESKEY_config").map(PathBuf::from), cli_config) {
+            (Some(env), Some(cli)) => {
+                if cli != env && cli != Path::new(DEFAULT_CONFIG) {
+                    notes.push(format!(
+                        "-c {} ignored: OCF_RESKEY_config={} is set",
+                        cli.display(),
+                        env.display()
+                    ));
+                }
+                env
+            }
+            (Some(env), None) => env,
+            (None, Some(cli)) => cli.to_path_buf(),
+            (None, None) => PathBuf::from(DEFAULT_CONFIG),
+        };
         OcfEnv {
-            config: var("OCF_RESKEY_config")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+            config,
             resource: var("OCF_RESKEY_resource"),
             instance,
             check_level,
@@ -202,6 +240,7 @@ impl OcfEnv {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             notify: var("OCF_RESKEY_CRM_meta_notify_type")
                 .zip(var("OCF_RESKEY_CRM_meta_notify_operation")),
+            notes,
         }
     }
 

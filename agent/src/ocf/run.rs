@@ -1,6 +1,7 @@
 //! Running one OCF action: observe, step the daemon's state machine, execute its plans.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -28,8 +29,9 @@ pub struct Saved {
     pub peer_seen: BTreeMap<String, bool>,
 }
 
-/// Entry point of `iscsi-ha ocf ACTION`: returns the process exit code.
-pub fn main(action: Option<&str>) -> u8 {
+/// Entry point of `iscsi-ha ocf ACTION`: returns the process exit code. `cli_config`:
+/// `-c FILE`, used when `OCF_RESKEY_config` is unset.
+pub fn main(action: Option<&str>, cli_config: Option<&Path>) -> u8 {
     let reply = match action.map(str::parse::<OcfAction>) {
         None => Reply::new(OcfCode::ErrArgs, USAGE),
         Some(Err(r)) => r,
@@ -43,7 +45,11 @@ pub fn main(action: Option<&str>) -> u8 {
         }
         Some(Ok(a)) => {
             crate::logs::init();
-            real(a, &OcfEnv::from_env())
+            let env = OcfEnv::from_env(cli_config);
+            for n in &env.notes {
+                warn!("{n}");
+            }
+            real(a, &env)
         }
     };
     if reply.code != OcfCode::Success || !reply.message.is_empty() {
@@ -53,15 +59,21 @@ pub fn main(action: Option<&str>) -> u8 {
 }
 
 /// One action over the real backends.
-fn real(action: OcfAction, env: &OcfEnv) -> Reply {
+pub(super) fn real(action: OcfAction, env: &OcfEnv) -> Reply {
+    // Notify must not fail (Pacemaker Administration, agent actions); it has nothing to do.
+    if action == OcfAction::Notify {
+        let mut r = act_without_backends(action, env);
+        if let Err(e) = env.load_config() {
+            r.message = format!("{} (configuration not read: {})", r.message, e.message);
+        }
+        return r;
+    }
+    // A stop with no config cannot show that nothing of ours is served: it fails (5 or 6).
     let cfg = match env.load_config() {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if matches!(
-        action,
-        OcfAction::ValidateAll | OcfAction::ReloadAgent | OcfAction::Notify
-    ) {
+    if matches!(action, OcfAction::ValidateAll | OcfAction::ReloadAgent) {
         return act_without_backends(action, env);
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -72,24 +84,30 @@ fn real(action: OcfAction, env: &OcfEnv) -> Reply {
         Err(e) => return Reply::new(OcfCode::ErrGeneric, format!("tokio runtime: {e}")),
     };
     rt.block_on(async {
-        let drbd = match AnyDrbd::connect().await {
-            Ok(d) => d,
-            Err(e) => {
-                return Reply::new(
-                    OcfCode::ErrInstalled,
-                    format!("DRBD generic netlink family (drbd module loaded?): {e}"),
-                )
-            }
-        };
-        if let Err(e) = drbd.check_config(&cfg) {
-            return Reply::new(OcfCode::ErrConfigured, e.to_string());
-        }
         let timeout = std::time::Duration::from_millis(cfg.timeouts.tgtd_ms);
         let target = TgtTarget::new(&cfg.sockets.tgtd, timeout);
         let address = match NetlinkAddress::new(&cfg) {
             Ok(a) => a,
             Err(e) => return Reply::new(OcfCode::ErrConfigured, e.to_string()),
         };
+        let drbd = match AnyDrbd::connect().await {
+            Ok(d) => d,
+            Err(e) => {
+                let why = format!("DRBD generic netlink family (drbd module loaded?): {e}");
+                if action == OcfAction::Stop {
+                    let r = stop_without_drbd(&cfg, &target, &address, &why).await;
+                    return if r.code == OcfCode::Success {
+                        remove_mark(env).unwrap_or(r)
+                    } else {
+                        r
+                    };
+                }
+                return Reply::new(OcfCode::ErrInstalled, why);
+            }
+        };
+        if let Err(e) = drbd.check_config(&cfg) {
+            return Reply::new(OcfCode::ErrConfigured, e.to_string());
+        }
         let exec = Executor::new(Arc::new(cfg), drbd, target, address);
         act(action, env, &exec).await
     })
@@ -151,13 +169,7 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
         OcfAction::Stop => {
             let r = converge(exec, &mut state, Authority::Secondary).await;
             if r.is_ok() {
-                return match std::fs::remove_file(env.state_file()) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Reply::new(
-                        OcfCode::ErrGeneric,
-                        format!("{}: {e}", env.state_file().display()),
-                    ),
-                    _ => Reply::new(OcfCode::Success, ""),
-                };
+                return remove_mark(env).unwrap_or_else(|| Reply::new(OcfCode::Success, ""));
             }
             r
         }
@@ -171,6 +183,55 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
     match result {
         Ok(()) => Reply::new(OcfCode::Success, ""),
         Err(r) => r,
+    }
+}
+
+/// Drop the started mark: `None` when done (or already gone), else the failure.
+fn remove_mark(env: &OcfEnv) -> Option<Reply> {
+    match std::fs::remove_file(env.state_file()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Some(Reply::new(
+            OcfCode::ErrGeneric,
+            format!("{}: {e}", env.state_file().display()),
+        )),
+        _ => None,
+    }
+}
+
+/// Stop on a node without DRBD's generic netlink family (`why`): no DRBD device exists, so
+/// nothing of ours can be served from DRBD, and stop succeeds as Pacemaker requires of a
+/// resource that cannot be running, unless one of our targets is still in tgtd or one of our
+/// addresses still held (or either cannot be read): then it fails with what it found.
+pub async fn stop_without_drbd<T: Target, A: Address>(
+    cfg: &Config,
+    target: &T,
+    address: &A,
+    why: &str,
+) -> Reply {
+    let mut found = Vec::new();
+    for r in &cfg.resources {
+        match target.status(r).await {
+            Ok(v) if matches!(v.state, TargetState::Absent | TargetState::Foreign) => {}
+            Ok(v) => found.push(format!("{}: target {:?}", r.name, v.state)),
+            Err(e) => found.push(format!("{}: target unknown: {}", r.name, e)),
+        }
+    }
+    for a in &cfg.addresses {
+        match address.held(a).await {
+            Ok(false) => {}
+            Ok(true) => found.push(format!("address {} held", a.address)),
+            Err(e) => found.push(format!("address {} unknown: {}", a.address, e)),
+        }
+    }
+    if found.is_empty() {
+        Reply::new(
+            OcfCode::Success,
+            format!("{why}: no DRBD, no target, no address: nothing can be running"),
+        )
+    } else {
+        Reply::new(
+            OcfCode::ErrGeneric,
+            format!("{why}; yet still there: {}", found.join("; ")),
+        )
     }
 }
 

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::run::real;
 use super::*;
 use crate::backend::memory::Memory;
 use crate::config::TEST_MINIMAL;
@@ -68,13 +69,13 @@ fn exit_codes_are_the_ocf_numbers() {
     for (c, n) in codes {
         assert_eq!(c as u8, n, "{}", c.name());
     }
-    assert_eq!(main(None), 2, "no action: OCF_ERR_ARGS");
+    assert_eq!(main(None, None), 2, "no action: OCF_ERR_ARGS");
     assert_eq!(
-        main(Some("migrate_to")),
+        main(Some("migrate_to"), None),
         3,
         "unknown: OCF_ERR_UNIMPLEMENTED"
     );
-    assert_eq!(main(Some("meta-data")), 0);
+    assert_eq!(main(Some("meta-data"), None), 0);
 }
 
 #[tokio::test]
@@ -222,4 +223,98 @@ fn clone_instances_share_one_mark_and_depth_is_read() {
     assert_eq!(e.check_level, 10);
     assert!(e.state_file().ends_with("iscsi-ha-p_x.json"));
     assert!(e.state_file().starts_with(DEFAULT_STATE_DIR));
+}
+
+fn env_of(vars: &[(&str, &str)], cli: Option<&Path>) -> OcfEnv {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    OcfEnv::from_vars_with(
+        move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+        cli,
+    )
+}
+
+#[tokio::test]
+async fn stop_without_drbd_succeeds_only_when_nothing_is_served() {
+    let cfg = config();
+    let mem = Memory::healthy_secondary(&cfg);
+    let r = stop_without_drbd(&cfg, &mem, &mem, "no DRBD").await;
+    assert_eq!(r.code, OcfCode::Success, "{r}");
+    mem.world().addresses.insert(ADDR.into(), true);
+    let r = stop_without_drbd(&cfg, &mem, &mem, "no DRBD").await;
+    assert_eq!(r.code, OcfCode::ErrGeneric, "{r}");
+    assert!(r.message.contains("address"), "{r}");
+    mem.world().addresses.insert(ADDR.into(), false);
+    mem.world().targets.get_mut("r0").expect("r0").state = TargetState::Serving;
+    let r = stop_without_drbd(&cfg, &mem, &mem, "no DRBD").await;
+    assert_eq!(r.code, OcfCode::ErrGeneric, "{r}");
+    assert!(r.message.contains("target"), "{r}");
+}
+
+/// The real backends on a host without the DRBD module (this test host unless DRBD is
+/// loaded), tgtd's socket absent: stop succeeds and drops the mark; monitor still says 5.
+#[test]
+fn stop_succeeds_without_drbd_module_and_tgtd() {
+    if Path::new("/sys/module/drbd").exists() {
+        eprintln!("skipped: the DRBD module is loaded on this host");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("c.toml");
+    let sock = dir.path().join("no-tgtd.sock");
+    let text = format!("{TEST_MINIMAL}[sockets]\ntgtd = \"{}\"\n", sock.display());
+    std::fs::write(&file, text).expect("write");
+    let (f, d) = (file.display().to_string(), dir.path().display().to_string());
+    let env = env_of(&[("OCF_RESKEY_config", &f), ("HA_RSCTMP", &d)], None);
+    std::fs::write(env.state_file(), "{}").expect("mark");
+    let r = real(OcfAction::Stop, &env);
+    assert_eq!(r.code, OcfCode::Success, "{r}");
+    assert!(!env.state_file().exists());
+    assert_eq!(real(OcfAction::Monitor, &env).code, OcfCode::ErrInstalled);
+}
+
+#[test]
+fn notify_never_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.toml").display().to_string();
+    for vars in [
+        vec![("OCF_RESKEY_config", missing.as_str())],
+        vec![
+            ("OCF_RESKEY_config", missing.as_str()),
+            ("OCF_RESKEY_CRM_meta_notify_type", "pre"),
+            ("OCF_RESKEY_CRM_meta_notify_operation", "promote"),
+        ],
+    ] {
+        let r = real(OcfAction::Notify, &env_of(&vars, None));
+        assert_eq!(r.code, OcfCode::Success, "{r}");
+        assert!(r.message.contains("configuration not read"), "{r}");
+    }
+}
+
+#[test]
+fn config_from_env_then_dash_c_then_default_and_bad_values_are_noted() {
+    let cli = Path::new("/etc/x.toml");
+    let e = env_of(&[], Some(cli));
+    assert_eq!((e.config.as_path(), e.notes.len()), (cli, 0));
+    let e = env_of(&[("OCF_RESKEY_config", "/e.toml")], Some(cli));
+    assert_eq!(e.config, Path::new("/e.toml"));
+    assert!(
+        e.notes[0].contains("-c /etc/x.toml ignored"),
+        "{:?}",
+        e.notes
+    );
+    let e = env_of(&[("OCF_RESKEY_config", "")], None);
+    assert_eq!(e.config, Path::new(crate::config::DEFAULT_CONFIG));
+    assert!(e.notes[0].contains("empty"), "{:?}", e.notes);
+    let e = env_of(&[("OCF_RESKEY_config", " ")], Some(cli));
+    assert_eq!(e.config, cli);
+    let e = env_of(&[("OCF_CHECK_LEVEL", "abc")], None);
+    assert_eq!(e.check_level, 0);
+    assert!(
+        e.notes[0].contains("\"abc\" is not a number"),
+        "{:?}",
+        e.notes
+    );
 }

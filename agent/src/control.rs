@@ -127,9 +127,10 @@ pub fn forward_sighup(tx: mpsc::Sender<Pending>) -> Result<(), std::io::Error> {
             if tx.send(Pending { request, reply }).await.is_err() {
                 break;
             }
+            // One log line even when the message quotes a multi-line TOML error.
             match rx.await {
-                Ok(r) if r.ok => tracing::info!(message = %r.message, "SIGHUP"),
-                Ok(r) => tracing::warn!(message = %r.message, "SIGHUP"),
+                Ok(r) if r.ok => tracing::info!(message = %crate::one_line(&r.message), "SIGHUP"),
+                Ok(r) => tracing::warn!(message = %crate::one_line(&r.message), "SIGHUP"),
                 Err(_) => break,
             }
         }

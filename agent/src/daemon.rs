@@ -420,6 +420,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             Request::Reload => return self.reload().await,
             _ => {}
         }
+        let was_maintenance = self.state.as_ref().map(|s| s.maintenance);
         let handled = match crate::role::command::to_event(req) {
             None => Handled::default(),
             Some(ev) => self.handle(ev).await,
@@ -445,7 +446,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                         t.total_micros as f64 / 1000.0
                     ),
                 ),
-                None => (true, "nothing to do".into()),
+                None => (true, quiet_message(req, was_maintenance)),
             },
         };
         let status = if asked {
@@ -492,10 +493,12 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 }
             },
         };
+        // The message names the reload already; one line even when it quotes a TOML error.
+        let line = crate::one_line(&message);
         if ok {
-            info!(%message, "reload");
+            info!("{line}");
         } else {
-            warn!(%message, "reload");
+            warn!("{line}");
         }
         self.reload_refused = refused.then(|| message.clone());
         Response {
@@ -738,5 +741,19 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             *retry_at = None;
             *backoff = RETRY_FIRST;
         }
+    }
+}
+
+/// The answer to a request that started no transition: what a maintenance switch changed.
+fn quiet_message(req: Request, was_on: Option<bool>) -> String {
+    match (req, was_on) {
+        (Request::Maintenance { on }, Some(was)) if on == was => {
+            format!("maintenance already {}", if on { "on" } else { "off" })
+        }
+        (Request::Maintenance { on: true }, _) => {
+            "maintenance on: observing and reporting, changing nothing".into()
+        }
+        (Request::Maintenance { on: false }, _) => "maintenance off: acting again".into(),
+        _ => "nothing to do".into(),
     }
 }

@@ -124,3 +124,30 @@ pub enum AgentError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
+
+/// `error: cause: cause ...` on one line, each cause once: several errors here show their
+/// source in their own text (so that logs of `to_string()` keep it), which a plain walk of
+/// [`std::error::Error::source`] would print twice. New lines become spaces.
+pub fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    one_line(&out)
+}
+
+/// `text` on one line (for logs and one-line reports): each new line and the blanks around
+/// it become one space (TOML parse errors span several lines).
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

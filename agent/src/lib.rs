@@ -36,4 +36,4 @@ pub mod role;
 pub mod split_brain;
 pub mod status;
 
-pub use error::{AgentError, BackendError, ConfigError};
+pub use error::{one_line, report, AgentError, BackendError, ConfigError};

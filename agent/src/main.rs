@@ -1,6 +1,7 @@
 //! `iscsi-ha`: the daemon and its CLI. Argument parsing and dispatch only; the work is in the
 //! `agent` library.
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -97,19 +98,74 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(code) => code,
+        // The reader left (`| head`): stop quietly, with the status a SIGPIPE death gives.
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::from(141),
         Err(e) => {
-            eprintln!("iscsi-ha: {e:#}");
+            note(format_args!("{}", agent::report(e.as_ref())));
             ExitCode::FAILURE
         }
     }
 }
 
-fn socket_path(cli: &Cli) -> anyhow::Result<PathBuf> {
-    if let Some(s) = &cli.socket {
-        return Ok(s.clone());
+/// Standard output was closed by its reader (EPIPE).
+#[derive(Debug, thiserror::Error)]
+#[error("standard output closed")]
+struct StdoutClosed;
+
+/// Write to standard output; EPIPE becomes [`StdoutClosed`], never a panic.
+fn emit(args: std::fmt::Arguments) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to standard output")),
     }
-    let cfg = Config::load(&cli.config)?;
-    Ok(cfg.sockets.control)
+}
+
+/// A line on standard error, prefixed; a closed standard error is ignored (never a panic).
+fn note(args: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr().lock(), "iscsi-ha: {args}");
+}
+
+/// The control socket of a client command: `--socket`, else the one the config file names.
+/// A file that does not load still names its socket when `[sockets] control` can be read
+/// alone, else the default is used; and when the named socket does not exist the default is
+/// tried (the daemon keeps its socket until restarted). Each fallback is said on stderr.
+fn socket_path(cli: &Cli) -> PathBuf {
+    if let Some(s) = &cli.socket {
+        return s.clone();
+    }
+    let default = PathBuf::from(agent::config::DEFAULT_CONTROL_SOCKET);
+    let named = match Config::load(&cli.config) {
+        Ok(cfg) => cfg.sockets.control,
+        Err(e) => {
+            let named = socket_named_in(&cli.config);
+            let using = named.as_deref().unwrap_or(&default);
+            note(format_args!(
+                "the configuration does not load ({}); using control socket {}",
+                agent::report(&e),
+                using.display()
+            ));
+            named.unwrap_or_else(|| default.clone())
+        }
+    };
+    if named != default && !named.exists() && default.exists() {
+        note(format_args!(
+            "{} does not exist; using the default control socket {}",
+            named.display(),
+            default.display()
+        ));
+        return default;
+    }
+    named
+}
+
+/// `[sockets] control` of a file that may not validate, read as a plain TOML table.
+fn socket_named_in(file: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let table: toml::Table = text.parse().ok()?;
+    let path = table.get("sockets")?.get("control")?.as_str()?;
+    Some(PathBuf::from(path))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -121,12 +177,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::CheckConfig { file } => {
             let path = file.clone().unwrap_or_else(|| cli.config.clone());
             let report = agent::config::check::report(&path)?;
-            print!("{}", report.summary);
-            let tgt_conf = std::path::Path::new(agent::backend::target::TGT_CONF);
+            emit(format_args!("{}", report.summary))?;
+            let tgt_conf = Path::new(agent::backend::target::TGT_CONF);
             for w in agent::backend::target::tgt_config_overlaps(&report.config, tgt_conf) {
-                println!("warning: {w}");
+                emit(format_args!("warning: {w}\n"))?;
             }
-            println!("\n{}", report.effective);
+            emit(format_args!("\n{}\n", report.effective))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ocf { .. } => Ok(ExitCode::SUCCESS), // handled in main
@@ -135,12 +191,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { json } => {
-            let path = socket_path(&cli)?;
+            let path = socket_path(&cli);
             let resp = rt.block_on(control::request(&path, Request::Status))?;
             match (&resp.status, json) {
-                (Some(s), true) => println!("{}", serde_json::to_string_pretty(s)?),
-                (Some(s), false) => print!("{}", s.render()),
-                (None, _) => println!("{}", resp.message),
+                (Some(s), true) => emit(format_args!("{}\n", serde_json::to_string_pretty(s)?))?,
+                (Some(s), false) => emit(format_args!("{}", s.render()))?,
+                (None, _) => emit(format_args!("{}\n", resp.message))?,
             }
             Ok(if resp.ok {
                 ExitCode::SUCCESS
@@ -149,15 +205,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Cmd::Events => {
-            let path = socket_path(&cli)?;
-            let started = || eprintln!("iscsi-ha: following events at {}", path.display());
-            rt.block_on(agent::events::follow(&path, started, |line| {
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
-            }))?;
-            Ok(ExitCode::SUCCESS)
+            let path = socket_path(&cli);
+            let started = || note(format_args!("following events at {}", path.display()));
+            // A failed write (the reader left) ends the follow instead of being ignored.
+            let failed = std::cell::RefCell::new(None);
+            let stop = tokio::sync::Notify::new();
+            let each = |line: &str| {
+                if failed.borrow().is_none() {
+                    if let Err(e) = emit(format_args!("{line}\n")) {
+                        *failed.borrow_mut() = Some(e);
+                        stop.notify_one();
+                    }
+                }
+            };
+            rt.block_on(async {
+                tokio::select! {
+                    r = agent::events::follow(&path, started, each) => r,
+                    () = stop.notified() => Ok(()),
+                }
+            })?;
+            match failed.into_inner() {
+                Some(e) => Err(e),
+                None => Ok(ExitCode::SUCCESS),
+            }
         }
         Cmd::Promote { .. }
         | Cmd::Demote
@@ -175,9 +245,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 _ => Request::Status,
             };
-            let path = socket_path(&cli)?;
+            let path = socket_path(&cli);
             let resp = rt.block_on(control::request(&path, req))?;
-            println!("{}", resp.message);
+            emit(format_args!("{}\n", resp.message))?;
             Ok(if resp.ok {
                 ExitCode::SUCCESS
             } else {

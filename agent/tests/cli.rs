@@ -18,6 +18,29 @@ fn run(cfg: &Path, args: &[&str]) -> Output {
         .expect("iscsi-ha runs")
 }
 
+/// Run with standard output a socket whose reader has already gone (as `| head` leaves it).
+fn run_closed_stdout(cfg: &Path, args: &[&str]) -> Output {
+    let (out, reader) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    drop(reader);
+    Command::new(BIN)
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .stdout(std::os::fd::OwnedFd::from(out))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("iscsi-ha runs")
+}
+
+/// A closed standard output ends the command quietly (status 141, as SIGPIPE would), never a
+/// panic.
+fn assert_quiet_on_closed_stdout(o: &Output) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(141), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -64,6 +87,7 @@ fn cli_round_trip() {
         "{}",
         text(&o)
     );
+    assert_quiet_on_closed_stdout(&run_closed_stdout(&cfg, &["check-config"]));
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
@@ -108,9 +132,65 @@ fn cli_round_trip() {
         text(&o)
     );
 
+    assert_quiet_on_closed_stdout(&run_closed_stdout(&cfg, &["status"]));
+    assert_quiet_on_closed_stdout(&run_closed_stdout(&cfg, &["status", "--json"]));
+
+    // A config that does not validate still names its socket: status reaches the daemon.
+    let invalid = dir.path().join("invalid.toml");
+    std::fs::write(
+        &invalid,
+        format!(
+            "{}\nfoo = 1\n",
+            std::fs::read_to_string(&cfg).expect("read")
+        ),
+    )
+    .expect("write");
+    let o = run(&invalid, &["status"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the configuration does not load") && err.contains("foo: unknown field"),
+        "{err}"
+    );
+    assert!(text(&o).contains("role Secondary"), "{}", text(&o));
+
+    // A follower of events whose reader goes stops at the next event.
+    let (out, reader) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    drop(reader);
+    let events = Command::new(BIN)
+        .arg("-c")
+        .arg(&cfg)
+        .arg("events")
+        .stdout(std::os::fd::OwnedFd::from(out))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("events");
+    let mut events = Kill(events);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut started = String::new();
+    {
+        use std::io::BufRead;
+        let stderr = events.0.stderr.take().expect("stderr");
+        std::io::BufReader::new(stderr)
+            .read_line(&mut started)
+            .expect("events stderr");
+        assert!(started.contains("following events"), "{started}");
+    }
+
     let o = run(&cfg, &["promote"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).starts_with("promote done in"), "{}", text(&o));
+    let status = loop {
+        if let Some(s) = events.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events did not stop on a closed stdout"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(141));
 
     let o = run(&cfg, &["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json status");
@@ -121,10 +201,18 @@ fn cli_round_trip() {
 
     let o = run(&cfg, &["maintenance", "on"]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).starts_with("maintenance on: "), "{}", text(&o));
+    let o = run(&cfg, &["maintenance", "on"]);
+    assert!(
+        text(&o).starts_with("maintenance already on"),
+        "{}",
+        text(&o)
+    );
     let o = run(&cfg, &["promote"]);
     assert!(!o.status.success(), "refused in maintenance: {}", text(&o));
     let o = run(&cfg, &["maintenance", "off"]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).starts_with("maintenance off: "), "{}", text(&o));
     let o = run(&cfg, &["demote"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = run(&cfg, &["status"]);
@@ -134,4 +222,24 @@ fn cli_round_trip() {
         "{t}"
     );
     assert!(t.contains("  address-release 192.168.50.10/24"), "{t}");
+}
+
+#[test]
+fn each_cause_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.toml");
+    let o = run(&missing, &["check-config"]);
+    assert_eq!(text(&o).matches("os error 2").count(), 1, "{}", text(&o));
+    let o = run(
+        &missing,
+        &[
+            "-s",
+            dir.path().join("no.sock").to_str().expect("utf8"),
+            "status",
+        ],
+    );
+    assert_eq!(text(&o).matches("os error 2").count(), 1, "{}", text(&o));
+    let long = dir.path().join("s".repeat(120));
+    let o = run(&missing, &["-s", long.to_str().expect("utf8"), "status"]);
+    assert_eq!(text(&o).matches("SUN_LEN").count(), 1, "{}", text(&o));
 }

@@ -82,3 +82,37 @@ fn meta_data_timeouts_are_the_readmes() {
         );
     }
 }
+
+/// `iscsi-ha ocf -c FILE` and `iscsi-ha -c FILE ocf` read FILE; `OCF_RESKEY_config` wins.
+#[test]
+fn dash_c_names_the_config_unless_ocf_reskey_config_is_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, e) = (dir.path().join("c.toml"), dir.path().join("e.toml"));
+    let run = |args: &[&str], env: Option<&Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_iscsi-ha"));
+        cmd.args(args).env_remove("OCF_RESKEY_config");
+        if let Some(e) = env {
+            cmd.env("OCF_RESKEY_config", e);
+        }
+        let out = cmd.output().expect("iscsi-ha");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cs = c.to_str().expect("utf-8");
+    for args in [
+        ["ocf", "-c", cs, "validate-all"],
+        ["-c", cs, "ocf", "validate-all"],
+    ] {
+        let (code, err) = run(&args, None);
+        assert_eq!(code, Some(5), "{err}");
+        assert!(err.contains(cs), "{err}");
+        let (code, err) = run(&args, Some(&e));
+        assert_eq!(code, Some(5), "{err}");
+        assert!(
+            err.contains(e.to_str().expect("utf-8")) && err.contains("ignored"),
+            "{err}"
+        );
+    }
+}

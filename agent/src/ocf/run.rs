@@ -64,7 +64,8 @@ pub(super) fn real(action: OcfAction, env: &OcfEnv) -> Reply {
     if action == OcfAction::Notify {
         let mut r = act_without_backends(action, env);
         if let Err(e) = env.load_config() {
-            r.message = format!("{} (configuration not read: {})", r.message, e.message);
+            let sep = if r.message.is_empty() { "" } else { "; " };
+            r.message = format!("{}{sep}configuration not read: {}", r.message, e.message);
         }
         return r;
     }

@@ -281,9 +281,17 @@ async fn imported_targets_equal_tgt_admin() {
     assert_eq!(imported.secrets.len(), 2);
     assert!(imported.secrets[0].contents.contains("not-in-the-toml"));
     assert!(imported.secrets[1].contents.contains("alice-secret-1"));
-    let cfg =
+    let mut cfg =
         Config::parse(&imported.toml, Path::new("<imported>")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.resources.len(), 3);
+    // drbd.conf names each device {d}/rN.img: imported as the kernel's /dev/drbdN (what
+    // check-config takes), served here from the file that name stands for
+    for r in &mut cfg.resources {
+        for l in &mut r.luns {
+            assert_eq!(l.device, Path::new(&format!("/dev/drbd{}", r.minor)));
+            l.device = d.join(format!("{}.img", r.name));
+        }
+    }
 
     write_import(&imported, &out_toml).expect("write the import");
     let backend = TgtTarget::new(&tgtd_a.socket(), Duration::from_secs(5));

@@ -339,7 +339,7 @@ fn write_resource(
         );
     }
     for l in &t.luns {
-        write_lun(o, t, l)?;
+        write_lun(o, t, l, name, minor)?;
     }
     Ok(())
 }
@@ -423,7 +423,13 @@ fn write_initiators(o: &mut Out, t: &TgtTarget) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn write_lun(o: &mut Out, t: &TgtTarget, l: &TgtLun) -> Result<(), ParseError> {
+fn write_lun(
+    o: &mut Out,
+    t: &TgtTarget,
+    l: &TgtLun,
+    name: &str,
+    minor: u32,
+) -> Result<(), ParseError> {
     let _ = writeln!(
         o.toml,
         "\n[[resource.lun]]   # {} {} at {}",
@@ -436,7 +442,19 @@ fn write_lun(o: &mut Out, t: &TgtTarget, l: &TgtLun) -> Result<(), ParseError> {
         l.at
     );
     o.kv("lun", i64::from(l.lun), "the LUN number tgt-admin gives it");
-    o.kv("device", l.path.as_str(), &l.at.to_string());
+    // check-config takes only names that are provably this minor's: a drbd.conf `device NAME
+    // minor N` is written as the kernel's /dev/drbdN, the same device
+    let own = [
+        format!("/dev/drbd{minor}"),
+        format!("/dev/drbd/by-res/{name}"),
+        format!("/dev/drbd/by-res/{name}/0"),
+    ];
+    if own.iter().any(|p| *p == l.path) {
+        o.kv("device", l.path.as_str(), &l.at.to_string());
+    } else {
+        let from = format!("{} at {}, drbd.conf's name of minor {minor}", l.path, l.at);
+        o.kv("device", own[0].as_str(), &from);
+    }
     let ident = |o: &mut Out,
                  key: &str,
                  tgt_key: &str,

@@ -160,12 +160,28 @@ fn socket_path(cli: &Cli) -> PathBuf {
     named
 }
 
-/// `[sockets] control` of a file that may not validate, read as a plain TOML table.
+/// `[sockets] control` of a file that may not validate: read as a plain TOML table, or, when
+/// a syntax error elsewhere stops that, the `control = "..."` line of `[sockets]` alone.
 fn socket_named_in(file: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string(file).ok()?;
-    let table: toml::Table = text.parse().ok()?;
-    let path = table.get("sockets")?.get("control")?.as_str()?;
-    Some(PathBuf::from(path))
+    let control = |t: &toml::Table| Some(PathBuf::from(t.get("control")?.as_str()?));
+    if let Ok(table) = text.parse::<toml::Table>() {
+        return control(table.get("sockets")?.as_table()?);
+    }
+    let mut in_sockets = false;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.starts_with('[') {
+            in_sockets = line == "[sockets]";
+        } else if let Some(path) = in_sockets
+            .then(|| line.parse::<toml::Table>().ok())
+            .flatten()
+            .and_then(|t| control(&t))
+        {
+            return Some(path);
+        }
+    }
+    None
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -222,6 +222,30 @@ fn cli_round_trip() {
         "{t}"
     );
     assert!(t.contains("  address-release 192.168.50.10/24"), "{t}");
+
+    // A TOML syntax error: reload and status still reach the daemon (the [sockets] line read
+    // alone), the refusal shows, and the daemon logs it on one line.
+    let good = std::fs::read_to_string(&cfg).expect("read");
+    std::fs::write(&cfg, format!("{good}\nbroken = \"unterminated\n")).expect("write");
+    let o = run(&cfg, &["reload"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("reload refused"), "{}", text(&o));
+    let o = run(&cfg, &["status"]);
+    assert!(text(&o).contains("reload refused"), "{}", text(&o));
+    std::fs::write(&cfg, good).expect("write");
+    let o = run(&cfg, &["reload"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).expect("log");
+    assert!(!log.contains("reload reload"), "{log}");
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reload refused"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{log}");
+    assert!(
+        refused[0].contains("unterminated") || refused[0].contains("string"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -449,7 +449,7 @@ fn write_lun(
         format!("/dev/drbd/by-res/{name}"),
         format!("/dev/drbd/by-res/{name}/0"),
     ];
-    if own.iter().any(|p| *p == l.path) {
+    if own.contains(&l.path) {
         o.kv("device", l.path.as_str(), &l.at.to_string());
     } else {
         let from = format!("{} at {}, drbd.conf's name of minor {minor}", l.path, l.at);

@@ -583,7 +583,11 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         fresh.maintenance = state.maintenance;
         fresh.observed = state.observed;
         fresh.blocked = state.blocked;
-        fresh.last_notice = state.last_notice;
+        // A notice about what the new config no longer has would stay until the next change.
+        let removed = [&delta.removed_resources[..], &delta.removed_addresses[..]].concat();
+        fresh.last_notice = state
+            .last_notice
+            .filter(|n| !removed.iter().any(|name| names(n, name)));
         self.state = Some(fresh);
         self.track_waiting();
         if !removal.transitions.is_empty() {
@@ -756,4 +760,17 @@ fn quiet_message(req: Request, was_on: Option<bool>) -> String {
         (Request::Maintenance { on: false }, _) => "maintenance off: acting again".into(),
         _ => "nothing to do".into(),
     }
+}
+
+/// Whether `text` names `name` as a whole word (`r1` is not named by `r10`).
+fn names(text: &str, name: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '-' || c == '.' || c == '/';
+    text.match_indices(name).any(|(i, _)| {
+        let before = text[..i].chars().next_back().is_none_or(|c| !word(c));
+        let after = text[i + name.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !word(c));
+        before && after
+    })
 }

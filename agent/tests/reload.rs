@@ -299,3 +299,37 @@ async fn reload_adds_on_a_secondary_and_refuses_where_backends_cannot_follow() {
         assert!(mem.world().log.is_empty(), "{:?}", mem.world().log);
     }
 }
+
+/// A notice about a resource that a reload removes goes with it (it would otherwise stay in
+/// status until the next change).
+#[tokio::test]
+async fn reload_clears_the_notice_of_a_removed_resource() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("iscsi-ha.toml");
+    let cfg = common::config("two-addr", true);
+    write(&path, &cfg);
+    let running = Config::load(&path).expect("load");
+    let mem = Memory::healthy_secondary(&running);
+    let exec = Executor::new(Arc::new(running), mem.clone(), mem.clone(), mem.clone());
+    let mut d = Daemon::new(exec);
+    d.observe().await;
+    let r = d.request(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
+    // r1 loses its DRBD device behind the agent's back: a notice about r1.
+    mem.world().drbd.get_mut("r1").expect("r1").up = false;
+    d.observe().await;
+    let notice = |r: &Response| r.status.as_ref().and_then(|s| s.notice.clone());
+    let before = notice(&d.request(Request::Status).await);
+    assert!(
+        before.as_deref().is_some_and(|n| n.contains("r1")),
+        "{before:?}"
+    );
+
+    let mut new = cfg.clone();
+    new.resources.remove(1);
+    new.addresses.remove(1);
+    write(&path, &new);
+    let r = d.request(Request::Reload).await;
+    assert!(r.ok, "{}", r.message);
+    assert_eq!(notice(&d.request(Request::Status).await), None);
+}

@@ -6,7 +6,13 @@ use crate::fsm::{Refusal, Stage};
 
 /// A configuration problem, located as precisely as the file allows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {key}: {reason}", file = file.display(), line = line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
+#[error(
+    "{file}:{line}: {key}{reason}",
+    file = file.display(),
+    line = line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
+    // A TOML syntax error names no key: no empty `: ` part.
+    key = if key.is_empty() { String::new() } else { format!("{key}: ") }
+)]
 pub struct ConfigError {
     /// The file read (or `<string>` when parsed from memory).
     pub file: PathBuf,

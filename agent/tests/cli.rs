@@ -246,6 +246,7 @@ fn cli_round_trip() {
         refused[0].contains("unterminated") || refused[0].contains("string"),
         "{log}"
     );
+    assert!(!refused[0].contains(": : "), "no empty key: {log}");
 }
 
 #[test]

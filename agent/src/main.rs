@@ -99,12 +99,20 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         // The reader left (`| head`): stop quietly, with the status a SIGPIPE death gives.
-        Err(e) if e.is::<StdoutClosed>() => ExitCode::from(141),
+        Err(e) if e.is::<StdoutClosed>() || stdout_gone(&e) => ExitCode::from(141),
         Err(e) => {
             note(format_args!("{}", agent::report(e.as_ref())));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error caused by the reader of standard output leaving (`import`'s TOML to a closed pipe).
+fn stdout_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Standard output was closed by its reader (EPIPE).

@@ -268,3 +268,35 @@ fn each_cause_once() {
     let o = run(&missing, &["-s", long.to_str().expect("utf8"), "status"]);
     assert_eq!(text(&o).matches("SUN_LEN").count(), 1, "{}", text(&o));
 }
+
+/// `import` (TOML on stdout) and `ocf meta-data` with the reader gone: no panic; import ends
+/// with 141 as the other commands, the OCF action with OCF_ERR_GENERIC (1).
+#[test]
+fn import_and_ocf_meta_data_on_a_closed_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("iscsi-ha.conf");
+    std::fs::write(
+        &conf,
+        "DRBD_RESOURCES=r0\nDRBD_VIRTUAL_IP=10.0.0.5\nDRBD_VIRTUAL_MASK=255.255.255.0\nDRBD_INTERFACE=eth0\n",
+    )
+    .expect("conf");
+    let tgt = dir.path().join("targets.conf");
+    std::fs::write(
+        &tgt,
+        "<target iqn.2026-11.org.example:r0>\n    backing-store /dev/drbd0\n</target>\n",
+    )
+    .expect("tgt");
+    let cfg = dir.path().join("unused.toml");
+    let (conf, tgt) = (conf.to_str().expect("utf8"), tgt.to_str().expect("utf8"));
+    let o = run_closed_stdout(
+        &cfg,
+        &["import", "--iscsi-ha", conf, "--tgt", tgt, "--node", "n1"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(141), "{err}");
+    let o = run_closed_stdout(&cfg, &["ocf", "meta-data"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(1), "{err}");
+}

@@ -264,19 +264,32 @@ pub fn write(imported: &Imported, out: &Path) -> Result<(), ImportError> {
 /// to stderr. Returns the number of notes.
 pub fn run(args: &ImportArgs) -> Result<usize, ImportError> {
     let imported = import(args)?;
+    // Write errors are returned (a reader gone is EPIPE), never a print! panic; a closed
+    // stderr only loses the notes' copy there.
+    let mut err = std::io::stderr().lock();
     for n in &imported.notes {
-        eprintln!("not imported: {n}");
+        let _ = writeln!(err, "not imported: {n}");
     }
     match &args.output {
         Some(out) => {
             write(&imported, out)?;
-            eprintln!(
+            let _ = writeln!(
+                err,
                 "iscsi-ha import: wrote {} ({} note(s))",
                 out.display(),
                 imported.notes.len()
             );
         }
-        None => print!("{}", imported.toml),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(imported.toml.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|source| ImportError::Write {
+                    path: PathBuf::from("<standard output>"),
+                    source,
+                })?;
+        }
     }
     Ok(imported.notes.len())
 }

@@ -29,20 +29,28 @@ pub struct Saved {
     pub peer_seen: BTreeMap<String, bool>,
 }
 
+/// `text` on standard output: 0, or 1 (OCF_ERR_GENERIC) when it cannot be written (a reader
+/// gone included), never a `print!` panic.
+fn stdout(text: &str) -> u8 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        Err(e) => {
+            warn!("writing to standard output: {e}");
+            1
+        }
+    }
+}
+
 /// Entry point of `iscsi-ha ocf ACTION`: returns the process exit code. `cli_config`:
 /// `-c FILE`, used when `OCF_RESKEY_config` is unset.
 pub fn main(action: Option<&str>, cli_config: Option<&Path>) -> u8 {
     let reply = match action.map(str::parse::<OcfAction>) {
         None => Reply::new(OcfCode::ErrArgs, USAGE),
         Some(Err(r)) => r,
-        Some(Ok(OcfAction::MetaData)) => {
-            print!("{}", meta::xml());
-            return 0;
-        }
-        Some(Ok(OcfAction::Usage)) => {
-            println!("{USAGE}");
-            return 0;
-        }
+        Some(Ok(OcfAction::MetaData)) => return stdout(&meta::xml()),
+        Some(Ok(OcfAction::Usage)) => return stdout(&format!("{USAGE}\n")),
         Some(Ok(a)) => {
             crate::logs::init();
             let env = OcfEnv::from_env(cli_config);

@@ -307,14 +307,7 @@ async fn reload_clears_the_notice_of_a_removed_resource() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("iscsi-ha.toml");
     let cfg = common::config("two-addr", true);
-    write(&path, &cfg);
-    let running = Config::load(&path).expect("load");
-    let mem = Memory::healthy_secondary(&running);
-    let exec = Executor::new(Arc::new(running), mem.clone(), mem.clone(), mem.clone());
-    let mut d = Daemon::new(exec);
-    d.observe().await;
-    let r = d.request(Request::Promote).await;
-    assert!(r.ok, "{}", r.message);
+    let (mut d, mem) = promoted(&path, &cfg).await;
     // r1 loses its DRBD device behind the agent's back: a notice about r1.
     mem.world().drbd.get_mut("r1").expect("r1").up = false;
     d.observe().await;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use agent::backend::target::TgtTarget;
 use agent::backend::Target;
 use agent::config::Config;
-use common::{free_port, which, Kill, Tgtd};
+use common::{free_port, tgtd_config_head, which, Kill, Tgtd};
 use test_support::frozen::{self, FrozenFs, Thaw};
 use test_support::prereq::Prereqs;
 
@@ -23,15 +23,7 @@ const CONTROL_PORT: u16 = 8;
 
 fn config(dir: &Path, backing: &Path) -> Config {
     let text = format!(
-        r#"
-node = "tgtd-offline-test"
-role = {{ source = "command" }}
-[sockets]
-control = "{dir}/control.sock"
-tgtd = "{dir}/socket.{CONTROL_PORT}"
-[timeouts]
-tgtd_ms = 5000
-safety_net_s = 0
+        r#"{head}
 [[resource]]
 name = "r0"
 minor = 0
@@ -47,7 +39,7 @@ product = "OFFLINE-TEST"
 rev = "0001"
 cache = "write-through"
 "#,
-        dir = dir.display(),
+        head = tgtd_config_head("tgtd-offline-test", dir, CONTROL_PORT, Some(5000)),
         backing = backing.display(),
         pid = std::process::id(),
     );

@@ -7,7 +7,7 @@
 //!
 //! Reproduce: `cargo bench -p agent --bench ops` (release build; `-- --quick` for a short run).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::io::{Read, Write};

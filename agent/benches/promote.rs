@@ -7,7 +7,7 @@
 //! Reproduce (root, tgtd and tgtadm installed):
 //! `CARGO_TARGET_DIR=target/agent cargo bench -p agent --bench promote`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! OCF mode over the in-memory backends: exit codes of every action and state. The meta-data's
-//! validity is checked in `agent/tests/ocf.rs` (it runs xmllint).
+//! validity is checked in `agent/tests/it/ocf.rs` (it runs xmllint).
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Control socket: created 0600, root peers only (SO_PEERCRED), JSON lines round trip through
 //! the daemon on in-memory backends.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::sync::Arc;

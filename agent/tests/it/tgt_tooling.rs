@@ -17,7 +17,7 @@
 //! `fsfreeze`, `losetup`, `mkfs.ext4`, loop devices and ext4 for the last): skipped without them,
 //! a failure with CI=true.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -4,7 +4,7 @@
 //! a refusal, suppresses the repeated refusal, and never logs the password; a credentials file
 //! readable by others is refused.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! healthy daemon does not poll. The in-memory backends have no observation fault, so a thin
 //! wrapper fails the first DRBD status reads.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! stops it. Logs: plain text without colour codes off a terminal, journald's native protocol
 //! when stderr is the journal stream. The unit passes `systemd-analyze verify`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
@@ -175,10 +175,10 @@ async fn watchdog_stops_while_the_loop_is_stuck() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&path).expect("bind NOTIFY_SOCKET");
-    // Only this test reads the environment in-process (the other one passes it to a child).
-    std::env::set_var("NOTIFY_SOCKET", &path);
-    std::env::set_var("WATCHDOG_USEC", "100000");
-    std::env::remove_var("WATCHDOG_PID");
+    // Only this test reads the environment in-process (the other one passes it to a child); the
+    // guard takes it away again, since the other modules of this binary (and their children) would
+    // otherwise notify a dead socket and believe in a watchdog.
+    let _env = NotifyEnv::set(&path);
 
     let cfg = Arc::new(common::config("one", true));
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -371,4 +371,23 @@ fn journal_entry(sock: &UnixDatagram, message: &str) -> BTreeMap<String, String>
         }
     }
     panic!("no journal entry {message:?} within 60 s");
+}
+
+/// NOTIFY_SOCKET and WATCHDOG_USEC for this process, removed on drop (also when the test panics).
+struct NotifyEnv;
+
+impl NotifyEnv {
+    fn set(path: &std::path::Path) -> NotifyEnv {
+        std::env::set_var("NOTIFY_SOCKET", path);
+        std::env::set_var("WATCHDOG_USEC", "100000");
+        std::env::remove_var("WATCHDOG_PID");
+        NotifyEnv
+    }
+}
+
+impl Drop for NotifyEnv {
+    fn drop(&mut self) {
+        std::env::remove_var("NOTIFY_SOCKET");
+        std::env::remove_var("WATCHDOG_USEC");
+    }
 }

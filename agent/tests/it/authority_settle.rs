@@ -3,7 +3,7 @@
 //! alarms only after `timeouts.broken_alarm_s`, operator commands are not delayed, and `status`
 //! shows the pending change.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

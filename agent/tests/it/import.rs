@@ -7,7 +7,7 @@
 //! `iscsi-inq`) must agree; CHAP logins succeed with the imported secrets only (mutual too).
 //! Needs root, `tgtd`, `tgt-admin` and `iscsi-inq`: skipped without them, a failure with CI=true.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

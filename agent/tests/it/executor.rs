@@ -2,7 +2,7 @@
 //! rollback at every step, idempotence, restart convergence from every mixed state, refusals,
 //! and reactions to backend events.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! when status is asked, replication health part of status and of "converged", and a history
 //! that keeps what happened.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //! Needs root, `tgtd`, `iscsi-test-cu` and `fsfreeze`/`losetup`/`mkfs.ext4` with loop devices and
 //! ext4: skipped without them, a failure with CI=true.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

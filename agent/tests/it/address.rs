@@ -7,7 +7,7 @@
 //! promoted (no rollback), and the same promote goes through once the other host is gone.
 //! Needs root and `ip`: skipped without them, a failure with CI=true.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::process::Command;

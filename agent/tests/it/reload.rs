@@ -6,7 +6,7 @@
 //! status) and the running config kept. In process over in-memory backends, then `SIGHUP` and
 //! `iscsi-ha reload` against `iscsi-ha daemon --simulate`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! through the socket directory watch and the target is re-created at once; a demote removes it.
 //! Needs root, `tgtd` and `iscsi-inq`: skipped without them, a failure with CI=true.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

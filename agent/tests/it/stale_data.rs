@@ -3,7 +3,7 @@
 //! promotes only on `promote --degraded` or after `timeouts.wfc_s`; a split brain makes
 //! `status` fail and `split-brain` explain the recovery.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! and `r0` keeps its very session (same TSIH) and the reader never fails.
 //! Needs root, `tgtd`, `iscsi-perf` and `iscsi-inq`: skipped without them, a failure with CI=true.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

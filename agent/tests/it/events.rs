@@ -1,7 +1,7 @@
 //! `iscsi-ha events` against `iscsi-ha daemon --simulate`: the CLI follows the control socket
 //! and prints each transition, refusal and health change as one JSON line as it happens.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -19,7 +19,7 @@
 //! (util-linux), tgtd (Debian `tgt`) and the workspace's examples (`cargo build --workspace
 //! --examples`, done by `scripts/test-all`): skipped without them, a failure with CI=true.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

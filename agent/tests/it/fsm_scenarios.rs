@@ -1,6 +1,6 @@
 //! Runs every scenario in `tests/fsm/*.txt` against the pure state machine (see its README).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

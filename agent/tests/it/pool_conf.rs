@@ -1,7 +1,7 @@
 //! pool.conf role source: the directory watch sees replacement by rename, delete + re-create,
 //! in-place rewrites and garbage; a missing or garbled file never promotes.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! `observing`); other requests wait for it. The in-memory DRBD is wrapped so that its status
 //! reads block until the test opens a gate.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! resources, all claimed in the one promote transition after every target serves, and all
 //! released in the one demote before the targets go; there is no second order.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! authority are there; `promtool check metrics` (Debian `prometheus`) finds nothing but the
 //! OpenMetrics counter naming it does not know; and a real Prometheus scrapes and stores them.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -5,7 +5,7 @@
 //! target in memory, already Primary and serving. Needs root and `ip`: skipped without them, a
 //! failure with CI=true.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -1,21 +1,24 @@
 //! Runs the steps planned by [`crate::fsm::step`] over the backends, times each stage, and rolls
 //! back what a forward transition did when one of its steps fails.
 //!
-//! Consecutive steps of one stage (the same stage on several resources or addresses) run
-//! concurrently; stages run one after the other in the plan's order, so an address is claimed
-//! only after every target's serve stage succeeded. On a failure in a forward stage the steps
+//! Resources run concurrently, each through the plan's order on its own: a step waits only for
+//! the earlier steps on related objects ([`order::prerequisites`]: the same resource, or an
+//! address and the resources of its group). So an address is claimed only after every
+//! resource of its group serves, and released before any of them is removed. After a failure
+//! nothing new starts and the steps already running finish; in a forward transition the steps
 //! this run completed, and a failed claim or primary request (a timeout may hide that it took
-//! effect), are undone (see [`Stage::undo`]) in the demote order, which leaves a node
-//! that started Secondary Secondary again; a failure while moving away from serving, in a
-//! demote or a rollback, stops the run and is reported (undoing a demote would mean serving
-//! again; going on could remove a target behind an address still held).
+//! effect), are undone (see [`Stage::undo`]) in the demote order, which leaves a node that
+//! started Secondary Secondary again; a failure while moving away from serving, in a demote or
+//! a rollback, stops the run and is reported (undoing a demote would mean serving again; going
+//! on could remove a target behind an address still held). Every failed step's error is kept
+//! in its stage's timing.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::backend::{Address, Drbd, Target};
@@ -71,6 +74,11 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     /// has demoted what the new config removes before swapping it in).
     pub fn set_config(&mut self, config: Arc<Config>) {
         self.config = config;
+    }
+
+    /// Refuses a config the DRBD backend cannot serve safely ([`crate::backend::Drbd::check_config`]).
+    pub fn check_config(&self, config: &Config) -> Result<(), BackendError> {
+        self.drbd.check_config(config)
     }
 
     /// Which DRBD the backend drives (`8.4`, `9`), if a kernel one.
@@ -270,39 +278,79 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         Ok(())
     }
 
-    /// Run a group of steps of one stage concurrently; returns the timing and per-step results.
-    async fn run_group(
-        &self,
-        group: &[Step],
-        rollback: bool,
-    ) -> (StageTiming, Vec<Result<(), BackendError>>) {
-        let stage = group
-            .first()
-            .map(|s| s.stage)
-            .unwrap_or(Stage::CheckResource);
-        let start = Instant::now();
-        let results = join_all(group.iter().map(|s| self.run_step(s))).await;
-        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let ok = results.iter().all(Result::is_ok);
-        let objects: Vec<String> = group.iter().map(|s| s.object.clone()).collect();
-        info!(
-            stage = stage.name(),
-            objects = objects.join(","),
-            ms = micros as f64 / 1000.0,
-            ok,
-            rollback,
-            "stage"
-        );
-        (
-            StageTiming {
-                stage,
-                objects,
-                micros,
-                ok,
-                rollback,
-            },
+    /// Does a step on `a` wait for an earlier one on `b` (and the reverse)? An address and a
+    /// resource of its group.
+    fn related(&self, a: &str, b: &str) -> bool {
+        let fronts = |addr: &str, res: &str| {
+            self.config
+                .address(addr)
+                .is_some_and(|x| x.resources.iter().any(|r| r == res))
+        };
+        fronts(a, b) || fronts(b, a)
+    }
+
+    /// Runs `steps` as [`order::prerequisites`] allows: each step starts once the earlier steps
+    /// on related objects succeeded, so resources proceed concurrently, each in the plan's order.
+    /// After the first failure nothing new starts; the steps already running finish. Returns
+    /// one timing per stage (first start to last end of its steps) and each step's result
+    /// (`None`: not started), with the order in which they finished.
+    async fn run_steps(&self, steps: &[Step], rollback: bool) -> Ran {
+        let deps = order::prerequisites(steps, |a, b| self.related(a, b));
+        let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
+        let mut dependents = vec![Vec::new(); steps.len()];
+        for (i, d) in deps.iter().enumerate() {
+            for &j in d {
+                dependents[j].push(i);
+            }
+        }
+        let mut results: Vec<Option<Result<(), BackendError>>> =
+            steps.iter().map(|_| None).collect();
+        let mut spans: Vec<Option<(Instant, Instant)>> = vec![None; steps.len()];
+        let mut finished = Vec::new();
+        let mut running = FuturesUnordered::new();
+        let start = |i: usize| {
+            let s = &steps[i];
+            async move {
+                let t0 = Instant::now();
+                let r = self.run_step(s).await;
+                (i, t0, Instant::now(), r)
+            }
+        };
+        for (i, _) in waiting.iter().enumerate().filter(|(_, w)| **w == 0) {
+            running.push(start(i));
+        }
+        let mut stopped = false;
+        while let Some((i, t0, t1, r)) = running.next().await {
+            spans[i] = Some((t0, t1));
+            finished.push(i);
+            match &r {
+                Ok(()) if !stopped => {
+                    for &k in &dependents[i] {
+                        waiting[k] -= 1;
+                        if waiting[k] == 0 {
+                            running.push(start(k));
+                        }
+                    }
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    let what = if rollback {
+                        "rollback step failed"
+                    } else {
+                        "step failed"
+                    };
+                    warn!(step = %steps[i], error = %e, "{what}");
+                    stopped = true;
+                }
+            }
+            results[i] = Some(r);
+        }
+        let stages = stage_timings(steps, &results, &spans, rollback);
+        Ran {
+            stages,
             results,
-        )
+            finished,
+        }
     }
 
     /// Run a plan; returns what happened for the state machine and the record for status.
@@ -327,41 +375,42 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             .unwrap_or(0);
         let start = Instant::now();
         let mut out = Outcome::default();
-        let mut stages = Vec::new();
+        let mut ran = self.run_steps(&steps, false).await;
+        let mut stages = std::mem::take(&mut ran.stages);
         let mut done_forward: Vec<Step> = Vec::new();
-        for group in order::groups(&steps) {
-            let (timing, results) = self.run_group(group, false).await;
-            stages.push(timing);
-            let mut failure = None;
-            for (s, r) in group.iter().zip(results) {
-                match r {
-                    Ok(()) => {
-                        if s.stage.is_forward() {
-                            done_forward.push(s.clone());
-                        }
-                        out.applied.push(s.clone());
+        let mut failures = Vec::new();
+        for &i in &ran.finished {
+            let s = &steps[i];
+            match ran.results[i].take() {
+                Some(Ok(())) => {
+                    if s.stage.is_forward() {
+                        done_forward.push(s.clone());
                     }
-                    Err(e) => {
-                        warn!(step = %s, error = %e, "step failed");
-                        if failure.is_none() {
-                            failure = Some((s.clone(), e));
-                        }
+                    out.applied.push(s.clone());
+                }
+                Some(Err(e)) => {
+                    if s.stage.def().undo_if_failed {
+                        done_forward.push(s.clone());
                     }
+                    failures.push((s.clone(), e));
                 }
+                None => {}
             }
-            if let Some((s, e)) = failure {
-                out.refused = e.is_refusal();
-                let def = s.stage.def();
-                if def.undo_if_failed {
-                    done_forward.push(s.clone());
-                }
-                out.failed = Some((s, e.to_string()));
-                if def.forward {
-                    self.rollback(&done_forward, &mut out, &mut stages).await;
-                }
-                out.snapshot = self.observe().await.ok();
-                break;
+        }
+        // Reported: the first failure that is not a refusal, else the first refusal; every
+        // failed step is in the log and in its stage's `errors`.
+        if let Some(k) = failures
+            .iter()
+            .position(|(_, e)| !e.is_refusal())
+            .or((!failures.is_empty()).then_some(0))
+        {
+            out.refused = failures.iter().all(|(_, e)| e.is_refusal());
+            let (s, e) = &failures[k];
+            out.failed = Some((s.clone(), e.to_string()));
+            if failures.iter().any(|(s, _)| s.stage.is_forward()) {
+                self.rollback(&done_forward, &mut out, &mut stages).await;
             }
+            out.snapshot = self.observe().await.ok();
         }
         let total_micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         // A refusal undone by the rollback (a claim-time conflict) still reads "refused".
@@ -398,27 +447,80 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         (out, record)
     }
 
-    /// Undo `done` in the demote order ([`order::rollback`]), up to the first stage that fails:
-    /// later stages rely on it (a target is not removed while an address whose release failed
-    /// may still be held).
+    /// Undo `done` in the demote order ([`order::rollback`]), related objects in that order,
+    /// others concurrently, starting nothing new after a failure: later steps rely on it (a
+    /// target is not removed while an address whose release failed may still be held).
     async fn rollback(&self, done: &[Step], out: &mut Outcome, stages: &mut Vec<StageTiming>) {
         let undo = order::rollback(done);
-        for group in order::groups(&undo) {
-            let (timing, results) = self.run_group(group, true).await;
-            stages.push(timing);
-            let mut failed = false;
-            for (s, r) in group.iter().zip(results) {
-                match r {
-                    Ok(()) => out.applied.push(s.clone()),
-                    Err(e) => {
-                        failed = true;
-                        warn!(step = %s, error = %e, "rollback step failed");
-                    }
-                }
-            }
-            if failed {
-                break;
+        let ran = self.run_steps(&undo, true).await;
+        stages.extend(ran.stages);
+        for &i in &ran.finished {
+            if matches!(ran.results[i], Some(Ok(()))) {
+                out.applied.push(undo[i].clone());
             }
         }
     }
+}
+
+/// What [`Executor::run_steps`] did.
+struct Ran {
+    /// One per stage, in the order of the steps.
+    stages: Vec<StageTiming>,
+    /// Per step, in the order of the steps; `None`: not started.
+    results: Vec<Option<Result<(), BackendError>>>,
+    /// Indexes of the steps in the order they finished.
+    finished: Vec<usize>,
+}
+
+/// One timing per stage of `steps` that started, in the order of the steps: its objects, the
+/// time from its first step's start to its last one's end, and each failed object's error.
+fn stage_timings(
+    steps: &[Step],
+    results: &[Option<Result<(), BackendError>>],
+    spans: &[Option<(Instant, Instant)>],
+    rollback: bool,
+) -> Vec<StageTiming> {
+    let mut out: Vec<(StageTiming, Instant, Instant)> = Vec::new();
+    for ((s, r), span) in steps.iter().zip(results).zip(spans) {
+        let (Some(r), Some((t0, t1))) = (r, *span) else {
+            continue;
+        };
+        let k = match out.iter().position(|(t, _, _)| t.stage == s.stage) {
+            Some(k) => k,
+            None => {
+                let t = StageTiming {
+                    stage: s.stage,
+                    objects: Vec::new(),
+                    micros: 0,
+                    ok: true,
+                    rollback,
+                    errors: Vec::new(),
+                };
+                out.push((t, t0, t1));
+                out.len() - 1
+            }
+        };
+        let (t, first, last) = &mut out[k];
+        t.objects.push(s.object.clone());
+        *first = (*first).min(t0);
+        *last = (*last).max(t1);
+        if let Err(e) = r {
+            t.ok = false;
+            t.errors.push(format!("{}: {e}", s.object));
+        }
+    }
+    out.into_iter()
+        .map(|(mut t, first, last)| {
+            t.micros = u64::try_from(last.duration_since(first).as_micros()).unwrap_or(u64::MAX);
+            info!(
+                stage = t.stage.name(),
+                objects = t.objects.join(","),
+                ms = t.micros as f64 / 1000.0,
+                ok = t.ok,
+                rollback,
+                "stage"
+            );
+            t
+        })
+        .collect()
 }

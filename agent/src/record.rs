@@ -13,12 +13,16 @@ pub struct StageTiming {
     pub stage: Stage,
     /// The objects it acted on.
     pub objects: Vec<String>,
-    /// Wall time of the stage (its steps ran concurrently), microseconds.
+    /// Wall time of the stage, from its first step's start to its last step's end (steps of
+    /// several resources run concurrently, each resource in the order), microseconds.
     pub micros: u64,
     /// All its steps succeeded.
     pub ok: bool,
     /// Part of a rollback.
     pub rollback: bool,
+    /// Each failed step of the stage: `object: reason` (every resource's own error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// One transition as it happened, for `iscsi-ha status` and the logs.

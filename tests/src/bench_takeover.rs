@@ -197,6 +197,11 @@ pub struct Scale {
     pub promote: Stat,
     /// Median / p95 of `signal_to_serving_ms`.
     pub signal_to_serving: Stat,
+    /// Per stage name: median / p95 over the switchovers of the stage's time summed over the
+    /// promote's transitions (several transitions show in `promote_transitions`).
+    pub promote_stages: std::collections::BTreeMap<String, Stat>,
+    /// Per switchover: how many promote transitions its span holds.
+    pub promote_transitions: Vec<usize>,
 }
 
 /// Median and p95 (nearest rank) of `n` values, ms.
@@ -1054,6 +1059,8 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
     al::wait_status(b, "b converged Secondary", slow, al::is_secondary)?;
     let (mut p, mut s) = (a, b);
     let (mut promote, mut serving) = (Vec::new(), Vec::new());
+    let mut stage_ms: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut transitions = Vec::new();
     let last_id = |v: &serde_json::Value| al::transitions(v).last().map(|t| t.id);
     for _ in 0..runs {
         let pid0 = last_id(&al::status(p)?);
@@ -1066,9 +1073,22 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
         let vs = al::wait_status(s, "new primary to serve", slow, |v| {
             al::is_serving(v) && last_id(v) != sid0
         })?;
-        let (st, end, _) = promote_span(&vs, sid0)?;
+        let (st, end, stages) = promote_span(&vs, sid0)?;
         promote.push(end - st);
         serving.push(end - sig);
+        transitions.push(
+            al::transitions(&vs)
+                .iter()
+                .filter(|t| t.kind == "promote" && Some(t.id) > sid0 && !t.stages.is_empty())
+                .count(),
+        );
+        let mut sums: std::collections::BTreeMap<String, f64> = Default::default();
+        for (name, ms) in stages {
+            *sums.entry(name).or_default() += ms;
+        }
+        for (name, ms) in sums {
+            stage_ms.entry(name).or_default().push(ms);
+        }
         std::mem::swap(&mut p, &mut s);
     }
     al::reset(lab)?;
@@ -1078,6 +1098,11 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
         signal_to_serving: Stat::of(&serving),
         promote_ms: promote,
         signal_to_serving_ms: serving,
+        promote_stages: stage_ms
+            .iter()
+            .map(|(n, v)| (n.clone(), Stat::of(v)))
+            .collect(),
+        promote_transitions: transitions,
     })
 }
 
@@ -1384,6 +1409,19 @@ fn markdown(rep: &BenchReport) -> String {
             s.promote.p95_ms,
             s.signal_to_serving.median_ms,
             s.signal_to_serving.p95_ms
+        ));
+    }
+    for s in &rep.scaling {
+        let stages: Vec<String> = s
+            .promote_stages
+            .iter()
+            .map(|(n, st)| format!("{n} {:.0} / {:.0}", st.median_ms, st.p95_ms))
+            .collect();
+        md.push_str(&format!(
+            "\n{} resources, promote stages (median / p95 ms; transitions per promote {:?}): {}\n",
+            s.resources,
+            s.promote_transitions,
+            stages.join(", ")
         ));
     }
     md.push_str("\n## Agent restart and idle\n\n| node | start -> status ms | start -> serving ms | client pause ms |\n|---|---|---|---|\n");

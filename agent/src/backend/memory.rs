@@ -38,6 +38,9 @@ pub struct World {
     pub calls: usize,
     /// Every call, as `stage object`, in order (status reads excluded).
     pub log: Vec<String>,
+    /// A mutating call, named as in `log` (`stage object`), takes this long (tokio time)
+    /// before it acts and is logged: a slow subsystem, to show what runs concurrently.
+    pub delays: BTreeMap<String, std::time::Duration>,
 }
 
 /// The in-memory backends (cheap to clone; clones share the world).
@@ -164,6 +167,23 @@ impl Memory {
         });
     }
 
+    /// Waits for the call's [`World::delays`] entry, then [`Memory::call`].
+    async fn slow_call(
+        &self,
+        stage: Stage,
+        object: &str,
+    ) -> Result<MutexGuard<'_, World>, BackendError> {
+        let delay = self
+            .world()
+            .delays
+            .get(&format!("{stage} {object}"))
+            .copied();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        self.call(stage, object)
+    }
+
     fn call(&self, stage: Stage, object: &str) -> Result<MutexGuard<'_, World>, BackendError> {
         let mut w = self.world();
         w.calls += 1;
@@ -209,7 +229,7 @@ impl Drbd for Memory {
     }
 
     async fn up(&self, res: &Resource) -> Result<(), BackendError> {
-        let mut w = self.call(Stage::DrbdUp, &res.name)?;
+        let mut w = self.slow_call(Stage::DrbdUp, &res.name).await?;
         let d = w.drbd.entry(res.name.clone()).or_default();
         if !d.up {
             *d = DrbdView {
@@ -231,7 +251,7 @@ impl Drbd for Memory {
         } else {
             Stage::DrbdPrimary
         };
-        let mut w = self.call(stage, &res.name)?;
+        let mut w = self.slow_call(stage, &res.name).await?;
         let d = w
             .drbd
             .get_mut(&res.name)
@@ -256,7 +276,7 @@ impl Drbd for Memory {
     }
 
     async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
-        let mut w = self.call(Stage::DrbdSecondary, &res.name)?;
+        let mut w = self.slow_call(Stage::DrbdSecondary, &res.name).await?;
         let open = w
             .targets
             .get(&res.name)
@@ -289,7 +309,7 @@ impl Target for Memory {
     }
 
     async fn serve(&self, res: &Resource) -> Result<(), BackendError> {
-        let mut w = self.call(Stage::TargetServe, &res.name)?;
+        let mut w = self.slow_call(Stage::TargetServe, &res.name).await?;
         let primary = w
             .drbd
             .get(&res.name)
@@ -305,7 +325,7 @@ impl Target for Memory {
     }
 
     async fn offline(&self, res: &Resource) -> Result<(), BackendError> {
-        let mut w = self.call(Stage::TargetOffline, &res.name)?;
+        let mut w = self.slow_call(Stage::TargetOffline, &res.name).await?;
         let t = w.targets.entry(res.name.clone()).or_default();
         if t.state != TargetState::Absent {
             t.state = TargetState::Offline;
@@ -315,7 +335,7 @@ impl Target for Memory {
     }
 
     async fn remove(&self, res: &Resource) -> Result<(), BackendError> {
-        let mut w = self.call(Stage::TargetRemove, &res.name)?;
+        let mut w = self.slow_call(Stage::TargetRemove, &res.name).await?;
         w.targets.insert(res.name.clone(), TargetView::default());
         Ok(())
     }
@@ -333,13 +353,14 @@ impl Address for Memory {
 
     async fn answered_elsewhere(&self, addr: &AddressConfig) -> Result<bool, BackendError> {
         let name = addr.address.to_string();
-        let w = self.call(Stage::ProbeAddress, &name)?;
+        let w = self.slow_call(Stage::ProbeAddress, &name).await?;
         Ok(w.answered_elsewhere.contains(&name))
     }
 
     /// The probe is one call (as `answered_elsewhere`); its verdict is read later, uncounted.
     async fn start_probe(&self, addr: &AddressConfig) -> Result<(), BackendError> {
-        self.call(Stage::ProbeAddress, &addr.address.to_string())
+        self.slow_call(Stage::ProbeAddress, &addr.address.to_string())
+            .await
             .map(|_| ())
     }
 
@@ -350,7 +371,7 @@ impl Address for Memory {
 
     async fn claim(&self, addr: &AddressConfig) -> Result<(), BackendError> {
         let name = addr.address.to_string();
-        let mut w = self.call(Stage::AddressClaim, &name)?;
+        let mut w = self.slow_call(Stage::AddressClaim, &name).await?;
         if w.answered_elsewhere.contains(&name) {
             return Err(BackendError::Refused(format!(
                 "another host answers for {name}"
@@ -362,7 +383,7 @@ impl Address for Memory {
 
     async fn release(&self, addr: &AddressConfig) -> Result<(), BackendError> {
         let name = addr.address.to_string();
-        let mut w = self.call(Stage::AddressRelease, &name)?;
+        let mut w = self.slow_call(Stage::AddressRelease, &name).await?;
         w.addresses.insert(name, false);
         Ok(())
     }

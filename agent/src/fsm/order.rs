@@ -414,9 +414,41 @@ pub fn rollback(done: &[Step]) -> Vec<Step> {
     undo
 }
 
-/// `steps` cut into runs of one stage (what the executor runs concurrently).
-pub fn groups(steps: &[Step]) -> impl Iterator<Item = &[Step]> {
-    steps.chunk_by(|a, b| a.stage == b.stage)
+/// For each step of `steps` (a plan in one of the orders above), the earlier steps it waits
+/// for: the last earlier step on each object `related` to its own (`related(a, b)`, symmetric:
+/// the same object, or an address and a resource of its group). Related steps keep the plan's
+/// order; steps of unrelated objects may run concurrently. So each resource runs [`PROMOTE`] /
+/// [`DEMOTE`] on its own, while an address is claimed only after every resource of its group
+/// served and released before any of them is removed.
+pub fn prerequisites(steps: &[Step], related: impl Fn(&str, &str) -> bool) -> Vec<Vec<usize>> {
+    let mut objects: Vec<&str> = Vec::new();
+    let of: Vec<usize> = steps
+        .iter()
+        .map(|s| match objects.iter().position(|o| *o == s.object) {
+            Some(i) => i,
+            None => {
+                objects.push(&s.object);
+                objects.len() - 1
+            }
+        })
+        .collect();
+    let near: Vec<Vec<usize>> = objects
+        .iter()
+        .map(|a| {
+            (0..objects.len())
+                .filter(|&b| *a == objects[b] || related(a, objects[b]))
+                .collect()
+        })
+        .collect();
+    let mut last: Vec<Option<usize>> = vec![None; objects.len()];
+    of.iter()
+        .enumerate()
+        .map(|(i, &o)| {
+            let before = near[o].iter().filter_map(|&b| last[b]).collect();
+            last[o] = Some(i);
+            before
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -436,6 +468,37 @@ mod tests {
         for s in Stage::ALL {
             assert_eq!(s.name().parse::<Stage>(), Ok(s));
         }
+    }
+
+    #[test]
+    fn prerequisites_keep_the_order_per_resource_and_group() {
+        let s = |stage, o| Step::new(stage, o);
+        let steps = [
+            s(Stage::DrbdPrimary, "r0"),
+            s(Stage::DrbdPrimary, "r1"),
+            s(Stage::DrbdPrimary, "r2"),
+            s(Stage::TargetServe, "r0"),
+            s(Stage::TargetServe, "r1"),
+            s(Stage::TargetServe, "r2"),
+            s(Stage::AddressClaim, "a"),
+        ];
+        // Address `a` fronts r0 and r1; r2 is on its own.
+        let related = |x: &str, y: &str| {
+            let group = |o: &str| o == "r0" || o == "r1";
+            (x == "a" && group(y)) || (y == "a" && group(x))
+        };
+        assert_eq!(
+            prerequisites(&steps, related),
+            vec![
+                vec![],
+                vec![],
+                vec![],
+                vec![0],
+                vec![1],
+                vec![2],
+                vec![3, 4]
+            ]
+        );
     }
 
     #[test]

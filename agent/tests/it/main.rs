@@ -13,6 +13,7 @@ mod adopt_announce;
 mod alerts;
 mod authority_settle;
 mod cli;
+mod concurrency;
 mod config;
 mod control;
 mod events;

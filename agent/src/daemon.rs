@@ -468,7 +468,12 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
     async fn reload(&mut self) -> Response {
         use crate::config::reload::{compare, Reload};
         let loaded = match &self.exec.config().source {
-            Some(path) => Config::load(path).map_err(|e| e.to_string()),
+            Some(path) => Config::load(path)
+                .map_err(|e| e.to_string())
+                .and_then(|new| match self.exec.check_config(&new) {
+                    Ok(()) => Ok(new),
+                    Err(e) => Err(e.to_string()),
+                }),
             None => Err("the running configuration was not read from a file".into()),
         };
         let kept = "reload refused, running configuration kept";

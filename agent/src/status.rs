@@ -411,6 +411,19 @@ impl Status {
                 if d.up { "" } else { " (down)" },
                 sync_text(d)
             );
+            for v in &d.volumes {
+                let _ = writeln!(
+                    o,
+                    "  volume {} (minor {}): {}/{} {}/{}{}",
+                    v.volume,
+                    v.minor,
+                    v.role,
+                    v.peer_role,
+                    v.disk,
+                    v.peer_disk,
+                    if v.up { "" } else { " (down)" }
+                );
+            }
             if let Some(p) = &d.drbd9 {
                 let yes = |b: bool| if b { "yes" } else { "no" };
                 let _ = writeln!(

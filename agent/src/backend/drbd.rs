@@ -11,7 +11,9 @@ use tracing::warn;
 use super::{Drbd, Generations};
 use crate::config::{Config, Manage, Resource};
 use crate::error::BackendError;
-use crate::fsm::{Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role, SyncView};
+use crate::fsm::{
+    Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role, SyncView, VolumeView,
+};
 
 /// The policies a managed resource gets (see `docs/stale-data-and-split-brain.md`): fencing
 /// `resource-only`, so DRBD keeps a rebooted node's disk Consistent instead of UpToDate, and
@@ -93,11 +95,10 @@ impl NetlinkDrbd {
         while let Some(item) = events.next().await {
             match item {
                 Ok(DrbdEvent::Device { status, .. }) => {
-                    let Some(res) = config
-                        .resources
-                        .iter()
-                        .find(|r| status.minor == Some(r.minor))
-                    else {
+                    let Some(res) = config.resources.iter().find(|r| {
+                        r.volume_minors()
+                            .any(|(_, minor)| status.minor == Some(minor))
+                    }) else {
                         continue;
                     };
                     if status.reason == Some(SibReason::HelperPre)
@@ -110,7 +111,13 @@ impl NetlinkDrbd {
                             return Ok(());
                         }
                     }
-                    if let Some(view) = view_of(&status) {
+                    // one volume's event: the resource's view needs every volume's state
+                    let view = if res.volumes.is_empty() {
+                        view_of(&status)
+                    } else {
+                        self.status(res).await.ok()
+                    };
+                    if let Some(view) = view {
                         if tx
                             .send(Event::Drbd {
                                 resource: res.name.clone(),
@@ -130,6 +137,15 @@ impl NetlinkDrbd {
             }
         }
         Err(BackendError::Unavailable("DRBD event stream ended".into()))
+    }
+
+    /// One minor's view within `res` (`None`: the minor does not exist).
+    async fn device_view(&self, res: &Resource, minor: u32) -> Result<Option<DrbdView>, BackendError> {
+        match self.handle.execute(Status::new().resource(&res.name)).await {
+            Ok(devs) => Ok(devs.iter().find(|d| d.minor == Some(minor)).and_then(view_of)),
+            Err(e) if is_code(&e, &[RetCode::ResNotKnown, RetCode::MinorInvalid]) => Ok(None),
+            Err(e) => Err(err(e)),
+        }
     }
 
     async fn resync(&self, config: &Config, tx: &UnboundedSender<Event>) {
@@ -214,7 +230,45 @@ pub fn view_of(s: &DeviceStatus) -> Option<DrbdView> {
                 .and(s.sync_progress_permille())
                 .and_then(|p| u32::try_from(p).ok()),
         }),
+        volumes: Vec::new(),
     })
+}
+
+/// The agent's view of `res` from DRBD's status of its devices: volume 0's, or with
+/// `[[resource.volume]]` every volume's combined ([`DrbdView::of_volumes`]).
+pub fn resource_view(res: &Resource, devs: &[DeviceStatus]) -> DrbdView {
+    let find = |minor: u32| devs.iter().find(|d| d.minor == Some(minor)).and_then(view_of);
+    let base = find(res.minor).unwrap_or_default();
+    if res.volumes.is_empty() {
+        return base;
+    }
+    let views: Vec<(VolumeView, Option<SyncView>)> = res
+        .volume_minors()
+        .map(|(volume, minor)| {
+            let v = find(minor);
+            let sync = v.as_ref().and_then(|v| v.sync);
+            let v = v.unwrap_or(DrbdView {
+                disk: Disk::Diskless,
+                ..DrbdView::default()
+            });
+            let vv = VolumeView {
+                volume,
+                minor,
+                up: v.up,
+                role: v.role,
+                peer_role: v.peer_role,
+                disk: v.disk,
+                peer_disk: v.peer_disk,
+            };
+            (vv, sync)
+        })
+        .collect();
+    let syncs: Vec<SyncView> = views.iter().filter_map(|(_, s)| *s).collect();
+    let sync = (!syncs.is_empty()).then(|| SyncView {
+        out_of_sync_kib: syncs.iter().map(|s| s.out_of_sync_kib).sum(),
+        done_permille: syncs.iter().filter_map(|s| s.done_permille).min(),
+    });
+    base.of_volumes(views.into_iter().map(|(v, _)| v).collect(), sync)
 }
 
 fn is_code(e: &DrbdError, codes: &[RetCode]) -> bool {
@@ -224,11 +278,7 @@ fn is_code(e: &DrbdError, codes: &[RetCode]) -> bool {
 impl Drbd for NetlinkDrbd {
     async fn status(&self, res: &Resource) -> Result<DrbdView, BackendError> {
         match self.handle.execute(Status::new().resource(&res.name)).await {
-            Ok(devs) => Ok(devs
-                .iter()
-                .find(|d| d.minor == Some(res.minor))
-                .and_then(view_of)
-                .unwrap_or_default()),
+            Ok(devs) => Ok(resource_view(res, &devs)),
             Err(e) if is_code(&e, &[RetCode::ResNotKnown, RetCode::MinorInvalid]) => {
                 Ok(DrbdView::default())
             }
@@ -247,21 +297,30 @@ impl Drbd for NetlinkDrbd {
         let o = ManagedOptions::of(m);
         let h = &self.handle;
         h.execute(NewResource::new(&res.name)).await.map_err(err)?;
-        let current = self.status(res).await?;
-        if !current.up {
-            match h.execute(NewMinor::new(&res.name, res.minor, 0)).await {
-                Err(e) if !is_code(&e, &[RetCode::MinorOrVolumeExists]) => return Err(err(e)),
-                _ => {}
+        // every volume: its minor (new-minor RES MINOR VOLUME), then its disk
+        let disks = std::iter::once((0, res.minor, &m.disk)).chain(
+            res.volumes
+                .iter()
+                .filter_map(|v| v.disk.as_ref().map(|d| (v.volume, v.minor, d))),
+        );
+        for (volume, minor, disk) in disks {
+            if self.device_view(res, minor).await?.is_none() {
+                match h.execute(NewMinor::new(&res.name, minor, volume)).await {
+                    Err(e) if !is_code(&e, &[RetCode::MinorOrVolumeExists]) => {
+                        return Err(err(e))
+                    }
+                    _ => {}
+                }
             }
-        }
-        let current = self.status(res).await?;
-        if matches!(current.disk, Disk::Diskless | Disk::DUnknown) {
-            let mut attach = Attach::new(res.minor, m.disk.to_string_lossy()).fencing(o.fencing);
-            // [resource.manage.disk_options]: DRBD's defaults for what is unset.
-            for opt in m.disk_options.drbd84() {
-                attach = attach.option(opt);
+            let current = self.device_view(res, minor).await?.unwrap_or_default();
+            if matches!(current.disk, Disk::Diskless | Disk::DUnknown) {
+                let mut attach = Attach::new(minor, disk.to_string_lossy()).fencing(o.fencing);
+                // [resource.manage.disk_options]: DRBD's defaults for what is unset.
+                for opt in m.disk_options.drbd84() {
+                    attach = attach.option(opt);
+                }
+                h.execute(attach).await.map_err(err)?;
             }
-            h.execute(attach).await.map_err(err)?;
         }
         let current = self.status(res).await?;
         if matches!(
@@ -284,17 +343,32 @@ impl Drbd for NetlinkDrbd {
         Ok(())
     }
 
+    /// 8.4 keeps a role per volume (`drbdadm primary` promotes each minor): every volume in
+    /// turn; when one is refused, the ones promoted before are demoted again, so the resource is
+    /// never left half Primary.
     async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
-        match self
-            .handle
-            .execute(Primary::new(res.minor).force(force))
-            .await
-        {
-            Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
-                Err(BackendError::PeerPrimary(e))
+        let minors: Vec<u32> = res.volume_minors().map(|(_, m)| m).collect();
+        for (i, minor) in minors.iter().enumerate() {
+            let refused = match self
+                .handle
+                .execute(Primary::new(*minor).force(force))
+                .await
+            {
+                Ok(()) => continue,
+                Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
+                    BackendError::PeerPrimary(e)
+                }
+                Err(e) => err(e),
+            };
+            for m in &minors[..i] {
+                if let Err(e) = self.handle.execute(Secondary::new(*m)).await {
+                    warn!(resource = %res.name, minor = m, error = %e,
+                        "demoting a volume after another one's promote failed");
+                }
             }
-            r => r.map_err(err),
+            return Err(refused);
         }
+        Ok(())
     }
 
     async fn generations(&self, res: &Resource) -> Result<Generations, BackendError> {
@@ -320,10 +394,15 @@ impl Drbd for NetlinkDrbd {
         })
     }
 
+    /// Every volume (8.4 keeps a role per volume); each is tried, the first failure returned.
     async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
-        self.handle
-            .execute(Secondary::new(res.minor))
-            .await
-            .map_err(err)
+        let mut first = Ok(());
+        for (_, minor) in res.volume_minors() {
+            let r = self.handle.execute(Secondary::new(minor)).await;
+            if let (Err(e), Ok(())) = (r, &first) {
+                first = Err(err(e));
+            }
+        }
+        first
     }
 }

@@ -126,6 +126,8 @@ impl Objects {
                 out_of_sync_kib: s / 2,
                 done_permille: None,
             }),
+            // several volumes are refused on DRBD 9 (volumes_refusal)
+            volumes: Vec::new(),
         }
     }
 
@@ -273,8 +275,22 @@ pub fn refuse_manage_on_drbd9(config: &Config) -> Option<String> {
         .filter(|r| r.manage.as_ref().is_some_and(|m| m.node_ids().is_none()))
         .map(|r| manage_refusal(&r.name))
         .chain(config.resources.iter().filter_map(options_refusal))
+        .chain(config.resources.iter().filter_map(volumes_refusal))
         .collect();
     (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// Why a resource with `[[resource.volume]]` cannot be served on DRBD 9 yet: this backend reads
+/// the state of and brings up volume 0 alone, so another volume's disk state would go unseen.
+fn volumes_refusal(r: &Resource) -> Option<String> {
+    (!r.volumes.is_empty()).then(|| {
+        format!(
+            "{}: several volumes ([[resource.volume]]) are served on DRBD 8.4 only so far; the \
+             DRBD 9 backend reads and brings up volume 0 alone, so another volume's disk state \
+             would go unchecked",
+            r.name
+        )
+    })
 }
 
 /// Why a managed resource's `disk_options`/`net_options` cannot be served on DRBD 9: the
@@ -651,12 +667,17 @@ impl AnyDrbd {
         })
     }
 
-    /// Refuses a config this backend cannot serve: `mode = "manage"` without node ids on DRBD 9
-    /// (checked at start, so the daemon says why instead of failing the first bring-up).
+    /// Refuses a config this backend cannot serve: a LUN on a device that is not one of its
+    /// resource's volumes ([`Config::check_devices`]); on DRBD 9, `mode = "manage"` without
+    /// node ids and several volumes (checked at start and reload, so the daemon says why
+    /// instead of failing the first bring-up).
     ///
     /// # Errors
-    /// [`BackendError::Failed`] naming each managed resource without node ids.
+    /// [`BackendError::Failed`] naming the LUN, or each resource DRBD 9 cannot serve.
     pub fn check_config(&self, config: &Config) -> Result<(), BackendError> {
+        config
+            .check_devices()
+            .map_err(|(key, why)| BackendError::Failed(format!("{key}: {why}")))?;
         match (self, refuse_manage_on_drbd9(config)) {
             (AnyDrbd::V9(_), Some(why)) => Err(BackendError::Failed(why)),
             _ => Ok(()),
@@ -718,6 +739,10 @@ impl Drbd for AnyDrbd {
             AnyDrbd::V84(d) => d.generations(res).await,
             AnyDrbd::V9(d) => d.generations(res).await,
         }
+    }
+
+    fn check_config(&self, config: &Config) -> Result<(), BackendError> {
+        AnyDrbd::check_config(self, config)
     }
 
     fn version(&self) -> Option<&'static str> {

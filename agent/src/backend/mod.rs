@@ -50,6 +50,13 @@ pub trait Drbd: Send + Sync {
     fn version(&self) -> Option<&'static str> {
         None
     }
+    /// Refuses a config this backend cannot serve safely (at daemon start and reload), e.g. a
+    /// LUN on a device that is not one of its resource's volumes. Default: nothing to check
+    /// (in-memory backends, whose tests serve plain files).
+    fn check_config(&self, config: &crate::config::Config) -> Result<(), BackendError> {
+        let _ = config;
+        Ok(())
+    }
 }
 
 /// One node's data generations of a resource, as DRBD exposes them locally.
@@ -174,6 +181,9 @@ impl<T: Drbd> Drbd for std::sync::Arc<T> {
     }
     fn version(&self) -> Option<&'static str> {
         (**self).version()
+    }
+    fn check_config(&self, config: &crate::config::Config) -> Result<(), BackendError> {
+        (**self).check_config(config)
     }
 }
 

@@ -17,7 +17,7 @@ pub struct Report {
     pub effective: String,
 }
 
-/// Loads and validates `path`, checks that every LUN is on its resource's own DRBD device, and
+/// Loads and validates `path`, checks that every LUN is on one of its resource's volumes, and
 /// reads the files the daemon would read (SMTP credentials, CHAP secrets: modes and contents
 /// checked, nothing printed).
 ///
@@ -25,7 +25,7 @@ pub struct Report {
 /// The first problem found, naming the file, line and key where it has them.
 pub fn report(path: &Path) -> anyhow::Result<Report> {
     let cfg = Config::load(path)?;
-    if let Err((key, reason)) = super::resource::check_devices(&cfg.resources) {
+    if let Err((key, reason)) = cfg.check_devices() {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         return Err(crate::error::ConfigError {
             file: path.to_path_buf(),

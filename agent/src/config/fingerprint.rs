@@ -12,10 +12,11 @@ use super::{Config, RoleSource};
 impl Config {
     /// SHA-256 (first 16 hex digits) of the effective config without what differs between the
     /// nodes by design: the node's name, role source, sockets, timeouts, metrics and alerts,
-    /// the interface of each address, the backing disk and CHAP secrets file paths, and which
-    /// end of each replication link (address, DRBD 9 node id) is this node's. What remains is
-    /// what initiators see and DRBD replicates: resources, minors, IQNs, tids, ACLs, CHAP
-    /// users, LUN identities and cache modes, addresses, and DRBD's options.
+    /// the interface of each address, the backing disks (of every volume) and CHAP secrets
+    /// file paths, and which end of each replication link (address, DRBD 9 node id) is this
+    /// node's. What remains is what initiators see and DRBD replicates: resources, volumes and
+    /// minors, IQNs, tids, ACLs, CHAP users, LUN numbers, devices, identities and cache modes,
+    /// addresses, and DRBD's options.
     pub fn fingerprint(&self) -> String {
         let mut c = self.clone();
         c.node = String::new();
@@ -30,6 +31,9 @@ impl Config {
         for r in &mut c.resources {
             if let Some(ch) = &mut r.target.chap {
                 ch.secrets = PathBuf::new();
+            }
+            for v in &mut r.volumes {
+                v.disk = v.disk.as_ref().map(|_| PathBuf::new());
             }
             if let Some(m) = &mut r.manage {
                 m.disk = PathBuf::new();

@@ -14,6 +14,7 @@ mod general;
 mod locate;
 pub mod reload;
 mod resource;
+mod volume;
 
 use std::path::Path;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use address::{Address, Announce, Probe};
 pub use drbd_options::{DiskOptions, Handlers, NetOptions, OnIoError};
 pub use general::{Metrics, RoleSource, Sockets, Timeouts};
+pub use volume::Volume;
 pub use resource::{
     Chap, Initiators, Lun, Manage, MetaDisk, Mode, Protocol, Resource, Target, DEFAULT_KO_COUNT,
     DEFAULT_PING_INT_S, DEFAULT_PING_TIMEOUT_DS, DEFAULT_TIMEOUT_DS, MAX_NODE_ID,
@@ -163,6 +165,12 @@ impl Config {
             crate::alerts::validate(e)?;
         }
         Ok(())
+    }
+
+    /// Every LUN is on one of its resource's volumes (`check-config`, and at daemon start and
+    /// reload on a kernel DRBD); the dotted key at fault and the reason.
+    pub fn check_devices(&self) -> Result<(), (String, String)> {
+        resource::check_devices(&self.resources)
     }
 
     /// The resource called `name`.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -26,9 +26,13 @@ pub struct Resource {
     pub manage: Option<Manage>,
     /// The iSCSI target.
     pub target: Target,
-    /// The logical units, at least one.
+    /// The logical units, at least one, each on one of the resource's volumes.
     #[serde(rename = "lun")]
     pub luns: Vec<Lun>,
+    /// The resource's volumes beyond volume 0 (whose minor is `minor`), each its own DRBD
+    /// device; empty for a resource with one volume.
+    #[serde(rename = "volume", default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<super::Volume>,
 }
 
 /// How the agent treats the DRBD resource.
@@ -341,23 +345,6 @@ impl Lun {
 }
 
 impl Resource {
-    /// `Some(minor)` when `device` names this resource's own DRBD device: `/dev/drbd<minor>`,
-    /// or udev's `/dev/drbd/by-res/<name>` (one implicit volume) and `/dev/drbd/by-res/<name>/0`
-    /// (drbdadm `sh-udev`); the agent serves one volume per resource, volume 0. Anything else
-    /// (another minor, another volume, a disk) is `None`: the agent checks only this minor's role.
-    pub fn own_minor(&self, device: &Path) -> Option<u32> {
-        let own = match device.to_str()? {
-            d if d == format!("/dev/drbd{}", self.minor) => true,
-            d => d.strip_prefix("/dev/drbd/by-res/").is_some_and(|rest| {
-                rest.strip_suffix("/0")
-                    .unwrap_or(rest)
-                    .trim_end_matches('/')
-                    == self.name
-            }),
-        };
-        own.then_some(self.minor)
-    }
-
     /// The tgt-ipc spec of this resource's target with these CHAP accounts, each part checked
     /// by tgt-ipc's own validator on the way ([`ServeSpec::validate`] checks the whole).
     ///
@@ -538,6 +525,7 @@ pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String
         if let Some(c) = &t.chap {
             crate::chap::validate(c).map_err(|(f, r)| (k(&format!("target.chap.{f}")), r))?;
         }
+        super::volume::validate(r, &mut minors).map_err(|(f, why)| (k(&f), why))?;
         if r.luns.is_empty() {
             return err(k("lun"), "at least one [[resource.lun]] is required");
         }
@@ -601,23 +589,29 @@ pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String
     Ok(names)
 }
 
-/// Every LUN's `device` is its resource's own DRBD device ([`Resource::own_minor`]): the agent
-/// serves only while that minor is Primary, so a LUN on another device could be served from a
-/// node whose data is not Primary. Checked by `check-config` (the agent's tests serve plain files
-/// through the same config). The dotted key at fault and the reason.
-pub(super) fn check_devices(resources: &[Resource]) -> Result<(), (String, String)> {
+/// Every LUN's `device` is one of its resource's volumes ([`Resource::volume_of`]): the agent
+/// serves only while those minors are Primary, so a LUN on another device could be served from
+/// a node whose data is not Primary. Checked by `check-config` and, on a kernel DRBD, at daemon
+/// start and reload ([`crate::backend::Drbd::check_config`]; the agent's tests serve plain
+/// files through the same config). The dotted key at fault and the reason.
+pub fn check_devices(resources: &[Resource]) -> Result<(), (String, String)> {
     for (i, r) in resources.iter().enumerate() {
         for (j, l) in r.luns.iter().enumerate() {
-            if r.own_minor(&l.device).is_none() {
+            if r.volume_of(&l.device).is_none() {
+                let volumes: Vec<String> = r
+                    .volume_minors()
+                    .map(|(v, m)| format!("\"/dev/drbd{m}\" (volume {v})"))
+                    .collect();
                 return Err((
                     format!("resource[{i}].lun[{j}].device"),
                     format!(
-                        "{} is not resource {}'s DRBD device: write \"/dev/drbd{}\" (its minor) or \
-                         \"/dev/drbd/by-res/{}/0\"; the agent serves a LUN only while its \
-                         resource's minor is Primary",
+                        "{} is not a volume of resource {}: write {} or \
+                         \"/dev/drbd/by-res/{}/<volume>\", or add the volume as a \
+                         [[resource.volume]]; the agent serves a LUN only while its \
+                         resource's minors are Primary",
                         l.device.display(),
                         r.name,
-                        r.minor,
+                        volumes.join(", "),
                         r.name
                     ),
                 ));

@@ -25,6 +25,10 @@ use crate::role::pool_conf::PoolConfWatch;
 /// The daemon over the real subsystems: DRBD (netlink), tgtd (its socket), addresses (rtnetlink).
 pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    // before anything is touched (AnyDrbd::check_config checks it again, on reload too)
+    if let Err((key, why)) = cfg.check_devices() {
+        anyhow::bail!("config: {key}: {why}");
+    }
     let drbd = AnyDrbd::connect().await.context("DRBD netlink family")?;
     tracing::info!(drbd = drbd.version(), "DRBD netlink API");
     drbd.check_config(&cfg).context("config")?;

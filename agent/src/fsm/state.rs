@@ -238,7 +238,7 @@ impl State {
             Stage::CheckResource | Stage::DrbdPrimary => promotion == Some(Promotion::Normal),
             Stage::DrbdPrimaryForce => promotion == Some(Promotion::Force),
             Stage::DrbdUp => !v.drbd.up && r.managed,
-            Stage::DrbdSecondary => v.drbd.role == Role::Primary,
+            Stage::DrbdSecondary => v.drbd.any_primary(),
             Stage::TargetServe => v.target.state != TargetState::Serving,
             Stage::TargetOffline => {
                 matches!(v.target.state, TargetState::Serving | TargetState::Partial)

@@ -197,6 +197,55 @@ pub struct DrbdView {
     /// How far the local and peer data differ; `None` when DRBD did not report it.
     #[serde(default)]
     pub sync: Option<SyncView>,
+    /// Each volume of a resource with several ([`DrbdView::of_volumes`]); empty with one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeView>,
+}
+
+/// One volume of a resource with several: its own minor, role and disks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VolumeView {
+    /// Volume number in the resource.
+    pub volume: u32,
+    /// Its DRBD minor.
+    pub minor: u32,
+    /// The minor exists in the kernel.
+    pub up: bool,
+    /// Local role of this minor (DRBD 8.4 keeps one per volume).
+    pub role: Role,
+    /// Peer role of this minor.
+    pub peer_role: Role,
+    /// Local disk.
+    pub disk: Disk,
+    /// Peer disk.
+    pub peer_disk: Disk,
+}
+
+/// How usable a disk state's data is, worst first: the resource-wide disk is its volumes' worst.
+fn disk_rank(d: Disk) -> u8 {
+    match d {
+        Disk::Diskless => 0,
+        Disk::Failed => 1,
+        Disk::DUnknown => 2,
+        Disk::Attaching => 3,
+        Disk::Negotiating => 4,
+        Disk::Inconsistent => 5,
+        Disk::Outdated => 6,
+        Disk::Consistent => 7,
+        Disk::UpToDate => 8,
+    }
+}
+
+/// The common role of all, else `Unknown` (`any_primary`: Primary as soon as one is).
+fn common_role(roles: impl Iterator<Item = Role>, any_primary: bool) -> Role {
+    let roles: Vec<Role> = roles.collect();
+    if any_primary && roles.contains(&Role::Primary) {
+        return Role::Primary;
+    }
+    match roles.split_first() {
+        Some((first, rest)) if rest.iter().all(|r| r == first) => *first,
+        _ => Role::Unknown,
+    }
 }
 
 /// What DRBD reports of the data still to copy between the nodes.
@@ -272,6 +321,30 @@ impl DrbdView {
     /// (docs/takeover.md).
     pub fn drbd_arbitrates(&self) -> bool {
         self.net.is_some_and(|n| !n.allow_two_primaries)
+    }
+
+    /// The view of a resource with several volumes, from volume 0's view (`self`: connection,
+    /// fencing, net settings, which the volumes share) and every volume's: up when every minor
+    /// is; Primary or Secondary when every volume is, else `Unknown` (a promote or demote is
+    /// then still needed); the peer Primary when any of its volumes is; each disk the worst of
+    /// the volumes', so nothing is promoted or counted healthy on the strength of one volume.
+    pub fn of_volumes(mut self, volumes: Vec<VolumeView>, sync: Option<SyncView>) -> DrbdView {
+        self.up = volumes.iter().all(|v| v.up);
+        self.role = common_role(volumes.iter().map(|v| v.role), false);
+        self.peer_role = common_role(volumes.iter().map(|v| v.peer_role), true);
+        let worst = |f: fn(&VolumeView) -> Disk| {
+            volumes.iter().map(f).min_by_key(|d| disk_rank(*d)).unwrap_or_default()
+        };
+        self.disk = worst(|v| v.disk);
+        self.peer_disk = worst(|v| v.peer_disk);
+        self.sync = sync;
+        self.volumes = volumes;
+        self
+    }
+
+    /// Some volume (or the resource) is Primary here: a demote has something to do.
+    pub fn any_primary(&self) -> bool {
+        self.role == Role::Primary || self.volumes.iter().any(|v| v.role == Role::Primary)
     }
 
     /// This view with the settings events do not carry taken from `previous`.

@@ -152,6 +152,7 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                         net: None,
                         drbd9: None,
                         sync: None,
+                        volumes: Vec::new(),
                     },
                     target: TargetView::default(),
                 };

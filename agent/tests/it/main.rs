@@ -21,6 +21,7 @@ mod executor;
 mod first_status;
 mod fsm_scenarios;
 mod import;
+mod luns;
 mod metrics;
 mod observe_retry;
 mod ocf;

@@ -36,6 +36,7 @@ fn resource(name: &str, minor: u32, tid: u32, initiators: Initiators) -> Resourc
             rev: None,
             cache: CacheMode::default(),
         }],
+        volumes: Vec::new(),
     }
 }
 

@@ -278,24 +278,24 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         Ok(())
     }
 
-    /// Does a step on `a` wait for an earlier one on `b` (and the reverse)? An address and a
-    /// resource of its group.
-    fn related(&self, a: &str, b: &str) -> bool {
-        let fronts = |addr: &str, res: &str| {
-            self.config
-                .address(addr)
-                .is_some_and(|x| x.resources.iter().any(|r| r == res))
-        };
-        fronts(a, b) || fronts(b, a)
-    }
-
     /// Runs `steps` as [`order::prerequisites`] allows: each step starts once the earlier steps
     /// on related objects succeeded, so resources proceed concurrently, each in the plan's order.
     /// After the first failure nothing new starts; the steps already running finish. Returns
     /// one timing per stage (first start to last end of its steps) and each step's result
     /// (`None`: not started), with the order in which they finished.
     async fn run_steps(&self, steps: &[Step], rollback: bool) -> Ran {
-        let deps = order::prerequisites(steps, |a, b| self.related(a, b));
+        let names: Vec<String> = self
+            .config
+            .addresses
+            .iter()
+            .map(|a| a.address.to_string())
+            .collect();
+        let groups: Vec<(&str, &[String])> = names
+            .iter()
+            .zip(&self.config.addresses)
+            .map(|(n, a)| (n.as_str(), a.resources.as_slice()))
+            .collect();
+        let deps = order::prerequisites(steps, &groups);
         let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
         let mut dependents = vec![Vec::new(); steps.len()];
         for (i, d) in deps.iter().enumerate() {

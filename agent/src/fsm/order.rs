@@ -5,6 +5,7 @@
 //! preconditions the executor checks right before it. The planner (`State::plan`), the rollback
 //! ([`rollback`]) and the executor read these and nothing else about the order.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -415,32 +416,31 @@ pub fn rollback(done: &[Step]) -> Vec<Step> {
 }
 
 /// For each step of `steps` (a plan in one of the orders above), the earlier steps it waits
-/// for: the last earlier step on each object `related` to its own (`related(a, b)`, symmetric:
-/// the same object, or an address and a resource of its group). Related steps keep the plan's
+/// for: the last earlier step on its own object and on each related one, an address and the
+/// resources of its group (`groups`: address, resource names). Related steps keep the plan's
 /// order; steps of unrelated objects may run concurrently. So each resource runs [`PROMOTE`] /
 /// [`DEMOTE`] on its own, while an address is claimed only after every resource of its group
 /// served and released before any of them is removed.
-pub fn prerequisites(steps: &[Step], related: impl Fn(&str, &str) -> bool) -> Vec<Vec<usize>> {
-    let mut objects: Vec<&str> = Vec::new();
+pub fn prerequisites(steps: &[Step], groups: &[(&str, &[String])]) -> Vec<Vec<usize>> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
     let of: Vec<usize> = steps
         .iter()
-        .map(|s| match objects.iter().position(|o| *o == s.object) {
-            Some(i) => i,
-            None => {
-                objects.push(&s.object);
-                objects.len() - 1
-            }
+        .map(|s| {
+            let n = index.len();
+            *index.entry(s.object.as_str()).or_insert(n)
         })
         .collect();
-    let near: Vec<Vec<usize>> = objects
-        .iter()
-        .map(|a| {
-            (0..objects.len())
-                .filter(|&b| *a == objects[b] || related(a, objects[b]))
-                .collect()
-        })
-        .collect();
-    let mut last: Vec<Option<usize>> = vec![None; objects.len()];
+    let mut near: Vec<Vec<usize>> = (0..index.len()).map(|o| vec![o]).collect();
+    for (address, resources) in groups {
+        let Some(&a) = index.get(address) else {
+            continue;
+        };
+        for r in resources.iter().filter_map(|r| index.get(r.as_str())) {
+            near[a].push(*r);
+            near[*r].push(a);
+        }
+    }
+    let mut last: Vec<Option<usize>> = vec![None; index.len()];
     of.iter()
         .enumerate()
         .map(|(i, &o)| {
@@ -483,12 +483,11 @@ mod tests {
             s(Stage::AddressClaim, "a"),
         ];
         // Address `a` fronts r0 and r1; r2 is on its own.
-        let related = |x: &str, y: &str| {
-            let group = |o: &str| o == "r0" || o == "r1";
-            (x == "a" && group(y)) || (y == "a" && group(x))
-        };
+        let group = ["r0".to_string(), "r1".to_string()];
+        let mut deps = prerequisites(&steps, &[("a", &group)]);
+        deps.iter_mut().for_each(|d| d.sort());
         assert_eq!(
-            prerequisites(&steps, related),
+            deps,
             vec![
                 vec![],
                 vec![],

@@ -19,6 +19,7 @@
 //! alarms only after `timeouts.broken_alarm_s`. Operator commands are not delayed. `status` is
 //! answered while the first observation runs (marked `observing`).
 
+pub mod follow;
 pub mod wiring;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -136,8 +137,8 @@ pub struct Daemon<D, T, A> {
     stuck: bool,
     /// Why the last reload was refused (cleared by one that succeeds).
     reload_refused: Option<String>,
-    /// A reload may bring in resources and addresses (the backends' watches follow them).
-    adds_live: bool,
+    /// The real daemon's watches and address handles, kept in step with a reload.
+    follow: Option<follow::Follow>,
 }
 
 impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
@@ -154,14 +155,14 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             held: None,
             stuck: false,
             reload_refused: None,
-            adds_live: true,
+            follow: None,
         }
     }
 
-    /// Refuse reloads that add resources or addresses, with the reason (backends whose watches
-    /// and address handles are built from the startup config).
-    pub fn without_live_additions(mut self) -> Self {
-        self.adds_live = false;
+    /// Keep the watches and address handles built from the config in step with each reload
+    /// (the real daemon's; in-memory backends follow the config by themselves).
+    pub fn following(mut self, follow: follow::Follow) -> Self {
+        self.follow = Some(follow);
         self
     }
 
@@ -513,11 +514,14 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         }
     }
 
-    /// Swap in `new`: first demote and release what `delta` removes (with the running config,
-    /// in the one demote order), then rebuild the state keeping every unchanged resource's and
-    /// address's, then observe so the machine brings in what is added. `Err`: refused, nothing
-    /// changed (or a failed demote undone by re-converging); `Ok(Some)`: applied, but bringing
-    /// in failed or was refused (the machine retries as usual).
+    /// Swap in `new`: refuse a replaced resource's new DRBD device under an up one, get the
+    /// watches and address handles ready for the additions ([`follow::Follow::prepare`]), demote
+    /// and release what `delta` removes (with the running config, in the one demote order; a
+    /// replaced resource keeps its DRBD role), then rebuild the state keeping every unchanged
+    /// resource's and address's, let the watches follow, and observe so the machine brings in
+    /// what is added. `Err`: refused, nothing changed (or a failed demote undone by
+    /// re-converging); `Ok(Some)`: applied, but bringing in failed or was refused (the machine
+    /// retries as usual).
     async fn apply_delta(
         &mut self,
         new: Config,
@@ -526,15 +530,6 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         let Some(state) = self.state.clone() else {
             return Err("the state is busy".into());
         };
-        if delta.adds() && !self.adds_live {
-            return Err(format!(
-                "adding {} needs a restart with these backends (their watches and address \
-                 handles follow the startup configuration)",
-                [&delta.added_resources[..], &delta.added_addresses[..]]
-                    .concat()
-                    .join(", ")
-            ));
-        }
         if !delta.is_empty() && (state.maintenance || !state.observed) {
             return Err(
                 "resources and addresses change only while the agent acts (maintenance \
@@ -542,21 +537,51 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     .into(),
             );
         }
-        // The removed part alone, wished secondary: its demote plan touches nothing else.
+        let running = std::sync::Arc::new(self.exec.config().clone());
+        let replaced: Vec<&String> = delta
+            .removed_resources
+            .iter()
+            .filter(|n| delta.added_resources.contains(n))
+            .collect();
+        refuse_drbd_changes(&running, &new, &state, &replaced)?;
+        if let Some(f) = &self.follow {
+            if let Err(e) = f.prepare(&new).await {
+                f.commit(running);
+                return Err(e.to_string());
+            }
+        }
+        // The removed part alone, wished secondary: its demote plan touches nothing else. A
+        // kept address whose every resource goes (or is replaced) goes with them: it is never
+        // held without a serving target.
+        let going = |r: &String| delta.removed_resources.contains(r);
+        let released: Vec<String> = running
+            .addresses
+            .iter()
+            .filter(|a| !a.resources.is_empty() && a.resources.iter().all(going))
+            .map(|a| a.address.to_string())
+            .collect();
         let mut gone = state.clone();
         gone.authority = Authority::Secondary;
-        gone.resources
-            .retain(|n, _| delta.removed_resources.contains(n));
+        gone.resources.retain(|n, _| going(n));
         gone.addresses
-            .retain(|n, _| delta.removed_addresses.contains(n));
+            .retain(|n, _| delta.removed_addresses.contains(n) || released.contains(n));
         let mut removal = Handled::default();
         if let Ok(mut plan) = gone.diff() {
-            plan.steps.retain(|s| s.stage != crate::fsm::Stage::DrbdUp);
+            // A replaced resource's DRBD device is the same (refused above otherwise): it stays
+            // Primary and only its target is served again.
+            plan.steps.retain(|s| {
+                s.stage != crate::fsm::Stage::DrbdUp
+                    && !(s.stage == crate::fsm::Stage::DrbdSecondary
+                        && replaced.contains(&&s.object))
+            });
             if !plan.steps.is_empty() {
                 let (outcome, record) = self.exec.run(plan).await;
                 crate::record::keep(&mut self.records, record.clone(), KEEP_TRANSITIONS);
                 removal.transitions.push(record);
                 if let Some((step, reason)) = outcome.failed {
+                    if let Some(f) = &self.follow {
+                        f.commit(running);
+                    }
                     // Serve what the running config says again.
                     self.observe().await;
                     return Err(format!("{step} failed: {reason}"));
@@ -565,6 +590,9 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         }
         let new = std::sync::Arc::new(new);
         self.exec.set_config(new.clone());
+        if let Some(f) = &self.follow {
+            f.commit(new.clone());
+        }
         let mut fresh = State::new(&new);
         for (name, r) in fresh.resources.iter_mut() {
             if let (Some(old), false) = (
@@ -577,7 +605,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         for (name, a) in fresh.addresses.iter_mut() {
             if let (Some(old), false) = (
                 state.addresses.get(name),
-                delta.added_addresses.contains(name),
+                delta.added_addresses.contains(name) || released.contains(name),
             ) {
                 a.held = old.held;
                 a.link_down = old.link_down;
@@ -599,7 +627,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             // Events, alerts and metrics see the demote of what was removed.
             self.tell(&removal);
         }
-        if !delta.adds() {
+        if !delta.adds() && released.is_empty() {
             return Ok(None);
         }
         let handled = self.observe().await;
@@ -751,6 +779,31 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             *backoff = RETRY_FIRST;
         }
     }
+}
+
+/// Refuses replacing a resource whose DRBD device is up with another device
+/// ([`crate::config::reload::drbd_changes`]), naming the resource and the keys.
+fn refuse_drbd_changes(
+    running: &Config,
+    new: &Config,
+    state: &State,
+    replaced: &[&String],
+) -> Result<(), String> {
+    for name in replaced {
+        let (Some(old), Some(now)) = (running.resource(name), new.resource(name)) else {
+            continue;
+        };
+        let keys = crate::config::reload::drbd_changes(old, now);
+        let up = state.resources.get(*name).is_some_and(|r| r.view.drbd.up);
+        if up && !keys.is_empty() {
+            return Err(format!(
+                "{name}: {} would change its DRBD device, which is up: remove {name} in one \
+                 reload, change its device with DRBD's tools, then add it in another",
+                keys.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The answer to a request that started no transition: what a maintenance switch changed.

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
-use super::{Drbd, Generations};
+use super::{ConfigFeed, Drbd, Generations};
 use crate::config::{Config, Manage, Resource};
 use crate::error::BackendError;
 use crate::fsm::{
@@ -82,17 +82,20 @@ impl NetlinkDrbd {
         &self.handle
     }
 
-    /// Follow DRBD's events and send one [`Event::Drbd`] per state change of a configured
-    /// resource; after a lost burst, re-read every resource. Equivalent to
-    /// `drbdsetup-84 events all`. Subscribes before reading so nothing is missed.
+    /// Follow DRBD's events and send one [`Event::Drbd`] per state change of a resource of
+    /// the current config (`config` follows reloads); after a lost burst, re-read every
+    /// resource. Equivalent to `drbdsetup-84 events all`. Subscribes before reading so nothing
+    /// is missed.
     pub async fn watch(
         self,
-        config: &Config,
+        config: ConfigFeed,
         tx: UnboundedSender<Event>,
     ) -> Result<(), BackendError> {
         let mut events = self.handle.events().await.map_err(err)?;
-        self.resync(config, &tx).await;
+        let first = config.borrow().clone();
+        self.resync(&first, &tx).await;
         while let Some(item) = events.next().await {
+            let config = config.borrow().clone();
             match item {
                 Ok(DrbdEvent::Device { status, .. }) => {
                     let Some(res) = config.resources.iter().find(|r| {
@@ -132,7 +135,7 @@ impl NetlinkDrbd {
                 Ok(_) => {}
                 Err(e) => {
                     warn!(error = %e, "DRBD event lost; re-reading state");
-                    self.resync(config, &tx).await;
+                    self.resync(&config, &tx).await;
                 }
             }
         }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
 use super::drbd::{ManagedOptions, NetlinkDrbd};
-use super::{Drbd, Generations};
+use super::{ConfigFeed, Drbd, Generations};
 use crate::config::{Config, Manage, Resource};
 use crate::error::BackendError;
 use crate::fsm::{
@@ -489,29 +489,36 @@ impl Netlink9Drbd {
         })
     }
 
-    /// Follows DRBD 9's events2 stream and sends one [`Event::Drbd`] per change of a configured
-    /// resource (views kept from the events' full state sets); re-reads everything after a lost
-    /// burst. Equivalent to `drbdsetup events2 all`. Subscribes before reading.
+    /// Follows DRBD 9's events2 stream and sends one [`Event::Drbd`] per change of a resource
+    /// of the current config (`config` follows reloads; views kept from the events' full state
+    /// sets); re-reads everything after a lost burst. Equivalent to `drbdsetup events2 all`.
+    /// Subscribes before reading.
     pub async fn watch(
         self,
-        config: &Config,
+        config: ConfigFeed,
         tx: UnboundedSender<Event>,
     ) -> Result<(), BackendError> {
         let mut events = self.handle.events().await.map_err(err)?;
         let mut known = std::collections::HashMap::new();
-        self.resync(config, &tx, &mut known).await;
+        let first = config.borrow().clone();
+        self.resync(&first, &tx, &mut known).await;
         while let Some(item) = events.next().await {
+            let config = config.borrow().clone();
             let e = match item {
                 Ok(e) => e,
                 Err(e) => {
                     warn!(error = %e, "DRBD 9 event lost; re-reading state");
-                    self.resync(config, &tx, &mut known).await;
+                    self.resync(&config, &tx, &mut known).await;
                     continue;
                 }
             };
-            let Some(res) =
-                resource_of(&e).and_then(|n| config.resources.iter().find(|r| r.name == n))
-            else {
+            let Some(name) = resource_of(&e) else {
+                continue;
+            };
+            let Some(res) = config.resources.iter().find(|r| r.name == name) else {
+                // Not followed (a reload removed it): what is known goes stale, so a reload
+                // adding it again reads it whole.
+                known.remove(name);
                 continue;
             };
             if let Object::Helper { name, .. } = &e.object {
@@ -695,7 +702,7 @@ impl AnyDrbd {
     /// Follows the kernel's events (see [`NetlinkDrbd::watch`], [`Netlink9Drbd::watch`]).
     pub async fn watch(
         self,
-        config: &Config,
+        config: ConfigFeed,
         tx: UnboundedSender<Event>,
     ) -> Result<(), BackendError> {
         match self {

@@ -18,6 +18,16 @@ pub mod memory;
 pub mod target;
 pub mod vip;
 
+/// The running config as the watches follow it: a reload sends the new one, and each watch
+/// reads the current one at every event, so added resources are reported and removed ones are
+/// not (`daemon::follow`).
+pub type ConfigFeed = tokio::sync::watch::Receiver<std::sync::Arc<crate::config::Config>>;
+
+/// A feed that stays at `config` (for a watch outside a daemon that reloads).
+pub fn fixed(config: &crate::config::Config) -> ConfigFeed {
+    tokio::sync::watch::channel(std::sync::Arc::new(config.clone())).1
+}
+
 /// A DRBD resource's role and bring-up.
 pub trait Drbd: Send + Sync {
     /// Read the resource's state; equivalent to `drbdsetup-84 status RES` (8.4: `cat /proc/drbd`).

@@ -24,7 +24,7 @@ use tgt_ipc::{ServeSpec, Served, SetState, TgtClient, TgtErrno, TgtError};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
 
-use super::Target;
+use super::{ConfigFeed, Target};
 use crate::config::{Config, Resource};
 use crate::dirwatch::{DirWatch, WatchMask};
 use crate::error::BackendError;
@@ -173,11 +173,12 @@ impl TgtTarget {
         Some(out)
     }
 
-    /// Report every target whenever tgtd starts or dies (see the module docs), and whatever
-    /// changed since the last report every `timeouts.tgt_check_ms` of `config` (never when 0).
+    /// Report every target of the current config (`config` follows reloads) whenever tgtd
+    /// starts or dies (see the module docs), and whatever changed since the last report every
+    /// `timeouts.tgt_check_ms` of the startup config (never when 0).
     pub async fn watch(
         self,
-        config: &Config,
+        config: ConfigFeed,
         tx: UnboundedSender<Event>,
     ) -> Result<(), BackendError> {
         let path = self.client.path().to_path_buf();
@@ -205,7 +206,7 @@ impl TgtTarget {
         // After a restart: since when, and which targets must be served before `ready`.
         let mut held: Option<(Instant, Vec<String>)> = None;
         let mut socket = socket_identity(&path);
-        let check = config.timeouts.tgt_check_ms;
+        let check = config.borrow().timeouts.tgt_check_ms;
         let mut tick = tokio::time::interval(Duration::from_millis(check.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -249,7 +250,14 @@ impl TgtTarget {
             let Some(before) = self.changes.quiet() else {
                 continue;
             };
-            let Some(views) = self.views(config).await else {
+            let config = config.borrow().clone();
+            // A target a reload removed is neither reported nor awaited after a restart.
+            let followed = |n: &String| config.resources.iter().any(|r| &r.name == n);
+            last.retain(|n, _| followed(n));
+            if let Some((_, want)) = &mut held {
+                want.retain(|n| followed(n));
+            }
+            let Some(views) = self.views(&config).await else {
                 continue;
             };
             if self.changes.quiet() != Some(before) {

@@ -20,8 +20,10 @@
 //! (docs/takeover.md).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{AbortHandle, BoxStream};
 use futures::StreamExt;
 use ipnet::IpNet;
 use tokio::sync::mpsc::UnboundedSender;
@@ -34,12 +36,76 @@ use crate::config::{Address as AddressConfig, Config};
 use crate::error::BackendError;
 use crate::fsm::Event;
 
-/// The floating addresses of a config.
+/// The floating addresses of a config, one handle each; a reload adds handles
+/// ([`NetlinkAddress::add_missing`]) and drops them ([`NetlinkAddress::retain`]), and the watch
+/// follows.
 #[derive(Debug)]
 pub struct NetlinkAddress {
-    vips: BTreeMap<IpNet, Mutex<Vip>>,
-    /// The probe started for each address, until its claim (or release).
-    probes: BTreeMap<IpNet, Mutex<Option<ProbeSession>>>,
+    handles: std::sync::Mutex<Handles>,
+}
+
+/// An address and the interface it floats on: a changed interface is another handle (the old
+/// one releases the address, the new one claims it).
+type Key = (IpNet, String);
+
+/// One address's events in the watch; `None` last when its stream ended by itself.
+type Watched = BoxStream<'static, (Key, Option<VipEvent>)>;
+
+#[derive(Debug, Default)]
+struct Handles {
+    by_key: BTreeMap<Key, Arc<Handle>>,
+    /// The running watch's inbox for the streams of addresses added later.
+    watch: Option<UnboundedSender<Watched>>,
+}
+
+/// One address: its `vip` handle, its started probe, its stream in the watch.
+#[derive(Debug)]
+struct Handle {
+    vip: Mutex<Vip>,
+    /// The probe started for it, until its claim (or release).
+    probe: Mutex<Option<ProbeSession>>,
+    /// Ends its stream in the watch when the handle goes.
+    watched: std::sync::Mutex<Option<AbortHandle>>,
+}
+
+impl Handle {
+    fn new(a: &AddressConfig) -> Result<Handle, BackendError> {
+        let (ip, prefix) = (a.address.addr(), a.address.prefix_len());
+        Ok(Handle {
+            vip: Mutex::new(Vip::new(a.interface.clone(), ip, prefix).map_err(err)?),
+            probe: Mutex::new(None),
+            watched: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Its events for the watch (subscribed now: nothing later is missed).
+    async fn subscribe(&self, key: &Key) -> Result<Watched, BackendError> {
+        let w = self.vip.lock().await.watch().await.map_err(err)?;
+        let (k, end) = (key.clone(), key.clone());
+        let events = w
+            .map(move |ev| (k.clone(), Some(ev)))
+            .chain(futures::stream::once(async move { (end, None) }));
+        let (events, stop) = futures::stream::abortable(events);
+        *lock(&self.watched) = Some(stop);
+        Ok(events.boxed())
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Some(stop) = lock(&self.watched).take() {
+            stop.abort();
+        }
+    }
+}
+
+/// A std mutex's guard; a panic elsewhere while holding it leaves plain data, still usable.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn key(a: &AddressConfig) -> Key {
+    (a.address, a.interface.clone())
 }
 
 /// A started probe older than this is dropped and the claim probes again (a promote takes
@@ -71,53 +137,97 @@ fn options(a: &AddressConfig) -> ClaimOptions {
 impl NetlinkAddress {
     /// One handle per configured address. Must run inside a tokio runtime.
     pub fn new(config: &Config) -> Result<NetlinkAddress, BackendError> {
-        let mut vips = BTreeMap::new();
+        let mut handles = Handles::default();
         for a in &config.addresses {
-            let (ip, prefix) = (a.address.addr(), a.address.prefix_len());
-            let v = Vip::new(a.interface.clone(), ip, prefix).map_err(err)?;
-            vips.insert(a.address, Mutex::new(v));
+            handles.by_key.insert(key(a), Arc::new(Handle::new(a)?));
         }
-        let probes = config
-            .addresses
-            .iter()
-            .map(|a| (a.address, Mutex::new(None)))
-            .collect();
-        Ok(NetlinkAddress { vips, probes })
+        Ok(NetlinkAddress {
+            handles: std::sync::Mutex::new(handles),
+        })
     }
 
-    fn probe_slot(&self, a: &AddressConfig) -> Result<&Mutex<Option<ProbeSession>>, BackendError> {
-        self.probes
-            .get(&a.address)
+    /// Before a reload: a handle for each address of `config` that has none yet (a new
+    /// address, or one on another interface), followed by the running watch from now on.
+    /// Nothing is added or claimed.
+    ///
+    /// # Errors
+    /// [`BackendError::Vip`] when a handle cannot be made or, with a watch running, its
+    /// interface does not exist ([`VipError::UnknownInterface`]); the handles made before
+    /// stay until [`NetlinkAddress::retain`].
+    pub async fn add_missing(&self, config: &Config) -> Result<(), BackendError> {
+        for a in &config.addresses {
+            let k = key(a);
+            if lock(&self.handles).by_key.contains_key(&k) {
+                continue;
+            }
+            let h = Arc::new(Handle::new(a)?);
+            let inbox = lock(&self.handles).watch.clone();
+            if let Some(inbox) = inbox {
+                let events = h.subscribe(&k).await?;
+                // The watch ended: nothing follows any address any more (logged there).
+                let _ = inbox.send(events);
+            }
+            lock(&self.handles).by_key.insert(k, h);
+        }
+        Ok(())
+    }
+
+    /// After a reload: only the handles of `config`'s addresses are kept; the others (released
+    /// by the reload's demote) are dropped and leave the watch.
+    pub fn retain(&self, config: &Config) {
+        let keep: Vec<Key> = config.addresses.iter().map(key).collect();
+        lock(&self.handles).by_key.retain(|k, _| keep.contains(k));
+    }
+
+    fn handle(&self, a: &AddressConfig) -> Result<Arc<Handle>, BackendError> {
+        lock(&self.handles)
+            .by_key
+            .get(&key(a))
+            .cloned()
             .ok_or_else(|| BackendError::Failed(format!("{} is not configured", a.address)))
     }
 
     /// The started probe of `a`, unless it is too old to trust.
     async fn take_probe(&self, a: &AddressConfig) -> Result<Option<ProbeSession>, BackendError> {
-        let s = self.probe_slot(a)?.lock().await.take();
+        let s = self.handle(a)?.probe.lock().await.take();
         Ok(s.filter(|s| s.started().elapsed() < PROBE_MAX_AGE))
-    }
-
-    fn vip(&self, a: &AddressConfig) -> Result<&Mutex<Vip>, BackendError> {
-        self.vips
-            .get(&a.address)
-            .ok_or_else(|| BackendError::Failed(format!("{} is not configured", a.address)))
     }
 
     /// Report additions and removals of every address as [`Event::Address`] and its link going
     /// down or coming back as [`Event::Link`] (equivalent to `ip monitor link address`): the
     /// state machine restores an address removed by hand and claims one that waited for its
     /// link. A held address's announcements follow the link inside `vip` (a fresh burst when
-    /// it comes back or its MAC changes).
+    /// it comes back or its MAC changes). Addresses a reload adds are followed from their
+    /// [`NetlinkAddress::add_missing`], removed ones no more after [`NetlinkAddress::retain`].
     pub async fn watch(&self, tx: UnboundedSender<Event>) -> Result<(), BackendError> {
-        let mut streams = Vec::new();
-        for (&net, v) in &self.vips {
-            let w = v.lock().await.watch().await.map_err(err)?;
-            streams.push(w.map(move |ev| (net, ev)));
+        let (inbox_tx, mut inbox) = tokio::sync::mpsc::unbounded_channel();
+        let existing: Vec<(Key, Arc<Handle>)> = {
+            let mut h = lock(&self.handles);
+            h.watch = Some(inbox_tx);
+            h.by_key
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let mut all = futures::stream::SelectAll::new();
+        for (k, h) in existing {
+            all.push(h.subscribe(&k).await?);
         }
-        let mut all = futures::stream::select_all(streams);
-        while let Some((net, ev)) = all.next().await {
+        loop {
+            let (k, ev) = tokio::select! {
+                Some(events) = inbox.recv() => {
+                    all.push(events);
+                    continue;
+                }
+                Some(item) = all.next(), if !all.is_empty() => item,
+                else => break,
+            };
             // Events name the address in its canonical spelling, as plans and status do.
-            let address = net.to_string();
+            let address = k.0.to_string();
+            let Some(ev) = ev else {
+                warn!(%address, "address watch ended: changes to it are not seen");
+                continue;
+            };
             let held = match ev {
                 VipEvent::Added => true,
                 VipEvent::Removed => false,
@@ -133,10 +243,10 @@ impl NetlinkAddress {
                 }
                 // A lost burst (overrun): read the truth again.
                 VipEvent::Overrun => {
-                    let Some(v) = self.vips.get(&net) else {
+                    let Some(h) = lock(&self.handles).by_key.get(&k).cloned() else {
                         continue;
                     };
-                    let v = v.lock().await;
+                    let v = h.vip.lock().await;
                     match (v.is_held().await, v.link_up().await) {
                         (Ok(held), Ok(up)) => {
                             let link = Event::Link {
@@ -168,7 +278,13 @@ impl NetlinkAddress {
 
 impl Address for NetlinkAddress {
     async fn held(&self, a: &AddressConfig) -> Result<bool, BackendError> {
-        self.vip(a)?.lock().await.is_held().await.map_err(err)
+        self.handle(a)?
+            .vip
+            .lock()
+            .await
+            .is_held()
+            .await
+            .map_err(err)
     }
 
     /// Probes the link (`vip::Vip::probe`, like `arping -D -I IF ADDR`) for the configured
@@ -178,14 +294,21 @@ impl Address for NetlinkAddress {
     /// interface of this host, or the interface down/missing, is an error, which refuses the
     /// promote with that reason.
     async fn link_up(&self, a: &AddressConfig) -> Result<bool, BackendError> {
-        self.vip(a)?.lock().await.link_up().await.map_err(err)
+        self.handle(a)?
+            .vip
+            .lock()
+            .await
+            .link_up()
+            .await
+            .map_err(err)
     }
 
     async fn answered_elsewhere(&self, a: &AddressConfig) -> Result<bool, BackendError> {
         let Some(policy) = probe_policy(a) else {
             return Ok(false);
         };
-        let mut v = self.vip(a)?.lock().await;
+        let h = self.handle(a)?;
+        let mut v = h.vip.lock().await;
         if v.is_held().await.map_err(err)? {
             return Ok(false);
         }
@@ -201,17 +324,19 @@ impl Address for NetlinkAddress {
         let Some(policy) = probe_policy(a) else {
             return Ok(());
         };
-        let mut v = self.vip(a)?.lock().await;
+        let h = self.handle(a)?;
+        let mut v = h.vip.lock().await;
         if v.is_held().await.map_err(err)? {
             return Ok(());
         }
         let session = v.start_probe(&policy).await.map_err(err)?;
-        *self.probe_slot(a)?.lock().await = Some(session);
+        *h.probe.lock().await = Some(session);
         Ok(())
     }
 
     async fn probe_conflict(&self, a: &AddressConfig) -> Result<bool, BackendError> {
-        let mut slot = self.probe_slot(a)?.lock().await;
+        let h = self.handle(a)?;
+        let mut slot = h.probe.lock().await;
         match slot.as_mut() {
             Some(s) if s.started().elapsed() < PROBE_MAX_AGE => {
                 let other = s.conflict().await.map_err(err)?;
@@ -232,7 +357,8 @@ impl Address for NetlinkAddress {
     async fn claim(&self, a: &AddressConfig) -> Result<(), BackendError> {
         let opts = options(a);
         let probe = self.take_probe(a).await?;
-        let mut v = self.vip(a)?.lock().await;
+        let h = self.handle(a)?;
+        let mut v = h.vip.lock().await;
         let report = match probe {
             Some(p) => v.claim_probed(p, &opts).await,
             None => v.claim(&opts).await,
@@ -273,7 +399,8 @@ impl Address for NetlinkAddress {
 
     async fn release(&self, a: &AddressConfig) -> Result<(), BackendError> {
         self.take_probe(a).await?;
-        self.vip(a)?
+        self.handle(a)?
+            .vip
             .lock()
             .await
             .release()

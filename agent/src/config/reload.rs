@@ -122,6 +122,22 @@ impl Reload {
     }
 }
 
+/// The keys of a resource that make its DRBD device (`minor`, `mode`, `manage`, `volume`)
+/// differing between `old` and `new`: the agent cannot change them under an up device (it
+/// would configure a second device or leave the running one as it is), so a reload replacing
+/// a resource whose DRBD device is up refuses these (docs in `agent/README.md`).
+pub fn drbd_changes(old: &super::Resource, new: &super::Resource) -> Vec<&'static str> {
+    [
+        ("minor", old.minor != new.minor),
+        ("mode", old.mode != new.mode),
+        ("manage", old.manage != new.manage),
+        ("volume", old.volumes != new.volumes),
+    ]
+    .into_iter()
+    .filter_map(|(k, changed)| changed.then_some(k))
+    .collect()
+}
+
 /// Compares the running config with a new, already validated one.
 pub fn compare(running: &Config, new: &Config) -> Reload {
     let (mut a, mut b) = (

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use super::follow::Follow;
 use super::Daemon;
 use crate::backend::drbd9::AnyDrbd;
 #[cfg(feature = "simulate")]
@@ -39,18 +40,20 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     }
     let target = TgtTarget::new(&cfg.sockets.tgtd, timeout);
     let address = Arc::new(NetlinkAddress::new(&cfg).context("floating addresses")?);
+    // The watches and address handles follow each reload.
+    let follow = Follow::new(cfg.clone(), Some(address.clone()));
     {
-        let (drbd, cfg, tx) = (drbd.clone(), cfg.clone(), ev_tx.clone());
+        let (drbd, feed, tx) = (drbd.clone(), follow.feed(), ev_tx.clone());
         tokio::spawn(async move {
-            if let Err(e) = drbd.watch(&cfg, tx).await {
+            if let Err(e) = drbd.watch(feed, tx).await {
                 tracing::error!(error = %e, "DRBD event watch ended");
             }
         });
     }
     {
-        let (target, cfg, tx) = (target.clone(), cfg.clone(), ev_tx.clone());
+        let (target, feed, tx) = (target.clone(), follow.feed(), ev_tx.clone());
         tokio::spawn(async move {
-            if let Err(e) = target.watch(&cfg, tx).await {
+            if let Err(e) = target.watch(feed, tx).await {
                 tracing::error!(error = %e, "tgtd watch ended");
             }
         });
@@ -65,7 +68,7 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     }
     let metrics = crate::metrics::start(&cfg, drbd.clone()).await?;
     let exec = Executor::new(cfg.clone(), drbd, target, address);
-    serve(cfg, socket, exec, ev_tx, ev_rx, metrics, false).await
+    serve(cfg, socket, exec, ev_tx, ev_rx, metrics, Some(follow)).await
 }
 
 /// The daemon over in-memory backends (`--simulate`).
@@ -75,7 +78,7 @@ pub async fn simulated(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> 
     let mem = Memory::healthy_secondary(&cfg).with_events(ev_tx.clone());
     let metrics = crate::metrics::start(&cfg, mem.clone()).await?;
     let exec = Executor::new(cfg.clone(), mem.clone(), mem.clone(), mem);
-    serve(cfg, socket, exec, ev_tx, ev_rx, metrics, true).await
+    serve(cfg, socket, exec, ev_tx, ev_rx, metrics, None).await
 }
 
 async fn serve<D: Drbd, T: Target, A: Address>(
@@ -85,7 +88,7 @@ async fn serve<D: Drbd, T: Target, A: Address>(
     ev_tx: UnboundedSender<Event>,
     ev_rx: UnboundedReceiver<Event>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
-    adds_live: bool,
+    follow: Option<Follow>,
 ) -> anyhow::Result<()> {
     let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(16);
     let bus = crate::events::EventBus::default();
@@ -113,9 +116,8 @@ async fn serve<D: Drbd, T: Target, A: Address>(
         }
     });
     let mut d = Daemon::new(exec).with_monitor(crate::events::EventsMonitor::new(bus));
-    if !adds_live {
-        // The DRBD and tgtd watches and the address handles are built from the startup config.
-        d = d.without_live_additions();
+    if let Some(f) = follow {
+        d = d.following(f);
     }
     if let Some(m) = metrics {
         d = d.with_monitor(crate::metrics::MetricsMonitor(m));

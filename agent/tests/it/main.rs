@@ -27,6 +27,7 @@ mod observe_retry;
 mod ocf;
 mod pool_conf;
 mod reload;
+mod reload_live;
 mod reload_tgtd;
 mod stale_data;
 mod status_truth;

@@ -22,7 +22,7 @@ use test_support::prereq::Prereqs;
 
 const CONTROL_PORT: u16 = 8;
 
-fn resource(dir: &Path, name: &str, tid: u32) -> String {
+pub(crate) fn resource(dir: &Path, name: &str, tid: u32) -> String {
     let backing = dir.join(format!("{name}.img"));
     std::fs::File::create(&backing)
         .and_then(|f| f.set_len(8 << 20))

@@ -156,7 +156,7 @@ impl Setup {
     fn watch(&self) -> UnboundedReceiver<Event> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (t, c) = (self.target.clone(), self.cfg.clone());
-        tokio::spawn(async move { t.watch(&c, tx).await });
+        tokio::spawn(async move { t.watch(agent::backend::fixed(&c), tx).await });
         rx
     }
 

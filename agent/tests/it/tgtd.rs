@@ -90,7 +90,7 @@ async fn serve_restart_and_stop_on_real_tgtd() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     {
         let (t, c) = (target.clone(), cfg.clone());
-        tokio::spawn(async move { t.watch(&c, tx).await });
+        tokio::spawn(async move { t.watch(agent::backend::fixed(&c), tx).await });
     }
     let mem = Memory::healthy_secondary(&cfg);
     let mut d = Daemon::new(Executor::new(cfg.clone(), mem.clone(), target.clone(), mem));

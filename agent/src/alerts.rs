@@ -161,7 +161,16 @@ fn credentials(path: &Path) -> Result<Credentials, AlertError> {
 
 /// Sends alerts for the events it follows.
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// Built at the first alert: with STARTTLS that loads the system's root certificates, time
+    /// and memory a starting or idle agent does not need.
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    /// What the transport is built from, checked by [`Mailer::new`].
+    server: String,
+    port: u16,
+    starttls: bool,
+    /// The extra CA certificate (PEM), already parsed once.
+    ca_pem: Option<Vec<u8>>,
+    credentials: Option<Credentials>,
     from: Mailbox,
     to: Vec<Mailbox>,
     prefix: String,
@@ -181,39 +190,34 @@ impl std::fmt::Debug for Mailer {
 }
 
 impl Mailer {
-    /// Set up the transport (nothing is sent or connected yet); reads the credentials and CA
-    /// files.
+    /// Check the settings and read the credentials and CA files; nothing is sent or connected,
+    /// and the transport is built at the first alert ([`Mailer::transport`]).
     pub fn new(e: &EmailConfig) -> Result<Mailer, AlertError> {
         let invalid = |key, reason: String| AlertError::Invalid { key, reason };
         validate(e).map_err(|(_, reason)| invalid("to/from", reason))?;
-        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(e.server.as_str())
-            .port(e.port)
-            .timeout(Some(Duration::from_secs(30)));
-        if e.starttls {
-            let mut tls = TlsParameters::builder(e.server.clone());
-            if let Some(ca) = &e.ca_file {
+        let ca_pem = match (&e.ca_file, e.starttls) {
+            (Some(ca), true) => {
                 let pem = std::fs::read(ca).map_err(|source| AlertError::Read {
                     path: ca.clone(),
                     source,
                 })?;
-                let cert = Certificate::from_pem(&pem)
-                    .map_err(|err| invalid("ca_file", err.to_string()))?;
-                tls = tls.add_root_certificate(cert);
+                Certificate::from_pem(&pem).map_err(|err| invalid("ca_file", err.to_string()))?;
+                Some(pem)
             }
-            let tls = tls
-                .build_rustls()
-                .map_err(|err| invalid("starttls", err.to_string()))?;
-            b = b.tls(Tls::Required(tls));
-        }
-        if let Some(path) = &e.credentials {
-            b = b.credentials(credentials(path)?);
-        }
+            _ => None,
+        };
+        let credentials = e.credentials.as_deref().map(credentials).transpose()?;
         let parse = |s: &str| {
             s.parse::<Mailbox>()
                 .map_err(|err| invalid("to", err.to_string()))
         };
         Ok(Mailer {
-            transport: b.build(),
+            transport: None,
+            server: e.server.clone(),
+            port: e.port,
+            starttls: e.starttls,
+            ca_pem,
+            credentials,
             from: parse(&e.from)?,
             to: e.to.iter().map(|t| parse(t)).collect::<Result<_, _>>()?,
             prefix: e.subject_prefix.clone(),
@@ -252,13 +256,58 @@ impl Mailer {
         }
     }
 
-    async fn send(&self, subject: &str, body: String) -> Result<(), String> {
+    /// The SMTP transport, built on first use (with STARTTLS: the system's root certificates
+    /// plus `ca_file`).
+    ///
+    /// # Errors
+    /// The TLS setup failed (no usable root certificate, say).
+    pub fn transport(&mut self) -> Result<&AsyncSmtpTransport<Tokio1Executor>, AlertError> {
+        let t = match self.transport.take() {
+            Some(t) => t,
+            None => self.build()?,
+        };
+        Ok(self.transport.insert(t))
+    }
+
+    fn build(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, AlertError> {
+        {
+            let mut b =
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(self.server.as_str())
+                    .port(self.port)
+                    .timeout(Some(Duration::from_secs(30)));
+            if self.starttls {
+                let invalid = |key, err: lettre::transport::smtp::Error| AlertError::Invalid {
+                    key,
+                    reason: err.to_string(),
+                };
+                let mut tls = TlsParameters::builder(self.server.clone());
+                if let Some(pem) = &self.ca_pem {
+                    let cert = Certificate::from_pem(pem).map_err(|e| invalid("ca_file", e))?;
+                    tls = tls.add_root_certificate(cert);
+                }
+                let tls = tls.build_rustls().map_err(|e| invalid("starttls", e))?;
+                b = b.tls(Tls::Required(tls));
+            }
+            if let Some(c) = &self.credentials {
+                b = b.credentials(c.clone());
+            }
+            Ok(b.build())
+        }
+    }
+
+    /// Whether the transport has been built (by the first alert).
+    pub fn transport_built(&self) -> bool {
+        self.transport.is_some()
+    }
+
+    async fn send(&mut self, subject: &str, body: String) -> Result<(), String> {
         let mut m = Message::builder().from(self.from.clone()).subject(subject);
         for t in &self.to {
             m = m.to(t.clone());
         }
         let msg = m.body(body).map_err(|e| e.to_string())?;
-        self.transport
+        self.transport()
+            .map_err(|e| e.to_string())?
             .send(msg)
             .await
             .map(|_| ())

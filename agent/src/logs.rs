@@ -7,6 +7,7 @@
 //! a service inherits it with another stderr.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -47,4 +48,24 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// Time since this process was started by `exec`: its start time in `/proc/self/stat` (field
+/// 22, clock ticks after boot; `USER_HZ` is 100 on Linux, so a 10 ms grain) against
+/// `CLOCK_BOOTTIME`, the clock that start time is counted on (`proc_pid_stat(5)`). `None` when
+/// either cannot be read. The start-up log lines carry it (`since_exec_ms`) so the time from
+/// exec to serving can be read from the log alone, the loading of the binary included.
+pub fn since_exec() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Field 2, the command name in parentheses, may hold spaces: count from after it.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after_comm.split_whitespace().nth(19)?.parse().ok()?;
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let now = Duration::new(u64::try_from(now.tv_sec()).ok()?, now.tv_nsec() as u32);
+    Some(now.saturating_sub(Duration::from_millis(ticks * 10)))
+}
+
+/// [`since_exec`] in milliseconds, 0 when unknown (for log fields).
+pub fn since_exec_ms() -> u64 {
+    since_exec().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -279,8 +279,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Cmd::Daemon { simulate } => {
+            let at_main = agent::logs::since_exec_ms();
             agent::logs::init();
+            let logging = agent::logs::since_exec_ms();
             let cfg = Arc::new(Config::load(&cli.config)?);
+            tracing::info!(
+                at_main,
+                logging,
+                since_exec_ms = agent::logs::since_exec_ms(),
+                "configuration loaded"
+            );
             let socket = cli
                 .socket
                 .clone()

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::daemon::Handled;
 use crate::fsm::{Action, Authority, State};
@@ -20,6 +20,8 @@ use crate::status::Status;
 #[derive(Debug, Default)]
 pub struct Notify {
     ready: bool,
+    /// Converged once since start (logged with the time since exec).
+    converged: bool,
     last_status: String,
     watchdog: Option<Duration>,
 }
@@ -101,6 +103,13 @@ impl Monitor for Notify {
     fn handled(&mut self, state: &State, status: &Status, handled: &Handled) {
         let line = status_line(status, handled);
         let ready = !self.ready && state.observed;
+        if ready {
+            info!(since_exec_ms = crate::logs::since_exec_ms(), status = %line, "ready");
+        }
+        if !self.converged && status.converged {
+            self.converged = true;
+            info!(since_exec_ms = crate::logs::since_exec_ms(), status = %line, "converged since start");
+        }
         if !ready && line == self.last_status {
             return;
         }

@@ -36,7 +36,8 @@ pub fn report(path: &Path) -> anyhow::Result<Report> {
         .into());
     }
     if let Some(e) = &cfg.alerts.email {
-        crate::alerts::Mailer::new(e)?;
+        // The daemon builds the transport at the first alert; the check builds it now.
+        crate::alerts::Mailer::new(e)?.transport()?;
     }
     for r in &cfg.resources {
         if let Some(c) = &r.target.chap {

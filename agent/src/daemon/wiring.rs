@@ -31,7 +31,11 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
         anyhow::bail!("config: {key}: {why}");
     }
     let drbd = AnyDrbd::connect().await.context("DRBD netlink family")?;
-    tracing::info!(drbd = drbd.version(), "DRBD netlink API");
+    tracing::info!(
+        drbd = drbd.version(),
+        since_exec_ms = crate::logs::since_exec_ms(),
+        "DRBD netlink API"
+    );
     drbd.check_config(&cfg).context("config")?;
     let timeout = std::time::Duration::from_millis(cfg.timeouts.tgtd_ms);
     let tgt_conf = std::path::Path::new(crate::backend::target::TGT_CONF);
@@ -98,7 +102,12 @@ async fn serve<D: Drbd, T: Target, A: Address>(
         tokio::spawn(mailer.run(bus.subscribe()));
         tracing::info!(server = %e.server, to = e.to.join(", "), "mail alerts on");
     }
-    tracing::info!(socket = %socket.display(), node = %cfg.node, "control socket ready");
+    tracing::info!(
+        socket = %socket.display(),
+        node = %cfg.node,
+        since_exec_ms = crate::logs::since_exec_ms(),
+        "control socket ready"
+    );
     if let RoleSource::PoolConf { path } = &cfg.role {
         let watch = PoolConfWatch::new(path)?;
         let tx = ev_tx.clone();

@@ -30,6 +30,7 @@ mod reload;
 mod reload_live;
 mod reload_tgtd;
 mod stale_data;
+mod startup;
 mod status_truth;
 mod systemd;
 mod systemd_unit;

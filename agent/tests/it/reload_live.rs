@@ -6,7 +6,8 @@
 //! address the whole time, a reload adds `r1` with its own address: its target answers an
 //! inquiry through the new address, and both watches follow it (the address deleted by hand and
 //! the target deleted by hand come back); a second reload removes them again: target and
-//! address gone. `r0` keeps its very session (same TSIH) and the reader never fails.
+//! address gone. An added address on an interface that does not exist is refused. `r0` keeps
+//! its very session (same TSIH) and the reader never fails.
 //! Needs root, `ip`, `tgtd`, `tgtadm`, `iscsi-perf` and `iscsi-inq`: skipped without them, a
 //! failure with CI=true.
 
@@ -198,6 +199,21 @@ async fn run(cli: String) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let reading = |perf: &mut Kill| perf.0.try_wait().expect("wait").is_none();
+
+    // An added address on an interface that does not exist: refused, nothing changed.
+    let nowhere = address("10.99.0.12/24", "r0").replace("\"v0\"", "\"v9\"");
+    write(format!("{head}{r0}{a0}{nowhere}"));
+    let r = d.request(Request::Reload).await;
+    assert!(!r.ok, "{}", r.message);
+    assert!(
+        r.message.contains("running configuration kept") && r.message.contains("v9"),
+        "{}",
+        r.message
+    );
+    let status = r.status.expect("status");
+    assert_eq!(status.reload_refused.as_deref(), Some(r.message.as_str()));
+    assert_eq!(status.config_fingerprint, cfg.fingerprint());
+    assert!(held_on_v0(A0));
 
     // Added: r1 served and reached through its new address.
     write(format!("{head}{r0}{r1}{a0}{a1}"));

@@ -210,17 +210,91 @@ pub struct DrbdResource {
     pub protocol: Option<String>,
     /// The `on` sections.
     pub hosts: Vec<DrbdHost>,
-    /// `volume` sections (the agent serves one device per resource).
-    pub volumes: usize,
+    /// `volume N { ... }` sections, at resource level and in each `on` section.
+    pub volumes: Vec<DrbdVolume>,
+}
+
+/// A `volume N { device ...; }` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrbdVolume {
+    /// The volume number.
+    pub number: u32,
+    /// Its `device`.
+    pub device: Option<Device>,
+    /// The `volume` line.
+    pub at: Loc,
 }
 
 impl DrbdResource {
-    /// Every device this resource has (resource level and per host).
+    /// Every device this resource has (resource level, per host, per volume).
     pub fn devices(&self) -> impl Iterator<Item = &Device> {
         self.device
             .iter()
             .chain(self.hosts.iter().filter_map(|h| h.device.as_ref()))
+            .chain(self.volumes.iter().filter_map(|v| v.device.as_ref()))
     }
+
+    /// The minor of volume `number` (without volume sections, volume 0 is the resource's device).
+    pub fn volume_minor(&self, number: u32) -> Option<u32> {
+        if self.volumes.is_empty() {
+            return (number == 0)
+                .then(|| self.devices().find_map(|d| d.minor))
+                .flatten();
+        }
+        self.volumes
+            .iter()
+            .filter(|v| v.number == number)
+            .find_map(|v| v.device.as_ref().and_then(|d| d.minor))
+    }
+
+    /// The volume number and minor `path` names: udev's `/dev/drbd/by-res/NAME[/VOLUME]`, a
+    /// device path written here, or `/dev/drbdN` of one of its minors.
+    pub fn volume_of(&self, path: &str) -> Option<(u32, u32)> {
+        if let Some(rest) = path.strip_prefix("/dev/drbd/by-res/") {
+            let mut parts = rest.trim_end_matches('/').splitn(2, '/');
+            if parts.next() != Some(self.name.as_str()) {
+                return None;
+            }
+            let number = match parts.next() {
+                Some(v) => v.parse().ok()?,
+                None => 0,
+            };
+            return self.volume_minor(number).map(|m| (number, m));
+        }
+        let names = |d: &Device| {
+            d.path.as_deref() == Some(path) || (d.minor.is_some() && d.minor == minor_of_path(path))
+        };
+        let own = self
+            .device
+            .iter()
+            .chain(self.hosts.iter().filter_map(|h| h.device.as_ref()));
+        if let Some(m) = own.filter(|d| names(d)).find_map(|d| d.minor) {
+            return Some((0, m));
+        }
+        self.volumes.iter().find_map(|v| {
+            let d = v.device.as_ref().filter(|d| names(d))?;
+            d.minor.map(|m| (v.number, m))
+        })
+    }
+}
+
+fn volume(s: &Stmt, body: &[Stmt]) -> Result<DrbdVolume, ParseError> {
+    let number = match s.words.as_slice() {
+        [_, n] => n.parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| ParseError::new(s.at.clone(), "volume takes one number"))?;
+    let mut device_of = None;
+    for st in body {
+        if st.words.first().map(String::as_str) == Some("device") {
+            device_of = Some(device(&st.words[1..], &st.at)?);
+        }
+    }
+    Ok(DrbdVolume {
+        number,
+        device: device_of,
+        at: s.at.clone(),
+    })
 }
 
 fn device(words: &[String], at: &Loc) -> Result<Device, ParseError> {
@@ -310,7 +384,7 @@ pub fn resources(stmts: &[Stmt]) -> Result<Vec<DrbdResource>, ParseError> {
             meta_disk: None,
             protocol: protocol_in(b)?.or_else(|| common_protocol.clone()),
             hosts: Vec::new(),
-            volumes: 0,
+            volumes: Vec::new(),
         };
         for st in b {
             let w = st.words.first().map(String::as_str);
@@ -318,7 +392,7 @@ pub fn resources(stmts: &[Stmt]) -> Result<Vec<DrbdResource>, ParseError> {
                 (Some("device"), None) => r.device = Some(device(&st.words[1..], &st.at)?),
                 (Some("disk"), None) => r.disk = Some(arg(st)?),
                 (Some("meta-disk"), None) => r.meta_disk = st.words.get(1).cloned(),
-                (Some("volume"), Some(_)) => r.volumes += 1,
+                (Some("volume"), Some(vb)) => r.volumes.push(volume(st, vb)?),
                 (Some("on"), Some(hb)) => {
                     let mut h = DrbdHost {
                         name: st.words[1..].join(" "),
@@ -327,6 +401,12 @@ pub fn resources(stmts: &[Stmt]) -> Result<Vec<DrbdResource>, ParseError> {
                         disk: None,
                     };
                     for hs in hb {
+                        if let (Some("volume"), Some(vb)) =
+                            (hs.words.first().map(String::as_str), &hs.block)
+                        {
+                            r.volumes.push(volume(hs, vb)?);
+                            continue;
+                        }
                         match hs.words.first().map(String::as_str) {
                             Some("address") => h.address = hs.words.last().cloned(),
                             Some("device") => h.device = Some(device(&hs.words[1..], &hs.at)?),
@@ -334,7 +414,6 @@ pub fn resources(stmts: &[Stmt]) -> Result<Vec<DrbdResource>, ParseError> {
                             Some("meta-disk") if r.meta_disk.is_none() => {
                                 r.meta_disk = hs.words.get(1).cloned()
                             }
-                            Some("volume") => r.volumes += 1,
                             _ => {}
                         }
                     }
@@ -376,12 +455,31 @@ mod tests {
     }
 
     #[test]
+    fn volumes_84() {
+        let r = res(
+            "resource r0 {\n volume 0 { device /dev/drbd1 minor 1; disk /dev/sdb; }\n\
+             volume 1 { device minor 2; disk /dev/sdc; }\n on a { address 10.0.0.1:7789; }\n}\n\
+             resource r1 { on a { volume 0 { device /dev/drbd5; } volume 3 { device /dev/drbd6; } } }\n",
+        )
+        .unwrap();
+        assert_eq!(r[0].volumes.len(), 2);
+        assert_eq!(r[0].volume_of("/dev/drbd2"), Some((1, 2)));
+        assert_eq!(r[0].volume_of("/dev/drbd/by-res/r0/1"), Some((1, 2)));
+        assert_eq!(r[0].volume_of("/dev/drbd/by-res/r0"), Some((0, 1)));
+        assert_eq!(r[0].volume_of("/dev/drbd3"), None);
+        assert_eq!(r[1].volume_of("/dev/drbd6"), Some((3, 6)));
+        assert_eq!(r[1].volume_minor(0), Some(5));
+        assert_eq!(r[1].devices().count(), 2);
+    }
+
+    #[test]
     fn refusals() {
         for (s, line) in [
             ("resource r {\n device /dev/drbd1\n}", 2),
             ("resource r {\n", 1),
             ("}\n", 1),
             ("resource r { device minor x; }", 1),
+            ("resource r {\n volume x { device minor 1; }\n}", 2),
             ("include \"a\";", 1),
             ("a \"b\n;", 1),
         ] {

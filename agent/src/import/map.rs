@@ -226,12 +226,14 @@ fn backing_resource(
     let mut found: Option<(String, u32, String)> = None;
     for l in &t.luns {
         let r = match drbd {
-            Some(rs) => rs.iter().find_map(|r| {
-                let by_res = l.path.strip_prefix("/dev/drbd/by-res/").map(|p| p.split('/').next() == Some(r.name.as_str())).unwrap_or(false);
-                r.devices()
-                    .find(|d| by_res || d.path.as_deref() == Some(l.path.as_str()) || (d.minor.is_some() && d.minor == minor_of_path(&l.path)))
-                    .and_then(|d| d.minor.map(|m| (r.name.clone(), m, format!("drbd.conf {}", r.at))))
-            }),
+            // the resource's minor is volume 0's, whichever volume the LUN is on
+            Some(rs) => match rs.iter().find(|r| r.volume_of(&l.path).is_some()) {
+                None => None,
+                Some(r) => {
+                    let m = r.volume_minor(0).ok_or_else(|| ParseError::new(r.at.clone(), format!("resource {} has no volume 0 with a device minor: the agent names a resource by volume 0's minor", r.name)))?;
+                    Some((r.name.clone(), m, format!("drbd.conf {}", r.at)))
+                }
+            },
             None => match (minor_of_path(&l.path), wanted) {
                 (Some(m), Some([(n, at)])) => Some((n.clone(), m, format!("the only DRBD_RESOURCES entry ({at})"))),
                 (Some(_), Some(_)) => {
@@ -255,19 +257,18 @@ fn backing_resource(
     };
     for l in &t.luns {
         let on = match drbd {
-            Some(rs) => {
-                rs.iter().any(|r| {
-                    r.name == f.0
-                        && r.devices().any(|d| {
-                            d.path.as_deref() == Some(l.path.as_str())
-                                || d.minor == minor_of_path(&l.path)
-                        })
-                }) || l.path.starts_with(&format!("/dev/drbd/by-res/{}", f.0))
-            }
+            Some(rs) => rs
+                .iter()
+                .any(|r| r.name == f.0 && r.volume_of(&l.path).is_some()),
             None => minor_of_path(&l.path) == Some(f.1),
         };
         if !on {
-            return Err(ParseError::new(l.at.clone(), format!("{} is not on DRBD resource {} like the target's other LUNs: it would be served without replication", l.path, f.0)));
+            let hint = if drbd.is_none() {
+                " (LUNs on several volumes of one resource: give drbd.conf, --drbd, for their volume numbers)"
+            } else {
+                ""
+            };
+            return Err(ParseError::new(l.at.clone(), format!("{} is not on DRBD resource {} like the target's other LUNs: it would be served without replication{hint}", l.path, f.0)));
         }
     }
     Ok(Some(f))
@@ -306,12 +307,6 @@ fn write_resource(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        if r.volumes > 0 {
-            return Err(ParseError::new(
-                r.at.clone(),
-                "resource with volume sections: the agent serves one device per resource",
-            ));
-        }
     }
     let _ = writeln!(o.toml, "\n[resource.target]");
     o.kv("iqn", t.name.as_str(), &format!("<target> at {}", t.at));
@@ -338,10 +333,51 @@ fn write_resource(
             "tgt-admin ignores blocks other than backing-store/direct-store in a target",
         );
     }
+    let res = inp.drbd.and_then(|rs| rs.iter().find(|r| r.name == name));
+    let several = match res {
+        Some(r) => write_volumes(o, r)?,
+        None => false,
+    };
     for l in &t.luns {
-        write_lun(o, t, l, name, minor)?;
+        let volume = res.and_then(|r| r.volume_of(&l.path)).unwrap_or((0, minor));
+        write_lun(o, t, l, name, volume, several)?;
     }
     Ok(())
+}
+
+/// drbd.conf's volumes other than 0 as `[[resource.volume]]` (the agent promotes, demotes and
+/// checks every volume of the resource, as `drbdadm primary` does); whether there were any.
+fn write_volumes(o: &mut Out, r: &DrbdResource) -> Result<bool, ParseError> {
+    let mut numbers: Vec<u32> = r
+        .volumes
+        .iter()
+        .map(|v| v.number)
+        .filter(|n| *n != 0)
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    for &n in &numbers {
+        let at = r
+            .volumes
+            .iter()
+            .find(|v| v.number == n)
+            .map(|v| v.at.clone());
+        let at = at.unwrap_or_else(|| r.at.clone());
+        let minor = r.volume_minor(n).ok_or_else(|| {
+            ParseError::new(at.clone(), format!("volume {n} has no device minor"))
+        })?;
+        let _ = writeln!(
+            o.toml,
+            "\n[[resource.volume]]   # drbd.conf volume {n} at {at}"
+        );
+        o.kv("volume", i64::from(n), &format!("drbd.conf {at}"));
+        o.kv(
+            "minor",
+            i64::from(minor),
+            &format!("drbd.conf {at}: its device"),
+        );
+    }
+    Ok(!numbers.is_empty())
 }
 
 fn write_chap(o: &mut Out, inp: &Inputs<'_>, t: &TgtTarget) -> Result<(), ParseError> {
@@ -423,12 +459,15 @@ fn write_initiators(o: &mut Out, t: &TgtTarget) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// One `[[resource.lun]]`, on volume `(number, minor)` of resource `name` (`several`: the
+/// resource has volumes beyond 0, so udev's `/dev/drbd/by-res/NAME` names none of them).
 fn write_lun(
     o: &mut Out,
     t: &TgtTarget,
     l: &TgtLun,
     name: &str,
-    minor: u32,
+    (volume, minor): (u32, u32),
+    several: bool,
 ) -> Result<(), ParseError> {
     let _ = writeln!(
         o.toml,
@@ -446,9 +485,14 @@ fn write_lun(
     // minor N` is written as the kernel's /dev/drbdN, the same device
     let own = [
         format!("/dev/drbd{minor}"),
+        format!("/dev/drbd/by-res/{name}/{volume}"),
         format!("/dev/drbd/by-res/{name}"),
-        format!("/dev/drbd/by-res/{name}/0"),
     ];
+    let own = if volume == 0 && !several {
+        &own[..]
+    } else {
+        &own[..2]
+    };
     if own.contains(&l.path) {
         o.kv("device", l.path.as_str(), &l.at.to_string());
     } else {

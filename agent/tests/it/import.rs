@@ -314,7 +314,8 @@ async fn imported_targets_equal_tgt_admin() {
         assert_eq!(identity(t), identity(b), "{}", t.name);
         for l in t.luns.iter().filter(|l| l.lun != 0) {
             assert_eq!(l.backing_store_flags, "sync", "write-through");
-            for page in [None, Some("0x80"), Some("0x83")] {
+            // VPD 0x80 and 0x83: iscsi-inq reads the page code in decimal ("0x80" is page 0)
+            for page in [None, Some("128"), Some("131")] {
                 assert_eq!(
                     inquiry(port_a, &t.name, l.lun, page),
                     inquiry(port_b, &t.name, l.lun, page),
@@ -455,4 +456,137 @@ fn refusals_name_file_and_line() {
         );
         assert!(!e.contains("pw-zz9"), "{e}");
     }
+}
+
+/// One target with two backing-stores on the two volumes of one DRBD resource (drbd.conf
+/// `volume` sections, one of them in an `on` section): imported as one resource with a
+/// `[[resource.volume]]` and two LUNs, accepted by check-config, and served equal to what
+/// tgt-admin builds from the same file (identity, VPD pages 0x80 and 0x83), both LUNs listed
+/// by libiscsi's iscsi-ls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_with_two_backing_stores_on_two_volumes() {
+    if !prereqs() || which("iscsi-ls").is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "iscsi-ls missing"
+        );
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("agent-import-vol-{}-", std::process::id()))
+        .tempdir()
+        .expect("tempdir");
+    let d = dir.path();
+    for f in ["v0", "v1"] {
+        std::fs::File::create(d.join(format!("{f}.img")))
+            .and_then(|f| f.set_len(8 << 20))
+            .expect("backing file");
+    }
+    let iqn = "iqn.2026-11.test.import:vol";
+    let dd = d.display();
+    write(&d.join("iscsi-ha.conf"), "DRBD_RESOURCES=r4\n");
+    write(
+        &d.join("targets.conf"),
+        &format!(
+            "<target {iqn}>\n  <backing-store {dd}/v0.img>\n  </backing-store>\n  \
+             <backing-store {dd}/v1.img>\n    \
+             scsi_sn VOL1SN\n  </backing-store>\n  write-cache off\n</target>\n"
+        ),
+    );
+    write(
+        &d.join("drbd.conf"),
+        &format!(
+            "resource r4 {{\n  volume 0 {{ device \"{dd}/v0.img\" minor 10; disk /dev/sdb1; \
+             meta-disk internal; }}\n  on h1 {{ address 10.0.0.1:7790;\n    volume 1 {{ device \
+             \"{dd}/v1.img\" minor 11; disk /dev/sdc1; meta-disk internal; }} }}\n  \
+             on h2 {{ address 10.0.0.2:7790;\n    volume 1 {{ device \"{dd}/v1.img\" minor 11; \
+             disk /dev/sdc1; meta-disk internal; }} }}\n}}\n"
+        ),
+    );
+    for sub in ["a", "b"] {
+        std::fs::create_dir(d.join(sub)).expect("dir");
+    }
+    let (port_a, port_b) = (free_port(), free_port());
+    let tgtd_a = Tgtd::start(&d.join("a"), 7, port_a);
+    let tgtd_b = Tgtd::start(&d.join("b"), 8, port_b);
+    let client_a = wait_tgtd(&tgtd_a.socket()).await;
+    let client_b = wait_tgtd(&tgtd_b.socket()).await;
+    let out = Command::new("perl")
+        .arg(which("tgt-admin").expect("tgt-admin"))
+        .args(["-e", "-C", "8", "-c"])
+        .arg(d.join("targets.conf"))
+        .env("TGT_IPC_SOCKET", &tgtd_b.base)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .expect("tgt-admin runs");
+    assert!(out.status.success(), "tgt-admin: {out:?}");
+
+    let out_toml = d.join("out/iscsi-ha.toml");
+    std::fs::create_dir(d.join("out")).expect("out");
+    let args = ImportArgs {
+        iscsi_ha: Some(d.join("iscsi-ha.conf")),
+        local: None,
+        tgt: Some(d.join("targets.conf")),
+        drbd: Some(d.join("drbd.conf")),
+        node: Some("h1".into()),
+        output: Some(out_toml.clone()),
+    };
+    let imported = import(&args).unwrap_or_else(|e| panic!("import: {e}"));
+    let notes: Vec<String> = imported.notes.iter().map(ToString::to_string).collect();
+    eprintln!("{}\n{}", imported.toml, notes.join("\n"));
+    assert!(
+        !notes.iter().any(|n| n.contains("not imported")),
+        "{notes:#?}"
+    );
+    write_import(&imported, &out_toml).expect("write the import");
+    let check = Command::new(env!("CARGO_BIN_EXE_iscsi-ha"))
+        .arg("check-config")
+        .arg(&out_toml)
+        .output()
+        .expect("check-config");
+    assert!(check.status.success(), "{check:?}\n{}", imported.toml);
+    let mut cfg =
+        Config::parse(&imported.toml, Path::new("<imported>")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.resources.len(), 1, "{}", imported.toml);
+    let r = &mut cfg.resources[0];
+    assert_eq!((r.name.as_str(), r.minor), ("r4", 10));
+    assert_eq!(r.volume_minors().collect::<Vec<_>>(), [(0, 10), (1, 11)]);
+    let devices: Vec<(u32, String)> = r
+        .luns
+        .iter()
+        .map(|l| (l.lun, l.device.display().to_string()))
+        .collect();
+    assert_eq!(
+        devices,
+        [(1, "/dev/drbd10".into()), (2, "/dev/drbd11".into())]
+    );
+    // served here from the files those minors stand for
+    for l in &mut r.luns {
+        l.device = d.join(format!("v{}.img", l.lun - 1));
+    }
+    TgtTarget::new(&tgtd_a.socket(), Duration::from_secs(5))
+        .serve(&cfg.resources[0])
+        .await
+        .expect("serve");
+
+    let ours = client_a.show_targets().await.expect("show A");
+    let theirs = client_b.show_targets().await.expect("show B");
+    assert_eq!(ours.len(), 1);
+    assert_eq!(identity(&ours[0]), identity(&theirs[0]));
+    for lun in [1, 2] {
+        for page in [None, Some("128"), Some("131")] {
+            assert_eq!(
+                inquiry(port_a, iqn, lun, page),
+                inquiry(port_b, iqn, lun, page),
+                "LUN {lun} page {page:?}"
+            );
+        }
+    }
+    assert!(inquiry(port_a, iqn, 2, Some("128")).contains("VOL1SN"));
+    let ls = Command::new(which("iscsi-ls").expect("iscsi-ls"))
+        .args(["-s", &format!("iscsi://127.0.0.1:{port_a}")])
+        .output()
+        .expect("iscsi-ls");
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.contains("Lun:1") && ls.contains("Lun:2"), "{ls}");
 }

@@ -418,3 +418,21 @@ fn resource_view_is_its_worst_volume() {
     assert!(!v.any_primary());
     assert_eq!(v.volumes.len(), 2);
 }
+
+/// The example config's commented several-LUN block, uncommented, passes check-config.
+#[test]
+fn example_several_luns_block_is_valid() {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/iscsi-ha.toml"),
+    )
+    .expect("example");
+    let start = example.find("# [[resource.volume]]").expect("the block");
+    let len = example[start..].find("\n\n").expect("the block's end");
+    let block: String = example[start..start + len]
+        .lines()
+        .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+        .collect();
+    let text = format!("{}{block}{}", &example[..start], &example[start + len..]);
+    let summary = check_config(&text).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    assert!(summary.contains("resource iscsi1 lun 2"), "{summary}");
+}

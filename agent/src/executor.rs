@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tracing::{info, info_span, warn, Instrument};
 
@@ -97,37 +98,47 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     /// Read the actual state of every configured object.
     pub async fn observe(&self) -> Result<Snapshot, AgentError> {
         let t = &self.config.timeouts;
-        let mut snap = Snapshot::default();
-        for r in &self.config.resources {
+        // All reads at once (they only read): the slowest decides, not the sum of every
+        // resource's DRBD and tgtd round trips and every address's. The error reported is the
+        // one a read in config order would have met first.
+        let resources = join_all(self.config.resources.iter().map(|r| async move {
             let stage = |stage, source| AgentError::Stage {
                 stage,
                 object: r.name.clone(),
                 source,
             };
-            let drbd = within(t.drbd_ms, self.drbd.status(r))
-                .await
-                .map_err(|e| stage(Stage::CheckResource, e))?;
-            let target = within(t.tgtd_ms, self.target.status(r))
-                .await
-                .map_err(|e| stage(Stage::TargetServe, e))?;
-            snap.resources
-                .insert(r.name.clone(), crate::fsm::ResourceView { drbd, target });
-        }
-        for a in &self.config.addresses {
+            let (drbd, target) = futures::join!(
+                within(t.drbd_ms, self.drbd.status(r)),
+                within(t.tgtd_ms, self.target.status(r))
+            );
+            let drbd = drbd.map_err(|e| stage(Stage::CheckResource, e))?;
+            let target = target.map_err(|e| stage(Stage::TargetServe, e))?;
+            Ok::<_, AgentError>((r.name.clone(), crate::fsm::ResourceView { drbd, target }))
+        }));
+        let addresses = join_all(self.config.addresses.iter().map(|a| async move {
             let name = a.address.to_string();
-            let held = within(t.address_ms, self.address.held(a))
-                .await
-                .map_err(|source| AgentError::Stage {
-                    stage: Stage::AddressClaim,
-                    object: name.clone(),
-                    source,
-                })?;
-            snap.addresses.insert(name.clone(), held);
+            let (held, link_up) = futures::join!(
+                within(t.address_ms, self.address.held(a)),
+                within(t.address_ms, self.address.link_up(a))
+            );
+            let held = held.map_err(|source| AgentError::Stage {
+                stage: Stage::AddressClaim,
+                object: name.clone(),
+                source,
+            })?;
             // A link that cannot be read counts as up: the claim then says why it fails.
-            if !within(t.address_ms, self.address.link_up(a))
-                .await
-                .unwrap_or(true)
-            {
+            Ok::<_, AgentError>((name, held, link_up.unwrap_or(true)))
+        }));
+        let (resources, addresses) = futures::join!(resources, addresses);
+        let mut snap = Snapshot::default();
+        for r in resources {
+            let (name, view) = r?;
+            snap.resources.insert(name, view);
+        }
+        for a in addresses {
+            let (name, held, link_up) = a?;
+            snap.addresses.insert(name.clone(), held);
+            if !link_up {
                 snap.links_down.insert(name);
             }
         }

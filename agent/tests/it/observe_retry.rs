@@ -17,7 +17,8 @@ use agent::executor::Executor;
 use agent::fsm::{DrbdView, Role};
 use agent::BackendError;
 
-/// Memory's DRBD whose first `fail` status reads fail (like a netlink call timing out).
+/// Memory's DRBD whose first `fail` status reads of `r0` fail (like a netlink call timing out;
+/// one per observation, which reads every resource at once).
 #[derive(Clone)]
 struct Flaky {
     mem: Memory,
@@ -29,7 +30,7 @@ impl Drbd for Flaky {
     async fn status(&self, res: &Resource) -> Result<DrbdView, BackendError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         let left = self.fail.load(Ordering::SeqCst);
-        if left > 0 {
+        if left > 0 && res.name == "r0" {
             self.fail.store(left - 1, Ordering::SeqCst);
             return Err(BackendError::Failed("injected status failure".into()));
         }

@@ -5,9 +5,57 @@
 
 use crate::common;
 
+use std::sync::Arc;
+
 use agent::alerts::{EmailConfig, Mailer};
+use agent::backend::memory::Memory;
+use agent::backend::Drbd;
+use agent::config::Resource;
+use agent::executor::Executor;
+use agent::fsm::DrbdView;
+use agent::BackendError;
+use tokio::sync::Barrier;
 
 const BIN: &str = env!("CARGO_BIN_EXE_iscsi-ha");
+
+/// Memory's DRBD whose status reads each wait until every resource's read has begun: only an
+/// observation that reads all resources at once completes (read one after the other, the first
+/// waits for a read that never starts, until `timeouts.drbd_ms`).
+#[derive(Clone)]
+struct AllAtOnce {
+    mem: Memory,
+    all: Arc<Barrier>,
+}
+
+impl Drbd for AllAtOnce {
+    async fn status(&self, res: &Resource) -> Result<DrbdView, BackendError> {
+        self.all.wait().await;
+        self.mem.status(res).await
+    }
+    async fn up(&self, res: &Resource) -> Result<(), BackendError> {
+        self.mem.up(res).await
+    }
+    async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
+        self.mem.primary(res, force).await
+    }
+    async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
+        self.mem.secondary(res).await
+    }
+}
+
+#[tokio::test]
+async fn observation_reads_every_resource_at_once() {
+    let cfg = Arc::new(common::config("two", true));
+    let mem = Memory::healthy_secondary(&cfg);
+    let drbd = AllAtOnce {
+        mem: mem.clone(),
+        all: Arc::new(Barrier::new(cfg.resources.len())),
+    };
+    let exec = Executor::new(cfg.clone(), drbd, mem.clone(), mem);
+    let snap = exec.observe().await.expect("observation");
+    assert_eq!(snap.resources.len(), 2, "{snap:?}");
+    assert_eq!(snap.addresses.len(), 1, "{snap:?}");
+}
 
 #[test]
 fn since_exec_is_read_from_proc() {

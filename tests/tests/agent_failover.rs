@@ -3,7 +3,8 @@
 //! target and the floating address — and the client reads the same data through the address;
 //! `promote` on the secondary while the primary is healthy is refused with the reason; a garbage
 //! or missing pool.conf never promotes; tgtd killed and restarted gets its target back; an address
-//! deleted by hand comes back; an agent killed and restarted converges.
+//! deleted by hand comes back; an agent killed and restarted converges; a reload adds and removes
+//! a second floating address while a client reads.
 //!
 //! DRBD is brought up with `drbdsetup-84` (the agents adopt it). Build first:
 //! `cargo build --workspace --bins --examples` (the guests run `iscsi-ha` over 9p).
@@ -241,6 +242,88 @@ fn tgtd_restart_address_delete_and_agent_restart_converge() {
             al::is_serving,
         )?;
         al::client_read_until(lab, MARKER, T)?;
+        Ok(())
+    });
+}
+
+/// Live reload with a client reading through the floating address the whole time: a second
+/// address for the same resource (a multipath portal), added to both nodes' files and reloaded
+/// (secondary first), is claimed on the primary only and reaches the target; removed and reloaded
+/// again, it is released. The reader's session (tgtd's session id) never changes.
+#[test]
+fn reload_adds_and_removes_an_address_while_a_client_reads() {
+    const EXTRA: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 99, 0, 51);
+    scenario("reload with a client reading", |lab| {
+        let (a, b) = (lab.node(0)?, lab.node(1)?);
+        let r = Resource::default();
+        al::pool_conf_pair_up(lab, &r, MARKER)?;
+        let url = lab::bringup::iscsi_url(lab::FLOATING_IP, al::IQN, 1);
+        let mut reader = test_support::Kill(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", lab.client().netns(), "iscsi-perf"])
+                .args(["-x", "0", "-t", "30", "-i", "iqn.2026-11.lab:reader", &url])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()?,
+        );
+        let sessions = || -> anyhow::Result<String> {
+            let o = a.run_ok("tgtadm --lld iscsi --mode conn --op show --tid 1 | grep Session")?;
+            Ok(o.stdout)
+        };
+        let t = std::time::Instant::now();
+        let before = loop {
+            match sessions() {
+                Ok(s) if !s.trim().is_empty() => break s,
+                _ if t.elapsed() > T => anyhow::bail!("the reader never logged in"),
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        let extra = format!(
+            "\n[[address]]\naddress = \"{EXTRA}/{}\"\ninterface = \"eth0\"\nresources = [\"{}\"]\n",
+            lab::PREFIX,
+            r.name
+        );
+        let holds = |n: &lab::Node| -> anyhow::Result<bool> {
+            let o = n.run_ok("ip -4 -o addr show eth0")?;
+            Ok(o.stdout.contains(&format!(" {EXTRA}/")))
+        };
+        for n in [b, a] {
+            let text = al::config_toml(n, &r, Source::PoolConf) + &extra;
+            n.put_file(al::CONFIG, text.as_bytes())?;
+            let (rc, msg) = al::command(n, "reload")?;
+            eprintln!("{}: {msg}", n.name());
+            ensure!(
+                rc == 0 && msg.contains(&format!("added address {EXTRA}/")),
+                "{msg}"
+            );
+        }
+        ensure!(
+            holds(a)? && !holds(b)?,
+            "{EXTRA} not claimed on the primary only"
+        );
+        let inq = lab
+            .client()
+            .run_ok(&["iscsi-inq", &lab::bringup::iscsi_url(EXTRA, al::IQN, 1)])?;
+        ensure!(inq.stdout.contains(al::VENDOR), "{}", inq.stdout);
+        for n in [b, a] {
+            al::install_config(n, &r, Source::PoolConf)?;
+            let (rc, msg) = al::command(n, "reload")?;
+            eprintln!("{}: {msg}", n.name());
+            ensure!(
+                rc == 0 && msg.contains(&format!("removed address {EXTRA}/")),
+                "{msg}"
+            );
+        }
+        ensure!(!holds(a)?, "{EXTRA} still held");
+        ensure!(
+            reader.0.try_wait()?.is_none(),
+            "the reader failed across the reloads"
+        );
+        let after = sessions()?;
+        ensure!(
+            before.lines().all(|l| after.lines().any(|m| m == l)),
+            "the reader's session changed: {before} -> {after}"
+        );
         Ok(())
     });
 }

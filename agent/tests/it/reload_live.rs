@@ -5,9 +5,10 @@
 //! reader (libiscsi's `iscsi-perf`, no reconnects, 5 s command timeout) on `r0` through its
 //! address the whole time, a reload adds `r1` with its own address: its target answers an
 //! inquiry through the new address, and both watches follow it (the address deleted by hand and
-//! the target deleted by hand come back); a second reload removes them again: target and
-//! address gone. An added address on an interface that does not exist is refused. `r0` keeps
-//! its very session (same TSIH) and the reader never fails.
+//! the target deleted by hand come back); a change of its LUN (cache mode, product) replaces its
+//! target alone, DRBD untouched; a last reload removes them again: target and address gone. An
+//! added address on an interface that does not exist is refused. `r0` keeps its very session
+//! (same TSIH) and the reader never fails.
 //! Needs root, `ip`, `tgtd`, `tgtadm`, `iscsi-perf` and `iscsi-inq`: skipped without them, a
 //! failure with CI=true.
 
@@ -249,6 +250,28 @@ async fn run(cli: String) {
     .await;
     let text = inquiry(&cli, &url(A1, "r1"));
     assert!(text.contains("RELOAD-TEST"), "r1 not reached again: {text}");
+
+    // Changed (r1's LUN in write-back, another product): r1 alone replaced, its DRBD device
+    // untouched (no role change), its target served again in the new mode.
+    let r1b = r1.replace(
+        "product = \"RELOAD-TEST\"",
+        "product = \"RELOAD-WB\"\ncache = \"write-back\"",
+    );
+    mem.world().log.clear();
+    write(format!("{head}{r0}{r1b}{a0}{a1}"));
+    let r = d.request(Request::Reload).await;
+    assert!(r.ok, "{}", r.message);
+    assert!(r.message.contains("replaced resource r1"), "{}", r.message);
+    let log = mem.world().log.clone();
+    assert!(log.iter().all(|l| !l.starts_with("drbd-")), "{log:?}");
+    let t = client.target(2).await.expect("show").expect("r1 served");
+    assert_eq!(
+        t.lun(1).expect("LUN 1").backing_store_flags,
+        "",
+        "not write-back"
+    );
+    let text = inquiry(&cli, &url(A1, "r1"));
+    assert!(text.contains("RELOAD-WB"), "r1 not replaced: {text}");
 
     // Removed: target and address gone, no longer followed.
     write(format!("{head}{r0}{a0}"));

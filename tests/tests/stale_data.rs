@@ -13,6 +13,8 @@
 //!   split brain, both agents report it (`status` exits non-zero, `split-brain` prints the
 //!   recovery), and the documented steps (a is the victim) bring the pair back with b's writes
 //!   and without a's.
+//! - `two_volumes_of_one_resource_promote_and_demote_together` (manage mode): one target with two
+//!   LUNs on the two volumes of one resource; both minors created, promoted and demoted together.
 //!
 //! The partition takes a node's tap off the lab bridge inside the lab's own namespace. Build
 //! first: `cargo build --workspace --bins --examples`.
@@ -329,6 +331,100 @@ fn split_brain_detected_reported_and_recovered() {
         );
         al::wait_status(b, "b serving", T, al::is_serving)?;
         al::client_read_until(lab, MARKER, T)?;
+        Ok(())
+    });
+}
+
+/// One target, two LUNs, each on a volume of one managed DRBD resource (volume 0 on minor 1,
+/// volume 1 on minor 2): the agents create both minors (`new-minor r0 2 1`) and attach both
+/// disks; the primary promotes both minors and serves both LUNs (the client lists them through
+/// the address), status shows each volume; a switchover demotes both minors on a and promotes
+/// both on b. (Here rather than in its own test binary: it reuses this file's managed pair.)
+#[test]
+fn two_volumes_of_one_resource_promote_and_demote_together() {
+    scenario("two volumes", |lab| {
+        let (a, b) = (lab.node(0)?, lab.node(1)?);
+        let r = Resource::default();
+        let (minor2, disk2) = (2, "/dev/ram0");
+        for (n, peer) in [(a, b), (b, a)] {
+            n.run_ok(&format!(
+                "drbdmeta --force {} v08 {} internal create-md >/dev/null 2>&1 && \
+                 drbdmeta --force {minor2} v08 {disk2} internal create-md >/dev/null 2>&1",
+                r.minor, r.disk
+            ))?;
+            al::start_tgtd(n)?;
+            al::install_managed_config(n, peer, &r, false)?;
+            let cfg = n.run_ok(&format!("cat {}", al::CONFIG))?.stdout;
+            let volume = format!(
+                "[[resource.volume]]\nvolume = 1\nminor = {minor2}\ndisk = \"{disk2}\"\n\n\
+                 [[resource.lun]]\nlun = 2\ndevice = \"/dev/drbd{minor2}\"\n\
+                 scsi_id = \"lab-{name}-lun2\"\nscsi_sn = \"LAB1LUN2\"\nvendor = \"{v}\"\n\
+                 product = \"{p}\"\n\n[[address]]",
+                name = r.name,
+                v = al::VENDOR,
+                p = al::PRODUCT
+            );
+            let with = cfg.replacen("[[address]]", &volume, 1);
+            ensure!(with != cfg, "config template changed: {cfg}");
+            n.put_file(al::CONFIG, with.as_bytes())?;
+            n.run_ok(&format!("{} check-config {}", al::agent_bin(), al::CONFIG))?;
+        }
+        al::set_pool_conf(a, Some(al::master()))?;
+        al::set_pool_conf(b, Some(&al::slave_of(a)))?;
+        al::start_agent(a)?;
+        al::start_agent(b)?;
+        for m in [r.minor, minor2] {
+            bringup::wait_until(
+                a,
+                &format!("grep -q '^ *{m}: cs:Connected' /proc/drbd"),
+                "the agents to connect both volumes",
+                T,
+            )?;
+            a.run_ok(&format!("drbdsetup-84 new-current-uuid --clear-bitmap {m}"))?;
+        }
+        let sa = al::wait_status(a, "a to serve", T, al::is_serving)?;
+        let vols = &sa["resources"][0]["drbd"]["volumes"];
+        ensure!(
+            vols.as_array().is_some_and(|v| v.len() == 2
+                && v.iter()
+                    .all(|x| x["role"] == "Primary" && x["disk"] == "UpToDate")),
+            "volumes in status: {sa}"
+        );
+        let text = al::status_text(a)?;
+        ensure!(
+            text.contains("volume 1 (minor 2): Primary/Secondary UpToDate/UpToDate"),
+            "{text}"
+        );
+        let roles = |n: &Node| -> Result<String> { Ok(n.run_ok("cat /proc/drbd")?.stdout) };
+        let on_a = roles(a)?;
+        ensure!(
+            on_a.matches("ro:Primary/Secondary").count() == 2,
+            "both minors Primary on a: {on_a}"
+        );
+        let ls = lab
+            .client()
+            .run(&["iscsi-ls", "-s", &format!("iscsi://{}", lab::FLOATING_IP)])?;
+        ensure!(
+            ls.stdout.contains("Lun:1") && ls.stdout.contains("Lun:2"),
+            "client sees both LUNs: {}{}",
+            ls.stdout,
+            ls.stderr
+        );
+
+        al::set_pool_conf(a, Some(&al::slave_of(b)))?;
+        al::wait_status(a, "a to demote", T, al::is_secondary)?;
+        let on_a = roles(a)?;
+        ensure!(
+            on_a.matches("ro:Secondary/").count() == 2,
+            "both minors demoted on a: {on_a}"
+        );
+        al::set_pool_conf(b, Some(al::master()))?;
+        al::wait_status(b, "b to serve", T, al::is_serving)?;
+        let on_b = roles(b)?;
+        ensure!(
+            on_b.matches("ro:Primary/Secondary").count() == 2,
+            "both minors Primary on b: {on_b}"
+        );
         Ok(())
     });
 }

@@ -25,7 +25,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tracing::debug;
 
-use crate::backend::Drbd;
+use crate::backend::{ConfigFeed, Drbd};
 use crate::config::Config;
 use crate::daemon::Handled;
 use crate::fsm::{Action, Authority, State};
@@ -411,8 +411,10 @@ impl Metrics {
             .set(i64::try_from(active).unwrap_or(i64::MAX));
     }
 
-    /// Read each resource's out-of-sync count from DRBD (skipped where the backend has none).
+    /// Read each resource's out-of-sync count from DRBD (skipped where the backend has none);
+    /// a resource a reload removed is no longer reported.
     pub async fn refresh_out_of_sync<D: Drbd>(&self, config: &Config, drbd: &D) {
+        self.drbd_out_of_sync.clear();
         for r in &config.resources {
             let set = labels(&[("resource", &r.name)]);
             let wait = std::time::Duration::from_millis(config.timeouts.drbd_ms);
@@ -454,11 +456,12 @@ impl Monitor for MetricsMonitor {
 }
 
 /// Serve `GET /metrics` on `listener` until the task is dropped; each scrape first reads the
-/// out-of-sync counts from `drbd`. Other paths answer 404, other methods 405.
+/// out-of-sync counts of the running config's resources (`config` follows reloads) from `drbd`.
+/// Other paths answer 404, other methods 405.
 pub async fn serve<D: Drbd + Clone + 'static>(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    config: Arc<Config>,
+    config: ConfigFeed,
     drbd: D,
 ) -> std::io::Result<()> {
     loop {
@@ -466,7 +469,8 @@ pub async fn serve<D: Drbd + Clone + 'static>(
         let (metrics, config, drbd) = (metrics.clone(), config.clone(), drbd.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let (metrics, config, drbd) = (metrics.clone(), config.clone(), drbd.clone());
+                let (metrics, drbd) = (metrics.clone(), drbd.clone());
+                let config = config.borrow().clone();
                 async move { Ok::<_, Infallible>(answer(req, &metrics, &config, &drbd).await) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
@@ -493,21 +497,23 @@ pub fn listen_address<'de, D: serde::Deserializer<'de>>(
     })
 }
 
-/// Start the endpoint when `[metrics] listen` is set: bind it (an error if the address is
-/// taken), serve it from a task, and return the metrics for a [`MetricsMonitor`].
+/// Start the endpoint when `[metrics] listen` is set (in the running config of `config`, which
+/// follows reloads): bind it (an error if the address is taken), serve it from a task, and
+/// return the metrics for a [`MetricsMonitor`].
 pub async fn start<D: Drbd + Clone + 'static>(
-    config: &Arc<Config>,
+    config: ConfigFeed,
     drbd: D,
 ) -> std::io::Result<Option<Arc<Metrics>>> {
-    let Some(addr) = config.metrics.listen else {
+    let listen = config.borrow().metrics.listen;
+    let Some(addr) = listen else {
         return Ok(None);
     };
     let listener = TcpListener::bind(addr).await?;
     let local: SocketAddr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::new());
-    let (m, c) = (metrics.clone(), config.clone());
+    let m = metrics.clone();
     tokio::spawn(async move {
-        if let Err(e) = serve(listener, m, c, drbd).await {
+        if let Err(e) = serve(listener, m, config, drbd).await {
             tracing::error!(error = %e, "metrics endpoint ended");
         }
     });

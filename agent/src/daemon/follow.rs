@@ -1,6 +1,7 @@
-//! What the real daemon builds from the config beside the executor, kept in step with a reload:
-//! the DRBD and tgtd watches read the running config from a [`ConfigFeed`], and the address
-//! backend holds one handle (and watch stream) per configured address.
+//! What the daemon builds from the config beside the executor, kept in step with a reload: the
+//! DRBD and tgtd watches and the metrics endpoint read the running config from a
+//! [`ConfigFeed`], and the real address backend holds one handle (and watch stream) per
+//! configured address.
 //!
 //! A reload calls [`Follow::prepare`] before anything changes (handles for added addresses,
 //! subscribed to the address watch before they are claimed; an interface that does not exist
@@ -16,7 +17,7 @@ use crate::backend::ConfigFeed;
 use crate::config::Config;
 use crate::error::BackendError;
 
-/// The watches' config feed and the address handles of a running daemon.
+/// The config feed and the address handles of a running daemon.
 #[derive(Debug)]
 pub struct Follow {
     feed: watch::Sender<Arc<Config>>,
@@ -25,7 +26,7 @@ pub struct Follow {
 
 impl Follow {
     /// Following `config` (the startup one); `address`: the address backend whose handles
-    /// follow reloads (`None` where addresses are not real).
+    /// follow reloads (`None` where addresses are not real: `--simulate`, tests).
     pub fn new(config: Arc<Config>, address: Option<Arc<NetlinkAddress>>) -> Follow {
         Follow {
             feed: watch::channel(config).0,
@@ -33,7 +34,7 @@ impl Follow {
         }
     }
 
-    /// A feed for one more watch.
+    /// A feed for one more follower (a watch, the metrics endpoint).
     pub fn feed(&self) -> ConfigFeed {
         self.feed.subscribe()
     }

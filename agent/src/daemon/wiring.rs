@@ -70,9 +70,9 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
             }
         });
     }
-    let metrics = crate::metrics::start(&cfg, drbd.clone()).await?;
+    let metrics = crate::metrics::start(follow.feed(), drbd.clone()).await?;
     let exec = Executor::new(cfg.clone(), drbd, target, address);
-    serve(cfg, socket, exec, ev_tx, ev_rx, metrics, Some(follow)).await
+    serve(cfg, socket, exec, ev_tx, ev_rx, metrics, follow).await
 }
 
 /// The daemon over in-memory backends (`--simulate`).
@@ -80,9 +80,11 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
 pub async fn simulated(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let mem = Memory::healthy_secondary(&cfg).with_events(ev_tx.clone());
-    let metrics = crate::metrics::start(&cfg, mem.clone()).await?;
+    // In-memory backends follow the config by themselves; the metrics endpoint follows it.
+    let follow = Follow::new(cfg.clone(), None);
+    let metrics = crate::metrics::start(follow.feed(), mem.clone()).await?;
     let exec = Executor::new(cfg.clone(), mem.clone(), mem.clone(), mem);
-    serve(cfg, socket, exec, ev_tx, ev_rx, metrics, None).await
+    serve(cfg, socket, exec, ev_tx, ev_rx, metrics, follow).await
 }
 
 async fn serve<D: Drbd, T: Target, A: Address>(
@@ -92,7 +94,7 @@ async fn serve<D: Drbd, T: Target, A: Address>(
     ev_tx: UnboundedSender<Event>,
     ev_rx: UnboundedReceiver<Event>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
-    follow: Option<Follow>,
+    follow: Follow,
 ) -> anyhow::Result<()> {
     let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel(16);
     let bus = crate::events::EventBus::default();
@@ -124,10 +126,9 @@ async fn serve<D: Drbd, T: Target, A: Address>(
             tracing::error!(error = %e, "control socket ended");
         }
     });
-    let mut d = Daemon::new(exec).with_monitor(crate::events::EventsMonitor::new(bus));
-    if let Some(f) = follow {
-        d = d.following(f);
-    }
+    let mut d = Daemon::new(exec)
+        .following(follow)
+        .with_monitor(crate::events::EventsMonitor::new(bus));
     if let Some(m) = metrics {
         d = d.with_monitor(crate::metrics::MetricsMonitor(m));
     }

@@ -425,6 +425,20 @@ fn two_volumes_of_one_resource_promote_and_demote_together() {
             on_b.matches("ro:Primary/Secondary").count() == 2,
             "both minors Primary on b: {on_b}"
         );
+
+        // A reload naming a LUN on a minor that is none of r0's volumes is refused by the
+        // running daemon (check-config alone is not the guard), and b keeps serving.
+        let good = b.run_ok(&format!("cat {}", al::CONFIG))?.stdout;
+        let bad = good.replace("device = \"/dev/drbd2\"", "device = \"/dev/drbd9\"");
+        ensure!(bad != good, "no LUN on /dev/drbd2: {good}");
+        b.put_file(al::CONFIG, bad.as_bytes())?;
+        let (rc, msg) = al::command(b, "reload")?;
+        b.put_file(al::CONFIG, good.as_bytes())?;
+        ensure!(
+            rc != 0 && msg.contains("not a volume of resource r0"),
+            "reload: rc {rc} {msg}"
+        );
+        ensure!(al::is_serving(&al::status(b)?), "b still serves");
         Ok(())
     });
 }

@@ -6,11 +6,11 @@
 //! changed resource or address (a LUN added, an IQN or tid changed, an address's interface) is
 //! removed and added again: only that one, never the others; a changed resource keeps its DRBD
 //! device and role (the daemon refuses a change of it under an up device: [`drbd_changes`]).
-//! Settings read at each use are
-//! applied in place (the node name in status, the timeouts, each address's announce and probe
-//! policy, read at its next claim, and which resources an address covers). The rest (the role
-//! source, sockets, metrics, alerts) is built into running tasks: a change there refuses the
-//! reload with the keys that need a restart, and the running config is kept.
+//! Settings read at each use are applied in place (the node name in status, the timeouts, each
+//! address's announce and probe policy, read at its next claim, and which resources an address
+//! covers). The rest (the role source, sockets, metrics, alerts) is built into running tasks: a
+//! change there refuses the reload with the keys that need a restart, and the running config is
+//! kept.
 
 use std::collections::BTreeMap;
 

@@ -11,9 +11,7 @@ use tracing::warn;
 use super::{ConfigFeed, Drbd, Generations};
 use crate::config::{Config, Manage, Resource};
 use crate::error::BackendError;
-use crate::fsm::{
-    Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role, SyncView, VolumeView,
-};
+use crate::fsm::{Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role, SyncView, VolumeView};
 
 /// The policies a managed resource gets (see `docs/stale-data-and-split-brain.md`): fencing
 /// `resource-only`, so DRBD keeps a rebooted node's disk Consistent instead of UpToDate, and
@@ -143,9 +141,16 @@ impl NetlinkDrbd {
     }
 
     /// One minor's view within `res` (`None`: the minor does not exist).
-    async fn device_view(&self, res: &Resource, minor: u32) -> Result<Option<DrbdView>, BackendError> {
+    async fn device_view(
+        &self,
+        res: &Resource,
+        minor: u32,
+    ) -> Result<Option<DrbdView>, BackendError> {
         match self.handle.execute(Status::new().resource(&res.name)).await {
-            Ok(devs) => Ok(devs.iter().find(|d| d.minor == Some(minor)).and_then(view_of)),
+            Ok(devs) => Ok(devs
+                .iter()
+                .find(|d| d.minor == Some(minor))
+                .and_then(view_of)),
             Err(e) if is_code(&e, &[RetCode::ResNotKnown, RetCode::MinorInvalid]) => Ok(None),
             Err(e) => Err(err(e)),
         }
@@ -240,7 +245,11 @@ pub fn view_of(s: &DeviceStatus) -> Option<DrbdView> {
 /// The agent's view of `res` from DRBD's status of its devices: volume 0's, or with
 /// `[[resource.volume]]` every volume's combined ([`DrbdView::of_volumes`]).
 pub fn resource_view(res: &Resource, devs: &[DeviceStatus]) -> DrbdView {
-    let find = |minor: u32| devs.iter().find(|d| d.minor == Some(minor)).and_then(view_of);
+    let find = |minor: u32| {
+        devs.iter()
+            .find(|d| d.minor == Some(minor))
+            .and_then(view_of)
+    };
     let base = find(res.minor).unwrap_or_default();
     if res.volumes.is_empty() {
         return base;
@@ -309,9 +318,7 @@ impl Drbd for NetlinkDrbd {
         for (volume, minor, disk) in disks {
             if self.device_view(res, minor).await?.is_none() {
                 match h.execute(NewMinor::new(&res.name, minor, volume)).await {
-                    Err(e) if !is_code(&e, &[RetCode::MinorOrVolumeExists]) => {
-                        return Err(err(e))
-                    }
+                    Err(e) if !is_code(&e, &[RetCode::MinorOrVolumeExists]) => return Err(err(e)),
                     _ => {}
                 }
             }
@@ -352,11 +359,7 @@ impl Drbd for NetlinkDrbd {
     async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
         let minors: Vec<u32> = res.volume_minors().map(|(_, m)| m).collect();
         for (i, minor) in minors.iter().enumerate() {
-            let refused = match self
-                .handle
-                .execute(Primary::new(*minor).force(force))
-                .await
-            {
+            let refused = match self.handle.execute(Primary::new(*minor).force(force)).await {
                 Ok(()) => continue,
                 Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
                     BackendError::PeerPrimary(e)

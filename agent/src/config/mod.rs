@@ -23,11 +23,11 @@ use serde::{Deserialize, Serialize};
 pub use address::{Address, Announce, Probe};
 pub use drbd_options::{DiskOptions, Handlers, NetOptions, OnIoError};
 pub use general::{Metrics, RoleSource, Sockets, Timeouts};
-pub use volume::Volume;
 pub use resource::{
     Chap, Initiators, Lun, Manage, MetaDisk, Mode, Protocol, Resource, Target, DEFAULT_KO_COUNT,
     DEFAULT_PING_INT_S, DEFAULT_PING_TIMEOUT_DS, DEFAULT_TIMEOUT_DS, MAX_NODE_ID,
 };
+pub use volume::Volume;
 
 use crate::error::ConfigError;
 use locate::{line_of, locate};

@@ -333,7 +333,11 @@ impl DrbdView {
         self.role = common_role(volumes.iter().map(|v| v.role), false);
         self.peer_role = common_role(volumes.iter().map(|v| v.peer_role), true);
         let worst = |f: fn(&VolumeView) -> Disk| {
-            volumes.iter().map(f).min_by_key(|d| disk_rank(*d)).unwrap_or_default()
+            volumes
+                .iter()
+                .map(f)
+                .min_by_key(|d| disk_rank(*d))
+                .unwrap_or_default()
         };
         self.disk = worst(|v| v.disk);
         self.peer_disk = worst(|v| v.peer_disk);

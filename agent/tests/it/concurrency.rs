@@ -1,7 +1,8 @@
 //! Several resources promoted and demoted concurrently over the in-memory backends (tokio's
 //! paused time; one slow call shows what runs meanwhile): each resource keeps the one order, an
 //! address is claimed only once every resource of its group serves and released before any of
-//! them is removed, and a failure of one resource rolls every change back with each error kept.
+//! them is removed, a failure of one resource rolls every change back with each error kept, and
+//! a failed demote leaves an address and its group as they were.
 
 use crate::common;
 
@@ -287,4 +288,47 @@ async fn concurrent_failures_are_each_reported() {
     let log = mem.world().log.clone();
     address_never_without_target(&log);
     assert_eq!(roles(&mem), [Role::Secondary; 3], "{log:?}");
+}
+
+/// r0's target-offline fails in a demote: 10.0.0.10 stays held and neither of its resources is
+/// removed (a demote is not reversed); r2, behind the other address, may finish.
+#[tokio::test(start_paused = true)]
+async fn failed_demote_keeps_the_group_behind_its_address() {
+    let (mut d, mem) = setup();
+    d.observe().await;
+    d.handle(Event::Authority(Authority::Primary)).await;
+    mem.world().log.clear();
+    slow(&mem, "target-offline r0");
+    mem.world().fail_stage = Some((Stage::TargetOffline, "r0".into()));
+    let h = d.handle(Event::Authority(Authority::Secondary)).await;
+    let rec = &h.transitions[0];
+    assert!(
+        rec.result
+            .to_string()
+            .starts_with("failed: target-offline r0"),
+        "{}",
+        rec.result
+    );
+    let w = mem.world();
+    assert_eq!(w.addresses.get(A10), Some(&true), "{:?}", w.log);
+    for r in ["r0", "r1"] {
+        assert_ne!(
+            w.targets.get(r).map(|t| t.state),
+            Some(TargetState::Absent),
+            "{r} removed behind a held address: {:?}",
+            w.log
+        );
+        assert_eq!(w.drbd.get(r).map(|v| v.role), Some(Role::Primary));
+    }
+    // r2's demote ran meanwhile, its address first.
+    in_order(
+        &w.log,
+        &[
+            "target-offline r2",
+            &format!("address-release {A11}"),
+            "target-remove r2",
+            "drbd-secondary r2",
+            "target-offline r0",
+        ],
+    );
 }

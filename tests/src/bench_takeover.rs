@@ -155,9 +155,11 @@ pub struct Sample {
 pub struct Restart {
     /// Node.
     pub node: String,
-    /// Start command sent -> `status` answered (host, includes the control channel), ms.
+    /// Start command sent -> the agent logged its control socket ready (host, includes the
+    /// control channel and the 100 ms poll of the log), ms.
     pub start_to_status_ms: f64,
-    /// Start command sent -> `status` says serving, ms.
+    /// Start command sent -> the agent logged it converged, serving again (then checked with
+    /// `status`), ms.
     pub start_to_serving_ms: f64,
     /// Longest gap of the client's writes during the restart, ms (None: below the threshold).
     pub client_pause_ms: Option<f64>,
@@ -677,10 +679,42 @@ impl<'a> Bench<'a> {
         al::stop_agent(p, "KILL")?;
         let w0 = unix_ms();
         let t = Instant::now();
-        al::start_agent(p)?;
+        // Waited for in the guest through the agent's log, a busybox grep every 100 ms: a poll
+        // with `iscsi-ha status` is a new process of the agent's binary (a debug one takes ~1 s
+        // of the guest's one TCG vCPU), which took most of the CPU the starting agent needed.
+        let log = al::AGENT_LOG;
+        let until = |line: &str, n0: &str| {
+            format!(
+                "i=0; while [ \"$(grep -c '{line}' {log})\" = \"{n0}\" ]; do \
+                 kill -0 $(cat {pid}) 2>/dev/null || exit 3; [ $i -lt 450 ] || exit 4; \
+                 sleep 0.1; i=$((i+1)); done",
+                pid = al::AGENT_PID
+            )
+        };
+        let count = |line: &str| -> Result<String> {
+            Ok(p.run(&format!("grep -c '{line}' {log}"))?
+                .stdout
+                .trim()
+                .to_string())
+        };
+        let (sock0, conv0) = (
+            count("control socket ready")?,
+            count("converged since start")?,
+        );
+        p.run_ok(&format!(
+            "mkdir -p /run/iscsi-ha; echo \"=== agent start $(date +%T) ===\" >>{log}; \
+             RUST_LOG=info {bin} -c {cfg} daemon >>{log} 2>&1 </dev/null & echo $! >{pid}; {wait}",
+            bin = al::agent_bin(),
+            cfg = al::CONFIG,
+            pid = al::AGENT_PID,
+            wait = until("control socket ready", &sock0)
+        ))
+        .with_context(|| al::agent_log(p, 40))?;
         let status = t.elapsed();
-        al::wait_status(p, "restarted agent serving", T, al::is_serving)?;
+        p.run_ok(&until("converged since start", &conv0))
+            .with_context(|| al::agent_log(p, 40))?;
         let serving = t.elapsed();
+        al::wait_status(p, "restarted agent serving", T, al::is_serving)?;
         self.writes_flow()?;
         let w1 = unix_ms();
         let rep = self
@@ -1337,8 +1371,7 @@ fn goals(rows: &[Row], b: &Bench, scaling_ratio: Option<f64>) -> Vec<Goal> {
         goal: "restart -> serving again < 1 s".into(),
         figure: format!(
             "agent's log, exec -> serving median {:.0} ms, p95 {:.0} ms (n = {}); host, start -> \
-             status says serving median {:.0} ms, p95 {:.0} ms (incl. the control channel and each \
-             poll's own `iscsi-ha status` process)",
+             serving logged median {:.0} ms, p95 {:.0} ms (incl. the control channel)",
             own_st.median_ms,
             own_st.p95_ms,
             own.len(),

@@ -550,6 +550,12 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 return Err(e.to_string());
             }
         }
+        if let Err(e) = self.trial(&new, &state, delta).await {
+            if let Some(f) = &self.follow {
+                f.commit(running);
+            }
+            return Err(e);
+        }
         // The removed part alone, wished secondary: its demote plan touches nothing else. A
         // kept address whose every resource goes (or is replaced) goes with them: it is never
         // held without a serving target.
@@ -634,6 +640,40 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         let failed = handled.transitions.iter().find(|t| !t.result.is_ok());
         let notice = handled.notices.first().map(ToString::to_string);
         Ok(failed.map(|t| t.result.to_string()).or(notice))
+    }
+
+    /// Before a reload brings resources in: what the machine says of `new` with what is
+    /// observed now (one observation, nothing changed). A refusal naming an added resource (its
+    /// DRBD device not up, a promote the safety check refuses) refuses the reload: the machine
+    /// plans for every resource at once, so it would hold every later repair of the running
+    /// ones too.
+    async fn trial(
+        &mut self,
+        new: &Config,
+        state: &State,
+        delta: &crate::config::reload::Delta,
+    ) -> Result<(), String> {
+        if delta.added_resources.is_empty() {
+            return Ok(());
+        }
+        let running = std::sync::Arc::new(self.exec.config().clone());
+        self.exec.set_config(std::sync::Arc::new(new.clone()));
+        let snap = self.exec.observe().await;
+        self.exec.set_config(running);
+        let snap = snap.map_err(|e| format!("the added resources cannot be read: {e}"))?;
+        let mut trial = State::new(new);
+        trial.authority = state.authority.clone();
+        let (_, actions) = step(trial, Event::Observed(snap));
+        for a in actions {
+            if let Action::Refuse(why) = a {
+                if let Some(n) = delta.added_resources.iter().find(|n| names(&why, n)) {
+                    return Err(format!(
+                        "adding {n} would hold every promote and repair: {why}"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether the last observation failed (nothing observed since).

@@ -346,3 +346,44 @@ async fn reload_clears_the_notice_of_a_removed_resource() {
     assert!(r.ok, "{}", r.message);
     assert_eq!(notice(&d.request(Request::Status).await), None);
 }
+
+/// Primary: adding a resource the machine could not promote now (its DRBD device not up, adopt
+/// mode) is refused with the machine's reason and the running config kept (the machine plans
+/// every resource at once: it would hold every repair of the others); once it is up, the same
+/// reload brings it in.
+#[tokio::test]
+async fn reload_refuses_an_addition_that_would_hold_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("iscsi-ha.toml");
+    let cfg = common::config("two-addr", true);
+    let (mut d, mem) = promoted(&path, &cfg).await;
+    r2_in_world(&mem, &Memory::healthy_secondary(&cfg));
+    mem.world().drbd.get_mut("r2").expect("r2").up = false;
+    let start = mem.world().log.len();
+    let mut new = cfg.clone();
+    new.resources.push(r2(&cfg));
+    new.addresses[1].resources.push("r2".into());
+    write(&path, &new);
+    let r = d.request(Request::Reload).await;
+    assert!(!r.ok, "{}", r.message);
+    assert!(
+        r.message
+            .contains("adding r2 would hold every promote and repair")
+            && r.message.contains("r2: DRBD resource is not up"),
+        "{}",
+        r.message
+    );
+    assert_eq!(refused(&r).as_deref(), Some(r.message.as_str()));
+    assert_eq!(
+        r.status.expect("status").config_fingerprint,
+        cfg.fingerprint()
+    );
+    assert!(!d.state().expect("state").resources.contains_key("r2"));
+    assert_eq!(mem.world().log[start..], [] as [String; 0]);
+
+    mem.world().drbd.get_mut("r2").expect("r2").up = true;
+    let r = d.request(Request::Reload).await;
+    assert!(r.ok, "{}", r.message);
+    assert!(serving(&mem, "r2", "10.0.0.11/24"));
+    assert_eq!(refused(&r), None);
+}

@@ -1123,7 +1123,9 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
         al::wait_status(p, "old primary to demote", slow, |v| {
             al::is_secondary(v) && last_id(v) != pid0
         })?;
+        let done0 = log_count(s, PROMOTE_LOGGED)?;
         let sig = signal_pool_conf(s, al::master())? as f64;
+        wait_log_count(s, PROMOTE_LOGGED, &done0, slow)?;
         let vs = al::wait_status(s, "new primary to serve", slow, |v| {
             al::is_serving(v) && last_id(v) != sid0
         })?;
@@ -1158,6 +1160,33 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
             .collect(),
         promote_transitions: transitions,
     })
+}
+
+/// The agent's log line of a finished promote (the transition line, with its stage times).
+const PROMOTE_LOGGED: &str = "promote.*stages=";
+
+/// Lines of the agent's log on `node` matching `pattern` (grep).
+fn log_count(node: &Node, pattern: &str) -> Result<String> {
+    Ok(node
+        .run(&format!("grep -c '{pattern}' {}", al::AGENT_LOG))?
+        .stdout
+        .trim()
+        .to_string())
+}
+
+/// Waits in the guest until the count of `pattern` in the agent's log is no longer `n0` (a
+/// busybox grep every 100 ms, at most `timeout`). Not by polling `iscsi-ha status`: each poll is
+/// a new process of the agent's binary on the guest's one TCG vCPU, taking CPU from the promote
+/// it measures, and the longer the promote the more polls overlap it.
+fn wait_log_count(node: &Node, pattern: &str, n0: &str, timeout: Duration) -> Result<()> {
+    node.run_ok(&format!(
+        "i=0; while [ \"$(grep -c '{pattern}' {log})\" = \"{n0}\" ]; do \
+         [ $i -lt {max} ] || exit 4; sleep 0.1; i=$((i+1)); done",
+        log = al::AGENT_LOG,
+        max = timeout.as_millis() / 100
+    ))
+    .with_context(|| al::agent_log(node, 40))?;
+    Ok(())
 }
 
 /// The figures of a sample that are summarised, by name.

@@ -168,12 +168,45 @@ pub struct Restart {
     /// The agent's own log, in the guest: exec -> converged (serving again), ms. Without the
     /// harness's polling, where every `status` is a new `iscsi-ha` process in the TCG guest.
     pub agent_exec_to_serving_ms: Option<f64>,
+    /// The agent's start-up steps from its log: (step, ms since exec).
+    pub agent_steps: Vec<(String, f64)>,
+}
+
+/// The start-up steps of the agent's last start in `log`: each line with `since_exec_ms` (and
+/// the `at_main` / `logging` fields of `configuration loaded`), as (step, ms since exec).
+fn start_steps(log: &str) -> Vec<(String, f64)> {
+    let last = log.rfind("=== agent start").map_or(log, |i| &log[i..]);
+    let mut steps = Vec::new();
+    for line in last.lines() {
+        let Some(ms) = field_ms(line, "since_exec_ms=") else {
+            continue;
+        };
+        let msg = line.split(": ").nth(1).unwrap_or(line);
+        for (key, name) in [("at_main=", "main"), ("logging=", "logging set up")] {
+            if let Some(v) = field_ms(msg, key) {
+                steps.push((name.to_string(), v));
+            }
+        }
+        let words: Vec<&str> = msg
+            .split_whitespace()
+            .take_while(|w| !w.contains('='))
+            .collect();
+        steps.push((words.join(" "), ms));
+    }
+    steps
 }
 
 /// `since_exec_ms` of the last agent log line that contains `what`.
 fn since_exec_of(log: &str, what: &str) -> Option<f64> {
-    let line = log.lines().rev().find(|l| l.contains(what))?;
-    let v = line.split("since_exec_ms=").nth(1)?;
+    field_ms(
+        log.lines().rev().find(|l| l.contains(what))?,
+        "since_exec_ms=",
+    )
+}
+
+/// The number after `key` (e.g. `since_exec_ms=`) in a log line.
+fn field_ms(line: &str, key: &str) -> Option<f64> {
+    let v = line.split(key).nth(1)?;
     v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
@@ -463,6 +496,15 @@ impl<'a> Bench<'a> {
                     f(r.agent_exec_to_serving_ms)
                 ),
             );
+            let steps: Vec<String> = r
+                .agent_steps
+                .iter()
+                .map(|(n, ms)| format!("{n} {ms:.0}"))
+                .collect();
+            say(
+                self.t0,
+                &format!("  start-up steps, ms after exec: {}", steps.join(", ")),
+            );
             self.restarts.push(r);
         }
         self.idle = self.idle_agents(o.idle)?;
@@ -734,6 +776,7 @@ impl<'a> Bench<'a> {
             client_pause_ms: pause,
             agent_exec_to_ready_ms: since_exec_of(&log, "notify: ready"),
             agent_exec_to_serving_ms: since_exec_of(&log, "converged since start"),
+            agent_steps: start_steps(&log),
         })
     }
 

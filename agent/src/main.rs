@@ -287,6 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 at_main,
                 logging,
                 since_exec_ms = agent::logs::since_exec_ms(),
+                cpu_ms = agent::logs::cpu_ms(),
                 "configuration loaded"
             );
             let socket = cli

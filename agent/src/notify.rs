@@ -104,11 +104,21 @@ impl Monitor for Notify {
         let line = status_line(status, handled);
         let ready = !self.ready && state.observed;
         if ready {
-            info!(since_exec_ms = crate::logs::since_exec_ms(), status = %line, "ready");
+            info!(
+                since_exec_ms = crate::logs::since_exec_ms(),
+                cpu_ms = crate::logs::cpu_ms(),
+                status = %line,
+                "ready"
+            );
         }
         if !self.converged && status.converged {
             self.converged = true;
-            info!(since_exec_ms = crate::logs::since_exec_ms(), status = %line, "converged since start");
+            info!(
+                since_exec_ms = crate::logs::since_exec_ms(),
+                cpu_ms = crate::logs::cpu_ms(),
+                status = %line,
+                "converged since start"
+            );
         }
         if !ready && line == self.last_status {
             return;

@@ -173,7 +173,8 @@ pub struct Restart {
 }
 
 /// The start-up steps of the agent's last start in `log`: each line with `since_exec_ms` (and
-/// the `at_main` / `logging` fields of `configuration loaded`), as (step, ms since exec).
+/// the `at_main` / `logging` fields of `configuration loaded`; `cpu_ms`, the CPU time the agent
+/// had used, in the step's name), as (step, ms since exec).
 fn start_steps(log: &str) -> Vec<(String, f64)> {
     let last = log.rfind("=== agent start").map_or(log, |i| &log[i..]);
     let mut steps = Vec::new();
@@ -191,7 +192,11 @@ fn start_steps(log: &str) -> Vec<(String, f64)> {
             .split_whitespace()
             .take_while(|w| !w.contains('='))
             .collect();
-        steps.push((words.join(" "), ms));
+        let mut name = words.join(" ");
+        if let Some(cpu) = field_ms(msg, "cpu_ms=") {
+            name.push_str(&format!(" (CPU used {cpu:.0})"));
+        }
+        steps.push((name, ms));
     }
     steps
 }

@@ -25,23 +25,27 @@ pub struct Report {
 /// The first problem found, naming the file, line and key where it has them.
 pub fn report(path: &Path) -> anyhow::Result<Report> {
     let cfg = Config::load(path)?;
-    if let Err((key, reason)) = cfg.check_devices() {
+    // a problem found past the parse, at its key's line
+    let at = |key: String, reason: String| {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        return Err(crate::error::ConfigError {
+        crate::error::ConfigError {
             file: path.to_path_buf(),
             line: super::locate(&text, &key),
             key,
             reason,
         }
-        .into());
+    };
+    if let Err((key, reason)) = cfg.check_devices() {
+        return Err(at(key, reason).into());
     }
     if let Some(e) = &cfg.alerts.email {
         // The daemon builds the transport at the first alert; the check builds it now.
         crate::alerts::Mailer::new(e)?.transport()?;
     }
-    for r in &cfg.resources {
+    for (i, r) in cfg.resources.iter().enumerate() {
         if let Some(c) = &r.target.chap {
-            crate::chap::accounts(c)?;
+            crate::chap::accounts(c)
+                .map_err(|e| at(format!("resource[{i}].target.chap.secrets"), e.to_string()))?;
         }
     }
     let mut o = String::new();

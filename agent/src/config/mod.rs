@@ -28,6 +28,7 @@ pub use resource::{
     DEFAULT_PING_INT_S, DEFAULT_PING_TIMEOUT_DS, DEFAULT_TIMEOUT_DS, MAX_NODE_ID,
 };
 pub use volume::Volume;
+pub(crate) use volume::by_res;
 
 use crate::error::ConfigError;
 use locate::{line_of, locate};

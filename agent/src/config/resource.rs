@@ -433,6 +433,8 @@ pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String
     // dm-multipath groups paths by VPD 0x83 / 0x80: two LUNs sharing either are merged as one disk
     let (mut ids, mut sns) = (BTreeMap::new(), BTreeMap::new());
     let mut devices = BTreeMap::new();
+    // manage mode: DRBD opens a backing disk exclusively and binds the replication address
+    let (mut disks, mut locals) = (BTreeMap::new(), BTreeMap::new());
     for (i, r) in resources.iter().enumerate() {
         let k = |f: &str| format!("resource[{i}].{f}");
         if !valid_name(&r.name) {
@@ -489,6 +491,14 @@ pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String
                 if m.local == m.peer {
                     return err(k("manage.peer"), "must differ from manage.local");
                 }
+                if let Some(other) = locals.insert(m.local, k("manage.local")) {
+                    return err(
+                        k("manage.local"),
+                        &format!("{} is {other} too: one replication address, one resource (DRBD binds it)", m.local),
+                    );
+                }
+                super::volume::claim_disk(&mut disks, &m.disk, k("manage.disk"))
+                    .map_err(|why| (k("manage.disk"), why))?;
             }
             (Mode::Adopt, None) => {}
         }
@@ -525,7 +535,7 @@ pub(super) fn validate(resources: &[Resource]) -> Result<BTreeSet<&str>, (String
         if let Some(c) = &t.chap {
             crate::chap::validate(c).map_err(|(f, r)| (k(&format!("target.chap.{f}")), r))?;
         }
-        super::volume::validate(r, &mut minors).map_err(|(f, why)| (k(&f), why))?;
+        super::volume::validate(r, &mut minors, &mut disks, &k)?;
         if r.luns.is_empty() {
             return err(k("lun"), "at least one [[resource.lun]] is required");
         }

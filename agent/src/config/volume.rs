@@ -1,7 +1,7 @@
 //! `[[resource.volume]]`: a resource's DRBD volumes beyond volume 0, and which device names
 //! are one of a resource's volumes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -40,10 +40,9 @@ impl Resource {
         if let Some(m) = minor.filter(|m| d == format!("/dev/drbd{m}")) {
             return self.volume_minors().find(|(_, minor)| *minor == m);
         }
-        let rest = d.strip_prefix("/dev/drbd/by-res/")?.trim_end_matches('/');
-        let vol = match rest.split_once('/') {
-            Some((name, v)) if name == self.name => v.parse::<u32>().ok()?,
-            None if rest == self.name && self.volumes.is_empty() => 0,
+        let vol = match by_res(device)? {
+            (name, Some(v)) if name == self.name => v,
+            (name, None) if name == self.name && self.volumes.is_empty() => 0,
             _ => return None,
         };
         self.volume_minors().find(|(v, _)| *v == vol)
@@ -55,13 +54,46 @@ impl Resource {
     }
 }
 
+/// The resource name and volume number of udev's `/dev/drbd/by-res/<name>[/<volume>]`, exactly
+/// as udev names it: the volume in decimal without sign or leading zero, no trailing `/`
+/// (`.../r0/01` or `.../r0/1/` name no device).
+pub(crate) fn by_res(device: &Path) -> Option<(&str, Option<u32>)> {
+    let rest = device.to_str()?.strip_prefix("/dev/drbd/by-res/")?;
+    let Some((name, v)) = rest.split_once('/') else {
+        return (!rest.is_empty()).then_some((rest, None));
+    };
+    let n = v.parse::<u32>().ok().filter(|n| n.to_string() == v)?;
+    (!name.is_empty()).then_some((name, Some(n)))
+}
+
+/// Records `disk` as the backing disk of `key`; the reason when another key has it already
+/// (DRBD opens a backing disk exclusively: the second attach would fail).
+pub(super) fn claim_disk(
+    disks: &mut BTreeMap<PathBuf, String>,
+    disk: &Path,
+    key: String,
+) -> Result<(), String> {
+    match disks.insert(disk.to_path_buf(), key) {
+        Some(other) => Err(format!(
+            "{} is the backing disk of {other} too: one disk, one DRBD volume",
+            disk.display()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `[[resource.volume]]`: numbers 1-65535 and unique, minors unique on the node (`minors`
-/// holds every minor seen so far), a disk exactly in manage mode. The key relative to the
-/// resource and the reason.
-pub(super) fn validate(r: &Resource, minors: &mut BTreeSet<u32>) -> Result<(), (String, String)> {
+/// holds every minor seen so far), a disk exactly in manage mode and no other volume's
+/// (`disks`). `key` makes a key relative to the resource absolute; the key and the reason.
+pub(super) fn validate(
+    r: &Resource,
+    minors: &mut BTreeSet<u32>,
+    disks: &mut BTreeMap<PathBuf, String>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), (String, String)> {
     let mut numbers = BTreeSet::new();
     for (j, v) in r.volumes.iter().enumerate() {
-        let k = |f: &str| format!("volume[{j}].{f}");
+        let k = |f: &str| key(&format!("volume[{j}].{f}"));
         let why = if v.volume == 0 {
             "volume 0 is the resource's own `minor`; number the others from 1"
         } else if v.volume > 65_535 {
@@ -95,6 +127,9 @@ pub(super) fn validate(r: &Resource, minors: &mut BTreeSet<u32>) -> Result<(), (
             }
             (Mode::Manage, Some(d)) if !d.is_absolute() => {
                 return Err((k("disk"), "must be an absolute device path".into()))
+            }
+            (Mode::Manage, Some(d)) => {
+                claim_disk(disks, d, k("disk")).map_err(|why| (k("disk"), why))?
             }
             _ => {}
         }

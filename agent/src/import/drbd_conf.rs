@@ -250,14 +250,13 @@ impl DrbdResource {
     /// The volume number and minor `path` names: udev's `/dev/drbd/by-res/NAME[/VOLUME]`, a
     /// device path written here, or `/dev/drbdN` of one of its minors.
     pub fn volume_of(&self, path: &str) -> Option<(u32, u32)> {
-        if let Some(rest) = path.strip_prefix("/dev/drbd/by-res/") {
-            let mut parts = rest.trim_end_matches('/').splitn(2, '/');
-            if parts.next() != Some(self.name.as_str()) {
-                return None;
-            }
-            let number = match parts.next() {
-                Some(v) => v.parse().ok()?,
-                None => 0,
+        if path.starts_with("/dev/drbd/by-res/") {
+            // the names check-config takes: `.../NAME` only for a resource with one volume
+            let number = match crate::config::by_res(std::path::Path::new(path))? {
+                (name, _) if name != self.name => return None,
+                (_, Some(v)) => v,
+                (_, None) if self.volumes.iter().all(|v| v.number == 0) => 0,
+                (_, None) => return None,
             };
             return self.volume_minor(number).map(|m| (number, m));
         }
@@ -465,7 +464,15 @@ mod tests {
         assert_eq!(r[0].volumes.len(), 2);
         assert_eq!(r[0].volume_of("/dev/drbd2"), Some((1, 2)));
         assert_eq!(r[0].volume_of("/dev/drbd/by-res/r0/1"), Some((1, 2)));
-        assert_eq!(r[0].volume_of("/dev/drbd/by-res/r0"), Some((0, 1)));
+        // a directory when the resource has several volumes; udev's volume is plain decimal
+        for no in [
+            "/dev/drbd/by-res/r0",
+            "/dev/drbd/by-res/r0/01",
+            "/dev/drbd/by-res/r0/1/",
+        ] {
+            assert_eq!(r[0].volume_of(no), None, "{no}");
+        }
+        assert_eq!(r[1].volume_of("/dev/drbd/by-res/r1/0"), Some((0, 5)));
         assert_eq!(r[0].volume_of("/dev/drbd3"), None);
         assert_eq!(r[1].volume_of("/dev/drbd6"), Some((3, 6)));
         assert_eq!(r[1].volume_minor(0), Some(5));

@@ -137,9 +137,11 @@ pub fn build(inp: &Inputs<'_>) -> Result<Imported, ParseError> {
             .first()
             .map(|t| t.at.clone())
             .unwrap_or_else(|| Loc::new("<tgt configuration>", 0));
+        // the notes are the reasons, and an error is all the caller prints
+        let why: Vec<String> = o.notes.iter().map(ToString::to_string).collect();
         return Err(ParseError::new(
             at,
-            "no target could be imported (see the notes above)",
+            format!("no target could be imported: {}", why.join("; ")),
         ));
     }
     write_address(&mut o, &vars, &mut used, &names)?;
@@ -151,9 +153,14 @@ pub fn build(inp: &Inputs<'_>) -> Result<Imported, ParseError> {
     o.notes.sort();
     let cfg_check = crate::config::Config::parse(&o.toml, Path::new("<imported>"));
     if let Err(e) = cfg_check {
+        // the TOML is not written: quote its line, whose comment names the input
+        let line = e
+            .line
+            .and_then(|l| o.toml.lines().nth(l.saturating_sub(1)))
+            .unwrap_or("");
         return Err(ParseError::new(
             Loc::new("<imported toml>", e.line.unwrap_or(0)),
-            format!("{}: {}", e.key, e.reason),
+            format!("{}: {} (imported line: {})", e.key, e.reason, line.trim()),
         ));
     }
     Ok(Imported {

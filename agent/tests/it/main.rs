@@ -15,6 +15,7 @@ mod authority_settle;
 mod cli;
 mod concurrency;
 mod config;
+mod config_edges;
 mod control;
 mod events;
 mod executor;

@@ -1,0 +1,246 @@
+//! Inputs a new user gets wrong that check-config and import must refuse with the key and line
+//! (or the input's line), never accept: device spellings udev never creates, two resources on
+//! one backing disk or replication address, a CHAP secrets file with a wide mode, an import with
+//! nothing importable. Host only, no root needed.
+
+use std::path::Path;
+
+use agent::config::check;
+use agent::import::files::{import, ImportArgs};
+use agent::ConfigError;
+
+/// Resource r0 (minor 1, volume 1 on minor 2) with LUN 1 on /dev/drbd1 and LUN 2 on `dev2`,
+/// then `more` (another resource, a CHAP table).
+fn config(mode: &str, dev2: &str, more: &str) -> String {
+    let (manage, vdisk) = if mode == "manage" {
+        (
+            "[resource.manage]\ndisk = \"/dev/sdb1\"\nlocal = \"10.0.0.1:7789\"\npeer = \"10.0.0.2:7789\"\n",
+            "disk = \"/dev/sdc1\"\n",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        r#"node = "a"
+role = {{ source = "command" }}
+[[resource]]
+name = "r0"
+minor = 1
+mode = "{mode}"
+{manage}
+[resource.target]
+iqn = "iqn.2026-11.test:r0"
+tid = 1
+initiators = "all"
+{more}
+[[resource.volume]]
+volume = 1
+minor = 2
+{vdisk}
+[[resource.lun]]
+lun = 1
+device = "/dev/drbd1"
+scsi_id = "r0-1"
+scsi_sn = "R0SN1"
+vendor = "ISCSIHA"
+product = "DRBD-LUN"
+
+[[resource.lun]]
+lun = 2
+device = "{dev2}"
+scsi_id = "r0-2"
+scsi_sn = "R0SN2"
+vendor = "ISCSIHA"
+product = "DRBD-LUN"
+"#
+    )
+}
+
+/// A second managed resource r1 (minor 5) on `disk` replicating from `local`.
+fn second(disk: &str, local: &str) -> String {
+    format!(
+        r#"
+[[resource]]
+name = "r1"
+minor = 5
+mode = "manage"
+[resource.manage]
+disk = "{disk}"
+local = "{local}"
+peer = "10.0.0.2:7790"
+[resource.target]
+iqn = "iqn.2026-11.test:r1"
+tid = 2
+initiators = "all"
+[[resource.lun]]
+lun = 1
+device = "/dev/drbd5"
+scsi_id = "r1-1"
+scsi_sn = "R1SN1"
+vendor = "ISCSIHA"
+product = "DRBD-LUN"
+"#
+    )
+}
+
+/// check-config's verdict on `text` written to `dir`: Ok, or (key, line, reason) read from its
+/// `file:line: key: reason` message.
+fn check_in(dir: &Path, text: &str) -> Result<(), (String, Option<usize>, String)> {
+    let p = dir.join("iscsi-ha.toml");
+    std::fs::write(&p, text).expect("write");
+    check::report(&p).map(|_| ()).map_err(|e| {
+        if let Some(c) = e.downcast_ref::<ConfigError>() {
+            return (c.key.clone(), c.line, c.reason.clone());
+        }
+        let msg = e.to_string();
+        let rest = msg
+            .strip_prefix(&format!("{}:", p.display()))
+            .unwrap_or_else(|| panic!("no file: {msg}"));
+        let (line, rest) = rest.split_once(": ").expect("line");
+        let (key, reason) = rest.split_once(": ").expect("key");
+        (key.to_string(), line.parse().ok(), reason.to_string())
+    })
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?}"));
+    text[..at].matches('\n').count() + 1
+}
+
+/// udev names volume 1 `/dev/drbd/by-res/r0/1`; a leading zero, a sign or a trailing `/`
+/// names no device, so tgtd could not open it: refused at the LUN's device.
+#[test]
+fn by_res_device_only_as_udev_spells_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    check_in(dir.path(), &config("adopt", "/dev/drbd/by-res/r0/1", ""))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    for bad in [
+        "/dev/drbd/by-res/r0/01",
+        "/dev/drbd/by-res/r0/+1",
+        "/dev/drbd/by-res/r0/1/",
+        "/dev/drbd/by-res/r0/",
+    ] {
+        let text = config("adopt", bad, "");
+        let (key, line, why) = check_in(dir.path(), &text).expect_err(bad);
+        assert_eq!(
+            (key.as_str(), line),
+            (
+                "resource[0].lun[1].device",
+                Some(line_of(&text, &format!("device = \"{bad}\"")))
+            ),
+            "{bad}: {why}"
+        );
+        assert!(why.contains("is not a volume of resource r0"), "{why}");
+    }
+}
+
+/// Manage mode: DRBD opens a backing disk exclusively and binds the replication address, so a
+/// disk or a local address given twice on the node cannot be brought up: refused at the second.
+#[test]
+fn managed_disk_and_replication_address_used_once() {
+    let cases = [
+        (
+            config("manage", "/dev/drbd2", "").replace("/dev/sdc1", "/dev/sdb1"),
+            "disk = \"/dev/sdb1\"\n\n[[resource.lun]]",
+            "resource[0].volume[0].disk",
+            "backing disk of resource[0].manage.disk",
+        ),
+        (
+            config("manage", "/dev/drbd2", "") + &second("/dev/sdc1", "10.0.0.1:7790"),
+            "disk = \"/dev/sdc1\"\nlocal = \"10.0.0.1:7790\"",
+            "resource[1].manage.disk",
+            "backing disk of resource[0].volume[0].disk",
+        ),
+        (
+            config("manage", "/dev/drbd2", "") + &second("/dev/sdd1", "10.0.0.1:7789"),
+            "local = \"10.0.0.1:7789\"\npeer = \"10.0.0.2:7790\"",
+            "resource[1].manage.local",
+            "is resource[0].manage.local too",
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    check_in(
+        dir.path(),
+        &(config("manage", "/dev/drbd2", "") + &second("/dev/sdd1", "10.0.0.1:7790")),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    for (text, at, key, why) in cases {
+        let (k, line, reason) = check_in(dir.path(), &text).expect_err(key);
+        assert_eq!(
+            (k.as_str(), line),
+            (key, Some(line_of(&text, at))),
+            "{reason}"
+        );
+        assert!(reason.contains(why), "{reason}");
+    }
+}
+
+/// A CHAP secrets file check-config cannot use is reported at the config's `secrets` key and
+/// line, with the file and the reason (never the secret).
+#[test]
+fn chap_secrets_problem_names_the_config_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secrets = dir.path().join("chap.toml");
+    std::fs::write(&secrets, "\"u1\" = \"secret-zz9-secret\"\n").expect("write");
+    let chap = format!(
+        "[resource.target.chap]\nsecrets = \"{}\"\nincoming = [\"u1\"]\n",
+        secrets.display()
+    );
+    let text = config("adopt", "/dev/drbd2", &chap);
+    for (mode, why) in [(0o644, "mode 0644"), (0o600, "")] {
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let got = check_in(dir.path(), &text);
+        if why.is_empty() {
+            got.unwrap_or_else(|e| panic!("{e:?}"));
+            continue;
+        }
+        let (key, line, reason) = got.expect_err(why);
+        assert_eq!(
+            (key.as_str(), line),
+            (
+                "resource[0].target.chap.secrets",
+                Some(line_of(&text, "secrets = "))
+            )
+        );
+        assert!(reason.contains(why) && !reason.contains("zz9"), "{reason}");
+    }
+}
+
+/// An import with no importable target says why in its error (the notes are not printed when
+/// it fails), and a by-res name of a resource with several volumes (a directory) is not taken
+/// for volume 0.
+#[test]
+fn import_with_nothing_importable_gives_the_reasons() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let w = |n: &str, s: &str| std::fs::write(d.join(n), s).expect("write");
+    w("iscsi-ha.conf", "DRBD_RESOURCES=r4\n");
+    w(
+        "targets.conf",
+        "<target iqn.2026-11.x:a>\n  backing-store /dev/drbd/by-res/r4\n</target>\n",
+    );
+    w(
+        "drbd.conf",
+        "resource r4 {\n  on h1 { address 10.0.0.1:7790; }\n  on h2 { address 10.0.0.2:7790; }\n  \
+         volume 0 { device minor 10; disk /dev/sdb1; meta-disk internal; }\n  \
+         volume 1 { device minor 11; disk /dev/sdc1; meta-disk internal; }\n}\n",
+    );
+    let args = ImportArgs {
+        iscsi_ha: Some(d.join("iscsi-ha.conf")),
+        local: None,
+        tgt: Some(d.join("targets.conf")),
+        drbd: Some(d.join("drbd.conf")),
+        node: Some("h1".into()),
+        output: None,
+    };
+    let e = import(&args)
+        .expect_err("by-res/r4 is a directory")
+        .to_string();
+    assert!(e.contains("no target could be imported: "), "{e}");
+    assert!(
+        e.contains("targets.conf:1: <target iqn.2026-11.x:a>: no LUN is on a DRBD device"),
+        "{e}"
+    );
+    assert!(e.contains("DRBD_RESOURCES r4"), "{e}");
+}

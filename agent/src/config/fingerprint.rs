@@ -16,7 +16,8 @@ impl Config {
     /// file paths, and which end of each replication link (address, DRBD 9 node id) is this
     /// node's. What remains is what initiators see and DRBD replicates: resources, volumes and
     /// minors, IQNs, tids, ACLs, CHAP users, LUN numbers, devices, identities and cache modes,
-    /// addresses, and DRBD's options.
+    /// addresses, and DRBD's options; in no particular order of tables, and a LUN's device as
+    /// the minor it names (`/dev/drbd/by-res/r0/1` and `/dev/drbd<minor>` are the same).
     pub fn fingerprint(&self) -> String {
         let mut c = self.clone();
         c.node = String::new();
@@ -28,7 +29,18 @@ impl Config {
         for a in &mut c.addresses {
             a.interface = String::new();
         }
+        // the order of tables in the file and the spelling of a volume's device are the
+        // writer's: the same volumes and LUNs in another order or spelling serve the same
+        c.resources.sort_by(|a, b| a.name.cmp(&b.name));
+        c.addresses.sort_by_key(|a| a.address.to_string());
         for r in &mut c.resources {
+            r.volumes.sort_by_key(|v| v.volume);
+            r.luns.sort_by_key(|l| l.lun);
+            for j in 0..r.luns.len() {
+                if let Some(m) = r.own_minor(&r.luns[j].device) {
+                    r.luns[j].device = PathBuf::from(format!("/dev/drbd{m}"));
+                }
+            }
             if let Some(ch) = &mut r.target.chap {
                 ch.secrets = PathBuf::new();
             }

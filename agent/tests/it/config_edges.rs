@@ -244,3 +244,26 @@ fn import_with_nothing_importable_gives_the_reasons() {
     );
     assert!(e.contains("DRBD_RESOURCES r4"), "{e}");
 }
+
+/// Two nodes whose files name the same volumes in another spelling (`/dev/drbd/by-res/r0/1` or
+/// `/dev/drbd2`) or list the same LUNs, volumes and resources in another order serve the same:
+/// their fingerprints are equal, while another volume for a LUN still differs.
+#[test]
+fn fingerprint_ignores_device_spelling_and_table_order() {
+    let fp = |t: &str| {
+        agent::config::Config::parse(t, Path::new("t.toml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .fingerprint()
+    };
+    let base = config("adopt", "/dev/drbd2", "");
+    let by_res = config("adopt", "/dev/drbd/by-res/r0/1", "");
+    assert_eq!(fp(&base), fp(&by_res));
+    let (head, luns) = base.split_at(base.find("[[resource.lun]]").expect("luns"));
+    let (lun1, lun2) = luns.split_at(luns.rfind("[[resource.lun]]").expect("lun 2"));
+    assert_eq!(fp(&base), fp(&format!("{head}{lun2}\n{lun1}")));
+    let swapped = base
+        .replace("device = \"/dev/drbd1\"", "device = \"/dev/drbdX\"")
+        .replace("device = \"/dev/drbd2\"", "device = \"/dev/drbd1\"")
+        .replace("device = \"/dev/drbdX\"", "device = \"/dev/drbd2\"");
+    assert_ne!(fp(&base), fp(&swapped));
+}

@@ -44,8 +44,10 @@ pub enum Request {
     /// `iscsi-ha events`: one [`Response`], then [`crate::events::AgentEvent`] lines until the
     /// client disconnects.
     Events,
-    /// `iscsi-ha reload` (also `SIGHUP`): read the config file again and apply what can change
-    /// without a transition ([`crate::config::reload`]).
+    /// `iscsi-ha reload` (also `SIGHUP`): read the config file again and apply it as a
+    /// difference: live settings in place, added, removed and changed resources and addresses
+    /// demoted, released, served and claimed in the one order; refused with the reason, running
+    /// config kept, when it does not validate or needs a restart ([`crate::config::reload`]).
     Reload,
 }
 

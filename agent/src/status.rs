@@ -36,6 +36,13 @@ pub struct LunStatus {
     pub lun: u32,
     /// `write-through` or `write-back`.
     pub cache: String,
+    /// Its backing device, as configured.
+    #[serde(default)]
+    pub device: std::path::PathBuf,
+    /// The resource's volume that device is (`None` for a device that is none of them, as in
+    /// the agent's tests on plain files).
+    #[serde(default)]
+    pub volume: Option<u32>,
 }
 
 /// One address in the status.
@@ -250,6 +257,8 @@ impl Status {
                         .map(|l| LunStatus {
                             lun: l.lun,
                             cache: l.cache.to_string(),
+                            device: l.device.clone(),
+                            volume: r.volume_of(&l.device).map(|(v, _)| v),
                         })
                         .collect(),
                 }
@@ -441,7 +450,17 @@ impl Status {
                 r.tid, r.iqn, r.target.state, r.target.sessions
             );
             for l in &r.luns {
-                let _ = writeln!(o, "  lun {}: cache {}", l.lun, l.cache);
+                let volume = l
+                    .volume
+                    .map(|v| format!(" (volume {v})"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    o,
+                    "  lun {}: cache {}, on {}{volume}",
+                    l.lun,
+                    l.cache,
+                    l.device.display()
+                );
             }
         }
         for a in &self.addresses {

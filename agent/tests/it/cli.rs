@@ -127,7 +127,7 @@ fn cli_round_trip() {
         text(&o)
     );
     assert!(
-        text(&o).contains("  lun 1: cache write-through\n"),
+        text(&o).contains("  lun 1: cache write-through, on /dev/drbd1 (volume 0)\n"),
         "{}",
         text(&o)
     );

@@ -133,6 +133,9 @@ pub(super) fn validate(
                     "names no [[resource]] of this file",
                 );
             }
+            if a.resources[..j].contains(rn) {
+                return err(format!("address[{i}].resources[{j}]"), "listed twice");
+            }
         }
         if a.probe.enabled && a.probe.timeout_ms == 0 {
             return err(k("probe.timeout_ms"), "must be greater than 0 when probing");

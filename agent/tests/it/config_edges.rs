@@ -267,3 +267,21 @@ fn fingerprint_ignores_device_spelling_and_table_order() {
         .replace("device = \"/dev/drbdX\"", "device = \"/dev/drbd2\"");
     assert_ne!(fp(&base), fp(&swapped));
 }
+
+/// An address naming one resource twice is a typo (another resource was meant): refused at
+/// the second name.
+#[test]
+fn address_naming_a_resource_twice_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config("adopt", "/dev/drbd2", "")
+        + "\n[[address]]\naddress = \"192.168.50.10/24\"\ninterface = \"eth0\"\nresources = [\"r0\",\n  \"r0\"]\n";
+    let (key, line, why) = check_in(dir.path(), &text).expect_err("twice");
+    assert_eq!(
+        (key.as_str(), line, why.as_str()),
+        (
+            "address[0].resources[1]",
+            Some(line_of(&text, "  \"r0\"]")),
+            "listed twice"
+        )
+    );
+}

@@ -11,7 +11,7 @@ pub(super) fn line_of(text: &str, offset: usize) -> usize {
 
 /// Line of a dotted key path like `resource[0].lun[1].scsi_sn`, from a span-keeping parse.
 /// Falls back to the deepest parent found.
-pub(super) fn locate(text: &str, path: &str) -> Option<usize> {
+pub(crate) fn locate(text: &str, path: &str) -> Option<usize> {
     let doc = toml_edit::ImDocument::parse(text).ok()?;
     let mut best: Option<usize> = None;
     let mut item: &toml_edit::Item = doc.as_item();

@@ -23,12 +23,13 @@ use serde::{Deserialize, Serialize};
 pub use address::{Address, Announce, Probe};
 pub use drbd_options::{DiskOptions, Handlers, NetOptions, OnIoError};
 pub use general::{Metrics, RoleSource, Sockets, Timeouts};
+pub(crate) use locate::locate as locate_key;
 pub use resource::{
     Chap, Initiators, Lun, Manage, MetaDisk, Mode, Protocol, Resource, Target, DEFAULT_KO_COUNT,
     DEFAULT_PING_INT_S, DEFAULT_PING_TIMEOUT_DS, DEFAULT_TIMEOUT_DS, MAX_NODE_ID,
 };
-pub use volume::Volume;
 pub(crate) use volume::by_res;
+pub use volume::Volume;
 
 use crate::error::ConfigError;
 use locate::{line_of, locate};

@@ -234,6 +234,42 @@ impl DrbdResource {
             .chain(self.volumes.iter().filter_map(|v| v.device.as_ref()))
     }
 
+    /// A volume whose devices (resource level, in `on` sections, in volume sections) give it
+    /// two minors, at the second: DRBD 8.4 lets each host have its own, but the agent names a
+    /// volume by one minor on both nodes (the fingerprint covers it), and this node's minor
+    /// taken from the peer's section would be another device.
+    pub fn minor_conflict(&self) -> Option<ParseError> {
+        let mut seen: std::collections::BTreeMap<u32, (u32, &Loc)> = Default::default();
+        let vol0 = self
+            .device
+            .iter()
+            .chain(self.hosts.iter().filter_map(|h| h.device.as_ref()))
+            .map(|d| (0, d));
+        let vols = self
+            .volumes
+            .iter()
+            .filter_map(|v| v.device.as_ref().map(|d| (v.number, d)));
+        for (n, d) in vol0.chain(vols) {
+            let Some(m) = d.minor else { continue };
+            match seen.get(&n) {
+                Some((m0, at0)) if *m0 != m => {
+                    let why = format!(
+                        "resource {} volume {n} has minor {m} here and minor {m0} at {at0}: the \
+                         agent names a volume by one minor, the same on both nodes; give every \
+                         host the same minor",
+                        self.name
+                    );
+                    return Some(ParseError::new(d.at.clone(), why));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(n, (m, &d.at));
+                }
+            }
+        }
+        None
+    }
+
     /// The minor of volume `number` (without volume sections, volume 0 is the resource's device).
     pub fn volume_minor(&self, number: u32) -> Option<u32> {
         if self.volumes.is_empty() {
@@ -476,6 +512,19 @@ mod tests {
         assert_eq!(r[0].volume_of("/dev/drbd3"), None);
         assert_eq!(r[1].volume_of("/dev/drbd6"), Some((3, 6)));
         assert_eq!(r[1].volume_minor(0), Some(5));
+        assert_eq!(r[0].minor_conflict(), None);
+        // each host its own minor: DRBD takes it, the agent's one minor per volume cannot
+        let two = res(
+            "resource r0 {\n on a { address 10.0.0.1:7789; volume 0 { device minor 1; } }\n \
+             on b { address 10.0.0.2:7789; volume 0 { device minor 7; } }\n}\n\
+             resource r1 {\n on a { device /dev/drbd3; }\n on b { device /dev/drbd4; }\n}\n",
+        )
+        .unwrap();
+        for r in &two {
+            let e = r.minor_conflict().expect("two minors");
+            assert!(e.reason.contains("has minor"), "{e}");
+        }
+        assert_eq!(two[0].minor_conflict().unwrap().at.line, 3);
         assert_eq!(r[1].devices().count(), 2);
     }
 

@@ -151,7 +151,16 @@ pub fn build(inp: &Inputs<'_>) -> Result<Imported, ParseError> {
         o.secrets.push(f);
     }
     o.notes.sort();
-    let cfg_check = crate::config::Config::parse(&o.toml, Path::new("<imported>"));
+    // what check-config checks: valid, and every LUN on one of its resource's volumes
+    let cfg_check = crate::config::Config::parse(&o.toml, Path::new("<imported>")).and_then(|c| {
+        c.check_devices()
+            .map_err(|(key, reason)| crate::ConfigError {
+                line: crate::config::locate_key(&o.toml, &key),
+                file: "<imported>".into(),
+                key,
+                reason,
+            })
+    });
     if let Err(e) = cfg_check {
         // the TOML is not written: quote its line, whose comment names the input
         let line = e
@@ -237,6 +246,9 @@ fn backing_resource(
             Some(rs) => match rs.iter().find(|r| r.volume_of(&l.path).is_some()) {
                 None => None,
                 Some(r) => {
+                    if let Some(e) = r.minor_conflict() {
+                        return Err(e);
+                    }
                     let m = r.volume_minor(0).ok_or_else(|| ParseError::new(r.at.clone(), format!("resource {} has no volume 0 with a device minor: the agent names a resource by volume 0's minor", r.name)))?;
                     Some((r.name.clone(), m, format!("drbd.conf {}", r.at)))
                 }

@@ -285,3 +285,42 @@ fn address_naming_a_resource_twice_refused() {
         )
     );
 }
+
+/// drbd.conf giving a volume another minor on each host (DRBD allows it) is refused with both
+/// places: the agent names a volume by one minor on both nodes, and the import took the first
+/// host's minor for every node (on the other node that minor is another device).
+#[test]
+fn import_refuses_a_volume_with_a_minor_per_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let w = |n: &str, s: &str| std::fs::write(d.join(n), s).expect("write");
+    w("iscsi-ha.conf", "DRBD_RESOURCES=r4\n");
+    w(
+        "targets.conf",
+        "<target iqn.2026-11.x:a>\n  backing-store /dev/drbd10\n  backing-store /dev/drbd11\n</target>\n",
+    );
+    w(
+        "drbd.conf",
+        "resource r4 {\n  volume 0 { device minor 10; disk /dev/sdb1; meta-disk internal; }\n  \
+         on h1 { address 10.0.0.1:7790; volume 1 { device minor 11; disk /dev/sdc1; } }\n  \
+         on h2 { address 10.0.0.2:7790; volume 1 { device minor 21; disk /dev/sdc1; } }\n}\n",
+    );
+    for node in ["h1", "h2"] {
+        let args = ImportArgs {
+            iscsi_ha: Some(d.join("iscsi-ha.conf")),
+            local: None,
+            tgt: Some(d.join("targets.conf")),
+            drbd: Some(d.join("drbd.conf")),
+            node: Some(node.into()),
+            output: None,
+        };
+        let e = import(&args).expect_err(node).to_string();
+        let conf = d.join("drbd.conf").display().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{conf}:4: resource r4 volume 1 has minor 21 here and minor 11 at {conf}:3"
+            )),
+            "{e}"
+        );
+    }
+}

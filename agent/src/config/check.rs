@@ -40,7 +40,18 @@ pub fn report(path: &Path) -> anyhow::Result<Report> {
     }
     if let Some(e) = &cfg.alerts.email {
         // The daemon builds the transport at the first alert; the check builds it now.
-        crate::alerts::Mailer::new(e)?.transport()?;
+        let built = crate::alerts::Mailer::new(e).and_then(|mut m| m.transport().map(|_| ()));
+        if let Err(err) = built {
+            use crate::alerts::AlertError as A;
+            let (key, reason) = match err {
+                A::Invalid { key, reason } => (key, reason),
+                A::Read { ref path, .. } if e.credentials.as_ref() != Some(path) => {
+                    ("ca_file", err.to_string())
+                }
+                other => ("credentials", other.to_string()),
+            };
+            return Err(at(format!("alerts.email.{key}"), reason).into());
+        }
     }
     for (i, r) in cfg.resources.iter().enumerate() {
         if let Some(c) = &r.target.chap {

@@ -324,3 +324,38 @@ fn import_refuses_a_volume_with_a_minor_per_host() {
         );
     }
 }
+
+/// An SMTP credentials file or CA file check-config cannot use is reported at its
+/// `[alerts.email]` key and line, like every other config error (never the password).
+#[test]
+fn alert_files_problems_name_the_config_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cred = dir.path().join("smtp.toml");
+    std::fs::write(&cred, "username = \"u\"\npassword = \"pw-zz9-pw\"\n").expect("write");
+    std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mail = |extra: &str| {
+        config("adopt", "/dev/drbd2", "")
+            + &format!(
+                "\n[alerts.email]\nserver = \"127.0.0.1\"\nfrom = \"a@example.com\"\n\
+                 to = [\"b@example.com\"]\n{extra}"
+            )
+    };
+    let text = mail(&format!("credentials = \"{}\"\n", cred.display()));
+    let (key, line, why) = check_in(dir.path(), &text).expect_err("mode 0644");
+    assert_eq!(
+        (key.as_str(), line),
+        (
+            "alerts.email.credentials",
+            Some(line_of(&text, "credentials = "))
+        )
+    );
+    assert!(why.contains("mode 0644") && !why.contains("zz9"), "{why}");
+    let text = mail("ca_file = \"/nonexistent/ca.pem\"\n");
+    let (key, line, why) = check_in(dir.path(), &text).expect_err("no CA file");
+    assert_eq!(
+        (key.as_str(), line),
+        ("alerts.email.ca_file", Some(line_of(&text, "ca_file = ")))
+    );
+    assert!(why.contains("/nonexistent/ca.pem"), "{why}");
+}

@@ -1,7 +1,7 @@
 //! A stranger on the socket: whatever bytes come back, the client returns a typed error, never panics, and
 //! never waits past its timeouts. No root or tgtd needed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
@@ -72,12 +72,11 @@ async fn body_stalls_until_timeout() {
     let mut r = hdr(0, 100);
     r.extend_from_slice(b"Target 1: x\n");
     let (_d, c) = one_shot(r, true).await;
-    let t = Instant::now();
+    // The error says the reply timer fired (no wall-clock bound: never a timed assertion).
     assert!(matches!(
         c.show_targets().await,
         Err(TgtError::ReplyTimeout { .. })
     ));
-    assert!(t.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]

@@ -6,7 +6,9 @@ use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use agent::backend::memory::Memory;
 use agent::backend::Drbd;
@@ -55,7 +57,9 @@ async fn ask(ctl: &tokio::sync::mpsc::Sender<Pending>, request: Request) -> Resp
     rx.await.expect("answer")
 }
 
-#[tokio::test]
+// Paused clock: the times below are the backoff schedule on tokio's virtual clock, never a
+// measure of how fast this machine is.
+#[tokio::test(start_paused = true)]
 async fn failed_first_observation_is_retried_with_backoff() {
     let cfg = Arc::new(common::config("two", true));
     let mem = Memory::healthy_secondary(&cfg);

@@ -221,6 +221,10 @@ pub struct DrbdVolume {
     pub number: u32,
     /// Its `device`.
     pub device: Option<Device>,
+    /// Its `disk` (the backing disk, for a later move to manage mode).
+    pub disk: Option<String>,
+    /// Its `meta-disk`.
+    pub meta_disk: Option<String>,
     /// The `volume` line.
     pub at: Loc,
 }
@@ -268,6 +272,14 @@ impl DrbdResource {
             }
         }
         None
+    }
+
+    /// The `disk` of volume `number`'s first section that has one.
+    pub fn volume_disk(&self, number: u32) -> Option<&str> {
+        self.volumes
+            .iter()
+            .filter(|v| v.number == number)
+            .find_map(|v| v.disk.as_deref())
     }
 
     /// The minor of volume `number` (without volume sections, volume 0 is the resource's device).
@@ -319,15 +331,20 @@ fn volume(s: &Stmt, body: &[Stmt]) -> Result<DrbdVolume, ParseError> {
         _ => None,
     }
     .ok_or_else(|| ParseError::new(s.at.clone(), "volume takes one number"))?;
-    let mut device_of = None;
+    let (mut device_of, mut disk, mut meta_disk) = (None, None, None);
     for st in body {
-        if st.words.first().map(String::as_str) == Some("device") {
-            device_of = Some(device(&st.words[1..], &st.at)?);
+        match st.words.as_slice() {
+            [d, rest @ ..] if d == "device" => device_of = Some(device(rest, &st.at)?),
+            [d, path] if d == "disk" => disk = Some(path.clone()),
+            [d, rest @ ..] if d == "meta-disk" => meta_disk = Some(rest.join(" ")),
+            _ => {}
         }
     }
     Ok(DrbdVolume {
         number,
         device: device_of,
+        disk,
+        meta_disk,
         at: s.at.clone(),
     })
 }
@@ -513,6 +530,11 @@ mod tests {
         assert_eq!(r[1].volume_of("/dev/drbd6"), Some((3, 6)));
         assert_eq!(r[1].volume_minor(0), Some(5));
         assert_eq!(r[0].minor_conflict(), None);
+        // kept for the comment that prepares a move to manage mode
+        assert_eq!(
+            (r[0].volume_disk(0), r[0].volume_disk(1)),
+            (Some("/dev/sdb"), Some("/dev/sdc"))
+        );
         // each host its own minor: DRBD takes it, the agent's one minor per volume cannot
         let two = res(
             "resource r0 {\n on a { address 10.0.0.1:7789; volume 0 { device minor 1; } }\n \

@@ -317,8 +317,12 @@ fn write_resource(
             r.disk
                 .as_deref()
                 .or_else(|| r.hosts.iter().find_map(|h| h.disk.as_deref()))
+                .or_else(|| r.volume_disk(0))
                 .unwrap_or("?"),
-            r.meta_disk.as_deref().unwrap_or("?"),
+            r.meta_disk
+                .as_deref()
+                .or_else(|| r.volumes.iter().find_map(|v| v.meta_disk.as_deref()))
+                .unwrap_or("?"),
             r.protocol.as_deref().unwrap_or("C"),
             r.hosts
                 .iter()
@@ -395,6 +399,9 @@ fn write_volumes(o: &mut Out, r: &DrbdResource) -> Result<bool, ParseError> {
             i64::from(minor),
             &format!("drbd.conf {at}: its device"),
         );
+        if let Some(disk) = r.volume_disk(n) {
+            let _ = writeln!(o.toml, "# drbd.conf {at}: disk {disk}");
+        }
     }
     Ok(!numbers.is_empty())
 }

@@ -20,7 +20,9 @@ struct Cli {
     /// Configuration file.
     #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
     config: PathBuf,
-    /// Control socket (default: the one named in the configuration).
+    /// Control socket of the commands that talk to the running agent (status, promote, demote,
+    /// split-brain, events, reload, maintenance); default: the one named in the configuration.
+    /// The daemon, import, check-config and ocf do not use it.
     #[arg(short, long, global = true)]
     socket: Option<PathBuf>,
     #[command(subcommand)]
@@ -58,8 +60,11 @@ enum Cmd {
     /// Follow transitions, alarms, refusals and health changes as JSON lines, until the agent
     /// stops (no polling: the agent pushes them).
     Events,
-    /// Read the configuration file again (as SIGHUP does): settings read at each use are
-    /// applied; a change to what is served is refused and the running configuration kept.
+    /// Read the configuration file again (as SIGHUP does) and apply it as a difference: added
+    /// resources and addresses are brought in, removed ones demoted and released, changed ones
+    /// replaced, unchanged ones untouched. A file that does not validate, or a change that cannot
+    /// be made live (e.g. a DRBD minor under an up device), is refused with the reason in status
+    /// and the running configuration kept.
     Reload,
     /// Freeze: observe and report, change nothing.
     Maintenance {

@@ -536,6 +536,110 @@ impl Drop for Session {
     }
 }
 
+/// A reader on its own thread, in a network namespace: one session, READ(10) of one block in a
+/// loop, each completion's time recorded, until [`Reader::stop`]. It shows whether and how long
+/// a client is paused while something else happens (a reload, a repair). The first failed read
+/// ends the loop (libiscsi's reconnect is off, so the session is gone).
+pub struct Reader {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Reads>,
+}
+
+/// What a [`Reader`] saw: the completion time of every read, and the failure that ended it.
+#[derive(Debug, Default)]
+pub struct Reads {
+    /// Completion times of the reads that succeeded, in order.
+    pub done: Vec<std::time::Instant>,
+    /// The failed read's error, if one failed.
+    pub failed: Option<String>,
+}
+
+impl Reader {
+    /// Logs in from namespace `netns` (`/run/netns/NETNS`) to `url` as `initiator` (command
+    /// timeout `timeout_s` seconds) and starts reading; returns once logged in, or the error.
+    pub fn start(
+        netns: &str,
+        url: &str,
+        initiator: &str,
+        timeout_s: u32,
+    ) -> Result<Reader, String> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (netns, url, initiator) = (netns.to_string(), url.to_string(), initiator.to_string());
+        let halt = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut reads = Reads::default();
+            let session = test_support::netns::enter(&netns).and_then(|()| {
+                Session::connect(&url, &initiator, timeout_s, 2).map_err(|e| e.to_string())
+            });
+            let mut s = match session {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return reads;
+                }
+            };
+            let _ = tx.send(Ok(()));
+            let mut buf = vec![0u8; BLOCK];
+            for lba in (0..64u32).cycle() {
+                if halt.load(Ordering::Relaxed) {
+                    break;
+                }
+                match s.read10(lba, &mut buf) {
+                    Ok(()) => reads.done.push(std::time::Instant::now()),
+                    Err(e) => {
+                        reads.failed = Some(e.to_string());
+                        return reads;
+                    }
+                }
+            }
+            let _ = s.logout(); // the reads are counted; a failed logout changes nothing
+            reads
+        });
+        match rx.recv() {
+            Ok(Ok(())) => Ok(Reader { stop, thread }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the reader thread ended before logging in".into()),
+        }
+    }
+
+    /// Whether the loop still runs (no read failed yet).
+    pub fn reading(&self) -> bool {
+        !self.thread.is_finished()
+    }
+
+    /// Stops the loop, logs out and returns what it saw.
+    pub fn stop(self) -> Reads {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_else(|_| Reads {
+            failed: Some("the reader thread panicked".into()),
+            ..Reads::default()
+        })
+    }
+}
+
+impl Reads {
+    /// Reads completed in `[from, to]`, and the longest time between two consecutive completions
+    /// around it (from the last one before `from` to the first one after `to`): how long the
+    /// reader went without an answer there.
+    pub fn window(
+        &self,
+        from: std::time::Instant,
+        to: std::time::Instant,
+    ) -> (usize, std::time::Duration) {
+        let start = self.done.partition_point(|t| *t < from);
+        let end = self.done.partition_point(|t| *t <= to);
+        let around = &self.done[start.saturating_sub(1)..(end + 1).min(self.done.len())];
+        let gap = around
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or_default();
+        (end - start, gap)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,20 +2,21 @@
 //! addresses (rtnetlink, in a network namespace this test makes, with a second one for the
 //! initiator behind a veth pair) and the watches following the config through
 //! `daemon::follow::Follow`; DRBD stays in memory (the host has none; the lab has it). With a
-//! reader (libiscsi's `iscsi-perf`, no reconnects, 5 s command timeout) on `r0` through its
-//! address the whole time, a reload adds `r1` with its own address: its target answers an
-//! inquiry through the new address, and both watches follow it (the address deleted by hand and
-//! the target deleted by hand come back); a change of its LUN (cache mode, product) replaces its
+//! reader (the lab's libiscsi [`lab::iscsi::Reader`]: one block per READ(10), no reconnects,
+//! 5 s command timeout) on `r0` through its address the whole time, a reload adds `r1` with its
+//! own address: its target answers an inquiry through the new address, and both watches follow
+//! it (the address deleted by hand and the target deleted by hand come back); a change of its LUN (cache mode, product) replaces its
 //! target alone, DRBD untouched; a last reload removes them again: target and address gone. An
 //! added address on an interface that does not exist is refused. `r0` keeps its very session
-//! (same TSIH) and the reader never fails.
-//! Needs root, `ip`, `tgtd`, `tgtadm`, `iscsi-perf` and `iscsi-inq`: skipped without them, a
-//! failure with CI=true.
+//! (same TSIH) and no read fails; its reads and longest pause around each reload are printed
+//! next to its longest pause in a quiet second before (figures only, never asserted on).
+//! Needs root, `ip`, `tgtd`, `tgtadm` and `iscsi-inq`: skipped without them, a failure with
+//! CI=true.
 
 use crate::common;
 use crate::reload_tgtd::resource;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,8 @@ use agent::daemon::follow::Follow;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
 use agent::fsm::Event;
-use common::{free_port, tgtd_config_head, wait_tgtd, which, Kill, Tgtd};
+use common::{free_port, tgtd_config_head, wait_tgtd, which, Tgtd};
+use lab::iscsi::Reader;
 use test_support::netns::{self, Netns};
 use test_support::prereq::Prereqs;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -98,7 +100,7 @@ fn inquiry(cli: &str, url: &str) -> String {
 fn reload_adds_and_removes_a_served_target_and_its_address() {
     if !Prereqs::new("agent live reload test")
         .root_and_group()
-        .tools(&["ip", "tgtd", "tgtadm", "iscsi-perf", "iscsi-inq"])
+        .tools(&["ip", "tgtd", "tgtadm", "iscsi-inq"])
         .check()
     {
         return;
@@ -180,31 +182,18 @@ async fn run(cli: String) {
         let ip = a.split('/').next().expect("ip");
         format!("iscsi://{ip}:{PORTAL}/{}/1", iqn(r))
     };
-    let mut perf = Kill(
-        Command::new("ip")
-            .args(["netns", "exec", &cli])
-            .arg(which("iscsi-perf").expect("iscsi-perf"))
-            .args(["-x", "0", "-t", "5", "-i", "iqn.2026-11.test:reader"])
-            .arg(url(A0, "r0"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("iscsi-perf runs"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let sid = loop {
-        if let Some(n) = client.sessions(1).await.expect("sessions").first() {
-            break n.sid;
-        }
-        assert!(Instant::now() < deadline, "iscsi-perf never logged in");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let reading = |perf: &mut Kill| perf.0.try_wait().expect("wait").is_none();
+    let reader = Reader::start(&cli, &url(A0, "r0"), "iqn.2026-11.test:reader", 5)
+        .unwrap_or_else(|e| panic!("the reader of r0: {e}"));
+    let sid = client.sessions(1).await.expect("sessions")[0].sid;
+    // A quiet second (no reload) for the reader's usual pause; each reload's window is timed.
+    let quiet = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut windows = vec![("quiet second, no reload", quiet, Instant::now())];
 
     // An added address on an interface that does not exist: refused, nothing changed.
     let nowhere = address("10.99.0.12/24", "r0").replace("\"v0\"", "\"v9\"");
     write(format!("{head}{r0}{a0}{nowhere}"));
-    let r = d.request(Request::Reload).await;
+    let r = reload(&mut d, &mut windows, "refused reload").await;
     assert!(!r.ok, "{}", r.message);
     assert!(
         r.message.contains("running configuration kept") && r.message.contains("v9"),
@@ -218,7 +207,7 @@ async fn run(cli: String) {
 
     // Added: r1 served and reached through its new address.
     write(format!("{head}{r0}{r1}{a0}{a1}"));
-    let r = d.request(Request::Reload).await;
+    let r = reload(&mut d, &mut windows, "reload adding r1").await;
     assert!(r.ok, "{}", r.message);
     for part in ["added resource r1", &format!("added address {A1}")] {
         assert!(r.message.contains(part), "{part}: {}", r.message);
@@ -259,7 +248,7 @@ async fn run(cli: String) {
     );
     mem.world().log.clear();
     write(format!("{head}{r0}{r1b}{a0}{a1}"));
-    let r = d.request(Request::Reload).await;
+    let r = reload(&mut d, &mut windows, "reload replacing r1").await;
     assert!(r.ok, "{}", r.message);
     assert!(r.message.contains("replaced resource r1"), "{}", r.message);
     let log = mem.world().log.clone();
@@ -275,7 +264,7 @@ async fn run(cli: String) {
 
     // Removed: target and address gone, no longer followed.
     write(format!("{head}{r0}{a0}"));
-    let r = d.request(Request::Reload).await;
+    let r = reload(&mut d, &mut windows, "reload removing r1").await;
     assert!(r.ok, "{}", r.message);
     for part in ["removed resource r1", &format!("removed address {A1}")] {
         assert!(r.message.contains(part), "{part}: {}", r.message);
@@ -298,7 +287,7 @@ async fn run(cli: String) {
     // r0's reader read through all of it over its very session.
     assert!(held_on_v0(A0));
     assert!(
-        reading(&mut perf),
+        reader.reading(),
         "the reader of r0 failed across the reloads"
     );
     let now: Vec<u64> = client
@@ -309,6 +298,30 @@ async fn run(cli: String) {
         .map(|n| n.sid)
         .collect();
     assert_eq!(now, [sid], "r0's session changed");
+    let reads = reader.stop();
+    assert_eq!(reads.failed, None, "a read of r0 failed");
+    eprintln!(
+        "r0's reader: {} reads, 0 failed; reads and longest pause between two reads around:",
+        reads.done.len()
+    );
+    for (what, from, to) in windows {
+        let (n, gap) = reads.window(from, to);
+        eprintln!(
+            "  {what} ({:.1} ms): {n} reads, longest pause {:.2} ms",
+            (to - from).as_secs_f64() * 1e3,
+            gap.as_secs_f64() * 1e3
+        );
+    }
+}
+
+type Windows = Vec<(&'static str, Instant, Instant)>;
+
+/// A reload, its start and end noted in `windows` under `what`.
+async fn reload(d: &mut D, windows: &mut Windows, what: &'static str) -> agent::control::Response {
+    let from = Instant::now();
+    let r = d.request(Request::Reload).await;
+    windows.push((what, from, Instant::now()));
+    r
 }
 
 fn ok_ip(args: &[&str]) {

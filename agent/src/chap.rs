@@ -1,7 +1,7 @@
 //! CHAP accounts of a served target (`[resource.target.chap]`): user names in the configuration,
 //! secrets in a separate TOML file of `"user" = "secret"` lines that group and others must not be
 //! able to read (mode 0600, a wider mode is refused). The secrets are read when the target is
-//! served and by `check-config`, handed to tgtd, and never printed or logged: errors name the file
+//! served, by `check-config` and by a reload (which refuses a file that would not serve), handed to tgtd, and never printed or logged: errors name the file
 //! and the user, never the secret, and the parser's own message (which could quote it) is not
 //! repeated.
 
@@ -110,6 +110,19 @@ fn read_secrets(path: &Path) -> Result<BTreeMap<String, String>, ChapError> {
     toml::from_str(&text).map_err(|_| ChapError::Format {
         path: path.to_path_buf(),
     })
+}
+
+/// Every resource's CHAP accounts read as serving them would (`check-config`, reload): `Err`
+/// names the first resource whose secrets do not do, as (`resource[i].target.chap.secrets`,
+/// reason).
+pub fn check_config(cfg: &crate::config::Config) -> Result<(), (String, String)> {
+    for (i, r) in cfg.resources.iter().enumerate() {
+        if let Some(c) = &r.target.chap {
+            accounts(c)
+                .map_err(|e| (format!("resource[{i}].target.chap.secrets"), e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The accounts to bind, secrets read from the file. Every configured user must have a secret

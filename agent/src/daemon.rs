@@ -474,6 +474,12 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 .and_then(|new| match self.exec.check_config(&new) {
                     Ok(()) => Ok(new),
                     Err(e) => Err(e.to_string()),
+                })
+                // A secrets file that would not serve (mode, format, a user without a secret) is
+                // refused now, not met when the target is served again.
+                .and_then(|new| match crate::chap::check_config(&new) {
+                    Ok(()) => Ok(new),
+                    Err((key, reason)) => Err(format!("{key}: {reason}")),
                 }),
             None => Err("the running configuration was not read from a file".into()),
         };

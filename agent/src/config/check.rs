@@ -53,11 +53,8 @@ pub fn report(path: &Path) -> anyhow::Result<Report> {
             return Err(at(format!("alerts.email.{key}"), reason).into());
         }
     }
-    for (i, r) in cfg.resources.iter().enumerate() {
-        if let Some(c) = &r.target.chap {
-            crate::chap::accounts(c)
-                .map_err(|e| at(format!("resource[{i}].target.chap.secrets"), e.to_string()))?;
-        }
+    if let Err((key, reason)) = crate::chap::check_config(&cfg) {
+        return Err(at(key, reason).into());
     }
     let mut o = String::new();
     let _ = writeln!(

@@ -387,3 +387,43 @@ async fn reload_refuses_an_addition_that_would_hold_the_others() {
     assert!(serving(&mem, "r2", "10.0.0.11/24"));
     assert_eq!(refused(&r), None);
 }
+
+/// A CHAP secrets file that would not serve (here readable by others) refuses the reload, named
+/// at its key, and the target keeps serving with the running config; once the mode is right the
+/// same file is applied (the target replaced with its accounts).
+#[tokio::test]
+async fn reload_refuses_chap_secrets_that_would_not_serve() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("iscsi-ha.toml");
+    let cfg = common::config("one", true);
+    let (mut d, mem) = promoted(&path, &cfg).await;
+
+    let secrets = dir.path().join("chap.toml");
+    std::fs::write(&secrets, "\"alice\" = \"secret-of-alice\"\n").expect("secrets");
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut chap = cfg.clone();
+    chap.resources[0].target.chap = Some(agent::config::Chap {
+        secrets: secrets.clone(),
+        incoming: vec!["alice".into()],
+        outgoing: None,
+    });
+    write(&path, &chap);
+    let r = d.request(Request::Reload).await;
+    assert!(!r.ok, "{}", r.message);
+    let why = refused(&r).expect("reason in status");
+    assert!(
+        why.contains("resource[0].target.chap.secrets") && why.contains("chmod 600"),
+        "{why}"
+    );
+    assert!(!why.contains("secret-of-alice"), "secret printed: {why}");
+    assert!(serving(&mem, "r0", "10.0.0.10/24"));
+    let status = r.status.expect("status");
+    assert_eq!(status.config_fingerprint, cfg.fingerprint());
+
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let r = d.request(Request::Reload).await;
+    assert!(r.ok, "{}", r.message);
+    assert_eq!(refused(&r), None);
+    assert!(serving(&mem, "r0", "10.0.0.10/24"));
+}

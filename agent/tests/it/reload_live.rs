@@ -5,11 +5,12 @@
 //! reader (the lab's libiscsi [`lab::iscsi::Reader`]: one block per READ(10), no reconnects,
 //! 5 s command timeout) on `r0` through its address the whole time, a reload adds `r1` with its
 //! own address: its target answers an inquiry through the new address, and both watches follow
-//! it (the address deleted by hand and the target deleted by hand come back); a change of its LUN (cache mode, product) replaces its
-//! target alone, DRBD untouched; a last reload removes them again: target and address gone. An
-//! added address on an interface that does not exist is refused. `r0` keeps its very session
-//! (same TSIH) and no read fails; its reads and longest pause around each reload are printed
-//! next to its longest pause in a quiet second before (figures only, never asserted on).
+//! it (the address deleted by hand and the target deleted by hand come back); a change of its
+//! LUN (cache mode, product) replaces its target alone, DRBD untouched; a last reload removes
+//! them again: target and address gone. An added address on an interface that does not exist is
+//! refused. `r0` keeps its very session (same TSIH) and no read fails; its reads and longest
+//! pause around each reload are printed next to its longest pause in a quiet second before
+//! (figures only, never asserted on).
 //! Needs root, `ip`, `tgtd`, `tgtadm` and `iscsi-inq`: skipped without them, a failure with
 //! CI=true.
 

@@ -638,6 +638,28 @@ impl Reads {
             .unwrap_or_default();
         (end - start, gap)
     }
+
+    /// Lines for a test's output: all reads and the failure, then for each `(what, from, to)`
+    /// the window's length, its reads and longest pause ([`Reads::window`]), in milliseconds.
+    pub fn summary<S: std::fmt::Display>(
+        &self,
+        windows: &[(S, std::time::Instant, std::time::Instant)],
+    ) -> String {
+        let failed = self.failed.as_deref().unwrap_or("none");
+        let mut out = format!(
+            "reader: {} reads, failed read: {failed}; reads and longest pause between two reads around:",
+            self.done.len()
+        );
+        for (what, from, to) in windows {
+            let (n, gap) = self.window(*from, *to);
+            out += &format!(
+                "\n  {what} ({:.1} ms): {n} reads, longest pause {:.2} ms",
+                (*to - *from).as_secs_f64() * 1e3,
+                gap.as_secs_f64() * 1e3
+            );
+        }
+        out
+    }
 }
 
 #[cfg(test)]

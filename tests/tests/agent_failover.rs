@@ -14,7 +14,7 @@ mod common;
 use anyhow::ensure;
 use lab::agent_lab::{self as al, Source};
 use lab::bringup::Resource;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const MARKER: &str = "AGENT-FAILOVER-MARKER written on a";
 const T: Duration = Duration::from_secs(30);
@@ -249,7 +249,9 @@ fn tgtd_restart_address_delete_and_agent_restart_converge() {
 /// Live reload with a client reading through the floating address the whole time: a second
 /// address for the same resource (a multipath portal), added to both nodes' files and reloaded
 /// (secondary first), is claimed on the primary only and reaches the target; removed and reloaded
-/// again, it is released. The reader's session (tgtd's session id) never changes.
+/// again, it is released. The reader's session (tgtd's session id) never changes and no read
+/// fails; its reads and longest pause around each reload are printed next to its longest pause
+/// in quiet seconds before (figures only, never asserted on).
 #[test]
 fn reload_adds_and_removes_an_address_while_a_client_reads() {
     const EXTRA: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 99, 0, 51);
@@ -258,14 +260,9 @@ fn reload_adds_and_removes_an_address_while_a_client_reads() {
         let r = Resource::default();
         al::pool_conf_pair_up(lab, &r, MARKER)?;
         let url = lab::bringup::iscsi_url(lab::FLOATING_IP, al::IQN, 1);
-        let mut reader = test_support::Kill(
-            std::process::Command::new("ip")
-                .args(["netns", "exec", lab.client().netns(), "iscsi-perf"])
-                .args(["-x", "0", "-t", "30", "-i", "iqn.2026-11.lab:reader", &url])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()?,
-        );
+        let reader =
+            lab::iscsi::Reader::start(lab.client().netns(), &url, "iqn.2026-11.lab:reader", 30)
+                .map_err(|e| anyhow::anyhow!("the reader: {e}"))?;
         let sessions = || -> anyhow::Result<String> {
             let o = a.run_ok("tgtadm --lld iscsi --mode conn --op show --tid 1 | grep Session")?;
             Ok(o.stdout)
@@ -283,6 +280,16 @@ fn reload_adds_and_removes_an_address_while_a_client_reads() {
             lab::PREFIX,
             r.name
         );
+        // Quiet seconds (no reload) for the reader's usual pause; each reload's window is timed.
+        let quiet = Instant::now();
+        std::thread::sleep(Duration::from_secs(3));
+        let mut windows = vec![("quiet 3 s, no reload".to_string(), quiet, Instant::now())];
+        let mut reload = |n: &lab::Node, what: &str| -> anyhow::Result<(i32, String)> {
+            let from = Instant::now();
+            let r = al::command(n, "reload")?;
+            windows.push((format!("{what} on {}", n.name()), from, Instant::now()));
+            Ok(r)
+        };
         let holds = |n: &lab::Node| -> anyhow::Result<bool> {
             let o = n.run_ok("ip -4 -o addr show eth0")?;
             Ok(o.stdout.contains(&format!(" {EXTRA}/")))
@@ -290,7 +297,7 @@ fn reload_adds_and_removes_an_address_while_a_client_reads() {
         for n in [b, a] {
             let text = al::config_toml(n, &r, Source::PoolConf) + &extra;
             n.put_file(al::CONFIG, text.as_bytes())?;
-            let (rc, msg) = al::command(n, "reload")?;
+            let (rc, msg) = reload(n, "reload adding the address")?;
             eprintln!("{}: {msg}", n.name());
             ensure!(
                 rc == 0 && msg.contains(&format!("added address {EXTRA}/")),
@@ -307,7 +314,7 @@ fn reload_adds_and_removes_an_address_while_a_client_reads() {
         ensure!(inq.stdout.contains(al::VENDOR), "{}", inq.stdout);
         for n in [b, a] {
             al::install_config(n, &r, Source::PoolConf)?;
-            let (rc, msg) = al::command(n, "reload")?;
+            let (rc, msg) = reload(n, "reload removing the address")?;
             eprintln!("{}: {msg}", n.name());
             ensure!(
                 rc == 0 && msg.contains(&format!("removed address {EXTRA}/")),
@@ -315,15 +322,15 @@ fn reload_adds_and_removes_an_address_while_a_client_reads() {
             );
         }
         ensure!(!holds(a)?, "{EXTRA} still held");
-        ensure!(
-            reader.0.try_wait()?.is_none(),
-            "the reader failed across the reloads"
-        );
+        ensure!(reader.reading(), "the reader failed across the reloads");
         let after = sessions()?;
         ensure!(
             before.lines().all(|l| after.lines().any(|m| m == l)),
             "the reader's session changed: {before} -> {after}"
         );
+        let reads = reader.stop();
+        ensure!(reads.failed.is_none(), "a read failed: {:?}", reads.failed);
+        eprintln!("the {}", reads.summary(&windows));
         Ok(())
     });
 }

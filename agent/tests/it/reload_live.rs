@@ -301,18 +301,7 @@ async fn run(cli: String) {
     assert_eq!(now, [sid], "r0's session changed");
     let reads = reader.stop();
     assert_eq!(reads.failed, None, "a read of r0 failed");
-    eprintln!(
-        "r0's reader: {} reads, 0 failed; reads and longest pause between two reads around:",
-        reads.done.len()
-    );
-    for (what, from, to) in windows {
-        let (n, gap) = reads.window(from, to);
-        eprintln!(
-            "  {what} ({:.1} ms): {n} reads, longest pause {:.2} ms",
-            (to - from).as_secs_f64() * 1e3,
-            gap.as_secs_f64() * 1e3
-        );
-    }
+    eprintln!("r0's {}", reads.summary(&windows));
 }
 
 type Windows = Vec<(&'static str, Instant, Instant)>;

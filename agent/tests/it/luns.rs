@@ -18,7 +18,7 @@ use agent::daemon::Daemon;
 use agent::executor::Executor;
 use agent::fsm::TargetState;
 use agent::ConfigError;
-use common::{free_port, tgtd_config_head, wait_tgtd, which, Tgtd};
+use common::{free_port, output, tgtd_config_head, wait_tgtd, Tgtd};
 use test_support::prereq::Prereqs;
 
 /// Resource r0 (minor 1) with volume 1 on minor 2 in `mode`, LUN 1 on `dev1`, LUN 2 on `dev2`;
@@ -269,18 +269,6 @@ fn prereqs() -> bool {
         .check()
 }
 
-fn output(cmd: &str, args: &[String]) -> String {
-    let out = Command::new(which(cmd).unwrap_or_else(|| panic!("{cmd}")))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// One target with two LUNs (each its own identity and cache mode) on a real tgtd: a promote
 /// serves both, libiscsi's iscsi-ls lists both and iscsi-inq reads each one's serial number; a
 /// LUN deleted behind the agent's back makes the target Partial (not serving) until re-served.
@@ -327,10 +315,13 @@ async fn one_target_serves_two_luns_on_real_tgtd() {
         TargetState::Serving
     );
 
-    let ls = output(
-        "iscsi-ls",
-        &["-s".into(), format!("iscsi://127.0.0.1:{port}")],
-    );
+    let list = || {
+        output(
+            "iscsi-ls",
+            &["-s".into(), format!("iscsi://127.0.0.1:{port}")],
+        )
+    };
+    let ls = list();
     assert!(ls.contains(&iqn), "{ls}");
     for lun in ["Lun:1", "Lun:2"] {
         assert!(ls.contains(lun), "{lun} listed: {ls}");
@@ -367,10 +358,7 @@ async fn one_target_serves_two_luns_on_real_tgtd() {
         target.status(r0).await.expect("status").state,
         TargetState::Serving
     );
-    let ls = output(
-        "iscsi-ls",
-        &["-s".into(), format!("iscsi://127.0.0.1:{port}")],
-    );
+    let ls = list();
     assert!(ls.contains("Lun:2"), "re-served: {ls}");
 }
 

@@ -7,7 +7,6 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ use agent::config::Config;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
 use agent::fsm::{Authority, TargetState};
-use common::{free_port, tgtd_config_head, wait_tgtd, which, Tgtd};
+use common::{free_port, tgtd_config_head, wait_tgtd, Tgtd};
 use test_support::prereq::Prereqs;
 
 const CONTROL_PORT: u16 = 7;
@@ -56,15 +55,7 @@ cache = "{cache}"
 }
 
 fn inquiry(port: u16, iqn: &str) -> String {
-    let out = Command::new(which("iscsi-inq").expect("iscsi-inq"))
-        .arg(format!("iscsi://127.0.0.1:{port}/{iqn}/1"))
-        .output()
-        .expect("iscsi-inq runs");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::output("iscsi-inq", &[format!("iscsi://127.0.0.1:{port}/{iqn}/1")])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

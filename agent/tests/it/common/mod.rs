@@ -163,6 +163,19 @@ pub fn tgtd_config_head(node: &str, dir: &Path, control_port: u16, tgtd_ms: Opti
     text
 }
 
+/// `cmd` (found on PATH, else panics) run with `args` to its end: its stdout then its stderr.
+pub fn output(cmd: &str, args: &[String]) -> String {
+    let out = Command::new(which(cmd).unwrap_or_else(|| panic!("{cmd} not found")))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Waits (up to 15 s, else panics) until the tgtd at `socket` answers `show system`; a client
 /// to it.
 pub async fn wait_tgtd(socket: &Path) -> tgt_ipc::TgtClient {

@@ -38,15 +38,7 @@ impl Drbd for Flaky {
         }
         self.mem.status(res).await
     }
-    async fn up(&self, res: &Resource) -> Result<(), BackendError> {
-        self.mem.up(res).await
-    }
-    async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
-        self.mem.primary(res, force).await
-    }
-    async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
-        self.mem.secondary(res).await
-    }
+    common::memory_drbd_writes!(mem);
 }
 
 async fn ask(ctl: &tokio::sync::mpsc::Sender<Pending>, request: Request) -> Response {

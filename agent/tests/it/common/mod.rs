@@ -147,6 +147,30 @@ pub fn simulated_daemon(bin: &str, dir: &Path, cfg: &Config) -> (Kill, PathBuf) 
     (daemon, path)
 }
 
+/// `up`, `primary` and `secondary` of a test's [`agent::backend::Drbd`] passed through to the
+/// `Memory` in its field `$mem`; the impl writes only its own `status` beside this.
+macro_rules! memory_drbd_writes {
+    ($mem:ident) => {
+        async fn up(&self, res: &agent::config::Resource) -> Result<(), agent::BackendError> {
+            self.$mem.up(res).await
+        }
+        async fn primary(
+            &self,
+            res: &agent::config::Resource,
+            force: bool,
+        ) -> Result<(), agent::BackendError> {
+            self.$mem.primary(res, force).await
+        }
+        async fn secondary(
+            &self,
+            res: &agent::config::Resource,
+        ) -> Result<(), agent::BackendError> {
+            self.$mem.secondary(res).await
+        }
+    };
+}
+pub(crate) use memory_drbd_writes;
+
 /// A config's first lines for a test against a private [`Tgtd`] under `dir` started with
 /// `control_port`: node `node`, command role source, control socket `dir/control.sock`, no
 /// safety net, `tgtd_ms` (None: the default). Resources and addresses are appended.

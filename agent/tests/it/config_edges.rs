@@ -3,10 +3,12 @@
 //! one backing disk or replication address, a CHAP secrets file with a wide mode, an import with
 //! nothing importable. Host only, no root needed.
 
+use crate::common;
+
 use std::path::Path;
 
 use agent::config::check;
-use agent::import::files::{import, ImportArgs};
+use agent::import::files::import;
 use agent::ConfigError;
 
 /// Resource r0 (minor 1, volume 1 on minor 2) with LUN 1 on /dev/drbd1 and LUN 2 on `dev2`,
@@ -226,14 +228,7 @@ fn import_with_nothing_importable_gives_the_reasons() {
          volume 0 { device minor 10; disk /dev/sdb1; meta-disk internal; }\n  \
          volume 1 { device minor 11; disk /dev/sdc1; meta-disk internal; }\n}\n",
     );
-    let args = ImportArgs {
-        iscsi_ha: Some(d.join("iscsi-ha.conf")),
-        local: None,
-        tgt: Some(d.join("targets.conf")),
-        drbd: Some(d.join("drbd.conf")),
-        node: Some("h1".into()),
-        output: None,
-    };
+    let args = common::import_args(d, "h1");
     let e = import(&args)
         .expect_err("by-res/r4 is a directory")
         .to_string();
@@ -306,14 +301,7 @@ fn import_refuses_a_volume_with_a_minor_per_host() {
          on h2 { address 10.0.0.2:7790; volume 1 { device minor 21; disk /dev/sdc1; } }\n}\n",
     );
     for node in ["h1", "h2"] {
-        let args = ImportArgs {
-            iscsi_ha: Some(d.join("iscsi-ha.conf")),
-            local: None,
-            tgt: Some(d.join("targets.conf")),
-            drbd: Some(d.join("drbd.conf")),
-            node: Some(node.into()),
-            output: None,
-        };
+        let args = common::import_args(d, node);
         let e = import(&args).expect_err(node).to_string();
         let conf = d.join("drbd.conf").display().to_string();
         assert!(

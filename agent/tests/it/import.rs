@@ -200,6 +200,35 @@ fn inquiry(port: u16, iqn: &str, lun: u64, page: Option<&str>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// tgtd A (for the agent's backend) and tgtd B under `d/a` and `d/b`, each with its client and
+/// iSCSI port, after tgt-admin built `d/targets.conf` on B (first: it refuses stores another
+/// process has open).
+async fn tgt_admin_on_b(
+    d: &Path,
+) -> (
+    (Tgtd, tgt_ipc::TgtClient, u16),
+    (Tgtd, tgt_ipc::TgtClient, u16),
+) {
+    for sub in ["a", "b"] {
+        std::fs::create_dir(d.join(sub)).expect("dir");
+    }
+    let (port_a, port_b) = (free_port(), free_port());
+    let tgtd_a = Tgtd::start(&d.join("a"), 7, port_a);
+    let tgtd_b = Tgtd::start(&d.join("b"), 8, port_b);
+    let client_a = wait_tgtd(&tgtd_a.socket()).await;
+    let client_b = wait_tgtd(&tgtd_b.socket()).await;
+    let out = Command::new("perl")
+        .arg(which("tgt-admin").expect("tgt-admin"))
+        .args(["-e", "-C", "8", "-c"])
+        .arg(d.join("targets.conf"))
+        .env("TGT_IPC_SOCKET", &tgtd_b.base)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .expect("tgt-admin runs");
+    assert!(out.status.success(), "tgt-admin: {out:?}");
+    ((tgtd_a, client_a, port_a), (tgtd_b, client_b, port_b))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imported_targets_equal_tgt_admin() {
     if !prereqs() {
@@ -223,35 +252,15 @@ async fn imported_targets_equal_tgt_admin() {
     write(&d.join("conf.d/more.conf"), &more_targets(d));
     write(&d.join("drbd.conf"), &drbd_conf(d));
 
-    // tgt-admin builds the file on tgtd B (first: it refuses stores another process has open).
-    for sub in ["a", "b"] {
-        std::fs::create_dir(d.join(sub)).expect("dir");
-    }
-    let (port_a, port_b) = (free_port(), free_port());
-    let tgtd_a = Tgtd::start(&d.join("a"), 7, port_a);
-    let tgtd_b = Tgtd::start(&d.join("b"), 8, port_b);
-    let client_a = wait_tgtd(&tgtd_a.socket()).await;
-    let client_b = wait_tgtd(&tgtd_b.socket()).await;
-    let out = Command::new("perl")
-        .arg(which("tgt-admin").expect("tgt-admin"))
-        .args(["-e", "-C", "8", "-c"])
-        .arg(d.join("targets.conf"))
-        .env("TGT_IPC_SOCKET", &tgtd_b.base)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .output()
-        .expect("tgt-admin runs");
-    assert!(out.status.success(), "tgt-admin: {out:?}");
+    let ((tgtd_a, client_a, port_a), (_tgtd_b, client_b, port_b)) = tgt_admin_on_b(d).await;
 
     // The import, served on tgtd A through the agent's backend.
     let out_toml = d.join("out/iscsi-ha.toml");
     std::fs::create_dir(d.join("out")).expect("out");
     let args = ImportArgs {
-        iscsi_ha: Some(d.join("iscsi-ha.conf")),
         local: Some(d.join("iscsi-ha_local.conf")),
-        tgt: Some(d.join("targets.conf")),
-        drbd: Some(d.join("drbd.conf")),
-        node: Some("h1".into()),
         output: Some(out_toml.clone()),
+        ..common::import_args(d, "h1")
     };
     let imported = import(&args).unwrap_or_else(|e| panic!("import: {e}"));
     let notes: Vec<String> = imported.notes.iter().map(ToString::to_string).collect();
@@ -503,33 +512,13 @@ async fn target_with_two_backing_stores_on_two_volumes() {
              disk /dev/sdc1; meta-disk internal; }} }}\n}}\n"
         ),
     );
-    for sub in ["a", "b"] {
-        std::fs::create_dir(d.join(sub)).expect("dir");
-    }
-    let (port_a, port_b) = (free_port(), free_port());
-    let tgtd_a = Tgtd::start(&d.join("a"), 7, port_a);
-    let tgtd_b = Tgtd::start(&d.join("b"), 8, port_b);
-    let client_a = wait_tgtd(&tgtd_a.socket()).await;
-    let client_b = wait_tgtd(&tgtd_b.socket()).await;
-    let out = Command::new("perl")
-        .arg(which("tgt-admin").expect("tgt-admin"))
-        .args(["-e", "-C", "8", "-c"])
-        .arg(d.join("targets.conf"))
-        .env("TGT_IPC_SOCKET", &tgtd_b.base)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .output()
-        .expect("tgt-admin runs");
-    assert!(out.status.success(), "tgt-admin: {out:?}");
+    let ((tgtd_a, client_a, port_a), (_tgtd_b, client_b, port_b)) = tgt_admin_on_b(d).await;
 
     let out_toml = d.join("out/iscsi-ha.toml");
     std::fs::create_dir(d.join("out")).expect("out");
     let args = ImportArgs {
-        iscsi_ha: Some(d.join("iscsi-ha.conf")),
-        local: None,
-        tgt: Some(d.join("targets.conf")),
-        drbd: Some(d.join("drbd.conf")),
-        node: Some("h1".into()),
         output: Some(out_toml.clone()),
+        ..common::import_args(d, "h1")
     };
     let imported = import(&args).unwrap_or_else(|e| panic!("import: {e}"));
     let notes: Vec<String> = imported.notes.iter().map(ToString::to_string).collect();

@@ -171,6 +171,19 @@ macro_rules! memory_drbd_writes {
 }
 pub(crate) use memory_drbd_writes;
 
+/// An import of the legacy files under `d` (`iscsi-ha.conf`, `targets.conf`, `drbd.conf`) for
+/// `node`, without a local override and printing instead of writing.
+pub fn import_args(d: &Path, node: &str) -> agent::import::files::ImportArgs {
+    agent::import::files::ImportArgs {
+        iscsi_ha: Some(d.join("iscsi-ha.conf")),
+        local: None,
+        tgt: Some(d.join("targets.conf")),
+        drbd: Some(d.join("drbd.conf")),
+        node: Some(node.into()),
+        output: None,
+    }
+}
+
 /// A config's first lines for a test against a private [`Tgtd`] under `dir` started with
 /// `control_port`: node `node`, command role source, control socket `dir/control.sock`, no
 /// safety net, `tgtd_ms` (None: the default). Resources and addresses are appended.

@@ -14,48 +14,12 @@ use agent::ConfigError;
 /// Resource r0 (minor 1, volume 1 on minor 2) with LUN 1 on /dev/drbd1 and LUN 2 on `dev2`,
 /// then `more` (another resource, a CHAP table).
 fn config(mode: &str, dev2: &str, more: &str) -> String {
-    let (manage, vdisk) = if mode == "manage" {
-        (
-            "[resource.manage]\ndisk = \"/dev/sdb1\"\nlocal = \"10.0.0.1:7789\"\npeer = \"10.0.0.2:7789\"\n",
-            "disk = \"/dev/sdc1\"\n",
-        )
+    let disk = if mode == "manage" {
+        "disk = \"/dev/sdc1\""
     } else {
-        ("", "")
+        ""
     };
-    format!(
-        r#"node = "a"
-role = {{ source = "command" }}
-[[resource]]
-name = "r0"
-minor = 1
-mode = "{mode}"
-{manage}
-[resource.target]
-iqn = "iqn.2026-11.test:r0"
-tid = 1
-initiators = "all"
-{more}
-[[resource.volume]]
-volume = 1
-minor = 2
-{vdisk}
-[[resource.lun]]
-lun = 1
-device = "/dev/drbd1"
-scsi_id = "r0-1"
-scsi_sn = "R0SN1"
-vendor = "ISCSIHA"
-product = "DRBD-LUN"
-
-[[resource.lun]]
-lun = 2
-device = "{dev2}"
-scsi_id = "r0-2"
-scsi_sn = "R0SN2"
-vendor = "ISCSIHA"
-product = "DRBD-LUN"
-"#
-    )
+    common::two_volumes(mode, disk, "/dev/drbd1", dev2) + more
 }
 
 /// A second managed resource r1 (minor 5) on `disk` replicating from `local`.

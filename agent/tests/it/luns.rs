@@ -18,54 +18,8 @@ use agent::daemon::Daemon;
 use agent::executor::Executor;
 use agent::fsm::TargetState;
 use agent::ConfigError;
-use common::{free_port, output, tgtd_config_head, wait_tgtd, Tgtd};
+use common::{free_port, output, tgtd_config_head, two_volumes, wait_tgtd, Tgtd};
 use test_support::prereq::Prereqs;
-
-/// Resource r0 (minor 1) with volume 1 on minor 2 in `mode`, LUN 1 on `dev1`, LUN 2 on `dev2`;
-/// `extra` goes into the volume table.
-fn two_volumes(mode: &str, extra: &str, dev1: &str, dev2: &str) -> String {
-    let manage = if mode == "manage" {
-        "[resource.manage]\ndisk = \"/dev/sdb1\"\nlocal = \"10.0.0.1:7789\"\npeer = \"10.0.0.2:7789\"\n"
-    } else {
-        ""
-    };
-    format!(
-        r#"node = "a"
-role = {{ source = "command" }}
-[[resource]]
-name = "r0"
-minor = 1
-mode = "{mode}"
-{manage}
-[resource.target]
-iqn = "iqn.2026-11.test:r0"
-tid = 1
-initiators = "all"
-
-[[resource.volume]]
-volume = 1
-minor = 2
-{extra}
-
-[[resource.lun]]
-lun = 1
-device = "{dev1}"
-scsi_id = "r0-1"
-scsi_sn = "R0SN1"
-vendor = "ISCSIHA"
-product = "DRBD-LUN"
-
-[[resource.lun]]
-lun = 2
-device = "{dev2}"
-scsi_id = "r0-2"
-scsi_sn = "R0SN2"
-vendor = "ISCSIHA"
-product = "DRBD-LUN"
-cache = "write-back"
-"#
-    )
-}
 
 fn adopt(dev1: &str, dev2: &str) -> String {
     two_volumes("adopt", "", dev1, dev2)

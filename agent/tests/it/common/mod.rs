@@ -184,6 +184,52 @@ pub fn import_args(d: &Path, node: &str) -> agent::import::files::ImportArgs {
     }
 }
 
+/// Resource r0 (minor 1) with volume 1 on minor 2 in `mode`, LUN 1 on `dev1`, LUN 2 on `dev2`;
+/// `extra` goes into the volume table. LUN 2 caches write-back.
+pub fn two_volumes(mode: &str, extra: &str, dev1: &str, dev2: &str) -> String {
+    let manage = if mode == "manage" {
+        "[resource.manage]\ndisk = \"/dev/sdb1\"\nlocal = \"10.0.0.1:7789\"\npeer = \"10.0.0.2:7789\"\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"node = "a"
+role = {{ source = "command" }}
+[[resource]]
+name = "r0"
+minor = 1
+mode = "{mode}"
+{manage}
+[resource.target]
+iqn = "iqn.2026-11.test:r0"
+tid = 1
+initiators = "all"
+
+[[resource.volume]]
+volume = 1
+minor = 2
+{extra}
+
+[[resource.lun]]
+lun = 1
+device = "{dev1}"
+scsi_id = "r0-1"
+scsi_sn = "R0SN1"
+vendor = "ISCSIHA"
+product = "DRBD-LUN"
+
+[[resource.lun]]
+lun = 2
+device = "{dev2}"
+scsi_id = "r0-2"
+scsi_sn = "R0SN2"
+vendor = "ISCSIHA"
+product = "DRBD-LUN"
+cache = "write-back"
+"#
+    )
+}
+
 /// A config's first lines for a test against a private [`Tgtd`] under `dir` started with
 /// `control_port`: node `node`, command role source, control socket `dir/control.sock`, no
 /// safety net, `tgtd_ms` (None: the default). Resources and addresses are appended.

@@ -17,7 +17,7 @@ use agent::config::Config;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
 use agent::fsm::{Authority, TargetState};
-use common::{free_port, tgtd_config_head, wait_tgtd, Tgtd};
+use common::{free_port, wait_tgtd, Tgtd};
 use test_support::prereq::Prereqs;
 
 const CONTROL_PORT: u16 = 7;
@@ -30,28 +30,7 @@ fn prereqs() -> bool {
 }
 
 fn config(dir: &Path, backing: &Path, cache: &str) -> Config {
-    let text = format!(
-        r#"{head}
-[[resource]]
-name = "r0"
-minor = 0
-mode = "adopt"
-target = {{ iqn = "iqn.2026-11.test.agent:r0-{pid}", tid = 1, initiators = "all" }}
-[[resource.lun]]
-lun = 1
-device = "{backing}"
-scsi_id = "agent-r0-1"
-scsi_sn = "AGENTR01"
-vendor = "ISCSIHA"
-product = "AGENT-TEST"
-rev = "0001"
-cache = "{cache}"
-"#,
-        head = tgtd_config_head("tgtd-test", dir, CONTROL_PORT, Some(5000)),
-        backing = backing.display(),
-        pid = std::process::id(),
-    );
-    Config::parse(&text, Path::new("<tgtd test>")).unwrap_or_else(|e| panic!("{e}"))
+    common::tgtd_r0_config("agent", dir, CONTROL_PORT, backing, cache)
 }
 
 fn inquiry(port: u16, iqn: &str) -> String {

@@ -15,35 +15,14 @@ use std::time::{Duration, Instant};
 use agent::backend::target::TgtTarget;
 use agent::backend::Target;
 use agent::config::Config;
-use common::{free_port, tgtd_config_head, which, Kill, Tgtd};
+use common::{free_port, which, Kill, Tgtd};
 use test_support::frozen::{self, FrozenFs, Thaw};
 use test_support::prereq::Prereqs;
 
 const CONTROL_PORT: u16 = 8;
 
 fn config(dir: &Path, backing: &Path) -> Config {
-    let text = format!(
-        r#"{head}
-[[resource]]
-name = "r0"
-minor = 0
-mode = "adopt"
-target = {{ iqn = "iqn.2026-11.test.offline:r0-{pid}", tid = 1, initiators = "all" }}
-[[resource.lun]]
-lun = 1
-device = "{backing}"
-scsi_id = "offline-r0-1"
-scsi_sn = "OFFLR01"
-vendor = "ISCSIHA"
-product = "OFFLINE-TEST"
-rev = "0001"
-cache = "write-through"
-"#,
-        head = tgtd_config_head("tgtd-offline-test", dir, CONTROL_PORT, Some(5000)),
-        backing = backing.display(),
-        pid = std::process::id(),
-    );
-    Config::parse(&text, Path::new("<tgtd offline test>")).unwrap_or_else(|e| panic!("{e}"))
+    common::tgtd_r0_config("offline", dir, CONTROL_PORT, backing, "write-through")
 }
 
 /// A private tgtd serving `r0` from a frozen store, with a libiscsi client (iscsi-test-cu's

@@ -275,6 +275,49 @@ pub async fn wait_tgtd(socket: &Path) -> tgt_ipc::TgtClient {
     client
 }
 
+/// One adopt-mode resource `r0` (minor 0) whose target `iqn` serves LUN 1 from `device`, its
+/// identity from `test` (`test-r0-1`, vendor ISCSIHA, product `TEST-TEST`); `lun_extra` lines
+/// end the LUN's table.
+fn adopt_r0(iqn: &str, device: &str, test: &str, lun_extra: &str) -> String {
+    let upper = test.to_uppercase();
+    format!(
+        r#"[[resource]]
+name = "r0"
+minor = 0
+mode = "adopt"
+target = {{ iqn = "{iqn}", tid = 1, initiators = "all" }}
+[[resource.lun]]
+lun = 1
+device = "{device}"
+scsi_id = "{test}-r0-1"
+scsi_sn = "{upper}R01"
+vendor = "ISCSIHA"
+product = "{upper}-TEST"
+{lun_extra}"#
+    )
+}
+
+/// The config of a test named `test` against a private [`Tgtd`] under `dir` started with
+/// `control_port` (see [`tgtd_config_head`], tgtd_ms 5000): [`adopt_r0`] with target
+/// `iqn.2026-11.test.{test}:r0-PID` serving `backing` with `cache`.
+pub fn tgtd_r0_config(
+    test: &str,
+    dir: &Path,
+    control_port: u16,
+    backing: &Path,
+    cache: &str,
+) -> Config {
+    let iqn = format!("iqn.2026-11.test.{test}:r0-{}", std::process::id());
+    let text = tgtd_config_head(&format!("{test}-test"), dir, control_port, Some(5000))
+        + &adopt_r0(
+            &iqn,
+            &backing.display().to_string(),
+            test,
+            &format!("rev = \"0001\"\ncache = \"{cache}\"\n"),
+        );
+    Config::parse(&text, Path::new("<tgtd test>")).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// One adopt-mode resource `r0` (DRBD and target in memory in the tests that use it) behind the
 /// address 10.99.0.10/24 on `v0`, probed for 100 ms and announced `announce_count` times 50 ms
 /// apart: the address tests' config, built through the parser as an operator's file would be.
@@ -285,25 +328,14 @@ node = "{node}"
 role = {{ source = "command" }}
 [timeouts]
 safety_net_s = 0
-[[resource]]
-name = "r0"
-minor = 0
-mode = "adopt"
-target = {{ iqn = "iqn.2026-11.test:r0", tid = 1, initiators = "all" }}
-[[resource.lun]]
-lun = 1
-device = "/dev/drbd0"
-scsi_id = "r0"
-scsi_sn = "R0"
-vendor = "T"
-product = "T"
-[[address]]
+{r0}[[address]]
 address = "10.99.0.10/24"
 interface = "v0"
 resources = ["r0"]
 announce = {{ count = {announce_count}, interval_ms = 50 }}
 probe = {{ enabled = true, timeout_ms = 100 }}
-"#
+"#,
+        r0 = adopt_r0("iqn.2026-11.test:r0", "/dev/drbd0", "address", ""),
     );
     Config::parse(&text, Path::new("<address test>")).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -149,6 +149,8 @@ pub fn simulated_daemon(bin: &str, dir: &Path, cfg: &Config) -> (Kill, PathBuf) 
 
 /// `up`, `primary` and `secondary` of a test's [`agent::backend::Drbd`] passed through to the
 /// `Memory` in its field `$mem`; the impl writes only its own `status` beside this.
+// Not every binary including this module (the benches do) uses it.
+#[allow(unused_macros)]
 macro_rules! memory_drbd_writes {
     ($mem:ident) => {
         async fn up(&self, res: &agent::config::Resource) -> Result<(), agent::BackendError> {
@@ -169,6 +171,7 @@ macro_rules! memory_drbd_writes {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use memory_drbd_writes;
 
 /// An import of the legacy files under `d` (`iscsi-ha.conf`, `targets.conf`, `drbd.conf`) for

@@ -10,12 +10,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::backend::memory::Memory;
 use agent::backend::target::TgtTarget;
 use agent::backend::Target;
 use agent::config::Config;
-use agent::daemon::Daemon;
-use agent::executor::Executor;
 use agent::fsm::TargetState;
 use agent::ConfigError;
 use common::{free_port, output, tgtd_config_head, two_volumes, wait_tgtd, Tgtd};
@@ -258,16 +255,8 @@ async fn one_target_serves_two_luns_on_real_tgtd() {
     let cfg = Arc::new(parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}")));
     wait_tgtd(&cfg.sockets.tgtd).await;
     let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
-    let mem = Memory::healthy_secondary(&cfg);
-    let mut d = Daemon::new(Executor::new(cfg.clone(), mem.clone(), target.clone(), mem));
-    d.observe().await;
-    let h = d.request(agent::control::Request::Promote).await;
-    assert!(h.ok, "{}", h.message);
+    let mut d = common::promoted(&cfg, &target).await;
     let r0 = &cfg.resources[0];
-    assert_eq!(
-        target.status(r0).await.expect("status").state,
-        TargetState::Serving
-    );
 
     let list = || {
         output(

@@ -10,12 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::backend::memory::Memory;
 use agent::backend::target::TgtTarget;
 use agent::backend::Target;
 use agent::config::Config;
-use agent::daemon::Daemon;
-use agent::executor::Executor;
 use agent::fsm::{Authority, TargetState};
 use common::{free_port, wait_tgtd, Tgtd};
 use test_support::prereq::Prereqs;
@@ -62,16 +59,8 @@ async fn serve_restart_and_stop_on_real_tgtd() {
         let (t, c) = (target.clone(), cfg.clone());
         tokio::spawn(async move { t.watch(agent::backend::fixed(&c), tx).await });
     }
-    let mem = Memory::healthy_secondary(&cfg);
-    let mut d = Daemon::new(Executor::new(cfg.clone(), mem.clone(), target.clone(), mem));
-    d.observe().await;
-    let h = d.request(agent::control::Request::Promote).await;
-    assert!(h.ok, "{}", h.message);
+    let mut d = common::promoted(&cfg, &target).await;
     let r0 = &cfg.resources[0];
-    assert_eq!(
-        target.status(r0).await.expect("status").state,
-        TargetState::Serving
-    );
     let iqn = &r0.target.iqn;
     let inq = inquiry(port, iqn);
     assert!(

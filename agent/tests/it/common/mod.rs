@@ -233,6 +233,32 @@ cache = "write-back"
     )
 }
 
+/// A daemon on `cfg` with DRBD and the address in memory and `target` (a private tgtd's),
+/// observed and promoted; panics unless the promote succeeded and the first resource serves.
+pub async fn promoted(
+    cfg: &std::sync::Arc<Config>,
+    target: &agent::backend::target::TgtTarget,
+) -> agent::daemon::Daemon<
+    agent::backend::memory::Memory,
+    agent::backend::target::TgtTarget,
+    agent::backend::memory::Memory,
+> {
+    use agent::backend::Target;
+    let mem = agent::backend::memory::Memory::healthy_secondary(cfg);
+    let exec = agent::executor::Executor::new(cfg.clone(), mem.clone(), target.clone(), mem);
+    let mut d = agent::daemon::Daemon::new(exec);
+    d.observe().await;
+    let h = d.request(agent::control::Request::Promote).await;
+    assert!(h.ok, "{}", h.message);
+    let state = target
+        .status(&cfg.resources[0])
+        .await
+        .expect("status")
+        .state;
+    assert_eq!(state, agent::fsm::TargetState::Serving);
+    d
+}
+
 /// A config's first lines for a test against a private [`Tgtd`] under `dir` started with
 /// `control_port`: node `node`, command role source, control socket `dir/control.sock`, no
 /// safety net, `tgtd_ms` (None: the default). Resources and addresses are appended.

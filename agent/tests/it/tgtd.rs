@@ -34,19 +34,25 @@ fn inquiry(port: u16, iqn: &str) -> String {
     common::output("iscsi-inq", &[format!("iscsi://127.0.0.1:{port}/{iqn}/1")])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_restart_and_stop_on_real_tgtd() {
-    if !prereqs() {
-        return;
-    }
+/// A fresh directory named from `prefix` holding the 8 MiB backing file `lun1.img`.
+fn dir_with_backing(prefix: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::Builder::new()
-        .prefix(&format!("agent-tgtd-{}-", std::process::id()))
+        .prefix(&format!("{prefix}-{}-", std::process::id()))
         .tempdir()
         .expect("tempdir");
     let backing = dir.path().join("lun1.img");
     std::fs::File::create(&backing)
         .and_then(|f| f.set_len(8 << 20))
         .expect("backing file");
+    (dir, backing)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_restart_and_stop_on_real_tgtd() {
+    if !prereqs() {
+        return;
+    }
+    let (dir, backing) = dir_with_backing("agent-tgtd");
     let port = free_port();
     let mut tgtd = Tgtd::start(dir.path(), CONTROL_PORT, port);
     let cfg = Arc::new(config(dir.path(), &backing, "write-through"));
@@ -114,14 +120,7 @@ async fn cache_mode_reaches_tgtd() {
     if !prereqs() {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("agent-cache-{}-", std::process::id()))
-        .tempdir()
-        .expect("tempdir");
-    let backing = dir.path().join("lun1.img");
-    std::fs::File::create(&backing)
-        .and_then(|f| f.set_len(8 << 20))
-        .expect("backing file");
+    let (dir, backing) = dir_with_backing("agent-cache");
     let _tgtd = Tgtd::start(dir.path(), CONTROL_PORT, free_port());
     let back = config(dir.path(), &backing, "write-back");
     let through = config(dir.path(), &backing, "write-through");

@@ -600,6 +600,7 @@ impl<'a> Bench<'a> {
         let last_id = |v: &serde_json::Value| al::transitions(v).last().map(|t| t.id);
         let pid0 = last_id(&al::status(p)?);
         let sid0 = last_id(&al::status(s)?);
+        let (pro0, dem0) = (log_count(s, PROMOTE_LOGGED)?, log_count(p, DEMOTE_LOGGED)?);
         let w0 = unix_ms();
         // The old primary's demote ends with DRBD Secondary: waited for in the guest (10 ms
         // polls), so the new primary is signalled one round trip later, as the classic script is.
@@ -609,9 +610,13 @@ impl<'a> Bench<'a> {
         );
         let sig_d = signal_pool_conf_then(p, &al::slave_of(s), &secondary)? as f64 - cp.offset;
         let sig_p_guest = signal_pool_conf(s, al::master())? as f64;
+        // Through the agents' logs; `status` is read once each transition is logged (the figures
+        // are the transition records' own times).
+        wait_log_count(s, PROMOTE_LOGGED, &pro0, T)?;
         let vs = al::wait_status(s, "new primary to serve", T, |v| {
             al::is_serving(v) && last_id(v) != sid0
         })?;
+        wait_log_count(p, DEMOTE_LOGGED, &dem0, T)?;
         let vp = al::wait_status(p, "old primary to demote", T, |v| {
             al::is_secondary(v) && last_id(v) != pid0
         })?;
@@ -675,6 +680,14 @@ impl<'a> Bench<'a> {
     fn power_loss(&mut self, n: usize, tool: Tool) -> Result<Sample> {
         let (p, s) = self.nodes()?;
         let cs = guest_clock(s)?;
+        // Read before the kill: nothing runs the agent's binary on the survivor while it is timed.
+        let (sid0, pro0) = match tool {
+            Tool::Agent => (
+                al::transitions(&al::status(s)?).last().map(|t| t.id),
+                log_count(s, PROMOTE_LOGGED)?,
+            ),
+            Tool::Classic => (None, String::new()),
+        };
         let kill = unix_ms();
         p.kill()?;
         let _ = self.lab.save();
@@ -682,8 +695,8 @@ impl<'a> Bench<'a> {
         ev.push("old: SIGKILL", kill);
         let (sig_guest, start_guest, end_guest, stages) = match tool {
             Tool::Agent => {
-                let sid0 = al::transitions(&al::status(s)?).last().map(|t| t.id);
                 let sig = signal_pool_conf(s, al::master())? as f64;
+                wait_log_count(s, PROMOTE_LOGGED, &pro0, T)?;
                 let vs = al::wait_status(s, "survivor to serve", T, al::is_serving)?;
                 let (a, e, st) = promote_span(&vs, sid0)?;
                 (sig, a, e, st)
@@ -726,27 +739,12 @@ impl<'a> Bench<'a> {
         al::stop_agent(p, "KILL")?;
         let w0 = unix_ms();
         let t = Instant::now();
-        // Waited for in the guest through the agent's log, a busybox grep every 100 ms: a poll
-        // with `iscsi-ha status` is a new process of the agent's binary (a debug one takes ~1 s
-        // of the guest's one TCG vCPU), which took most of the CPU the starting agent needed.
+        // Waited for through the agent's log (see `until_logged`).
         let log = al::AGENT_LOG;
-        let until = |line: &str, n0: &str| {
-            format!(
-                "i=0; while [ \"$(grep -c '{line}' {log})\" = \"{n0}\" ]; do \
-                 kill -0 $(cat {pid}) 2>/dev/null || exit 3; [ $i -lt 450 ] || exit 4; \
-                 sleep 0.1; i=$((i+1)); done",
-                pid = al::AGENT_PID
-            )
-        };
-        let count = |line: &str| -> Result<String> {
-            Ok(p.run(&format!("grep -c '{line}' {log}"))?
-                .stdout
-                .trim()
-                .to_string())
-        };
+        let wait = Duration::from_secs(45);
         let (sock0, conv0) = (
-            count("control socket ready")?,
-            count("converged since start")?,
+            log_count(p, "control socket ready")?,
+            log_count(p, "converged since start")?,
         );
         p.run_ok(&format!(
             "mkdir -p /run/iscsi-ha; echo \"=== agent start $(date +%T) ===\" >>{log}; \
@@ -754,12 +752,11 @@ impl<'a> Bench<'a> {
             bin = al::agent_bin(),
             cfg = al::CONFIG,
             pid = al::AGENT_PID,
-            wait = until("control socket ready", &sock0)
+            wait = until_logged("control socket ready", &sock0, wait)
         ))
         .with_context(|| al::agent_log(p, 40))?;
         let status = t.elapsed();
-        p.run_ok(&until("converged since start", &conv0))
-            .with_context(|| al::agent_log(p, 40))?;
+        wait_log_count(p, "converged since start", &conv0, wait)?;
         let serving = t.elapsed();
         al::wait_status(p, "restarted agent serving", T, al::is_serving)?;
         self.writes_flow()?;
@@ -1212,6 +1209,8 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
 
 /// The agent's log line of a finished promote (the transition line, with its stage times).
 const PROMOTE_LOGGED: &str = "promote.*stages=";
+/// The agent's log line of a finished demote.
+const DEMOTE_LOGGED: &str = "demote.*stages=";
 
 /// Lines of the agent's log on `node` matching `pattern` (grep).
 fn log_count(node: &Node, pattern: &str) -> Result<String> {
@@ -1222,18 +1221,25 @@ fn log_count(node: &Node, pattern: &str) -> Result<String> {
         .to_string())
 }
 
-/// Waits in the guest until the count of `pattern` in the agent's log is no longer `n0` (a
-/// busybox grep every 100 ms, at most `timeout`). Not by polling `iscsi-ha status`: each poll is
-/// a new process of the agent's binary on the guest's one TCG vCPU, taking CPU from the promote
-/// it measures, and the longer the promote the more polls overlap it.
-fn wait_log_count(node: &Node, pattern: &str, n0: &str, timeout: Duration) -> Result<()> {
-    node.run_ok(&format!(
+/// Shell loop for the guest: until the count of `pattern` in the agent's log is no longer `n0`
+/// (a busybox grep every 100 ms; exit 3 when the agent is gone, 4 after `timeout`). Not by
+/// polling `iscsi-ha status`: each poll is a new process of the agent's binary (a debug one takes
+/// ~1 s) on the guest's one TCG vCPU, taking CPU from the start or transition it measures.
+fn until_logged(pattern: &str, n0: &str, timeout: Duration) -> String {
+    format!(
         "i=0; while [ \"$(grep -c '{pattern}' {log})\" = \"{n0}\" ]; do \
-         [ $i -lt {max} ] || exit 4; sleep 0.1; i=$((i+1)); done",
+         kill -0 $(cat {pid}) 2>/dev/null || exit 3; [ $i -lt {max} ] || exit 4; \
+         sleep 0.1; i=$((i+1)); done",
         log = al::AGENT_LOG,
+        pid = al::AGENT_PID,
         max = timeout.as_millis() / 100
-    ))
-    .with_context(|| al::agent_log(node, 40))?;
+    )
+}
+
+/// Waits in the guest with [`until_logged`].
+fn wait_log_count(node: &Node, pattern: &str, n0: &str, timeout: Duration) -> Result<()> {
+    node.run_ok(&until_logged(pattern, n0, timeout))
+        .with_context(|| al::agent_log(node, 40))?;
     Ok(())
 }
 

@@ -4,9 +4,9 @@
 //! Usage (as root, tgtd running):
 //! `cargo run -p tgt-ipc --example serve -- [-C N | --socket PATH] TID IQN BACKING_PATH SCSI_ID SCSI_SN [ACL...]`
 //! where ACL is `ALL`, an address (`10.0.0.0/24`) or an initiator name (`iqn...`). Equivalent tgtadm steps:
-//! target new; target update state=offline; logicalunit new (bsoflags=sync); logicalunit update
-//! scsi_id=..,scsi_sn=..; logicalunit update mode_page=8:0:18:0x10:... (write-through); target bind ...;
-//! target update state=ready.
+//! target new; logicalunit new (bsoflags=sync); logicalunit update
+//! scsi_id=..,scsi_sn=..,mode_page=8:0:18:0x10:... (mode_page: write-through); target bind ... (last:
+//! a new target has an empty ACL, nobody logs in before it).
 
 #[path = "support/args.rs"]
 mod common;

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::account::{check_password, check_user, AccountDirection, AccountScope};
 use crate::acl::Acl;
-use crate::cache::CacheMode;
+use crate::cache::{CacheMode, WRITE_CACHE_OFF_PAGE};
 use crate::client::TgtClient;
 use crate::error::{TgtErrno, TgtError};
-use crate::lun::{check_lun, lun_new_request, LunBacking, LunIdentity};
+use crate::lun::{check_lun, lun_new_request, lun_update_request, LunBacking, LunIdentity};
 use crate::show::{Target, TargetState};
 use crate::target::{check_target_name, check_tid, SetState};
 
@@ -322,10 +322,11 @@ fn foreign_error(found: Served, want_tid: i32, want_name: &str) -> TgtError {
 }
 
 impl TgtClient {
-    /// Publishes a target in the safe order (docs/tgtd-ipc.md §7.3): target new, `state=offline`,
-    /// each LU new with its
-    /// identity and, in write-through mode, WCE=0 ([`TgtClient::disable_write_cache`], while nobody can
-    /// log in yet), CHAP accounts (created when absent, bound), ACL binds, `state=ready`. Idempotent: when target new reports the tid or name taken, the
+    /// Publishes a target in the safe order (docs/tgtd-ipc.md §7.3): target new (tgtd creates it
+    /// `ready` with an empty ACL, so nobody can log in or discover it until the first ACL bind),
+    /// each LU new, then one LU update with its identity and, in write-through mode, WCE=0 (the
+    /// page of [`TgtClient::disable_write_cache`], while nobody can log in yet), CHAP accounts
+    /// (created when absent, bound), the ACL binds last. Idempotent: when target new reports the tid or name taken, the
     /// target show is compared with `spec`; an identical existing target is accepted
     /// ([`ServeOutcome::AlreadyServing`]), a different one is a [`TgtError::TargetConflict`]. If a step fails
     /// after the target was created, the target is deleted again (best effort) and the step's error returned.
@@ -334,11 +335,11 @@ impl TgtClient {
     /// is taken to be what this client set when it created the target (the mode page is not rewritten on a
     /// target initiators can reach; see [`TgtClient::disable_write_cache`]).
     ///
-    /// Equivalent to `tgtadm` target new; target update state=offline; logicalunit new (bsoflags `sync`
-    /// added in write-through mode); logicalunit update scsi_id,scsi_sn,vendor_id,product_id,product_rev;
-    /// logicalunit update mode_page=8:... (write-through only); account new and account bind (per
-    /// account; an existing account of that name is reused, tgtd cannot show its secret); target bind
-    /// (per ACL); target update state=ready.
+    /// Equivalent to `tgtadm` target new; logicalunit new (bsoflags `sync` added in write-through
+    /// mode); logicalunit update scsi_id,scsi_sn,vendor_id,product_id,product_rev,mode_page=8:...
+    /// (mode_page in write-through mode only); account new and account bind (per account; an
+    /// existing account of that name is reused, tgtd cannot show its secret); target bind (per
+    /// ACL).
     ///
     /// # Errors
     /// [`TgtError::TargetForeign`] when the tid holds another IQN or the IQN is served at another
@@ -391,13 +392,18 @@ impl TgtClient {
     }
 
     async fn publish(&self, spec: &ServeSpec) -> Result<(), TgtError> {
-        self.set_target_state(spec.tid, SetState::Offline).await?;
+        // No `state=offline` / `ready` around the build: the empty ACL already keeps everyone out
+        // (docs/tgtd-ipc.md §7.3), two requests less per target.
         for l in &spec.luns {
             self.new_lun(spec.tid, l.lun, &l.served_backing()).await?;
-            self.set_lun_identity(spec.tid, l.lun, &l.identity).await?;
+            // One update: identity keys never set tgtd's reply code, so it is mode_page's
+            // (docs/tgtd-ipc.md §4.4).
+            let mut p = l.identity.params()?;
             if l.cache == CacheMode::WriteThrough {
-                self.disable_write_cache(spec.tid, l.lun).await?;
+                p.push("mode_page", WRITE_CACHE_OFF_PAGE)?;
             }
+            self.execute(&lun_update_request(spec.tid, l.lun, p)?)
+                .await?;
         }
         for a in &spec.accounts {
             // accounts are global in tgtd: one of this name may exist already (tgtd cannot
@@ -412,7 +418,7 @@ impl TgtClient {
         for a in &spec.acls {
             self.bind_acl(spec.tid, a).await?;
         }
-        self.set_target_state(spec.tid, SetState::Ready).await
+        Ok(())
     }
 
     /// Is `spec` being served? Detects a tgtd that restarted empty ([`Served::Missing`]) and someone
@@ -446,7 +452,8 @@ impl TgtClient {
     }
 
     /// Stops serving the target `name` at `tid` so initiators notice at once: unbind every ACL
-    /// entry (no log-back-in), `state=offline`, close every connection, delete each LU (highest
+    /// entry (no log-back-in), `state=offline` (unless show has it offline already), close every
+    /// connection, delete each LU (highest
     /// LUN first, as tgtd's own target delete does), then delete the target with force. A LU
     /// refused for I/O in flight (docs/tgtd-ipc.md §7.6) is retried with a doubling pause (10 ms up to
     /// [`STOP_RETRY_MAX_STEP`]) for [`TgtClient::busy_retry_for`] (default [`STOP_RETRY_FOR`]),
@@ -468,8 +475,28 @@ impl TgtClient {
     pub async fn stop_serving(&self, tid: i32, name: &str) -> Result<StopOutcome, TgtError> {
         check_tid(tid)?;
         check_target_name(name)?;
-        let targets = self.show_targets().await?;
-        let t = match owned(&targets, tid, name) {
+        self.stop_serving_in(&self.show_targets().await?, tid, name)
+            .await
+    }
+
+    /// [`TgtClient::stop_serving`] with the ownership check made against `targets`, a `target show`
+    /// the caller read ([`TgtClient::show_targets`]) **after** it decided to stop this target (one
+    /// show shared by several targets' stops saves a show per target). The check is then as fresh
+    /// as that show: tgtd has no conditional delete, so the check and the first change are always
+    /// two requests (docs/tgtd-ipc.md §7.7); a show read before the caller's own last change at
+    /// `tid` gives a wrong answer.
+    ///
+    /// # Errors
+    /// As [`TgtClient::stop_serving`].
+    pub async fn stop_serving_in(
+        &self,
+        targets: &[Target],
+        tid: i32,
+        name: &str,
+    ) -> Result<StopOutcome, TgtError> {
+        check_tid(tid)?;
+        check_target_name(name)?;
+        let t = match owned(targets, tid, name) {
             Ok(Some(t)) => t.clone(),
             Ok(None) => return Ok(StopOutcome::NotServing),
             Err(f) => return Err(foreign_error(f, tid, name)),
@@ -500,11 +527,16 @@ impl TgtClient {
                 Err(e) => return Err(e),
             }
         }
-        match self.set_target_state(tid, SetState::Offline).await {
-            Err(e) if e.errno() == Some(TgtErrno::NoTarget) => return Ok(StopOutcome::NotServing),
-            r => r?,
+        // already offline in the show (the agent's demote offlines before it removes): one request less
+        if t.state != TargetState::Offline {
+            match self.set_target_state(tid, SetState::Offline).await {
+                Err(e) if e.errno() == Some(TgtErrno::NoTarget) => {
+                    return Ok(StopOutcome::NotServing)
+                }
+                r => r?,
+            }
         }
-        let mut connections_closed = self.close_all_connections(tid).await?;
+        let mut connections_closed = self.close_connections(tid).await?;
         let mut luns: Vec<u64> = t.luns.iter().map(|l| l.lun).filter(|l| *l != 0).collect();
         luns.sort_unstable_by(|a, b| b.cmp(a));
         let started = Instant::now();
@@ -524,7 +556,7 @@ impl TgtClient {
                     waited: started.elapsed(),
                 });
             }
-            connections_closed += self.close_all_connections(tid).await?;
+            connections_closed += self.close_connections(tid).await?;
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(STOP_RETRY_MAX_STEP);
         }
@@ -558,7 +590,16 @@ impl TgtClient {
         }
     }
 
-    async fn close_all_connections(&self, tid: i32) -> Result<usize, TgtError> {
+    /// Closes every connection of target `tid` (one `conn show`, then a delete per connection);
+    /// returns how many were closed. An absent target, or a connection gone meanwhile, is no error.
+    ///
+    /// Equivalent to `tgtadm --mode conn --op show --tid TID`, then `tgtadm --mode conn --op delete
+    /// --tid TID --sid SID --cid CID` for each connection listed.
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]), or [`TgtError::Parse`] for output that cannot be parsed.
+    pub async fn close_connections(&self, tid: i32) -> Result<usize, TgtError> {
         let conns = match self.show_connections(tid).await {
             Ok(c) => c,
             Err(e) if e.errno() == Some(TgtErrno::NoTarget) => return Ok(0),

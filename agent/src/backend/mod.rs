@@ -16,6 +16,7 @@ pub mod drbd9;
 #[cfg(any(test, feature = "simulate"))]
 pub mod memory;
 pub mod target;
+mod tgt_show;
 pub mod vip;
 
 /// The running config as the watches follow it: a reload sends the new one, and each watch

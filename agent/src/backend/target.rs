@@ -24,6 +24,7 @@ use tgt_ipc::{ServeSpec, Served, SetState, TgtClient, TgtErrno, TgtError};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
 
+use super::tgt_show::SharedShow;
 use super::{ConfigFeed, Target};
 use crate::config::{Config, Resource};
 use crate::dirwatch::{DirWatch, WatchMask};
@@ -55,6 +56,8 @@ pub struct TgtTarget {
     changes: Arc<Changes>,
     /// The longest `offline` waits for closed connections to be gone ([`DRAIN_WAIT_MAX`]).
     drain_max: Duration,
+    /// One `show` for the ownership checks of resources in the same transition.
+    shows: Arc<SharedShow>,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +129,7 @@ impl TgtTarget {
             client,
             changes: Arc::default(),
             drain_max: DRAIN_WAIT_MAX.min(timeout / 3),
+            shows: Arc::default(),
         }
     }
 
@@ -387,18 +391,21 @@ impl Target for TgtTarget {
 
     async fn check_owner(&self, res: &Resource) -> Result<(), BackendError> {
         let spec = spec(res)?;
-        match self.client.served(&spec).await {
-            Ok(Served::Foreign { tid, name }) => Err(BackendError::Refused(
-                TgtError::TargetForeign {
-                    tid,
-                    name,
-                    want_tid: spec.tid,
-                    want_name: spec.name,
-                }
-                .to_string(),
-            )),
+        match self.shows.get(&self.client).await {
+            Ok(targets) => match spec.served_in(&targets) {
+                Served::Foreign { tid, name } => Err(BackendError::Refused(
+                    TgtError::TargetForeign {
+                        tid,
+                        name,
+                        want_tid: spec.tid,
+                        want_name: spec.name,
+                    }
+                    .to_string(),
+                )),
+                _ => Ok(()),
+            },
             // tgtd down: the serve stage will say so
-            Ok(_) | Err(TgtError::Connect { .. }) => Ok(()),
+            Err(TgtError::Connect { .. }) => Ok(()),
             Err(e) => Err(err(e)),
         }
     }
@@ -429,7 +436,8 @@ impl Target for TgtTarget {
     async fn offline(&self, res: &Resource) -> Result<(), BackendError> {
         let spec = spec(res)?;
         let _changing = self.changes.begin();
-        match self.acting.served(&spec).await.map_err(err)? {
+        let targets = self.shows.get(&self.acting).await.map_err(err)?;
+        match spec.served_in(&targets) {
             Served::Missing => return Ok(()),
             Served::Foreign { tid, name } => {
                 warn!(resource = %res.name, "tid {tid} holds {name}: not ours, left untouched");
@@ -442,25 +450,22 @@ impl Target for TgtTarget {
             Err(e) if e.errno() == Some(TgtErrno::NoTarget) => return Ok(()),
             r => r.map_err(err)?,
         }
-        for n in self.acting.sessions(tid).await.map_err(err)? {
-            match self.acting.close_session(tid, n.sid).await {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.errno(),
-                        Some(TgtErrno::NoSession | TgtErrno::NoConnection)
-                    ) => {}
-                Err(e) => return Err(err(e)),
-            }
+        // Only once tgtd dropped them may the address go: the initiator gets its responses and
+        // a FIN first. None closed: none to wait for (new logins are refused from offline on).
+        if self.acting.close_connections(tid).await.map_err(err)? > 0 {
+            self.drained(tid).await;
         }
-        // Only then may the address go: the initiator gets its responses and a FIN first.
-        self.drained(tid).await;
         Ok(())
     }
 
     async fn remove(&self, res: &Resource) -> Result<(), BackendError> {
         let _changing = self.changes.begin();
-        match self.acting.stop_serving(tid(res)?, &res.target.iqn).await {
+        let targets = self.shows.get(&self.acting).await.map_err(err)?;
+        match self
+            .acting
+            .stop_serving_in(&targets, tid(res)?, &res.target.iqn)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(TgtError::TargetForeign { tid, name, .. }) => {
                 warn!(resource = %res.name, "tid {tid} holds {name}: not ours, left untouched");

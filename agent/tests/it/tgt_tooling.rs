@@ -626,3 +626,67 @@ async fn teardown_waits_for_stuck_io_then_finishes() {
     drop(ev_tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), run).await;
 }
+
+/// Someone else's target takes one of our tids between two transitions (ours deleted by hand,
+/// theirs created at its tid): the demote's target stages of both resources (run together, their
+/// ownership checks answered by shared `show`s) stop only ours, the next promote is refused before
+/// DRBD Primary, and a check made after the swap is never answered by a show read before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_target_swapped_in_between_transitions_is_never_touched() {
+    if !prereqs(
+        "foreign_target_swapped_in_between_transitions_is_never_touched",
+        &["tgtd"],
+    ) {
+        return;
+    }
+    let s = Setup::new("swapped", &["r0.img", "r1.img"]).await;
+    let mut d = s.daemon();
+    d.observe().await;
+    let r = d.request(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
+    let (r0, r1) = (&s.cfg.resources[0], &s.cfg.resources[1]);
+    agent::backend::Target::check_owner(&s.target, r0)
+        .await
+        .expect("ours before the swap");
+
+    s.client.delete_target(1, true).await.expect("delete ours");
+    s.client.new_target(1, LEGACY).await.expect("new target");
+    let legacy_lun = backing(s.dir.path(), "legacy.img");
+    s.client
+        .new_lun(1, 1, &LunBacking::new(&legacy_lun))
+        .await
+        .expect("lun");
+    s.client.bind_acl(1, &Acl::all()).await.expect("acl");
+    let theirs = s.client.target(1).await.expect("show").expect("tid 1");
+    let (a, b) = tokio::join!(
+        agent::backend::Target::check_owner(&s.target, r0),
+        agent::backend::Target::check_owner(&s.target, r1),
+    );
+    let refused = a
+        .expect_err("tid 1 holds someone else's target")
+        .to_string();
+    assert!(
+        refused.contains(&format!("tid 1 holds {LEGACY}")),
+        "{refused}"
+    );
+    b.expect("r1 is ours");
+
+    // the daemon still counts r0 as served: its demote runs r0's offline and remove
+    let r = d.request(Request::Demote).await;
+    assert!(r.ok, "{}", r.message);
+    let after = s.client.show_targets().await.expect("show");
+    assert_eq!(
+        after,
+        vec![theirs.clone()],
+        "only theirs is left, unchanged"
+    );
+
+    let r = d.request(Request::Promote).await;
+    assert!(!r.ok, "{}", r.message);
+    assert!(
+        r.message.contains(&format!("tid 1 holds {LEGACY}")),
+        "{}",
+        r.message
+    );
+    assert_eq!(s.client.show_targets().await.expect("show"), vec![theirs]);
+}

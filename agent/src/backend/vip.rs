@@ -78,12 +78,15 @@ impl Handle {
         })
     }
 
-    /// Its events for the watch (subscribed now: nothing later is missed).
+    /// Its events for the watch (subscribed now: nothing later is missed). The first is a
+    /// re-read of the address and its link (as after an overrun): the watch task subscribes
+    /// while the daemon already observes, and a change between the two would otherwise be
+    /// seen only by the safety net.
     async fn subscribe(&self, key: &Key) -> Result<Watched, BackendError> {
         let w = self.vip.lock().await.watch().await.map_err(err)?;
-        let (k, end) = (key.clone(), key.clone());
-        let events = w
-            .map(move |ev| (k.clone(), Some(ev)))
+        let (k, first, end) = (key.clone(), key.clone(), key.clone());
+        let events = futures::stream::once(async move { (first, Some(VipEvent::Overrun)) })
+            .chain(w.map(move |ev| (k.clone(), Some(ev))))
             .chain(futures::stream::once(async move { (end, None) }));
         let (events, stop) = futures::stream::abortable(events);
         *lock(&self.watched) = Some(stop);

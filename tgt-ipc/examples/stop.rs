@@ -3,7 +3,8 @@
 //!
 //! Usage (as root, tgtd running): `cargo run -p tgt-ipc --example stop -- [-C N | --socket PATH] TID IQN`.
 //! Equivalent tgtadm steps: target show; target unbind (each ACL); target update state=offline; conn
-//! delete (each connection); logicalunit delete (each LU); target delete --force.
+//! delete (each connection); target delete --force (logicalunit delete of each LU first only after
+//! tgtd refused it for a busy LU).
 
 #[path = "support/args.rs"]
 mod common;

@@ -453,8 +453,9 @@ impl TgtClient {
 
     /// Stops serving the target `name` at `tid` so initiators notice at once: unbind every ACL
     /// entry (no log-back-in), `state=offline` (unless show has it offline already), close every
-    /// connection, delete each LU (highest
-    /// LUN first, as tgtd's own target delete does), then delete the target with force. A LU
+    /// connection, delete the target with force (tgtd deletes its LUs); if tgtd refuses for a busy
+    /// LU, delete each LU (highest LUN first, as tgtd's own target delete does), so the refusal
+    /// names it, then the target. A LU
     /// refused for I/O in flight (docs/tgtd-ipc.md §7.6) is retried with a doubling pause (10 ms up to
     /// [`STOP_RETRY_MAX_STEP`]) for [`TgtClient::busy_retry_for`] (default [`STOP_RETRY_FOR`]),
     /// closing any connection that appeared meanwhile. An absent target is
@@ -465,7 +466,8 @@ impl TgtClient {
     /// relative to DRBD and the floating address is the caller's (the agent's demote data).
     ///
     /// Equivalent to `tgtadm` target show; target unbind (per ACL); target update state=offline;
-    /// conn delete (per connection from conn show); logicalunit delete (per LU); target delete --force.
+    /// conn delete (per connection from conn show); target delete --force; after a busy refusal,
+    /// logicalunit delete (per LU) and target delete --force again.
     ///
     /// # Errors
     /// [`TgtError::TargetForeign`] (nothing changed); [`TgtError::IoInFlight`] naming the LU still
@@ -567,12 +569,23 @@ impl TgtClient {
         })
     }
 
-    /// One pass: each remaining LU (removed from `luns` once deleted), then the target.
+    /// One pass: the target with force (tgtd deletes its LUs, one request for the common case);
+    /// when tgtd refuses for a busy LU, which it does not name (docs/tgtd-ipc.md §7.6), each
+    /// remaining LU (removed from `luns` once deleted), then the target.
     async fn delete_luns_and_target(&self, tid: i32, luns: &mut Vec<u64>) -> Result<(), Busy> {
         let busy = |e: TgtError, lun| match e.errno() {
             Some(TgtErrno::LunActive | TgtErrno::TargetActive) => Busy::Lun(lun),
             _ => Busy::Other(e),
         };
+        match self.delete_target(tid, true).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.errno() == Some(TgtErrno::NoTarget) => return Ok(()),
+            Err(e) => {
+                if let Busy::Other(e) = busy(e, 0) {
+                    return Err(Busy::Other(e));
+                }
+            }
+        }
         while let Some(&lun) = luns.first() {
             match self.delete_lun(tid, lun).await {
                 Ok(()) => {}

@@ -1,4 +1,4 @@
-//! Benchmark (not a test): "serve" (target + LUN + identity + ACL, ready) and "stop serving" through tgt-ipc
+//! Benchmark (not a test): "serve" (target, LUN, identity and caching page, ACL last) and "stop serving" through tgt-ipc
 //! versus the same steps with `tgtadm` spawned, against one private tgtd, same run, interleaved.
 //!
 //! Reproduce (as root, with tgt installed): `cargo bench -p tgt-ipc --bench serve` (env `BENCH_N`, default
@@ -60,7 +60,7 @@ async fn main() {
         acls: vec![Acl::address("127.0.0.1").unwrap()],
     };
     let identity = "scsi_id=60014052e3c1a9b8d7f6e5d4c3b2a190,scsi_sn=HA0R0SN0001,vendor_id=ISCSIHA,product_id=R0-VOLUME,product_rev=0042";
-    let write_cache_off = format!("mode_page={WRITE_CACHE_OFF_PAGE}");
+    let identity_cache = format!("{identity},mode_page={WRITE_CACHE_OFF_PAGE}");
     let c = &t.client;
     // the steps of serve and of stop, each as a tgtadm command line
     let serve_steps: Vec<(&str, Vec<&str>)> = vec![
@@ -75,13 +75,6 @@ async fn main() {
                 "1",
                 "--targetname",
                 IQN,
-            ],
-        ),
-        (
-            "state offline",
-            vec![
-                "--mode", "target", "--op", "update", "--tid", "1", "--name", "state", "--value",
-                "offline",
             ],
         ),
         (
@@ -102,7 +95,7 @@ async fn main() {
             ],
         ),
         (
-            "lu identity",
+            "lu identity + cache",
             vec![
                 "--mode",
                 "logicalunit",
@@ -113,22 +106,7 @@ async fn main() {
                 "--lun",
                 "1",
                 "--params",
-                identity,
-            ],
-        ),
-        (
-            "lu write cache off",
-            vec![
-                "--mode",
-                "logicalunit",
-                "--op",
-                "update",
-                "--tid",
-                "1",
-                "--lun",
-                "1",
-                "--params",
-                &write_cache_off,
+                &identity_cache,
             ],
         ),
         (
@@ -142,13 +120,6 @@ async fn main() {
                 "1",
                 "--initiator-address",
                 "127.0.0.1",
-            ],
-        ),
-        (
-            "state ready",
-            vec![
-                "--mode", "target", "--op", "update", "--tid", "1", "--name", "state", "--value",
-                "ready",
             ],
         ),
     ];
@@ -211,14 +182,16 @@ async fn main() {
             let t0 = Instant::now();
             match i {
                 0 => c.new_target(1, IQN).await.unwrap(),
-                1 | 8 => c.set_target_state(1, SetState::Offline).await.unwrap(),
-                2 => c.new_lun(1, 1, &lun.backing).await.unwrap(),
-                3 => c.set_lun_identity(1, 1, &lun.identity).await.unwrap(),
-                4 => c.bind_acl(1, &acl).await.unwrap(),
-                5 => c.set_target_state(1, SetState::Ready).await.unwrap(),
-                6 => drop(c.show_targets().await.unwrap()),
-                7 => c.unbind_acl(1, &acl).await.unwrap(),
-                9 => drop(c.show_connections(1).await.unwrap()),
+                1 => c.new_lun(1, 1, &lun.backing).await.unwrap(),
+                2 => c
+                    .set_lun_identity_and_cache(1, 1, &lun.identity, lun.cache)
+                    .await
+                    .unwrap(),
+                3 => c.bind_acl(1, &acl).await.unwrap(),
+                4 => drop(c.show_targets().await.unwrap()),
+                5 => c.unbind_acl(1, &acl).await.unwrap(),
+                6 => c.set_target_state(1, SetState::Offline).await.unwrap(),
+                7 => drop(c.show_connections(1).await.unwrap()),
                 _ => c.delete_target(1, true).await.unwrap(),
             }
             times.push(t0.elapsed());
@@ -253,7 +226,7 @@ async fn main() {
         "stage", "ipc med", "ipc p95", "tgtadm med", "tgtadm p95", "ratio"
     );
     let mut rows: Vec<(String, Vec<Duration>, Vec<Duration>)> = vec![
-        ("serve (6 requests)".into(), ipc_serve, adm_serve),
+        ("serve (4 requests)".into(), ipc_serve, adm_serve),
         ("stop serving (5)".into(), ipc_stop, adm_stop),
     ];
     for (i, (name, _)) in steps.iter().enumerate() {

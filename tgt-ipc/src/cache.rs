@@ -8,7 +8,7 @@
 
 use crate::client::TgtClient;
 use crate::error::TgtError;
-use crate::lun::{lun_update_request, BsOFlags, BsType};
+use crate::lun::{lun_update_request, BsOFlags, BsType, LunIdentity};
 use crate::request::Params;
 
 /// tgt-admin's `write-cache off` (scripts/tgt-admin): caching mode page 8, subpage 0, 18 bytes, first byte
@@ -92,6 +92,34 @@ impl TgtClient {
     pub async fn disable_write_cache(&self, tid: i32, lun: u64) -> Result<(), TgtError> {
         let mut p = Params::new();
         p.push("mode_page", WRITE_CACHE_OFF_PAGE)?;
+        self.execute(&lun_update_request(tid, lun, p)?)
+            .await
+            .map(drop)
+    }
+
+    /// [`TgtClient::set_lun_identity`] and, in write-through mode, [`TgtClient::disable_write_cache`]
+    /// in one request (what [`TgtClient::serve`] sends): tgtd applies the keys left to right and only
+    /// `mode_page` sets its reply code, identity keys never fail (docs/tgtd-ipc.md §4.4), so an error
+    /// is the page's. The same rules hold: only while no initiator can reach the LU.
+    ///
+    /// Equivalent to `tgtadm --lld iscsi --mode logicalunit --op update --tid TID --lun LUN --params
+    /// scsi_id=..,scsi_sn=..,vendor_id=..,product_id=..,product_rev=..,mode_page=8:0:18:0x10:...`
+    /// (`mode_page` in write-through mode only).
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]: refused before sending, a socket failure, or tgtd's code
+    /// ([`TgtError::Daemon`]).
+    pub async fn set_lun_identity_and_cache(
+        &self,
+        tid: i32,
+        lun: u64,
+        identity: &LunIdentity,
+        cache: CacheMode,
+    ) -> Result<(), TgtError> {
+        let mut p = identity.params()?;
+        if cache == CacheMode::WriteThrough {
+            p.push("mode_page", WRITE_CACHE_OFF_PAGE)?;
+        }
         self.execute(&lun_update_request(tid, lun, p)?)
             .await
             .map(drop)

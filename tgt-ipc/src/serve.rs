@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::account::{check_password, check_user, AccountDirection, AccountScope};
 use crate::acl::Acl;
-use crate::cache::{CacheMode, WRITE_CACHE_OFF_PAGE};
+use crate::cache::CacheMode;
 use crate::client::TgtClient;
 use crate::error::{TgtErrno, TgtError};
-use crate::lun::{check_lun, lun_new_request, lun_update_request, LunBacking, LunIdentity};
+use crate::lun::{check_lun, lun_new_request, LunBacking, LunIdentity};
 use crate::show::{Target, TargetState};
 use crate::target::{check_target_name, check_tid, SetState};
 
@@ -324,8 +324,8 @@ fn foreign_error(found: Served, want_tid: i32, want_name: &str) -> TgtError {
 impl TgtClient {
     /// Publishes a target in the safe order (docs/tgtd-ipc.md §7.3): target new (tgtd creates it
     /// `ready` with an empty ACL, so nobody can log in or discover it until the first ACL bind),
-    /// each LU new, then one LU update with its identity and, in write-through mode, WCE=0 (the
-    /// page of [`TgtClient::disable_write_cache`], while nobody can log in yet), CHAP accounts
+    /// each LU new, then one LU update with its identity and, in write-through mode, WCE=0
+    /// ([`TgtClient::set_lun_identity_and_cache`], while nobody can log in yet), CHAP accounts
     /// (created when absent, bound), the ACL binds last. Idempotent: when target new reports the tid or name taken, the
     /// target show is compared with `spec`; an identical existing target is accepted
     /// ([`ServeOutcome::AlreadyServing`]), a different one is a [`TgtError::TargetConflict`]. If a step fails
@@ -396,13 +396,7 @@ impl TgtClient {
         // (docs/tgtd-ipc.md §7.3), two requests less per target.
         for l in &spec.luns {
             self.new_lun(spec.tid, l.lun, &l.served_backing()).await?;
-            // One update: identity keys never set tgtd's reply code, so it is mode_page's
-            // (docs/tgtd-ipc.md §4.4).
-            let mut p = l.identity.params()?;
-            if l.cache == CacheMode::WriteThrough {
-                p.push("mode_page", WRITE_CACHE_OFF_PAGE)?;
-            }
-            self.execute(&lun_update_request(spec.tid, l.lun, p)?)
+            self.set_lun_identity_and_cache(spec.tid, l.lun, &l.identity, l.cache)
                 .await?;
         }
         for a in &spec.accounts {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::{prereq_tools, which};
 use tgt_ipc::{
-    AccountDirection, AccountScope, Acl, BsOFlags, BsType, LunBacking, LunIdentity, SetState,
-    TgtClient, WRITE_CACHE_OFF_PAGE,
+    AccountDirection, AccountScope, Acl, BsOFlags, BsType, CacheMode, LunBacking, LunIdentity,
+    SetState, TgtClient, WRITE_CACHE_OFF_PAGE,
 };
 
 struct Fake {
@@ -340,6 +340,31 @@ async fn frames_equal_tgtadm() {
     ]);
     c.disable_write_cache(1, 1).await.unwrap();
     assert_eq!(f.last(), strip_target_ops(&theirs));
+    // serve's one LU update: identity, then the page (write-through only)
+    let both = format!("scsi_id=ABC,scsi_sn=SN1,vendor_id=V,product_id=P,product_rev=0001,{page}");
+    let theirs = f.tgtadm(&[
+        l,
+        "iscsi",
+        "--mode",
+        "logicalunit",
+        "--op",
+        "update",
+        "--tid",
+        "1",
+        "--lun=1",
+        "--params",
+        &both,
+    ]);
+    c.set_lun_identity_and_cache(1, 1, &id, CacheMode::WriteThrough)
+        .await
+        .unwrap();
+    assert_eq!(f.last(), strip_target_ops(&theirs));
+    c.set_lun_identity_and_cache(1, 1, &id, CacheMode::WriteBack)
+        .await
+        .unwrap();
+    let write_back = f.last();
+    c.set_lun_identity(1, 1, &id).await.unwrap();
+    assert_eq!(write_back, f.last(), "write-back: the identity alone");
     for (flags, ours) in [
         ("sync", BsOFlags::Sync),
         ("sync:direct", BsOFlags::SyncDirect),

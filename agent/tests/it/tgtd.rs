@@ -112,16 +112,18 @@ async fn serve_restart_and_stop_on_real_tgtd() {
     assert_eq!(s.authority, Authority::Secondary);
 }
 
-/// The configured cache mode reaches tgtd (as the `sync` backing-store flag of write-through; the
-/// caching mode page itself is read through the portal by the tests crate's `write_cache` test),
-/// and a target served in the other mode is reported Partial and re-created in the configured one.
+/// The configured cache mode reaches tgtd (the `sync` backing-store flag of write-through, and
+/// the caching mode page's WCE bit read with MODE SENSE through the portal: serve sets it in the
+/// same LU update as the identity), and a target served in the other mode is reported Partial and
+/// re-created in the configured one.
 #[tokio::test]
 async fn cache_mode_reaches_tgtd() {
     if !prereqs() {
         return;
     }
     let (dir, backing) = dir_with_backing("agent-cache");
-    let _tgtd = Tgtd::start(dir.path(), CONTROL_PORT, free_port());
+    let port = free_port();
+    let _tgtd = Tgtd::start(dir.path(), CONTROL_PORT, port);
     let back = config(dir.path(), &backing, "write-back");
     let through = config(dir.path(), &backing, "write-through");
     wait_tgtd(&back.sockets.tgtd).await;
@@ -132,8 +134,28 @@ async fn cache_mode_reaches_tgtd() {
         t.lun(1).expect("LUN 1").backing_store_flags.clone()
     };
 
+    let url = format!(
+        "iscsi://127.0.0.1:{port}/{}/1",
+        back.resources[0].target.iqn
+    );
+    let wce = || {
+        let url = url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut s = lab::iscsi::Session::connect(&url, "iqn.2026-11.test:wce", 5, 2)
+                    .unwrap_or_else(|e| panic!("login {url}: {e}"));
+                let page = s.caching_page(false).expect("MODE SENSE(6)");
+                let _ = s.logout();
+                page.wce
+            })
+            .await
+            .expect("MODE SENSE thread")
+        }
+    };
+
     target.serve(&back.resources[0]).await.expect("serve");
     assert_eq!(flags().await, "");
+    assert!(wce().await, "write-back: tgtd's default page, WCE=1");
     let state = |c: &Config| {
         let r = c.resources[0].clone();
         let t = target.clone();
@@ -143,6 +165,7 @@ async fn cache_mode_reaches_tgtd() {
     assert_eq!(state(&through).await, TargetState::Partial);
     target.serve(&through.resources[0]).await.expect("re-serve");
     assert_eq!(flags().await, "sync");
+    assert!(!wce().await, "write-through: WCE=0");
     assert_eq!(state(&through).await, TargetState::Serving);
     target.remove(&through.resources[0]).await.expect("remove");
 }

@@ -323,38 +323,30 @@ async fn frames_equal_tgtadm() {
     c.set_lun_identity(1, 1, &id).await.unwrap();
     assert_eq!(f.last(), strip_target_ops(&theirs));
 
+    // tgtadm's LU update of tid 1, LUN 1 with these --params
+    let lu_update = |params: &str| {
+        f.tgtadm(&[
+            l,
+            "iscsi",
+            "--mode",
+            "logicalunit",
+            "--op",
+            "update",
+            "--tid",
+            "1",
+            "--lun=1",
+            "--params",
+            params,
+        ])
+    };
     // write-through: tgt-admin's `write-cache off` line, and the flags serve adds
     let page = format!("mode_page={WRITE_CACHE_OFF_PAGE}");
-    let theirs = f.tgtadm(&[
-        l,
-        "iscsi",
-        "--mode",
-        "logicalunit",
-        "--op",
-        "update",
-        "--tid",
-        "1",
-        "--lun=1",
-        "--params",
-        &page,
-    ]);
+    let theirs = lu_update(&page);
     c.disable_write_cache(1, 1).await.unwrap();
     assert_eq!(f.last(), strip_target_ops(&theirs));
     // serve's one LU update: identity, then the page (write-through only)
     let both = format!("scsi_id=ABC,scsi_sn=SN1,vendor_id=V,product_id=P,product_rev=0001,{page}");
-    let theirs = f.tgtadm(&[
-        l,
-        "iscsi",
-        "--mode",
-        "logicalunit",
-        "--op",
-        "update",
-        "--tid",
-        "1",
-        "--lun=1",
-        "--params",
-        &both,
-    ]);
+    let theirs = lu_update(&both);
     c.set_lun_identity_and_cache(1, 1, &id, CacheMode::WriteThrough)
         .await
         .unwrap();

@@ -291,14 +291,11 @@ async fn run(cli: String) {
         reader.reading(),
         "the reader of r0 failed across the reloads"
     );
-    let now: Vec<u64> = client
-        .sessions(1)
-        .await
-        .expect("sessions")
-        .iter()
-        .map(|n| n.sid)
-        .collect();
-    assert_eq!(now, [sid], "r0's session changed");
+    assert_eq!(
+        common::session_ids(&client, 1).await,
+        [sid],
+        "r0's session changed"
+    );
     let reads = reader.stop();
     assert_eq!(reads.failed, None, "a read of r0 failed");
     eprintln!("r0's {}", reads.summary(&windows));

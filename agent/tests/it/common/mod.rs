@@ -288,6 +288,13 @@ pub fn output(cmd: &str, args: &[String]) -> String {
     )
 }
 
+/// The session ids (TSIH) tgtd lists for target `tid` now: a reload that leaves a resource alone
+/// keeps its reader on the same one.
+pub async fn session_ids(client: &tgt_ipc::TgtClient, tid: i32) -> Vec<u64> {
+    let sessions = client.sessions(tid).await.expect("sessions");
+    sessions.iter().map(|n| n.sid).collect()
+}
+
 /// Waits (up to 15 s, else panics) until the tgtd at `socket` answers `show system`; a client
 /// to it.
 pub async fn wait_tgtd(socket: &Path) -> tgt_ipc::TgtClient {

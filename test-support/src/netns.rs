@@ -64,6 +64,24 @@ impl Netns {
         ip(&v)
     }
 
+    /// A veth pair: `ours` in this namespace, `theirs` in `peer`, both set up (no addresses).
+    pub fn veth_to(&self, ours: &str, peer: &Netns, theirs: &str) -> Result<(), String> {
+        self.ip(&[
+            "link",
+            "add",
+            ours,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            theirs,
+            "netns",
+            peer.name(),
+        ])?;
+        self.ip(&["link", "set", ours, "up"])?;
+        peer.ip(&["link", "set", theirs, "up"])
+    }
+
     /// Moves the calling thread into this namespace (processes it spawns inherit it).
     pub fn enter(&self) -> Result<(), String> {
         enter(&self.name)

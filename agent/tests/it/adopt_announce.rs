@@ -64,23 +64,7 @@ fn restart_with_held_address_announces_it() {
     let a = Netns::add(Netns::unique_name("adoptA")).unwrap_or_else(|e| panic!("{e}"));
     let c = Netns::add(Netns::unique_name("adoptC")).unwrap_or_else(|e| panic!("{e}"));
     let setup = |ns: &Netns, args: &[&str]| ns.ip(args).unwrap_or_else(|e| panic!("{e}"));
-    setup(
-        &a,
-        &[
-            "link",
-            "add",
-            "v0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "v1",
-            "netns",
-            c.name(),
-        ],
-    );
-    setup(&a, &["link", "set", "v0", "up"]);
-    setup(&c, &["link", "set", "v1", "up"]);
+    a.veth_to("v0", &c, "v1").unwrap_or_else(|e| panic!("{e}"));
     setup(&c, &["addr", "add", "10.99.0.20/24", "dev", "v1"]);
     // What the killed agent left: the address added, not (fully) announced.
     setup(&a, &["addr", "add", "10.99.0.10/24", "dev", "v0"]);

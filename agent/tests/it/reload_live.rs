@@ -110,22 +110,9 @@ fn reload_adds_and_removes_a_served_target_and_its_address() {
     let (srv, cli) = (ns("rls"), ns("rlc"));
     let ok = |r: Result<(), String>| r.unwrap_or_else(|e| panic!("{e}"));
     ok(srv.ip(&["link", "set", "lo", "up"]));
-    ok(srv.ip(&[
-        "link",
-        "add",
-        "v0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "v1",
-        "netns",
-        cli.name(),
-    ]));
-    ok(srv.ip(&["link", "set", "v0", "up"]));
+    ok(srv.veth_to("v0", &cli, "v1"));
     ok(cli.ip(&["link", "set", "lo", "up"]));
     ok(cli.ip(&["addr", "add", "10.99.0.2/24", "dev", "v1"]));
-    ok(cli.ip(&["link", "set", "v1", "up"]));
     let cli = cli.name().to_string();
     netns::in_ns(srv.name(), move || run(cli));
     drop(srv);

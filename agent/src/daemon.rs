@@ -12,10 +12,11 @@
 //! to [`STUCK_RETRY_MAX`]) until it completes. While a resource waits for its peer (DRBD not
 //! Connected since attach) and `timeouts.wfc_s` is set, one more timer ends that wait.
 //!
-//! Authority changes from the role source settle first ([`Daemon::authority`]): each change
+//! Authority changes away from primary settle first ([`Daemon::authority`]): each change
 //! arms a timer of `timeouts.authority_settle_ms`, the machine sees the change only when it
 //! fires, and a burst that ends where it began is dropped, so a flap causes no transition and a
-//! burst at most one per direction. `pool.conf`'s `broken` is held (no promote, no demote) and
+//! burst at most one per direction. A change to primary is acted on at once by default
+//! (`timeouts.authority_settle_primary_ms` 0): DRBD refuses it while the peer is Primary. `pool.conf`'s `broken` is held (no promote, no demote) and
 //! alarms only after `timeouts.broken_alarm_s`. Operator commands are not delayed. `status` is
 //! answered while the first observation runs (marked `observing`).
 
@@ -344,8 +345,13 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
     /// machine already follows drops the held one. [`Daemon::settled`] acts when the timer fires.
     pub async fn authority(&mut self, a: Authority) -> Handled {
         let t = &self.exec.config().timeouts;
+        let settle_ms = if a == Authority::Primary {
+            t.authority_settle_primary_ms
+        } else {
+            t.authority_settle_ms
+        };
         let (settle, broken_alarm) = (
-            Duration::from_millis(t.authority_settle_ms),
+            Duration::from_millis(settle_ms),
             Duration::from_secs(t.broken_alarm_s),
         );
         let current = self.state.as_ref().map(|s| s.authority.clone());

@@ -71,12 +71,18 @@ pub struct Timeouts {
     /// 0 (the default) waits for the peer or an operator's `promote --degraded`.
     pub wfc_s: u64,
     /// How long the role source's authority must stay unchanged before the agent acts on a
-    /// change, in milliseconds; every change re-arms the timer, so a burst (a 200 ms `pool.conf`
-    /// flap) ends in at most one transition, or none when it ends where it began. XAPI writes
-    /// each role once per designation (`broken` is held apart, see `broken_alarm_s`), so a
-    /// flap is not XAPI's pattern; the settle time is added to every takeover, hence short:
-    /// 500 ms by default (docs/takeover.md). 0 acts at once. Operator commands are not delayed.
+    /// change away from primary (a demote, or an unusable signal), in milliseconds; every change
+    /// re-arms the timer, so a burst (a 200 ms `pool.conf` flap on the primary) ends in at most
+    /// one transition, or none when it ends where it began. XAPI writes each role once per
+    /// designation (`broken` is held apart, see `broken_alarm_s`), so a flap is not XAPI's
+    /// pattern; the settle time is added to every planned switchover, hence short: 500 ms by
+    /// default (docs/takeover.md). 0 acts at once. Operator commands are not delayed.
     pub authority_settle_ms: u64,
+    /// The same for a change to primary, in milliseconds; 0 (the default) acts at once. A
+    /// promote drops no client: while the peer is alive and Primary, DRBD refuses it and nothing
+    /// changes, so a flap on a secondary costs nothing, and after a power loss the takeover does
+    /// not wait. Set it to the demote side's value to settle both directions alike.
+    pub authority_settle_primary_ms: u64,
     /// How long `pool.conf` may say `broken` (XAPI's state during a pool master designation,
     /// left in place when the designation fails) before it raises an alarm, in seconds. While
     /// `broken`, nothing is promoted or demoted.
@@ -100,6 +106,7 @@ impl Default for Timeouts {
             safety_net_s: 60,
             wfc_s: 0,
             authority_settle_ms: 500,
+            authority_settle_primary_ms: 0,
             broken_alarm_s: 30,
             tgt_check_ms: 1000,
         }

@@ -26,6 +26,7 @@ const LIVE: &[&str] = &[
     "timeouts.address_ms",
     "timeouts.wfc_s",
     "timeouts.authority_settle_ms",
+    "timeouts.authority_settle_primary_ms",
     "timeouts.broken_alarm_s",
     "address[*].announce.",
     "address[*].probe.",

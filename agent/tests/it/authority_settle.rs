@@ -1,5 +1,6 @@
 //! Authority debounce through the daemon's run loop on in-memory backends, in tokio's paused
-//! time: a flap causes no transition, a burst at most one, `pool.conf`'s `broken` is held and
+//! time: a flap on the primary causes no transition, a burst at most one per direction, a
+//! change to primary is acted on at once unless `authority_settle_primary_ms` is set, `pool.conf`'s `broken` is held and
 //! alarms only after `timeouts.broken_alarm_s`, operator commands are not delayed, and `status`
 //! shows the pending change.
 
@@ -25,9 +26,16 @@ struct Running {
 
 impl Running {
     fn start(command: bool) -> Running {
-        let cfg = common::config("one", command);
+        Running::start_with(command, 0)
+    }
+
+    /// `settle_primary_ms`: `timeouts.authority_settle_primary_ms`.
+    fn start_with(command: bool, settle_primary_ms: u64) -> Running {
+        let mut cfg = common::config("one", command);
         assert_eq!(cfg.timeouts.authority_settle_ms, 500);
+        assert_eq!(cfg.timeouts.authority_settle_primary_ms, 0);
         assert_eq!(cfg.timeouts.broken_alarm_s, 30);
+        cfg.timeouts.authority_settle_primary_ms = settle_primary_ms;
         let mem = Memory::healthy_secondary(&cfg);
         let d = Daemon::new(Executor::new(
             Arc::new(cfg),
@@ -102,21 +110,55 @@ async fn flap_of_200_ms_on_the_primary_causes_no_transition() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn burst_settles_into_one_transition() {
+async fn burst_settles_into_at_most_one_transition_per_direction() {
     let n = Running::start(false);
+    n.says(Authority::Secondary, MS * 10).await;
+    // A change to primary is acted on at once; the changes away from it in the burst never
+    // hold for the settle time.
+    n.says(Authority::Primary, MS * 10).await;
+    assert_eq!(n.role(), Some(Role::Primary), "a promote does not wait");
+    for a in [
+        Authority::Secondary,
+        Authority::Primary,
+        Authority::Unknown("pool.conf is empty".into()),
+        Authority::Primary,
+    ] {
+        n.says(a, MS * 100).await;
+    }
+    tokio::time::sleep(MS * 2000).await;
+    assert_eq!(n.role(), Some(Role::Primary));
+    assert_eq!(n.kinds().await, ["promote"]);
+    // A burst ending away from primary: one demote, once it held 500 ms.
+    for a in [Authority::Secondary, Authority::Primary, Authority::Secondary] {
+        n.says(a, MS * 100).await;
+    }
+    n.says(Authority::Unknown("pool.conf is empty".into()), MS * 100)
+        .await;
+    n.says(Authority::Secondary, MS * 499).await;
+    assert_eq!(
+        n.role(),
+        Some(Role::Primary),
+        "the timer re-arms on each change"
+    );
+    tokio::time::sleep(MS * 10).await;
+    assert_eq!(n.role(), Some(Role::Secondary));
+    assert_eq!(n.kinds().await, ["promote", "demote"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn settle_primary_ms_holds_a_promote_too() {
+    let n = Running::start_with(false, 500);
     n.says(Authority::Secondary, MS * 10).await;
     for a in [Authority::Primary, Authority::Secondary, Authority::Primary] {
         n.says(a, MS * 100).await;
     }
     assert_eq!(n.role(), Some(Role::Secondary), "still settling");
+    let p = n.status().await.pending_authority.expect("pending");
+    assert_eq!(p.authority, Authority::Primary);
     n.says(Authority::Unknown("pool.conf is empty".into()), MS * 100)
         .await;
     n.says(Authority::Primary, MS * 499).await;
-    assert_eq!(
-        n.role(),
-        Some(Role::Secondary),
-        "the timer re-arms on each change"
-    );
+    assert_eq!(n.role(), Some(Role::Secondary), "re-armed");
     tokio::time::sleep(MS * 10).await;
     assert_eq!(n.role(), Some(Role::Primary));
     assert_eq!(n.kinds().await, ["promote"]);

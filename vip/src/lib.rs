@@ -48,6 +48,7 @@ pub mod packet;
 mod probe;
 mod serde_ms;
 mod socket;
+pub mod tickle;
 mod vip;
 mod watch;
 

@@ -80,3 +80,32 @@ pub(crate) fn take<const N: usize>(
 pub(crate) fn be16(buf: &[u8], at: usize, layer: &'static str) -> Result<u16, DecodeError> {
     take::<2>(buf, at, layer).map(u16::from_be_bytes)
 }
+
+/// Internet checksum (RFC 1071) over the pseudo-header of IPv4 (RFC 793 §3.1: source, destination,
+/// zero, protocol, length) or IPv6 (RFC 8200 §8.1: source, destination, 32-bit length, zeros, next
+/// header) and `data` (whose checksum field must be zero, or hold the checksum: then the result
+/// is 0). `src` and `dst` are 4 or 16 octets. One formula serves both: with the length below
+/// 65536 the IPv6 layout's extra zero words add nothing to the one's complement sum.
+pub(crate) fn pseudo_header_checksum(src: &[u8], dst: &[u8], protocol: u8, data: &[u8]) -> u16 {
+    let mut sum: u64 = 0;
+    let mut add = |bytes: &[u8]| {
+        let mut chunks = bytes.chunks_exact(2);
+        for c in &mut chunks {
+            if let [a, b] = c {
+                sum += u64::from(u16::from_be_bytes([*a, *b]));
+            }
+        }
+        if let [last] = chunks.remainder() {
+            sum += u64::from(u16::from_be_bytes([*last, 0]));
+        }
+    };
+    add(src);
+    add(dst);
+    add(&(data.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, protocol]);
+    add(data);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}

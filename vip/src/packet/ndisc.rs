@@ -127,27 +127,7 @@ pub fn solicited_node(addr: &Ipv6Addr) -> Ipv6Addr {
 /// ICMPv6 checksum (RFC 4443 §2.3) over the IPv6 pseudo-header (RFC 8200 §8.1) and `icmp`
 /// (whose checksum field must be zero, or hold the checksum: then the result is 0).
 pub fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, icmp: &[u8]) -> u16 {
-    let mut sum: u64 = 0;
-    let mut add = |bytes: &[u8]| {
-        let mut chunks = bytes.chunks_exact(2);
-        for c in &mut chunks {
-            if let [a, b] = c {
-                sum += u64::from(u16::from_be_bytes([*a, *b]));
-            }
-        }
-        if let [last] = chunks.remainder() {
-            sum += u64::from(u16::from_be_bytes([*last, 0]));
-        }
-    };
-    add(&src.octets());
-    add(&dst.octets());
-    add(&(icmp.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, IPPROTO_ICMPV6]);
-    add(icmp);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    super::pseudo_header_checksum(&src.octets(), &dst.octets(), IPPROTO_ICMPV6, icmp)
 }
 
 impl NdiscPacket {

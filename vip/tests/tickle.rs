@@ -1,0 +1,173 @@
+//! Root tests on the host kernel for `vip::tickle`: namespaces A (old holder), B (new holder)
+//! and C (client) on a bridge (`lab::Lab`). A serves on X:3260, C connects and blocks in a
+//! read; A lists the connection, X moves to B behind A's back (A's socket stays), B tickles,
+//! and C's read must fail with ECONNRESET (and not before). Without root or namespaces: SKIP,
+//! or FAIL under `CI=true`.
+
+mod lab;
+
+use std::io::{ErrorKind, Read};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use lab::{in_ns, lab, wait_neighbour};
+use test_support::netns::enter;
+use vip::tickle::{self, Connection};
+use vip::{AnnouncePolicy, ClaimOptions, Vip};
+
+const PORT: u16 = 3260;
+
+/// Longer than any test step; the read ends by the reset long before.
+const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn addr(s: &str) -> IpAddr {
+    s.parse().expect("literal address")
+}
+
+fn move_resets_client(vip: IpAddr, prefix: u8, test: &str) {
+    let Some(lab) = lab(test) else { return };
+    lab.c_learns_unsolicited();
+    let cidr = format!("{vip}/{prefix}");
+    let mut add = vec!["addr", "add", &cidr, "dev", "eth0"];
+    if vip.is_ipv6() {
+        add.push("nodad");
+    }
+    lab.ip_in(&lab.a.ns, &add);
+
+    // A: serve one connection and keep it until the test ends.
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr, String>>();
+    let (end_tx, end_rx) = mpsc::channel::<()>();
+    let a_ns = lab.a.ns.clone();
+    let server = std::thread::spawn(move || {
+        let r = enter(&a_ns).and_then(|()| {
+            let l = TcpListener::bind((vip, PORT)).map_err(|e| format!("bind: {e}"))?;
+            ready_tx.send(Ok(l.local_addr().expect("local"))).ok();
+            let (s, peer) = l.accept().map_err(|e| format!("accept: {e}"))?;
+            Ok((s, peer))
+        });
+        match r {
+            Ok((s, peer)) => {
+                ready_tx.send(Ok(peer)).ok();
+                let _ = end_rx.recv();
+                drop(s);
+            }
+            Err(e) => {
+                ready_tx.send(Err(e)).ok();
+            }
+        }
+    });
+    ready_rx.recv().expect("server").expect("server in A");
+
+    // C: connect, report the client's address, then block in a read.
+    let (client_tx, client_rx) = mpsc::channel::<Result<SocketAddr, String>>();
+    let (read_tx, read_rx) = mpsc::channel::<std::io::Result<usize>>();
+    let c_ns = lab.c.ns.clone();
+    let client = std::thread::spawn(move || {
+        let mut s = match enter(&c_ns)
+            .and_then(|()| TcpStream::connect((vip, PORT)).map_err(|e| format!("connect: {e}")))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                client_tx.send(Err(e)).ok();
+                return;
+            }
+        };
+        s.set_read_timeout(Some(CLIENT_READ_TIMEOUT))
+            .expect("read timeout");
+        client_tx.send(Ok(s.local_addr().expect("local"))).ok();
+        let mut buf = [0u8; 16];
+        read_tx.send(s.read(&mut buf)).ok();
+    });
+    let client_addr = client_rx.recv().expect("client").expect("client in C");
+    let peer = ready_rx.recv().expect("accept").expect("accept in A");
+    assert_eq!(peer, client_addr, "A accepted another client");
+
+    // A lists exactly that connection.
+    let conns = in_ns(
+        &lab.a.ns,
+        move || async move { tickle::connections(vip, PORT) },
+    )
+    .expect("connections in A");
+    let want = Connection {
+        local: SocketAddr::new(vip, PORT),
+        remote: client_addr,
+    };
+    assert_eq!(conns, vec![want]);
+    // Another port, another address (A's own): nothing.
+    let own = if vip.is_ipv4() {
+        addr("10.77.0.1")
+    } else {
+        addr("fd77::1")
+    };
+    let none = in_ns(&lab.a.ns, move || async move {
+        (
+            tickle::connections(vip, PORT + 1),
+            tickle::connections(own, PORT),
+        )
+    });
+    assert_eq!(none.0.expect("other port"), vec![]);
+    assert_eq!(none.1.expect("other address"), vec![]);
+
+    // The move: X leaves A silently (its socket stays), B claims X and announces it.
+    lab.ip_in(&lab.a.ns, &["addr", "del", &cidr, "dev", "eth0"]);
+    let refused =
+        in_ns(&lab.a.ns, move || async move { tickle::send(&[want], 1) }).expect("send in A");
+    assert_eq!(
+        refused.packets, 0,
+        "A sent from an address it no longer holds"
+    );
+    assert_eq!(refused.failed.len(), 1, "{refused:?}");
+    eprintln!("send from A after the move: {:?}", refused.failed);
+
+    in_ns(&lab.b.ns, move || async move {
+        let mut p = AnnouncePolicy::default();
+        p.count = 1;
+        p.second_burst_after = None;
+        let mut v = Vip::new("eth0", vip, prefix).expect("handle");
+        v.claim(&ClaimOptions::without_probe().announce(p))
+            .await
+            .expect("claim in B");
+    });
+    let (seen, _) = wait_neighbour(&lab.c, vip, lab.b.mac);
+    assert_eq!(
+        seen.map(|(m, _)| m),
+        Some(lab.b.mac),
+        "C still maps {vip} elsewhere"
+    );
+
+    // Nothing has reached the client yet: its read is still blocked.
+    assert!(
+        matches!(read_rx.try_recv(), Err(mpsc::TryRecvError::Empty)),
+        "the client's read ended before the tickle"
+    );
+
+    let sent =
+        in_ns(&lab.b.ns, move || async move { tickle::send(&[want], 3) }).expect("send in B");
+    assert_eq!(sent.packets, 3, "{sent:?}");
+    assert!(sent.failed.is_empty(), "{sent:?}");
+
+    let r = read_rx
+        .recv_timeout(CLIENT_READ_TIMEOUT + Duration::from_secs(10))
+        .expect("client thread");
+    match r {
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            panic!("no reset: the client's read timed out after {CLIENT_READ_TIMEOUT:?}")
+        }
+        other => panic!("client read: {other:?}, expected ECONNRESET"),
+    }
+    end_tx.send(()).ok();
+    server.join().expect("server thread");
+    client.join().expect("client thread");
+}
+
+#[test]
+fn ipv4_tickle_resets_the_moved_clients_connection() {
+    move_resets_client(addr("10.77.0.100"), 24, "ipv4_tickle_resets");
+}
+
+#[test]
+fn ipv6_tickle_resets_the_moved_clients_connection() {
+    move_resets_client(addr("fd77::100"), 64, "ipv6_tickle_resets");
+}

@@ -200,6 +200,9 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         );
         st.drbd_version = self.exec.drbd_version().map(Into::into);
         st.reload_refused = self.reload_refused.clone();
+        if let Some(link) = self.follow.as_ref().and_then(follow::Follow::peer_link) {
+            st.tickle = link.status(&st.addresses);
+        }
         st.pending_authority = self.held.as_ref().map(|h| PendingAuthority {
             authority: h.authority.clone(),
             in_ms: u64::try_from(h.due.saturating_duration_since(Instant::now()).as_millis())

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod ocf;
+pub mod peer_link;
 pub mod record;
 pub mod role;
 pub mod split_brain;

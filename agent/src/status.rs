@@ -124,6 +124,10 @@ pub struct Status {
     /// Why the last reload was refused (the running config was kept). Set by the daemon.
     #[serde(default)]
     pub reload_refused: Option<String>,
+    /// The tickle ACK peer link (`[tickle]`): off and why, or per address what is sent to or
+    /// learnt from the peer. Set by the daemon when the link runs.
+    #[serde(default)]
+    pub tickle: crate::peer_link::TickleStatus,
 }
 
 /// An authority change not acted on yet.
@@ -322,6 +326,7 @@ impl Status {
             observing: false,
             config_fingerprint: config.fingerprint(),
             reload_refused: None,
+            tickle: crate::peer_link::TickleStatus::without_link(config.tickle.is_some()),
         }
     }
 
@@ -476,6 +481,9 @@ impl Status {
                 },
                 a.resources.join(", ")
             );
+        }
+        for line in self.tickle.lines() {
+            let _ = writeln!(o, "{line}");
         }
         for t in &self.transitions {
             let _ = writeln!(

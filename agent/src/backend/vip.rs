@@ -15,6 +15,10 @@
 //! follows the link (a fresh schedule when the link comes back or the MAC changes, every frame
 //! with the current MAC). A small task logs each result.
 //!
+//! With `[tickle]`, a claim then sends tickle ACKs to the client connections on the address
+//! that the peer reported ([`crate::peer_link`]), so initiators whose connections went with a
+//! dead peer log in again at once.
+//!
 //! An address whose link is down (no `IFF_UP` or no carrier) is not claimed: the watch reports
 //! the link as [`Event::Link`] and the state machine claims it when the link is back
 //! (docs/takeover.md).
@@ -35,6 +39,7 @@ use super::Address;
 use crate::config::{Address as AddressConfig, Config};
 use crate::error::BackendError;
 use crate::fsm::Event;
+use crate::peer_link::PeerLink;
 
 /// The floating addresses of a config, one handle each; a reload adds handles
 /// ([`NetlinkAddress::add_missing`]) and drops them ([`NetlinkAddress::retain`]), and the watch
@@ -42,6 +47,8 @@ use crate::fsm::Event;
 #[derive(Debug)]
 pub struct NetlinkAddress {
     handles: std::sync::Mutex<Handles>,
+    /// The tickle peer link (`[tickle]`): a claim tickles the peer's connections on the address.
+    tickle: Option<Arc<PeerLink>>,
 }
 
 /// An address and the interface it floats on: a changed interface is another handle (the old
@@ -146,7 +153,20 @@ impl NetlinkAddress {
         }
         Ok(NetlinkAddress {
             handles: std::sync::Mutex::new(handles),
+            tickle: None,
         })
+    }
+
+    /// Each claim then sends tickle ACKs to the connections on the address that `link` learnt
+    /// from the peer, once the first announcement is out ([`PeerLink::tickle`]).
+    pub fn with_tickle(mut self, link: Arc<PeerLink>) -> NetlinkAddress {
+        self.tickle = Some(link);
+        self
+    }
+
+    /// The tickle peer link, if any.
+    pub fn peer_link(&self) -> Option<&Arc<PeerLink>> {
+        self.tickle.as_ref()
     }
 
     /// Before a reload: a handle for each address of `config` that has none yet (a new
@@ -397,6 +417,11 @@ impl Address for NetlinkAddress {
                 }
             }
         });
+        // The address is announced: the clients' answers to the tickles reach this host. An
+        // optimisation: its failure is logged there and never fails the claim.
+        if let Some(link) = &self.tickle {
+            link.tickle(a.address.addr());
+        }
         Ok(())
     }
 

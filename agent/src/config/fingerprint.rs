@@ -14,7 +14,8 @@ impl Config {
     /// nodes by design: the node's name, role source, sockets, timeouts, metrics and alerts,
     /// the interface of each address, the backing disks (of every volume) and CHAP secrets
     /// file paths, and which end of each replication link (address, DRBD 9 node id) is this
-    /// node's. What remains is what initiators see and DRBD replicates: resources, volumes and
+    /// node's (the `[tickle]` link's two ends are kept, in a fixed order, with its portal
+    /// port; its `sync_ms` and `repeat` are not). What remains is what initiators see and DRBD replicates: resources, volumes and
     /// minors, IQNs, tids, ACLs, CHAP users, LUN numbers, devices, identities and cache modes,
     /// addresses, and DRBD's options; in no particular order of tables, and a LUN's device as
     /// the minor it names (`/dev/drbd/by-res/r0/1` and `/dev/drbd<minor>` are the same).
@@ -28,6 +29,14 @@ impl Config {
         c.alerts = Default::default();
         for a in &mut c.addresses {
             a.interface = String::new();
+        }
+        // The link's two ends and the portal port must match (or nothing is learnt); which end
+        // is this node's and how often it syncs are each node's.
+        if let Some(t) = &mut c.tickle {
+            if t.peer < t.listen {
+                std::mem::swap(&mut t.listen, &mut t.peer);
+            }
+            (t.sync_ms, t.repeat) = (0, 0);
         }
         // the order of tables in the file and the spelling of a volume's device are the
         // writer's: the same volumes and LUNs in another order or spelling serve the same

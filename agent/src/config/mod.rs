@@ -14,6 +14,7 @@ mod general;
 mod locate;
 pub mod reload;
 mod resource;
+mod tickle;
 mod volume;
 
 use std::path::Path;
@@ -28,6 +29,7 @@ pub use resource::{
     Chap, Initiators, Lun, Manage, MetaDisk, Mode, Protocol, Resource, Target, DEFAULT_KO_COUNT,
     DEFAULT_PING_INT_S, DEFAULT_PING_TIMEOUT_DS, DEFAULT_TIMEOUT_DS, MAX_NODE_ID,
 };
+pub use tickle::Tickle;
 pub(crate) use volume::by_res;
 pub use volume::Volume;
 
@@ -71,6 +73,9 @@ pub struct Config {
     /// Alerts (`[alerts.email]`; none unless set).
     #[serde(default)]
     pub alerts: crate::alerts::AlertsConfig,
+    /// The tickle ACK peer link (`[tickle]`; off unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tickle: Option<Tickle>,
     /// The file it was loaded from ([`Config::load`]; not a key of the file): where a reload
     /// reads the new one.
     #[serde(skip)]
@@ -165,6 +170,9 @@ impl Config {
         address::validate(&self.addresses, &names)?;
         if let Some(e) = &self.alerts.email {
             crate::alerts::validate(e)?;
+        }
+        if let Some(t) = &self.tickle {
+            tickle::validate(t)?;
         }
         Ok(())
     }

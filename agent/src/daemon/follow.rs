@@ -34,6 +34,11 @@ impl Follow {
         }
     }
 
+    /// The address backend's tickle peer link, if it runs one.
+    pub fn peer_link(&self) -> Option<&Arc<crate::peer_link::PeerLink>> {
+        self.address.as_ref().and_then(|a| a.peer_link())
+    }
+
     /// A feed for one more follower (a watch, the metrics endpoint).
     pub fn feed(&self) -> ConfigFeed {
         self.feed.subscribe()

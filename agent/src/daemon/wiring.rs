@@ -21,6 +21,7 @@ use crate::config::{Config, RoleSource};
 use crate::control::ControlServer;
 use crate::executor::Executor;
 use crate::fsm::Event;
+use crate::peer_link::{HeldMonitor, PeerLink};
 use crate::role::pool_conf::PoolConfWatch;
 
 /// The daemon over the real subsystems: DRBD (netlink), tgtd (its socket), addresses (rtnetlink).
@@ -43,7 +44,19 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let target = TgtTarget::new(&cfg.sockets.tgtd, timeout);
-    let address = Arc::new(NetlinkAddress::new(&cfg).context("floating addresses")?);
+    let mut address = NetlinkAddress::new(&cfg).context("floating addresses")?;
+    if let Some(t) = &cfg.tickle {
+        let link = PeerLink::bind(t, &cfg.node)
+            .await
+            .with_context(|| format!("tickle.listen {}", t.listen))?;
+        let link = Arc::new(link);
+        tracing::info!(listen = %t.listen, peer = %t.peer, sync_ms = t.sync_ms, "tickle peer link");
+        let (recv, sync) = (link.clone(), link.clone());
+        tokio::spawn(async move { recv.receive().await });
+        tokio::spawn(async move { sync.sync().await });
+        address = address.with_tickle(link);
+    }
+    let address = Arc::new(address);
     // The watches and address handles follow each reload.
     let follow = Follow::new(cfg.clone(), Some(address.clone()));
     {
@@ -126,11 +139,16 @@ async fn serve<D: Drbd, T: Target, A: Address>(
             tracing::error!(error = %e, "control socket ended");
         }
     });
+    let link = follow.peer_link().cloned();
     let mut d = Daemon::new(exec)
         .following(follow)
         .with_monitor(crate::events::EventsMonitor::new(bus));
     if let Some(m) = metrics {
         d = d.with_monitor(crate::metrics::MetricsMonitor(m));
+    }
+    if let Some(link) = link {
+        // The sender syncs while this node holds an address.
+        d = d.with_monitor(HeldMonitor(link));
     }
     // Last: READY goes out once the other monitors have seen the first observation.
     let d = d.with_monitor(crate::notify::Notify::from_env());

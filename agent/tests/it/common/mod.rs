@@ -109,6 +109,7 @@ pub fn config(name: &str, command: bool) -> Config {
         addresses,
         metrics: Default::default(),
         alerts: Default::default(),
+        tickle: None,
         source: None,
     };
     cfg.validate()

@@ -1,0 +1,206 @@
+//! `[tickle]`: the peer link over which the holder of an address tells its peer the client
+//! connections on it, so that a survivor claiming the address after a power loss can reset them
+//! at once with tickle ACKs (docs/takeover.md, "Tickle ACKs after a power loss").
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// tgtd's default iSCSI portal port (the agent does not configure portals: tgtd listens on
+/// `0.0.0.0:3260` and `[::]:3260`).
+pub const DEFAULT_PORT: u16 = 3260;
+/// Default [`Tickle::sync_ms`].
+pub const DEFAULT_SYNC_MS: u64 = 1000;
+/// Default [`Tickle::repeat`] (CTDB's `ctdb_sys_send_tcp` callers send 3).
+pub const DEFAULT_REPEAT: u32 = 3;
+/// Largest [`Tickle::repeat`]: more only multiplies the same packet.
+pub const MAX_REPEAT: u32 = 10;
+
+/// `[tickle]`: absent, no connection is learnt or tickled, and after a power loss an
+/// initiator with a command in flight waits for its own command or NOP-Out timeout (3 s to
+/// 10 s and more) before it logs in to the survivor. Read at start: a change needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tickle {
+    /// This node's UDP endpoint for the peer link, `ip:port`, e.g. on the replication network.
+    pub listen: SocketAddr,
+    /// The peer's `listen`. Datagrams from any other IP address are dropped.
+    pub peer: SocketAddr,
+    /// The iSCSI portal port whose connections on each floating address are learnt and
+    /// tickled; default 3260 (tgtd's).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// How often the holder of an address re-reads its client connections (one `sock_diag`
+    /// dump per held address, well under a millisecond) and sends the list to the peer when it
+    /// changed (unchanged, every 10 s, so a restarted peer learns it), in milliseconds; 0: this
+    /// node never sends (it still learns its peer's lists and tickles them). A connection made
+    /// within the last `sync_ms` before a power loss is not in the peer's list and waits for its
+    /// initiator's timeout; initiators keep their connections for hours, so 1000 ms (the
+    /// default) covers all but a login in the last second at one wake-up per second, only on
+    /// the node that holds an address. 0 or at least 10.
+    #[serde(default = "default_sync_ms")]
+    pub sync_ms: u64,
+    /// Tickle ACKs sent per connection on a claim (a lost one leaves that initiator to its
+    /// timeout); default 3, 1 to 10.
+    #[serde(default = "default_repeat")]
+    pub repeat: u32,
+}
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+
+fn default_sync_ms() -> u64 {
+    DEFAULT_SYNC_MS
+}
+
+fn default_repeat() -> u32 {
+    DEFAULT_REPEAT
+}
+
+/// The dotted key at fault and the reason.
+pub(super) fn validate(t: &Tickle) -> Result<(), (String, String)> {
+    let err = |k: &str, r: String| Err((format!("tickle.{k}"), r));
+    if t.listen.port() == 0 {
+        return err("listen", "needs a port (the peer sends to it)".into());
+    }
+    if t.peer.port() == 0 {
+        return err("peer", "needs a port (the peer's `listen`)".into());
+    }
+    let ip = t.peer.ip();
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+        return err("peer", format!("{ip} is not the address of another node"));
+    }
+    if t.listen.is_ipv4() != t.peer.is_ipv4() {
+        return err(
+            "peer",
+            format!(
+                "{} and listen {} are of different families (IPv4 and IPv6)",
+                t.peer, t.listen
+            ),
+        );
+    }
+    if t.listen == t.peer {
+        return err(
+            "peer",
+            "is the same as listen: it is the other node's endpoint".into(),
+        );
+    }
+    if t.port == 0 {
+        return err(
+            "port",
+            "must be the iSCSI portal port (3260 for tgtd)".into(),
+        );
+    }
+    if (1..10).contains(&t.sync_ms) {
+        return err(
+            "sync_ms",
+            "must be 0 (never send) or at least 10 (each sync is one sock_diag dump)".into(),
+        );
+    }
+    if !(1..=MAX_REPEAT).contains(&t.repeat) {
+        return err(
+            "repeat",
+            format!("must be 1 to {MAX_REPEAT} (remove [tickle] to turn tickles off)"),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Config, TEST_MINIMAL};
+
+    fn parse(tickle: &str) -> Result<Config, crate::error::ConfigError> {
+        // `[tickle]` after the tables of TEST_MINIMAL would belong to the LUN: put it first.
+        let text = format!("[tickle]\n{tickle}\n");
+        let (head, rest) = TEST_MINIMAL
+            .split_once("[[resource]]")
+            .expect("resource table");
+        Config::parse(
+            &format!("{head}{text}[[resource]]{rest}"),
+            Path::new("t.toml"),
+        )
+    }
+
+    #[test]
+    fn absent_is_off() {
+        let c = Config::parse(TEST_MINIMAL, Path::new("t.toml")).expect("parses");
+        assert_eq!(c.tickle, None);
+        assert!(!c.effective_toml().expect("toml").contains("tickle"));
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = parse("listen = \"10.1.0.1:7790\"\npeer = \"10.1.0.2:7790\"").expect("parses");
+        let t = c.tickle.expect("tickle");
+        assert_eq!(t.port, 3260);
+        assert_eq!(t.sync_ms, DEFAULT_SYNC_MS);
+        assert_eq!(t.repeat, DEFAULT_REPEAT);
+        assert_eq!(t.peer, "10.1.0.2:7790".parse().expect("addr"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let base = "listen = \"10.1.0.1:7790\"\n";
+        for (text, key, words) in [
+            (
+                "peer = \"10.1.0.2:7790\"\nsync_ms = 5",
+                "tickle.sync_ms",
+                "at least 10",
+            ),
+            (
+                "peer = \"10.1.0.2:7790\"\nrepeat = 0",
+                "tickle.repeat",
+                "1 to 10",
+            ),
+            (
+                "peer = \"10.1.0.2:7790\"\nrepeat = 11",
+                "tickle.repeat",
+                "1 to 10",
+            ),
+            ("peer = \"10.1.0.2:0\"", "tickle.peer", "needs a port"),
+            ("peer = \"0.0.0.0:7790\"", "tickle.peer", "not the address"),
+            (
+                "peer = \"[fd00::2]:7790\"",
+                "tickle.peer",
+                "different families",
+            ),
+            ("peer = \"10.1.0.1:7790\"", "tickle.peer", "same as listen"),
+            (
+                "peer = \"10.1.0.2:7790\"\nport = 0",
+                "tickle.port",
+                "portal port",
+            ),
+            ("peer = \"10.1.0.2\"", "tickle.peer", "socket address"),
+            (
+                "peer = \"10.1.0.2:7790\"\nlisten_ = 1",
+                "tickle.listen_",
+                "unknown field",
+            ),
+        ] {
+            let e = parse(&format!("{base}{text}")).expect_err(text);
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.reason.contains(words), "{text}: {e}");
+            assert!(e.line.is_some(), "{text}: {e}");
+        }
+        let e = parse("peer = \"10.1.0.2:7790\"").expect_err("listen missing");
+        assert!(e.to_string().contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn fingerprint_swaps_the_ends_and_ignores_tunings() {
+        let a = parse("listen = \"10.1.0.1:7790\"\npeer = \"10.1.0.2:7790\"").expect("a");
+        let b = parse("listen = \"10.1.0.2:7790\"\npeer = \"10.1.0.1:7790\"\nsync_ms = 200")
+            .expect("b");
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        let other_port =
+            parse("listen = \"10.1.0.2:7791\"\npeer = \"10.1.0.1:7790\"").expect("port");
+        assert_ne!(a.fingerprint(), other_port.fingerprint());
+        let off = Config::parse(TEST_MINIMAL, Path::new("t.toml")).expect("off");
+        assert_ne!(a.fingerprint(), off.fingerprint());
+    }
+}

@@ -1,0 +1,725 @@
+//! The tickle peer link (`[tickle]`, docs/takeover.md "Tickle ACKs after a power loss"): the
+//! node holding a floating address tells its peer, over UDP, the client TCP connections on it
+//! (the portal port); the peer keeps the last list and, when it claims the address, sends
+//! each of them tickle ACKs (`vip::tickle::send`), so every client's kernel resets its stale
+//! connection at once and the initiator logs in to the new holder instead of waiting for its
+//! own timeout.
+//!
+//! One datagram per list: JSON `{"v":1,"node":"a","seq":N,"conns":[{"local":"ip:port",
+//! "remote":"ip:port"},...]}`, at most [`MAX_DATAGRAM`] bytes (a longer list is cut and the
+//! cut logged). A list replaces the previous one whole. `seq` starts at the sender's start time
+//! in microseconds since the Unix epoch and grows by one per datagram, so a restarted sender
+//! continues above its old numbers; a datagram whose `seq` is not above the last accepted one
+//! from the same node is dropped (reordered or duplicated), unless that last one is older than
+//! [`TRUST_SEQ_FOR`] (a clock set back across a restart). Only datagrams from the configured
+//! peer's IP address are read.
+//!
+//! The sender re-reads the connections every `sync_ms` only while this node holds an address
+//! (no timer otherwise), sends when the list changed, and also every [`REFRESH`] unchanged, so
+//! a restarted peer (or one that lost a datagram) learns it without asking.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use vip::tickle::Connection;
+
+use crate::config::Tickle;
+use crate::status::{AddressStatus, Status};
+
+/// The message format's version.
+pub const VERSION: u32 = 1;
+/// Largest datagram sent or read, bytes (under UDP's 65,507 over IPv4).
+pub const MAX_DATAGRAM: usize = 65_000;
+/// Longest node name accepted (a host name's limit).
+pub const MAX_NODE: usize = 253;
+/// An unchanged list is sent again this often while an address is held.
+pub const REFRESH: Duration = Duration::from_secs(10);
+/// After this long without a datagram from a node, its next `seq` is accepted whatever it is.
+pub const TRUST_SEQ_FOR: Duration = Duration::from_secs(3 * 10);
+/// Repeated warnings (dropped datagrams, failed dumps) at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// One peer-link datagram.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    /// Format version, [`VERSION`].
+    pub v: u32,
+    /// The sender's node name (`node` in its config).
+    pub node: String,
+    /// Sequence number (see the module docs).
+    pub seq: u64,
+    /// The client connections on every address the sender holds, sorted.
+    pub conns: Vec<Connection>,
+}
+
+/// Why a datagram is not a peer-link message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Longer than [`MAX_DATAGRAM`].
+    #[error("{0} bytes, more than {MAX_DATAGRAM}")]
+    TooLong(usize),
+    /// Not JSON of the message's shape (serde_json's words: what, where).
+    #[error("not a peer-link message: {0}")]
+    Malformed(String),
+    /// Another format version.
+    #[error("format version {0}; this agent reads version {VERSION}")]
+    Version(u64),
+    /// `node` empty or longer than [`MAX_NODE`].
+    #[error("node name empty or longer than {MAX_NODE} bytes")]
+    Node,
+}
+
+/// Decodes one datagram. Never panics.
+///
+/// # Errors
+/// [`DecodeError`]: too long, malformed (truncated, junk, a missing or unknown field, an
+/// address that is not `ip:port`), another version (checked before the rest, so a later
+/// format is named as such), a bad node name.
+pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+    if bytes.len() > MAX_DATAGRAM {
+        return Err(DecodeError::TooLong(bytes.len()));
+    }
+    #[derive(Deserialize)]
+    struct Head {
+        v: u64,
+    }
+    let head: Head =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if head.v != u64::from(VERSION) {
+        return Err(DecodeError::Version(head.v));
+    }
+    let m: Message =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if m.node.is_empty() || m.node.len() > MAX_NODE {
+        return Err(DecodeError::Node);
+    }
+    Ok(m)
+}
+
+/// Encodes a message with as many of `conns` (from the first) as fit in [`MAX_DATAGRAM`];
+/// returns the datagram and how many connections it holds.
+pub fn encode(node: &str, seq: u64, conns: &[Connection]) -> (Vec<u8>, usize) {
+    let mut m = Message {
+        v: VERSION,
+        node: node.to_string(),
+        seq,
+        conns: Vec::new(),
+    };
+    // serde_json's compact form is the head plus each element, comma separated.
+    let mut len = serde_json::to_vec(&m).map_or(0, |v| v.len());
+    let mut fit = 0;
+    for (i, c) in conns.iter().enumerate() {
+        let one = serde_json::to_vec(c).map_or(usize::MAX / 2, |v| v.len()) + usize::from(i > 0);
+        if len + one > MAX_DATAGRAM {
+            break;
+        }
+        len += one;
+        fit += 1;
+    }
+    m.conns = conns[..fit].to_vec();
+    (serde_json::to_vec(&m).unwrap_or_default(), fit)
+}
+
+/// The last list learnt from the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Learnt {
+    /// The peer's node name.
+    pub node: String,
+    /// Its `seq`.
+    pub seq: u64,
+    /// Its connections, less those tickled since.
+    pub conns: Vec<Connection>,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+/// What one tickle on a claim did (status, logs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickleReport {
+    /// The claimed address (IP only).
+    pub address: IpAddr,
+    /// Connections on it in the peer's list.
+    pub connections: usize,
+    /// Tickle ACKs sent (connections times `repeat`, less failures).
+    pub packets: usize,
+    /// Connections not (fully) tickled, and why; or why nothing was sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Age of the peer's list at the claim, milliseconds (`None`: no list).
+    pub list_age_ms: Option<u64>,
+    /// When, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+}
+
+/// The link's part of `iscsi-ha status` (field `tickle`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickleStatus {
+    /// Why no connection is learnt or tickled (`None`: the link runs).
+    #[serde(default)]
+    pub off: Option<String>,
+    /// The peer's endpoint.
+    #[serde(default)]
+    pub peer: Option<SocketAddr>,
+    /// Per configured address, in config order.
+    #[serde(default)]
+    pub addresses: Vec<AddressTickle>,
+    /// Datagrams dropped: from another IP than the peer's, or not decodable.
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+/// One address in [`TickleStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressTickle {
+    /// `address/prefix`, as in [`Status::addresses`].
+    pub address: String,
+    /// Held here: its connections are sent to the peer.
+    pub held: bool,
+    /// Held: connections on it in the list last sent (`None`: nothing sent yet).
+    pub sent: Option<usize>,
+    /// Connections on it in the peer's last list.
+    pub learnt: usize,
+    /// The peer node that sent that list.
+    pub learnt_from: Option<String>,
+    /// That list's age, milliseconds.
+    pub learnt_age_ms: Option<u64>,
+    /// The last tickle on a claim of it.
+    pub last_tickle: Option<TickleReport>,
+}
+
+impl TickleStatus {
+    /// What `status` says without a running link: no `[tickle]` section, or a daemon that runs
+    /// none (`--simulate`).
+    pub fn without_link(configured: bool) -> TickleStatus {
+        let off = if configured {
+            "configured, but this daemon runs no peer link (in-memory backends)"
+        } else {
+            "no [tickle] section: after a power loss an initiator with a command in flight \
+             waits for its own timeout before it logs in to the survivor"
+        };
+        TickleStatus {
+            off: Some(off.into()),
+            ..Default::default()
+        }
+    }
+
+    /// One line per address (or one line when off), for `status`.
+    pub fn lines(&self) -> Vec<String> {
+        if let Some(off) = &self.off {
+            return vec![format!("tickle: off ({off})")];
+        }
+        let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
+        let mut out = Vec::new();
+        for a in &self.addresses {
+            let what = match (a.held, a.sent) {
+                (true, Some(n)) => format!("sending {n} connection(s) to {peer}"),
+                (true, None) => format!("held, nothing sent to {peer} yet"),
+                (false, _) => match (&a.learnt_from, a.learnt_age_ms) {
+                    (Some(node), Some(age)) => format!(
+                        "{} connection(s) from peer {node}, {:.1} s old",
+                        a.learnt,
+                        age as f64 / 1000.0
+                    ),
+                    _ => format!("no list from {peer} yet"),
+                },
+            };
+            let last = a.last_tickle.as_ref().map_or(String::new(), |t| {
+                format!(
+                    "; last claim tickled {} connection(s) ({} ACKs{})",
+                    t.connections,
+                    t.packets,
+                    if t.errors.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} error(s): {}", t.errors.len(), t.errors[0])
+                    }
+                )
+            });
+            out.push(format!("tickle {}: {what}{last}", a.address));
+        }
+        if self.dropped > 0 {
+            out.push(format!(
+                "tickle: {} datagram(s) dropped (not from {peer}, or not decodable)",
+                self.dropped
+            ));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    learnt: Option<Learnt>,
+    /// The last list sent, and when.
+    sent: Option<(Vec<Connection>, Instant)>,
+    last_tickle: Vec<TickleReport>,
+    dropped: u64,
+    /// When each kind of repeated warning was last logged.
+    warned: [Option<Instant>; 3],
+}
+
+/// Which repeated warning ([`Shared::warned`]).
+#[derive(Clone, Copy)]
+enum Warn {
+    Dropped = 0,
+    Dump = 1,
+    Send = 2,
+}
+
+impl Shared {
+    /// Whether a warning of this kind may be logged now (at most once per [`LOG_EVERY`]).
+    fn may_warn(&mut self, kind: Warn) -> bool {
+        let slot = &mut self.warned[kind as usize];
+        if slot.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+            return false;
+        }
+        *slot = Some(Instant::now());
+        true
+    }
+}
+
+/// The peer link of one node: its socket, the peer's last list, what was sent.
+#[derive(Debug)]
+pub struct PeerLink {
+    config: Tickle,
+    node: String,
+    socket: UdpSocket,
+    seq: AtomicU64,
+    shared: Mutex<Shared>,
+    /// The IP addresses this node holds (see [`HeldMonitor`]).
+    held: watch::Sender<BTreeSet<IpAddr>>,
+}
+
+impl PeerLink {
+    /// Binds `config.listen`. Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// The bind's error (the address is not on this host, the port is taken).
+    pub async fn bind(config: &Tickle, node: &str) -> std::io::Result<PeerLink> {
+        let socket = UdpSocket::bind(config.listen).await?;
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        Ok(PeerLink {
+            config: config.clone(),
+            node: node.to_string(),
+            socket,
+            seq: AtomicU64::new(start),
+            shared: Mutex::new(Shared::default()),
+            held: watch::channel(BTreeSet::new()).0,
+        })
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The bound endpoint.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The peer's last list, if any.
+    pub fn learnt(&self) -> Option<Learnt> {
+        self.shared().learnt.clone()
+    }
+
+    /// Reads datagrams for ever, keeping the last list from the peer.
+    pub async fn receive(&self) {
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        loop {
+            match self.socket.recv_from(&mut buf).await {
+                Ok((n, from)) => self.take(from, &buf[..n]),
+                Err(e) => {
+                    if self.shared().may_warn(Warn::Dropped) {
+                        warn!(error = %e, "tickle peer link: receive failed");
+                    }
+                    // An error that repeats at once (none known) must not spin.
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+
+    /// One datagram from `from`: kept when it is the peer's, decodes, and is newer.
+    fn take(&self, from: SocketAddr, bytes: &[u8]) {
+        let mut s = self.shared();
+        let why = if from.ip() != self.config.peer.ip() {
+            format!("from {from}, not the peer {}", self.config.peer.ip())
+        } else {
+            match decode(bytes) {
+                Err(e) => format!("from {from}: {e}"),
+                Ok(m) => {
+                    let stale = s.learnt.as_ref().is_some_and(|l| {
+                        l.node == m.node && m.seq <= l.seq && l.at.elapsed() < TRUST_SEQ_FOR
+                    });
+                    if stale {
+                        debug!(node = %m.node, seq = m.seq, "tickle peer link: old datagram dropped");
+                        return;
+                    }
+                    debug!(node = %m.node, seq = m.seq, connections = m.conns.len(),
+                        "tickle peer link: list received");
+                    s.learnt = Some(Learnt {
+                        node: m.node,
+                        seq: m.seq,
+                        conns: m.conns,
+                        at: Instant::now(),
+                    });
+                    return;
+                }
+            }
+        };
+        s.dropped += 1;
+        if s.may_warn(Warn::Dropped) {
+            warn!(
+                dropped = s.dropped,
+                "tickle peer link: datagram dropped ({why}); such drops are logged once a minute"
+            );
+        }
+    }
+
+    /// Sends `conns` to the peer in one datagram (cut to fit, logged).
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub async fn send(&self, conns: &[Connection]) -> std::io::Result<()> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let (bytes, fit) = encode(&self.node, seq, conns);
+        if fit < conns.len() {
+            warn!(
+                connections = conns.len(),
+                sent = fit,
+                "tickle peer link: list cut to fit one datagram; the rest are not tickled"
+            );
+        }
+        self.socket.send_to(&bytes, self.config.peer).await?;
+        self.shared().sent = Some((conns.to_vec(), Instant::now()));
+        Ok(())
+    }
+
+    /// The addresses this node holds now: the sender syncs while there is one.
+    pub fn set_held(&self, ips: BTreeSet<IpAddr>) {
+        self.held.send_if_modified(|h| {
+            let changed = *h != ips;
+            *h = ips;
+            changed
+        });
+    }
+
+    /// The sender: while an address is held, every `sync_ms` reads its connections and sends
+    /// the list when it changed or [`REFRESH`] passed; an empty list once nothing is held any
+    /// more. Returns at once when `sync_ms` is 0.
+    pub async fn sync(&self) {
+        if self.config.sync_ms == 0 {
+            return;
+        }
+        let period = Duration::from_millis(self.config.sync_ms);
+        let mut held = self.held.subscribe();
+        loop {
+            let now: BTreeSet<IpAddr> = held.borrow_and_update().clone();
+            if now.is_empty() {
+                let had = self.shared().sent.as_ref().is_some_and(|s| !s.0.is_empty());
+                if had {
+                    self.send_logged(&[]).await;
+                }
+                if held.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            self.sync_once(&now).await;
+            tokio::select! {
+                () = tokio::time::sleep(period) => {}
+                r = held.changed() => if r.is_err() { return; },
+            }
+        }
+    }
+
+    /// One sync of the held addresses' connections.
+    pub async fn sync_once(&self, held: &BTreeSet<IpAddr>) {
+        let mut all = Vec::new();
+        for ip in held {
+            match vip::tickle::connections(*ip, self.config.port) {
+                Ok(c) => all.extend(c),
+                Err(e) => {
+                    if self.shared().may_warn(Warn::Dump) {
+                        warn!(address = %ip, error = %e, "tickle: reading the connections failed");
+                    }
+                    return;
+                }
+            }
+        }
+        all.sort();
+        all.dedup();
+        let due = match &self.shared().sent {
+            None => true,
+            Some((last, at)) => *last != all || at.elapsed() >= REFRESH,
+        };
+        if due {
+            self.send_logged(&all).await;
+        }
+    }
+
+    async fn send_logged(&self, conns: &[Connection]) {
+        match self.send(conns).await {
+            Ok(()) => {
+                debug!(connections = conns.len(), peer = %self.config.peer, "tickle list sent")
+            }
+            Err(e) => {
+                if self.shared().may_warn(Warn::Send) {
+                    warn!(peer = %self.config.peer, error = %e, "tickle: sending the list failed");
+                }
+            }
+        }
+    }
+
+    /// Right after `address` was claimed and announced: tickle ACKs (`repeat` each) to the
+    /// connections on it in the peer's list, which are then dropped from the list. Never fails:
+    /// a failure is logged and reported.
+    pub fn tickle(&self, address: IpAddr) -> TickleReport {
+        let port = self.config.port;
+        let (conns, age) = {
+            let mut s = self.shared();
+            match s.learnt.as_mut() {
+                None => (Vec::new(), None),
+                Some(l) => {
+                    let (on, rest) = l
+                        .conns
+                        .iter()
+                        .partition(|c| c.local.ip() == address && c.local.port() == port);
+                    l.conns = rest;
+                    (on, Some(l.at.elapsed()))
+                }
+            }
+        };
+        let list_age_ms = age.map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX));
+        let mut report = TickleReport {
+            address,
+            connections: conns.len(),
+            packets: 0,
+            errors: Vec::new(),
+            list_age_ms,
+            at_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        };
+        if !conns.is_empty() {
+            match vip::tickle::send(&conns, self.config.repeat) {
+                Ok(sent) => {
+                    report.packets = sent.packets;
+                    report.errors = sent
+                        .failed
+                        .iter()
+                        .map(|(c, why)| format!("{}: {why}", c.remote))
+                        .collect();
+                }
+                Err(e) => report.errors.push(e.to_string()),
+            }
+        }
+        if report.errors.is_empty() {
+            info!(%address, connections = report.connections, packets = report.packets,
+                list_age_ms, "tickle ACKs sent after the claim");
+        } else {
+            warn!(%address, connections = report.connections, packets = report.packets,
+                list_age_ms, errors = %report.errors.join("; "),
+                "tickle ACKs after the claim failed in part (the initiators wait for their timeout)");
+        }
+        let mut s = self.shared();
+        s.last_tickle.retain(|t| t.address != address);
+        s.last_tickle.push(report.clone());
+        report
+    }
+
+    /// The link's part of the status, for the addresses `addresses` (held as they say).
+    pub fn status(&self, addresses: &[AddressStatus]) -> TickleStatus {
+        let s = self.shared();
+        let sent = s.sent.as_ref();
+        let on = |conns: &[Connection], ip: IpAddr| {
+            conns
+                .iter()
+                .filter(|c| c.local.ip() == ip && c.local.port() == self.config.port)
+                .count()
+        };
+        let list = addresses
+            .iter()
+            .filter_map(|a| {
+                let ip = a.address.parse::<ipnet::IpNet>().ok()?.addr();
+                Some(AddressTickle {
+                    address: a.address.clone(),
+                    held: a.held,
+                    sent: sent.map(|(c, _)| on(c, ip)),
+                    learnt: s.learnt.as_ref().map_or(0, |l| on(&l.conns, ip)),
+                    learnt_from: s.learnt.as_ref().map(|l| l.node.clone()),
+                    learnt_age_ms: s
+                        .learnt
+                        .as_ref()
+                        .map(|l| u64::try_from(l.at.elapsed().as_millis()).unwrap_or(u64::MAX)),
+                    last_tickle: s.last_tickle.iter().find(|t| t.address == ip).cloned(),
+                })
+            })
+            .collect();
+        TickleStatus {
+            off: None,
+            peer: Some(self.config.peer),
+            addresses: list,
+            dropped: s.dropped,
+        }
+    }
+}
+
+/// Tells the link which addresses this node holds after each input the daemon handled (the
+/// state machine's view, so an address adopted at start or restored after a removal by hand
+/// counts too).
+#[derive(Debug)]
+pub struct HeldMonitor(pub Arc<PeerLink>);
+
+impl crate::monitor::Monitor for HeldMonitor {
+    fn handled(&mut self, _: &crate::fsm::State, status: &Status, _: &crate::daemon::Handled) {
+        let held = status
+            .addresses
+            .iter()
+            .filter(|a| a.held)
+            .filter_map(|a| a.address.parse::<ipnet::IpNet>().ok())
+            .map(|n| n.addr())
+            .collect();
+        self.0.set_held(held);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(i: u32) -> Connection {
+        Connection {
+            local: "10.0.0.10:3260".parse().expect("local"),
+            remote: SocketAddr::new(
+                IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)),
+                40000 + (i % 20000) as u16,
+            ),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let conns = vec![conn(1), conn(2)];
+        let (bytes, fit) = encode("a", 7, &conns);
+        assert_eq!(fit, 2);
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        assert!(
+            text.starts_with(r#"{"v":1,"node":"a","seq":7,"conns":[{"local":"10.0.0.10:3260","#),
+            "{text}"
+        );
+        let m = decode(&bytes).expect("decodes");
+        assert_eq!(m.conns, conns);
+        assert_eq!((m.v, m.node.as_str(), m.seq), (1, "a", 7));
+    }
+
+    #[test]
+    fn ipv6_round_trip() {
+        let c = Connection {
+            local: "[fd00::10]:3260".parse().expect("local"),
+            remote: "[fd00::99]:51234".parse().expect("remote"),
+        };
+        let (bytes, _) = encode("b", 1, &[c]);
+        assert_eq!(decode(&bytes).expect("decodes").conns, vec![c]);
+    }
+
+    #[test]
+    fn bad_datagrams_are_named() {
+        let (good, _) = encode("a", 1, &[conn(1)]);
+        for cut in [0, 1, 10, good.len() - 1] {
+            let e = decode(&good[..cut]).expect_err("truncated");
+            assert!(matches!(e, DecodeError::Malformed(_)), "{cut}: {e}");
+        }
+        let e = decode(br#"{"v":2,"node":"a","seq":1,"conns":[],"more":1}"#).expect_err("v2");
+        assert_eq!(e, DecodeError::Version(2));
+        assert!(e.to_string().contains("version 2"), "{e}");
+        let e = decode(br#"{"node":"a","seq":1,"conns":[]}"#).expect_err("no v");
+        assert!(e.to_string().contains("missing field `v`"), "{e}");
+        let e = decode(br#"{"v":1,"node":"","seq":1,"conns":[]}"#).expect_err("no node");
+        assert_eq!(e, DecodeError::Node);
+        let e = decode(br#"{"v":1,"node":"a","seq":1,"conns":[{"local":"x","remote":"y"}]}"#)
+            .expect_err("bad address");
+        assert!(matches!(e, DecodeError::Malformed(_)), "{e}");
+        let e = decode(br#"{"v":1,"node":"a","seq":-1,"conns":[]}"#).expect_err("seq");
+        assert!(matches!(e, DecodeError::Malformed(_)), "{e}");
+        for junk in [&b"\xff\xfe\x00"[..], b"null", b"[]", b"{}", b"\"v\""] {
+            assert!(decode(junk).is_err(), "{junk:?}");
+        }
+        let e = decode(&vec![b' '; MAX_DATAGRAM + 1]).expect_err("huge");
+        assert_eq!(e, DecodeError::TooLong(MAX_DATAGRAM + 1));
+    }
+
+    #[test]
+    fn a_huge_list_is_cut_to_one_datagram() {
+        let conns: Vec<Connection> = (0..5000).map(conn).collect();
+        let (bytes, fit) = encode("a", 1, &conns);
+        assert!(bytes.len() <= MAX_DATAGRAM, "{}", bytes.len());
+        assert!(fit > 500 && fit < conns.len(), "{fit}");
+        let m = decode(&bytes).expect("decodes");
+        assert_eq!(m.conns, conns[..fit]);
+        // one more would not have fitted
+        let (more, _) = encode("a", 1, &conns[..fit + 1]);
+        assert!(more.len() <= MAX_DATAGRAM);
+        let over = serde_json::to_vec(&Message {
+            v: VERSION,
+            node: "a".into(),
+            seq: 1,
+            conns: conns[..fit + 1].to_vec(),
+        })
+        .expect("json");
+        assert!(over.len() > MAX_DATAGRAM, "{}", over.len());
+    }
+
+    #[test]
+    fn lines_say_off_and_per_address() {
+        let off = TickleStatus::without_link(false).lines();
+        assert_eq!(off.len(), 1);
+        assert!(
+            off[0].starts_with("tickle: off (no [tickle] section"),
+            "{off:?}"
+        );
+        let st = TickleStatus {
+            off: None,
+            peer: Some("10.1.0.2:7790".parse().expect("peer")),
+            addresses: vec![
+                AddressTickle {
+                    address: "10.0.0.10/24".into(),
+                    held: true,
+                    sent: Some(3),
+                    learnt: 0,
+                    learnt_from: None,
+                    learnt_age_ms: None,
+                    last_tickle: None,
+                },
+                AddressTickle {
+                    address: "10.0.0.11/24".into(),
+                    held: false,
+                    sent: None,
+                    learnt: 2,
+                    learnt_from: Some("b".into()),
+                    learnt_age_ms: Some(800),
+                    last_tickle: None,
+                },
+            ],
+            dropped: 0,
+        };
+        assert_eq!(
+            st.lines(),
+            vec![
+                "tickle 10.0.0.10/24: sending 3 connection(s) to 10.1.0.2:7790",
+                "tickle 10.0.0.11/24: 2 connection(s) from peer b, 0.8 s old",
+            ]
+        );
+    }
+}

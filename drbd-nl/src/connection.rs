@@ -10,8 +10,8 @@
 use futures::StreamExt;
 use netlink_packet_core::ParseableParametrized;
 use netlink_packet_core::{
-    DecodeError, Emitable, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-    NetlinkSerializable, NLM_F_REQUEST,
+    DecodeError, Emitable, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload, NetlinkSerializable, NLM_F_MULTIPART, NLM_F_REQUEST,
 };
 use netlink_packet_generic::ctrl::nlas::{GenlCtrlAttrs, McastGrpAttrs};
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
@@ -19,6 +19,7 @@ use netlink_packet_generic::{GenlHeader, GenlMessage};
 use netlink_proto::sys::AsyncSocket;
 use netlink_proto::sys::{protocols::NETLINK_GENERIC, SocketAddr};
 use netlink_proto::ConnectionHandle;
+use netlink_sys::Socket;
 
 use crate::error::DrbdError;
 use crate::message::{DRBD_API_VERSION_84, DRBD_EVENTS_GROUP, DRBD_FAMILY_NAME};
@@ -233,41 +234,107 @@ pub(crate) async fn request(
     flags: u16,
     context: &str,
 ) -> Result<Vec<RawGenl>, DrbdError> {
+    let mut replies = handle
+        .request(netlink_message(payload, flags), SocketAddr::new(0, 0))
+        .map_err(|_| DrbdError::ConnectionClosed)?;
+    let mut out = Vec::new();
+    while let Some(reply) = replies.next().await {
+        collect(reply.payload, &mut out, context)?;
+    }
+    Ok(out)
+}
+
+/// [`request`] on a socket of its own, synchronously: opens a socket, sends, reads until the
+/// reply that ends the request (what netlink-proto's `Protocol` ends it on: anything but an
+/// `NLM_F_MULTI` part), closes the socket. The calling thread waits in `sendmsg()` while the
+/// kernel runs a doit, so requests from different threads proceed in the kernel at once.
+pub(crate) fn request_blocking(
+    payload: RawGenl,
+    flags: u16,
+    context: &str,
+) -> Result<Vec<RawGenl>, DrbdError> {
+    let mut socket = Socket::new(NETLINK_GENERIC)?;
+    socket.bind_auto()?;
+    let msg = netlink_message(payload, flags);
+    let mut bytes = vec![0u8; msg.buffer_len()];
+    msg.serialize(&mut bytes);
+    socket.send_to(&bytes, &SocketAddr::new(0, 0), 0)?;
+    let mut out = Vec::new();
+    loop {
+        let (datagram, _) = socket.recv_from_full()?;
+        if read_datagram(&datagram, &mut out, context)? {
+            return Ok(out);
+        }
+    }
+}
+
+/// The messages of one received datagram (a dump may put several parts in one), each kept by
+/// [`collect`]; `true` once the request ended (a reply that is not an `NLM_F_MULTI` part).
+fn read_datagram(
+    mut rest: &[u8],
+    out: &mut Vec<RawGenl>,
+    context: &str,
+) -> Result<bool, DrbdError> {
+    while !rest.is_empty() {
+        let len = NetlinkBuffer::new_checked(rest)?.length() as usize;
+        let reply = NetlinkMessage::<RawGenl>::deserialize(rest)?;
+        let more = matches!(reply.payload, NetlinkPayload::InnerMessage(_))
+            && reply.header.flags & NLM_F_MULTIPART != 0;
+        collect(reply.payload, out, context)?;
+        if !more {
+            return Ok(true);
+        }
+        rest = rest
+            .get(len.next_multiple_of(NLMSG_ALIGNTO)..)
+            .unwrap_or(&[]);
+    }
+    Ok(false)
+}
+
+/// `NLMSG_ALIGNTO`: netlink messages in one datagram start on 4-byte boundaries.
+const NLMSG_ALIGNTO: usize = 4;
+
+/// A request message with `flags` (sequence number and port left to the sender).
+fn netlink_message(payload: RawGenl, flags: u16) -> NetlinkMessage<RawGenl> {
     let mut header = NetlinkHeader::default();
     header.flags = flags;
     let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
     msg.finalize();
-    let mut replies = handle
-        .request(msg, SocketAddr::new(0, 0))
-        .map_err(|_| DrbdError::ConnectionClosed)?;
-    let mut out = Vec::new();
-    while let Some(reply) = replies.next().await {
-        match reply.payload {
-            NetlinkPayload::InnerMessage(m) => out.push(m),
-            NetlinkPayload::Error(e) => {
-                if let Some(code) = e.code {
-                    return Err(DrbdError::Netlink {
-                        context: context.to_string(),
-                        source: std::io::Error::from_raw_os_error(-code.get()),
-                    });
-                }
-            }
-            NetlinkPayload::Done(d) if d.code != 0 => {
+    msg
+}
+
+/// One reply of a request, for both senders: an inner message is kept in `out`; an
+/// `NLMSG_ERROR` with an errno, an `NLMSG_DONE` with one or an overrun is the request's error.
+fn collect(
+    payload: NetlinkPayload<RawGenl>,
+    out: &mut Vec<RawGenl>,
+    context: &str,
+) -> Result<(), DrbdError> {
+    match payload {
+        NetlinkPayload::InnerMessage(m) => out.push(m),
+        NetlinkPayload::Error(e) => {
+            if let Some(code) = e.code {
                 return Err(DrbdError::Netlink {
                     context: context.to_string(),
-                    source: std::io::Error::from_raw_os_error(d.code.saturating_neg()),
+                    source: std::io::Error::from_raw_os_error(-code.get()),
                 });
             }
-            NetlinkPayload::Overrun(_) => {
-                return Err(DrbdError::Protocol {
-                    context: context.to_string(),
-                    reason: "netlink overrun".into(),
-                })
-            }
-            _ => {}
         }
+        NetlinkPayload::Done(d) if d.code != 0 => {
+            return Err(DrbdError::Netlink {
+                context: context.to_string(),
+                source: std::io::Error::from_raw_os_error(d.code.saturating_neg()),
+            });
+        }
+        NetlinkPayload::Overrun(_) => {
+            return Err(DrbdError::Protocol {
+                context: context.to_string(),
+                reason: "netlink overrun".into(),
+            })
+        }
+        _ => {}
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Resolves the `drbd` family through nlctrl (`CTRL_CMD_GETFAMILY`).
@@ -346,6 +413,43 @@ mod tests {
         // version 1 but DRBD 9 ops (NEW_PEER = 44) advertised: refused too.
         let info = FamilyInfo::from_ctrl(&family(1, &[5, 44], true)).unwrap();
         assert!(info.check_84().is_err());
+    }
+
+    /// A dump's parts (`NLM_F_MULTI`) keep the blocking reader reading, up to `NLMSG_DONE`, also
+    /// when they share a datagram; a doit's one reply ends it.
+    #[test]
+    fn blocking_reader_ends_where_the_request_ends() {
+        let part: &[u8] = include_bytes!("../tests/data/cap84_get_status_dump_part.bin");
+        let reply: &[u8] = include_bytes!("../tests/data/cap84_primary_reply.bin");
+        let mut done = [0u8; 20];
+        done[..4].copy_from_slice(&20u32.to_ne_bytes());
+        done[4..6].copy_from_slice(&3u16.to_ne_bytes()); // NLMSG_DONE
+        let mut out = Vec::new();
+        assert!(!read_datagram(part, &mut out, "status").unwrap());
+        let two_and_done = [part, part, &done[..]].concat();
+        assert!(read_datagram(&two_and_done, &mut out, "status").unwrap());
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].payload, part[16..]);
+        let mut out = Vec::new();
+        assert!(read_datagram(reply, &mut out, "primary 1").unwrap());
+        assert_eq!(out.len(), 1);
+    }
+
+    /// An errno (`NLMSG_ERROR`) or bytes that are no netlink message are errors, never a panic.
+    #[test]
+    fn blocking_reader_refuses_errors_and_garbage() {
+        let mut error = [0u8; 36];
+        error[..4].copy_from_slice(&36u32.to_ne_bytes());
+        error[4..6].copy_from_slice(&2u16.to_ne_bytes()); // NLMSG_ERROR
+        error[16..20].copy_from_slice(&(-1i32).to_ne_bytes()); // -EPERM
+        let e = read_datagram(&error, &mut Vec::new(), "primary 1").unwrap_err();
+        assert!(
+            matches!(&e, DrbdError::Netlink { source, .. } if source.raw_os_error() == Some(1))
+        );
+        let part: &[u8] = include_bytes!("../tests/data/cap84_get_status_dump_part.bin");
+        for bad in [&part[..10], &part[..100], &[0xff; 40][..]] {
+            assert!(read_datagram(bad, &mut Vec::new(), "status").is_err());
+        }
     }
 
     #[test]

@@ -107,6 +107,35 @@ impl DrbdHandle {
     pub async fn execute<R: Request>(&self, request: R) -> Result<R::Output, DrbdError> {
         execute_request(&self.inner.conn, self.inner.family.id, request).await
     }
+
+    /// [`execute`](Self::execute) on a netlink socket of its own, blocking the calling thread
+    /// until the kernel answers; no runtime needed. For requests that wait long in the kernel:
+    /// a generic-netlink doit runs inside the sender's `sendmsg()`, and a `primary` with a
+    /// connected peer waits there for the peer's answer (a network round trip). Through
+    /// [`execute`](Self::execute) such requests queue on the handle's one socket and block
+    /// the thread of the runtime polling its connection task; here each call opens a socket
+    /// (`socket`, `bind`, one request, `close`), so calls from different threads run in the
+    /// kernel at once. DRBD 8.4's `drbd_adm_set_role()` (Linux `drivers/block/drbd/drbd_nl.c`)
+    /// drops the generic-netlink mutex and holds only its resource's `adm_mutex` while the role
+    /// changes: [`Primary`](crate::Primary) / [`Secondary`](crate::Secondary) of different
+    /// resources proceed in parallel. Call it from a thread of its own (e.g.
+    /// `tokio::task::spawn_blocking`), never on an async runtime's worker thread.
+    ///
+    /// ```no_run
+    /// # async fn f(drbd: drbd_nl::DrbdHandle) -> Result<(), drbd_nl::DrbdError> {
+    /// use drbd_nl::Primary;
+    /// let h = drbd.clone();
+    /// let promote = tokio::task::spawn_blocking(move || h.execute_blocking(Primary::new(1)));
+    /// promote.await.map_err(std::io::Error::other)??; // primary 1; the runtime runs on
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute), but never [`DrbdError::ConnectionClosed`]: opening,
+    /// binding, sending or receiving on the socket fails as [`DrbdError::Io`].
+    pub fn execute_blocking<R: Request>(&self, request: R) -> Result<R::Output, DrbdError> {
+        execute_request_blocking(self.inner.family.id, request)
+    }
 }
 
 /// Checks `request`, sends it ([`drbd_execute`]) and reads its output: both handles' `execute`.
@@ -128,9 +157,22 @@ pub(crate) async fn execute_request<M: Reply, R: Request<M>>(
     R::Output::from_replies(replies)
 }
 
+/// [`execute_request`] on a socket of its own, blocking the calling thread
+/// ([`connection::request_blocking`]): both handles' `execute_blocking`.
+pub(crate) fn execute_request_blocking<M: Reply, R: Request<M>>(
+    family_id: u16,
+    request: R,
+) -> Result<R::Output, DrbdError> {
+    request.validate()?;
+    let context = request.command_line();
+    let exchange = request.exchange();
+    let raw = codec::encode(family_id, &request.message());
+    let replies = connection::request_blocking(raw, nlm_flags(exchange), &context)?;
+    R::Output::from_replies(read_replies(replies, exchange, &context)?)
+}
+
 /// Sends `msg` (either API's) with the flags of `exchange` ([`nlm_flags`]) and reads the
-/// replies ([`Reply::read_reply`]: decoded, `ret_code` checked): every part of a dump, the
-/// first reply of a doit (none is a [`DrbdError::Protocol`]).
+/// replies ([`read_replies`]).
 pub(crate) async fn drbd_execute<M: Reply>(
     conn: &ConnectionHandle<RawGenl>,
     family_id: u16,
@@ -139,7 +181,18 @@ pub(crate) async fn drbd_execute<M: Reply>(
     context: &str,
 ) -> Result<Vec<M>, DrbdError> {
     let raw = codec::encode(family_id, msg);
-    let mut replies = connection::request(conn, raw, nlm_flags(exchange), context).await?;
+    let replies = connection::request(conn, raw, nlm_flags(exchange), context).await?;
+    read_replies(replies, exchange, context)
+}
+
+/// The replies of one request as `exchange` expects them ([`Reply::read_reply`]: decoded,
+/// `ret_code` checked): every part of a dump, the first reply of a doit (none is a
+/// [`DrbdError::Protocol`]).
+fn read_replies<M: Reply>(
+    mut replies: Vec<RawGenl>,
+    exchange: Exchange,
+    context: &str,
+) -> Result<Vec<M>, DrbdError> {
     if exchange != Exchange::Dump {
         if replies.is_empty() {
             return Err(DrbdError::Protocol {

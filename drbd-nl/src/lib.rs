@@ -48,7 +48,10 @@
 //!   it byte for byte with what `drbdsetup-84` sends), and
 //!   [`DrbdHandle::execute`] is the only way to send it; one private
 //!   function there picks the netlink flags (dump, exclusive), as ethtool's
-//!   `ethtool_execute` does.
+//!   `ethtool_execute` does. [`DrbdHandle::execute_blocking`] sends the same
+//!   values on a socket of its own from a thread of the caller's: a role change
+//!   waits in the kernel (for the peer, with a connected one), and requests from
+//!   different threads and sockets run there at once.
 //! - **Decoding in this crate, not in the transport.** netlink-proto drops
 //!   payloads that fail to parse (it only logs), which would leave a request
 //!   waiting forever; the connection carries raw payloads ([`RawGenl`]) and

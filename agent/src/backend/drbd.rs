@@ -2,7 +2,8 @@
 
 use drbd_nl::{
     AfterSbPolicy, Attach, Connect, DeviceStatus, DrbdError, DrbdEvent, DrbdHandle, FencingPolicy,
-    NetConf, NewMinor, NewResource, Primary, RetCode, Secondary, SibReason, StateRv, Status,
+    NetConf, NewMinor, NewResource, Primary, Request, RetCode, Secondary, SibReason, StateRv,
+    Status,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
@@ -156,6 +157,15 @@ impl NetlinkDrbd {
         }
     }
 
+    /// A role request ([`Primary`], [`Secondary`]) through [`off_runtime`].
+    async fn set_role(
+        &self,
+        request: impl Request<Output = ()> + Send + 'static,
+    ) -> Result<(), DrbdError> {
+        let handle = self.handle.clone();
+        off_runtime(move || handle.execute_blocking(request)).await
+    }
+
     async fn resync(&self, config: &Config, tx: &UnboundedSender<Event>) {
         for r in &config.resources {
             match self.status(r).await {
@@ -287,6 +297,22 @@ fn is_code(e: &DrbdError, codes: &[RetCode]) -> bool {
     e.ret_code().is_some_and(|c| codes.contains(&c))
 }
 
+/// Runs a DRBD role request (`primary`, `secondary`; either API's `execute_blocking`) on a
+/// thread of tokio's blocking pool, on a netlink socket of its own. A role change waits in the
+/// kernel inside `sendmsg()`, with a connected peer for the peer's answer (a network round
+/// trip); on the handle's one socket it would block the agent's runtime thread, and with it
+/// every other resource's promote, tgtd, events and status. Apart, the kernel runs the
+/// resources' role changes at once (DRBD 8.4 holds only the resource's `adm_mutex`:
+/// `docs/drbd-genl.md` §3.1.1).
+/// The pool's threads exit after 10 s idle: nothing stays awake when idle.
+pub(crate) async fn off_runtime(
+    request: impl FnOnce() -> Result<(), DrbdError> + Send + 'static,
+) -> Result<(), DrbdError> {
+    tokio::task::spawn_blocking(request)
+        .await
+        .unwrap_or_else(|e| Err(DrbdError::Io(std::io::Error::other(e))))
+}
+
 impl Drbd for NetlinkDrbd {
     async fn status(&self, res: &Resource) -> Result<DrbdView, BackendError> {
         match self.handle.execute(Status::new().resource(&res.name)).await {
@@ -359,7 +385,7 @@ impl Drbd for NetlinkDrbd {
     async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
         let minors: Vec<u32> = res.volume_minors().map(|(_, m)| m).collect();
         for (i, minor) in minors.iter().enumerate() {
-            let refused = match self.handle.execute(Primary::new(*minor).force(force)).await {
+            let refused = match self.set_role(Primary::new(*minor).force(force)).await {
                 Ok(()) => continue,
                 Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
                     BackendError::PeerPrimary(e)
@@ -367,7 +393,7 @@ impl Drbd for NetlinkDrbd {
                 Err(e) => err(e),
             };
             for m in &minors[..i] {
-                if let Err(e) = self.handle.execute(Secondary::new(*m)).await {
+                if let Err(e) = self.set_role(Secondary::new(*m)).await {
                     warn!(resource = %res.name, minor = m, error = %e,
                         "demoting a volume after another one's promote failed");
                 }
@@ -404,7 +430,7 @@ impl Drbd for NetlinkDrbd {
     async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
         let mut first = Ok(());
         for (_, minor) in res.volume_minors() {
-            let r = self.handle.execute(Secondary::new(minor)).await;
+            let r = self.set_role(Secondary::new(minor)).await;
             if let (Err(e), Ok(())) = (r, &first) {
                 first = Err(err(e));
             }

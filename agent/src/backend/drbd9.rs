@@ -17,7 +17,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
-use super::drbd::{ManagedOptions, NetlinkDrbd};
+use super::drbd::{off_runtime, ManagedOptions, NetlinkDrbd};
 use super::{ConfigFeed, Drbd, Generations};
 use crate::config::{Config, Manage, Resource};
 use crate::error::BackendError;
@@ -615,7 +615,8 @@ impl Drbd for Netlink9Drbd {
 
     async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
         let primary = Primary9::new(&res.name).force(force);
-        match self.handle.execute(primary).await {
+        let handle = self.handle.clone();
+        match off_runtime(move || handle.execute_blocking(primary)).await {
             Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
                 Err(BackendError::PeerPrimary(e))
             }
@@ -625,8 +626,9 @@ impl Drbd for Netlink9Drbd {
     }
 
     async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
-        self.handle
-            .execute(Secondary9::new(&res.name))
+        let secondary = Secondary9::new(&res.name);
+        let handle = self.handle.clone();
+        off_runtime(move || handle.execute_blocking(secondary))
             .await
             .map_err(err)
     }

@@ -18,7 +18,7 @@ use super::status::{Connection, Device, Path, PeerDevice, Resource};
 use crate::codec::Reply;
 use crate::connection::{self, FamilyInfo, RawGenl, TaskGuard};
 use crate::error::DrbdError;
-use crate::handle::{drbd_execute, execute_request, DrbdHandle};
+use crate::handle::{drbd_execute, execute_request, execute_request_blocking, DrbdHandle};
 use crate::request::private::Exchange;
 use crate::request::Request;
 
@@ -155,6 +155,21 @@ impl Drbd9Handle {
     ) -> Result<R::Output, DrbdError> {
         let _one_dump = self.one_dump(request.exchange()).await;
         execute_request(&self.inner.conn, self.inner.family.id, request).await
+    }
+
+    /// [`execute`](Self::execute) on a netlink socket of its own, blocking the calling thread
+    /// until the kernel answers: for role changes, which wait in the kernel for the peers
+    /// (see [`DrbdHandle::execute_blocking`]). Call it from a thread of its own, never on an
+    /// async runtime's worker thread.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute), but never [`DrbdError::ConnectionClosed`]: opening,
+    /// binding, sending or receiving on the socket fails as [`DrbdError::Io`].
+    pub fn execute_blocking<R: Request<Drbd9Message>>(
+        &self,
+        request: R,
+    ) -> Result<R::Output, DrbdError> {
+        execute_request_blocking(self.inner.family.id, request)
     }
 
     /// For a dump, the turn on this handle's socket: a netlink socket runs one dump at a time

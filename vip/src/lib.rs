@@ -34,6 +34,10 @@
 //! - **Watch** ([`VipWatch`]): `RTNLGRP_LINK` + `RTNLGRP_IPV4_IFADDR`/`RTNLGRP_IPV6_IFADDR`,
 //!   filtered to this address and interface: [`VipEvent`] Removed/Added/LinkDown/LinkUp/
 //!   MacChanged.
+//! - **Tickle ACKs** ([`tickle`]): the TCP connections to the address, listed on the holder by a
+//!   `sock_diag` dump (rust-netlink `netlink-packet-sock-diag` over a sync `netlink-sys`
+//!   socket), reset from the new holder after a move by CTDB-style tickle ACKs sent through raw
+//!   `IPPROTO_TCP` sockets (`socket2`) bound to the address (`docs/tickle-ack.md`).
 //!
 //! Needs `CAP_NET_ADMIN` (address changes) and `CAP_NET_RAW` (packet sockets); without them the
 //! calls fail with [`VipError::PermissionDenied`].

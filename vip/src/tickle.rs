@@ -180,7 +180,8 @@ fn dump(
     } else {
         SocketId::new_v6()
     };
-    // The kernel skips sockets of other source ports in dumps (`inet_diag_dump_icsk()`).
+    // A dump skips sockets of other local ports (`tcp_diag_dump()`; `inet_diag_dump_icsk()`
+    // on older kernels); `decode_dump_datagram` checks address and port again.
     socket_id.source_port = want.port;
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -226,13 +227,14 @@ fn dump(
 /// [`TickleError::Netlink`] for `NLMSG_ERROR` with a nonzero code (attributed to `family`),
 /// [`TickleError::Decode`] for a truncated or malformed message or an `NLMSG_OVERRUN`.
 pub fn decode_dump_datagram(
-    mut datagram: &[u8],
+    datagram: &[u8],
     family: u8,
     seq: u32,
     local: IpAddr,
     port: u16,
     out: &mut Vec<Connection>,
 ) -> Result<bool, TickleError> {
+    let mut datagram = datagram;
     while !datagram.is_empty() {
         let msg = NetlinkMessage::<SockDiagMessage>::deserialize(datagram)
             .map_err(|e| TickleError::Decode(e.to_string()))?;
@@ -296,7 +298,7 @@ fn socket_addr(ip: IpAddr, port: u16, ifindex: u32) -> SocketAddr {
 
 /// Window advertised by a tickle ACK (CTDB's value; any value works, the client drops the
 /// segment).
-pub const TICKLE_WINDOW: u16 = 1234;
+const TICKLE_WINDOW: u16 = 1234;
 
 /// TCP header length without options (RFC 793 §3.1), the whole tickle segment.
 const TCP_HEADER_LEN: usize = 20;

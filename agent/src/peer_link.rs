@@ -681,6 +681,46 @@ mod tests {
         assert!(over.len() > MAX_DATAGRAM, "{}", over.len());
     }
 
+    #[tokio::test]
+    async fn only_the_peers_newer_lists_are_kept() {
+        let cfg: Tickle =
+            toml::from_str("listen = \"127.0.0.1:0\"\npeer = \"127.0.0.2:7790\"").expect("tickle");
+        let link = PeerLink::bind(&cfg, "a").await.expect("bind");
+        let peer: SocketAddr = "127.0.0.2:7790".parse().expect("peer");
+        let other: SocketAddr = "127.0.0.3:7790".parse().expect("other");
+        let list = |seq, n| encode("b", seq, &(1..=n).map(conn).collect::<Vec<_>>()).0;
+        link.take(other, &list(10, 1));
+        assert_eq!(link.learnt(), None, "from another host");
+        link.take(peer, b"junk");
+        assert_eq!(link.learnt(), None, "junk");
+        assert_eq!(link.shared().dropped, 2);
+        link.take(peer, &list(10, 2));
+        assert_eq!(link.learnt().map(|l| l.conns.len()), Some(2));
+        link.take(peer, &list(9, 5));
+        assert_eq!(link.learnt().map(|l| l.seq), Some(10), "older seq dropped");
+        link.take(peer, &list(10, 5));
+        assert_eq!(
+            link.learnt().map(|l| l.conns.len()),
+            Some(2),
+            "same seq dropped"
+        );
+        link.take(peer, &list(11, 0));
+        assert_eq!(
+            link.learnt().map(|l| l.conns.len()),
+            Some(0),
+            "replaced whole"
+        );
+        // another node name (a replaced peer) starts its own numbering
+        link.take(peer, &encode("c", 1, &[conn(1)]).0);
+        assert_eq!(link.learnt().map(|l| l.node), Some("c".into()));
+        // Nothing of the list is on 10.0.0.11: nothing sent, the list kept.
+        link.take(peer, &list(12, 2));
+        let r = link.tickle("10.0.0.11".parse().expect("ip"));
+        assert_eq!((r.connections, r.packets), (0, 0));
+        assert!(r.errors.is_empty(), "{r:?}");
+        assert_eq!(link.learnt().map(|l| l.conns.len()), Some(2));
+    }
+
     #[test]
     fn lines_say_off_and_per_address() {
         let off = TickleStatus::without_link(false).lines();

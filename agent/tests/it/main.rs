@@ -38,3 +38,4 @@ mod systemd_unit;
 mod tgt_tooling;
 mod tgtd;
 mod tgtd_offline;
+mod tickle;

@@ -1,0 +1,260 @@
+//! The tickle peer link and the tickle on claim, end to end in namespaces made by the test: A
+//! (the primary, holding 10.99.0.10), B (its peer) and C (an initiator's host, whose bridge joins
+//! A and B on one link). A client in C connects to the address; A's sender learns the
+//! connection (sock_diag) and sends it to B over the peer link; A then goes silent (its link
+//! down: a power loss as the network sees it); B claims the address through the agent's address
+//! backend, which tickles the connection, and the client's read fails with ECONNRESET at once
+//! instead of after its own timeout. Needs root (namespaces, raw sockets) and `ip`: skipped
+//! without them, a failure with CI=true.
+
+use crate::common;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::backend::vip::NetlinkAddress;
+use agent::backend::Address;
+use agent::config::Config;
+use agent::peer_link::{Learnt, PeerLink, TickleReport};
+use test_support::netns::{enter, Netns};
+use vip::tickle::Connection;
+
+const VIP: &str = "10.99.0.10";
+const PORTAL: u16 = 3260;
+const A_LINK: &str = "10.99.0.1:7790";
+const B_LINK: &str = "10.99.0.2:7790";
+/// How long a step may take on a loaded machine before the test gives up (not a timing
+/// assertion: every wait ends as soon as its condition holds).
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn prereqs(test: &str) -> bool {
+    test_support::prereq::Prereqs::new(test)
+        .root()
+        .tools(&["ip"])
+        .check()
+}
+
+/// `node`'s config: the address tests' one with `[tickle]` from `listen` to `peer`.
+fn config(node: &str, listen: &str, peer: &str) -> Config {
+    let base = common::address_config(node, 1);
+    let mut cfg = base.clone();
+    let text = format!("listen = \"{listen}\"\npeer = \"{peer}\"\n");
+    cfg.tickle = Some(toml::from_str(&text).unwrap_or_else(|e| panic!("{e}")));
+    cfg.validate()
+        .unwrap_or_else(|(key, reason)| panic!("{key}: {reason}"));
+    cfg
+}
+
+/// C's bridge joins A's and B's `v0`: one link, as a switch would.
+struct Lab {
+    a: Netns,
+    b: Netns,
+    c: Netns,
+}
+
+fn lab() -> Lab {
+    let ns = |p: &str| Netns::add(Netns::unique_name(p)).unwrap_or_else(|e| panic!("{e}"));
+    let (a, b, c) = (ns("tickA"), ns("tickB"), ns("tickC"));
+    let ip = |n: &Netns, args: &[&str]| n.ip(args).unwrap_or_else(|e| panic!("{e}"));
+    ip(&c, &["link", "add", "br0", "type", "bridge"]);
+    ip(&c, &["link", "set", "br0", "up"]);
+    for (n, port) in [(&a, "pa"), (&b, "pb")] {
+        c.veth_to(port, n, "v0").unwrap_or_else(|e| panic!("{e}"));
+        ip(&c, &["link", "set", port, "master", "br0"]);
+        ip(n, &["link", "set", "lo", "up"]);
+    }
+    ip(&a, &["addr", "add", "10.99.0.1/24", "dev", "v0"]);
+    ip(&b, &["addr", "add", "10.99.0.2/24", "dev", "v0"]);
+    ip(&c, &["addr", "add", "10.99.0.100/24", "dev", "br0"]);
+    ip(&a, &["addr", "add", &format!("{VIP}/24"), "dev", "v0"]);
+    Lab { a, b, c }
+}
+
+/// Runs `f` on a thread inside `ns` on its own current-thread tokio runtime (sockets keep the
+/// namespace they were made in).
+fn spawn_in<F, Fut, T>(ns: &Netns, f: F) -> std::thread::JoinHandle<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    let ns = ns.name().to_string();
+    std::thread::spawn(move || {
+        enter(&ns).unwrap_or_else(|e| panic!("{e}"));
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(f())
+    })
+}
+
+/// Waits until `link` learnt a list with `want` connections (or [`PATIENCE`] passed).
+async fn learnt(link: &PeerLink, want: usize) -> Option<Learnt> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let l = link.learnt();
+        if l.as_ref().is_some_and(|l| l.conns.len() == want) || Instant::now() > deadline {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn a_list_sent_by_one_end_arrives_at_the_other() {
+    if !prereqs("agent tickle peer-link test") {
+        return;
+    }
+    let lab = lab();
+    let conns: Vec<Connection> = (1..=3)
+        .map(|i| Connection {
+            local: format!("{VIP}:{PORTAL}").parse().expect("local"),
+            remote: format!("10.99.0.100:{}", 40000 + i)
+                .parse()
+                .expect("remote"),
+        })
+        .collect();
+    let b = spawn_in(&lab.b, || async {
+        let cfg = config("b", B_LINK, A_LINK);
+        let link = PeerLink::bind(cfg.tickle.as_ref().expect("tickle"), "b").await;
+        let link = Arc::new(link.unwrap_or_else(|e| panic!("bind {B_LINK}: {e}")));
+        let rx = link.clone();
+        tokio::spawn(async move { rx.receive().await });
+        learnt(&link, 3).await
+    });
+    let sent = conns.clone();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let a = spawn_in(&lab.a, move || async move {
+        let cfg = config("a", A_LINK, B_LINK);
+        let link = PeerLink::bind(cfg.tickle.as_ref().expect("tickle"), "a").await;
+        let link = link.unwrap_or_else(|e| panic!("bind {A_LINK}: {e}"));
+        // B may not listen yet: send until it has the list (UDP is not acknowledged).
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            link.send(&sent).await.expect("send");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let got = b.join().expect("B's thread");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    a.join().expect("A's thread");
+    let got = got.expect("B learnt a list");
+    assert_eq!(got.node, "a");
+    assert_eq!(got.conns, conns);
+}
+
+#[test]
+fn a_claim_resets_the_connections_the_peer_reported() {
+    if !prereqs("agent tickle on claim test") {
+        return;
+    }
+    let lab = lab();
+    let vip: IpAddr = VIP.parse().expect("ip");
+    // A serves a "portal"; C's client connects through the floating address.
+    let listener = {
+        let ns = lab.a.name().to_string();
+        std::thread::spawn(move || {
+            enter(&ns).unwrap_or_else(|e| panic!("{e}"));
+            TcpListener::bind((VIP, PORTAL)).expect("listen on the floating address")
+        })
+        .join()
+        .expect("A's listener")
+    };
+    let mut client = {
+        let ns = lab.c.name().to_string();
+        std::thread::spawn(move || {
+            enter(&ns).unwrap_or_else(|e| panic!("{e}"));
+            TcpStream::connect((VIP, PORTAL)).expect("client connects")
+        })
+        .join()
+        .expect("C's client")
+    };
+    let (served, _) = listener.accept().expect("A accepts");
+    let want = Connection {
+        local: SocketAddr::new(vip, PORTAL),
+        remote: client.local_addr().expect("client address"),
+    };
+
+    // B listens on the peer link.
+    let (claim_tx, claim_rx) = tokio::sync::oneshot::channel::<()>();
+    let (learnt_tx, learnt_rx) = std::sync::mpsc::channel::<Option<Learnt>>();
+    let b = spawn_in(&lab.b, move || async move {
+        let cfg = config("b", B_LINK, A_LINK);
+        let link = PeerLink::bind(cfg.tickle.as_ref().expect("tickle"), "b").await;
+        let link = Arc::new(link.unwrap_or_else(|e| panic!("bind {B_LINK}: {e}")));
+        let rx = link.clone();
+        tokio::spawn(async move { rx.receive().await });
+        let address = NetlinkAddress::new(&cfg).expect("address handles");
+        let address = address.with_tickle(link.clone());
+        let _ = learnt_tx.send(learnt(&link, 1).await);
+        // A is gone: claim, which tickles.
+        claim_rx.await.expect("told to claim");
+        address.claim(&cfg.addresses[0]).await.expect("claim");
+        let report: Option<TickleReport> = link
+            .status(&[agent::status::AddressStatus {
+                address: cfg.addresses[0].address.to_string(),
+                interface: "v0".into(),
+                held: true,
+                waiting_for_link: false,
+                resources: vec![],
+            }])
+            .addresses
+            .first()
+            .and_then(|a| a.last_tickle.clone());
+        // Let vip's announcer finish before the runtime ends.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        report
+    });
+
+    // A's sender: while it holds the address it reads and sends the connections.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let a = spawn_in(&lab.a, move || async move {
+        let cfg = config("a", A_LINK, B_LINK);
+        let link = PeerLink::bind(cfg.tickle.as_ref().expect("tickle"), "a").await;
+        let link = link.unwrap_or_else(|e| panic!("bind {A_LINK}: {e}"));
+        let listed = vip::tickle::connections(vip, PORTAL).expect("sock_diag");
+        link.set_held(BTreeSet::from([vip]));
+        tokio::select! {
+            () = link.sync() => {}
+            _ = stop_rx => {}
+        }
+        listed
+    });
+
+    // B heard A's list; then A loses its power (as the network sees it: its link goes down,
+    // its sockets stay as they were, nobody closes anything).
+    let got = learnt_rx.recv().expect("B's thread");
+    let _ = stop_tx.send(());
+    let listed = a.join().expect("A's thread");
+    assert_eq!(listed, vec![want], "A's sock_diag listing");
+    lab.a
+        .ip(&["link", "set", "v0", "down"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = claim_tx.send(());
+    let report = b.join().expect("B's thread");
+    let got = got.expect("B learnt A's list");
+    assert_eq!(got.conns, vec![want], "the list B learnt");
+    let report = report.expect("the claim tickled");
+    assert_eq!(report.connections, 1, "{report:?}");
+    assert_eq!(report.packets, 3, "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+
+    // The client's next read ends with a reset, not its own timeout.
+    client
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    let mut buf = [0u8; 16];
+    let r = client.read(&mut buf);
+    let err = r.expect_err("the read fails");
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionReset,
+        "client read: {err}"
+    );
+    drop(served);
+}

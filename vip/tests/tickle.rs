@@ -25,7 +25,8 @@ fn addr(s: &str) -> IpAddr {
     s.parse().expect("literal address")
 }
 
-fn move_resets_client(vip: IpAddr, prefix: u8, test: &str) {
+/// `listen`: the server's bind address (X itself, or `::` for a dual-stack listener).
+fn move_resets_client(vip: IpAddr, prefix: u8, listen: IpAddr, test: &str) {
     let Some(lab) = lab(test) else { return };
     lab.c_learns_unsolicited();
     let cidr = format!("{vip}/{prefix}");
@@ -41,7 +42,7 @@ fn move_resets_client(vip: IpAddr, prefix: u8, test: &str) {
     let a_ns = lab.a.ns.clone();
     let server = std::thread::spawn(move || {
         let r = enter(&a_ns).and_then(|()| {
-            let l = TcpListener::bind((vip, PORT)).map_err(|e| format!("bind: {e}"))?;
+            let l = TcpListener::bind((listen, PORT)).map_err(|e| format!("bind: {e}"))?;
             ready_tx.send(Ok(l.local_addr().expect("local"))).ok();
             let (s, peer) = l.accept().map_err(|e| format!("accept: {e}"))?;
             Ok((s, peer))
@@ -81,6 +82,8 @@ fn move_resets_client(vip: IpAddr, prefix: u8, test: &str) {
     });
     let client_addr = client_rx.recv().expect("client").expect("client in C");
     let peer = ready_rx.recv().expect("accept").expect("accept in A");
+    // A dual-stack listener sees an IPv4 client as ::ffff:a.b.c.d.
+    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     assert_eq!(peer, client_addr, "A accepted another client");
 
     // A lists exactly that connection.
@@ -164,10 +167,32 @@ fn move_resets_client(vip: IpAddr, prefix: u8, test: &str) {
 
 #[test]
 fn ipv4_tickle_resets_the_moved_clients_connection() {
-    move_resets_client(addr("10.77.0.100"), 24, "ipv4_tickle_resets");
+    move_resets_client(
+        addr("10.77.0.100"),
+        24,
+        addr("10.77.0.100"),
+        "ipv4_tickle_resets",
+    );
 }
 
 #[test]
 fn ipv6_tickle_resets_the_moved_clients_connection() {
-    move_resets_client(addr("fd77::100"), 64, "ipv6_tickle_resets");
+    move_resets_client(
+        addr("fd77::100"),
+        64,
+        addr("fd77::100"),
+        "ipv6_tickle_resets",
+    );
+}
+
+/// tgtd and other servers may listen on `[::]`: an IPv4 client is then held by an IPv6 socket
+/// (`::ffff:a.b.c.d`), found by the AF_INET6 dump and listed as IPv4.
+#[test]
+fn ipv4_client_of_a_dual_stack_listener_is_listed_and_reset() {
+    move_resets_client(
+        addr("10.77.0.100"),
+        24,
+        addr("::"),
+        "dual_stack_tickle_resets",
+    );
 }

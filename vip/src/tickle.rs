@@ -370,8 +370,9 @@ fn raw_socket(local: &SocketAddr) -> Result<Result<Socket, String>, TickleError>
 /// raw `IPPROTO_TCP` socket per local address (IPv4 and IPv6). The local end must be an address
 /// of this host now (the kernel refuses the bind otherwise); such a connection, a send the
 /// kernel refuses, or a connection whose ends are of different families lands in
-/// [`Sent::failed`] and the others are still sent. Non-blocking: a full socket buffer is a
-/// failure too, never a wait.
+/// [`Sent::failed`] and the others are still sent (so does `EPERM` from `sendto()`, which is
+/// how a netfilter OUTPUT rule's drop shows). Non-blocking: a full socket buffer is a failure
+/// too, never a wait.
 ///
 /// # Errors
 /// [`TickleError::PermissionDenied`] without `CAP_NET_RAW` (nothing sent),

@@ -20,6 +20,8 @@ use crate::{Lab, Node};
 
 /// The agent's configuration file in the guest.
 pub const CONFIG: &str = "/etc/iscsi-ha/iscsi-ha.toml";
+/// The agents' tickle peer link port (UDP, `[tickle]`), on each node's address.
+pub const TICKLE_PORT: u16 = 7790;
 /// pool.conf in the guest (as on XenServer / XCP-ng).
 pub const POOL_CONF: &str = "/etc/xensource/pool.conf";
 /// The agent's log (stderr, tracing) in the guest.
@@ -131,10 +133,17 @@ interval_ms = 100
 [address.probe]
 enabled = true
 timeout_ms = 200
+
+# The holder tells its peer the portal's client connections; a survivor's claim tickles them.
+[tickle]
+listen = "{ip}:{TICKLE_PORT}"
+peer = "{peer}:{TICKLE_PORT}"
 "#,
         vip = crate::FLOATING_IP,
         prefix = crate::PREFIX,
         names = names.join(", "),
+        ip = node.ip(),
+        peer = crate::net::node_ip(node.index() ^ 1),
     ));
     out
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// Bump when the content recipe changes (the cache key also hashes the scripts below).
-const RECIPE: &str = "base-v1";
+const RECIPE: &str = "base-v2";
 
 /// Modules loaded at boot, in this order after their dependencies; `insmod` parameters beside them.
 /// An overlay may add `/mods/load-late` (same format), loaded after these (DRBD 9's transport).
@@ -30,6 +30,10 @@ const LOAD: &[(&str, &str)] = &[
     ("9p", ""),
     ("drbd", "usermode_helper=/bin/lab-helper"),
     ("brd", "rd_nr=2 rd_size=8192"),
+    // the agent's [tickle] lists the portal's connections with a sock_diag dump (Debian builds
+    // both as modules; nothing in the guest autoloads them)
+    ("inet_diag", ""),
+    ("tcp_diag", ""),
 ];
 /// Modules shipped in `/mods` but not loaded (tests `insmod` them when needed).
 const SHIP_ONLY: &[&str] = &[

@@ -70,6 +70,7 @@ pub fn report(path: &Path) -> anyhow::Result<Report> {
             let _ = writeln!(o, "resource {} lun {}: cache {}", r.name, l.lun, l.cache);
         }
     }
+    let _ = writeln!(o, "{}", tickle_line(&cfg));
     let _ = writeln!(
         o,
         "fingerprint {} (must be the same on both nodes)",
@@ -84,4 +85,24 @@ pub fn report(path: &Path) -> anyhow::Result<Report> {
         summary: o,
         effective,
     })
+}
+
+/// `check-config`'s line on `[tickle]`.
+fn tickle_line(cfg: &Config) -> String {
+    match &cfg.tickle {
+        None => "tickle: off (no [tickle] section: after a power loss initiators wait for their \
+                 own timeout)"
+            .into(),
+        Some(t) => format!(
+            "tickle: peer link {} -> {}, portal port {}, {}, {} tickle ACK(s) per connection",
+            t.listen,
+            t.peer,
+            t.port,
+            match t.sync_ms {
+                0 => "this node sends no list".to_string(),
+                ms => format!("list synced every {ms} ms while an address is held"),
+            },
+            t.repeat
+        ),
+    }
 }

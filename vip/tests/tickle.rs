@@ -196,3 +196,68 @@ fn ipv4_client_of_a_dual_stack_listener_is_listed_and_reset() {
         "dual_stack_tickle_resets",
     );
 }
+
+/// Drops every effective capability of the calling thread (capabilities are per thread), so
+/// root behaves like an unprivileged user in it; the permitted set stays (the thread ends soon).
+fn drop_effective_capabilities() -> Result<(), String> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut h = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut d = [Data::default(); 2];
+    // SAFETY: capget/capset(2) with a v3 header and the two data structs that version needs.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()) } != 0 {
+        return Err(format!("capget: {}", std::io::Error::last_os_error()));
+    }
+    for x in &mut d {
+        x.effective = 0;
+    }
+    // SAFETY: as above.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()) } != 0 {
+        return Err(format!("capset: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Without CAP_NET_RAW `send` fails as a whole with PermissionDenied (nothing sent); listing
+/// needs no privilege.
+#[test]
+fn without_cap_net_raw_send_is_refused_and_listing_works() {
+    if !test_support::prereq::Prereqs::new("tickle_without_cap_net_raw")
+        .root()
+        .check()
+    {
+        return;
+    }
+    let (listed, sent) = test_support::netns::in_new_ns(|| {
+        drop_effective_capabilities().expect("drop capabilities");
+        let conn = Connection {
+            local: "127.0.0.1:3260".parse().expect("literal"),
+            remote: "127.0.0.1:40000".parse().expect("literal"),
+        };
+        (
+            tickle::connections(addr("127.0.0.1"), PORT),
+            tickle::send(&[conn], 1),
+        )
+    });
+    assert_eq!(listed.expect("listing without privilege"), vec![]);
+    match sent {
+        Err(e @ tickle::TickleError::PermissionDenied { .. }) => {
+            assert!(e.to_string().contains("CAP_NET_RAW"), "{e}")
+        }
+        other => panic!("send without CAP_NET_RAW: {other:?}"),
+    }
+}

@@ -23,6 +23,7 @@ pub const MAX_REPEAT: u32 = 10;
 #[serde(deny_unknown_fields)]
 pub struct Tickle {
     /// This node's UDP endpoint for the peer link, `ip:port`, e.g. on the replication network.
+    /// Bound at start: an address this node does not have fails the start, naming this key.
     pub listen: SocketAddr,
     /// The peer's `listen`. Datagrams from any other IP address are dropped.
     pub peer: SocketAddr,

@@ -93,6 +93,8 @@ fn scenario(a: &Node, b: &Node) -> Result<()> {
         line.contains("cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate"),
         "drbd-nl status: {line}"
     );
+    let blocking = drbd::drbd_lab(a, "status --blocking")?;
+    assert_eq!(blocking, ours, "status through execute_blocking vs execute");
     let proc_drbd = a.run_ok("cat /proc/drbd")?.stdout;
     assert!(
         proc_drbd.contains("1: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate"),

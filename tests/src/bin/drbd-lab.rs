@@ -5,9 +5,10 @@
 //! ```text
 //! drbd-lab up RES MINOR DISK LOCAL PEER [--create-md|--apply-al] [--clear-bitmap] [--primary] [--force]
 //! drbd-lab wait MINOR CONN_STATE [TIMEOUT_S]      poll until cs:CONN_STATE (e.g. Connected)
-//! drbd-lab primary MINOR [--force] | secondary MINOR | detach MINOR | down RES
+//! drbd-lab primary MINOR [--force] | secondary MINOR     (execute_blocking, as the agent)
+//! drbd-lab detach MINOR | down RES
 //! drbd-lab attach MINOR DISK | connect RES LOCAL PEER | new-uuid MINOR
-//! drbd-lab status                                  one line per device (drbdsetup-84 events "ST" form)
+//! drbd-lab status [--blocking]                     one line per device (drbdsetup-84 events "ST" form)
 //! drbd-lab events SECONDS                          print events for SECONDS
 //! drbd-lab bench MINOR N                           promote/demote cycles, JSON on stdout
 //! drbd-lab capture IFACE SECONDS FILE              raw frames of an nlmon interface
@@ -165,13 +166,17 @@ async fn run(args: &[String]) -> Result<()> {
             wait_conn(&h, num(args, 1)?, want, Duration::from_secs(secs)).await?;
             println!("OK wait");
         }
+        // Role changes as the agent sends them: on a socket and thread of their own.
         "primary" => {
-            h.execute(Primary::new(num(args, 1)?).force(flag("--force")))
-                .await?;
+            let primary = Primary::new(num(args, 1)?).force(flag("--force"));
+            let h = h.clone();
+            tokio::task::spawn_blocking(move || h.execute_blocking(primary)).await??;
             println!("OK primary");
         }
         "secondary" => {
-            h.execute(Secondary::new(num(args, 1)?)).await?;
+            let secondary = Secondary::new(num(args, 1)?);
+            let h = h.clone();
+            tokio::task::spawn_blocking(move || h.execute_blocking(secondary)).await??;
             println!("OK secondary");
         }
         "detach" => {
@@ -197,7 +202,13 @@ async fn run(args: &[String]) -> Result<()> {
             println!("OK down");
         }
         "status" => {
-            for d in h.execute(Status::new()).await? {
+            // --blocking: the dump through execute_blocking (its own socket, NLM_F_MULTI parts).
+            let devs = if flag("--blocking") {
+                h.execute_blocking(Status::new())?
+            } else {
+                h.execute(Status::new()).await?
+            };
+            for d in devs {
                 match d.state {
                     Some(s) => println!("ST {} {{ {s} }}", d.object_name()),
                     None => println!("R - {}", d.resource.as_deref().unwrap_or("-")),

@@ -254,6 +254,15 @@ pub struct Scale {
     pub promote_stages: std::collections::BTreeMap<String, Stat>,
     /// Per switchover: how many promote transitions its span holds.
     pub promote_transitions: Vec<usize>,
+    /// Per switchover, from the signal to the promote's log line on the new primary: the
+    /// agent's CPU time (user + system, `/proc/PID/stat`), ms. Near the promote's span: the
+    /// promote waits for the agent's own work on the guest's one vCPU.
+    pub agent_cpu_ms: Vec<f64>,
+    /// Per switchover, same window: the guest's busy CPU time (`/proc/stat`: all but idle and
+    /// iowait; the kernel's DRBD, tgtd and the agent), ms. Near the window: CPU-bound.
+    pub guest_busy_ms: Vec<f64>,
+    /// Per switchover, the window itself (signal -> promote logged, guest clock), ms.
+    pub cpu_window_ms: Vec<f64>,
 }
 
 /// Median and p95 (nearest rank) of `n` values, ms.
@@ -554,8 +563,8 @@ impl<'a> Bench<'a> {
             say(
                 self.t0,
                 &format!(
-                    "{k} resources: promote median {:.0} ms, p95 {:.0} ms",
-                    s.promote.median_ms, s.promote.p95_ms
+                    "{k} resources: promote median {:.0} ms, p95 {:.0} ms; signal -> promote logged {:?} ms, agent CPU {:?} ms, guest CPU busy {:?} ms",
+                    s.promote.median_ms, s.promote.p95_ms, s.cpu_window_ms, s.agent_cpu_ms, s.guest_busy_ms
                 ),
             );
             self.scaling.push(s);
@@ -1160,6 +1169,7 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
     let (mut promote, mut serving) = (Vec::new(), Vec::new());
     let mut stage_ms: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     let mut transitions = Vec::new();
+    let (mut agent_cpu, mut guest_busy, mut cpu_window) = (Vec::new(), Vec::new(), Vec::new());
     let last_id = |v: &serde_json::Value| al::transitions(v).last().map(|t| t.id);
     for _ in 0..runs {
         let pid0 = last_id(&al::status(p)?);
@@ -1169,8 +1179,13 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
             al::is_secondary(v) && last_id(v) != pid0
         })?;
         let done0 = log_count(s, PROMOTE_LOGGED)?;
+        let cpu0 = CpuSample::read(s)?;
         let sig = signal_pool_conf(s, al::master())? as f64;
         wait_log_count(s, PROMOTE_LOGGED, &done0, slow)?;
+        let cpu1 = CpuSample::read(s)?;
+        agent_cpu.push(cpu1.agent_ms - cpu0.agent_ms);
+        guest_busy.push(cpu1.busy_ms - cpu0.busy_ms);
+        cpu_window.push(cpu1.uptime_ms - cpu0.uptime_ms);
         let vs = al::wait_status(s, "new primary to serve", slow, |v| {
             al::is_serving(v) && last_id(v) != sid0
         })?;
@@ -1204,7 +1219,54 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
             .map(|(n, v)| (n.clone(), Stat::of(v)))
             .collect(),
         promote_transitions: transitions,
+        agent_cpu_ms: agent_cpu,
+        guest_busy_ms: guest_busy,
+        cpu_window_ms: cpu_window,
     })
+}
+
+/// CPU counters of a guest at one moment: the agent's and the whole guest's, ms (clock ticks
+/// of 10 ms, `USER_HZ` = 100).
+struct CpuSample {
+    agent_ms: f64,
+    busy_ms: f64,
+    uptime_ms: f64,
+}
+
+impl CpuSample {
+    /// One guest command: the agent's `/proc/PID/stat`, the `cpu` line of `/proc/stat`, uptime.
+    fn read(node: &Node) -> Result<CpuSample> {
+        let out = node.run_ok(&format!(
+            "cat /proc/$(cat {pid})/stat; head -1 /proc/stat; cut -d' ' -f1 /proc/uptime",
+            pid = al::AGENT_PID
+        ))?;
+        Self::parse(&out.stdout)
+            .with_context(|| format!("CPU counters on {}: {:?}", node.name(), out.stdout))
+    }
+
+    fn parse(text: &str) -> Option<CpuSample> {
+        let mut lines = text.lines();
+        // After the command name's ")": state is field 3, utime 14 and stime 15.
+        let stat = lines.next()?.rsplit_once(')')?.1;
+        let f: Vec<f64> = stat
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let agent = f.get(10)? + f.get(11)?;
+        let cpu: Vec<f64> = lines
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let busy = cpu.iter().sum::<f64>() - cpu.get(3)? - cpu.get(4)?;
+        let uptime: f64 = lines.next()?.trim().parse().ok()?;
+        Some(CpuSample {
+            agent_ms: agent * 10.0,
+            busy_ms: busy * 10.0,
+            uptime_ms: uptime * 1000.0,
+        })
+    }
 }
 
 /// The agent's log line of a finished promote (the transition line, with its stage times).
@@ -1571,6 +1633,13 @@ fn markdown(rep: &BenchReport) -> String {
             s.promote_transitions,
             stages.join(", ")
         ));
+        md.push_str(&format!(
+            "\n{} resources, new primary from the signal to the promote logged (median ms): window {:.0}, agent CPU {:.0}, guest CPU busy {:.0}\n",
+            s.resources,
+            Stat::of(&s.cpu_window_ms).median_ms,
+            Stat::of(&s.agent_cpu_ms).median_ms,
+            Stat::of(&s.guest_busy_ms).median_ms
+        ));
     }
     md.push_str("\n## Agent restart and idle\n\n| node | start -> status ms | start -> serving ms | agent's log: exec -> ready ms | exec -> serving ms | client pause ms |\n|---|---|---|---|---|---|\n");
     for r in &rep.restarts {
@@ -1688,6 +1757,18 @@ fn write_report(rep: &BenchReport, stem: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_counters_parse() {
+        let text = "812 (iscsi-ha) S 1 812 812 0 -1 4194560 900 0 0 0 37 12 0 0 20 0 1 0 500\n\
+                    cpu  100 5 60 9000 20 1 2 0 0 0\n123.45\n";
+        let c = CpuSample::parse(text).expect("parses");
+        assert_eq!(c.agent_ms, 490.0);
+        assert_eq!(c.busy_ms, 1680.0);
+        assert_eq!(c.uptime_ms, 123_450.0);
+        assert!(CpuSample::parse("812 (iscsi-ha) S\n").is_none());
+        assert!(CpuSample::parse("").is_none());
+    }
 
     #[test]
     fn timed_script_output_parses() {

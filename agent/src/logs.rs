@@ -9,9 +9,10 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// Whether stderr is the journal stream systemd set up (`JOURNAL_STREAM` names stderr).
 pub fn stderr_is_journal() -> bool {
@@ -26,7 +27,6 @@ pub fn stderr_is_journal() -> bool {
 
 /// Install the process-wide subscriber (once, at daemon start).
 pub fn init() {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let journal = stderr_is_journal();
     if journal {
         match tracing_journald::layer() {
@@ -43,11 +43,23 @@ pub fn init() {
             Err(e) => eprintln!("iscsi-ha: journald socket: {e}; logging plain text"),
         }
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter())
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry()
+        .with(filter())
+        .with(layer)
         .init();
+}
+
+/// `RUST_LOG`'s filter when it is set (`info` when it does not parse), else `info` as a plain
+/// level: the same events, without the directive parser's code, which a TCG guest translates
+/// at every start.
+fn filter() -> Box<dyn Layer<Registry> + Send + Sync> {
+    if std::env::var_os(EnvFilter::DEFAULT_ENV).is_none() {
+        return Box::new(LevelFilter::INFO);
+    }
+    Box::new(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
 }
 
 /// Time since this process was started by `exec`: its start time in `/proc/self/stat` (field

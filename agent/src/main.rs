@@ -198,10 +198,13 @@ fn socket_named_in(file: &Path) -> Option<PathBuf> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
+    // Built only by the commands that talk or serve (check-config and import need none).
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")
+    };
     match &cli.cmd {
         Cmd::CheckConfig { file } => {
             let path = file.clone().unwrap_or_else(|| cli.config.clone());
@@ -221,7 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Status { json } => {
             let path = socket_path(&cli);
-            let resp = rt.block_on(control::request(&path, Request::Status))?;
+            let resp = runtime()?.block_on(control::request(&path, Request::Status))?;
             match (&resp.status, json) {
                 (Some(s), true) => emit(format_args!("{}\n", serde_json::to_string_pretty(s)?))?,
                 (Some(s), false) => emit(format_args!("{}", s.render()))?,
@@ -247,7 +250,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             };
-            rt.block_on(async {
+            runtime()?.block_on(async {
                 tokio::select! {
                     r = agent::events::follow(&path, started, each) => r,
                     () = stop.notified() => Ok(()),
@@ -275,7 +278,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => Request::Status,
             };
             let path = socket_path(&cli);
-            let resp = rt.block_on(control::request(&path, req))?;
+            let resp = runtime()?.block_on(control::request(&path, req))?;
             emit(format_args!("{}\n", resp.message))?;
             Ok(if resp.ok {
                 ExitCode::SUCCESS
@@ -285,6 +288,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Daemon { simulate } => {
             let at_main = agent::logs::since_exec_ms();
+            let rt = runtime()?;
             agent::logs::init();
             let logging = agent::logs::since_exec_ms();
             let cfg = Arc::new(Config::load(&cli.config)?);

@@ -97,8 +97,28 @@ impl Config {
 
     /// Parse and validate text; `file` is used in error messages only.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        // The key path is tracked only to explain an error: a valid file runs none of the
+        // tracking wrapper's code (code a TCG guest translates again at every start).
+        let cfg = match Config::deserialize(toml::Deserializer::new(text)) {
+            Ok(cfg) => cfg,
+            Err(_) => Self::deserialize_tracked(text, file)?,
+        };
+        if let Err((key, reason)) = cfg.validate() {
+            let line = locate(text, &key);
+            return Err(ConfigError {
+                file: file.to_path_buf(),
+                line,
+                key,
+                reason,
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// Deserialize `text` tracking the key path, which a type error is reported at.
+    fn deserialize_tracked(text: &str, file: &Path) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::new(text);
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let e = e.into_inner();
             let line = e
@@ -111,17 +131,7 @@ impl Config {
                 key: if key == "." { String::new() } else { key },
                 reason: e.message().to_string(),
             }
-        })?;
-        if let Err((key, reason)) = cfg.validate() {
-            let line = locate(text, &key);
-            return Err(ConfigError {
-                file: file.to_path_buf(),
-                line,
-                key,
-                reason,
-            });
-        }
-        Ok(cfg)
+        })
     }
 
     /// Semantic checks; returns the dotted key at fault and the reason.

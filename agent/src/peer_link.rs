@@ -175,6 +175,9 @@ pub struct TickleStatus {
     /// Datagrams dropped: from another IP than the peer's, or not decodable.
     #[serde(default)]
     pub dropped: u64,
+    /// This node never sends its lists (`sync_ms = 0`).
+    #[serde(default)]
+    pub never_sends: bool,
 }
 
 /// One address in [`TickleStatus`].
@@ -222,6 +225,7 @@ impl TickleStatus {
         for a in &self.addresses {
             let what = match (a.held, a.sent) {
                 (true, Some(n)) => format!("sending {n} connection(s) to {peer}"),
+                (true, _) if self.never_sends => "held, sends no list (sync_ms = 0)".into(),
                 (true, None) => format!("held, nothing sent to {peer} yet"),
                 (false, _) => match (&a.learnt_from, a.learnt_age_ms) {
                     (Some(node), Some(age)) => format!(
@@ -572,6 +576,7 @@ impl PeerLink {
             peer: Some(self.config.peer),
             addresses: list,
             dropped: s.dropped,
+            never_sends: self.config.sync_ms == 0,
         }
     }
 }
@@ -753,6 +758,7 @@ mod tests {
                 },
             ],
             dropped: 0,
+            never_sends: false,
         };
         assert_eq!(
             st.lines(),

@@ -145,19 +145,73 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         Ok(snap)
     }
 
-    /// Run one step. A check stage that cannot complete (a timeout, a read error) refuses: it
-    /// could not show the promote safe.
-    async fn run_step(&self, s: &Step) -> Result<(), BackendError> {
-        match self.act(s).await {
+    /// Run one step, with what it decided ([`StageTiming::notes`]). A check stage that cannot
+    /// complete (a timeout, a read error) refuses: it could not show the promote safe. With
+    /// `handover` (a demote, not a rollback) and `[tickle]`, `target-offline` first hands the
+    /// connections over ([`Executor::hand_over`]).
+    async fn run_step(
+        &self,
+        s: &Step,
+        handover: bool,
+    ) -> (Result<(), BackendError>, Option<String>) {
+        let handed = match s.stage {
+            Stage::TargetOffline if handover && self.config.tickle.is_some() => {
+                Some(self.hand_over(&s.object).await)
+            }
+            _ => None,
+        };
+        let keep = matches!(handed, Some(Ok(_)));
+        let r = match self.act(s, keep).await {
             Err(e) if s.stage.def().check_only && !e.is_refusal() => {
                 Err(BackendError::Unchecked(Box::new(e)))
             }
             r => r,
+        };
+        (r, handed.map(|n| n.unwrap_or_else(|e| e)))
+    }
+
+    /// A planned demote's handover of the client connections on the addresses in front of
+    /// `resource` (docs/takeover.md, "Demote order"): `Ok` when the peer acknowledged their
+    /// fresh list, so its claim will tickle them and `target-offline` may leave them open (they
+    /// close with `target-remove`, after the address is gone: no FIN reaches an initiator);
+    /// `Err` when they must be closed while the address is still here. Either way the note
+    /// says why.
+    async fn hand_over(&self, resource: &str) -> Result<String, String> {
+        let ips: Vec<std::net::IpAddr> = self
+            .config
+            .addresses
+            .iter()
+            .filter(|a| a.resources.iter().any(|r| r == resource))
+            .map(|a| a.address.addr())
+            .collect();
+        let r = if ips.is_empty() {
+            Err("no floating address in front of it".to_string())
+        } else {
+            self.address.hand_over(ips).await
+        };
+        match r {
+            Ok(n) => {
+                info!(%resource, connections = n,
+                    "connections handed over to the peer (it acknowledged their list): kept open \
+                     until target-remove, after address-release; the peer's claim resets them");
+                Ok(format!(
+                    "handed over: the peer acknowledged {n} connection(s); closed after the \
+                     address is gone"
+                ))
+            }
+            Err(why) => {
+                info!(%resource, reason = %why,
+                    "connections not handed over: closed while the address is still here");
+                Err(format!(
+                    "closed while the address is here (not handed over: {why})"
+                ))
+            }
         }
     }
 
-    /// One step's live preconditions ([`StageDef::preconditions`]), then its action.
-    async fn act(&self, s: &Step) -> Result<(), BackendError> {
+    /// One step's live preconditions ([`StageDef::preconditions`]), then its action;
+    /// `keep_connections`: `target-offline` refuses logins only ([`Target::refuse_logins`]).
+    async fn act(&self, s: &Step, keep_connections: bool) -> Result<(), BackendError> {
         let t = &self.config.timeouts;
         let def = s.stage.def();
         let unknown = || BackendError::Failed(format!("{} is not in the config", s.object));
@@ -187,6 +241,9 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             Stage::DrbdPrimaryForce => within(t.drbd_ms, self.drbd.primary(r, true)).await,
             Stage::DrbdSecondary => within(t.drbd_ms, self.drbd.secondary(r)).await,
             Stage::TargetServe => within(t.tgtd_ms, self.target.serve(r)).await,
+            Stage::TargetOffline if keep_connections => {
+                within(t.tgtd_ms, self.target.refuse_logins(r)).await
+            }
             Stage::TargetOffline => within(t.tgtd_ms, self.target.offline(r)).await,
             Stage::TargetRemove => within(t.tgtd_ms, self.target.remove(r)).await,
             _ => Err(unknown()),
@@ -293,8 +350,9 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     /// on related objects succeeded, so resources proceed concurrently, each in the plan's order.
     /// After the first failure nothing new starts; the steps already running finish. Returns
     /// one timing per stage (first start to last end of its steps) and each step's result
-    /// (`None`: not started), with the order in which they finished.
-    async fn run_steps(&self, steps: &[Step], rollback: bool) -> Ran {
+    /// (`None`: not started), with the order in which they finished. `handover`: see
+    /// [`Executor::run_step`].
+    async fn run_steps(&self, steps: &[Step], rollback: bool, handover: bool) -> Ran {
         let names: Vec<String> = self
             .config
             .addresses
@@ -317,22 +375,24 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         let mut results: Vec<Option<Result<(), BackendError>>> =
             steps.iter().map(|_| None).collect();
         let mut spans: Vec<Option<(Instant, Instant)>> = vec![None; steps.len()];
+        let mut notes: Vec<Option<String>> = vec![None; steps.len()];
         let mut finished = Vec::new();
         let mut running = FuturesUnordered::new();
         let start = |i: usize| {
             let s = &steps[i];
             async move {
                 let t0 = Instant::now();
-                let r = self.run_step(s).await;
-                (i, t0, Instant::now(), r)
+                let (r, note) = self.run_step(s, handover).await;
+                (i, t0, Instant::now(), r, note)
             }
         };
         for (i, _) in waiting.iter().enumerate().filter(|(_, w)| **w == 0) {
             running.push(start(i));
         }
         let mut stopped = false;
-        while let Some((i, t0, t1, r)) = running.next().await {
+        while let Some((i, t0, t1, r, note)) = running.next().await {
             spans[i] = Some((t0, t1));
+            notes[i] = note;
             finished.push(i);
             match &r {
                 Ok(()) if !stopped => {
@@ -356,7 +416,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             }
             results[i] = Some(r);
         }
-        let stages = stage_timings(steps, &results, &spans, rollback);
+        let stages = stage_timings(steps, &results, &spans, &notes, rollback);
         Ran {
             stages,
             results,
@@ -386,7 +446,11 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             .unwrap_or(0);
         let start = Instant::now();
         let mut out = Outcome::default();
-        let mut ran = self.run_steps(&steps, false).await;
+        // A planned demote hands the connections over; a rollback never does: the peer is
+        // not taking over a promote this node failed, so its clients get the FIN.
+        let mut ran = self
+            .run_steps(&steps, false, kind == PlanKind::Demote)
+            .await;
         let mut stages = std::mem::take(&mut ran.stages);
         let mut done_forward: Vec<Step> = Vec::new();
         let mut failures = Vec::new();
@@ -463,7 +527,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     /// target is not removed while an address whose release failed may still be held).
     async fn rollback(&self, done: &[Step], out: &mut Outcome, stages: &mut Vec<StageTiming>) {
         let undo = order::rollback(done);
-        let ran = self.run_steps(&undo, true).await;
+        let ran = self.run_steps(&undo, true, false).await;
         stages.extend(ran.stages);
         for &i in &ran.finished {
             if matches!(ran.results[i], Some(Ok(()))) {
@@ -489,10 +553,11 @@ fn stage_timings(
     steps: &[Step],
     results: &[Option<Result<(), BackendError>>],
     spans: &[Option<(Instant, Instant)>],
+    notes: &[Option<String>],
     rollback: bool,
 ) -> Vec<StageTiming> {
     let mut out: Vec<(StageTiming, Instant, Instant)> = Vec::new();
-    for ((s, r), span) in steps.iter().zip(results).zip(spans) {
+    for (((s, r), span), note) in steps.iter().zip(results).zip(spans).zip(notes) {
         let (Some(r), Some((t0, t1))) = (r, *span) else {
             continue;
         };
@@ -506,6 +571,7 @@ fn stage_timings(
                     ok: true,
                     rollback,
                     errors: Vec::new(),
+                    notes: Vec::new(),
                 };
                 out.push((t, t0, t1));
                 out.len() - 1
@@ -518,6 +584,9 @@ fn stage_timings(
         if let Err(e) = r {
             t.ok = false;
             t.errors.push(format!("{}: {e}", s.object));
+        }
+        if let Some(n) = note {
+            t.notes.push(format!("{}: {n}", s.object));
         }
     }
     out.into_iter()

@@ -17,6 +17,15 @@
 //! The sender re-reads the connections every `sync_ms` only while this node holds an address
 //! (no timer otherwise), sends when the list changed, and also every [`REFRESH`] unchanged, so
 //! a restarted peer (or one that lost a datagram) learns it without asking.
+//!
+//! A planned demote hands the connections over ([`PeerLink::hand_over`]): a fresh list with
+//! `"want_ack":true`, which the peer, once it has stored it, answers with an acknowledgement
+//! `{"v":1,"node":"b","seq":M,"conns":[],"ack":N}` naming the list's `seq` (an ack carries no
+//! list). Both fields are optional, so a list without them reads as before; an agent that does
+//! not know them drops such a datagram as malformed, never acknowledges, and the demote closes
+//! the connections as without a handover. For [`HANDED_FOR`] after an acknowledged handover the
+//! lists sent keep the handed-over connections (the target closes them after the address is
+//! gone, and the list that would then follow must not erase them at the peer before its claim).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -43,6 +52,10 @@ pub const MAX_NODE: usize = 253;
 pub const REFRESH: Duration = Duration::from_secs(10);
 /// After this long without a datagram from a node, its next `seq` is accepted whatever it is.
 pub const TRUST_SEQ_FOR: Duration = Duration::from_secs(3 * 10);
+/// How long after an acknowledged [`PeerLink::hand_over`] its connections stay in the lists
+/// sent: the peer's claim follows the demote within seconds, and initiators have given up on
+/// their own by then.
+pub const HANDED_FOR: Duration = Duration::from_secs(30);
 /// Repeated warnings (dropped datagrams, failed dumps) at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -56,8 +69,15 @@ pub struct Message {
     pub node: String,
     /// Sequence number (see the module docs).
     pub seq: u64,
-    /// The client connections on every address the sender holds, sorted.
+    /// The client connections on every address the sender holds, sorted; empty in an ack.
     pub conns: Vec<Connection>,
+    /// The sender waits for an acknowledgement of this list (a planned demote's handover).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub want_ack: bool,
+    /// An acknowledgement: the receiver stored the list of this `seq` (of the acknowledged
+    /// node's numbering). Not a list: `conns` is empty and nothing is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<u64>,
 }
 
 /// Why a datagram is not a peer-link message.
@@ -76,6 +96,9 @@ pub enum DecodeError {
     /// `node` empty or longer than [`MAX_NODE`].
     #[error("node name empty or longer than {MAX_NODE} bytes")]
     Node,
+    /// An acknowledgement that also carries a list or asks for an acknowledgement.
+    #[error("an acknowledgement carries no list and asks for none")]
+    Ack,
 }
 
 /// Decodes one datagram. Never panics.
@@ -83,7 +106,7 @@ pub enum DecodeError {
 /// # Errors
 /// [`DecodeError`]: too long, malformed (truncated, junk, a missing or unknown field, an
 /// address that is not `ip:port`), another version (checked before the rest, so a later
-/// format is named as such), a bad node name.
+/// format is named as such), a bad node name, an ack with a list or `want_ack`.
 pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     if bytes.len() > MAX_DATAGRAM {
         return Err(DecodeError::TooLong(bytes.len()));
@@ -102,17 +125,32 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     if m.node.is_empty() || m.node.len() > MAX_NODE {
         return Err(DecodeError::Node);
     }
+    if m.ack.is_some() && (m.want_ack || !m.conns.is_empty()) {
+        return Err(DecodeError::Ack);
+    }
     Ok(m)
 }
 
-/// Encodes a message with as many of `conns` (from the first) as fit in [`MAX_DATAGRAM`];
-/// returns the datagram and how many connections it holds.
+/// Encodes a list (no `want_ack`) with as many of `conns` (from the first) as fit in
+/// [`MAX_DATAGRAM`]; returns the datagram and how many connections it holds.
 pub fn encode(node: &str, seq: u64, conns: &[Connection]) -> (Vec<u8>, usize) {
-    let mut m = Message {
+    encode_message(&Message {
         v: VERSION,
         node: node.to_string(),
         seq,
+        conns: conns.to_vec(),
+        want_ack: false,
+        ack: None,
+    })
+}
+
+/// Encodes `message` with as many of its connections (from the first) as fit in
+/// [`MAX_DATAGRAM`]; returns the datagram and how many connections it holds.
+pub fn encode_message(message: &Message) -> (Vec<u8>, usize) {
+    let conns = &message.conns;
+    let mut m = Message {
         conns: Vec::new(),
+        ..message.clone()
     };
     // serde_json's compact form is the head plus each element, comma separated.
     let mut len = serde_json::to_vec(&m).map_or(0, |v| v.len());
@@ -265,6 +303,8 @@ struct Shared {
     learnt: Option<Learnt>,
     /// The last list sent, and when.
     sent: Option<(Vec<Connection>, Instant)>,
+    /// The last acknowledged handover's list, and when ([`HANDED_FOR`]).
+    handed: Option<(Vec<Connection>, Instant)>,
     last_tickle: Vec<TickleReport>,
     dropped: u64,
     /// When each kind of repeated warning was last logged.
@@ -301,6 +341,11 @@ pub struct PeerLink {
     shared: Mutex<Shared>,
     /// The IP addresses this node holds (see [`HeldMonitor`]).
     held: watch::Sender<BTreeSet<IpAddr>>,
+    /// The highest `seq` of ours the peer acknowledged.
+    acked: watch::Sender<u64>,
+    /// Held from reading the connections to sending them, so that an older read is never sent
+    /// after a newer one.
+    sending: tokio::sync::Mutex<()>,
 }
 
 impl PeerLink {
@@ -320,6 +365,8 @@ impl PeerLink {
             seq: AtomicU64::new(start),
             shared: Mutex::new(Shared::default()),
             held: watch::channel(BTreeSet::new()).0,
+            acked: watch::channel(0).0,
+            sending: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -342,7 +389,11 @@ impl PeerLink {
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         loop {
             match self.socket.recv_from(&mut buf).await {
-                Ok((n, from)) => self.take(from, &buf[..n]),
+                Ok((n, from)) => {
+                    if let Some(seq) = self.take(from, &buf[..n]) {
+                        self.ack(from, seq).await;
+                    }
+                }
                 Err(e) => {
                     if self.shared().may_warn(Warn::Dropped) {
                         warn!(error = %e, "tickle peer link: receive failed");
@@ -354,31 +405,43 @@ impl PeerLink {
         }
     }
 
-    /// One datagram from `from`: kept when it is the peer's, decodes, and is newer.
-    fn take(&self, from: SocketAddr, bytes: &[u8]) {
+    /// One datagram from `from`: kept when it is the peer's, decodes, and is newer; an ack is
+    /// noted. Returns the `seq` to acknowledge: a list that wants it, stored (or stored
+    /// already: a repeat).
+    fn take(&self, from: SocketAddr, bytes: &[u8]) -> Option<u64> {
         let mut s = self.shared();
         let why = if from.ip() != self.config.peer.ip() {
             format!("from {from}, not the peer {}", self.config.peer.ip())
         } else {
             match decode(bytes) {
                 Err(e) => format!("from {from}: {e}"),
+                Ok(Message { ack: Some(n), .. }) => {
+                    self.acked.send_if_modified(|a| {
+                        let newer = n > *a;
+                        *a = (*a).max(n);
+                        newer
+                    });
+                    return None;
+                }
                 Ok(m) => {
-                    let stale = s.learnt.as_ref().is_some_and(|l| {
+                    let last = s.learnt.as_ref().filter(|l| {
                         l.node == m.node && m.seq <= l.seq && l.at.elapsed() < TRUST_SEQ_FOR
                     });
-                    if stale {
+                    if let Some(l) = last {
                         debug!(node = %m.node, seq = m.seq, "tickle peer link: old datagram dropped");
-                        return;
+                        // A repeated list is still stored: acknowledged again.
+                        return (m.want_ack && l.seq == m.seq).then_some(m.seq);
                     }
                     debug!(node = %m.node, seq = m.seq, connections = m.conns.len(),
-                        "tickle peer link: list received");
+                        want_ack = m.want_ack, "tickle peer link: list received");
+                    let want_ack = m.want_ack.then_some(m.seq);
                     s.learnt = Some(Learnt {
                         node: m.node,
                         seq: m.seq,
                         conns: m.conns,
                         at: Instant::now(),
                     });
-                    return;
+                    return want_ack;
                 }
             }
         };
@@ -388,6 +451,100 @@ impl PeerLink {
                 dropped = s.dropped,
                 "tickle peer link: datagram dropped ({why}); such drops are logged once a minute"
             );
+        }
+        None
+    }
+
+    /// Acknowledges the stored list `seq` to `to` (one datagram; a lost ack is the sender's
+    /// timeout, which then closes the connections itself).
+    async fn ack(&self, to: SocketAddr, seq: u64) {
+        let m = Message {
+            v: VERSION,
+            node: self.node.clone(),
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            conns: Vec::new(),
+            want_ack: false,
+            ack: Some(seq),
+        };
+        match self.socket.send_to(&encode_message(&m).0, to).await {
+            Ok(_) => debug!(%to, seq, "tickle peer link: list acknowledged"),
+            Err(e) => {
+                if self.shared().may_warn(Warn::Send) {
+                    warn!(%to, seq, error = %e, "tickle peer link: acknowledging a list failed");
+                }
+            }
+        }
+    }
+
+    /// A planned demote's handover of the client connections on `addresses` (those of the
+    /// resource whose target goes offline): reads the connections on them and on every held
+    /// address afresh (`vip::tickle::connections`, port `tickle.port`), sends them as one list
+    /// with `want_ack`, and waits up to `tickle.handover_ms` for the peer's acknowledgement.
+    /// `Ok(n)`: the peer stored the list, with `n` connections on `addresses`; its claim will
+    /// tickle them. `Err(why)`: not handed over (`handover_ms` 0, a failed dump, a list too long
+    /// for one datagram, a send error, no acknowledgement in time); the caller closes the
+    /// connections while the address is still here.
+    pub async fn hand_over(&self, addresses: &[IpAddr]) -> Result<usize, String> {
+        let wait = self.config.handover_ms;
+        if wait == 0 {
+            return Err("tickle.handover_ms = 0".into());
+        }
+        let _sending = self.sending.lock().await;
+        let mut ips = self.held.borrow().clone();
+        ips.extend(addresses);
+        let mut conns = Vec::new();
+        for ip in &ips {
+            let c = vip::tickle::connections(*ip, self.config.port)
+                .map_err(|e| format!("reading the connections on {ip}: {e}"))?;
+            conns.extend(c);
+        }
+        conns.sort();
+        conns.dedup();
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let m = Message {
+            v: VERSION,
+            node: self.node.clone(),
+            seq,
+            conns,
+            want_ack: true,
+            ack: None,
+        };
+        let (bytes, fit) = encode_message(&m);
+        if fit < m.conns.len() {
+            return Err(format!(
+                "{} connections do not fit one datagram",
+                m.conns.len()
+            ));
+        }
+        let mut acked = self.acked.subscribe();
+        let peer = self.config.peer;
+        self.socket
+            .send_to(&bytes, peer)
+            .await
+            .map_err(|e| format!("sending the list to {peer}: {e}"))?;
+        self.shared().sent = Some((m.conns.clone(), Instant::now()));
+        let got =
+            tokio::time::timeout(Duration::from_millis(wait), acked.wait_for(|a| *a >= seq)).await;
+        if got.is_err() {
+            return Err(format!(
+                "{peer} did not acknowledge the list within {wait} ms (tickle.handover_ms)"
+            ));
+        }
+        let on = m
+            .conns
+            .iter()
+            .filter(|c| addresses.contains(&c.local.ip()))
+            .count();
+        self.shared().handed = Some((m.conns, Instant::now()));
+        Ok(on)
+    }
+
+    /// The last acknowledged handover's connections while [`HANDED_FOR`] has not passed.
+    fn handed(&self) -> Vec<Connection> {
+        let s = self.shared();
+        match &s.handed {
+            Some((c, at)) if at.elapsed() < HANDED_FOR => c.clone(),
+            _ => Vec::new(),
         }
     }
 
@@ -421,7 +578,8 @@ impl PeerLink {
 
     /// The sender: while an address is held, every `sync_ms` reads its connections and sends
     /// the list when it changed or [`REFRESH`] passed; an empty list once nothing is held any
-    /// more. Returns at once when `sync_ms` is 0.
+    /// more (the handed-over connections, see [`HANDED_FOR`]). Returns at once when `sync_ms`
+    /// is 0.
     pub async fn sync(&self) {
         if self.config.sync_ms == 0 {
             return;
@@ -431,10 +589,13 @@ impl PeerLink {
         loop {
             let now: BTreeSet<IpAddr> = held.borrow_and_update().clone();
             if now.is_empty() {
-                let had = self.shared().sent.as_ref().is_some_and(|s| !s.0.is_empty());
+                let sending = self.sending.lock().await;
+                let want = self.handed();
+                let had = self.shared().sent.as_ref().is_some_and(|s| s.0 != want);
                 if had {
-                    self.send_logged(&[]).await;
+                    self.send_logged(&want).await;
                 }
+                drop(sending);
                 if held.changed().await.is_err() {
                     return;
                 }
@@ -448,9 +609,10 @@ impl PeerLink {
         }
     }
 
-    /// One sync of the held addresses' connections.
+    /// One sync of the held addresses' connections (with the handed-over ones, [`HANDED_FOR`]).
     pub async fn sync_once(&self, held: &BTreeSet<IpAddr>) {
-        let mut all = Vec::new();
+        let _sending = self.sending.lock().await;
+        let mut all = self.handed();
         for ip in held {
             match vip::tickle::connections(*ip, self.config.port) {
                 Ok(c) => all.extend(c),
@@ -681,6 +843,8 @@ mod tests {
             node: "a".into(),
             seq: 1,
             conns: conns[..fit + 1].to_vec(),
+            want_ack: false,
+            ack: None,
         })
         .expect("json");
         assert!(over.len() > MAX_DATAGRAM, "{}", over.len());
@@ -724,6 +888,144 @@ mod tests {
         assert_eq!((r.connections, r.packets), (0, 0));
         assert!(r.errors.is_empty(), "{r:?}");
         assert_eq!(link.learnt().map(|l| l.conns.len()), Some(2));
+    }
+
+    #[test]
+    fn acks_and_want_ack_round_trip_and_are_checked() {
+        let m = Message {
+            v: VERSION,
+            node: "a".into(),
+            seq: 9,
+            conns: vec![conn(1)],
+            want_ack: true,
+            ack: None,
+        };
+        let (bytes, fit) = encode_message(&m);
+        assert_eq!(fit, 1);
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        assert!(text.ends_with(r#"],"want_ack":true}"#), "{text}");
+        assert_eq!(decode(&bytes), Ok(m));
+        let ack = br#"{"v":1,"node":"b","seq":3,"conns":[],"ack":9}"#;
+        assert_eq!(decode(ack).map(|m| m.ack), Ok(Some(9)));
+        // A plain list has neither field (what an agent without them reads and sends).
+        let (plain, _) = encode("a", 1, &[]);
+        assert_eq!(plain, br#"{"v":1,"node":"a","seq":1,"conns":[]}"#);
+        for bad in [
+            &br#"{"v":1,"node":"b","seq":3,"conns":[],"ack":9,"want_ack":true}"#[..],
+            br#"{"v":1,"node":"b","seq":3,"conns":[{"local":"10.0.0.10:3260","remote":"10.0.0.1:1"}],"ack":9}"#,
+        ] {
+            assert_eq!(decode(bad), Err(DecodeError::Ack));
+        }
+        for bad in [
+            &br#"{"v":1,"node":"b","seq":3,"conns":[],"ack":-1}"#[..],
+            br#"{"v":1,"node":"b","seq":3,"conns":[],"want_ack":1}"#,
+        ] {
+            assert!(
+                matches!(decode(bad), Err(DecodeError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// A free UDP port on `ip` (bound and let go: the test binds it again at once).
+    fn free_port(ip: &str) -> u16 {
+        let s = std::net::UdpSocket::bind((ip, 0)).expect("bind");
+        s.local_addr().expect("addr").port()
+    }
+
+    fn link_config(listen: &str, peer: &str, handover_ms: u64) -> Tickle {
+        toml::from_str(&format!(
+            "listen = \"{listen}\"\npeer = \"{peer}\"\nhandover_ms = {handover_ms}"
+        ))
+        .expect("tickle")
+    }
+
+    #[tokio::test]
+    async fn a_list_that_wants_an_ack_is_acknowledged_once_stored() {
+        let peer = tokio::net::UdpSocket::bind("127.0.0.2:0")
+            .await
+            .expect("peer");
+        let from = peer.local_addr().expect("addr");
+        let cfg = link_config("127.0.0.1:0", &from.to_string(), 200);
+        let link = PeerLink::bind(&cfg, "a").await.expect("bind");
+        let list = |seq| {
+            encode_message(&Message {
+                v: VERSION,
+                node: "b".into(),
+                seq,
+                conns: vec![conn(1)],
+                want_ack: true,
+                ack: None,
+            })
+            .0
+        };
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        for (seq, acked) in [(5, Some(5)), (5, Some(5)), (4, None), (6, Some(6))] {
+            if let Some(n) = link.take(from, &list(seq)) {
+                link.ack(from, n).await;
+            }
+            let got = tokio::time::timeout(Duration::from_millis(500), peer.recv(&mut buf)).await;
+            match (got, acked) {
+                (Ok(n), Some(want)) => {
+                    let m = decode(&buf[..n.expect("recv")]).expect("an ack");
+                    assert_eq!(
+                        (m.node.as_str(), m.ack, m.conns.len()),
+                        ("a", Some(want), 0)
+                    );
+                }
+                (Err(_), None) => {}
+                (got, _) => panic!("seq {seq}: {got:?}, wanted an ack of {acked:?}"),
+            }
+            assert_eq!(link.learnt().map(|l| l.seq), Some(seq.max(5)));
+        }
+        // An ack is no list: the learnt one stays.
+        let ack = br#"{"v":1,"node":"b","seq":7,"conns":[],"ack":1}"#;
+        assert_eq!(link.take(from, ack), None);
+        assert_eq!(link.learnt().map(|l| (l.seq, l.conns.len())), Some((6, 1)));
+        assert_eq!(*link.acked.borrow(), 1);
+    }
+
+    #[tokio::test]
+    async fn hand_over_is_true_only_when_the_peer_acks() {
+        let (pa, pb) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
+        let (a_end, b_end) = (format!("127.0.0.1:{pa}"), format!("127.0.0.2:{pb}"));
+        let a = PeerLink::bind(&link_config(&a_end, &b_end, 2000), "a")
+            .await
+            .expect("bind a");
+        let a = Arc::new(a);
+        let rx = a.clone();
+        let receiving = tokio::spawn(async move { rx.receive().await });
+        // Nobody at the peer's end: not handed over, after handover_ms.
+        let silent = PeerLink::bind(&link_config("127.0.0.1:0", &b_end, 30), "s")
+            .await
+            .expect("bind");
+        let e = silent.hand_over(&[]).await.expect_err("silent peer");
+        assert!(
+            e.contains("did not acknowledge the list within 30 ms"),
+            "{e}"
+        );
+        let b = Arc::new(
+            PeerLink::bind(&link_config(&b_end, &a_end, 2000), "b")
+                .await
+                .expect("bind b"),
+        );
+        let rx = b.clone();
+        let b_receiving = tokio::spawn(async move { rx.receive().await });
+        // Nothing held, no address: an empty list, acknowledged.
+        assert_eq!(a.hand_over(&[]).await, Ok(0));
+        assert_eq!(
+            b.learnt().map(|l| (l.node, l.conns.len())),
+            Some(("a".into(), 0))
+        );
+        let off = PeerLink::bind(&link_config("127.0.0.1:0", &b_end, 0), "o")
+            .await
+            .expect("bind");
+        assert_eq!(
+            off.hand_over(&[]).await,
+            Err("tickle.handover_ms = 0".into())
+        );
+        receiving.abort();
+        b_receiving.abort();
     }
 
     #[test]

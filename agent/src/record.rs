@@ -23,6 +23,10 @@ pub struct StageTiming {
     /// Each failed step of the stage: `object: reason` (every resource's own error).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// What a step decided and why, `object: note` (`target-offline`: whether the client
+    /// connections were handed over to the peer or closed while the address was here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One transition as it happened, for `iscsi-ha status` and the logs.

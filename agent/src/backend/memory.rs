@@ -30,6 +30,11 @@ pub struct World {
     pub addresses: BTreeMap<String, bool>,
     /// Addresses another host answers for.
     pub answered_elsewhere: BTreeSet<String>,
+    /// The peer's answer to a handover ([`Address::hand_over`]): `Some(n)` acknowledges with
+    /// `n` connections, `None` (the default) is a silent peer.
+    pub handover: Option<usize>,
+    /// Every handover asked, by the addresses' IPs.
+    pub handovers: Vec<Vec<std::net::IpAddr>>,
     /// Fail the N-th mutating call (1-based), counting from the last reset.
     pub fail_at_call: Option<usize>,
     /// Fail every call of this stage on this object.
@@ -334,6 +339,16 @@ impl Target for Memory {
         Ok(())
     }
 
+    /// As `offline`, the sessions kept (logged as `target-offline`).
+    async fn refuse_logins(&self, res: &Resource) -> Result<(), BackendError> {
+        let mut w = self.slow_call(Stage::TargetOffline, &res.name).await?;
+        let t = w.targets.entry(res.name.clone()).or_default();
+        if t.state != TargetState::Absent {
+            t.state = TargetState::Offline;
+        }
+        Ok(())
+    }
+
     async fn remove(&self, res: &Resource) -> Result<(), BackendError> {
         let mut w = self.slow_call(Stage::TargetRemove, &res.name).await?;
         w.targets.insert(res.name.clone(), TargetView::default());
@@ -386,5 +401,12 @@ impl Address for Memory {
         let mut w = self.slow_call(Stage::AddressRelease, &name).await?;
         w.addresses.insert(name, false);
         Ok(())
+    }
+
+    /// Not a mutating call (not counted or logged): answered from [`World::handover`].
+    async fn hand_over(&self, ips: Vec<std::net::IpAddr>) -> Result<usize, String> {
+        let mut w = self.world();
+        w.handovers.push(ips);
+        w.handover.ok_or_else(|| "the peer did not acknowledge".to_string())
     }
 }

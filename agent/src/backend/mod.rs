@@ -104,6 +104,15 @@ pub trait Target: Send + Sync {
     /// Refuse new logins and close every connection; equivalent to
     /// `tgtadm --op update --name state --value offline` then `--mode conn --op delete`.
     fn offline(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Refuse new logins and keep the connections (a planned demote's handover: they are closed
+    /// by [`Target::remove`] once the address is gone); equivalent to `tgtadm --op update
+    /// --name state --value offline`. Default: [`Target::offline`] (closes them).
+    fn refuse_logins(
+        &self,
+        res: &Resource,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        self.offline(res)
+    }
     /// Delete the target (which closes the backing device); equivalent to
     /// `tgtadm --op delete --force --mode target --tid TID`.
     fn remove(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
@@ -162,6 +171,17 @@ pub trait Address: Send + Sync {
         &self,
         addr: &AddressConfig,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// A planned demote's handover of the client connections on `ips` to the peer
+    /// (`[tickle]`, [`crate::peer_link::PeerLink::hand_over`]): `Ok(n)` once the peer
+    /// acknowledged the fresh list, `n` connections on `ips`; `Err(why)` otherwise. Default:
+    /// no peer link.
+    fn hand_over(
+        &self,
+        ips: Vec<std::net::IpAddr>,
+    ) -> impl Future<Output = Result<usize, String>> + Send {
+        let _ = ips;
+        async { Err("no [tickle] peer link".to_string()) }
+    }
 }
 
 impl<T: Drbd> Drbd for std::sync::Arc<T> {
@@ -211,6 +231,12 @@ impl<T: Target> Target for std::sync::Arc<T> {
     fn offline(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).offline(res)
     }
+    fn refuse_logins(
+        &self,
+        res: &Resource,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).refuse_logins(res)
+    }
     fn remove(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).remove(res)
     }
@@ -252,5 +278,11 @@ impl<T: Address> Address for std::sync::Arc<T> {
     }
     fn release(&self, a: &AddressConfig) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).release(a)
+    }
+    fn hand_over(
+        &self,
+        ips: Vec<std::net::IpAddr>,
+    ) -> impl Future<Output = Result<usize, String>> + Send {
+        (**self).hand_over(ips)
     }
 }

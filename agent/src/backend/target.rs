@@ -133,6 +133,33 @@ impl TgtTarget {
         }
     }
 
+    /// Target state `offline` (new logins refused), then with `close` every connection closed
+    /// and waited for ([`DRAIN_WAIT_MAX`]); without, they stay until [`Target::remove`].
+    async fn set_offline(&self, res: &Resource, close: bool) -> Result<(), BackendError> {
+        let spec = spec(res)?;
+        let _changing = self.changes.begin();
+        let targets = self.shows.get(&self.acting).await.map_err(err)?;
+        match spec.served_in(&targets) {
+            Served::Missing => return Ok(()),
+            Served::Foreign { tid, name } => {
+                warn!(resource = %res.name, "tid {tid} holds {name}: not ours, left untouched");
+                return Ok(());
+            }
+            _ => {}
+        }
+        let tid = spec.tid;
+        match self.acting.set_target_state(tid, SetState::Offline).await {
+            Err(e) if e.errno() == Some(TgtErrno::NoTarget) => return Ok(()),
+            r => r.map_err(err)?,
+        }
+        // Only once tgtd dropped them may the address go: the initiator gets its responses and
+        // a FIN first. None closed: none to wait for (new logins are refused from offline on).
+        if close && self.acting.close_connections(tid).await.map_err(err)? > 0 {
+            self.drained(tid).await;
+        }
+        Ok(())
+    }
+
     /// Waits until tgtd lists no connection of `tid` (or it is gone), at most `drain_max`; then
     /// a warning names the connections still there. Never an error: the demote goes on.
     async fn drained(&self, tid: i32) {
@@ -434,28 +461,11 @@ impl Target for TgtTarget {
     }
 
     async fn offline(&self, res: &Resource) -> Result<(), BackendError> {
-        let spec = spec(res)?;
-        let _changing = self.changes.begin();
-        let targets = self.shows.get(&self.acting).await.map_err(err)?;
-        match spec.served_in(&targets) {
-            Served::Missing => return Ok(()),
-            Served::Foreign { tid, name } => {
-                warn!(resource = %res.name, "tid {tid} holds {name}: not ours, left untouched");
-                return Ok(());
-            }
-            _ => {}
-        }
-        let tid = spec.tid;
-        match self.acting.set_target_state(tid, SetState::Offline).await {
-            Err(e) if e.errno() == Some(TgtErrno::NoTarget) => return Ok(()),
-            r => r.map_err(err)?,
-        }
-        // Only once tgtd dropped them may the address go: the initiator gets its responses and
-        // a FIN first. None closed: none to wait for (new logins are refused from offline on).
-        if self.acting.close_connections(tid).await.map_err(err)? > 0 {
-            self.drained(tid).await;
-        }
-        Ok(())
+        self.set_offline(res, true).await
+    }
+
+    async fn refuse_logins(&self, res: &Resource) -> Result<(), BackendError> {
+        self.set_offline(res, false).await
     }
 
     async fn remove(&self, res: &Resource) -> Result<(), BackendError> {

@@ -17,7 +17,8 @@
 //!
 //! With `[tickle]`, a claim then sends tickle ACKs to the client connections on the address
 //! that the peer reported ([`crate::peer_link`]), so initiators whose connections went with a
-//! dead peer log in again at once.
+//! dead peer log in again at once; a planned demote hands them over first
+//! ([`Address::hand_over`]).
 //!
 //! An address whose link is down (no `IFF_UP` or no carrier) is not claimed: the watch reports
 //! the link as [`Event::Link`] and the state machine claims it when the link is back
@@ -423,6 +424,13 @@ impl Address for NetlinkAddress {
             link.tickle(a.address.addr());
         }
         Ok(())
+    }
+
+    async fn hand_over(&self, ips: Vec<std::net::IpAddr>) -> Result<usize, String> {
+        match &self.tickle {
+            Some(link) => link.hand_over(&ips).await,
+            None => Err("no [tickle] section".into()),
+        }
     }
 
     async fn release(&self, a: &AddressConfig) -> Result<(), BackendError> {

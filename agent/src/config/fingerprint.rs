@@ -36,7 +36,7 @@ impl Config {
             if t.peer < t.listen {
                 std::mem::swap(&mut t.listen, &mut t.peer);
             }
-            (t.sync_ms, t.repeat) = (0, 0);
+            (t.sync_ms, t.repeat, t.handover_ms) = (0, 0, 0);
         }
         // the order of tables in the file and the spelling of a volume's device are the
         // writer's: the same volumes and LUNs in another order or spelling serve the same

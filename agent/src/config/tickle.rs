@@ -15,6 +15,10 @@ pub const DEFAULT_SYNC_MS: u64 = 1000;
 pub const DEFAULT_REPEAT: u32 = 3;
 /// Largest [`Tickle::repeat`]: more only multiplies the same packet.
 pub const MAX_REPEAT: u32 = 10;
+/// Default [`Tickle::handover_ms`].
+pub const DEFAULT_HANDOVER_MS: u64 = 200;
+/// Largest [`Tickle::handover_ms`]: the wait is part of every planned demote.
+pub const MAX_HANDOVER_MS: u64 = 2000;
 
 /// `[tickle]`: absent, no connection is learnt or tickled, and after a power loss an
 /// initiator with a command in flight waits for its own command or NOP-Out timeout (3 s to
@@ -45,6 +49,18 @@ pub struct Tickle {
     /// timeout); default 3, 1 to 10.
     #[serde(default = "default_repeat")]
     pub repeat: u32,
+    /// A planned demote's silent handover (docs/takeover.md, "Demote order"): how long the
+    /// `target-offline` stage waits for the peer to acknowledge the fresh list of the
+    /// connections on the resource's addresses, in milliseconds. Acknowledged, the target
+    /// refuses new logins but keeps its connections until `target-remove`, after the address
+    /// is gone, so no FIN reaches an initiator and the peer's claim resets them at once (the
+    /// initiator logs in to the new primary without a SYN lost to the old node); not in time,
+    /// the connections are closed while the address is still here, as without `[tickle]`. The
+    /// peer link is on the LAN: an acknowledgement takes well under a millisecond natively and
+    /// 10 to 30 ms in a loaded emulated guest, so 200 (the default) waits for a slow peer and
+    /// costs a silent one's demote 200 ms. 0: never hand over (always close). At most 2000.
+    #[serde(default = "default_handover_ms")]
+    pub handover_ms: u64,
 }
 
 fn default_port() -> u16 {
@@ -57,6 +73,10 @@ fn default_sync_ms() -> u64 {
 
 fn default_repeat() -> u32 {
     DEFAULT_REPEAT
+}
+
+fn default_handover_ms() -> u64 {
+    DEFAULT_HANDOVER_MS
 }
 
 /// The dotted key at fault and the reason.
@@ -105,6 +125,12 @@ pub(super) fn validate(t: &Tickle) -> Result<(), (String, String)> {
             format!("must be 1 to {MAX_REPEAT} (remove [tickle] to turn tickles off)"),
         );
     }
+    if t.handover_ms > MAX_HANDOVER_MS {
+        return err(
+            "handover_ms",
+            format!("must be 0 (never hand over) to {MAX_HANDOVER_MS} (it delays every demote)"),
+        );
+    }
     Ok(())
 }
 
@@ -141,6 +167,7 @@ mod tests {
         assert_eq!(t.port, 3260);
         assert_eq!(t.sync_ms, DEFAULT_SYNC_MS);
         assert_eq!(t.repeat, DEFAULT_REPEAT);
+        assert_eq!(t.handover_ms, DEFAULT_HANDOVER_MS);
         assert_eq!(t.peer, "10.1.0.2:7790".parse().expect("addr"));
     }
 
@@ -162,6 +189,11 @@ mod tests {
                 "peer = \"10.1.0.2:7790\"\nrepeat = 11",
                 "tickle.repeat",
                 "1 to 10",
+            ),
+            (
+                "peer = \"10.1.0.2:7790\"\nhandover_ms = 2001",
+                "tickle.handover_ms",
+                "0 (never hand over) to 2000",
             ),
             ("peer = \"10.1.0.2:0\"", "tickle.peer", "needs a port"),
             ("peer = \"0.0.0.0:7790\"", "tickle.peer", "not the address"),
@@ -195,8 +227,10 @@ mod tests {
     #[test]
     fn fingerprint_swaps_the_ends_and_ignores_tunings() {
         let a = parse("listen = \"10.1.0.1:7790\"\npeer = \"10.1.0.2:7790\"").expect("a");
-        let b = parse("listen = \"10.1.0.2:7790\"\npeer = \"10.1.0.1:7790\"\nsync_ms = 200")
-            .expect("b");
+        let b = parse(
+            "listen = \"10.1.0.2:7790\"\npeer = \"10.1.0.1:7790\"\nsync_ms = 200\nhandover_ms = 0",
+        )
+        .expect("b");
         assert_eq!(a.fingerprint(), b.fingerprint());
         let other_port =
             parse("listen = \"10.1.0.2:7791\"\npeer = \"10.1.0.1:7790\"").expect("port");

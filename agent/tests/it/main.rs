@@ -21,6 +21,7 @@ mod events;
 mod executor;
 mod first_status;
 mod fsm_scenarios;
+mod handover;
 mod import;
 mod luns;
 mod metrics;

@@ -258,3 +258,116 @@ fn a_claim_resets_the_connections_the_peer_reported() {
     );
     drop(served);
 }
+
+/// A planned demote's handover (docs/takeover.md, "Demote order"): A holds the address with a
+/// client connected; `hand_over` is refused while nobody answers at B's end and accepted once B
+/// listens; A then releases the address and only then closes its socket (`target-remove`), so
+/// no FIN reaches the client (the route from a source address no longer local fails); A's
+/// sender, told it holds nothing, does not erase the handed-over list at B; B's claim tickles
+/// the connection and the client's read ends with ECONNRESET, not EOF.
+#[test]
+fn a_handed_over_connection_is_closed_silently_and_reset_by_the_claim() {
+    if !prereqs("agent tickle handover test") {
+        return;
+    }
+    let lab = lab();
+    let vip: IpAddr = VIP.parse().expect("ip");
+    let listener = {
+        let ns = lab.a.name().to_string();
+        std::thread::spawn(move || {
+            enter(&ns).unwrap_or_else(|e| panic!("{e}"));
+            TcpListener::bind((VIP, PORTAL)).expect("listen on the floating address")
+        })
+        .join()
+        .expect("A's listener")
+    };
+    let mut client = {
+        let ns = lab.c.name().to_string();
+        std::thread::spawn(move || {
+            enter(&ns).unwrap_or_else(|e| panic!("{e}"));
+            TcpStream::connect((VIP, PORTAL)).expect("client connects")
+        })
+        .join()
+        .expect("C's client")
+    };
+    let (served, _) = listener.accept().expect("A accepts");
+
+    let (b_go_tx, b_go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (b_ready_tx, b_ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let (claim_tx, claim_rx) = tokio::sync::oneshot::channel::<()>();
+    let b = spawn_in(&lab.b, move || async move {
+        b_go_rx.await.expect("told to listen");
+        let cfg = config("b", B_LINK, A_LINK);
+        let link = PeerLink::bind(cfg.tickle.as_ref().expect("tickle"), "b").await;
+        let link = Arc::new(link.unwrap_or_else(|e| panic!("bind {B_LINK}: {e}")));
+        let rx = link.clone();
+        tokio::spawn(async move { rx.receive().await });
+        let address = NetlinkAddress::new(&cfg).expect("address handles");
+        let address = address.with_tickle(link.clone());
+        let _ = b_ready_tx.send(());
+        claim_rx.await.expect("told to claim");
+        address.claim(&cfg.addresses[0]).await.expect("claim");
+        let last = link
+            .status(&[agent::status::AddressStatus {
+                address: cfg.addresses[0].address.to_string(),
+                interface: "v0".into(),
+                held: true,
+                waiting_for_link: false,
+                resources: vec![],
+            }])
+            .addresses
+            .first()
+            .and_then(|a| a.last_tickle.clone());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        last
+    });
+
+    let (handed_tx, handed_rx) = std::sync::mpsc::channel();
+    let (released_tx, released_rx) = tokio::sync::oneshot::channel::<()>();
+    let a = spawn_in(&lab.a, move || async move {
+        let mut cfg = config("a", A_LINK, B_LINK);
+        // Patience for a loaded machine; the silent case waits it out once.
+        cfg.tickle.as_mut().expect("tickle").handover_ms = 2000;
+        let link = PeerLink::bind(cfg.tickle.as_ref().expect("tickle"), "a").await;
+        let link = Arc::new(link.unwrap_or_else(|e| panic!("bind {A_LINK}: {e}")));
+        let rx = link.clone();
+        tokio::spawn(async move { rx.receive().await });
+        link.set_held(BTreeSet::from([vip]));
+        let sender = link.clone();
+        tokio::spawn(async move { sender.sync().await });
+        let silent = link.hand_over(&[vip]).await;
+        let _ = b_go_tx.send(());
+        b_ready_rx.await.expect("B listens");
+        let acked = link.hand_over(&[vip]).await;
+        let _ = handed_tx.send((silent, acked));
+        // The address is gone: the daemon tells the link it holds nothing.
+        released_rx.await.expect("told the address went");
+        link.set_held(BTreeSet::new());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+
+    let (silent, acked) = handed_rx.recv().expect("A's handovers");
+    let e = silent.expect_err("nobody listens at B's end yet");
+    assert!(e.contains("did not acknowledge"), "{e}");
+    assert_eq!(acked, Ok(1), "B acknowledged A's list");
+    // address-release, then target-remove closes the connection: no FIN can leave.
+    lab.a
+        .ip(&["addr", "del", &format!("{VIP}/24"), "dev", "v0"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = released_tx.send(());
+    a.join().expect("A's thread");
+    drop(served);
+    drop(listener);
+    let _ = claim_tx.send(());
+    let report = b.join().expect("B's thread").expect("the claim tickled");
+    assert_eq!(report.connections, 1, "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    client
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    let mut buf = [0u8; 16];
+    match client.read(&mut buf) {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => panic!("the client read {n} bytes (0: A's FIN got out) instead of a reset"),
+    }
+}

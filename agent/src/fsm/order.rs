@@ -38,9 +38,12 @@ pub enum Stage {
     /// Address probed, added and announced; one already held that this run has not claimed (a
     /// killed agent's) is adopted: announced only, no probe, no add.
     AddressClaim,
-    /// Target refusing logins, every connection closed: while the address is still here, so
-    /// the initiators get the FIN and reconnect at once instead of waiting for their own
-    /// timeouts (docs/takeover.md).
+    /// Target refusing logins. In a demote with `[tickle]` whose peer acknowledged the fresh
+    /// list of the connections on the resource's addresses, the connections stay open (the
+    /// peer's claim resets them; `target-remove` closes them after the address is gone, so no
+    /// FIN leaves); otherwise, and in a rollback, every connection is closed while the address
+    /// is still here, so the initiators get the FIN instead of waiting for their own timeouts
+    /// (docs/takeover.md, "Demote order").
     TargetOffline,
     /// Address removed.
     AddressRelease,
@@ -252,9 +255,10 @@ pub const PROMOTE: &[Stage] = &[
     Stage::AddressClaim,
 ];
 
-/// THE demote order, also the order of every rollback: target offline with its connections
-/// closed (while the address is still here, so initiators see the close) → address released →
-/// target removed → a managed resource brought up → DRBD Secondary.
+/// THE demote order, also the order of every rollback: target offline, its connections either
+/// handed over to the peer or closed while the address is still here (see
+/// [`Stage::TargetOffline`]) → address released → target removed (closing what is left open,
+/// silently once the address is gone) → a managed resource brought up → DRBD Secondary.
 pub const DEMOTE: &[Stage] = &[
     Stage::TargetOffline,
     Stage::AddressRelease,

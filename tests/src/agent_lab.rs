@@ -138,7 +138,13 @@ timeout_ms = 200
 [tickle]
 listen = "{ip}:{TICKLE_PORT}"
 peer = "{peer}:{TICKLE_PORT}"
-"#,
+{handover}"#,
+        // `LAB_HANDOVER_MS`: the agents' `tickle.handover_ms` (e.g. 0 for a run without the
+        // planned demote's handover); unset, the agent's default.
+        handover = std::env::var("LAB_HANDOVER_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(String::new(), |ms| format!("handover_ms = {ms}\n")),
         vip = crate::FLOATING_IP,
         prefix = crate::PREFIX,
         names = names.join(", "),

@@ -3,7 +3,8 @@
 //! returns, tgtd lists no connection of the target any more, so the address released next never
 //! strands a connection (its response and FIN went out first).
 //! Needs root, `tgtd`, `iscsi-test-cu` and `fsfreeze`/`losetup`/`mkfs.ext4` with loop devices and
-//! ext4: skipped without them, a failure with CI=true.
+//! ext4: skipped without them, a failure with CI=true. `refuse_logins` (a planned demote's
+//! handover) leaves the connection for `remove`.
 
 use crate::common;
 
@@ -160,4 +161,23 @@ async fn offline_gives_up_on_a_connection_that_stays() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     s.target.remove(&s.cfg.resources[0]).await.expect("remove");
+}
+
+/// A planned demote's handover (`refuse_logins`): the target reads offline (new logins
+/// refused) and the connection with its command in flight is still there, for `remove` to close
+/// once the address is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_logins_keeps_the_connections() {
+    let Some(s) = stuck("refuse_logins_keeps_the_connections").await else {
+        return;
+    };
+    let r0 = &s.cfg.resources[0];
+    s.target.refuse_logins(r0).await.expect("refuse logins");
+    let t = s.client.target(1).await.expect("show").expect("target");
+    assert_eq!(t.state, tgt_ipc::TargetState::Offline);
+    let left = s.client.show_connections(1).await.expect("conn show");
+    assert_eq!(left.len(), 1, "{left:?}");
+    s.fs.thaw();
+    s.target.remove(r0).await.expect("remove");
+    assert!(s.client.target(1).await.expect("show").is_none());
 }

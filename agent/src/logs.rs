@@ -68,7 +68,7 @@ fn filter() -> Box<dyn Layer<Registry> + Send + Sync> {
 /// either cannot be read. The start-up log lines carry it (`since_exec_ms`) so the time from
 /// exec to serving can be read from the log alone, the loading of the binary included.
 pub fn since_exec() -> Option<Duration> {
-    let ticks = stat_field(22)?;
+    let ticks = stat_field(&read_stat()?, 22)?;
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
     let now = Duration::new(u64::try_from(now.tv_sec()).ok()?, now.tv_nsec() as u32);
     Some(now.saturating_sub(Duration::from_millis(ticks * 10)))
@@ -77,8 +77,9 @@ pub fn since_exec() -> Option<Duration> {
 /// CPU time this process has used (user + system, `/proc/self/stat` fields 14 and 15, 10 ms
 /// grain): against [`since_exec`] it tells a slow start from one that waited for the CPU.
 pub fn cpu_time() -> Option<Duration> {
+    let stat = read_stat()?;
     Some(Duration::from_millis(
-        (stat_field(14)? + stat_field(15)?) * 10,
+        (stat_field(&stat, 14)? + stat_field(&stat, 15)?) * 10,
     ))
 }
 
@@ -87,9 +88,13 @@ pub fn cpu_ms() -> u64 {
     cpu_time().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Field `n` (1-based, as in `proc_pid_stat(5)`, from 3 on) of `/proc/self/stat`.
-fn stat_field(n: usize) -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// `/proc/self/stat`.
+fn read_stat() -> Option<String> {
+    std::fs::read_to_string("/proc/self/stat").ok()
+}
+
+/// Field `n` (1-based, as in `proc_pid_stat(5)`, from 3 on) of `stat`, a `/proc/self/stat`.
+fn stat_field(stat: &str, n: usize) -> Option<u64> {
     // Field 2, the command name in parentheses, may hold spaces: count from after it.
     let after_comm = &stat[stat.rfind(')')? + 1..];
     after_comm

@@ -304,7 +304,9 @@ fn is_code(e: &DrbdError, codes: &[RetCode]) -> bool {
 /// every other resource's promote, tgtd, events and status. Apart, the kernel runs the
 /// resources' role changes at once (DRBD 8.4 holds only the resource's `adm_mutex`:
 /// `docs/drbd-genl.md` §3.1.1).
-/// The pool's threads exit after 10 s idle: nothing stays awake when idle.
+/// A request given up by the executor's timeout runs on in the kernel (as it did on the shared
+/// socket); a later request of the same resource (the rollback's `secondary`) waits for it on
+/// the resource's `adm_mutex`. The pool's threads exit after 10 s idle: nothing stays awake.
 pub(crate) async fn off_runtime(
     request: impl FnOnce() -> Result<(), DrbdError> + Send + 'static,
 ) -> Result<(), DrbdError> {

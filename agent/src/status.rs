@@ -509,6 +509,9 @@ impl Status {
                     s.micros as f64 / 1000.0,
                     if s.ok { "" } else { " FAILED" }
                 );
+                for n in &s.notes {
+                    let _ = writeln!(o, "    {n}");
+                }
             }
         }
         o

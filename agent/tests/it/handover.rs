@@ -93,6 +93,12 @@ async fn an_acknowledged_handover_keeps_the_sessions_until_target_remove() {
     for n in &notes {
         assert!(n.contains("handed over: the peer acknowledged 3"), "{n}");
     }
+    // `status` shows the decision under the stage.
+    let text = d.status().expect("status").render();
+    assert!(
+        text.contains("    r0: handed over: the peer acknowledged 3 connection(s)"),
+        "{text}"
+    );
     // Both resources are behind the one address: each asked for it.
     let ip: std::net::IpAddr = "10.0.0.10".parse().expect("ip");
     assert_eq!(mem.world().handovers, vec![vec![ip]; 2]);

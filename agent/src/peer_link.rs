@@ -492,14 +492,9 @@ impl PeerLink {
         let _sending = self.sending.lock().await;
         let mut ips = self.held.borrow().clone();
         ips.extend(addresses);
-        let mut conns = Vec::new();
-        for ip in &ips {
-            let c = vip::tickle::connections(*ip, self.config.port)
-                .map_err(|e| format!("reading the connections on {ip}: {e}"))?;
-            conns.extend(c);
-        }
-        conns.sort();
-        conns.dedup();
+        let conns = self
+            .read(&ips, Vec::new())
+            .map_err(|(ip, e)| format!("reading the connections on {ip}: {e}"))?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let m = Message {
             v: VERSION,
@@ -537,6 +532,21 @@ impl PeerLink {
             .count();
         self.shared().handed = Some((m.conns, Instant::now()));
         Ok(on)
+    }
+
+    /// `with` and the connections on `ips` at the portal port, sorted, without duplicates; or
+    /// the address whose dump failed.
+    fn read(
+        &self,
+        ips: &BTreeSet<IpAddr>,
+        mut with: Vec<Connection>,
+    ) -> Result<Vec<Connection>, (IpAddr, vip::tickle::TickleError)> {
+        for ip in ips {
+            with.extend(vip::tickle::connections(*ip, self.config.port).map_err(|e| (*ip, e))?);
+        }
+        with.sort();
+        with.dedup();
+        Ok(with)
     }
 
     /// The last acknowledged handover's connections while [`HANDED_FOR`] has not passed.
@@ -612,20 +622,15 @@ impl PeerLink {
     /// One sync of the held addresses' connections (with the handed-over ones, [`HANDED_FOR`]).
     pub async fn sync_once(&self, held: &BTreeSet<IpAddr>) {
         let _sending = self.sending.lock().await;
-        let mut all = self.handed();
-        for ip in held {
-            match vip::tickle::connections(*ip, self.config.port) {
-                Ok(c) => all.extend(c),
-                Err(e) => {
-                    if self.shared().may_warn(Warn::Dump) {
-                        warn!(address = %ip, error = %e, "tickle: reading the connections failed");
-                    }
-                    return;
+        let all = match self.read(held, self.handed()) {
+            Ok(all) => all,
+            Err((ip, e)) => {
+                if self.shared().may_warn(Warn::Dump) {
+                    warn!(address = %ip, error = %e, "tickle: reading the connections failed");
                 }
+                return;
             }
-        }
-        all.sort();
-        all.dedup();
+        };
         let due = match &self.shared().sent {
             None => true,
             Some((last, at)) => *last != all || at.elapsed() >= REFRESH,

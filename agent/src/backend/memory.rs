@@ -407,6 +407,7 @@ impl Address for Memory {
     async fn hand_over(&self, ips: Vec<std::net::IpAddr>) -> Result<usize, String> {
         let mut w = self.world();
         w.handovers.push(ips);
-        w.handover.ok_or_else(|| "the peer did not acknowledge".to_string())
+        w.handover
+            .ok_or_else(|| "the peer did not acknowledge".to_string())
     }
 }

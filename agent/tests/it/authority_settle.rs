@@ -129,7 +129,11 @@ async fn burst_settles_into_at_most_one_transition_per_direction() {
     assert_eq!(n.role(), Some(Role::Primary));
     assert_eq!(n.kinds().await, ["promote"]);
     // A burst ending away from primary: one demote, once it held 500 ms.
-    for a in [Authority::Secondary, Authority::Primary, Authority::Secondary] {
+    for a in [
+        Authority::Secondary,
+        Authority::Primary,
+        Authority::Secondary,
+    ] {
         n.says(a, MS * 100).await;
     }
     n.says(Authority::Unknown("pool.conf is empty".into()), MS * 100)

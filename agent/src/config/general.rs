@@ -54,7 +54,9 @@ impl Default for Sockets {
     }
 }
 
-/// Timeouts, in milliseconds unless named otherwise.
+/// Timeouts, in milliseconds unless named otherwise. Each has an upper bound (10 minutes for
+/// the per-request and settle times, a day for `safety_net_s` and `broken_alarm_s`, 30 days for
+/// `wfc_s`, an hour for `tgt_check_ms`); a larger value is refused naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {

@@ -170,6 +170,32 @@ impl Config {
                 return err(k, "must be greater than 0");
             }
         }
+        // Upper bounds: every one of these is added to a clock reading (`Instant + Duration`
+        // panics on overflow), and a typo of a few digits should not hold a takeover for hours.
+        let t = &self.timeouts;
+        for (k, v, max) in [
+            ("timeouts.drbd_ms", t.drbd_ms, 600_000),
+            ("timeouts.tgtd_ms", t.tgtd_ms, 600_000),
+            ("timeouts.address_ms", t.address_ms, 600_000),
+            ("timeouts.safety_net_s", t.safety_net_s, 86_400),
+            ("timeouts.wfc_s", t.wfc_s, 2_592_000),
+            (
+                "timeouts.authority_settle_ms",
+                t.authority_settle_ms,
+                600_000,
+            ),
+            (
+                "timeouts.authority_settle_primary_ms",
+                t.authority_settle_primary_ms,
+                600_000,
+            ),
+            ("timeouts.broken_alarm_s", t.broken_alarm_s, 86_400),
+            ("timeouts.tgt_check_ms", t.tgt_check_ms, 3_600_000),
+        ] {
+            if v > max {
+                return Err((k.to_string(), format!("is {v}; at most {max}")));
+            }
+        }
         if (1..10).contains(&self.timeouts.tgt_check_ms) {
             return err(
                 "timeouts.tgt_check_ms",

@@ -584,6 +584,34 @@ fn tgt_check_ms_default_off_and_bounds() {
     assert!(e.reason.contains("0 (off) or at least 10"), "{e}");
 }
 
+/// Every timeout has an upper bound (each is added to a clock reading; a huge one used to pass
+/// check-config and panic the daemon at `Instant + Duration`): refused with the key and the bound.
+#[test]
+fn timeouts_have_upper_bounds() {
+    for (line, key, max) in [
+        ("broken_alarm_s = 30", "timeouts.broken_alarm_s", "86400"),
+        (
+            "authority_settle_ms = 500",
+            "timeouts.authority_settle_ms",
+            "600000",
+        ),
+        (
+            "authority_settle_primary_ms = 0",
+            "timeouts.authority_settle_primary_ms",
+            "600000",
+        ),
+        ("drbd_ms = 5000", "timeouts.drbd_ms", "600000"),
+        ("safety_net_s = 60", "timeouts.safety_net_s", "86400"),
+    ] {
+        let name = line.split(" = ").next().expect("key");
+        let e = err(&edit(line, &format!("{name} = 9223372036854775807")));
+        assert_eq!(e.key, key);
+        assert!(e.reason.contains(&format!("at most {max}")), "{e}");
+        let at_max = edit(line, &format!("{name} = {max}"));
+        Config::parse(&at_max, Path::new("iscsi-ha.toml")).expect("the bound itself is valid");
+    }
+}
+
 /// The LUN table inserted before the example's addresses, as resource[1].lun[1]; `# new` marks
 /// its lines.
 fn second_lun(device: &str, scsi_id: &str, scsi_sn: &str) -> String {

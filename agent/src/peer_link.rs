@@ -10,13 +10,29 @@
 //! cut logged). A list replaces the previous one whole. `seq` starts at the sender's start time
 //! in microseconds since the Unix epoch and grows by one per datagram, so a restarted sender
 //! continues above its old numbers; a datagram whose `seq` is not above the last accepted one
-//! from the same node is dropped (reordered or duplicated), unless that last one is older than
-//! [`TRUST_SEQ_FOR`] (a clock set back across a restart). Only datagrams from the configured
-//! peer's IP address are read.
+//! from the same node is dropped (reordered or duplicated; counted in `dropped`), unless that
+//! last one is older than [`TRUST_SEQ_FOR`] (a clock set back across a restart). A list whose
+//! `seq`, read as microseconds, is more than [`MAX_AHEAD`] ahead of this node's clock is dropped
+//! too: no sender started in the future, so it is forged or the clocks are far apart, and kept
+//! it would make the peer's real lists look old for [`TRUST_SEQ_FOR`] after each repeat.
+//!
+//! Only datagrams from the peer's full endpoint (`tickle.peer`, IP and port) are read: each node
+//! sends from its bound `listen` socket, so a datagram from another port of the peer's host (a
+//! local user there, who cannot bind the agent's port) is dropped. An acknowledgement counts
+//! only when it names the `seq` of the handover being waited for (one forged or late ack
+//! acknowledges nothing else). What someone able to forge the peer's IP and port could still do
+//! (docs/takeover.md, "Threat model"): replace the learnt list (tickles then go to the clients it
+//! names, or to none), or acknowledge a handover that the peer did not store.
+//!
+//! A failed bind of `listen` (the replication address not up yet) is not fatal
+//! ([`PeerLink::bind_retrying`]): the link retries with a backoff of [`BIND_RETRY_FIRST`]
+//! doubling to [`BIND_RETRY_MAX`], `status` says so, and meanwhile nothing is learnt and a
+//! handover fails (the demote closes the connections, as with a silent peer).
 //!
 //! The sender re-reads the connections every `sync_ms` only while this node holds an address
 //! (no timer otherwise), sends when the list changed, and also every [`REFRESH`] unchanged, so
-//! a restarted peer (or one that lost a datagram) learns it without asking.
+//! a restarted peer (or one that lost a datagram) learns it without asking. With `sync_ms = 0`
+//! no list is sent periodically; a planned demote's handover still sends one.
 //!
 //! A planned demote hands the connections over ([`PeerLink::hand_over`]): a fresh list with
 //! `"want_ack":true`, which the peer, once it has stored it, answers with an acknowledgement
@@ -30,7 +46,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +72,15 @@ pub const TRUST_SEQ_FOR: Duration = Duration::from_secs(3 * 10);
 /// sent: the peer's claim follows the demote within seconds, and initiators have given up on
 /// their own by then.
 pub const HANDED_FOR: Duration = Duration::from_secs(30);
+/// A list whose `seq` (microseconds since the Unix epoch at the sender's start, plus one per
+/// datagram) is further ahead of this node's clock is dropped (module docs).
+pub const MAX_AHEAD: Duration = Duration::from_secs(10 * 60);
+/// First wait before binding `listen` again after a failed bind.
+pub const BIND_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two binds (the wait doubles from [`BIND_RETRY_FIRST`]).
+pub const BIND_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Pause after a failed receive, so an error that repeats at once cannot spin.
+const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Repeated warnings (dropped datagrams, failed dumps) at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -210,12 +235,19 @@ pub struct TickleStatus {
     /// Per configured address, in config order.
     #[serde(default)]
     pub addresses: Vec<AddressTickle>,
-    /// Datagrams dropped: from another IP than the peer's, or not decodable.
+    /// Datagrams dropped: not from the peer's endpoint, not decodable, an old or far-ahead
+    /// `seq`, an ack that no handover waits for.
     #[serde(default)]
     pub dropped: u64,
-    /// This node never sends its lists (`sync_ms = 0`).
+    /// This node sends no periodic list (`sync_ms = 0`; a planned demote still hands over).
     #[serde(default)]
     pub never_sends: bool,
+    /// `listen` is not bound (yet): the bind's error; it is retried with a backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unbound: Option<String>,
+    /// Milliseconds since the last datagram accepted from the peer (a list or an ack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heard_age_ms: Option<u64>,
 }
 
 /// One address in [`TickleStatus`].
@@ -260,10 +292,15 @@ impl TickleStatus {
         }
         let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
         let mut out = Vec::new();
+        if let Some(why) = &self.unbound {
+            out.push(format!("tickle: peer link not bound ({why}), retrying"));
+        }
         for a in &self.addresses {
             let what = match (a.held, a.sent) {
                 (true, Some(n)) => format!("sending {n} connection(s) to {peer}"),
-                (true, _) if self.never_sends => "held, sends no list (sync_ms = 0)".into(),
+                (true, _) if self.never_sends => {
+                    "held, no periodic list (sync_ms = 0; a planned demote still hands over)".into()
+                }
                 (true, None) => format!("held, nothing sent to {peer} yet"),
                 (false, _) => match (&a.learnt_from, a.learnt_age_ms) {
                     (Some(node), Some(age)) => format!(
@@ -288,9 +325,16 @@ impl TickleStatus {
             });
             out.push(format!("tickle {}: {what}{last}", a.address));
         }
+        if let Some(age) = self.heard_age_ms {
+            out.push(format!(
+                "tickle: last datagram from peer {peer} {:.1} s ago",
+                age as f64 / 1000.0
+            ));
+        }
         if self.dropped > 0 {
             out.push(format!(
-                "tickle: {} datagram(s) dropped (not from {peer}, or not decodable)",
+                "tickle: {} datagram(s) dropped (not from {peer}, not decodable, old or \
+                 far-ahead seq, or an unexpected ack)",
                 self.dropped
             ));
         }
@@ -307,8 +351,14 @@ struct Shared {
     handed: Option<(Vec<Connection>, Instant)>,
     last_tickle: Vec<TickleReport>,
     dropped: u64,
+    /// The `seq` of the handover waiting for its ack.
+    awaiting: Option<u64>,
+    /// When the last datagram from the peer was accepted.
+    heard: Option<Instant>,
+    /// Why `listen` is not bound (`None`: bound, or not tried yet).
+    unbound: Option<String>,
     /// When each kind of repeated warning was last logged.
-    warned: [Option<Instant>; 3],
+    warned: [Option<Instant>; 5],
 }
 
 /// Which repeated warning ([`Shared::warned`]).
@@ -317,6 +367,8 @@ enum Warn {
     Dropped = 0,
     Dump = 1,
     Send = 2,
+    Old = 3,
+    Receive = 4,
 }
 
 impl Shared {
@@ -336,13 +388,14 @@ impl Shared {
 pub struct PeerLink {
     config: Tickle,
     node: String,
-    socket: UdpSocket,
+    /// Set once `listen` is bound.
+    socket: OnceLock<UdpSocket>,
     seq: AtomicU64,
     shared: Mutex<Shared>,
     /// The IP addresses this node holds (see [`HeldMonitor`]).
     held: watch::Sender<BTreeSet<IpAddr>>,
-    /// The highest `seq` of ours the peer acknowledged.
-    acked: watch::Sender<u64>,
+    /// The last awaited handover `seq` the peer acknowledged.
+    acked: watch::Sender<Option<u64>>,
     /// Held from reading the connections to sending them, so that an older read is never sent
     /// after a newer one.
     sending: tokio::sync::Mutex<()>,
@@ -354,19 +407,70 @@ impl PeerLink {
     /// # Errors
     /// The bind's error (the address is not on this host, the port is taken).
     pub async fn bind(config: &Tickle, node: &str) -> std::io::Result<PeerLink> {
-        let socket = UdpSocket::bind(config.listen).await?;
-        let start = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        Ok(PeerLink {
+        let link = PeerLink::unbound(config, node);
+        link.try_bind().await?;
+        Ok(link)
+    }
+
+    /// A link whose `listen` is not bound yet ([`PeerLink::bind_retrying`]): nothing is
+    /// received, and sending fails, until it is.
+    pub fn unbound(config: &Tickle, node: &str) -> PeerLink {
+        PeerLink {
             config: config.clone(),
             node: node.to_string(),
-            socket,
-            seq: AtomicU64::new(start),
+            socket: OnceLock::new(),
+            seq: AtomicU64::new(now_us()),
             shared: Mutex::new(Shared::default()),
             held: watch::channel(BTreeSet::new()).0,
-            acked: watch::channel(0).0,
+            acked: watch::channel(None).0,
             sending: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    async fn try_bind(&self) -> std::io::Result<()> {
+        if self.socket.get().is_none() {
+            let socket = UdpSocket::bind(self.config.listen).await?;
+            // Only this function sets it, and only the one task calling it.
+            let _ = self.socket.set(socket);
+        }
+        Ok(())
+    }
+
+    /// Binds `listen`, retrying after a failure (waiting [`BIND_RETRY_FIRST`], doubling to
+    /// [`BIND_RETRY_MAX`]; a warning per failure, the error in `status`), and returns once
+    /// bound: the replication address may come up after the agent, and the daemon serves
+    /// meanwhile without the link.
+    pub async fn bind_retrying(&self) {
+        let mut wait = BIND_RETRY_FIRST;
+        loop {
+            match self.try_bind().await {
+                Ok(()) => {
+                    if self.shared().unbound.take().is_some() {
+                        info!(listen = %self.config.listen, "tickle peer link bound");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    let why = format!("listen {}: {e}", self.config.listen);
+                    warn!(
+                        retry_in_s = wait.as_secs(),
+                        "tickle peer link not bound ({why}); the daemon serves without it"
+                    );
+                    self.shared().unbound = Some(why);
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(BIND_RETRY_MAX);
+        }
+    }
+
+    /// The bound socket.
+    fn socket(&self) -> std::io::Result<&UdpSocket> {
+        self.socket.get().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                format!("tickle.listen {} is not bound (yet)", self.config.listen),
+            )
         })
     }
 
@@ -376,7 +480,7 @@ impl PeerLink {
 
     /// The bound endpoint.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+        self.socket()?.local_addr()
     }
 
     /// The peer's last list, if any.
@@ -384,22 +488,27 @@ impl PeerLink {
         self.shared().learnt.clone()
     }
 
-    /// Reads datagrams for ever, keeping the last list from the peer.
+    /// Reads datagrams for ever, keeping the last list from the peer. Returns at once when
+    /// `listen` is not bound ([`PeerLink::bind_retrying`] first).
     pub async fn receive(&self) {
+        let Ok(socket) = self.socket() else {
+            return;
+        };
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         loop {
-            match self.socket.recv_from(&mut buf).await {
+            match socket.recv_from(&mut buf).await {
                 Ok((n, from)) => {
                     if let Some(seq) = self.take(from, &buf[..n]) {
-                        self.ack(from, seq).await;
+                        self.ack(seq).await;
                     }
                 }
                 Err(e) => {
-                    if self.shared().may_warn(Warn::Dropped) {
+                    if self.shared().may_warn(Warn::Receive) {
                         warn!(error = %e, "tickle peer link: receive failed");
                     }
-                    // An error that repeats at once (none known) must not spin.
-                    tokio::task::yield_now().await;
+                    // An error that repeats at once (e.g. ICMP errors reported on the
+                    // socket) must not spin.
+                    tokio::time::sleep(RECEIVE_ERROR_PAUSE).await;
                 }
             }
         }
@@ -410,43 +519,68 @@ impl PeerLink {
     /// already: a repeat).
     fn take(&self, from: SocketAddr, bytes: &[u8]) -> Option<u64> {
         let mut s = self.shared();
-        let why = if from.ip() != self.config.peer.ip() {
-            format!("from {from}, not the peer {}", self.config.peer.ip())
+        let peer = self.config.peer;
+        let (why, kind) = if from != peer {
+            (format!("from {from}, not the peer {peer}"), Warn::Dropped)
         } else {
             match decode(bytes) {
-                Err(e) => format!("from {from}: {e}"),
+                Err(e) => (format!("from {from}: {e}"), Warn::Dropped),
                 Ok(Message { ack: Some(n), .. }) => {
-                    self.acked.send_if_modified(|a| {
-                        let newer = n > *a;
-                        *a = (*a).max(n);
-                        newer
-                    });
-                    return None;
+                    if s.awaiting == Some(n) {
+                        s.awaiting = None;
+                        s.heard = Some(Instant::now());
+                        self.acked.send_replace(Some(n));
+                        return None;
+                    }
+                    (
+                        format!("an ack of seq {n}, which no handover waits for (late or forged)"),
+                        Warn::Old,
+                    )
                 }
+                Ok(m) if m.seq > now_us().saturating_add(MAX_AHEAD.as_micros() as u64) => (
+                    format!(
+                        "seq {} is more than {} s ahead of this node's clock (forged, or the \
+                         clocks are far apart)",
+                        m.seq,
+                        MAX_AHEAD.as_secs()
+                    ),
+                    Warn::Old,
+                ),
                 Ok(m) => {
                     let last = s.learnt.as_ref().filter(|l| {
                         l.node == m.node && m.seq <= l.seq && l.at.elapsed() < TRUST_SEQ_FOR
                     });
-                    if let Some(l) = last {
-                        debug!(node = %m.node, seq = m.seq, "tickle peer link: old datagram dropped");
+                    match last {
                         // A repeated list is still stored: acknowledged again.
-                        return (m.want_ack && l.seq == m.seq).then_some(m.seq);
+                        Some(l) if m.want_ack && l.seq == m.seq => return Some(m.seq),
+                        Some(l) => (
+                            format!(
+                                "seq {} of {} is not above the last one, {} (reordered, \
+                                 duplicated or replayed)",
+                                m.seq, m.node, l.seq
+                            ),
+                            Warn::Old,
+                        ),
+                        None => {
+                            debug!(node = %m.node, seq = m.seq, connections = m.conns.len(),
+                                want_ack = m.want_ack, "tickle peer link: list received");
+                            let want_ack = m.want_ack.then_some(m.seq);
+                            let at = Instant::now();
+                            s.heard = Some(at);
+                            s.learnt = Some(Learnt {
+                                node: m.node,
+                                seq: m.seq,
+                                conns: m.conns,
+                                at,
+                            });
+                            return want_ack;
+                        }
                     }
-                    debug!(node = %m.node, seq = m.seq, connections = m.conns.len(),
-                        want_ack = m.want_ack, "tickle peer link: list received");
-                    let want_ack = m.want_ack.then_some(m.seq);
-                    s.learnt = Some(Learnt {
-                        node: m.node,
-                        seq: m.seq,
-                        conns: m.conns,
-                        at: Instant::now(),
-                    });
-                    return want_ack;
                 }
             }
         };
         s.dropped += 1;
-        if s.may_warn(Warn::Dropped) {
+        if s.may_warn(kind) {
             warn!(
                 dropped = s.dropped,
                 "tickle peer link: datagram dropped ({why}); such drops are logged once a minute"
@@ -455,9 +589,10 @@ impl PeerLink {
         None
     }
 
-    /// Acknowledges the stored list `seq` to `to` (one datagram; a lost ack is the sender's
+    /// Acknowledges the stored list `seq` to the peer (one datagram; a lost ack is the sender's
     /// timeout, which then closes the connections itself).
-    async fn ack(&self, to: SocketAddr, seq: u64) {
+    async fn ack(&self, seq: u64) {
+        let to = self.config.peer;
         let m = Message {
             v: VERSION,
             node: self.node.clone(),
@@ -466,7 +601,11 @@ impl PeerLink {
             want_ack: false,
             ack: Some(seq),
         };
-        match self.socket.send_to(&encode_message(&m).0, to).await {
+        let sent = match self.socket() {
+            Ok(socket) => socket.send_to(&encode_message(&m).0, to).await,
+            Err(e) => Err(e),
+        };
+        match sent {
             Ok(_) => debug!(%to, seq, "tickle peer link: list acknowledged"),
             Err(e) => {
                 if self.shared().may_warn(Warn::Send) {
@@ -513,13 +652,22 @@ impl PeerLink {
         }
         let mut acked = self.acked.subscribe();
         let peer = self.config.peer;
-        self.socket
-            .send_to(&bytes, peer)
-            .await
-            .map_err(|e| format!("sending the list to {peer}: {e}"))?;
+        self.shared().awaiting = Some(seq);
+        let sent = match self.socket() {
+            Ok(socket) => socket.send_to(&bytes, peer).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            self.shared().awaiting = None;
+            return Err(format!("sending the list to {peer}: {e}"));
+        }
         self.shared().sent = Some((m.conns.clone(), Instant::now()));
-        let got =
-            tokio::time::timeout(Duration::from_millis(wait), acked.wait_for(|a| *a >= seq)).await;
+        let got = tokio::time::timeout(
+            Duration::from_millis(wait),
+            acked.wait_for(|a| *a == Some(seq)),
+        )
+        .await;
+        self.shared().awaiting = None;
         if got.is_err() {
             return Err(format!(
                 "{peer} did not acknowledge the list within {wait} ms (tickle.handover_ms)"
@@ -572,7 +720,7 @@ impl PeerLink {
                 "tickle peer link: list cut to fit one datagram; the rest are not tickled"
             );
         }
-        self.socket.send_to(&bytes, self.config.peer).await?;
+        self.socket()?.send_to(&bytes, self.config.peer).await?;
         self.shared().sent = Some((conns.to_vec(), Instant::now()));
         Ok(())
     }
@@ -744,8 +892,19 @@ impl PeerLink {
             addresses: list,
             dropped: s.dropped,
             never_sends: self.config.sync_ms == 0,
+            unbound: s.unbound.clone(),
+            heard_age_ms: s
+                .heard
+                .map(|h| u64::try_from(h.elapsed().as_millis()).unwrap_or(u64::MAX)),
         }
     }
+}
+
+/// Microseconds since the Unix epoch (0 before it).
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Tells the link which addresses this node holds after each input the daemon handled (the
@@ -862,16 +1021,20 @@ mod tests {
         let link = PeerLink::bind(&cfg, "a").await.expect("bind");
         let peer: SocketAddr = "127.0.0.2:7790".parse().expect("peer");
         let other: SocketAddr = "127.0.0.3:7790".parse().expect("other");
+        let other_port: SocketAddr = "127.0.0.2:7791".parse().expect("other port");
         let list = |seq, n| encode("b", seq, &(1..=n).map(conn).collect::<Vec<_>>()).0;
         link.take(other, &list(10, 1));
         assert_eq!(link.learnt(), None, "from another host");
+        link.take(other_port, &list(10, 1));
+        assert_eq!(link.learnt(), None, "from another port of the peer's host");
         link.take(peer, b"junk");
         assert_eq!(link.learnt(), None, "junk");
-        assert_eq!(link.shared().dropped, 2);
+        assert_eq!(link.shared().dropped, 3);
         link.take(peer, &list(10, 2));
         assert_eq!(link.learnt().map(|l| l.conns.len()), Some(2));
         link.take(peer, &list(9, 5));
         assert_eq!(link.learnt().map(|l| l.seq), Some(10), "older seq dropped");
+        assert_eq!(link.shared().dropped, 4, "and counted");
         link.take(peer, &list(10, 5));
         assert_eq!(
             link.learnt().map(|l| l.conns.len()),
@@ -967,7 +1130,7 @@ mod tests {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         for (seq, acked) in [(5, Some(5)), (5, Some(5)), (4, None), (6, Some(6))] {
             if let Some(n) = link.take(from, &list(seq)) {
-                link.ack(from, n).await;
+                link.ack(n).await;
             }
             let got = tokio::time::timeout(Duration::from_millis(500), peer.recv(&mut buf)).await;
             match (got, acked) {
@@ -987,7 +1150,77 @@ mod tests {
         let ack = br#"{"v":1,"node":"b","seq":7,"conns":[],"ack":1}"#;
         assert_eq!(link.take(from, ack), None);
         assert_eq!(link.learnt().map(|l| (l.seq, l.conns.len())), Some((6, 1)));
-        assert_eq!(*link.acked.borrow(), 1);
+        assert_eq!(*link.acked.borrow(), None, "no handover waits for seq 1");
+    }
+
+    #[tokio::test]
+    async fn only_the_awaited_handovers_ack_counts() {
+        let cfg = link_config("127.0.0.1:0", "127.0.0.2:7790", 200);
+        let link = PeerLink::bind(&cfg, "a").await.expect("bind");
+        let peer = cfg.peer;
+        let ack = |n: u64| format!(r#"{{"v":1,"node":"b","seq":3,"conns":[],"ack":{n}}}"#);
+        // A forged ack of the largest seq acknowledges nothing, now or later.
+        link.take(peer, ack(u64::MAX).as_bytes());
+        assert_eq!(*link.acked.borrow(), None);
+        assert_eq!(link.shared().dropped, 1);
+        link.shared().awaiting = Some(42);
+        link.take(peer, ack(41).as_bytes());
+        link.take(peer, ack(43).as_bytes());
+        assert_eq!(*link.acked.borrow(), None, "neighbours of the awaited seq");
+        link.take("127.0.0.2:7791".parse().expect("port"), ack(42).as_bytes());
+        assert_eq!(*link.acked.borrow(), None, "from another port");
+        assert_eq!(link.shared().dropped, 4);
+        link.take(peer, ack(42).as_bytes());
+        assert_eq!(*link.acked.borrow(), Some(42));
+        assert_eq!(link.shared().awaiting, None);
+        assert!(
+            link.status(&[]).heard_age_ms.is_some(),
+            "heard from the peer"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_far_ahead_seq_is_dropped_and_does_not_block() {
+        let cfg = link_config("127.0.0.1:0", "127.0.0.2:7790", 200);
+        let link = PeerLink::bind(&cfg, "a").await.expect("bind");
+        let now = now_us();
+        let ahead = now + 11 * 60 * 1_000_000;
+        link.take(cfg.peer, &encode("b", ahead, &[conn(1)]).0);
+        assert_eq!(link.learnt(), None, "11 minutes ahead");
+        assert_eq!(link.shared().dropped, 1);
+        // The real sender's list (its start time) is kept, and a clock 5 minutes apart too.
+        link.take(cfg.peer, &encode("b", now - 1000, &[conn(1)]).0);
+        assert_eq!(link.learnt().map(|l| l.seq), Some(now - 1000));
+        let near = now + 5 * 60 * 1_000_000;
+        link.take(cfg.peer, &encode("b", near, &[conn(2)]).0);
+        assert_eq!(link.learnt().map(|l| l.seq), Some(near));
+    }
+
+    #[tokio::test]
+    async fn an_unbound_link_serves_nothing_and_says_why() {
+        // 192.0.2.1 (TEST-NET-1) is on no interface here: the bind fails, and is retried.
+        let cfg = link_config("192.0.2.1:7790", "192.0.2.2:7790", 200);
+        let link = Arc::new(PeerLink::unbound(&cfg, "a"));
+        let run = link.clone();
+        let binding = tokio::spawn(async move { run.bind_retrying().await });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while link.shared().unbound.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let st = link.status(&[]);
+        let why = st.unbound.clone().expect("unbound");
+        assert!(why.starts_with("listen 192.0.2.1:7790: "), "{why}");
+        assert_eq!(
+            st.lines()[0],
+            format!("tickle: peer link not bound ({why}), retrying")
+        );
+        assert!(!binding.is_finished(), "retrying");
+        binding.abort();
+        // Meanwhile a handover fails (the demote closes) and receive returns.
+        let e = link.hand_over(&[]).await.expect_err("unbound");
+        assert!(e.contains("is not bound"), "{e}");
+        link.receive().await;
+        assert!(link.send(&[]).await.is_err());
     }
 
     #[tokio::test]
@@ -1066,6 +1299,8 @@ mod tests {
             ],
             dropped: 0,
             never_sends: false,
+            unbound: None,
+            heard_age_ms: None,
         };
         assert_eq!(
             st.lines(),

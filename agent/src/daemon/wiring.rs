@@ -46,14 +46,14 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     let target = TgtTarget::new(&cfg.sockets.tgtd, timeout);
     let mut address = NetlinkAddress::new(&cfg).context("floating addresses")?;
     if let Some(t) = &cfg.tickle {
-        let link = PeerLink::bind(t, &cfg.node)
-            .await
-            .with_context(|| format!("tickle.listen {}", t.listen))?;
-        let link = Arc::new(link);
+        // An optional feature: a listen address not up yet is retried, never fatal.
+        let link = Arc::new(PeerLink::unbound(t, &cfg.node));
         tracing::info!(listen = %t.listen, peer = %t.peer, sync_ms = t.sync_ms, "tickle peer link");
-        let (recv, sync) = (link.clone(), link.clone());
-        tokio::spawn(async move { recv.receive().await });
-        tokio::spawn(async move { sync.sync().await });
+        let run = link.clone();
+        tokio::spawn(async move {
+            run.bind_retrying().await;
+            tokio::join!(run.receive(), run.sync());
+        });
         address = address.with_tickle(link);
     }
     let address = Arc::new(address);

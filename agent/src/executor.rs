@@ -147,15 +147,15 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
 
     /// Run one step, with what it decided ([`StageTiming::notes`]). A check stage that cannot
     /// complete (a timeout, a read error) refuses: it could not show the promote safe. With
-    /// `handover` (a demote, not a rollback) and `[tickle]`, `target-offline` first hands the
-    /// connections over ([`Executor::hand_over`]).
+    /// `handover` (a demote, not a rollback), `target-offline` first hands the connections over
+    /// ([`Executor::hand_over`]; without `[tickle]` it only notes that they are closed).
     async fn run_step(
         &self,
         s: &Step,
         handover: bool,
     ) -> (Result<(), BackendError>, Option<String>) {
         let handed = match s.stage {
-            Stage::TargetOffline if handover && self.config.tickle.is_some() => {
+            Stage::TargetOffline if handover => {
                 Some(self.hand_over(&s.object).await)
             }
             _ => None,
@@ -177,6 +177,9 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     /// `Err` when they must be closed while the address is still here. Either way the note
     /// says why.
     async fn hand_over(&self, resource: &str) -> Result<String, String> {
+        let Some(tickle) = &self.config.tickle else {
+            return Err("closed while the address is here (no [tickle])".into());
+        };
         let ips: Vec<std::net::IpAddr> = self
             .config
             .addresses
@@ -186,6 +189,9 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             .collect();
         let r = if ips.is_empty() {
             Err("no floating address in front of it".to_string())
+        } else if tickle.handover_ms == 0 {
+            // Named here, so every backend (the in-memory one too) gives the same reason.
+            Err("tickle.handover_ms = 0".to_string())
         } else {
             self.address.hand_over(ips).await
         };

@@ -94,15 +94,19 @@ fn tickle_line(cfg: &Config) -> String {
                  own timeout)"
             .into(),
         Some(t) => format!(
-            "tickle: peer link {} -> {}, portal port {}, {}, {} tickle ACK(s) per connection",
+            "tickle: peer link {} -> {}, portal port {}, {}, {} tickle ACK(s) per connection, {}",
             t.listen,
             t.peer,
             t.port,
             match t.sync_ms {
-                0 => "this node sends no list".to_string(),
+                0 => "no periodic list (sync_ms = 0)".to_string(),
                 ms => format!("list synced every {ms} ms while an address is held"),
             },
-            t.repeat
+            t.repeat,
+            match t.handover_ms {
+                0 => "a planned demote closes the connections (handover_ms = 0)".to_string(),
+                ms => format!("a planned demote waits up to {ms} ms for the peer's handover ack"),
+            }
         ),
     }
 }

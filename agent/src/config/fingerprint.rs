@@ -21,7 +21,7 @@ impl Config {
     /// the interface of each address, the backing disks (of every volume) and CHAP secrets
     /// file paths, and which end of each replication link (address, DRBD 9 node id) is this
     /// node's (the `[tickle]` link's two ends are kept, in a fixed order, with its portal
-    /// port; its `sync_ms` and `repeat` are not). What remains is what initiators see and DRBD replicates: resources, volumes and
+    /// port; its `sync_ms`, `repeat` and `handover_ms` are not). What remains is what initiators see and DRBD replicates: resources, volumes and
     /// minors, IQNs, tids, ACLs, CHAP users, LUN numbers, devices, identities and cache modes,
     /// addresses, and DRBD's options; in no particular order of tables, and a LUN's device as
     /// the minor it names (`/dev/drbd/by-res/r0/1` and `/dev/drbd<minor>` are the same).
@@ -37,7 +37,7 @@ impl Config {
             a.interface = String::new();
         }
         // The link's two ends and the portal port must match (or nothing is learnt); which end
-        // is this node's and how often it syncs are each node's.
+        // is this node's, how often it syncs, repeats and waits for a handover are each node's.
         if let Some(t) = &mut c.tickle {
             if t.peer < t.listen {
                 std::mem::swap(&mut t.listen, &mut t.peer);

@@ -208,7 +208,7 @@ impl Config {
             crate::alerts::validate(e)?;
         }
         if let Some(t) = &self.tickle {
-            tickle::validate(t)?;
+            tickle::validate(t, &self.addresses)?;
         }
         Ok(())
     }

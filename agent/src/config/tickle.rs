@@ -2,7 +2,7 @@
 //! connections on it, so that a survivor claiming the address after a power loss can reset them
 //! at once with tickle ACKs (docs/takeover.md, "Tickle ACKs after a power loss").
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -26,10 +26,14 @@ pub const MAX_HANDOVER_MS: u64 = 2000;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tickle {
-    /// This node's UDP endpoint for the peer link, `ip:port`, e.g. on the replication network.
-    /// Bound at start: an address this node does not have fails the start, naming this key.
+    /// This node's UDP endpoint for the peer link, `ip:port`: a fixed unicast address of this
+    /// node, e.g. on the replication network (not unspecified, multicast, broadcast, loopback,
+    /// IPv6 link-local, or a floating `[[address]]`). Bound at start; a failed bind (the
+    /// address not up yet, the port taken) is logged, shown by `status` and retried (1 s
+    /// doubling to 30 s) while the daemon serves without the link. Lists and acks are sent
+    /// from this socket.
     pub listen: SocketAddr,
-    /// The peer's `listen`. Datagrams from any other IP address are dropped.
+    /// The peer's `listen`. Datagrams from any other endpoint (IP and port) are dropped.
     pub peer: SocketAddr,
     /// The iSCSI portal port whose connections on each floating address are learnt and
     /// tickled; default 3260 (tgtd's).
@@ -37,12 +41,14 @@ pub struct Tickle {
     pub port: u16,
     /// How often the holder of an address re-reads its client connections (one `sock_diag`
     /// dump per held address, well under a millisecond) and sends the list to the peer when it
-    /// changed (unchanged, every 10 s, so a restarted peer learns it), in milliseconds; 0: this
-    /// node never sends (it still learns its peer's lists and tickles them). A connection made
-    /// within the last `sync_ms` before a power loss is not in the peer's list and waits for its
-    /// initiator's timeout; initiators keep their connections for hours, so 1000 ms (the
-    /// default) covers all but a login in the last second at one wake-up per second, only on
-    /// the node that holds an address. 0 or at least 10.
+    /// changed (unchanged, every 10 s, so a restarted peer learns it), in milliseconds; 0: no
+    /// periodic list (after a power loss of this node its peer has none to tickle; it still
+    /// learns its peer's lists and tickles them, and a planned demote still hands its
+    /// connections over unless `handover_ms = 0`). A connection made within the last `sync_ms`
+    /// before a power loss is not in the peer's list and waits for its initiator's timeout;
+    /// initiators keep their connections for hours, so 1000 ms (the default) covers all but a
+    /// login in the last second at one wake-up per second, only on the node that holds an
+    /// address. 0 or at least 10.
     #[serde(default = "default_sync_ms")]
     pub sync_ms: u64,
     /// Tickle ACKs sent per connection on a claim (a lost one leaves that initiator to its
@@ -79,8 +85,25 @@ fn default_handover_ms() -> u64 {
     DEFAULT_HANDOVER_MS
 }
 
-/// The dotted key at fault and the reason.
-pub(super) fn validate(t: &Tickle) -> Result<(), (String, String)> {
+/// Why `ip` cannot be one end of the link (`None`: it can). Each end must be one node's own
+/// unicast address: the peer drops datagrams from any other source than its `peer`.
+fn not_an_end(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        _ if ip.is_unspecified() => Some("is unspecified: name this node's own address"),
+        _ if ip.is_multicast() => Some("is a multicast address"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("is the broadcast address"),
+        // A link-local address needs a scope id, here only as an interface index, which
+        // changes when interfaces are renumbered; the peer compares it too.
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => Some(
+            "is IPv6 link-local: use a global or unique-local (fd00::/8) address of the \
+             replication network",
+        ),
+        _ => None,
+    }
+}
+
+/// The dotted key at fault and the reason; `addresses` are the floating ones (`[[address]]`).
+pub(super) fn validate(t: &Tickle, addresses: &[super::Address]) -> Result<(), (String, String)> {
     let err = |k: &str, r: String| Err((format!("tickle.{k}"), r));
     if t.listen.port() == 0 {
         return err("listen", "needs a port (the peer sends to it)".into());
@@ -88,8 +111,29 @@ pub(super) fn validate(t: &Tickle) -> Result<(), (String, String)> {
     if t.peer.port() == 0 {
         return err("peer", "needs a port (the peer's `listen`)".into());
     }
+    for (key, end) in [("listen", t.listen), ("peer", t.peer)] {
+        let ip = end.ip();
+        if let Some(why) = not_an_end(ip) {
+            return err(key, format!("{ip} {why}"));
+        }
+        if addresses.iter().any(|a| a.address.addr() == ip) {
+            return err(
+                key,
+                format!(
+                    "{ip} is a floating address ([[address]]): it is only on the node holding \
+                     it; use a fixed address of each node (the replication network)"
+                ),
+            );
+        }
+    }
+    if t.listen.ip().is_loopback() {
+        return err(
+            "listen",
+            format!("{} is loopback: the peer cannot reach it", t.listen.ip()),
+        );
+    }
     let ip = t.peer.ip();
-    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+    if ip.is_loopback() {
         return err("peer", format!("{ip} is not the address of another node"));
     }
     if t.listen.is_ipv4() != t.peer.is_ipv4() {
@@ -116,7 +160,7 @@ pub(super) fn validate(t: &Tickle) -> Result<(), (String, String)> {
     if (1..10).contains(&t.sync_ms) {
         return err(
             "sync_ms",
-            "must be 0 (never send) or at least 10 (each sync is one sock_diag dump)".into(),
+            "must be 0 (no periodic list) or at least 10 (each sync is one sock_diag dump)".into(),
         );
     }
     if !(1..=MAX_REPEAT).contains(&t.repeat) {
@@ -147,8 +191,10 @@ mod tests {
         let (head, rest) = TEST_MINIMAL
             .split_once("[[resource]]")
             .expect("resource table");
+        let address = "[[address]]\naddress = \"10.0.0.10/24\"\ninterface = \"eth0\"\n\
+                       resources = [\"r0\"]\n";
         Config::parse(
-            &format!("{head}{text}[[resource]]{rest}"),
+            &format!("{head}{text}[[resource]]{rest}{address}"),
             Path::new("t.toml"),
         )
     }
@@ -196,7 +242,23 @@ mod tests {
                 "0 (never hand over) to 2000",
             ),
             ("peer = \"10.1.0.2:0\"", "tickle.peer", "needs a port"),
-            ("peer = \"0.0.0.0:7790\"", "tickle.peer", "not the address"),
+            ("peer = \"0.0.0.0:7790\"", "tickle.peer", "unspecified"),
+            (
+                "peer = \"127.0.0.1:7790\"",
+                "tickle.peer",
+                "not the address",
+            ),
+            ("peer = \"224.0.0.1:7790\"", "tickle.peer", "multicast"),
+            (
+                "peer = \"255.255.255.255:7790\"",
+                "tickle.peer",
+                "broadcast",
+            ),
+            (
+                "peer = \"10.0.0.10:7790\"",
+                "tickle.peer",
+                "floating address ([[address]])",
+            ),
             (
                 "peer = \"[fd00::2]:7790\"",
                 "tickle.peer",
@@ -222,6 +284,74 @@ mod tests {
         }
         let e = parse("peer = \"10.1.0.2:7790\"").expect_err("listen missing");
         assert!(e.to_string().contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn ends_that_can_never_work_are_refused() {
+        for (listen, peer, key, words) in [
+            (
+                "0.0.0.0:7790",
+                "10.1.0.2:7790",
+                "tickle.listen",
+                "unspecified",
+            ),
+            (
+                "[::]:7790",
+                "[fd00::2]:7790",
+                "tickle.listen",
+                "unspecified",
+            ),
+            ("[fd00::1]:7790", "[::]:7790", "tickle.peer", "unspecified"),
+            (
+                "239.1.1.1:7790",
+                "10.1.0.2:7790",
+                "tickle.listen",
+                "multicast",
+            ),
+            (
+                "[fd00::1]:7790",
+                "[ff02::1]:7790",
+                "tickle.peer",
+                "multicast",
+            ),
+            (
+                "255.255.255.255:7790",
+                "10.1.0.2:7790",
+                "tickle.listen",
+                "broadcast",
+            ),
+            (
+                "[fe80::1]:7790",
+                "[fd00::2]:7790",
+                "tickle.listen",
+                "link-local",
+            ),
+            (
+                "[fd00::1]:7790",
+                "[fe80::2%2]:7790",
+                "tickle.peer",
+                "link-local",
+            ),
+            (
+                "127.0.0.1:7790",
+                "10.1.0.2:7790",
+                "tickle.listen",
+                "loopback",
+            ),
+            ("[::1]:7790", "[fd00::2]:7790", "tickle.listen", "loopback"),
+            (
+                "10.0.0.10:7790",
+                "10.1.0.2:7790",
+                "tickle.listen",
+                "floating address",
+            ),
+        ] {
+            let text = format!("listen = \"{listen}\"\npeer = \"{peer}\"");
+            let e = parse(&text).expect_err(&text);
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.reason.contains(words), "{text}: {e}");
+        }
+        parse("listen = \"[fd00::1]:7790\"\npeer = \"[fd00::2]:7790\"").expect("unique-local");
     }
 
     #[test]

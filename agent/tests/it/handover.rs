@@ -147,8 +147,40 @@ async fn without_tickle_nothing_is_handed_over() {
     let (mut d, mem) = primary("two", false, Some(3)).await;
     let rec = demote_stopped_after_offline(&mut d, &mem).await;
     assert_eq!(sessions(&mem), vec![(TargetState::Offline, 0); 2]);
-    assert!(offline_notes(&rec).is_empty());
+    assert_eq!(
+        offline_notes(&rec),
+        vec![
+            "r0: closed while the address is here (no [tickle])",
+            "r1: closed while the address is here (no [tickle])"
+        ]
+    );
     assert!(mem.world().handovers.is_empty());
+}
+
+#[tokio::test]
+async fn handover_ms_0_is_the_reason_given() {
+    let cfg = common::config("one", false);
+    let mut cfg = with_tickle(cfg);
+    if let Some(t) = &mut cfg.tickle {
+        t.handover_ms = 0;
+    }
+    let cfg = Arc::new(cfg);
+    let mem = Memory::healthy_secondary(&cfg);
+    let mut d = Daemon::new(Executor::new(cfg, mem.clone(), mem.clone(), mem.clone()));
+    d.observe().await;
+    let h = d.handle(Event::Authority(Authority::Primary)).await;
+    assert!(
+        h.transitions[0].result.is_ok(),
+        "{}",
+        h.transitions[0].result
+    );
+    mem.world().handover = Some(1);
+    let rec = demote_stopped_after_offline(&mut d, &mem).await;
+    assert_eq!(
+        offline_notes(&rec),
+        vec!["r0: closed while the address is here (not handed over: tickle.handover_ms = 0)"]
+    );
+    assert!(mem.world().handovers.is_empty(), "the peer is not asked");
 }
 
 /// A failed promote's rollback runs the demote order without a handover: the peer is not

@@ -1,4 +1,5 @@
-//! `AF_PACKET` sockets: the crate's only `unsafe` code (libc calls with sizes we control).
+//! `AF_PACKET` sockets, and one option of `vip::tickle`'s raw sockets: the crate's only
+//! `unsafe` code (libc calls with sizes we control).
 //!
 //! Measured on the lab and host kernels (6.1, 6.18): a packet socket with a protocol hook (`ETH_P_ALL`) takes 8-16 ms to
 //! close, one opened with protocol 0 and used only to send closes in under 0.1 ms. So the
@@ -45,6 +46,29 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     } else {
         Ok(ret)
     }
+}
+
+/// Sets `IP_RECVERR` (`IPV6_RECVERR` when `ipv6`) on a raw socket (`vip::tickle`'s): without
+/// it `sendto()` reports a segment the qdisc dropped as sent (`raw_sendmsg()`,
+/// `rawv6_sendmsg()`: `if (err == -ENOBUFS && !recverr) err = 0`; ip(7) `IP_RECVERR`).
+pub(crate) fn set_recv_err(fd: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_RECVERR)
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt(2) with an int option, its address and size.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
 }
 
 impl PacketSocket {

@@ -1,8 +1,9 @@
 //! Root tests on the host kernel for `vip::tickle`: namespaces A (old holder), B (new holder)
 //! and C (client) on a bridge (`lab::Lab`). A serves on X:3260, C connects and blocks in a
 //! read; A lists the connection, X moves to B behind A's back (A's socket stays), B tickles,
-//! and C's read must fail with ECONNRESET (and not before). Without root or namespaces: SKIP,
-//! or FAIL under `CI=true`.
+//! and C's read must fail with ECONNRESET (and not before). A tickle burst into a full `tbf`
+//! qdisc comes back as retryable. Without root, namespaces or `tc`: SKIP, or FAIL under
+//! `CI=true`.
 
 mod lab;
 
@@ -260,4 +261,106 @@ fn without_cap_net_raw_send_is_refused_and_listing_works() {
         }
         other => panic!("send without CAP_NET_RAW: {other:?}"),
     }
+}
+
+/// Runs `tc ARGS...` (harness only: the qdisc that makes the link congested).
+fn tc(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("tc")
+        .args(args)
+        .output()
+        .map_err(|e| format!("tc {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "tc {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A congested link: A's eth0 behind a `tbf` qdisc of 8 kbit/s with a queue of 1000 bytes (a
+/// 54-byte segment leaves every 54 ms), so a burst of 401 connections × 3 fills it at once.
+/// The sends that meet the full queue (`ENOBUFS`) come back in `retry`, never in `failed`, and
+/// no repeat takes their place; once the link is faster (10 Mbit/s), sending `retry` again
+/// after pauses ([`tickle::send_retrying`]) gets every connection its copies.
+#[test]
+fn burst_into_a_full_qdisc_is_retryable() {
+    let test = "tickle_full_qdisc";
+    if !test_support::prereq::Prereqs::new(test)
+        .root()
+        .tools(&["tc"])
+        .check()
+    {
+        return;
+    }
+    let Some(lab) = lab(test) else { return };
+    // A knows C's MAC, so the segments go straight to the qdisc (not to the ARP queue).
+    let c_mac = lab.c.mac.to_string();
+    lab.ip_in(
+        &lab.a.ns,
+        &[
+            "neigh",
+            "replace",
+            "10.77.0.3",
+            "lladdr",
+            &c_mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    );
+    let qdisc = |verb: &str, rate: &str| {
+        tc(&[
+            "-n", &lab.a.ns, "qdisc", verb, "dev", "eth0", "root", "tbf", "rate", rate, "burst",
+            "1600", "limit", "1000",
+        ])
+    };
+    if let Err(e) = qdisc("add", "8kbit") {
+        test_support::prereq::skip(format!("{test}: a tbf qdisc is needed: {e}"));
+        return;
+    }
+    let conns: Vec<Connection> = (0..401u16)
+        .map(|i| Connection {
+            local: SocketAddr::new(addr("10.77.0.1"), PORT),
+            remote: SocketAddr::new(addr("10.77.0.3"), 40000 + i),
+        })
+        .collect();
+    let all = conns.clone();
+    let first = in_ns(&lab.a.ns, move || async move { tickle::send(&all, 3) }).expect("send in A");
+    eprintln!(
+        "8 kbit/s: {} packets sent, {} connections to retry, {} failed",
+        first.packets,
+        first.retry.len(),
+        first.failed.len()
+    );
+    assert!(first.failed.is_empty(), "{:?}", first.failed);
+    assert!(
+        !first.retry.is_empty(),
+        "the queue of 1000 bytes took 1203 segments"
+    );
+    // Rounds: the queue filled up in the first round, so no repeat was sent.
+    assert_eq!(first.packets + first.retry.len(), conns.len(), "{first:?}");
+
+    qdisc("change", "10mbit").expect("tc qdisc change");
+    let (rounds, left) = in_ns(&lab.a.ns, move || async move {
+        let mut left = first.retry;
+        let mut rounds = 0;
+        // Generous: 10 Mbit/s carries the whole burst in well under a second.
+        while !left.is_empty() && rounds < 50 {
+            let again = tickle::send_retrying(&left, 3).await.expect("send in A");
+            assert!(again.failed.is_empty(), "{:?}", again.failed);
+            left = again.retry;
+            rounds += 1;
+        }
+        (rounds, left)
+    });
+    eprintln!("10 Mbit/s: the rest sent by {rounds} send_retrying call(s)");
+    assert!(
+        left.is_empty(),
+        "{} connections still refused after {rounds} calls",
+        left.len()
+    );
 }

@@ -802,9 +802,11 @@ impl PeerLink {
     }
 
     /// Right after `address` was claimed and announced: tickle ACKs (`repeat` each) to the
-    /// connections on it in the peer's list, which are then dropped from the list. Never fails:
-    /// a failure is logged and reported.
-    pub fn tickle(&self, address: IpAddr) -> TickleReport {
+    /// connections on it in the peer's list, which are then dropped from the list. Sends that
+    /// meet a full queue (`ENOBUFS`/`EAGAIN`, a congested link) are sent again after 5 to 80 ms
+    /// (`vip::tickle::send_retrying`, 155 ms at most). Never fails: a failure, and what is
+    /// still unsent after the retries, is logged and reported.
+    pub async fn tickle(&self, address: IpAddr) -> TickleReport {
         let port = self.config.port;
         let (conns, age) = {
             let mut s = self.shared();
@@ -832,13 +834,20 @@ impl PeerLink {
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         };
         if !conns.is_empty() {
-            match vip::tickle::send(&conns, self.config.repeat) {
+            match vip::tickle::send_retrying(&conns, self.config.repeat).await {
                 Ok(sent) => {
                     report.packets = sent.packets;
                     report.errors = sent
                         .failed
                         .iter()
                         .map(|(c, why)| format!("{}: {why}", c.remote))
+                        .chain(sent.retry.iter().map(|c| {
+                            format!(
+                                "{}: queue still full after {} retries (ENOBUFS/EAGAIN)",
+                                c.remote,
+                                vip::tickle::RETRY_PAUSES.len()
+                            )
+                        }))
                         .collect();
                 }
                 Err(e) => report.errors.push(e.to_string()),
@@ -1052,7 +1061,7 @@ mod tests {
         assert_eq!(link.learnt().map(|l| l.node), Some("c".into()));
         // Nothing of the list is on 10.0.0.11: nothing sent, the list kept.
         link.take(peer, &list(12, 2));
-        let r = link.tickle("10.0.0.11".parse().expect("ip"));
+        let r = link.tickle("10.0.0.11".parse().expect("ip")).await;
         assert_eq!((r.connections, r.packets), (0, 0));
         assert!(r.errors.is_empty(), "{r:?}");
         assert_eq!(link.learnt().map(|l| l.conns.len()), Some(2));

@@ -419,9 +419,10 @@ impl Address for NetlinkAddress {
             }
         });
         // The address is announced: the clients' answers to the tickles reach this host. An
-        // optimisation: its failure is logged there and never fails the claim.
+        // optimisation: its failure is logged there and never fails the claim. On a congested
+        // link the sends a full queue refused are retried for up to 155 ms first.
         if let Some(link) = &self.tickle {
-            link.tickle(a.address.addr());
+            link.tickle(a.address.addr()).await;
         }
         Ok(())
     }

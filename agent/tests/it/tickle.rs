@@ -73,6 +73,31 @@ fn lab() -> Lab {
     Lab { a, b, c }
 }
 
+/// A serves a "portal" on the floating address and C's client connects through it: A's
+/// listener, C's client socket and A's accepted socket.
+fn connected(lab: &Lab) -> (TcpListener, TcpStream, TcpStream) {
+    let listener = {
+        let ns = lab.a.name().to_string();
+        std::thread::spawn(move || {
+            enter(&ns).unwrap_or_else(|e| panic!("{e}"));
+            TcpListener::bind((VIP, PORTAL)).expect("listen on the floating address")
+        })
+        .join()
+        .expect("A's listener")
+    };
+    let client = {
+        let ns = lab.c.name().to_string();
+        std::thread::spawn(move || {
+            enter(&ns).unwrap_or_else(|e| panic!("{e}"));
+            TcpStream::connect((VIP, PORTAL)).expect("client connects")
+        })
+        .join()
+        .expect("C's client")
+    };
+    let (served, _) = listener.accept().expect("A accepts");
+    (listener, client, served)
+}
+
 /// Runs `f` on a thread inside `ns` on its own current-thread tokio runtime (sockets keep the
 /// namespace they were made in).
 fn spawn_in<F, Fut, T>(ns: &Netns, f: F) -> std::thread::JoinHandle<T>
@@ -155,26 +180,7 @@ fn a_claim_resets_the_connections_the_peer_reported() {
     }
     let lab = lab();
     let vip: IpAddr = VIP.parse().expect("ip");
-    // A serves a "portal"; C's client connects through the floating address.
-    let listener = {
-        let ns = lab.a.name().to_string();
-        std::thread::spawn(move || {
-            enter(&ns).unwrap_or_else(|e| panic!("{e}"));
-            TcpListener::bind((VIP, PORTAL)).expect("listen on the floating address")
-        })
-        .join()
-        .expect("A's listener")
-    };
-    let mut client = {
-        let ns = lab.c.name().to_string();
-        std::thread::spawn(move || {
-            enter(&ns).unwrap_or_else(|e| panic!("{e}"));
-            TcpStream::connect((VIP, PORTAL)).expect("client connects")
-        })
-        .join()
-        .expect("C's client")
-    };
-    let (served, _) = listener.accept().expect("A accepts");
+    let (_listener, mut client, served) = connected(&lab);
     let want = Connection {
         local: SocketAddr::new(vip, PORTAL),
         remote: client.local_addr().expect("client address"),
@@ -272,25 +278,7 @@ fn a_handed_over_connection_is_closed_silently_and_reset_by_the_claim() {
     }
     let lab = lab();
     let vip: IpAddr = VIP.parse().expect("ip");
-    let listener = {
-        let ns = lab.a.name().to_string();
-        std::thread::spawn(move || {
-            enter(&ns).unwrap_or_else(|e| panic!("{e}"));
-            TcpListener::bind((VIP, PORTAL)).expect("listen on the floating address")
-        })
-        .join()
-        .expect("A's listener")
-    };
-    let mut client = {
-        let ns = lab.c.name().to_string();
-        std::thread::spawn(move || {
-            enter(&ns).unwrap_or_else(|e| panic!("{e}"));
-            TcpStream::connect((VIP, PORTAL)).expect("client connects")
-        })
-        .join()
-        .expect("C's client")
-    };
-    let (served, _) = listener.accept().expect("A accepts");
+    let (listener, mut client, served) = connected(&lab);
 
     let (b_go_tx, b_go_rx) = tokio::sync::oneshot::channel::<()>();
     let (b_ready_tx, b_ready_rx) = tokio::sync::oneshot::channel::<()>();

@@ -23,13 +23,8 @@ fn with_tickle(mut cfg: Config) -> Config {
     cfg
 }
 
-/// A primary node of config `name` whose targets have two sessions each; `peer_ack`: what the
-/// peer answers a handover (`None`: silent).
-async fn primary(name: &str, tickle: bool, peer_ack: Option<usize>) -> (D, Memory) {
-    let mut cfg = common::config(name, false);
-    if tickle {
-        cfg = with_tickle(cfg);
-    }
+/// A daemon of `cfg` on in-memory backends, promoted by its authority.
+async fn promoted(cfg: agent::config::Config) -> (D, Memory) {
     let cfg = Arc::new(cfg);
     let mem = Memory::healthy_secondary(&cfg);
     let mut d = Daemon::new(Executor::new(cfg, mem.clone(), mem.clone(), mem.clone()));
@@ -40,6 +35,17 @@ async fn primary(name: &str, tickle: bool, peer_ack: Option<usize>) -> (D, Memor
         "{}",
         h.transitions[0].result
     );
+    (d, mem)
+}
+
+/// A primary node of config `name` whose targets have two sessions each; `peer_ack`: what the
+/// peer answers a handover (`None`: silent).
+async fn primary(name: &str, tickle: bool, peer_ack: Option<usize>) -> (D, Memory) {
+    let mut cfg = common::config(name, false);
+    if tickle {
+        cfg = with_tickle(cfg);
+    }
+    let (d, mem) = promoted(cfg).await;
     let mut w = mem.world();
     for t in w.targets.values_mut() {
         t.sessions = 2;
@@ -164,16 +170,7 @@ async fn handover_ms_0_is_the_reason_given() {
     if let Some(t) = &mut cfg.tickle {
         t.handover_ms = 0;
     }
-    let cfg = Arc::new(cfg);
-    let mem = Memory::healthy_secondary(&cfg);
-    let mut d = Daemon::new(Executor::new(cfg, mem.clone(), mem.clone(), mem.clone()));
-    d.observe().await;
-    let h = d.handle(Event::Authority(Authority::Primary)).await;
-    assert!(
-        h.transitions[0].result.is_ok(),
-        "{}",
-        h.transitions[0].result
-    );
+    let (mut d, mem) = promoted(cfg).await;
     mem.world().handover = Some(1);
     let rec = demote_stopped_after_offline(&mut d, &mem).await;
     assert_eq!(

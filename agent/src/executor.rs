@@ -155,9 +155,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         handover: bool,
     ) -> (Result<(), BackendError>, Option<String>) {
         let handed = match s.stage {
-            Stage::TargetOffline if handover => {
-                Some(self.hand_over(&s.object).await)
-            }
+            Stage::TargetOffline if handover => Some(self.hand_over(&s.object).await),
             _ => None,
         };
         let keep = matches!(handed, Some(Ok(_)));

@@ -73,6 +73,29 @@ fn lab() -> Lab {
     Lab { a, b, c }
 }
 
+/// B claims the configured address (which tickles) and returns the tickle its status reports.
+async fn claim_and_report(
+    address: &NetlinkAddress,
+    link: &PeerLink,
+    cfg: &Config,
+) -> Option<TickleReport> {
+    address.claim(&cfg.addresses[0]).await.expect("claim");
+    let report = link
+        .status(&[agent::status::AddressStatus {
+            address: cfg.addresses[0].address.to_string(),
+            interface: "v0".into(),
+            held: true,
+            waiting_for_link: false,
+            resources: vec![],
+        }])
+        .addresses
+        .first()
+        .and_then(|a| a.last_tickle.clone());
+    // Let vip's announcer finish before the runtime ends.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    report
+}
+
 /// A serves a "portal" on the floating address and C's client connects through it: A's
 /// listener, C's client socket and A's accepted socket.
 fn connected(lab: &Lab) -> (TcpListener, TcpStream, TcpStream) {
@@ -200,21 +223,7 @@ fn a_claim_resets_the_connections_the_peer_reported() {
         let _ = learnt_tx.send(learnt(&link, 1).await);
         // A is gone: claim, which tickles.
         claim_rx.await.expect("told to claim");
-        address.claim(&cfg.addresses[0]).await.expect("claim");
-        let report: Option<TickleReport> = link
-            .status(&[agent::status::AddressStatus {
-                address: cfg.addresses[0].address.to_string(),
-                interface: "v0".into(),
-                held: true,
-                waiting_for_link: false,
-                resources: vec![],
-            }])
-            .addresses
-            .first()
-            .and_then(|a| a.last_tickle.clone());
-        // Let vip's announcer finish before the runtime ends.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        report
+        claim_and_report(&address, &link, &cfg).await
     });
 
     // A's sender: while it holds the address it reads and sends the connections.
@@ -294,20 +303,7 @@ fn a_handed_over_connection_is_closed_silently_and_reset_by_the_claim() {
         let address = address.with_tickle(link.clone());
         let _ = b_ready_tx.send(());
         claim_rx.await.expect("told to claim");
-        address.claim(&cfg.addresses[0]).await.expect("claim");
-        let last = link
-            .status(&[agent::status::AddressStatus {
-                address: cfg.addresses[0].address.to_string(),
-                interface: "v0".into(),
-                held: true,
-                waiting_for_link: false,
-                resources: vec![],
-            }])
-            .addresses
-            .first()
-            .and_then(|a| a.last_tickle.clone());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        last
+        claim_and_report(&address, &link, &cfg).await
     });
 
     let (handed_tx, handed_rx) = std::sync::mpsc::channel();

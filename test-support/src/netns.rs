@@ -102,8 +102,20 @@ pub fn enter(ns: &str) -> Result<(), String> {
 }
 
 /// Runs `f` on a fresh thread inside the named namespace `ns`, on its own current-thread tokio
-/// runtime (sockets keep the namespace they were made in).
+/// runtime (sockets keep the namespace they were made in), and waits for it.
 pub fn in_ns<F, Fut, T>(ns: &str, f: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
+    spawn_in_ns(ns, f)
+        .join()
+        .expect("namespace thread panicked")
+}
+
+/// [`in_ns`] without waiting: the thread's handle, for namespaces that must run side by side.
+pub fn spawn_in_ns<F, Fut, T>(ns: &str, f: F) -> std::thread::JoinHandle<T>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = T>,
@@ -111,15 +123,13 @@ where
 {
     let ns = ns.to_string();
     std::thread::spawn(move || {
-        enter(&ns).expect("enter netns");
+        enter(&ns).unwrap_or_else(|e| panic!("{e}"));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio runtime");
         rt.block_on(f())
     })
-    .join()
-    .expect("namespace thread panicked")
 }
 
 /// Runs `body` on a fresh thread in a new anonymous namespace (`unshare(CLONE_NEWNET)`) that

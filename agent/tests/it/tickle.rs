@@ -19,7 +19,7 @@ use agent::backend::vip::NetlinkAddress;
 use agent::backend::Address;
 use agent::config::Config;
 use agent::peer_link::{Learnt, PeerLink, TickleReport};
-use test_support::netns::{enter, Netns};
+use test_support::netns::{in_ns, spawn_in_ns, Netns};
 use vip::tickle::Connection;
 
 const VIP: &str = "10.99.0.10";
@@ -99,45 +99,24 @@ async fn claim_and_report(
 /// A serves a "portal" on the floating address and C's client connects through it: A's
 /// listener, C's client socket and A's accepted socket.
 fn connected(lab: &Lab) -> (TcpListener, TcpStream, TcpStream) {
-    let listener = {
-        let ns = lab.a.name().to_string();
-        std::thread::spawn(move || {
-            enter(&ns).unwrap_or_else(|e| panic!("{e}"));
-            TcpListener::bind((VIP, PORTAL)).expect("listen on the floating address")
-        })
-        .join()
-        .expect("A's listener")
-    };
-    let client = {
-        let ns = lab.c.name().to_string();
-        std::thread::spawn(move || {
-            enter(&ns).unwrap_or_else(|e| panic!("{e}"));
-            TcpStream::connect((VIP, PORTAL)).expect("client connects")
-        })
-        .join()
-        .expect("C's client")
-    };
+    let listener = in_ns(lab.a.name(), || async {
+        TcpListener::bind((VIP, PORTAL)).expect("listen on the floating address")
+    });
+    let client = in_ns(lab.c.name(), || async {
+        TcpStream::connect((VIP, PORTAL)).expect("client connects")
+    });
     let (served, _) = listener.accept().expect("A accepts");
     (listener, client, served)
 }
 
-/// Runs `f` on a thread inside `ns` on its own current-thread tokio runtime (sockets keep the
-/// namespace they were made in).
+/// [`spawn_in_ns`] for one of the lab's namespaces.
 fn spawn_in<F, Fut, T>(ns: &Netns, f: F) -> std::thread::JoinHandle<T>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T>,
     T: Send + 'static,
 {
-    let ns = ns.name().to_string();
-    std::thread::spawn(move || {
-        enter(&ns).unwrap_or_else(|e| panic!("{e}"));
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
-            .block_on(f())
-    })
+    spawn_in_ns(ns.name(), f)
 }
 
 /// Waits until `link` learnt a list with `want` connections (or [`PATIENCE`] passed).

@@ -195,6 +195,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
     pub fn status(&self) -> Option<Status> {
         let mut st = Status::new(
             self.exec.config(),
+            self.exec.fingerprint(),
             self.state.as_ref()?,
             self.records.iter(),
         );

@@ -34,6 +34,9 @@ pub use crate::record::{StageTiming, TransitionRecord, TransitionResult};
 #[derive(Debug)]
 pub struct Executor<D, T, A> {
     config: Arc<Config>,
+    /// `config`'s [`Config::fingerprint`], hashed once per config (status carries it after
+    /// every event).
+    fingerprint: String,
     drbd: D,
     target: T,
     address: A,
@@ -58,6 +61,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     /// An executor for this config and these backends.
     pub fn new(config: Arc<Config>, drbd: D, target: T, address: A) -> Self {
         Self {
+            fingerprint: config.fingerprint(),
             config,
             drbd,
             target,
@@ -74,7 +78,13 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     /// Runs with `config` from now on (a live reload, [`crate::config::reload`]: the daemon
     /// has demoted what the new config removes before swapping it in).
     pub fn set_config(&mut self, config: Arc<Config>) {
+        self.fingerprint = config.fingerprint();
         self.config = config;
+    }
+
+    /// [`Config::fingerprint`] of the config it runs with.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Refuses a config the DRBD backend cannot serve safely ([`crate::backend::Drbd::check_config`]).

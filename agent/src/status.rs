@@ -236,9 +236,11 @@ pub struct PeerWait {
 }
 
 impl Status {
-    /// Build the status from the config, the machine's state and the kept records.
+    /// Build the status from the config (and its [`Config::fingerprint`]), the machine's state
+    /// and the kept records.
     pub fn new<'a>(
         config: &Config,
+        fingerprint: &str,
         state: &State,
         transitions: impl IntoIterator<Item = &'a TransitionRecord>,
     ) -> Status {
@@ -324,7 +326,7 @@ impl Status {
             detection_warnings: detection_warnings(config, state),
             pending_authority: None,
             observing: false,
-            config_fingerprint: config.fingerprint(),
+            config_fingerprint: fingerprint.to_string(),
             reload_refused: None,
             tickle: crate::peer_link::TickleStatus::without_link(config.tickle.is_some()),
         }
@@ -529,7 +531,7 @@ mod tests {
     #[test]
     fn shows_the_drbd_version_per_resource_and_in_json() {
         let config = Config::parse(CONFIG, Path::new("x")).expect("parses");
-        let mut st = Status::new(&config, &State::new(&config), []);
+        let mut st = Status::new(&config, &config.fingerprint(), &State::new(&config), []);
         assert!(
             st.render().contains("resource r0 (minor 1): "),
             "{}",

@@ -4,16 +4,10 @@
 
 use std::fmt::Write;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 
 use super::{Config, RoleSource};
-
-/// The last hashed input and its fingerprint: the daemon's status, built after every event,
-/// carries the fingerprint of a config that rarely changes, and SHA-256 (software on CPUs and
-/// emulators without SHA extensions) was most of the status's instructions.
-static LAST: Mutex<Option<(Vec<u8>, String)>> = Mutex::new(None);
 
 impl Config {
     /// SHA-256 (first 16 hex digits) of the effective config without what differs between the
@@ -74,19 +68,11 @@ impl Config {
         }
         // serde_json writes fields in declaration order: the same config, the same bytes.
         let bytes = serde_json::to_vec(&c).unwrap_or_default();
-        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((input, fingerprint)) = last.as_ref() {
-            if *input == bytes {
-                return fingerprint.clone();
-            }
-        }
         let digest = Sha256::digest(&bytes);
-        let fingerprint = digest.iter().take(8).fold(String::new(), |mut o, b| {
+        digest.iter().take(8).fold(String::new(), |mut o, b| {
             let _ = write!(o, "{b:02x}");
             o
-        });
-        *last = Some((bytes, fingerprint.clone()));
-        fingerprint
+        })
     }
 
     /// The config as the agent uses it, every default filled in, as TOML.

@@ -474,6 +474,11 @@ impl PeerLink {
         })
     }
 
+    /// One datagram to the peer from the bound socket.
+    async fn to_peer(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.socket()?.send_to(bytes, self.config.peer).await
+    }
+
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -601,11 +606,7 @@ impl PeerLink {
             want_ack: false,
             ack: Some(seq),
         };
-        let sent = match self.socket() {
-            Ok(socket) => socket.send_to(&encode_message(&m).0, to).await,
-            Err(e) => Err(e),
-        };
-        match sent {
+        match self.to_peer(&encode_message(&m).0).await {
             Ok(_) => debug!(%to, seq, "tickle peer link: list acknowledged"),
             Err(e) => {
                 if self.shared().may_warn(Warn::Send) {
@@ -653,11 +654,7 @@ impl PeerLink {
         let mut acked = self.acked.subscribe();
         let peer = self.config.peer;
         self.shared().awaiting = Some(seq);
-        let sent = match self.socket() {
-            Ok(socket) => socket.send_to(&bytes, peer).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = sent {
+        if let Err(e) = self.to_peer(&bytes).await {
             self.shared().awaiting = None;
             return Err(format!("sending the list to {peer}: {e}"));
         }
@@ -720,7 +717,7 @@ impl PeerLink {
                 "tickle peer link: list cut to fit one datagram; the rest are not tickled"
             );
         }
-        self.socket()?.send_to(&bytes, self.config.peer).await?;
+        self.to_peer(&bytes).await?;
         self.shared().sent = Some((conns.to_vec(), Instant::now()));
         Ok(())
     }

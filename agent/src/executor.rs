@@ -192,7 +192,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             .config
             .addresses
             .iter()
-            .filter(|a| a.resources.iter().any(|r| r == resource))
+            .filter(|a| a.serves(resource))
             .map(|a| a.address.addr())
             .collect();
         let r = if ips.is_empty() {
@@ -347,7 +347,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     async fn probes_clear(&self, r: &crate::config::Resource) -> Result<(), BackendError> {
         let t = &self.config.timeouts;
         for a in &self.config.addresses {
-            if !a.probe.enabled || !a.resources.contains(&r.name) {
+            if !a.probe.enabled || !a.serves(&r.name) {
                 continue;
             }
             if within(t.address_ms, self.address.probe_conflict(a)).await? {

@@ -26,6 +26,13 @@ pub struct Address {
     pub probe: Probe,
 }
 
+impl Address {
+    /// Whether `resource` is served behind it.
+    pub fn serves(&self, resource: &str) -> bool {
+        self.resources.iter().any(|r| r == resource)
+    }
+}
+
 /// Announce policy after adding an address (gratuitous ARP / unsolicited NA).
 ///
 /// The defaults are vip's own ([`vip::AnnouncePolicy::default`]: 5 announcements 200 ms

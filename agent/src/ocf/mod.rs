@@ -287,7 +287,7 @@ fn narrow(cfg: &mut Config, name: &str) -> Result<(), String> {
     if let Some(a) = cfg
         .addresses
         .iter()
-        .find(|a| a.resources.iter().any(|r| r == name) && a.resources.len() > 1)
+        .find(|a| a.serves(name) && a.resources.len() > 1)
     {
         return Err(format!(
             "address {} also serves {}; give the instance every resource behind it (leave \
@@ -297,8 +297,7 @@ fn narrow(cfg: &mut Config, name: &str) -> Result<(), String> {
         ));
     }
     cfg.resources.retain(|r| r.name == name);
-    cfg.addresses
-        .retain(|a| a.resources.iter().any(|r| r == name));
+    cfg.addresses.retain(|a| a.serves(name));
     Ok(())
 }
 

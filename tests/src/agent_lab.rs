@@ -37,6 +37,26 @@ pub const VENDOR: &str = "ISCSIHA";
 /// SCSI product the agent sets on the LUN.
 pub const PRODUCT: &str = "LAB-DRBD";
 
+/// The packaged systemd unit: the lab starts the agent with its scheduling (a guest has no
+/// systemd), and runs the classic tools' scripts with the same, for a fair comparison.
+const UNIT: &str = include_str!("../../packaging/iscsi-ha.service");
+
+/// The unit's `Nice=` (0 when it sets none).
+pub fn unit_nice() -> i32 {
+    UNIT.lines()
+        .find_map(|l| l.trim().strip_prefix("Nice=")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Shell words that run the command after them at [`unit_nice`] (busybox in the guest has
+/// `renice`, no `nice`): `sh -c` renices itself, then execs the command in the same pid.
+pub fn unit_priority() -> String {
+    format!(
+        "sh -c 'renice -n {} -p $$ >/dev/null && exec \"$@\"' iscsi-ha",
+        unit_nice()
+    )
+}
+
 /// Where a node's agent takes its role from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -243,7 +263,8 @@ pub fn start_agent(node: &Node) -> Result<()> {
     }
     node.run_ok(&format!(
         "mkdir -p /run/iscsi-ha; echo \"=== agent start $(date +%T) ===\" >>{AGENT_LOG}; \
-         RUST_LOG=info {bin} -c {CONFIG} daemon >>{AGENT_LOG} 2>&1 </dev/null & echo $! >{AGENT_PID}",
+         RUST_LOG=info {nice} {bin} -c {CONFIG} daemon >>{AGENT_LOG} 2>&1 </dev/null & echo $! >{AGENT_PID}",
+        nice = unit_priority(),
         bin = agent_bin()
     ))?;
     let t = Instant::now();
@@ -592,6 +613,12 @@ pub fn client_inq(lab: &Lab) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_lab_starts_the_agent_as_the_unit_does() {
+        assert_eq!(super::unit_nice(), -10);
+        assert!(super::unit_priority().contains("renice -n -10 -p $$"));
+    }
+
     use super::*;
 
     fn sample() -> Value {

@@ -757,7 +757,8 @@ impl<'a> Bench<'a> {
         );
         p.run_ok(&format!(
             "mkdir -p /run/iscsi-ha; echo \"=== agent start $(date +%T) ===\" >>{log}; \
-             RUST_LOG=info {bin} -c {cfg} daemon >>{log} 2>&1 </dev/null & echo $! >{pid}; {wait}",
+             RUST_LOG=info {nice} {bin} -c {cfg} daemon >>{log} 2>&1 </dev/null & echo $! >{pid}; {wait}",
+            nice = al::unit_priority(),
             bin = al::agent_bin(),
             cfg = al::CONFIG,
             pid = al::AGENT_PID,
@@ -965,7 +966,9 @@ impl Timed {
 /// `/proc/uptime` (the shell's `read`, no fork, 10 ms grain), anchored once to the wall clock
 /// (`adjtimex` between two uptime reads) before the first step. Err if a step fails.
 fn timed_script(node: &Node, steps: &[(&str, String)]) -> Result<Timed> {
-    let mut sc = String::from(
+    // The classic tools run at the agent's priority (see `al::unit_priority`).
+    let mut sc = format!("renice -n {} -p $$ >/dev/null; ", al::unit_nice());
+    sc.push_str(
         "read u0 _ </proc/uptime; w=$(adjtimex | awk '/tv_sec/{s=$2} /tv_usec/{u=$2} END{printf \"%d%06d\", s, u}'); \
          read u1 _ </proc/uptime; echo \"W $w $u0 $u1\"; read t _ </proc/uptime; echo \"T start $t\"\n",
     );

@@ -148,6 +148,8 @@ impl Container {
         let log = std::fs::File::create(work.join("console.log")).expect("log");
         let nspawn = Command::new(which("unshare").expect("unshare"))
             .args(["-m", "sh", "-c", &script])
+            // The notify tests of this binary set it process-wide; nspawn would report there.
+            .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -289,6 +291,15 @@ fn unit_under_systemd_ready_watchdog_and_sandboxed_sockets() {
         "systemctl start iscsi-ha (check-config, start, first observation) -> READY: {took:?}"
     );
     assert_eq!(c.prop("iscsi-ha.service", "SubState"), "running");
+    // The unit's scheduling reached the agent (packaging/README.md, "Scheduling").
+    let pid = c.prop("iscsi-ha.service", "MainPID");
+    let stat = c.ok(&["cat", &format!("/proc/{pid}/stat")]);
+    let nice = stat
+        .rsplit(')')
+        .next()
+        .and_then(|f| f.split_whitespace().nth(16));
+    assert_eq!(nice, Some("-10"), "{stat}");
+    assert_eq!(c.prop("iscsi-ha.service", "CPUWeight"), "1000");
     let status = c.prop("iscsi-ha.service", "StatusText");
     assert!(
         status.starts_with("Secondary (authority "),

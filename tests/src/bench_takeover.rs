@@ -155,6 +155,8 @@ pub struct Sample {
 pub struct Restart {
     /// Node.
     pub node: String,
+    /// The ledger client was writing through the node (else no client yet: the guest idle).
+    pub client_writing: bool,
     /// Start command sent -> the agent logged its control socket ready (host, includes the
     /// control channel and the 100 ms poll of the log), ms.
     pub start_to_status_ms: f64,
@@ -163,6 +165,9 @@ pub struct Restart {
     pub start_to_serving_ms: f64,
     /// Longest gap of the client's writes during the restart, ms (None: below the threshold).
     pub client_pause_ms: Option<f64>,
+    /// The agent's own log, in the guest: exec -> control socket bound (`status` is answered
+    /// from there on, during the first observation too), ms.
+    pub agent_exec_to_status_ms: Option<f64>,
     /// The agent's own log, in the guest: exec -> first observation in (`ready`), ms.
     pub agent_exec_to_ready_ms: Option<f64>,
     /// The agent's own log, in the guest: exec -> converged (serving again), ms. Without the
@@ -481,6 +486,10 @@ impl<'a> Bench<'a> {
         self.settle_ms = o.settle_ms;
         al::pool_conf_pair_up_with(lab, &self.r, MARKER, |n| self.tweak(n))?;
         say(self.t0, "agents up, a serves via the floating address");
+        // Restarts with the guest idle first (no client yet), the same count under writes later.
+        for _ in 0..o.restarts {
+            self.restart_once()?;
+        }
         self.ledger = Some(LedgerProc::start(
             lab,
             &LedgerOpts {
@@ -497,29 +506,7 @@ impl<'a> Bench<'a> {
         }
         self.checkpoint("agent-switchover")?;
         for _ in 0..o.restarts {
-            let r = self.agent_restart()?;
-            say(
-                self.t0,
-                &format!(
-                    "agent restart on {}: status after {:.0} ms, serving after {:.0} ms \
-                     (agent's log: exec -> ready {}, -> serving {} ms)",
-                    r.node,
-                    r.start_to_status_ms,
-                    r.start_to_serving_ms,
-                    f(r.agent_exec_to_ready_ms),
-                    f(r.agent_exec_to_serving_ms)
-                ),
-            );
-            let steps: Vec<String> = r
-                .agent_steps
-                .iter()
-                .map(|(n, ms)| format!("{n} {ms:.0}"))
-                .collect();
-            say(
-                self.t0,
-                &format!("  start-up steps, ms after exec: {}", steps.join(", ")),
-            );
-            self.restarts.push(r);
+            self.restart_once()?;
         }
         self.idle = self.idle_agents(o.idle)?;
         for i in &self.idle {
@@ -743,6 +730,35 @@ impl<'a> Bench<'a> {
         Ok(sample)
     }
 
+    /// One agent restart on the primary, said and kept.
+    fn restart_once(&mut self) -> Result<()> {
+        let r = self.agent_restart()?;
+        say(
+            self.t0,
+            &format!(
+                "agent restart on {} (client {}): status after {:.0} ms, serving after {:.0} ms \
+                 (agent's log: exec -> ready {}, -> serving {} ms)",
+                r.node,
+                if r.client_writing { "writing" } else { "idle" },
+                r.start_to_status_ms,
+                r.start_to_serving_ms,
+                f(r.agent_exec_to_ready_ms),
+                f(r.agent_exec_to_serving_ms)
+            ),
+        );
+        let steps: Vec<String> = r
+            .agent_steps
+            .iter()
+            .map(|(n, ms)| format!("{n} {ms:.0}"))
+            .collect();
+        say(
+            self.t0,
+            &format!("  start-up steps, ms after exec: {}", steps.join(", ")),
+        );
+        self.restarts.push(r);
+        Ok(())
+    }
+
     fn agent_restart(&mut self) -> Result<Restart> {
         let (p, _) = self.nodes()?;
         al::stop_agent(p, "KILL")?;
@@ -769,20 +785,26 @@ impl<'a> Bench<'a> {
         wait_log_count(p, "converged since start", &conv0, wait)?;
         let serving = t.elapsed();
         al::wait_status(p, "restarted agent serving", T, al::is_serving)?;
-        self.writes_flow()?;
-        let w1 = unix_ms();
-        let rep = self
-            .ledger()?
-            .verify(&format!("restart-{}", w0 as u64), T)?;
-        let pause = rep
-            .pauses
-            .iter()
-            .filter(|x| x.from_unix_ms + x.ms >= w0 && x.from_unix_ms <= w1)
-            .map(|x| x.ms)
-            .reduce(f64::max);
+        let client_writing = self.ledger.is_some();
+        let mut pause = None;
+        if client_writing {
+            self.writes_flow()?;
+            let w1 = unix_ms();
+            let rep = self
+                .ledger()?
+                .verify(&format!("restart-{}", w0 as u64), T)?;
+            pause = rep
+                .pauses
+                .iter()
+                .filter(|x| x.from_unix_ms + x.ms >= w0 && x.from_unix_ms <= w1)
+                .map(|x| x.ms)
+                .reduce(f64::max);
+        }
         let log = al::agent_log(p, 40);
         Ok(Restart {
             node: p.name().into(),
+            client_writing,
+            agent_exec_to_status_ms: since_exec_of(&log, "control socket ready"),
             start_to_status_ms: status.as_secs_f64() * 1000.0,
             start_to_serving_ms: serving.as_secs_f64() * 1000.0,
             client_pause_ms: pause,
@@ -1507,27 +1529,45 @@ fn goals(rows: &[Row], b: &Bench, scaling_ratio: Option<f64>) -> Vec<Goal> {
             .filter(|_| b.scaling.last().is_some_and(|s| s.resources >= 32))
             .map(|r| r < 3.0),
     });
-    let rs: Vec<f64> = b.restarts.iter().map(|r| r.start_to_serving_ms).collect();
-    let st = Stat::of(&rs);
-    let own: Vec<f64> = b
-        .restarts
-        .iter()
-        .filter_map(|r| r.agent_exec_to_serving_ms)
-        .collect();
-    let own_st = Stat::of(&own);
-    g.push(Goal {
-        goal: "restart -> serving again < 1 s".into(),
-        figure: format!(
-            "agent's log, exec -> serving median {:.0} ms, p95 {:.0} ms (n = {}); host, start -> \
-             serving logged median {:.0} ms, p95 {:.0} ms (incl. the control channel)",
-            own_st.median_ms,
-            own_st.p95_ms,
-            own.len(),
-            st.median_ms,
-            st.p95_ms
-        ),
-        met: (!own.is_empty()).then_some(own_st.median_ms < 1000.0),
-    });
+    // Judged on the restarts under the client's writes (the harder case); both are shown.
+    let restart_goal = |goal: &str, limit: f64, of: fn(&Restart) -> Option<f64>| {
+        let pick = |writing: bool| -> Vec<f64> {
+            b.restarts
+                .iter()
+                .filter(|r| r.client_writing == writing)
+                .filter_map(of)
+                .collect()
+        };
+        let (busy, idle) = (pick(true), pick(false));
+        let say = |v: &[f64]| {
+            let st = Stat::of(v);
+            format!(
+                "median {:.0} ms, p95 {:.0} ms (n = {})",
+                st.median_ms,
+                st.p95_ms,
+                v.len()
+            )
+        };
+        Goal {
+            goal: goal.into(),
+            figure: format!(
+                "agent's log, from exec: client writing {}; guest idle {}",
+                say(&busy),
+                say(&idle)
+            ),
+            met: (!busy.is_empty()).then(|| Stat::of(&busy).median_ms < limit),
+        }
+    };
+    g.push(restart_goal(
+        "restart -> serving again < 1 s",
+        1000.0,
+        |r| r.agent_exec_to_serving_ms,
+    ));
+    g.push(restart_goal(
+        "restart -> `status` answered within 100 ms",
+        100.0,
+        |r| r.agent_exec_to_status_ms,
+    ));
     let rss = b.idle.iter().map(|i| i.rss_kib).max();
     let wk = b
         .idle
@@ -1644,13 +1684,15 @@ fn markdown(rep: &BenchReport) -> String {
             Stat::of(&s.guest_busy_ms).median_ms
         ));
     }
-    md.push_str("\n## Agent restart and idle\n\n| node | start -> status ms | start -> serving ms | agent's log: exec -> ready ms | exec -> serving ms | client pause ms |\n|---|---|---|---|---|---|\n");
+    md.push_str("\n## Agent restart and idle\n\n| node | client | start -> status ms | start -> serving ms | agent's log: exec -> status ms | exec -> ready ms | exec -> serving ms | client pause ms |\n|---|---|---|---|---|---|---|---|\n");
     for r in &rep.restarts {
         md.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {} | {} | {} |\n",
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} |\n",
             r.node,
+            if r.client_writing { "writing" } else { "idle" },
             r.start_to_status_ms,
             r.start_to_serving_ms,
+            f(r.agent_exec_to_status_ms),
             f(r.agent_exec_to_ready_ms),
             f(r.agent_exec_to_serving_ms),
             f(r.client_pause_ms)

@@ -71,8 +71,16 @@ fn bench_takeover_small_run_reports_every_figure() {
             "agent/classic ratios: {:?}",
             rep.ratios
         );
+        // One with the guest idle, one under the client's writes; each timed by the agent.
         ensure!(
-            rep.restarts.len() == 1 && rep.idle.len() == 2,
+            rep.restarts.len() == 2
+                && rep.restarts.iter().filter(|r| r.client_writing).count() == 1
+                && rep
+                    .restarts
+                    .iter()
+                    .all(|r| r.agent_exec_to_status_ms.is_some()
+                        && r.agent_exec_to_serving_ms.is_some())
+                && rep.idle.len() == 2,
             "restarts {:?}, idle {:?}",
             rep.restarts,
             rep.idle

@@ -613,13 +613,13 @@ pub fn client_inq(lab: &Lab) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_lab_starts_the_agent_as_the_unit_does() {
-        assert_eq!(super::unit_nice(), -10);
-        assert!(super::unit_priority().contains("renice -n -10 -p $$"));
+        assert_eq!(unit_nice(), -10);
+        assert!(unit_priority().contains("renice -n -10 -p $$"));
     }
-
-    use super::*;
 
     fn sample() -> Value {
         serde_json::json!({

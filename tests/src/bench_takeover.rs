@@ -1500,6 +1500,13 @@ fn goals(rows: &[Row], b: &Bench, scaling_ratio: Option<f64>) -> Vec<Goal> {
         "start -> first ack",
         Some(2000.0),
     );
+    // "No later than": the agent's DRBD Primary, counted from the SIGKILL like the classic's.
+    vs(
+        "power loss: the survivor is DRBD Primary no later than with the classic tools",
+        Case::PowerLoss,
+        "event: new: drbd-primary done",
+        None,
+    );
     let own = m(Case::Switchover, Tool::Agent, "signal -> serving")
         .zip(m(Case::Switchover, Tool::Agent, "signal -> promote start"))
         .map(|(a, s)| a.median_ms - s.median_ms - 200.0);

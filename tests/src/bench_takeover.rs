@@ -362,6 +362,41 @@ pub struct BenchReport {
     pub seconds: f64,
 }
 
+/// The command line that runs `o` again: with the binaries copied to `LAB_TARGET_DIR` (the
+/// release agent, README "Performance") when it is set, else through cargo (debug agent).
+fn reproduce(o: &BenchOpts) -> String {
+    let scaling = if o.scaling.is_empty() {
+        "none".to_string()
+    } else {
+        o.scaling
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let settle = o
+        .settle_ms
+        .map(|ms| format!(" --settle-ms {ms}"))
+        .unwrap_or_default();
+    let args = format!(
+        "bench-takeover --runs {} --power-runs {} --restarts {} --scaling {scaling} --scaling-runs {} \
+         --idle-s {} --client-timeout {}{settle} --report {}",
+        o.switchovers,
+        o.power_losses,
+        o.restarts,
+        o.scaling_runs,
+        o.idle.as_secs(),
+        o.client_timeout_s,
+        o.report
+    );
+    match std::env::var("LAB_TARGET_DIR") {
+        Ok(d) if !d.is_empty() => format!("LAB_TARGET_DIR={d} {d}/lab {args}"),
+        _ => format!(
+            "cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- {args}"
+        ),
+    }
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -1438,18 +1473,7 @@ fn report(
     };
     let goals = goals(&summary, &b, scaling_ratio);
     BenchReport {
-        reproduce: format!(
-            "cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- bench-takeover --runs {} --power-runs {} --restarts {} --scaling {} --scaling-runs {} --client-timeout {}{}",
-            o.switchovers,
-            o.power_losses,
-            o.restarts,
-            o.scaling.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(","),
-            o.scaling_runs,
-            o.client_timeout_s,
-            o.settle_ms
-                .map(|ms| format!(" --settle-ms {ms} --report {}", o.report))
-                .unwrap_or_default()
-        ),
+        reproduce: reproduce(o),
         loadavg: [load0, loadavg()],
         samples: b.samples,
         summary,
@@ -1820,6 +1844,24 @@ mod tests {
         assert_eq!(c.uptime_ms, 123_450.0);
         assert!(CpuSample::parse("812 (iscsi-ha) S\n").is_none());
         assert!(CpuSample::parse("").is_none());
+    }
+
+    #[test]
+    fn reproduce_names_every_option() {
+        let o = BenchOpts {
+            scaling: Vec::new(),
+            settle_ms: Some(0),
+            ..BenchOpts::default()
+        };
+        let cmd = reproduce(&o);
+        assert!(
+            cmd.contains(
+                "bench-takeover --runs 30 --power-runs 30 --restarts 5 --scaling none \
+                 --scaling-runs 5 --idle-s 10 --client-timeout 3 --settle-ms 0 \
+                 --report bench-takeover"
+            ),
+            "{cmd}"
+        );
     }
 
     #[test]

@@ -301,14 +301,7 @@ async fn failed_demote_keeps_the_group_behind_its_address() {
     slow(&mem, "target-offline r0");
     mem.world().fail_stage = Some((Stage::TargetOffline, "r0".into()));
     let h = d.handle(Event::Authority(Authority::Secondary)).await;
-    let rec = &h.transitions[0];
-    assert!(
-        rec.result
-            .to_string()
-            .starts_with("failed: target-offline r0"),
-        "{}",
-        rec.result
-    );
+    common::first_transition(&h, "failed: target-offline r0");
     let w = mem.world();
     assert_eq!(w.addresses.get(A10), Some(&true), "{:?}", w.log);
     for r in ["r0", "r1"] {

@@ -187,14 +187,7 @@ async fn demote_failure_is_reported_not_reversed() {
     d.handle(Event::Authority(Authority::Primary)).await;
     mem.world().fail_stage = Some((Stage::TargetRemove, "r0".into()));
     let h = d.handle(Event::Authority(Authority::Secondary)).await;
-    let rec = &h.transitions[0];
-    assert!(
-        rec.result
-            .to_string()
-            .starts_with("failed: target-remove r0"),
-        "{}",
-        rec.result
-    );
+    common::first_transition(&h, "failed: target-remove r0");
     {
         let w = mem.world();
         assert_eq!(
@@ -461,15 +454,7 @@ async fn managed_resource_is_brought_up() {
 /// claim.
 async fn promote_rolled_back_at_claim(d: &mut D) -> TransitionRecord {
     let h = d.handle(Event::Authority(Authority::Primary)).await;
-    let rec = h.transitions[0].clone();
-    assert!(
-        rec.result
-            .to_string()
-            .starts_with("rolled back: address-claim"),
-        "{}",
-        rec.result
-    );
-    rec
+    common::first_transition(&h, "rolled back: address-claim")
 }
 
 #[tokio::test]

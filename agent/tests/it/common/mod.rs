@@ -376,3 +376,14 @@ probe = {{ enabled = true, timeout_ms = 100 }}
     );
     Config::parse(&text, Path::new("<address test>")).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// The first transition of `h`, whose result must begin with `result` (e.g. `"failed:
+/// target-remove r0"`); panics with the result it had otherwise.
+pub fn first_transition(
+    h: &agent::daemon::Handled,
+    result: &str,
+) -> agent::record::TransitionRecord {
+    let rec = h.transitions.first().expect("a transition ran").clone();
+    assert!(rec.result.to_string().starts_with(result), "{}", rec.result);
+    rec
+}

@@ -119,6 +119,33 @@ where
     spawn_in_ns(ns.name(), f)
 }
 
+/// `node`'s end of the peer link of `cfg`, bound (a failed bind panics with its address).
+async fn bound(cfg: &Config, node: &str) -> Arc<PeerLink> {
+    let t = cfg.tickle.as_ref().expect("tickle");
+    let link = PeerLink::bind(t, node).await;
+    Arc::new(link.unwrap_or_else(|e| panic!("bind {}: {e}", t.listen)))
+}
+
+/// [`bound`], receiving the peer's datagrams in the background.
+async fn receiving(cfg: &Config, node: &str) -> Arc<PeerLink> {
+    let link = bound(cfg, node).await;
+    let rx = link.clone();
+    tokio::spawn(async move { rx.receive().await });
+    link
+}
+
+/// The client's next read ends with a reset (the tickle's), not a FIN, data or its own timeout.
+fn read_is_reset(client: &mut TcpStream) {
+    client
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    let mut buf = [0u8; 16];
+    match client.read(&mut buf) {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => panic!("the client read {n} bytes (0: a FIN got out) instead of a reset"),
+    }
+}
+
 /// Waits until `link` learnt a list with `want` connections (or [`PATIENCE`] passed).
 async fn learnt(link: &PeerLink, want: usize) -> Option<Learnt> {
     let deadline = Instant::now() + PATIENCE;
@@ -147,10 +174,7 @@ fn a_list_sent_by_one_end_arrives_at_the_other() {
         .collect();
     let b = spawn_in(&lab.b, || async {
         let cfg = config("b", B_LINK, A_LINK);
-        let link = PeerLink::bind(cfg.tickle.as_ref().expect("tickle"), "b").await;
-        let link = Arc::new(link.unwrap_or_else(|e| panic!("bind {B_LINK}: {e}")));
-        let rx = link.clone();
-        tokio::spawn(async move { rx.receive().await });
+        let link = receiving(&cfg, "b").await;
         learnt(&link, 3).await
     });
     let sent = conns.clone();
@@ -158,8 +182,7 @@ fn a_list_sent_by_one_end_arrives_at_the_other() {
     let stop = done.clone();
     let a = spawn_in(&lab.a, move || async move {
         let cfg = config("a", A_LINK, B_LINK);
-        let link = PeerLink::bind(cfg.tickle.as_ref().expect("tickle"), "a").await;
-        let link = link.unwrap_or_else(|e| panic!("bind {A_LINK}: {e}"));
+        let link = bound(&cfg, "a").await;
         // B may not listen yet: send until it has the list (UDP is not acknowledged).
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline && !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -193,10 +216,7 @@ fn a_claim_resets_the_connections_the_peer_reported() {
     let (learnt_tx, learnt_rx) = std::sync::mpsc::channel::<Option<Learnt>>();
     let b = spawn_in(&lab.b, move || async move {
         let cfg = config("b", B_LINK, A_LINK);
-        let link = PeerLink::bind(cfg.tickle.as_ref().expect("tickle"), "b").await;
-        let link = Arc::new(link.unwrap_or_else(|e| panic!("bind {B_LINK}: {e}")));
-        let rx = link.clone();
-        tokio::spawn(async move { rx.receive().await });
+        let link = receiving(&cfg, "b").await;
         let address = NetlinkAddress::new(&cfg).expect("address handles");
         let address = address.with_tickle(link.clone());
         let _ = learnt_tx.send(learnt(&link, 1).await);
@@ -209,8 +229,7 @@ fn a_claim_resets_the_connections_the_peer_reported() {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let a = spawn_in(&lab.a, move || async move {
         let cfg = config("a", A_LINK, B_LINK);
-        let link = PeerLink::bind(cfg.tickle.as_ref().expect("tickle"), "a").await;
-        let link = link.unwrap_or_else(|e| panic!("bind {A_LINK}: {e}"));
+        let link = bound(&cfg, "a").await;
         let listed = vip::tickle::connections(vip, PORTAL).expect("sock_diag");
         link.set_held(BTreeSet::from([vip]));
         tokio::select! {
@@ -238,18 +257,7 @@ fn a_claim_resets_the_connections_the_peer_reported() {
     assert_eq!(report.packets, 3, "{report:?}");
     assert!(report.errors.is_empty(), "{report:?}");
 
-    // The client's next read ends with a reset, not its own timeout.
-    client
-        .set_read_timeout(Some(PATIENCE))
-        .expect("read timeout");
-    let mut buf = [0u8; 16];
-    let r = client.read(&mut buf);
-    let err = r.expect_err("the read fails");
-    assert_eq!(
-        err.kind(),
-        std::io::ErrorKind::ConnectionReset,
-        "client read: {err}"
-    );
+    read_is_reset(&mut client);
     drop(served);
 }
 
@@ -274,10 +282,7 @@ fn a_handed_over_connection_is_closed_silently_and_reset_by_the_claim() {
     let b = spawn_in(&lab.b, move || async move {
         b_go_rx.await.expect("told to listen");
         let cfg = config("b", B_LINK, A_LINK);
-        let link = PeerLink::bind(cfg.tickle.as_ref().expect("tickle"), "b").await;
-        let link = Arc::new(link.unwrap_or_else(|e| panic!("bind {B_LINK}: {e}")));
-        let rx = link.clone();
-        tokio::spawn(async move { rx.receive().await });
+        let link = receiving(&cfg, "b").await;
         let address = NetlinkAddress::new(&cfg).expect("address handles");
         let address = address.with_tickle(link.clone());
         let _ = b_ready_tx.send(());
@@ -291,10 +296,7 @@ fn a_handed_over_connection_is_closed_silently_and_reset_by_the_claim() {
         let mut cfg = config("a", A_LINK, B_LINK);
         // Patience for a loaded machine; the silent case waits it out once.
         cfg.tickle.as_mut().expect("tickle").handover_ms = 2000;
-        let link = PeerLink::bind(cfg.tickle.as_ref().expect("tickle"), "a").await;
-        let link = Arc::new(link.unwrap_or_else(|e| panic!("bind {A_LINK}: {e}")));
-        let rx = link.clone();
-        tokio::spawn(async move { rx.receive().await });
+        let link = receiving(&cfg, "a").await;
         link.set_held(BTreeSet::from([vip]));
         let sender = link.clone();
         tokio::spawn(async move { sender.sync().await });
@@ -325,12 +327,5 @@ fn a_handed_over_connection_is_closed_silently_and_reset_by_the_claim() {
     let report = b.join().expect("B's thread").expect("the claim tickled");
     assert_eq!(report.connections, 1, "{report:?}");
     assert!(report.errors.is_empty(), "{report:?}");
-    client
-        .set_read_timeout(Some(PATIENCE))
-        .expect("read timeout");
-    let mut buf = [0u8; 16];
-    match client.read(&mut buf) {
-        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
-        Ok(n) => panic!("the client read {n} bytes (0: A's FIN got out) instead of a reset"),
-    }
+    read_is_reset(&mut client);
 }

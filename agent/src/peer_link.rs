@@ -594,18 +594,23 @@ impl PeerLink {
         None
     }
 
+    /// This node's next message: its name and the next seq of its clock-started counter.
+    fn next_message(&self, conns: Vec<Connection>, want_ack: bool, ack: Option<u64>) -> Message {
+        Message {
+            v: VERSION,
+            node: self.node.clone(),
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            conns,
+            want_ack,
+            ack,
+        }
+    }
+
     /// Acknowledges the stored list `seq` to the peer (one datagram; a lost ack is the sender's
     /// timeout, which then closes the connections itself).
     async fn ack(&self, seq: u64) {
         let to = self.config.peer;
-        let m = Message {
-            v: VERSION,
-            node: self.node.clone(),
-            seq: self.seq.fetch_add(1, Ordering::Relaxed),
-            conns: Vec::new(),
-            want_ack: false,
-            ack: Some(seq),
-        };
+        let m = self.next_message(Vec::new(), false, Some(seq));
         match self.to_peer(&encode_message(&m).0).await {
             Ok(_) => debug!(%to, seq, "tickle peer link: list acknowledged"),
             Err(e) => {
@@ -635,15 +640,8 @@ impl PeerLink {
         let conns = self
             .read(&ips, Vec::new())
             .map_err(|(ip, e)| format!("reading the connections on {ip}: {e}"))?;
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let m = Message {
-            v: VERSION,
-            node: self.node.clone(),
-            seq,
-            conns,
-            want_ack: true,
-            ack: None,
-        };
+        let m = self.next_message(conns, true, None);
+        let seq = m.seq;
         let (bytes, fit) = encode_message(&m);
         if fit < m.conns.len() {
             return Err(format!(
@@ -708,8 +706,7 @@ impl PeerLink {
     /// # Errors
     /// The socket's error.
     pub async fn send(&self, conns: &[Connection]) -> std::io::Result<()> {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let (bytes, fit) = encode(&self.node, seq, conns);
+        let (bytes, fit) = encode_message(&self.next_message(conns.to_vec(), false, None));
         if fit < conns.len() {
             warn!(
                 connections = conns.len(),

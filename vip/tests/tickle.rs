@@ -263,23 +263,6 @@ fn without_cap_net_raw_send_is_refused_and_listing_works() {
     }
 }
 
-/// Runs `tc ARGS...` (harness only: the qdisc that makes the link congested).
-fn tc(args: &[&str]) -> Result<(), String> {
-    let out = std::process::Command::new("tc")
-        .args(args)
-        .output()
-        .map_err(|e| format!("tc {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "tc {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 /// A congested link: A's eth0 behind a `tbf` qdisc of 8 kbit/s with a queue of 1000 bytes (a
 /// 54-byte segment leaves every 54 ms), so a burst of 401 connections × 3 fills it at once.
 /// The sends that meet the full queue (`ENOBUFS`) come back in `retry`, never in `failed`, and
@@ -313,10 +296,14 @@ fn burst_into_a_full_qdisc_is_retryable() {
         ],
     );
     let qdisc = |verb: &str, rate: &str| {
-        tc(&[
-            "-n", &lab.a.ns, "qdisc", verb, "dev", "eth0", "root", "tbf", "rate", rate, "burst",
-            "1600", "limit", "1000",
-        ])
+        // Harness only: the qdisc that makes the link congested.
+        test_support::netns::run(
+            "tc",
+            &[
+                "-n", &lab.a.ns, "qdisc", verb, "dev", "eth0", "root", "tbf", "rate", rate,
+                "burst", "1600", "limit", "1000",
+            ],
+        )
     };
     if let Err(e) = qdisc("add", "8kbit") {
         test_support::prereq::skip(format!("{test}: a tbf qdisc is needed: {e}"));

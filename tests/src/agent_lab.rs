@@ -255,18 +255,24 @@ pub fn start_tgtd(node: &Node) -> Result<()> {
     bringup::tgtd_start(node)
 }
 
+/// Shell that starts `iscsi-ha daemon` in the background as the unit would ([`unit_priority`]):
+/// a `=== agent start` marker and its log appended to [`AGENT_LOG`], its pid in [`AGENT_PID`].
+pub fn launch_agent() -> String {
+    format!(
+        "mkdir -p /run/iscsi-ha; echo \"=== agent start $(date +%T) ===\" >>{AGENT_LOG}; \
+         RUST_LOG=info {nice} {bin} -c {CONFIG} daemon >>{AGENT_LOG} 2>&1 </dev/null & echo $! >{AGENT_PID}",
+        nice = unit_priority(),
+        bin = agent_bin()
+    )
+}
+
 /// Starts `iscsi-ha daemon` in the background (log appended to [`AGENT_LOG`], pid in
 /// [`AGENT_PID`]) and waits until it answers `status`. Err if it is already running.
 pub fn start_agent(node: &Node) -> Result<()> {
     if agent_pid(node)?.is_some() {
         bail!("node {}: the agent is already running", node.name());
     }
-    node.run_ok(&format!(
-        "mkdir -p /run/iscsi-ha; echo \"=== agent start $(date +%T) ===\" >>{AGENT_LOG}; \
-         RUST_LOG=info {nice} {bin} -c {CONFIG} daemon >>{AGENT_LOG} 2>&1 </dev/null & echo $! >{AGENT_PID}",
-        nice = unit_priority(),
-        bin = agent_bin()
-    ))?;
+    node.run_ok(&launch_agent())?;
     let t = Instant::now();
     loop {
         if status(node).is_ok() {

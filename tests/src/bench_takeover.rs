@@ -800,20 +800,15 @@ impl<'a> Bench<'a> {
         let w0 = unix_ms();
         let t = Instant::now();
         // Waited for through the agent's log (see `until_logged`).
-        let log = al::AGENT_LOG;
         let wait = Duration::from_secs(45);
         let (sock0, conv0) = (
             log_count(p, "control socket ready")?,
             log_count(p, "converged since start")?,
         );
         p.run_ok(&format!(
-            "mkdir -p /run/iscsi-ha; echo \"=== agent start $(date +%T) ===\" >>{log}; \
-             RUST_LOG=info {nice} {bin} -c {cfg} daemon >>{log} 2>&1 </dev/null & echo $! >{pid}; {wait}",
-            nice = al::unit_priority(),
-            bin = al::agent_bin(),
-            cfg = al::CONFIG,
-            pid = al::AGENT_PID,
-            wait = until_logged("control socket ready", &sock0, wait)
+            "{}; {}",
+            al::launch_agent(),
+            until_logged("control socket ready", &sock0, wait)
         ))
         .with_context(|| al::agent_log(p, 40))?;
         let status = t.elapsed();

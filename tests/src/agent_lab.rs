@@ -48,15 +48,6 @@ pub fn unit_nice() -> i32 {
         .unwrap_or(0)
 }
 
-/// Shell words that run the command after them at [`unit_nice`] (busybox in the guest has
-/// `renice`, no `nice`): `sh -c` renices itself, then execs the command in the same pid.
-pub fn unit_priority() -> String {
-    format!(
-        "sh -c 'renice -n {} -p $$ >/dev/null && exec \"$@\"' iscsi-ha",
-        unit_nice()
-    )
-}
-
 /// Where a node's agent takes its role from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -255,13 +246,20 @@ pub fn start_tgtd(node: &Node) -> Result<()> {
     bringup::tgtd_start(node)
 }
 
-/// Shell that starts `iscsi-ha daemon` in the background as the unit would ([`unit_priority`]):
-/// a `=== agent start` marker and its log appended to [`AGENT_LOG`], its pid in [`AGENT_PID`].
+/// Shell that starts `iscsi-ha daemon` in the background as the unit would: forked already at
+/// the unit's `Nice=` ([`unit_nice`]; busybox in the guest has `renice`, no `nice`) and exec'd
+/// at once, as systemd does, so the agent's own start-up clock (its start time in
+/// `/proc/self/stat` is the fork's) counts no wrapper process waiting for the CPU at nice 0;
+/// with the unit's environment (no `RUST_LOG`). The guest's shell goes back to nice 0 after
+/// the fork. A `=== agent start` marker and the agent's log are appended to [`AGENT_LOG`],
+/// its pid written to [`AGENT_PID`].
 pub fn launch_agent() -> String {
     format!(
         "mkdir -p /run/iscsi-ha; echo \"=== agent start $(date +%T) ===\" >>{AGENT_LOG}; \
-         RUST_LOG=info {nice} {bin} -c {CONFIG} daemon >>{AGENT_LOG} 2>&1 </dev/null & echo $! >{AGENT_PID}",
-        nice = unit_priority(),
+         renice {nice} -p $$ >/dev/null; \
+         {bin} -c {CONFIG} daemon >>{AGENT_LOG} 2>&1 </dev/null & echo $! >{AGENT_PID}; \
+         renice 0 -p $$ >/dev/null",
+        nice = unit_nice(),
         bin = agent_bin()
     )
 }
@@ -624,7 +622,9 @@ mod tests {
     #[test]
     fn the_lab_starts_the_agent_as_the_unit_does() {
         assert_eq!(unit_nice(), -10);
-        assert!(unit_priority().contains("renice -n -10 -p $$"));
+        let launch = launch_agent();
+        assert!(launch.contains("renice -10 -p $$"), "{launch}");
+        assert!(!launch.contains("RUST_LOG"), "{launch}");
     }
 
     fn sample() -> Value {

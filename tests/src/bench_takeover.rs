@@ -1018,7 +1018,7 @@ impl Timed {
 /// `/proc/uptime` (the shell's `read`, no fork, 10 ms grain), anchored once to the wall clock
 /// (`adjtimex` between two uptime reads) before the first step. Err if a step fails.
 fn timed_script(node: &Node, steps: &[(&str, String)]) -> Result<Timed> {
-    // The classic tools run at the agent's priority (see `al::unit_priority`).
+    // The classic tools run at the agent's priority (see `al::launch_agent`).
     let mut sc = format!("renice -n {} -p $$ >/dev/null; ", al::unit_nice());
     sc.push_str(
         "read u0 _ </proc/uptime; w=$(adjtimex | awk '/tv_sec/{s=$2} /tv_usec/{u=$2} END{printf \"%d%06d\", s, u}'); \

@@ -283,11 +283,11 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             match *p {
                 Precondition::MayPromote(kind) => safety::allows(&live, kind)?,
                 Precondition::AddressesUnanswered {
-                    unless_peer_secondary,
+                    unless_drbd_arbitrates,
                 } => {
                     let safe_peer =
                         live.connection.handshaken() && live.peer_role == Role::Secondary;
-                    if !(unless_peer_secondary && safe_peer) {
+                    if !(unless_drbd_arbitrates && (safe_peer || live.fencing_arbitrates())) {
                         self.probes_clear(r).await?;
                     }
                 }
@@ -320,6 +320,11 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             let force = r.manage.is_some()
                 && !before.connection.handshaken()
                 && before.disk == Disk::UpToDate;
+            if force {
+                // Overrides DRBD's fence: never before the probes' verdict, which an unforced
+                // request under fencing did not wait for (its ping wait overlapped the window).
+                self.probes_clear(r).await?;
+            }
             let err = match within(t.drbd_ms, self.drbd.primary(r, force)).await {
                 Err(e @ BackendError::Timeout(_)) => return Err(e),
                 Err(e) => e,

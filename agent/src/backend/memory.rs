@@ -270,6 +270,14 @@ impl Drbd for Memory {
                 StateRv::TwoPrimaries,
             )));
         }
+        // DRBD's fencing without a fence-peer handler (`is_valid_state`: SS_PRIMARY_NOP).
+        if !force
+            && d.fencing.keeps_stale_disk_consistent()
+            && !d.connection.handshaken()
+            && !matches!(d.peer_disk, Disk::Outdated | Disk::Inconsistent)
+        {
+            return Err(state_change(res, StateRv::PrimaryNop).into());
+        }
         if force && matches!(d.disk, Disk::Consistent | Disk::Outdated) {
             d.disk = Disk::UpToDate;
         }

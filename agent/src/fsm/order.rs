@@ -85,11 +85,13 @@ pub enum Precondition {
     /// this kind of promotion (a resource already Primary passes and skips the action).
     MayPromote(Promotion),
     /// Nobody answered for the addresses in front of the resource since their probes started;
-    /// with `unless_peer_secondary`, not needed while DRBD is connected to a Secondary peer (a
-    /// promote that cannot fork the data).
+    /// with `unless_drbd_arbitrates`, not needed before an unforced `primary` that cannot fork
+    /// the data: DRBD is connected to a Secondary peer, or its fencing refuses Primary without
+    /// the peer ([`DrbdView::fencing_arbitrates`](super::DrbdView::fencing_arbitrates)); a
+    /// forced request still waits for the verdict (the executor's `primary`).
     AddressesUnanswered {
-        /// Skip the check while DRBD is handshaken with a Secondary peer.
-        unless_peer_secondary: bool,
+        /// Skip the check where DRBD itself refuses a promote that could fork the data.
+        unless_drbd_arbitrates: bool,
     },
     /// No one else's target holds the resource's tid or IQN (a target of another IQN at our
     /// tid is never touched; the promote is refused before DRBD Primary).
@@ -169,7 +171,7 @@ const STAGES: [StageDef; 11] = [
         undo: &[Stage::DrbdSecondary],
         undo_if_failed: true,
         preconditions: &[Precondition::AddressesUnanswered {
-            unless_peer_secondary: true,
+            unless_drbd_arbitrates: true,
         }],
         ..def(
             Stage::DrbdPrimary,
@@ -184,7 +186,7 @@ const STAGES: [StageDef; 11] = [
         undo_if_failed: true,
         preconditions: &[
             Precondition::AddressesUnanswered {
-                unless_peer_secondary: false,
+                unless_drbd_arbitrates: false,
             },
             Precondition::MayPromote(Promotion::Force),
             Precondition::TargetOwned,

@@ -323,6 +323,15 @@ impl DrbdView {
         self.net.is_some_and(|n| !n.allow_two_primaries)
     }
 
+    /// An unforced `primary` cannot fork the data, whatever the peer's state: DRBD refuses a
+    /// second Primary ([`DrbdView::drbd_arbitrates`]), and its fencing policy
+    /// (`resource-only`, `resource-and-stonith`) refuses Primary without the peer
+    /// (`SS_PRIMARY_NOP`, −7) unless its `fence-peer` handler has outdated or fenced the peer.
+    /// Only a forced `primary` overrides the fence (docs/takeover.md).
+    pub fn fencing_arbitrates(&self) -> bool {
+        self.drbd_arbitrates() && self.fencing.keeps_stale_disk_consistent()
+    }
+
     /// The view of a resource with several volumes, from volume 0's view (`self`: connection,
     /// fencing, net settings, which the volumes share) and every volume's: up when every minor
     /// is; Primary or Secondary when every volume is, else `Unknown` (a promote or demote is

@@ -10,7 +10,7 @@ use agent::backend::memory::Memory;
 use agent::control::Request;
 use agent::daemon::Daemon;
 use agent::executor::{Executor, TransitionResult};
-use agent::fsm::{Authority, Disk, Event, Role, Stage, TargetState, TargetView};
+use agent::fsm::{Authority, Disk, DrbdNet, Event, Fencing, Role, Stage, TargetState, TargetView};
 use agent::record::TransitionRecord;
 
 type D = Daemon<Memory, Memory, Memory>;
@@ -512,4 +512,93 @@ async fn rollback_stops_where_a_release_failed() {
     }
     d.handle(Event::Tick).await;
     assert_primary(&mem);
+}
+
+/// r0 as a power loss first shows it: still Connected, the peer Primary, DRBD refusing a second
+/// Primary (no `allow-two-primaries`), with `fencing`; another host answers for the address
+/// when `answered`.
+fn peer_primary_world(name: &str, fencing: Fencing, answered: bool) -> (D, Memory) {
+    let (d, mem) = setup(name, true);
+    {
+        let mut w = mem.world();
+        let v = w.drbd.get_mut("r0").expect("r0");
+        v.peer_role = Role::Primary;
+        v.fencing = fencing;
+        v.net = Some(DrbdNet::default());
+        if answered {
+            w.answered_elsewhere.insert("10.0.0.10/24".into());
+        }
+    }
+    (d, mem)
+}
+
+/// Under fencing DRBD is asked for Primary before the probe's verdict (its ping wait overlaps
+/// the probe window); without fencing, or for a forced request, never while another host
+/// answers for the address.
+#[tokio::test]
+async fn only_drbds_fencing_lets_primary_be_asked_before_the_probe_verdict() {
+    let asked = |mem: &Memory| -> Vec<String> {
+        let w = mem.world();
+        w.log
+            .iter()
+            .filter(|l| l.starts_with("drbd-primary"))
+            .cloned()
+            .collect()
+    };
+    // resource-only, the peer still Primary: DRBD asked (and refuses), nothing else changed.
+    let (mut d, mem) = peer_primary_world("managed", Fencing::ResourceOnly, true);
+    d.observe().await;
+    let r = d.request(Request::Promote).await;
+    assert!(
+        !r.ok && r.message.contains("peer is DRBD Primary"),
+        "{}",
+        r.message
+    );
+    assert_eq!(asked(&mem), ["drbd-primary r0"]);
+    assert_secondary(&mem);
+    // The peer is then lost: manage mode forces, but not while another host answers.
+    mem.world().log.clear();
+    mem.peer_lost("r0");
+    d.observe().await;
+    let r = d.request(Request::Promote).await;
+    assert!(
+        !r.ok && r.message.contains("another host answers"),
+        "{}",
+        r.message
+    );
+    assert!(asked(&mem).is_empty(), "{:?}", mem.world().log);
+    assert_secondary(&mem);
+    // Nobody answers: forced once the verdict is in.
+    mem.world().answered_elsewhere.clear();
+    let r = d.request(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
+    assert_eq!(asked(&mem), ["drbd-primary-force r0"]);
+    assert_primary(&mem);
+
+    // Adopt mode, resource-only, no fence-peer handler: DRBD's own refusal (-7) stands.
+    let (mut d, mem) = peer_primary_world("one", Fencing::ResourceOnly, false);
+    mem.peer_lost("r0");
+    d.observe().await;
+    let r = d.request(Request::Promote).await;
+    assert!(
+        !r.ok && r.message.contains("SS_PRIMARY_NOP"),
+        "{}",
+        r.message
+    );
+    assert_eq!(asked(&mem), ["drbd-primary r0"]);
+    assert_secondary(&mem);
+
+    // dont-care: DRBD would promote without its peer, so the verdict comes first.
+    for fencing in [Fencing::DontCare, Fencing::Unknown] {
+        let (mut d, mem) = peer_primary_world("one", fencing, true);
+        d.observe().await;
+        let r = d.request(Request::Promote).await;
+        assert!(
+            !r.ok && r.message.contains("another host answers"),
+            "{}",
+            r.message
+        );
+        assert!(asked(&mem).is_empty(), "{fencing:?}: {:?}", mem.world().log);
+        assert_secondary(&mem);
+    }
 }

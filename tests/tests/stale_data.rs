@@ -13,6 +13,9 @@
 //!   split brain, both agents report it (`status` exits non-zero, `split-brain` prints the
 //!   recovery), and the documented steps (a is the victim) bring the pair back with b's writes
 //!   and without a's.
+//! - `managed_power_loss_takes_over_through_drbds_fencing` (manage mode): a loses power, b is
+//!   elected at once and takes over: DRBD's ping wait runs while b's address probe listens, the
+//!   unforced request is refused by DRBD's fencing (−7), the forced one follows the probe.
 //! - `two_volumes_of_one_resource_promote_and_demote_together` (manage mode): one target with two
 //!   LUNs on the two volumes of one resource; both minors created, promoted and demoted together.
 //!
@@ -331,6 +334,47 @@ fn split_brain_detected_reported_and_recovered() {
         );
         al::wait_status(b, "b serving", T, al::is_serving)?;
         al::client_read_until(lab, MARKER, T)?;
+        Ok(())
+    });
+}
+
+/// Manage mode (fencing `resource-only`, no `fence-peer` handler): a serves and loses power, the
+/// pool elects b at once. b asks DRBD for Primary while its address probe listens; DRBD refuses
+/// the unforced request (−7) once its ping wait declared a lost, and the forced one follows,
+/// the probe's verdict already in. b serves, the client reads the marker through b. Prints b's
+/// promote stages and SIGKILL -> serving (no timed assertion).
+#[test]
+fn managed_power_loss_takes_over_through_drbds_fencing() {
+    scenario("managed power loss", |lab| {
+        let (a, b) = (lab.node(0)?, lab.node(1)?);
+        let r = Resource::default();
+        managed_pair_up(lab, &r, MARKER)?;
+        let t0 = Instant::now();
+        a.kill()?;
+        al::set_pool_conf(b, Some(al::master()))?;
+        let sb = al::wait_status(b, "b to serve", T, al::is_serving)?;
+        let serving = t0.elapsed();
+        al::client_read_until(lab, MARKER, T)?;
+        let p = al::last_transition_with(&sb, "promote", "target-serve")
+            .context("b's promote transition")?;
+        let log = b.run_ok(&format!("cat {}", al::AGENT_LOG))?.stdout;
+        let retried = log
+            .lines()
+            .filter(|l| l.contains("DRBD refused Primary and its state moved"))
+            .last()
+            .unwrap_or("(DRBD had declared a lost before b asked: forced at once)");
+        eprintln!(
+            "managed power loss: SIGKILL -> b serving seen {} ms (lab channel included); b's promote {:.0} ms {:?}\n  {retried}",
+            serving.as_millis(),
+            p.total_ms,
+            p.stages
+        );
+        ensure!(p.result == "ok", "b's promote: {p:?}");
+        ensure!(
+            cs_line(b, &r).contains("ro:Primary/Unknown"),
+            "{}",
+            cs_line(b, &r)
+        );
         Ok(())
     });
 }

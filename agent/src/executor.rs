@@ -285,9 +285,8 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                 Precondition::AddressesUnanswered {
                     unless_drbd_arbitrates,
                 } => {
-                    let safe_peer =
-                        live.connection.handshaken() && live.peer_role == Role::Secondary;
-                    if !(unless_drbd_arbitrates && (safe_peer || live.fencing_arbitrates())) {
+                    if !(unless_drbd_arbitrates && live.guards_unforced_promote(r.manage.is_some()))
+                    {
                         self.probes_clear(r).await?;
                     }
                 }
@@ -320,9 +319,10 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             let force = r.manage.is_some()
                 && !before.connection.handshaken()
                 && before.disk == Disk::UpToDate;
-            if force {
-                // Overrides DRBD's fence: never before the probes' verdict, which an unforced
-                // request under fencing did not wait for (its ping wait overlapped the window).
+            if force || !before.guards_unforced_promote(r.manage.is_some()) {
+                // A forced request overrides DRBD's fence, and a retry may find DRBD no longer
+                // guarding (the peer lost meanwhile): never before the probes' verdict, which
+                // the first, guarded request did not wait for (its ping wait overlapped it).
                 self.probes_clear(r).await?;
             }
             let err = match within(t.drbd_ms, self.drbd.primary(r, force)).await {

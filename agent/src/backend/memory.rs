@@ -270,6 +270,12 @@ impl Drbd for Memory {
                 StateRv::TwoPrimaries,
             )));
         }
+        if force && matches!(d.disk, Disk::Consistent | Disk::Outdated) {
+            d.disk = Disk::UpToDate;
+        }
+        if d.disk != Disk::UpToDate {
+            return Err(state_change(res, StateRv::NoUpToDateDisk).into());
+        }
         // DRBD's fencing without a fence-peer handler (`is_valid_state`: SS_PRIMARY_NOP).
         if !force
             && d.fencing.keeps_stale_disk_consistent()
@@ -278,11 +284,9 @@ impl Drbd for Memory {
         {
             return Err(state_change(res, StateRv::PrimaryNop).into());
         }
-        if force && matches!(d.disk, Disk::Consistent | Disk::Outdated) {
-            d.disk = Disk::UpToDate;
-        }
-        if d.disk != Disk::UpToDate {
-            return Err(state_change(res, StateRv::NoUpToDateDisk).into());
+        if force && !d.connection.handshaken() {
+            // "Forced into split brain situation!": DRBD records the peer Outdated.
+            d.peer_disk = Disk::Outdated;
         }
         d.role = Role::Primary;
         Ok(())

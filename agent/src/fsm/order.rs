@@ -85,10 +85,11 @@ pub enum Precondition {
     /// this kind of promotion (a resource already Primary passes and skips the action).
     MayPromote(Promotion),
     /// Nobody answered for the addresses in front of the resource since their probes started;
-    /// with `unless_drbd_arbitrates`, not needed before an unforced `primary` that cannot fork
-    /// the data: DRBD is connected to a Secondary peer, or its fencing refuses Primary without
-    /// the peer ([`DrbdView::fencing_arbitrates`](super::DrbdView::fencing_arbitrates)); a
-    /// forced request still waits for the verdict (the executor's `primary`).
+    /// with `unless_drbd_arbitrates`, not needed before an unforced `primary` that DRBD itself
+    /// keeps from forking the data
+    /// ([`DrbdView::guards_unforced_promote`](super::DrbdView::guards_unforced_promote)); a
+    /// forced request, or a retry DRBD no longer guards, still waits for the verdict (the
+    /// executor's `primary`).
     AddressesUnanswered {
         /// Skip the check where DRBD itself refuses a promote that could fork the data.
         unless_drbd_arbitrates: bool,

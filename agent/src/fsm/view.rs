@@ -323,13 +323,35 @@ impl DrbdView {
         self.net.is_some_and(|n| !n.allow_two_primaries)
     }
 
-    /// An unforced `primary` cannot fork the data, whatever the peer's state: DRBD refuses a
-    /// second Primary ([`DrbdView::drbd_arbitrates`]), and its fencing policy
-    /// (`resource-only`, `resource-and-stonith`) refuses Primary without the peer
-    /// (`SS_PRIMARY_NOP`, −7) unless its `fence-peer` handler has outdated or fenced the peer.
-    /// Only a forced `primary` overrides the fence (docs/takeover.md).
+    /// An unforced `primary` cannot fork the data, in manage mode (the agent's fencing, no
+    /// `fence-peer` handler; docs/takeover.md): DRBD refuses a second Primary
+    /// ([`DrbdView::drbd_arbitrates`]), and its fencing policy (`resource-only`,
+    /// `resource-and-stonith`) refuses Primary without the peer (`SS_PRIMARY_NOP`, −7) unless
+    /// the `fence-peer` handler outdates or fences the peer. DRBD skips that refusal when it
+    /// already records the peer's disk Outdated or Inconsistent (`is_valid_state`: only a peer
+    /// disk of `DUnknown` or better refuses), as it does after this node's own forced promote
+    /// until the next handshake (kept in the metadata, `MDF_PEER_OUT_DATED`): then this is
+    /// false, for any volume. Only a forced `primary` overrides the fence (docs/takeover.md).
     pub fn fencing_arbitrates(&self) -> bool {
-        self.drbd_arbitrates() && self.fencing.keeps_stale_disk_consistent()
+        // DRBD's order (`enum drbd_disk_state`): DUnknown < Consistent < UpToDate.
+        let peer_unknown_or_better =
+            |d: Disk| matches!(d, Disk::DUnknown | Disk::Consistent | Disk::UpToDate);
+        self.drbd_arbitrates()
+            && self.fencing.keeps_stale_disk_consistent()
+            && peer_unknown_or_better(self.peer_disk)
+            && self
+                .volumes
+                .iter()
+                .all(|v| peer_unknown_or_better(v.peer_disk))
+    }
+
+    /// DRBD itself refuses an unforced `primary` here that could fork the data: it is
+    /// handshaken with a Secondary peer (the promote creates no new data generation), or, with
+    /// `fencing_arbitrates` (manage mode only: `managed`), its fencing refuses Primary without
+    /// the peer. Elsewhere a `primary` waits for the address probe's verdict.
+    pub fn guards_unforced_promote(&self, managed: bool) -> bool {
+        let safe_peer = self.connection.handshaken() && self.peer_role == Role::Secondary;
+        safe_peer || (managed && self.fencing_arbitrates())
     }
 
     /// The view of a resource with several volumes, from volume 0's view (`self`: connection,

@@ -10,7 +10,10 @@ use agent::backend::memory::Memory;
 use agent::control::Request;
 use agent::daemon::Daemon;
 use agent::executor::{Executor, TransitionResult};
-use agent::fsm::{Authority, Disk, DrbdNet, Event, Fencing, Role, Stage, TargetState, TargetView};
+use agent::fsm::{
+    Authority, Connection, Disk, DrbdNet, DrbdView, Event, Fencing, Role, Stage, TargetState,
+    TargetView, VolumeView,
+};
 use agent::record::TransitionRecord;
 
 type D = Daemon<Memory, Memory, Memory>;
@@ -575,7 +578,31 @@ async fn only_drbds_fencing_lets_primary_be_asked_before_the_probe_verdict() {
     assert_eq!(asked(&mem), ["drbd-primary-force r0"]);
     assert_primary(&mem);
 
-    // Adopt mode, resource-only, no fence-peer handler: DRBD's own refusal (-7) stands.
+    // DRBD now records the peer Outdated (the forced promote's "split brain situation"): it
+    // would promote unforced without its peer, so the verdict comes first again.
+    assert_eq!(mem.world().drbd["r0"].peer_disk, Disk::Outdated);
+    assert!(d.request(Request::Demote).await.ok);
+    mem.world().log.clear();
+    mem.world().answered_elsewhere.insert("10.0.0.10/24".into());
+    let r = d.request(Request::Promote).await;
+    assert!(
+        !r.ok && r.message.contains("another host answers"),
+        "{}",
+        r.message
+    );
+    assert!(asked(&mem).is_empty(), "{:?}", mem.world().log);
+
+    // Adopt mode: the administrator's fence-peer handler (a STONITH one, say) runs only after
+    // the verdict; without one DRBD's own refusal (-7) stands.
+    let (mut d, mem) = peer_primary_world("one", Fencing::ResourceOnly, true);
+    d.observe().await;
+    let r = d.request(Request::Promote).await;
+    assert!(
+        !r.ok && r.message.contains("another host answers"),
+        "{}",
+        r.message
+    );
+    assert!(asked(&mem).is_empty(), "{:?}", mem.world().log);
     let (mut d, mem) = peer_primary_world("one", Fencing::ResourceOnly, false);
     mem.peer_lost("r0");
     d.observe().await;
@@ -590,7 +617,7 @@ async fn only_drbds_fencing_lets_primary_be_asked_before_the_probe_verdict() {
 
     // dont-care: DRBD would promote without its peer, so the verdict comes first.
     for fencing in [Fencing::DontCare, Fencing::Unknown] {
-        let (mut d, mem) = peer_primary_world("one", fencing, true);
+        let (mut d, mem) = peer_primary_world("managed", fencing, true);
         d.observe().await;
         let r = d.request(Request::Promote).await;
         assert!(
@@ -601,4 +628,133 @@ async fn only_drbds_fencing_lets_primary_be_asked_before_the_probe_verdict() {
         assert!(asked(&mem).is_empty(), "{fencing:?}: {:?}", mem.world().log);
         assert_secondary(&mem);
     }
+}
+
+/// A power loss as DRBD runs it in manage mode: the unforced request waits out DRBD's ping (a
+/// delay here), during which the peer is declared lost, and is refused (-7); the forced retry
+/// goes out only after the probe's verdict: refused, nothing forced, while another host answers.
+#[tokio::test(start_paused = true)]
+async fn power_loss_retry_is_forced_only_after_the_probe_verdict() {
+    for answered in [true, false] {
+        let (mut d, mem) = peer_primary_world("managed", Fencing::ResourceOnly, answered);
+        d.observe().await;
+        let ping = std::time::Duration::from_millis(600);
+        mem.world().delays.insert("drbd-primary r0".into(), ping);
+        let lost = {
+            let mem = mem.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(ping / 2).await;
+                mem.peer_lost("r0");
+            })
+        };
+        let r = d.request(Request::Promote).await;
+        lost.await.expect("peer lost");
+        let log = mem.world().log.clone();
+        let asked: Vec<&String> = log
+            .iter()
+            .filter(|l| l.starts_with("drbd-primary"))
+            .collect();
+        if answered {
+            assert!(
+                !r.ok && r.message.contains("another host answers"),
+                "{}",
+                r.message
+            );
+            assert_eq!(asked, ["drbd-primary r0"], "{log:?}");
+            assert_secondary(&mem);
+        } else {
+            assert!(r.ok, "{}", r.message);
+            assert_eq!(
+                asked,
+                ["drbd-primary r0", "drbd-primary-force r0"],
+                "{log:?}"
+            );
+            assert_primary(&mem);
+        }
+    }
+}
+
+/// When DRBD's fencing is the guard, and when it is not.
+#[test]
+fn fencing_arbitrates_only_where_drbd_refuses_without_its_peer() {
+    let view = |fencing, peer_disk, two_primaries| DrbdView {
+        connection: Connection::WFConnection,
+        disk: Disk::UpToDate,
+        peer_disk,
+        fencing,
+        net: Some(DrbdNet {
+            allow_two_primaries: two_primaries,
+            ..DrbdNet::default()
+        }),
+        ..DrbdView::default()
+    };
+    for peer in [Disk::DUnknown, Disk::Consistent, Disk::UpToDate] {
+        for f in [Fencing::ResourceOnly, Fencing::ResourceAndStonith] {
+            let v = view(f, peer, false);
+            assert!(v.fencing_arbitrates(), "{v:?}");
+            assert!(v.guards_unforced_promote(true), "{v:?}");
+            assert!(!v.guards_unforced_promote(false), "adopt mode: {v:?}");
+        }
+    }
+    // DRBD promotes without its peer: it records it Outdated or Inconsistent, or does not fence.
+    for peer in [Disk::Outdated, Disk::Inconsistent] {
+        assert!(!view(Fencing::ResourceOnly, peer, false).fencing_arbitrates());
+    }
+    for f in [Fencing::DontCare, Fencing::Unknown] {
+        assert!(!view(f, Disk::DUnknown, false).fencing_arbitrates());
+    }
+    assert!(!view(Fencing::ResourceOnly, Disk::DUnknown, true).fencing_arbitrates());
+    let mut v = view(Fencing::ResourceOnly, Disk::DUnknown, false);
+    v.net = None;
+    assert!(!v.fencing_arbitrates(), "net settings not read");
+    // One volume's peer disk Outdated is enough (the resource-wide worst may hide it).
+    let vol = |volume, peer_disk| VolumeView {
+        volume,
+        minor: volume + 1,
+        up: true,
+        role: Role::Secondary,
+        peer_role: Role::Unknown,
+        disk: Disk::UpToDate,
+        peer_disk,
+    };
+    let v = view(Fencing::ResourceOnly, Disk::DUnknown, false)
+        .of_volumes(vec![vol(0, Disk::DUnknown), vol(1, Disk::Outdated)], None);
+    assert!(!v.fencing_arbitrates(), "{v:?}");
+    // Handshaken with a Secondary peer: guarded in any mode and fencing.
+    let v = DrbdView {
+        connection: Connection::Connected,
+        peer_role: Role::Secondary,
+        ..view(Fencing::DontCare, Disk::UpToDate, false)
+    };
+    assert!(v.guards_unforced_promote(false));
+}
+
+/// A retry that DRBD no longer guards waits for the verdict: asked while connected to a
+/// Secondary peer (no wait), refused because the peer turned Primary meanwhile; the state moved,
+/// but with `dont-care` fencing a second request is not sent while another host answers.
+#[tokio::test(start_paused = true)]
+async fn unguarded_retry_waits_for_the_probe_verdict() {
+    let (mut d, mem) = setup("one", true);
+    d.observe().await;
+    mem.world().answered_elsewhere.insert("10.0.0.10/24".into());
+    let ping = std::time::Duration::from_millis(600);
+    mem.world().delays.insert("drbd-primary r0".into(), ping);
+    let peer = {
+        let mem = mem.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(ping / 2).await;
+            mem.peer_primary("r0", true);
+        })
+    };
+    let r = d.request(Request::Promote).await;
+    peer.await.expect("peer Primary");
+    assert!(
+        !r.ok && r.message.contains("another host answers"),
+        "{}",
+        r.message
+    );
+    let log = mem.world().log.clone();
+    let asked = log.iter().filter(|l| l.starts_with("drbd-primary")).count();
+    assert_eq!(asked, 1, "{log:?}");
+    assert_secondary(&mem);
 }

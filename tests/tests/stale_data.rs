@@ -16,6 +16,8 @@
 //! - `managed_power_loss_takes_over_through_drbds_fencing` (manage mode): a loses power, b is
 //!   elected at once and takes over: DRBD's ping wait runs while b's address probe listens, the
 //!   unforced request is refused by DRBD's fencing (−7), the forced one follows the probe.
+//! - `managed_power_loss_never_forces_while_another_host_answers`: the same with the floating
+//!   address answered by another host (the client's namespace): b is refused, never forced.
 //! - `two_volumes_of_one_resource_promote_and_demote_together` (manage mode): one target with two
 //!   LUNs on the two volumes of one resource; both minors created, promoted and demoted together.
 //!
@@ -376,6 +378,47 @@ fn managed_power_loss_takes_over_through_drbds_fencing() {
             cs_line(b, &r)
         );
         Ok(())
+    });
+}
+
+/// Manage mode, power loss while another host (an address added in the client's namespace)
+/// answers for the floating address: b asks DRBD unforced (refused, −7), and never forces: it
+/// stays Secondary, DRBD never logs "Forced into split brain situation!", nothing is claimed.
+#[test]
+fn managed_power_loss_never_forces_while_another_host_answers() {
+    scenario("managed power loss, address answered", |lab| {
+        let (a, b) = (lab.node(0)?, lab.node(1)?);
+        let r = Resource::default();
+        managed_pair_up(lab, &r, MARKER)?;
+        let ns = lab.client().netns().to_string();
+        let vip = format!("{}/{}", net::FLOATING_IP, net::PREFIX);
+        let impostor = |op: &str| net::ip(&["-n", &ns, "addr", op, &vip, "dev", "eth0"]);
+        impostor("add")?;
+        let refused = (|| -> Result<()> {
+            a.kill()?;
+            al::set_pool_conf(b, Some(al::master()))?;
+            let sb = al::wait_status(b, "b to refuse: another host answers", T, |v| {
+                al::last_transition(v, "promote")
+                    .is_some_and(|t| t.result.contains("another host answers"))
+            })?;
+            let p = al::last_transition(&sb, "promote").context("b's promote")?;
+            eprintln!("managed power loss, address answered: b's promote {p:?}");
+            ensure!(al::holds_secondary(&sb), "b changed: {sb}");
+            ensure!(
+                cs_line(b, &r).contains("ro:Secondary/"),
+                "{}",
+                cs_line(b, &r)
+            );
+            let forced = b.run_ok("dmesg | grep -c 'Forced into split brain' || true")?;
+            ensure!(
+                forced.stdout.trim() == "0",
+                "b forced DRBD:\n{}",
+                b.run_ok("dmesg | grep -i drbd | tail -20")?.stdout
+            );
+            Ok(())
+        })();
+        impostor("del")?;
+        refused
     });
 }
 

@@ -517,6 +517,28 @@ async fn rollback_stops_where_a_release_failed() {
     assert_primary(&mem);
 }
 
+/// The DRBD Primary requests made so far (`drbd-primary` and `drbd-primary-force` calls).
+fn drbd_asks(mem: &Memory) -> Vec<String> {
+    let w = mem.world();
+    w.log
+        .iter()
+        .filter(|l| l.starts_with("drbd-primary"))
+        .cloned()
+        .collect()
+}
+
+/// A promote refused because another host answers for the address, DRBD never asked.
+async fn refused_unasked(d: &mut D, mem: &Memory) {
+    let r = d.request(Request::Promote).await;
+    assert!(
+        !r.ok && r.message.contains("another host answers"),
+        "{}",
+        r.message
+    );
+    assert!(drbd_asks(mem).is_empty(), "{:?}", mem.world().log);
+    assert_secondary(mem);
+}
+
 /// r0 as a power loss first shows it: still Connected, the peer Primary, DRBD refusing a second
 /// Primary (no `allow-two-primaries`), with `fencing`; another host answers for the address
 /// when `answered`.
@@ -540,14 +562,6 @@ fn peer_primary_world(name: &str, fencing: Fencing, answered: bool) -> (D, Memor
 /// answers for the address.
 #[tokio::test]
 async fn only_drbds_fencing_lets_primary_be_asked_before_the_probe_verdict() {
-    let asked = |mem: &Memory| -> Vec<String> {
-        let w = mem.world();
-        w.log
-            .iter()
-            .filter(|l| l.starts_with("drbd-primary"))
-            .cloned()
-            .collect()
-    };
     // resource-only, the peer still Primary: DRBD asked (and refuses), nothing else changed.
     let (mut d, mem) = peer_primary_world("managed", Fencing::ResourceOnly, true);
     d.observe().await;
@@ -557,25 +571,18 @@ async fn only_drbds_fencing_lets_primary_be_asked_before_the_probe_verdict() {
         "{}",
         r.message
     );
-    assert_eq!(asked(&mem), ["drbd-primary r0"]);
+    assert_eq!(drbd_asks(&mem), ["drbd-primary r0"]);
     assert_secondary(&mem);
     // The peer is then lost: manage mode forces, but not while another host answers.
     mem.world().log.clear();
     mem.peer_lost("r0");
     d.observe().await;
-    let r = d.request(Request::Promote).await;
-    assert!(
-        !r.ok && r.message.contains("another host answers"),
-        "{}",
-        r.message
-    );
-    assert!(asked(&mem).is_empty(), "{:?}", mem.world().log);
-    assert_secondary(&mem);
+    refused_unasked(&mut d, &mem).await;
     // Nobody answers: forced once the verdict is in.
     mem.world().answered_elsewhere.clear();
     let r = d.request(Request::Promote).await;
     assert!(r.ok, "{}", r.message);
-    assert_eq!(asked(&mem), ["drbd-primary-force r0"]);
+    assert_eq!(drbd_asks(&mem), ["drbd-primary-force r0"]);
     assert_primary(&mem);
 
     // DRBD now records the peer Outdated (the forced promote's "split brain situation"): it
@@ -584,25 +591,13 @@ async fn only_drbds_fencing_lets_primary_be_asked_before_the_probe_verdict() {
     assert!(d.request(Request::Demote).await.ok);
     mem.world().log.clear();
     mem.world().answered_elsewhere.insert("10.0.0.10/24".into());
-    let r = d.request(Request::Promote).await;
-    assert!(
-        !r.ok && r.message.contains("another host answers"),
-        "{}",
-        r.message
-    );
-    assert!(asked(&mem).is_empty(), "{:?}", mem.world().log);
+    refused_unasked(&mut d, &mem).await;
 
     // Adopt mode: the administrator's fence-peer handler (a STONITH one, say) runs only after
     // the verdict; without one DRBD's own refusal (-7) stands.
     let (mut d, mem) = peer_primary_world("one", Fencing::ResourceOnly, true);
     d.observe().await;
-    let r = d.request(Request::Promote).await;
-    assert!(
-        !r.ok && r.message.contains("another host answers"),
-        "{}",
-        r.message
-    );
-    assert!(asked(&mem).is_empty(), "{:?}", mem.world().log);
+    refused_unasked(&mut d, &mem).await;
     let (mut d, mem) = peer_primary_world("one", Fencing::ResourceOnly, false);
     mem.peer_lost("r0");
     d.observe().await;
@@ -612,21 +607,14 @@ async fn only_drbds_fencing_lets_primary_be_asked_before_the_probe_verdict() {
         "{}",
         r.message
     );
-    assert_eq!(asked(&mem), ["drbd-primary r0"]);
+    assert_eq!(drbd_asks(&mem), ["drbd-primary r0"]);
     assert_secondary(&mem);
 
     // dont-care: DRBD would promote without its peer, so the verdict comes first.
     for fencing in [Fencing::DontCare, Fencing::Unknown] {
         let (mut d, mem) = peer_primary_world("managed", fencing, true);
         d.observe().await;
-        let r = d.request(Request::Promote).await;
-        assert!(
-            !r.ok && r.message.contains("another host answers"),
-            "{}",
-            r.message
-        );
-        assert!(asked(&mem).is_empty(), "{fencing:?}: {:?}", mem.world().log);
-        assert_secondary(&mem);
+        refused_unasked(&mut d, &mem).await;
     }
 }
 

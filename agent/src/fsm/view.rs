@@ -317,7 +317,8 @@ impl DrbdView {
     /// DRBD itself refuses a second Primary here (`SS_TWO_PRIMARIES`): a connection is
     /// configured without `allow-two-primaries`. Then a promote may be asked of DRBD while the
     /// last view still shows the peer Primary: DRBD pings the peer at once and either refuses
-    /// (the peer is alive and Primary) or promotes once the peer is declared lost
+    /// (the peer is alive and Primary) or, once the peer is declared lost, promotes (fencing
+    /// `dont-care`) or refuses with −7 (its fencing: [`DrbdView::fencing_arbitrates`])
     /// (docs/takeover.md).
     pub fn drbd_arbitrates(&self) -> bool {
         self.net.is_some_and(|n| !n.allow_two_primaries)

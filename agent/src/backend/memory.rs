@@ -280,7 +280,10 @@ impl Drbd for Memory {
         if !force
             && d.fencing.keeps_stale_disk_consistent()
             && !d.connection.handshaken()
-            && matches!(d.peer_disk, Disk::DUnknown | Disk::Consistent | Disk::UpToDate)
+            && matches!(
+                d.peer_disk,
+                Disk::DUnknown | Disk::Consistent | Disk::UpToDate
+            )
         {
             return Err(state_change(res, StateRv::PrimaryNop).into());
         }

@@ -362,8 +362,7 @@ fn managed_power_loss_takes_over_through_drbds_fencing() {
         let log = b.run_ok(&format!("cat {}", al::AGENT_LOG))?.stdout;
         let retried = log
             .lines()
-            .filter(|l| l.contains("DRBD refused Primary and its state moved"))
-            .last()
+            .rfind(|l| l.contains("DRBD refused Primary and its state moved"))
             .unwrap_or("(DRBD had declared a lost before b asked: forced at once)");
         eprintln!(
             "managed power loss: SIGKILL -> b serving seen {} ms (lab channel included); b's promote {:.0} ms {:?}\n  {retried}",

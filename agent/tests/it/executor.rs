@@ -527,16 +527,30 @@ fn drbd_asks(mem: &Memory) -> Vec<String> {
         .collect()
 }
 
+/// A promote refused with `why` in its message, after exactly the DRBD Primary requests
+/// `asked`; the node left Secondary.
+async fn refused(d: &mut D, mem: &Memory, why: &str, asked: &[&str]) {
+    let r = d.request(Request::Promote).await;
+    assert!(!r.ok && r.message.contains(why), "{}", r.message);
+    assert_eq!(drbd_asks(mem), asked, "{:?}", mem.world().log);
+    assert_secondary(mem);
+}
+
 /// A promote refused because another host answers for the address, DRBD never asked.
 async fn refused_unasked(d: &mut D, mem: &Memory) {
-    let r = d.request(Request::Promote).await;
-    assert!(
-        !r.ok && r.message.contains("another host answers"),
-        "{}",
-        r.message
-    );
-    assert!(drbd_asks(mem).is_empty(), "{:?}", mem.world().log);
-    assert_secondary(mem);
+    refused(d, mem, "another host answers", &[]).await;
+}
+
+/// r0's next `drbd-primary` takes DRBD's ping wait (600 ms of paused time), and `change` is
+/// applied to the world halfway through it; the handle ends once it is.
+fn midway_through_drbd_primary(mem: &Memory, change: fn(&Memory)) -> tokio::task::JoinHandle<()> {
+    let ping = std::time::Duration::from_millis(600);
+    mem.world().delays.insert("drbd-primary r0".into(), ping);
+    let mem = mem.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(ping / 2).await;
+        change(&mem);
+    })
 }
 
 /// r0 as a power loss first shows it: still Connected, the peer Primary, DRBD refusing a second
@@ -565,14 +579,7 @@ async fn only_drbds_fencing_lets_primary_be_asked_before_the_probe_verdict() {
     // resource-only, the peer still Primary: DRBD asked (and refuses), nothing else changed.
     let (mut d, mem) = peer_primary_world("managed", Fencing::ResourceOnly, true);
     d.observe().await;
-    let r = d.request(Request::Promote).await;
-    assert!(
-        !r.ok && r.message.contains("peer is DRBD Primary"),
-        "{}",
-        r.message
-    );
-    assert_eq!(drbd_asks(&mem), ["drbd-primary r0"]);
-    assert_secondary(&mem);
+    refused(&mut d, &mem, "peer is DRBD Primary", &["drbd-primary r0"]).await;
     // The peer is then lost: manage mode forces, but not while another host answers.
     mem.world().log.clear();
     mem.peer_lost("r0");
@@ -601,14 +608,7 @@ async fn only_drbds_fencing_lets_primary_be_asked_before_the_probe_verdict() {
     let (mut d, mem) = peer_primary_world("one", Fencing::ResourceOnly, false);
     mem.peer_lost("r0");
     d.observe().await;
-    let r = d.request(Request::Promote).await;
-    assert!(
-        !r.ok && r.message.contains("SS_PRIMARY_NOP"),
-        "{}",
-        r.message
-    );
-    assert_eq!(drbd_asks(&mem), ["drbd-primary r0"]);
-    assert_secondary(&mem);
+    refused(&mut d, &mem, "SS_PRIMARY_NOP", &["drbd-primary r0"]).await;
 
     // dont-care: DRBD would promote without its peer, so the verdict comes first.
     for fencing in [Fencing::DontCare, Fencing::Unknown] {
@@ -626,39 +626,21 @@ async fn power_loss_retry_is_forced_only_after_the_probe_verdict() {
     for answered in [true, false] {
         let (mut d, mem) = peer_primary_world("managed", Fencing::ResourceOnly, answered);
         d.observe().await;
-        let ping = std::time::Duration::from_millis(600);
-        mem.world().delays.insert("drbd-primary r0".into(), ping);
-        let lost = {
-            let mem = mem.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(ping / 2).await;
-                mem.peer_lost("r0");
-            })
-        };
-        let r = d.request(Request::Promote).await;
-        lost.await.expect("peer lost");
-        let log = mem.world().log.clone();
-        let asked: Vec<&String> = log
-            .iter()
-            .filter(|l| l.starts_with("drbd-primary"))
-            .collect();
+        let lost = midway_through_drbd_primary(&mem, |m| m.peer_lost("r0"));
         if answered {
-            assert!(
-                !r.ok && r.message.contains("another host answers"),
-                "{}",
-                r.message
-            );
-            assert_eq!(asked, ["drbd-primary r0"], "{log:?}");
-            assert_secondary(&mem);
+            refused(&mut d, &mem, "another host answers", &["drbd-primary r0"]).await;
         } else {
+            let r = d.request(Request::Promote).await;
             assert!(r.ok, "{}", r.message);
             assert_eq!(
-                asked,
+                drbd_asks(&mem),
                 ["drbd-primary r0", "drbd-primary-force r0"],
-                "{log:?}"
+                "{:?}",
+                mem.world().log
             );
             assert_primary(&mem);
         }
+        lost.await.expect("peer lost");
     }
 }
 
@@ -725,24 +707,7 @@ async fn unguarded_retry_waits_for_the_probe_verdict() {
     let (mut d, mem) = setup("one", true);
     d.observe().await;
     mem.world().answered_elsewhere.insert("10.0.0.10/24".into());
-    let ping = std::time::Duration::from_millis(600);
-    mem.world().delays.insert("drbd-primary r0".into(), ping);
-    let peer = {
-        let mem = mem.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(ping / 2).await;
-            mem.peer_primary("r0", true);
-        })
-    };
-    let r = d.request(Request::Promote).await;
+    let peer = midway_through_drbd_primary(&mem, |m| m.peer_primary("r0", true));
+    refused(&mut d, &mem, "another host answers", &["drbd-primary r0"]).await;
     peer.await.expect("peer Primary");
-    assert!(
-        !r.ok && r.message.contains("another host answers"),
-        "{}",
-        r.message
-    );
-    let log = mem.world().log.clone();
-    let asked = log.iter().filter(|l| l.starts_with("drbd-primary")).count();
-    assert_eq!(asked, 1, "{log:?}");
-    assert_secondary(&mem);
 }

@@ -73,6 +73,7 @@ impl std::fmt::Display for Format {
 /// One peer slot of the superblock (`struct peer_dev_md_on_disk_9`; v08 has one, holding only
 /// the bitmap UUID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct PeerSlot {
     /// UUID the bitmap of this peer is relative to.
     pub bitmap_uuid: u64,

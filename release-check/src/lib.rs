@@ -1,4 +1,4 @@
-//! Release checks of the crates this workspace publishes (`drbd-nl`, `vip`, `tgt-ipc`).
+//! Release checks of the crates this workspace publishes (`drbd-nl`, `drbd-md`, `vip`, `tgt-ipc`).
 //!
 //! [`public_api`] lists a library's public surface from its source, one item per line, sorted:
 //! every item reachable from the crate root through `pub mod` and `pub use` (globs included), the

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-const PRODUCT: [&str; 4] = ["drbd-nl", "vip", "tgt-ipc", "agent"];
+const PRODUCT: [&str; 5] = ["drbd-nl", "drbd-md", "vip", "tgt-ipc", "agent"];
 const FORBIDDEN: [&str; 8] = [
     "process::Command",
     "Command::new(",

@@ -45,6 +45,11 @@ fn drbd_nl_public_api() {
 }
 
 #[test]
+fn drbd_md_public_api() {
+    check("drbd-md", "drbd_md");
+}
+
+#[test]
 fn vip_public_api() {
     check("vip", "vip");
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const PUBLISHED: [&str; 3] = ["drbd-nl", "vip", "tgt-ipc"];
+const PUBLISHED: [&str; 4] = ["drbd-nl", "drbd-md", "vip", "tgt-ipc"];
 
 fn metadata(extra: &[&str]) -> Value {
     let out = Command::new(env!("CARGO"))

@@ -367,8 +367,8 @@ fn bring_up_figures(node: &Node, peer: &Node, r: &Resource) -> anyhow::Result<(f
 }
 
 /// After the failover (a Primary, b powered off): a writes newer data; b boots with its
-/// replication link cut and `master` still in its pool.conf. b's agent brings DRBD up on b's old
-/// metadata and waits for its peer (no promote of stale data); once the link is back b resyncs
+/// replication link cut and `master` still in its pool.conf. b's agent replays b's activity log
+/// (DRBD refuses the unclean metadata of a crashed Primary), brings DRBD up on it and waits for its peer (no promote of stale data); once the link is back b resyncs
 /// from a, stays Secondary (a is Primary), never became Primary, and holds a's newer data.
 fn stale_master_waits_then_resyncs(lab: &Lab, r: &Resource) -> anyhow::Result<()> {
     let (a, b) = nodes(lab);
@@ -384,8 +384,6 @@ fn stale_master_waits_then_resyncs(lab: &Lab, r: &Resource) -> anyhow::Result<()
     };
     link(&["nomaster"])?;
     let cut = || -> anyhow::Result<()> {
-        // What a boot script's `drbdadm up` does first (the agent runs no program).
-        bringup::apply_al(b, r)?;
         agent_lab::start_tgtd(b)?;
         agent_lab::install_managed_config(b, a, r, true)?;
         set_pool_conf(b, Some(master()))?;
@@ -413,6 +411,12 @@ fn stale_master_waits_then_resyncs(lab: &Lab, r: &Resource) -> anyhow::Result<()
     })?;
     anyhow::ensure!(agent_lab::holds_secondary(&sb), "b changed: {sb}");
     let log = b.run_ok(&format!("cat {}", agent_lab::AGENT_LOG))?.stdout;
+    // b lost power as Primary: DRBD refused its unclean metadata (165) and the agent, with no
+    // boot script's drbdmeta, replayed the activity log itself.
+    anyhow::ensure!(
+        log.contains("activity log replayed"),
+        "b's agent did not replay the activity log:\n{log}"
+    );
     anyhow::ensure!(
         !log.lines()
             .any(|l| l.contains("stage=\"drbd-primary") && l.contains("ok=true")),

@@ -13,9 +13,11 @@
 //!   split brain, both agents report it (`status` exits non-zero, `split-brain` prints the
 //!   recovery), and the documented steps (a is the victim) bring the pair back with b's writes
 //!   and without a's.
-//! - `managed_power_loss_takes_over_through_drbds_fencing` (manage mode): a loses power, b is
+//! - `managed_power_loss_takes_over_and_the_victim_rejoins` (manage mode): a loses power, b is
 //!   elected at once and takes over: DRBD's ping wait runs while b's address probe listens, the
-//!   unforced request is refused by DRBD's fencing (−7), the forced one follows the probe.
+//!   unforced request is refused by DRBD's fencing (−7), the forced one follows the probe. a
+//!   boots; its agent replays a's activity log (DRBD refuses unclean metadata, 165), attaches
+//!   and resyncs from b.
 //! - `managed_power_loss_never_forces_while_another_host_answers`: the same with the floating
 //!   address answered by another host (the client's namespace): b is refused, never forced.
 //! - `two_volumes_of_one_resource_promote_and_demote_together` (manage mode): one target with two
@@ -345,8 +347,11 @@ fn split_brain_detected_reported_and_recovered() {
 /// the unforced request (−7) once its ping wait declared a lost, and the forced one follows,
 /// the probe's verdict already in. b serves, the client reads the marker through b. Prints b's
 /// promote stages and SIGKILL -> serving (no timed assertion).
+/// Then a boots on its crashed metadata (DRBD refuses to attach it: 165 `ERR_MD_UNCLEAN`) and
+/// its agent, with no boot script and no drbdmeta, replays the activity log itself, attaches,
+/// connects and resyncs from b: Secondary, UpToDate, with b's newer write on its disk.
 #[test]
-fn managed_power_loss_takes_over_through_drbds_fencing() {
+fn managed_power_loss_takes_over_and_the_victim_rejoins() {
     scenario("managed power loss", |lab| {
         let (a, b) = (lab.node(0)?, lab.node(1)?);
         let r = Resource::default();
@@ -376,6 +381,34 @@ fn managed_power_loss_takes_over_through_drbds_fencing() {
             "{}",
             cs_line(b, &r)
         );
+
+        let newer = "written on b after the takeover";
+        write_block(b, &r.device(), 300, newer)?;
+        a.boot()?;
+        al::start_tgtd(a)?;
+        al::install_managed_config(a, b, &r, false)?;
+        al::set_pool_conf(a, Some(&al::slave_of(b)))?;
+        al::start_agent(a)?;
+        bringup::wait_until(
+            a,
+            &format!(
+                "grep -q '^ *{}: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate' /proc/drbd",
+                r.minor
+            ),
+            "a to rejoin and resync from b",
+            T,
+        )?;
+        let log = a.run_ok(&format!("cat {}", al::AGENT_LOG))?.stdout;
+        let replayed = log
+            .lines()
+            .find(|l| l.contains("activity log replayed"))
+            .with_context(|| format!("a's agent did not replay the activity log:\n{log}"))?;
+        eprintln!("managed power loss, a rejoins: {replayed}");
+        ensure!(
+            read_block(a, &r.disk, 300, newer.len())? == newer,
+            "a's disk lacks b's write after the resync"
+        );
+        al::wait_status(a, "a converged Secondary", T, al::is_secondary)?;
         Ok(())
     });
 }

@@ -357,7 +357,13 @@ impl Drbd for NetlinkDrbd {
                 for opt in m.disk_options.drbd84() {
                     attach = attach.option(opt);
                 }
-                h.execute(attach).await.map_err(err)?;
+                match h.execute(attach.clone()).await {
+                    Err(e) if is_code(&e, &[RetCode::MdUnclean]) => {
+                        super::metadata::replay_activity_log(&res.name, minor, disk).await?;
+                        h.execute(attach).await.map_err(err)?;
+                    }
+                    r => r.map_err(err)?,
+                }
             }
         }
         let current = self.status(res).await?;

@@ -608,7 +608,14 @@ impl Drbd for Netlink9Drbd {
             Vec::new()
         };
         for req in up_requests(res, m, &objs, &paths)? {
-            self.handle.execute(req).await.map_err(err)?;
+            match self.handle.execute(req.clone()).await {
+                // only attach reads the metadata
+                Err(e) if e.ret_code() == Some(RetCode::MdUnclean) => {
+                    super::metadata::replay_activity_log(&res.name, res.minor, &m.disk).await?;
+                    self.handle.execute(req).await.map_err(err)?;
+                }
+                r => r.map_err(err)?,
+            }
         }
         Ok(())
     }

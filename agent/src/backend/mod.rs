@@ -15,6 +15,7 @@ pub mod drbd;
 pub mod drbd9;
 #[cfg(any(test, feature = "simulate"))]
 pub mod memory;
+mod metadata;
 pub mod target;
 mod tgt_show;
 pub mod vip;

@@ -154,17 +154,6 @@ pub fn create_md(node: &Node, r: &Resource) -> Result<()> {
     Ok(())
 }
 
-/// `drbdmeta apply-al` (what `drbdadm up` runs before attach): after a power loss DRBD 9 refuses
-/// to attach unclean metadata (165 `ERR_MD_UNCLEAN`), and the agent runs no program.
-pub fn apply_al(node: &Node, r: &Resource) -> Result<()> {
-    node.run_ok(&format!(
-        "drbdmeta {m} v09 {d} internal apply-al",
-        m = r.minor,
-        d = r.disk
-    ))?;
-    Ok(())
-}
-
 /// Milliseconds (guest clock; busybox `date` has no `%N`, `adjtimex` gives microseconds) of what `drbdadm up` runs for the agent's managed resource, six
 /// `drbdsetup` processes with the same options (`node` new-resource .. connect towards `peer`,
 /// which need not answer); the resource is taken down afterwards. The baseline of the agent's

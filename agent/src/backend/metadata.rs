@@ -1,0 +1,50 @@
+//! Manage mode after a crash of a Primary: DRBD refuses to attach a disk whose activity log was
+//! never applied (165 `ERR_MD_UNCLEAN`). `drbdadm up` runs `drbdmeta … apply-al` before every
+//! attach for that; the agent replays the log itself ([`drbd_md::apply_al`]) only when DRBD
+//! refused, then attaches again (docs/drbd-metadata.md).
+
+use std::path::Path;
+
+use tracing::warn;
+
+use crate::error::BackendError;
+
+/// Replays the activity log of `disk`, the backing disk of `resource`'s `minor`, into its
+/// bitmap: the extents the log names as hot are marked out of sync (the next resync with the
+/// peer rewrites them) and the metadata is marked clean. Runs on tokio's blocking pool (direct
+/// I/O on the disk). The disk is opened exclusively: a disk DRBD or anyone else holds is never
+/// touched ([`drbd_md::MdError::Busy`]).
+///
+/// # Errors
+/// [`BackendError::Failed`] with drbd-md's reason (busy disk, no or damaged metadata, an I/O
+/// error): the attach is not retried and the resource stays down, as after `drbdadm up` failing.
+pub(crate) async fn replay_activity_log(
+    resource: &str,
+    minor: u32,
+    disk: &Path,
+) -> Result<(), BackendError> {
+    let path = disk.to_path_buf();
+    let report = tokio::task::spawn_blocking(move || drbd_md::apply_al(&path))
+        .await
+        .map_err(|e| BackendError::Failed(format!("{resource}: activity log replay: {e}")))?
+        .map_err(|e| {
+            BackendError::Failed(format!(
+                "{resource}: DRBD refused {} (unclean metadata after a crash) and its activity \
+                 log could not be replayed: {e}",
+                disk.display()
+            ))
+        })?;
+    warn!(
+        resource,
+        minor,
+        disk = %disk.display(),
+        format = %report.format,
+        was_primary = report.primary_ind,
+        hot_extents = report.hot_extents.len(),
+        out_of_sync_kib = report.additional_kib(),
+        corrupt_transactions = report.corrupt_transactions,
+        "activity log replayed: DRBD refused the unclean metadata of a crash; the extents it \
+         names are marked out of sync and resync from the peer"
+    );
+    Ok(())
+}

@@ -1,6 +1,5 @@
 //! drbdmeta `apply-al` for internal v08/v09 metadata (drbdmeta `meta_apply_al`, `apply_al`).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::al::{self, block_magic, initialized_al, Replay, AL_MAGIC, AL_PMEM_MAGIC};
@@ -123,29 +122,29 @@ pub fn apply_al(path: &Path) -> Result<ApplyAlReport, MdError> {
         layout,
     };
     if plan.apply {
-        let mut blocks: BTreeMap<u64, (Block, bool)> = BTreeMap::new();
+        // Extents ascend, so do their blocks: one block in memory, written when left.
+        let mut current: Option<(u64, Block, bool)> = None;
+        let mut wrote = false;
         for &e in &report.hot_extents {
             let Some((s, end)) = extent_bytes(e, sb.max_peers, layout.bm_bytes) else {
                 report.extents_beyond_bitmap += 1;
                 continue;
             };
             for blk in s / 4096..end.div_ceil(4096) {
-                let at = layout.bm_offset + blk * 4096;
-                let (block, dirty) = match blocks.entry(blk) {
-                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        v.insert((dev.read_block("read bitmap", at)?, false))
-                    }
-                };
-                let zeros = set_in_block(&mut block.0, blk * 4096, s, end);
-                report.additional_bits += zeros;
-                *dirty |= zeros > 0;
+                if current.as_ref().is_none_or(|(b, ..)| *b != blk) {
+                    wrote |= flush_block(&dev, &layout, current.take())?;
+                    let block = dev.read_block("read bitmap", layout.bm_offset + blk * 4096)?;
+                    current = Some((blk, block, false));
+                }
+                if let Some((_, block, dirty)) = current.as_mut() {
+                    let zeros = set_in_block(&mut block.0, blk * 4096, s, end);
+                    report.additional_bits += zeros;
+                    *dirty |= zeros > 0;
+                }
             }
         }
-        for (blk, (block, _)) in blocks.iter().filter(|(_, (_, dirty))| *dirty) {
-            dev.write("write bitmap", layout.bm_offset + blk * 4096, &block.0)?;
-        }
-        if blocks.values().any(|(_, dirty)| *dirty) {
+        wrote |= flush_block(&dev, &layout, current)?;
+        if wrote {
             dev.sync("flush bitmap")?;
         }
     }
@@ -163,6 +162,21 @@ pub fn apply_al(path: &Path) -> Result<ApplyAlReport, MdError> {
         dev.sync("flush superblock")?;
     }
     Ok(report)
+}
+
+/// Writes a bitmap block back if it changed; true if it did.
+fn flush_block(
+    dev: &Device,
+    layout: &Layout,
+    b: Option<(u64, Block, bool)>,
+) -> Result<bool, MdError> {
+    match b {
+        Some((blk, block, true)) => {
+            dev.write("write bitmap", layout.bm_offset + blk * 4096, &block.0)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// What to write, decided before anything is written.

@@ -42,13 +42,13 @@ fn image(dir: &Path, name: &str, tail: &[u8]) -> PathBuf {
     p
 }
 
-fn read_tail(p: &Path) -> Vec<u8> {
+/// The last `len` bytes of the image (checking that nothing before them was written).
+fn read_tail(p: &Path, len: usize) -> Vec<u8> {
     let f = File::open(p).unwrap();
     assert_eq!(f.metadata().unwrap().len(), DEV, "device size changed");
-    let mut t = vec![0; TAIL];
-    f.read_exact_at(&mut t, DEV - TAIL as u64).unwrap();
-    // Nothing before the tail was written either.
-    let mut head = vec![0; (DEV as usize) - TAIL];
+    let mut t = vec![0; len];
+    f.read_exact_at(&mut t, DEV - len as u64).unwrap();
+    let mut head = vec![0; (DEV as usize) - len];
     f.read_exact_at(&mut head, 0).unwrap();
     assert!(head.iter().all(|&b| b == 0), "data area written");
     t
@@ -68,7 +68,7 @@ fn expected(name: &str, input: &[u8]) -> Option<Vec<u8>> {
     if std::env::var_os("DRBD_MD_ORACLE").is_some() {
         let dir = tempfile::tempdir().unwrap();
         let img = image(dir.path(), "oracle.img", input);
-        let format = if get32(input, SB + 60) == drbd_md::MAGIC_09 {
+        let format = if get32(input, input.len() - 4096 + 60) == drbd_md::MAGIC_09 {
             "v09"
         } else {
             "v08"
@@ -87,14 +87,18 @@ fn expected(name: &str, input: &[u8]) -> Option<Vec<u8>> {
         let _ = std::fs::remove_file(data_path(&out));
         let _ = std::fs::remove_file(data_path(&same));
         if o.status.success() {
-            let t = read_tail(&img);
+            let t = read_tail(&img, input.len());
             if t == input {
                 std::fs::write(data_path(&same), b"").unwrap();
             } else {
                 std::fs::write(data_path(&out), t).unwrap();
             }
         } else {
-            assert_eq!(read_tail(&img), input, "drbdmeta failed but wrote");
+            assert_eq!(
+                read_tail(&img, input.len()),
+                input,
+                "drbdmeta failed but wrote"
+            );
         }
     }
     if data_path(&same).exists() {
@@ -108,7 +112,7 @@ fn check(input: &[u8], want: Option<&[u8]>) -> Result<ApplyAlReport, MdError> {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path(), "native.img", input);
     let r = apply_al(&img);
-    let got = read_tail(&img);
+    let got = read_tail(&img, input.len());
     match want {
         Some(want) => {
             let r = r
@@ -240,6 +244,26 @@ fn v09_three_peer_slots_get_every_slot_marked() {
     assert_eq!(r.additional_bits, 9 * 1024 - preset);
 }
 
+/// 31 slots: the bitmap grows to 16 KiB (the superblock's offsets moved to match, the size
+/// clipped), and extents of 3968 bytes straddle 4 KiB blocks.
+#[test]
+fn v09_thirty_one_peer_slots_straddle_bitmap_blocks() {
+    let real = data("v09-unclean.md");
+    let mut t = vec![0u8; 16384 - 4096];
+    t.extend_from_slice(&real);
+    let sb = t.len() - 4096;
+    be32(&mut t, sb + 88, 31); // bm_max_peers
+    be32(&mut t, sb + 64, 104); // md_size_sect: 32 bitmap + 64 AL + 8
+    be32(&mut t, sb + 76, -96i32 as u32); // bm_offset
+    for i in 1..31 {
+        be32(&mut t, sb + 112 + 32 * i + 20, -1i32 as u32); // bitmap_index: unused
+    }
+    t[5000..5100].fill(0xff); // some bits already set (extent 1)
+    let r = case("v09-thirty-one-peers", &t).unwrap();
+    assert_eq!(r.layout.bm_bytes, 16384);
+    assert_eq!(r.additional_bits, 3 * 31 * 1024 - 100 * 8);
+}
+
 #[test]
 fn oversized_effective_size_is_clipped_when_written() {
     let mut t = data("v08-unclean.md");
@@ -264,7 +288,7 @@ fn tmpfs_image_without_o_direct() {
     };
     let img = image(dir.path(), "shm.img", &data("v08-unclean.md"));
     apply_al(&img).unwrap();
-    assert_eq!(read_tail(&img), data("v08-drbdmeta-applied.md"));
+    assert_eq!(read_tail(&img, TAIL), data("v08-drbdmeta-applied.md"));
 }
 
 #[test]
@@ -315,5 +339,5 @@ fn errors_name_the_path_offset_and_field() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(read_tail(&bad), t, "nothing written on error");
+    assert_eq!(read_tail(&bad, TAIL), t, "nothing written on error");
 }

@@ -556,6 +556,78 @@ pub fn pool_conf_pair_up_with(
     Ok(())
 }
 
+/// Fresh metadata on both nodes, both agents in manage mode (a master), the initial sync skipped
+/// once the agents connected DRBD (`new-current-uuid --clear-bitmap` on a); returns when a serves
+/// `marker` and b is converged Secondary with the fencing its agent set (`resource-only`).
+pub fn managed_pair_up(lab: &Lab, r: &Resource, marker: &str) -> Result<()> {
+    let t = Duration::from_secs(60);
+    let (a, b) = (lab.node(0)?, lab.node(1)?);
+    for (n, peer) in [(a, b), (b, a)] {
+        n.run_ok(&format!(
+            "drbdmeta --force {} v08 {} internal create-md >/dev/null 2>&1",
+            r.minor, r.disk
+        ))?;
+        start_tgtd(n)?;
+        install_managed_config(n, peer, r, false)?;
+    }
+    set_pool_conf(a, Some(master()))?;
+    set_pool_conf(b, Some(&slave_of(a)))?;
+    start_agent(a)?;
+    start_agent(b)?;
+    bringup::wait_until(
+        a,
+        &format!("grep -q '^ *{}: cs:Connected' /proc/drbd", r.minor),
+        "the agents to connect DRBD",
+        t,
+    )?;
+    a.run_ok(&format!(
+        "drbdsetup-84 new-current-uuid --clear-bitmap {}",
+        r.minor
+    ))?;
+    wait_status(a, "a to serve", t, is_serving)?;
+    bringup::write_marker(a, &r.device(), marker)?;
+    let sb = wait_status(b, "b converged Secondary", t, is_secondary)?;
+    anyhow::ensure!(
+        sb["resources"][0]["drbd"]["fencing"] == "resource-only",
+        "fencing not set by the agent: {sb}"
+    );
+    Ok(())
+}
+
+/// A powered-off manage-mode node rejoins through its agent alone: boot, tgtd, the managed config,
+/// pool.conf `slave:` of `peer` (the Primary), agent; no drbdmeta or drbdsetup (the agent replays
+/// a crashed Primary's activity log itself). Waits until it is resynced (`Connected`
+/// `Secondary/Primary` `UpToDate/UpToDate`) and its agent converged Secondary. Returns the
+/// agent's `activity log replayed` log line, if it logged one.
+pub fn managed_rejoin(lab: &Lab, node: &Node, peer: &Node, r: &Resource) -> Result<Option<String>> {
+    node.boot()?;
+    let _ = lab.save();
+    start_tgtd(node)?;
+    install_managed_config(node, peer, r, false)?;
+    set_pool_conf(node, Some(&slave_of(peer)))?;
+    start_agent(node)?;
+    bringup::wait_until(
+        node,
+        &format!(
+            "grep -q '^ *{}: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate' /proc/drbd",
+            r.minor
+        ),
+        "rejoined through its agent: Connected, Secondary, UpToDate/UpToDate",
+        Duration::from_secs(180),
+    )?;
+    wait_status(
+        node,
+        "rejoined node converged Secondary",
+        Duration::from_secs(60),
+        is_secondary,
+    )?;
+    // The log is the guest's tmpfs: this boot's only.
+    let o = node.run(&format!(
+        "grep -a -m1 'activity log replayed' {AGENT_LOG} | tr -d '\\033' | sed 's/\\[[0-9;]*m//g'"
+    ))?;
+    Ok(Some(o.stdout.trim().to_string()).filter(|l| !l.is_empty()))
+}
+
 /// Stops both agents (SIGTERM, then SIGKILL) and returns the lab to its boot state
 /// ([`bringup::reset_lab`]) plus pool.conf, config and agent log removed.
 pub fn reset(lab: &Lab) -> Result<()> {

@@ -224,49 +224,13 @@ fn rebooted_stale_master_never_promotes() {
     });
 }
 
-/// Fresh metadata on both nodes, both agents in manage mode (a master), the initial sync skipped
-/// once the agents connected DRBD; returns when a serves `marker` and b is Secondary.
-fn managed_pair_up(lab: &Lab, r: &Resource, marker: &str) -> Result<()> {
-    let (a, b) = (lab.node(0)?, lab.node(1)?);
-    for (n, peer) in [(a, b), (b, a)] {
-        n.run_ok(&format!(
-            "drbdmeta --force {} v08 {} internal create-md >/dev/null 2>&1",
-            r.minor, r.disk
-        ))?;
-        al::start_tgtd(n)?;
-        al::install_managed_config(n, peer, r, false)?;
-    }
-    al::set_pool_conf(a, Some(al::master()))?;
-    al::set_pool_conf(b, Some(&al::slave_of(a)))?;
-    al::start_agent(a)?;
-    al::start_agent(b)?;
-    bringup::wait_until(
-        a,
-        &format!("grep -q '^ *{}: cs:Connected' /proc/drbd", r.minor),
-        "the agents to connect DRBD",
-        T,
-    )?;
-    a.run_ok(&format!(
-        "drbdsetup-84 new-current-uuid --clear-bitmap {}",
-        r.minor
-    ))?;
-    al::wait_status(a, "a to serve", T, al::is_serving)?;
-    write_block(a, &r.device(), 0, marker)?;
-    let sb = al::wait_status(b, "b converged Secondary", T, al::is_secondary)?;
-    ensure!(
-        sb["resources"][0]["drbd"]["fencing"] == "resource-only",
-        "fencing not set by the agent: {sb}"
-    );
-    Ok(())
-}
-
 #[test]
 fn split_brain_detected_reported_and_recovered() {
     scenario("split brain", |lab| {
         let (a, b) = (lab.node(0)?, lab.node(1)?);
         let r = Resource::default();
         let dev = r.device();
-        managed_pair_up(lab, &r, MARKER)?;
+        al::managed_pair_up(lab, &r, MARKER)?;
 
         // The replication link breaks; b is made master too and promotes (it was Connected and
         // UpToDate when its peer vanished), a keeps serving: two Primaries.
@@ -355,7 +319,7 @@ fn managed_power_loss_takes_over_and_the_victim_rejoins() {
     scenario("managed power loss", |lab| {
         let (a, b) = (lab.node(0)?, lab.node(1)?);
         let r = Resource::default();
-        managed_pair_up(lab, &r, MARKER)?;
+        al::managed_pair_up(lab, &r, MARKER)?;
         let t0 = Instant::now();
         a.kill()?;
         al::set_pool_conf(b, Some(al::master()))?;
@@ -384,31 +348,17 @@ fn managed_power_loss_takes_over_and_the_victim_rejoins() {
 
         let newer = "written on b after the takeover";
         write_block(b, &r.device(), 300, newer)?;
-        a.boot()?;
-        al::start_tgtd(a)?;
-        al::install_managed_config(a, b, &r, false)?;
-        al::set_pool_conf(a, Some(&al::slave_of(b)))?;
-        al::start_agent(a)?;
-        bringup::wait_until(
-            a,
-            &format!(
-                "grep -q '^ *{}: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate' /proc/drbd",
-                r.minor
-            ),
-            "a to rejoin and resync from b",
-            T,
-        )?;
-        let log = a.run_ok(&format!("cat {}", al::AGENT_LOG))?.stdout;
-        let replayed = log
-            .lines()
-            .find(|l| l.contains("activity log replayed"))
-            .with_context(|| format!("a's agent did not replay the activity log:\n{log}"))?;
+        let replayed = al::managed_rejoin(lab, a, b, &r)?.with_context(|| {
+            format!(
+                "a's agent did not replay the activity log:\n{}",
+                al::agent_log(a, 60)
+            )
+        })?;
         eprintln!("managed power loss, a rejoins: {replayed}");
         ensure!(
             read_block(a, &r.disk, 300, newer.len())? == newer,
             "a's disk lacks b's write after the resync"
         );
-        al::wait_status(a, "a converged Secondary", T, al::is_secondary)?;
         Ok(())
     });
 }
@@ -421,7 +371,7 @@ fn managed_power_loss_never_forces_while_another_host_answers() {
     scenario("managed power loss, address answered", |lab| {
         let (a, b) = (lab.node(0)?, lab.node(1)?);
         let r = Resource::default();
-        managed_pair_up(lab, &r, MARKER)?;
+        al::managed_pair_up(lab, &r, MARKER)?;
         let ns = lab.client().netns().to_string();
         let vip = format!("{}/{}", net::FLOATING_IP, net::PREFIX);
         let impostor = |op: &str| net::ip(&["-n", &ns, "addr", op, &vip, "dev", "eth0"]);

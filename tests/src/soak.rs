@@ -1,14 +1,15 @@
 //! `lab soak`: N failure cycles with the write ledger running the whole time, checked after every
 //! cycle.
 //!
-//! Two `iscsi-ha` agents on pool.conf (adopt mode), [`crate::ledger`] writing through the floating
-//! address from the client, and `lab-watch` in each guest sampling DRBD role, the address and
+//! Two `iscsi-ha` agents on pool.conf ([`DrbdMode`]: adopt, DRBD brought up by the harness, or
+//! manage, by the agents), [`crate::ledger`] writing through the floating address from the client, and `lab-watch` in each guest sampling DRBD role, the address and
 //! tgtd's target every 50 ms (changes logged with the guest clock). Cycle kinds, in rotation:
 //! planned switchover (pool.conf swap), SIGKILL of an agent right after a random stage of a
 //! promote or demote (then restarted), SIGKILL of tgtd on the primary (restarted as its service
 //! manager would), power loss of the primary (the secondary's pool.conf becomes `master`; the
-//! victim is booted, its DRBD attached and connected as the system tools would in adopt mode, its
-//! pool.conf says slave, its agent starts and it resyncs to Secondary).
+//! victim is booted, in adopt mode its DRBD attached and connected as the system tools would, its
+//! pool.conf says slave, its agent starts and it resyncs to Secondary; in manage mode its agent
+//! alone replays the crashed Primary's activity log, attaches and connects).
 //!
 //! After every cycle: the ledger re-reads every block (0 acknowledged writes lost, none torn);
 //! the watch logs say never two DRBD Primaries (either node seeing `Primary/Primary`, or both
@@ -71,6 +72,38 @@ pub const ROTATION: [Kind; 6] = [
     Kind::Switchover,
 ];
 
+/// Who brings DRBD up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DrbdMode {
+    /// The harness with `drbdsetup-84` (and `drbdmeta apply-al` + attach + connect after a power
+    /// loss); the agents run in `mode = "adopt"`.
+    #[default]
+    Adopt,
+    /// The agents (`mode = "manage"`: attach, connect, fencing `resource-only`, the activity log
+    /// replayed after a crash); the harness only skips the initial sync once.
+    Manage,
+}
+
+impl std::str::FromStr for DrbdMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<DrbdMode, String> {
+        match s {
+            "adopt" => Ok(DrbdMode::Adopt),
+            "manage" => Ok(DrbdMode::Manage),
+            _ => Err(format!("DRBD mode {s:?}: expected adopt or manage")),
+        }
+    }
+}
+
+impl std::fmt::Display for DrbdMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DrbdMode::Adopt => "adopt",
+            DrbdMode::Manage => "manage",
+        })
+    }
+}
+
 /// Soak options.
 #[derive(Debug, Clone)]
 pub struct SoakOpts {
@@ -80,6 +113,8 @@ pub struct SoakOpts {
     pub seed: u64,
     /// Ledger write mode.
     pub mode: Mode,
+    /// The agents' mode: who brings DRBD up.
+    pub drbd_mode: DrbdMode,
     /// Report file stem under `target/lab-report/` (`soak` -> `soak.json`, `soak.md`).
     pub report: String,
 }
@@ -90,6 +125,7 @@ impl Default for SoakOpts {
             cycles: 20,
             seed: unix_ms() as u64,
             mode: Mode::Plain,
+            drbd_mode: DrbdMode::Adopt,
             report: "soak".into(),
         }
     }
@@ -170,6 +206,8 @@ pub struct SoakReport {
     pub loadavg_at_start: String,
     /// Ledger mode.
     pub mode: String,
+    /// The agents' mode (`adopt`, `manage`).
+    pub drbd_mode: String,
     /// Seed of the stage choices.
     pub seed: u64,
     /// Cycles run (complete).
@@ -526,6 +564,7 @@ fn summary(cycles: &[Cycle]) -> BTreeMap<String, KindSummary> {
 struct Run<'a> {
     lab: &'a Lab,
     r: Resource,
+    drbd_mode: DrbdMode,
     primary: usize,
     ledger: LedgerProc,
     watch: [Watcher; 2],
@@ -646,12 +685,21 @@ impl Run<'_> {
                 al::set_pool_conf(s, Some(al::master()))?;
                 al::wait_status(s, "survivor to serve", T, al::is_serving)?;
                 let served = unix_ms();
-                rejoin(self.lab, p, s, &self.r, true)?;
+                let replayed = match self.drbd_mode {
+                    DrbdMode::Adopt => {
+                        rejoin(self.lab, p, s, &self.r, true)?;
+                        String::new()
+                    }
+                    DrbdMode::Manage => match al::managed_rejoin(self.lab, p, s, &self.r)? {
+                        Some(l) => format!(" through its agent; {l}"),
+                        None => " through its agent; NO activity log replayed".into(),
+                    },
+                };
                 self.watch[self.primary] = Watcher::start(p)?;
                 self.alarms_seen[self.primary] = 0;
                 self.primary = 1 - self.primary;
                 format!(
-                    "{} powered off, {} serves; {} rejoined as Secondary {:.1} s later",
+                    "{} powered off, {} serves; {} rejoined as Secondary {:.1} s later{replayed}",
                     p.name(),
                     s.name(),
                     p.name(),
@@ -680,8 +728,17 @@ pub fn soak_on(lab: &Lab, opts: &SoakOpts) -> Result<SoakReport> {
         .to_string();
     let r = Resource::default();
     al::reset(lab)?;
-    al::pool_conf_pair_up(lab, &r, MARKER)?;
-    say(t0, "agents up, a serves via the floating address");
+    match opts.drbd_mode {
+        DrbdMode::Adopt => al::pool_conf_pair_up(lab, &r, MARKER)?,
+        DrbdMode::Manage => al::managed_pair_up(lab, &r, MARKER)?,
+    }
+    say(
+        t0,
+        &format!(
+            "agents up ({} mode), a serves via the floating address",
+            opts.drbd_mode
+        ),
+    );
     let watch = [Watcher::start(lab.node(0)?)?, Watcher::start(lab.node(1)?)?];
     let ledger = LedgerProc::start(
         lab,
@@ -694,6 +751,7 @@ pub fn soak_on(lab: &Lab, opts: &SoakOpts) -> Result<SoakReport> {
     let mut run = Run {
         lab,
         r,
+        drbd_mode: opts.drbd_mode,
         primary: 0,
         ledger,
         watch,
@@ -782,11 +840,12 @@ pub fn soak_on(lab: &Lab, opts: &SoakOpts) -> Result<SoakReport> {
         .max(cycles.iter().map(|c| c.torn).max().unwrap_or(0));
     let rep = SoakReport {
         reproduce: format!(
-            "cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- soak --cycles {} --seed {} --mode {}",
-            opts.cycles, opts.seed, opts.mode
+            "cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- soak --cycles {} --seed {} --mode {} --drbd-mode {} --report {}",
+            opts.cycles, opts.seed, opts.mode, opts.drbd_mode, opts.report
         ),
         loadavg_at_start: loadavg,
         mode: opts.mode.to_string(),
+        drbd_mode: opts.drbd_mode.to_string(),
         seed: opts.seed,
         cycles_run: cycles.len(),
         cycles_asked: opts.cycles,
@@ -902,12 +961,13 @@ fn write_report(rep: &SoakReport, stem: &str) -> Result<()> {
     let dir = crate::assets::write_json_report(stem, rep)?;
     let mut md = String::new();
     md.push_str(&format!(
-        "# lab soak\n\n`{}`\n\n{} of {} cycles, ledger mode {}, {:.0} s, load average at start {}.\n\n\
+        "# lab soak\n\n`{}`\n\n{} of {} cycles, agents in {} mode, ledger mode {}, {:.0} s, load average at start {}.\n\n\
          **Acknowledged writes {}, lost {}, torn {}, invariant violations {}.**{}\n\n\
          | kind | cycles | acked writes | lost | pause p50 ms | pause p95 ms | pause max ms |\n|---|---|---|---|---|---|---|\n",
         rep.reproduce,
         rep.cycles_run,
         rep.cycles_asked,
+        rep.drbd_mode,
         rep.mode,
         rep.seconds,
         rep.loadavg_at_start,
@@ -966,7 +1026,8 @@ pub fn soak(opts: &SoakOpts) -> Result<SoakReport> {
     lab.down();
     let rep = rep?;
     println!(
-        "\n== soak: {}/{} cycles, {} acknowledged writes, {} lost, {} torn, {} violations ==",
+        "\n== soak ({} mode): {}/{} cycles, {} acknowledged writes, {} lost, {} torn, {} violations ==",
+        rep.drbd_mode,
         rep.cycles_run,
         rep.cycles_asked,
         rep.acked,

@@ -13,9 +13,11 @@
 //!                           report timings, down; DRBD from --drbd, else LAB_DRBD, else 8.4
 //! lab switchovers [--count N]  N planned switchovers by pool.conf with both agents and iscsi-perf
 //!                           running on the client; per-stage median / p95 (default N = 10)
-//! lab soak [--cycles N] [--seed S] [--mode plain|fua|sync:N]
-//!                           N mixed failure cycles (default 20) with the write ledger running;
-//!                           0 lost writes, one Primary, no address without a target, per cycle
+//! lab soak [--cycles N] [--seed S] [--mode plain|fua|sync:N] [--drbd-mode adopt|manage]
+//!          [--report STEM]  N mixed failure cycles (default 20) with the write ledger running;
+//!                           0 lost writes, one Primary, no address without a target, per cycle;
+//!                           DRBD brought up by the harness (adopt) or by the agents (manage);
+//!                           target/lab-report/STEM.{json,md} (default soak)
 //! lab bench-takeover [--runs N] [--power-runs N] [--restarts N] [--scaling 1,8,32|none]
 //!                   [--scaling-runs N] [--idle-s S] [--client-timeout S] [--settle-ms MS]
 //!                   [--report STEM]
@@ -115,6 +117,12 @@ enum Command {
         /// Write mode: plain, fua or sync:N.
         #[arg(long, value_name = "M")]
         mode: Option<String>,
+        /// Who brings DRBD up: adopt (the harness, default) or manage (the agents).
+        #[arg(long, value_name = "MODE")]
+        drbd_mode: Option<String>,
+        /// Report file stem under target/lab-report/ (default soak).
+        #[arg(long, value_name = "STEM", value_parser = report_stem)]
+        report: Option<String>,
     },
     /// Writes/s write-through vs write-back and a power loss in each mode.
     WriteCache {
@@ -213,7 +221,13 @@ fn main() {
             .map_or_else(DrbdVersion::from_env, Ok)
             .and_then(|drbd| lab::drill::drill(runs, drbd).map(|_| ())),
         Command::Switchovers { count } => lab::drill::switchovers(count).map(|_| ()),
-        Command::Soak { cycles, seed, mode } => soak(cycles, seed, mode),
+        Command::Soak {
+            cycles,
+            seed,
+            mode,
+            drbd_mode,
+            report,
+        } => soak(cycles, seed, mode, drbd_mode, report),
         Command::WriteCache { seconds } => {
             lab::write_cache::write_cache(seconds as u64).map(|_| ())
         }
@@ -232,7 +246,13 @@ fn main() {
     }
 }
 
-fn soak(cycles: Option<usize>, seed: Option<u64>, mode: Option<String>) -> Result<()> {
+fn soak(
+    cycles: Option<usize>,
+    seed: Option<u64>,
+    mode: Option<String>,
+    drbd_mode: Option<String>,
+    report: Option<String>,
+) -> Result<()> {
     let mut o = lab::soak::SoakOpts::default();
     if let Some(n) = cycles {
         o.cycles = n;
@@ -242,6 +262,12 @@ fn soak(cycles: Option<usize>, seed: Option<u64>, mode: Option<String>) -> Resul
     }
     if let Some(m) = mode {
         o.mode = m.parse().map_err(|e: String| anyhow!(e))?;
+    }
+    if let Some(m) = drbd_mode {
+        o.drbd_mode = m.parse().map_err(|e: String| anyhow!(e))?;
+    }
+    if let Some(r) = report {
+        o.report = r;
     }
     lab::soak::soak(&o).map(|_| ())
 }

@@ -266,9 +266,10 @@ fn manage_refusal(name: &str) -> String {
     )
 }
 
-/// The refusal of a config with `mode = "manage"` resources lacking node ids on DRBD 9 (one line
-/// per resource), `None` when every resource can be served.
-pub fn refuse_manage_on_drbd9(config: &Config) -> Option<String> {
+/// The refusal of a config with `mode = "manage"` resources DRBD 9 cannot serve here (one line
+/// per resource and reason), `None` when every resource can be served. `usermode_helper`: the
+/// DRBD module's parameter ([`USERMODE_HELPER`]), `None` when unreadable.
+pub fn refuse_manage_on_drbd9(config: &Config, usermode_helper: Option<&str>) -> Option<String> {
     let lines: Vec<String> = config
         .resources
         .iter()
@@ -276,8 +277,36 @@ pub fn refuse_manage_on_drbd9(config: &Config) -> Option<String> {
         .map(|r| manage_refusal(&r.name))
         .chain(config.resources.iter().filter_map(options_refusal))
         .chain(config.resources.iter().filter_map(volumes_refusal))
+        .chain(
+            config
+                .resources
+                .iter()
+                .filter(|r| r.manage.is_some() && usermode_helper == Some("disabled"))
+                .map(|r| helper_refusal(&r.name)),
+        )
         .collect();
     (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// The DRBD module's `usermode_helper` parameter (the program DRBD runs for `fence-peer` and
+/// other handlers; `disabled` runs none).
+pub const USERMODE_HELPER: &str = "/sys/module/drbd/parameters/usermode_helper";
+
+/// Why manage mode cannot take over on DRBD 9 with `usermode_helper=disabled`: manage mode sets
+/// fencing `resource-only`, and DRBD 9's `conn_try_outdate_peer` then reports the peer fenced
+/// without outdating it (`drbd_maybe_khelper` returns `DRBD_UMH_DISABLED`), so `drbd_set_role`
+/// never reaches its `--force` override and every promote without the peer, forced or not,
+/// ends in −7 (`SS_PRIMARY_NOP`; drbd-9.2 `drbd/drbd_nl.c`). A takeover after a power loss
+/// would never happen: refused at start, where it is seen.
+fn helper_refusal(name: &str) -> String {
+    format!(
+        "{name}: mode = \"manage\" on DRBD 9 with the drbd module's usermode_helper=disabled: \
+         DRBD 9 then refuses to become Primary without its peer even when forced (fencing \
+         resource-only, fence-peer not run), so this node could never take over after its \
+         peer loses power; set the parameter to a program ({USERMODE_HELPER}, e.g. \
+         /sbin/drbdadm, which exits non-zero for a resource it does not know) or use \
+         mode = \"adopt\" with DRBD 9's own configuration"
+    )
 }
 
 /// Why a resource with `[[resource.volume]]` cannot be served on DRBD 9 yet: this backend reads
@@ -694,9 +723,11 @@ impl AnyDrbd {
         config
             .check_devices()
             .map_err(|(key, why)| BackendError::Failed(format!("{key}: {why}")))?;
-        match (self, refuse_manage_on_drbd9(config)) {
-            (AnyDrbd::V9(_), Some(why)) => Err(BackendError::Failed(why)),
-            _ => Ok(()),
+        let AnyDrbd::V9(_) = self else { return Ok(()) };
+        let helper = std::fs::read_to_string(USERMODE_HELPER).ok();
+        match refuse_manage_on_drbd9(config, helper.as_deref().map(str::trim)) {
+            Some(why) => Err(BackendError::Failed(why)),
+            None => Ok(()),
         }
     }
 
@@ -797,9 +828,9 @@ mod tests {
     #[test]
     fn manage_mode_without_node_ids_is_refused_with_the_way_out() {
         let c = Config::parse(ADOPT, std::path::Path::new("x")).expect("parses");
-        assert_eq!(refuse_manage_on_drbd9(&c), None);
+        assert_eq!(refuse_manage_on_drbd9(&c, None), None);
         // Valid for 8.4 (node ids ignored there), refused on DRBD 9.
-        let why = refuse_manage_on_drbd9(&managed("").expect("parses")).expect("refused");
+        let why = refuse_manage_on_drbd9(&managed("").expect("parses"), None).expect("refused");
         assert!(
             why.starts_with("r0: mode = \"manage\" on DRBD 9 needs the node ids"),
             "{why}"
@@ -810,7 +841,29 @@ mod tests {
         );
         assert!(why.contains("drbdadm up r0"), "{why}");
         let c = managed(", node_id = 0, peer_node_id = 1").expect("parses");
-        assert_eq!(refuse_manage_on_drbd9(&c), None);
+        assert_eq!(refuse_manage_on_drbd9(&c, None), None);
+    }
+
+    #[test]
+    fn manage_mode_is_refused_when_drbd_9_runs_no_helper() {
+        let managed = managed(", node_id = 0, peer_node_id = 1").expect("parses");
+        for helper in [None, Some("/sbin/drbdadm"), Some("")] {
+            assert_eq!(refuse_manage_on_drbd9(&managed, helper), None, "{helper:?}");
+        }
+        let why = refuse_manage_on_drbd9(&managed, Some("disabled")).expect("refused");
+        assert!(
+            why.starts_with(
+                "r0: mode = \"manage\" on DRBD 9 with the drbd module's usermode_helper=disabled"
+            ),
+            "{why}"
+        );
+        assert!(
+            why.contains(USERMODE_HELPER) && why.contains("adopt"),
+            "{why}"
+        );
+        // Adopt mode: the administrator's DRBD configuration, not the agent's fencing.
+        let adopt = Config::parse(ADOPT, std::path::Path::new("x")).expect("parses");
+        assert_eq!(refuse_manage_on_drbd9(&adopt, Some("disabled")), None);
     }
 
     #[test]

@@ -220,11 +220,31 @@ impl Superblock {
             }
             _ => return Err(MdError::NoMetadata { offset: 0, magic }),
         };
-        let common = |uuid_cnt: usize| (0..uuid_cnt).map(|i| get_u64(b, off::UUIDS + 8 * i));
+        // Fields at the same offsets in both formats; the rest per format below.
+        let base = Self {
+            format,
+            magic,
+            effective_size: get_u64(b, off::EFFECTIVE_SIZE),
+            current_uuid: get_u64(b, off::UUIDS),
+            history_uuids: Vec::new(),
+            peers: Vec::new(),
+            device_uuid: 0,
+            flags: get_u32(b, off::FLAGS),
+            md_size_sect: get_u32(b, off::MD_SIZE_SECT),
+            al_offset: get_u32(b, off::AL_OFFSET) as i32,
+            al_nr_extents: get_u32(b, off::AL_NR_EXTENTS),
+            bm_offset: get_u32(b, off::BM_OFFSET) as i32,
+            bm_bytes_per_bit: get_u32(b, off::BM_BYTES_PER_BIT),
+            la_peer_max_bio_size: get_u32(b, off::LA_PEER_MAX_BIO_SIZE),
+            max_peers: 1,
+            node_id: 0,
+            al_stripes: 0,
+            al_stripe_size_4k: 0,
+        };
         let sb = match format {
             Format::V08 => {
                 // uuid[UI_SIZE]: current, bitmap, history start, history end.
-                let uuids: Vec<u64> = common(4).collect();
+                let uuid = |i: usize| get_u64(b, off::UUIDS + 8 * i);
                 let (mut stripes, mut stripe_size) = (
                     get_u32(b, off::AL_STRIPES_08),
                     get_u32(b, off::AL_STRIPE_SIZE_08),
@@ -233,34 +253,18 @@ impl Superblock {
                     (stripes, stripe_size) = (1, 8);
                 }
                 Self {
-                    format,
-                    magic,
-                    effective_size: get_u64(b, off::EFFECTIVE_SIZE),
-                    current_uuid: uuids[0],
-                    history_uuids: uuids[2..].to_vec(),
+                    history_uuids: vec![uuid(2), uuid(3)],
                     peers: vec![PeerSlot {
-                        bitmap_uuid: uuids[1],
+                        bitmap_uuid: uuid(1),
                         ..PeerSlot::default()
                     }],
                     device_uuid: get_u64(b, off::DEVICE_UUID_08),
-                    flags: get_u32(b, off::FLAGS),
-                    md_size_sect: get_u32(b, off::MD_SIZE_SECT),
-                    al_offset: get_u32(b, off::AL_OFFSET) as i32,
-                    al_nr_extents: get_u32(b, off::AL_NR_EXTENTS),
-                    bm_offset: get_u32(b, off::BM_OFFSET) as i32,
-                    bm_bytes_per_bit: get_u32(b, off::BM_BYTES_PER_BIT),
-                    la_peer_max_bio_size: get_u32(b, off::LA_PEER_MAX_BIO_SIZE),
-                    max_peers: 1,
-                    node_id: 0,
                     al_stripes: stripes,
                     al_stripe_size_4k: stripe_size,
+                    ..base
                 }
             }
             Format::V09 => Self {
-                format,
-                magic,
-                effective_size: get_u64(b, off::EFFECTIVE_SIZE),
-                current_uuid: get_u64(b, off::UUIDS),
                 history_uuids: (0..PEERS_MAX)
                     .map(|i| get_u64(b, off::HISTORY_09 + 8 * i))
                     .collect(),
@@ -276,18 +280,12 @@ impl Superblock {
                     })
                     .collect(),
                 device_uuid: get_u64(b, off::DEVICE_UUID_09),
-                flags: get_u32(b, off::FLAGS),
-                md_size_sect: get_u32(b, off::MD_SIZE_SECT),
-                al_offset: get_u32(b, off::AL_OFFSET) as i32,
-                al_nr_extents: get_u32(b, off::AL_NR_EXTENTS),
-                bm_offset: get_u32(b, off::BM_OFFSET) as i32,
-                bm_bytes_per_bit: get_u32(b, off::BM_BYTES_PER_BIT),
-                la_peer_max_bio_size: get_u32(b, off::LA_PEER_MAX_BIO_SIZE),
                 // md_disk_09_to_cpu clamps to DRBD_PEERS_MAX - 1.
                 max_peers: get_u32(b, off::BM_MAX_PEERS_09).min(PEERS_MAX as u32 - 1),
                 node_id: get_u32(b, off::NODE_ID_09) as i32,
                 al_stripes: get_u32(b, off::AL_STRIPES_09),
                 al_stripe_size_4k: get_u32(b, off::AL_STRIPE_SIZE_09),
+                ..base
             },
         };
         sb.check()?;

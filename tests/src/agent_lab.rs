@@ -9,7 +9,8 @@
 //! ([`wait_status`]; the error carries the last status and the agent's log tail).
 //!
 //! DRBD is brought up by `drbdsetup-84` ([`crate::bringup`]): the agent runs in `adopt` mode and
-//! does promote/demote, tgtd serving and the floating address itself.
+//! does promote/demote, tgtd serving and the floating address itself. [`managed_pair_up`] and
+//! [`managed_rejoin`] run the agents in `manage` mode instead: they bring DRBD up themselves.
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
@@ -598,7 +599,7 @@ pub fn managed_pair_up(lab: &Lab, r: &Resource, marker: &str) -> Result<()> {
 /// pool.conf `slave:` of `peer` (the Primary), agent; no drbdmeta or drbdsetup (the agent replays
 /// a crashed Primary's activity log itself). Waits until it is resynced (`Connected`
 /// `Secondary/Primary` `UpToDate/UpToDate`) and its agent converged Secondary. Returns the
-/// agent's `activity log replayed` log line, if it logged one.
+/// agent's `activity log replayed` log message with its fields, if it logged one.
 pub fn managed_rejoin(lab: &Lab, node: &Node, peer: &Node, r: &Resource) -> Result<Option<String>> {
     node.boot()?;
     let _ = lab.save();
@@ -625,7 +626,10 @@ pub fn managed_rejoin(lab: &Lab, node: &Node, peer: &Node, r: &Resource) -> Resu
     let o = node.run(&format!(
         "grep -a -m1 'activity log replayed' {AGENT_LOG} | tr -d '\\033' | sed 's/\\[[0-9;]*m//g'"
     ))?;
-    Ok(Some(o.stdout.trim().to_string()).filter(|l| !l.is_empty()))
+    let line = o.stdout.trim();
+    Ok(line
+        .find("activity log replayed")
+        .map(|i| line[i..].to_string()))
 }
 
 /// Stops both agents (SIGTERM, then SIGKILL) and returns the lab to its boot state

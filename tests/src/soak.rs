@@ -478,16 +478,45 @@ fn stages_of(nodes: &[&Node], kind: &str) -> Vec<String> {
     Vec::new()
 }
 
-/// Writes pool.conf `contents` on `node` and SIGKILLs its agent as soon as its log shows `stage`
-/// finished (bounded wait); returns the stages logged before the kill.
-fn kill_agent_after_stage(node: &Node, contents: &str, stage: &str) -> Result<String> {
+/// Guest shell test that holds once `stage` of a promote or demote of `r` has taken effect on
+/// the node (the agent logs its stage lines only when the transition ends); None for the stages
+/// with nothing to see (`check-resource`, `probe-address`).
+fn stage_seen(stage: &str, r: &Resource) -> Option<String> {
+    let role = |ro: &str| format!("grep -q '^ *{}: cs:[A-Za-z]* ro:{ro}/' /proc/drbd", r.minor);
+    let addr = format!("ip -o addr show | grep -q ' {}/'", crate::FLOATING_IP);
+    let target = format!(
+        "tgtadm --lld iscsi --mode target --op show 2>/dev/null | grep -A3 ': {}$'",
+        al::iqn_of(r)
+    );
+    Some(match stage {
+        "drbd-primary" => role("Primary"),
+        "drbd-secondary" => role("Secondary"),
+        "address-claim" => addr,
+        "address-release" => format!("! {addr}"),
+        "target-serve" => format!("{target} | grep -q 'State: ready'"),
+        "target-offline" => format!("{target} | grep -q 'State: offline'"),
+        "target-remove" => format!("! {target} | grep -q State"),
+        _ => return None,
+    })
+}
+
+/// Writes pool.conf `contents` on `node` and SIGKILLs its agent as soon as `stage`'s effect shows
+/// ([`stage_seen`]; at once for a stage with none) or the transition ended (its stage lines
+/// logged), bounded. Returns the stages logged before the kill (none when it came mid-transition).
+fn kill_agent_after_stage(
+    node: &Node,
+    r: &Resource,
+    contents: &str,
+    stage: &str,
+) -> Result<String> {
     if !stage.chars().all(|c| c.is_ascii_lowercase() || c == '-') || contents.contains(['\'', '\n'])
     {
         bail!("bad stage {stage:?} or contents {contents:?}");
     }
+    let seen = stage_seen(stage, r).unwrap_or_else(|| "true".into());
     node.run_ok(&format!(
         "n=$(wc -l < {log}); printf '%s' '{contents}' > {p}.tmp && mv -f {p}.tmp {p}; i=0; \
-         while ! tail -n +$((n+1)) {log} | grep -q '\"{stage}\"' && [ $i -lt 3000 ]; do i=$((i+1)); done; \
+         while ! {{ {seen}; }} && ! tail -n +$((n+1)) {log} | grep -q '\"{stage}\"' && [ $i -lt 3000 ]; do i=$((i+1)); done; \
          kill -9 $(cat {pid}); rm -f {pid}; tail -n +$((n+1)) {log} > /tmp/killed-agent.log",
         p = al::POOL_CONF,
         pid = al::AGENT_PID,
@@ -496,7 +525,12 @@ fn kill_agent_after_stage(node: &Node, contents: &str, stage: &str) -> Result<St
     let o = node.run(
         "tr -d '\\033' < /tmp/killed-agent.log | sed 's/\\[[0-9;]*m//g' | grep -o 'stage=\"[a-z-]*\"' | sed 's/stage=//; s/\"//g' | tr '\\n' ' '",
     )?;
-    Ok(o.stdout.trim().to_string())
+    let logged = o.stdout.trim();
+    Ok(if logged.is_empty() {
+        "none: killed mid-transition".into()
+    } else {
+        logged.to_string()
+    })
 }
 
 fn restart_tgtd(node: &Node) -> Result<()> {
@@ -634,7 +668,7 @@ impl Run<'_> {
                     .unwrap_or_else(|| "drbd-primary".into());
                 al::set_pool_conf(p, Some(&al::slave_of(s)))?;
                 al::wait_status(p, "old primary to demote", T, al::is_secondary)?;
-                let logged = kill_agent_after_stage(s, al::master(), &stage)?;
+                let logged = kill_agent_after_stage(s, &self.r, al::master(), &stage)?;
                 al::start_agent(s)?;
                 al::wait_status(s, "restarted agent to serve", T, al::is_serving)?;
                 self.primary = 1 - self.primary;
@@ -650,7 +684,7 @@ impl Run<'_> {
                     .pick(&stages)
                     .cloned()
                     .unwrap_or_else(|| "address-release".into());
-                let logged = kill_agent_after_stage(p, &al::slave_of(s), &stage)?;
+                let logged = kill_agent_after_stage(p, &self.r, &al::slave_of(s), &stage)?;
                 al::start_agent(p)?;
                 al::wait_status(
                     p,

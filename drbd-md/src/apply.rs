@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use crate::al::{self, block_magic, initialized_al, Replay, AL_MAGIC, AL_PMEM_MAGIC};
+use crate::al::{
+    self, block_magic, initialized_al, Replay, AL_MAGIC, AL_PMEM_MAGIC, TRANSACTION_BYTES,
+};
 use crate::bitmap::{extent_bytes, set_in_block};
 use crate::device::{Block, Device};
 use crate::error::{AlProblem, MdError};
@@ -79,7 +81,9 @@ impl ApplyAlReport {
 ///
 /// Each step's writes are flushed (`fsync`) before the next one's, so a power loss in between
 /// leaves the bitmap set before the log is cleared and the log cleared before the superblock
-/// says clean (drbdmeta flushes once at the end; the bytes written are the same).
+/// says clean; the log's block 0 is written last, so a torn log write never leaves a log
+/// neither tool would replay (drbdmeta writes the log at once and flushes once at the end;
+/// the bytes written are the same).
 /// Metadata that is clean with an initialized log is left untouched.
 ///
 /// # Errors
@@ -149,13 +153,20 @@ pub fn apply_al(path: &Path) -> Result<ApplyAlReport, MdError> {
         }
     }
     if plan.reinit_al {
+        // Block 0 (transaction 0's slot whatever the striping) last: the kernel writes its
+        // first transaction there, so while it is unwritten the log still holds an update, and
+        // if its own write tears, "initialized but block 0" is what drbdmeta accepts as clean.
+        // In one write, a tear of the last update block would leave initialized blocks and one
+        // corrupt one: refused by both tools although the bitmap was already applied.
         let slots = (layout.al_bytes / 4096) as u32;
-        dev.write(
-            "write activity log",
-            layout.al_offset,
-            &initialized_al(slots),
-        )?;
-        dev.sync("flush activity log")?;
+        let log = initialized_al(slots);
+        let (first, rest) = log.split_at(TRANSACTION_BYTES);
+        if !rest.is_empty() {
+            dev.write("write activity log", layout.al_offset + 4096, rest)?;
+            dev.sync("flush activity log")?;
+        }
+        dev.write("write activity log block 0", layout.al_offset, first)?;
+        dev.sync("flush activity log block 0")?;
     }
     if let Some(new) = &plan.superblock {
         dev.write("write superblock", md_offset, &new.encode())?;

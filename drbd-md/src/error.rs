@@ -35,7 +35,9 @@ pub enum MdError {
         /// The path given.
         path: PathBuf,
     },
-    /// A read, write or flush of the device failed.
+    /// A read, write or flush of the device failed. After the first write (a bitmap block),
+    /// a later read or write error can leave part of the bitmap set and the log and
+    /// superblock as they were: safe (bits are only ever set), and a rerun completes it.
     #[error("{op} at byte {offset}: {source}")]
     Io {
         /// What was being done (`read superblock`, `write bitmap`, ...).
@@ -70,7 +72,11 @@ pub enum MdError {
     },
     /// No DRBD v08/v09 superblock: the magic (big-endian u32 at byte 60 of the superblock)
     /// is none of `DRBD_MD_MAGIC_08`, `DRBD_MD_MAGIC_84_UNCLEAN`, `DRBD_MD_MAGIC_09`.
-    #[error("no DRBD v08/v09 metadata at byte {offset}: magic {magic:#010x} (create-md?)")]
+    #[error(
+        "no DRBD v08/v09 metadata at byte {offset}: magic {magic:#010x} (internal metadata is \
+         looked for in the device's last 4 KiB: external metadata, a device grown or shrunk \
+         since create-md, or none at all)"
+    )]
     NoMetadata {
         /// Byte offset of the superblock.
         offset: u64,

@@ -6,7 +6,8 @@
 //! 'drbdadm apply-al res'") until the extents the activity log names as hot are marked out of
 //! sync in the bitmap. `drbdadm up` runs `drbdmeta MINOR v08|v09 DISK internal apply-al` for
 //! that; [`apply_al`] does the same without spawning it, for internal metadata of format v08
-//! (DRBD 8.4) and v09 (DRBD 9), with drbdmeta 9.22's on-disk result, byte for byte.
+//! (DRBD 8.4) and v09 (DRBD 9), with drbdmeta 9.22's on-disk result, byte for byte (but for
+//! logs whose transaction numbers cross 2^31, which drbdmeta misorders: docs/drbd-metadata.md).
 //!
 //! ```no_run
 //! # fn f() -> Result<(), drbd_md::MdError> {
@@ -24,8 +25,8 @@
 //!
 //! # Choices
 //!
-//! - **Exclusive, direct.** The device is opened `O_EXCL` (a block device DRBD has attached,
-//!   or a mounted one, gives [`MdError::Busy`]) and `O_DIRECT` with 4 KiB-aligned buffers (DRBD
+//! - **Exclusive, direct.** A block device is opened `O_EXCL` (one DRBD has attached, or a
+//!   mounted one, gives [`MdError::Busy`]; Linux ignores `O_EXCL` for regular files) and `O_DIRECT` with 4 KiB-aligned buffers (DRBD
 //!   reads metadata with bios, bypassing the page cache); a regular file on a filesystem that
 //!   refuses `O_DIRECT` (tmpfs) is opened without it.
 //! - **Decide, then write.** Everything is decoded, checked and replayed before the first

@@ -34,17 +34,26 @@ pub(crate) async fn replay_activity_log(
                 disk.display()
             ))
         })?;
+    let what = if report.applied {
+        "the extents it names as hot (writes in flight at the crash) are marked out of sync and \
+         resync from the peer"
+    } else {
+        "nothing to mark (the node was not Primary, or the log held no update); the log is \
+         re-initialized and the metadata marked clean"
+    };
     warn!(
         resource,
         minor,
         disk = %disk.display(),
         format = %report.format,
         was_primary = report.primary_ind,
+        applied = report.applied,
         hot_extents = report.hot_extents.len(),
         out_of_sync_kib = report.additional_kib(),
+        extents_beyond_bitmap = report.extents_beyond_bitmap,
         corrupt_transactions = report.corrupt_transactions,
-        "activity log replayed: DRBD refused the unclean metadata of a crash; the extents it \
-         names are marked out of sync and resync from the peer"
+        log_problem_ignored = report.al_problem_ignored.map(|p| p.to_string()),
+        "activity log replayed: DRBD refused the unclean metadata of a crash; {what}"
     );
     Ok(())
 }

@@ -509,7 +509,7 @@ fn manage_drbd_options() {
         m.net_options.drbd84(),
         [NetConf::MaxBuffers(8000), NetConf::SndbufSize(0)]
     );
-    let refusal = agent::backend::drbd9::refuse_manage_on_drbd9(&c).unwrap_or_default();
+    let refusal = agent::backend::drbd9::refuse_manage_on_drbd9(&c, None).unwrap_or_default();
     assert!(refusal.contains("applied on DRBD 8.4 only"), "{refusal}");
 
     for (to, key, why) in [

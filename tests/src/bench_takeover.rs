@@ -17,7 +17,11 @@
 //!    `arping -U`; N times;
 //! 6. classic power loss: SIGKILL, the survivor's script as above (`primary` retried while DRBD
 //!    still sees the dead peer), the victim rejoins with no agent; N times;
-//! 7. scaling: the agents with 1, 8, 32 resources (DRBD on `brd` RAM disks), M switchovers each,
+//! 7. agent, power loss in manage mode: the lab reset, the agents bring DRBD up themselves (fresh
+//!    metadata, fencing `resource-only`; `mode = "manage"`) and a new ledger writes; then as in 4,
+//!    but the victim rejoins through its agent alone (it replays the crashed Primary's activity
+//!    log); N times, compared with the classic power loss of 6;
+//! 8. scaling: the agents with 1, 8, 32 resources (DRBD on `brd` RAM disks), M switchovers each,
 //!    the promote's span from the agents' own records.
 //!
 //! Times are mapped to the host's clock through `adjtimex` round trips (the error is in each
@@ -49,6 +53,8 @@ pub struct BenchOpts {
     pub switchovers: usize,
     /// Power losses per tool.
     pub power_losses: usize,
+    /// Power losses of the agents in manage mode (0: the phase is skipped).
+    pub manage_power_losses: usize,
     /// Agent restarts on the primary.
     pub restarts: usize,
     /// Resource counts of the scaling phase (empty: skipped).
@@ -72,6 +78,7 @@ impl Default for BenchOpts {
         BenchOpts {
             switchovers: 30,
             power_losses: 30,
+            manage_power_losses: 30,
             restarts: 5,
             scaling: vec![1, 8, 32],
             scaling_runs: 5,
@@ -91,6 +98,23 @@ pub enum Case {
     Switchover,
     /// SIGKILL of the primary's QEMU.
     PowerLoss,
+    /// SIGKILL of the primary's QEMU, the agents in manage mode (DRBD fencing `resource-only`);
+    /// the victim rejoins through its agent.
+    PowerLossManaged,
+}
+
+/// The cases in report order.
+const CASES: [Case; 3] = [Case::Switchover, Case::PowerLoss, Case::PowerLossManaged];
+
+impl Case {
+    /// The case whose classic figures this one is compared with: the classic tools have no
+    /// manage mode, so a managed power loss faces their power loss of the same run.
+    fn classic(self) -> Case {
+        match self {
+            Case::PowerLossManaged => Case::PowerLoss,
+            c => c,
+        }
+    }
 }
 
 /// Who does the takeover.
@@ -140,6 +164,10 @@ pub struct Sample {
     pub client_log: Vec<(f64, String)>,
     /// Clock mapping uncertainty (sum of both guests'), ms.
     pub clock_err_ms: f64,
+    /// Managed power loss: the victim's agent's `activity log replayed` message at its rejoin
+    /// (None: it logged none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejoin_replay: Option<String>,
     #[serde(skip)]
     window: (f64, f64),
     #[serde(skip)]
@@ -354,6 +382,11 @@ pub struct BenchReport {
     pub scaling_ratio: Option<f64>,
     /// Acknowledged client writes, lost ones (must be 0), torn ones (must be 0).
     pub ledger: [u64; 3],
+    /// The same of the manage-mode phase's own ledger (None: the phase did not run).
+    pub ledger_managed: Option<[u64; 3]>,
+    /// Managed power losses whose victim's agent logged an activity log replay at its rejoin,
+    /// and all managed power losses.
+    pub managed_rejoins_replayed: [usize; 2],
     /// The issue's goals against the figures.
     pub goals: Vec<Goal>,
     /// The error that ended the run early, if any.
@@ -379,10 +412,11 @@ fn reproduce(o: &BenchOpts) -> String {
         .map(|ms| format!(" --settle-ms {ms}"))
         .unwrap_or_default();
     let args = format!(
-        "bench-takeover --runs {} --power-runs {} --restarts {} --scaling {scaling} --scaling-runs {} \
-         --idle-s {} --client-timeout {}{settle} --report {}",
+        "bench-takeover --runs {} --power-runs {} --manage-power-runs {} --restarts {} \
+         --scaling {scaling} --scaling-runs {} --idle-s {} --client-timeout {}{settle} --report {}",
         o.switchovers,
         o.power_losses,
+        o.manage_power_losses,
         o.restarts,
         o.scaling_runs,
         o.idle.as_secs(),
@@ -438,7 +472,9 @@ pub fn bench_on(lab: &Lab, opts: &BenchOpts) -> Result<BenchReport> {
         idle: Vec::new(),
         scaling: Vec::new(),
         ledger: None,
+        ledger_managed: false,
         acked_lost_torn: [0; 3],
+        acked_lost_torn_managed: None,
         settle_ms: None,
     };
     let error = b.run(opts).err().map(|e| format!("{e:#}"));
@@ -446,15 +482,8 @@ pub fn bench_on(lab: &Lab, opts: &BenchOpts) -> Result<BenchReport> {
         say(t0, &format!("FAILED: {e}"));
         eprintln!("{}", al::logs(lab, 40));
     }
-    if let Some(l) = b.ledger.take() {
-        match l.stop(Duration::from_secs(120)) {
-            Ok(f) => {
-                let v = f.verify.clone().unwrap_or_default();
-                b.acked_lost_torn = [f.acked, v.lost, v.torn + v.misplaced];
-                fill_client(&mut b.samples, &f.pauses, &[]);
-            }
-            Err(e) => eprintln!("ledger: {e:#}"),
-        }
+    if let Err(e) = b.stop_ledger() {
+        eprintln!("ledger: {e:#}");
     }
     let rep = report(b, opts, load0, error, t0);
     write_report(&rep, &opts.report)?;
@@ -471,7 +500,10 @@ struct Bench<'a> {
     idle: Vec<Idle>,
     scaling: Vec<Scale>,
     ledger: Option<LedgerProc>,
+    /// The running ledger is the manage-mode phase's.
+    ledger_managed: bool,
     acked_lost_torn: [u64; 3],
+    acked_lost_torn_managed: Option<[u64; 3]>,
     settle_ms: Option<u64>,
 }
 
@@ -492,6 +524,35 @@ impl<'a> Bench<'a> {
         let l = self.ledger()?;
         let n = l.progress()?.acked;
         l.wait_acked(n + 20, T)?;
+        Ok(())
+    }
+
+    /// Starts a ledger writing through the floating address.
+    fn start_ledger(&mut self, o: &BenchOpts) -> Result<()> {
+        let opts = LedgerOpts {
+            pause_ms: 50,
+            timeout_s: o.client_timeout_s,
+            ..LedgerOpts::default()
+        };
+        self.ledger = Some(LedgerProc::start(self.lab, &opts, 100)?);
+        Ok(())
+    }
+
+    /// Stops the ledger, if one runs: its final verify goes to its phase's figures, its pauses
+    /// to the samples without client figures yet.
+    fn stop_ledger(&mut self) -> Result<()> {
+        let Some(l) = self.ledger.take() else {
+            return Ok(());
+        };
+        let f = l.stop(Duration::from_secs(120))?;
+        let v = f.verify.clone().unwrap_or_default();
+        let figures = [f.acked, v.lost, v.torn + v.misplaced];
+        if self.ledger_managed {
+            self.acked_lost_torn_managed = Some(figures);
+        } else {
+            self.acked_lost_torn = figures;
+        }
+        fill_client(&mut self.samples, &f.pauses, &[]);
         Ok(())
     }
 
@@ -525,15 +586,7 @@ impl<'a> Bench<'a> {
         for _ in 0..o.restarts {
             self.restart_once()?;
         }
-        self.ledger = Some(LedgerProc::start(
-            lab,
-            &LedgerOpts {
-                pause_ms: 50,
-                timeout_s: o.client_timeout_s,
-                ..LedgerOpts::default()
-            },
-            100,
-        )?);
+        self.start_ledger(o)?;
         for n in 1..=o.switchovers {
             let s = self.agent_switchover(n)?;
             self.say_sample(&s);
@@ -554,7 +607,7 @@ impl<'a> Bench<'a> {
             );
         }
         for n in 1..=o.power_losses {
-            let s = self.power_loss(n, Tool::Agent)?;
+            let s = self.power_loss(n, Case::PowerLoss, Tool::Agent)?;
             self.say_sample(&s);
             self.samples.push(s);
         }
@@ -569,16 +622,14 @@ impl<'a> Bench<'a> {
         }
         self.checkpoint("classic-switchover")?;
         for n in 1..=o.power_losses {
-            let s = self.power_loss(n, Tool::Classic)?;
+            let s = self.power_loss(n, Case::PowerLoss, Tool::Classic)?;
             self.say_sample(&s);
             self.samples.push(s);
         }
         self.checkpoint("classic-power-loss")?;
-        let last = self.ledger.take().map(|l| l.stop(Duration::from_secs(120)));
-        if let Some(f) = last {
-            let f = f?;
-            let v = f.verify.clone().unwrap_or_default();
-            self.acked_lost_torn = [f.acked, v.lost, v.torn + v.misplaced];
+        self.stop_ledger()?;
+        if o.manage_power_losses > 0 {
+            self.managed_power_losses(o)?;
         }
         for &k in &o.scaling {
             let s = scale(lab, k, o.scaling_runs)?;
@@ -591,6 +642,58 @@ impl<'a> Bench<'a> {
             );
             self.scaling.push(s);
         }
+        Ok(())
+    }
+
+    /// The agents in manage mode on a reset lab (fresh metadata, a new ledger): `o`'s managed
+    /// power losses, each victim rejoining through its agent; the ledger verified and stopped.
+    fn managed_power_losses(&mut self, o: &BenchOpts) -> Result<()> {
+        let lab = self.lab;
+        al::reset(lab)?;
+        self.primary = 0;
+        al::managed_pair_up(lab, &self.r, MARKER)?;
+        if self.settle_ms.is_some() {
+            let (a, b) = self.nodes()?;
+            self.retweak(a, "KILL", "a serving again", al::is_serving)?;
+            self.retweak(b, "KILL", "b Secondary again", al::is_secondary)?;
+        }
+        say(
+            self.t0,
+            "agents up in manage mode (DRBD fencing resource-only), a serves via the floating address",
+        );
+        self.ledger_managed = true;
+        self.start_ledger(o)?;
+        for n in 1..=o.manage_power_losses {
+            let s = self.power_loss(n, Case::PowerLossManaged, Tool::Agent)?;
+            self.say_sample(&s);
+            say(
+                self.t0,
+                &format!(
+                    "  {} rejoined through its agent: {}",
+                    s.from,
+                    s.rejoin_replay
+                        .as_deref()
+                        .unwrap_or("NO activity log replay logged")
+                ),
+            );
+            self.samples.push(s);
+        }
+        self.checkpoint("agent-power-loss-managed")?;
+        self.stop_ledger()
+    }
+
+    /// Applies [`Bench::tweak`] to `node` and restarts its agent (`signal`) until `cond` holds.
+    fn retweak(
+        &self,
+        node: &Node,
+        signal: &str,
+        what: &str,
+        cond: fn(&serde_json::Value) -> bool,
+    ) -> Result<()> {
+        self.tweak(node)?;
+        al::stop_agent(node, signal)?;
+        al::start_agent(node)?;
+        al::wait_status(node, what, T, cond)?;
         Ok(())
     }
 
@@ -708,7 +811,9 @@ impl<'a> Bench<'a> {
         Ok(sample.closed())
     }
 
-    fn power_loss(&mut self, n: usize, tool: Tool) -> Result<Sample> {
+    /// A power loss of `case` (`PowerLoss` or `PowerLossManaged`: the agents' mode and how the
+    /// victim rejoins) by `tool`.
+    fn power_loss(&mut self, n: usize, case: Case, tool: Tool) -> Result<Sample> {
         let (p, s) = self.nodes()?;
         let cs = guest_clock(s)?;
         // Read before the kill: nothing runs the agent's binary on the survivor while it is timed.
@@ -740,7 +845,7 @@ impl<'a> Bench<'a> {
         ev.push("new: signal", sig_guest - cs.offset);
         ev.stages("new", start_guest - cs.offset, &stages);
         let sample = Sample {
-            case: Case::PowerLoss,
+            case,
             tool,
             n,
             from: p.name().into(),
@@ -753,13 +858,14 @@ impl<'a> Bench<'a> {
             ..ev.sample(sig_guest - cs.offset, end_guest - cs.offset, kill - 20.0)
         };
         self.writes_flow()?;
-        let sample = sample.closed();
-        rejoin(self.lab, p, s, &self.r, tool == Tool::Agent)?;
+        let mut sample = sample.closed();
+        if case == Case::PowerLossManaged {
+            sample.rejoin_replay = al::managed_rejoin(self.lab, p, s, &self.r)?;
+        } else {
+            rejoin(self.lab, p, s, &self.r, tool == Tool::Agent)?;
+        }
         if tool == Tool::Agent && self.settle_ms.is_some() {
-            self.tweak(p)?;
-            al::stop_agent(p, "TERM")?;
-            al::start_agent(p)?;
-            al::wait_status(p, "rejoined agent Secondary", T, al::is_secondary)?;
+            self.retweak(p, "TERM", "rejoined agent Secondary", al::is_secondary)?;
         }
         self.primary = 1 - self.primary;
         Ok(sample)
@@ -917,6 +1023,7 @@ impl Events {
             client_pause_ms: None,
             client_log: Vec::new(),
             clock_err_ms: 0.0,
+            rejoin_replay: None,
             window: (w0, 0.0),
             start: self.start,
             serving,
@@ -1440,11 +1547,11 @@ fn report(
 ) -> BenchReport {
     let summary = summarise(&b.samples);
     let mut ratios = Vec::new();
-    for case in [Case::Switchover, Case::PowerLoss] {
+    for case in CASES {
         for m in MAIN {
             if let (Some(a), Some(c)) = (
                 median_of(&summary, case, Tool::Agent, m),
-                median_of(&summary, case, Tool::Classic, m),
+                median_of(&summary, case.classic(), Tool::Classic, m),
             ) {
                 ratios.push(Ratio {
                     case,
@@ -1467,6 +1574,15 @@ fn report(
         _ => None,
     };
     let goals = goals(&summary, &b, scaling_ratio);
+    let managed: Vec<&Sample> = b
+        .samples
+        .iter()
+        .filter(|s| s.case == Case::PowerLossManaged)
+        .collect();
+    let managed_rejoins_replayed = [
+        managed.iter().filter(|s| s.rejoin_replay.is_some()).count(),
+        managed.len(),
+    ];
     BenchReport {
         reproduce: reproduce(o),
         loadavg: [load0, loadavg()],
@@ -1478,6 +1594,8 @@ fn report(
         scaling: b.scaling,
         scaling_ratio,
         ledger: b.acked_lost_torn,
+        ledger_managed: b.acked_lost_torn_managed,
+        managed_rejoins_replayed,
         goals,
         error,
         seconds: t0.elapsed().as_secs_f64(),
@@ -1487,8 +1605,12 @@ fn report(
 fn goals(rows: &[Row], b: &Bench, scaling_ratio: Option<f64>) -> Vec<Goal> {
     let m = |case: Case, tool: Tool, metric: &str| median_of(rows, case, tool, metric);
     let mut g = Vec::new();
-    let mut vs = |goal: &str, case, metric: &str, extra: Option<f64>| {
-        let (a, c) = (m(case, Tool::Agent, metric), m(case, Tool::Classic, metric));
+    // The agent's figure of `case` against the classic tools' of `case.classic()`.
+    let mut vs = |goal: &str, case: Case, metric: &str, extra: Option<f64>| {
+        let (a, c) = (
+            m(case, Tool::Agent, metric),
+            m(case.classic(), Tool::Classic, metric),
+        );
         let met = match (a, c) {
             (Some(a), Some(c)) => {
                 Some(a.median_ms < c.median_ms && extra.is_none_or(|x| a.median_ms < x))
@@ -1523,6 +1645,13 @@ fn goals(rows: &[Row], b: &Bench, scaling_ratio: Option<f64>) -> Vec<Goal> {
     vs(
         "power loss: the survivor is DRBD Primary no later than with the classic tools",
         Case::PowerLoss,
+        "event: new: drbd-primary done",
+        None,
+    );
+    vs(
+        "power loss (manage mode, DRBD fencing resource-only): the survivor is DRBD Primary no \
+         later than with the classic tools",
+        Case::PowerLossManaged,
         "event: new: drbd-primary done",
         None,
     );
@@ -1633,6 +1762,12 @@ fn markdown(rep: &BenchReport) -> String {
             ))
             .unwrap_or_default()
     );
+    if let Some([acked, lost, torn]) = rep.ledger_managed {
+        let [replayed, rejoins] = rep.managed_rejoins_replayed;
+        md.push_str(&format!(
+            "Manage-mode power losses (agents in `mode = \"manage\"`, DRBD fencing `resource-only`, fresh metadata, their own ledger): client writes acknowledged {acked}, lost {lost}, torn {torn}; {replayed} of {rejoins} rejoins replayed the activity log. Their classic column is the classic power loss of the same run.\n\n"
+        ));
+    }
     md.push_str("## Goals\n\n| goal | figure | met |\n|---|---|---|\n");
     for g in &rep.goals {
         md.push_str(&format!(
@@ -1647,10 +1782,10 @@ fn markdown(rep: &BenchReport) -> String {
         ));
     }
     md.push_str("\n## Agent vs classic (median / p95 ms, ratio of medians)\n\n| case | figure | agent | classic | agent/classic |\n|---|---|---|---|---|\n");
-    for case in [Case::Switchover, Case::PowerLoss] {
+    for case in CASES {
         for m in MAIN {
             let a = median_of(&rep.summary, case, Tool::Agent, m);
-            let c = median_of(&rep.summary, case, Tool::Classic, m);
+            let c = median_of(&rep.summary, case.classic(), Tool::Classic, m);
             let fs = |s: Option<Stat>| {
                 s.map(|s| format!("{:.0} / {:.0} (n={})", s.median_ms, s.p95_ms, s.n))
                     .unwrap_or("-".into())
@@ -1759,7 +1894,7 @@ fn markdown(rep: &BenchReport) -> String {
 /// with the p95 as a tick; then the scaling medians.
 fn svg(rep: &BenchReport) -> String {
     let mut bars: Vec<(String, &str, Stat)> = Vec::new();
-    for case in [Case::Switchover, Case::PowerLoss] {
+    for case in CASES {
         for m in ["signal -> serving", "signal -> first ack", "client pause"] {
             for (tool, colour) in [(Tool::Agent, "#2a6fb0"), (Tool::Classic, "#b0702a")] {
                 if let Some(s) = median_of(&rep.summary, case, tool, m) {
@@ -1851,8 +1986,8 @@ mod tests {
         let cmd = reproduce(&o);
         assert!(
             cmd.contains(
-                "bench-takeover --runs 30 --power-runs 30 --restarts 5 --scaling none \
-                 --scaling-runs 5 --idle-s 10 --client-timeout 3 --settle-ms 0 \
+                "bench-takeover --runs 30 --power-runs 30 --manage-power-runs 30 --restarts 5 \
+                 --scaling none --scaling-runs 5 --idle-s 10 --client-timeout 3 --settle-ms 0 \
                  --report bench-takeover"
             ),
             "{cmd}"
@@ -1925,7 +2060,7 @@ mod tests {
         let rows = summarise(&samples);
         let a = median_of(&rows, Case::Switchover, Tool::Agent, "signal -> serving").expect("row");
         assert_eq!((a.n, a.median_ms, a.p95_ms), (2, 500.0, 500.0));
-        let s = svg(&BenchReport {
+        let mut rep = BenchReport {
             reproduce: String::new(),
             loadavg: ["1 <2>".into(), String::new()],
             samples: Vec::new(),
@@ -1936,12 +2071,29 @@ mod tests {
             scaling: Vec::new(),
             scaling_ratio: None,
             ledger: [0; 3],
+            ledger_managed: None,
+            managed_rejoins_replayed: [0; 2],
             goals: Vec::new(),
             error: None,
             seconds: 0.0,
-        });
+        };
+        let s = svg(&rep);
         assert!(
             s.starts_with("<svg") && s.contains("&lt;2&gt;") && s.matches("<rect").count() == 2
+        );
+        // The managed power loss faces the classic power loss of the same run.
+        let mut lost = vec![mk(Tool::Classic, 200.0), mk(Tool::Agent, 400.0)];
+        lost[0].case = Case::PowerLoss;
+        lost[1].case = Case::PowerLossManaged;
+        rep.summary = summarise(&lost);
+        rep.ledger_managed = Some([10, 0, 0]);
+        rep.managed_rejoins_replayed = [1, 1];
+        let md = markdown(&rep);
+        assert!(
+            md.contains(
+                "| PowerLossManaged | signal -> serving | 400 / 400 (n=1) | 200 / 200 (n=1) |"
+            ) && md.contains("acknowledged 10, lost 0, torn 0; 1 of 1 rejoins"),
+            "{md}"
         );
     }
 }

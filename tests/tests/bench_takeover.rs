@@ -18,6 +18,7 @@ fn bench_takeover_small_run_reports_every_figure() {
         let opts = BenchOpts {
             switchovers: 2,
             power_losses: 1,
+            manage_power_losses: 0,
             restarts: 1,
             scaling: vec![1, 2],
             scaling_runs: 1,

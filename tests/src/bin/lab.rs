@@ -18,12 +18,13 @@
 //!                           0 lost writes, one Primary, no address without a target, per cycle;
 //!                           DRBD brought up by the harness (adopt) or by the agents (manage);
 //!                           target/lab-report/STEM.{json,md} (default soak)
-//! lab bench-takeover [--runs N] [--power-runs N] [--restarts N] [--scaling 1,8,32|none]
-//!                   [--scaling-runs N] [--idle-s S] [--client-timeout S] [--settle-ms MS]
-//!                   [--report STEM]
+//! lab bench-takeover [--runs N] [--power-runs N] [--manage-power-runs N] [--restarts N]
+//!                   [--scaling 1,8,32|none] [--scaling-runs N] [--idle-s S] [--client-timeout S]
+//!                   [--settle-ms MS] [--report STEM]
 //!                           agent vs classic tools, planned switchover and power loss (N = 30
-//!                           each by default), agent restart, idle RSS and wake-ups, 1/8/32
-//!                           resources; target/lab-report/bench-takeover.{json,md,svg}
+//!                           each by default), agent restart, idle RSS and wake-ups, the agents'
+//!                           power loss in manage mode (default: as many as --power-runs, 0
+//!                           skips), 1/8/32 resources; target/lab-report/bench-takeover.{json,md,svg}
 //! lab pacemaker [--runs N]  per OCF action, the iscsi-ha agent vs the classic resource agents
 //!                           (linbit drbd + iSCSITarget + iSCSILogicalUnit + IPaddr2) in one guest
 //!                           with Pacemaker running; target/lab-report/pacemaker-ra-bench.json
@@ -148,6 +149,10 @@ struct TakeoverArgs {
     /// Power losses, 1..1000.
     #[arg(long, value_name = "N", value_parser = range::<1, 1000>)]
     power_runs: Option<usize>,
+    /// Power losses with the agents in manage mode, 0..1000 (0 skips them; default: the power
+    /// losses' count).
+    #[arg(long, value_name = "N", value_parser = range::<0, 1000>)]
+    manage_power_runs: Option<usize>,
     /// Agent restarts, 1..1000.
     #[arg(long, value_name = "N", value_parser = range::<1, 1000>)]
     restarts: Option<usize>,
@@ -281,6 +286,7 @@ fn bench_takeover(a: TakeoverArgs) -> Result<()> {
     if let Some(n) = a.power_runs {
         o.power_losses = n;
     }
+    o.manage_power_losses = a.manage_power_runs.unwrap_or(o.power_losses);
     if let Some(n) = a.restarts {
         o.restarts = n;
     }

@@ -648,7 +648,7 @@ impl<'a> Bench<'a> {
     /// The agents in manage mode on a reset lab (fresh metadata, a new ledger): `o`'s managed
     /// power losses, each victim rejoining through its agent; the ledger verified and stopped.
     fn managed_power_losses(&mut self, o: &BenchOpts) -> Result<()> {
-        let lab = self.lab;
+        let (lab, t) = (self.lab, Instant::now());
         al::reset(lab)?;
         self.primary = 0;
         al::managed_pair_up(lab, &self.r, MARKER)?;
@@ -679,7 +679,16 @@ impl<'a> Bench<'a> {
             self.samples.push(s);
         }
         self.checkpoint("agent-power-loss-managed")?;
-        self.stop_ledger()
+        self.stop_ledger()?;
+        say(
+            self.t0,
+            &format!(
+                "manage-mode phase: {:.0} s; client writes acknowledged, lost, torn: {:?}",
+                t.elapsed().as_secs_f64(),
+                self.acked_lost_torn_managed.unwrap_or_default()
+            ),
+        );
+        Ok(())
     }
 
     /// Applies [`Bench::tweak`] to `node` and restarts its agent (`signal`) until `cond` holds.

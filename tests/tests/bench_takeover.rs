@@ -1,5 +1,6 @@
 //! A small run of `lab bench-takeover`: two planned switchovers and one power loss each by the
-//! agent and by the classic tools, one agent restart, the idle probe and the scaling phase with 1
+//! agent and by the classic tools, one agent restart, the idle probe, one power loss with the
+//! agents in manage mode (the victim rejoining through its agent) and the scaling phase with 1
 //! and 2 resources. Checks only that the report is produced and sane (every sample has its
 //! figures, nothing lost); never how fast anything was: the figures come from the CLI
 //! (`cargo run -p tests --bin lab -- bench-takeover`).
@@ -18,7 +19,7 @@ fn bench_takeover_small_run_reports_every_figure() {
         let opts = BenchOpts {
             switchovers: 2,
             power_losses: 1,
-            manage_power_losses: 0,
+            manage_power_losses: 1,
             restarts: 1,
             scaling: vec![1, 2],
             scaling_runs: 1,
@@ -38,8 +39,24 @@ fn bench_takeover_small_run_reports_every_figure() {
             "lost / torn writes: {:?}",
             rep.ledger
         );
-        for (case, n) in [(Case::Switchover, 2), (Case::PowerLoss, 1)] {
-            for tool in [Tool::Agent, Tool::Classic] {
+        ensure!(
+            rep.ledger_managed
+                .is_some_and(|l| l[0] > 0 && l[1] == 0 && l[2] == 0),
+            "manage-mode ledger: {:?}",
+            rep.ledger_managed
+        );
+        // The victim's agent replays the crashed Primary's activity log at its rejoin.
+        ensure!(
+            rep.managed_rejoins_replayed == [1, 1],
+            "rejoins that replayed the activity log: {:?}",
+            rep.managed_rejoins_replayed
+        );
+        for (case, n, tools) in [
+            (Case::Switchover, 2, &[Tool::Agent, Tool::Classic][..]),
+            (Case::PowerLoss, 1, &[Tool::Agent, Tool::Classic]),
+            (Case::PowerLossManaged, 1, &[Tool::Agent]),
+        ] {
+            for &tool in tools {
                 let got: Vec<_> = rep
                     .samples
                     .iter()

@@ -58,6 +58,8 @@ use vip::tickle::Connection;
 use crate::config::Tickle;
 use crate::status::{AddressStatus, Status};
 
+pub mod remember;
+
 /// The message format's version.
 pub const VERSION: u32 = 1;
 /// Largest datagram sent or read, bytes (under UDP's 65,507 over IPv4).
@@ -358,7 +360,7 @@ struct Shared {
     /// Why `listen` is not bound (`None`: bound, or not tried yet).
     unbound: Option<String>,
     /// When each kind of repeated warning was last logged.
-    warned: [Option<Instant>; 5],
+    warned: [Option<Instant>; 6],
 }
 
 /// Which repeated warning ([`Shared::warned`]).
@@ -369,6 +371,7 @@ enum Warn {
     Send = 2,
     Old = 3,
     Receive = 4,
+    Store = 5,
 }
 
 impl Shared {
@@ -399,6 +402,8 @@ pub struct PeerLink {
     /// Held from reading the connections to sending them, so that an older read is never sent
     /// after a newer one.
     sending: tokio::sync::Mutex<()>,
+    /// Where the learnt list is kept for a restart ([`PeerLink::remembering`]).
+    store: Option<std::path::PathBuf>,
 }
 
 impl PeerLink {
@@ -424,6 +429,41 @@ impl PeerLink {
             held: watch::channel(BTreeSet::new()).0,
             acked: watch::channel(None).0,
             sending: tokio::sync::Mutex::new(()),
+            store: None,
+        }
+    }
+
+    /// Keeps every learnt list in `path` ([`remember`]), and starts from the one found there
+    /// when it is younger than [`remember::REMEMBER_FOR`]: an agent restarted between its
+    /// peer's handover and its own claim still tickles the connections handed over.
+    pub fn remembering(mut self, path: std::path::PathBuf) -> PeerLink {
+        match remember::restore(&path) {
+            Ok(Some(l)) => {
+                info!(node = %l.node, seq = l.seq, connections = l.conns.len(),
+                    age_ms = l.at.elapsed().as_millis() as u64,
+                    "tickle peer link: the list learnt before the restart is taken");
+                self.shared
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .learnt = Some(l);
+            }
+            Ok(None) => {}
+            Err(why) => warn!("tickle peer link: the kept list is ignored: {why}"),
+        }
+        self.store = Some(path);
+        self
+    }
+
+    /// Writes the learnt list to the store, if any; a failure is logged once a minute.
+    fn remember(&self, s: &mut Shared) {
+        let (Some(path), Some(l)) = (&self.store, &s.learnt) else {
+            return;
+        };
+        if let Err(e) = remember::store(path, l) {
+            if s.may_warn(Warn::Store) {
+                warn!(path = %path.display(), error = %e,
+                    "tickle peer link: the learnt list cannot be kept for a restart");
+            }
         }
     }
 
@@ -578,6 +618,7 @@ impl PeerLink {
                                 conns: m.conns,
                                 at,
                             });
+                            self.remember(&mut s);
                             return want_ack;
                         }
                     }
@@ -804,7 +845,7 @@ impl PeerLink {
         let port = self.config.port;
         let (conns, age) = {
             let mut s = self.shared();
-            match s.learnt.as_mut() {
+            let taken: (Vec<Connection>, _) = match s.learnt.as_mut() {
                 None => (Vec::new(), None),
                 Some(l) => {
                     let (on, rest) = l
@@ -814,7 +855,12 @@ impl PeerLink {
                     l.conns = rest;
                     (on, Some(l.at.elapsed()))
                 }
+            };
+            // not tickled again after a restart
+            if !taken.0.is_empty() {
+                self.remember(&mut s);
             }
+            taken
         };
         let list_age_ms = age.map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX));
         let mut report = TickleReport {
@@ -1197,6 +1243,55 @@ mod tests {
         let near = now + 5 * 60 * 1_000_000;
         link.take(cfg.peer, &encode("b", near, &[conn(2)]).0);
         assert_eq!(link.learnt().map(|l| l.seq), Some(near));
+    }
+
+    /// The agent killed between the peer's handover and its own claim: the restarted link
+    /// starts from the kept list (same seq, so the peer's numbering goes on), the file is
+    /// the agent's alone; an old or unreadable kept list is not taken.
+    #[test]
+    fn a_restarted_link_takes_the_kept_list() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tickle-learnt.json");
+        let cfg = link_config("127.0.0.1:7790", "127.0.0.2:7790", 200);
+        let seq = now_us() - 1000;
+        let before = PeerLink::unbound(&cfg, "a").remembering(path.clone());
+        assert_eq!(before.learnt(), None);
+        before.take(cfg.peer, &encode("b", seq, &[conn(1), conn(2)]).0);
+        let mode = std::fs::metadata(&path).expect("kept").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        drop(before);
+
+        let after = PeerLink::unbound(&cfg, "a").remembering(path.clone());
+        let l = after.learnt().expect("taken");
+        assert_eq!(
+            (l.node.as_str(), l.seq, l.conns),
+            ("b", seq, vec![conn(1), conn(2)])
+        );
+        assert!(l.at.elapsed() < remember::REMEMBER_FOR);
+        // A replay of an older list is still refused after the restart.
+        after.take(cfg.peer, &encode("b", seq - 1, &[conn(3)]).0);
+        assert_eq!(after.learnt().map(|l| l.seq), Some(seq));
+
+        let old = format!(
+            r#"{{"received_unix_ms":{},"node":"b","seq":1,"conns":[]}}"#,
+            now_us() / 1000 - remember::REMEMBER_FOR.as_millis() as u64 - 1000
+        );
+        std::fs::write(&path, old).expect("write");
+        assert_eq!(remember::restore(&path), Ok(None));
+        assert_eq!(
+            PeerLink::unbound(&cfg, "a")
+                .remembering(path.clone())
+                .learnt(),
+            None
+        );
+        std::fs::write(&path, b"{not json").expect("write");
+        let why = remember::restore(&path).expect_err("unreadable");
+        assert!(why.starts_with(&path.display().to_string()), "{why}");
+        assert_eq!(
+            PeerLink::unbound(&cfg, "a").remembering(path).learnt(),
+            None
+        );
     }
 
     #[tokio::test]

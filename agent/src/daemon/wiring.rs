@@ -47,7 +47,19 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     let mut address = NetlinkAddress::new(&cfg).context("floating addresses")?;
     if let Some(t) = &cfg.tickle {
         // An optional feature: a listen address not up yet is retried, never fatal.
-        let link = Arc::new(PeerLink::unbound(t, &cfg.node));
+        // Kept beside the control socket (the unit's RuntimeDirectory): a restart between the
+        // peer's handover and the claim still tickles what was handed over.
+        let kept = cfg
+            .sockets
+            .control
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(|d| d.join("tickle-learnt.json"));
+        let mut link = PeerLink::unbound(t, &cfg.node);
+        if let Some(path) = kept {
+            link = link.remembering(path);
+        }
+        let link = Arc::new(link);
         tracing::info!(listen = %t.listen, peer = %t.peer, sync_ms = t.sync_ms, "tickle peer link");
         let run = link.clone();
         tokio::spawn(async move {

@@ -98,7 +98,8 @@ pub async fn next(rx: &mut broadcast::Receiver<AgentEvent>) -> Option<AgentEvent
     }
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch (0 before it, saturated far after).
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

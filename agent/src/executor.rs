@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -459,10 +459,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         kind: PlanKind,
         steps: Vec<Step>,
     ) -> (Outcome, TransitionRecord) {
-        let started_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
+        let started_unix_ms = crate::events::now_ms();
         let start = Instant::now();
         let mut out = Outcome::default();
         // A planned demote hands the connections over; a rollback never does: the peer is

@@ -869,9 +869,7 @@ impl PeerLink {
             packets: 0,
             errors: Vec::new(),
             list_age_ms,
-            at_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            at_unix_ms: crate::events::now_ms(),
         };
         if !conns.is_empty() {
             match vip::tickle::send_retrying(&conns, self.config.repeat).await {

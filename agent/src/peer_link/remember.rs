@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use vip::tickle::Connection;
@@ -34,11 +34,6 @@ struct Remembered {
     conns: Vec<Connection>,
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Writes `learnt` to `path` (through `path.tmp` and a rename).
 ///
 /// # Errors
@@ -46,7 +41,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 pub fn store(path: &Path, learnt: &Learnt) -> std::io::Result<()> {
     let age = learnt.at.elapsed();
     let r = Remembered {
-        received_unix_ms: unix_ms(SystemTime::now()).saturating_sub(age.as_millis() as u64),
+        received_unix_ms: crate::events::now_ms().saturating_sub(age.as_millis() as u64),
         node: learnt.node.clone(),
         seq: learnt.seq,
         conns: learnt.conns.clone(),
@@ -76,7 +71,7 @@ pub fn restore(path: &Path) -> Result<Option<Learnt>, String> {
     };
     let r: Remembered =
         serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let now = unix_ms(SystemTime::now());
+    let now = crate::events::now_ms();
     let age = Duration::from_millis(now.checked_sub(r.received_unix_ms).ok_or_else(|| {
         format!(
             "{}: received in the future ({} ms since the epoch)",

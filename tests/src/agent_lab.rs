@@ -607,21 +607,7 @@ pub fn managed_rejoin(lab: &Lab, node: &Node, peer: &Node, r: &Resource) -> Resu
     install_managed_config(node, peer, r, false)?;
     set_pool_conf(node, Some(&slave_of(peer)))?;
     start_agent(node)?;
-    bringup::wait_until(
-        node,
-        &format!(
-            "grep -q '^ *{}: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate' /proc/drbd",
-            r.minor
-        ),
-        "rejoined through its agent: Connected, Secondary, UpToDate/UpToDate",
-        Duration::from_secs(180),
-    )?;
-    wait_status(
-        node,
-        "rejoined node converged Secondary",
-        Duration::from_secs(60),
-        is_secondary,
-    )?;
+    wait_rejoined(node, r, true)?;
     // The log is the guest's tmpfs: this boot's only.
     let o = node.run(&format!(
         "grep -a -m1 'activity log replayed' {AGENT_LOG} | tr -d '\\033' | sed 's/\\[[0-9;]*m//g'"
@@ -630,6 +616,29 @@ pub fn managed_rejoin(lab: &Lab, node: &Node, peer: &Node, r: &Resource) -> Resu
     Ok(line
         .find("activity log replayed")
         .map(|i| line[i..].to_string()))
+}
+
+/// Waits until a rejoining `node` is Connected, Secondary and UpToDate/UpToDate in /proc/drbd
+/// (up to 180 s: it may resync), then, with `agent`, until its agent converged Secondary.
+pub fn wait_rejoined(node: &Node, r: &Resource, agent: bool) -> Result<()> {
+    bringup::wait_until(
+        node,
+        &format!(
+            "grep -q '^ *{}: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate' /proc/drbd",
+            r.minor
+        ),
+        "rejoined: Connected, Secondary, UpToDate/UpToDate",
+        Duration::from_secs(180),
+    )?;
+    if agent {
+        wait_status(
+            node,
+            "rejoined node converged Secondary",
+            Duration::from_secs(60),
+            is_secondary,
+        )?;
+    }
+    Ok(())
 }
 
 /// Stops both agents (SIGTERM, then SIGKILL) and returns the lab to its boot state

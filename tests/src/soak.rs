@@ -554,24 +554,7 @@ pub(crate) fn rejoin(lab: &Lab, node: &Node, peer: &Node, r: &Resource, agent: b
         al::set_pool_conf(node, Some(&al::slave_of(peer)))?;
         al::start_agent(node)?;
     }
-    bringup::wait_until(
-        node,
-        &format!(
-            "grep -q '^ *{}: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate' /proc/drbd",
-            r.minor
-        ),
-        "rejoined: Connected, Secondary, UpToDate/UpToDate",
-        Duration::from_secs(180),
-    )?;
-    if agent {
-        al::wait_status(
-            node,
-            "rejoined node converged Secondary",
-            T,
-            al::is_secondary,
-        )?;
-    }
-    Ok(())
+    al::wait_rejoined(node, r, agent)
 }
 
 fn summary(cycles: &[Cycle]) -> BTreeMap<String, KindSummary> {

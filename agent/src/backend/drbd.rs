@@ -181,7 +181,8 @@ impl NetlinkDrbd {
     }
 }
 
-fn err(e: DrbdError) -> BackendError {
+/// DRBD's error as the agent's: I/O and a missing family are kept apart from DRBD's refusals.
+pub(super) fn err(e: DrbdError) -> BackendError {
     match e {
         DrbdError::Io(io) => BackendError::Io(io),
         DrbdError::FamilyNotFound => BackendError::Unavailable(e.to_string()),
@@ -357,13 +358,10 @@ impl Drbd for NetlinkDrbd {
                 for opt in m.disk_options.drbd84() {
                     attach = attach.option(opt);
                 }
-                match h.execute(attach.clone()).await {
-                    Err(e) if is_code(&e, &[RetCode::MdUnclean]) => {
-                        super::metadata::replay_activity_log(&res.name, minor, disk).await?;
-                        h.execute(attach).await.map_err(err)?;
-                    }
-                    r => r.map_err(err)?,
-                }
+                super::metadata::replaying_unclean(&res.name, minor, disk, || {
+                    h.execute(attach.clone())
+                })
+                .await?;
             }
         }
         let current = self.status(res).await?;

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
-use super::drbd::{off_runtime, ManagedOptions, NetlinkDrbd};
+use super::drbd::{err, off_runtime, ManagedOptions, NetlinkDrbd};
 use super::{ConfigFeed, Drbd, Generations};
 use crate::config::{Config, Manage, Resource};
 use crate::error::BackendError;
@@ -29,14 +29,6 @@ use crate::fsm::{
 #[derive(Debug, Clone)]
 pub struct Netlink9Drbd {
     handle: Drbd9Handle,
-}
-
-fn err(e: DrbdError) -> BackendError {
-    match e {
-        DrbdError::Io(io) => BackendError::Io(io),
-        DrbdError::FamilyNotFound => BackendError::Unavailable(e.to_string()),
-        other => BackendError::Drbd(other),
-    }
 }
 
 fn role(r: drbd_nl::Role) -> Role {
@@ -637,14 +629,10 @@ impl Drbd for Netlink9Drbd {
             Vec::new()
         };
         for req in up_requests(res, m, &objs, &paths)? {
-            match self.handle.execute(req.clone()).await {
-                // only attach reads the metadata
-                Err(e) if e.ret_code() == Some(RetCode::MdUnclean) => {
-                    super::metadata::replay_activity_log(&res.name, res.minor, &m.disk).await?;
-                    self.handle.execute(req).await.map_err(err)?;
-                }
-                r => r.map_err(err)?,
-            }
+            super::metadata::replaying_unclean(&res.name, res.minor, &m.disk, || {
+                self.handle.execute(req.clone())
+            })
+            .await?;
         }
         Ok(())
     }

@@ -3,11 +3,43 @@
 //! attach for that; the agent replays the log itself ([`drbd_md::apply_al`]) only when DRBD
 //! refused, then attaches again (docs/drbd-metadata.md).
 
+use std::future::Future;
 use std::path::Path;
 
+use drbd_nl::{DrbdError, RetCode};
 use tracing::warn;
 
 use crate::error::BackendError;
+
+/// Runs `request`, the `attach` of `disk` (with DRBD 9, any request of a bring-up: only attach
+/// reads the metadata); when DRBD refuses the disk as unclean (165 `ERR_MD_UNCLEAN`), replays
+/// its activity log ([`replay_activity_log`]) and runs `request` once more.
+///
+/// # Errors
+/// DRBD's refusal other than 165, as the backends map it; the replay's error; a refusal of the
+/// second request as [`BackendError::Failed`] saying the log was replayed before it.
+pub(crate) async fn replaying_unclean<T, Fut>(
+    resource: &str,
+    minor: u32,
+    disk: &Path,
+    mut request: impl FnMut() -> Fut,
+) -> Result<T, BackendError>
+where
+    Fut: Future<Output = Result<T, DrbdError>>,
+{
+    match request().await {
+        Err(e) if e.ret_code() == Some(RetCode::MdUnclean) => {
+            replay_activity_log(resource, minor, disk).await?;
+            request().await.map_err(|e| {
+                BackendError::Failed(format!(
+                    "{resource}: DRBD refused {} after its activity log was replayed: {e}",
+                    disk.display()
+                ))
+            })
+        }
+        r => r.map_err(super::drbd::err),
+    }
+}
 
 /// Replays the activity log of `disk`, the backing disk of `resource`'s `minor`, into its
 /// bitmap: the extents the log names as hot are marked out of sync (the next resync with the
@@ -18,11 +50,7 @@ use crate::error::BackendError;
 /// # Errors
 /// [`BackendError::Failed`] with drbd-md's reason (busy disk, no or damaged metadata, an I/O
 /// error): the attach is not retried and the resource stays down, as after `drbdadm up` failing.
-pub(crate) async fn replay_activity_log(
-    resource: &str,
-    minor: u32,
-    disk: &Path,
-) -> Result<(), BackendError> {
+async fn replay_activity_log(resource: &str, minor: u32, disk: &Path) -> Result<(), BackendError> {
     let path = disk.to_path_buf();
     let report = tokio::task::spawn_blocking(move || drbd_md::apply_al(&path))
         .await

@@ -211,7 +211,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = agent::config::check::report(&path)?;
             emit(format_args!("{}", report.summary))?;
             let tgt_conf = Path::new(agent::backend::target::TGT_CONF);
-            for w in agent::backend::target::tgt_config_overlaps(&report.config, tgt_conf) {
+            let drbd_conf = Path::new(agent::backend::drbd_conf::DRBD_CONF);
+            for w in agent::backend::target::tgt_config_overlaps(&report.config, tgt_conf)
+                .into_iter()
+                .chain(agent::backend::drbd_conf::drbd_config_overlaps(
+                    &report.config,
+                    drbd_conf,
+                ))
+            {
                 emit(format_args!("warning: {w}\n"))?;
             }
             emit(format_args!("\n{}\n", report.effective))?;

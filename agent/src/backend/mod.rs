@@ -13,6 +13,7 @@ use crate::fsm::{DrbdView, TargetView};
 
 pub mod drbd;
 pub mod drbd9;
+pub mod drbd_conf;
 #[cfg(any(test, feature = "simulate"))]
 pub mod memory;
 mod metadata;

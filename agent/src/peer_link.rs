@@ -24,6 +24,12 @@
 //! (docs/takeover.md, "Threat model"): replace the learnt list (tickles then go to the clients it
 //! names, or to none), or acknowledge a handover that the peer did not store.
 //!
+//! With `tickle.secret_file` ([`PeerLink::keyed`]) every datagram is the JSON followed by
+//! [`TAG_LEN`] bytes of HMAC-SHA256 (RFC 2104) of that JSON under the shared secret, and one
+//! whose tag does not verify is dropped before it is read: then only a holder of the secret
+//! can replace the learnt list or acknowledge a handover. A list naming this node itself is
+//! dropped as well (one of its own datagrams sent back to it).
+//!
 //! A failed bind of `listen` (the replication address not up yet) is not fatal
 //! ([`PeerLink::bind_retrying`]): the link retries with a backoff of [`BIND_RETRY_FIRST`]
 //! doubling to [`BIND_RETRY_MAX`], `status` says so, and meanwhile nothing is learnt and a
@@ -49,7 +55,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -64,6 +72,11 @@ pub mod remember;
 pub const VERSION: u32 = 1;
 /// Largest datagram sent or read, bytes (under UDP's 65,507 over IPv4).
 pub const MAX_DATAGRAM: usize = 65_000;
+/// Bytes of the HMAC-SHA256 tag that ends a keyed datagram.
+pub const TAG_LEN: usize = 32;
+/// Largest message [`encode_message`] writes: a keyed datagram's tag still fits in
+/// [`MAX_DATAGRAM`].
+pub const MAX_MESSAGE: usize = MAX_DATAGRAM - TAG_LEN;
 /// Longest node name accepted (a host name's limit).
 pub const MAX_NODE: usize = 253;
 /// An unchanged list is sent again this often while an address is held.
@@ -126,6 +139,71 @@ pub enum DecodeError {
     /// An acknowledgement that also carries a list or asks for an acknowledgement.
     #[error("an acknowledgement carries no list and asks for none")]
     Ack,
+    /// A keyed link's datagram whose tag does not verify, or a datagram whose keying differs
+    /// from this node's (the words say which).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+}
+
+/// The shared secret of a keyed link (`tickle.secret_file`), as HMAC-SHA256 keyed with it;
+/// never printed.
+#[derive(Clone)]
+pub struct LinkKey(Hmac<Sha256>);
+
+impl LinkKey {
+    /// A key of `secret`'s bytes (`config::read_tickle_secret` checks its length and file).
+    ///
+    /// # Errors
+    /// None in practice: HMAC takes a key of any length (RFC 2104 hashes a long one); the
+    /// `hmac` crate's signature still has one.
+    pub fn new(secret: &[u8]) -> Result<LinkKey, String> {
+        <Hmac<Sha256> as Mac>::new_from_slice(secret)
+            .map(LinkKey)
+            .map_err(|e| format!("HMAC-SHA256 refused the secret: {e}"))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        self.0.clone()
+    }
+
+    /// `message` followed by its tag.
+    pub fn seal(&self, message: &[u8]) -> Vec<u8> {
+        let mut mac = self.mac();
+        mac.update(message);
+        let mut out = message.to_vec();
+        out.extend_from_slice(&mac.finalize().into_bytes());
+        out
+    }
+
+    /// The message of a sealed `datagram` whose tag verifies (compared in constant time).
+    ///
+    /// # Errors
+    /// [`DecodeError::Unauthenticated`]: shorter than a tag, or a tag that does not verify
+    /// (another secret, a forgery, or an unkeyed peer, which the words then name).
+    pub fn open<'a>(&self, datagram: &'a [u8]) -> Result<&'a [u8], DecodeError> {
+        let Some(split) = datagram.len().checked_sub(TAG_LEN) else {
+            return Err(DecodeError::Unauthenticated(
+                "shorter than an authentication tag",
+            ));
+        };
+        let (message, tag) = datagram.split_at(split);
+        let mut mac = self.mac();
+        mac.update(message);
+        if mac.verify_slice(tag).is_ok() {
+            return Ok(message);
+        }
+        Err(DecodeError::Unauthenticated(if decode(datagram).is_ok() {
+            "not authenticated: the peer has no tickle.secret_file and this node has one"
+        } else {
+            "its authentication tag does not verify (another tickle.secret_file, or forged)"
+        }))
+    }
+}
+
+impl std::fmt::Debug for LinkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkKey(..)")
+    }
 }
 
 /// Decodes one datagram. Never panics.
@@ -159,7 +237,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
 }
 
 /// Encodes a list (no `want_ack`) with as many of `conns` (from the first) as fit in
-/// [`MAX_DATAGRAM`]; returns the datagram and how many connections it holds.
+/// [`MAX_MESSAGE`]; returns the datagram and how many connections it holds.
 pub fn encode(node: &str, seq: u64, conns: &[Connection]) -> (Vec<u8>, usize) {
     encode_message(&Message {
         v: VERSION,
@@ -172,7 +250,7 @@ pub fn encode(node: &str, seq: u64, conns: &[Connection]) -> (Vec<u8>, usize) {
 }
 
 /// Encodes `message` with as many of its connections (from the first) as fit in
-/// [`MAX_DATAGRAM`]; returns the datagram and how many connections it holds.
+/// [`MAX_MESSAGE`]; returns the datagram and how many connections it holds.
 pub fn encode_message(message: &Message) -> (Vec<u8>, usize) {
     let conns = &message.conns;
     let mut m = Message {
@@ -184,7 +262,7 @@ pub fn encode_message(message: &Message) -> (Vec<u8>, usize) {
     let mut fit = 0;
     for (i, c) in conns.iter().enumerate() {
         let one = serde_json::to_vec(c).map_or(usize::MAX / 2, |v| v.len()) + usize::from(i > 0);
-        if len + one > MAX_DATAGRAM {
+        if len + one > MAX_MESSAGE {
             break;
         }
         len += one;
@@ -250,6 +328,12 @@ pub struct TickleStatus {
     /// Milliseconds since the last datagram accepted from the peer (a list or an ack).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heard_age_ms: Option<u64>,
+    /// Datagrams are authenticated (`tickle.secret_file`).
+    #[serde(default)]
+    pub authenticated: bool,
+    /// Why the last dropped datagram was dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_dropped: Option<String>,
 }
 
 /// One address in [`TickleStatus`].
@@ -333,11 +417,18 @@ impl TickleStatus {
                 age as f64 / 1000.0
             ));
         }
+        if !self.authenticated {
+            out.push(
+                "tickle: datagrams not authenticated (no tickle.secret_file; docs/takeover.md, \
+                 \"Threat model\")"
+                    .into(),
+            );
+        }
         if self.dropped > 0 {
             out.push(format!(
-                "tickle: {} datagram(s) dropped (not from {peer}, not decodable, old or \
-                 far-ahead seq, or an unexpected ack)",
-                self.dropped
+                "tickle: {} datagram(s) dropped, the last {}",
+                self.dropped,
+                self.last_dropped.as_deref().unwrap_or("(reason not kept)")
             ));
         }
         out
@@ -353,6 +444,8 @@ struct Shared {
     handed: Option<(Vec<Connection>, Instant)>,
     last_tickle: Vec<TickleReport>,
     dropped: u64,
+    /// Why the last datagram was dropped.
+    last_dropped: Option<String>,
     /// The `seq` of the handover waiting for its ack.
     awaiting: Option<u64>,
     /// When the last datagram from the peer was accepted.
@@ -404,6 +497,8 @@ pub struct PeerLink {
     sending: tokio::sync::Mutex<()>,
     /// Where the learnt list is kept for a restart ([`PeerLink::remembering`]).
     store: Option<std::path::PathBuf>,
+    /// The shared secret of a keyed link ([`PeerLink::keyed`]).
+    key: Option<LinkKey>,
 }
 
 impl PeerLink {
@@ -430,7 +525,15 @@ impl PeerLink {
             acked: watch::channel(None).0,
             sending: tokio::sync::Mutex::new(()),
             store: None,
+            key: None,
         }
+    }
+
+    /// Seals every datagram sent with `key` and drops every one received whose tag does not
+    /// verify under it (`tickle.secret_file`; the module docs).
+    pub fn keyed(mut self, key: LinkKey) -> PeerLink {
+        self.key = Some(key);
+        self
     }
 
     /// Keeps every learnt list in `path` ([`remember`]), and starts from the one found there
@@ -516,7 +619,35 @@ impl PeerLink {
 
     /// One datagram to the peer from the bound socket.
     async fn to_peer(&self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.socket()?.send_to(bytes, self.config.peer).await
+        let socket = self.socket()?;
+        match &self.key {
+            Some(k) => socket.send_to(&k.seal(bytes), self.config.peer).await,
+            None => socket.send_to(bytes, self.config.peer).await,
+        }
+    }
+
+    /// The message in a datagram from the peer: its tag checked and taken off on a keyed link.
+    fn open(&self, datagram: &[u8]) -> Result<Message, DecodeError> {
+        let message = match &self.key {
+            Some(k) => k.open(datagram)?,
+            None => datagram,
+        };
+        match decode(message) {
+            // A keyed peer's datagram: its JSON, then the tag.
+            Err(DecodeError::Malformed(_))
+                if self.key.is_none()
+                    && message.len() > TAG_LEN
+                    && decode(&message[..message.len() - TAG_LEN]).is_ok() =>
+            {
+                Err(DecodeError::Unauthenticated(
+                    "authenticated: the peer has a tickle.secret_file and this node has none",
+                ))
+            }
+            Ok(m) if m.node == self.node => Err(DecodeError::Unauthenticated(
+                "names this node: one of its own datagrams sent back to it",
+            )),
+            r => r,
+        }
     }
 
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -568,7 +699,7 @@ impl PeerLink {
         let (why, kind) = if from != peer {
             (format!("from {from}, not the peer {peer}"), Warn::Dropped)
         } else {
-            match decode(bytes) {
+            match self.open(bytes) {
                 Err(e) => (format!("from {from}: {e}"), Warn::Dropped),
                 Ok(Message { ack: Some(n), .. }) => {
                     if s.awaiting == Some(n) {
@@ -626,6 +757,7 @@ impl PeerLink {
             }
         };
         s.dropped += 1;
+        s.last_dropped = Some(why.clone());
         if s.may_warn(kind) {
             warn!(
                 dropped = s.dropped,
@@ -943,6 +1075,8 @@ impl PeerLink {
             heard_age_ms: s
                 .heard
                 .map(|h| u64::try_from(h.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            authenticated: self.key.is_some(),
+            last_dropped: s.last_dropped.clone(),
         }
     }
 }
@@ -1042,13 +1176,13 @@ mod tests {
     fn a_huge_list_is_cut_to_one_datagram() {
         let conns: Vec<Connection> = (0..5000).map(conn).collect();
         let (bytes, fit) = encode("a", 1, &conns);
-        assert!(bytes.len() <= MAX_DATAGRAM, "{}", bytes.len());
+        assert!(bytes.len() <= MAX_MESSAGE, "{}", bytes.len());
         assert!(fit > 500 && fit < conns.len(), "{fit}");
         let m = decode(&bytes).expect("decodes");
         assert_eq!(m.conns, conns[..fit]);
         // one more would not have fitted
         let (more, _) = encode("a", 1, &conns[..fit + 1]);
-        assert!(more.len() <= MAX_DATAGRAM);
+        assert!(more.len() <= MAX_MESSAGE);
         let over = serde_json::to_vec(&Message {
             v: VERSION,
             node: "a".into(),
@@ -1058,7 +1192,7 @@ mod tests {
             ack: None,
         })
         .expect("json");
-        assert!(over.len() > MAX_DATAGRAM, "{}", over.len());
+        assert!(over.len() > MAX_MESSAGE, "{}", over.len());
     }
 
     #[tokio::test]
@@ -1198,6 +1332,76 @@ mod tests {
         assert_eq!(link.take(from, ack), None);
         assert_eq!(link.learnt().map(|l| (l.seq, l.conns.len())), Some((6, 1)));
         assert_eq!(*link.acked.borrow(), None, "no handover waits for seq 1");
+    }
+
+    #[tokio::test]
+    async fn a_keyed_link_takes_only_datagrams_sealed_with_its_secret() {
+        let peer = tokio::net::UdpSocket::bind("127.0.0.2:0")
+            .await
+            .expect("peer");
+        let from = peer.local_addr().expect("addr");
+        let cfg = link_config("127.0.0.1:0", &from.to_string(), 200);
+        let key = LinkKey::new(b"0123456789abcdef-shared").expect("key");
+        let link = PeerLink::bind(&cfg, "a")
+            .await
+            .expect("bind")
+            .keyed(key.clone());
+        let list = |node: &str, seq| {
+            encode_message(&Message {
+                v: VERSION,
+                node: node.into(),
+                seq,
+                conns: vec![conn(1)],
+                want_ack: true,
+                ack: None,
+            })
+            .0
+        };
+        let dropped = |link: &PeerLink| link.status(&[]).last_dropped.unwrap_or_default();
+        let other = LinkKey::new(b"another secret, 21 b").expect("key");
+        let mut tampered = key.seal(&list("b", 3));
+        tampered[20] ^= 1;
+        for (datagram, why) in [
+            (list("b", 3), "the peer has no tickle.secret_file"),
+            (other.seal(&list("b", 3)), "does not verify"),
+            (tampered, "does not verify"),
+            (key.seal(&list("a", 3)), "names this node"),
+            (b"{}".to_vec(), "shorter than an authentication tag"),
+        ] {
+            assert_eq!(link.take(from, &datagram), None, "{why}");
+            assert!(dropped(&link).contains(why), "{why}: {}", dropped(&link));
+            assert_eq!(link.learnt(), None, "{why}");
+        }
+        assert_eq!(link.take(from, &key.seal(&list("b", 4))), Some(4));
+        assert_eq!(link.learnt().map(|l| l.seq), Some(4));
+        // What it sends is sealed too: the ack opens under the key only.
+        link.ack(4).await;
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let n = tokio::time::timeout(Duration::from_millis(500), peer.recv(&mut buf))
+            .await
+            .expect("an ack in time")
+            .expect("recv");
+        let m = decode(key.open(&buf[..n]).expect("sealed")).expect("an ack");
+        assert_eq!((m.node.as_str(), m.ack), ("a", Some(4)));
+        assert!(other.open(&buf[..n]).is_err() && decode(&buf[..n]).is_err());
+        let status = link.status(&[]);
+        assert!(status.authenticated && status.dropped == 5, "{status:?}");
+        assert!(!status
+            .lines()
+            .iter()
+            .any(|l| l.contains("not authenticated")));
+
+        // An unkeyed node names a keyed peer's datagram for what it is.
+        let plain = PeerLink::bind(&cfg, "a").await.expect("bind");
+        assert_eq!(plain.take(from, &key.seal(&list("b", 5))), None);
+        assert!(
+            dropped(&plain).contains("the peer has a tickle.secret_file and this node has none")
+        );
+        assert!(plain
+            .status(&[])
+            .lines()
+            .iter()
+            .any(|l| l.contains("datagrams not authenticated")));
     }
 
     #[tokio::test]
@@ -1397,12 +1601,29 @@ mod tests {
             never_sends: false,
             unbound: None,
             heard_age_ms: None,
+            authenticated: true,
+            last_dropped: None,
         };
         assert_eq!(
             st.lines(),
             vec![
                 "tickle 10.0.0.10/24: sending 3 connection(s) to 10.1.0.2:7790",
                 "tickle 10.0.0.11/24: 2 connection(s) from peer b, 0.8 s old",
+            ]
+        );
+        let st = TickleStatus {
+            authenticated: false,
+            dropped: 2,
+            last_dropped: Some("from 10.1.0.9:7790, not the peer 10.1.0.2:7790".into()),
+            ..st
+        };
+        assert_eq!(
+            st.lines()[2..],
+            [
+                "tickle: datagrams not authenticated (no tickle.secret_file; docs/takeover.md, \
+                 \"Threat model\")",
+                "tickle: 2 datagram(s) dropped, the last from 10.1.0.9:7790, not the peer \
+                 10.1.0.2:7790",
             ]
         );
     }

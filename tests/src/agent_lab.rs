@@ -21,6 +21,9 @@ use crate::{Lab, Node};
 
 /// The agent's configuration file in the guest.
 pub const CONFIG: &str = "/etc/iscsi-ha/iscsi-ha.toml";
+/// The agents' `[tickle] secret_file`: written by the guest's `/init` at every boot (the same
+/// secret on every node, mode 600), so the lab's peer links are authenticated as documented.
+pub const TICKLE_SECRET: &str = "/etc/iscsi-ha/tickle.secret";
 /// The agents' tickle peer link port (UDP, `[tickle]`), on each node's address.
 pub const TICKLE_PORT: u16 = 7790;
 /// pool.conf in the guest (as on XenServer / XCP-ng).
@@ -150,6 +153,7 @@ timeout_ms = 200
 [tickle]
 listen = "{ip}:{TICKLE_PORT}"
 peer = "{peer}:{TICKLE_PORT}"
+secret_file = "{TICKLE_SECRET}"
 {handover}"#,
         // `LAB_HANDOVER_MS`: the agents' `tickle.handover_ms` (e.g. 0 for a run without the
         // planned demote's handover); unset, the agent's default.

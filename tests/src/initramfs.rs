@@ -62,6 +62,8 @@ pub const INIT: &str = r#"#!/bin/busybox sh
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin:/usr/lib/drbd
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev; mount -t tmpfs tmpfs /tmp
 mkdir -p /var/lock /run/lock /var/lib/drbd /var/run/tgtd /lab/target /tmp/.lab
+# the agents' [tickle] secret_file (agent_lab::TICKLE_SECRET): the same on every node, mode 600
+mkdir -p /etc/iscsi-ha && (umask 077 && echo lab-tickle-secret-not-for-real-use > /etc/iscsi-ha/tickle.secret)
 for kv in $(cat /proc/cmdline); do case "$kv" in lab_*=*) export "$kv";; esac; done
 echo "lab: init started node=$lab_node uptime=$(cut -d' ' -f1 /proc/uptime)"
 for l in /mods/load /mods/load-late; do

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::agent_lab::TICKLE_SECRET;
 use crate::{Lab, LabConfig, Node, Output};
 
 /// The chroot in each guest.
@@ -126,6 +127,7 @@ mount --bind /lab/target $R/lab/target
 mkdir -p $R/run/tgtd /var/run/tgtd
 mount --bind /var/run/tgtd $R/run/tgtd
 cp -a {HOST_ETC}/. $R/etc/
+mkdir -p $R/etc/iscsi-ha && cp -p {TICKLE_SECRET} $R/etc/iscsi-ha/
 awk -F: '{{print $1":*:19000:0:99999:7:::"}}' $R/etc/passwd > $R/etc/shadow
 chmod 640 $R/etc/shadow
 echo "127.0.0.1 localhost" > $R/etc/hosts

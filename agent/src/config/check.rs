@@ -56,6 +56,15 @@ pub fn report(path: &Path) -> anyhow::Result<Report> {
     if let Err((key, reason)) = crate::chap::check_config(&cfg) {
         return Err(at(key, reason).into());
     }
+    if let Some(f) = cfg.tickle.as_ref().and_then(|t| t.secret_file.as_ref()) {
+        if let Err(why) = super::read_tickle_secret(f) {
+            return Err(at(
+                "tickle.secret_file".into(),
+                format!("{}: {why}", f.display()),
+            )
+            .into());
+        }
+    }
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -94,9 +103,15 @@ fn tickle_line(cfg: &Config) -> String {
                  own timeout)"
             .into(),
         Some(t) => format!(
-            "tickle: peer link {} -> {}, portal port {}, {}, {} tickle ACK(s) per connection, {}",
+            "tickle: peer link {} -> {} ({}), portal port {}, {}, {} tickle ACK(s) per \
+             connection, {}",
             t.listen,
             t.peer,
+            if t.secret_file.is_some() {
+                "datagrams authenticated with the secret_file"
+            } else {
+                "datagrams not authenticated: no secret_file"
+            },
             t.port,
             match t.sync_ms {
                 0 => "no periodic list (sync_ms = 0)".to_string(),

@@ -15,9 +15,10 @@ impl Config {
     /// the interface of each address, the backing disks (of every volume) and CHAP secrets
     /// file paths, and which end of each replication link (address, DRBD 9 node id) is this
     /// node's (the `[tickle]` link's two ends are kept, in a fixed order, with its portal
-    /// port; its `sync_ms`, `repeat` and `handover_ms` are not). What remains is what initiators see and DRBD replicates: resources, volumes and
-    /// minors, IQNs, tids, ACLs, CHAP users, LUN numbers, devices, identities and cache modes,
-    /// addresses, and DRBD's options; in no particular order of tables, and a LUN's device as
+    /// port and whether its datagrams are authenticated; its `sync_ms`, `repeat`,
+    /// `handover_ms` and `secret_file` path are not). What remains is what initiators see and
+    /// DRBD replicates: resources, volumes and minors, IQNs, tids, ACLs, CHAP users, LUN
+    /// numbers, devices, identities and cache modes, addresses, and DRBD's options; in no particular order of tables, and a LUN's device as
     /// the minor it names (`/dev/drbd/by-res/r0/1` and `/dev/drbd<minor>` are the same).
     pub fn fingerprint(&self) -> String {
         let mut c = self.clone();
@@ -37,6 +38,11 @@ impl Config {
                 std::mem::swap(&mut t.listen, &mut t.peer);
             }
             (t.sync_ms, t.repeat, t.handover_ms) = (0, 0, 0);
+            // Keyed or not must match; the file's place is each node's (its secret is never
+            // hashed in: the fingerprint is shown and a weak secret could be guessed from it).
+            if t.secret_file.is_some() {
+                t.secret_file = Some(PathBuf::new());
+            }
         }
         // the order of tables in the file and the spelling of a volume's device are the
         // writer's: the same volumes and LUNs in another order or spelling serve the same

@@ -3,6 +3,7 @@
 //! at once with tickle ACKs (docs/takeover.md, "Tickle ACKs after a power loss").
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,11 @@ pub const MAX_REPEAT: u32 = 10;
 pub const DEFAULT_HANDOVER_MS: u64 = 200;
 /// Largest [`Tickle::handover_ms`]: the wait is part of every planned demote.
 pub const MAX_HANDOVER_MS: u64 = 2000;
+/// Shortest secret in [`Tickle::secret_file`], bytes (128 bits, HMAC-SHA256's security level
+/// against a guessed key needs no more from a random secret).
+pub const MIN_SECRET: usize = 16;
+/// Longest secret in [`Tickle::secret_file`], bytes.
+pub const MAX_SECRET: usize = 4096;
 
 /// `[tickle]`: absent, no connection is learnt or tickled, and after a power loss an
 /// initiator with a command in flight waits for its own command or NOP-Out timeout (3 s to
@@ -67,6 +73,59 @@ pub struct Tickle {
     /// costs a silent one's demote 200 ms. 0: never hand over (always close). At most 2000.
     #[serde(default = "default_handover_ms")]
     pub handover_ms: u64,
+    /// A file holding a secret both nodes share (16 to 4096 bytes; one trailing newline is
+    /// not part of it), readable by its owner only, owned by the user the agent runs as: every
+    /// datagram then carries an HMAC-SHA256 of itself under that secret, and one without a
+    /// valid tag is dropped, so a host that forges the peer's address can no longer replace
+    /// the learnt list or acknowledge a handover (docs/takeover.md, "Threat model"). Both
+    /// nodes must agree: a keyed node drops an unkeyed peer's datagrams and the other way
+    /// round, and `status` says which. Read at start. Absent: datagrams are not authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// Reads the peer link's secret from `path` ([`Tickle::secret_file`]).
+///
+/// # Errors
+/// Why it cannot be used, in words: not readable, not a regular file, readable or writable by
+/// group or others, owned by another user than this process's effective one, shorter than
+/// [`MIN_SECRET`] or longer than [`MAX_SECRET`] bytes.
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "is open to group or others (mode {:o}): chmod 600 it",
+            meta.mode() & 0o777
+        ));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(format!(
+            "is owned by uid {}, not by the agent's uid {me}",
+            meta.uid()
+        ));
+    }
+    if meta.len() > MAX_SECRET as u64 + 2 {
+        return Err(format!("is longer than {MAX_SECRET} bytes"));
+    }
+    let mut secret = std::fs::read(path).map_err(|e| e.to_string())?;
+    for end in [b'\n', b'\r'] {
+        if secret.last() == Some(&end) {
+            secret.pop();
+        }
+    }
+    if !(MIN_SECRET..=MAX_SECRET).contains(&secret.len()) {
+        return Err(format!(
+            "holds {} bytes; the secret must be {MIN_SECRET} to {MAX_SECRET} (e.g. `head -c 32 \
+             /dev/urandom | base64 > FILE`, then copy FILE to the peer)",
+            secret.len()
+        ));
+    }
+    Ok(secret)
 }
 
 fn default_port() -> u16 {
@@ -168,6 +227,9 @@ pub(super) fn validate(t: &Tickle, addresses: &[super::Address]) -> Result<(), (
             "repeat",
             format!("must be 1 to {MAX_REPEAT} (remove [tickle] to turn tickles off)"),
         );
+    }
+    if t.secret_file.as_ref().is_some_and(|f| !f.is_absolute()) {
+        return err("secret_file", "must be an absolute path".into());
     }
     if t.handover_ms > MAX_HANDOVER_MS {
         return err(
@@ -367,5 +429,43 @@ mod tests {
         assert_ne!(a.fingerprint(), other_port.fingerprint());
         let off = Config::parse(TEST_MINIMAL, Path::new("t.toml")).expect("off");
         assert_ne!(a.fingerprint(), off.fingerprint());
+    }
+
+    #[test]
+    fn a_secret_file_must_be_private_and_long_enough() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("tickle.secret");
+        let write = |text: &[u8], mode: u32| {
+            std::fs::write(&f, text).expect("write");
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        write(b"0123456789abcdef\n", 0o600);
+        assert_eq!(read_secret(&f).as_deref(), Ok(&b"0123456789abcdef"[..]));
+        write(b"0123456789abcdef\r\n", 0o400);
+        assert_eq!(read_secret(&f).map(|s| s.len()), Ok(16));
+        write(b"0123456789abcdef\n", 0o640);
+        assert!(read_secret(&f).is_err_and(|e| e.contains("mode 640")));
+        write(b"short\n", 0o600);
+        assert!(read_secret(&f).is_err_and(|e| e.contains("holds 5 bytes")));
+        write(&vec![b'x'; MAX_SECRET + 3], 0o600);
+        assert!(read_secret(&f).is_err_and(|e| e.contains("longer than")));
+        assert!(read_secret(dir.path()).is_err_and(|e| e.contains("not a regular file")));
+        assert!(read_secret(&dir.path().join("none")).is_err());
+    }
+
+    #[test]
+    fn secret_file_is_an_absolute_path_and_only_its_presence_is_fingerprinted() {
+        let base = "listen = \"10.1.0.1:7790\"\npeer = \"10.1.0.2:7790\"";
+        let e = parse(&format!("{base}\nsecret_file = \"tickle.secret\"")).expect_err("relative");
+        assert_eq!(e.key, "tickle.secret_file");
+        let keyed = |path: &str| {
+            parse(&format!("{base}\nsecret_file = \"{path}\""))
+                .expect("keyed")
+                .fingerprint()
+        };
+        let plain = parse(base).expect("plain").fingerprint();
+        assert_eq!(keyed("/etc/iscsi-ha/a.secret"), keyed("/root/b.secret"));
+        assert_ne!(keyed("/etc/iscsi-ha/a.secret"), plain);
     }
 }

@@ -60,11 +60,19 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
             .filter(|d| !d.as_os_str().is_empty())
             .map(|d| d.join("tickle-learnt.json"));
         let mut link = PeerLink::unbound(t, &cfg.node);
+        if let Some(f) = &t.secret_file {
+            let secret = crate::config::read_tickle_secret(f).map_err(|why| {
+                anyhow::anyhow!("config: tickle.secret_file {}: {why}", f.display())
+            })?;
+            let key = crate::peer_link::LinkKey::new(&secret).map_err(anyhow::Error::msg)?;
+            link = link.keyed(key);
+        }
         if let Some(path) = kept {
             link = link.remembering(path);
         }
         let link = Arc::new(link);
-        tracing::info!(listen = %t.listen, peer = %t.peer, sync_ms = t.sync_ms, "tickle peer link");
+        tracing::info!(listen = %t.listen, peer = %t.peer, sync_ms = t.sync_ms,
+            authenticated = t.secret_file.is_some(), "tickle peer link");
         let run = link.clone();
         tokio::spawn(async move {
             run.bind_retrying().await;

@@ -50,6 +50,39 @@ fn text(o: &Output) -> String {
 }
 
 #[test]
+fn check_config_checks_the_tickle_secret_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("tickle.secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").expect("secret");
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/iscsi-ha.toml"),
+    )
+    .expect("example");
+    let cfg = dir.path().join("iscsi-ha.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{example}\n[tickle]\nlisten = \"10.10.0.1:7790\"\npeer = \"10.10.0.2:7790\"\n\
+             secret_file = \"{}\"\n",
+            secret.display()
+        ),
+    )
+    .expect("write config");
+    for (mode, ok) in [(0o644, false), (0o600, true)] {
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let o = run(&cfg, &["check-config"]);
+        assert_eq!(o.status.success(), ok, "mode {mode:o}: {}", text(&o));
+        let said = if ok {
+            "datagrams authenticated with the secret_file"
+        } else {
+            "tickle.secret_file: "
+        };
+        assert!(text(&o).contains(said), "mode {mode:o}: {}", text(&o));
+    }
+}
+
+#[test]
 fn cli_round_trip() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("control.sock");

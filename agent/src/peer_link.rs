@@ -272,6 +272,31 @@ pub fn encode_message(message: &Message) -> (Vec<u8>, usize) {
     (serde_json::to_vec(&m).unwrap_or_default(), fit)
 }
 
+/// Whether a list from `node` numbered `seq` may be kept by the node named `own` (beyond
+/// what [`decode`] checks of its shape): a name a datagram can carry and not `own` (one of its
+/// own lists sent back), and a `seq` at most [`MAX_AHEAD`] ahead of this node's clock (no
+/// sender started in the future). Checked on every list received and on the list kept for a
+/// restart ([`remember`]).
+///
+/// # Errors
+/// Which check failed, in words.
+pub(crate) fn acceptable(node: &str, seq: u64, own: &str) -> Result<(), String> {
+    if node.is_empty() || node.len() > MAX_NODE {
+        return Err(DecodeError::Node.to_string());
+    }
+    if node == own {
+        return Err("names this node: one of its own lists sent back to it".into());
+    }
+    if seq > now_us().saturating_add(MAX_AHEAD.as_micros() as u64) {
+        return Err(format!(
+            "seq {seq} is more than {} s ahead of this node's clock (forged, or the clocks are \
+             far apart)",
+            MAX_AHEAD.as_secs()
+        ));
+    }
+    Ok(())
+}
+
 /// The last list learnt from the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Learnt {
@@ -540,7 +565,7 @@ impl PeerLink {
     /// when it is younger than [`remember::REMEMBER_FOR`]: an agent restarted between its
     /// peer's handover and its own claim still tickles the connections handed over.
     pub fn remembering(mut self, path: std::path::PathBuf) -> PeerLink {
-        match remember::restore(&path) {
+        match remember::restore(&path, &self.node) {
             Ok(Some(l)) => {
                 info!(node = %l.node, seq = l.seq, connections = l.conns.len(),
                     age_ms = l.at.elapsed().as_millis() as u64,
@@ -713,13 +738,10 @@ impl PeerLink {
                         Warn::Old,
                     )
                 }
-                Ok(m) if m.seq > now_us().saturating_add(MAX_AHEAD.as_micros() as u64) => (
-                    format!(
-                        "seq {} is more than {} s ahead of this node's clock (forged, or the \
-                         clocks are far apart)",
-                        m.seq,
-                        MAX_AHEAD.as_secs()
-                    ),
+                Ok(m) if acceptable(&m.node, m.seq, &self.node).is_err() => (
+                    acceptable(&m.node, m.seq, &self.node)
+                        .err()
+                        .unwrap_or_default(),
                     Warn::Old,
                 ),
                 Ok(m) => {
@@ -1475,25 +1497,75 @@ mod tests {
         after.take(cfg.peer, &encode("b", seq - 1, &[conn(3)]).0);
         assert_eq!(after.learnt().map(|l| l.seq), Some(seq));
 
-        let old = format!(
-            r#"{{"received_unix_ms":{},"node":"b","seq":1,"conns":[]}}"#,
-            now_us() / 1000 - remember::REMEMBER_FOR.as_millis() as u64 - 1000
-        );
-        std::fs::write(&path, old).expect("write");
-        assert_eq!(remember::restore(&path), Ok(None));
+        // Written as the agent writes it, with one thing changed each time.
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+        let now_bt = {
+            let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).expect("clock");
+            t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000
+        };
+        let kept = |boot: &str, ms: u64, node: &str, seq: u64| {
+            let text = format!(
+                r#"{{"boot_id":"{}","received_boottime_ms":{ms},"node":"{node}","seq":{seq},"conns":[]}}"#,
+                boot.trim()
+            );
+            std::fs::write(&path, text).expect("write");
+            remember::restore(&path, "a")
+        };
+        assert!(kept(&boot, now_bt, "b", seq).is_ok_and(|l| l.is_some()));
+        let too_old = now_bt - remember::REMEMBER_FOR.as_millis() as u64 - 1000;
+        assert_eq!(kept(&boot, too_old, "b", seq), Ok(None));
         assert_eq!(
             PeerLink::unbound(&cfg, "a")
                 .remembering(path.clone())
                 .learnt(),
             None
         );
+        for (got, why) in [
+            (
+                kept("another-boot", now_bt, "b", seq),
+                "before the last boot",
+            ),
+            (kept(&boot, now_bt + 60_000, "b", seq), "in the future"),
+            (kept(&boot, now_bt, "a", seq), "names this node"),
+            (kept(&boot, now_bt, "", seq), "node name empty"),
+            (
+                kept(&boot, now_bt, "b", u64::MAX),
+                "ahead of this node's clock",
+            ),
+        ] {
+            assert!(
+                got.as_ref().is_err_and(|e| e.contains(why)),
+                "{why}: {got:?}"
+            );
+        }
         std::fs::write(&path, b"{not json").expect("write");
-        let why = remember::restore(&path).expect_err("unreadable");
+        let why = remember::restore(&path, "a").expect_err("unreadable");
         assert!(why.starts_with(&path.display().to_string()), "{why}");
         assert_eq!(
-            PeerLink::unbound(&cfg, "a").remembering(path).learnt(),
+            PeerLink::unbound(&cfg, "a")
+                .remembering(path.clone())
+                .learnt(),
             None
         );
+        // Neither a link nor a FIFO is followed or waited on; the store replaces a link.
+        std::fs::remove_file(&path).expect("rm");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"untouched").expect("victim");
+        std::os::unix::fs::symlink(&victim, &path).expect("symlink");
+        assert!(remember::restore(&path, "a").is_err());
+        let l = Learnt {
+            node: "b".into(),
+            seq,
+            conns: vec![],
+            at: Instant::now(),
+        };
+        remember::store(&path, &l).expect("store");
+        assert_eq!(std::fs::read(&victim).expect("victim"), b"untouched");
+        assert!(remember::restore(&path, "a").is_ok_and(|l| l.is_some()));
+        std::fs::remove_file(&path).expect("rm");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR).expect("fifo");
+        let why = remember::restore(&path, "a").expect_err("a FIFO");
+        assert!(why.contains("not a regular file"), "{why}");
     }
 
     #[tokio::test]

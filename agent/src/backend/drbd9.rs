@@ -702,8 +702,9 @@ impl AnyDrbd {
 
     /// Refuses a config this backend cannot serve: a LUN on a device that is not one of its
     /// resource's volumes ([`Config::check_devices`]); on DRBD 9, `mode = "manage"` without
-    /// node ids and several volumes (checked at start and reload, so the daemon says why
-    /// instead of failing the first bring-up).
+    /// node ids, with several volumes or with the module's `usermode_helper` set to exactly
+    /// `disabled` ([`refuse_manage_on_drbd9`]; checked at start and reload, so the daemon says
+    /// why instead of failing the first bring-up or the first takeover).
     ///
     /// # Errors
     /// [`BackendError::Failed`] naming the LUN, or each resource DRBD 9 cannot serve.
@@ -713,7 +714,10 @@ impl AnyDrbd {
             .map_err(|(key, why)| BackendError::Failed(format!("{key}: {why}")))?;
         let AnyDrbd::V9(_) = self else { return Ok(()) };
         let helper = std::fs::read_to_string(USERMODE_HELPER).ok();
-        match refuse_manage_on_drbd9(config, helper.as_deref().map(str::trim)) {
+        // sysfs adds one newline to the value (`param_get_string`); DRBD compares the rest
+        // with "disabled" exactly, so a value written with its own newline is not disabled.
+        let helper = helper.as_deref().map(|h| h.strip_suffix('\n').unwrap_or(h));
+        match refuse_manage_on_drbd9(config, helper) {
             Some(why) => Err(BackendError::Failed(why)),
             None => Ok(()),
         }

@@ -53,9 +53,7 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
         // An optional feature: a listen address not up yet is retried, never fatal.
         // Kept beside the control socket (the unit's RuntimeDirectory): a restart between the
         // peer's handover and the claim still tickles what was handed over.
-        let kept = cfg
-            .sockets
-            .control
+        let kept = socket
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .map(|d| d.join("tickle-learnt.json"));

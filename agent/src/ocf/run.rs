@@ -115,7 +115,13 @@ pub(super) fn real(action: OcfAction, env: &OcfEnv) -> Reply {
             }
         };
         if let Err(e) = drbd.check_config(&cfg) {
-            return Reply::new(OcfCode::ErrConfigured, e.to_string());
+            // Refused where it would start something; stop, demote and monitor go on: a
+            // refusal can follow a change after start (DRBD 9's usermode_helper), and a
+            // failed stop gets the node fenced.
+            if matches!(action, OcfAction::Start | OcfAction::Promote) {
+                return Reply::new(OcfCode::ErrConfigured, e.to_string());
+            }
+            warn!("{e}");
         }
         let exec = Executor::new(Arc::new(cfg), drbd, target, address);
         act(action, env, &exec).await

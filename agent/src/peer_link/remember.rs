@@ -3,13 +3,16 @@
 //! handed over. Without it those initiators wait for their own command timeout: the old
 //! holder no longer holds the address, so it sends no new list.
 //!
-//! One JSON file, written by this agent alone (root, mode 0600, in the unit's
-//! `RuntimeDirectory`, so it goes with a reboot), replaced atomically on every list accepted
-//! and after every tickle. A restarted agent takes it only when younger than
-//! [`REMEMBER_FOR`]; anything unreadable is ignored with a warning. Tickling a connection that
-//! is gone is harmless (the client's kernel answers with a reset, docs/tickle-ack.md).
+//! One JSON file, written by this agent alone (mode 0600, in the unit's `RuntimeDirectory`,
+//! kept across a restart by `RuntimeDirectoryPreserve=restart`), replaced atomically through a
+//! new file of a random name on every list accepted and after every tickle. A restarted agent
+//! takes it only when it was written on this boot (`/proc/sys/kernel/random/boot_id`) less than
+//! [`REMEMBER_FOR`] ago on `CLOCK_BOOTTIME` (no wall-clock step moves it), and when it passes
+//! the checks a datagram's list passes; anything else is ignored with a warning. Tickling a
+//! connection that is gone is harmless (the client's kernel answers with a reset,
+//! docs/tickle-ack.md).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -24,64 +27,105 @@ use super::Learnt;
 /// [`super::HANDED_FOR`]; an older list describes connections that may long be gone.
 pub const REMEMBER_FOR: Duration = super::HANDED_FOR;
 
+/// The kernel's random id of this boot (`proc(5)`).
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Remembered {
-    /// When the list arrived, ms since the Unix epoch.
-    received_unix_ms: u64,
+    /// The boot it was written on ([`BOOT_ID`]).
+    boot_id: String,
+    /// When the list arrived, ms of `CLOCK_BOOTTIME`.
+    received_boottime_ms: u64,
     node: String,
     seq: u64,
     conns: Vec<Connection>,
 }
 
-/// Writes `learnt` to `path` (through `path.tmp` and a rename).
+fn boot_id() -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(BOOT_ID)?.trim().to_string())
+}
+
+/// Milliseconds of `CLOCK_BOOTTIME` (monotonic, suspend included).
+fn boottime_ms() -> std::io::Result<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)?;
+    let ms = u64::try_from(t.tv_sec()).unwrap_or(0) * 1000 + t.tv_nsec() as u64 / 1_000_000;
+    Ok(ms)
+}
+
+/// Writes `learnt` to `path`: a new file of a random name in its directory (created
+/// exclusively, mode 0600, so nothing planted there is followed), then renamed over `path`.
 ///
 /// # Errors
-/// The write's or the rename's.
+/// The write's or the rename's; the boot id or clock not readable.
 pub fn store(path: &Path, learnt: &Learnt) -> std::io::Result<()> {
-    let age = learnt.at.elapsed();
+    let age = u64::try_from(learnt.at.elapsed().as_millis()).unwrap_or(u64::MAX);
     let r = Remembered {
-        received_unix_ms: crate::events::now_ms().saturating_sub(age.as_millis() as u64),
+        boot_id: boot_id()?,
+        received_boottime_ms: boottime_ms()?.saturating_sub(age),
         node: learnt.node.clone(),
         seq: learnt.seq,
         conns: learnt.conns.clone(),
     };
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut f = tempfile::Builder::new()
+        .prefix(".tickle-learnt.")
+        .tempfile_in(dir)?;
     f.write_all(&serde_json::to_vec(&r).map_err(std::io::Error::other)?)?;
-    drop(f);
-    std::fs::rename(&tmp, path)
+    f.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
-/// The list remembered in `path`, when there is one younger than [`REMEMBER_FOR`].
+/// The list remembered in `path`, when there is one from this boot younger than
+/// [`REMEMBER_FOR`] that names another node than `own` (this node's name).
 ///
 /// # Errors
-/// Why a file that is there cannot be taken (unreadable, not this format, from the future);
-/// `Ok(None)` when there is none or it is too old.
-pub fn restore(path: &Path) -> Result<Option<Learnt>, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+/// Why a file that is there cannot be taken (not a regular file, a symbolic link, unreadable,
+/// too long, not this format, another boot's, from the future, a list a datagram could not
+/// carry); `Ok(None)` when there is none or it is too old.
+pub fn restore(path: &Path, own: &str) -> Result<Option<Learnt>, String> {
+    let at = |why: String| format!("{}: {why}", path.display());
+    // Not following a link, and not waiting on a FIFO someone put there.
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_flags())
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(e) => return Err(at(e.to_string())),
     };
-    let r: Remembered =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let now = crate::events::now_ms();
-    let age = Duration::from_millis(now.checked_sub(r.received_unix_ms).ok_or_else(|| {
-        format!(
-            "{}: received in the future ({} ms since the epoch)",
-            path.display(),
-            r.received_unix_ms
-        )
+    let meta = f.metadata().map_err(|e| at(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(at("not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    let limit = super::MAX_DATAGRAM as u64 * 2;
+    f.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| at(e.to_string()))?;
+    if bytes.len() as u64 > limit {
+        return Err(at(format!("longer than {limit} bytes")));
+    }
+    let r: Remembered = serde_json::from_slice(&bytes).map_err(|e| at(e.to_string()))?;
+    let boot = boot_id().map_err(|e| at(format!("this boot's id: {e}")))?;
+    if r.boot_id != boot {
+        return Err(at("written before the last boot".into()));
+    }
+    let now = boottime_ms().map_err(|e| at(e.to_string()))?;
+    let age = Duration::from_millis(now.checked_sub(r.received_boottime_ms).ok_or_else(|| {
+        at(format!(
+            "received in the future ({} ms of CLOCK_BOOTTIME)",
+            r.received_boottime_ms
+        ))
     })?);
     if age > REMEMBER_FOR {
         return Ok(None);
     }
+    super::acceptable(&r.node, r.seq, own).map_err(at)?;
     let Some(at) = Instant::now().checked_sub(age) else {
         return Ok(None);
     };
@@ -91,4 +135,10 @@ pub fn restore(path: &Path) -> Result<Option<Learnt>, String> {
         conns: r.conns,
         at,
     }))
+}
+
+/// `O_NOFOLLOW | O_NONBLOCK`: a symbolic link fails, and opening a FIFO does not wait for a
+/// writer (reading a regular file is unaffected).
+fn libc_flags() -> i32 {
+    (nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits()
 }

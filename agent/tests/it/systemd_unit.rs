@@ -314,7 +314,9 @@ fn unit_under_systemd_ready_watchdog_and_sandboxed_sockets() {
     let st = c.ok(&["/opt/iscsi-ha/iscsi-ha", "status"]);
     assert!(st.contains("node test"), "{st}");
 
-    // A stopped process feeds no watchdog: systemd kills and restarts it.
+    // A stopped process feeds no watchdog: systemd kills and restarts it, keeping its
+    // RuntimeDirectory (the kept tickle list lives there); a stop removes it.
+    c.ok(&["touch", "/run/iscsi-ha/kept-across-restart"]);
     let main = c.prop("iscsi-ha.service", "MainPID");
     let t = Instant::now();
     c.ok(&["kill", "-STOP", &main]);
@@ -328,8 +330,10 @@ fn unit_under_systemd_ready_watchdog_and_sandboxed_sockets() {
     );
     let journal = c.journal("iscsi-ha.service");
     assert!(journal.contains("Watchdog timeout"), "{journal}");
+    c.ok(&["test", "-e", "/run/iscsi-ha/kept-across-restart"]);
     c.ok(&["systemctl", "stop", "iscsi-ha.service"]);
     assert_eq!(c.prop("iscsi-ha.service", "ActiveState"), "inactive");
+    assert!(!c.run(&["test", "-e", "/run/iscsi-ha"]).status.success());
 
     // The sandbox lets the libraries open what the agent opens.
     for cmd in [

@@ -1010,10 +1010,6 @@ impl PeerLink {
                     (on, Some(l.at.elapsed()))
                 }
             };
-            // not tickled again after a restart
-            if !taken.0.is_empty() {
-                self.remember(&mut s);
-            }
             taken
         };
         let list_age_ms = age.map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX));
@@ -1054,6 +1050,11 @@ impl PeerLink {
                 "tickle ACKs after the claim failed in part (the initiators wait for their timeout)");
         }
         let mut s = self.shared();
+        // Kept without them once they are tickled, not before: an agent killed between the
+        // two still tickles them after its restart.
+        if !conns.is_empty() {
+            self.remember(&mut s);
+        }
         s.last_tickle.retain(|t| t.address != address);
         s.last_tickle.push(report.clone());
         report

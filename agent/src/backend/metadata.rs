@@ -44,8 +44,9 @@ where
 /// Replays the activity log of `disk`, the backing disk of `resource`'s `minor`, into its
 /// bitmap: the extents the log names as hot are marked out of sync (the next resync with the
 /// peer rewrites them) and the metadata is marked clean. Runs on tokio's blocking pool (direct
-/// I/O on the disk). The disk is opened exclusively: a disk DRBD or anyone else holds is never
-/// touched ([`drbd_md::MdError::Busy`]).
+/// I/O on the disk). The disk is opened `O_EXCL`: a disk held exclusively (attached to DRBD,
+/// mounted, in md or device-mapper, opened `O_EXCL` by another program) is never touched
+/// ([`drbd_md::MdError::Busy`]); a plain opener is not kept out.
 ///
 /// # Errors
 /// [`BackendError::Failed`] with drbd-md's reason (busy disk, no or damaged metadata, an I/O

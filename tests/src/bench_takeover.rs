@@ -423,12 +423,7 @@ fn reproduce(o: &BenchOpts) -> String {
         o.client_timeout_s,
         o.report
     );
-    match std::env::var("LAB_TARGET_DIR") {
-        Ok(d) if !d.is_empty() => format!("LAB_TARGET_DIR={d} {d}/lab {args}"),
-        _ => format!(
-            "cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- {args}"
-        ),
-    }
+    crate::paths::reproduce_lab(&args)
 }
 
 fn loadavg() -> String {

@@ -19,6 +19,17 @@ pub fn profile_dir() -> Option<PathBuf> {
     }
 }
 
+/// The command line that runs `lab ARGS` again: with the binaries copied to `LAB_TARGET_DIR`
+/// (README "Performance") when it is set, else through cargo.
+pub fn reproduce_lab(args: &str) -> String {
+    match std::env::var("LAB_TARGET_DIR") {
+        Ok(d) if !d.is_empty() => format!("LAB_TARGET_DIR={d} {d}/lab {args}"),
+        _ => format!(
+            "cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- {args}"
+        ),
+    }
+}
+
 /// Host path of a binary of this workspace (`<profile dir>/<name>`, e.g. `iscsi-read`), for
 /// [`crate::Client::run`].
 pub fn host_bin(name: &str) -> PathBuf {

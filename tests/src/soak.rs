@@ -856,10 +856,10 @@ pub fn soak_on(lab: &Lab, opts: &SoakOpts) -> Result<SoakReport> {
         .unwrap_or(0)
         .max(cycles.iter().map(|c| c.torn).max().unwrap_or(0));
     let rep = SoakReport {
-        reproduce: format!(
-            "cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- soak --cycles {} --seed {} --mode {} --drbd-mode {} --report {}",
+        reproduce: crate::paths::reproduce_lab(&format!(
+            "soak --cycles {} --seed {} --mode {} --drbd-mode {} --report {}",
             opts.cycles, opts.seed, opts.mode, opts.drbd_mode, opts.report
-        ),
+        )),
         loadavg_at_start: loadavg,
         mode: opts.mode.to_string(),
         drbd_mode: opts.drbd_mode.to_string(),

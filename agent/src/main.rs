@@ -211,15 +211,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = agent::config::check::report(&path)?;
             emit(format_args!("{}", report.summary))?;
             let tgt_conf = Path::new(agent::backend::target::TGT_CONF);
-            let drbd_conf = Path::new(agent::backend::drbd_conf::DRBD_CONF);
+            let drbd_confs =
+                agent::backend::drbd_conf::drbdadm_files(&agent::backend::drbd_conf::DRBD_CONFS);
             for w in agent::backend::target::tgt_config_overlaps(&report.config, tgt_conf)
                 .into_iter()
-                .chain(agent::backend::drbd_conf::drbd_config_overlaps(
-                    &report.config,
-                    drbd_conf,
-                ))
+                .chain(drbd_confs.iter().flat_map(|f| {
+                    agent::backend::drbd_conf::drbd_config_overlaps(&report.config, f)
+                }))
             {
                 emit(format_args!("warning: {w}\n"))?;
+            }
+            let secret = report
+                .config
+                .tickle
+                .as_ref()
+                .and_then(|t| t.secret_file.as_ref());
+            if let Some(w) = secret.and_then(|f| agent::config::hidden_from_the_unit(f)) {
+                emit(format_args!("warning: tickle.secret_file: {w}\n"))?;
             }
             emit(format_args!("\n{}\n", report.effective))?;
             Ok(ExitCode::SUCCESS)

@@ -133,8 +133,8 @@ pub enum DecodeError {
     /// Another format version.
     #[error("format version {0}; this agent reads version {VERSION}")]
     Version(u64),
-    /// `node` empty or longer than [`MAX_NODE`].
-    #[error("node name empty or longer than {MAX_NODE} bytes")]
+    /// `node` empty, longer than [`MAX_NODE`], or holding control characters.
+    #[error("node name empty, longer than {MAX_NODE} bytes, or with control characters")]
     Node,
     /// An acknowledgement that also carries a list or asks for an acknowledgement.
     #[error("an acknowledgement carries no list and asks for none")]
@@ -162,41 +162,53 @@ impl LinkKey {
             .map_err(|e| format!("HMAC-SHA256 refused the secret: {e}"))
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
-        self.0.clone()
+    /// The MAC over a datagram from `from` to `to`: the direction is authenticated with the
+    /// message, so a datagram sent back to its sender, or one of another pair of nodes using
+    /// the same secret, does not verify.
+    fn mac(&self, from: SocketAddr, to: SocketAddr, message: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.0.clone();
+        mac.update(format!("iscsi-ha tickle v{VERSION} {from} {to}\n").as_bytes());
+        mac.update(message);
+        mac
     }
 
-    /// `message` followed by its tag.
-    pub fn seal(&self, message: &[u8]) -> Vec<u8> {
-        let mut mac = self.mac();
-        mac.update(message);
+    /// `message`, sent from `from` to `to`, followed by its tag.
+    pub fn seal(&self, from: SocketAddr, to: SocketAddr, message: &[u8]) -> Vec<u8> {
         let mut out = message.to_vec();
-        out.extend_from_slice(&mac.finalize().into_bytes());
+        out.extend_from_slice(&self.mac(from, to, message).finalize().into_bytes());
         out
     }
 
-    /// The message of a sealed `datagram` whose tag verifies (compared in constant time).
+    /// The message of `datagram`, received from `from` at `to`, whose tag verifies (compared
+    /// in constant time).
     ///
     /// # Errors
     /// [`DecodeError::Unauthenticated`]: shorter than a tag, or a tag that does not verify
-    /// (another secret, a forgery, or an unkeyed peer, which the words then name).
-    pub fn open<'a>(&self, datagram: &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    /// (another secret, a forgery, a datagram sent back, or an unkeyed peer, which the words
+    /// then name: a datagram that is plain JSON).
+    pub fn open<'a>(
+        &self,
+        from: SocketAddr,
+        to: SocketAddr,
+        datagram: &'a [u8],
+    ) -> Result<&'a [u8], DecodeError> {
         let Some(split) = datagram.len().checked_sub(TAG_LEN) else {
             return Err(DecodeError::Unauthenticated(
                 "shorter than an authentication tag",
             ));
         };
         let (message, tag) = datagram.split_at(split);
-        let mut mac = self.mac();
-        mac.update(message);
-        if mac.verify_slice(tag).is_ok() {
+        if self.mac(from, to, message).verify_slice(tag).is_ok() {
             return Ok(message);
         }
-        Err(DecodeError::Unauthenticated(if decode(datagram).is_ok() {
-            "not authenticated: the peer has no tickle.secret_file and this node has one"
-        } else {
-            "its authentication tag does not verify (another tickle.secret_file, or forged)"
-        }))
+        // Only the last byte is looked at: a forgery is never parsed.
+        Err(DecodeError::Unauthenticated(
+            if datagram.first() == Some(&b'{') && datagram.last() == Some(&b'}') {
+                "not authenticated: the peer has no tickle.secret_file and this node has one"
+            } else {
+                "its authentication tag does not verify (another tickle.secret_file, or forged)"
+            },
+        ))
     }
 }
 
@@ -227,7 +239,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     }
     let m: Message =
         serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    if m.node.is_empty() || m.node.len() > MAX_NODE {
+    if !node_name_ok(&m.node) {
         return Err(DecodeError::Node);
     }
     if m.ack.is_some() && (m.want_ack || !m.conns.is_empty()) {
@@ -272,20 +284,36 @@ pub fn encode_message(message: &Message) -> (Vec<u8>, usize) {
     (serde_json::to_vec(&m).unwrap_or_default(), fit)
 }
 
-/// Whether a list from `node` numbered `seq` may be kept by the node named `own` (beyond
-/// what [`decode`] checks of its shape): a name a datagram can carry and not `own` (one of its
-/// own lists sent back), and a `seq` at most [`MAX_AHEAD`] ahead of this node's clock (no
-/// sender started in the future). Checked on every list received and on the list kept for a
-/// restart ([`remember`]).
+/// A node name a datagram may carry: 1 to [`MAX_NODE`] bytes, no control characters (it is
+/// shown by `status` and logged).
+fn node_name_ok(node: &str) -> bool {
+    !node.is_empty() && node.len() <= MAX_NODE && !node.chars().any(char::is_control)
+}
+
+/// `text` with its control characters escaped (`\u{1b}`): drop reasons quote what a datagram
+/// held, and they are shown by `status` and logged.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether a list from `node` numbered `seq` may be kept (beyond what [`decode`] checks of its
+/// shape): a name a datagram can carry, and a `seq` at most [`MAX_AHEAD`] ahead of this node's
+/// clock (no sender started in the future). Checked on every list received and on the list
+/// kept for a restart ([`remember`]).
 ///
 /// # Errors
 /// Which check failed, in words.
-pub(crate) fn acceptable(node: &str, seq: u64, own: &str) -> Result<(), String> {
-    if node.is_empty() || node.len() > MAX_NODE {
+pub(crate) fn acceptable(node: &str, seq: u64) -> Result<(), String> {
+    if !node_name_ok(node) {
         return Err(DecodeError::Node.to_string());
-    }
-    if node == own {
-        return Err("names this node: one of its own lists sent back to it".into());
     }
     if seq > now_us().saturating_add(MAX_AHEAD.as_micros() as u64) {
         return Err(format!(
@@ -563,9 +591,10 @@ impl PeerLink {
 
     /// Keeps every learnt list in `path` ([`remember`]), and starts from the one found there
     /// when it is younger than [`remember::REMEMBER_FOR`]: an agent restarted between its
-    /// peer's handover and its own claim still tickles the connections handed over.
+    /// peer's handover and its own claim still tickles the connections handed over. Call after
+    /// [`PeerLink::keyed`]: a keyed link takes only a list learnt over a keyed link.
     pub fn remembering(mut self, path: std::path::PathBuf) -> PeerLink {
-        match remember::restore(&path, &self.node) {
+        match remember::restore(&path, self.key.is_some()) {
             Ok(Some(l)) => {
                 info!(node = %l.node, seq = l.seq, connections = l.conns.len(),
                     age_ms = l.at.elapsed().as_millis() as u64,
@@ -587,7 +616,7 @@ impl PeerLink {
         let (Some(path), Some(l)) = (&self.store, &s.learnt) else {
             return;
         };
-        if let Err(e) = remember::store(path, l) {
+        if let Err(e) = remember::store(path, l, self.key.is_some()) {
             if s.may_warn(Warn::Store) {
                 warn!(path = %path.display(), error = %e,
                     "tickle peer link: the learnt list cannot be kept for a restart");
@@ -646,7 +675,10 @@ impl PeerLink {
     async fn to_peer(&self, bytes: &[u8]) -> std::io::Result<usize> {
         let socket = self.socket()?;
         match &self.key {
-            Some(k) => socket.send_to(&k.seal(bytes), self.config.peer).await,
+            Some(k) => {
+                let sealed = k.seal(self.config.listen, self.config.peer, bytes);
+                socket.send_to(&sealed, self.config.peer).await
+            }
             None => socket.send_to(bytes, self.config.peer).await,
         }
     }
@@ -654,7 +686,7 @@ impl PeerLink {
     /// The message in a datagram from the peer: its tag checked and taken off on a keyed link.
     fn open(&self, datagram: &[u8]) -> Result<Message, DecodeError> {
         let message = match &self.key {
-            Some(k) => k.open(datagram)?,
+            Some(k) => k.open(self.config.peer, self.config.listen, datagram)?,
             None => datagram,
         };
         match decode(message) {
@@ -668,9 +700,6 @@ impl PeerLink {
                     "authenticated: the peer has a tickle.secret_file and this node has none",
                 ))
             }
-            Ok(m) if m.node == self.node => Err(DecodeError::Unauthenticated(
-                "names this node: one of its own datagrams sent back to it",
-            )),
             r => r,
         }
     }
@@ -738,10 +767,8 @@ impl PeerLink {
                         Warn::Old,
                     )
                 }
-                Ok(m) if acceptable(&m.node, m.seq, &self.node).is_err() => (
-                    acceptable(&m.node, m.seq, &self.node)
-                        .err()
-                        .unwrap_or_default(),
+                Ok(m) if acceptable(&m.node, m.seq).is_err() => (
+                    acceptable(&m.node, m.seq).err().unwrap_or_default(),
                     Warn::Old,
                 ),
                 Ok(m) => {
@@ -778,8 +805,12 @@ impl PeerLink {
                 }
             }
         };
+        let why = printable(&why);
         s.dropped += 1;
-        s.last_dropped = Some(why.clone());
+        // The peer's own drops only: a keying mismatch stays readable whatever others send.
+        if from == peer {
+            s.last_dropped = Some(why.clone());
+        }
         if s.may_warn(kind) {
             warn!(
                 dropped = s.dropped,
@@ -1382,21 +1413,38 @@ mod tests {
         };
         let dropped = |link: &PeerLink| link.status(&[]).last_dropped.unwrap_or_default();
         let other = LinkKey::new(b"another secret, 21 b").expect("key");
-        let mut tampered = key.seal(&list("b", 3));
+        // The peer seals from its end (this link's `peer`) to this link's `listen`.
+        let (peer_end, our_end) = (cfg.peer, cfg.listen);
+        let sealed = |k: &LinkKey, m: &[u8]| k.seal(peer_end, our_end, m);
+        let mut tampered = sealed(&key, &list("b", 3));
         tampered[20] ^= 1;
         for (datagram, why) in [
             (list("b", 3), "the peer has no tickle.secret_file"),
-            (other.seal(&list("b", 3)), "does not verify"),
+            (sealed(&other, &list("b", 3)), "does not verify"),
             (tampered, "does not verify"),
-            (key.seal(&list("a", 3)), "names this node"),
+            // One of this link's own datagrams sent back to it.
+            (
+                key.seal(our_end, peer_end, &list("b", 3)),
+                "does not verify",
+            ),
             (b"{}".to_vec(), "shorter than an authentication tag"),
         ] {
             assert_eq!(link.take(from, &datagram), None, "{why}");
             assert!(dropped(&link).contains(why), "{why}: {}", dropped(&link));
             assert_eq!(link.learnt(), None, "{why}");
         }
-        assert_eq!(link.take(from, &key.seal(&list("b", 4))), Some(4));
-        assert_eq!(link.learnt().map(|l| l.seq), Some(4));
+        // Another host's drop does not hide the peer's last one.
+        assert_eq!(
+            link.take("127.0.0.3:7790".parse().expect("other"), b"{}"),
+            None
+        );
+        assert!(dropped(&link).contains("shorter than an authentication tag"));
+        // A peer of the same node name as this one (a copied config) is still heard.
+        assert_eq!(link.take(from, &sealed(&key, &list("a", 4))), Some(4));
+        assert_eq!(
+            link.learnt().map(|l| (l.node, l.seq)),
+            Some(("a".into(), 4))
+        );
         // What it sends is sealed too: the ack opens under the key only.
         link.ack(4).await;
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -1404,11 +1452,11 @@ mod tests {
             .await
             .expect("an ack in time")
             .expect("recv");
-        let m = decode(key.open(&buf[..n]).expect("sealed")).expect("an ack");
+        let m = decode(key.open(our_end, peer_end, &buf[..n]).expect("sealed")).expect("an ack");
         assert_eq!((m.node.as_str(), m.ack), ("a", Some(4)));
-        assert!(other.open(&buf[..n]).is_err() && decode(&buf[..n]).is_err());
+        assert!(other.open(our_end, peer_end, &buf[..n]).is_err() && decode(&buf[..n]).is_err());
         let status = link.status(&[]);
-        assert!(status.authenticated && status.dropped == 5, "{status:?}");
+        assert!(status.authenticated && status.dropped == 6, "{status:?}");
         assert!(!status
             .lines()
             .iter()
@@ -1416,7 +1464,7 @@ mod tests {
 
         // An unkeyed node names a keyed peer's datagram for what it is.
         let plain = PeerLink::bind(&cfg, "a").await.expect("bind");
-        assert_eq!(plain.take(from, &key.seal(&list("b", 5))), None);
+        assert_eq!(plain.take(from, &sealed(&key, &list("b", 5))), None);
         assert!(
             dropped(&plain).contains("the peer has a tickle.secret_file and this node has none")
         );
@@ -1425,6 +1473,23 @@ mod tests {
             .lines()
             .iter()
             .any(|l| l.contains("datagrams not authenticated")));
+    }
+
+    #[tokio::test]
+    async fn what_a_datagram_holds_reaches_status_and_logs_without_control_characters() {
+        let cfg = link_config("127.0.0.1:0", "127.0.0.2:7790", 200);
+        let link = PeerLink::bind(&cfg, "a").await.expect("bind");
+        let forged = r#"{"v":1,"node":"b","seq":1,"conns":[],"\u001b[2J\nFAKE":1}"#;
+        assert_eq!(link.take(cfg.peer, forged.as_bytes()), None);
+        let named = r#"{"v":1,"node":"b\u001b[31m","seq":1,"conns":[]}"#;
+        assert_eq!(decode(named.as_bytes()), Err(DecodeError::Node));
+        assert_eq!(link.take(cfg.peer, named.as_bytes()), None);
+        let status = link.status(&[]);
+        assert_eq!(status.dropped, 2);
+        for line in status.lines() {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+        }
+        assert_eq!(printable("a\u{1b}[2J\nb"), "a\\u{1b}[2J\\nb");
     }
 
     #[tokio::test]
@@ -1506,11 +1571,11 @@ mod tests {
         };
         let kept = |boot: &str, ms: u64, node: &str, seq: u64| {
             let text = format!(
-                r#"{{"boot_id":"{}","received_boottime_ms":{ms},"node":"{node}","seq":{seq},"conns":[]}}"#,
+                r#"{{"boot_id":"{}","received_boottime_ms":{ms},"authenticated":false,"node":"{node}","seq":{seq},"conns":[]}}"#,
                 boot.trim()
             );
             std::fs::write(&path, text).expect("write");
-            remember::restore(&path, "a")
+            remember::restore(&path, false)
         };
         assert!(kept(&boot, now_bt, "b", seq).is_ok_and(|l| l.is_some()));
         let too_old = now_bt - remember::REMEMBER_FOR.as_millis() as u64 - 1000;
@@ -1527,7 +1592,6 @@ mod tests {
                 "before the last boot",
             ),
             (kept(&boot, now_bt + 60_000, "b", seq), "in the future"),
-            (kept(&boot, now_bt, "a", seq), "names this node"),
             (kept(&boot, now_bt, "", seq), "node name empty"),
             (
                 kept(&boot, now_bt, "b", u64::MAX),
@@ -1540,7 +1604,7 @@ mod tests {
             );
         }
         std::fs::write(&path, b"{not json").expect("write");
-        let why = remember::restore(&path, "a").expect_err("unreadable");
+        let why = remember::restore(&path, false).expect_err("unreadable");
         assert!(why.starts_with(&path.display().to_string()), "{why}");
         assert_eq!(
             PeerLink::unbound(&cfg, "a")
@@ -1553,19 +1617,29 @@ mod tests {
         let victim = dir.path().join("victim");
         std::fs::write(&victim, b"untouched").expect("victim");
         std::os::unix::fs::symlink(&victim, &path).expect("symlink");
-        assert!(remember::restore(&path, "a").is_err());
+        assert!(remember::restore(&path, false).is_err());
         let l = Learnt {
             node: "b".into(),
             seq,
             conns: vec![],
             at: Instant::now(),
         };
-        remember::store(&path, &l).expect("store");
+        remember::store(&path, &l, false).expect("store");
         assert_eq!(std::fs::read(&victim).expect("victim"), b"untouched");
-        assert!(remember::restore(&path, "a").is_ok_and(|l| l.is_some()));
+        assert!(remember::restore(&path, false).is_ok_and(|l| l.is_some()));
+        // A keyed link takes only a list learnt over a keyed link.
+        let why = remember::restore(&path, true).expect_err("unauthenticated");
+        assert!(why.contains("unauthenticated link"), "{why}");
+        remember::store(&path, &l, true).expect("store");
+        assert!(remember::restore(&path, true).is_ok_and(|l| l.is_some()));
+        // What an interrupted write left is removed at the next start.
+        let left = dir.path().join(".tickle-learnt.AbC123");
+        std::fs::write(&left, b"half").expect("leftover");
+        remember::restore(&path, true).expect("taken");
+        assert!(!left.exists());
         std::fs::remove_file(&path).expect("rm");
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR).expect("fifo");
-        let why = remember::restore(&path, "a").expect_err("a FIFO");
+        let why = remember::restore(&path, false).expect_err("a FIFO");
         assert!(why.contains("not a regular file"), "{why}");
     }
 

@@ -1,6 +1,8 @@
 //! Tickle peer-link datagrams (bytes from the replication network) must never panic, keyed or
 //! not, and what decodes must encode (and seal) back to the same message.
 #![no_main]
+use std::net::SocketAddr;
+
 use agent::peer_link::{decode, encode_message, LinkKey, MAX_MESSAGE};
 use libfuzzer_sys::fuzz_target;
 
@@ -8,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(key) = LinkKey::new(b"fuzz-secret-0123456789") else {
         return;
     };
-    if let Ok(message) = key.open(data) {
+    let (a, b) = (
+        SocketAddr::from(([10, 1, 0, 1], 7790)),
+        SocketAddr::from(([10, 1, 0, 2], 7790)),
+    );
+    if let Ok(message) = key.open(b, a, data) {
         // Only a forged tag would get here: the fuzzer does not know the key.
         let _ = decode(message);
     }
@@ -19,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(fit, m.conns.len(), "a decoded list fits one datagram");
             assert_eq!(decode(&bytes).ok(), Some(m.clone()));
         }
-        let sealed = key.seal(&bytes);
-        assert_eq!(key.open(&sealed).ok(), Some(&bytes[..]));
+        let sealed = key.seal(a, b, &bytes);
+        assert_eq!(key.open(a, b, &sealed).ok(), Some(&bytes[..]));
+        assert!(key.open(b, a, &sealed).is_err(), "sent back, it does not verify");
     }
 });

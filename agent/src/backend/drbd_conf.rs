@@ -1,9 +1,12 @@
 //! What DRBD's own configuration would do to a resource the agent manages: `drbdadm up` (the
-//! distribution's `drbd.service` at boot) brings up every resource `/etc/drbd.conf` defines, and
-//! DRBD's `usermode_helper` (`drbdadm` unless changed) runs that file's handlers, `fence-peer`
-//! among them. DRBD 8.4 names the device to the helper as `minor-N` (`drbd_khelper` in
-//! `drbd_nl.c`) and drbdadm finds the resource by that minor; DRBD 9 names the resource
-//! (`conn_khelper`). So a managed resource's name or minor left in drbd.conf is reported.
+//! distribution's `drbd.service` at boot) brings up every resource its file defines, and DRBD's
+//! `usermode_helper` (`drbdadm` unless changed) runs that file's handlers. `fence-peer` is a
+//! per-resource helper: 8.4 and 9 both name the resource to it (`conn_khelper` in
+//! `drbd_nl.c`), so only a resource of the same name has its `fence-peer` run; per-device
+//! helpers (`split-brain`, `local-io-error`, ...) name `minor-N` on 8.4. drbdadm reads the
+//! first file of [`DRBD_CONFS`] that exists (drbdadm 9 from the first, drbdadm-84 from the
+//! second; drbd-utils `drbdadm_main.c`, `conf_file[]`). So a managed resource's name or minor
+//! left there is reported.
 
 use std::path::Path;
 
@@ -11,8 +14,31 @@ use crate::config::Config;
 use crate::import::drbd_conf::{self, DrbdResource, Stmt};
 use crate::import::files::include_files;
 
-/// drbdadm's default configuration file (Debian's includes `drbd.d/*.res`).
-pub const DRBD_CONF: &str = "/etc/drbd.conf";
+/// The files drbdadm reads, the first that exists: drbdadm 9 from the first, drbdadm-84 (DRBD
+/// 8.4's) from the second. Debian's `drbd.conf` includes `drbd.d/*.res`.
+pub const DRBD_CONFS: [&str; 6] = [
+    "/etc/drbd-90.conf",
+    "/etc/drbd-84.conf",
+    "/etc/drbd-83.conf",
+    "/etc/drbd-82.conf",
+    "/etc/drbd-08.conf",
+    "/etc/drbd.conf",
+];
+
+/// The files of `confs` ([`DRBD_CONFS`]) that drbdadm 9 or drbdadm-84 reads: the first that
+/// exists from the first entry, and the first from the second (at most two).
+pub fn drbdadm_files(confs: &[&str]) -> Vec<std::path::PathBuf> {
+    let first = |from: usize| {
+        confs
+            .iter()
+            .skip(from)
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists())
+    };
+    let mut out: Vec<_> = [first(0), first(1)].into_iter().flatten().collect();
+    out.dedup();
+    out
+}
 
 /// Warnings for each resource of `drbd_conf` (and its includes) that has the name or a minor of
 /// a resource in `mode = "manage"`: drbdadm would bring it up with that file's options, and a
@@ -47,7 +73,8 @@ pub fn drbd_config_overlaps(config: &Config, drbd_conf: &Path) -> Vec<String> {
             let minors: Vec<u32> = std::iter::once(r.minor)
                 .chain(r.volumes.iter().map(|v| v.minor))
                 .collect();
-            let why = if d.name == r.name {
+            let same_name = d.name == r.name;
+            let why = if same_name {
                 format!("defines resource {}, which the agent manages", d.name)
             } else if let Some(m) = d
                 .devices()
@@ -63,6 +90,7 @@ pub fn drbd_config_overlaps(config: &Config, drbd_conf: &Path) -> Vec<String> {
                 continue;
             };
             let handler = fence_peer(&stmts, d)
+                .filter(|_| same_name)
                 .map(|h| {
                     format!(
                         "; its fence-peer handler `{h}` runs when this node promotes without its \
@@ -149,13 +177,39 @@ mod tests {
         let w = drbd_config_overlaps(&cfg, &main);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
+            // fence-peer runs for the resource of the name only (both DRBDs name the resource)
             w[0].contains("r.res:6")
                 && w[0].contains("resource old minor 7")
-                && w[0].contains("/bin/true"),
+                && !w[0].contains("/bin/true"),
             "{w:?}"
         );
 
         assert!(drbd_config_overlaps(&cfg, &dir.path().join("none.conf")).is_empty());
+    }
+
+    #[test]
+    fn drbdadm_reads_the_first_file_that_exists_from_its_own_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = ["drbd-90.conf", "drbd-84.conf", "drbd-83.conf", "drbd.conf"];
+        let paths: Vec<String> = names
+            .iter()
+            .map(|n| dir.path().join(n).display().to_string())
+            .collect();
+        let confs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let touch = |i: usize| std::fs::write(&paths[i], "").expect("write");
+        assert!(drbdadm_files(&confs).is_empty());
+        touch(3);
+        assert_eq!(drbdadm_files(&confs), [Path::new(&paths[3])]);
+        touch(0);
+        assert_eq!(
+            drbdadm_files(&confs),
+            [Path::new(&paths[0]), Path::new(&paths[3])]
+        );
+        touch(2);
+        assert_eq!(
+            drbdadm_files(&confs),
+            [Path::new(&paths[0]), Path::new(&paths[2])]
+        );
     }
 
     #[test]

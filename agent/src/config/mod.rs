@@ -29,7 +29,7 @@ pub use resource::{
     Chap, Initiators, Lun, Manage, MetaDisk, Mode, Protocol, Resource, Target, DEFAULT_KO_COUNT,
     DEFAULT_PING_INT_S, DEFAULT_PING_TIMEOUT_DS, DEFAULT_TIMEOUT_DS, MAX_NODE_ID,
 };
-pub use tickle::{read_secret as read_tickle_secret, Tickle};
+pub use tickle::{hidden_from_the_unit, read_secret as read_tickle_secret, Tickle};
 pub(crate) use volume::by_res;
 pub use volume::Volume;
 

@@ -84,15 +84,29 @@ pub struct Tickle {
     pub secret_file: Option<PathBuf>,
 }
 
-/// Reads the peer link's secret from `path` ([`Tickle::secret_file`]).
+/// Reads the peer link's secret from `path` ([`Tickle::secret_file`]): opened once, without
+/// following a final symbolic link or waiting on a FIFO, and checked on that open file, so what
+/// is checked is what is read.
 ///
 /// # Errors
-/// Why it cannot be used, in words: not readable, not a regular file, readable or writable by
-/// group or others, owned by another user than this process's effective one, shorter than
-/// [`MIN_SECRET`] or longer than [`MAX_SECRET`] bytes.
+/// Why it cannot be used, in words: not readable, a symbolic link, not a regular file,
+/// readable or writable by group or others, owned by another user than this process's
+/// effective one, shorter than [`MIN_SECRET`] or longer than [`MAX_SECRET`] bytes.
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == nix::errno::Errno::ELOOP as i32 => {
+                "is a symbolic link: name the file itself".to_string()
+            }
+            _ => e.to_string(),
+        })?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
     if !meta.is_file() {
         return Err("is not a regular file".into());
     }
@@ -105,14 +119,18 @@ pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
         return Err(format!(
-            "is owned by uid {}, not by the agent's uid {me}",
+            "is owned by uid {}; it must be owned by the user the agent runs as (uid {me} \
+             reads it here)",
             meta.uid()
         ));
     }
-    if meta.len() > MAX_SECRET as u64 + 2 {
+    let mut secret = Vec::new();
+    f.take(MAX_SECRET as u64 + 3)
+        .read_to_end(&mut secret)
+        .map_err(|e| e.to_string())?;
+    if secret.len() > MAX_SECRET + 2 {
         return Err(format!("is longer than {MAX_SECRET} bytes"));
     }
-    let mut secret = std::fs::read(path).map_err(|e| e.to_string())?;
     for end in [b'\n', b'\r'] {
         if secret.last() == Some(&end) {
             secret.pop();
@@ -126,6 +144,21 @@ pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(secret)
+}
+
+/// Why the agent's unit would not see `path` though a shell does (`ProtectHome=yes`,
+/// `PrivateTmp=yes` in packaging/iscsi-ha.service), `None` when it would.
+pub fn hidden_from_the_unit(path: &Path) -> Option<String> {
+    ["/root", "/home", "/run/user", "/tmp", "/var/tmp"]
+        .iter()
+        .find(|d| path.starts_with(d))
+        .map(|d| {
+            format!(
+                "{} is under {d}, which the iscsi-ha unit hides from the daemon (ProtectHome=, \
+                 PrivateTmp=); keep it in /etc/iscsi-ha/",
+                path.display()
+            )
+        })
 }
 
 fn default_port() -> u16 {
@@ -451,6 +484,14 @@ mod tests {
         write(&vec![b'x'; MAX_SECRET + 3], 0o600);
         assert!(read_secret(&f).is_err_and(|e| e.contains("longer than")));
         assert!(read_secret(dir.path()).is_err_and(|e| e.contains("not a regular file")));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).expect("symlink");
+        assert!(read_secret(&link).is_err_and(|e| e.contains("symbolic link")));
+        assert!(hidden_from_the_unit(Path::new("/root/t.secret")).is_some());
+        assert_eq!(
+            hidden_from_the_unit(Path::new("/etc/iscsi-ha/t.secret")),
+            None
+        );
         assert!(read_secret(&dir.path().join("none")).is_err());
     }
 
@@ -465,7 +506,10 @@ mod tests {
                 .fingerprint()
         };
         let plain = parse(base).expect("plain").fingerprint();
-        assert_eq!(keyed("/etc/iscsi-ha/a.secret"), keyed("/root/b.secret"));
+        assert_eq!(
+            keyed("/etc/iscsi-ha/a.secret"),
+            keyed("/etc/iscsi-ha/b.secret")
+        );
         assert_ne!(keyed("/etc/iscsi-ha/a.secret"), plain);
     }
 }

@@ -43,9 +43,11 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     for w in crate::backend::target::tgt_config_overlaps(&cfg, tgt_conf) {
         tracing::warn!("{w}");
     }
-    let drbd_conf = std::path::Path::new(crate::backend::drbd_conf::DRBD_CONF);
-    for w in crate::backend::drbd_conf::drbd_config_overlaps(&cfg, drbd_conf) {
-        tracing::warn!("{w}");
+    use crate::backend::drbd_conf::{drbd_config_overlaps, drbdadm_files, DRBD_CONFS};
+    for f in drbdadm_files(&DRBD_CONFS) {
+        for w in drbd_config_overlaps(&cfg, &f) {
+            tracing::warn!("{w}");
+        }
     }
     let target = TgtTarget::new(&cfg.sockets.tgtd, timeout);
     let mut address = NetlinkAddress::new(&cfg).context("floating addresses")?;

@@ -7,8 +7,9 @@
 //! kept across a restart by `RuntimeDirectoryPreserve=restart`), replaced atomically through a
 //! new file of a random name on every list accepted and after every tickle. A restarted agent
 //! takes it only when it was written on this boot (`/proc/sys/kernel/random/boot_id`) less than
-//! [`REMEMBER_FOR`] ago on `CLOCK_BOOTTIME` (no wall-clock step moves it), and when it passes
-//! the checks a datagram's list passes; anything else is ignored with a warning. Tickling a
+//! [`REMEMBER_FOR`] ago on `CLOCK_BOOTTIME` (no wall-clock step moves it), when it passes the
+//! checks a datagram's list passes, and, on a keyed link, when it was learnt over a keyed link;
+//! anything else is ignored with a warning. Files of an interrupted write are removed then. Tickling a
 //! connection that is gone is harmless (the client's kernel answers with a reset,
 //! docs/tickle-ack.md).
 
@@ -37,14 +38,25 @@ struct Remembered {
     boot_id: String,
     /// When the list arrived, ms of `CLOCK_BOOTTIME`.
     received_boottime_ms: u64,
+    /// Learnt over a keyed link (`tickle.secret_file`).
+    authenticated: bool,
     node: String,
     seq: u64,
     conns: Vec<Connection>,
 }
 
+/// This boot's id, read once.
 fn boot_id() -> std::io::Result<String> {
-    Ok(std::fs::read_to_string(BOOT_ID)?.trim().to_string())
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(id) = ID.get() {
+        return Ok(id.clone());
+    }
+    let id = std::fs::read_to_string(BOOT_ID)?.trim().to_string();
+    Ok(ID.get_or_init(|| id).clone())
 }
+
+/// The prefix of the files [`store`] writes before renaming them.
+const TEMP_PREFIX: &str = ".tickle-learnt.";
 
 /// Milliseconds of `CLOCK_BOOTTIME` (monotonic, suspend included).
 fn boottime_ms() -> std::io::Result<u64> {
@@ -58,35 +70,48 @@ fn boottime_ms() -> std::io::Result<u64> {
 ///
 /// # Errors
 /// The write's or the rename's; the boot id or clock not readable.
-pub fn store(path: &Path, learnt: &Learnt) -> std::io::Result<()> {
+pub fn store(path: &Path, learnt: &Learnt, authenticated: bool) -> std::io::Result<()> {
     let age = u64::try_from(learnt.at.elapsed().as_millis()).unwrap_or(u64::MAX);
     let r = Remembered {
         boot_id: boot_id()?,
         received_boottime_ms: boottime_ms()?.saturating_sub(age),
+        authenticated,
         node: learnt.node.clone(),
         seq: learnt.seq,
         conns: learnt.conns.clone(),
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
     let mut f = tempfile::Builder::new()
-        .prefix(".tickle-learnt.")
-        .tempfile_in(dir)?;
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir_of(path))?;
     f.write_all(&serde_json::to_vec(&r).map_err(std::io::Error::other)?)?;
     f.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 /// The list remembered in `path`, when there is one from this boot younger than
-/// [`REMEMBER_FOR`] that names another node than `own` (this node's name).
+/// [`REMEMBER_FOR`]; with `keyed`, only one learnt over a keyed link. Removes what an
+/// interrupted [`store`] left in the directory.
 ///
 /// # Errors
 /// Why a file that is there cannot be taken (not a regular file, a symbolic link, unreadable,
 /// too long, not this format, another boot's, from the future, a list a datagram could not
-/// carry); `Ok(None)` when there is none or it is too old.
-pub fn restore(path: &Path, own: &str) -> Result<Option<Learnt>, String> {
+/// carry, learnt unauthenticated for a keyed link); `Ok(None)` when there is none or it is too
+/// old.
+pub fn restore(path: &Path, keyed: bool) -> Result<Option<Learnt>, String> {
+    if let Ok(entries) = std::fs::read_dir(dir_of(path)) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let at = |why: String| format!("{}: {why}", path.display());
     // Not following a link, and not waiting on a FIFO someone put there.
     let f = match std::fs::OpenOptions::new()
@@ -125,7 +150,12 @@ pub fn restore(path: &Path, own: &str) -> Result<Option<Learnt>, String> {
     if age > REMEMBER_FOR {
         return Ok(None);
     }
-    super::acceptable(&r.node, r.seq, own).map_err(at)?;
+    super::acceptable(&r.node, r.seq).map_err(at)?;
+    if keyed && !r.authenticated {
+        return Err(at(
+            "learnt over an unauthenticated link, and this one is keyed".into(),
+        ));
+    }
     let Some(at) = Instant::now().checked_sub(age) else {
         return Ok(None);
     };

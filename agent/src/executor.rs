@@ -163,13 +163,14 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         &self,
         s: &Step,
         handover: bool,
+        made_primary: bool,
     ) -> (Result<(), BackendError>, Option<String>) {
         let handed = match s.stage {
             Stage::TargetOffline if handover => Some(self.hand_over(&s.object).await),
             _ => None,
         };
         let keep = matches!(handed, Some(Ok(_)));
-        let r = match self.act(s, keep).await {
+        let r = match self.act(s, keep, made_primary).await {
             Err(e) if s.stage.def().check_only && !e.is_refusal() => {
                 Err(BackendError::Unchecked(Box::new(e)))
             }
@@ -224,8 +225,14 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     }
 
     /// One step's live preconditions ([`StageDef::preconditions`]), then its action;
-    /// `keep_connections`: `target-offline` refuses logins only ([`Target::refuse_logins`]).
-    async fn act(&self, s: &Step, keep_connections: bool) -> Result<(), BackendError> {
+    /// `keep_connections`: `target-offline` refuses logins only ([`Target::refuse_logins`]);
+    /// `made_primary`: an earlier step of this plan made the resource DRBD Primary.
+    async fn act(
+        &self,
+        s: &Step,
+        keep_connections: bool,
+        made_primary: bool,
+    ) -> Result<(), BackendError> {
         let t = &self.config.timeouts;
         let def = s.stage.def();
         let unknown = || BackendError::Failed(format!("{} is not in the config", s.object));
@@ -242,7 +249,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             };
         }
         let r = self.config.resource(&s.object).ok_or_else(unknown)?;
-        let Some(live) = self.preconditions(def, r).await? else {
+        let Some(live) = self.preconditions(def, r, made_primary).await? else {
             return Ok(()); // already Primary
         };
         match s.stage {
@@ -264,23 +271,37 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         }
     }
 
-    /// Checks a stage's preconditions on DRBD's live state: `None` when the resource is
-    /// already Primary (nothing to do), else the live view read for them (`Some(None)` when the
-    /// stage has none). A failed precondition is a refusal.
+    /// Checks a stage's preconditions on DRBD's live state: `None` when a promoting stage
+    /// finds the resource already Primary (nothing to do), else the live view read for them
+    /// (`Some(None)` when none was read). A failed precondition is a refusal.
     async fn preconditions(
         &self,
         def: &StageDef,
         r: &crate::config::Resource,
+        made_primary: bool,
     ) -> Result<Option<Option<DrbdView>>, BackendError> {
-        if def.preconditions.is_empty() {
+        if def.preconditions.is_empty()
+            || (made_primary && def.preconditions == [Precondition::DrbdPrimary])
+        {
             return Ok(Some(None));
         }
         let live = within(self.config.timeouts.drbd_ms, self.drbd.status(r)).await?;
-        if live.role == Role::Primary {
+        let promotes = def.stage == Stage::CheckResource
+            || matches!(def.effect, crate::fsm::order::Effect::Role(Role::Primary));
+        if promotes && live.role == Role::Primary {
             return Ok(None);
         }
         for p in def.preconditions {
             match *p {
+                Precondition::DrbdPrimary => {
+                    if live.role != Role::Primary {
+                        return Err(BackendError::Refused(format!(
+                            "{}: DRBD is {} here, not Primary: the target is not served from \
+                             a Secondary",
+                            r.name, live.role
+                        )));
+                    }
+                }
                 Precondition::MayPromote(kind) => safety::allows(&live, kind)?,
                 Precondition::AddressesUnanswered {
                     unless_drbd_arbitrates,
@@ -399,9 +420,14 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         let mut running = FuturesUnordered::new();
         let start = |i: usize| {
             let s = &steps[i];
+            // A step runs only after the earlier steps on its resource succeeded.
+            let made_primary = steps[..i].iter().any(|p| {
+                p.object == s.object
+                    && matches!(p.stage, Stage::DrbdPrimary | Stage::DrbdPrimaryForce)
+            });
             async move {
                 let t0 = Instant::now();
-                let (r, note) = self.run_step(s, handover).await;
+                let (r, note) = self.run_step(s, handover, made_primary).await;
                 (i, t0, Instant::now(), r, note)
             }
         };

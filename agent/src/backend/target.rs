@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tgt_ipc::{ServeSpec, Served, SetState, TgtClient, TgtErrno, TgtError};
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::tgt_show::SharedShow;
 use super::{ConfigFeed, Target};
@@ -187,10 +187,19 @@ impl TgtTarget {
         }
     }
 
-    /// The views of every configured target from one `show`, or `None` when tgtd does not
-    /// answer.
-    async fn views(&self, config: &Config) -> Option<BTreeMap<String, (TargetView, Served)>> {
-        let targets = self.client.show_targets().await.ok()?;
+    /// The views of every configured target from one `show`, and whether nothing answers at
+    /// the socket (tgtd down: every target absent); `None` when tgtd answers with an error.
+    async fn views(
+        &self,
+        config: &Config,
+    ) -> Option<(BTreeMap<String, (TargetView, Served)>, bool)> {
+        let (targets, down) = match self.client.show_targets().await {
+            Ok(t) => (t, false),
+            // tgtd not running: nothing is served (as `status` reports it), so a primary whose
+            // tgtd died says so at once instead of at the safety net.
+            Err(TgtError::Connect { .. }) => (Vec::new(), true),
+            Err(_) => return None,
+        };
         let mut out = BTreeMap::new();
         for r in &config.resources {
             match spec(r) {
@@ -201,7 +210,7 @@ impl TgtTarget {
                 Err(e) => warn!(resource = %r.name, error = %e, "tgtd status"),
             }
         }
-        Some(out)
+        Some((out, down))
     }
 
     /// Report every target of the current config (`config` follows reloads) whenever tgtd
@@ -236,6 +245,8 @@ impl TgtTarget {
         let mut looked = None;
         // After a restart: since when, and which targets must be served before `ready`.
         let mut held: Option<(Instant, Vec<String>)> = None;
+        // Served when tgtd stopped answering: held offline for by its successor.
+        let mut lost: Vec<String> = Vec::new();
         let mut socket = socket_identity(&path);
         let check = config.borrow().timeouts.tgt_check_ms;
         let mut tick = tokio::time::interval(Duration::from_millis(check.max(1)));
@@ -268,15 +279,22 @@ impl TgtTarget {
                 }
                 socket = now;
                 // Served before this restart, or still awaited from an earlier one.
-                let serving = last
+                let mut serving: Vec<String> = last
                     .iter()
                     .filter(|(_, v)| v.state == TargetState::Serving)
                     .map(|(n, _)| n.clone())
                     .chain(held.take().into_iter().flat_map(|(_, w)| w))
+                    .chain(lost.drain(..))
                     .collect();
+                serving.sort();
+                serving.dedup();
                 held = self.hold_offline(serving).await;
                 last.clear();
                 primed = true;
+                // A repair that failed while tgtd was down waits for new information: this is.
+                if tx.send(Event::Tick).is_err() {
+                    return Ok(());
+                }
             }
             let Some(before) = self.changes.quiet() else {
                 continue;
@@ -288,7 +306,7 @@ impl TgtTarget {
             if let Some((_, want)) = &mut held {
                 want.retain(|n| followed(n));
             }
-            let Some(views) = self.views(&config).await else {
+            let Some((views, down)) = self.views(&config).await else {
                 continue;
             };
             if self.changes.quiet() != Some(before) {
@@ -301,15 +319,32 @@ impl TgtTarget {
             }
             let external = looked == Some(before);
             looked = Some(before);
+            if down {
+                // Nothing answers: every target is reported absent, whatever was seen last (a
+                // tgtd that died right after our serve, before a look saw it served, would
+                // otherwise look unchanged); what was served is held offline for by the next.
+                for (n, v) in &last {
+                    if v.state == TargetState::Serving && !lost.contains(n) {
+                        lost.push(n.clone());
+                    }
+                }
+                last.clear();
+            }
             for (resource, (view, served)) in views {
                 if last.get(&resource) == Some(&view) {
                     continue;
                 }
                 match last.get(&resource) {
                     // none of our changes since the last look: someone else's (named in detail)
-                    Some(was) if external => warn!(%resource, was = ?was.state, now = ?view.state,
-                        ?served, "target changed outside the agent"),
-                    Some(was) => info!(%resource, was = ?was.state, now = ?view.state, "target"),
+                    Some(was) if external && was.state != view.state => warn!(%resource,
+                        was = ?was.state, now = ?view.state, ?served,
+                        "target changed outside the agent"),
+                    Some(was) if was.state != view.state => {
+                        info!(%resource, was = ?was.state, now = ?view.state, "target")
+                    }
+                    // only the sessions: initiators logging in or out
+                    Some(was) => debug!(%resource, was = was.sessions, now = view.sessions,
+                        "target sessions"),
                     None => {}
                 }
                 last.insert(resource.clone(), view);

@@ -97,6 +97,10 @@ pub enum Precondition {
     /// No one else's target holds the resource's tid or IQN (a target of another IQN at our
     /// tid is never touched; the promote is refused before DRBD Primary).
     TargetOwned,
+    /// DRBD is Primary here, read live unless an earlier step of the same plan made it so: a
+    /// target is never served from a Secondary (a repair planned on a view a rollback or the
+    /// peer has since changed).
+    DrbdPrimary,
 }
 
 /// One stage as data.
@@ -202,6 +206,7 @@ const STAGES: [StageDef; 11] = [
     StageDef {
         forward: true,
         undo: &[Stage::TargetOffline, Stage::TargetRemove],
+        preconditions: &[Precondition::DrbdPrimary],
         ..def(
             Stage::TargetServe,
             "target-serve",

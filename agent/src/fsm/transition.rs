@@ -112,7 +112,8 @@ pub enum Event {
     },
     /// The executor finished a plan.
     Executed(Outcome),
-    /// The slow safety net: clear a failure block and re-plan.
+    /// The slow safety net, or a subsystem answering again (a new tgtd): clear a failure block
+    /// and re-plan.
     Tick,
 }
 

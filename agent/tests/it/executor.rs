@@ -711,3 +711,28 @@ async fn unguarded_retry_waits_for_the_probe_verdict() {
     refused(&mut d, &mem, "another host answers", &["drbd-primary r0"]).await;
     peer.await.expect("peer Primary");
 }
+
+/// A target is never served from a Secondary: a plan that serves without promoting first (a
+/// repair planned on a view that has changed since) is refused on DRBD's live role, and
+/// nothing reaches tgtd; after a promote in the same plan no extra read is needed.
+#[tokio::test]
+async fn target_serve_is_refused_on_a_secondary() {
+    use agent::fsm::{Plan, PlanKind, Step};
+    let cfg = Arc::new(common::config("one", true));
+    let mem = Memory::healthy_secondary(&cfg);
+    let exec = Executor::new(cfg, mem.clone(), mem.clone(), mem.clone());
+    let serve = Plan {
+        kind: PlanKind::Repair,
+        steps: vec![Step::new(Stage::TargetServe, "r0")],
+    };
+    let (out, _) = exec.run(serve.clone()).await;
+    let (step, why) = out.failed.expect("refused");
+    assert_eq!(step.stage, Stage::TargetServe);
+    assert!(out.refused && why.contains("not Primary"), "{why}");
+    assert_eq!(mem.world().targets["r0"].state, TargetState::Absent);
+
+    mem.set_role("r0", Role::Primary);
+    let (out, _) = exec.run(serve).await;
+    assert!(out.failed.is_none(), "{:?}", out.failed);
+    assert_eq!(mem.world().targets["r0"].state, TargetState::Serving);
+}

@@ -443,9 +443,23 @@ async fn tgtd_restart_two_targets_two_clients_recover() {
 
     s.restart_tgtd();
     let restarted = Instant::now();
-    // The agent serves r0 first; r1's report is held back to keep the window open.
+    // The agent serves r0 first; r1's reports are held back to keep the window open (the
+    // watch reports both absent as soon as the old tgtd stops answering).
     let mut held = Vec::new();
-    follow(&mut d, &mut rx, "r0 served again", repaired).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ev = tokio::time::timeout_at(deadline.into(), rx.recv())
+            .await
+            .expect("r0 served again within 20 s")
+            .expect("watch alive");
+        if matches!(&ev, Event::Target { resource, .. } if resource == "r1") {
+            held.push(ev);
+            continue;
+        }
+        if repaired(&d.handle(ev).await) {
+            break;
+        }
+    }
     while let Ok(ev) = rx.try_recv() {
         held.push(ev);
     }

@@ -112,6 +112,59 @@ async fn serve_restart_and_stop_on_real_tgtd() {
     assert_eq!(s.authority, Authority::Secondary);
 }
 
+/// tgtd killed and not restarted: the primary reports its target absent from the watch (not at
+/// the safety net) and its repair fails while nothing answers; a new tgtd lifts that failure and
+/// the target is served again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_tgtd_is_reported_and_served_again_once_back() {
+    if !prereqs() {
+        return;
+    }
+    let (dir, backing) = dir_with_backing("agent-tgtd-dead");
+    let port = free_port();
+    let mut tgtd = Tgtd::start(dir.path(), CONTROL_PORT, port);
+    let cfg = Arc::new(config(dir.path(), &backing, "write-through"));
+    let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
+    wait_tgtd(&cfg.sockets.tgtd).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    {
+        let (t, c) = (target.clone(), cfg.clone());
+        tokio::spawn(async move { t.watch(agent::backend::fixed(&c), tx).await });
+    }
+    let mut d = common::promoted(&cfg, &target).await;
+    let state =
+        |d: &agent::daemon::Daemon<_, _, _>| d.status().expect("status").resources[0].target.state;
+    assert_eq!(state(&d), TargetState::Serving);
+
+    tgtd.kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut failed = false;
+    while !(state(&d) == TargetState::Absent && failed) {
+        let ev = tokio::time::timeout_at(deadline.into(), rx.recv())
+            .await
+            .expect("tgtd's death reported within 15 s")
+            .expect("watch alive");
+        let h = d.handle(ev).await;
+        failed |= h.transitions.iter().any(|t| !t.result.is_ok());
+    }
+
+    let _tgtd2 = Tgtd::start(dir.path(), CONTROL_PORT, port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ev = tokio::time::timeout_at(deadline.into(), rx.recv())
+            .await
+            .expect("the new tgtd noticed within 15 s")
+            .expect("watch alive");
+        let h = d.handle(ev).await;
+        if h.transitions.iter().any(|t| t.result.is_ok()) {
+            break;
+        }
+    }
+    assert_eq!(state(&d), TargetState::Serving);
+    let inq = inquiry(port, &cfg.resources[0].target.iqn);
+    assert!(inq.contains("AGENT-TEST"), "after tgtd came back: {inq}");
+}
+
 /// The configured cache mode reaches tgtd (the `sync` backing-store flag of write-through, and
 /// the caching mode page's WCE bit read with MODE SENSE through the portal: serve sets it in the
 /// same LU update as the identity), and a target served in the other mode is reported Partial and

@@ -21,8 +21,9 @@ struct Cli {
     #[arg(short, long, global = true, default_value = DEFAULT_CONFIG)]
     config: PathBuf,
     /// Control socket of the commands that talk to the running agent (status, promote, demote,
-    /// split-brain, events, reload, maintenance); default: the one named in the configuration.
-    /// The daemon, import, check-config and ocf do not use it.
+    /// split-brain, events, reload, maintenance), and the one the daemon listens on; default:
+    /// the one named in the configuration. Import, check-config and ocf do not use it. One
+    /// daemon runs per configuration file, whatever its socket.
     #[arg(short, long, global = true)]
     socket: Option<PathBuf>,
     #[command(subcommand)]
@@ -110,6 +111,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An exclusive `flock` on the config file, held by the daemon while it runs: a second daemon
+/// of the same config (another `--socket`, say) would act on the same DRBD resources, target
+/// and addresses.
+fn lock_config(path: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        if e == nix::errno::Errno::EWOULDBLOCK {
+            anyhow::anyhow!(
+                "{}: another iscsi-ha daemon runs with this configuration (it holds the file's \
+                 lock); stop it first",
+                path.display()
+            )
+        } else {
+            anyhow::anyhow!("{}: locking it: {e}", path.display())
+        }
+    })
 }
 
 /// An error caused by the reader of standard output leaving (`import`'s TOML to a closed pipe).
@@ -307,6 +327,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             agent::logs::init();
             let logging = agent::logs::since_exec_ms();
             let cfg = Arc::new(Config::load(&cli.config)?);
+            // One daemon per config file, whatever its control socket (`--socket`): the lock
+            // goes with the process.
+            let _one = lock_config(&cli.config)?;
             tracing::info!(
                 at_main,
                 logging,

@@ -152,6 +152,23 @@ fn cli_round_trip() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // A second daemon of the same config is refused, even on another socket.
+    let other = dir.path().join("other.sock");
+    let o = Command::new(BIN)
+        .arg("-c")
+        .arg(&cfg)
+        .arg("-s")
+        .arg(&other)
+        .args(["daemon", "--simulate"])
+        .output()
+        .expect("second daemon");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("another iscsi-ha daemon runs with this configuration"),
+        "{}",
+        text(&o)
+    );
+    assert!(!other.exists());
     let o = run(&cfg, &["status"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(

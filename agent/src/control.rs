@@ -322,7 +322,9 @@ pub async fn request(path: &Path, req: Request) -> Result<Response, AgentError> 
         path: path.to_path_buf(),
         source,
     };
-    let stream = UnixStream::connect(path).await.map_err(err)?;
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|e| AgentError::connecting(path, e))?;
     let (rd, mut wr) = stream.into_split();
     wr.write_all(encode(&req)?.as_bytes()).await.map_err(err)?;
     let mut line = String::new();

@@ -65,6 +65,21 @@ pub enum BackendError {
     Unavailable(String),
 }
 
+impl AgentError {
+    /// The error of connecting to the control socket at `path`: [`AgentError::NotRunning`]
+    /// when nothing listens there, else [`AgentError::Control`].
+    pub fn connecting(path: &std::path::Path, source: std::io::Error) -> AgentError {
+        use std::io::ErrorKind;
+        let path = path.to_path_buf();
+        match source.kind() {
+            ErrorKind::NotFound | ErrorKind::ConnectionRefused => {
+                AgentError::NotRunning { path, source }
+            }
+            _ => AgentError::Control { path, source },
+        }
+    }
+}
+
 impl BackendError {
     /// A refusal: a check or the subsystem said no before anything changed (recognised by the
     /// cause, whatever the stage).
@@ -115,6 +130,18 @@ pub enum AgentError {
         /// The socket path.
         path: PathBuf,
         /// The cause.
+        source: std::io::Error,
+    },
+    /// Nothing listens at the control socket (absent, or left by a stopped agent).
+    #[error(
+        "control socket {}: {source}: is the agent running? (systemctl status iscsi-ha; or \
+         --socket / [sockets] control names another socket)",
+        path.display()
+    )]
+    NotRunning {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause (`ENOENT`, `ECONNREFUSED`).
         source: std::io::Error,
     },
     /// The peer of the control socket is not allowed.

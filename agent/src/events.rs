@@ -173,7 +173,9 @@ pub async fn follow(
         path: path.to_path_buf(),
         source,
     };
-    let stream = tokio::net::UnixStream::connect(path).await.map_err(err)?;
+    let stream = tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(|e| crate::AgentError::connecting(path, e))?;
     let (rd, mut wr) = stream.into_split();
     let mut req = serde_json::to_string(&crate::control::Request::Events)
         .map_err(|e| crate::AgentError::Protocol(e.to_string()))?;

@@ -82,7 +82,7 @@ async fn replay_activity_log(resource: &str, minor: u32, disk: &Path) -> Result<
         extents_beyond_bitmap = report.extents_beyond_bitmap,
         corrupt_transactions = report.corrupt_transactions,
         log_problem_ignored = report.al_problem_ignored.map(|p| p.to_string()),
-        "activity log replayed: DRBD refused the unclean metadata of a crash; {what}"
+        "activity log replayed: DRBD refused the metadata as unclean (a crash, or DRBD stopped without a clean detach); {what}"
     );
     Ok(())
 }

@@ -323,7 +323,10 @@ impl Status {
                 })
                 .collect(),
             split_brain: state.split_brains(),
-            detection_warnings: detection_warnings(config, state),
+            detection_warnings: detection_warnings(config, state)
+                .into_iter()
+                .chain(crate::config::check::lossy_protocols(config))
+                .collect(),
             pending_authority: None,
             observing: false,
             config_fingerprint: fingerprint.to_string(),

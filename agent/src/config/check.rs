@@ -80,6 +80,9 @@ pub fn report(path: &Path) -> anyhow::Result<Report> {
         }
     }
     let _ = writeln!(o, "{}", tickle_line(&cfg));
+    for w in lossy_protocols(&cfg) {
+        let _ = writeln!(o, "warning: {w}");
+    }
     let _ = writeln!(
         o,
         "fingerprint {} (must be the same on both nodes)",
@@ -94,6 +97,26 @@ pub fn report(path: &Path) -> anyhow::Result<Report> {
         summary: o,
         effective,
     })
+}
+
+/// Why a managed resource can lose acknowledged writes (`protocol` A or B: DRBD completes a
+/// write before the peer's disk has it, so after a power loss of the primary the survivor lacks
+/// writes the initiators were told are done); shown by `check-config` and `status`.
+pub fn lossy_protocols(cfg: &Config) -> Vec<String> {
+    use super::resource::Protocol;
+    cfg.resources
+        .iter()
+        .filter_map(|r| Some((r, r.manage.as_ref()?)))
+        .filter(|(_, m)| m.protocol != Protocol::C)
+        .map(|(r, m)| {
+            format!(
+                "{}: manage.protocol = \"{:?}\": DRBD acknowledges a write before the peer's disk \
+                 has it, so a power loss of the primary loses writes the initiators were told \
+                 are done; only \"C\" loses none",
+                r.name, m.protocol
+            )
+        })
+        .collect()
 }
 
 /// `check-config`'s line on `[tickle]`.
@@ -123,5 +146,35 @@ fn tickle_line(cfg: &Config) -> String {
                 ms => format!("a planned demote waits up to {ms} ms for the peer's handover ack"),
             }
         ),
+    }
+}
+
+#[cfg(test)]
+mod protocol_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn protocol_a_or_b_is_named_c_is_not() {
+        let managed = |protocol: &str| {
+            let text = format!(
+                "{}\n[[resource]]\nname = \"m0\"\nminor = 5\nmode = \"manage\"\n\
+                 target = {{ iqn = \"iqn.2026-11.org.example:m0\", tid = 5, initiators = \"all\" }}\n\
+                 [resource.manage]\ndisk = \"/dev/vdb\"\nlocal = \"10.0.0.1:7789\"\n\
+                 peer = \"10.0.0.2:7789\"\n{protocol}\n\
+                 [[resource.lun]]\nlun = 1\ndevice = \"/dev/drbd5\"\nscsi_id = \"m0\"\n\
+                 scsi_sn = \"M0\"\nvendor = \"IET\"\nproduct = \"VIRTUAL-DISK\"\n",
+                crate::config::TEST_MINIMAL
+            );
+            lossy_protocols(&Config::parse(&text, Path::new("<test>")).expect("config"))
+        };
+        assert!(managed("").is_empty());
+        assert!(managed("protocol = \"C\"").is_empty());
+        let w = managed("protocol = \"A\"");
+        assert!(
+            w.len() == 1 && w[0].starts_with("m0: manage.protocol = \"A\""),
+            "{w:?}"
+        );
     }
 }

@@ -89,6 +89,16 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
         let peer = ends.1.or_else(|| configured(m.map(|m| &m.peer)));
         let local = local.as_deref().unwrap_or("ipv4:LOCAL:PORT");
         let peer = peer.as_deref().unwrap_or("ipv4:PEER:PORT");
+        // Manage mode's own net options: a connection made by hand without them would run on
+        // DRBD's defaults (a dead peer noticed after 10 s instead of 2) until the next bring-up.
+        let managed = m.is_some();
+        let net = m.map_or("--protocol=C".to_string(), |m| {
+            let o = crate::backend::drbd::ManagedOptions::of(m);
+            format!(
+                "--protocol={} --ping-int={} --ping-timeout={} --timeout={} --ko-count={}",
+                o.protocol, o.ping_int_s, o.ping_timeout_ds, o.timeout_ds, o.ko_count
+            )
+        });
         if let Some((me, peer_id)) = v9 {
             recovery_drbd9(&mut o, &r.name, &me, &peer_id);
             continue;
@@ -110,13 +120,16 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
              Secondary.\n\
              \x20   3. On the victim: drbdsetup-84 disconnect {local} {peer}   (if not \
              StandAlone)\n\
-             \x20      then: drbdsetup-84 connect {name} {local} {peer} --protocol=C \
-             --discard-my-data   (plus your usual net options)\n\
+             \x20      then: drbdsetup-84 connect {name} {local} {peer} {net} \
+             --discard-my-data{usual}\n\
              \x20   4. On the survivor, if it is StandAlone: drbdsetup-84 connect {name} \
-             PEER_LOCAL PEER_PEER --protocol=C   (its own endpoints)\n\
+             PEER_LOCAL PEER_PEER {net}   (its own endpoints{usual_too})\n\
              \x20   5. The victim resyncs from the survivor (SyncTarget); the split brain is over \
              when both show Connected and `iscsi-ha status` exits 0.",
-            name = r.name
+            name = r.name,
+            net = net,
+            usual = if managed { "" } else { "   (plus your usual net options)" },
+            usual_too = if managed { "" } else { ", your usual net options" },
         );
     }
     o

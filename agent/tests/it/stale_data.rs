@@ -175,9 +175,11 @@ async fn split_brain_recovery_names_managed_endpoints() {
     })
     .await;
     let r = d.request(Request::SplitBrain).await;
+    // With the agent's own net options: a hand-made connection keeps its fast detection.
     assert!(
         r.message.contains(
-            "connect r0 ipv4:10.1.0.1:7789 ipv4:10.1.0.2:7789 --protocol=C --discard-my-data"
+            "connect r0 ipv4:10.1.0.1:7789 ipv4:10.1.0.2:7789 --protocol=C --ping-int=2 \
+             --ping-timeout=5 --timeout=60 --ko-count=4 --discard-my-data\n"
         ),
         "{}",
         r.message

@@ -236,7 +236,7 @@ impl Drbd for Memory {
     async fn up(&self, res: &Resource) -> Result<(), BackendError> {
         let mut w = self.slow_call(Stage::DrbdUp, &res.name).await?;
         let d = w.drbd.entry(res.name.clone()).or_default();
-        if !d.up {
+        if !d.up || d.half_up() {
             *d = DrbdView {
                 up: true,
                 role: Role::Secondary,

@@ -237,7 +237,10 @@ impl State {
             // The check guards the normal promote.
             Stage::CheckResource | Stage::DrbdPrimary => promotion == Some(Promotion::Normal),
             Stage::DrbdPrimaryForce => promotion == Some(Promotion::Force),
-            Stage::DrbdUp => !v.drbd.up && r.managed,
+            // Not up, or left half up by a failed bring-up (the minor made, the disk not
+            // attached, never connected): brought up again, at start and on each retry. A disk
+            // detached by an I/O error keeps its connection and is not re-attached.
+            Stage::DrbdUp => r.managed && (!v.drbd.up || v.drbd.half_up()),
             Stage::DrbdSecondary => v.drbd.any_primary(),
             Stage::TargetServe => v.target.state != TargetState::Serving,
             Stage::TargetOffline => {
@@ -339,7 +342,13 @@ impl State {
             }
             let v = &mut r.view;
             match effect {
-                Effect::DrbdUp => v.drbd.up = true,
+                Effect::DrbdUp => {
+                    v.drbd.up = true;
+                    // Until DRBD's events say what it is now: not planned again meanwhile.
+                    if v.drbd.half_up() {
+                        v.drbd.connection = super::view::Connection::Unknown;
+                    }
+                }
                 Effect::Role(role) => {
                     v.drbd.role = role;
                     // DRBD granted Primary without allow-two-primaries: the peer is not Primary

@@ -314,6 +314,12 @@ pub struct DrbdNet {
 }
 
 impl DrbdView {
+    /// Up but neither attached nor ever connected: what a bring-up that failed at its attach
+    /// leaves (the minor exists, Diskless, StandAlone).
+    pub fn half_up(&self) -> bool {
+        self.up && self.disk == Disk::Diskless && self.connection == Connection::StandAlone
+    }
+
     /// DRBD itself refuses a second Primary here (`SS_TWO_PRIMARIES`): a connection is
     /// configured without `allow-two-primaries`. Then a promote may be asked of DRBD while the
     /// last view still shows the peer Primary: DRBD pings the peer at once and either refuses

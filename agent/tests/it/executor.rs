@@ -453,6 +453,35 @@ async fn managed_resource_is_brought_up() {
     assert_primary(&mem);
 }
 
+/// A bring-up that failed at its attach (the disk busy or wrong) left the minor Diskless and
+/// StandAlone: the next observation (the retry, the safety net, a restart) brings it up again.
+#[tokio::test]
+async fn a_half_up_managed_resource_is_brought_up_again() {
+    let (mut d, mem) = setup("managed", false);
+    mem.world().drbd.insert(
+        "r0".into(),
+        DrbdView {
+            up: true,
+            role: Role::Secondary,
+            connection: Connection::StandAlone,
+            disk: Disk::Diskless,
+            peer_disk: Disk::DUnknown,
+            ..DrbdView::default()
+        },
+    );
+    d.observe().await;
+    let h = d.handle(Event::Authority(Authority::Secondary)).await;
+    assert_eq!(h.transitions.len(), 1, "{:?}", h.transitions);
+    assert_eq!(h.transitions[0].stages[0].stage, Stage::DrbdUp);
+    let v = mem.world().drbd["r0"].clone();
+    assert!(
+        v.disk == Disk::UpToDate && v.connection == Connection::Connected,
+        "{v:?}"
+    );
+    // Attached and connected: nothing more to bring up.
+    assert!(d.observe().await.transitions.is_empty());
+}
+
 /// Authority Primary on `d`: the promote it starts, which must be rolled back at the address
 /// claim.
 async fn promote_rolled_back_at_claim(d: &mut D) -> TransitionRecord {

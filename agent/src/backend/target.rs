@@ -34,6 +34,9 @@ use crate::fsm::{Event, TargetState, TargetView};
 /// While tgtd's system state is held offline after a restart: how often the watch looks whether
 /// every target is served again.
 const READY_POLL: Duration = Duration::from_millis(5);
+/// How long nothing must answer at tgtd's socket before its targets are reported absent: a
+/// restart is not reported as a death (the new tgtd is held offline first, then served).
+const DOWN_REPORT_AFTER: Duration = Duration::from_millis(1500);
 /// The longest tgtd's system state is held offline after a restart (the node may have been
 /// demoted meanwhile): then it is set ready anyway, with an error in the log.
 pub const READY_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -58,7 +61,15 @@ pub struct TgtTarget {
     drain_max: Duration,
     /// One `show` for the ownership checks of resources in the same transition.
     shows: Arc<SharedShow>,
+    /// The tgtd (its socket's identity) the running watch has taken in, holding it offline
+    /// after a restart; `None` while no watch runs. A serve waits for a new tgtd to be taken
+    /// in: served before, a target would open a restarted tgtd to every initiator while the
+    /// others' targets are still missing ("target not found"; docs/tgtd-ipc.md §7.8).
+    watched: Arc<std::sync::Mutex<Option<Option<SocketId>>>>,
 }
+
+/// A socket file's identity: inode and change time (a new tgtd binds a new file).
+type SocketId = (u64, i64, i64);
 
 #[derive(Debug, Default)]
 struct Changes {
@@ -130,6 +141,7 @@ impl TgtTarget {
             changes: Arc::default(),
             drain_max: DRAIN_WAIT_MAX.min(timeout / 3),
             shows: Arc::default(),
+            watched: Arc::default(),
         }
     }
 
@@ -247,7 +259,10 @@ impl TgtTarget {
         let mut held: Option<(Instant, Vec<String>)> = None;
         // Served when tgtd stopped answering: held offline for by its successor.
         let mut lost: Vec<String> = Vec::new();
+        // Since when nothing answers at the socket.
+        let mut down_since: Option<Instant> = None;
         let mut socket = socket_identity(&path);
+        self.take_in(socket);
         let check = config.borrow().timeouts.tgt_check_ms;
         let mut tick = tokio::time::interval(Duration::from_millis(check.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -266,6 +281,8 @@ impl TgtTarget {
                 // off: still the first tick, which learns what is there
                 _ = tick.tick(), if held.is_none() && (check > 0 || !primed) => {}
                 _ = tokio::time::sleep(READY_POLL), if held.is_some() => {}
+                // a dead tgtd is looked at again, also with `tgt_check_ms = 0`
+                _ = tokio::time::sleep(DOWN_REPORT_AFTER), if down_since.is_some() => {}
             };
             // A new socket file is a new tgtd (it unlinks a stale one before bind), whichever
             // wake-up comes first; a dying tgtd leaves its file and is reported by its successor.
@@ -289,6 +306,7 @@ impl TgtTarget {
                 serving.sort();
                 serving.dedup();
                 held = self.hold_offline(serving).await;
+                self.take_in(socket);
                 last.clear();
                 primed = true;
                 // A repair that failed while tgtd was down waits for new information: this is.
@@ -319,7 +337,13 @@ impl TgtTarget {
             }
             let external = looked == Some(before);
             looked = Some(before);
-            if down {
+            if !down {
+                down_since = None;
+            } else if down_since.get_or_insert_with(Instant::now).elapsed() < DOWN_REPORT_AFTER {
+                // A restart (the service manager's, or tgt's own) is over by then and takes
+                // the restart path above, which holds tgtd offline first.
+                continue;
+            } else {
                 // Nothing answers: every target is reported absent, whatever was seen last (a
                 // tgtd that died right after our serve, before a look saw it served, would
                 // otherwise look unchanged); what was served is held offline for by the next.
@@ -358,6 +382,11 @@ impl TgtTarget {
                 }
             }
         }
+    }
+
+    /// Marks the tgtd of socket `id` taken in by the watch (serves may go to it).
+    fn take_in(&self, id: Option<SocketId>) {
+        *self.watched.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
     }
 
     /// After a restart: tgtd's system state `offline` while any of `serving` is not served again
@@ -410,7 +439,7 @@ impl TgtTarget {
 }
 
 /// Inode and change time of the socket file.
-fn socket_identity(path: &Path) -> Option<(u64, i64, i64)> {
+fn socket_identity(path: &Path) -> Option<SocketId> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::symlink_metadata(path).ok()?;
     Some((m.ino(), m.ctime(), m.ctime_nsec()))
@@ -473,6 +502,17 @@ impl Target for TgtTarget {
     }
 
     async fn serve(&self, res: &Resource) -> Result<(), BackendError> {
+        let taken_in = *self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = taken_in {
+            let now = socket_identity(self.client.path());
+            if now.is_some() && now != known {
+                return Err(BackendError::Failed(
+                    "tgtd restarted: its targets are served once the watch holds it offline \
+                     (at once)"
+                        .into(),
+                ));
+            }
+        }
         let mut spec = spec(res)?;
         if let Some(c) = &res.target.chap {
             // secrets read only to serve, never kept or logged

@@ -443,8 +443,9 @@ async fn tgtd_restart_two_targets_two_clients_recover() {
 
     s.restart_tgtd();
     let restarted = Instant::now();
-    // The agent serves r0 first; r1's reports are held back to keep the window open (the
-    // watch reports both absent as soon as the old tgtd stops answering).
+    // The agent serves r0 first; r1's reports are held back to keep a window open (the watch
+    // reports both absent as soon as the old tgtd stops answering; a failed step's fresh
+    // observation may still show the daemon r1 absent, and then both are served together).
     let mut held = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -468,16 +469,20 @@ async fn tgtd_restart_two_targets_two_clients_recover() {
         Some(1),
         "r0 served"
     );
-    assert_eq!(
-        system_state(&s.client).await,
-        "offline",
-        "tgtd's system state while r1 is not served yet"
-    );
-    let (ok, out) = inquiry(&s.url(1));
-    assert!(
-        !ok && !out.to_lowercase().contains("not found"),
-        "a login to r1 before it is served: {out}"
-    );
+    if s.client.target(2).await.expect("show").is_none() {
+        assert_eq!(
+            system_state(&s.client).await,
+            "offline",
+            "tgtd's system state while r1 is not served yet"
+        );
+        let (ok, out) = inquiry(&s.url(1));
+        assert!(
+            !ok && !out.to_lowercase().contains("not found"),
+            "a login to r1 before it is served: {out}"
+        );
+    } else {
+        eprintln!("r1 was served with r0 (the daemon saw it absent): no window to look into");
+    }
     for ev in held {
         d.handle(ev).await;
     }

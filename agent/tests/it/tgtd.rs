@@ -47,24 +47,53 @@ fn dir_with_backing(prefix: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, backing)
 }
 
+/// A private tgtd serving nothing yet, the config over it (write-through), the target backend
+/// and its watch's events.
+struct Bed {
+    dir: tempfile::TempDir,
+    tgtd: Tgtd,
+    port: u16,
+    cfg: Arc<Config>,
+    target: TgtTarget,
+    rx: tokio::sync::mpsc::UnboundedReceiver<agent::fsm::Event>,
+}
+
+async fn bed(prefix: &str) -> Bed {
+    let (dir, backing) = dir_with_backing(prefix);
+    let port = free_port();
+    let tgtd = Tgtd::start(dir.path(), CONTROL_PORT, port);
+    let cfg = Arc::new(config(dir.path(), &backing, "write-through"));
+    assert_eq!(tgtd.socket(), cfg.sockets.tgtd);
+    let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
+    wait_tgtd(&cfg.sockets.tgtd).await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    {
+        let (t, c) = (target.clone(), cfg.clone());
+        tokio::spawn(async move { t.watch(agent::backend::fixed(&c), tx).await });
+    }
+    Bed {
+        dir,
+        tgtd,
+        port,
+        cfg,
+        target,
+        rx,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_restart_and_stop_on_real_tgtd() {
     if !prereqs() {
         return;
     }
-    let (dir, backing) = dir_with_backing("agent-tgtd");
-    let port = free_port();
-    let mut tgtd = Tgtd::start(dir.path(), CONTROL_PORT, port);
-    let cfg = Arc::new(config(dir.path(), &backing, "write-through"));
-    assert_eq!(tgtd.socket(), cfg.sockets.tgtd);
-    let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
-    wait_tgtd(&cfg.sockets.tgtd).await;
-
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    {
-        let (t, c) = (target.clone(), cfg.clone());
-        tokio::spawn(async move { t.watch(agent::backend::fixed(&c), tx).await });
-    }
+    let Bed {
+        dir,
+        mut tgtd,
+        port,
+        cfg,
+        target,
+        mut rx,
+    } = bed("agent-tgtd").await;
     let mut d = common::promoted(&cfg, &target).await;
     let r0 = &cfg.resources[0];
     let iqn = &r0.target.iqn;
@@ -120,17 +149,14 @@ async fn a_dead_tgtd_is_reported_and_served_again_once_back() {
     if !prereqs() {
         return;
     }
-    let (dir, backing) = dir_with_backing("agent-tgtd-dead");
-    let port = free_port();
-    let mut tgtd = Tgtd::start(dir.path(), CONTROL_PORT, port);
-    let cfg = Arc::new(config(dir.path(), &backing, "write-through"));
-    let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
-    wait_tgtd(&cfg.sockets.tgtd).await;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    {
-        let (t, c) = (target.clone(), cfg.clone());
-        tokio::spawn(async move { t.watch(agent::backend::fixed(&c), tx).await });
-    }
+    let Bed {
+        dir,
+        mut tgtd,
+        port,
+        cfg,
+        target,
+        mut rx,
+    } = bed("agent-tgtd-dead").await;
     let mut d = common::promoted(&cfg, &target).await;
     let state =
         |d: &agent::daemon::Daemon<_, _, _>| d.status().expect("status").resources[0].target.state;

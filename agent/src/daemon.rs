@@ -65,6 +65,7 @@ impl State {
                             degraded: None,
                             split_brain: false,
                             echo: None,
+                            bringup_failed: false,
                         },
                     )
                 })

@@ -113,21 +113,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// An exclusive `flock` on the config file, held by the daemon while it runs: a second daemon
-/// of the same config (another `--socket`, say) would act on the same DRBD resources, target
-/// and addresses.
-fn lock_config(path: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
-    use nix::fcntl::{Flock, FlockArg};
-    let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        if e == nix::errno::Errno::EWOULDBLOCK {
+/// A lock held by the daemon while it runs: an abstract Unix socket named after the config
+/// file's canonical path (a hash of it), bound once per network namespace. A second daemon of
+/// the same config (another `--socket`, say) would act on the same DRBD resources, target and
+/// addresses. Unlike a lock on the file, an editor's atomic save (a new file renamed over it)
+/// keeps it, and the kernel drops it with the process.
+fn lock_config(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use sha2::Digest;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    let canon = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
+    let digest = sha2::Sha256::digest(canon.as_os_str().as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let addr = SocketAddr::from_abstract_name(format!("iscsi-ha-daemon-{hex}").as_bytes())
+        .context("lock name")?;
+    UnixListener::bind_addr(&addr).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
             anyhow::anyhow!(
-                "{}: another iscsi-ha daemon runs with this configuration (it holds the file's \
-                 lock); stop it first",
-                path.display()
+                "{}: another iscsi-ha daemon runs with this configuration; stop it first",
+                canon.display()
             )
         } else {
-            anyhow::anyhow!("{}: locking it: {e}", path.display())
+            anyhow::anyhow!("{}: the daemon's lock: {e}", canon.display())
         }
     })
 }

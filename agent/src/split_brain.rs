@@ -94,8 +94,17 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
         let managed = m.is_some();
         let net = m.map_or("--protocol=C".to_string(), |m| {
             let o = crate::backend::drbd::ManagedOptions::of(m);
+            let n = &m.net_options;
+            let extra = [
+                ("max-buffers", n.max_buffers),
+                ("sndbuf-size", n.sndbuf_size),
+                ("rcvbuf-size", n.rcvbuf_size),
+            ]
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| format!(" --{k}={v}")))
+            .collect::<String>();
             format!(
-                "--protocol={} --ping-int={} --ping-timeout={} --timeout={} --ko-count={}",
+                "--protocol={} --ping-int={} --ping-timeout={} --timeout={} --ko-count={}{extra}",
                 o.protocol, o.ping_int_s, o.ping_timeout_ds, o.timeout_ds, o.ko_count
             )
         });

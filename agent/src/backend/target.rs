@@ -34,6 +34,8 @@ use crate::fsm::{Event, TargetState, TargetView};
 /// While tgtd's system state is held offline after a restart: how often the watch looks whether
 /// every target is served again.
 const READY_POLL: Duration = Duration::from_millis(5);
+/// How long a serve waits for the watch to take a restarted tgtd in ([`TgtTarget::watch`]).
+const TAKE_IN_WAIT: Duration = Duration::from_secs(2);
 /// How long nothing must answer at tgtd's socket before its targets are reported absent: a
 /// restart is not reported as a death (the new tgtd is held offline first, then served).
 const DOWN_REPORT_AFTER: Duration = Duration::from_millis(1500);
@@ -70,6 +72,15 @@ pub struct TgtTarget {
 
 /// A socket file's identity: inode and change time (a new tgtd binds a new file).
 type SocketId = (u64, i64, i64);
+
+/// Held by a running watch: when it ends, serves are no longer checked against its tgtd.
+struct TakingIn(Arc<std::sync::Mutex<Option<Option<SocketId>>>>);
+
+impl Drop for TakingIn {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
 
 #[derive(Debug, Default)]
 struct Changes {
@@ -209,7 +220,14 @@ impl TgtTarget {
             Ok(t) => (t, false),
             // tgtd not running: nothing is served (as `status` reports it), so a primary whose
             // tgtd died says so at once instead of at the safety net.
-            Err(TgtError::Connect { .. }) => (Vec::new(), true),
+            Err(TgtError::Connect { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                ) =>
+            {
+                (Vec::new(), true)
+            }
             Err(_) => return None,
         };
         let mut out = BTreeMap::new();
@@ -243,7 +261,9 @@ impl TgtTarget {
         lock.push(".lock");
         let mut watch = DirWatch::new(
             &dir,
+            // ATTRIB: a chmod of the socket changes the identity serves are checked against.
             WatchMask::CREATE
+                | WatchMask::ATTRIB
                 | WatchMask::MOVED_TO
                 | WatchMask::CLOSE_WRITE
                 | WatchMask::CLOSE_NOWRITE
@@ -259,10 +279,15 @@ impl TgtTarget {
         let mut held: Option<(Instant, Vec<String>)> = None;
         // Served when tgtd stopped answering: held offline for by its successor.
         let mut lost: Vec<String> = Vec::new();
-        // Since when nothing answers at the socket.
+        // Since when nothing answers at the socket, and whether that was reported.
         let mut down_since: Option<Instant> = None;
+        let mut reported_down = false;
+        // The last new socket logged (a crash-looping tgtd is logged once per socket).
+        let mut logged: Option<SocketId> = None;
         let mut socket = socket_identity(&path);
         self.take_in(socket);
+        // Serves are checked against the watch's tgtd only while it runs.
+        let _taking_in = TakingIn(self.watched.clone());
         let check = config.borrow().timeouts.tgt_check_ms;
         let mut tick = tokio::time::interval(Duration::from_millis(check.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -287,13 +312,22 @@ impl TgtTarget {
             // A new socket file is a new tgtd (it unlinks a stale one before bind), whichever
             // wake-up comes first; a dying tgtd leaves its file and is reported by its successor.
             let now = socket_identity(&path);
+            let mut answers = false;
             if now.is_some() && now != socket {
-                info!(socket = %path.display(), "tgtd socket changed: re-reading targets");
+                if now != logged {
+                    info!(socket = %path.display(), "tgtd socket changed: re-reading targets");
+                    logged = now;
+                }
                 // Only once tgtd answers. A freshly bound socket may not listen yet: the acting
                 // client retries ECONNREFUSED; else the next wake-up tries again.
-                if self.acting.show_system().await.is_err() {
-                    continue;
+                match self.acting.show_system().await {
+                    Ok(_) => answers = true,
+                    // It died at once (a crash loop): the down logic below reports it.
+                    Err(TgtError::Connect { .. }) => {}
+                    Err(_) => continue,
                 }
+            }
+            if answers {
                 socket = now;
                 // Served before this restart, or still awaited from an earlier one.
                 let mut serving: Vec<String> = last
@@ -338,12 +372,13 @@ impl TgtTarget {
             let external = looked == Some(before);
             looked = Some(before);
             if !down {
-                down_since = None;
+                (down_since, reported_down) = (None, false);
             } else if down_since.get_or_insert_with(Instant::now).elapsed() < DOWN_REPORT_AFTER {
                 // A restart (the service manager's, or tgt's own) is over by then and takes
                 // the restart path above, which holds tgtd offline first.
                 continue;
-            } else {
+            } else if !reported_down {
+                reported_down = true;
                 // Nothing answers: every target is reported absent, whatever was seen last (a
                 // tgtd that died right after our serve, before a look saw it served, would
                 // otherwise look unchanged); what was served is held offline for by the next.
@@ -381,6 +416,31 @@ impl TgtTarget {
                     held = None;
                 }
             }
+        }
+    }
+
+    /// Waits (up to [`TAKE_IN_WAIT`]) until the tgtd at the socket is the one the running watch
+    /// has taken in, held offline after a restart; at once without a watch.
+    ///
+    /// # Errors
+    /// [`BackendError::Failed`] when the watch has not taken it in by then.
+    async fn taken_in(&self) -> Result<(), BackendError> {
+        let deadline = Instant::now() + TAKE_IN_WAIT;
+        loop {
+            let known = *self.watched.lock().unwrap_or_else(|e| e.into_inner());
+            let now = socket_identity(self.client.path());
+            match known {
+                Some(known) if now.is_some() && now != known => {}
+                _ => return Ok(()),
+            }
+            if Instant::now() >= deadline {
+                return Err(BackendError::Failed(
+                    "tgtd restarted and the watch has not held it offline yet: its targets \
+                     are served once it has"
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(READY_POLL).await;
         }
     }
 
@@ -502,17 +562,7 @@ impl Target for TgtTarget {
     }
 
     async fn serve(&self, res: &Resource) -> Result<(), BackendError> {
-        let taken_in = *self.watched.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(known) = taken_in {
-            let now = socket_identity(self.client.path());
-            if now.is_some() && now != known {
-                return Err(BackendError::Failed(
-                    "tgtd restarted: its targets are served once the watch holds it offline \
-                     (at once)"
-                        .into(),
-                ));
-            }
-        }
+        self.taken_in().await?;
         let mut spec = spec(res)?;
         if let Some(c) = &res.target.chap {
             // secrets read only to serve, never kept or logged

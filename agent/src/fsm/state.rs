@@ -56,6 +56,11 @@ pub struct ResourceState {
     /// a transition that already happened). Cleared by that event or a full observation.
     #[serde(default)]
     pub echo: Option<Role>,
+    /// A bring-up of this resource failed: a half-up one ([`DrbdView::half_up`]) is not brought
+    /// up again before the next full observation (the safety net, a restart), since the failed
+    /// attach's own DRBD events would start it again at once, in a loop.
+    #[serde(default)]
+    pub bringup_failed: bool,
 }
 
 impl ResourceState {
@@ -240,7 +245,7 @@ impl State {
             // Not up, or left half up by a failed bring-up (the minor made, the disk not
             // attached, never connected): brought up again, at start and on each retry. A disk
             // detached by an I/O error keeps its connection and is not re-attached.
-            Stage::DrbdUp => r.managed && (!v.drbd.up || v.drbd.half_up()),
+            Stage::DrbdUp => r.managed && (!v.drbd.up || (v.drbd.half_up() && !r.bringup_failed)),
             Stage::DrbdSecondary => v.drbd.any_primary(),
             Stage::TargetServe => v.target.state != TargetState::Serving,
             Stage::TargetOffline => {

@@ -125,6 +125,9 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
             state.apply_snapshot(&snap);
             state.observed = true;
             state.blocked = None;
+            for r in state.resources.values_mut() {
+                r.bringup_failed = false;
+            }
         }
         Event::Authority(a) => {
             if state.command_source {
@@ -302,6 +305,11 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                 }
             }
             if let Some((failed, reason)) = &out.failed {
+                if failed.stage == Stage::DrbdUp {
+                    if let Some(r) = state.resources.get_mut(&failed.object) {
+                        r.bringup_failed = true;
+                    }
+                }
                 let text = format!("{failed} failed: {reason}");
                 if out.refused && state.command_source {
                     // A refused command leaves the node where it was.

@@ -482,6 +482,45 @@ async fn a_half_up_managed_resource_is_brought_up_again() {
     assert!(d.observe().await.transitions.is_empty());
 }
 
+/// A bring-up whose attach fails is not started again by the DRBD events of its own failure
+/// (Attaching, then Diskless): once, then at the next full observation.
+#[tokio::test]
+async fn a_failing_bring_up_is_not_retried_on_its_own_events() {
+    let (mut d, mem) = setup("managed", false);
+    let half = DrbdView {
+        up: true,
+        role: Role::Secondary,
+        connection: Connection::StandAlone,
+        disk: Disk::Diskless,
+        peer_disk: Disk::DUnknown,
+        ..DrbdView::default()
+    };
+    mem.world().drbd.insert("r0".into(), half.clone());
+    mem.world().fail_stage = Some((Stage::DrbdUp, "r0".into()));
+    d.observe().await;
+    let mut tried = d
+        .handle(Event::Authority(Authority::Secondary))
+        .await
+        .transitions
+        .len();
+    for _ in 0..5 {
+        for disk in [Disk::Attaching, Disk::Diskless] {
+            let view = DrbdView {
+                disk,
+                ..half.clone()
+            };
+            let ev = Event::Drbd {
+                resource: "r0".into(),
+                view,
+            };
+            tried += d.handle(ev).await.transitions.len();
+        }
+    }
+    assert_eq!(tried, 1, "{:?}", mem.world().log);
+    // The safety net's full observation tries again.
+    assert_eq!(d.observe().await.transitions.len(), 1);
+}
+
 /// Authority Primary on `d`: the promote it starts, which must be rolled back at the address
 /// claim.
 async fn promote_rolled_back_at_claim(d: &mut D) -> TransitionRecord {

@@ -248,3 +248,32 @@ async fn cache_mode_reaches_tgtd() {
     assert_eq!(state(&through).await, TargetState::Serving);
     target.remove(&through.resources[0]).await.expect("remove");
 }
+
+/// A successor that bound tgtd's socket and died at once (what a crash-looping tgtd leaves) is
+/// reported as down too: the target absent, not Serving until the safety net.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_that_died_at_once_is_reported_down() {
+    if !prereqs() {
+        return;
+    }
+    let Bed {
+        dir: _dir,
+        mut tgtd,
+        cfg,
+        target,
+        mut rx,
+        ..
+    } = bed("agent-tgtd-crashloop").await;
+    let mut d = common::promoted(&cfg, &target).await;
+    tgtd.kill();
+    let _ = std::fs::remove_file(&cfg.sockets.tgtd);
+    drop(std::os::unix::net::UnixListener::bind(&cfg.sockets.tgtd).expect("bind"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while d.status().expect("status").resources[0].target.state != TargetState::Absent {
+        let ev = tokio::time::timeout_at(deadline.into(), rx.recv())
+            .await
+            .expect("reported absent within 15 s")
+            .expect("watch alive");
+        d.handle(ev).await;
+    }
+}

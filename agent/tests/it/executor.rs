@@ -453,22 +453,24 @@ async fn managed_resource_is_brought_up() {
     assert_primary(&mem);
 }
 
+/// What a bring-up that failed at its attach leaves: the minor made, Diskless, StandAlone.
+fn half_up() -> DrbdView {
+    DrbdView {
+        up: true,
+        role: Role::Secondary,
+        connection: Connection::StandAlone,
+        disk: Disk::Diskless,
+        peer_disk: Disk::DUnknown,
+        ..DrbdView::default()
+    }
+}
+
 /// A bring-up that failed at its attach (the disk busy or wrong) left the minor Diskless and
 /// StandAlone: the next observation (the retry, the safety net, a restart) brings it up again.
 #[tokio::test]
 async fn a_half_up_managed_resource_is_brought_up_again() {
     let (mut d, mem) = setup("managed", false);
-    mem.world().drbd.insert(
-        "r0".into(),
-        DrbdView {
-            up: true,
-            role: Role::Secondary,
-            connection: Connection::StandAlone,
-            disk: Disk::Diskless,
-            peer_disk: Disk::DUnknown,
-            ..DrbdView::default()
-        },
-    );
+    mem.world().drbd.insert("r0".into(), half_up());
     d.observe().await;
     let h = d.handle(Event::Authority(Authority::Secondary)).await;
     assert_eq!(h.transitions.len(), 1, "{:?}", h.transitions);
@@ -487,14 +489,7 @@ async fn a_half_up_managed_resource_is_brought_up_again() {
 #[tokio::test]
 async fn a_failing_bring_up_is_not_retried_on_its_own_events() {
     let (mut d, mem) = setup("managed", false);
-    let half = DrbdView {
-        up: true,
-        role: Role::Secondary,
-        connection: Connection::StandAlone,
-        disk: Disk::Diskless,
-        peer_disk: Disk::DUnknown,
-        ..DrbdView::default()
-    };
+    let half = half_up();
     mem.world().drbd.insert("r0".into(), half.clone());
     mem.world().fail_stage = Some((Stage::DrbdUp, "r0".into()));
     d.observe().await;

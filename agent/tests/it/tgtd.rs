@@ -86,14 +86,8 @@ async fn serve_restart_and_stop_on_real_tgtd() {
     if !prereqs() {
         return;
     }
-    let Bed {
-        dir,
-        mut tgtd,
-        port,
-        cfg,
-        target,
-        mut rx,
-    } = bed("agent-tgtd").await;
+    let b = bed("agent-tgtd").await;
+    let (dir, mut tgtd, port, cfg, target, mut rx) = (b.dir, b.tgtd, b.port, b.cfg, b.target, b.rx);
     let mut d = common::promoted(&cfg, &target).await;
     let r0 = &cfg.resources[0];
     let iqn = &r0.target.iqn;
@@ -149,14 +143,8 @@ async fn a_dead_tgtd_is_reported_and_served_again_once_back() {
     if !prereqs() {
         return;
     }
-    let Bed {
-        dir,
-        mut tgtd,
-        port,
-        cfg,
-        target,
-        mut rx,
-    } = bed("agent-tgtd-dead").await;
+    let b = bed("agent-tgtd-dead").await;
+    let (dir, mut tgtd, port, cfg, target, mut rx) = (b.dir, b.tgtd, b.port, b.cfg, b.target, b.rx);
     let mut d = common::promoted(&cfg, &target).await;
     let state =
         |d: &agent::daemon::Daemon<_, _, _>| d.status().expect("status").resources[0].target.state;

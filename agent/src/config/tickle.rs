@@ -91,7 +91,7 @@ pub struct Tickle {
 /// # Errors
 /// Why it cannot be used, in words: not readable, a symbolic link, not a regular file,
 /// readable or writable by group or others, owned by another user than this process's
-/// effective one, shorter than [`MIN_SECRET`] or longer than [`MAX_SECRET`] bytes.
+/// effective one, shorter than 16 bytes (`MIN_SECRET`) or longer than 4096 (`MAX_SECRET`).
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};

@@ -293,14 +293,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             };
-            runtime()?.block_on(async {
+            let agent_left = runtime()?.block_on(async {
                 tokio::select! {
-                    r = agent::events::follow(&path, started, each) => r,
-                    () = stop.notified() => Ok(()),
+                    r = agent::events::follow(&path, started, each) => r.map(|()| true),
+                    () = stop.notified() => Ok(false),
                 }
             })?;
             match failed.into_inner() {
                 Some(e) => Err(e),
+                // A follower (a script's pipe, say) must not take the end for a quiet agent.
+                None if agent_left => {
+                    note(format_args!(
+                        "the agent closed the connection (it stopped or restarted)"
+                    ));
+                    Ok(ExitCode::FAILURE)
+                }
                 None => Ok(ExitCode::SUCCESS),
             }
         }

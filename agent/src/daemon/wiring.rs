@@ -44,7 +44,14 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     use crate::backend::drbd_conf::{drbd_config_overlaps, drbdadm_files, DRBD_CONFS};
-    for f in drbdadm_files(&DRBD_CONFS) {
+    // Only a managed resource can clash with DRBD's own config (no look-up at an adopt start).
+    let managed = cfg.resources.iter().any(|r| r.manage.is_some());
+    let files = if managed {
+        drbdadm_files(&DRBD_CONFS)
+    } else {
+        Vec::new()
+    };
+    for f in files {
         for w in drbd_config_overlaps(&cfg, &f) {
             tracing::warn!("{w}");
         }

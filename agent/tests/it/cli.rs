@@ -135,7 +135,7 @@ fn cli_round_trip() {
         text(&o)
     );
 
-    let _daemon = Kill(
+    let daemon = Kill(
         Command::new(BIN)
             .arg("-c")
             .arg(&cfg)
@@ -297,6 +297,37 @@ fn cli_round_trip() {
         "{log}"
     );
     assert!(!refused[0].contains(": : "), "no empty key: {log}");
+
+    // A follower of events sees the agent go: a message and a failure exit, not a quiet 0.
+    let follower = Command::new(BIN)
+        .arg("-c")
+        .arg(&cfg)
+        .arg("events")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("events");
+    let mut follower = Kill(follower);
+    let mut stderr = std::io::BufReader::new(follower.0.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).expect("events stderr");
+    assert!(line.contains("following events"), "{line}");
+    drop(daemon);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = follower.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events did not end with the agent"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("stderr");
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(rest.contains("the agent closed the connection"), "{rest}");
 }
 
 #[test]

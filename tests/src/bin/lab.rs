@@ -387,7 +387,7 @@ fn status(name: Option<&str>) -> Result<()> {
                 continue;
             }
             match node.run_timeout(
-                "head -n 3 /proc/drbd; ip -4 -o addr show eth0 | awk '{print \"eth0\", $4}'",
+                "cat /proc/drbd; ip -4 -o addr show eth0 | awk '{print \"eth0\", $4}'",
                 std::time::Duration::from_secs(10),
             ) {
                 Ok(o) => {

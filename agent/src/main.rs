@@ -238,15 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let path = file.clone().unwrap_or_else(|| cli.config.clone());
             let report = agent::config::check::report(&path)?;
             emit(format_args!("{}", report.summary))?;
-            let tgt_conf = Path::new(agent::backend::target::TGT_CONF);
-            let drbd_confs =
-                agent::backend::drbd_conf::drbdadm_files(&agent::backend::drbd_conf::DRBD_CONFS);
-            for w in agent::backend::target::tgt_config_overlaps(&report.config, tgt_conf)
-                .into_iter()
-                .chain(drbd_confs.iter().flat_map(|f| {
-                    agent::backend::drbd_conf::drbd_config_overlaps(&report.config, f)
-                }))
-            {
+            for w in agent::backend::own_config_warnings(&report.config) {
                 emit(format_args!("warning: {w}\n"))?;
             }
             let secret = report

@@ -21,6 +21,25 @@ pub mod target;
 mod tgt_show;
 pub mod vip;
 
+/// Warnings for what tgt's and DRBD's own configuration files would do to the configured
+/// resources ([`target::tgt_config_overlaps`], [`drbd_conf::drbd_config_overlaps`] on the files
+/// drbdadm reads; DRBD's only looked up when a resource is managed): logged at the daemon's
+/// start, printed by `check-config`.
+pub fn own_config_warnings(config: &crate::config::Config) -> Vec<String> {
+    let tgt_conf = std::path::Path::new(target::TGT_CONF);
+    let managed = config.resources.iter().any(|r| r.manage.is_some());
+    let drbd_confs = if managed {
+        drbd_conf::drbdadm_files(&drbd_conf::DRBD_CONFS)
+    } else {
+        Vec::new()
+    };
+    let mut out = target::tgt_config_overlaps(config, tgt_conf);
+    for f in &drbd_confs {
+        out.extend(drbd_conf::drbd_config_overlaps(config, f));
+    }
+    out
+}
+
 /// The running config as the watches follow it: a reload sends the new one, and each watch
 /// reads the current one at every event, so added resources are reported and removed ones are
 /// not (`daemon::follow`).

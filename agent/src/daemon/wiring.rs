@@ -39,22 +39,8 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     );
     drbd.check_config(&cfg).context("config")?;
     let timeout = std::time::Duration::from_millis(cfg.timeouts.tgtd_ms);
-    let tgt_conf = std::path::Path::new(crate::backend::target::TGT_CONF);
-    for w in crate::backend::target::tgt_config_overlaps(&cfg, tgt_conf) {
+    for w in crate::backend::own_config_warnings(&cfg) {
         tracing::warn!("{w}");
-    }
-    use crate::backend::drbd_conf::{drbd_config_overlaps, drbdadm_files, DRBD_CONFS};
-    // Only a managed resource can clash with DRBD's own config (no look-up at an adopt start).
-    let managed = cfg.resources.iter().any(|r| r.manage.is_some());
-    let files = if managed {
-        drbdadm_files(&DRBD_CONFS)
-    } else {
-        Vec::new()
-    };
-    for f in files {
-        for w in drbd_config_overlaps(&cfg, &f) {
-            tracing::warn!("{w}");
-        }
     }
     let target = TgtTarget::new(&cfg.sockets.tgtd, timeout);
     let mut address = NetlinkAddress::new(&cfg).context("floating addresses")?;

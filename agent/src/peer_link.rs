@@ -1448,7 +1448,7 @@ mod tests {
         // What it sends is sealed too: the ack opens under the key only.
         link.ack(4).await;
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let n = tokio::time::timeout(Duration::from_millis(500), peer.recv(&mut buf))
+        let n = tokio::time::timeout(Duration::from_secs(10), peer.recv(&mut buf))
             .await
             .expect("an ack in time")
             .expect("recv");

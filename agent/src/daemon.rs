@@ -7,9 +7,11 @@
 //! slow safety net (`timeouts.safety_net_s`), which re-observes everything, and, only while the
 //! last observation failed, a retry of it with exponential backoff ([`RETRY_FIRST`] doubling up
 //! to [`RETRY_MAX`]), so a failed first look (a netlink call timing out on a loaded host) does not
-//! leave the agent blind until the safety net. A transition whose step moving away from serving
-//! failed (a LU with I/O in flight) is retried the same way ([`STUCK_RETRY_FIRST`] doubling up
-//! to [`STUCK_RETRY_MAX`]) until it completes. While a resource waits for its peer (DRBD not
+//! leave the agent blind until the safety net. A transition that did not complete (refused by a
+//! live check, such as an address another host answers for; rolled back; or failed moving away
+//! from serving, such as a LU with I/O in flight) is retried the same way
+//! ([`FAILED_RETRY_FIRST`] doubling up to [`FAILED_RETRY_MAX`]) until it completes: some causes
+//! end without an event (the other host lets the address go). While a resource waits for its peer (DRBD not
 //! Connected since attach) and `timeouts.wfc_s` is set, one more timer ends that wait.
 //!
 //! Authority changes away from primary settle first ([`Daemon::authority`]): each change
@@ -21,6 +23,7 @@
 //! answered while the first observation runs (marked `observing`).
 
 pub mod follow;
+pub mod maintenance;
 pub mod wiring;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -98,11 +101,12 @@ const MAX_ROUNDS: usize = 8;
 pub const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// Longest retry delay after repeated failed observations.
 pub const RETRY_MAX: Duration = Duration::from_secs(5);
-/// First retry of a plan whose step moving away from serving failed (a LU with I/O in flight
-/// that tgtd refuses to delete); the delay doubles up to [`STUCK_RETRY_MAX`].
-pub const STUCK_RETRY_FIRST: Duration = Duration::from_secs(1);
-/// Longest delay between retries of a failed step moving away from serving.
-pub const STUCK_RETRY_MAX: Duration = Duration::from_secs(30);
+/// First retry of a plan that did not complete (refused by a live check, rolled back, or failed
+/// moving away from serving); the delay doubles up to [`FAILED_RETRY_MAX`]. Each retry checks
+/// everything live again, as the first attempt did.
+pub const FAILED_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest delay between retries of a plan that did not complete.
+pub const FAILED_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// An authority change held until its timer fires.
 #[derive(Debug, Clone)]
@@ -135,12 +139,14 @@ pub struct Daemon<D, T, A> {
     monitors: Vec<Box<dyn Monitor>>,
     /// An authority change not acted on yet (see [`Daemon::authority`]).
     held: Option<Held>,
-    /// The last transition failed moving away from serving (the run loop retries it).
-    stuck: bool,
+    /// The last transition did not complete (the run loop retries it).
+    failed: bool,
     /// Why the last reload was refused (cleared by one that succeeds).
     reload_refused: Option<String>,
     /// The real daemon's watches and address handles, kept in step with a reload.
     follow: Option<follow::Follow>,
+    /// Where the maintenance switch is kept for a restart ([`maintenance`]).
+    maintenance_file: Option<std::path::PathBuf>,
 }
 
 impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
@@ -155,9 +161,10 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             waiting: BTreeMap::new(),
             monitors: Vec::new(),
             held: None,
-            stuck: false,
+            failed: false,
             reload_refused: None,
             follow: None,
+            maintenance_file: None,
         }
     }
 
@@ -165,6 +172,35 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
     /// (the real daemon's; in-memory backends follow the config by themselves).
     pub fn following(mut self, follow: follow::Follow) -> Self {
         self.follow = Some(follow);
+        self
+    }
+
+    /// Keeps the maintenance switch in `path` ([`maintenance`]), and starts in maintenance when
+    /// the file is there (also when it cannot be read: someone switched it on).
+    pub fn keeping_maintenance(mut self, path: std::path::PathBuf) -> Self {
+        let on = match maintenance::load(&path) {
+            maintenance::Found::Off => false,
+            maintenance::Found::On(ago) => {
+                warn!(
+                    path = %path.display(),
+                    switched_on_s_ago = ago.map(|d| d.as_secs()),
+                    "maintenance is on, as before this start: observing and reporting, changing \
+                     nothing until `iscsi-ha maintenance off`"
+                );
+                true
+            }
+            maintenance::Found::Unreadable(why) => {
+                warn!(
+                    "maintenance is on: the kept switch is there but cannot be read ({why}); \
+                     changing nothing until `iscsi-ha maintenance off`"
+                );
+                true
+            }
+        };
+        if let Some(s) = self.state.as_mut() {
+            s.maintenance = on;
+        }
+        self.maintenance_file = Some(path);
         self
     }
 
@@ -333,10 +369,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             }
             let (outcome, record) = self.exec.run(plan).await;
             crate::record::keep(&mut self.records, record.clone(), KEEP_TRANSITIONS);
-            self.stuck = matches!(
-                record.result,
-                crate::record::TransitionResult::Failed { .. }
-            );
+            self.failed = !record.result.is_ok();
             handled.transitions.push(record);
             next = Some(Event::Executed(outcome));
         }
@@ -446,6 +479,17 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             .iter()
             .find(|t| !t.result.is_ok())
             .map(|t| t.result.to_string());
+        let mut kept = String::new();
+        if let (Request::Maintenance { on }, Some(path)) = (req, &self.maintenance_file) {
+            match maintenance::store(path, on) {
+                Ok(()) if on => kept = " (kept across restarts until maintenance off)".into(),
+                Ok(()) => {}
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "maintenance switch not kept");
+                    kept = format!(" (not kept for a restart: {}: {e})", path.display());
+                }
+            }
+        }
         let (ok, message) = match (refused, failed) {
             (Some(r), _) => (false, format!("refused: {r}")),
             (None, Some(f)) => (false, f),
@@ -458,7 +502,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                         t.total_micros as f64 / 1000.0
                     ),
                 ),
-                None => (true, quiet_message(req, was_maintenance)),
+                None => (true, quiet_message(req, was_maintenance) + &kept),
             },
         };
         let status = if asked {
@@ -722,16 +766,16 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         let mut alive = tokio::time::interval(alive_every.unwrap_or(Duration::from_secs(3600)));
         alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
-        let (mut stuck_at, mut stuck_backoff) = (None, STUCK_RETRY_FIRST);
+        let (mut failed_at, mut failed_backoff) = (None, FAILED_RETRY_FIRST);
         while events_open || control_open {
             let wait = self.wait_deadline();
             let settle = self.settle_deadline();
-            match (self.stuck, stuck_at) {
+            match (self.failed, failed_at) {
                 (true, None) => {
-                    stuck_at = Some(Instant::now() + stuck_backoff);
-                    stuck_backoff = (stuck_backoff * 2).min(STUCK_RETRY_MAX);
+                    failed_at = Some(Instant::now() + failed_backoff);
+                    failed_backoff = (failed_backoff * 2).min(FAILED_RETRY_MAX);
                 }
-                (false, _) => (stuck_at, stuck_backoff) = (None, STUCK_RETRY_FIRST),
+                (false, _) => (failed_at, failed_backoff) = (None, FAILED_RETRY_FIRST),
                 _ => {}
             }
             tokio::select! {
@@ -771,12 +815,12 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     self.observe().await;
                     self.schedule_retry(&mut retry_at, &mut backoff);
                 }
-                _ = tokio::time::sleep_until(stuck_at.unwrap_or_else(Instant::now)),
-                    if stuck_at.is_some() => {
-                    // A step moving away from serving failed (I/O in flight, say): again,
+                _ = tokio::time::sleep_until(failed_at.unwrap_or_else(Instant::now)),
+                    if failed_at.is_some() => {
+                    // Refused, rolled back or failed (an address in use, I/O in flight): again,
                     // without an operator, until it completes.
-                    stuck_at = None;
-                    self.stuck = false;
+                    failed_at = None;
+                    self.failed = false;
                     info!("retrying the failed transition");
                     self.handle(Event::Tick).await;
                 }

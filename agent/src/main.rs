@@ -249,6 +249,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(w) = secret.and_then(|f| agent::config::hidden_from_the_unit(f)) {
                 emit(format_args!("warning: tickle.secret_file: {w}\n"))?;
             }
+            if report.config.state_dir != Path::new(agent::config::DEFAULT_STATE_DIR) {
+                emit(format_args!(
+                    "warning: state_dir: the iscsi-ha unit lets the daemon write only {} \
+                     (StateDirectory=); add ReadWritePaths={} in a drop-in, or maintenance \
+                     is not kept for a restart\n",
+                    agent::config::DEFAULT_STATE_DIR,
+                    report.config.state_dir.display()
+                ))?;
+            }
             emit(format_args!("\n{}\n", report.effective))?;
             Ok(ExitCode::SUCCESS)
         }

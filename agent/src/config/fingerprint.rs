@@ -11,7 +11,7 @@ use super::{Config, RoleSource};
 
 impl Config {
     /// SHA-256 (first 16 hex digits) of the effective config without what differs between the
-    /// nodes by design: the node's name, role source, sockets, timeouts, metrics and alerts,
+    /// nodes by design: the node's name and state directory, role source, sockets, timeouts, metrics and alerts,
     /// the interface of each address, the backing disks (of every volume) and CHAP secrets
     /// file paths, and which end of each replication link (address, DRBD 9 node id) is this
     /// node's (the `[tickle]` link's two ends are kept, in a fixed order, with its portal
@@ -23,6 +23,7 @@ impl Config {
     pub fn fingerprint(&self) -> String {
         let mut c = self.clone();
         c.node = String::new();
+        c.state_dir = Default::default();
         c.role = RoleSource::Command;
         c.sockets = Default::default();
         c.timeouts = Default::default();

@@ -34,6 +34,10 @@ pub(crate) use volume::by_res;
 pub use volume::Volume;
 
 use crate::error::ConfigError;
+
+fn default_state_dir() -> std::path::PathBuf {
+    DEFAULT_STATE_DIR.into()
+}
 use locate::{line_of, locate};
 
 /// Default location of the XenServer / XCP-ng pool role file.
@@ -44,6 +48,8 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/iscsi-ha/control.sock";
 pub const DEFAULT_TGTD_SOCKET: &str = "/var/run/tgtd/socket.0";
 /// Longest Unix socket path, bytes: `sun_path` (108 on Linux) less the terminating NUL.
 pub const MAX_SOCKET_PATH: usize = 107;
+/// Default state directory (`state_dir`; the unit's `StateDirectory=iscsi-ha`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/iscsi-ha";
 /// Default configuration file path.
 pub const DEFAULT_CONFIG: &str = "/etc/iscsi-ha/iscsi-ha.toml";
 
@@ -53,6 +59,10 @@ pub const DEFAULT_CONFIG: &str = "/etc/iscsi-ha/iscsi-ha.toml";
 pub struct Config {
     /// This node's name (reported in status; must not be empty).
     pub node: String,
+    /// Where the agent keeps what outlives a restart and a reboot (the maintenance switch);
+    /// an absolute path, created mode 0700 when first written. Default [`DEFAULT_STATE_DIR`].
+    #[serde(default = "default_state_dir")]
+    pub state_dir: std::path::PathBuf,
     /// Where the primary/secondary decision comes from.
     pub role: RoleSource,
     /// Socket paths.
@@ -144,6 +154,9 @@ impl Config {
             if !path.is_absolute() {
                 return err("role.path", "must be an absolute path");
             }
+        }
+        if !self.state_dir.is_absolute() {
+            return err("state_dir", "must be an absolute path");
         }
         for (k, p) in [
             ("sockets.control", &self.sockets.control),

@@ -48,10 +48,7 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
         // An optional feature: a listen address not up yet is retried, never fatal.
         // Kept beside the control socket (the unit's RuntimeDirectory): a restart between the
         // peer's handover and the claim still tickles what was handed over.
-        let kept = socket
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .map(|d| d.join("tickle-learnt.json"));
+        let kept = crate::runfile::dir_beside(&socket).map(|d| d.join("tickle-learnt.json"));
         let mut link = PeerLink::unbound(t, &cfg.node);
         if let Some(f) = &t.secret_file {
             let secret = crate::config::read_tickle_secret(f).map_err(|why| {
@@ -158,6 +155,7 @@ async fn serve<D: Drbd, T: Target, A: Address>(
     });
     let link = follow.peer_link().cloned();
     let mut d = Daemon::new(exec)
+        .keeping_maintenance(super::maintenance::path_in(&cfg.state_dir))
         .following(follow)
         .with_monitor(crate::events::EventsMonitor::new(bus));
     if let Some(m) = metrics {

@@ -4,8 +4,7 @@
 //! holder no longer holds the address, so it sends no new list.
 //!
 //! One JSON file, written by this agent alone (mode 0600, in the unit's `RuntimeDirectory`,
-//! kept across a restart by `RuntimeDirectoryPreserve=restart`), replaced atomically through a
-//! new file of a random name on every list accepted and after every tickle. A restarted agent
+//! written through [`crate::runfile`]) on every list accepted and after every tickle. A restarted agent
 //! takes it only when it was written on this boot (`/proc/sys/kernel/random/boot_id`) less than
 //! [`REMEMBER_FOR`] ago on `CLOCK_BOOTTIME` (no wall-clock step moves it), when it passes the
 //! checks a datagram's list passes, and, on a keyed link, when it was learnt over a keyed link;
@@ -13,8 +12,6 @@
 //! connection that is gone is harmless (the client's kernel answers with a reset,
 //! docs/tickle-ack.md).
 
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -80,19 +77,8 @@ pub fn store(path: &Path, learnt: &Learnt, authenticated: bool) -> std::io::Resu
         seq: learnt.seq,
         conns: learnt.conns.clone(),
     };
-    let mut f = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir_of(path))?;
-    f.write_all(&serde_json::to_vec(&r).map_err(std::io::Error::other)?)?;
-    f.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-fn dir_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
+    let bytes = serde_json::to_vec(&r).map_err(std::io::Error::other)?;
+    crate::runfile::write(path, TEMP_PREFIX, &bytes)
 }
 
 /// The list remembered in `path`, when there is one from this boot younger than
@@ -105,36 +91,11 @@ fn dir_of(path: &Path) -> &Path {
 /// carry, learnt unauthenticated for a keyed link); `Ok(None)` when there is none or it is too
 /// old.
 pub fn restore(path: &Path, keyed: bool) -> Result<Option<Learnt>, String> {
-    if let Ok(entries) = std::fs::read_dir(dir_of(path)) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
+    crate::runfile::remove_leftovers(path, TEMP_PREFIX);
     let at = |why: String| format!("{}: {why}", path.display());
-    // Not following a link, and not waiting on a FIFO someone put there.
-    let f = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_flags())
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(at(e.to_string())),
+    let Some(bytes) = crate::runfile::read(path, super::MAX_DATAGRAM as u64 * 2)? else {
+        return Ok(None);
     };
-    let meta = f.metadata().map_err(|e| at(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(at("not a regular file".into()));
-    }
-    let mut bytes = Vec::new();
-    let limit = super::MAX_DATAGRAM as u64 * 2;
-    f.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| at(e.to_string()))?;
-    if bytes.len() as u64 > limit {
-        return Err(at(format!("longer than {limit} bytes")));
-    }
     let r: Remembered = serde_json::from_slice(&bytes).map_err(|e| at(e.to_string()))?;
     let boot = boot_id().map_err(|e| at(format!("this boot's id: {e}")))?;
     if r.boot_id != boot {
@@ -165,10 +126,4 @@ pub fn restore(path: &Path, keyed: bool) -> Result<Option<Learnt>, String> {
         conns: r.conns,
         at,
     }))
-}
-
-/// `O_NOFOLLOW | O_NONBLOCK`: a symbolic link fails, and opening a FIFO does not wait for a
-/// writer (reading a regular file is unaffected).
-fn libc_flags() -> i32 {
-    (nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits()
 }

@@ -121,7 +121,7 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
 }
 
 fn write_config(dir: &Path, port: u16, secret: &Path, ca: &Path) -> PathBuf {
-    let mut cfg = common::config("one", true);
+    let mut cfg = common::in_dir(&common::config("one", true), dir);
     cfg.sockets.control = dir.join("control.sock");
     let mut text = toml::to_string(&cfg).expect("toml");
     text.push_str(&format!(

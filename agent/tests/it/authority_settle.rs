@@ -2,7 +2,7 @@
 //! time: a flap on the primary causes no transition, a burst at most one per direction, a
 //! change to primary is acted on at once unless `authority_settle_primary_ms` is set, `pool.conf`'s `broken` is held and
 //! alarms only after `timeouts.broken_alarm_s`, operator commands are not delayed, and `status`
-//! shows the pending change.
+//! shows the pending change. A promote that did not complete is retried without an event.
 
 use crate::common;
 
@@ -215,4 +215,58 @@ async fn operator_commands_are_not_delayed() {
     let r = n.ask(Request::Demote).await;
     assert!(r.ok, "{}", r.message);
     assert_eq!(n.role(), Some(Role::Secondary));
+}
+
+/// A promote that did not complete is retried by the run loop (1 s, doubling up to 30 s), with
+/// no event needed: another host answering for the address sends none when it lets go.
+#[tokio::test(start_paused = true)]
+async fn a_promote_that_did_not_complete_is_retried_without_an_event() {
+    let n = Running::start(false);
+    n.mem
+        .world()
+        .answered_elsewhere
+        .insert("10.0.0.10/24".into());
+    n.says(Authority::Primary, MS * 10).await;
+    assert_eq!(n.role(), Some(Role::Secondary), "rolled back");
+    // (result, times): a repeated transition is counted in the last record.
+    let results = |s: Status| -> Vec<(String, u32)> {
+        s.transitions
+            .iter()
+            .map(|t| (t.result.label().to_string(), t.repeated + 1))
+            .collect()
+    };
+    let refused = |times| ("refused".to_string(), times);
+    assert_eq!(results(n.status().await), [refused(1)]);
+    // Retried after 1 s and 2 s, still refused.
+    tokio::time::sleep(MS * 3100).await;
+    assert_eq!(results(n.status().await), [refused(3)]);
+    // The other host lets the address go: the next retry (4 s later) promotes.
+    n.mem.world().answered_elsewhere.clear();
+    tokio::time::sleep(MS * 4100).await;
+    assert_eq!(n.role(), Some(Role::Primary));
+    let s = n.status().await;
+    assert_eq!(results(s.clone()), [refused(3), ("ok".into(), 1)]);
+    assert_eq!(
+        s.transitions.last().map(|t| t.kind.to_string()).as_deref(),
+        Some("promote")
+    );
+    // Nothing more once it completed.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(results(n.status().await).len(), 2);
+}
+
+/// A refused operator command is not retried: it leaves the node where it was.
+#[tokio::test(start_paused = true)]
+async fn a_refused_operator_promote_is_not_retried() {
+    let n = Running::start(true);
+    n.mem
+        .world()
+        .answered_elsewhere
+        .insert("10.0.0.10/24".into());
+    let r = n.ask(Request::Promote).await;
+    assert!(!r.ok, "{}", r.message);
+    n.mem.world().answered_elsewhere.clear();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(n.role(), Some(Role::Secondary));
+    assert_eq!(n.status().await.transitions.len(), 1);
 }

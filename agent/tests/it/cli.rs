@@ -1,7 +1,7 @@
 //! The `iscsi-ha` binary end to end on in-memory backends (`daemon --simulate`): check-config,
 //! status (human and --json), promote, maintenance, demote over the control socket.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -82,8 +82,9 @@ fn check_config_checks_the_tickle_secret_file() {
     }
 }
 
-#[test]
-fn cli_round_trip() {
+/// A temporary directory with the example config, its role source `command` and its control
+/// socket in that directory: (directory, config, socket).
+fn example_setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("control.sock");
     let example = std::fs::read_to_string(
@@ -98,13 +99,53 @@ fn cli_round_trip() {
         .replace(
             "control = \"/run/iscsi-ha/control.sock\"",
             &format!("control = \"{}\"", sock.display()),
+        )
+        .replace(
+            "state_dir = \"/var/lib/iscsi-ha\"",
+            &format!("state_dir = \"{}\"", dir.path().join("state").display()),
         );
     let cfg = dir.path().join("iscsi-ha.toml");
     std::fs::write(&cfg, cfg_text).expect("write config");
+    (dir, cfg, sock)
+}
+
+/// `daemon --simulate` over `cfg` (its log appended to `daemon.log` in `dir`), once its socket
+/// is there.
+fn start_daemon(dir: &Path, cfg: &Path, sock: &Path) -> Kill {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))
+        .expect("log");
+    let daemon = Kill(
+        Command::new(BIN)
+            .arg("-c")
+            .arg(cfg)
+            .args(["daemon", "--simulate"])
+            .stderr(log)
+            .spawn()
+            .expect("daemon"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not create its socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon
+}
+
+#[test]
+fn cli_round_trip() {
+    let (dir, cfg, sock) = example_setup();
 
     let o = run(&cfg, &["check-config"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("ok (2 resource(s), 1 address(es))"));
+    // state_dir is not the one the unit makes writable
+    assert!(text(&o).contains("warning: state_dir: "), "{}", text(&o));
     // one line per LUN, to compare between the two nodes
     assert!(
         text(&o).contains(
@@ -135,23 +176,7 @@ fn cli_round_trip() {
         text(&o)
     );
 
-    let daemon = Kill(
-        Command::new(BIN)
-            .arg("-c")
-            .arg(&cfg)
-            .args(["daemon", "--simulate"])
-            .stderr(std::fs::File::create(dir.path().join("daemon.log")).expect("log"))
-            .spawn()
-            .expect("daemon"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "daemon did not create its socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let daemon = start_daemon(dir.path(), &cfg, &sock);
     // A second daemon of the same config is refused, even on another socket.
     let other = dir.path().join("other.sock");
     let o = Command::new(BIN)
@@ -380,4 +405,49 @@ fn import_and_ocf_meta_data_on_a_closed_stdout() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(o.status.code(), Some(1), "{err}");
+}
+
+/// `maintenance on` is kept across a restart of the agent (and `off` too): an agent restarted
+/// while an operator works by hand does not start acting.
+#[test]
+fn maintenance_is_kept_across_a_restart() {
+    let (dir, cfg, sock) = example_setup();
+    let daemon = start_daemon(dir.path(), &cfg, &sock);
+    let o = run(&cfg, &["maintenance", "on"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("kept across restarts until maintenance off"),
+        "{}",
+        text(&o)
+    );
+    drop(daemon);
+    std::fs::remove_file(&sock).expect("socket left by the killed daemon");
+    let daemon = start_daemon(dir.path(), &cfg, &sock);
+    let o = run(&cfg, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json status");
+    assert_eq!(v["maintenance"], true, "{}", text(&o));
+    let o = run(&cfg, &["promote"]);
+    assert!(!o.status.success(), "refused in maintenance: {}", text(&o));
+    assert!(text(&o).contains("maintenance is on"), "{}", text(&o));
+    let kept = dir.path().join("state/maintenance");
+    assert!(kept.exists(), "kept in state_dir");
+    let o = run(&cfg, &["maintenance", "off"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!kept.exists());
+    drop(daemon);
+    std::fs::remove_file(&sock).expect("socket left by the killed daemon");
+    let _daemon = start_daemon(dir.path(), &cfg, &sock);
+    let o = run(&cfg, &["promote"]);
+    assert!(
+        o.status.success(),
+        "acting again after the restart: {}",
+        text(&o)
+    );
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).expect("log");
+    assert_eq!(
+        log.matches("maintenance is on, as before this start")
+            .count(),
+        1,
+        "{log}"
+    );
 }

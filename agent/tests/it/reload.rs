@@ -105,7 +105,7 @@ async fn reload_applies_live_settings_and_refuses_what_is_served() {
 #[test]
 fn sighup_and_reload_command() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = common::config("one", true);
+    let mut cfg = common::in_dir(&common::config("one", true), dir.path());
     cfg.sockets.control = dir.path().join("control.sock");
     let bin = env!("CARGO_BIN_EXE_iscsi-ha");
     let (daemon, path) = common::simulated_daemon(bin, dir.path(), &cfg);

@@ -315,8 +315,11 @@ fn unit_under_systemd_ready_watchdog_and_sandboxed_sockets() {
     assert!(st.contains("node test"), "{st}");
 
     // A stopped process feeds no watchdog: systemd kills and restarts it, keeping its
-    // RuntimeDirectory (the kept tickle list lives there); a stop removes it.
+    // RuntimeDirectory (the kept tickle list lives there); a stop removes it. Maintenance
+    // (in the StateDirectory) is kept across both.
     c.ok(&["touch", "/run/iscsi-ha/kept-across-restart"]);
+    let st = c.ok(&["/opt/iscsi-ha/iscsi-ha", "maintenance", "on"]);
+    assert!(st.contains("kept across restarts"), "{st}");
     let main = c.prop("iscsi-ha.service", "MainPID");
     let t = Instant::now();
     c.ok(&["kill", "-STOP", &main]);
@@ -331,9 +334,21 @@ fn unit_under_systemd_ready_watchdog_and_sandboxed_sockets() {
     let journal = c.journal("iscsi-ha.service");
     assert!(journal.contains("Watchdog timeout"), "{journal}");
     c.ok(&["test", "-e", "/run/iscsi-ha/kept-across-restart"]);
+    let in_maintenance = |c: &Container| {
+        let out = c.run(&["/opt/iscsi-ha/iscsi-ha", "status", "--json"]);
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+        assert_eq!(st["maintenance"], true, "{st}");
+    };
+    in_maintenance(&c);
     c.ok(&["systemctl", "stop", "iscsi-ha.service"]);
     assert_eq!(c.prop("iscsi-ha.service", "ActiveState"), "inactive");
     assert!(!c.run(&["test", "-e", "/run/iscsi-ha"]).status.success());
+    c.ok(&["systemctl", "start", "iscsi-ha.service"]);
+    in_maintenance(&c);
+    c.ok(&["/opt/iscsi-ha/iscsi-ha", "maintenance", "off"]);
+    c.ok(&["systemctl", "stop", "iscsi-ha.service"]);
+    let mode = c.ok(&["stat", "-c", "%a", "/var/lib/iscsi-ha"]);
+    assert_eq!(mode.trim(), "700", "StateDirectoryMode");
 
     // The sandbox lets the libraries open what the agent opens.
     for cmd in [

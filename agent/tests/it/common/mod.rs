@@ -99,6 +99,7 @@ pub fn config(name: &str, command: bool) -> Config {
     };
     let cfg = Config {
         node: "test".into(),
+        state_dir: agent::config::DEFAULT_STATE_DIR.into(),
         role,
         sockets: Default::default(),
         timeouts: Timeouts {
@@ -129,6 +130,7 @@ pub use test_support::{
 /// Returns the daemon and the config path.
 pub fn simulated_daemon(bin: &str, dir: &Path, cfg: &Config) -> (Kill, PathBuf) {
     let path = dir.join("iscsi-ha.toml");
+    let cfg = &in_dir(cfg, dir);
     std::fs::write(&path, toml::to_string(cfg).expect("toml")).expect("write config");
     let daemon = Kill(
         Command::new(bin)
@@ -146,6 +148,15 @@ pub fn simulated_daemon(bin: &str, dir: &Path, cfg: &Config) -> (Kill, PathBuf) 
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     (daemon, path)
+}
+
+/// `cfg` with its `state_dir` in `dir`: a test's daemon never keeps a maintenance switch where
+/// another test's (or the host's agent) would find it.
+pub fn in_dir(cfg: &Config, dir: &Path) -> Config {
+    Config {
+        state_dir: dir.join("state"),
+        ..cfg.clone()
+    }
 }
 
 /// `up`, `primary` and `secondary` of a test's [`agent::backend::Drbd`] passed through to the

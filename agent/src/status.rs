@@ -404,7 +404,22 @@ impl Status {
         for r in &self.split_brain {
             let _ = writeln!(o, "SPLIT BRAIN on {r}: see `iscsi-ha split-brain`");
         }
+        // DRBD 9 calls the wait for the peer `Connecting` (8.4: `WFConnection`, the model's and
+        // the JSON's spelling).
+        let v9 = self
+            .drbd_version
+            .as_deref()
+            .is_some_and(|v| v.starts_with('9'));
+        let conn = |c: &Connection| match c {
+            Connection::WFConnection if v9 => "Connecting".to_string(),
+            c => c.to_string(),
+        };
         for w in &self.degraded {
+            let w = if v9 {
+                w.replace("connection WFConnection", "connection Connecting")
+            } else {
+                w.clone()
+            };
             let _ = writeln!(o, "degraded: {w}");
         }
         for w in &self.detection_warnings {
@@ -424,7 +439,7 @@ impl Status {
                 r.minor,
                 d.role,
                 d.peer_role,
-                d.connection,
+                conn(&d.connection),
                 d.disk,
                 d.peer_disk,
                 if d.up { "" } else { " (down)" },
@@ -557,7 +572,18 @@ mod tests {
             text.contains("  may_promote no promotion_score 10101 quorum yes (DRBD 9 node id 1)"),
             "{text}"
         );
+        // DRBD 9's name for the wait for the peer, in the text; the model's in the JSON.
+        st.resources[0].drbd.up = true;
+        st.resources[0].drbd.connection = Connection::WFConnection;
+        st.degraded = replication_warnings(&st.resources);
+        let text = st.render();
+        assert!(
+            text.contains(" Connecting ") && text.contains("connection Connecting"),
+            "{text}"
+        );
+        assert!(!text.contains("WFConnection"), "{text}");
         let json = serde_json::to_value(&st).expect("serializes");
+        assert_eq!(json["resources"][0]["drbd"]["connection"], "WFConnection");
         assert_eq!(json["drbd_version"], "9");
         let back: Status = serde_json::from_value(json).expect("round-trips");
         assert_eq!(back, st);

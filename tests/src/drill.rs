@@ -24,6 +24,29 @@ use crate::bringup::{self, Resource};
 use crate::drbd9::{bringup as drbd9, DrbdVersion};
 use crate::{Lab, LabConfig, Node};
 
+/// Copies each node's console log and, from the nodes still running, the agent's log to
+/// `target/lab-report/drill/` (replacing the last run's); says where, or why not.
+fn keep_logs(lab: &Lab) -> String {
+    let dir = crate::assets::report_dir().join("drill");
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return format!("logs not kept: {}: {e}", dir.display());
+    }
+    for n in lab.nodes() {
+        let console = format!("{}.console.log", n.name());
+        let _ = std::fs::copy(lab.run_dir().join(&console), dir.join(&console));
+        if n.pid().is_some() {
+            if let Ok(o) = n.run(&format!("cat {} 2>&1", al::AGENT_LOG)) {
+                let _ = std::fs::write(dir.join(format!("{}.agent.log", n.name())), o.stdout);
+            }
+        }
+    }
+    format!(
+        "look at: {}/ (each node's console log; the agent's log of each node still up)",
+        dir.display()
+    )
+}
+
 /// The target name the drill serves.
 pub const IQN: &str = "iqn.2024-01.lab.iscsi-ha:r0";
 /// The marker written through DRBD on the primary and read back by the client.
@@ -361,21 +384,16 @@ pub fn drill_once(drbd: DrbdVersion) -> Result<DrillReport> {
         rep.peak_rss_mib_total = (hwm_a + hwm_b) as f64 / 1024.0;
         Ok(())
     })();
+    // Kept before the lab goes (its run directory goes with it unless LAB_KEEP=1).
+    let kept = keep_logs(&lab);
     if let Err(e) = res {
         eprintln!("{}", lab.logs_tail(25));
-        eprintln!(
-            "console logs and disks: {} (kept only with LAB_KEEP=1)",
-            lab.run_dir().display()
-        );
+        eprintln!("{kept}");
         return Err(e);
     }
     say(
         t0,
-        &format!(
-            "look at: console logs {}/{{a,b}}.console.log (LAB_KEEP=1 keeps them), \
-             `lab up` + `lab status` for a lab that stays up",
-            lab.run_dir().display()
-        ),
+        &format!("{kept}; `lab up` + `lab status` for a lab that stays up"),
     );
     lab.down();
     rep.total_s = secs(t0.elapsed());

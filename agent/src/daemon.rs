@@ -83,6 +83,7 @@ impl State {
                             held: false,
                             link_down: false,
                             announced: false,
+                            on_other_interface: None,
                             resources: a.resources.clone(),
                         },
                     )

@@ -136,8 +136,18 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                 object: name.clone(),
                 source,
             })?;
+            // Not held where configured: on another interface of this host? (Unreadable: not
+            // known, the claim's own check refuses then.)
+            let other = if held {
+                None
+            } else {
+                within(t.address_ms, self.address.held_on_other_interface(a))
+                    .await
+                    .ok()
+                    .flatten()
+            };
             // A link that cannot be read counts as up: the claim then says why it fails.
-            Ok::<_, AgentError>((name, held, link_up.unwrap_or(true)))
+            Ok::<_, AgentError>((name, held, link_up.unwrap_or(true), other))
         }));
         let (resources, addresses) = futures::join!(resources, addresses);
         let mut snap = Snapshot::default();
@@ -146,8 +156,11 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             snap.resources.insert(name, view);
         }
         for a in addresses {
-            let (name, held, link_up) = a?;
+            let (name, held, link_up, other) = a?;
             snap.addresses.insert(name.clone(), held);
+            if let Some(iface) = other {
+                snap.on_other_interface.insert(name.clone(), iface);
+            }
             if !link_up {
                 snap.links_down.insert(name);
             }

@@ -58,6 +58,10 @@ pub struct AddressStatus {
     /// comes back (DRBD and the targets are up meanwhile).
     #[serde(default)]
     pub waiting_for_link: bool,
+    /// Not held on `interface` but on this other interface of this host (at the last full
+    /// observation): neither claimed nor released there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_other_interface: Option<String>,
     /// Resources behind it.
     pub resources: Vec<String>,
 }
@@ -307,6 +311,10 @@ impl Status {
                         interface: a.interface.clone(),
                         held: state.addresses.get(&address).is_some_and(|s| s.held),
                         waiting_for_link: state.waiting_for_link().contains(&address),
+                        on_other_interface: state
+                            .addresses
+                            .get(&address)
+                            .and_then(|s| s.on_other_interface.clone()),
                         resources: a.resources.clone(),
                         address,
                     }
@@ -491,7 +499,7 @@ impl Status {
         for a in &self.addresses {
             let _ = writeln!(
                 o,
-                "address {} on {}: {} (for {})",
+                "address {} on {}: {} (for {}){}",
                 a.address,
                 a.interface,
                 match (a.held, a.waiting_for_link) {
@@ -499,7 +507,11 @@ impl Status {
                     (false, true) => "waiting for link",
                     (false, false) => "not held",
                 },
-                a.resources.join(", ")
+                a.resources.join(", "),
+                match &a.on_other_interface {
+                    Some(i) => format!("; ON {i} INSTEAD: neither claimed nor released there"),
+                    None => String::new(),
+                }
             );
         }
         for line in self.tickle.lines() {

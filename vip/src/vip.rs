@@ -277,17 +277,38 @@ impl Vip {
         })?;
         let holders = find_address(&self.handle, self.addr).await?;
         let already_held = holders.iter().any(|(i, _)| *i == link.index);
-        if let Some((other, _)) = holders.iter().find(|(i, _)| *i != link.index) {
-            let iface = match link_by_index(&self.handle, *other).await {
-                Ok(l) => l.name,
-                Err(_) => format!("#{other}"),
-            };
+        if let Some(iface) = self.other_holder(&holders, Some(link.index)).await {
             return Err(VipError::AddressOnOtherInterface {
                 addr: self.addr,
                 iface,
             });
         }
         Ok((link, mac, already_held))
+    }
+
+    /// The name (or `#index`) of an interface in `holders` other than `own`.
+    async fn other_holder(&self, holders: &[(u32, u8)], own: Option<u32>) -> Option<String> {
+        let (other, _) = holders.iter().find(|(i, _)| Some(*i) != own)?;
+        Some(match link_by_index(&self.handle, *other).await {
+            Ok(l) => l.name,
+            Err(_) => format!("#{other}"),
+        })
+    }
+
+    /// The interface of this host, other than this one, that holds the address (equivalent to
+    /// `ip addr show to ADDR` listing another device), or `None`: an address left on the wrong
+    /// interface answers for this host there, and [`Vip::release`] does not remove it.
+    ///
+    /// # Errors
+    /// [`VipError::Netlink`] when the link or address dump fails.
+    pub async fn held_on_other_interface(&self) -> Result<Option<String>, VipError> {
+        let own = match link_by_name(&self.handle, &self.iface).await {
+            Ok(l) => Some(l.index),
+            Err(VipError::UnknownInterface { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let holders = find_address(&self.handle, self.addr).await?;
+        Ok(self.other_holder(&holders, own).await)
     }
 
     /// Asks the link whether another host answers for the address, without adding it: the same

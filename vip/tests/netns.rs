@@ -438,6 +438,22 @@ fn typed_errors() {
             Err(VipError::AddressOnOtherInterface { iface, .. }) => assert_eq!(iface, "lo"),
             other => panic!("expected AddressOnOtherInterface, got {other:?}"),
         }
+        assert_eq!(
+            v.held_on_other_interface().await.expect("dump").as_deref(),
+            Some("lo")
+        );
+        assert!(!v.is_held().await.expect("dump"));
+        let on_lo = Vip::new("lo", vip, 32).expect("handle");
+        assert_eq!(on_lo.held_on_other_interface().await.expect("dump"), None);
+        let missing = Vip::new("nosuch0", vip, 24).expect("handle");
+        assert_eq!(
+            missing
+                .held_on_other_interface()
+                .await
+                .expect("dump")
+                .as_deref(),
+            Some("lo")
+        );
         assert!(matches!(
             Vip::new("eth0", vip, 33),
             Err(VipError::InvalidAddress { .. })

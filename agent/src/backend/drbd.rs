@@ -57,6 +57,11 @@ impl ManagedOptions {
     }
 }
 
+/// How long after a Diskless StandAlone event a resource is read again, to see whether `down`
+/// removed it (8.4 sends no event for that; [`NetlinkDrbd::watch`]). `down` deletes the minor
+/// right after the detach, in the same request.
+pub const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// DRBD through netlink.
 #[derive(Debug, Clone)]
 pub struct NetlinkDrbd {
@@ -84,7 +89,9 @@ impl NetlinkDrbd {
     /// Follow DRBD's events and send one [`Event::Drbd`] per state change of a resource of
     /// the current config (`config` follows reloads); after a lost burst, re-read every
     /// resource. Equivalent to `drbdsetup-84 events all`. Subscribes before reading so nothing
-    /// is missed.
+    /// is missed. 8.4 announces no removal (DRBD 9's `NOTIFY_DESTROY`): `down` ends with a
+    /// Diskless StandAlone event and deletes the minor silently, so a resource seen that way is
+    /// read again [`RECHECK_AFTER`] later.
     pub async fn watch(
         self,
         config: ConfigFeed,
@@ -93,7 +100,34 @@ impl NetlinkDrbd {
         let mut events = self.handle.events().await.map_err(err)?;
         let first = config.borrow().clone();
         self.resync(&first, &tx).await;
-        while let Some(item) = events.next().await {
+        let mut recheck = std::collections::BTreeSet::new();
+        let mut recheck_at: Option<tokio::time::Instant> = None;
+        loop {
+            let item = tokio::select! {
+                item = events.next() => match item {
+                    Some(item) => item,
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(
+                        recheck_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if recheck_at.is_some() => {
+                    recheck_at = None;
+                    let config = config.borrow().clone();
+                    let names = std::mem::take(&mut recheck);
+                    for r in config.resources.iter().filter(|r| names.contains(&r.name)) {
+                        match self.status(r).await {
+                            Ok(view) => {
+                                let ev = Event::Drbd { resource: r.name.clone(), view };
+                                if tx.send(ev).is_err() {
+                                    return Ok(());
+                                }
+                            }
+                            Err(e) => warn!(resource = %r.name, error = %e, "DRBD status"),
+                        }
+                    }
+                    continue;
+                }
+            };
             let config = config.borrow().clone();
             match item {
                 Ok(DrbdEvent::Device { status, .. }) => {
@@ -120,6 +154,11 @@ impl NetlinkDrbd {
                         self.status(res).await.ok()
                     };
                     if let Some(view) = view {
+                        if view.half_up() {
+                            recheck.insert(res.name.clone());
+                            recheck_at
+                                .get_or_insert_with(|| tokio::time::Instant::now() + RECHECK_AFTER);
+                        }
                         if tx
                             .send(Event::Drbd {
                                 resource: res.name.clone(),

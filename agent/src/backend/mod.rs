@@ -160,6 +160,15 @@ pub trait Address: Send + Sync {
         let _ = addr;
         async { Ok(true) }
     }
+    /// Another interface of this host that holds it (a typo in `interface`, or one added by
+    /// hand), or `None`. Equivalent to `ip -o addr show to ADDR`. Default: none.
+    fn held_on_other_interface(
+        &self,
+        addr: &AddressConfig,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
+        let _ = addr;
+        async { Ok(None) }
+    }
     /// Does another host answer for it? Equivalent to `arping -D -I IF ADDR` (RFC 5227 probe).
     fn answered_elsewhere(
         &self,
@@ -275,6 +284,12 @@ impl<T: Address> Address for std::sync::Arc<T> {
         a: &AddressConfig,
     ) -> impl Future<Output = Result<bool, BackendError>> + Send {
         (**self).link_up(a)
+    }
+    fn held_on_other_interface(
+        &self,
+        a: &AddressConfig,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
+        (**self).held_on_other_interface(a)
     }
     fn answered_elsewhere(
         &self,

@@ -327,6 +327,19 @@ impl Address for NetlinkAddress {
             .map_err(err)
     }
 
+    async fn held_on_other_interface(
+        &self,
+        a: &AddressConfig,
+    ) -> Result<Option<String>, BackendError> {
+        self.handle(a)?
+            .vip
+            .lock()
+            .await
+            .held_on_other_interface()
+            .await
+            .map_err(err)
+    }
+
     async fn answered_elsewhere(&self, a: &AddressConfig) -> Result<bool, BackendError> {
         let Some(policy) = probe_policy(a) else {
             return Ok(false);

@@ -109,6 +109,10 @@ pub struct AddressState {
     /// is claimed again while primary, which announces it without adding or probing.
     #[serde(default)]
     pub announced: bool,
+    /// Not held on its interface but on this other one of this host (a typo in `interface`,
+    /// or added by hand): the agent neither claims nor releases it there.
+    #[serde(default)]
+    pub on_other_interface: Option<String>,
     /// Resources behind it.
     pub resources: Vec<String>,
 }
@@ -320,7 +324,10 @@ impl State {
         self.last_notice = None;
     }
 
-    pub(crate) fn apply_snapshot(&mut self, snap: &Snapshot) {
+    /// Takes an observation in; alarms for what it shows first (an address found on another
+    /// interface of this host).
+    pub(crate) fn apply_snapshot(&mut self, snap: &Snapshot) -> Vec<Action> {
+        let mut alarms = Vec::new();
         for (name, r) in self.resources.iter_mut() {
             if let Some(v) = snap.resources.get(name) {
                 r.observe(v.drbd.clone());
@@ -332,8 +339,18 @@ impl State {
             if let Some(h) = snap.addresses.get(addr) {
                 a.set_held(*h);
                 a.link_down = snap.links_down.contains(addr);
+                let other = snap.on_other_interface.get(addr);
+                if let Some(iface) = other.filter(|i| a.on_other_interface.as_ref() != Some(*i)) {
+                    alarms.push(Action::Alarm(format!(
+                        "{addr} is on interface {iface} of this host, not on the configured one: \
+                         the agent neither claims nor releases it there (remove it, or correct \
+                         the address's interface)"
+                    )));
+                }
+                a.on_other_interface = other.cloned();
             }
         }
+        alarms
     }
 
     /// The effect of a completed step on the observation.

@@ -122,7 +122,7 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
     let mut pre = Vec::new();
     match event {
         Event::Observed(snap) => {
-            state.apply_snapshot(&snap);
+            pre.extend(state.apply_snapshot(&snap));
             state.observed = true;
             state.blocked = None;
             for r in state.resources.values_mut() {
@@ -297,7 +297,7 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                 .map(|r| r.view.drbd.clone())
                 .collect();
             match &out.snapshot {
-                Some(s) => state.apply_snapshot(s),
+                Some(s) => pre.extend(state.apply_snapshot(s)),
                 None => {
                     for s in &out.applied {
                         state.apply_step(s);

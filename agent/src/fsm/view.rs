@@ -444,4 +444,7 @@ pub struct Snapshot {
     /// Addresses whose interface is down or without carrier.
     #[serde(default)]
     pub links_down: std::collections::BTreeSet<String>,
+    /// Addresses not held on their interface but on another of this host: that interface.
+    #[serde(default)]
+    pub on_other_interface: BTreeMap<String, String>,
 }

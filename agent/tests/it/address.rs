@@ -4,7 +4,8 @@
 //! add, announce); an address deleted by hand comes back through the watch; a demote releases
 //! it; an address held elsewhere (on another interface here, or answered by another host in a
 //! second namespace made by the test) gets the promote refused, with the reason, before DRBD is
-//! promoted (no rollback), and the same promote goes through once the other host is gone.
+//! promoted (no rollback), and the same promote goes through once the other host is gone; one
+//! held on another interface here is named by an alarm and in status.
 //! Needs root and `ip`: skipped without them, a failure with CI=true.
 
 use crate::common;
@@ -195,10 +196,27 @@ fn claim_restore_conflict_release() {
         // touched, with the reason.
         ip("addr add 10.99.0.10/24 dev v1");
         tokio::time::sleep(Duration::from_millis(50)).await;
+        // A full observation sees it there: an alarm once, and status says so.
+        handle_queued(&mut d, &mut rx).await;
+        let h = d.observe().await;
+        let alarms: Vec<String> = h.notices.iter().map(|n| n.to_string()).collect();
+        assert!(
+            alarms
+                .iter()
+                .any(|a| a.contains("10.99.0.10/24 is on interface v1")),
+            "{alarms:?}"
+        );
+        let text = d.status().expect("status").render();
+        assert!(text.contains("ON v1 INSTEAD"), "{text}");
         let why = refused_promote(&mut d, &mut rx, &mem, &["refused", "probe-address"]).await;
         assert!(why.contains("v1"), "reason names the interface: {why}");
         assert_never_promoted(&mem);
+        let h = d.observe().await;
+        assert!(h.notices.is_empty(), "alarmed once: {:?}", h.notices);
         ip("addr del 10.99.0.10/24 dev v1");
+        d.observe().await;
+        let text = d.status().expect("status").render();
+        assert!(!text.contains("INSTEAD"), "{text}");
 
         // Another host answers for it (v1 moved into a namespace of its own holding the
         // address; its kernel answers the RFC 5227 probe). DRBD is connected to a

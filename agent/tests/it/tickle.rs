@@ -86,6 +86,7 @@ async fn claim_and_report(
             interface: "v0".into(),
             held: true,
             waiting_for_link: false,
+            on_other_interface: None,
             resources: vec![],
         }])
         .addresses

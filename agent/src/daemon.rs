@@ -406,7 +406,12 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             return Handled::default();
         }
         if current.as_ref() == Some(&a) {
-            self.held = None;
+            // Back where the machine is: a transition that did not complete waited for the
+            // held change (no retry meanwhile) and is retried now.
+            if self.held.take().is_some() && self.failed {
+                self.failed = false;
+                return self.handle(Event::Tick).await;
+            }
             return Handled::default();
         }
         if first || settle.is_zero() {
@@ -480,16 +485,38 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             .iter()
             .find(|t| !t.result.is_ok())
             .map(|t| t.result.to_string());
-        let mut kept = String::new();
+        // The switch as asked, kept for a restart; a failure to keep it fails the request (the
+        // switch itself is set), so `maintenance on && systemctl restart` stops there.
+        let (mut kept, mut not_kept) = (String::new(), None);
         if let (Request::Maintenance { on }, Some(path)) = (req, &self.maintenance_file) {
-            match maintenance::store(path, on) {
-                Ok(()) if on => kept = " (kept across restarts until maintenance off)".into(),
+            // Already on and kept: the file keeps when it was switched on.
+            let unchanged = on && was_maintenance == Some(true) && path.exists();
+            let stored = if unchanged {
+                Ok(())
+            } else {
+                maintenance::store(path, on)
+            };
+            match stored {
+                Ok(()) if on && !unchanged => {
+                    kept = " (kept across restarts until maintenance off)".into();
+                }
                 Ok(()) => {}
                 Err(e) => {
                     warn!(path = %path.display(), error = %e, "maintenance switch not kept");
-                    kept = format!(" (not kept for a restart: {}: {e})", path.display());
+                    not_kept = Some(format!(
+                        "maintenance {}, but not kept for a restart: {}: {e}",
+                        if on { "on" } else { "off" },
+                        path.display()
+                    ));
                 }
             }
+        }
+        if let Some(why) = not_kept {
+            return Response {
+                ok: false,
+                message: why,
+                status: self.status().map(Box::new),
+            };
         }
         let (ok, message) = match (refused, failed) {
             (Some(r), _) => (false, format!("refused: {r}")),
@@ -819,11 +846,14 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 _ = tokio::time::sleep_until(failed_at.unwrap_or_else(Instant::now)),
                     if failed_at.is_some() => {
                     // Refused, rolled back or failed (an address in use, I/O in flight): again,
-                    // without an operator, until it completes.
+                    // without an operator, until it completes. Not while an authority change
+                    // is held (settling, or `broken`): that decides next; re-armed meanwhile.
                     failed_at = None;
-                    self.failed = false;
-                    info!("retrying the failed transition");
-                    self.handle(Event::Tick).await;
+                    if self.held.is_none() {
+                        self.failed = false;
+                        info!("retrying the failed transition");
+                        self.handle(Event::Tick).await;
+                    }
                 }
                 // Only reached while no input is being handled: a stuck input stops these calls.
                 _ = alive.tick(), if alive_every.is_some() => {

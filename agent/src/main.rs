@@ -35,7 +35,8 @@ enum Cmd {
     /// Run the agent.
     Daemon {
         /// Drive in-memory simulated backends instead of DRBD, tgtd and addresses (for trying
-        /// the CLI and the role sources; changes nothing on the machine).
+        /// the CLI and the role sources; changes nothing on the machine: its maintenance switch
+        /// is kept beside its control socket, not in state_dir).
         #[arg(long)]
         simulate: bool,
     },
@@ -249,14 +250,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(w) = secret.and_then(|f| agent::config::hidden_from_the_unit(f)) {
                 emit(format_args!("warning: tickle.secret_file: {w}\n"))?;
             }
-            if report.config.state_dir != Path::new(agent::config::DEFAULT_STATE_DIR) {
-                emit(format_args!(
-                    "warning: state_dir: the iscsi-ha unit lets the daemon write only {} \
-                     (StateDirectory=); add ReadWritePaths={} in a drop-in, or maintenance \
-                     is not kept for a restart\n",
-                    agent::config::DEFAULT_STATE_DIR,
-                    report.config.state_dir.display()
-                ))?;
+            for w in agent::daemon::maintenance::state_dir_warnings(&report.config.state_dir) {
+                emit(format_args!("warning: state_dir: {w}\n"))?;
             }
             emit(format_args!("\n{}\n", report.effective))?;
             Ok(ExitCode::SUCCESS)

@@ -114,7 +114,7 @@ pub enum TransitionResult {
         /// Why.
         reason: String,
     },
-    /// A step moving away from serving failed; left for the next signal.
+    /// A step moving away from serving failed; left for the next signal or the daemon's retry.
     Failed {
         /// The step that failed.
         step: Step,

@@ -23,17 +23,36 @@ fn dir_of(path: &Path) -> &Path {
 }
 
 /// Replaces `path` with `bytes`: a new file named `temp_prefix` and random letters in the same
-/// directory (created exclusively, mode 0600), then renamed over `path`.
+/// directory (created exclusively, mode 0600), written to disk, then renamed over `path` and
+/// the directory written to disk, so a crash right after leaves the old file or the new one.
 ///
 /// # Errors
-/// The write's or the rename's.
+/// The write's, the sync's or the rename's.
 pub fn write(path: &Path, temp_prefix: &str, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = tempfile::Builder::new()
         .prefix(temp_prefix)
         .tempfile_in(dir_of(path))?;
     f.write_all(bytes)?;
+    f.as_file().sync_all()?;
     f.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    sync_dir(path)
+}
+
+/// Removes `path` (a missing file is not an error) and writes its directory to disk.
+///
+/// # Errors
+/// The removal's or the sync's.
+pub fn remove(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(()) => sync_dir(path),
+    }
+}
+
+/// `fsync` of the directory holding `path`: a rename or removal in it is on disk.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir_of(path))?.sync_all()
 }
 
 /// Removes what an interrupted [`write`] with `temp_prefix` left beside `path`.

@@ -4,7 +4,8 @@
 //! watchdog, a crash or a reboot while an operator works on DRBD or tgtd by hand must not start
 //! acting in the middle of that work: maintenance lasts until `maintenance off`, as Pacemaker's
 //! `maintenance-mode` does. Not the runtime directory: systemd 219 (XCP-ng 8.x dom0) removes
-//! that at every restart.
+//! that at every restart. `daemon --simulate` keeps its switch beside its own control socket,
+//! never in the `state_dir` a real agent on the same host reads.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-/// The file's name in the control socket's directory.
+/// The file's name in `state_dir` (beside the control socket for `daemon --simulate`).
 pub const FILE: &str = "maintenance";
 const TEMP_PREFIX: &str = ".maintenance.";
 /// Longer than any file [`store`] writes.
@@ -65,10 +66,7 @@ pub fn load(path: &Path) -> Found {
 /// error).
 pub fn store(path: &Path, on: bool) -> std::io::Result<()> {
     if !on {
-        return match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        };
+        return crate::runfile::remove(path);
     }
     let since_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -81,6 +79,35 @@ pub fn store(path: &Path, on: bool) -> std::io::Result<()> {
     }
     let bytes = serde_json::to_vec(&Kept { since_unix_ms }).map_err(std::io::Error::other)?;
     crate::runfile::write(path, TEMP_PREFIX, &bytes)
+}
+
+/// What may keep the switch in `state_dir` from working (for `check-config`): not a directory,
+/// writable by others (anyone could freeze the agent), or outside what the shipped unit lets
+/// the daemon write (`StateDirectory=iscsi-ha`).
+pub fn state_dir_warnings(state_dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let dir = state_dir.display();
+    match std::fs::metadata(state_dir) {
+        Ok(m) if !m.is_dir() => out.push(format!(
+            "{dir} is not a directory: maintenance cannot be kept, and a start reads it as on"
+        )),
+        Ok(m) if m.mode() & 0o022 != 0 => out.push(format!(
+            "{dir} is writable by group or others (mode {:o}): they could switch maintenance; \
+             chmod 700",
+            m.mode() & 0o7777
+        )),
+        _ => {}
+    }
+    if !state_dir.starts_with(crate::config::DEFAULT_STATE_DIR) {
+        out.push(format!(
+            "the iscsi-ha unit lets the daemon write only {} (StateDirectory=): create {dir} \
+             (mode 0700) and add ReadWritePaths={dir} in a drop-in, or maintenance is not kept \
+             for a restart",
+            crate::config::DEFAULT_STATE_DIR
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -113,5 +140,20 @@ mod tests {
         std::fs::write(dir.path().join(".maintenance.abc"), b"{").expect("write");
         assert_eq!(load(&path), Found::Off);
         assert!(!dir.path().join(".maintenance.abc").exists());
+    }
+
+    #[test]
+    fn state_dir_warnings_name_what_would_not_work() {
+        assert!(state_dir_warnings(Path::new("/var/lib/iscsi-ha/sub")).is_empty());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = state_dir_warnings(dir.path());
+        assert!(w.len() == 1 && w[0].contains("ReadWritePaths="), "{w:?}");
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"").expect("write");
+        assert!(state_dir_warnings(&file)[0].contains("not a directory"));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        assert!(state_dir_warnings(dir.path())[0].contains("writable by group or others"));
     }
 }

@@ -99,7 +99,9 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     }
     let metrics = crate::metrics::start(follow.feed(), drbd.clone()).await?;
     let exec = Executor::new(cfg.clone(), drbd, target, address);
-    serve(cfg, socket, exec, ev_tx, ev_rx, metrics, follow).await
+    let kept = Some(super::maintenance::path_in(&cfg.state_dir));
+    let places = Places { socket, kept };
+    serve(cfg, places, exec, ev_tx, ev_rx, metrics, follow).await
 }
 
 /// The daemon over in-memory backends (`--simulate`).
@@ -111,12 +113,21 @@ pub async fn simulated(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> 
     let follow = Follow::new(cfg.clone(), None);
     let metrics = crate::metrics::start(follow.feed(), mem.clone()).await?;
     let exec = Executor::new(cfg.clone(), mem.clone(), mem.clone(), mem);
-    serve(cfg, socket, exec, ev_tx, ev_rx, metrics, follow).await
+    // Beside its own control socket, never the state_dir a real agent on this host keeps.
+    let kept = crate::runfile::dir_beside(&socket).map(|d| d.join(super::maintenance::FILE));
+    let places = Places { socket, kept };
+    serve(cfg, places, exec, ev_tx, ev_rx, metrics, follow).await
+}
+
+/// Where a daemon answers and keeps its maintenance switch.
+struct Places {
+    socket: PathBuf,
+    kept: Option<PathBuf>,
 }
 
 async fn serve<D: Drbd, T: Target, A: Address>(
     cfg: Arc<Config>,
-    socket: PathBuf,
+    Places { socket, kept }: Places,
     exec: Executor<D, T, A>,
     ev_tx: UnboundedSender<Event>,
     ev_rx: UnboundedReceiver<Event>,
@@ -155,9 +166,11 @@ async fn serve<D: Drbd, T: Target, A: Address>(
     });
     let link = follow.peer_link().cloned();
     let mut d = Daemon::new(exec)
-        .keeping_maintenance(super::maintenance::path_in(&cfg.state_dir))
         .following(follow)
         .with_monitor(crate::events::EventsMonitor::new(bus));
+    if let Some(path) = kept {
+        d = d.keeping_maintenance(path);
+    }
     if let Some(m) = metrics {
         d = d.with_monitor(crate::metrics::MetricsMonitor(m));
     }

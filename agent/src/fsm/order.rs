@@ -113,8 +113,8 @@ pub struct StageDef {
     /// What it acts on.
     pub object: Object,
     /// Moves towards serving: a failure here (or later in the same plan) is rolled back; a
-    /// failure while moving away from serving is reported and left for the next signal
-    /// (rolling a demote back would mean serving again).
+    /// failure while moving away from serving is reported and left for the next signal or the
+    /// daemon's retry (rolling a demote back would mean serving again).
     pub forward: bool,
     /// Only checks or starts a check: a failure of any kind is a refusal.
     pub check_only: bool,

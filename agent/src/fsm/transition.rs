@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::order::{Plan, Stage, Step};
+use super::order::{Plan, PlanKind, Stage, Step};
 use super::state::{Notice, State};
 use super::view::{Authority, Disk, DrbdView, Role, Snapshot, TargetState, TargetView};
 
@@ -56,6 +56,9 @@ pub struct Outcome {
     pub refused: bool,
     /// A fresh observation taken after a failure, when the executor could read one.
     pub snapshot: Option<Snapshot>,
+    /// What the plan was for (`None`: not said).
+    #[serde(default)]
+    pub kind: Option<PlanKind>,
 }
 
 /// An input to the machine.
@@ -311,9 +314,17 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                     }
                 }
                 let text = format!("{failed} failed: {reason}");
-                if out.refused && state.command_source {
-                    // A refused command leaves the node where it was.
+                if state.command_source && out.kind == Some(PlanKind::Promote) {
+                    // A promote command that did not complete leaves the node where it was
+                    // (not retried behind the operator's back), with no degraded allowance
+                    // left for a later plain promote. A failed repair of a serving node does
+                    // not undo the command that made it Primary.
                     state.authority = Authority::Secondary;
+                    for r in state.resources.values_mut() {
+                        r.degraded = None;
+                    }
+                }
+                if out.refused && state.command_source {
                     pre.push(Action::Refuse(text.clone()));
                 } else {
                     pre.push(Action::Alarm(text.clone()));

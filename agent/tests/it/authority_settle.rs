@@ -37,6 +37,11 @@ impl Running {
         assert_eq!(cfg.timeouts.broken_alarm_s, 30);
         cfg.timeouts.authority_settle_primary_ms = settle_primary_ms;
         let mem = Memory::healthy_secondary(&cfg);
+        Running::over(cfg, mem)
+    }
+
+    /// The daemon's run loop over `mem`.
+    fn over(cfg: agent::config::Config, mem: Memory) -> Running {
         let d = Daemon::new(Executor::new(
             Arc::new(cfg),
             mem.clone(),
@@ -269,4 +274,82 @@ async fn a_refused_operator_promote_is_not_retried() {
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(n.role(), Some(Role::Secondary));
     assert_eq!(n.status().await.transitions.len(), 1);
+}
+
+const A: &str = "10.0.0.10/24";
+
+/// Role source `command`: a repair of a serving node that is refused (its address answered by
+/// another host) does not undo the operator's promote; it is retried until it completes.
+#[tokio::test(start_paused = true)]
+async fn a_refused_repair_does_not_undo_an_operator_promote() {
+    let n = Running::start(true);
+    tokio::time::sleep(MS * 10).await;
+    let r = n.ask(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
+    {
+        let mut w = n.mem.world();
+        w.addresses.remove(A);
+        w.answered_elsewhere.insert(A.into());
+    }
+    n.events
+        .send(Event::Address {
+            address: A.into(),
+            held: false,
+        })
+        .expect("send");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(n.role(), Some(Role::Primary), "the repair demoted it");
+    n.mem.world().answered_elsewhere.clear();
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let s = n.status().await;
+    assert_eq!(n.role(), Some(Role::Primary));
+    assert!(s.addresses[0].held, "claimed again by a retry");
+    assert_eq!(n.kinds().await, ["promote", "repair", "repair"]);
+}
+
+/// A retry waits while an authority change is held: `broken` holds the node as it is.
+#[tokio::test(start_paused = true)]
+async fn no_retry_while_broken_is_held() {
+    let n = Running::start(false);
+    n.mem.world().answered_elsewhere.insert(A.into());
+    n.says(Authority::Primary, MS * 10).await;
+    assert_eq!(n.role(), Some(Role::Secondary));
+    n.says(pool_conf::parse("broken"), MS * 10).await;
+    n.mem.world().answered_elsewhere.clear();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        n.role(),
+        Some(Role::Secondary),
+        "promoted while broken was held"
+    );
+    n.says(pool_conf::parse("master\n"), MS * 100).await;
+    assert_eq!(n.role(), Some(Role::Primary));
+}
+
+/// A refused `promote --degraded` leaves no allowance behind for a later plain promote.
+#[tokio::test(start_paused = true)]
+async fn a_refused_degraded_promote_leaves_no_allowance() {
+    let cfg = common::config("one", true);
+    let mem = Memory::healthy_secondary(&cfg);
+    for d in mem.world().drbd.values_mut() {
+        d.peer_role = Role::Unknown;
+        d.peer_disk = agent::fsm::Disk::DUnknown;
+        d.connection = agent::fsm::Connection::WFConnection;
+    }
+    let n = Running::over(cfg, mem);
+    tokio::time::sleep(MS * 10).await;
+    n.mem.world().answered_elsewhere.insert(A.into());
+    let r = n.ask(Request::PromoteDegraded).await;
+    assert!(!r.ok, "{}", r.message);
+    n.mem.world().answered_elsewhere.clear();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(n.role(), Some(Role::Secondary), "not retried");
+    n.mem.world().log.clear();
+    let r = n.ask(Request::Promote).await;
+    assert!(!r.ok, "a plain promote waits for the peer: {}", r.message);
+    let log = n.mem.world().log.clone();
+    assert!(
+        !log.iter().any(|c| c.starts_with("drbd-primary-force")),
+        "{log:?}"
+    );
 }

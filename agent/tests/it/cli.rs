@@ -429,8 +429,10 @@ fn maintenance_is_kept_across_a_restart() {
     let o = run(&cfg, &["promote"]);
     assert!(!o.status.success(), "refused in maintenance: {}", text(&o));
     assert!(text(&o).contains("maintenance is on"), "{}", text(&o));
-    let kept = dir.path().join("state/maintenance");
-    assert!(kept.exists(), "kept in state_dir");
+    // --simulate keeps it beside its control socket, never in state_dir.
+    let kept = dir.path().join("maintenance");
+    assert!(kept.exists(), "kept beside the socket");
+    assert!(!dir.path().join("state").exists());
     let o = run(&cfg, &["maintenance", "off"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!kept.exists());

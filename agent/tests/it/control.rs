@@ -223,3 +223,25 @@ async fn non_root_peer_refused() {
     );
     assert_eq!(mem.world().calls, 0, "nothing happened");
 }
+
+/// A maintenance switch that cannot be kept for a restart fails the request (the switch itself
+/// is set), so a script does not go on to restart an agent that would then act.
+#[tokio::test]
+async fn maintenance_that_cannot_be_kept_fails_the_request() {
+    let cfg = Arc::new(common::config("one", true));
+    let mem = Memory::healthy_secondary(&cfg);
+    let mut d = Daemon::new(Executor::new(cfg, mem.clone(), mem.clone(), mem))
+        .keeping_maintenance("/proc/iscsi-ha-test/maintenance".into());
+    d.observe().await;
+    let r = d.request(Request::Maintenance { on: true }).await;
+    assert!(!r.ok, "{}", r.message);
+    assert!(
+        r.message.contains("not kept for a restart"),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.status.is_some_and(|s| s.maintenance),
+        "switched on all the same"
+    );
+}

@@ -533,6 +533,21 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 None => (true, quiet_message(req, was_maintenance) + &kept),
             },
         };
+        let message = match req {
+            Request::Maintenance { on } => {
+                info!(on, "maintenance switched by an operator");
+                if message.starts_with("maintenance") {
+                    message
+                } else {
+                    // `off` ran what maintenance held back: the switch is off either way.
+                    format!(
+                        "maintenance {}; then {message}",
+                        if on { "on" } else { "off" }
+                    )
+                }
+            }
+            _ => message,
+        };
         let status = if asked {
             self.status_now().await
         } else {
@@ -800,6 +815,10 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             let settle = self.settle_deadline();
             match (self.failed, failed_at) {
                 (true, None) => {
+                    info!(
+                        in_ms = failed_backoff.as_millis() as u64,
+                        "the transition did not complete: retried then"
+                    );
                     failed_at = Some(Instant::now() + failed_backoff);
                     failed_backoff = (failed_backoff * 2).min(FAILED_RETRY_MAX);
                 }

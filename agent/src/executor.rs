@@ -308,10 +308,11 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             match *p {
                 Precondition::DrbdPrimary => {
                     if live.role != Role::Primary {
+                        // The step (`target-serve r0`) names the resource.
                         return Err(BackendError::Refused(format!(
-                            "{}: DRBD is {} here, not Primary: the target is not served from \
-                             a Secondary",
-                            r.name, live.role
+                            "DRBD is {} here, not Primary: the target is not served from a \
+                             Secondary",
+                            live.role
                         )));
                     }
                 }

@@ -68,7 +68,8 @@ enum Cmd {
     /// be made live (e.g. a DRBD minor under an up device), is refused with the reason in status
     /// and the running configuration kept.
     Reload,
-    /// Freeze: observe and report, change nothing.
+    /// Freeze: observe and report, change nothing. Kept across restarts and reboots (in
+    /// state_dir) until `maintenance off`.
     Maintenance {
         /// on or off.
         state: OnOff,
@@ -114,27 +115,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// A lock held by the daemon while it runs: an abstract Unix socket named after the config
-/// file's canonical path (a hash of it), bound once per network namespace. A second daemon of
-/// the same config (another `--socket`, say) would act on the same DRBD resources, target and
-/// addresses. Unlike a lock on the file, an editor's atomic save (a new file renamed over it)
-/// keeps it, and the kernel drops it with the process.
-fn lock_config(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+/// A lock held by the daemon while it runs: an abstract Unix socket named after `what` and a
+/// path (a hash of it), bound once per network namespace; the kernel drops it with the process.
+/// Taken for the config file's canonical path (a second daemon of the same config, on another
+/// `--socket` say, would act on the same DRBD resources, target and addresses; unlike a lock on
+/// the file, an editor's atomic save keeps it) and for `state_dir` (two daemons would share one
+/// maintenance switch). `path` is canonical when it exists, else taken as written.
+fn lock(what: &str, path: &Path, taken: &str) -> anyhow::Result<std::os::unix::net::UnixListener> {
     use sha2::Digest;
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::net::{SocketAddr, UnixListener};
-    let canon = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
+    let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let digest = sha2::Sha256::digest(canon.as_os_str().as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let addr = SocketAddr::from_abstract_name(format!("iscsi-ha-daemon-{hex}").as_bytes())
+    let addr = SocketAddr::from_abstract_name(format!("iscsi-ha-{what}-{hex}").as_bytes())
         .context("lock name")?;
     UnixListener::bind_addr(&addr).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
-            anyhow::anyhow!(
-                "{}: another iscsi-ha daemon runs with this configuration; stop it first",
-                canon.display()
-            )
+            anyhow::anyhow!("{}: {taken}", canon.display())
         } else {
             anyhow::anyhow!("{}: the daemon's lock: {e}", canon.display())
         }
@@ -171,16 +170,24 @@ fn note(args: std::fmt::Arguments) {
 
 /// The control socket of a client command: `--socket`, else the one the config file names.
 /// A file that does not load still names its socket when `[sockets] control` can be read
-/// alone, else the default is used; and when the named socket does not exist the default is
-/// tried (the daemon keeps its socket until restarted). Each fallback is said on stderr.
-fn socket_path(cli: &Cli) -> PathBuf {
+/// ([`socket_named_in`]); one that names none means the default socket. A file that cannot be
+/// read at all means the default socket only when it is the default file: a command meant for
+/// another configuration's daemon never reaches the default one's.
+fn socket_path(cli: &Cli) -> anyhow::Result<PathBuf> {
     if let Some(s) = &cli.socket {
-        return s.clone();
+        return Ok(s.clone());
     }
     let default = PathBuf::from(agent::config::DEFAULT_CONTROL_SOCKET);
     let named = match Config::load(&cli.config) {
         Ok(cfg) => cfg.sockets.control,
         Err(e) => {
+            let readable = std::fs::metadata(&cli.config).is_ok();
+            if !readable && cli.config != Path::new(agent::config::DEFAULT_CONFIG) {
+                anyhow::bail!(
+                    "{}; name the agent's control socket with --socket",
+                    agent::report(&e)
+                );
+            }
             let named = socket_named_in(&cli.config);
             let using = named.as_deref().unwrap_or(&default);
             note(format_args!(
@@ -192,14 +199,16 @@ fn socket_path(cli: &Cli) -> PathBuf {
         }
     };
     if named != default && !named.exists() && default.exists() {
+        // Not used in its place: it may be another configuration's daemon.
         note(format_args!(
-            "{} does not exist; using the default control socket {}",
+            "{} does not exist; a daemon listens on the default control socket {}: if it runs \
+             this configuration (started before [sockets] control changed), use --socket {}",
             named.display(),
+            default.display(),
             default.display()
         ));
-        return default;
     }
-    named
+    Ok(named)
 }
 
 /// `[sockets] control` of a file that may not validate: read as a plain TOML table, or, when
@@ -262,7 +271,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { json } => {
-            let path = socket_path(&cli);
+            let path = socket_path(&cli)?;
             let resp = runtime()?.block_on(control::request(&path, Request::Status))?;
             match (&resp.status, json) {
                 (Some(s), true) => emit(format_args!("{}\n", serde_json::to_string_pretty(s)?))?,
@@ -276,7 +285,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Cmd::Events => {
-            let path = socket_path(&cli);
+            let path = socket_path(&cli)?;
             let started = || note(format_args!("following events at {}", path.display()));
             // A failed write (the reader left) ends the follow instead of being ignored.
             let failed = std::cell::RefCell::new(None);
@@ -323,7 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 _ => Request::Status,
             };
-            let path = socket_path(&cli);
+            let path = socket_path(&cli)?;
             let resp = runtime()?.block_on(control::request(&path, req))?;
             emit(format_args!("{}\n", resp.message))?;
             Ok(if resp.ok {
@@ -340,7 +349,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = Arc::new(Config::load(&cli.config)?);
             // One daemon per config file, whatever its control socket (`--socket`): the lock
             // goes with the process.
-            let _one = lock_config(&cli.config)?;
+            std::fs::metadata(&cli.config).with_context(|| format!("{}", cli.config.display()))?;
+            let _one = lock(
+                "daemon",
+                &cli.config,
+                "another iscsi-ha daemon runs with this configuration; stop it first",
+            )?;
+            // One daemon per state_dir (--simulate keeps its switch beside its socket).
+            let _state = match simulate {
+                false => Some(lock(
+                    "state",
+                    &cfg.state_dir,
+                    "another iscsi-ha daemon keeps its state here (state_dir): give each \
+                     configuration its own",
+                )?),
+                true => None,
+            };
             tracing::info!(
                 at_main,
                 logging,

@@ -93,6 +93,9 @@ pub struct Status {
     pub degraded: Vec<String>,
     /// Maintenance: observe and report, change nothing.
     pub maintenance: bool,
+    /// In maintenance: the steps the agent would run now (why it is not converged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<String>,
     /// Why nothing is being changed after a failure, if so.
     pub blocked: Option<String>,
     /// The last refusal or alarm.
@@ -193,6 +196,12 @@ fn detection_warnings(config: &Config, state: &State) -> Vec<String> {
 /// Why the replication of these resources is degraded (see [`Status::degraded`]).
 pub fn replication_warnings(resources: &[ResourceStatus]) -> Vec<String> {
     let mut out = Vec::new();
+    for r in resources.iter().filter(|r| !r.drbd.up) {
+        out.push(format!(
+            "{}: DRBD resource is down: this node holds no replica and cannot take over",
+            r.name
+        ));
+    }
     for r in resources.iter().filter(|r| r.drbd.up) {
         let (name, d) = (&r.name, &r.drbd);
         let progress = sync_text(d);
@@ -297,8 +306,17 @@ impl Status {
             authority: state.authority.clone(),
             node_role: node_role.into(),
             converged: state.converged(),
-            degraded: replication_warnings(&resources),
+            // Nothing is known before the first observation (every resource reads down).
+            degraded: if state.observed {
+                replication_warnings(&resources)
+            } else {
+                Vec::new()
+            },
             maintenance: state.maintenance,
+            held_back: match state.diff() {
+                Ok(plan) if state.maintenance => plan.steps.iter().map(|s| s.to_string()).collect(),
+                _ => Vec::new(),
+            },
             blocked: state.blocked.clone(),
             notice: state.last_notice.clone(),
             resources,
@@ -377,6 +395,13 @@ impl Status {
             }
         );
         let _ = writeln!(o, "config fingerprint {}", self.config_fingerprint);
+        if !self.held_back.is_empty() {
+            let _ = writeln!(
+                o,
+                "maintenance holds back: {} (maintenance off runs them)",
+                self.held_back.join(", ")
+            );
+        }
         if let Some(r) = &self.reload_refused {
             let _ = writeln!(o, "{r}");
         }
@@ -557,6 +582,57 @@ mod tests {
     use super::*;
 
     const CONFIG: &str = crate::config::TEST_MINIMAL;
+
+    #[test]
+    fn a_resource_down_is_degraded_once_observed() {
+        let config = Config::parse(CONFIG, Path::new("x")).expect("parses");
+        let mut state = State::new(&config);
+        let st = Status::new(&config, &config.fingerprint(), &state, []);
+        assert!(
+            st.degraded.is_empty(),
+            "nothing known yet: {:?}",
+            st.degraded
+        );
+        state.observed = true;
+        let st = Status::new(&config, &config.fingerprint(), &state, []);
+        assert!(
+            st.degraded
+                .iter()
+                .any(|w| w.contains("r0: DRBD resource is down")),
+            "{:?}",
+            st.degraded
+        );
+    }
+
+    #[test]
+    fn maintenance_says_what_it_holds_back() {
+        use crate::fsm::{Authority, Connection, Disk, DrbdView, Role};
+        let config = Config::parse(CONFIG, Path::new("x")).expect("parses");
+        let mut state = State::new(&config);
+        state.observed = true;
+        state.maintenance = true;
+        state.authority = Authority::Primary;
+        if let Some(r) = state.resources.get_mut("r0") {
+            r.observe(DrbdView {
+                up: true,
+                role: Role::Secondary,
+                peer_role: Role::Secondary,
+                connection: Connection::Connected,
+                disk: Disk::UpToDate,
+                peer_disk: Disk::UpToDate,
+                ..DrbdView::default()
+            });
+        }
+        let st = Status::new(&config, &config.fingerprint(), &state, []);
+        let text = st.render();
+        assert!(
+            text.contains("maintenance holds back: check-resource r0, drbd-primary r0"),
+            "{text}"
+        );
+        state.maintenance = false;
+        let st = Status::new(&config, &config.fingerprint(), &state, []);
+        assert!(st.held_back.is_empty());
+    }
 
     #[test]
     fn shows_the_drbd_version_per_resource_and_in_json() {

@@ -3,8 +3,8 @@
 //! target and the floating address — and the client reads the same data through the address;
 //! `promote` on the secondary while the primary is healthy is refused with the reason; a garbage
 //! or missing pool.conf never promotes; tgtd killed and restarted gets its target back; an address
-//! deleted by hand comes back; an agent killed and restarted converges; a reload adds and removes
-//! a second floating address while a client reads.
+//! deleted by hand comes back; an agent killed and restarted converges; a resource taken down by
+//! hand shows down; a reload adds and removes a second floating address while a client reads.
 //!
 //! DRBD is brought up with `drbdsetup-84` (the agents adopt it). Build first:
 //! `cargo build --workspace --bins --examples` (the guests run `iscsi-ha` over 9p).
@@ -242,6 +242,15 @@ fn tgtd_restart_address_delete_and_agent_restart_converge() {
             al::is_serving,
         )?;
         al::client_read_until(lab, MARKER, T)?;
+
+        // `drbdsetup down` by hand on the secondary: 8.4 sends no event for the minor it
+        // deletes; a's status says down without waiting for its 60 s safety net.
+        let t = Instant::now();
+        a.run_ok(&format!("drbdsetup-84 down {}", r.name))?;
+        al::wait_status(a, "a's status to show r0 down", T, |v| {
+            v["resources"][0]["drbd"]["up"] == false
+        })?;
+        eprintln!("drbdsetup down -> a's status says down: {:?}", t.elapsed());
         Ok(())
     });
 }

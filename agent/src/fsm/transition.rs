@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::order::{Plan, PlanKind, Stage, Step};
+use super::order::{Effect, Plan, PlanKind, Stage, Step};
 use super::state::{Notice, State};
 use super::view::{Authority, Disk, DrbdView, Role, Snapshot, TargetState, TargetView};
 
@@ -300,7 +300,19 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                 .map(|r| r.view.drbd.clone())
                 .collect();
             match &out.snapshot {
-                Some(s) => pre.extend(state.apply_snapshot(s)),
+                Some(s) => {
+                    pre.extend(state.apply_snapshot(s));
+                    // The events of the plan's role changes (a promote and its rollback) are
+                    // still to come, older than this snapshot: those with another role than
+                    // the snapshot's are dropped until one agrees, as after a step.
+                    for step in &out.applied {
+                        if let Effect::Role(_) = step.stage.def().effect {
+                            if let Some(r) = state.resources.get_mut(&step.object) {
+                                r.echo = Some(r.view.drbd.role);
+                            }
+                        }
+                    }
+                }
                 None => {
                     for s in &out.applied {
                         state.apply_step(s);

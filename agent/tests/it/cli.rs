@@ -407,6 +407,22 @@ fn import_and_ocf_meta_data_on_a_closed_stdout() {
     assert_eq!(o.status.code(), Some(1), "{err}");
 }
 
+/// A command with a config file that cannot be read is not sent to the default socket (where
+/// another configuration's daemon may listen).
+#[test]
+fn an_unreadable_config_names_no_socket() {
+    let o = run(
+        Path::new("/nonexistent/second.toml"),
+        &["maintenance", "on"],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("name the agent's control socket with --socket"),
+        "{}",
+        text(&o)
+    );
+}
+
 /// `maintenance on` is kept across a restart of the agent (and `off` too): an agent restarted
 /// while an operator works by hand does not start acting.
 #[test]

@@ -799,3 +799,35 @@ async fn target_serve_is_refused_on_a_secondary() {
     assert!(out.failed.is_none(), "{:?}", out.failed);
     assert_eq!(mem.world().targets["r0"].state, TargetState::Serving);
 }
+
+/// A promote rolled back at the claim (another host answers for the address): DRBD's events
+/// of the promote and of its rollback arrive after the outcome. The stale Primary one does not
+/// plan a repair (which would try to serve from a Secondary), and the reason shown stays the
+/// address.
+#[tokio::test]
+async fn events_of_a_rolled_back_promote_plan_nothing() {
+    let (mut d, mem) = setup("one", false);
+    d.observe().await;
+    mem.world().answered_elsewhere.insert("10.0.0.10/24".into());
+    let h = d.handle(Event::Authority(Authority::Primary)).await;
+    assert_eq!(h.transitions.len(), 1);
+    assert!(!h.transitions[0].result.is_ok());
+    assert_secondary(&mem);
+    let now = mem.world().drbd["r0"].clone();
+    let stale = DrbdView {
+        role: Role::Primary,
+        ..now.clone()
+    };
+    for view in [stale, now] {
+        let h = d
+            .handle(Event::Drbd {
+                resource: "r0".into(),
+                view,
+            })
+            .await;
+        assert!(h.transitions.is_empty(), "{:?}", h.transitions);
+    }
+    let s = d.status().expect("status");
+    let blocked = s.blocked.unwrap_or_default();
+    assert!(blocked.contains("10.0.0.10/24"), "{blocked}");
+}

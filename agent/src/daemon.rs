@@ -90,6 +90,7 @@ impl State {
                 })
                 .collect(),
             last_notice: None,
+            commanded: false,
         }
     }
 }
@@ -266,7 +267,9 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
     pub async fn status_now(&self) -> Option<Status> {
         let mut st = self.status()?;
         match self.exec.observe().await {
-            Ok(fresh) => st.refresh(&fresh),
+            // Judged again only once the machine has observed (before, nothing is known).
+            Ok(fresh) if self.state.as_ref().is_some_and(|s| s.observed) => st.refresh(&fresh),
+            Ok(_) => {}
             Err(e) => warn!(error = %e, "status: fresh read failed; showing the last known"),
         }
         Some(st)
@@ -511,13 +514,6 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 }
             }
         }
-        if let Some(why) = not_kept {
-            return Response {
-                ok: false,
-                message: why,
-                status: self.status().map(Box::new),
-            };
-        }
         let (ok, message) = match (refused, failed) {
             (Some(r), _) => (false, format!("refused: {r}")),
             (None, Some(f)) => (false, f),
@@ -533,20 +529,25 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 None => (true, quiet_message(req, was_maintenance) + &kept),
             },
         };
-        let message = match req {
+        // A maintenance request answers for the switch: set and kept, or not kept; what `off`
+        // then ran (or refused) follows in the message.
+        let (ok, message) = match req {
             Request::Maintenance { on } => {
                 info!(on, "maintenance switched by an operator");
-                if message.starts_with("maintenance") {
+                let message = if message.starts_with("maintenance") {
                     message
                 } else {
-                    // `off` ran what maintenance held back: the switch is off either way.
                     format!(
                         "maintenance {}; then {message}",
                         if on { "on" } else { "off" }
                     )
+                };
+                match not_kept {
+                    Some(why) => (false, format!("{why}; {message}")),
+                    None => (true, message),
                 }
             }
-            _ => message,
+            _ => (ok, message),
         };
         let status = if asked {
             self.status_now().await
@@ -815,10 +816,12 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             let settle = self.settle_deadline();
             match (self.failed, failed_at) {
                 (true, None) => {
-                    info!(
-                        in_ms = failed_backoff.as_millis() as u64,
-                        "the transition did not complete: retried then"
-                    );
+                    if self.held.is_none() {
+                        info!(
+                            in_ms = failed_backoff.as_millis() as u64,
+                            "the transition did not complete: retried then"
+                        );
+                    }
                     failed_at = Some(Instant::now() + failed_backoff);
                     failed_backoff = (failed_backoff * 2).min(FAILED_RETRY_MAX);
                 }
@@ -869,9 +872,12 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     // is held (settling, or `broken`): that decides next; re-armed meanwhile.
                     failed_at = None;
                     if self.held.is_none() {
+                        // A full observation: nothing stale decides the retry (it also lifts
+                        // the block and retries a failed bring-up).
                         self.failed = false;
                         info!("retrying the failed transition");
-                        self.handle(Event::Tick).await;
+                        self.observe().await;
+                        self.schedule_retry(&mut retry_at, &mut backoff);
                     }
                 }
                 // Only reached while no input is being handled: a stuck input stops these calls.

@@ -34,7 +34,7 @@ pub mod ocf;
 pub mod peer_link;
 pub mod record;
 pub mod role;
-pub(crate) mod runfile;
+pub mod runfile;
 pub mod split_brain;
 pub mod status;
 

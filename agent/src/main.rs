@@ -120,13 +120,15 @@ fn main() -> ExitCode {
 /// Taken for the config file's canonical path (a second daemon of the same config, on another
 /// `--socket` say, would act on the same DRBD resources, target and addresses; unlike a lock on
 /// the file, an editor's atomic save keeps it) and for `state_dir` (two daemons would share one
-/// maintenance switch). `path` is canonical when it exists, else taken as written.
+/// maintenance switch). `path` is canonical when it exists (the daemon makes `state_dir`
+/// first), else taken as written.
 fn lock(what: &str, path: &Path, taken: &str) -> anyhow::Result<std::os::unix::net::UnixListener> {
     use sha2::Digest;
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::net::{SocketAddr, UnixListener};
-    let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    // A trailing slash or `.` names the same directory.
+    let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.components().collect());
     let digest = sha2::Sha256::digest(canon.as_os_str().as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     let addr = SocketAddr::from_abstract_name(format!("iscsi-ha-{what}-{hex}").as_bytes())
@@ -181,8 +183,8 @@ fn socket_path(cli: &Cli) -> anyhow::Result<PathBuf> {
     let named = match Config::load(&cli.config) {
         Ok(cfg) => cfg.sockets.control,
         Err(e) => {
-            let readable = std::fs::metadata(&cli.config).is_ok();
-            if !readable && cli.config != Path::new(agent::config::DEFAULT_CONFIG) {
+            let unread = matches!(e, agent::AgentError::ConfigRead { .. });
+            if unread && cli.config != Path::new(agent::config::DEFAULT_CONFIG) {
                 anyhow::bail!(
                     "{}; name the agent's control socket with --socket",
                     agent::report(&e)
@@ -355,7 +357,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &cli.config,
                 "another iscsi-ha daemon runs with this configuration; stop it first",
             )?;
-            // One daemon per state_dir (--simulate keeps its switch beside its socket).
+            // One daemon per state_dir (--simulate keeps its switch beside its socket). Made
+            // first (mode 0700, as the unit's StateDirectory) so that a link names one lock.
+            if !simulate {
+                use std::os::unix::fs::DirBuilderExt;
+                let _ = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&cfg.state_dir);
+            }
             let _state = match simulate {
                 false => Some(lock(
                     "state",

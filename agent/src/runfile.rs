@@ -55,7 +55,7 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir_of(path))?.sync_all()
 }
 
-/// Removes what an interrupted [`write`] with `temp_prefix` left beside `path`.
+/// Removes what an interrupted [`write()`] with `temp_prefix` left beside `path`.
 pub fn remove_leftovers(path: &Path, temp_prefix: &str) {
     if let Ok(entries) = std::fs::read_dir(dir_of(path)) {
         for e in entries.flatten() {

@@ -314,7 +314,9 @@ impl Status {
             },
             maintenance: state.maintenance,
             held_back: match state.diff() {
-                Ok(plan) if state.maintenance => plan.steps.iter().map(|s| s.to_string()).collect(),
+                Ok(plan) if state.maintenance && state.observed => {
+                    plan.steps.iter().map(|s| s.to_string()).collect()
+                }
                 _ => Vec::new(),
             },
             blocked: state.blocked.clone(),

@@ -244,7 +244,11 @@ fn tgtd_restart_address_delete_and_agent_restart_converge() {
         al::client_read_until(lab, MARKER, T)?;
 
         // `drbdsetup down` by hand on the secondary: 8.4 sends no event for the minor it
-        // deletes; a's status says down without waiting for its 60 s safety net.
+        // deletes; a's status says down without waiting for its 60 s safety net (a restarted
+        // agent: its first safety net is 60 s away, twice the wait below).
+        al::stop_agent(a, "KILL")?;
+        al::start_agent(a)?;
+        al::wait_status(a, "a converged after restart", T, al::is_secondary)?;
         let t = Instant::now();
         a.run_ok(&format!("drbdsetup-84 down {}", r.name))?;
         al::wait_status(a, "a's status to show r0 down", T, |v| {

@@ -32,6 +32,11 @@ pub struct State {
     pub addresses: BTreeMap<String, AddressState>,
     /// The last refusal/alarm emitted, to report each condition once.
     pub last_notice: Option<String>,
+    /// An operator's `promote` (role source `command`) whose plans are running (a bring-up
+    /// first, in manage mode): one that fails leaves the node where it was instead of staying
+    /// a wish retried behind the operator's back. Cleared when its plans end.
+    #[serde(default)]
+    pub commanded: bool,
 }
 
 /// One resource in [`State`].
@@ -312,6 +317,19 @@ impl State {
             .filter(|(_, r)| r.split_brain)
             .map(|(n, _)| n.clone())
             .collect()
+    }
+
+    /// An operator's `promote` that failed or was refused on the way leaves the node where it
+    /// was (not retried behind the operator's back), with no degraded allowance left for a
+    /// later plain promote. Nothing for a plan no command started (a repair of a serving node).
+    pub(crate) fn command_not_carried_out(&mut self) {
+        if self.commanded {
+            self.commanded = false;
+            self.authority = Authority::Secondary;
+            for r in self.resources.values_mut() {
+                r.degraded = None;
+            }
+        }
     }
 
     pub(crate) fn allow_degraded(&mut self, by: &str) {

@@ -199,6 +199,7 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
             }
             state.blocked = None;
             state.last_notice = None;
+            state.commanded = c != Command::Demote;
         }
         Event::Maintenance(on) => {
             state.maintenance = on;
@@ -301,15 +302,26 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                 .collect();
             match &out.snapshot {
                 Some(s) => {
+                    // The events of the plan's role changes (a promote and its rollback), and
+                    // of an earlier round's still awaited, are still to come, older than this
+                    // snapshot: those with another role than the snapshot's are dropped until
+                    // one agrees, as after a step. Not for a resource the snapshot shows down.
+                    let awaited: Vec<String> = state
+                        .resources
+                        .iter()
+                        .filter(|(_, r)| r.echo.is_some())
+                        .map(|(n, _)| n.clone())
+                        .chain(
+                            out.applied
+                                .iter()
+                                .filter(|step| matches!(step.stage.def().effect, Effect::Role(_)))
+                                .map(|step| step.object.clone()),
+                        )
+                        .collect();
                     pre.extend(state.apply_snapshot(s));
-                    // The events of the plan's role changes (a promote and its rollback) are
-                    // still to come, older than this snapshot: those with another role than
-                    // the snapshot's are dropped until one agrees, as after a step.
-                    for step in &out.applied {
-                        if let Effect::Role(_) = step.stage.def().effect {
-                            if let Some(r) = state.resources.get_mut(&step.object) {
-                                r.echo = Some(r.view.drbd.role);
-                            }
+                    for name in awaited {
+                        if let Some(r) = state.resources.get_mut(&name) {
+                            r.echo = r.view.drbd.up.then_some(r.view.drbd.role);
                         }
                     }
                 }
@@ -326,16 +338,6 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                     }
                 }
                 let text = format!("{failed} failed: {reason}");
-                if state.command_source && out.kind == Some(PlanKind::Promote) {
-                    // A promote command that did not complete leaves the node where it was
-                    // (not retried behind the operator's back), with no degraded allowance
-                    // left for a later plain promote. A failed repair of a serving node does
-                    // not undo the command that made it Primary.
-                    state.authority = Authority::Secondary;
-                    for r in state.resources.values_mut() {
-                        r.degraded = None;
-                    }
-                }
                 if out.refused && state.command_source {
                     pre.push(Action::Refuse(text.clone()));
                 } else {
@@ -360,6 +362,7 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                         .is_some_and(|a| a.link_down && !a.held);
                 if !moved && !link_down {
                     state.blocked = Some(text);
+                    state.command_not_carried_out();
                     return (state, pre);
                 }
             }
@@ -369,6 +372,12 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
         }
     }
     let mut actions = pre;
-    actions.extend(state.plan());
+    let planned = state.plan();
+    // The command's plans end here: carried out, or waiting (for DRBD's view after a
+    // bring-up, for the peer) as a wish, as a command refused by the planner does not.
+    if !matches!(planned.first(), Some(Action::Run(_))) {
+        state.commanded = false;
+    }
+    actions.extend(planned);
     (state, actions)
 }

@@ -353,3 +353,114 @@ async fn a_refused_degraded_promote_leaves_no_allowance() {
         "{log:?}"
     );
 }
+
+/// A managed resource that is down: an operator's `promote` starts with its bring-up.
+fn managed_down(fail_bring_up: bool) -> (agent::config::Config, Memory) {
+    let cfg = common::config("managed", true);
+    let mem = Memory::healthy_secondary(&cfg);
+    mem.world()
+        .drbd
+        .insert("r0".into(), agent::fsm::DrbdView::default());
+    if fail_bring_up {
+        mem.world().fail_stage = Some((agent::fsm::Stage::DrbdUp, "r0".into()));
+    }
+    (cfg, mem)
+}
+
+/// An operator's `promote` whose bring-up failed is not carried out later behind the
+/// operator's back, with `--degraded` or without, once the resource comes up.
+#[tokio::test(start_paused = true)]
+async fn a_promote_command_whose_bring_up_failed_is_not_carried_out_later() {
+    for request in [Request::Promote, Request::PromoteDegraded] {
+        let (cfg, mem) = managed_down(true);
+        let n = Running::over(cfg, mem);
+        tokio::time::sleep(MS * 10).await;
+        let r = n.ask(request).await;
+        assert!(!r.ok, "{}", r.message);
+        n.mem.world().fail_stage = None;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        // Up by hand (or by a retry's bring-up), the peer unreachable.
+        let view = agent::fsm::DrbdView {
+            up: true,
+            role: Role::Secondary,
+            peer_role: Role::Unknown,
+            connection: agent::fsm::Connection::WFConnection,
+            disk: agent::fsm::Disk::UpToDate,
+            peer_disk: agent::fsm::Disk::DUnknown,
+            ..agent::fsm::DrbdView::default()
+        };
+        n.mem.world().drbd.insert("r0".into(), view.clone());
+        n.mem.world().log.clear();
+        n.events
+            .send(Event::Drbd {
+                resource: "r0".into(),
+                view,
+            })
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let log = n.mem.world().log.clone();
+        assert!(
+            !log.iter().any(|c| c.starts_with("drbd-primary")),
+            "{request:?}: promoted with no command: {log:?}"
+        );
+        assert_eq!(n.status().await.authority, Authority::Secondary);
+    }
+}
+
+/// An operator's `promote` that brings the resource up first promotes once DRBD's events say
+/// the resource is UpToDate and Connected.
+#[tokio::test(start_paused = true)]
+async fn a_promote_command_brings_up_then_promotes() {
+    let (cfg, mem) = managed_down(false);
+    let n = Running::over(cfg, mem);
+    tokio::time::sleep(MS * 10).await;
+    n.ask(Request::Promote).await;
+    assert_eq!(n.mem.world().log, ["drbd-up r0"]);
+    let view = agent::fsm::DrbdView {
+        up: true,
+        role: Role::Secondary,
+        peer_role: Role::Secondary,
+        connection: agent::fsm::Connection::Connected,
+        disk: agent::fsm::Disk::UpToDate,
+        peer_disk: agent::fsm::Disk::UpToDate,
+        ..agent::fsm::DrbdView::default()
+    };
+    n.mem.world().drbd.insert("r0".into(), view.clone());
+    n.events
+        .send(Event::Drbd {
+            resource: "r0".into(),
+            view,
+        })
+        .expect("send");
+    tokio::time::sleep(MS * 10).await;
+    assert_eq!(n.role(), Some(Role::Primary));
+}
+
+/// Role source `command`, two resources served: r1 falls to Secondary and its re-promote fails
+/// (not a refusal). The repair is retried; r0, serving, is not demoted.
+#[tokio::test(start_paused = true)]
+async fn a_failed_repromote_of_one_resource_leaves_the_other_serving() {
+    let cfg = common::config("two", true);
+    let mem = Memory::healthy_secondary(&cfg);
+    let n = Running::over(cfg, mem);
+    tokio::time::sleep(MS * 10).await;
+    let r = n.ask(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
+    let view = {
+        let mut w = n.mem.world();
+        w.fail_stage = Some((agent::fsm::Stage::DrbdPrimary, "r1".into()));
+        let d = w.drbd.get_mut("r1").expect("r1");
+        d.role = Role::Secondary;
+        d.clone()
+    };
+    n.events
+        .send(Event::Drbd {
+            resource: "r1".into(),
+            view,
+        })
+        .expect("send");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let w = n.mem.world().clone();
+    assert_eq!(w.drbd["r0"].role, Role::Primary, "r0 demoted: {:?}", w.log);
+    assert_eq!(n.status().await.authority, Authority::Primary);
+}

@@ -338,3 +338,85 @@ fn scenarios() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Two failed rounds in one input: round 1 promoted r0 and was refused on r1 (rolled back);
+/// DRBD moved meanwhile, so the machine planned again at once; round 2 was refused at the
+/// probe. Round 1's queued DRBD events for r0 (Primary, then Secondary) still plan nothing:
+/// round 2's snapshot keeps the echo round 1 awaited.
+#[test]
+fn a_second_failed_round_keeps_the_first_rounds_echo() {
+    let healthy = || DrbdView {
+        up: true,
+        role: Role::Secondary,
+        peer_role: Role::Secondary,
+        connection: Connection::Connected,
+        disk: Disk::UpToDate,
+        peer_disk: Disk::UpToDate,
+        ..DrbdView::default()
+    };
+    let snap = |r1: DrbdView| {
+        let mut s = Snapshot::default();
+        for (name, drbd) in [("r0", healthy()), ("r1", r1)] {
+            let target = TargetView::default();
+            s.resources
+                .insert(name.into(), ResourceView { drbd, target });
+        }
+        s.addresses.insert("10.0.0.10/24".into(), false);
+        s
+    };
+    let runs = |actions: &[Action]| actions.iter().any(|a| matches!(a, Action::Run(_)));
+    let cfg = common::config("two", false);
+    let (s, _) = step(State::new(&cfg), Event::Observed(snap(healthy())));
+    let (s, _) = step(s, Event::Authority(Authority::Primary));
+    // Any change of r1's view: DRBD's state moved while the refused request waited.
+    let moved = DrbdView {
+        sync: Some(agent::fsm::SyncView {
+            out_of_sync_kib: 0,
+            done_permille: None,
+        }),
+        ..healthy()
+    };
+    let round1 = Outcome {
+        applied: vec![
+            Step::new(Stage::CheckResource, "r0"),
+            Step::new(Stage::CheckResource, "r1"),
+            Step::new(Stage::DrbdPrimary, "r0"),
+            Step::new(Stage::DrbdSecondary, "r0"),
+        ],
+        failed: Some((
+            Step::new(Stage::DrbdPrimary, "r1"),
+            "peer is DRBD Primary".into(),
+        )),
+        refused: true,
+        snapshot: Some(snap(moved.clone())),
+        ..Outcome::default()
+    };
+    let (s, a) = step(s, Event::Executed(round1));
+    assert!(runs(&a), "moved: planned again at once: {a:?}");
+    let round2 = Outcome {
+        applied: vec![
+            Step::new(Stage::CheckResource, "r0"),
+            Step::new(Stage::CheckResource, "r1"),
+        ],
+        failed: Some((
+            Step::new(Stage::ProbeAddress, "10.0.0.10/24"),
+            "another host answers".into(),
+        )),
+        refused: true,
+        snapshot: Some(snap(moved)),
+        ..Outcome::default()
+    };
+    let (mut s, _) = step(s, Event::Executed(round2));
+    for role in [Role::Primary, Role::Secondary] {
+        let a;
+        let view = DrbdView { role, ..healthy() };
+        (s, a) = step(
+            s,
+            Event::Drbd {
+                resource: "r0".into(),
+                view,
+            },
+        );
+        assert!(!runs(&a), "a stale {role:?} event planned: {a:?}");
+    }
+}

@@ -169,7 +169,8 @@ fn lun_off_the_volumes_refused_by_check_config_and_daemon() {
     let text = adopt("/dev/drbd1", "/dev/drbd3").replace(
         "role = { source = \"command\" }",
         &format!(
-            "role = {{ source = \"command\" }}\n[sockets]\ncontrol = \"{}/control.sock\"",
+            "role = {{ source = \"command\" }}\nstate_dir = \"{0}/state\"\n[sockets]\n\
+             control = \"{0}/control.sock\"",
             dir.path().display()
         ),
     );

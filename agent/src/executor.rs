@@ -501,10 +501,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     ) -> (Outcome, TransitionRecord) {
         let started_unix_ms = crate::events::now_ms();
         let start = Instant::now();
-        let mut out = Outcome {
-            kind: Some(kind),
-            ..Outcome::default()
-        };
+        let mut out = Outcome::default();
         // A planned demote hands the connections over; a rollback never does: the peer is
         // not taking over a promote this node failed, so its clients get the FIN.
         let mut ran = self

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::order::{Effect, Plan, PlanKind, Stage, Step};
+use super::order::{Effect, Plan, Stage, Step};
 use super::state::{Notice, State};
 use super::view::{Authority, Disk, DrbdView, Role, Snapshot, TargetState, TargetView};
 
@@ -56,9 +56,6 @@ pub struct Outcome {
     pub refused: bool,
     /// A fresh observation taken after a failure, when the executor could read one.
     pub snapshot: Option<Snapshot>,
-    /// What the plan was for (`None`: not said).
-    #[serde(default)]
-    pub kind: Option<PlanKind>,
 }
 
 /// An input to the machine.

@@ -389,7 +389,6 @@ fn a_second_failed_round_keeps_the_first_rounds_echo() {
         )),
         refused: true,
         snapshot: Some(snap(moved.clone())),
-        ..Outcome::default()
     };
     let (s, a) = step(s, Event::Executed(round1));
     assert!(runs(&a), "moved: planned again at once: {a:?}");
@@ -404,7 +403,6 @@ fn a_second_failed_round_keeps_the_first_rounds_echo() {
         )),
         refused: true,
         snapshot: Some(snap(moved)),
-        ..Outcome::default()
     };
     let (mut s, _) = step(s, Event::Executed(round2));
     for role in [Role::Primary, Role::Secondary] {

@@ -608,22 +608,14 @@ mod tests {
 
     #[test]
     fn maintenance_says_what_it_holds_back() {
-        use crate::fsm::{Authority, Connection, Disk, DrbdView, Role};
+        use crate::fsm::{Authority, DrbdView};
         let config = Config::parse(CONFIG, Path::new("x")).expect("parses");
         let mut state = State::new(&config);
         state.observed = true;
         state.maintenance = true;
         state.authority = Authority::Primary;
         if let Some(r) = state.resources.get_mut("r0") {
-            r.observe(DrbdView {
-                up: true,
-                role: Role::Secondary,
-                peer_role: Role::Secondary,
-                connection: Connection::Connected,
-                disk: Disk::UpToDate,
-                peer_disk: Disk::UpToDate,
-                ..DrbdView::default()
-            });
+            r.observe(DrbdView::healthy_secondary());
         }
         let st = Status::new(&config, &config.fingerprint(), &state, []);
         let text = st.render();

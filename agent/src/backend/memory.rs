@@ -61,18 +61,7 @@ impl Memory {
     pub fn healthy_secondary(config: &Config) -> Memory {
         let mut w = World::default();
         for r in &config.resources {
-            w.drbd.insert(
-                r.name.clone(),
-                DrbdView {
-                    up: true,
-                    role: Role::Secondary,
-                    peer_role: Role::Secondary,
-                    connection: Connection::Connected,
-                    disk: Disk::UpToDate,
-                    peer_disk: Disk::UpToDate,
-                    ..DrbdView::default()
-                },
-            );
+            w.drbd.insert(r.name.clone(), DrbdView::healthy_secondary());
             w.targets.insert(r.name.clone(), TargetView::default());
         }
         for a in &config.addresses {
@@ -237,15 +226,7 @@ impl Drbd for Memory {
         let mut w = self.slow_call(Stage::DrbdUp, &res.name).await?;
         let d = w.drbd.entry(res.name.clone()).or_default();
         if !d.up || d.half_up() {
-            *d = DrbdView {
-                up: true,
-                role: Role::Secondary,
-                peer_role: Role::Secondary,
-                connection: Connection::Connected,
-                disk: Disk::UpToDate,
-                peer_disk: Disk::UpToDate,
-                ..DrbdView::default()
-            };
+            *d = DrbdView::healthy_secondary();
         }
         Ok(())
     }

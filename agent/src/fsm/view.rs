@@ -314,6 +314,20 @@ pub struct DrbdNet {
 }
 
 impl DrbdView {
+    /// A healthy replica not serving: up, Secondary/Secondary, Connected, UpToDate/UpToDate
+    /// (the in-memory backends' start, and the tests').
+    pub fn healthy_secondary() -> DrbdView {
+        DrbdView {
+            up: true,
+            role: Role::Secondary,
+            peer_role: Role::Secondary,
+            connection: Connection::Connected,
+            disk: Disk::UpToDate,
+            peer_disk: Disk::UpToDate,
+            ..DrbdView::default()
+        }
+    }
+
     /// Up but neither attached nor ever connected: what a bring-up that failed at its attach
     /// leaves (the minor exists, Diskless, StandAlone).
     pub fn half_up(&self) -> bool {

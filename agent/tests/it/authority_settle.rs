@@ -416,15 +416,7 @@ async fn a_promote_command_brings_up_then_promotes() {
     tokio::time::sleep(MS * 10).await;
     n.ask(Request::Promote).await;
     assert_eq!(n.mem.world().log, ["drbd-up r0"]);
-    let view = agent::fsm::DrbdView {
-        up: true,
-        role: Role::Secondary,
-        peer_role: Role::Secondary,
-        connection: agent::fsm::Connection::Connected,
-        disk: agent::fsm::Disk::UpToDate,
-        peer_disk: agent::fsm::Disk::UpToDate,
-        ..agent::fsm::DrbdView::default()
-    };
+    let view = agent::fsm::DrbdView::healthy_secondary();
     n.mem.world().drbd.insert("r0".into(), view.clone());
     n.events
         .send(Event::Drbd {

@@ -345,15 +345,7 @@ fn scenarios() {
 /// round 2's snapshot keeps the echo round 1 awaited.
 #[test]
 fn a_second_failed_round_keeps_the_first_rounds_echo() {
-    let healthy = || DrbdView {
-        up: true,
-        role: Role::Secondary,
-        peer_role: Role::Secondary,
-        connection: Connection::Connected,
-        disk: Disk::UpToDate,
-        peer_disk: Disk::UpToDate,
-        ..DrbdView::default()
-    };
+    let healthy = DrbdView::healthy_secondary;
     let snap = |r1: DrbdView| {
         let mut s = Snapshot::default();
         for (name, drbd) in [("r0", healthy()), ("r1", r1)] {

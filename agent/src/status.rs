@@ -211,7 +211,7 @@ pub fn replication_warnings(resources: &[ResourceStatus]) -> Vec<String> {
                     "connection StandAlone: DRBD does not reconnect by itself (drbdadm connect \
                      {name} on both nodes once the cause is known)"
                 ),
-                _ => format!("connection {}", d.connection),
+                _ => format!("connection {}", d.connection_name()),
             };
             out.push(format!("{name}: not replicating: {why}{progress}"));
         } else if d.peer_disk != Disk::UpToDate {
@@ -439,22 +439,7 @@ impl Status {
         for r in &self.split_brain {
             let _ = writeln!(o, "SPLIT BRAIN on {r}: see `iscsi-ha split-brain`");
         }
-        // DRBD 9 calls the wait for the peer `Connecting` (8.4: `WFConnection`, the model's and
-        // the JSON's spelling).
-        let v9 = self
-            .drbd_version
-            .as_deref()
-            .is_some_and(|v| v.starts_with('9'));
-        let conn = |c: &Connection| match c {
-            Connection::WFConnection if v9 => "Connecting".to_string(),
-            c => c.to_string(),
-        };
         for w in &self.degraded {
-            let w = if v9 {
-                w.replace("connection WFConnection", "connection Connecting")
-            } else {
-                w.clone()
-            };
             let _ = writeln!(o, "degraded: {w}");
         }
         for w in &self.detection_warnings {
@@ -474,7 +459,7 @@ impl Status {
                 r.minor,
                 d.role,
                 d.peer_role,
-                conn(&d.connection),
+                d.connection_name(),
                 d.disk,
                 d.peer_disk,
                 if d.up { "" } else { " (down)" },

@@ -328,6 +328,15 @@ impl DrbdView {
         }
     }
 
+    /// The connection state as this resource's DRBD spells it: DRBD 9 calls the wait for the
+    /// peer `Connecting`, 8.4 (and this model) `WFConnection`.
+    pub fn connection_name(&self) -> String {
+        match self.connection {
+            Connection::WFConnection if self.drbd9.is_some() => "Connecting".into(),
+            ref c => c.to_string(),
+        }
+    }
+
     /// Up but neither attached nor ever connected: what a bring-up that failed at its attach
     /// leaves (the minor exists, Diskless, StandAlone).
     pub fn half_up(&self) -> bool {

@@ -351,29 +351,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = Arc::new(Config::load(&cli.config)?);
             // One daemon per config file, whatever its control socket (`--socket`): the lock
             // goes with the process.
-            std::fs::metadata(&cli.config).with_context(|| format!("{}", cli.config.display()))?;
             let _one = lock(
                 "daemon",
                 &cli.config,
                 "another iscsi-ha daemon runs with this configuration; stop it first",
             )?;
             // One daemon per state_dir (--simulate keeps its switch beside its socket). Made
-            // first (mode 0700, as the unit's StateDirectory) so that a link names one lock.
-            if !simulate {
-                use std::os::unix::fs::DirBuilderExt;
-                let _ = std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&cfg.state_dir);
-            }
-            let _state = match simulate {
-                false => Some(lock(
+            // first, so that a link names one lock; one that cannot be made is locked by name.
+            let _state = if *simulate {
+                None
+            } else {
+                let _ = agent::daemon::maintenance::make_dir(&cfg.state_dir);
+                Some(lock(
                     "state",
                     &cfg.state_dir,
                     "another iscsi-ha daemon keeps its state here (state_dir): give each \
                      configuration its own",
-                )?),
-                true => None,
+                )?)
             };
             tracing::info!(
                 at_main,

@@ -72,13 +72,22 @@ pub fn store(path: &Path, on: bool) -> std::io::Result<()> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        make_dir(dir)?;
     }
     let bytes = serde_json::to_vec(&Kept { since_unix_ms }).map_err(std::io::Error::other)?;
     crate::runfile::write(path, TEMP_PREFIX, &bytes)
+}
+
+/// Makes `state_dir` (and its parents) if missing, mode 0700 as the unit's
+/// `StateDirectoryMode=`; an existing directory keeps its mode.
+///
+/// # Errors
+/// The directory's creation.
+pub fn make_dir(state_dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
 }
 
 /// What may keep the switch in `state_dir` from working (for `check-config`): not a directory,

@@ -526,7 +526,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                         t.total_micros as f64 / 1000.0
                     ),
                 ),
-                None => (true, quiet_message(req, was_maintenance) + &kept),
+                None => (true, quiet_message(req, was_maintenance)),
             },
         };
         // A maintenance request answers for the switch: set and kept, or not kept; what `off`
@@ -535,7 +535,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             Request::Maintenance { on } => {
                 info!(on, "maintenance switched by an operator");
                 let message = if message.starts_with("maintenance") {
-                    message
+                    message + &kept
                 } else {
                     format!(
                         "maintenance {}; then {message}",

@@ -1,7 +1,8 @@
 //! Small files the daemon keeps: the tickle list learnt from the peer beside its control socket
-//! (the unit's `RuntimeDirectory`), the maintenance switch in `state_dir`. Written by this agent alone, through a new file of a random
-//! name renamed into place, so a reader never sees half a file and nothing planted in the
-//! directory is followed; read without following a link or waiting on a FIFO, and bounded.
+//! (the unit's `RuntimeDirectory`), the maintenance switch in `state_dir`. Written by this agent
+//! alone, through a new file of a random name renamed into place, so a reader never sees half a
+//! file and nothing planted in the directory is followed; read without following a link or
+//! waiting on a FIFO, and bounded.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;

@@ -11,8 +11,8 @@ use super::{Config, RoleSource};
 
 impl Config {
     /// SHA-256 (first 16 hex digits) of the effective config without what differs between the
-    /// nodes by design: the node's name and state directory, role source, sockets, timeouts, metrics and alerts,
-    /// the interface of each address, the backing disks (of every volume) and CHAP secrets
+    /// nodes by design: the node's name and state directory, role source, sockets, timeouts,
+    /// metrics and alerts, the interface of each address, the backing disks (of every volume) and CHAP secrets
     /// file paths, and which end of each replication link (address, DRBD 9 node id) is this
     /// node's (the `[tickle]` link's two ends are kept, in a fixed order, with its portal
     /// port and whether its datagrams are authenticated; its `sync_ms`, `repeat`,

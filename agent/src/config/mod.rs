@@ -34,11 +34,11 @@ pub(crate) use volume::by_res;
 pub use volume::Volume;
 
 use crate::error::ConfigError;
+use locate::{line_of, locate};
 
 fn default_state_dir() -> std::path::PathBuf {
     DEFAULT_STATE_DIR.into()
 }
-use locate::{line_of, locate};
 
 /// Default location of the XenServer / XCP-ng pool role file.
 pub const DEFAULT_POOL_CONF: &str = "/etc/xensource/pool.conf";

@@ -4,13 +4,13 @@
 //! holder no longer holds the address, so it sends no new list.
 //!
 //! One JSON file, written by this agent alone (mode 0600, in the unit's `RuntimeDirectory`,
-//! written through [`crate::runfile`]) on every list accepted and after every tickle. A restarted agent
-//! takes it only when it was written on this boot (`/proc/sys/kernel/random/boot_id`) less than
-//! [`REMEMBER_FOR`] ago on `CLOCK_BOOTTIME` (no wall-clock step moves it), when it passes the
-//! checks a datagram's list passes, and, on a keyed link, when it was learnt over a keyed link;
-//! anything else is ignored with a warning. Files of an interrupted write are removed then. Tickling a
-//! connection that is gone is harmless (the client's kernel answers with a reset,
-//! docs/tickle-ack.md).
+//! through [`crate::runfile`]) on every list accepted and after every tickle. A restarted
+//! agent takes it only when it was written on this boot (`/proc/sys/kernel/random/boot_id`)
+//! less than [`REMEMBER_FOR`] ago on `CLOCK_BOOTTIME` (no wall-clock step moves it), when it
+//! passes the checks a datagram's list passes, and, on a keyed link, when it was learnt over a
+//! keyed link; anything else is ignored with a warning. Files of an interrupted write are
+//! removed then. Tickling a connection that is gone is harmless (the client's kernel answers
+//! with a reset, docs/tickle-ack.md).
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -178,10 +178,33 @@ fn tgtd_restart_address_delete_and_agent_restart_converge() {
         al::pool_conf_pair_up(lab, &r, MARKER)?;
         al::client_read_until(lab, MARKER, T)?;
 
-        // tgtd killed and restarted (as its service manager would): the target comes back.
+        // tgtd killed: no target serves any more, so the address goes (never held without a
+        // serving target); tgtd restarted (as its service manager would): the target comes
+        // back, then the address, probed again.
         a.run_ok("kill -9 $(pidof tgtd); i=0; while pidof tgtd >/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; rm -f /var/run/tgtd/socket.*")?;
+        let t = Instant::now();
+        al::wait_status(a, "address released while tgtd is dead", T, |v| {
+            v["addresses"][0]["held"] == false && v["resources"][0]["target"]["state"] == "absent"
+        })?;
+        eprintln!("tgtd killed -> address released: {:?}", t.elapsed());
+        let o = a.run_ok("ip -4 -o addr show eth0")?;
+        ensure!(
+            !o.stdout.contains(&lab::FLOATING_IP.to_string()),
+            "address still on eth0 while tgtd is dead: {}",
+            o.stdout
+        );
+        let t = Instant::now();
         al::start_tgtd(a)?;
-        al::wait_status(a, "target back after tgtd restart", T, al::is_serving)?;
+        al::wait_status(
+            a,
+            "target and address back after tgtd restart",
+            T,
+            al::is_serving,
+        )?;
+        eprintln!(
+            "tgtd started -> serving with the address: {:?}",
+            t.elapsed()
+        );
         al::client_read_until(lab, MARKER, T)?;
 
         // Address deleted by hand: the agent restores it.

@@ -153,6 +153,23 @@ impl State {
     /// The plan for the current wish, or why none can be made: only the difference between the
     /// wish and the observation, in the orders of [`super::order`].
     pub fn diff(&self) -> Result<Plan, Notice> {
+        // Whatever the wish, an address is never held without a serving target behind it
+        // (tgtd died or restarted empty, targets deleted by hand): released first, claimed
+        // again once one serves. A demote releases it in its own order.
+        if self.authority != Authority::Secondary {
+            let steps: Vec<Step> = self
+                .addresses
+                .iter()
+                .filter(|(_, a)| a.held && !self.any_serving(a))
+                .map(|(n, _)| Step::new(Stage::AddressRelease, n))
+                .collect();
+            if !steps.is_empty() {
+                return Ok(Plan {
+                    kind: PlanKind::Repair,
+                    steps,
+                });
+            }
+        }
         let (kind, steps) = match &self.authority {
             Authority::Unknown(reason) if reason == NO_SIGNAL_YET => (PlanKind::Repair, vec![]),
             Authority::Unknown(reason) => {
@@ -212,6 +229,15 @@ impl State {
             }
         };
         Ok(Plan { kind, steps })
+    }
+
+    /// Does a target behind `a` serve?
+    fn any_serving(&self, a: &AddressState) -> bool {
+        a.resources.iter().any(|r| {
+            self.resources
+                .get(r)
+                .is_some_and(|r| r.view.target.state == TargetState::Serving)
+        })
     }
 
     /// The steps of `order` this state needs, stage by stage.

@@ -38,5 +38,6 @@ mod systemd;
 mod systemd_unit;
 mod tgt_tooling;
 mod tgtd;
+mod tgtd_address;
 mod tgtd_offline;
 mod tickle;

@@ -42,17 +42,17 @@ const PORTAL: u16 = 3260;
 const A0: &str = "10.99.0.10/24";
 const A1: &str = "10.99.0.11/24";
 
-fn address(addr: &str, res: &str) -> String {
+pub(crate) fn address(addr: &str, res: &str) -> String {
     format!(
         "[[address]]\naddress = \"{addr}\"\ninterface = \"v0\"\nresources = [\"{res}\"]\n\
          announce = {{ count = 1, interval_ms = 50 }}\nprobe = {{ enabled = true, timeout_ms = 100 }}\n"
     )
 }
 
-type D = Daemon<Memory, TgtTarget, Arc<NetlinkAddress>>;
+pub(crate) type D = Daemon<Memory, TgtTarget, Arc<NetlinkAddress>>;
 
 /// Handles the watches' events until `done` holds (at most 20 s, else panics with `what`).
-async fn until<F: std::future::Future<Output = bool>>(
+pub(crate) async fn until<F: std::future::Future<Output = bool>>(
     d: &mut D,
     rx: &mut UnboundedReceiver<Event>,
     what: &str,
@@ -74,7 +74,7 @@ async fn until<F: std::future::Future<Output = bool>>(
     }
 }
 
-fn held_on_v0(addr: &str) -> bool {
+pub(crate) fn held_on_v0(addr: &str) -> bool {
     let out = Command::new("ip")
         .args(["-o", "addr", "show", "dev", "v0"])
         .output()

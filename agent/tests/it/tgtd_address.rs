@@ -1,0 +1,106 @@
+//! The floating address is never held without a serving target behind it: on the real daemon's
+//! backends and watches (tgtd at its socket, the address over rtnetlink in a network namespace
+//! this test makes; DRBD in memory, the host has none), a primary whose tgtd is killed releases
+//! its address once the death is reported, and serves, probes and claims it again when a new
+//! tgtd answers. Needs root, `ip` and `tgtd`: skipped without them, a failure with CI=true.
+
+use crate::common;
+use crate::reload_live::{address, held_on_v0, until, D};
+use crate::reload_tgtd::resource;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::backend::memory::Memory;
+use agent::backend::target::TgtTarget;
+use agent::backend::vip::NetlinkAddress;
+use agent::config::Config;
+use agent::control::Request;
+use agent::daemon::Daemon;
+use agent::executor::Executor;
+use agent::fsm::TargetState;
+use common::{free_port, tgtd_config_head, wait_tgtd, Tgtd};
+use test_support::netns::{self, Netns};
+use test_support::prereq::Prereqs;
+
+const CONTROL_PORT: u16 = 10;
+const A0: &str = "10.99.0.10/24";
+
+#[test]
+fn a_dead_tgtd_takes_the_address_with_it_until_it_is_back() {
+    if !Prereqs::new("tgtd and address test")
+        .root_and_group()
+        .tools(&["ip", "tgtd", "tgtadm"])
+        .check()
+    {
+        return;
+    }
+    let ns = |p: &str| Netns::add(Netns::unique_name(p)).unwrap_or_else(|e| panic!("{e}"));
+    let (srv, peer) = (ns("tas"), ns("tap"));
+    let ok = |r: Result<(), String>| r.unwrap_or_else(|e| panic!("{e}"));
+    ok(srv.ip(&["link", "set", "lo", "up"]));
+    // The peer end up too: the address waits for its link's carrier.
+    ok(srv.veth_to("v0", &peer, "v1"));
+    netns::in_ns(srv.name(), run);
+    drop((srv, peer));
+}
+
+async fn run() {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("agent-tgtd-address-{}-", std::process::id()))
+        .tempdir()
+        .expect("tempdir");
+    let d0 = dir.path();
+    let text = format!(
+        "{}tgt_check_ms = 50\n{}{}",
+        tgtd_config_head("tgtd-address", d0, CONTROL_PORT, Some(5000)),
+        resource(d0, "r0", 1),
+        address(A0, "r0")
+    );
+    let cfg = Arc::new(Config::parse(&text, d0).unwrap_or_else(|e| panic!("{e}")));
+    let mut tgtd = Tgtd::start(d0, CONTROL_PORT, free_port());
+    wait_tgtd(&cfg.sockets.tgtd).await;
+
+    let mem = Memory::healthy_secondary(&cfg);
+    let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
+    let addr = Arc::new(NetlinkAddress::new(&cfg).expect("address handles"));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    {
+        let (t, feed, to_t) = (
+            target.clone(),
+            agent::daemon::follow::Follow::new(cfg.clone(), None).feed(),
+            tx.clone(),
+        );
+        tokio::spawn(async move { t.watch(feed, to_t).await });
+        let a = addr.clone();
+        tokio::spawn(async move { a.watch(tx).await });
+    }
+    let mut d: D = Daemon::new(Executor::new(cfg.clone(), mem, target, addr));
+    d.observe().await;
+    let r = d.request(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
+    assert!(held_on_v0(A0));
+
+    let state = |d: &D| d.status().expect("status").resources[0].target.state;
+    tgtd.kill();
+    let t = Instant::now();
+    until(&mut d, &mut rx, "the address outlived tgtd", || async {
+        !held_on_v0(A0)
+    })
+    .await;
+    eprintln!("tgtd killed -> address released: {:?}", t.elapsed());
+    assert_eq!(state(&d), TargetState::Absent);
+    let status = d.status().expect("status");
+    assert!(!status.addresses[0].held && !status.converged, "{status:?}");
+
+    let t = Instant::now();
+    let _tgtd = Tgtd::start(d0, CONTROL_PORT, free_port());
+    until(&mut d, &mut rx, "not served and claimed again", || async {
+        held_on_v0(A0)
+    })
+    .await;
+    eprintln!("new tgtd -> address claimed again: {:?}", t.elapsed());
+    assert_eq!(state(&d), TargetState::Serving);
+    let status = d.status().expect("status");
+    assert!(status.addresses[0].held && status.converged, "{status:?}");
+}

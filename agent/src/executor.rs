@@ -544,11 +544,13 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             out.snapshot = self.observe().await.ok();
         }
         let total_micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        // A refusal undone by the rollback (a claim-time conflict) still reads "refused".
+        // A refusal undone by the rollback (a claim-time conflict) still reads "refused"; a
+        // forward step that failed with nothing before it to undo (a repair's serve while
+        // tgtd is down) reads "failed".
         let result = match out.failed.clone() {
             None => TransitionResult::Ok,
             Some((step, reason)) if out.refused => TransitionResult::Refused { step, reason },
-            Some((step, reason)) if step.stage.is_forward() => {
+            Some((step, reason)) if stages.iter().any(|s| s.rollback) => {
                 TransitionResult::RolledBack { step, reason }
             }
             Some((step, reason)) => TransitionResult::Failed { step, reason },

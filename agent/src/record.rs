@@ -114,7 +114,9 @@ pub enum TransitionResult {
         /// Why.
         reason: String,
     },
-    /// A step moving away from serving failed; left for the next signal or the daemon's retry.
+    /// A step moving away from serving failed, or a forward one with nothing done before it
+    /// to undo (a repair's serve while tgtd is down); left for the next signal or the
+    /// daemon's retry.
     Failed {
         /// The step that failed.
         step: Step,

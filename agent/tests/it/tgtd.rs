@@ -159,7 +159,11 @@ async fn a_dead_tgtd_is_reported_and_served_again_once_back() {
             .expect("tgtd's death reported within 15 s")
             .expect("watch alive");
         let h = d.handle(ev).await;
-        failed |= h.transitions.iter().any(|t| !t.result.is_ok());
+        for t in h.transitions.iter().filter(|t| !t.result.is_ok()) {
+            // A serve with nothing before it to undo: no rollback ran.
+            assert_eq!(t.result.label(), "failed", "{}", t.result);
+            failed = true;
+        }
     }
 
     let _tgtd2 = Tgtd::start(dir.path(), CONTROL_PORT, port);

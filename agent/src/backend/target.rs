@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,17 +68,27 @@ pub struct TgtTarget {
     /// in: served before, a target would open a restarted tgtd to every initiator while the
     /// others' targets are still missing ("target not found"; docs/tgtd-ipc.md §7.8).
     watched: Arc<std::sync::Mutex<Option<Option<SocketId>>>>,
+    /// The running watch reported tgtd down (nothing answered at its socket for
+    /// [`DOWN_REPORT_AFTER`]) and no tgtd has answered since: a serve fails at once instead of
+    /// retrying the connect for half the timeout, which would hold up the daemon (and its
+    /// `status`) while the repair waits for a tgtd that is not coming.
+    down: Arc<AtomicBool>,
 }
 
 /// A socket file's identity: inode and change time (a new tgtd binds a new file).
 type SocketId = (u64, i64, i64);
 
-/// Held by a running watch: when it ends, serves are no longer checked against its tgtd.
-struct TakingIn(Arc<std::sync::Mutex<Option<Option<SocketId>>>>);
+/// Held by a running watch: when it ends, serves are no longer checked against its tgtd, nor
+/// refused on its report that tgtd is down.
+struct TakingIn(
+    Arc<std::sync::Mutex<Option<Option<SocketId>>>>,
+    Arc<AtomicBool>,
+);
 
 impl Drop for TakingIn {
     fn drop(&mut self) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.1.store(false, Ordering::SeqCst);
     }
 }
 
@@ -153,6 +163,7 @@ impl TgtTarget {
             drain_max: DRAIN_WAIT_MAX.min(timeout / 3),
             shows: Arc::default(),
             watched: Arc::default(),
+            down: Arc::default(),
         }
     }
 
@@ -287,7 +298,7 @@ impl TgtTarget {
         let mut socket = socket_identity(&path);
         self.take_in(socket);
         // Serves are checked against the watch's tgtd only while it runs.
-        let _taking_in = TakingIn(self.watched.clone());
+        let _taking_in = TakingIn(self.watched.clone(), self.down.clone());
         let check = config.borrow().timeouts.tgt_check_ms;
         let mut tick = tokio::time::interval(Duration::from_millis(check.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -329,6 +340,7 @@ impl TgtTarget {
             }
             if answers {
                 socket = now;
+                self.down.store(false, Ordering::SeqCst);
                 // Served before this restart, or still awaited from an earlier one.
                 let mut serving: Vec<String> = last
                     .iter()
@@ -373,12 +385,14 @@ impl TgtTarget {
             looked = Some(before);
             if !down {
                 (down_since, reported_down) = (None, false);
+                self.down.store(false, Ordering::SeqCst);
             } else if down_since.get_or_insert_with(Instant::now).elapsed() < DOWN_REPORT_AFTER {
                 // A restart (the service manager's, or tgt's own) is over by then and takes
                 // the restart path above, which holds tgtd offline first.
                 continue;
             } else if !reported_down {
                 reported_down = true;
+                self.down.store(true, Ordering::SeqCst);
                 // Nothing answers: every target is reported absent, whatever was seen last (a
                 // tgtd that died right after our serve, before a look saw it served, would
                 // otherwise look unchanged); what was served is held offline for by the next.
@@ -563,6 +577,12 @@ impl Target for TgtTarget {
 
     async fn serve(&self, res: &Resource) -> Result<(), BackendError> {
         self.taken_in().await?;
+        if self.down.load(Ordering::SeqCst) {
+            return Err(BackendError::Unavailable(format!(
+                "tgtd is not running (nothing answers at {}): served once it is back",
+                self.client.path().display()
+            )));
+        }
         let mut spec = spec(res)?;
         if let Some(c) = &res.target.chap {
             // secrets read only to serve, never kept or logged

@@ -99,6 +99,9 @@ pub enum AnnounceCause {
     /// The interface's MAC address changed while the address was held (a bond's active slave
     /// with `fail_over_mac`, a re-enslaved bond, `ip link set dev IF address`).
     MacChanged,
+    /// A defensive announcement after another host used the address ([`crate::Vip::defend`],
+    /// RFC 5227 §2.4).
+    Defend,
 }
 
 /// The outcome of one announcement frame.

@@ -44,6 +44,14 @@ pub enum VipError {
         /// MAC address of the other host.
         mac: MacAddr,
     },
+    /// The address is not on the interface, so it is not announced ([`crate::Vip::defend`]).
+    #[error("{addr} is not held on {iface}")]
+    NotHeld {
+        /// The floating address.
+        addr: IpAddr,
+        /// Interface name.
+        iface: String,
+    },
     /// Address and prefix do not fit together (prefix over 32 / 128), or the address cannot
     /// float (unspecified, multicast, loopback).
     #[error("invalid floating address {addr}/{prefix}")]

@@ -34,6 +34,14 @@
 //! - **Watch** ([`VipWatch`]): `RTNLGRP_LINK` + `RTNLGRP_IPV4_IFADDR`/`RTNLGRP_IPV6_IFADDR`,
 //!   filtered to this address and interface: [`VipEvent`] Removed/Added/LinkDown/LinkUp/
 //!   MacChanged.
+//! - **Conflicts while held** ([`ConflictWatch`], [`Vip::conflict_watch`]): RFC 5227 §2.4,
+//!   an ARP request or reply from another MAC whose sender IP is the held address (ARP probes,
+//!   sender 0.0.0.0, are not conflicts); for IPv6 a neighbour advertisement for it from
+//!   another MAC (RFC 4862 §5.4.4). A classic BPF filter on the packet socket (socket(7)
+//!   `SO_ATTACH_FILTER`) keeps every other frame, and everything this host sends, in the
+//!   kernel; userspace judges what passes again. Defending is the caller's choice:
+//!   [`Defender`] (one announcement per [`DEFEND_INTERVAL`], RFC 5227 §1.1) and
+//!   [`Vip::defend`].
 //! - **Tickle ACKs** ([`tickle`]): the TCP connections to the address, listed on the holder by a
 //!   `sock_diag` dump (rust-netlink `netlink-packet-sock-diag` over a sync `netlink-sys`
 //!   socket), reset from the new holder after a move by CTDB-style tickle ACKs sent through raw
@@ -47,6 +55,7 @@
 
 mod address;
 mod announce;
+mod conflict;
 mod error;
 pub mod packet;
 mod probe;
@@ -60,6 +69,7 @@ pub use address::LinkInfo;
 pub use announce::{
     AnnounceCause, AnnounceMode, AnnouncePolicy, AnnounceResult, Announcements, FrameKind,
 };
+pub use conflict::{Conflict, ConflictKind, ConflictWatch, Defender, DEFEND_INTERVAL};
 pub use error::VipError;
 pub use packet::{DecodeError, MacAddr};
 pub use probe::ProbePolicy;

@@ -80,16 +80,52 @@ impl PacketSocket {
     /// Receiving socket for one EtherType on one interface (`bind(2)` with `sll_protocol`).
     pub(crate) fn receiver(ifindex: u32, ethertype: u16) -> io::Result<Self> {
         let s = Self::open(ifindex)?;
-        let sll = sockaddr_ll(s.ifindex, ethertype, None);
+        s.bind(ethertype)?;
+        Ok(s)
+    }
+
+    /// [`PacketSocket::receiver`] with a classic BPF program attached (socket(7)
+    /// `SO_ATTACH_FILTER`) before the bind: the socket has no protocol hook until then, so no
+    /// frame is queued that the filter did not judge.
+    pub(crate) fn filtered_receiver(
+        ifindex: u32,
+        ethertype: u16,
+        filter: &[libc::sock_filter],
+    ) -> io::Result<Self> {
+        let s = Self::open(ifindex)?;
+        let len = u16::try_from(filter.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "filter too long"))?;
+        let prog = libc::sock_fprog {
+            len,
+            // The kernel copies the program and never writes through this pointer.
+            filter: filter.as_ptr().cast_mut(),
+        };
+        // SAFETY: pointer and length describe `prog`, which (and the program it points to)
+        // outlives the call; the kernel copies both.
+        check(unsafe {
+            libc::setsockopt(
+                s.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&prog as *const libc::sock_fprog).cast(),
+                mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        })?;
+        s.bind(ethertype)?;
+        Ok(s)
+    }
+
+    fn bind(&self, ethertype: u16) -> io::Result<()> {
+        let sll = sockaddr_ll(self.ifindex, ethertype, None);
         // SAFETY: pointer and length describe `sll`, which outlives the call.
         check(unsafe {
             libc::bind(
-                s.fd.as_raw_fd(),
+                self.fd.as_raw_fd(),
                 (&sll as *const libc::sockaddr_ll).cast(),
                 mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         })?;
-        Ok(s)
+        Ok(())
     }
 
     fn open(ifindex: u32) -> io::Result<Self> {

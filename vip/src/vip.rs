@@ -13,8 +13,10 @@ use crate::address::{
     add_address, del_address, find_address, link_by_index, link_by_name, LinkInfo,
 };
 use crate::announce::{
-    frames, send_round, spawn_rest, AnnounceCause, AnnouncePolicy, Announcements, Schedule,
+    frames, send_round, spawn_rest, AnnounceCause, AnnounceMode, AnnouncePolicy, AnnounceResult,
+    Announcements, Schedule,
 };
+use crate::conflict::ConflictWatch;
 use crate::error::VipError;
 use crate::packet::MacAddr;
 use crate::probe::{probe, ProbePolicy};
@@ -537,6 +539,65 @@ impl Vip {
             Err(VipError::UnknownInterface { .. }) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Watches the held address for other hosts using it (RFC 5227 §2.4 for IPv4; neighbour
+    /// advertisements for it for IPv6, RFC 4862 §5.4.4): see [`ConflictWatch`]. Opens one
+    /// filtered packet socket on the interface; the process is woken only by frames that may be
+    /// a conflict. Call it while the address is held (it does not check).
+    ///
+    /// # Errors
+    /// [`VipError::UnknownInterface`] when the interface does not exist now;
+    /// [`VipError::NotEthernet`] without a 6-byte hardware address; [`VipError::PermissionDenied`]
+    /// without `CAP_NET_RAW`; [`VipError::Netlink`] / [`VipError::Io`] for other failures.
+    pub async fn conflict_watch(&self) -> Result<ConflictWatch, VipError> {
+        let link = link_by_name(&self.handle, &self.iface).await?;
+        let mac = link.mac.ok_or_else(|| VipError::NotEthernet {
+            iface: self.iface.clone(),
+        })?;
+        ConflictWatch::new(link.index, &self.iface, self.addr, mac)
+    }
+
+    /// Sends one announcement of the held address now, from the interface's current MAC
+    /// ([`AnnounceCause::Defend`]; `mode` as in [`AnnouncePolicy::mode`]): the defence of
+    /// RFC 5227 §2.4 (b)/(c), "one single ARP Announcement" (an unsolicited NA for IPv6).
+    /// Rate limiting is the caller's ([`crate::Defender`], one per [`crate::DEFEND_INTERVAL`]).
+    /// A running announcement schedule is left alone.
+    ///
+    /// # Errors
+    /// [`VipError::NotHeld`] when the address is not on the interface (nothing is sent);
+    /// [`VipError::UnknownInterface`], [`VipError::InterfaceDown`], [`VipError::NotEthernet`];
+    /// [`VipError::Netlink`] / [`VipError::Io`] for other failures. A frame that could not be
+    /// sent is an `Err` in its [`AnnounceResult::result`].
+    pub async fn defend(&mut self, mode: AnnounceMode) -> Result<Vec<AnnounceResult>, VipError> {
+        let link = link_by_name(&self.handle, &self.iface).await?;
+        if !link.is_up() {
+            return Err(VipError::InterfaceDown {
+                iface: self.iface.clone(),
+            });
+        }
+        let mac = link.mac.ok_or_else(|| VipError::NotEthernet {
+            iface: self.iface.clone(),
+        })?;
+        let held = find_address(&self.handle, self.addr).await?;
+        if !held.iter().any(|(i, _)| *i == link.index) {
+            return Err(VipError::NotHeld {
+                addr: self.addr,
+                iface: self.iface.clone(),
+            });
+        }
+        let sock = self.sender(link.index)?;
+        let frames = frames(mac, self.addr, mode);
+        let t = Instant::now();
+        Ok(send_round(
+            &sock,
+            &frames,
+            &self.iface,
+            t,
+            AnnounceCause::Defend,
+            (0, 0),
+        )
+        .await)
     }
 
     /// Watches the address and its interface (equivalent to `ip monitor link address`): see

@@ -740,3 +740,208 @@ fn link_flap_while_held_gets_a_fresh_burst() {
     assert_eq!(causes, [(LinkUp, 0), (LinkUp, 0), (LinkUp, 0)], "{got:?}");
     assert!(got.iter().all(|g| g.3), "a frame failed: {got:?}");
 }
+
+/// An Ethernet frame and its EtherType.
+type Frame = (u16, Vec<u8>);
+
+/// Sends complete Ethernet frames (built with vip's own encoders) out of `eth0` of the
+/// namespace the calling thread is in, through an `AF_PACKET` socket: the "other host" of the
+/// conflict tests, without `arping`.
+fn send_frames(frames: &[Frame]) {
+    // SAFETY: plain syscalls on a descriptor owned here; pointers and lengths describe live
+    // values.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(
+            fd >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let index = libc::if_nametoindex(c"eth0".as_ptr());
+        assert!(index > 0, "eth0: {}", std::io::Error::last_os_error());
+        for (ethertype, f) in frames {
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = ethertype.to_be();
+            sll.sll_ifindex = index as i32;
+            sll.sll_halen = 6;
+            sll.sll_addr[..6].copy_from_slice(&f[..6]);
+            let n = libc::sendto(
+                fd,
+                f.as_ptr().cast(),
+                f.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            );
+            assert_eq!(
+                n,
+                f.len() as isize,
+                "send: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        libc::close(fd);
+    }
+}
+
+/// An Ethernet frame from `src` to `dst` around `payload`.
+fn ether(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Frame {
+    let mut f = Vec::new();
+    vip::packet::EthernetFrame {
+        dst,
+        src,
+        ethertype,
+        payload,
+    }
+    .encode(&mut f);
+    (ethertype, f)
+}
+
+fn arp_frame(src: MacAddr, p: vip::packet::ArpPacket) -> Frame {
+    let mut payload = Vec::new();
+    p.encode(&mut payload);
+    ether(
+        MacAddr::BROADCAST,
+        src,
+        vip::packet::ETHERTYPE_ARP,
+        &payload,
+    )
+}
+
+fn ndisc_frame(src: MacAddr, p: vip::packet::NdiscPacket) -> Frame {
+    let mut payload = Vec::new();
+    p.encode(&mut payload);
+    let dst = MacAddr::ipv6_multicast(&p.header.dst);
+    ether(dst, src, vip::packet::ETHERTYPE_IPV6, &payload)
+}
+
+/// What B sends: frames that are no conflict for `vip` (a query for it from B's own address,
+/// which A's kernel answers; an RFC 5227 probe / a DAD solicitation for it; an announcement of
+/// another address), then two conflicting ones from B's MAC.
+fn other_host_frames(vip: IpAddr, b: MacAddr) -> (Vec<Frame>, Vec<Frame>) {
+    use vip::packet::{ArpOp, ArpPacket, NdiscPacket};
+    match vip {
+        IpAddr::V4(ip) => {
+            let query = ArpPacket {
+                op: ArpOp::Request,
+                sender_mac: b,
+                sender_ip: "10.77.0.2".parse().expect("literal"),
+                target_mac: MacAddr::ZERO,
+                target_ip: ip,
+            };
+            let quiet = vec![
+                arp_frame(b, query),
+                arp_frame(b, ArpPacket::probe(b, ip)),
+                arp_frame(
+                    b,
+                    ArpPacket::gratuitous_request(b, "10.77.0.99".parse().expect("literal")),
+                ),
+            ];
+            let conflicting = vec![
+                arp_frame(b, ArpPacket::gratuitous_reply(b, ip)),
+                arp_frame(b, ArpPacket::gratuitous_request(b, ip)),
+            ];
+            (quiet, conflicting)
+        }
+        IpAddr::V6(ip) => {
+            let quiet = vec![
+                ndisc_frame(b, NdiscPacket::dad_solicit(ip)),
+                ndisc_frame(
+                    b,
+                    NdiscPacket::unsolicited_advert(b, "fd77::99".parse().expect("literal")),
+                ),
+            ];
+            let na = ndisc_frame(b, NdiscPacket::unsolicited_advert(b, ip));
+            (quiet, vec![na.clone(), na])
+        }
+    }
+}
+
+/// RFC 5227 §2.4 while held: A holds the address and watches it (`Vip::conflict_watch`); its
+/// own announcements (a burst sent while the watch runs), its kernel's answers, a probe for it
+/// and traffic for other addresses are not reported (and, kernel-filtered, never wake it: the
+/// watch checks only the two conflicting frames); B's two conflicting frames are, naming B's
+/// MAC. A then defends once (`Vip::defend`); after release, defending is refused.
+fn conflicts_while_held(vip: IpAddr, prefix: u8, test: &str) {
+    let Some(lab) = lab(test) else { return };
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let a_ns = lab.a.ns.clone();
+    let a = std::thread::spawn(move || {
+        in_ns(&a_ns, move || async move {
+            let mut v = Vip::new("eth0", vip, prefix).expect("handle");
+            let mut w = v.conflict_watch().await.expect("conflict watch");
+            let mut burst = AnnouncePolicy::default();
+            burst.count = 4;
+            burst.interval = Duration::from_millis(100);
+            burst.second_burst_after = None;
+            v.claim(&ClaimOptions::without_probe().announce(burst))
+                .await
+                .expect("claim in A");
+            ready_tx.send(()).expect("test waits");
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                let c = tokio::time::timeout(Duration::from_secs(5), w.next())
+                    .await
+                    .expect("a conflict within 5 s")
+                    .expect("watch");
+                seen.push(c);
+            }
+            let more = tokio::time::timeout(Duration::from_millis(500), w.next()).await;
+            let checked = w.frames_checked();
+            let defended = v.defend(vip::AnnounceMode::Request).await.expect("defend");
+            v.release().await.expect("release");
+            let after = v.defend(vip::AnnounceMode::Request).await;
+            (seen, more.is_ok(), checked, defended, after)
+        })
+    });
+    ready.recv().expect("A claimed");
+    let (quiet, conflicting) = other_host_frames(vip, lab.b.mac);
+    in_ns(&lab.b.ns, move || async move {
+        send_frames(&quiet);
+        // The answers A's kernel sends go out before the conflicting frames.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        send_frames(&conflicting);
+    });
+    let (seen, more, checked, defended, after) = a.join().expect("A thread");
+    eprintln!("{test}: {seen:?}, frames checked {checked}");
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter().all(|c| c.mac == lab.b.mac),
+        "conflicts must name B's MAC {}: {seen:?}",
+        lab.b.mac
+    );
+    if vip.is_ipv4() {
+        use vip::{packet::ArpOp, ConflictKind::Arp};
+        assert_eq!(seen[0].kind, Arp(ArpOp::Reply), "{seen:?}");
+        assert_eq!(seen[1].kind, Arp(ArpOp::Request), "{seen:?}");
+    } else {
+        assert!(
+            matches!(seen[0].kind, vip::ConflictKind::NeighborAdvert { .. }),
+            "{seen:?}"
+        );
+    }
+    assert!(!more, "a third conflict was reported");
+    assert_eq!(
+        checked, 2,
+        "the kernel filter let through more than the two conflicting frames"
+    );
+    assert_eq!(defended.len(), 1);
+    assert!(defended[0].result.is_ok(), "{defended:?}");
+    assert_eq!(defended[0].cause, vip::AnnounceCause::Defend);
+    assert_eq!(defended[0].mac, lab.a.mac);
+    assert!(
+        matches!(after, Err(VipError::NotHeld { .. })),
+        "defend after release: {after:?}"
+    );
+}
+
+#[test]
+fn ipv4_conflict_watch_reports_the_other_mac_only() {
+    conflicts_while_held(addr("10.77.0.112"), 24, "conflict_watch_v4");
+}
+
+#[test]
+fn ipv6_conflict_watch_reports_the_other_mac_only() {
+    conflicts_while_held(addr("fd77::112"), 64, "conflict_watch_v6");
+}

@@ -1,0 +1,535 @@
+//! Ongoing address conflict detection while the address is held: RFC 5227 §2.4 for IPv4, the
+//! same idea for IPv6 neighbour advertisements (RFC 4862 §5.4.4, case 2).
+//!
+//! The receive socket carries a classic BPF program (socket(7) `SO_ATTACH_FILTER`, attached
+//! before the socket is bound, so nothing unfiltered is ever queued): only frames that could
+//! be a conflict wake the process. The same verdict is taken again in userspace on the decoded
+//! frame ([`Conflict::from_frame`]); the filter is an optimisation, never the judge.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::address::link_by_index;
+use crate::error::VipError;
+use crate::packet::{
+    ArpOp, ArpPacket, EthernetFrame, MacAddr, NdiscMessage, NdiscPacket, ETHERTYPE_ARP,
+    ETHERTYPE_IPV6,
+};
+use crate::socket::{PacketSocket, PACKET_OUTGOING};
+
+/// RFC 5227 §1.1 `DEFEND_INTERVAL`: at most one defensive announcement per 10 s (§2.4 (b),
+/// (c)), so two hosts that both defend do not flood the link.
+pub const DEFEND_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What kind of frame showed the conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConflictKind {
+    /// An ARP packet whose sender IP is our address (RFC 5227 §2.4): request (a gratuitous
+    /// ARP or an ordinary query from the other holder) or reply.
+    Arp(ArpOp),
+    /// A neighbour advertisement (solicited or not) whose target is our address (RFC 4862
+    /// §5.4.4, case 2: "it would possibly indicate that the address is a duplicate").
+    NeighborAdvert {
+        /// S flag: an answer to a solicitation.
+        solicited: bool,
+        /// O flag: meant to override neighbours' cache entries.
+        override_flag: bool,
+    },
+}
+
+/// Another host using the held address: one conflicting frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Conflict {
+    /// The other host's hardware address: ARP sender hardware address, or the NA's target
+    /// link-layer address option (its Ethernet source without one).
+    pub mac: MacAddr,
+    /// The frame.
+    pub kind: ConflictKind,
+    /// When it was read from the socket.
+    pub at: Instant,
+}
+
+impl Conflict {
+    /// Judges one received Ethernet frame (as an `AF_PACKET`/`SOCK_RAW` socket gives it) for
+    /// `addr`, held by an interface whose MAC is `ours`: `Some` when it shows another host using
+    /// the address, `None` for anything else, including undecodable bytes.
+    ///
+    /// IPv4 (RFC 5227 §2.4): an ARP request or reply whose sender IP is `addr` and whose sender
+    /// hardware address is not `ours`. An ARP probe (sender IP 0.0.0.0, §2.1.1) is not a
+    /// conflict: the kernel answers it, and the prober backs off. IPv6: a neighbour
+    /// advertisement with hop limit 255 (RFC 4861 §7.1.2) whose target is `addr`, from a
+    /// link-layer address that is not `ours`. Frames this host sent are not judged here: the
+    /// caller drops `PACKET_OUTGOING` ones (packet(7)). `at` is stored as [`Conflict::at`]
+    /// (a `std::time::Instant` converts).
+    pub fn from_frame(
+        frame: &[u8],
+        ours: MacAddr,
+        addr: IpAddr,
+        at: impl Into<Instant>,
+    ) -> Option<Conflict> {
+        let at = at.into();
+        let eth = EthernetFrame::decode(frame).ok()?;
+        let (mac, kind) = match addr {
+            IpAddr::V4(ip) => arp_conflict(&eth, ours, ip)?,
+            IpAddr::V6(ip) => na_conflict(&eth, ours, ip)?,
+        };
+        Some(Conflict { mac, kind, at })
+    }
+}
+
+fn arp_conflict(
+    eth: &EthernetFrame<'_>,
+    ours: MacAddr,
+    ip: Ipv4Addr,
+) -> Option<(MacAddr, ConflictKind)> {
+    if eth.ethertype != ETHERTYPE_ARP || eth.src == ours {
+        return None;
+    }
+    let arp = ArpPacket::decode(eth.payload).ok()?;
+    if arp.sender_ip != ip || arp.sender_mac == ours {
+        return None;
+    }
+    Some((arp.sender_mac, ConflictKind::Arp(arp.op)))
+}
+
+fn na_conflict(
+    eth: &EthernetFrame<'_>,
+    ours: MacAddr,
+    ip: Ipv6Addr,
+) -> Option<(MacAddr, ConflictKind)> {
+    if eth.ethertype != ETHERTYPE_IPV6 || eth.src == ours {
+        return None;
+    }
+    let p = NdiscPacket::decode(eth.payload).ok()?;
+    if p.header.hop_limit != 255 {
+        return None; // RFC 4861 §7.1.2: not from the link
+    }
+    match p.message {
+        NdiscMessage::Advert {
+            target,
+            target_ll,
+            solicited,
+            override_flag,
+            ..
+        } if target == ip => {
+            let mac = target_ll.unwrap_or(eth.src);
+            (mac != ours).then_some((
+                mac,
+                ConflictKind::NeighborAdvert {
+                    solicited,
+                    override_flag,
+                },
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// RFC 5227 §2.4 (c), "defend indefinitely": answer every conflict with one announcement, but
+/// at most one per [`DEFEND_INTERVAL`]. A pure clock, no I/O; pair it with
+/// [`crate::Vip::defend`].
+///
+/// ```
+/// # use vip::{Defender, DEFEND_INTERVAL};
+/// let t = tokio::time::Instant::now();
+/// let mut d = Defender::default();
+/// assert!(d.should_defend(t));
+/// assert!(!d.should_defend(t + DEFEND_INTERVAL / 2));
+/// assert!(d.should_defend(t + DEFEND_INTERVAL));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Defender {
+    last: Option<Instant>,
+}
+
+impl Defender {
+    /// Whether a conflict seen at `now` gets a defensive announcement; if so, `now` is recorded
+    /// as the last defence.
+    pub fn should_defend(&mut self, now: Instant) -> bool {
+        let due = self
+            .last
+            .is_none_or(|t| now.saturating_duration_since(t) >= DEFEND_INTERVAL);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+
+    /// When the last defence was decided, if any.
+    pub fn last(&self) -> Option<Instant> {
+        self.last
+    }
+}
+
+/// Classic BPF (`<linux/filter.h>`) for the receive socket.
+mod bpf {
+    use libc::sock_filter;
+
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+    const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    /// `SKF_AD_OFF + SKF_AD_PKTTYPE`: the ancillary load of `skb->pkt_type`.
+    const PKTTYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
+
+    /// A load of the accumulator: its opcode and offset (from the Ethernet header).
+    #[derive(Clone, Copy)]
+    pub(super) enum Load {
+        Word(u32),
+        Half(u32),
+        Byte(u32),
+        PktType,
+    }
+
+    /// Accept (whole frame) when every `(load, value, equal)` holds, else drop: one load and
+    /// one jump per check, each failed check jumping to the final `ret #0`.
+    pub(super) fn all(checks: &[(Load, u32, bool)]) -> Vec<sock_filter> {
+        let n = checks.len();
+        let mut prog = Vec::with_capacity(2 * n + 2);
+        for (i, &(load, k, equal)) in checks.iter().enumerate() {
+            let (code, off) = match load {
+                Load::Word(o) => (LD_W_ABS, o),
+                Load::Half(o) => (LD_H_ABS, o),
+                Load::Byte(o) => (LD_B_ABS, o),
+                Load::PktType => (LD_W_ABS, PKTTYPE),
+            };
+            prog.push(sock_filter {
+                code,
+                jt: 0,
+                jf: 0,
+                k: off,
+            });
+            // From the instruction after this jump to the `ret #0` (the last one).
+            let to_drop = u8::try_from(2 * (n - i - 1) + 1).unwrap_or(u8::MAX);
+            let (jt, jf) = if equal { (0, to_drop) } else { (to_drop, 0) };
+            prog.push(sock_filter {
+                code: JEQ_K,
+                jt,
+                jf,
+                k,
+            });
+        }
+        prog.push(sock_filter {
+            code: RET_K,
+            jt: 0,
+            jf: 0,
+            k: u32::MAX,
+        });
+        prog.push(sock_filter {
+            code: RET_K,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        });
+        prog
+    }
+}
+
+/// The kernel-side filter for `addr`: not sent by this host (`PACKET_OUTGOING`), and for IPv4
+/// an ARP packet whose sender IP (offset 14 + 14) is `addr`; for IPv6 an ICMPv6 (next header
+/// 58, no extension header) neighbour advertisement (type 136) with hop limit 255 whose target
+/// (offset 14 + 40 + 8) is `addr`. A superset of what [`Conflict::from_frame`] accepts.
+fn filter(addr: IpAddr) -> Vec<libc::sock_filter> {
+    use bpf::Load::{Byte, Half, PktType, Word};
+    let mut checks = vec![(PktType, u32::from(PACKET_OUTGOING), false)];
+    match addr {
+        IpAddr::V4(ip) => {
+            checks.push((Half(12), u32::from(ETHERTYPE_ARP), true));
+            checks.push((Word(28), u32::from(ip), true));
+        }
+        IpAddr::V6(ip) => {
+            checks.push((Half(12), u32::from(ETHERTYPE_IPV6), true));
+            checks.push((Byte(14 + 6), 58, true));
+            checks.push((Byte(14 + 7), 255, true));
+            checks.push((Byte(14 + 40), 136, true));
+            let o = ip.octets();
+            for (i, w) in o.chunks_exact(4).enumerate() {
+                let w = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+                checks.push((Word(14 + 40 + 8 + 4 * i as u32), w, true));
+            }
+        }
+    }
+    bpf::all(&checks)
+}
+
+/// Watches a held address for other hosts using it ([`crate::Vip::conflict_watch`]): each
+/// [`ConflictWatch::next`] returns the next conflicting frame. It does not look at whether the
+/// address is held; run it while it is. Nothing is sent; defending is the caller's decision
+/// ([`Defender`], [`crate::Vip::defend`]). Dropping it closes the socket (off the caller's
+/// path: a packet socket with a protocol hook takes milliseconds to close).
+#[derive(Debug)]
+pub struct ConflictWatch {
+    rx: Option<PacketSocket>,
+    handle: rtnetlink::Handle,
+    conn: tokio::task::JoinHandle<()>,
+    ifindex: u32,
+    iface: String,
+    addr: IpAddr,
+    mac: MacAddr,
+    checked: u64,
+    /// A conflicting frame whose MAC is being checked against the link's (see `next`).
+    pending: Option<Conflict>,
+    buf: Vec<u8>,
+}
+
+impl Drop for ConflictWatch {
+    fn drop(&mut self) {
+        self.conn.abort();
+        if let Some(rx) = self.rx.take() {
+            tokio::task::spawn_blocking(move || drop(rx));
+        }
+    }
+}
+
+impl ConflictWatch {
+    /// Opens the filtered receive socket on `ifindex` (MAC `mac`).
+    pub(crate) fn new(
+        ifindex: u32,
+        iface: &str,
+        addr: IpAddr,
+        mac: MacAddr,
+    ) -> Result<ConflictWatch, VipError> {
+        let ethertype = if addr.is_ipv4() {
+            ETHERTYPE_ARP
+        } else {
+            ETHERTYPE_IPV6
+        };
+        let rx = PacketSocket::filtered_receiver(ifindex, ethertype, &filter(addr))
+            .map_err(|e| VipError::io("open conflict watch socket", iface, e))?;
+        // Its own netlink connection: the MAC is re-read when a frame carries another one,
+        // also after the Vip that made the watch is gone.
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| VipError::io("netlink socket", iface, e))?;
+        Ok(ConflictWatch {
+            rx: Some(rx),
+            handle,
+            conn: tokio::spawn(conn),
+            ifindex,
+            iface: iface.to_string(),
+            addr,
+            mac,
+            checked: 0,
+            pending: None,
+            buf: vec![0u8; 2048],
+        })
+    }
+
+    /// The address watched.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The interface's MAC as last read (frames from it are ours).
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    /// Frames the kernel filter let through to this watch since it was opened: each one woke
+    /// the process. Frames this host sent, and ARP for other addresses, never count.
+    pub fn frames_checked(&self) -> u64 {
+        self.checked
+    }
+
+    /// Waits for the next conflicting frame. Each one costs a netlink read of the interface's
+    /// MAC (ours may have changed). Cancel-safe: a frame received but not yet returned is judged
+    /// again on the next call.
+    ///
+    /// # Errors
+    /// [`VipError::InterfaceDown`] / [`VipError::UnknownInterface`] once the interface is
+    /// gone (the socket reports `ENETDOWN`), [`VipError::Io`] for other receive errors; the
+    /// watch is of no further use then (make a new one).
+    pub async fn next(&mut self) -> Result<Conflict, VipError> {
+        if let Some(c) = self.pending {
+            if !self.ours_now(c).await {
+                return Ok(c);
+            }
+        }
+        loop {
+            let Some(rx) = self.rx.as_ref() else {
+                return Err(VipError::io(
+                    "receive",
+                    &self.iface,
+                    std::io::Error::other("closed"),
+                ));
+            };
+            let (n, pkttype) = rx
+                .recv(&mut self.buf)
+                .await
+                .map_err(|e| VipError::io("receive conflict watch frame", &self.iface, e))?;
+            self.checked += 1;
+            if pkttype == PACKET_OUTGOING {
+                continue;
+            }
+            let frame = self.buf.get(..n).unwrap_or_default();
+            self.pending = Conflict::from_frame(frame, self.mac, self.addr, Instant::now());
+            if let Some(c) = self.pending {
+                if self.ours_now(c).await {
+                    continue;
+                }
+                return Ok(c);
+            }
+        }
+    }
+
+    /// Whether `c` names the interface's own MAC after all (it changed: a bond's active
+    /// slave, `ip link set address`): the link is read again. Clears `pending` once answered,
+    /// so a call cancelled here judges the same frame on the next [`ConflictWatch::next`].
+    async fn ours_now(&mut self, c: Conflict) -> bool {
+        let now = link_by_index(&self.handle, self.ifindex).await.ok();
+        self.pending = None;
+        match now.and_then(|l| l.mac) {
+            Some(m) if m != self.mac => {
+                self.mac = m;
+                c.mac == m
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::NdiscPacket;
+
+    const OURS: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const THEIRS: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+
+    fn eth(src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        EthernetFrame {
+            dst: MacAddr::BROADCAST,
+            src,
+            ethertype,
+            payload,
+        }
+        .encode(&mut f);
+        f
+    }
+
+    fn arp(src: MacAddr, p: ArpPacket) -> Vec<u8> {
+        let mut payload = Vec::new();
+        p.encode(&mut payload);
+        eth(src, ETHERTYPE_ARP, &payload)
+    }
+
+    /// A tiny classic BPF interpreter for the instructions [`filter`] uses (absolute loads,
+    /// `jeq #k`, `ret #k`), so the program is checked against the userspace verdict.
+    fn run_bpf(prog: &[libc::sock_filter], frame: &[u8], pkttype: u8) -> bool {
+        let mut a: u32 = 0;
+        let mut pc = 0usize;
+        let load = |off: u32, n: usize| -> Option<u32> {
+            let o = off as usize;
+            let b = frame.get(o..o + n)?;
+            Some(b.iter().fold(0u32, |acc, x| acc << 8 | u32::from(*x)))
+        };
+        loop {
+            let i = prog[pc];
+            pc += 1;
+            match i.code {
+                0x20 if i.k == (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32 => {
+                    a = u32::from(pkttype)
+                }
+                0x20 => match load(i.k, 4) {
+                    Some(v) => a = v,
+                    None => return false,
+                },
+                0x28 => match load(i.k, 2) {
+                    Some(v) => a = v,
+                    None => return false,
+                },
+                0x30 => match load(i.k, 1) {
+                    Some(v) => a = v,
+                    None => return false,
+                },
+                0x15 => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                0x06 => return i.k != 0,
+                c => panic!("unexpected opcode {c:#x}"),
+            }
+        }
+    }
+
+    #[test]
+    fn v4_verdicts_and_filter_agree() {
+        let ip = Ipv4Addr::new(10, 0, 0, 7);
+        let addr = IpAddr::V4(ip);
+        let t = Instant::now();
+        let prog = filter(addr);
+        let garp = arp(THEIRS, ArpPacket::gratuitous_request(THEIRS, ip));
+        let reply = arp(THEIRS, ArpPacket::gratuitous_reply(THEIRS, ip));
+        let probe = arp(THEIRS, ArpPacket::probe(THEIRS, ip));
+        let own = arp(OURS, ArpPacket::gratuitous_request(OURS, ip));
+        let other_ip = arp(
+            THEIRS,
+            ArpPacket::gratuitous_request(THEIRS, Ipv4Addr::new(10, 0, 0, 8)),
+        );
+        // Ethernet source ours, ARP sender theirs (a proxy): still not a frame from another host.
+        let mixed = arp(OURS, ArpPacket::gratuitous_request(THEIRS, ip));
+        let c = Conflict::from_frame(&garp, OURS, addr, t).expect("conflict");
+        assert_eq!((c.mac, c.kind), (THEIRS, ConflictKind::Arp(ArpOp::Request)));
+        let c = Conflict::from_frame(&reply, OURS, addr, t).expect("conflict");
+        assert_eq!(c.kind, ConflictKind::Arp(ArpOp::Reply));
+        for f in [&probe, &own, &other_ip, &mixed] {
+            assert_eq!(Conflict::from_frame(f, OURS, addr, t), None);
+        }
+        assert_eq!(Conflict::from_frame(&[1, 2, 3], OURS, addr, t), None);
+        // The filter lets through what userspace accepts and drops the probe, other addresses
+        // and anything this host sent.
+        assert!(run_bpf(&prog, &garp, 0) && run_bpf(&prog, &reply, 1));
+        assert!(!run_bpf(&prog, &garp, PACKET_OUTGOING));
+        assert!(!run_bpf(&prog, &probe, 1) && !run_bpf(&prog, &other_ip, 1));
+        assert!(!run_bpf(&prog, &garp[..20], 1));
+    }
+
+    #[test]
+    fn v6_verdicts_and_filter_agree() {
+        let ip: Ipv6Addr = "fd00::7".parse().expect("literal");
+        let addr = IpAddr::V6(ip);
+        let t = Instant::now();
+        let prog = filter(addr);
+        let na = |src: MacAddr, p: NdiscPacket| {
+            let mut payload = Vec::new();
+            p.encode(&mut payload);
+            eth(src, ETHERTYPE_IPV6, &payload)
+        };
+        let theirs = na(THEIRS, NdiscPacket::unsolicited_advert(THEIRS, ip));
+        let c = Conflict::from_frame(&theirs, OURS, addr, t).expect("conflict");
+        assert_eq!(c.mac, THEIRS);
+        assert!(matches!(
+            c.kind,
+            ConflictKind::NeighborAdvert {
+                override_flag: true,
+                solicited: false
+            }
+        ));
+        assert!(run_bpf(&prog, &theirs, 2));
+        assert!(!run_bpf(&prog, &theirs, PACKET_OUTGOING));
+        let own = na(OURS, NdiscPacket::unsolicited_advert(OURS, ip));
+        assert_eq!(Conflict::from_frame(&own, OURS, addr, t), None);
+        // A DAD probe for it is no conflict (the kernel defends), nor an NA for another address.
+        let dad = na(THEIRS, NdiscPacket::dad_solicit(ip));
+        assert_eq!(Conflict::from_frame(&dad, OURS, addr, t), None);
+        assert!(!run_bpf(&prog, &dad, 2));
+        let other: Ipv6Addr = "fd00::8".parse().expect("literal");
+        let na_other = na(THEIRS, NdiscPacket::unsolicited_advert(THEIRS, other));
+        assert_eq!(Conflict::from_frame(&na_other, OURS, addr, t), None);
+        assert!(!run_bpf(&prog, &na_other, 2));
+    }
+
+    #[test]
+    fn defends_once_per_interval() {
+        let t = Instant::now();
+        let mut d = Defender::default();
+        assert!(d.should_defend(t));
+        assert!(!d.should_defend(t + Duration::from_secs(9)));
+        assert_eq!(d.last(), Some(t));
+        assert!(d.should_defend(t + DEFEND_INTERVAL));
+        // A clock that went backwards (an `at` older than the last defence) does not defend.
+        assert!(!d.should_defend(t));
+    }
+}

@@ -243,6 +243,11 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         if let Some(link) = self.follow.as_ref().and_then(follow::Follow::peer_link) {
             st.tickle = link.status(&st.addresses);
         }
+        if let Some(backend) = self.follow.as_ref().and_then(follow::Follow::address) {
+            for a in &mut st.addresses {
+                a.conflict = backend.conflict(&a.address, &a.interface);
+            }
+        }
         st.pending_authority = self.held.as_ref().map(|h| PendingAuthority {
             authority: h.authority.clone(),
             in_ms: u64::try_from(h.due.saturating_duration_since(Instant::now()).as_millis())
@@ -554,6 +559,19 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         } else {
             self.status()
         };
+        // Another host on a held address: `status` exits non-zero, as for a split brain.
+        let conflicts: Vec<String> = (status.iter())
+            .flat_map(|s| &s.addresses)
+            .filter_map(|a| Some(format!("{} ({})", a.address, a.conflict.as_ref()?.mac)))
+            .collect();
+        let (ok, message) = if asked && !conflicts.is_empty() {
+            (
+                false,
+                format!("address conflict on {}", conflicts.join(", ")),
+            )
+        } else {
+            (ok, message)
+        };
         Response {
             ok,
             message,
@@ -810,6 +828,8 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         let mut alive = tokio::time::interval(alive_every.unwrap_or(Duration::from_secs(3600)));
         alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
+        let mut conflicts = (self.follow.as_ref().and_then(follow::Follow::address))
+            .and_then(|a| a.take_conflict_alarms());
         let (mut failed_at, mut failed_backoff) = (None, FAILED_RETRY_FIRST);
         while events_open || control_open {
             let wait = self.wait_deadline();
@@ -834,6 +854,12 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     Some(ev) => { self.handle(ev).await; }
                     None => events_open = false,
                 },
+                // Another host uses a held address: an alarm, no transition (the backend has
+                // logged and defends it; the authority decides who holds it).
+                Some(reason) = crate::backend::vip::next_alarm(&mut conflicts) => {
+                    let notices = vec![Action::Alarm(reason)];
+                    self.tell(&Handled { notices, transitions: Vec::new() });
+                }
                 p = control.recv(), if control_open => match p {
                     Some(p) => {
                         let resp = self.request(p.request).await;

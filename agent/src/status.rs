@@ -64,6 +64,24 @@ pub struct AddressStatus {
     pub on_other_interface: Option<String>,
     /// Resources behind it.
     pub resources: Vec<String>,
+    /// Another host uses it while it is held here (RFC 5227 §2.4 address conflict), until no
+    /// conflicting frame came for a minute. Set by the daemon from the address backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<AddressConflict>,
+}
+
+/// Another host using a floating address held here (its ARP or neighbour advertisements name
+/// the address with another MAC). The address is kept: the authority decides who holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressConflict {
+    /// The other host's MAC address, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// Milliseconds since its first conflicting frame (of this conflict).
+    pub first_seen_ms_ago: u64,
+    /// Milliseconds since its last conflicting frame.
+    pub last_seen_ms_ago: u64,
+    /// Conflicting frames seen.
+    pub frames: u64,
 }
 
 /// The whole status, as sent over the control socket and printed by `iscsi-ha status --json`.
@@ -336,6 +354,7 @@ impl Status {
                             .get(&address)
                             .and_then(|s| s.on_other_interface.clone()),
                         resources: a.resources.clone(),
+                        conflict: None,
                         address,
                     }
                 })
@@ -511,7 +530,7 @@ impl Status {
         for a in &self.addresses {
             let _ = writeln!(
                 o,
-                "address {} on {}: {} (for {}){}",
+                "address {} on {}: {} (for {}){}{}",
                 a.address,
                 a.interface,
                 match (a.held, a.waiting_for_link) {
@@ -522,6 +541,14 @@ impl Status {
                 a.resources.join(", "),
                 match &a.on_other_interface {
                     Some(i) => format!("; ON {i} INSTEAD: neither claimed nor released there"),
+                    None => String::new(),
+                },
+                match &a.conflict {
+                    Some(c) => format!(
+                        "; CONFLICT: {} also answers for it ({} s ago)",
+                        c.mac,
+                        c.last_seen_ms_ago / 1000
+                    ),
                     None => String::new(),
                 }
             );

@@ -20,6 +20,15 @@
 //! dead peer log in again at once; a planned demote hands them over first
 //! ([`Address::hand_over`]).
 //!
+//! While an address is held here, [`NetlinkAddress::watch`] also runs `vip`'s conflict watch for
+//! it (RFC 5227 §2.4: an ARP packet from another MAC whose sender IP is the address; IPv6: a
+//! neighbour advertisement for it from another MAC). A conflict is one warning line, an alarm
+//! ([`NetlinkAddress::take_conflict_alarms`], raised by the daemon), a defensive announcement at
+//! most once per `vip::DEFEND_INTERVAL` (RFC 5227 §2.4 (c), defend indefinitely) and a note in
+//! status ([`NetlinkAddress::conflict`]) until no conflicting frame came for
+//! [`CONFLICT_CLEAR_AFTER`]. The address is never released for it and no role changes: which node
+//! holds it is the authority's decision (docs/takeover.md).
+//!
 //! An address whose link is down (no `IFF_UP` or no carrier) is not claimed: the watch reports
 //! the link as [`Event::Link`] and the state machine claims it when the link is back
 //! (docs/takeover.md).
@@ -31,16 +40,21 @@ use std::time::Duration;
 use futures::stream::{AbortHandle, BoxStream};
 use futures::StreamExt;
 use ipnet::IpNet;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::Mutex;
-use tracing::{debug, warn};
-use vip::{AnnouncePolicy, ClaimOptions, ProbePolicy, ProbeSession, Vip, VipError, VipEvent};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use vip::{
+    AnnounceMode, AnnouncePolicy, ClaimOptions, Defender, MacAddr, ProbePolicy, ProbeSession, Vip,
+    VipError, VipEvent,
+};
 
 use super::Address;
 use crate::config::{Address as AddressConfig, Config};
 use crate::error::BackendError;
 use crate::fsm::Event;
 use crate::peer_link::PeerLink;
+use crate::status::AddressConflict;
 
 /// The floating addresses of a config, one handle each; a reload adds handles
 /// ([`NetlinkAddress::add_missing`]) and drops them ([`NetlinkAddress::retain`]), and the watch
@@ -50,6 +64,26 @@ pub struct NetlinkAddress {
     handles: std::sync::Mutex<Handles>,
     /// The tickle peer link (`[tickle]`): a claim tickles the peer's connections on the address.
     tickle: Option<Arc<PeerLink>>,
+    /// Alarm texts of address conflicts, for the daemon ([`NetlinkAddress::take_conflict_alarms`]).
+    alarms: UnboundedSender<String>,
+    alarms_rx: std::sync::Mutex<Option<UnboundedReceiver<String>>>,
+    /// How long a conflict stays shown after its last frame ([`CONFLICT_CLEAR_AFTER`]).
+    clear_after: Duration,
+}
+
+/// A conflict is shown (and counts as one episode) until no conflicting frame came for this
+/// long: the other holder's kernel answers every ARP request for the address, so while both
+/// hold it a frame comes at least with each defence (every `vip::DEFEND_INTERVAL`, 10 s) and
+/// with every client's query; 60 s is six defences without an answer.
+pub const CONFLICT_CLEAR_AFTER: Duration = Duration::from_secs(60);
+
+/// Another host using an address held here, as last seen.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    mac: MacAddr,
+    first: Instant,
+    last: Instant,
+    frames: u64,
 }
 
 /// An address and the interface it floats on: a changed interface is another handle (the old
@@ -74,6 +108,10 @@ struct Handle {
     probe: Mutex<Option<ProbeSession>>,
     /// Ends its stream in the watch when the handle goes.
     watched: std::sync::Mutex<Option<AbortHandle>>,
+    /// The conflict watch task while the address is held here.
+    conflicts: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The conflict it last saw, until it clears.
+    seen: Arc<std::sync::Mutex<Option<Seen>>>,
 }
 
 impl Handle {
@@ -83,7 +121,29 @@ impl Handle {
             vip: Mutex::new(Vip::new(a.interface.clone(), ip, prefix).map_err(err)?),
             probe: Mutex::new(None),
             watched: std::sync::Mutex::new(None),
+            conflicts: std::sync::Mutex::new(None),
+            seen: Arc::new(std::sync::Mutex::new(None)),
         })
+    }
+
+    /// Runs the conflict watch while `held`, stops it (forgetting what it saw) otherwise.
+    fn follow_conflicts(self: &Arc<Handle>, key: &Key, held: bool, alarms: &Alarms) {
+        let mut task = lock(&self.conflicts);
+        if !held {
+            if let Some(t) = task.take() {
+                t.abort();
+            }
+            if let Some(was) = lock(&self.seen).take() {
+                info!(address = %key.0, interface = %key.1, mac = %was.mac,
+                    "address no longer held here: its conflict is no longer watched");
+            }
+            return;
+        }
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let run = watch_conflicts(Arc::downgrade(self), key.clone(), alarms.clone());
+        *task = Some(tokio::spawn(run));
     }
 
     /// Its events for the watch (subscribed now: nothing later is missed). The first is a
@@ -106,6 +166,103 @@ impl Drop for Handle {
     fn drop(&mut self) {
         if let Some(stop) = lock(&self.watched).take() {
             stop.abort();
+        }
+        if let Some(t) = lock(&self.conflicts).take() {
+            t.abort();
+        }
+    }
+}
+
+/// The next conflict alarm from [`NetlinkAddress::take_conflict_alarms`]'s receiver; never
+/// without one.
+pub async fn next_alarm(rx: &mut Option<UnboundedReceiver<String>>) -> Option<String> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where a conflict task sends its alarm and how long a conflict stays shown.
+#[derive(Debug, Clone)]
+struct Alarms {
+    tx: UnboundedSender<String>,
+    clear_after: Duration,
+}
+
+/// The conflict watch of one held address (module docs): logs, alarms and defends each
+/// conflict, clears it after `clear_after` without a conflicting frame. The task holds the
+/// handle weakly: a handle dropped by a reload stops it ([`Handle`]'s `Drop`).
+async fn watch_conflicts(h: std::sync::Weak<Handle>, (net, interface): Key, alarms: Alarms) {
+    let address = net.to_string();
+    let (mut w, seen) = {
+        let Some(h) = h.upgrade() else { return };
+        let w = h.vip.lock().await.conflict_watch().await;
+        match w {
+            Ok(w) => (w, h.seen.clone()),
+            Err(e) => {
+                warn!(%address, %interface, error = %e,
+                    "no conflict watch: another host using the address is not noticed");
+                return;
+            }
+        }
+    };
+    let mut defender = Defender::default();
+    loop {
+        let clear_at = lock(&seen).map(|s| s.last + alarms.clear_after);
+        tokio::select! {
+            r = w.next() => {
+                let c = match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(%address, %interface, error = %e,
+                            "conflict watch ended: another host using the address is not noticed");
+                        return;
+                    }
+                };
+                let new = {
+                    let mut s = lock(&seen);
+                    match s.as_mut() {
+                        Some(s) if s.mac == c.mac => {
+                            s.last = c.at;
+                            s.frames += 1;
+                            false
+                        }
+                        _ => {
+                            *s = Some(Seen { mac: c.mac, first: c.at, last: c.at, frames: 1 });
+                            true
+                        }
+                    }
+                };
+                if new {
+                    warn!(%address, %interface, mac = %c.mac, kind = ?c.kind,
+                        "address conflict: another host uses the address; kept and defended \
+                         (the authority decides who holds it)");
+                    let _ = alarms.tx.send(format!(
+                        "address {address} on {interface}: {} also answers for it (address \
+                         conflict, RFC 5227); kept here, the authority decides who holds it",
+                        c.mac
+                    ));
+                }
+                if defender.should_defend(c.at) {
+                    let Some(h) = h.upgrade() else { return };
+                    let sent = h.vip.lock().await.defend(AnnounceMode::Request).await;
+                    match sent.map(|v| v.into_iter().find_map(|r| r.result.err())) {
+                        Ok(None) => debug!(%address, mac = %c.mac, "defensive announcement sent"),
+                        Ok(Some(e)) | Err(e) => {
+                            warn!(%address, error = %e, "defensive announcement failed")
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(clear_at.unwrap_or_else(Instant::now)), if clear_at.is_some() => {
+                let mut s = lock(&seen);
+                if let Some(was) = s.filter(|s| s.last.elapsed() >= alarms.clear_after) {
+                    *s = None;
+                    info!(%address, %interface, mac = %was.mac, frames = was.frames,
+                        quiet_s = alarms.clear_after.as_secs(),
+                        "address conflict cleared: no conflicting frame since");
+                }
+            }
         }
     }
 }
@@ -152,10 +309,56 @@ impl NetlinkAddress {
         for a in &config.addresses {
             handles.by_key.insert(key(a), Arc::new(Handle::new(a)?));
         }
+        let (alarms, alarms_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(NetlinkAddress {
             handles: std::sync::Mutex::new(handles),
             tickle: None,
+            alarms,
+            alarms_rx: std::sync::Mutex::new(Some(alarms_rx)),
+            clear_after: CONFLICT_CLEAR_AFTER,
         })
+    }
+
+    /// Shows a conflict until no conflicting frame came for `d` instead of
+    /// [`CONFLICT_CLEAR_AFTER`] (tests).
+    pub fn with_conflict_clear_after(mut self, d: Duration) -> NetlinkAddress {
+        self.clear_after = d;
+        self
+    }
+
+    /// The alarm texts of address conflicts, one per conflict (a new other MAC, or the first
+    /// frame after a cleared one), for the daemon to raise; `None` once taken.
+    pub fn take_conflict_alarms(&self) -> Option<UnboundedReceiver<String>> {
+        lock(&self.alarms_rx).take()
+    }
+
+    /// Another host using `address` (as status spells it) on `interface` while it is held
+    /// here: its MAC and when, until the conflict clears; `None` otherwise.
+    pub fn conflict(&self, address: &str, interface: &str) -> Option<AddressConflict> {
+        let h = lock(&self.handles);
+        let (_, h) = h
+            .by_key
+            .iter()
+            .find(|((net, i), _)| i == interface && net.to_string() == address)?;
+        let s = (*lock(&h.seen))?;
+        let ms = |t: Instant| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Some(AddressConflict {
+            mac: s.mac.to_string(),
+            first_seen_ms_ago: ms(s.first),
+            last_seen_ms_ago: ms(s.last),
+            frames: s.frames,
+        })
+    }
+
+    fn follow_conflicts(&self, k: &Key, held: bool) {
+        let Some(h) = lock(&self.handles).by_key.get(k).cloned() else {
+            return;
+        };
+        let alarms = Alarms {
+            tx: self.alarms.clone(),
+            clear_after: self.clear_after,
+        };
+        h.follow_conflicts(k, held, &alarms);
     }
 
     /// Each claim then sends tickle ACKs to the connections on the address that `link` learnt
@@ -223,6 +426,7 @@ impl NetlinkAddress {
     /// link. A held address's announcements follow the link inside `vip` (a fresh burst when
     /// it comes back or its MAC changes). Addresses a reload adds are followed from their
     /// [`NetlinkAddress::add_missing`], removed ones no more after [`NetlinkAddress::retain`].
+    /// While an address is held here its conflict watch runs (module docs).
     pub async fn watch(&self, tx: UnboundedSender<Event>) -> Result<(), BackendError> {
         let (inbox_tx, mut inbox) = tokio::sync::mpsc::unbounded_channel();
         let existing: Vec<(Key, Arc<Handle>)> = {
@@ -291,6 +495,7 @@ impl NetlinkAddress {
                 // A MAC change is vip's to announce.
                 _ => continue,
             };
+            self.follow_conflicts(&k, held);
             if tx.send(Event::Address { address, held }).is_err() {
                 return Ok(());
             }

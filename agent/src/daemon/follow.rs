@@ -39,6 +39,11 @@ impl Follow {
         self.address.as_ref().and_then(|a| a.peer_link())
     }
 
+    /// The real address backend, if any.
+    pub fn address(&self) -> Option<&Arc<NetlinkAddress>> {
+        self.address.as_ref()
+    }
+
     /// A feed for one more follower (a watch, the metrics endpoint).
     pub fn feed(&self) -> ConfigFeed {
         self.feed.subscribe()

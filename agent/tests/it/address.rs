@@ -416,3 +416,190 @@ fn link_down_at_claim_waits_for_link_then_claims() {
         assert!(addr.held(a0).await.expect("held"));
     });
 }
+
+/// RFC 5227 §2.4 while held (the field case: a partition healed and both nodes hold the
+/// address). The daemon's own loop runs (`Daemon::run`, its address backend followed as in
+/// the real daemon); this node promotes and holds 10.99.0.10 on v0; another host (v1, moved into
+/// a namespace of its own) then claims it too. Expected: one alarm naming the other MAC, status
+/// and its JSON show the conflict on the address line, a defensive gratuitous ARP from v0's MAC
+/// reaches the other host, the address stays held here and DRBD Primary (no role change); once
+/// the other host lets it go, the conflict clears after the (shortened) quiet time.
+#[test]
+fn conflict_while_held_alarms_defends_shows_and_clears() {
+    use agent::control::Pending;
+    use agent::daemon::follow::Follow;
+    use agent::events::{AgentEvent, EventBus, EventsMonitor};
+    use vip::{ClaimOptions, Vip};
+
+    if !prereqs() {
+        return;
+    }
+    const OURS: &str = "02:99:00:00:00:01";
+    const THEIRS: &str = "02:99:00:00:00:02";
+    in_netns(|| {
+        ip(&format!("link set v0 address {OURS}"));
+        ip(&format!("link set v1 address {THEIRS}"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let cfg = Arc::new(config());
+            let a0 = cfg.addresses[0].clone();
+            let vip_ip = a0.address.addr();
+            let addr = Arc::new(
+                NetlinkAddress::new(&cfg)
+                    .expect("vip handles")
+                    .with_conflict_clear_after(Duration::from_secs(1)),
+            );
+            let (tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+            {
+                let a = addr.clone();
+                tokio::spawn(async move { a.watch(tx).await });
+            }
+            let mem = Memory::healthy_secondary(&cfg);
+            let bus = EventBus::default();
+            let mut events = bus.subscribe();
+            let d = Daemon::new(Executor::new(
+                cfg.clone(),
+                mem.clone(),
+                mem.clone(),
+                addr.clone(),
+            ))
+            .following(Follow::new(cfg.clone(), Some(addr.clone())))
+            .with_monitor(EventsMonitor::new(bus));
+            let (ctl, ctl_rx) = tokio::sync::mpsc::channel(4);
+            tokio::task::spawn_local(d.run(ev_rx, ctl_rx));
+            let ask = |request: Request| {
+                let ctl = ctl.clone();
+                async move {
+                    let (reply, rx) = tokio::sync::oneshot::channel();
+                    ctl.send(Pending { request, reply }).await.expect("daemon");
+                    rx.await.expect("answer")
+                }
+            };
+
+            let r = ask(Request::Promote).await;
+            assert!(r.ok, "{}", r.message);
+            assert!(addr.held(&a0).await.expect("held"));
+
+            let other = Netns::add(Netns::unique_name("ihaconf")).expect("netns add");
+            let in_other = |args: &str| {
+                let args: Vec<&str> = args.split_whitespace().collect();
+                other.ip(&args).unwrap_or_else(|e| panic!("{e}"));
+            };
+            ip(&format!("link set v1 netns {}", other.name()));
+            in_other("link set lo up");
+            in_other("link set v1 up");
+            wait_carrier("v0").await;
+            // The conflict watch starts from the watch's "added" event: let it open.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+
+            let (stop, stopped) = std::sync::mpsc::channel::<()>();
+            let theirs = netns::spawn_in_ns(other.name(), move || async move {
+                let mut v = Vip::new("v1", vip_ip, 24).expect("handle");
+                let mut w = v.conflict_watch().await.expect("watch in the other host");
+                let mut burst = vip::AnnouncePolicy::default();
+                burst.count = 3;
+                burst.interval = Duration::from_millis(200);
+                burst.second_burst_after = None;
+                v.claim(&ClaimOptions::without_probe().announce(burst))
+                    .await
+                    .expect("the other host claims");
+                // This node's defence: an ARP naming the address with v0's MAC.
+                let c = tokio::time::timeout(Duration::from_secs(5), w.next())
+                    .await
+                    .map(|c| c.expect("watch").mac.to_string());
+                let _ = stopped.recv_timeout(Duration::from_secs(20));
+                v.release().await.expect("release in the other host");
+                c
+            });
+
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let st = loop {
+                let r = ask(Request::Status).await;
+                let st = r.status.expect("status");
+                if st.addresses.first().is_some_and(|a| a.conflict.is_some()) {
+                    // `iscsi-ha status` exits non-zero, naming it.
+                    assert!(!r.ok && r.message.contains(THEIRS), "{}", r.message);
+                    break st;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no conflict shown: {}",
+                    st.render()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            let text = st.render();
+            eprintln!("{text}");
+            assert!(
+                text.contains(&format!(
+                    "held (for r0); CONFLICT: {THEIRS} also answers for it ("
+                )),
+                "{text}"
+            );
+            let json = serde_json::to_value(&st).expect("json");
+            assert_eq!(json["addresses"][0]["conflict"]["mac"], THEIRS, "{json}");
+            let alarm = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match agent::events::next(&mut events).await {
+                        Some(AgentEvent::Alarm { reason, .. }) => break reason,
+                        Some(_) => continue,
+                        None => panic!("event bus closed"),
+                    }
+                }
+            })
+            .await
+            .expect("an alarm within 5 s");
+            assert!(
+                alarm.contains(THEIRS) && alarm.contains("10.99.0.10/24"),
+                "{alarm}"
+            );
+            // No release, no role change: the authority decides.
+            assert!(addr.held(&a0).await.expect("held"));
+            assert!(st.converged, "{text}");
+            assert_eq!(
+                mem.world().drbd.get("r0").map(|v| v.role),
+                Some(Role::Primary)
+            );
+
+            stop.send(()).expect("other host waits");
+            let defence = tokio::task::spawn_blocking(move || theirs.join())
+                .await
+                .expect("join")
+                .expect("other host thread");
+            assert_eq!(
+                defence.as_deref().ok(),
+                Some(OURS),
+                "the other host saw no defence from {OURS}"
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let r = ask(Request::Status).await;
+                let st = r.status.expect("status");
+                if st.addresses.first().is_some_and(|a| a.conflict.is_none()) {
+                    assert!(!st.render().contains("CONFLICT"));
+                    assert!(r.ok, "{}", r.message);
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "conflict not cleared: {}",
+                    st.render()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // One conflict, one alarm (the other host's later frames did not raise more).
+            let mut more = 0;
+            while let Ok(ev) = events.try_recv() {
+                if matches!(ev, AgentEvent::Alarm { ref reason, .. } if reason.contains(THEIRS)) {
+                    more += 1;
+                }
+            }
+            assert_eq!(more, 0, "more than one alarm for one conflict");
+            assert!(addr.held(&a0).await.expect("held"));
+        });
+    });
+}

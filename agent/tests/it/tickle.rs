@@ -88,6 +88,7 @@ async fn claim_and_report(
             waiting_for_link: false,
             on_other_interface: None,
             resources: vec![],
+            conflict: None,
         }])
         .addresses
         .first()

@@ -85,6 +85,7 @@ impl State {
                             announced: false,
                             on_other_interface: None,
                             resources: a.resources.clone(),
+                            echoes: Vec::new(),
                         },
                     )
                 })
@@ -786,8 +787,13 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         let snap = snap.map_err(|e| format!("the added resources cannot be read: {e}"))?;
         let mut trial = State::new(new);
         trial.authority = state.authority.clone();
-        let (_, actions) = step(trial, Event::Observed(snap));
-        for a in actions {
+        let (trial, actions) = step(trial, Event::Observed(snap));
+        // The wish's own refusal, also when a release of an orphaned address comes first.
+        let wish = trial
+            .plan_for_wish()
+            .err()
+            .map(crate::fsm::Notice::into_action);
+        for a in actions.into_iter().chain(wish) {
             if let Action::Refuse(why) = a {
                 if let Some(n) = delta.added_resources.iter().find(|n| names(&why, n)) {
                     return Err(format!(

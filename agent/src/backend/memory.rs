@@ -91,6 +91,14 @@ impl Memory {
         }
     }
 
+    /// An address added or removed by our own step, reported as the kernel does
+    /// (`RTM_NEWADDR` / `RTM_DELADDR` to the watch), when it changed.
+    fn reported(&self, address: String, was: Option<bool>, held: bool) {
+        if was != Some(held) {
+            self.emit(Event::Address { address, held });
+        }
+    }
+
     /// Applies `change` to the DRBD view of `res` (if there is one) and emits the new view.
     fn change_drbd(&self, res: &str, change: impl FnOnce(&mut DrbdView)) {
         let view = {
@@ -388,14 +396,18 @@ impl Address for Memory {
                 "another host answers for {name}"
             )));
         }
-        w.addresses.insert(name, true);
+        let was = w.addresses.insert(name.clone(), true);
+        drop(w);
+        self.reported(name, was, true);
         Ok(())
     }
 
     async fn release(&self, addr: &AddressConfig) -> Result<(), BackendError> {
         let name = addr.address.to_string();
         let mut w = self.slow_call(Stage::AddressRelease, &name).await?;
-        w.addresses.insert(name, false);
+        let was = w.addresses.insert(name.clone(), false);
+        drop(w);
+        self.reported(name, was, false);
         Ok(())
     }
 

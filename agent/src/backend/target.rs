@@ -128,6 +128,15 @@ fn err(e: TgtError) -> BackendError {
     }
 }
 
+/// Nothing listens at tgtd's socket, or there is none (`ECONNREFUSED`, `ENOENT`): tgtd is not
+/// running, so nothing is served.
+fn not_running(e: &TgtError) -> bool {
+    matches!(e, TgtError::Connect { source, .. } if matches!(
+        source.kind(),
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+    ))
+}
+
 fn tid(res: &Resource) -> Result<i32, BackendError> {
     i32::try_from(res.target.tid)
         .map_err(|_| BackendError::Failed(format!("tid {} out of range", res.target.tid)))
@@ -231,14 +240,7 @@ impl TgtTarget {
             Ok(t) => (t, false),
             // tgtd not running: nothing is served (as `status` reports it), so a primary whose
             // tgtd died says so at once instead of at the safety net.
-            Err(TgtError::Connect { source, .. })
-                if matches!(
-                    source.kind(),
-                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
-                ) =>
-            {
-                (Vec::new(), true)
-            }
+            Err(e) if not_running(&e) => (Vec::new(), true),
             Err(_) => return None,
         };
         let mut out = BTreeMap::new();
@@ -293,6 +295,8 @@ impl TgtTarget {
         // Since when nothing answers at the socket, and whether that was reported.
         let mut down_since: Option<Instant> = None;
         let mut reported_down = false;
+        // A new tgtd answered: the daemon is told (Event::Tick) after this look's report.
+        let mut tick_due = false;
         // The last new socket logged (a crash-looping tgtd is logged once per socket).
         let mut logged: Option<SocketId> = None;
         let mut socket = socket_identity(&path);
@@ -355,75 +359,83 @@ impl TgtTarget {
                 self.take_in(socket);
                 last.clear();
                 primed = true;
-                // A repair that failed while tgtd was down waits for new information: this is.
-                if tx.send(Event::Tick).is_err() {
-                    return Ok(());
-                }
-            }
-            let Some(before) = self.changes.quiet() else {
-                continue;
-            };
-            let config = config.borrow().clone();
-            // A target a reload removed is neither reported nor awaited after a restart.
-            let followed = |n: &String| config.resources.iter().any(|r| &r.name == n);
-            last.retain(|n, _| followed(n));
-            if let Some((_, want)) = &mut held {
-                want.retain(|n| followed(n));
-            }
-            let Some((views, down)) = self.views(&config).await else {
-                continue;
-            };
-            if self.changes.quiet() != Some(before) {
-                continue; // one of our own changes ran meanwhile: its result is known
-            }
-            if !primed {
-                last = views.into_iter().map(|(r, (v, _))| (r, v)).collect();
-                primed = true;
-                continue;
-            }
-            let external = looked == Some(before);
-            looked = Some(before);
-            if !down {
+                // A repair that failed while tgtd was down waits for new information: this
+                // is, told once this look has reported the new tgtd's targets (told first, the
+                // repair would serve, then the older report of them absent would undo it).
+                tick_due = true;
+                // A new tgtd that dies at once is reported down in its own right.
                 (down_since, reported_down) = (None, false);
-                self.down.store(false, Ordering::SeqCst);
-            } else if down_since.get_or_insert_with(Instant::now).elapsed() < DOWN_REPORT_AFTER {
-                // A restart (the service manager's, or tgt's own) is over by then and takes
-                // the restart path above, which holds tgtd offline first.
-                continue;
-            } else if !reported_down {
-                reported_down = true;
-                self.down.store(true, Ordering::SeqCst);
-                // Nothing answers: every target is reported absent, whatever was seen last (a
-                // tgtd that died right after our serve, before a look saw it served, would
-                // otherwise look unchanged); what was served is held offline for by the next.
-                for (n, v) in &last {
-                    if v.state == TargetState::Serving && !lost.contains(n) {
-                        lost.push(n.clone());
-                    }
-                }
-                last.clear();
             }
-            for (resource, (view, served)) in views {
-                if last.get(&resource) == Some(&view) {
-                    continue;
+            'look: {
+                let Some(before) = self.changes.quiet() else {
+                    break 'look;
+                };
+                let config = config.borrow().clone();
+                // A target a reload removed is neither reported nor awaited after a restart.
+                let followed = |n: &String| config.resources.iter().any(|r| &r.name == n);
+                last.retain(|n, _| followed(n));
+                if let Some((_, want)) = &mut held {
+                    want.retain(|n| followed(n));
                 }
-                match last.get(&resource) {
-                    // none of our changes since the last look: someone else's (named in detail)
-                    Some(was) if external && was.state != view.state => warn!(%resource,
-                        was = ?was.state, now = ?view.state, ?served,
-                        "target changed outside the agent"),
-                    Some(was) if was.state != view.state => {
-                        info!(%resource, was = ?was.state, now = ?view.state, "target")
+                let Some((views, down)) = self.views(&config).await else {
+                    break 'look;
+                };
+                if self.changes.quiet() != Some(before) {
+                    break 'look; // one of our own changes ran meanwhile: its result is known
+                }
+                if !primed {
+                    last = views.into_iter().map(|(r, (v, _))| (r, v)).collect();
+                    primed = true;
+                    break 'look;
+                }
+                let external = looked == Some(before);
+                looked = Some(before);
+                if !down {
+                    (down_since, reported_down) = (None, false);
+                    self.down.store(false, Ordering::SeqCst);
+                } else if down_since.get_or_insert_with(Instant::now).elapsed() < DOWN_REPORT_AFTER
+                {
+                    // A restart (the service manager's, or tgt's own) is over by then and takes
+                    // the restart path above, which holds tgtd offline first.
+                    break 'look;
+                } else if !reported_down {
+                    reported_down = true;
+                    self.down.store(true, Ordering::SeqCst);
+                    // Nothing answers: every target is reported absent, whatever was seen last (a
+                    // tgtd that died right after our serve, before a look saw it served, would
+                    // otherwise look unchanged); what was served is held offline for by the next.
+                    for (n, v) in &last {
+                        if v.state == TargetState::Serving && !lost.contains(n) {
+                            lost.push(n.clone());
+                        }
                     }
-                    // only the sessions: initiators logging in or out
-                    Some(was) => debug!(%resource, was = was.sessions, now = view.sessions,
-                        "target sessions"),
-                    None => {}
+                    last.clear();
                 }
-                last.insert(resource.clone(), view);
-                if tx.send(Event::Target { resource, view }).is_err() {
-                    return Ok(());
+                for (resource, (view, served)) in views {
+                    if last.get(&resource) == Some(&view) {
+                        continue;
+                    }
+                    match last.get(&resource) {
+                        // none of our changes since the last look: someone else's (named in detail)
+                        Some(was) if external && was.state != view.state => warn!(%resource,
+                            was = ?was.state, now = ?view.state, ?served,
+                            "target changed outside the agent"),
+                        Some(was) if was.state != view.state => {
+                            info!(%resource, was = ?was.state, now = ?view.state, "target")
+                        }
+                        // only the sessions: initiators logging in or out
+                        Some(was) => debug!(%resource, was = was.sessions, now = view.sessions,
+                            "target sessions"),
+                        None => {}
+                    }
+                    last.insert(resource.clone(), view);
+                    if tx.send(Event::Target { resource, view }).is_err() {
+                        return Ok(());
+                    }
                 }
+            }
+            if std::mem::take(&mut tick_due) && tx.send(Event::Tick).is_err() {
+                return Ok(());
             }
             if let Some((since, want)) = &held {
                 if self.ready_if_served(*since, want, &last).await {
@@ -543,8 +555,9 @@ impl Target for TgtTarget {
         let spec = spec(res)?;
         let targets = match self.client.show_targets().await {
             Ok(t) => t,
-            // tgtd not running: nothing is served.
-            Err(TgtError::Connect { .. }) => return Ok(TargetView::default()),
+            // tgtd not running: nothing is served. Another connect error (a stalled tgtd's
+            // full backlog) is no such answer: an absent target would release the address.
+            Err(e) if not_running(&e) => return Ok(TargetView::default()),
             Err(e) => return Err(err(e)),
         };
         let served = spec.served_in(&targets);

@@ -120,6 +120,14 @@ pub struct AddressState {
     pub on_other_interface: Option<String>,
     /// Resources behind it.
     pub resources: Vec<String>,
+    /// What the address watch will report of our own steps that added or removed it, in
+    /// order: those reports are older than the state (a release's removal comes after the
+    /// claim that followed it) and change nothing. A report that is not the next one expected
+    /// is someone else's doing: it is taken in and the rest forgotten, so a step the kernel
+    /// did not report (the address was there already) never hides a change. Cleared by a
+    /// full observation.
+    #[serde(default)]
+    pub echoes: Vec<bool>,
 }
 
 impl AddressState {
@@ -151,25 +159,54 @@ impl State {
     }
 
     /// The plan for the current wish, or why none can be made: only the difference between the
-    /// wish and the observation, in the orders of [`super::order`].
+    /// wish and the observation, in the orders of [`super::order`]. An address held without a
+    /// serving target is released first ([`State::release_orphaned`]).
     pub fn diff(&self) -> Result<Plan, Notice> {
-        // Whatever the wish, an address is never held without a serving target behind it
-        // (tgtd died or restarted empty, targets deleted by hand): released first, claimed
-        // again once one serves. A demote releases it in its own order.
-        if self.authority != Authority::Secondary {
-            let steps: Vec<Step> = self
-                .addresses
-                .iter()
-                .filter(|(_, a)| a.held && !self.any_serving(a))
-                .map(|(n, _)| Step::new(Stage::AddressRelease, n))
-                .collect();
-            if !steps.is_empty() {
-                return Ok(Plan {
-                    kind: PlanKind::Repair,
-                    steps,
-                });
-            }
+        match self.release_orphaned() {
+            Some(plan) => Ok(plan),
+            None => self.plan_for_wish(),
         }
+    }
+
+    /// Whatever the wish, an address is never held without a serving target behind it (tgtd
+    /// died or restarted empty, targets deleted by hand): released first, in the demote order
+    /// (a target left partial has its connections closed while the address is still here),
+    /// claimed again once one serves. A demote releases it in its own order.
+    fn release_orphaned(&self) -> Option<Plan> {
+        if self.authority == Authority::Secondary {
+            return None;
+        }
+        let orphaned: Vec<&String> = (self.addresses.iter())
+            .filter(|(_, a)| a.held && !self.any_serving(a))
+            .map(|(n, _)| n)
+            .collect();
+        let mut behind: Vec<&String> = (orphaned.iter())
+            .flat_map(|n| &self.addresses[*n].resources)
+            .collect();
+        behind.sort();
+        behind.dedup();
+        // The demote order up to the address's release.
+        let upto = DEMOTE.iter().position(|s| *s == Stage::AddressRelease);
+        let steps: Vec<Step> = (DEMOTE[..=upto.unwrap_or(0)].iter())
+            .flat_map(|&stage| {
+                let objects = match stage.def().object {
+                    Object::Address => &orphaned,
+                    Object::Resource => &behind,
+                };
+                (objects.iter())
+                    .filter(move |o| self.needs(stage, o, &BTreeMap::new()))
+                    .map(move |o| Step::new(stage, o))
+            })
+            .collect();
+        (!steps.is_empty()).then_some(Plan {
+            kind: PlanKind::Repair,
+            steps,
+        })
+    }
+
+    /// The plan for the authority's wish alone, or why none can be made (what a command or a
+    /// reload is checked against: a release of an orphaned address first does not answer it).
+    pub fn plan_for_wish(&self) -> Result<Plan, Notice> {
         let (kind, steps) = match &self.authority {
             Authority::Unknown(reason) if reason == NO_SIGNAL_YET => (PlanKind::Repair, vec![]),
             Authority::Unknown(reason) => {
@@ -382,6 +419,7 @@ impl State {
         for (addr, a) in self.addresses.iter_mut() {
             if let Some(h) = snap.addresses.get(addr) {
                 a.set_held(*h);
+                a.echoes.clear();
                 a.link_down = snap.links_down.contains(addr);
                 let other = snap.on_other_interface.get(addr);
                 if let Some(iface) = other.filter(|i| a.on_other_interface.as_ref() != Some(*i)) {
@@ -438,6 +476,9 @@ impl State {
             }
         }
         if let (Some(a), Effect::Held(held)) = (self.addresses.get_mut(&s.object), effect) {
+            if held != a.held {
+                a.echoes.push(held);
+            }
             a.set_held(held);
             a.announced = held;
         }

@@ -183,7 +183,7 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                 } else if !state.observed {
                     Some("the agent has not observed the node yet".to_string())
                 } else {
-                    match state.diff() {
+                    match state.plan_for_wish() {
                         Err(Notice::Refuse(r)) => Some(r),
                         _ => None,
                     }
@@ -275,6 +275,13 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
         },
         Event::Address { address, held } => match state.addresses.get_mut(&address) {
             Some(a) => {
+                if a.echoes.first() == Some(&held) {
+                    // One of our own steps, reported: the state already has it and what
+                    // followed.
+                    a.echoes.remove(0);
+                    return (state, pre);
+                }
+                a.echoes.clear();
                 if a.held != held {
                     state.blocked = None;
                 }
@@ -315,10 +322,31 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                                 .map(|step| step.object.clone()),
                         )
                         .collect();
+                    // The reports of the addresses the plan added or removed are still to
+                    // come too, after those of earlier steps still awaited.
+                    let mut echoes: Vec<(String, Vec<bool>)> = (state.addresses.iter())
+                        .map(|(n, a)| (n.clone(), a.echoes.clone()))
+                        .collect();
+                    for (name, awaited) in &mut echoes {
+                        let mut held = state.addresses[name.as_str()].held;
+                        for step in out.applied.iter().filter(|s| &s.object == name) {
+                            if let Effect::Held(h) = step.stage.def().effect {
+                                if h != held {
+                                    awaited.push(h);
+                                    held = h;
+                                }
+                            }
+                        }
+                    }
                     pre.extend(state.apply_snapshot(s));
                     for name in awaited {
                         if let Some(r) = state.resources.get_mut(&name) {
                             r.echo = r.view.drbd.up.then_some(r.view.drbd.role);
+                        }
+                    }
+                    for (name, awaited) in echoes {
+                        if let Some(a) = state.addresses.get_mut(&name) {
+                            a.echoes = awaited;
                         }
                     }
                 }

@@ -5,7 +5,7 @@
 //! tgtd answers. Needs root, `ip` and `tgtd`: skipped without them, a failure with CI=true.
 
 use crate::common;
-use crate::reload_live::{address, held_on_v0, until, D};
+use crate::reload_live::{address, held_on_v0, D};
 use crate::reload_tgtd::resource;
 
 use std::sync::Arc;
@@ -18,10 +18,11 @@ use agent::config::Config;
 use agent::control::Request;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
-use agent::fsm::TargetState;
+use agent::fsm::{Event, Stage, TargetState};
 use common::{free_port, tgtd_config_head, wait_tgtd, Tgtd};
 use test_support::netns::{self, Netns};
 use test_support::prereq::Prereqs;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 const CONTROL_PORT: u16 = 10;
 const A0: &str = "10.99.0.10/24";
@@ -84,7 +85,8 @@ async fn run() {
     let state = |d: &D| d.status().expect("status").resources[0].target.state;
     tgtd.kill();
     let t = Instant::now();
-    until(&mut d, &mut rx, "the address outlived tgtd", || async {
+    let mut seen = Seen::default();
+    seen.until(&mut d, &mut rx, "the address outlived tgtd", || {
         !held_on_v0(A0)
     })
     .await;
@@ -92,15 +94,70 @@ async fn run() {
     assert_eq!(state(&d), TargetState::Absent);
     let status = d.status().expect("status");
     assert!(!status.addresses[0].held && !status.converged, "{status:?}");
+    assert_eq!(seen.count(Stage::AddressRelease), 1, "{:?}", seen.stages);
 
     let t = Instant::now();
     let _tgtd = Tgtd::start(d0, CONTROL_PORT, free_port());
-    until(&mut d, &mut rx, "not served and claimed again", || async {
+    let mut seen = Seen::default();
+    seen.until(&mut d, &mut rx, "not served and claimed again", || {
         held_on_v0(A0)
     })
     .await;
     eprintln!("new tgtd -> address claimed again: {:?}", t.elapsed());
+    // Then quiet: the new tgtd's report of its (still empty) targets and the release's own
+    // address event, both older than the claim, undo nothing.
+    let quiet = Instant::now() + Duration::from_millis(1500);
+    seen.until(&mut d, &mut rx, "", || Instant::now() >= quiet)
+        .await;
     assert_eq!(state(&d), TargetState::Serving);
     let status = d.status().expect("status");
     assert!(status.addresses[0].held && status.converged, "{status:?}");
+    assert_eq!(seen.count(Stage::AddressRelease), 0, "{:?}", seen.stages);
+    assert_eq!(seen.count(Stage::AddressClaim), 1, "{:?}", seen.stages);
+    assert_eq!(seen.count(Stage::ProbeAddress), 1, "{:?}", seen.stages);
+    assert!(
+        seen.notices
+            .iter()
+            .all(|n| !n.contains("changed outside the agent")),
+        "{:?}",
+        seen.notices
+    );
+}
+
+/// The stages run (rollbacks apart) and the notices of the events handled.
+#[derive(Default)]
+struct Seen {
+    stages: Vec<Stage>,
+    notices: Vec<String>,
+}
+
+impl Seen {
+    fn count(&self, stage: Stage) -> usize {
+        self.stages.iter().filter(|s| **s == stage).count()
+    }
+
+    /// Handles the watches' events until `done` holds (at most 20 s, else panics with `what`).
+    async fn until(
+        &mut self,
+        d: &mut D,
+        rx: &mut UnboundedReceiver<Event>,
+        what: &str,
+        done: impl Fn() -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            let ev = tokio::select! {
+                Some(ev) = rx.recv() => ev,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
+            };
+            let h = d.handle(ev).await;
+            self.notices
+                .extend(h.notices.iter().map(|n| format!("{n:?}")));
+            for t in &h.transitions {
+                let run = t.stages.iter().filter(|s| !s.rollback && s.ok);
+                self.stages.extend(run.map(|s| s.stage));
+            }
+        }
+    }
 }

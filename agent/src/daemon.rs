@@ -563,7 +563,15 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         // Another host on a held address: `status` exits non-zero, as for a split brain.
         let conflicts: Vec<String> = (status.iter())
             .flat_map(|s| &s.addresses)
-            .filter_map(|a| Some(format!("{} ({})", a.address, a.conflict.as_ref()?.mac)))
+            .filter_map(|a| {
+                let c = a.conflict.as_ref()?;
+                let macs = if c.macs.is_empty() {
+                    vec![c.mac.clone()]
+                } else {
+                    c.macs.clone()
+                };
+                Some(format!("{} ({})", a.address, macs.join(", ")))
+            })
             .collect();
         let (ok, message) = if asked && !conflicts.is_empty() {
             (

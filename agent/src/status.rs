@@ -74,8 +74,11 @@ pub struct AddressStatus {
 /// the address with another MAC). The address is kept: the authority decides who holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddressConflict {
-    /// The other host's MAC address, `aa:bb:cc:dd:ee:ff`.
+    /// The other host's MAC address, `aa:bb:cc:dd:ee:ff` (the first seen, if several).
     pub mac: String,
+    /// Every other MAC seen in this conflict, `mac` first.
+    #[serde(default)]
+    pub macs: Vec<String>,
     /// Milliseconds since its first conflicting frame (of this conflict).
     pub first_seen_ms_ago: u64,
     /// Milliseconds since its last conflicting frame.
@@ -544,6 +547,11 @@ impl Status {
                     None => String::new(),
                 },
                 match &a.conflict {
+                    Some(c) if c.macs.len() > 1 => format!(
+                        "; CONFLICT: {} also answer for it ({} s ago)",
+                        c.macs.join(", "),
+                        c.last_seen_ms_ago / 1000
+                    ),
                     Some(c) => format!(
                         "; CONFLICT: {} also answers for it ({} s ago)",
                         c.mac,

@@ -5,19 +5,31 @@
 //! before the socket is bound, so nothing unfiltered is ever queued): only frames that could
 //! be a conflict wake the process. The same verdict is taken again in userspace on the decoded
 //! frame ([`Conflict::from_frame`]); the filter is an optimisation, never the judge.
+//!
+//! Only frames the kernel's own ARP / IPv6 input takes count: packet types `PACKET_HOST`,
+//! `PACKET_BROADCAST` and `PACKET_MULTICAST` (packet(7); `net/ipv4/arp.c` `arp_rcv` drops
+//! `PACKET_OTHERHOST` and `PACKET_LOOPBACK`, `ipv6_rcv` `PACKET_OTHERHOST`): a frame of a
+//! VLAN this host has no device for, or another host's unicast seen in promiscuous mode, is
+//! not ours to judge. A socket bound to one protocol never sees the frames this host sends
+//! (those go to `ETH_P_ALL` taps only); frames of this host arriving on this interface (from
+//! another of its interfaces on the same network, "ARP flux" with `arp_announce=0`) are
+//! excluded by MAC: every link's MAC (and a bond slave's permanent one) counts as ours.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::address::link_by_index;
+use futures::TryStreamExt;
+use netlink_packet_route::link::LinkAttribute;
+
 use crate::error::VipError;
 use crate::packet::{
     ArpOp, ArpPacket, EthernetFrame, MacAddr, NdiscMessage, NdiscPacket, ETHERTYPE_ARP,
     ETHERTYPE_IPV6,
 };
-use crate::socket::{PacketSocket, PACKET_OUTGOING};
+use crate::probe::probe_frame;
+use crate::socket::PacketSocket;
 
 /// RFC 5227 §1.1 `DEFEND_INTERVAL`: at most one defensive announcement per 10 s (§2.4 (b),
 /// (c)), so two hosts that both defend do not flood the link.
@@ -62,9 +74,9 @@ impl Conflict {
     /// hardware address is not `ours`. An ARP probe (sender IP 0.0.0.0, §2.1.1) is not a
     /// conflict: the kernel answers it, and the prober backs off. IPv6: a neighbour
     /// advertisement with hop limit 255 (RFC 4861 §7.1.2) whose target is `addr`, from a
-    /// link-layer address that is not `ours`. Frames this host sent are not judged here: the
-    /// caller drops `PACKET_OUTGOING` ones (packet(7)). `at` is stored as [`Conflict::at`]
-    /// (a `std::time::Instant` converts).
+    /// link-layer address that is not `ours`. The packet type (packet(7) `sll_pkttype`) and
+    /// this host's other MACs are not judged here: [`ConflictWatch`] checks both. `at` is
+    /// stored as [`Conflict::at`] (a `std::time::Instant` converts).
     pub fn from_frame(
         frame: &[u8],
         ours: MacAddr,
@@ -173,6 +185,7 @@ mod bpf {
     const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
     const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGT_K: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
     const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     /// `SKF_AD_OFF + SKF_AD_PKTTYPE`: the ancillary load of `skb->pkt_type`.
     const PKTTYPE: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
@@ -186,12 +199,19 @@ mod bpf {
         PktType,
     }
 
-    /// Accept (whole frame) when every `(load, value, equal)` holds, else drop: one load and
-    /// one jump per check, each failed check jumping to the final `ret #0`.
-    pub(super) fn all(checks: &[(Load, u32, bool)]) -> Vec<sock_filter> {
+    /// What the loaded value must be.
+    #[derive(Clone, Copy)]
+    pub(super) enum Is {
+        Equal(u32),
+        AtMost(u32),
+    }
+
+    /// Accept (whole frame) when every `(load, is)` holds, else drop: one load and one jump
+    /// per check, each failed check jumping to the final `ret #0`.
+    pub(super) fn all(checks: &[(Load, Is)]) -> Vec<sock_filter> {
         let n = checks.len();
         let mut prog = Vec::with_capacity(2 * n + 2);
-        for (i, &(load, k, equal)) in checks.iter().enumerate() {
+        for (i, &(load, is)) in checks.iter().enumerate() {
             let (code, off) = match load {
                 Load::Word(o) => (LD_W_ABS, o),
                 Load::Half(o) => (LD_H_ABS, o),
@@ -206,13 +226,11 @@ mod bpf {
             });
             // From the instruction after this jump to the `ret #0` (the last one).
             let to_drop = u8::try_from(2 * (n - i - 1) + 1).unwrap_or(u8::MAX);
-            let (jt, jf) = if equal { (0, to_drop) } else { (to_drop, 0) };
-            prog.push(sock_filter {
-                code: JEQ_K,
-                jt,
-                jf,
-                k,
-            });
+            let (code, jt, jf, k) = match is {
+                Is::Equal(k) => (JEQ_K, 0, to_drop, k),
+                Is::AtMost(k) => (JGT_K, to_drop, 0, k),
+            };
+            prog.push(sock_filter { code, jt, jf, k });
         }
         prog.push(sock_filter {
             code: RET_K,
@@ -230,50 +248,72 @@ mod bpf {
     }
 }
 
-/// The kernel-side filter for `addr`: not sent by this host (`PACKET_OUTGOING`), and for IPv4
-/// an ARP packet whose sender IP (offset 14 + 14) is `addr`; for IPv6 an ICMPv6 (next header
-/// 58, no extension header) neighbour advertisement (type 136) with hop limit 255 whose target
-/// (offset 14 + 40 + 8) is `addr`. A superset of what [`Conflict::from_frame`] accepts.
+/// Whether a frame of this packet type (packet(7) `sll_pkttype`) reaches the kernel's ARP /
+/// IPv6 input: `PACKET_HOST`, `PACKET_BROADCAST` or `PACKET_MULTICAST` (`net/ipv4/arp.c`
+/// `arp_rcv` drops `PACKET_OTHERHOST` and `PACKET_LOOPBACK`, `net/ipv6/ip6_input.c`
+/// `ipv6_rcv` `PACKET_OTHERHOST`).
+fn taken_by_kernel(pkttype: u8) -> bool {
+    pkttype <= libc::PACKET_MULTICAST
+}
+
+/// The kernel-side filter for `addr`: packet type `PACKET_HOST`, `PACKET_BROADCAST` or
+/// `PACKET_MULTICAST` (0-2, [`taken_by_kernel`]), and for IPv4 an ARP packet whose sender IP
+/// (offset 14 + 14) is `addr`; for IPv6 an ICMPv6 (next header 58, no extension header)
+/// neighbour advertisement (type 136) with hop limit 255 whose target (offset 14 + 40 + 8) is
+/// `addr`. A superset of what [`Conflict::from_frame`] accepts.
 fn filter(addr: IpAddr) -> Vec<libc::sock_filter> {
+    use bpf::Is::{AtMost, Equal};
     use bpf::Load::{Byte, Half, PktType, Word};
-    let mut checks = vec![(PktType, u32::from(PACKET_OUTGOING), false)];
+    let mut checks = vec![(PktType, AtMost(u32::from(libc::PACKET_MULTICAST)))];
     match addr {
         IpAddr::V4(ip) => {
-            checks.push((Half(12), u32::from(ETHERTYPE_ARP), true));
-            checks.push((Word(28), u32::from(ip), true));
+            checks.push((Half(12), Equal(u32::from(ETHERTYPE_ARP))));
+            checks.push((Word(28), Equal(u32::from(ip))));
         }
         IpAddr::V6(ip) => {
-            checks.push((Half(12), u32::from(ETHERTYPE_IPV6), true));
-            checks.push((Byte(14 + 6), 58, true));
-            checks.push((Byte(14 + 7), 255, true));
-            checks.push((Byte(14 + 40), 136, true));
+            checks.push((Half(12), Equal(u32::from(ETHERTYPE_IPV6))));
+            checks.push((Byte(14 + 6), Equal(58)));
+            checks.push((Byte(14 + 7), Equal(255)));
+            checks.push((Byte(14 + 40), Equal(136)));
             let o = ip.octets();
             for (i, w) in o.chunks_exact(4).enumerate() {
                 let w = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
-                checks.push((Word(14 + 40 + 8 + 4 * i as u32), w, true));
+                checks.push((Word(14 + 40 + 8 + 4 * i as u32), Equal(w)));
             }
         }
     }
     bpf::all(&checks)
 }
 
+/// How often this host's MACs are read again at most: a frame naming a MAC not (yet) known
+/// as ours costs one link dump per this period, not one per frame (an ARP flood stays cheap).
+pub const LOCAL_MACS_MAX_AGE: Duration = Duration::from_secs(1);
+
 /// Watches a held address for other hosts using it ([`crate::Vip::conflict_watch`]): each
 /// [`ConflictWatch::next`] returns the next conflicting frame. It does not look at whether the
-/// address is held; run it while it is. Nothing is sent; defending is the caller's decision
-/// ([`Defender`], [`crate::Vip::defend`]). Dropping it closes the socket (off the caller's
-/// path: a packet socket with a protocol hook takes milliseconds to close).
+/// address is held; run it while it is. Nothing is sent unless asked: defending is the
+/// caller's decision ([`Defender`], [`crate::Vip::defend`]), and so is checking actively
+/// whether the other host still holds the address ([`ConflictWatch::probe`]). Dropping it
+/// closes the socket (off the caller's path: a packet socket with a protocol hook takes
+/// milliseconds to close).
 #[derive(Debug)]
 pub struct ConflictWatch {
     rx: Option<PacketSocket>,
+    /// For [`ConflictWatch::probe`], opened on its first call.
+    tx: Option<PacketSocket>,
     handle: rtnetlink::Handle,
     conn: tokio::task::JoinHandle<()>,
     ifindex: u32,
     iface: String,
     addr: IpAddr,
     mac: MacAddr,
+    /// Every link's MAC (and permanent MAC) on this host, as last read, and when.
+    local: Vec<MacAddr>,
+    local_read: Option<Instant>,
     checked: u64,
-    /// A conflicting frame whose MAC is being checked against the link's (see `next`).
-    pending: Option<Conflict>,
+    /// A conflicting frame (and its Ethernet source) being checked against this host's MACs
+    /// (see `next`).
+    pending: Option<(Conflict, MacAddr)>,
     buf: Vec<u8>,
 }
 
@@ -301,18 +341,21 @@ impl ConflictWatch {
         };
         let rx = PacketSocket::filtered_receiver(ifindex, ethertype, &filter(addr))
             .map_err(|e| VipError::io("open conflict watch socket", iface, e))?;
-        // Its own netlink connection: the MAC is re-read when a frame carries another one,
-        // also after the Vip that made the watch is gone.
+        // Its own netlink connection: this host's MACs are re-read when a frame carries an
+        // unknown one, also after the Vip that made the watch is gone.
         let (conn, handle, _) =
             rtnetlink::new_connection().map_err(|e| VipError::io("netlink socket", iface, e))?;
         Ok(ConflictWatch {
             rx: Some(rx),
+            tx: None,
             handle,
             conn: tokio::spawn(conn),
             ifindex,
             iface: iface.to_string(),
             addr,
             mac,
+            local: vec![mac],
+            local_read: None,
             checked: 0,
             pending: None,
             buf: vec![0u8; 2048],
@@ -329,66 +372,134 @@ impl ConflictWatch {
         self.mac
     }
 
+    /// This host's MACs as last read: every link's address and, where the kernel reports one,
+    /// its permanent address (`IFLA_PERM_ADDRESS`, a bond slave's own MAC). Frames naming
+    /// one are never a conflict.
+    pub fn local_macs(&self) -> &[MacAddr] {
+        &self.local
+    }
+
     /// Frames the kernel filter let through to this watch since it was opened: each one woke
-    /// the process. Frames this host sent, and ARP for other addresses, never count.
+    /// the process. ARP for other addresses and frames the kernel's ARP / IPv6 input would
+    /// not take (other VLANs, other hosts' unicast) never count.
     pub fn frames_checked(&self) -> u64 {
         self.checked
     }
 
-    /// Waits for the next conflicting frame. Each one costs a netlink read of the interface's
-    /// MAC (ours may have changed). Cancel-safe: a frame received but not yet returned is judged
-    /// again on the next call.
+    /// Waits for the next conflicting frame. A frame naming a MAC not known as this host's
+    /// costs a netlink dump of the links, at most one per [`LOCAL_MACS_MAX_AGE`] (a MAC may
+    /// have changed: a bond's active slave, `ip link set address`). Cancel-safe: a frame
+    /// received but not yet returned is judged again on the next call.
     ///
     /// # Errors
-    /// [`VipError::InterfaceDown`] / [`VipError::UnknownInterface`] once the interface is
-    /// gone (the socket reports `ENETDOWN`), [`VipError::Io`] for other receive errors; the
-    /// watch is of no further use then (make a new one).
+    /// [`VipError::InterfaceDown`] when the interface went down (the socket reports
+    /// `ENETDOWN` once; packet(7) sockets get their hook back when it comes up, but make a new
+    /// watch to be sure), [`VipError::UnknownInterface`] once it is gone, [`VipError::Io`]
+    /// for other receive errors.
     pub async fn next(&mut self) -> Result<Conflict, VipError> {
-        if let Some(c) = self.pending {
-            if !self.ours_now(c).await {
-                return Ok(c);
-            }
-        }
         loop {
-            let Some(rx) = self.rx.as_ref() else {
-                return Err(VipError::io(
-                    "receive",
-                    &self.iface,
-                    std::io::Error::other("closed"),
-                ));
-            };
-            let (n, pkttype) = rx
-                .recv(&mut self.buf)
-                .await
-                .map_err(|e| VipError::io("receive conflict watch frame", &self.iface, e))?;
-            self.checked += 1;
-            if pkttype == PACKET_OUTGOING {
-                continue;
-            }
-            let frame = self.buf.get(..n).unwrap_or_default();
-            self.pending = Conflict::from_frame(frame, self.mac, self.addr, Instant::now());
-            if let Some(c) = self.pending {
-                if self.ours_now(c).await {
+            if self.pending.is_none() {
+                let Some(rx) = self.rx.as_ref() else {
+                    return Err(VipError::io(
+                        "receive",
+                        &self.iface,
+                        std::io::Error::other("closed"),
+                    ));
+                };
+                let (n, pkttype) = rx
+                    .recv(&mut self.buf)
+                    .await
+                    .map_err(|e| VipError::io("receive conflict watch frame", &self.iface, e))?;
+                self.checked += 1;
+                if !taken_by_kernel(pkttype) {
                     continue;
                 }
+                let frame = self.buf.get(..n).unwrap_or_default();
+                let src = frame
+                    .get(6..12)
+                    .and_then(MacAddr::from_slice)
+                    .unwrap_or(MacAddr::ZERO);
+                self.pending = Conflict::from_frame(frame, self.mac, self.addr, Instant::now())
+                    .map(|c| (c, src));
+            }
+            let Some((c, src)) = self.pending else {
+                continue;
+            };
+            let known = |local: &[MacAddr]| local.contains(&c.mac) || local.contains(&src);
+            if !known(&self.local)
+                && self
+                    .local_read
+                    .is_none_or(|t| t.elapsed() >= LOCAL_MACS_MAX_AGE)
+            {
+                self.read_local().await;
+            }
+            self.pending = None;
+            if !known(&self.local) {
                 return Ok(c);
             }
         }
     }
 
-    /// Whether `c` names the interface's own MAC after all (it changed: a bond's active
-    /// slave, `ip link set address`): the link is read again. Clears `pending` once answered,
-    /// so a call cancelled here judges the same frame on the next [`ConflictWatch::next`].
-    async fn ours_now(&mut self, c: Conflict) -> bool {
-        let now = link_by_index(&self.handle, self.ifindex).await.ok();
-        self.pending = None;
-        match now.and_then(|l| l.mac) {
-            Some(m) if m != self.mac => {
-                self.mac = m;
-                c.mac == m
+    /// Reads every link's MAC again (one `RTM_GETLINK` dump); on a netlink error the old set
+    /// stays (and is tried again after [`LOCAL_MACS_MAX_AGE`]).
+    async fn read_local(&mut self) {
+        self.local_read = Some(Instant::now());
+        let mut s = self.handle.link().get().execute();
+        let mut local = Vec::new();
+        loop {
+            match s.try_next().await {
+                Ok(Some(m)) => {
+                    for a in &m.attributes {
+                        if let LinkAttribute::Address(b) | LinkAttribute::PermAddress(b) = a {
+                            match MacAddr::from_slice(b) {
+                                Some(mac) if mac != MacAddr::ZERO => {
+                                    if m.header.index == self.ifindex
+                                        && matches!(a, LinkAttribute::Address(_))
+                                    {
+                                        self.mac = mac;
+                                    }
+                                    local.push(mac);
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return,
             }
-            _ => false,
         }
+        local.sort_unstable_by_key(|m| m.0);
+        local.dedup();
+        self.local = local;
+    }
+
+    /// Sends one probe for the address from the interface's MAC: an RFC 5227 §2.1.1 ARP
+    /// probe (sender IP 0.0.0.0, target IP the address; broadcast), for IPv6 a duplicate
+    /// address detection NS from `::` (RFC 4862 §5.4.2; to the solicited-node group). A host
+    /// holding the address answers it (Linux `arp_process`: an ARP reply with the address as
+    /// sender IP, unicast to us; `ndisc_recv_ns`: an NA for it to all-nodes), even one that
+    /// sends nothing by itself, and that answer is a conflict for [`ConflictWatch::next`].
+    /// Gratuitous ARP from the holder draws no such answer: Linux ignores ARP whose sender IP
+    /// is one of its own addresses. The same frame as [`crate::Vip::probe`] sends.
+    ///
+    /// # Errors
+    /// [`VipError::InterfaceDown`] / [`VipError::UnknownInterface`] when the interface is
+    /// down or gone, [`VipError::PermissionDenied`] without `CAP_NET_RAW`, [`VipError::Io`]
+    /// for other send errors.
+    pub async fn probe(&mut self) -> Result<(), VipError> {
+        let tx = match &self.tx {
+            Some(tx) => tx,
+            None => {
+                let tx = PacketSocket::sender(self.ifindex)
+                    .map_err(|e| VipError::io("open probe socket", &self.iface, e))?;
+                self.tx.insert(tx)
+            }
+        };
+        let (dst, ethertype, frame) = probe_frame(self.mac, self.addr);
+        tx.send(&frame, dst, ethertype)
+            .await
+            .map_err(|e| VipError::io("send conflict probe", &self.iface, e))
     }
 }
 
@@ -448,6 +559,7 @@ mod tests {
                     None => return false,
                 },
                 0x15 => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                0x25 => pc += usize::from(if a > i.k { i.jt } else { i.jf }),
                 0x06 => return i.k != 0,
                 c => panic!("unexpected opcode {c:#x}"),
             }
@@ -479,9 +591,17 @@ mod tests {
         }
         assert_eq!(Conflict::from_frame(&[1, 2, 3], OURS, addr, t), None);
         // The filter lets through what userspace accepts and drops the probe, other addresses
-        // and anything this host sent.
-        assert!(run_bpf(&prog, &garp, 0) && run_bpf(&prog, &reply, 1));
-        assert!(!run_bpf(&prog, &garp, PACKET_OUTGOING));
+        // and frames the kernel's ARP input would not take (other hosts' unicast, other
+        // VLANs: PACKET_OTHERHOST; PACKET_OUTGOING, PACKET_LOOPBACK).
+        assert!(run_bpf(&prog, &garp, 0) && run_bpf(&prog, &reply, 1) && run_bpf(&prog, &garp, 2));
+        for t in [
+            libc::PACKET_OTHERHOST,
+            libc::PACKET_OUTGOING,
+            libc::PACKET_LOOPBACK,
+        ] {
+            assert!(!run_bpf(&prog, &garp, t) && !taken_by_kernel(t));
+        }
+        assert!((0..=2).all(taken_by_kernel));
         assert!(!run_bpf(&prog, &probe, 1) && !run_bpf(&prog, &other_ip, 1));
         assert!(!run_bpf(&prog, &garp[..20], 1));
     }
@@ -508,7 +628,7 @@ mod tests {
             }
         ));
         assert!(run_bpf(&prog, &theirs, 2));
-        assert!(!run_bpf(&prog, &theirs, PACKET_OUTGOING));
+        assert!(!run_bpf(&prog, &theirs, libc::PACKET_OTHERHOST));
         let own = na(OURS, NdiscPacket::unsolicited_advert(OURS, ip));
         assert_eq!(Conflict::from_frame(&own, OURS, addr, t), None);
         // A DAD probe for it is no conflict (the kernel defends), nor an NA for another address.

@@ -35,13 +35,15 @@
 //!   filtered to this address and interface: [`VipEvent`] Removed/Added/LinkDown/LinkUp/
 //!   MacChanged.
 //! - **Conflicts while held** ([`ConflictWatch`], [`Vip::conflict_watch`]): RFC 5227 §2.4,
-//!   an ARP request or reply from another MAC whose sender IP is the held address (ARP probes,
-//!   sender 0.0.0.0, are not conflicts); for IPv6 a neighbour advertisement for it from
-//!   another MAC (RFC 4862 §5.4.4). A classic BPF filter on the packet socket (socket(7)
-//!   `SO_ATTACH_FILTER`) keeps every other frame, and everything this host sends, in the
-//!   kernel; userspace judges what passes again. Defending is the caller's choice:
-//!   [`Defender`] (one announcement per [`DEFEND_INTERVAL`], RFC 5227 §1.1) and
-//!   [`Vip::defend`].
+//!   an ARP request or reply whose sender IP is the held address from a MAC that is none of
+//!   this host's (ARP probes, sender 0.0.0.0, are not conflicts); for IPv6 a neighbour
+//!   advertisement for it from another MAC (RFC 4862 §5.4.4). Only packet types the kernel's
+//!   ARP / IPv6 input takes count (packet(7) `PACKET_HOST`, `PACKET_BROADCAST`,
+//!   `PACKET_MULTICAST`). A classic BPF filter on the packet socket (socket(7)
+//!   `SO_ATTACH_FILTER`) keeps every other frame in the kernel; userspace judges what passes
+//!   again. Defending is the caller's choice: [`Defender`] (one announcement per
+//!   [`DEFEND_INTERVAL`], RFC 5227 §1.1) and [`Vip::defend`]; [`ConflictWatch::probe`] asks
+//!   a quiet holder (an RFC 5227 ARP probe; its answer is a conflict).
 //! - **Tickle ACKs** ([`tickle`]): the TCP connections to the address, listed on the holder by a
 //!   `sock_diag` dump (rust-netlink `netlink-packet-sock-diag` over a sync `netlink-sys`
 //!   socket), reset from the new holder after a move by CTDB-style tickle ACKs sent through raw
@@ -69,7 +71,9 @@ pub use address::LinkInfo;
 pub use announce::{
     AnnounceCause, AnnounceMode, AnnouncePolicy, AnnounceResult, Announcements, FrameKind,
 };
-pub use conflict::{Conflict, ConflictKind, ConflictWatch, Defender, DEFEND_INTERVAL};
+pub use conflict::{
+    Conflict, ConflictKind, ConflictWatch, Defender, DEFEND_INTERVAL, LOCAL_MACS_MAX_AGE,
+};
 pub use error::VipError;
 pub use packet::{DecodeError, MacAddr};
 pub use probe::ProbePolicy;

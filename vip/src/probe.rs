@@ -138,7 +138,7 @@ pub(crate) async fn probe(
 }
 
 /// The probe's frame: destination, ethertype and the whole Ethernet frame.
-fn probe_frame(ours: MacAddr, addr: IpAddr) -> (MacAddr, u16, Vec<u8>) {
+pub(crate) fn probe_frame(ours: MacAddr, addr: IpAddr) -> (MacAddr, u16, Vec<u8>) {
     let (ethertype, dst, payload) = match addr {
         IpAddr::V4(ip) => {
             let mut p = Vec::with_capacity(28);

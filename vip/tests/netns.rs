@@ -748,6 +748,11 @@ type Frame = (u16, Vec<u8>);
 /// namespace the calling thread is in, through an `AF_PACKET` socket: the "other host" of the
 /// conflict tests, without `arping`.
 fn send_frames(frames: &[Frame]) {
+    send_frames_on(c"eth0", frames);
+}
+
+/// [`send_frames`] out of another interface of the namespace.
+fn send_frames_on(iface: &std::ffi::CStr, frames: &[Frame]) {
     // SAFETY: plain syscalls on a descriptor owned here; pointers and lengths describe live
     // values.
     unsafe {
@@ -757,8 +762,8 @@ fn send_frames(frames: &[Frame]) {
             "packet socket: {}",
             std::io::Error::last_os_error()
         );
-        let index = libc::if_nametoindex(c"eth0".as_ptr());
-        assert!(index > 0, "eth0: {}", std::io::Error::last_os_error());
+        let index = libc::if_nametoindex(iface.as_ptr());
+        assert!(index > 0, "{iface:?}: {}", std::io::Error::last_os_error());
         for (ethertype, f) in frames {
             let mut sll: libc::sockaddr_ll = std::mem::zeroed();
             sll.sll_family = libc::AF_PACKET as u16;
@@ -944,4 +949,197 @@ fn ipv4_conflict_watch_reports_the_other_mac_only() {
 #[test]
 fn ipv6_conflict_watch_reports_the_other_mac_only() {
     conflicts_while_held(addr("fd77::112"), 64, "conflict_watch_v6");
+}
+
+/// A holds the address and watches it; A's watch gets `n` conflicts within `within` (fewer
+/// when it times out), after `ready` was sent and `go` returned.
+fn watch_in_a(
+    lab: &lab::Lab,
+    vip: IpAddr,
+    prefix: u8,
+    test: impl FnOnce(
+            vip::ConflictWatch,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<vip::Conflict>>>>
+        + Send
+        + 'static,
+) -> std::thread::JoinHandle<Vec<vip::Conflict>> {
+    let a_ns = lab.a.ns.clone();
+    test_support::netns::spawn_in_ns(&a_ns, move || async move {
+        let mut v = Vip::new("eth0", vip, prefix).expect("handle");
+        let w = v.conflict_watch().await.expect("conflict watch");
+        v.claim(&ClaimOptions::without_probe().announce(quiet()))
+            .await
+            .expect("claim in A");
+        let seen = test(w).await;
+        v.release().await.expect("release");
+        seen
+    })
+}
+
+/// The next conflict within `d`, if any.
+async fn next_within(w: &mut vip::ConflictWatch, d: Duration) -> Option<vip::Conflict> {
+    tokio::time::timeout(d, w.next())
+        .await
+        .ok()
+        .map(|c| c.expect("watch"))
+}
+
+/// RFC 5227 §2.4 with a quiet holder: B holds the address by hand (added after A's claim, so
+/// it announces nothing) and sends nothing by itself. A's watch sees nothing until it probes
+/// (`ConflictWatch::probe`: an ARP probe from 0.0.0.0, a DAD NS from `::`); B's kernel answers
+/// that probe (an ARP reply / an NA for the address), which is a conflict naming B's MAC.
+/// Once B dropped the address, a probe draws no answer.
+fn quiet_holder_answers_probes(vip: IpAddr, prefix: u8, test: &str) {
+    let Some(lab) = lab(test) else { return };
+    let (added_tx, added) = std::sync::mpsc::channel::<()>();
+    let (removed_tx, removed) = std::sync::mpsc::channel::<()>();
+    let (claimed_tx, claimed) = std::sync::mpsc::channel::<()>();
+    let a = watch_in_a(&lab, vip, prefix, move |mut w| {
+        Box::pin(async move {
+            claimed_tx.send(()).expect("test waits");
+            tokio::task::spawn_blocking(move || added.recv().expect("B added"))
+                .await
+                .expect("join");
+            let mut seen = Vec::new();
+            // B sends nothing by itself.
+            if let Some(c) = next_within(&mut w, Duration::from_millis(500)).await {
+                panic!("a conflict before any probe: {c:?}");
+            }
+            w.probe().await.expect("probe");
+            seen.extend(next_within(&mut w, Duration::from_secs(3)).await);
+            tokio::task::spawn_blocking(move || removed.recv().expect("B removed"))
+                .await
+                .expect("join");
+            w.probe().await.expect("probe");
+            seen.extend(next_within(&mut w, Duration::from_millis(500)).await);
+            seen
+        })
+    });
+    claimed.recv().expect("A claimed");
+    let cidr = format!("{vip}/{prefix}");
+    lab.ip_in(&lab.b.ns, &["addr", "add", &cidr, "dev", "eth0", "nodad"]);
+    added_tx.send(()).expect("A waits");
+    std::thread::sleep(Duration::from_millis(1200));
+    lab.ip_in(&lab.b.ns, &["addr", "del", &cidr, "dev", "eth0"]);
+    removed_tx.send(()).expect("A waits");
+    let seen = a.join().expect("A thread");
+    eprintln!("{test}: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        1,
+        "one answer to the first probe only: {seen:?}"
+    );
+    assert_eq!(seen[0].mac, lab.b.mac, "{seen:?}");
+    if vip.is_ipv4() {
+        assert_eq!(
+            seen[0].kind,
+            vip::ConflictKind::Arp(vip::packet::ArpOp::Reply),
+            "{seen:?}"
+        );
+    }
+}
+
+#[test]
+fn ipv4_conflict_probe_draws_the_quiet_holders_answer() {
+    quiet_holder_answers_probes(addr("10.77.0.114"), 24, "conflict_probe_v4");
+}
+
+#[test]
+fn ipv6_conflict_probe_draws_the_quiet_holders_answer() {
+    quiet_holder_answers_probes(addr("fd77::114"), 64, "conflict_probe_v6");
+}
+
+/// What the kernel's ARP input would not take is no conflict: B's gratuitous ARP for the
+/// address tagged with VLAN 42 (A has no device for it: `PACKET_OTHERHOST`) is not reported
+/// (nor let through by the kernel filter); the same frame untagged is.
+#[test]
+fn conflict_watch_ignores_other_vlans() {
+    let Some(lab) = lab("conflict_vlan") else {
+        return;
+    };
+    let vip = addr("10.77.0.115");
+    let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
+    let a = watch_in_a(&lab, vip, 24, move |mut w| {
+        Box::pin(async move {
+            ready_tx.send(()).expect("test waits");
+            let seen: Vec<_> = next_within(&mut w, Duration::from_secs(3))
+                .await
+                .into_iter()
+                .collect();
+            assert_eq!(w.frames_checked(), 1, "the tagged frame passed the filter");
+            seen
+        })
+    });
+    ready.recv().expect("A claimed");
+    let IpAddr::V4(ip) = vip else { unreachable!() };
+    let b = lab.b.mac;
+    // The tagged frame is a request, the untagged one a reply: the report tells which it was.
+    let (_, request) = arp_frame(b, vip::packet::ArpPacket::gratuitous_request(b, ip));
+    let (_, untagged) = arp_frame(b, vip::packet::ArpPacket::gratuitous_reply(b, ip));
+    // 802.1Q: TPID 0x8100 and TCI (VLAN 42) between the source MAC and the EtherType.
+    let mut tagged = request[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 42]);
+    tagged.extend_from_slice(&request[12..]);
+    in_ns(&lab.b.ns, move || async move {
+        send_frames(&[(0x8100, tagged)]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        send_frames(&[(vip::packet::ETHERTYPE_ARP, untagged)]);
+    });
+    let seen = a.join().expect("A thread");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        (seen[0].mac, seen[0].kind),
+        (b, vip::ConflictKind::Arp(vip::packet::ArpOp::Reply)),
+        "the untagged frame must be reported, not the tagged one"
+    );
+}
+
+/// ARP flux is no conflict: A has a second interface on the same bridge (`eth1`), and an ARP
+/// from it with the address as sender IP (what Linux sends with `arp_announce=0` when
+/// traffic from the address leaves through eth1) reaches A's eth0: not reported, since eth1's
+/// MAC is this host's. B's frame after it is.
+#[test]
+fn conflict_watch_ignores_this_hosts_other_interfaces() {
+    let Some(lab) = lab("conflict_flux") else {
+        return;
+    };
+    let vip = addr("10.77.0.116");
+    let eth1 = MacAddr([0x02, 0x77, 0xf1, 0x00, 0x00, 0x01]);
+    lab.ip_in(
+        &lab.br,
+        &[
+            "link", "add", "pa1", "type", "veth", "peer", "name", "eth1", "netns", &lab.a.ns,
+        ],
+    );
+    lab.ip_in(&lab.br, &["link", "set", "pa1", "master", "br0", "up"]);
+    lab.ip_in(
+        &lab.a.ns,
+        &["link", "set", "eth1", "address", &eth1.to_string()],
+    );
+    lab.ip_in(&lab.a.ns, &["link", "set", "eth1", "up"]);
+    let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
+    let a = watch_in_a(&lab, vip, 24, move |mut w| {
+        Box::pin(async move {
+            ready_tx.send(()).expect("test waits");
+            let seen: Vec<_> = next_within(&mut w, Duration::from_secs(3))
+                .await
+                .into_iter()
+                .collect();
+            assert!(w.local_macs().contains(&eth1), "{:?}", w.local_macs());
+            seen
+        })
+    });
+    ready.recv().expect("A claimed");
+    let IpAddr::V4(ip) = vip else { unreachable!() };
+    let flux = arp_frame(eth1, vip::packet::ArpPacket::gratuitous_request(eth1, ip));
+    in_ns(&lab.a.ns, move || async move {
+        send_frames_on(c"eth1", &[flux]);
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let b = lab.b.mac;
+    let theirs = arp_frame(b, vip::packet::ArpPacket::gratuitous_request(b, ip));
+    in_ns(&lab.b.ns, move || async move { send_frames(&[theirs]) });
+    let seen = a.join().expect("A thread");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].mac, b, "eth1's own ARP was reported: {seen:?}");
 }

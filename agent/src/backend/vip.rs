@@ -22,12 +22,15 @@
 //!
 //! While an address is held here, [`NetlinkAddress::watch`] also runs `vip`'s conflict watch for
 //! it (RFC 5227 §2.4: an ARP packet from another MAC whose sender IP is the address; IPv6: a
-//! neighbour advertisement for it from another MAC). A conflict is one warning line, an alarm
-//! ([`NetlinkAddress::take_conflict_alarms`], raised by the daemon), a defensive announcement at
-//! most once per `vip::DEFEND_INTERVAL` (RFC 5227 §2.4 (c), defend indefinitely) and a note in
-//! status ([`NetlinkAddress::conflict`]) until no conflicting frame came for
-//! [`CONFLICT_CLEAR_AFTER`]. The address is never released for it and no role changes: which node
-//! holds it is the authority's decision (docs/takeover.md).
+//! neighbour advertisement for it from another MAC). A conflict is one warning line and one alarm
+//! per other MAC ([`NetlinkAddress::take_conflict_alarms`], raised by the daemon), a defensive
+//! announcement and an RFC 5227 ARP probe (IPv6: a DAD NS) at most once per
+//! `vip::DEFEND_INTERVAL` (RFC 5227 §2.4 (c), defend indefinitely; a holder's kernel answers the
+//! probe even when it sends nothing by itself) and a note in status
+//! ([`NetlinkAddress::conflict`]) until no conflicting frame came for [`CONFLICT_CLEAR_AFTER`]
+//! and a last probe stayed unanswered. A watch its link's down/up ended is opened again. The
+//! address is never released for it and no role changes: which node holds it is the
+//! authority's decision (docs/takeover.md).
 //!
 //! An address whose link is down (no `IFF_UP` or no carrier) is not claimed: the watch reports
 //! the link as [`Event::Link`] and the state machine claims it when the link is back
@@ -46,7 +49,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use vip::{
     AnnounceMode, AnnouncePolicy, ClaimOptions, Defender, MacAddr, ProbePolicy, ProbeSession, Vip,
-    VipError, VipEvent,
+    VipError, VipEvent, DEFEND_INTERVAL,
 };
 
 use super::Address;
@@ -67,23 +70,40 @@ pub struct NetlinkAddress {
     /// Alarm texts of address conflicts, for the daemon ([`NetlinkAddress::take_conflict_alarms`]).
     alarms: UnboundedSender<String>,
     alarms_rx: std::sync::Mutex<Option<UnboundedReceiver<String>>>,
-    /// How long a conflict stays shown after its last frame ([`CONFLICT_CLEAR_AFTER`]).
+    /// How long a conflict stays shown after its last frame, probes unanswered
+    /// ([`CONFLICT_CLEAR_AFTER`]).
     clear_after: Duration,
 }
 
 /// A conflict is shown (and counts as one episode) until no conflicting frame came for this
-/// long: the other holder's kernel answers every ARP request for the address, so while both
-/// hold it a frame comes at least with each defence (every `vip::DEFEND_INTERVAL`, 10 s) and
-/// with every client's query; 60 s is six defences without an answer.
+/// long although this node probed for the address: while a conflict is shown the watch sends
+/// an RFC 5227 ARP probe (IPv6: a DAD NS) at each defence (every `vip::DEFEND_INTERVAL`, 10 s)
+/// and once more before clearing, and a host holding the address answers every probe (its
+/// kernel does, even when it sends nothing by itself). 60 s is six probes without an answer.
 pub const CONFLICT_CLEAR_AFTER: Duration = Duration::from_secs(60);
 
-/// Another host using an address held here, as last seen.
-#[derive(Debug, Clone, Copy)]
+/// How long the last probe before clearing a conflict waits for its answer (on a LAN it takes
+/// well under a millisecond); never longer than the clear period itself.
+const PROBE_ANSWER_WAIT: Duration = Duration::from_secs(1);
+
+/// Retry of a conflict watch that could not be opened or ended with an error (its interface
+/// went down, or is gone): the first after this, doubling up to [`WATCH_RETRY_MAX`]; a link
+/// coming back retries at once.
+const WATCH_RETRY_MIN: Duration = Duration::from_secs(1);
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Other hosts using an address held here, in the current episode (from the first conflicting
+/// frame until the conflict clears).
+#[derive(Debug, Clone)]
 struct Seen {
-    mac: MacAddr,
+    /// Every other MAC seen, in the order first seen (one alarm each).
+    macs: Vec<MacAddr>,
     first: Instant,
     last: Instant,
+    /// Conflicting frames seen, from all of `macs`.
     frames: u64,
+    /// The watch task that saw it ([`ForgetOnEnd`]).
+    watch: u64,
 }
 
 /// An address and the interface it floats on: a changed interface is another handle (the old
@@ -112,6 +132,8 @@ struct Handle {
     conflicts: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The conflict it last saw, until it clears.
     seen: Arc<std::sync::Mutex<Option<Seen>>>,
+    /// Wakes a conflict watch waiting to be opened again (its link came back).
+    retry: Arc<tokio::sync::Notify>,
 }
 
 impl Handle {
@@ -123,6 +145,7 @@ impl Handle {
             watched: std::sync::Mutex::new(None),
             conflicts: std::sync::Mutex::new(None),
             seen: Arc::new(std::sync::Mutex::new(None)),
+            retry: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -134,16 +157,26 @@ impl Handle {
                 t.abort();
             }
             if let Some(was) = lock(&self.seen).take() {
-                info!(address = %key.0, interface = %key.1, mac = %was.mac,
+                info!(address = %key.0, interface = %key.1, macs = ?was.macs,
                     "address no longer held here: its conflict is no longer watched");
             }
             return;
         }
         if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            // Running, maybe waiting to reopen after its link went down: now.
+            self.retry.notify_one();
             return;
         }
         let run = watch_conflicts(Arc::downgrade(self), key.clone(), alarms.clone());
         *task = Some(tokio::spawn(run));
+    }
+
+    /// Its link came back: a conflict watch that ended or waits to reopen (the socket saw
+    /// `ENETDOWN`) is opened again now, if the address is held here (a watch task exists).
+    fn link_back(self: &Arc<Handle>, key: &Key, alarms: &Alarms) {
+        if lock(&self.conflicts).is_some() {
+            self.follow_conflicts(key, true, alarms);
+        }
     }
 
     /// Its events for the watch (subscribed now: nothing later is missed). The first is a
@@ -189,81 +222,216 @@ struct Alarms {
     clear_after: Duration,
 }
 
-/// The conflict watch of one held address (module docs): logs, alarms and defends each
-/// conflict, clears it after `clear_after` without a conflicting frame. The task holds the
-/// handle weakly: a handle dropped by a reload stops it ([`Handle`]'s `Drop`).
+/// Tells the conflict watch tasks apart ([`Seen::watch`]).
+static WATCH_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Forgets the conflict of a watch task when it ends (returns, or is aborted): what is not
+/// watched any more is not shown. A later task's conflict is left alone.
+struct ForgetOnEnd {
+    seen: Arc<std::sync::Mutex<Option<Seen>>>,
+    watch: u64,
+}
+
+impl Drop for ForgetOnEnd {
+    fn drop(&mut self) {
+        let mut s = lock(&self.seen);
+        if s.as_ref().is_some_and(|s| s.watch == self.watch) {
+            *s = None;
+        }
+    }
+}
+
+/// The conflict watch of one held address (module docs), for as long as the address is held
+/// here: a watch that cannot be opened or ends with an error (its link went down) is opened
+/// again after [`WATCH_RETRY_MIN`], doubling up to [`WATCH_RETRY_MAX`], or at once when the
+/// link comes back ([`Handle::link_back`]). The task holds the handle weakly: a handle dropped
+/// by a reload stops it ([`Handle`]'s `Drop`); its conflict is forgotten when it ends.
 async fn watch_conflicts(h: std::sync::Weak<Handle>, (net, interface): Key, alarms: Alarms) {
     let address = net.to_string();
-    let (mut w, seen) = {
-        let Some(h) = h.upgrade() else { return };
-        let w = h.vip.lock().await.conflict_watch().await;
-        match w {
-            Ok(w) => (w, h.seen.clone()),
-            Err(e) => {
-                warn!(%address, %interface, error = %e,
-                    "no conflict watch: another host using the address is not noticed");
-                return;
-            }
-        }
+    let (seen, retry) = match h.upgrade() {
+        Some(h) => (h.seen.clone(), h.retry.clone()),
+        None => return,
+    };
+    let id = WATCH_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _forget = ForgetOnEnd {
+        seen: seen.clone(),
+        watch: id,
     };
     let mut defender = Defender::default();
+    let mut backoff = WATCH_RETRY_MIN;
+    let mut failing = false;
     loop {
-        let clear_at = lock(&seen).map(|s| s.last + alarms.clear_after);
-        tokio::select! {
-            r = w.next() => {
-                let c = match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        warn!(%address, %interface, error = %e,
-                            "conflict watch ended: another host using the address is not noticed");
-                        return;
-                    }
-                };
-                let new = {
-                    let mut s = lock(&seen);
-                    match s.as_mut() {
-                        Some(s) if s.mac == c.mac => {
-                            s.last = c.at;
-                            s.frames += 1;
-                            false
-                        }
-                        _ => {
-                            *s = Some(Seen { mac: c.mac, first: c.at, last: c.at, frames: 1 });
-                            true
-                        }
-                    }
-                };
-                if new {
-                    warn!(%address, %interface, mac = %c.mac, kind = ?c.kind,
-                        "address conflict: another host uses the address; kept and defended \
-                         (the authority decides who holds it)");
-                    let _ = alarms.tx.send(format!(
-                        "address {address} on {interface}: {} also answers for it (address \
-                         conflict, RFC 5227); kept here, the authority decides who holds it",
-                        c.mac
-                    ));
+        let w = {
+            let Some(h) = h.upgrade() else { return };
+            let w = h.vip.lock().await.conflict_watch().await;
+            w
+        };
+        match w {
+            Ok(mut w) => {
+                if failing {
+                    info!(%address, %interface, "conflict watch open again");
                 }
-                if defender.should_defend(c.at) {
-                    let Some(h) = h.upgrade() else { return };
-                    let sent = h.vip.lock().await.defend(AnnounceMode::Request).await;
-                    match sent.map(|v| v.into_iter().find_map(|r| r.result.err())) {
-                        Ok(None) => debug!(%address, mac = %c.mac, "defensive announcement sent"),
-                        Ok(Some(e)) | Err(e) => {
-                            warn!(%address, error = %e, "defensive announcement failed")
-                        }
-                    }
+                failing = false;
+                let opened = Instant::now();
+                let mut task = ConflictTask {
+                    h: &h,
+                    seen: &seen,
+                    alarms: &alarms,
+                    defender: &mut defender,
+                    watch: id,
+                    address: &address,
+                    interface: &interface,
+                };
+                let Some(e) = task.run(&mut w).await else {
+                    return;
+                };
+                warn!(%address, %interface, error = %e,
+                    "conflict watch ended: opened again when the link is back");
+                if opened.elapsed() >= WATCH_RETRY_MAX {
+                    backoff = WATCH_RETRY_MIN;
                 }
             }
-            _ = tokio::time::sleep_until(clear_at.unwrap_or_else(Instant::now)), if clear_at.is_some() => {
-                let mut s = lock(&seen);
-                if let Some(was) = s.filter(|s| s.last.elapsed() >= alarms.clear_after) {
-                    *s = None;
-                    info!(%address, %interface, mac = %was.mac, frames = was.frames,
-                        quiet_s = alarms.clear_after.as_secs(),
-                        "address conflict cleared: no conflicting frame since");
+            Err(e) if !failing => {
+                failing = true;
+                warn!(%address, %interface, error = %e,
+                    "no conflict watch: another host using the address is not noticed until \
+                     it opens (retried)");
+            }
+            Err(e) => debug!(%address, %interface, error = %e, "conflict watch still not open"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = retry.notified() => {}
+        }
+        backoff = (backoff * 2).min(WATCH_RETRY_MAX);
+    }
+}
+
+/// One open conflict watch of [`watch_conflicts`] and what it updates.
+struct ConflictTask<'a> {
+    h: &'a std::sync::Weak<Handle>,
+    seen: &'a std::sync::Mutex<Option<Seen>>,
+    alarms: &'a Alarms,
+    defender: &'a mut Defender,
+    watch: u64,
+    address: &'a str,
+    interface: &'a str,
+}
+
+impl ConflictTask<'_> {
+    /// Logs, alarms (once per other MAC and episode) and defends each conflict; while one is
+    /// shown, probes for the address at each defence interval and once more before clearing
+    /// it, and clears it when no conflicting frame came for `clear_after` and that last probe
+    /// stayed unanswered for [`PROBE_ANSWER_WAIT`]. Returns the watch's error, `None` once the
+    /// handle is gone.
+    async fn run(&mut self, w: &mut vip::ConflictWatch) -> Option<VipError> {
+        let (address, interface) = (self.address, self.interface);
+        let clear_after = self.alarms.clear_after;
+        // Short clear periods (tests) probe more often, so a holder is asked within one.
+        let probe_every = DEFEND_INTERVAL
+            .min(clear_after / 2)
+            .max(Duration::from_millis(10));
+        let answer_wait = PROBE_ANSWER_WAIT.min(clear_after);
+        // The last probe sent in this episode.
+        let mut probed: Option<Instant> = None;
+        loop {
+            let last = lock(self.seen).as_ref().map(|s| s.last);
+            if last.is_none() {
+                probed = None;
+            }
+            let wake = last.map(|last| {
+                let clear_at = last + clear_after;
+                let periodic = probed.map_or_else(Instant::now, |p| p + probe_every);
+                let check = match probed {
+                    Some(p) if p >= clear_at => p + answer_wait,
+                    _ => clear_at,
+                };
+                periodic.min(check)
+            });
+            tokio::select! {
+                r = w.next() => {
+                    let c = match r {
+                        Ok(c) => c,
+                        Err(e) => return Some(e),
+                    };
+                    self.conflict(c).await?;
+                }
+                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                    let Some(last) = last else { continue };
+                    let now = Instant::now();
+                    let clear_at = last + clear_after;
+                    if probed.is_some_and(|p| p >= clear_at && now >= p + answer_wait) {
+                        let mut s = lock(self.seen);
+                        if let Some(was) = s.take_if(|s| s.last == last) {
+                            info!(%address, %interface, macs = ?was.macs, frames = was.frames,
+                                quiet_s = clear_after.as_secs(),
+                                "address conflict cleared: no conflicting frame since, probes \
+                                 for the address unanswered");
+                        }
+                        continue;
+                    }
+                    let due = probed.is_none_or(|p| now >= p + probe_every || p < clear_at && now >= clear_at);
+                    if due {
+                        probed = Some(now);
+                        match w.probe().await {
+                            Ok(()) => debug!(%address, %interface, "conflict probe sent"),
+                            Err(e) => debug!(%address, %interface, error = %e, "conflict probe not sent"),
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// One conflicting frame: counted, an alarm for a MAC new in this episode, a defence
+    /// when one is due. `None` once the handle is gone.
+    async fn conflict(&mut self, c: vip::Conflict) -> Option<()> {
+        let (address, interface) = (self.address, self.interface);
+        let new = {
+            let mut s = lock(self.seen);
+            match s.as_mut() {
+                Some(s) => {
+                    s.last = s.last.max(c.at);
+                    s.frames += 1;
+                    let new = !s.macs.contains(&c.mac);
+                    if new {
+                        s.macs.push(c.mac);
+                    }
+                    new
+                }
+                None => {
+                    *s = Some(Seen {
+                        macs: vec![c.mac],
+                        first: c.at,
+                        last: c.at,
+                        frames: 1,
+                        watch: self.watch,
+                    });
+                    true
+                }
+            }
+        };
+        if new {
+            warn!(%address, %interface, mac = %c.mac, kind = ?c.kind,
+                "address conflict: another host uses the address; kept and defended \
+                 (the authority decides who holds it)");
+            let _ = self.alarms.tx.send(format!(
+                "address {address} on {interface}: {} also answers for it (address \
+                 conflict, RFC 5227); kept here, the authority decides who holds it",
+                c.mac
+            ));
+        }
+        if self.defender.should_defend(c.at) {
+            let h = self.h.upgrade()?;
+            let sent = h.vip.lock().await.defend(AnnounceMode::Request).await;
+            match sent.map(|v| v.into_iter().find_map(|r| r.result.err())) {
+                Ok(None) => debug!(%address, mac = %c.mac, "defensive announcement sent"),
+                Ok(Some(e)) | Err(e) => {
+                    warn!(%address, error = %e, "defensive announcement failed")
+                }
+            }
+        }
+        Some(())
     }
 }
 
@@ -332,33 +500,50 @@ impl NetlinkAddress {
         lock(&self.alarms_rx).take()
     }
 
-    /// Another host using `address` (as status spells it) on `interface` while it is held
-    /// here: its MAC and when, until the conflict clears; `None` otherwise.
+    /// Other hosts using `address` (as status spells it) on `interface` while it is held
+    /// here: their MACs and when, until the conflict clears; `None` otherwise, also when its
+    /// last frame is older than the clear period (and the last probe's wait): a watch that
+    /// stopped without clearing it does not leave it shown.
     pub fn conflict(&self, address: &str, interface: &str) -> Option<AddressConflict> {
         let h = lock(&self.handles);
         let (_, h) = h
             .by_key
             .iter()
             .find(|((net, i), _)| i == interface && net.to_string() == address)?;
-        let s = (*lock(&h.seen))?;
+        let s = lock(&h.seen).clone()?;
+        // One its watch did not clear (the task stopped without ending): not shown.
+        if s.last.elapsed() >= self.clear_after + PROBE_ANSWER_WAIT.min(self.clear_after) {
+            return None;
+        }
         let ms = |t: Instant| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
         Some(AddressConflict {
-            mac: s.mac.to_string(),
+            mac: s.macs.first()?.to_string(),
+            macs: s.macs.iter().map(ToString::to_string).collect(),
             first_seen_ms_ago: ms(s.first),
             last_seen_ms_ago: ms(s.last),
             frames: s.frames,
         })
     }
 
+    fn alarms(&self) -> Alarms {
+        Alarms {
+            tx: self.alarms.clone(),
+            clear_after: self.clear_after,
+        }
+    }
+
     fn follow_conflicts(&self, k: &Key, held: bool) {
         let Some(h) = lock(&self.handles).by_key.get(k).cloned() else {
             return;
         };
-        let alarms = Alarms {
-            tx: self.alarms.clone(),
-            clear_after: self.clear_after,
+        h.follow_conflicts(k, held, &self.alarms());
+    }
+
+    fn link_back(&self, k: &Key) {
+        let Some(h) = lock(&self.handles).by_key.get(k).cloned() else {
+            return;
         };
-        h.follow_conflicts(k, held, &alarms);
+        h.link_back(k, &self.alarms());
     }
 
     /// Each claim then sends tickle ACKs to the connections on the address that `link` learnt
@@ -464,6 +649,9 @@ impl NetlinkAddress {
                 VipEvent::LinkDown | VipEvent::LinkUp => {
                     let up = ev == VipEvent::LinkUp;
                     debug!(%address, up, "address link");
+                    if up {
+                        self.link_back(&k);
+                    }
                     if tx.send(Event::Link { address, up }).is_err() {
                         return Ok(());
                     }

@@ -160,7 +160,7 @@ impl State {
 
     /// The plan for the current wish, or why none can be made: only the difference between the
     /// wish and the observation, in the orders of [`super::order`]. An address held without a
-    /// serving target is released first ([`State::release_orphaned`]).
+    /// serving target is released first (`release_orphaned`).
     pub fn diff(&self) -> Result<Plan, Notice> {
         match self.release_orphaned() {
             Some(plan) => Ok(plan),

@@ -436,6 +436,7 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
     }
     const OURS: &str = "02:99:00:00:00:01";
     const THEIRS: &str = "02:99:00:00:00:02";
+    const SECOND: &str = "02:99:00:00:00:03";
     in_netns(|| {
         ip(&format!("link set v0 address {OURS}"));
         ip(&format!("link set v1 address {THEIRS}"));
@@ -565,6 +566,45 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
                 Some(Role::Primary)
             );
 
+            // The other host keeps the address and sends nothing by itself after its claim
+            // burst: this node's probes draw its kernel's answers, so the conflict stays shown
+            // for three clear periods.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let r = ask(Request::Status).await;
+            let st = r.status.expect("status");
+            let c = st.addresses[0].conflict.clone();
+            assert!(
+                c.as_ref()
+                    .is_some_and(|c| c.mac == THEIRS && c.last_seen_ms_ago < 1000),
+                "the conflict cleared while the other host holds the address: {}",
+                st.render()
+            );
+            assert!(!r.ok, "{}", r.message);
+
+            // Two MACs alternating in one conflict (the other host's MAC changes and changes
+            // back): one more alarm for the new MAC, none when the first comes back; both
+            // listed, `mac` still the first.
+            in_other(&format!("link set v1 address {SECOND}"));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let st = ask(Request::Status).await.status.expect("status");
+                let json = serde_json::to_value(&st).expect("json");
+                if json["addresses"][0]["conflict"]["macs"] == serde_json::json!([THEIRS, SECOND]) {
+                    assert_eq!(json["addresses"][0]["conflict"]["mac"], THEIRS, "{json}");
+                    assert!(
+                        st.render()
+                            .contains(&format!("CONFLICT: {THEIRS}, {SECOND} also answer for it")),
+                        "{}",
+                        st.render()
+                    );
+                    break;
+                }
+                assert!(Instant::now() < deadline, "second MAC not listed: {json}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            in_other(&format!("link set v1 address {THEIRS}"));
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+
             stop.send(()).expect("other host waits");
             let defence = tokio::task::spawn_blocking(move || theirs.join())
                 .await
@@ -592,14 +632,63 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             // One conflict, one alarm (the other host's later frames did not raise more).
-            let mut more = 0;
+            let (mut more, mut second) = (0, 0);
             while let Ok(ev) = events.try_recv() {
-                if matches!(ev, AgentEvent::Alarm { ref reason, .. } if reason.contains(THEIRS)) {
-                    more += 1;
+                if let AgentEvent::Alarm { ref reason, .. } = ev {
+                    more += usize::from(reason.contains(THEIRS));
+                    second += usize::from(reason.contains(SECOND));
                 }
             }
             assert_eq!(more, 0, "more than one alarm for one conflict");
+            assert_eq!(second, 1, "one alarm for the second MAC");
             assert!(addr.held(&a0).await.expect("held"));
+
+            // An admin link down/up ends the watch's socket (ENETDOWN): the watch is opened
+            // again, and a conflict after it is still noticed.
+            ip("link set v0 down");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            ip("link set v0 up");
+            wait_carrier("v0").await;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !addr.held(&a0).await.expect("held") {
+                assert!(
+                    Instant::now() < deadline,
+                    "address not held after the link came back"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (stop, stopped) = std::sync::mpsc::channel::<()>();
+            let again = netns::spawn_in_ns(other.name(), move || async move {
+                let mut v = Vip::new("v1", vip_ip, 24).expect("handle");
+                let mut burst = vip::AnnouncePolicy::default();
+                burst.count = 3;
+                burst.interval = Duration::from_millis(200);
+                burst.second_burst_after = None;
+                v.claim(&ClaimOptions::without_probe().announce(burst))
+                    .await
+                    .expect("the other host claims again");
+                let _ = stopped.recv_timeout(Duration::from_secs(20));
+                v.release().await.expect("release in the other host");
+            });
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let st = ask(Request::Status).await.status.expect("status");
+                if st.addresses[0].conflict.is_some() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no conflict after a link down/up: {}",
+                    st.render()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            stop.send(()).expect("other host waits");
+            tokio::task::spawn_blocking(move || again.join())
+                .await
+                .expect("join")
+                .expect("other host thread");
         });
     });
 }

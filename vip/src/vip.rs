@@ -264,10 +264,8 @@ impl Vip {
         }
     }
 
-    /// Link checks shared by [`Vip::claim`] and [`Vip::probe`]: the interface exists, is up and
-    /// is Ethernet, and no other interface of this host holds the address. Returns the link, its
-    /// MAC and whether this interface already holds the address.
-    async fn check_link(&self) -> Result<(LinkInfo, MacAddr, bool), VipError> {
+    /// The interface, up and Ethernet, and its MAC.
+    async fn ethernet_link_up(&self) -> Result<(LinkInfo, MacAddr), VipError> {
         let link = link_by_name(&self.handle, &self.iface).await?;
         if !link.is_up() {
             return Err(VipError::InterfaceDown {
@@ -277,6 +275,14 @@ impl Vip {
         let mac = link.mac.ok_or_else(|| VipError::NotEthernet {
             iface: self.iface.clone(),
         })?;
+        Ok((link, mac))
+    }
+
+    /// Link checks shared by [`Vip::claim`] and [`Vip::probe`]: the interface exists, is up and
+    /// is Ethernet, and no other interface of this host holds the address. Returns the link, its
+    /// MAC and whether this interface already holds the address.
+    async fn check_link(&self) -> Result<(LinkInfo, MacAddr, bool), VipError> {
+        let (link, mac) = self.ethernet_link_up().await?;
         let holders = find_address(&self.handle, self.addr).await?;
         let already_held = holders.iter().any(|(i, _)| *i == link.index);
         if let Some(iface) = self.other_holder(&holders, Some(link.index)).await {
@@ -570,15 +576,7 @@ impl Vip {
     /// [`VipError::Netlink`] / [`VipError::Io`] for other failures. A frame that could not be
     /// sent is an `Err` in its [`AnnounceResult::result`].
     pub async fn defend(&mut self, mode: AnnounceMode) -> Result<Vec<AnnounceResult>, VipError> {
-        let link = link_by_name(&self.handle, &self.iface).await?;
-        if !link.is_up() {
-            return Err(VipError::InterfaceDown {
-                iface: self.iface.clone(),
-            });
-        }
-        let mac = link.mac.ok_or_else(|| VipError::NotEthernet {
-            iface: self.iface.clone(),
-        })?;
+        let (link, mac) = self.ethernet_link_up().await?;
         let held = find_address(&self.handle, self.addr).await?;
         if !held.iter().any(|(i, _)| *i == link.index) {
             return Err(VipError::NotHeld {

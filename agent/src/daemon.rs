@@ -346,6 +346,27 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
 
     /// Feed one event and run what it leads to.
     pub async fn handle(&mut self, event: Event) -> Handled {
+        // A watch's report waits in the queue while a transition runs, and may be older than
+        // its change (a repair's re-create, a claim after the address watch's first read at
+        // start): the target or address is read again, so a stale report never undoes our
+        // own work.
+        let event = match event {
+            Event::Target { resource, view } => {
+                let now = self.exec.target_view(&resource).await;
+                Event::Target {
+                    view: now.unwrap_or(view),
+                    resource,
+                }
+            }
+            Event::Address { address, held } => {
+                let now = self.exec.address_held(&address).await;
+                Event::Address {
+                    held: now.unwrap_or(held),
+                    address,
+                }
+            }
+            ev => ev,
+        };
         let mut handled = Handled::default();
         let mut next = Some(event);
         let mut rounds = 0;
@@ -871,6 +892,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 // Another host uses a held address: an alarm, no transition (the backend has
                 // logged and defends it; the authority decides who holds it).
                 Some(reason) = crate::backend::vip::next_alarm(&mut conflicts) => {
+                    warn!(reason = %reason, "alarm");
                     let notices = vec![Action::Alarm(reason)];
                     self.tell(&Handled { notices, transitions: Vec::new() });
                 }

@@ -105,6 +105,24 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         within(self.config.timeouts.drbd_ms, self.drbd.generations(r)).await
     }
 
+    /// The target of `resource` as tgtd shows it now; `None` when it is not configured or
+    /// cannot be read.
+    pub async fn target_view(&self, resource: &str) -> Option<crate::fsm::TargetView> {
+        let r = self.config.resource(resource)?;
+        within(self.config.timeouts.tgtd_ms, self.target.status(r))
+            .await
+            .ok()
+    }
+
+    /// Whether `address` (canonical spelling) is held on its interface now; `None` when it is
+    /// not configured or cannot be read.
+    pub async fn address_held(&self, address: &str) -> Option<bool> {
+        let a = self.config.address(address)?;
+        within(self.config.timeouts.address_ms, self.address.held(a))
+            .await
+            .ok()
+    }
+
     /// Read the actual state of every configured object.
     pub async fn observe(&self) -> Result<Snapshot, AgentError> {
         let t = &self.config.timeouts;

@@ -496,6 +496,13 @@ impl ConflictWatch {
                 self.tx.insert(tx)
             }
         };
+        // The MAC as it is now (a bond's failover, `ip link set address`): a probe from a
+        // stale one draws an answer sent to it, never seen here.
+        if let Ok(link) = crate::address::link_by_index(&self.handle, self.ifindex).await {
+            if let Some(mac) = link.mac {
+                self.mac = mac;
+            }
+        }
         let (dst, ethertype, frame) = probe_frame(self.mac, self.addr);
         tx.send(&frame, dst, ethertype)
             .await

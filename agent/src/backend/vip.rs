@@ -281,6 +281,7 @@ async fn watch_conflicts(h: std::sync::Weak<Handle>, (net, interface): Key, alar
                     watch: id,
                     address: &address,
                     interface: &interface,
+                    ipv6: net.addr().is_ipv6(),
                 };
                 let Some(e) = task.run(&mut w).await else {
                     return;
@@ -307,6 +308,9 @@ async fn watch_conflicts(h: std::sync::Weak<Handle>, (net, interface): Key, alar
     }
 }
 
+/// The most other MACs one conflict lists and raises an alarm for.
+const MAX_CONFLICT_MACS: usize = 8;
+
 /// One open conflict watch of [`watch_conflicts`] and what it updates.
 struct ConflictTask<'a> {
     h: &'a std::sync::Weak<Handle>,
@@ -316,6 +320,8 @@ struct ConflictTask<'a> {
     watch: u64,
     address: &'a str,
     interface: &'a str,
+    /// The address is IPv6 (its probe's answer goes to all-nodes).
+    ipv6: bool,
 }
 
 impl ConflictTask<'_> {
@@ -332,8 +338,10 @@ impl ConflictTask<'_> {
             .min(clear_after / 2)
             .max(Duration::from_millis(10));
         let answer_wait = PROBE_ANSWER_WAIT.min(clear_after);
-        // The last probe sent in this episode.
+        // The last probe tried in this episode, and whether it could not be sent (then it
+        // proves nothing and is tried again after `probe_every`).
         let mut probed: Option<Instant> = None;
+        let mut unsent = false;
         loop {
             let last = lock(self.seen).as_ref().map(|s| s.last);
             if last.is_none() {
@@ -343,7 +351,8 @@ impl ConflictTask<'_> {
                 let clear_at = last + clear_after;
                 let periodic = probed.map_or_else(Instant::now, |p| p + probe_every);
                 let check = match probed {
-                    Some(p) if p >= clear_at => p + answer_wait,
+                    Some(p) if p >= clear_at && !unsent => p + answer_wait,
+                    Some(p) if p >= clear_at => p + probe_every,
                     _ => clear_at,
                 };
                 periodic.min(check)
@@ -354,28 +363,44 @@ impl ConflictTask<'_> {
                         Ok(c) => c,
                         Err(e) => return Some(e),
                     };
-                    self.conflict(c).await?;
+                    // An IPv6 holder answers our DAD probe to all-nodes with the override flag:
+                    // neighbours then point at it, so an answer is defended at once.
+                    let answered = self.ipv6
+                        && probed.is_some_and(|p| c.at.saturating_duration_since(p) <= answer_wait);
+                    self.conflict(c, answered).await?;
                 }
                 _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                     let Some(last) = last else { continue };
                     let now = Instant::now();
                     let clear_at = last + clear_after;
-                    if probed.is_some_and(|p| p >= clear_at && now >= p + answer_wait) {
-                        let mut s = lock(self.seen);
-                        if let Some(was) = s.take_if(|s| s.last == last) {
+                    if !unsent && probed.is_some_and(|p| p >= clear_at && now >= p + answer_wait) {
+                        let was = lock(self.seen).take_if(|s| s.last == last);
+                        if let Some(was) = was {
                             info!(%address, %interface, macs = ?was.macs, frames = was.frames,
                                 quiet_s = clear_after.as_secs(),
                                 "address conflict cleared: no conflicting frame since, probes \
                                  for the address unanswered");
+                            // Neighbours the other host's frames pointed at it learn this
+                            // node's MAC again now, not at their own cache timeout.
+                            let h = self.h.upgrade()?;
+                            let sent = h.vip.lock().await.defend(AnnounceMode::Request).await;
+                            if let Err(e) = sent {
+                                warn!(%address, error = %e, "announcement after the conflict failed");
+                            }
                         }
                         continue;
                     }
                     let due = probed.is_none_or(|p| now >= p + probe_every || p < clear_at && now >= clear_at);
                     if due {
+                        // Only a probe sent can go unanswered: a failed send clears nothing.
                         probed = Some(now);
+                        unsent = false;
                         match w.probe().await {
                             Ok(()) => debug!(%address, %interface, "conflict probe sent"),
-                            Err(e) => debug!(%address, %interface, error = %e, "conflict probe not sent"),
+                            Err(e) => {
+                                unsent = true;
+                                warn!(%address, %interface, error = %e, "conflict probe not sent");
+                            }
                         }
                     }
                 }
@@ -385,7 +410,7 @@ impl ConflictTask<'_> {
 
     /// One conflicting frame: counted, an alarm for a MAC new in this episode, a defence
     /// when one is due. `None` once the handle is gone.
-    async fn conflict(&mut self, c: vip::Conflict) -> Option<()> {
+    async fn conflict(&mut self, c: vip::Conflict, answered: bool) -> Option<()> {
         let (address, interface) = (self.address, self.interface);
         let new = {
             let mut s = lock(self.seen);
@@ -393,7 +418,8 @@ impl ConflictTask<'_> {
                 Some(s) => {
                     s.last = s.last.max(c.at);
                     s.frames += 1;
-                    let new = !s.macs.contains(&c.mac);
+                    // Bounded: random source MACs (a spoofer) raise MAX_CONFLICT_MACS alarms.
+                    let new = !s.macs.contains(&c.mac) && s.macs.len() < MAX_CONFLICT_MACS;
                     if new {
                         s.macs.push(c.mac);
                     }
@@ -421,7 +447,7 @@ impl ConflictTask<'_> {
                 c.mac
             ));
         }
-        if self.defender.should_defend(c.at) {
+        if self.defender.should_defend(c.at) || answered {
             let h = self.h.upgrade()?;
             let sent = h.vip.lock().await.defend(AnnounceMode::Request).await;
             match sent.map(|v| v.into_iter().find_map(|r| r.result.err())) {

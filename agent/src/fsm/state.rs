@@ -257,7 +257,10 @@ impl State {
             }
             Authority::Secondary => {
                 let steps = self.steps(DEMOTE, &BTreeMap::new());
-                let kind = if steps.iter().any(|s| s.stage.def().effect != Effect::DrbdUp) {
+                // Bring-up, or an address released alone (added by hand), changes no role.
+                let kind = if (steps.iter())
+                    .any(|s| !matches!(s.stage.def().effect, Effect::DrbdUp | Effect::Held(false)))
+                {
                     PlanKind::Demote
                 } else {
                     PlanKind::Repair

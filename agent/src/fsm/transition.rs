@@ -282,6 +282,12 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
                     return (state, pre);
                 }
                 a.echoes.clear();
+                if held && !a.held && state.authority == Authority::Secondary {
+                    pre.push(Action::Alarm(format!(
+                        "{address} appeared on this node, which the authority does not name \
+                         primary: released"
+                    )));
+                }
                 if a.held != held {
                     state.blocked = None;
                 }

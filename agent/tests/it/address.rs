@@ -661,8 +661,9 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
             let (stop, stopped) = std::sync::mpsc::channel::<()>();
             let again = netns::spawn_in_ns(other.name(), move || async move {
                 let mut v = Vip::new("v1", vip_ip, 24).expect("handle");
+                // Announcing for 3 s: whenever the reopened watch listens, it hears one.
                 let mut burst = vip::AnnouncePolicy::default();
-                burst.count = 3;
+                burst.count = 15;
                 burst.interval = Duration::from_millis(200);
                 burst.second_burst_after = None;
                 v.claim(&ClaimOptions::without_probe().announce(burst))

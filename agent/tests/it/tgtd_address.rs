@@ -18,7 +18,7 @@ use agent::config::Config;
 use agent::control::Request;
 use agent::daemon::Daemon;
 use agent::executor::Executor;
-use agent::fsm::{Event, Stage, TargetState};
+use agent::fsm::{Event, Stage, TargetState, TargetView};
 use common::{free_port, tgtd_config_head, wait_tgtd, Tgtd};
 use test_support::netns::{self, Netns};
 use test_support::prereq::Prereqs;
@@ -122,6 +122,30 @@ async fn run() {
         "{:?}",
         seen.notices
     );
+
+    // A report older than our own work (queued while a repair re-created the target) undoes
+    // nothing: the daemon reads the target again before taking it in.
+    let stale = TargetView {
+        state: TargetState::Partial,
+        sessions: 0,
+    };
+    let h = d
+        .handle(Event::Target {
+            resource: "r0".into(),
+            view: stale,
+        })
+        .await;
+    assert!(h.transitions.is_empty() && h.notices.is_empty(), "{h:?}");
+    // The same for an address report older than the claim (the address watch's first read at
+    // start, queued behind the first promote): no second probe and claim.
+    let h = d
+        .handle(Event::Address {
+            address: A0.into(),
+            held: false,
+        })
+        .await;
+    assert!(h.transitions.is_empty() && h.notices.is_empty(), "{h:?}");
+    assert!(held_on_v0(A0));
 }
 
 /// The stages run (rollbacks apart) and the notices of the events handled.

@@ -34,6 +34,22 @@ fn prereqs() -> bool {
         .check()
 }
 
+/// A second namespace playing the other host on the segment: `v1` moved into it and up, with
+/// its loopback. Deleted on drop (also on failure).
+fn other_host(prefix: &str) -> Netns {
+    let other = Netns::add(Netns::unique_name(prefix)).expect("netns add");
+    ip(&format!("link set v1 netns {}", other.name()));
+    ip_in(&other, "link set lo up");
+    ip_in(&other, "link set v1 up");
+    other
+}
+
+/// `ip ARGS` in `ns`; panics on failure.
+fn ip_in(ns: &Netns, args: &str) {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    ns.ip(&args).unwrap_or_else(|e| panic!("{e}"));
+}
+
 fn ip(args: &str) {
     let args: Vec<&str> = args.split_whitespace().collect();
     netns::ip(&args).unwrap_or_else(|e| panic!("{e}"));
@@ -224,14 +240,8 @@ fn claim_restore_conflict_release() {
         // (docs/takeover.md): the claim refuses, the promote is rolled back, the node is
         // Secondary again and the address was never added here.
         // A second namespace playing the other host, deleted on drop (also on failure).
-        let other = Netns::add(Netns::unique_name("ihaaddr")).expect("netns add");
-        let in_other = |args: &str| {
-            let args: Vec<&str> = args.split_whitespace().collect();
-            other.ip(&args).unwrap_or_else(|e| panic!("{e}"));
-        };
-        ip(&format!("link set v1 netns {}", other.name()));
-        in_other("link set lo up");
-        in_other("link set v1 up");
+        let other = other_host("ihaaddr");
+        let in_other = |args: &str| ip_in(&other, args);
         in_other("addr add 10.99.0.10/24 dev v1");
         wait_carrier("v0").await;
         handle_queued(&mut d, &mut rx).await;
@@ -485,14 +495,8 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
             assert!(r.ok, "{}", r.message);
             assert!(addr.held(&a0).await.expect("held"));
 
-            let other = Netns::add(Netns::unique_name("ihaconf")).expect("netns add");
-            let in_other = |args: &str| {
-                let args: Vec<&str> = args.split_whitespace().collect();
-                other.ip(&args).unwrap_or_else(|e| panic!("{e}"));
-            };
-            ip(&format!("link set v1 netns {}", other.name()));
-            in_other("link set lo up");
-            in_other("link set v1 up");
+            let other = other_host("ihaconf");
+            let in_other = |args: &str| ip_in(&other, args);
             wait_carrier("v0").await;
             // The conflict watch starts from the watch's "added" event: let it open.
             tokio::time::sleep(Duration::from_millis(300)).await;

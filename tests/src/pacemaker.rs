@@ -419,8 +419,12 @@ pub fn logs(lab: &Lab, n: usize) -> String {
         if node.pid().is_none() {
             continue;
         }
+        // The agent's own words (its stderr, which execd logs) first: the tails are mostly
+        // the scheduler's periodic rechecks by the time a failure is reported.
         let o = node.run(&format!(
-            "tail -n {n} {ROOT}/var/log/pacemaker/pacemaker.log {ROOT}/var/log/corosync/corosync.log \
+            "echo '--- agent actions ---'; grep -E 'iscsi-ha|p_iscsi_(start|stop|promote|demote)' \
+             {ROOT}/var/log/pacemaker/pacemaker.log | tail -n {n}; \
+             tail -n {n} {ROOT}/var/log/pacemaker/pacemaker.log {ROOT}/var/log/corosync/corosync.log \
              {ROOT}/var/log/pacemaker/stdout.log 2>&1"
         ));
         out.push_str(&format!(

@@ -66,6 +66,28 @@ pub enum Refusal {
     PeerConnected,
 }
 
+impl Refusal {
+    /// Whether this refusal can end without an operator: the peer demotes, or DRBD sees it
+    /// lost (its ping timeout: a powered-off peer is noticed by DRBD later than by a cluster
+    /// manager that fenced it), the peer connects, a resync brings the disk UpToDate, quorum
+    /// returns. A split brain, a resource that is not up and a missing or failed disk need
+    /// someone.
+    pub fn may_clear(&self) -> bool {
+        match self {
+            Refusal::PeerPrimary(_) | Refusal::WaitingForPeer { .. } | Refusal::NoQuorum(_) => true,
+            Refusal::Disk(d) => matches!(
+                d,
+                Disk::Attaching
+                    | Disk::Negotiating
+                    | Disk::Inconsistent
+                    | Disk::Outdated
+                    | Disk::Consistent
+            ),
+            Refusal::NotUp | Refusal::SplitBrain | Refusal::PeerConnected => false,
+        }
+    }
+}
+
 /// How this (not Primary) resource may be promoted, or why not. A node whose DRBD has not
 /// been handshaken with its peer since attach does not trust its own UpToDate: with fencing
 /// `dont-care` a crashed ex-primary counts its Consistent disk as UpToDate at attach while the

@@ -167,10 +167,17 @@ pub struct OcfEnv {
     pub state_dir: PathBuf,
     /// `OCF_RESKEY_CRM_meta_notify_type` and `_operation`, for notify.
     pub notify: Option<(String, String)>,
+    /// `OCF_RESKEY_CRM_meta_timeout`: the action's timeout (Pacemaker gives it in
+    /// milliseconds); `None` when unset or not a number (noted).
+    pub timeout: Option<std::time::Duration>,
     /// What was read with a fallback (empty config, unreadable depth, `-c` overridden):
     /// logged as warnings by the action.
     pub notes: Vec<String>,
 }
+
+/// An action's timeout when Pacemaker gives none (a run by hand): the OCF default of 20 s
+/// (Pacemaker Explained, "Operation properties", `timeout`).
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Where the started mark lives without `HA_RSCTMP`.
 pub const DEFAULT_STATE_DIR: &str = "/run/resource-agents";
@@ -215,6 +222,17 @@ impl OcfEnv {
                 0
             }),
         };
+        let timeout = var("OCF_RESKEY_CRM_meta_timeout").and_then(|v| {
+            let ms = v.trim().parse::<u64>().ok();
+            if ms.is_none() {
+                notes.push(format!(
+                    "OCF_RESKEY_CRM_meta_timeout={v:?} is not a number of milliseconds: {} s \
+                     assumed",
+                    DEFAULT_TIMEOUT.as_secs()
+                ));
+            }
+            ms.map(std::time::Duration::from_millis)
+        });
         let config = match (var("OCF_RESKEY_config").map(PathBuf::from), cli_config) {
             (Some(env), Some(cli)) => {
                 if cli != env && cli != Path::new(DEFAULT_CONFIG) {
@@ -240,6 +258,7 @@ impl OcfEnv {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             notify: var("OCF_RESKEY_CRM_meta_notify_type")
                 .zip(var("OCF_RESKEY_CRM_meta_notify_operation")),
+            timeout,
             notes,
         }
     }

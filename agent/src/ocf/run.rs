@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{meta, OcfAction, OcfCode, OcfEnv, Reply, USAGE};
+use super::{meta, OcfAction, OcfCode, OcfEnv, Reply, DEFAULT_TIMEOUT, USAGE};
 use crate::backend::drbd9::AnyDrbd;
 use crate::backend::target::TgtTarget;
 use crate::backend::vip::NetlinkAddress;
@@ -21,12 +22,32 @@ use crate::fsm::{
 /// Plans per action at most (bring-up, then the promote or demote, then a repair).
 const MAX_ROUNDS: usize = 4;
 
-/// The started mark's content: what the state machine must remember between actions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The instance's file in `HA_RSCTMP`: whether it is started, and what the state machine must
+/// remember between actions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Saved {
+    /// Started (a start or promote ran, no stop since). A stop keeps the file with `false`: a
+    /// stop leaves DRBD attached, so the peer history stays true. Absent in files of earlier
+    /// versions, which were only written while started.
+    #[serde(default = "yes")]
+    pub started: bool,
     /// Per resource: DRBD has been handshaken with its peer since attach
     /// ([`crate::fsm::ResourceState::peer_seen`]).
     pub peer_seen: BTreeMap<String, bool>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Saved {
+    /// What an unreadable file says: started, no peer history (the safe side).
+    fn default() -> Self {
+        Saved {
+            started: true,
+            peer_seen: BTreeMap::new(),
+        }
+    }
 }
 
 /// `text` on standard output: 0, or 1 (OCF_ERR_GENERIC) when it cannot be written (a reader
@@ -146,7 +167,7 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
     exec: &Executor<D, T, A>,
 ) -> Reply {
     let saved = read_saved(env);
-    let started = saved.is_some();
+    let started = saved.as_ref().is_some_and(|s| s.started);
     let mut state = State::new(exec.config());
     // Pacemaker is the authority: Authority events are followed whatever `role` says.
     state.command_source = false;
@@ -162,38 +183,57 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
             Ok(snap) => {
                 let reply = judge(exec.config(), &snap, started, env.check_level >= 10);
                 state = step(state, Event::Observed(snap)).0;
-                if started {
-                    save(env, &state);
+                if saved.is_some() {
+                    let _ = save(env, &state, started);
                 }
                 return reply;
             }
         },
-        OcfAction::Demote => converge(exec, &mut state, Authority::Secondary).await,
-        OcfAction::Start => match converge(exec, &mut state, Authority::Secondary).await {
-            // Adopt mode leaves bringing DRBD up to the system's tools: say so at start.
-            Ok(()) => match exec.observe().await {
-                Ok(snap) => match judge(exec.config(), &snap, true, false) {
-                    r if r.code == OcfCode::Success => Ok(()),
-                    r => Err(Reply::new(OcfCode::ErrGeneric, r.message)),
+        OcfAction::Demote => converge(exec, &mut state, Authority::Secondary, Duration::ZERO).await,
+        OcfAction::Start => {
+            match converge(exec, &mut state, Authority::Secondary, Duration::ZERO).await {
+                // Adopt mode leaves bringing DRBD up to the system's tools: say so at start.
+                Ok(()) => match exec.observe().await {
+                    Ok(snap) => match judge(exec.config(), &snap, true, false) {
+                        r if r.code == OcfCode::Success => Ok(()),
+                        r => Err(Reply::new(OcfCode::ErrGeneric, r.message)),
+                    },
+                    Err(e) => Err(Reply::new(OcfCode::ErrGeneric, format!("observe: {e}"))),
                 },
-                Err(e) => Err(Reply::new(OcfCode::ErrGeneric, format!("observe: {e}"))),
-            },
-            e => e,
-        },
-        OcfAction::Promote => converge(exec, &mut state, Authority::Primary).await,
+                e => e,
+            }
+        }
+        OcfAction::Promote => {
+            converge(
+                exec,
+                &mut state,
+                Authority::Primary,
+                promote_wait(env.timeout),
+            )
+            .await
+        }
         OcfAction::Stop => {
-            let r = converge(exec, &mut state, Authority::Secondary).await;
+            let r = converge(exec, &mut state, Authority::Secondary, Duration::ZERO).await;
             if r.is_ok() {
-                return remove_mark(env).unwrap_or_else(|| Reply::new(OcfCode::Success, ""));
+                // Pacemaker's recovery after a failed promote is stop, start, promote: a
+                // survivor whose peer is gone would otherwise forget it saw the peer, and
+                // refuse every promote after the first failure.
+                return match save(env, &state, false) {
+                    Ok(()) => Reply::new(OcfCode::Success, ""),
+                    Err(e) => remove_mark(env).unwrap_or_else(|| {
+                        Reply::new(OcfCode::Success, format!("peer history not kept: {e}"))
+                    }),
+                };
             }
             r
         }
         other => return act_without_backends(other, env),
     };
-    // Demote and stop keep the mark as it was; a start or promote, done or not, sets it (a
-    // failed start is stopped by Pacemaker, which removes it).
-    if started || matches!(action, OcfAction::Start | OcfAction::Promote) {
-        save(env, &state);
+    // Demote and a failed stop keep the file as it was; a start or promote, done or not, sets
+    // it started (a failed start is stopped by Pacemaker).
+    let now_started = started || matches!(action, OcfAction::Start | OcfAction::Promote);
+    if saved.is_some() || now_started {
+        let _ = save(env, &state, now_started);
     }
     match result {
         Ok(()) => Reply::new(OcfCode::Success, ""),
@@ -201,7 +241,7 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
     }
 }
 
-/// Drop the started mark: `None` when done (or already gone), else the failure.
+/// Drop the instance's file: `None` when done (or already gone), else the failure.
 fn remove_mark(env: &OcfEnv) -> Option<Reply> {
     match std::fs::remove_file(env.state_file()) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Some(Reply::new(
@@ -250,54 +290,109 @@ pub async fn stop_without_drbd<T: Target, A: Address>(
     }
 }
 
-/// Observe, give the machine the wish, run its plans until it has none left.
+/// What a promote keeps of its timeout for the promote itself once a refusal clears (DRBD's
+/// fence-peer helper, the targets, the address probe and claim): a third, at least this.
+const PROMOTE_RESERVE_MIN: Duration = Duration::from_secs(10);
+/// How often a waiting promote looks again.
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// How long a promote may wait for refusals that clear on their own
+/// ([`crate::fsm::Refusal::may_clear`]): the action's `timeout` ([`DEFAULT_TIMEOUT`] when
+/// Pacemaker gives none) less what is kept for the promote itself.
+pub fn promote_wait(timeout: Option<Duration>) -> Duration {
+    let t = timeout.unwrap_or(DEFAULT_TIMEOUT);
+    t.saturating_sub(PROMOTE_RESERVE_MIN.max(t / 3))
+}
+
+/// Every refusal of `s`'s promote may clear on its own (and there is one): a Primary peer
+/// DRBD has not yet seen lost, a peer yet to connect, a resync under way.
+fn refusal_may_clear(s: &State) -> bool {
+    let mut refusals = s
+        .resources
+        .values()
+        .filter(|r| r.view.drbd.up && r.view.drbd.role != Role::Primary)
+        .filter_map(|r| r.promotion().err())
+        .peekable();
+    refusals.peek().is_some() && refusals.all(|r| r.may_clear())
+}
+
+/// Observe, give the machine the wish, run its plans until it has none left. A promote
+/// refused for a reason that may clear on its own looks again every [`WAIT_POLL`] for up to
+/// `wait` (Pacemaker can fence a powered-off primary and promote the survivor before DRBD
+/// there has missed its peer's ping); DRBD still decides, the refusal is never overridden.
 async fn converge<D: Drbd, T: Target, A: Address>(
     exec: &Executor<D, T, A>,
     state: &mut State,
     wish: Authority,
+    wait: Duration,
 ) -> Result<(), Reply> {
     let generic = |m: String| Reply::new(OcfCode::ErrGeneric, m);
+    let began = Instant::now();
     let snap = exec
         .observe()
         .await
         .map_err(|e| generic(format!("observe: {e}")))?;
     let s = step(state.clone(), Event::Observed(snap)).0;
+    let promote = wish == Authority::Primary;
     let (mut s, mut actions) = step(s, Event::Authority(wish));
-    for _ in 0..MAX_ROUNDS {
+    let mut rounds = 0;
+    let mut waiting: Option<String> = None;
+    loop {
         let mut plan = None;
+        let mut refused = None;
         for a in actions {
             match a {
                 Action::Run(p) => plan = Some(p),
-                Action::Refuse(r) => {
-                    *state = s;
-                    return Err(generic(format!("refused: {r}")));
-                }
+                Action::Refuse(r) => refused = Some(r),
                 Action::Alarm(r) => {
                     *state = s;
                     return Err(generic(r));
                 }
             }
         }
-        let Some(plan) = plan else {
-            *state = s;
-            return Ok(());
-        };
-        let (out, record) = exec.run(plan).await;
-        info!(kind = %record.kind, result = %record.result, "ocf transition");
-        let failed = out.failed.clone();
-        s = step(s, Event::Executed(out)).0;
-        if failed.is_some() {
-            *state = s;
-            return Err(generic(record.result.to_string()));
+        if let Some(r) = refused {
+            let may_wait = promote && refusal_may_clear(&s);
+            if !may_wait || began.elapsed() >= wait {
+                *state = s;
+                let waited = match waiting {
+                    Some(_) => format!(" (still after {:.1} s)", began.elapsed().as_secs_f64()),
+                    None => String::new(),
+                };
+                return Err(generic(format!("refused: {r}{waited}")));
+            }
+            if waiting.as_ref() != Some(&r) {
+                info!(refusal = %r, wait_s = wait.as_secs(), "ocf promote waits: this may clear on its own");
+                waiting = Some(r);
+            }
+            tokio::time::sleep(WAIT_POLL).await;
+        } else {
+            let Some(plan) = plan else {
+                *state = s;
+                return Ok(());
+            };
+            if rounds == MAX_ROUNDS {
+                *state = s;
+                return Err(generic(format!("not converged after {MAX_ROUNDS} plans")));
+            }
+            rounds += 1;
+            let (out, record) = exec.run(plan).await;
+            info!(kind = %record.kind, result = %record.result, "ocf transition");
+            let failed = out.failed.clone();
+            s = step(s, Event::Executed(out)).0;
+            if failed.is_some() {
+                *state = s;
+                return Err(generic(record.result.to_string()));
+            }
         }
         let snap = exec
             .observe()
             .await
             .map_err(|e| generic(format!("observe: {e}")))?;
+        // The daemon's machine says a refusal once until something changes; an action must
+        // hear it again, or a refusal repeated would read as "nothing left to do".
+        s.last_notice = None;
         (s, actions) = step(s, Event::Observed(snap));
     }
-    *state = s;
-    Err(generic(format!("not converged after {MAX_ROUNDS} plans")))
 }
 
 /// The monitor's verdict on one observation. `started`: the instance holds the started mark;
@@ -390,8 +485,11 @@ fn read_saved(env: &OcfEnv) -> Option<Saved> {
     Some(serde_json::from_str(&text).unwrap_or_default())
 }
 
-fn save(env: &OcfEnv, state: &State) {
+/// Writes the instance's file (atomically: a new file renamed over); a failure is logged and
+/// returned.
+fn save(env: &OcfEnv, state: &State, started: bool) -> std::io::Result<()> {
     let saved = Saved {
+        started,
         peer_seen: state
             .resources
             .iter()
@@ -403,7 +501,8 @@ fn save(env: &OcfEnv, state: &State) {
     let written = std::fs::create_dir_all(&env.state_dir)
         .and_then(|()| std::fs::write(&tmp, serde_json::to_vec(&saved).unwrap_or_default()))
         .and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
-        warn!(file = %path.display(), error = %e, "cannot write the started mark");
+    if let Err(e) = &written {
+        warn!(file = %path.display(), error = %e, "cannot write the instance's file");
     }
+    written
 }

@@ -27,7 +27,13 @@ struct Node {
     _dir: tempfile::TempDir,
 }
 
+/// A node whose actions run with Pacemaker's timeout `timeout_ms` (10 s or less: a promote
+/// refused answers at once).
 fn node() -> Node {
+    node_with_timeout(10_000)
+}
+
+fn node_with_timeout(timeout_ms: u64) -> Node {
     let cfg = config();
     let mem = Memory::healthy_secondary(&cfg);
     let exec = Executor::new(Arc::new(cfg), mem.clone(), mem.clone(), mem.clone());
@@ -36,6 +42,7 @@ fn node() -> Node {
     let env = OcfEnv::from_vars(|k| match k {
         "OCF_RESOURCE_INSTANCE" => Some("p_iscsi:1".into()),
         "HA_RSCTMP" => Some(state_dir.display().to_string()),
+        "OCF_RESKEY_CRM_meta_timeout" => Some(timeout_ms.to_string()),
         _ => None,
     });
     Node {
@@ -121,8 +128,26 @@ async fn lifecycle_codes() {
         "stop promoted"
     );
     assert_eq!(n.mem.world().drbd["r0"].role, Role::Secondary);
-    assert!(!n.env.state_file().exists());
+    let kept = std::fs::read_to_string(n.env.state_file()).expect("kept for the peer history");
+    assert!(kept.contains("\"started\":false"), "{kept}");
     assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::NotRunning);
+}
+
+/// Pacemaker recovers a failed promote with stop, start, promote: the survivor of a lost peer
+/// must still know it saw the peer (DRBD stayed attached), or every later promote is refused.
+#[tokio::test]
+async fn peer_history_survives_stop_and_start() {
+    let n = node();
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    n.mem.peer_lost("r0");
+    assert_eq!(n.code(OcfAction::Stop).await, OcfCode::Success);
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::NotRunning);
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success);
+    assert_eq!(n.mem.world().drbd["r0"].role, Role::Primary);
+    // A file of an earlier version (no `started`) was only written while started.
+    std::fs::write(n.env.state_file(), r#"{"peer_seen":{"r0":true}}"#).expect("write");
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::RunningPromoted);
 }
 
 #[tokio::test]
@@ -162,6 +187,60 @@ async fn unpromoted_serving_is_an_error_and_promote_is_refused_while_peer_primar
     assert_eq!(r.code, OcfCode::ErrGeneric);
     assert!(r.message.contains("peer is DRBD Primary"), "{r}");
     assert_eq!(n.mem.world().drbd["r0"].role, Role::Secondary);
+}
+
+/// Pacemaker fences a powered-off primary and promotes the survivor, whose DRBD has not yet
+/// missed its peer's ping: the promote waits for DRBD instead of failing at once.
+#[tokio::test]
+async fn promote_waits_while_drbd_still_sees_the_lost_primary() {
+    let n = node_with_timeout(14_000); // 4 s of waiting
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    n.mem.peer_primary("r0", true);
+    let mem = n.mem.clone();
+    let lost = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        mem.peer_lost("r0");
+    });
+    let r = act(OcfAction::Promote, &n.env, &n.exec).await;
+    lost.await.expect("peer lost");
+    assert_eq!(r.code, OcfCode::Success, "{r}");
+    assert_eq!(n.mem.world().drbd["r0"].role, Role::Primary);
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::RunningPromoted);
+}
+
+/// A peer that stays Primary is refused when the wait is over, never overridden; a refusal
+/// that cannot clear on its own (a failed disk) is answered without waiting.
+#[tokio::test]
+async fn promote_refusal_outlasting_the_wait_or_needing_an_operator_fails() {
+    let n = node_with_timeout(11_000); // 1 s of waiting
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    n.mem.peer_primary("r0", true);
+    let r = act(OcfAction::Promote, &n.env, &n.exec).await;
+    assert_eq!(r.code, OcfCode::ErrGeneric);
+    assert!(r.message.contains("peer is DRBD Primary"), "{r}");
+    assert!(r.message.contains("still after"), "{r}");
+    assert_eq!(n.mem.world().drbd["r0"].role, Role::Secondary);
+    // 10 minutes of timeout: a wait here would hold the test for 400 s.
+    let m = node_with_timeout(600_000);
+    assert_eq!(m.code(OcfAction::Start).await, OcfCode::Success);
+    m.mem.set_disk("r0", Disk::Failed);
+    let r = act(OcfAction::Promote, &m.env, &m.exec).await;
+    assert_eq!(r.code, OcfCode::ErrGeneric);
+    assert!(!r.message.contains("still after"), "{r}");
+}
+
+#[test]
+fn promote_wait_keeps_a_third_of_the_timeout_and_at_least_10_s() {
+    use std::time::Duration;
+    let s = Duration::from_secs;
+    assert_eq!(super::run::promote_wait(None), s(10));
+    assert_eq!(super::run::promote_wait(Some(s(90))), s(60));
+    assert_eq!(super::run::promote_wait(Some(s(5))), s(0));
+    let e = env_of(&[("OCF_RESKEY_CRM_meta_timeout", "90000")], None);
+    assert_eq!(e.timeout, Some(s(90)));
+    let e = env_of(&[("OCF_RESKEY_CRM_meta_timeout", "90s")], None);
+    assert_eq!(e.timeout, None);
+    assert!(e.notes[0].contains("not a number"), "{:?}", e.notes);
 }
 
 #[tokio::test]

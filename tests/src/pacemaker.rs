@@ -422,10 +422,10 @@ pub fn logs(lab: &Lab, n: usize) -> String {
         // The agent's own words (its stderr, which execd logs) first: the tails are mostly
         // the scheduler's periodic rechecks by the time a failure is reported.
         let o = node.run(&format!(
-            "echo '--- agent actions ---'; grep -E 'iscsi-ha|p_iscsi_(start|stop|promote|demote)' \
-             {ROOT}/var/log/pacemaker/pacemaker.log | tail -n {n}; \
+            "echo '--- agent actions ---'; {}; \
              tail -n {n} {ROOT}/var/log/pacemaker/pacemaker.log {ROOT}/var/log/corosync/corosync.log \
-             {ROOT}/var/log/pacemaker/stdout.log 2>&1"
+             {ROOT}/var/log/pacemaker/stdout.log 2>&1",
+            agent_lines_script(n)
         ));
         out.push_str(&format!(
             "=== node {} ===\n{}\n",
@@ -434,6 +434,19 @@ pub fn logs(lab: &Lab, n: usize) -> String {
         ));
     }
     out
+}
+
+fn agent_lines_script(n: usize) -> String {
+    format!(
+        "grep -E 'iscsi-ha|p_iscsi_(start|stop|promote|demote)' \
+         {ROOT}/var/log/pacemaker/pacemaker.log | tail -n {n}"
+    )
+}
+
+/// The last `n` lines of Pacemaker's log on `node` that carry the agent's own messages (its
+/// standard error, which pacemaker-execd logs) or its start, stop, promote and demote.
+pub fn agent_lines(node: &Node, n: usize) -> Result<String> {
+    Ok(node.run(&agent_lines_script(n))?.stdout)
 }
 
 /// Polls `f` every 300 ms until it returns true; Err after `timeout` (or with `f`'s error).

@@ -194,14 +194,14 @@ fn power_loss(lab: &Lab, fencer: &pm::Fencer, p: &str) -> Result<()> {
         .and_then(|l| l.first().map(|(v, at)| (v.clone(), at.duration_since(t0))))
         .context("fence log")?;
     let seen = pm::wait_promoted(survivor, survivor.name(), T);
-    // What the survivor's agent said (a promote that waited for DRBD shows it here).
+    let promoted = t0.elapsed();
+    // What the survivor's agent said (a retried or waiting promote shows here).
     println!(
         "{} after the power loss:\n{}",
         survivor.name(),
-        pm::agent_lines(survivor, 12).unwrap_or_else(|e| format!("{e:#}"))
+        pm::agent_lines(survivor, 60).unwrap_or_else(|e| format!("{e:#}"))
     );
     seen?;
-    let promoted = t0.elapsed();
     led.wait_acked(before.acked + 300, T)?;
     let rep = led.stop(T)?;
     let v = rep

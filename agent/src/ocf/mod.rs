@@ -12,12 +12,18 @@
 //! What the daemon remembers between events and a short process cannot see, whether DRBD has
 //! been Connected to its peer since attach (the stale-data rule, `docs/stale-data-and-split-brain.md`),
 //! is kept with the "started" mark in a small file under `$HA_RSCTMP` (a tmpfs, so a reboot
-//! forgets it, as DRBD's attach does).
+//! forgets it, as DRBD's attach does). A stop keeps the file, marked stopped, and its history is
+//! trusted for [`run::HISTORY_AFTER_STOP`] after the stop: Pacemaker's recovery of a failed
+//! promote (stop, start, promote) must not turn a survivor into one that never saw its peer.
+//!
+//! Each action keeps trying until its timeout less a third (`OCF_RESKEY_CRM_meta_timeout`;
+//! a failed attempt is rolled back and tried again, a promote refused for a reason that may
+//! clear on its own waits), as LINBIT's `drbd` agent does (`docs/ocf.md`).
 
 pub mod meta;
 mod run;
 
-pub use run::{act, judge, main, stop_without_drbd, Saved};
+pub use run::{act, judge, main, retry_budget, stop_without_drbd, Saved, HISTORY_AFTER_STOP};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -170,6 +176,9 @@ pub struct OcfEnv {
     /// `OCF_RESKEY_CRM_meta_timeout`: the action's timeout (Pacemaker gives it in
     /// milliseconds); `None` when unset or not a number (noted).
     pub timeout: Option<std::time::Duration>,
+    /// When the action began: the process's exec for [`OcfEnv::from_env`] (the binary's
+    /// loading counts against Pacemaker's timeout too), the call for the others.
+    pub began: std::time::Instant,
     /// What was read with a fallback (empty config, unreadable depth, `-c` overridden):
     /// logged as warnings by the action.
     pub notes: Vec<String>,
@@ -185,7 +194,11 @@ pub const DEFAULT_STATE_DIR: &str = "/run/resource-agents";
 impl OcfEnv {
     /// From the process environment; `cli_config` is `iscsi-ha ocf -c FILE`.
     pub fn from_env(cli_config: Option<&Path>) -> OcfEnv {
-        OcfEnv::from_vars_with(|k| std::env::var(k).ok(), cli_config)
+        let mut env = OcfEnv::from_vars_with(|k| std::env::var(k).ok(), cli_config);
+        if let Some(ago) = crate::logs::since_exec() {
+            env.began = env.began.checked_sub(ago).unwrap_or(env.began);
+        }
+        env
     }
 
     /// From any variable lookup (tests). Empty values count as unset.
@@ -259,6 +272,7 @@ impl OcfEnv {
             notify: var("OCF_RESKEY_CRM_meta_notify_type")
                 .zip(var("OCF_RESKEY_CRM_meta_notify_operation")),
             timeout,
+            began: std::time::Instant::now(),
             notes,
         }
     }

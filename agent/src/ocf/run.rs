@@ -31,10 +31,18 @@ pub struct Saved {
     /// versions, which were only written while started.
     #[serde(default = "yes")]
     pub started: bool,
+    /// When the stop ran (`CLOCK_BOOTTIME`, ms): the history is trusted for
+    /// [`HISTORY_AFTER_STOP`] after it, long enough for Pacemaker's recovery (stop, start,
+    /// promote), not for a resource left stopped while someone may take DRBD down and up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_ms: Option<u64>,
     /// Per resource: DRBD has been handshaken with its peer since attach
     /// ([`crate::fsm::ResourceState::peer_seen`]).
     pub peer_seen: BTreeMap<String, bool>,
 }
+
+/// How long after a stop the peer history is still trusted.
+pub const HISTORY_AFTER_STOP: Duration = Duration::from_secs(120);
 
 fn yes() -> bool {
     true
@@ -45,6 +53,7 @@ impl Default for Saved {
     fn default() -> Self {
         Saved {
             started: true,
+            stopped_ms: None,
             peer_seen: BTreeMap::new(),
         }
     }
@@ -177,6 +186,7 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
             .and_then(|s| s.peer_seen.get(name).copied())
             .unwrap_or(false);
     }
+    let deadline = env.began + retry_budget(env.timeout);
     let result = match action {
         OcfAction::Monitor => match exec.observe().await {
             Err(e) => Err(Reply::new(OcfCode::ErrGeneric, format!("observe: {e}"))),
@@ -184,14 +194,19 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
                 let reply = judge(exec.config(), &snap, started, env.check_level >= 10);
                 state = step(state, Event::Observed(snap)).0;
                 if saved.is_some() {
-                    let _ = save(env, &state, started);
+                    let _ = save(
+                        env,
+                        &state,
+                        started,
+                        saved.as_ref().and_then(|s| s.stopped_ms),
+                    );
                 }
                 return reply;
             }
         },
-        OcfAction::Demote => converge(exec, &mut state, Authority::Secondary, Duration::ZERO).await,
+        OcfAction::Demote => converge(exec, &mut state, Authority::Secondary, deadline).await,
         OcfAction::Start => {
-            match converge(exec, &mut state, Authority::Secondary, Duration::ZERO).await {
+            match converge(exec, &mut state, Authority::Secondary, deadline).await {
                 // Adopt mode leaves bringing DRBD up to the system's tools: say so at start.
                 Ok(()) => match exec.observe().await {
                     Ok(snap) => match judge(exec.config(), &snap, true, false) {
@@ -203,22 +218,20 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
                 e => e,
             }
         }
-        OcfAction::Promote => {
-            converge(
-                exec,
-                &mut state,
-                Authority::Primary,
-                promote_wait(env.timeout),
-            )
-            .await
-        }
+        OcfAction::Promote => converge(exec, &mut state, Authority::Primary, deadline).await,
         OcfAction::Stop => {
-            let r = converge(exec, &mut state, Authority::Secondary, Duration::ZERO).await;
+            let r = converge(exec, &mut state, Authority::Secondary, deadline).await;
             if r.is_ok() {
                 // Pacemaker's recovery after a failed promote is stop, start, promote: a
                 // survivor whose peer is gone would otherwise forget it saw the peer, and
                 // refuse every promote after the first failure.
-                return match save(env, &state, false) {
+                // A stop of a stopped instance (a probe's, a cleanup's) keeps the first stop's
+                // time: the history must not be refreshed by stops alone.
+                let at = match saved.as_ref() {
+                    Some(s) if !s.started => s.stopped_ms,
+                    _ => crate::peer_link::remember::boottime_ms().ok(),
+                };
+                return match save(env, &state, false, at) {
                     Ok(()) => Reply::new(OcfCode::Success, ""),
                     Err(e) => remove_mark(env).unwrap_or_else(|| {
                         Reply::new(OcfCode::Success, format!("peer history not kept: {e}"))
@@ -233,7 +246,8 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
     // it started (a failed start is stopped by Pacemaker).
     let now_started = started || matches!(action, OcfAction::Start | OcfAction::Promote);
     if saved.is_some() || now_started {
-        let _ = save(env, &state, now_started);
+        let stopped_ms = saved.as_ref().and_then(|s| s.stopped_ms);
+        let _ = save(env, &state, now_started, stopped_ms);
     }
     match result {
         Ok(()) => Reply::new(OcfCode::Success, ""),
@@ -290,44 +304,53 @@ pub async fn stop_without_drbd<T: Target, A: Address>(
     }
 }
 
-/// What a promote keeps of its timeout for the promote itself once a refusal clears (DRBD's
-/// fence-peer helper, the targets, the address probe and claim): a third, at least this.
-const PROMOTE_RESERVE_MIN: Duration = Duration::from_secs(10);
-/// How often a waiting promote looks again.
+/// What an action keeps of its timeout for its last attempt and the answer: a third, at
+/// least this (a promote: DRBD's fence-peer helper, the targets, the address probe and claim).
+const RESERVE_MIN: Duration = Duration::from_secs(10);
+/// How often a promote waiting for a refusal to clear looks again.
 const WAIT_POLL: Duration = Duration::from_millis(200);
+/// Pause between a failed attempt (rolled back) and the next.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// How long a promote may wait for refusals that clear on their own
-/// ([`crate::fsm::Refusal::may_clear`]): the action's `timeout` ([`DEFAULT_TIMEOUT`] when
-/// Pacemaker gives none) less what is kept for the promote itself.
-pub fn promote_wait(timeout: Option<Duration>) -> Duration {
+/// How long an action may keep trying: its `timeout` ([`DEFAULT_TIMEOUT`] when Pacemaker gives
+/// none) less what is kept for the last attempt, counted from the process's exec.
+pub fn retry_budget(timeout: Option<Duration>) -> Duration {
     let t = timeout.unwrap_or(DEFAULT_TIMEOUT);
-    t.saturating_sub(PROMOTE_RESERVE_MIN.max(t / 3))
+    t.saturating_sub(RESERVE_MIN.max(t / 3))
 }
 
 /// Every refusal of `s`'s promote may clear on its own (and there is one): a Primary peer
-/// DRBD has not yet seen lost, a peer yet to connect, a resync under way.
+/// DRBD has not yet seen lost, a peer yet to connect, a resync under way. A resource that is
+/// not up (adopt mode) waits for someone.
 fn refusal_may_clear(s: &State) -> bool {
+    if s.resources.values().any(|r| !r.view.drbd.up) {
+        return false;
+    }
     let mut refusals = s
         .resources
         .values()
-        .filter(|r| r.view.drbd.up && r.view.drbd.role != Role::Primary)
+        .filter(|r| r.view.drbd.role != Role::Primary)
         .filter_map(|r| r.promotion().err())
         .peekable();
     refusals.peek().is_some() && refusals.all(|r| r.may_clear())
 }
 
-/// Observe, give the machine the wish, run its plans until it has none left. A promote
-/// refused for a reason that may clear on its own looks again every [`WAIT_POLL`] for up to
-/// `wait` (Pacemaker can fence a powered-off primary and promote the survivor before DRBD
-/// there has missed its peer's ping); DRBD still decides, the refusal is never overridden.
+/// Observe, give the machine the wish, run its plans until it has none left, until `deadline`
+/// as LINBIT's `drbd` agent keeps trying until Pacemaker's timeout (docs/ocf.md):
+/// - a plan that failed (rolled back) is tried again from a new observation after
+///   [`RETRY_PAUSE`] (a step's timeout on a loaded host; DRBD refusing Primary while it still
+///   sees a peer it is about to lose);
+/// - a promote refused for a reason that may clear on its own looks again every
+///   [`WAIT_POLL`] (Pacemaker can fence a powered-off primary and promote the survivor before
+///   DRBD there has missed its peer's ping). A refusal is never overridden: the state machine
+///   and DRBD decide on each new observation.
 async fn converge<D: Drbd, T: Target, A: Address>(
     exec: &Executor<D, T, A>,
     state: &mut State,
     wish: Authority,
-    wait: Duration,
+    deadline: Instant,
 ) -> Result<(), Reply> {
     let generic = |m: String| Reply::new(OcfCode::ErrGeneric, m);
-    let began = Instant::now();
     let snap = exec
         .observe()
         .await
@@ -335,8 +358,9 @@ async fn converge<D: Drbd, T: Target, A: Address>(
     let s = step(state.clone(), Event::Observed(snap)).0;
     let promote = wish == Authority::Primary;
     let (mut s, mut actions) = step(s, Event::Authority(wish));
-    let mut rounds = 0;
+    let (mut rounds, mut attempt) = (0, 1);
     let mut waiting: Option<String> = None;
+    let began = Instant::now();
     loop {
         let mut plan = None;
         let mut refused = None;
@@ -351,8 +375,7 @@ async fn converge<D: Drbd, T: Target, A: Address>(
             }
         }
         if let Some(r) = refused {
-            let may_wait = promote && refusal_may_clear(&s);
-            if !may_wait || began.elapsed() >= wait {
+            if !promote || !refusal_may_clear(&s) || Instant::now() >= deadline {
                 *state = s;
                 let waited = match waiting {
                     Some(_) => format!(" (still after {:.1} s)", began.elapsed().as_secs_f64()),
@@ -361,7 +384,8 @@ async fn converge<D: Drbd, T: Target, A: Address>(
                 return Err(generic(format!("refused: {r}{waited}")));
             }
             if waiting.as_ref() != Some(&r) {
-                info!(refusal = %r, wait_s = wait.as_secs(), "ocf promote waits: this may clear on its own");
+                let left_s = deadline.saturating_duration_since(Instant::now()).as_secs();
+                info!(refusal = %r, left_s, "ocf promote waits: this may clear on its own");
                 waiting = Some(r);
             }
             tokio::time::sleep(WAIT_POLL).await;
@@ -376,12 +400,22 @@ async fn converge<D: Drbd, T: Target, A: Address>(
             }
             rounds += 1;
             let (out, record) = exec.run(plan).await;
-            info!(kind = %record.kind, result = %record.result, "ocf transition");
+            info!(kind = %record.kind, result = %record.result, attempt, "ocf transition");
             let failed = out.failed.clone();
             s = step(s, Event::Executed(out)).0;
             if failed.is_some() {
-                *state = s;
-                return Err(generic(record.result.to_string()));
+                if Instant::now() + RETRY_PAUSE >= deadline {
+                    *state = s;
+                    let tries = if attempt > 1 {
+                        format!(" (attempt {attempt})")
+                    } else {
+                        String::new()
+                    };
+                    return Err(generic(format!("{}{tries}", record.result)));
+                }
+                warn!(result = %record.result, attempt, "ocf action: trying again");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                (rounds, attempt) = (0, attempt + 1);
             }
         }
         let snap = exec
@@ -480,16 +514,43 @@ pub fn judge(cfg: &Config, snap: &Snapshot, started: bool, deep: bool) -> Reply 
 }
 
 fn read_saved(env: &OcfEnv) -> Option<Saved> {
-    let text = std::fs::read_to_string(env.state_file()).ok()?;
-    // An unreadable mark still says "started"; the peer history is then forgotten (safe side).
-    Some(serde_json::from_str(&text).unwrap_or_default())
+    let text = match std::fs::read_to_string(env.state_file()) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        // Unreadable: still "started" (a stop must run), no peer history (the safe side).
+        Err(e) => {
+            warn!(file = %env.state_file().display(), error = %e, "instance's file unreadable");
+            return Some(Saved::default());
+        }
+    };
+    let mut saved: Saved = serde_json::from_str(&text).unwrap_or_default();
+    if !saved.started {
+        let now = crate::peer_link::remember::boottime_ms().ok();
+        let age = now.zip(saved.stopped_ms).map(|(n, t)| n.saturating_sub(t));
+        let recent = age.is_some_and(|a| a <= HISTORY_AFTER_STOP.as_millis() as u64);
+        if !recent && saved.peer_seen.values().any(|&v| v) {
+            info!(
+                stopped_ms_ago = age,
+                "peer history of a stop longer ago than {} s forgotten",
+                HISTORY_AFTER_STOP.as_secs()
+            );
+            saved.peer_seen.clear();
+        }
+    }
+    Some(saved)
 }
 
-/// Writes the instance's file (atomically: a new file renamed over); a failure is logged and
-/// returned.
-fn save(env: &OcfEnv, state: &State, started: bool) -> std::io::Result<()> {
+/// Writes the instance's file (atomically: a new file renamed over); `stopped_ms` is kept
+/// only while not started. A failure is logged and returned.
+fn save(
+    env: &OcfEnv,
+    state: &State,
+    started: bool,
+    stopped_ms: Option<u64>,
+) -> std::io::Result<()> {
     let saved = Saved {
         started,
+        stopped_ms: if started { None } else { stopped_ms },
         peer_seen: state
             .resources
             .iter()

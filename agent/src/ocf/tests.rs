@@ -146,8 +146,58 @@ async fn peer_history_survives_stop_and_start() {
     assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success);
     assert_eq!(n.mem.world().drbd["r0"].role, Role::Primary);
     // A file of an earlier version (no `started`) was only written while started.
+    assert_eq!(n.code(OcfAction::Demote).await, OcfCode::Success);
     std::fs::write(n.env.state_file(), r#"{"peer_seen":{"r0":true}}"#).expect("write");
-    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::RunningPromoted);
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::Success);
+}
+
+/// The history of a stop long ago is not trusted: DRBD may have been taken down and up by
+/// hand meanwhile (with fencing `dont-care` a re-attached disk reads UpToDate).
+#[tokio::test]
+async fn peer_history_of_an_old_stop_is_forgotten() {
+    let n = node();
+    n.mem.peer_lost("r0");
+    let now = crate::peer_link::remember::boottime_ms().expect("CLOCK_BOOTTIME");
+    let old = now.saturating_sub(super::run::HISTORY_AFTER_STOP.as_millis() as u64 + 1000);
+    let file = format!(r#"{{"started":false,"stopped_ms":{old},"peer_seen":{{"r0":true}}}}"#);
+    std::fs::write(n.env.state_file(), &file).expect("write");
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::NotRunning);
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    let r = act(OcfAction::Promote, &n.env, &n.exec).await;
+    assert_eq!(r.code, OcfCode::ErrGeneric, "{r}");
+    assert!(r.message.contains(crate::fsm::WAITING_FOR_PEER), "{r}");
+    // A recent one is.
+    let file = format!(r#"{{"started":false,"stopped_ms":{now},"peer_seen":{{"r0":true}}}}"#);
+    std::fs::write(n.env.state_file(), &file).expect("write");
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success);
+}
+
+/// A plan that failed (a step's timeout on a loaded host, say) is rolled back and tried again
+/// while the action's time lasts, as LINBIT's agent keeps trying until Pacemaker's timeout.
+#[tokio::test]
+async fn a_failed_attempt_is_tried_again_within_the_timeout() {
+    let n = node_with_timeout(30_000); // 20 s of retries
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    {
+        let mut w = n.mem.world();
+        w.calls = 0;
+        w.fail_at_call = Some(1);
+    }
+    let r = act(OcfAction::Promote, &n.env, &n.exec).await;
+    assert_eq!(r.code, OcfCode::Success, "{r}");
+    assert_eq!(n.mem.world().drbd["r0"].role, Role::Primary);
+    // No time left for another attempt: the failure is the answer.
+    let m = node();
+    assert_eq!(m.code(OcfAction::Start).await, OcfCode::Success);
+    {
+        let mut w = m.mem.world();
+        w.calls = 0;
+        w.fail_at_call = Some(1);
+    }
+    let r = act(OcfAction::Promote, &m.env, &m.exec).await;
+    assert_eq!(r.code, OcfCode::ErrGeneric, "{r}");
+    assert_eq!(m.mem.world().drbd["r0"].role, Role::Secondary);
 }
 
 #[tokio::test]
@@ -230,12 +280,12 @@ async fn promote_refusal_outlasting_the_wait_or_needing_an_operator_fails() {
 }
 
 #[test]
-fn promote_wait_keeps_a_third_of_the_timeout_and_at_least_10_s() {
+fn retry_budget_keeps_a_third_of_the_timeout_and_at_least_10_s() {
     use std::time::Duration;
     let s = Duration::from_secs;
-    assert_eq!(super::run::promote_wait(None), s(10));
-    assert_eq!(super::run::promote_wait(Some(s(90))), s(60));
-    assert_eq!(super::run::promote_wait(Some(s(5))), s(0));
+    assert_eq!(super::run::retry_budget(None), s(10));
+    assert_eq!(super::run::retry_budget(Some(s(90))), s(60));
+    assert_eq!(super::run::retry_budget(Some(s(5))), s(0));
     let e = env_of(&[("OCF_RESKEY_CRM_meta_timeout", "90000")], None);
     assert_eq!(e.timeout, Some(s(90)));
     let e = env_of(&[("OCF_RESKEY_CRM_meta_timeout", "90s")], None);

@@ -56,7 +56,7 @@ fn boot_id() -> std::io::Result<String> {
 const TEMP_PREFIX: &str = ".tickle-learnt.";
 
 /// Milliseconds of `CLOCK_BOOTTIME` (monotonic, suspend included).
-fn boottime_ms() -> std::io::Result<u64> {
+pub(crate) fn boottime_ms() -> std::io::Result<u64> {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)?;
     let ms = u64::try_from(t.tv_sec()).unwrap_or(0) * 1000 + t.tv_nsec() as u64 / 1_000_000;
     Ok(ms)

@@ -384,6 +384,12 @@ impl Fencer {
                     let seen = Instant::now();
                     if let Some(v) = lab.nodes().iter().find(|x| x.name() == victim) {
                         if v.pid().is_some() {
+                            // Its own log goes with it: keep what explains the fencing.
+                            eprintln!(
+                                "fencer: {} asks to fence {victim}; {victim}'s last words:\n{}",
+                                n.name(),
+                                victim_log(v)
+                            );
                             let _ = v.kill();
                         }
                     }
@@ -434,6 +440,19 @@ pub fn logs(lab: &Lab, n: usize) -> String {
         ));
     }
     out
+}
+
+/// What a node about to be fenced logged last: the agent's lines and Pacemaker's failures.
+fn victim_log(v: &Node) -> String {
+    let script = format!(
+        "{}; echo '--- failures ---'; grep -E 'error|warning|fail|Timed Out|timed out' \
+         {ROOT}/var/log/pacemaker/pacemaker.log | grep -v throttle | tail -n 40",
+        agent_lines_script(40)
+    );
+    match v.run_timeout(&script, Duration::from_secs(10)) {
+        Ok(o) => o.stdout,
+        Err(e) => format!("{e:#}"),
+    }
 }
 
 fn agent_lines_script(n: usize) -> String {

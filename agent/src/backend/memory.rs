@@ -39,6 +39,9 @@ pub struct World {
     pub fail_at_call: Option<usize>,
     /// Fail every call of this stage on this object.
     pub fail_stage: Option<(Stage, String)>,
+    /// The next this many reads of an address fail (a netlink answer later than its
+    /// timeout): observations fail meanwhile.
+    pub fail_reads: usize,
     /// Mutating calls so far.
     pub calls: usize,
     /// Every call, as `stage object`, in order (status reads excluded).
@@ -362,9 +365,12 @@ impl Target for Memory {
 
 impl Address for Memory {
     async fn held(&self, addr: &AddressConfig) -> Result<bool, BackendError> {
-        Ok(self
-            .world()
-            .addresses
+        let mut w = self.world();
+        if w.fail_reads > 0 {
+            w.fail_reads -= 1;
+            return Err(BackendError::Failed("injected read failure".into()));
+        }
+        Ok(w.addresses
             .get(&addr.address.to_string())
             .copied()
             .unwrap_or(false))

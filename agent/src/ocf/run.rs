@@ -188,7 +188,7 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
     }
     let deadline = env.began + retry_budget(env.timeout);
     let result = match action {
-        OcfAction::Monitor => match exec.observe().await {
+        OcfAction::Monitor => match observe(exec, deadline).await {
             Err(e) => Err(Reply::new(OcfCode::ErrGeneric, format!("observe: {e}"))),
             Ok(snap) => {
                 let reply = judge(exec.config(), &snap, started, env.check_level >= 10);
@@ -208,7 +208,7 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
         OcfAction::Start => {
             match converge(exec, &mut state, Authority::Secondary, deadline).await {
                 // Adopt mode leaves bringing DRBD up to the system's tools: say so at start.
-                Ok(()) => match exec.observe().await {
+                Ok(()) => match observe(exec, deadline).await {
                     Ok(snap) => match judge(exec.config(), &snap, true, false) {
                         r if r.code == OcfCode::Success => Ok(()),
                         r => Err(Reply::new(OcfCode::ErrGeneric, r.message)),
@@ -319,6 +319,27 @@ pub fn retry_budget(timeout: Option<Duration>) -> Duration {
     t.saturating_sub(RESERVE_MIN.max(t / 3))
 }
 
+/// A full observation; a failed one (a netlink or tgtd answer later than its timeout on a
+/// loaded host) is tried again after [`RETRY_PAUSE`] while `deadline` allows: a monitor or
+/// stop failed on a slow read gets a healthy node recovered or fenced.
+async fn observe<D: Drbd, T: Target, A: Address>(
+    exec: &Executor<D, T, A>,
+    deadline: Instant,
+) -> Result<Snapshot, crate::AgentError> {
+    let mut attempt = 1;
+    loop {
+        match exec.observe().await {
+            Ok(snap) => return Ok(snap),
+            Err(e) if Instant::now() + RETRY_PAUSE < deadline => {
+                warn!(error = %e, attempt, "ocf: observation failed, trying again");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Every refusal of `s`'s promote may clear on its own (and there is one): a Primary peer
 /// DRBD has not yet seen lost, a peer yet to connect, a resync under way. A resource that is
 /// not up (adopt mode) waits for someone.
@@ -351,8 +372,7 @@ async fn converge<D: Drbd, T: Target, A: Address>(
     deadline: Instant,
 ) -> Result<(), Reply> {
     let generic = |m: String| Reply::new(OcfCode::ErrGeneric, m);
-    let snap = exec
-        .observe()
+    let snap = observe(exec, deadline)
         .await
         .map_err(|e| generic(format!("observe: {e}")))?;
     let s = step(state.clone(), Event::Observed(snap)).0;
@@ -418,8 +438,7 @@ async fn converge<D: Drbd, T: Target, A: Address>(
                 (rounds, attempt) = (0, attempt + 1);
             }
         }
-        let snap = exec
-            .observe()
+        let snap = observe(exec, deadline)
             .await
             .map_err(|e| generic(format!("observe: {e}")))?;
         // The daemon's machine says a refusal once until something changes; an action must

@@ -279,6 +279,23 @@ async fn promote_refusal_outlasting_the_wait_or_needing_an_operator_fails() {
     assert!(!r.message.contains("still after"), "{r}");
 }
 
+/// A slow read fails an observation: a monitor (or a stop) reads again while its time lasts
+/// instead of failing, which would get a healthy node recovered (or fenced).
+#[tokio::test]
+async fn a_failed_observation_is_read_again_within_the_timeout() {
+    let n = node_with_timeout(30_000);
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    n.mem.world().fail_reads = 2;
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::Success);
+    assert_eq!(n.code(OcfAction::Stop).await, OcfCode::Success);
+    let m = node();
+    assert_eq!(m.code(OcfAction::Start).await, OcfCode::Success);
+    m.mem.world().fail_reads = 1;
+    let r = act(OcfAction::Monitor, &m.env, &m.exec).await;
+    assert_eq!(r.code, OcfCode::ErrGeneric, "{r}");
+    assert!(r.message.contains("observe"), "{r}");
+}
+
 #[test]
 fn retry_budget_keeps_a_third_of_the_timeout_and_at_least_10_s() {
     use std::time::Duration;

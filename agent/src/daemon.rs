@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::backend::vip::ConflictReport;
 use crate::backend::{Address, Drbd, Target};
 use crate::config::{Config, Mode, RoleSource};
 use crate::control::{Pending, Request, Response};
@@ -864,7 +865,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
         let mut conflicts = (self.follow.as_ref().and_then(follow::Follow::address))
-            .and_then(|a| a.take_conflict_alarms());
+            .and_then(|a| a.take_conflict_reports());
         let (mut failed_at, mut failed_backoff) = (None, FAILED_RETRY_FIRST);
         while events_open || control_open {
             let wait = self.wait_deadline();
@@ -890,10 +891,16 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     None => events_open = false,
                 },
                 // Another host uses a held address: an alarm, no transition (the backend has
-                // logged and defends it; the authority decides who holds it).
-                Some(reason) = crate::backend::vip::next_alarm(&mut conflicts) => {
-                    warn!(reason = %reason, "alarm");
-                    let notices = vec![Action::Alarm(reason)];
+                // logged and defends it; the authority decides who holds it). Its clearing is
+                // told too: the followers (STATUS=, metrics) show the status of now.
+                Some(report) = crate::backend::vip::next_conflict_report(&mut conflicts) => {
+                    let notices = match report {
+                        ConflictReport::Alarm(reason) => {
+                            warn!(reason = %reason, "alarm");
+                            vec![Action::Alarm(reason)]
+                        }
+                        ConflictReport::Cleared => Vec::new(),
+                    };
                     self.tell(&Handled { notices, transitions: Vec::new() });
                 }
                 p = control.recv(), if control_open => match p {

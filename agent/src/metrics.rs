@@ -114,6 +114,7 @@ pub struct Metrics {
     target_state: Family<Labels, Gauge>,
     target_sessions: Family<Labels, Gauge>,
     address_held: Family<Labels, Gauge>,
+    address_conflict: Family<Labels, Gauge>,
     config_info: Family<Labels, Gauge>,
     authority: Family<Labels, Gauge>,
     authority_changed: FloatGauge,
@@ -146,6 +147,7 @@ impl Metrics {
             target_state: Family::default(),
             target_sessions: Family::default(),
             address_held: Family::default(),
+            address_conflict: Family::default(),
             config_info: Family::default(),
             authority: Family::default(),
             authority_changed: FloatGauge::default(),
@@ -230,6 +232,11 @@ impl Metrics {
             m.address_held.clone(),
         );
         r.register(
+            "address_conflict",
+            "Another host uses the floating address held here (RFC 5227 address conflict), while status shows it",
+            m.address_conflict.clone(),
+        );
+        r.register(
             "config_info",
             "The running config's fingerprint (1; compare the two nodes: equal when they serve the same)",
             m.config_info.clone(),
@@ -266,7 +273,7 @@ impl Metrics {
         );
         r.register(
             "alarms_active",
-            "Conditions needing an operator now: failed observation, blocked, split brain, unknown authority",
+            "Conditions needing an operator now: failed observation, blocked, split brain, address conflict, unknown authority",
             m.alarms_active.clone(),
         );
         r.register("alarms", "Alarms raised", m.alarms.clone());
@@ -372,6 +379,9 @@ impl Metrics {
             self.address_held
                 .get_or_create(&labels(&[("address", &a.address)]))
                 .set(i64::from(a.held));
+            self.address_conflict
+                .get_or_create(&labels(&[("address", &a.address)]))
+                .set(i64::from(a.conflict.is_some()));
         }
         // One series: a reload that changes the fingerprint replaces it.
         let fingerprint = labels(&[("fingerprint", &status.config_fingerprint)]);
@@ -406,6 +416,11 @@ impl Metrics {
         let active = usize::from(alarm_now)
             + usize::from(status.blocked.is_some())
             + status.split_brain.len()
+            + status
+                .addresses
+                .iter()
+                .filter(|a| a.conflict.is_some())
+                .count()
             + usize::from(matches!(status.authority, Authority::Unknown(_)));
         self.alarms_active
             .set(i64::try_from(active).unwrap_or(i64::MAX));
@@ -547,4 +562,66 @@ async fn answer<B, D: Drbd>(
     }
     metrics.refresh_out_of_sync(config, drbd).await;
     reply(StatusCode::OK, CONTENT_TYPE, metrics.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::status::{AddressConflict, AddressStatus};
+
+    #[test]
+    fn address_conflict_gauge_follows_the_status() {
+        let config = Config::parse(crate::config::TEST_MINIMAL, Path::new("x")).expect("parses");
+        let mut st = Status::new(&config, &config.fingerprint(), &State::new(&config), []);
+        st.authority = Authority::Primary;
+        st.addresses = vec![AddressStatus {
+            address: "10.0.0.5/24".into(),
+            interface: "eth1".into(),
+            held: true,
+            waiting_for_link: false,
+            on_other_interface: None,
+            resources: vec!["r0".into()],
+            conflict: None,
+        }];
+        let m = Metrics::new();
+        let none = Handled::default();
+        m.update(&st, &none, false);
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE iscsi_ha_address_conflict gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("iscsi_ha_address_conflict{address=\"10.0.0.5/24\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("iscsi_ha_alarms_active 0\n"), "{text}");
+
+        st.addresses[0].conflict = Some(AddressConflict {
+            mac: "02:99:00:00:00:02".into(),
+            macs: vec!["02:99:00:00:00:02".into()],
+            first_seen_ms_ago: 0,
+            last_seen_ms_ago: 0,
+            frames: 1,
+        });
+        m.update(&st, &none, false);
+        let text = m.encode();
+        assert!(
+            text.contains("iscsi_ha_address_conflict{address=\"10.0.0.5/24\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("iscsi_ha_address_held{address=\"10.0.0.5/24\"} 1\n"));
+        assert!(text.contains("iscsi_ha_alarms_active 1\n"), "{text}");
+
+        st.addresses[0].conflict = None;
+        m.update(&st, &none, false);
+        let text = m.encode();
+        assert!(
+            text.contains("iscsi_ha_address_conflict{address=\"10.0.0.5/24\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("iscsi_ha_alarms_active 0\n"), "{text}");
+    }
 }

@@ -59,6 +59,19 @@ pub fn status_line(status: &Status, handled: &Handled) -> String {
         r.to_string()
     } else if !status.split_brain.is_empty() {
         format!("SPLIT BRAIN on {}", status.split_brain.join(", "))
+    } else if status.addresses.iter().any(|a| a.conflict.is_some()) {
+        let named: Vec<String> = (status.addresses.iter())
+            .filter_map(|a| {
+                let c = a.conflict.as_ref()?;
+                let macs = if c.macs.is_empty() {
+                    c.mac.clone()
+                } else {
+                    c.macs.join(", ")
+                };
+                Some(format!("{} ({macs})", a.address))
+            })
+            .collect();
+        format!("ADDRESS CONFLICT on {}", named.join(", "))
     } else if let Some(b) = &status.blocked {
         format!("blocked: {b}")
     } else if let Authority::Unknown(r) = &status.authority {
@@ -138,5 +151,71 @@ impl Monitor for Notify {
 
     fn alive(&mut self) {
         Notify::send(&[NotifyState::Watchdog]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::status::{AddressConflict, AddressStatus};
+
+    /// A converged Primary holding 10.0.0.5/24.
+    fn holding() -> Status {
+        let config = Config::parse(crate::config::TEST_MINIMAL, Path::new("x")).expect("parses");
+        let mut st = Status::new(&config, &config.fingerprint(), &State::new(&config), []);
+        st.node_role = "Primary".into();
+        st.authority = Authority::Primary;
+        st.converged = true;
+        st.degraded.clear();
+        st.addresses = vec![AddressStatus {
+            address: "10.0.0.5/24".into(),
+            interface: "eth1".into(),
+            held: true,
+            waiting_for_link: false,
+            on_other_interface: None,
+            resources: vec!["r0".into()],
+            conflict: None,
+        }];
+        st
+    }
+
+    fn conflict(macs: &[&str]) -> Option<AddressConflict> {
+        Some(AddressConflict {
+            mac: macs[0].into(),
+            macs: macs.iter().map(|m| m.to_string()).collect(),
+            first_seen_ms_ago: 3000,
+            last_seen_ms_ago: 1000,
+            frames: 4,
+        })
+    }
+
+    #[test]
+    fn an_address_conflict_is_shown_until_it_clears() {
+        let mut st = holding();
+        let none = Handled::default();
+        assert_eq!(
+            status_line(&st, &none),
+            "Primary (authority primary): converged"
+        );
+        st.addresses[0].conflict = conflict(&["02:99:00:00:00:02"]);
+        assert_eq!(
+            status_line(&st, &none),
+            "Primary (authority primary): ADDRESS CONFLICT on 10.0.0.5/24 (02:99:00:00:00:02)"
+        );
+        st.addresses[0].conflict = conflict(&["02:99:00:00:00:02", "02:99:00:00:00:03"]);
+        assert!(status_line(&st, &none)
+            .ends_with(": ADDRESS CONFLICT on 10.0.0.5/24 (02:99:00:00:00:02, 02:99:00:00:00:03)"));
+        // A split brain comes first.
+        st.split_brain = vec!["r0".into()];
+        assert!(status_line(&st, &none).ends_with(": SPLIT BRAIN on r0"));
+        st.split_brain.clear();
+        st.addresses[0].conflict = None;
+        assert_eq!(
+            status_line(&st, &none),
+            "Primary (authority primary): converged"
+        );
     }
 }

@@ -23,12 +23,13 @@
 //! While an address is held here, [`NetlinkAddress::watch`] also runs `vip`'s conflict watch for
 //! it (RFC 5227 §2.4: an ARP packet from another MAC whose sender IP is the address; IPv6: a
 //! neighbour advertisement for it from another MAC). A conflict is one warning line and one alarm
-//! per other MAC ([`NetlinkAddress::take_conflict_alarms`], raised by the daemon), a defensive
+//! per other MAC ([`NetlinkAddress::take_conflict_reports`], raised by the daemon), a defensive
 //! announcement and an RFC 5227 ARP probe (IPv6: a DAD NS) at most once per
 //! `vip::DEFEND_INTERVAL` (RFC 5227 §2.4 (c), defend indefinitely; a holder's kernel answers the
 //! probe even when it sends nothing by itself) and a note in status
 //! ([`NetlinkAddress::conflict`]) until no conflicting frame came for [`CONFLICT_CLEAR_AFTER`]
-//! and a last probe stayed unanswered. A watch its link's down/up ended is opened again. The
+//! and a last probe stayed unanswered (then reported too, so the daemon's followers show it
+//! cleared: `STATUS=`, metrics). A watch its link's down/up ended is opened again. The
 //! address is never released for it and no role changes: which node holds it is the
 //! authority's decision (docs/takeover.md).
 //!
@@ -67,9 +68,10 @@ pub struct NetlinkAddress {
     handles: std::sync::Mutex<Handles>,
     /// The tickle peer link (`[tickle]`): a claim tickles the peer's connections on the address.
     tickle: Option<Arc<PeerLink>>,
-    /// Alarm texts of address conflicts, for the daemon ([`NetlinkAddress::take_conflict_alarms`]).
-    alarms: UnboundedSender<String>,
-    alarms_rx: std::sync::Mutex<Option<UnboundedReceiver<String>>>,
+    /// Address conflicts raised and cleared, for the daemon
+    /// ([`NetlinkAddress::take_conflict_reports`]).
+    alarms: UnboundedSender<ConflictReport>,
+    alarms_rx: std::sync::Mutex<Option<UnboundedReceiver<ConflictReport>>>,
     /// How long a conflict stays shown after its last frame, probes unanswered
     /// ([`CONFLICT_CLEAR_AFTER`]).
     clear_after: Duration,
@@ -83,7 +85,8 @@ pub struct NetlinkAddress {
 pub const CONFLICT_CLEAR_AFTER: Duration = Duration::from_secs(60);
 
 /// How long the last probe before clearing a conflict waits for its answer (on a LAN it takes
-/// well under a millisecond); never longer than the clear period itself.
+/// well under a millisecond); never longer than the clear period itself, nor than the probe
+/// period of a short one.
 const PROBE_ANSWER_WAIT: Duration = Duration::from_secs(1);
 
 /// Retry of a conflict watch that could not be opened or ended with an error (its interface
@@ -206,19 +209,33 @@ impl Drop for Handle {
     }
 }
 
-/// The next conflict alarm from [`NetlinkAddress::take_conflict_alarms`]'s receiver; never
+/// What a conflict watch tells the daemon ([`NetlinkAddress::take_conflict_reports`]): both
+/// change what [`NetlinkAddress::conflict`] shows, outside any event of the state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConflictReport {
+    /// Another host uses a held address (a MAC new in its conflict): the alarm text, naming
+    /// the address, the interface and the MAC.
+    Alarm(String),
+    /// A conflict shown in status cleared (no conflicting frame for the clear period, the last
+    /// probe unanswered).
+    Cleared,
+}
+
+/// The next conflict report from [`NetlinkAddress::take_conflict_reports`]'s receiver; never
 /// without one.
-pub async fn next_alarm(rx: &mut Option<UnboundedReceiver<String>>) -> Option<String> {
+pub async fn next_conflict_report(
+    rx: &mut Option<UnboundedReceiver<ConflictReport>>,
+) -> Option<ConflictReport> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
 
-/// Where a conflict task sends its alarm and how long a conflict stays shown.
+/// Where a conflict task sends its reports and how long a conflict stays shown.
 #[derive(Debug, Clone)]
 struct Alarms {
-    tx: UnboundedSender<String>,
+    tx: UnboundedSender<ConflictReport>,
     clear_after: Duration,
 }
 
@@ -337,7 +354,9 @@ impl ConflictTask<'_> {
         let probe_every = DEFEND_INTERVAL
             .min(clear_after / 2)
             .max(Duration::from_millis(10));
-        let answer_wait = PROBE_ANSWER_WAIT.min(clear_after);
+        // Never past the next periodic probe, which would replace the last one: the conflict
+        // would never clear (short clear periods).
+        let answer_wait = PROBE_ANSWER_WAIT.min(clear_after).min(probe_every);
         // The last probe tried in this episode, and whether it could not be sent (then it
         // proves nothing and is tried again after `probe_every`).
         let mut probed: Option<Instant> = None;
@@ -380,6 +399,7 @@ impl ConflictTask<'_> {
                                 quiet_s = clear_after.as_secs(),
                                 "address conflict cleared: no conflicting frame since, probes \
                                  for the address unanswered");
+                            let _ = self.alarms.tx.send(ConflictReport::Cleared);
                             // Neighbours the other host's frames pointed at it learn this
                             // node's MAC again now, not at their own cache timeout.
                             let h = self.h.upgrade()?;
@@ -441,11 +461,11 @@ impl ConflictTask<'_> {
             warn!(%address, %interface, mac = %c.mac, kind = ?c.kind,
                 "address conflict: another host uses the address; kept and defended \
                  (the authority decides who holds it)");
-            let _ = self.alarms.tx.send(format!(
+            let _ = self.alarms.tx.send(ConflictReport::Alarm(format!(
                 "address {address} on {interface}: {} also answers for it (address \
                  conflict, RFC 5227); kept here, the authority decides who holds it",
                 c.mac
-            ));
+            )));
         }
         if self.defender.should_defend(c.at) || answered {
             let h = self.h.upgrade()?;
@@ -520,9 +540,9 @@ impl NetlinkAddress {
         self
     }
 
-    /// The alarm texts of address conflicts, one per conflict (a new other MAC, or the first
-    /// frame after a cleared one), for the daemon to raise; `None` once taken.
-    pub fn take_conflict_alarms(&self) -> Option<UnboundedReceiver<String>> {
+    /// The address conflicts for the daemon: an alarm to raise per conflict (a new other MAC,
+    /// or the first frame after a cleared one), and each clearing; `None` once taken.
+    pub fn take_conflict_reports(&self) -> Option<UnboundedReceiver<ConflictReport>> {
         lock(&self.alarms_rx).take()
     }
 

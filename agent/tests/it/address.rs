@@ -432,13 +432,16 @@ fn link_down_at_claim_waits_for_link_then_claims() {
 /// the real daemon); this node promotes and holds 10.99.0.10 on v0; another host (v1, moved into
 /// a namespace of its own) then claims it too. Expected: one alarm naming the other MAC, status
 /// and its JSON show the conflict on the address line, a defensive gratuitous ARP from v0's MAC
-/// reaches the other host, the address stays held here and DRBD Primary (no role change); once
-/// the other host lets it go, the conflict clears after the (shortened) quiet time.
+/// reaches the other host, the address stays held here and DRBD Primary (no role change); the
+/// metrics' `iscsi_ha_address_conflict` and the health line (systemd's `STATUS=`) show it; once
+/// the other host lets it go, the conflict clears after the (shortened) quiet time, in status,
+/// metrics and health line alike (the clearing is no event of the state machine).
 #[test]
 fn conflict_while_held_alarms_defends_shows_and_clears() {
     use agent::control::Pending;
     use agent::daemon::follow::Follow;
     use agent::events::{AgentEvent, EventBus, EventsMonitor};
+    use agent::metrics::{Metrics, MetricsMonitor};
     use vip::{ClaimOptions, Vip};
 
     if !prereqs() {
@@ -472,6 +475,17 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
             let mem = Memory::healthy_secondary(&cfg);
             let bus = EventBus::default();
             let mut events = bus.subscribe();
+            let mut health = bus.subscribe();
+            let metrics = Arc::new(Metrics::new());
+            // The gauge of the address, as scraped.
+            let conflict_gauge = || {
+                let text = metrics.encode();
+                let series = "iscsi_ha_address_conflict{address=\"10.99.0.10/24\"} ";
+                let value = text.lines().find_map(|l| l.strip_prefix(series));
+                value
+                    .map(String::from)
+                    .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+            };
             let d = Daemon::new(Executor::new(
                 cfg.clone(),
                 mem.clone(),
@@ -479,6 +493,7 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
                 addr.clone(),
             ))
             .following(Follow::new(cfg.clone(), Some(addr.clone())))
+            .with_monitor(MetricsMonitor(metrics.clone()))
             .with_monitor(EventsMonitor::new(bus));
             let (ctl, ctl_rx) = tokio::sync::mpsc::channel(4);
             tokio::task::spawn_local(d.run(ev_rx, ctl_rx));
@@ -516,7 +531,9 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
                 let c = tokio::time::timeout(Duration::from_secs(5), w.next())
                     .await
                     .map(|c| c.expect("watch").mac.to_string());
-                let _ = stopped.recv_timeout(Duration::from_secs(20));
+                // Waited for off this runtime's thread: its announcements go on meanwhile.
+                let wait = move || stopped.recv_timeout(Duration::from_secs(20));
+                let _ = tokio::task::spawn_blocking(wait).await;
                 v.release().await.expect("release in the other host");
                 c
             });
@@ -562,6 +579,8 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
                 alarm.contains(THEIRS) && alarm.contains("10.99.0.10/24"),
                 "{alarm}"
             );
+            // Told with the alarm: the gauge and the health line.
+            assert_eq!(conflict_gauge(), "1");
             // No release, no role change: the authority decides.
             assert!(addr.held(&a0).await.expect("held"));
             assert!(st.converged, "{text}");
@@ -635,6 +654,33 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            // The clearing reaches the daemon's followers by itself (no event of the state
+            // machine; the safety net is off here).
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while conflict_gauge() != "0" {
+                assert!(
+                    Instant::now() < deadline,
+                    "the gauge still shows the conflict"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let mut lines = Vec::new();
+            while let Ok(ev) = health.try_recv() {
+                if let AgentEvent::Health { status, .. } = ev {
+                    lines.push(status);
+                }
+            }
+            let shown = format!("ADDRESS CONFLICT on 10.99.0.10/24 ({THEIRS}");
+            assert!(
+                lines.iter().any(|l| l.contains(&shown)),
+                "no health line {shown:?}: {lines:?}"
+            );
+            assert!(
+                lines
+                    .last()
+                    .is_some_and(|l| l.ends_with(": converged") && !l.contains("CONFLICT")),
+                "{lines:?}"
+            );
             // One conflict, one alarm (the other host's later frames did not raise more).
             let (mut more, mut second) = (0, 0);
             while let Ok(ev) = events.try_recv() {
@@ -673,7 +719,8 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
                 v.claim(&ClaimOptions::without_probe().announce(burst))
                     .await
                     .expect("the other host claims again");
-                let _ = stopped.recv_timeout(Duration::from_secs(20));
+                let wait = move || stopped.recv_timeout(Duration::from_secs(20));
+                let _ = tokio::task::spawn_blocking(wait).await;
                 v.release().await.expect("release in the other host");
             });
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -686,6 +733,14 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
                     Instant::now() < deadline,
                     "no conflict after a link down/up: {}",
                     st.render()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while conflict_gauge() != "1" {
+                assert!(
+                    Instant::now() < deadline,
+                    "the gauge misses the second conflict"
                 );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

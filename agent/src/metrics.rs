@@ -576,15 +576,7 @@ mod tests {
         let config = Config::parse(crate::config::TEST_MINIMAL, Path::new("x")).expect("parses");
         let mut st = Status::new(&config, &config.fingerprint(), &State::new(&config), []);
         st.authority = Authority::Primary;
-        st.addresses = vec![AddressStatus {
-            address: "10.0.0.5/24".into(),
-            interface: "eth1".into(),
-            held: true,
-            waiting_for_link: false,
-            on_other_interface: None,
-            resources: vec!["r0".into()],
-            conflict: None,
-        }];
+        st.addresses = vec![AddressStatus::held_for_test("10.0.0.5/24", "eth1")];
         let m = Metrics::new();
         let none = Handled::default();
         m.update(&st, &none, false);

@@ -170,15 +170,7 @@ mod tests {
         st.authority = Authority::Primary;
         st.converged = true;
         st.degraded.clear();
-        st.addresses = vec![AddressStatus {
-            address: "10.0.0.5/24".into(),
-            interface: "eth1".into(),
-            held: true,
-            waiting_for_link: false,
-            on_other_interface: None,
-            resources: vec!["r0".into()],
-            conflict: None,
-        }];
+        st.addresses = vec![AddressStatus::held_for_test("10.0.0.5/24", "eth1")];
         st
     }
 

@@ -598,6 +598,22 @@ impl Status {
 }
 
 #[cfg(test)]
+impl AddressStatus {
+    /// A held address in front of `r0`, no conflict (unit tests of the followers).
+    pub(crate) fn held_for_test(address: &str, interface: &str) -> AddressStatus {
+        AddressStatus {
+            address: address.into(),
+            interface: interface.into(),
+            held: true,
+            waiting_for_link: false,
+            on_other_interface: None,
+            resources: vec!["r0".into()],
+            conflict: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use std::path::Path;
 

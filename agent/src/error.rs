@@ -81,6 +81,25 @@ impl AgentError {
 }
 
 impl BackendError {
+    /// A failure that trying again soon will not change: another host answers for an address,
+    /// a check refused on what only someone can change (`Refused`, a [`Refusal`] that cannot
+    /// clear on its own), DRBD without UpToDate data or unable to fence the peer
+    /// (`SS_NO_UP_TO_DATE_DISK`, `SS_PRIMARY_NOP`: drbdadm's exit 17, where LINBIT's `drbd`
+    /// agent stops retrying a promote). A Primary peer is not lasting: DRBD may be about to
+    /// see it lost.
+    pub fn is_lasting(&self) -> bool {
+        match self {
+            BackendError::Refused(_) | BackendError::Vip(vip::VipError::Conflict { .. }) => true,
+            BackendError::Drbd(e) => matches!(
+                e.state_rv(),
+                Some(drbd_nl::StateRv::NoUpToDateDisk | drbd_nl::StateRv::PrimaryNop)
+            ),
+            BackendError::Unsafe(r) => !r.may_clear(),
+            BackendError::Unchecked(inner) => inner.is_lasting(),
+            _ => false,
+        }
+    }
+
     /// A refusal: a check or the subsystem said no before anything changed (recognised by the
     /// cause, whatever the stage).
     pub fn is_refusal(&self) -> bool {

@@ -555,6 +555,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         {
             out.refused = failures.iter().all(|(_, e)| e.is_refusal());
             let (s, e) = &failures[k];
+            out.lasting = e.is_lasting();
             out.failed = Some((s.clone(), e.to_string()));
             if failures.iter().any(|(s, _)| s.stage.is_forward()) {
                 self.rollback(&done_forward, &mut out, &mut stages).await;

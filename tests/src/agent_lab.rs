@@ -96,11 +96,12 @@ control = "{CONTROL_SOCKET}"
 tgtd = "/var/run/tgtd/socket.0"
 
 # TCG guests on a loaded 2-core host: a netlink answer once took > 5 s at agent start, and the
-# agent then waits for its 60 s safety net to observe again.
+# agent then waits for its 60 s safety net to observe again; an address read (rtnetlink) took
+# more than 2 s in a fresh OCF process under Pacemaker.
 [timeouts]
 drbd_ms = 15000
 tgtd_ms = 10000
-address_ms = 2000
+address_ms = 10000
 safety_net_s = 60
 "#,
         node = node.name(),

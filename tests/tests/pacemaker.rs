@@ -142,7 +142,6 @@ fn cluster_moves_recovers_and_survives_power_loss() {
         })?;
         // Damage by hand on the promoted node: Pacemaker's monitor sees OCF_FAILED_PROMOTED.
         pm::run_in_ok(obs, "crm_resource --wait -T 120s")?;
-        let qn = pm::by_name(lab, &q)?;
         for (what, script) in [
             (
                 "target deleted",
@@ -150,6 +149,9 @@ fn cluster_moves_recovers_and_survives_power_loss() {
             ),
             ("address removed", "ip addr del 10.99.0.50/24 dev eth0"),
         ] {
+            // Pacemaker's recovery may leave the promoted instance on either node.
+            let q = pm::promoted_on(obs)?.context("no promoted instance")?;
+            let qn = pm::by_name(lab, &q)?;
             let t = Instant::now();
             qn.run_ok(script)?;
             pm::wait_until(&format!("{what}: failure recorded"), T, || {

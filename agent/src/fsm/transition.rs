@@ -54,6 +54,10 @@ pub struct Outcome {
     pub failed: Option<(Step, String)>,
     /// The failed step was a safety check: nothing was changed.
     pub refused: bool,
+    /// The reported failure will not change if tried again soon
+    /// ([`crate::BackendError::is_lasting`]): an OCF action answers with it at once.
+    #[serde(default)]
+    pub lasting: bool,
     /// A fresh observation taken after a failure, when the executor could read one.
     pub snapshot: Option<Snapshot>,
 }

@@ -34,8 +34,13 @@ pub struct Saved {
     /// When the stop ran (`CLOCK_BOOTTIME`, ms): the history is trusted for
     /// [`HISTORY_AFTER_STOP`] after it, long enough for Pacemaker's recovery (stop, start,
     /// promote), not for a resource left stopped while someone may take DRBD down and up.
+    /// Cleared by a start or promote that succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_ms: Option<u64>,
+    /// The boot it was written in (`/proc/sys/kernel/random/boot_id`): a file of an earlier
+    /// boot (an `HA_RSCTMP` that is not a tmpfs) is read as absent, as a tmpfs would have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     /// Per resource: DRBD has been handshaken with its peer since attach
     /// ([`crate::fsm::ResourceState::peer_seen`]).
     pub peer_seen: BTreeMap<String, bool>,
@@ -54,6 +59,7 @@ impl Default for Saved {
         Saved {
             started: true,
             stopped_ms: None,
+            boot_id: None,
             peer_seen: BTreeMap::new(),
         }
     }
@@ -186,7 +192,7 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
             .and_then(|s| s.peer_seen.get(name).copied())
             .unwrap_or(false);
     }
-    let deadline = env.began + retry_budget(env.timeout);
+    let deadline = Budget::new(env, exec.config());
     let result = match action {
         OcfAction::Monitor => match observe(exec, deadline).await {
             Err(e) => Err(Reply::new(OcfCode::ErrGeneric, format!("observe: {e}"))),
@@ -225,10 +231,10 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
                 // Pacemaker's recovery after a failed promote is stop, start, promote: a
                 // survivor whose peer is gone would otherwise forget it saw the peer, and
                 // refuse every promote after the first failure.
-                // A stop of a stopped instance (a probe's, a cleanup's) keeps the first stop's
-                // time: the history must not be refreshed by stops alone.
+                // A stop of a stopped instance (a probe's, a cleanup's), or after a failed
+                // start, keeps the first stop's time: stops alone never refresh the history.
                 let at = match saved.as_ref() {
-                    Some(s) if !s.started => s.stopped_ms,
+                    Some(s) if !s.started || s.stopped_ms.is_some() => s.stopped_ms,
                     _ => crate::peer_link::remember::boottime_ms().ok(),
                 };
                 return match save(env, &state, false, at) {
@@ -246,7 +252,12 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
     // it started (a failed start is stopped by Pacemaker).
     let now_started = started || matches!(action, OcfAction::Start | OcfAction::Promote);
     if saved.is_some() || now_started {
-        let stopped_ms = saved.as_ref().and_then(|s| s.stopped_ms);
+        // Only a start or promote that succeeded ends the stop's window: a failed one (then
+        // stopped again) must not carry the history on without it.
+        let stopped_ms = match (&result, action) {
+            (Ok(()), OcfAction::Start | OcfAction::Promote) => None,
+            _ => saved.as_ref().and_then(|s| s.stopped_ms),
+        };
         let _ = save(env, &state, now_started, stopped_ms);
     }
     match result {
@@ -312,6 +323,9 @@ const WAIT_POLL: Duration = Duration::from_millis(200);
 /// Pause between a failed attempt (rolled back) and the next.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
+/// Kept of the timeout for the answer itself (the process's exit, Pacemaker's reading).
+const ANSWER_MARGIN: Duration = Duration::from_secs(2);
+
 /// How long an action may keep trying: its `timeout` ([`DEFAULT_TIMEOUT`] when Pacemaker gives
 /// none) less what is kept for the last attempt, counted from the process's exec.
 pub fn retry_budget(timeout: Option<Duration>) -> Duration {
@@ -319,18 +333,48 @@ pub fn retry_budget(timeout: Option<Duration>) -> Duration {
     t.saturating_sub(RESERVE_MIN.max(t / 3))
 }
 
+/// When an action may start another try: before `soft` (the [`retry_budget`]), and only if
+/// the try can end before `hard` (the timeout less [`ANSWER_MARGIN`]) even when its reads take
+/// their full timeouts.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    soft: Instant,
+    hard: Instant,
+    /// The longest one observation may take: the slowest of DRBD's and tgtd's read timeouts
+    /// and two address reads (the address, then whether it is on another interface).
+    read: Duration,
+}
+
+impl Budget {
+    fn new(env: &OcfEnv, cfg: &Config) -> Budget {
+        let t = &cfg.timeouts;
+        let timeout = env.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        Budget {
+            soft: env.began + retry_budget(env.timeout),
+            hard: env.began + timeout.saturating_sub(ANSWER_MARGIN),
+            read: Duration::from_millis(t.drbd_ms.max(t.tgtd_ms).max(2 * t.address_ms)),
+        }
+    }
+
+    /// Another try after `pause`, expected to take `took` besides one observation.
+    fn allows(&self, pause: Duration, took: Duration) -> bool {
+        let now = Instant::now();
+        now + pause < self.soft && now + pause + took + self.read <= self.hard
+    }
+}
+
 /// A full observation; a failed one (a netlink or tgtd answer later than its timeout on a
 /// loaded host) is tried again after [`RETRY_PAUSE`] while `deadline` allows: a monitor or
 /// stop failed on a slow read gets a healthy node recovered or fenced.
 async fn observe<D: Drbd, T: Target, A: Address>(
     exec: &Executor<D, T, A>,
-    deadline: Instant,
+    deadline: Budget,
 ) -> Result<Snapshot, crate::AgentError> {
     let mut attempt = 1;
     loop {
         match exec.observe().await {
             Ok(snap) => return Ok(snap),
-            Err(e) if Instant::now() + RETRY_PAUSE < deadline => {
+            Err(e) if deadline.allows(RETRY_PAUSE, Duration::ZERO) => {
                 warn!(error = %e, attempt, "ocf: observation failed, trying again");
                 tokio::time::sleep(RETRY_PAUSE).await;
                 attempt += 1;
@@ -369,7 +413,7 @@ async fn converge<D: Drbd, T: Target, A: Address>(
     exec: &Executor<D, T, A>,
     state: &mut State,
     wish: Authority,
-    deadline: Instant,
+    deadline: Budget,
 ) -> Result<(), Reply> {
     let generic = |m: String| Reply::new(OcfCode::ErrGeneric, m);
     let snap = observe(exec, deadline)
@@ -395,7 +439,7 @@ async fn converge<D: Drbd, T: Target, A: Address>(
             }
         }
         if let Some(r) = refused {
-            if !promote || !refusal_may_clear(&s) || Instant::now() >= deadline {
+            if !promote || !refusal_may_clear(&s) || !deadline.allows(WAIT_POLL, Duration::ZERO) {
                 *state = s;
                 let waited = match waiting {
                     Some(_) => format!(" (still after {:.1} s)", began.elapsed().as_secs_f64()),
@@ -404,7 +448,10 @@ async fn converge<D: Drbd, T: Target, A: Address>(
                 return Err(generic(format!("refused: {r}{waited}")));
             }
             if waiting.as_ref() != Some(&r) {
-                let left_s = deadline.saturating_duration_since(Instant::now()).as_secs();
+                let left_s = deadline
+                    .soft
+                    .saturating_duration_since(Instant::now())
+                    .as_secs();
                 info!(refusal = %r, left_s, "ocf promote waits: this may clear on its own");
                 waiting = Some(r);
             }
@@ -419,12 +466,13 @@ async fn converge<D: Drbd, T: Target, A: Address>(
                 return Err(generic(format!("not converged after {MAX_ROUNDS} plans")));
             }
             rounds += 1;
+            let tried = Instant::now();
             let (out, record) = exec.run(plan).await;
             info!(kind = %record.kind, result = %record.result, attempt, "ocf transition");
-            let failed = out.failed.clone();
+            let (failed, lasting) = (out.failed.is_some(), out.lasting);
             s = step(s, Event::Executed(out)).0;
-            if failed.is_some() {
-                if Instant::now() + RETRY_PAUSE >= deadline {
+            if failed {
+                if lasting || !deadline.allows(RETRY_PAUSE, tried.elapsed()) {
                     *state = s;
                     let tries = if attempt > 1 {
                         format!(" (attempt {attempt})")
@@ -543,9 +591,17 @@ fn read_saved(env: &OcfEnv) -> Option<Saved> {
         }
     };
     let mut saved: Saved = serde_json::from_str(&text).unwrap_or_default();
-    if !saved.started {
+    let boot = crate::peer_link::remember::boot_id().ok();
+    if saved.boot_id.is_some() && boot.is_some() && saved.boot_id != boot {
+        info!(file = %env.state_file().display(), "instance's file of an earlier boot: ignored");
+        return None;
+    }
+    if saved.stopped_ms.is_some() || !saved.started {
         let now = crate::peer_link::remember::boottime_ms().ok();
-        let age = now.zip(saved.stopped_ms).map(|(n, t)| n.saturating_sub(t));
+        // A time ahead of the clock is of another boot: not recent.
+        let age = now
+            .zip(saved.stopped_ms)
+            .and_then(|(n, t)| n.checked_sub(t));
         let recent = age.is_some_and(|a| a <= HISTORY_AFTER_STOP.as_millis() as u64);
         if !recent && saved.peer_seen.values().any(|&v| v) {
             info!(
@@ -559,8 +615,8 @@ fn read_saved(env: &OcfEnv) -> Option<Saved> {
     Some(saved)
 }
 
-/// Writes the instance's file (atomically: a new file renamed over); `stopped_ms` is kept
-/// only while not started. A failure is logged and returned.
+/// Writes the instance's file (atomically: a new file renamed over). A failure is logged and
+/// returned.
 fn save(
     env: &OcfEnv,
     state: &State,
@@ -569,7 +625,8 @@ fn save(
 ) -> std::io::Result<()> {
     let saved = Saved {
         started,
-        stopped_ms: if started { None } else { stopped_ms },
+        stopped_ms,
+        boot_id: crate::peer_link::remember::boot_id().ok(),
         peer_seen: state
             .resources
             .iter()

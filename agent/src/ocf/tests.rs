@@ -158,7 +158,11 @@ async fn peer_history_of_an_old_stop_is_forgotten() {
     let n = node();
     n.mem.peer_lost("r0");
     let now = crate::peer_link::remember::boottime_ms().expect("CLOCK_BOOTTIME");
-    let old = now.saturating_sub(super::run::HISTORY_AFTER_STOP.as_millis() as u64 + 1000);
+    // A host up for less than the window has no such stop time: one of another boot (ahead
+    // of the clock) is as old.
+    let old = now
+        .checked_sub(super::run::HISTORY_AFTER_STOP.as_millis() as u64 + 1000)
+        .unwrap_or(now + 3_600_000);
     let file = format!(r#"{{"started":false,"stopped_ms":{old},"peer_seen":{{"r0":true}}}}"#);
     std::fs::write(n.env.state_file(), &file).expect("write");
     assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::NotRunning);
@@ -262,7 +266,7 @@ async fn promote_waits_while_drbd_still_sees_the_lost_primary() {
 /// that cannot clear on its own (a failed disk) is answered without waiting.
 #[tokio::test]
 async fn promote_refusal_outlasting_the_wait_or_needing_an_operator_fails() {
-    let n = node_with_timeout(11_000); // 1 s of waiting
+    let n = node_with_timeout(14_000); // 4 s of waiting
     assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
     n.mem.peer_primary("r0", true);
     let r = act(OcfAction::Promote, &n.env, &n.exec).await;
@@ -274,9 +278,42 @@ async fn promote_refusal_outlasting_the_wait_or_needing_an_operator_fails() {
     let m = node_with_timeout(600_000);
     assert_eq!(m.code(OcfAction::Start).await, OcfCode::Success);
     m.mem.set_disk("r0", Disk::Failed);
-    let r = act(OcfAction::Promote, &m.env, &m.exec).await;
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        act(OcfAction::Promote, &m.env, &m.exec),
+    )
+    .await
+    .expect("answered without waiting");
     assert_eq!(r.code, OcfCode::ErrGeneric);
     assert!(!r.message.contains("still after"), "{r}");
+}
+
+/// A failure that trying again will not change (another host answers for the address) is
+/// the answer at once, not tried again until the timeout.
+#[tokio::test]
+async fn a_lasting_failure_is_not_tried_again() {
+    let n = node_with_timeout(600_000);
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    n.mem.world().answered_elsewhere.insert(ADDR.into());
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        act(OcfAction::Promote, &n.env, &n.exec),
+    )
+    .await
+    .expect("answered without trying again");
+    assert_eq!(r.code, OcfCode::ErrGeneric, "{r}");
+    assert!(r.message.contains("another host answers"), "{r}");
+    assert!(!r.message.contains("attempt"), "{r}");
+    assert_eq!(n.mem.world().drbd["r0"].role, Role::Secondary);
+}
+
+/// A file of an earlier boot (an `HA_RSCTMP` that is not a tmpfs) is read as absent.
+#[tokio::test]
+async fn a_file_of_an_earlier_boot_is_absent() {
+    let n = node();
+    let file = r#"{"started":true,"boot_id":"another-boot","peer_seen":{"r0":true}}"#;
+    std::fs::write(n.env.state_file(), file).expect("write");
+    assert_eq!(n.code(OcfAction::Monitor).await, OcfCode::NotRunning);
 }
 
 /// A slow read fails an observation: a monitor (or a stop) reads again while its time lasts

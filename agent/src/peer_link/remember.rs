@@ -43,7 +43,7 @@ struct Remembered {
 }
 
 /// This boot's id, read once.
-fn boot_id() -> std::io::Result<String> {
+pub(crate) fn boot_id() -> std::io::Result<String> {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     if let Some(id) = ID.get() {
         return Ok(id.clone());

@@ -380,6 +380,7 @@ fn a_second_failed_round_keeps_the_first_rounds_echo() {
             "peer is DRBD Primary".into(),
         )),
         refused: true,
+        lasting: false,
         snapshot: Some(snap(moved.clone())),
     };
     let (s, a) = step(s, Event::Executed(round1));
@@ -394,6 +395,7 @@ fn a_second_failed_round_keeps_the_first_rounds_echo() {
             "another host answers".into(),
         )),
         refused: true,
+        lasting: true,
         snapshot: Some(snap(moved)),
     };
     let (mut s, _) = step(s, Event::Executed(round2));

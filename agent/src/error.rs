@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::fsm::{Refusal, Stage};
+use crate::fsm::Refusal;
 
 /// A configuration problem, located as precisely as the file allows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,12 +130,12 @@ pub enum AgentError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A backend failed during a stage of a transition.
-    #[error("stage {stage} on {object}: {source}")]
-    Stage {
-        /// The stage that failed.
-        stage: Stage,
-        /// The resource or address it acted on.
+    /// A read of an observation failed (`what`: `DRBD status`, `target`, `address`).
+    #[error("read of {what} {object}: {source}")]
+    Read {
+        /// What was read.
+        what: &'static str,
+        /// The resource or address.
         object: String,
         /// The backend's error.
         source: BackendError,

@@ -130,8 +130,9 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         // resource's DRBD and tgtd round trips and every address's. The error reported is the
         // one a read in config order would have met first.
         let resources = join_all(self.config.resources.iter().map(|r| async move {
-            let stage = |stage, source| AgentError::Stage {
-                stage,
+            // Reads, not steps: no stage is named (a failed read is not a failed claim).
+            let read = |what, source| AgentError::Read {
+                what,
                 object: r.name.clone(),
                 source,
             };
@@ -139,8 +140,8 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                 within(t.drbd_ms, self.drbd.status(r)),
                 within(t.tgtd_ms, self.target.status(r))
             );
-            let drbd = drbd.map_err(|e| stage(Stage::CheckResource, e))?;
-            let target = target.map_err(|e| stage(Stage::TargetServe, e))?;
+            let drbd = drbd.map_err(|e| read("DRBD status", e))?;
+            let target = target.map_err(|e| read("target", e))?;
             Ok::<_, AgentError>((r.name.clone(), crate::fsm::ResourceView { drbd, target }))
         }));
         let addresses = join_all(self.config.addresses.iter().map(|a| async move {
@@ -149,8 +150,8 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                 within(t.address_ms, self.address.held(a)),
                 within(t.address_ms, self.address.link_up(a))
             );
-            let held = held.map_err(|source| AgentError::Stage {
-                stage: Stage::AddressClaim,
+            let held = held.map_err(|source| AgentError::Read {
+                what: "address",
                 object: name.clone(),
                 source,
             })?;

@@ -130,11 +130,11 @@ pub enum AgentError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A read of an observation failed (`what`: `DRBD status`, `target`, `address`).
+    /// A read of an observation failed.
     #[error("read of {what} {object}: {source}")]
     Read {
         /// What was read.
-        what: &'static str,
+        what: ReadOf,
         /// The resource or address.
         object: String,
         /// The backend's error.
@@ -202,4 +202,26 @@ pub fn one_line(text: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// What an observation reads ([`AgentError::Read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadOf {
+    /// DRBD's status of a resource.
+    Drbd,
+    /// tgtd's view of a resource's target.
+    Target,
+    /// Whether an address is held.
+    Address,
+}
+
+impl std::fmt::Display for ReadOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReadOf::Drbd => "DRBD status",
+            ReadOf::Target => "target",
+            ReadOf::Address => "address",
+        })
+    }
 }

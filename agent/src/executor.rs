@@ -24,6 +24,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::backend::{Address, Drbd, Target};
 use crate::config::Config;
+use crate::error::ReadOf;
 use crate::error::{AgentError, BackendError};
 use crate::fsm::order::{self, Object, Precondition, StageDef};
 use crate::fsm::{safety, Disk, DrbdView, Outcome, Plan, PlanKind, Role, Snapshot, Stage, Step};
@@ -140,8 +141,8 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                 within(t.drbd_ms, self.drbd.status(r)),
                 within(t.tgtd_ms, self.target.status(r))
             );
-            let drbd = drbd.map_err(|e| read("DRBD status", e))?;
-            let target = target.map_err(|e| read("target", e))?;
+            let drbd = drbd.map_err(|e| read(ReadOf::Drbd, e))?;
+            let target = target.map_err(|e| read(ReadOf::Target, e))?;
             Ok::<_, AgentError>((r.name.clone(), crate::fsm::ResourceView { drbd, target }))
         }));
         let addresses = join_all(self.config.addresses.iter().map(|a| async move {
@@ -151,7 +152,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                 within(t.address_ms, self.address.link_up(a))
             );
             let held = held.map_err(|source| AgentError::Read {
-                what: "address",
+                what: ReadOf::Address,
                 object: name.clone(),
                 source,
             })?;

@@ -38,4 +38,4 @@ pub mod runfile;
 pub mod split_brain;
 pub mod status;
 
-pub use error::{one_line, report, AgentError, BackendError, ConfigError};
+pub use error::{one_line, report, AgentError, BackendError, ConfigError, ReadOf};

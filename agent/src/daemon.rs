@@ -595,13 +595,16 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 Some(format!("{} ({})", a.address, macs.join(", ")))
             })
             .collect();
-        let (ok, message) = if asked && !conflicts.is_empty() {
-            (
+        // A failed plan the agent is waiting to retry (tgtd dead: the primary serves nothing)
+        // exits non-zero too; settling, a takeover under way or a wait for the peer do not.
+        let blocked = status.as_ref().and_then(|s| s.blocked.clone());
+        let (ok, message) = match (asked, conflicts.is_empty(), blocked) {
+            (true, false, _) => (
                 false,
                 format!("address conflict on {}", conflicts.join(", ")),
-            )
-        } else {
-            (ok, message)
+            ),
+            (true, true, Some(b)) => (false, format!("blocked: {b}")),
+            _ => (ok, message),
         };
         Response {
             ok,

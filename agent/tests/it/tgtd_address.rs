@@ -95,6 +95,13 @@ async fn run() {
     let status = d.status().expect("status");
     assert!(!status.addresses[0].held && !status.converged, "{status:?}");
     assert_eq!(seen.count(Stage::AddressRelease), 1, "{:?}", seen.stages);
+    // The primary serves nothing: `iscsi-ha status` exits non-zero and says why.
+    let r = d.request(Request::Status).await;
+    assert!(
+        !r.ok && r.message.starts_with("blocked: ") && r.message.contains("tgtd"),
+        "{}",
+        r.message
+    );
 
     let t = Instant::now();
     let _tgtd = Tgtd::start(d0, CONTROL_PORT, free_port());
@@ -112,6 +119,8 @@ async fn run() {
     assert_eq!(state(&d), TargetState::Serving);
     let status = d.status().expect("status");
     assert!(status.addresses[0].held && status.converged, "{status:?}");
+    let r = d.request(Request::Status).await;
+    assert!(r.ok, "{}", r.message);
     assert_eq!(seen.count(Stage::AddressRelease), 0, "{:?}", seen.stages);
     assert_eq!(seen.count(Stage::AddressClaim), 1, "{:?}", seen.stages);
     assert_eq!(seen.count(Stage::ProbeAddress), 1, "{:?}", seen.stages);

@@ -193,6 +193,7 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
             .unwrap_or(false);
     }
     let deadline = Budget::new(env, exec.config());
+    let stopped_ms = saved.as_ref().and_then(|s| s.stopped_ms);
     let result = match action {
         OcfAction::Monitor => match observe(exec, deadline).await {
             Err(e) => Err(Reply::new(OcfCode::ErrGeneric, format!("observe: {e}"))),
@@ -200,12 +201,7 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
                 let reply = judge(exec.config(), &snap, started, env.check_level >= 10);
                 state = step(state, Event::Observed(snap)).0;
                 if saved.is_some() {
-                    let _ = save(
-                        env,
-                        &state,
-                        started,
-                        saved.as_ref().and_then(|s| s.stopped_ms),
-                    );
+                    let _ = save(env, &state, started, stopped_ms);
                 }
                 return reply;
             }
@@ -234,7 +230,7 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
                 // A stop of a stopped instance (a probe's, a cleanup's), or after a failed
                 // start, keeps the first stop's time: stops alone never refresh the history.
                 let at = match saved.as_ref() {
-                    Some(s) if !s.started || s.stopped_ms.is_some() => s.stopped_ms,
+                    Some(s) if !s.started || stopped_ms.is_some() => stopped_ms,
                     _ => crate::peer_link::remember::boottime_ms().ok(),
                 };
                 return match save(env, &state, false, at) {
@@ -256,7 +252,7 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
         // stopped again) must not carry the history on without it.
         let stopped_ms = match (&result, action) {
             (Ok(()), OcfAction::Start | OcfAction::Promote) => None,
-            _ => saved.as_ref().and_then(|s| s.stopped_ms),
+            _ => stopped_ms,
         };
         let _ = save(env, &state, now_started, stopped_ms);
     }

@@ -177,28 +177,27 @@ async fn peer_history_of_an_old_stop_is_forgotten() {
     assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success);
 }
 
+/// The next mutating call of `n`'s backends fails (once).
+fn fail_next_call(n: &Node) {
+    let mut w = n.mem.world();
+    w.calls = 0;
+    w.fail_at_call = Some(1);
+}
+
 /// A plan that failed (a step's timeout on a loaded host, say) is rolled back and tried again
 /// while the action's time lasts, as LINBIT's agent keeps trying until Pacemaker's timeout.
 #[tokio::test]
 async fn a_failed_attempt_is_tried_again_within_the_timeout() {
     let n = node_with_timeout(30_000); // 20 s of retries
     assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
-    {
-        let mut w = n.mem.world();
-        w.calls = 0;
-        w.fail_at_call = Some(1);
-    }
+    fail_next_call(&n);
     let r = act(OcfAction::Promote, &n.env, &n.exec).await;
     assert_eq!(r.code, OcfCode::Success, "{r}");
     assert_eq!(n.mem.world().drbd["r0"].role, Role::Primary);
     // No time left for another attempt: the failure is the answer.
     let m = node();
     assert_eq!(m.code(OcfAction::Start).await, OcfCode::Success);
-    {
-        let mut w = m.mem.world();
-        w.calls = 0;
-        w.fail_at_call = Some(1);
-    }
+    fail_next_call(&m);
     let r = act(OcfAction::Promote, &m.env, &m.exec).await;
     assert_eq!(r.code, OcfCode::ErrGeneric, "{r}");
     assert_eq!(m.mem.world().drbd["r0"].role, Role::Secondary);

@@ -85,8 +85,13 @@ enum Cmd {
     /// Act as a Pacemaker OCF resource agent (also when run as
     /// /usr/lib/ocf/resource.d/iscsi-ha/iscsi-ha); parameters from OCF_RESKEY_*.
     Ocf {
-        /// start, stop, monitor, promote, demote, notify, validate-all, reload-agent, meta-data.
+        /// start, stop, monitor, promote, demote, notify, validate-all, reload-agent, meta-data;
+        /// or, by hand, allow-degraded (Pacemaker's next promote of this node may go ahead
+        /// without the peer, for 10 min; --revoke undoes it).
         action: Option<String>,
+        /// allow-degraded only: [--revoke] [RESOURCE]... (default: every resource).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -98,11 +103,16 @@ enum OnOff {
 
 fn main() -> ExitCode {
     if agent::ocf::invoked_as_agent() {
-        return ExitCode::from(agent::ocf::main(std::env::args().nth(1).as_deref(), None));
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return ExitCode::from(agent::ocf::main(
+            std::env::args().nth(1).as_deref(),
+            &args,
+            None,
+        ));
     }
     let cli = Cli::parse();
-    if let Cmd::Ocf { action } = &cli.cmd {
-        return ExitCode::from(agent::ocf::main(action.as_deref(), Some(&cli.config)));
+    if let Cmd::Ocf { action, args } = &cli.cmd {
+        return ExitCode::from(agent::ocf::main(action.as_deref(), args, Some(&cli.config)));
     }
     match run(cli) {
         Ok(code) => code,

@@ -88,6 +88,76 @@ fn ocf_tester_passes_on_real_drbd_tgtd_and_address() {
     });
 }
 
+/// A node that has not been Connected to its peer since attach (the peer's DRBD gone, this
+/// node's taken down and up again, as after a whole-site power loss where only it came back):
+/// the agent's promote is refused naming `iscsi-ha ocf allow-degraded`; once the operator ran
+/// it, one promote forces DRBD Primary on real DRBD 8.4 and serves the marker; the next one
+/// waits for the peer again (docs/ocf.md, "Promoting without the peer").
+#[test]
+fn a_lone_node_promotes_only_with_the_operators_leave() {
+    scenario("allow-degraded", |lab| {
+        pm::reset(lab)?;
+        let (a, b) = (lab.node(0)?, lab.node(1)?);
+        let r = Resource::default();
+        let marker = "allow-degraded";
+        al::drbd_pair_secondary_with_marker(a, b, &r, marker)?;
+        al::start_tgtd(a)?;
+        pm::prepare_root(a)?;
+        install_agent_config(a, &r)?;
+        b.run_ok(&format!("drbdsetup-84 down {}", r.name))?;
+        a.run_ok(&format!("drbdsetup-84 down {}", r.name))?;
+        bringup::drbd84_attach(a, &r, false)?;
+        bringup::drbd84_connect(a, b, &r)?;
+        // 15 s: 5 s of it waiting for the peer (the retry budget keeps 10 s).
+        let ocf = |action: &str| -> Result<lab::Output> {
+            let o = pm::run_in(
+                a,
+                &format!(
+                    "OCF_ROOT=/usr/lib/ocf OCF_RESOURCE_INSTANCE={} OCF_RESKEY_config={} \
+                     OCF_RESKEY_CRM_meta_timeout=15000 {} {action}",
+                    pm::RSC,
+                    pm::AGENT_CONFIG,
+                    pm::OCF_AGENT
+                ),
+            )?;
+            println!("ocf {action}: rc={} {}", o.rc, o.stderr.trim());
+            Ok(o)
+        };
+        let expect = |action: &str, rc: i32| -> Result<lab::Output> {
+            let o = ocf(action)?;
+            anyhow::ensure!(
+                o.rc == rc,
+                "{action}: rc {} (want {rc}): {}",
+                o.rc,
+                o.stderr
+            );
+            Ok(o)
+        };
+        expect("start", 0)?;
+        let o = expect("promote", 1)?;
+        anyhow::ensure!(
+            o.stderr.contains("waiting for the peer") && o.stderr.contains("ocf allow-degraded"),
+            "{}",
+            o.stderr
+        );
+        let leave = format!(
+            "/lab/target/iscsi-ha -c {} ocf allow-degraded",
+            pm::AGENT_CONFIG
+        );
+        let o = pm::run_in_ok(a, &leave)?;
+        println!("{}", o.stdout.trim());
+        expect("promote", 0)?;
+        let line = bringup::proc_drbd_line(a, &r)?;
+        anyhow::ensure!(line.contains("ro:Primary/Unknown"), "{line}");
+        expect("monitor", 8)?;
+        al::client_read_until(lab, marker, T)?;
+        expect("demote", 0)?;
+        expect("promote", 1)?; // the leave was used up
+        expect("stop", 0)?;
+        Ok(())
+    });
+}
+
 /// `crm_resource` / `crm_standby` on `obs`, then the promoted instance on `to` and the client
 /// reading `marker` through the address; returns the time from the command to the client's read.
 fn switch(lab: &Lab, obs: &lab::Node, cmd: &str, to: &str, marker: &str) -> Result<Duration> {

@@ -30,7 +30,7 @@ mod transition;
 pub mod view;
 
 pub use order::{Plan, PlanKind, Stage, Step, DEMOTE, PROMOTE};
-pub use safety::{Promotion, Refusal, WAITING_FOR_PEER};
+pub use safety::{Promotion, Refusal, DEGRADED_HINT, WAITING_FOR_PEER};
 pub use state::{AddressState, Notice, ResourceState, State};
 pub use transition::{step, Action, Command, Event, Outcome};
 pub use view::*;

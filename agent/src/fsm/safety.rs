@@ -8,6 +8,10 @@ use super::view::{Connection, Disk, Drbd9Promotion, DrbdView, Role};
 /// Refusal text of a node waiting for its peer (also what `State::waiting` reports).
 pub const WAITING_FOR_PEER: &str = "waiting for the peer";
 
+/// The command a [`Refusal::WaitingForPeer`] names to go without the peer (the daemon's; OCF
+/// mode names its own).
+pub const DEGRADED_HINT: &str = "iscsi-ha promote --degraded";
+
 /// How a resource that is not Primary may be promoted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -53,7 +57,7 @@ pub enum Refusal {
     /// allowed.
     #[error(
         "{WAITING_FOR_PEER}: DRBD has not been Connected since attach (local disk {disk}, \
-         connection {connection}); promote without it: iscsi-ha promote --degraded"
+         connection {connection}); promote without it: {DEGRADED_HINT}"
     )]
     WaitingForPeer {
         /// Local disk.

@@ -20,6 +20,7 @@
 //! a failed attempt is rolled back and tried again, a promote refused for a reason that may
 //! clear on its own waits), as LINBIT's `drbd` agent does (`docs/ocf.md`).
 
+pub mod degraded;
 pub mod meta;
 mod run;
 

@@ -16,7 +16,8 @@ use crate::backend::{Address, Drbd, Target};
 use crate::config::Config;
 use crate::executor::Executor;
 use crate::fsm::{
-    step, Action, Authority, Connection, Disk, Event, Role, Snapshot, State, TargetState,
+    step, Action, Authority, Command, Connection, Disk, Event, Refusal, Role, Snapshot, State,
+    TargetState, DEGRADED_HINT,
 };
 
 /// Plans per action at most (bring-up, then the promote or demote, then a repair).
@@ -79,9 +80,27 @@ fn stdout(text: &str) -> u8 {
     }
 }
 
-/// Entry point of `iscsi-ha ocf ACTION`: returns the process exit code. `cli_config`:
-/// `-c FILE`, used when `OCF_RESKEY_config` is unset.
-pub fn main(action: Option<&str>, cli_config: Option<&Path>) -> u8 {
+/// Entry point of `iscsi-ha ocf ACTION [ARG]...`: returns the process exit code. `cli_config`:
+/// `-c FILE`, used when `OCF_RESKEY_config` is unset. `args` follow the action: only the
+/// operator's `allow-degraded` (never run by Pacemaker) takes any.
+pub fn main(action: Option<&str>, args: &[String], cli_config: Option<&Path>) -> u8 {
+    if action == Some("allow-degraded") {
+        crate::logs::init();
+        let env = OcfEnv::from_env(cli_config);
+        let reply = super::degraded::main(args, &env);
+        return match reply.code {
+            OcfCode::Success => stdout(&format!("{}\n", reply.message)),
+            code => {
+                eprintln!("{}: {}", super::degraded::COMMAND, reply.message);
+                code as u8
+            }
+        };
+    }
+    if let Some(extra) = args.first() {
+        let text = format!("unexpected argument {extra:?}; {USAGE}");
+        eprintln!("iscsi-ha ocf {}: {}", action.unwrap_or(""), text);
+        return OcfCode::ErrArgs as u8;
+    }
     let reply = match action.map(str::parse::<OcfAction>) {
         None => Reply::new(OcfCode::ErrArgs, USAGE),
         Some(Err(r)) => r,
@@ -206,9 +225,9 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
                 return reply;
             }
         },
-        OcfAction::Demote => converge(exec, &mut state, Authority::Secondary, deadline).await,
+        OcfAction::Demote => converge(exec, &mut state, Authority::Secondary, deadline, None).await,
         OcfAction::Start => {
-            match converge(exec, &mut state, Authority::Secondary, deadline).await {
+            match converge(exec, &mut state, Authority::Secondary, deadline, None).await {
                 // Adopt mode leaves bringing DRBD up to the system's tools: say so at start.
                 Ok(()) => match observe(exec, deadline).await {
                     Ok(snap) => match judge(exec.config(), &snap, true, false) {
@@ -220,9 +239,16 @@ pub async fn act<D: Drbd, T: Target, A: Address>(
                 e => e,
             }
         }
-        OcfAction::Promote => converge(exec, &mut state, Authority::Primary, deadline).await,
+        OcfAction::Promote => {
+            let leave = Some(env.state_dir.as_path());
+            let r = converge(exec, &mut state, Authority::Primary, deadline, leave).await;
+            if r.is_ok() {
+                super::degraded::use_up(&env.state_dir, state.resources.keys().map(String::as_str));
+            }
+            r
+        }
         OcfAction::Stop => {
-            let r = converge(exec, &mut state, Authority::Secondary, deadline).await;
+            let r = converge(exec, &mut state, Authority::Secondary, deadline, None).await;
             if r.is_ok() {
                 // Pacemaker's recovery after a failed promote is stop, start, promote: a
                 // survivor whose peer is gone would otherwise forget it saw the peer, and
@@ -396,6 +422,18 @@ fn refusal_may_clear(s: &State) -> bool {
     refusals.peek().is_some() && refusals.all(|r| r.may_clear())
 }
 
+/// Every resource of `s` waiting for its peer (not handshaken since attach) has the
+/// operator's leave in `dir`, and there is one such resource.
+fn leave_applies(s: &State, dir: &Path) -> bool {
+    let mut waiting = s
+        .resources
+        .iter()
+        .filter(|(_, r)| r.degraded.is_none() && r.view.drbd.role != Role::Primary)
+        .filter(|(_, r)| matches!(r.promotion(), Err(Refusal::WaitingForPeer { .. })))
+        .peekable();
+    waiting.peek().is_some() && waiting.all(|(n, _)| super::degraded::allowed(dir, n))
+}
+
 /// Observe, give the machine the wish, run its plans until it has none left, until `deadline`
 /// as LINBIT's `drbd` agent keeps trying until Pacemaker's timeout (docs/ocf.md):
 /// - a plan that failed (rolled back) is tried again from a new observation after
@@ -405,11 +443,15 @@ fn refusal_may_clear(s: &State) -> bool {
 ///   [`WAIT_POLL`] (Pacemaker can fence a powered-off primary and promote the survivor before
 ///   DRBD there has missed its peer's ping). A refusal is never overridden: the state machine
 ///   and DRBD decide on each new observation.
+/// - `leave`: where a promote reads the operator's leave to go without the peer
+///   (`iscsi-ha ocf allow-degraded`, [`super::degraded`]); it is given to the machine as the
+///   daemon's `promote --degraded` once every resource waiting for its peer has one.
 async fn converge<D: Drbd, T: Target, A: Address>(
     exec: &Executor<D, T, A>,
     state: &mut State,
     wish: Authority,
     deadline: Budget,
+    leave: Option<&Path>,
 ) -> Result<(), Reply> {
     let generic = |m: String| Reply::new(OcfCode::ErrGeneric, m);
     let snap = observe(exec, deadline)
@@ -435,12 +477,19 @@ async fn converge<D: Drbd, T: Target, A: Address>(
             }
         }
         if let Some(r) = refused {
+            if let Some(dir) = leave.filter(|d| leave_applies(&s, d)) {
+                info!(file = %dir.display(), "ocf promote: the operator allowed it without the peer");
+                (s, actions) = step(s, Event::Command(Command::PromoteDegraded));
+                continue;
+            }
             if !promote || !refusal_may_clear(&s) || !deadline.allows(WAIT_POLL, Duration::ZERO) {
                 *state = s;
                 let waited = match waiting {
                     Some(_) => format!(" (still after {:.1} s)", began.elapsed().as_secs_f64()),
                     None => String::new(),
                 };
+                // The daemon's `promote --degraded` has no daemon to go to here.
+                let r = r.replace(DEGRADED_HINT, super::degraded::COMMAND);
                 return Err(generic(format!("refused: {r}{waited}")));
             }
             if waiting.as_ref() != Some(&r) {

@@ -14,10 +14,7 @@ use crate::fsm::{Disk, Role, TargetState};
 const ADDR: &str = "10.99.0.50/24";
 
 fn config() -> Config {
-    let text = format!(
-        "{TEST_MINIMAL}[[address]]\naddress = \"{ADDR}\"\ninterface = \"eth0\"\nresources = [\"r0\"]\n"
-    );
-    Config::parse(&text, Path::new("t.toml")).expect("test config parses")
+    Config::parse(&config_text(), Path::new("t.toml")).expect("test config parses")
 }
 
 struct Node {
@@ -33,14 +30,24 @@ fn node() -> Node {
     node_with_timeout(10_000)
 }
 
+fn config_text() -> String {
+    format!(
+        "{TEST_MINIMAL}[[address]]\naddress = \"{ADDR}\"\ninterface = \"eth0\"\nresources = [\"r0\"]\n"
+    )
+}
+
 fn node_with_timeout(timeout_ms: u64) -> Node {
     let cfg = config();
     let mem = Memory::healthy_secondary(&cfg);
     let exec = Executor::new(Arc::new(cfg), mem.clone(), mem.clone(), mem.clone());
     let dir = tempfile::tempdir().expect("tempdir");
     let state_dir = dir.path().to_path_buf();
+    // The same configuration as a file, for what reads it (`allow-degraded`).
+    let file = state_dir.join("iscsi-ha.toml");
+    std::fs::write(&file, config_text()).expect("write config");
     let env = OcfEnv::from_vars(|k| match k {
         "OCF_RESOURCE_INSTANCE" => Some("p_iscsi:1".into()),
+        "OCF_RESKEY_config" => Some(file.display().to_string()),
         "HA_RSCTMP" => Some(state_dir.display().to_string()),
         "OCF_RESKEY_CRM_meta_timeout" => Some(timeout_ms.to_string()),
         _ => None,
@@ -76,13 +83,13 @@ fn exit_codes_are_the_ocf_numbers() {
     for (c, n) in codes {
         assert_eq!(c as u8, n, "{}", c.name());
     }
-    assert_eq!(main(None, None), 2, "no action: OCF_ERR_ARGS");
+    assert_eq!(main(None, &[], None), 2, "no action: OCF_ERR_ARGS");
     assert_eq!(
-        main(Some("migrate_to"), None),
+        main(Some("migrate_to"), &[], None),
         3,
         "unknown: OCF_ERR_UNIMPLEMENTED"
     );
-    assert_eq!(main(Some("meta-data"), None), 0);
+    assert_eq!(main(Some("meta-data"), &[], None), 0);
 }
 
 #[tokio::test]
@@ -361,6 +368,96 @@ async fn peer_seen_is_remembered_between_actions() {
     let r = act(OcfAction::Promote, &m.env, &m.exec).await;
     assert_eq!(r.code, OcfCode::ErrGeneric);
     assert!(r.message.contains(crate::fsm::WAITING_FOR_PEER), "{r}");
+}
+
+/// A node that never saw its peer since attach waits for it; the operator's
+/// `iscsi-ha ocf allow-degraded` (named by the refusal) lets the next promote force DRBD
+/// Primary, once: the promote uses the leave up.
+#[tokio::test]
+async fn operator_leave_lets_one_promote_go_without_the_peer() {
+    let n = node();
+    n.mem.peer_lost("r0");
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    let r = act(OcfAction::Promote, &n.env, &n.exec).await;
+    assert_eq!(r.code, OcfCode::ErrGeneric);
+    assert!(r.message.contains(degraded::COMMAND), "{r}");
+    assert!(!r.message.contains(crate::fsm::DEGRADED_HINT), "{r}");
+    // Bad names and options are refused; the leave is per resource and can be revoked.
+    let arg = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let bad = degraded::main(&arg(&["r9"]), &n.env);
+    assert_eq!(bad.code, OcfCode::ErrArgs, "{bad}");
+    assert!(bad.message.contains("r0"), "{bad}");
+    assert_eq!(
+        degraded::main(&arg(&["--force"]), &n.env).code,
+        OcfCode::ErrArgs
+    );
+    assert_eq!(degraded::main(&arg(&["r0"]), &n.env).code, OcfCode::Success);
+    assert!(degraded::allowed(&n.env.state_dir, "r0"));
+    assert_eq!(
+        degraded::main(&arg(&["--revoke"]), &n.env).code,
+        OcfCode::Success
+    );
+    assert!(!degraded::allowed(&n.env.state_dir, "r0"));
+    assert_eq!(
+        n.code(OcfAction::Promote).await,
+        OcfCode::ErrGeneric,
+        "revoked"
+    );
+    let given = degraded::main(&[], &n.env);
+    assert_eq!(given.code, OcfCode::Success, "{given}");
+    assert!(
+        given.message.contains("r0") && given.message.contains("--revoke"),
+        "{given}"
+    );
+    assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success);
+    let log = n.mem.world().log.join(", ");
+    assert!(log.contains("drbd-primary-force"), "{log}");
+    assert!(!degraded::allowed(&n.env.state_dir, "r0"), "used up");
+    // Used up: after a demote the node waits for its peer again.
+    assert_eq!(n.code(OcfAction::Demote).await, OcfCode::Success);
+    assert_eq!(n.code(OcfAction::Promote).await, OcfCode::ErrGeneric);
+}
+
+/// A leave given while a promote waits for the peer is taken by that promote.
+#[tokio::test]
+async fn a_waiting_promote_takes_a_leave_given_meanwhile() {
+    let n = node_with_timeout(14_000); // 4 s of waiting
+    n.mem.peer_lost("r0");
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    let env = n.env.clone();
+    let give = async move {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        degraded::main(&[], &env)
+    };
+    let (r, given) = tokio::join!(act(OcfAction::Promote, &n.env, &n.exec), give);
+    assert_eq!(given.code, OcfCode::Success, "{given}");
+    assert_eq!(r.code, OcfCode::Success, "{r}");
+    assert_eq!(n.mem.world().drbd["r0"].role, Role::Primary);
+}
+
+/// A leave older than its 10 min, or of another boot, is not one.
+#[tokio::test]
+async fn an_old_leave_is_none() {
+    let n = node();
+    n.mem.peer_lost("r0");
+    assert_eq!(n.code(OcfAction::Start).await, OcfCode::Success);
+    let now = crate::peer_link::remember::boottime_ms().expect("CLOCK_BOOTTIME");
+    let boot = crate::peer_link::remember::boot_id().expect("boot id");
+    let file = n.env.state_dir.join("iscsi-ha-allow-degraded.json");
+    let old = now.saturating_sub(degraded::LEAVE_FOR.as_millis() as u64 + 1000);
+    for (boot, at) in [
+        (boot.as_str(), old),
+        ("another-boot", now),
+        (boot.as_str(), now + 60_000),
+    ] {
+        let text = format!(r#"{{"boot_id":"{boot}","given_ms":{{"r0":{at}}}}}"#);
+        std::fs::write(&file, text).expect("write");
+        assert!(!degraded::allowed(&n.env.state_dir, "r0"), "{boot} {at}");
+        assert_eq!(n.code(OcfAction::Promote).await, OcfCode::ErrGeneric);
+    }
+    let text = format!(r#"{{"boot_id":"{boot}","given_ms":{{"r0":{now}}}}}"#);
+    std::fs::write(&file, text).expect("write");
+    assert_eq!(n.code(OcfAction::Promote).await, OcfCode::Success);
 }
 
 #[test]

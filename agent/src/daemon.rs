@@ -894,15 +894,18 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                     None => events_open = false,
                 },
                 // Another host uses a held address: an alarm, no transition (the backend has
-                // logged and defends it; the authority decides who holds it). Its clearing is
-                // told too: the followers (STATUS=, metrics) show the status of now.
+                // logged and defends it; the authority decides who holds it). Its clearing and
+                // its watch ending or opening again are told too: the followers (STATUS=,
+                // metrics) show the status of now.
                 Some(report) = crate::backend::vip::next_conflict_report(&mut conflicts) => {
                     let notices = match report {
                         ConflictReport::Alarm(reason) => {
                             warn!(reason = %reason, "alarm");
                             vec![Action::Alarm(reason)]
                         }
-                        ConflictReport::Cleared => Vec::new(),
+                        ConflictReport::Unwatched
+                        | ConflictReport::Watched
+                        | ConflictReport::Cleared => Vec::new(),
                     };
                     self.tell(&Handled { notices, transitions: Vec::new() });
                 }

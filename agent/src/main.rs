@@ -89,7 +89,7 @@ enum Cmd {
         /// or, by hand, allow-degraded (Pacemaker's next promote of this node may go ahead
         /// without the peer, for 10 min; --revoke undoes it).
         action: Option<String>,
-        /// allow-degraded only: [--revoke] [RESOURCE]... (default: every resource).
+        /// allow-degraded only: `[--revoke] [RESOURCE]...` (default: every resource).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },

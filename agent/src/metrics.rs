@@ -6,8 +6,13 @@
 //! changes without events). Announcements and probe conflicts are counted where the address
 //! backend sees them ([`ADDRESS_EVENTS`]). State-valued facts (DRBD role, connection, disk,
 //! target state, authority) are one gauge per possible value, 1 for the current one.
+//!
+//! Gauges of a resource or an address are there while it is in the status (the running
+//! config): a reload that removes one removes its series, each gone at once (the others keep
+//! theirs throughout, a scrape meanwhile sees no gap). Counters and histograms keep every
+//! series: they are cumulative.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -125,6 +130,11 @@ pub struct Metrics {
     refusals: Counter,
     /// Connection states outside [`CONNECTIONS`] last shown, per resource (dropped on change).
     other_connection: Mutex<BTreeMap<String, String>>,
+    /// The resources and addresses whose gauges the last update set: those no longer in the
+    /// status lose their series (`prometheus-client` cannot list a family's series).
+    shown: Mutex<Shown>,
+    /// The resources whose out-of-sync count the last scrape showed.
+    out_of_sync_shown: Mutex<BTreeSet<String>>,
     last_authority: Mutex<Option<String>>,
 }
 
@@ -157,6 +167,8 @@ impl Metrics {
             alarms: Counter::default(),
             refusals: Counter::default(),
             other_connection: Mutex::default(),
+            shown: Mutex::default(),
+            out_of_sync_shown: Mutex::default(),
             last_authority: Mutex::default(),
             registry: Registry::default(),
         };
@@ -302,7 +314,45 @@ impl Metrics {
         }
     }
 
+    /// Removes the gauges of a resource no longer in the status.
+    fn remove_resource(&self, name: &str) {
+        let res = ("resource", name);
+        for family in [&self.drbd_up, &self.split_brain, &self.target_sessions] {
+            family.remove(&labels(&[res]));
+        }
+        let states: [(&Family<Labels, Gauge>, &str, &[&str]); 6] = [
+            (&self.drbd_role, "role", &ROLES),
+            (&self.drbd_peer_role, "role", &ROLES),
+            (&self.drbd_disk, "state", &DISKS),
+            (&self.drbd_peer_disk, "state", &DISKS),
+            (&self.drbd_connection, "state", &CONNECTIONS),
+            (&self.target_state, "state", &TARGET_STATES),
+        ];
+        for (family, key, values) in states {
+            for v in values {
+                family.remove(&labels(&[res, (key, v)]));
+            }
+        }
+        let mut other = self
+            .other_connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = other.remove(name) {
+            self.drbd_connection
+                .remove(&labels(&[res, ("state", &old)]));
+        }
+    }
+
+    /// Removes the gauges of an address no longer in the status.
+    fn remove_address(&self, address: &str) {
+        let set = labels(&[("address", address)]);
+        self.address_held.remove(&set);
+        self.address_conflict.remove(&set);
+    }
+
     fn update(&self, status: &Status, handled: &Handled, alarm_now: bool) {
+        // Held throughout: one update at a time decides what is shown.
+        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
         for t in &handled.transitions {
             let result = t.result.label().replace(' ', "_");
             let kind = t.kind.as_str();
@@ -383,6 +433,19 @@ impl Metrics {
                 .get_or_create(&labels(&[("address", &a.address)]))
                 .set(i64::from(a.conflict.is_some()));
         }
+        // Set first, removed after: a series still in the status never goes missing.
+        let now = Shown {
+            resources: status.resources.iter().map(|r| r.name.clone()).collect(),
+            addresses: status.addresses.iter().map(|a| a.address.clone()).collect(),
+        };
+        for gone in shown.resources.difference(&now.resources) {
+            self.remove_resource(gone);
+        }
+        for gone in shown.addresses.difference(&now.addresses) {
+            self.remove_address(gone);
+        }
+        *shown = now;
+        drop(shown);
         // One series: a reload that changes the fingerprint replaces it.
         let fingerprint = labels(&[("fingerprint", &status.config_fingerprint)]);
         if self.config_info.get(&fingerprint).is_none() {
@@ -427,27 +490,42 @@ impl Metrics {
     }
 
     /// Read each resource's out-of-sync count from DRBD (skipped where the backend has none);
-    /// a resource a reload removed is no longer reported.
+    /// a resource a reload removed is no longer reported. Every count is read first: a scrape
+    /// meanwhile (another connection) sees the previous values, not a family half cleared.
     pub async fn refresh_out_of_sync<D: Drbd>(&self, config: &Config, drbd: &D) {
-        self.drbd_out_of_sync.clear();
+        let mut read = BTreeMap::new();
         for r in &config.resources {
-            let set = labels(&[("resource", &r.name)]);
             let wait = std::time::Duration::from_millis(config.timeouts.drbd_ms);
-            let read = tokio::time::timeout(wait, drbd.generations(r)).await;
-            match read.unwrap_or(Err(BackendError::Timeout(config.timeouts.drbd_ms))) {
+            let g = tokio::time::timeout(wait, drbd.generations(r)).await;
+            match g.unwrap_or(Err(BackendError::Timeout(config.timeouts.drbd_ms))) {
                 Ok(g) => {
                     let bytes = g.bits_oos.saturating_mul(4096);
-                    self.drbd_out_of_sync
-                        .get_or_create(&set)
-                        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                    read.insert(r.name.clone(), i64::try_from(bytes).unwrap_or(i64::MAX));
                 }
-                Err(e) => {
-                    debug!(resource = %r.name, error = %e, "out-of-sync count");
-                    self.drbd_out_of_sync.remove(&set);
-                }
+                Err(e) => debug!(resource = %r.name, error = %e, "out-of-sync count"),
             }
         }
+        let mut shown = self
+            .out_of_sync_shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (name, bytes) in &read {
+            self.drbd_out_of_sync
+                .get_or_create(&labels(&[("resource", name)]))
+                .set(*bytes);
+        }
+        for gone in shown.iter().filter(|n| !read.contains_key(*n)) {
+            self.drbd_out_of_sync.remove(&labels(&[("resource", gone)]));
+        }
+        *shown = read.into_keys().collect();
     }
+}
+
+/// What [`Metrics::update`] last set gauges for.
+#[derive(Debug, Default)]
+struct Shown {
+    resources: BTreeSet<String>,
+    addresses: BTreeSet<String>,
 }
 
 impl Default for Metrics {
@@ -597,6 +675,7 @@ mod tests {
             first_seen_ms_ago: 0,
             last_seen_ms_ago: 0,
             frames: 1,
+            unwatched: None,
         });
         m.update(&st, &none, false);
         let text = m.encode();
@@ -615,5 +694,96 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("iscsi_ha_alarms_active 0\n"), "{text}");
+    }
+
+    /// A reload removes `r1` and 10.0.0.6/24: their gauges go from the scrape, those of `r0`
+    /// and 10.0.0.5/24 stay, and so do the counters and histograms (cumulative).
+    #[test]
+    fn a_removed_resource_or_address_loses_its_gauges_not_its_counters() {
+        use crate::fsm::PlanKind;
+        use crate::record::{TransitionRecord, TransitionResult};
+
+        let config = Config::parse(crate::config::TEST_MINIMAL, Path::new("x")).expect("parses");
+        let mut st = Status::new(&config, &config.fingerprint(), &State::new(&config), []);
+        st.authority = Authority::Primary;
+        let mut r1 = st.resources[0].clone();
+        r1.name = "r1".into();
+        st.resources.push(r1);
+        st.split_brain = vec!["r1".into()];
+        st.addresses = vec![
+            AddressStatus::held_for_test("10.0.0.5/24", "eth1"),
+            AddressStatus::held_for_test("10.0.0.6/24", "eth1"),
+        ];
+        st.addresses[1].conflict = Some(AddressConflict {
+            mac: "02:99:00:00:00:02".into(),
+            macs: vec!["02:99:00:00:00:02".into()],
+            first_seen_ms_ago: 0,
+            last_seen_ms_ago: 0,
+            frames: 1,
+            unwatched: None,
+        });
+        let m = Metrics::new();
+        let promoted = Handled {
+            notices: vec![Action::Alarm("address conflict".into())],
+            transitions: vec![TransitionRecord {
+                id: 1,
+                kind: PlanKind::Promote,
+                started_unix_ms: 0,
+                total_micros: 1000,
+                stages: Vec::new(),
+                result: TransitionResult::Ok,
+                repeated: 0,
+            }],
+        };
+        m.update(&st, &promoted, false);
+        ADDRESS_EVENTS.announcement("10.0.0.6/24", true);
+        let text = m.encode();
+        let gauges = [
+            "iscsi_ha_drbd_up{resource=\"r1\"} ",
+            "iscsi_ha_drbd_role{resource=\"r1\",role=\"Primary\"} ",
+            "iscsi_ha_drbd_peer_role{resource=\"r1\",role=\"Unknown\"} ",
+            "iscsi_ha_drbd_connection{resource=\"r1\",state=\"Connected\"} ",
+            "iscsi_ha_drbd_disk{resource=\"r1\",state=\"UpToDate\"} ",
+            "iscsi_ha_drbd_peer_disk{resource=\"r1\",state=\"UpToDate\"} ",
+            "iscsi_ha_drbd_split_brain{resource=\"r1\"} 1",
+            "iscsi_ha_target_state{resource=\"r1\",state=\"Serving\"} ",
+            "iscsi_ha_target_sessions{resource=\"r1\"} ",
+            "iscsi_ha_address_held{address=\"10.0.0.6/24\"} 1",
+            "iscsi_ha_address_conflict{address=\"10.0.0.6/24\"} 1",
+        ];
+        for g in gauges {
+            assert!(text.contains(g), "{g} missing:\n{text}");
+        }
+        assert!(text.contains("iscsi_ha_alarms_active 2\n"), "{text}");
+
+        // The reload: one resource, one address.
+        st.resources.truncate(1);
+        st.split_brain.clear();
+        st.addresses.truncate(1);
+        m.update(&st, &Handled::default(), false);
+        let text = m.encode();
+        for g in gauges {
+            let (series, _) = g.split_once('{').expect("labels");
+            let name = g.split('}').next().expect("labels");
+            assert!(!text.contains(name), "{name} kept:\n{text}");
+            // The family itself stays, for the resource or address still there.
+            assert!(
+                text.contains(&format!("{series}{{")),
+                "{series} gone:\n{text}"
+            );
+        }
+        for kept in [
+            "iscsi_ha_drbd_up{resource=\"r0\"} ",
+            "iscsi_ha_drbd_split_brain{resource=\"r0\"} 0",
+            "iscsi_ha_address_held{address=\"10.0.0.5/24\"} 1",
+            "iscsi_ha_address_conflict{address=\"10.0.0.5/24\"} 0",
+            "iscsi_ha_transitions_total{kind=\"promote\",result=\"ok\"} 1",
+            "iscsi_ha_transition_seconds_count{kind=\"promote\"} 1",
+            "iscsi_ha_alarms_total 1",
+            "iscsi_ha_alarms_active 0",
+            "iscsi_ha_address_announcements_total{address=\"10.0.0.6/24\",result=\"sent\"} ",
+        ] {
+            assert!(text.contains(kept), "{kept} missing:\n{text}");
+        }
     }
 }

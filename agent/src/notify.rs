@@ -68,7 +68,13 @@ pub fn status_line(status: &Status, handled: &Handled) -> String {
                 } else {
                     c.macs.join(", ")
                 };
-                Some(format!("{} ({macs})", a.address))
+                // Its watch ended: shown, but nothing vouches for it now.
+                let unwatched = if c.unwatched.is_some() {
+                    "; not watched"
+                } else {
+                    ""
+                };
+                Some(format!("{} ({macs}{unwatched})", a.address))
             })
             .collect();
         format!("ADDRESS CONFLICT on {}", named.join(", "))
@@ -181,6 +187,7 @@ mod tests {
             first_seen_ms_ago: 3000,
             last_seen_ms_ago: 1000,
             frames: 4,
+            unwatched: None,
         })
     }
 
@@ -200,6 +207,13 @@ mod tests {
         st.addresses[0].conflict = conflict(&["02:99:00:00:00:02", "02:99:00:00:00:03"]);
         assert!(status_line(&st, &none)
             .ends_with(": ADDRESS CONFLICT on 10.0.0.5/24 (02:99:00:00:00:02, 02:99:00:00:00:03)"));
+        // Its watch ended: still shown, as not watched.
+        if let Some(c) = st.addresses[0].conflict.as_mut() {
+            c.unwatched = Some("interface eth1 is down".into());
+        }
+        assert!(status_line(&st, &none).ends_with(
+            ": ADDRESS CONFLICT on 10.0.0.5/24 (02:99:00:00:00:02, 02:99:00:00:00:03; not watched)"
+        ));
         // A split brain comes first.
         st.split_brain = vec!["r0".into()];
         assert!(status_line(&st, &none).ends_with(": SPLIT BRAIN on r0"));

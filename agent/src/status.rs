@@ -85,6 +85,11 @@ pub struct AddressConflict {
     pub last_seen_ms_ago: u64,
     /// Conflicting frames seen.
     pub frames: u64,
+    /// Its conflict watch ended with this error and is not open again: nothing vouches for
+    /// the conflict since (no frame is seen, no probe sent). Shown so until the watch is open
+    /// again, for the clear period after its last frame at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unwatched: Option<String>,
 }
 
 /// The whole status, as sent over the control socket and printed by `iscsi-ha status --json`.
@@ -547,15 +552,19 @@ impl Status {
                     None => String::new(),
                 },
                 match &a.conflict {
-                    Some(c) if c.macs.len() > 1 => format!(
-                        "; CONFLICT: {} also answer for it ({} s ago)",
-                        c.macs.join(", "),
-                        c.last_seen_ms_ago / 1000
-                    ),
                     Some(c) => format!(
-                        "; CONFLICT: {} also answers for it ({} s ago)",
-                        c.mac,
-                        c.last_seen_ms_ago / 1000
+                        "; CONFLICT: {} also answer{} for it ({} s ago{})",
+                        if c.macs.len() > 1 {
+                            c.macs.join(", ")
+                        } else {
+                            c.mac.clone()
+                        },
+                        if c.macs.len() > 1 { "" } else { "s" },
+                        c.last_seen_ms_ago / 1000,
+                        match &c.unwatched {
+                            Some(e) => format!("; NOT WATCHED since its watch ended: {e}"),
+                            None => String::new(),
+                        }
                     ),
                     None => String::new(),
                 }

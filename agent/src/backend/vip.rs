@@ -29,7 +29,9 @@
 //! probe even when it sends nothing by itself) and a note in status
 //! ([`NetlinkAddress::conflict`]) until no conflicting frame came for [`CONFLICT_CLEAR_AFTER`]
 //! and a last probe stayed unanswered (then reported too, so the daemon's followers show it
-//! cleared: `STATUS=`, metrics). A watch its link's down/up ended is opened again. The
+//! cleared: `STATUS=`, metrics). A watch its link's down/up ended is opened again; a conflict
+//! shown meanwhile is shown as not watched, and not past the clear period with nothing to
+//! vouch for it (reported too, as is a conflict that goes with its address's release). The
 //! address is never released for it and no role changes: which node holds it is the
 //! authority's decision (docs/takeover.md).
 //!
@@ -107,6 +109,17 @@ struct Seen {
     frames: u64,
     /// The watch task that saw it ([`ForgetOnEnd`]).
     watch: u64,
+    /// Why its watch is not open (the error it ended with), while it is not: nothing vouches
+    /// for the conflict then ([`ConflictReport::Unwatched`]).
+    unwatched: Option<String>,
+}
+
+impl Seen {
+    /// When status stops showing it although nothing cleared it (its watch could not probe,
+    /// or was not open): the clear period after its last frame, and the last probe's wait.
+    fn shown_until(&self, clear_after: Duration) -> Instant {
+        self.last + clear_after + PROBE_ANSWER_WAIT.min(clear_after)
+    }
 }
 
 /// An address and the interface it floats on: a changed interface is another handle (the old
@@ -152,7 +165,9 @@ impl Handle {
         })
     }
 
-    /// Runs the conflict watch while `held`, stops it (forgetting what it saw) otherwise.
+    /// Runs the conflict watch while `held`, stops it (forgetting what it saw) otherwise: a
+    /// conflict shown is then reported cleared, so no follower keeps it for an address not
+    /// held here.
     fn follow_conflicts(self: &Arc<Handle>, key: &Key, held: bool, alarms: &Alarms) {
         let mut task = lock(&self.conflicts);
         if !held {
@@ -162,6 +177,7 @@ impl Handle {
             if let Some(was) = lock(&self.seen).take() {
                 info!(address = %key.0, interface = %key.1, macs = ?was.macs,
                     "address no longer held here: its conflict is no longer watched");
+                let _ = alarms.tx.send(ConflictReport::Cleared);
             }
             return;
         }
@@ -216,8 +232,18 @@ pub enum ConflictReport {
     /// Another host uses a held address (a MAC new in its conflict): the alarm text, naming
     /// the address, the interface and the MAC.
     Alarm(String),
-    /// A conflict shown in status cleared (no conflicting frame for the clear period, the last
-    /// probe unanswered).
+    /// The watch of a conflict shown in status ended with an error (its link went down, its
+    /// socket failed): status shows the conflict as not watched
+    /// ([`AddressConflict::unwatched`]) until the watch is open again
+    /// ([`ConflictReport::Watched`]) or the clear period after its last frame passes
+    /// ([`ConflictReport::Cleared`]).
+    Unwatched,
+    /// The watch of a conflict shown as not watched is open again.
+    Watched,
+    /// A conflict shown in status is no longer shown: it cleared (no conflicting frame for the
+    /// clear period, the last probe unanswered), or could not be vouched for over the clear
+    /// period (its watch not open, or its probes not sent; logged as a warning), or its
+    /// address is no longer held here.
     Cleared,
 }
 
@@ -242,11 +268,12 @@ struct Alarms {
 /// Tells the conflict watch tasks apart ([`Seen::watch`]).
 static WATCH_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Forgets the conflict of a watch task when it ends (returns, or is aborted): what is not
-/// watched any more is not shown. A later task's conflict is left alone.
+/// Forgets the conflict of a watch task when it ends (returns, or is aborted) and reports it
+/// cleared: what is not watched any more is not shown. A later task's conflict is left alone.
 struct ForgetOnEnd {
     seen: Arc<std::sync::Mutex<Option<Seen>>>,
     watch: u64,
+    tx: UnboundedSender<ConflictReport>,
 }
 
 impl Drop for ForgetOnEnd {
@@ -254,15 +281,38 @@ impl Drop for ForgetOnEnd {
         let mut s = lock(&self.seen);
         if s.as_ref().is_some_and(|s| s.watch == self.watch) {
             *s = None;
+            let _ = self.tx.send(ConflictReport::Cleared);
         }
     }
+}
+
+/// Stops showing the conflict in `seen` that nothing could vouch for over the clear period
+/// (`why`), if it is still the one whose last frame was at `last`: a warning, and the report
+/// that tells the followers.
+fn expire(
+    seen: &std::sync::Mutex<Option<Seen>>,
+    last: Instant,
+    alarms: &Alarms,
+    (address, interface): (&str, &str),
+    why: &str,
+) {
+    let Some(was) = lock(seen).take_if(|s| s.last == last) else {
+        return;
+    };
+    warn!(%address, %interface, macs = ?was.macs, frames = was.frames,
+        quiet_s = alarms.clear_after.as_secs(), reason = why,
+        "address conflict no longer shown: no conflicting frame for the clear period, but \
+         nothing could check that the other host let the address go");
+    let _ = alarms.tx.send(ConflictReport::Cleared);
 }
 
 /// The conflict watch of one held address (module docs), for as long as the address is held
 /// here: a watch that cannot be opened or ends with an error (its link went down) is opened
 /// again after [`WATCH_RETRY_MIN`], doubling up to [`WATCH_RETRY_MAX`], or at once when the
-/// link comes back ([`Handle::link_back`]). The task holds the handle weakly: a handle dropped
-/// by a reload stops it ([`Handle`]'s `Drop`); its conflict is forgotten when it ends.
+/// link comes back ([`Handle::link_back`]). A conflict shown when its watch ended is shown as
+/// not watched meanwhile, and no longer once the clear period after its last frame passed with
+/// the watch still not open. The task holds the handle weakly: a handle dropped by a reload
+/// stops it ([`Handle`]'s `Drop`); its conflict is forgotten when it ends.
 async fn watch_conflicts(h: std::sync::Weak<Handle>, (net, interface): Key, alarms: Alarms) {
     let address = net.to_string();
     let (seen, retry) = match h.upgrade() {
@@ -273,6 +323,7 @@ async fn watch_conflicts(h: std::sync::Weak<Handle>, (net, interface): Key, alar
     let _forget = ForgetOnEnd {
         seen: seen.clone(),
         watch: id,
+        tx: alarms.tx.clone(),
     };
     let mut defender = Defender::default();
     let mut backoff = WATCH_RETRY_MIN;
@@ -289,6 +340,13 @@ async fn watch_conflicts(h: std::sync::Weak<Handle>, (net, interface): Key, alar
                     info!(%address, %interface, "conflict watch open again");
                 }
                 failing = false;
+                let watched_again = lock(&seen)
+                    .as_mut()
+                    .is_some_and(|s| s.unwatched.take().is_some());
+                if watched_again {
+                    info!(%address, %interface, "the address conflict shown is watched again");
+                    let _ = alarms.tx.send(ConflictReport::Watched);
+                }
                 let opened = Instant::now();
                 let mut task = ConflictTask {
                     h: &h,
@@ -305,6 +363,16 @@ async fn watch_conflicts(h: std::sync::Weak<Handle>, (net, interface): Key, alar
                 };
                 warn!(%address, %interface, error = %e,
                     "conflict watch ended: opened again when the link is back");
+                let unwatched = lock(&seen)
+                    .as_mut()
+                    .is_some_and(|s| s.watch == id && s.unwatched.replace(e.to_string()).is_none());
+                if unwatched {
+                    warn!(%address, %interface, error = %e,
+                        "the address conflict shown is not watched until the watch is open \
+                         again; shown as such, for the clear period after its last frame at \
+                         most");
+                    let _ = alarms.tx.send(ConflictReport::Unwatched);
+                }
                 if opened.elapsed() >= WATCH_RETRY_MAX {
                     backoff = WATCH_RETRY_MIN;
                 }
@@ -317,9 +385,24 @@ async fn watch_conflicts(h: std::sync::Weak<Handle>, (net, interface): Key, alar
             }
             Err(e) => debug!(%address, %interface, error = %e, "conflict watch still not open"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = retry.notified() => {}
+        let reopen = Instant::now() + backoff;
+        loop {
+            // A conflict its watch cannot vouch for is not shown past the clear period.
+            let unwatched = lock(&seen).as_ref().and_then(|s| {
+                let why = s.unwatched.clone()?;
+                Some((s.last, s.shown_until(alarms.clear_after), why))
+            });
+            let until = unwatched.as_ref().map(|u| u.1);
+            tokio::select! {
+                _ = tokio::time::sleep_until(reopen) => break,
+                _ = retry.notified() => break,
+                _ = tokio::time::sleep_until(until.unwrap_or(reopen)), if until.is_some() => {
+                    if let Some((last, _, why)) = unwatched {
+                        let why = format!("its watch is not open: {why}");
+                        expire(&seen, last, &alarms, (&address, &interface), &why);
+                    }
+                }
+            }
         }
         backoff = (backoff * 2).min(WATCH_RETRY_MAX);
     }
@@ -357,6 +440,9 @@ impl ConflictTask<'_> {
         // Never past the next periodic probe, which would replace the last one: the conflict
         // would never clear (short clear periods).
         let answer_wait = PROBE_ANSWER_WAIT.min(clear_after).min(probe_every);
+        // Status stops showing a conflict then ([`Seen::shown_until`]); one whose last probe
+        // could not be sent is reported then, not cleared.
+        let expire_after = clear_after + PROBE_ANSWER_WAIT.min(clear_after);
         // The last probe tried in this episode, and whether it could not be sent (then it
         // proves nothing and is tried again after `probe_every`).
         let mut probed: Option<Instant> = None;
@@ -371,7 +457,8 @@ impl ConflictTask<'_> {
                 let periodic = probed.map_or_else(Instant::now, |p| p + probe_every);
                 let check = match probed {
                     Some(p) if p >= clear_at && !unsent => p + answer_wait,
-                    Some(p) if p >= clear_at => p + probe_every,
+                    // The probe could not be sent: it is no longer shown from then on.
+                    Some(p) if p >= clear_at => (p + probe_every).min(last + expire_after),
                     _ => clear_at,
                 };
                 periodic.min(check)
@@ -408,6 +495,11 @@ impl ConflictTask<'_> {
                                 warn!(%address, error = %e, "announcement after the conflict failed");
                             }
                         }
+                        continue;
+                    }
+                    if unsent && now >= last + expire_after {
+                        let why = "the probes for the address could not be sent";
+                        expire(self.seen, last, self.alarms, (address, interface), why);
                         continue;
                     }
                     let due = probed.is_none_or(|p| now >= p + probe_every || p < clear_at && now >= clear_at);
@@ -452,6 +544,7 @@ impl ConflictTask<'_> {
                         last: c.at,
                         frames: 1,
                         watch: self.watch,
+                        unwatched: None,
                     });
                     true
                 }
@@ -558,7 +651,7 @@ impl NetlinkAddress {
             .find(|((net, i), _)| i == interface && net.to_string() == address)?;
         let s = lock(&h.seen).clone()?;
         // One its watch did not clear (the task stopped without ending): not shown.
-        if s.last.elapsed() >= self.clear_after + PROBE_ANSWER_WAIT.min(self.clear_after) {
+        if Instant::now() >= s.shown_until(self.clear_after) {
             return None;
         }
         let ms = |t: Instant| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -568,6 +661,7 @@ impl NetlinkAddress {
             first_seen_ms_ago: ms(s.first),
             last_seen_ms_ago: ms(s.last),
             frames: s.frames,
+            unwatched: s.unwatched,
         })
     }
 

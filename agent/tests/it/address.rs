@@ -752,3 +752,230 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
         });
     });
 }
+
+/// A conflict shown when its watch ends with an error (here: the link goes down and up, the
+/// socket reports `ENETDOWN` at its next frame) is told as not watched (health line), and as
+/// watched again once the watch is open again. With the link staying down (its probes cannot
+/// be sent) it is no longer shown once the clear period after its last frame passed with
+/// nothing to vouch for it, in status, metrics and health line alike (no event of the state
+/// machine tells them). A conflict shown when the address is released (a demote) goes with
+/// it, followers too.
+#[test]
+fn conflict_whose_watch_ends_is_shown_unwatched_then_not_at_all() {
+    use agent::control::Pending;
+    use agent::daemon::follow::Follow;
+    use agent::events::{AgentEvent, EventBus, EventsMonitor};
+    use agent::metrics::{Metrics, MetricsMonitor};
+    use vip::{ClaimOptions, Vip};
+
+    if !prereqs() {
+        return;
+    }
+    const OURS: &str = "02:99:00:00:00:01";
+    const THEIRS: &str = "02:99:00:00:00:02";
+    in_netns(|| {
+        ip(&format!("link set v0 address {OURS}"));
+        ip(&format!("link set v1 address {THEIRS}"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let cfg = Arc::new(config());
+            let a0 = cfg.addresses[0].clone();
+            let vip_ip = a0.address.addr();
+            let addr = Arc::new(
+                NetlinkAddress::new(&cfg)
+                    .expect("vip handles")
+                    .with_conflict_clear_after(Duration::from_secs(1)),
+            );
+            let (tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+            {
+                let a = addr.clone();
+                tokio::spawn(async move { a.watch(tx).await });
+            }
+            let mem = Memory::healthy_secondary(&cfg);
+            let bus = EventBus::default();
+            let mut health = bus.subscribe();
+            let metrics = Arc::new(Metrics::new());
+            let conflict_gauge = || {
+                let text = metrics.encode();
+                let series = "iscsi_ha_address_conflict{address=\"10.99.0.10/24\"} ";
+                let value = text.lines().find_map(|l| l.strip_prefix(series));
+                value
+                    .map(String::from)
+                    .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+            };
+            let d = Daemon::new(Executor::new(
+                cfg.clone(),
+                mem.clone(),
+                mem.clone(),
+                addr.clone(),
+            ))
+            .following(Follow::new(cfg.clone(), Some(addr.clone())))
+            .with_monitor(MetricsMonitor(metrics.clone()))
+            .with_monitor(EventsMonitor::new(bus));
+            let (ctl, ctl_rx) = tokio::sync::mpsc::channel(4);
+            tokio::task::spawn_local(d.run(ev_rx, ctl_rx));
+            let ask = |request: Request| {
+                let ctl = ctl.clone();
+                async move {
+                    let (reply, rx) = tokio::sync::oneshot::channel();
+                    ctl.send(Pending { request, reply }).await.expect("daemon");
+                    rx.await.expect("answer")
+                }
+            };
+            // The health lines told since the last call.
+            let mut lines = move || {
+                let mut lines = Vec::new();
+                while let Ok(ev) = health.try_recv() {
+                    if let AgentEvent::Health { status, .. } = ev {
+                        lines.push(status);
+                    }
+                }
+                lines
+            };
+            // Until status shows a conflict (`shown`) or none, within 5 s; its status.
+            let conflict_shown = |shown: bool| {
+                let ask = &ask;
+                async move {
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    loop {
+                        let st = ask(Request::Status).await.status.expect("status");
+                        if st.addresses[0].conflict.is_some() == shown {
+                            break st;
+                        }
+                        assert!(
+                            Instant::now() < deadline,
+                            "conflict shown is not {shown}: {}",
+                            st.render()
+                        );
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            };
+
+            let r = ask(Request::Promote).await;
+            assert!(r.ok, "{}", r.message);
+            let other = other_host("ihaconfend");
+            wait_carrier("v0").await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The other host announces the address for 20 s.
+            let (stop, stopped) = std::sync::mpsc::channel::<()>();
+            let theirs = netns::spawn_in_ns(other.name(), move || async move {
+                let mut v = Vip::new("v1", vip_ip, 24).expect("handle");
+                let mut burst = vip::AnnouncePolicy::default();
+                burst.count = 100;
+                burst.interval = Duration::from_millis(200);
+                burst.second_burst_after = None;
+                v.claim(&ClaimOptions::without_probe().announce(burst))
+                    .await
+                    .expect("the other host claims");
+                let wait = move || stopped.recv_timeout(Duration::from_secs(30));
+                let _ = tokio::task::spawn_blocking(wait).await;
+                v.release().await.expect("release in the other host");
+            });
+            conflict_shown(true).await;
+            assert_eq!(conflict_gauge(), "1");
+            lines();
+
+            // The watch ends with an error: told as not watched, then as watched again.
+            ip("link set v0 down");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            ip("link set v0 up");
+            wait_carrier("v0").await;
+            let unwatched = format!("ADDRESS CONFLICT on 10.99.0.10/24 ({THEIRS}; not watched)");
+            let deadline = Instant::now() + Duration::from_secs(3);
+            let mut told = Vec::new();
+            loop {
+                told.extend(lines());
+                if told.iter().any(|l| l.contains(&unwatched)) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no health line {unwatched:?}: {told:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let deadline = Instant::now() + Duration::from_secs(3);
+            loop {
+                told.extend(lines());
+                let again = format!("ADDRESS CONFLICT on 10.99.0.10/24 ({THEIRS})");
+                if told.last().is_some_and(|l| l.ends_with(&again)) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "not told as watched again: {told:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let st = conflict_shown(true).await;
+            let c = st.addresses[0].conflict.clone().expect("shown");
+            assert!(c.unwatched.is_none(), "{}", st.render());
+
+            // The link stays down (no probe can be sent): no longer shown.
+            ip("link set v0 down");
+            let down = Instant::now();
+            let st = conflict_shown(false).await;
+            let gone = down.elapsed();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while conflict_gauge() != "0" {
+                assert!(
+                    Instant::now() < deadline,
+                    "the gauge still shows a conflict its watch no longer vouches for"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // Within the clear period after the last frame (1 s), the last probe's wait (1 s)
+            // and some slack.
+            assert!(gone < Duration::from_secs(4), "shown for {gone:?}");
+            assert!(!st.render().contains("CONFLICT"), "{}", st.render());
+            let told = lines();
+            assert!(
+                told.last().is_some_and(|l| !l.contains("CONFLICT")),
+                "{told:?}"
+            );
+
+            // The link back, the other host still there: shown again, then released with the
+            // address by a demote.
+            ip("link set v0 up");
+            wait_carrier("v0").await;
+            conflict_shown(true).await;
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while conflict_gauge() != "1" {
+                assert!(Instant::now() < deadline, "the gauge misses the conflict");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            lines();
+            let r = ask(Request::Demote).await;
+            assert!(r.ok, "{}", r.message);
+            assert!(!addr.held(&a0).await.expect("held"));
+            let st = conflict_shown(false).await;
+            assert!(!st.addresses[0].held, "{}", st.render());
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let mut told = Vec::new();
+            loop {
+                told.extend(lines());
+                let clear = told.last().is_some_and(|l| !l.contains("CONFLICT"));
+                if conflict_gauge() == "0" && clear {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "a released address's conflict still told: gauge {}, {told:?}",
+                    conflict_gauge()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+
+            stop.send(()).expect("other host waits");
+            tokio::task::spawn_blocking(move || theirs.join())
+                .await
+                .expect("join")
+                .expect("other host thread");
+        });
+    });
+}

@@ -366,6 +366,9 @@ pub struct BenchReport {
     pub reproduce: String,
     /// Host load average at the start and at the end.
     pub loadavg: [String; 2],
+    /// The guests' emulator (`qemu-system-x86_64 --version`, first line): process starts in a
+    /// guest depend on it (tests/README.md, "QEMU").
+    pub qemu: Option<String>,
     /// Every takeover.
     pub samples: Vec<Sample>,
     /// Distributions per (case, tool, figure).
@@ -1590,6 +1593,7 @@ fn report(
     BenchReport {
         reproduce: reproduce(o),
         loadavg: [load0, loadavg()],
+        qemu: crate::qemu::QemuProgram::resolve().version(),
         samples: b.samples,
         summary,
         ratios,
@@ -1750,8 +1754,9 @@ fn f(v: Option<f64>) -> String {
 
 fn markdown(rep: &BenchReport) -> String {
     let mut md = format!(
-        "# lab bench-takeover\n\n`{}`\n\nLoad average at start / end: {} / {}. {:.0} s. Client writes acknowledged {}, lost {}, torn {}.{}\n\n",
+        "# lab bench-takeover\n\n`{}`\n\n{}. Load average at start / end: {} / {}. {:.0} s. Client writes acknowledged {}, lost {}, torn {}.{}\n\n",
         rep.reproduce,
+        rep.qemu.as_deref().unwrap_or("QEMU version unknown"),
         rep.loadavg[0],
         rep.loadavg[1],
         rep.seconds,
@@ -2067,6 +2072,7 @@ mod tests {
         let mut rep = BenchReport {
             reproduce: String::new(),
             loadavg: ["1 <2>".into(), String::new()],
+            qemu: None,
             samples: Vec::new(),
             summary: rows,
             ratios: Vec::new(),

@@ -440,6 +440,9 @@ pub fn drill_once(drbd: DrbdVersion) -> Result<DrillReport> {
         "whole drill                         {:6.2} s  (load avg at start: {})",
         rep.total_s, rep.loadavg_at_start
     );
+    if let Some(v) = crate::qemu::QemuProgram::resolve().version() {
+        println!("guests run under                    {v}");
+    }
     Ok(rep)
 }
 
@@ -485,6 +488,7 @@ fn write_reports(reps: &[DrillReport], drbd: DrbdVersion) -> Result<()> {
         "goal_s": 10.0,
         "peak_rss_mib_total": stage(|r| r.peak_rss_mib_total),
         "loadavg_at_start": reps.iter().map(|r| r.loadavg_at_start.clone()).collect::<Vec<_>>(),
+        "qemu": crate::qemu::QemuProgram::resolve().version(),
         "drbd": drbd,
         "reproduce": format!("cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- drill --runs 5 --drbd {drbd}"),
     });

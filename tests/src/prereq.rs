@@ -34,6 +34,10 @@ pub fn missing_prereqs() -> Option<String> {
             miss.push(format!("missing {f}"));
         }
     }
+    let qemu = crate::qemu::QemuProgram::resolve().path;
+    if qemu.is_absolute() && !qemu.exists() {
+        miss.push(format!("missing {} (LAB_QEMU)", qemu.display()));
+    }
     for prog in [
         "qemu-system-x86_64",
         "ip",

@@ -352,6 +352,9 @@ fn print_lab(lab: &Lab) {
         lab::net::node_ip(0)
     );
     println!("  vip    : {} (spare floating address)", lab.floating_ip());
+    let qemu = lab::qemu::QemuProgram::resolve();
+    let version = qemu.version().unwrap_or_else(|| "version unknown".into());
+    println!("  qemu   : {} ({version})", qemu.path.display());
     for n in lab.nodes() {
         println!(
             "  node {} : ip {} mac {} pid {} console {}",

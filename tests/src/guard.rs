@@ -96,12 +96,24 @@ pub fn cleanup(name: &str, pids: &[i32], run_dir: Option<&Path>) {
     let _ = std::fs::remove_file(state_file(name));
 }
 
+/// File in a detached lab's run directory (`<temp>/<name>`), naming its state file.
+pub const DETACHED_MARK: &str = "detached";
+
 /// Removes labs left behind by dead processes: a `lab<pid>x<n>` namespace whose pid is gone and
-/// whose state file (if any) names no live QEMU. Returns the names swept.
+/// whose state file (if any) names no live QEMU. A detached lab (`lab up`) of another checkout,
+/// whose state file lives in that checkout's `target/lab-run`, is known by the mark in its run
+/// directory and is left alone while processes run in its namespace. Returns the names swept.
 pub fn sweep_stale() -> Vec<String> {
     let mut swept = Vec::new();
     for (name, owner) in net::list_labs() {
         if owner == std::process::id() as i32 || qemu::alive(owner) {
+            continue;
+        }
+        let marked = std::env::temp_dir()
+            .join(&name)
+            .join(DETACHED_MARK)
+            .exists();
+        if marked && !net::pids_in(&name).is_empty() {
             continue;
         }
         if let Ok(st) = crate::LabState::load(&name) {

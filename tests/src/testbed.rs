@@ -188,6 +188,12 @@ impl Lab {
     /// Leaves the lab running after this process exits (state file kept for `lab status`/`down`).
     pub fn detach(mut self) -> Result<PathBuf> {
         self.save()?;
+        // Seen by the sweep of a lab started from another checkout, whose `target/lab-run`
+        // does not hold this state file ([`guard::sweep_stale`]).
+        std::fs::write(
+            self.run_dir.join(guard::DETACHED_MARK),
+            guard::state_file(&self.name).display().to_string(),
+        )?;
         guard::unregister(&self.name);
         self.owned = false;
         for n in &self.nodes {

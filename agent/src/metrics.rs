@@ -669,14 +669,7 @@ mod tests {
         );
         assert!(text.contains("iscsi_ha_alarms_active 0\n"), "{text}");
 
-        st.addresses[0].conflict = Some(AddressConflict {
-            mac: "02:99:00:00:00:02".into(),
-            macs: vec!["02:99:00:00:00:02".into()],
-            first_seen_ms_ago: 0,
-            last_seen_ms_ago: 0,
-            frames: 1,
-            unwatched: None,
-        });
+        st.addresses[0].conflict = Some(AddressConflict::seen_for_test(&["02:99:00:00:00:02"]));
         m.update(&st, &none, false);
         let text = m.encode();
         assert!(
@@ -714,14 +707,7 @@ mod tests {
             AddressStatus::held_for_test("10.0.0.5/24", "eth1"),
             AddressStatus::held_for_test("10.0.0.6/24", "eth1"),
         ];
-        st.addresses[1].conflict = Some(AddressConflict {
-            mac: "02:99:00:00:00:02".into(),
-            macs: vec!["02:99:00:00:00:02".into()],
-            first_seen_ms_ago: 0,
-            last_seen_ms_ago: 0,
-            frames: 1,
-            unwatched: None,
-        });
+        st.addresses[1].conflict = Some(AddressConflict::seen_for_test(&["02:99:00:00:00:02"]));
         let m = Metrics::new();
         let promoted = Handled {
             notices: vec![Action::Alarm("address conflict".into())],

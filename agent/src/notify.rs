@@ -182,12 +182,10 @@ mod tests {
 
     fn conflict(macs: &[&str]) -> Option<AddressConflict> {
         Some(AddressConflict {
-            mac: macs[0].into(),
-            macs: macs.iter().map(|m| m.to_string()).collect(),
             first_seen_ms_ago: 3000,
             last_seen_ms_ago: 1000,
             frames: 4,
-            unwatched: None,
+            ..AddressConflict::seen_for_test(macs)
         })
     }
 

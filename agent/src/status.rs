@@ -623,6 +623,22 @@ impl AddressStatus {
 }
 
 #[cfg(test)]
+impl AddressConflict {
+    /// A watched conflict with `macs` (the first is `mac`), one frame just seen (unit tests of
+    /// the followers).
+    pub(crate) fn seen_for_test(macs: &[&str]) -> AddressConflict {
+        AddressConflict {
+            mac: macs[0].into(),
+            macs: macs.iter().map(|m| m.to_string()).collect(),
+            first_seen_ms_ago: 0,
+            last_seen_ms_ago: 0,
+            frames: 1,
+            unwatched: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use std::path::Path;
 

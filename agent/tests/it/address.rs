@@ -11,6 +11,7 @@
 use crate::common;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use agent::backend::memory::Memory;
 use agent::backend::vip::NetlinkAddress;
 use agent::backend::Address;
 use agent::config::Config;
-use agent::control::Request;
+use agent::control::{Pending, Request, Response};
 use agent::daemon::Daemon;
 use agent::executor::Executor;
 use agent::fsm::{Connection, Disk, Event, Role};
@@ -427,29 +428,41 @@ fn link_down_at_claim_waits_for_link_then_claims() {
     });
 }
 
-/// RFC 5227 §2.4 while held (the field case: a partition healed and both nodes hold the
-/// address). The daemon's own loop runs (`Daemon::run`, its address backend followed as in
-/// the real daemon); this node promotes and holds 10.99.0.10 on v0; another host (v1, moved into
-/// a namespace of its own) then claims it too. Expected: one alarm naming the other MAC, status
-/// and its JSON show the conflict on the address line, a defensive gratuitous ARP from v0's MAC
-/// reaches the other host, the address stays held here and DRBD Primary (no role change); the
-/// metrics' `iscsi_ha_address_conflict` and the health line (systemd's `STATUS=`) show it; once
-/// the other host lets it go, the conflict clears after the (shortened) quiet time, in status,
-/// metrics and health line alike (the clearing is no event of the state machine).
-#[test]
-fn conflict_while_held_alarms_defends_shows_and_clears() {
-    use agent::control::Pending;
+/// MAC of v0 (this node) in the conflict tests.
+const OURS: &str = "02:99:00:00:00:01";
+/// MAC of v1 (the other host) in the conflict tests.
+const THEIRS: &str = "02:99:00:00:00:02";
+
+/// This node's daemon running its own loop (`Daemon::run`, its address backend followed as in
+/// the real daemon, conflicts cleared after 1 s), with its metrics and event bus observed.
+struct Running {
+    /// The first address of the config (10.99.0.10/24 on v0).
+    a0: agent::config::Address,
+    addr: Arc<NetlinkAddress>,
+    mem: Memory,
+    metrics: Arc<agent::metrics::Metrics>,
+    /// Every event (alarms).
+    events: tokio::sync::broadcast::Receiver<agent::events::AgentEvent>,
+    /// The same events, for the health lines.
+    health: tokio::sync::broadcast::Receiver<agent::events::AgentEvent>,
+    ctl: tokio::sync::mpsc::Sender<Pending>,
+}
+
+/// Runs `test` (unless the prerequisites are missing) inside [`in_netns`], v0 with MAC [`OURS`]
+/// and v1 with [`THEIRS`], with the daemon [`Running`], on a current-thread runtime's `LocalSet`
+/// (the daemon's future is not `Send`).
+fn with_running_daemon<F, Fut>(test: F)
+where
+    F: FnOnce(Running) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
     use agent::daemon::follow::Follow;
-    use agent::events::{AgentEvent, EventBus, EventsMonitor};
+    use agent::events::{EventBus, EventsMonitor};
     use agent::metrics::{Metrics, MetricsMonitor};
-    use vip::{ClaimOptions, Vip};
 
     if !prereqs() {
         return;
     }
-    const OURS: &str = "02:99:00:00:00:01";
-    const THEIRS: &str = "02:99:00:00:00:02";
-    const SECOND: &str = "02:99:00:00:00:03";
     in_netns(|| {
         ip(&format!("link set v0 address {OURS}"));
         ip(&format!("link set v1 address {THEIRS}"));
@@ -460,8 +473,6 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async {
             let cfg = Arc::new(config());
-            let a0 = cfg.addresses[0].clone();
-            let vip_ip = a0.address.addr();
             let addr = Arc::new(
                 NetlinkAddress::new(&cfg)
                     .expect("vip handles")
@@ -474,18 +485,9 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
             }
             let mem = Memory::healthy_secondary(&cfg);
             let bus = EventBus::default();
-            let mut events = bus.subscribe();
-            let mut health = bus.subscribe();
+            let events = bus.subscribe();
+            let health = bus.subscribe();
             let metrics = Arc::new(Metrics::new());
-            // The gauge of the address, as scraped.
-            let conflict_gauge = || {
-                let text = metrics.encode();
-                let series = "iscsi_ha_address_conflict{address=\"10.99.0.10/24\"} ";
-                let value = text.lines().find_map(|l| l.strip_prefix(series));
-                value
-                    .map(String::from)
-                    .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
-            };
             let d = Daemon::new(Executor::new(
                 cfg.clone(),
                 mem.clone(),
@@ -497,259 +499,299 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
             .with_monitor(EventsMonitor::new(bus));
             let (ctl, ctl_rx) = tokio::sync::mpsc::channel(4);
             tokio::task::spawn_local(d.run(ev_rx, ctl_rx));
-            let ask = |request: Request| {
-                let ctl = ctl.clone();
-                async move {
-                    let (reply, rx) = tokio::sync::oneshot::channel();
-                    ctl.send(Pending { request, reply }).await.expect("daemon");
-                    rx.await.expect("answer")
-                }
-            };
-
-            let r = ask(Request::Promote).await;
-            assert!(r.ok, "{}", r.message);
-            assert!(addr.held(&a0).await.expect("held"));
-
-            let other = other_host("ihaconf");
-            let in_other = |args: &str| ip_in(&other, args);
-            wait_carrier("v0").await;
-            // The conflict watch starts from the watch's "added" event: let it open.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-
-            let (stop, stopped) = std::sync::mpsc::channel::<()>();
-            let theirs = netns::spawn_in_ns(other.name(), move || async move {
-                let mut v = Vip::new("v1", vip_ip, 24).expect("handle");
-                let mut w = v.conflict_watch().await.expect("watch in the other host");
-                let mut burst = vip::AnnouncePolicy::default();
-                burst.count = 3;
-                burst.interval = Duration::from_millis(200);
-                burst.second_burst_after = None;
-                v.claim(&ClaimOptions::without_probe().announce(burst))
-                    .await
-                    .expect("the other host claims");
-                // This node's defence: an ARP naming the address with v0's MAC.
-                let c = tokio::time::timeout(Duration::from_secs(5), w.next())
-                    .await
-                    .map(|c| c.expect("watch").mac.to_string());
-                // Waited for off this runtime's thread: its announcements go on meanwhile.
-                let wait = move || stopped.recv_timeout(Duration::from_secs(20));
-                let _ = tokio::task::spawn_blocking(wait).await;
-                v.release().await.expect("release in the other host");
-                c
-            });
-
-            let deadline = Instant::now() + Duration::from_secs(5);
-            let st = loop {
-                let r = ask(Request::Status).await;
-                let st = r.status.expect("status");
-                if st.addresses.first().is_some_and(|a| a.conflict.is_some()) {
-                    // `iscsi-ha status` exits non-zero, naming it.
-                    assert!(!r.ok && r.message.contains(THEIRS), "{}", r.message);
-                    break st;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "no conflict shown: {}",
-                    st.render()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
-            let text = st.render();
-            eprintln!("{text}");
-            assert!(
-                text.contains(&format!(
-                    "held (for r0); CONFLICT: {THEIRS} also answers for it ("
-                )),
-                "{text}"
-            );
-            let json = serde_json::to_value(&st).expect("json");
-            assert_eq!(json["addresses"][0]["conflict"]["mac"], THEIRS, "{json}");
-            let alarm = tokio::time::timeout(Duration::from_secs(5), async {
-                loop {
-                    match agent::events::next(&mut events).await {
-                        Some(AgentEvent::Alarm { reason, .. }) => break reason,
-                        Some(_) => continue,
-                        None => panic!("event bus closed"),
-                    }
-                }
+            test(Running {
+                a0: cfg.addresses[0].clone(),
+                addr,
+                mem,
+                metrics,
+                events,
+                health,
+                ctl,
             })
-            .await
-            .expect("an alarm within 5 s");
-            assert!(
-                alarm.contains(THEIRS) && alarm.contains("10.99.0.10/24"),
-                "{alarm}"
-            );
-            // Told with the alarm: the gauge and the health line.
-            assert_eq!(conflict_gauge(), "1");
-            // No release, no role change: the authority decides.
-            assert!(addr.held(&a0).await.expect("held"));
-            assert!(st.converged, "{text}");
-            assert_eq!(
-                mem.world().drbd.get("r0").map(|v| v.role),
-                Some(Role::Primary)
-            );
+            .await;
+        });
+    });
+}
 
-            // The other host keeps the address and sends nothing by itself after its claim
-            // burst: this node's probes draw its kernel's answers, so the conflict stays shown
-            // for three clear periods.
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            let r = ask(Request::Status).await;
-            let st = r.status.expect("status");
-            let c = st.addresses[0].conflict.clone();
+impl Running {
+    /// The daemon's answer to `request`, through its control channel.
+    async fn ask(&self, request: Request) -> Response {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let pending = Pending { request, reply };
+        self.ctl.send(pending).await.expect("daemon");
+        rx.await.expect("answer")
+    }
+
+    /// Whether 10.99.0.10/24 is on v0.
+    async fn held(&self) -> bool {
+        self.addr.held(&self.a0).await.expect("held")
+    }
+
+    /// The address's conflict gauge, as scraped.
+    fn conflict_gauge(&self) -> String {
+        let text = self.metrics.encode();
+        let series = "iscsi_ha_address_conflict{address=\"10.99.0.10/24\"} ";
+        let value = text.lines().find_map(|l| l.strip_prefix(series));
+        value
+            .map(String::from)
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+    }
+
+    /// Until the conflict gauge reads `value`, within 2 s (`why` otherwise).
+    async fn gauge_becomes(&self, value: &str, why: &str) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.conflict_gauge() != value {
+            assert!(Instant::now() < deadline, "{why}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Until status shows a conflict on the address (`shown`) or none, within 5 s: that
+    /// answer and its status.
+    async fn conflict_shown(&self, shown: bool) -> (Response, Box<agent::status::Status>) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut r = self.ask(Request::Status).await;
+            let st = r.status.take().expect("status");
+            if st.addresses[0].conflict.is_some() == shown {
+                break (r, st);
+            }
             assert!(
-                c.as_ref()
-                    .is_some_and(|c| c.mac == THEIRS && c.last_seen_ms_ago < 1000),
-                "the conflict cleared while the other host holds the address: {}",
+                Instant::now() < deadline,
+                "conflict shown is not {shown}: {}",
                 st.render()
             );
-            assert!(!r.ok, "{}", r.message);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
-            // Two MACs alternating in one conflict (the other host's MAC changes and changes
-            // back): one more alarm for the new MAC, none when the first comes back; both
-            // listed, `mac` still the first.
-            in_other(&format!("link set v1 address {SECOND}"));
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                let st = ask(Request::Status).await.status.expect("status");
-                let json = serde_json::to_value(&st).expect("json");
-                if json["addresses"][0]["conflict"]["macs"] == serde_json::json!([THEIRS, SECOND]) {
-                    assert_eq!(json["addresses"][0]["conflict"]["mac"], THEIRS, "{json}");
-                    assert!(
-                        st.render()
-                            .contains(&format!("CONFLICT: {THEIRS}, {SECOND} also answer for it")),
-                        "{}",
-                        st.render()
-                    );
-                    break;
-                }
-                assert!(Instant::now() < deadline, "second MAC not listed: {json}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    /// The health lines (systemd's `STATUS=`) told since the last call.
+    fn health_lines(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(ev) = self.health.try_recv() {
+            if let agent::events::AgentEvent::Health { status, .. } = ev {
+                lines.push(status);
             }
-            in_other(&format!("link set v1 address {THEIRS}"));
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        lines
+    }
+}
 
-            stop.send(()).expect("other host waits");
-            let defence = tokio::task::spawn_blocking(move || theirs.join())
-                .await
-                .expect("join")
-                .expect("other host thread");
-            assert_eq!(
-                defence.as_deref().ok(),
-                Some(OURS),
-                "the other host saw no defence from {OURS}"
-            );
-            let deadline = Instant::now() + Duration::from_secs(5);
+/// The other host's claim of the address, on a thread in its namespace.
+struct TheirClaim {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<Option<String>>,
+}
+
+/// The other host (v1 in `other`) claims `address` without a probe, announcing it `count` times
+/// 200 ms apart, and holds it until [`TheirClaim::release`] (30 s at the most). With
+/// `watch_defence`, it watches for this node's defence meanwhile.
+fn their_claim(other: &Netns, address: IpAddr, count: u32, watch_defence: bool) -> TheirClaim {
+    use vip::{ClaimOptions, Vip};
+
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = netns::spawn_in_ns(other.name(), move || async move {
+        let mut v = Vip::new("v1", address, 24).expect("handle");
+        let mut watch = None;
+        if watch_defence {
+            watch = Some(v.conflict_watch().await.expect("watch in the other host"));
+        }
+        let mut burst = vip::AnnouncePolicy::default();
+        burst.count = count;
+        burst.interval = Duration::from_millis(200);
+        burst.second_burst_after = None;
+        v.claim(&ClaimOptions::without_probe().announce(burst))
+            .await
+            .expect("the other host claims");
+        // This node's defence: an ARP naming the address with v0's MAC, within 5 s.
+        let mut defence = None;
+        if let Some(w) = watch.as_mut() {
+            let c = tokio::time::timeout(Duration::from_secs(5), w.next()).await;
+            defence = c.ok().map(|c| c.expect("watch").mac.to_string());
+        }
+        // Waited for off this runtime's thread: its announcements go on meanwhile.
+        let wait = move || stopped.recv_timeout(Duration::from_secs(30));
+        let _ = tokio::task::spawn_blocking(wait).await;
+        v.release().await.expect("release in the other host");
+        defence
+    });
+    TheirClaim { stop, thread }
+}
+
+impl TheirClaim {
+    /// The other host releases the address; the MAC of the defence it saw, if it watched.
+    async fn release(self) -> Option<String> {
+        let TheirClaim { stop, thread } = self;
+        stop.send(()).expect("other host waits");
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .expect("join")
+            .expect("other host thread")
+    }
+}
+
+/// RFC 5227 §2.4 while held (the field case: a partition healed and both nodes hold the
+/// address). The daemon's own loop runs (`Daemon::run`, its address backend followed as in
+/// the real daemon); this node promotes and holds 10.99.0.10 on v0; another host (v1, moved into
+/// a namespace of its own) then claims it too. Expected: one alarm naming the other MAC, status
+/// and its JSON show the conflict on the address line, a defensive gratuitous ARP from v0's MAC
+/// reaches the other host, the address stays held here and DRBD Primary (no role change); the
+/// metrics' `iscsi_ha_address_conflict` and the health line (systemd's `STATUS=`) show it; once
+/// the other host lets it go, the conflict clears after the (shortened) quiet time, in status,
+/// metrics and health line alike (the clearing is no event of the state machine).
+#[test]
+fn conflict_while_held_alarms_defends_shows_and_clears() {
+    use agent::events::AgentEvent;
+
+    const SECOND: &str = "02:99:00:00:00:03";
+    with_running_daemon(|mut rig| async move {
+        let vip_ip = rig.a0.address.addr();
+        let r = rig.ask(Request::Promote).await;
+        assert!(r.ok, "{}", r.message);
+        assert!(rig.held().await);
+
+        let other = other_host("ihaconf");
+        let in_other = |args: &str| ip_in(&other, args);
+        wait_carrier("v0").await;
+        // The conflict watch starts from the watch's "added" event: let it open.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let theirs = their_claim(&other, vip_ip, 3, true);
+
+        let (r, st) = rig.conflict_shown(true).await;
+        // `iscsi-ha status` exits non-zero, naming it.
+        assert!(!r.ok && r.message.contains(THEIRS), "{}", r.message);
+        let text = st.render();
+        eprintln!("{text}");
+        assert!(
+            text.contains(&format!(
+                "held (for r0); CONFLICT: {THEIRS} also answers for it ("
+            )),
+            "{text}"
+        );
+        let json = serde_json::to_value(&st).expect("json");
+        assert_eq!(json["addresses"][0]["conflict"]["mac"], THEIRS, "{json}");
+        let alarm = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
-                let r = ask(Request::Status).await;
-                let st = r.status.expect("status");
-                if st.addresses.first().is_some_and(|a| a.conflict.is_none()) {
-                    assert!(!st.render().contains("CONFLICT"));
-                    assert!(r.ok, "{}", r.message);
-                    break;
+                match agent::events::next(&mut rig.events).await {
+                    Some(AgentEvent::Alarm { reason, .. }) => break reason,
+                    Some(_) => continue,
+                    None => panic!("event bus closed"),
                 }
+            }
+        })
+        .await
+        .expect("an alarm within 5 s");
+        assert!(
+            alarm.contains(THEIRS) && alarm.contains("10.99.0.10/24"),
+            "{alarm}"
+        );
+        // Told with the alarm: the gauge and the health line.
+        assert_eq!(rig.conflict_gauge(), "1");
+        // No release, no role change: the authority decides.
+        assert!(rig.held().await);
+        assert!(st.converged, "{text}");
+        assert_eq!(
+            rig.mem.world().drbd.get("r0").map(|v| v.role),
+            Some(Role::Primary)
+        );
+
+        // The other host keeps the address and sends nothing by itself after its claim
+        // burst: this node's probes draw its kernel's answers, so the conflict stays shown
+        // for three clear periods.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let r = rig.ask(Request::Status).await;
+        let st = r.status.expect("status");
+        let c = st.addresses[0].conflict.clone();
+        assert!(
+            c.as_ref()
+                .is_some_and(|c| c.mac == THEIRS && c.last_seen_ms_ago < 1000),
+            "the conflict cleared while the other host holds the address: {}",
+            st.render()
+        );
+        assert!(!r.ok, "{}", r.message);
+
+        // Two MACs alternating in one conflict (the other host's MAC changes and changes
+        // back): one more alarm for the new MAC, none when the first comes back; both
+        // listed, `mac` still the first.
+        in_other(&format!("link set v1 address {SECOND}"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let st = rig.ask(Request::Status).await.status.expect("status");
+            let json = serde_json::to_value(&st).expect("json");
+            if json["addresses"][0]["conflict"]["macs"] == serde_json::json!([THEIRS, SECOND]) {
+                assert_eq!(json["addresses"][0]["conflict"]["mac"], THEIRS, "{json}");
                 assert!(
-                    Instant::now() < deadline,
-                    "conflict not cleared: {}",
+                    st.render()
+                        .contains(&format!("CONFLICT: {THEIRS}, {SECOND} also answer for it")),
+                    "{}",
                     st.render()
                 );
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                break;
             }
-            // The clearing reaches the daemon's followers by itself (no event of the state
-            // machine; the safety net is off here).
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while conflict_gauge() != "0" {
-                assert!(
-                    Instant::now() < deadline,
-                    "the gauge still shows the conflict"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let mut lines = Vec::new();
-            while let Ok(ev) = health.try_recv() {
-                if let AgentEvent::Health { status, .. } = ev {
-                    lines.push(status);
-                }
-            }
-            let shown = format!("ADDRESS CONFLICT on 10.99.0.10/24 ({THEIRS}");
-            assert!(
-                lines.iter().any(|l| l.contains(&shown)),
-                "no health line {shown:?}: {lines:?}"
-            );
-            assert!(
-                lines
-                    .last()
-                    .is_some_and(|l| l.ends_with(": converged") && !l.contains("CONFLICT")),
-                "{lines:?}"
-            );
-            // One conflict, one alarm (the other host's later frames did not raise more).
-            let (mut more, mut second) = (0, 0);
-            while let Ok(ev) = events.try_recv() {
-                if let AgentEvent::Alarm { ref reason, .. } = ev {
-                    more += usize::from(reason.contains(THEIRS));
-                    second += usize::from(reason.contains(SECOND));
-                }
-            }
-            assert_eq!(more, 0, "more than one alarm for one conflict");
-            assert_eq!(second, 1, "one alarm for the second MAC");
-            assert!(addr.held(&a0).await.expect("held"));
+            assert!(Instant::now() < deadline, "second MAC not listed: {json}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        in_other(&format!("link set v1 address {THEIRS}"));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
 
-            // An admin link down/up ends the watch's socket (ENETDOWN): the watch is opened
-            // again, and a conflict after it is still noticed.
-            ip("link set v0 down");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            ip("link set v0 up");
-            wait_carrier("v0").await;
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !addr.held(&a0).await.expect("held") {
-                assert!(
-                    Instant::now() < deadline,
-                    "address not held after the link came back"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let defence = theirs.release().await;
+        assert_eq!(
+            defence.as_deref(),
+            Some(OURS),
+            "the other host saw no defence from {OURS}"
+        );
+        let (r, st) = rig.conflict_shown(false).await;
+        assert!(!st.render().contains("CONFLICT"));
+        assert!(r.ok, "{}", r.message);
+        // The clearing reaches the daemon's followers by itself (no event of the state
+        // machine; the safety net is off here).
+        rig.gauge_becomes("0", "the gauge still shows the conflict")
+            .await;
+        let lines = rig.health_lines();
+        let shown = format!("ADDRESS CONFLICT on 10.99.0.10/24 ({THEIRS}");
+        assert!(
+            lines.iter().any(|l| l.contains(&shown)),
+            "no health line {shown:?}: {lines:?}"
+        );
+        assert!(
+            lines
+                .last()
+                .is_some_and(|l| l.ends_with(": converged") && !l.contains("CONFLICT")),
+            "{lines:?}"
+        );
+        // One conflict, one alarm (the other host's later frames did not raise more).
+        let (mut more, mut second) = (0, 0);
+        while let Ok(ev) = rig.events.try_recv() {
+            if let AgentEvent::Alarm { ref reason, .. } = ev {
+                more += usize::from(reason.contains(THEIRS));
+                second += usize::from(reason.contains(SECOND));
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let (stop, stopped) = std::sync::mpsc::channel::<()>();
-            let again = netns::spawn_in_ns(other.name(), move || async move {
-                let mut v = Vip::new("v1", vip_ip, 24).expect("handle");
-                // Announcing for 3 s: whenever the reopened watch listens, it hears one.
-                let mut burst = vip::AnnouncePolicy::default();
-                burst.count = 15;
-                burst.interval = Duration::from_millis(200);
-                burst.second_burst_after = None;
-                v.claim(&ClaimOptions::without_probe().announce(burst))
-                    .await
-                    .expect("the other host claims again");
-                let wait = move || stopped.recv_timeout(Duration::from_secs(20));
-                let _ = tokio::task::spawn_blocking(wait).await;
-                v.release().await.expect("release in the other host");
-            });
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                let st = ask(Request::Status).await.status.expect("status");
-                if st.addresses[0].conflict.is_some() {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "no conflict after a link down/up: {}",
-                    st.render()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while conflict_gauge() != "1" {
-                assert!(
-                    Instant::now() < deadline,
-                    "the gauge misses the second conflict"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            stop.send(()).expect("other host waits");
-            tokio::task::spawn_blocking(move || again.join())
-                .await
-                .expect("join")
-                .expect("other host thread");
-        });
+        }
+        assert_eq!(more, 0, "more than one alarm for one conflict");
+        assert_eq!(second, 1, "one alarm for the second MAC");
+        assert!(rig.held().await);
+
+        // An admin link down/up ends the watch's socket (ENETDOWN): the watch is opened
+        // again, and a conflict after it is still noticed.
+        ip("link set v0 down");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ip("link set v0 up");
+        wait_carrier("v0").await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !rig.held().await {
+            assert!(
+                Instant::now() < deadline,
+                "address not held after the link came back"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Announcing for 3 s: whenever the reopened watch listens, it hears one.
+        let again = their_claim(&other, vip_ip, 15, false);
+        rig.conflict_shown(true).await;
+        rig.gauge_becomes("1", "the gauge misses the second conflict")
+            .await;
+        again.release().await;
     });
 }
 
@@ -762,220 +804,104 @@ fn conflict_while_held_alarms_defends_shows_and_clears() {
 /// it, followers too.
 #[test]
 fn conflict_whose_watch_ends_is_shown_unwatched_then_not_at_all() {
-    use agent::control::Pending;
-    use agent::daemon::follow::Follow;
-    use agent::events::{AgentEvent, EventBus, EventsMonitor};
-    use agent::metrics::{Metrics, MetricsMonitor};
-    use vip::{ClaimOptions, Vip};
+    with_running_daemon(|mut rig| async move {
+        let vip_ip = rig.a0.address.addr();
+        let r = rig.ask(Request::Promote).await;
+        assert!(r.ok, "{}", r.message);
+        let other = other_host("ihaconfend");
+        wait_carrier("v0").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The other host announces the address for 20 s.
+        let theirs = their_claim(&other, vip_ip, 100, false);
+        rig.conflict_shown(true).await;
+        assert_eq!(rig.conflict_gauge(), "1");
+        rig.health_lines();
 
-    if !prereqs() {
-        return;
-    }
-    const OURS: &str = "02:99:00:00:00:01";
-    const THEIRS: &str = "02:99:00:00:00:02";
-    in_netns(|| {
-        ip(&format!("link set v0 address {OURS}"));
-        ip(&format!("link set v1 address {THEIRS}"));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
-            let cfg = Arc::new(config());
-            let a0 = cfg.addresses[0].clone();
-            let vip_ip = a0.address.addr();
-            let addr = Arc::new(
-                NetlinkAddress::new(&cfg)
-                    .expect("vip handles")
-                    .with_conflict_clear_after(Duration::from_secs(1)),
-            );
-            let (tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
-            {
-                let a = addr.clone();
-                tokio::spawn(async move { a.watch(tx).await });
+        // The watch ends with an error: told as not watched, then as watched again.
+        ip("link set v0 down");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ip("link set v0 up");
+        wait_carrier("v0").await;
+        let unwatched = format!("ADDRESS CONFLICT on 10.99.0.10/24 ({THEIRS}; not watched)");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut told = Vec::new();
+        loop {
+            told.extend(rig.health_lines());
+            if told.iter().any(|l| l.contains(&unwatched)) {
+                break;
             }
-            let mem = Memory::healthy_secondary(&cfg);
-            let bus = EventBus::default();
-            let mut health = bus.subscribe();
-            let metrics = Arc::new(Metrics::new());
-            let conflict_gauge = || {
-                let text = metrics.encode();
-                let series = "iscsi_ha_address_conflict{address=\"10.99.0.10/24\"} ";
-                let value = text.lines().find_map(|l| l.strip_prefix(series));
-                value
-                    .map(String::from)
-                    .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
-            };
-            let d = Daemon::new(Executor::new(
-                cfg.clone(),
-                mem.clone(),
-                mem.clone(),
-                addr.clone(),
-            ))
-            .following(Follow::new(cfg.clone(), Some(addr.clone())))
-            .with_monitor(MetricsMonitor(metrics.clone()))
-            .with_monitor(EventsMonitor::new(bus));
-            let (ctl, ctl_rx) = tokio::sync::mpsc::channel(4);
-            tokio::task::spawn_local(d.run(ev_rx, ctl_rx));
-            let ask = |request: Request| {
-                let ctl = ctl.clone();
-                async move {
-                    let (reply, rx) = tokio::sync::oneshot::channel();
-                    ctl.send(Pending { request, reply }).await.expect("daemon");
-                    rx.await.expect("answer")
-                }
-            };
-            // The health lines told since the last call.
-            let mut lines = move || {
-                let mut lines = Vec::new();
-                while let Ok(ev) = health.try_recv() {
-                    if let AgentEvent::Health { status, .. } = ev {
-                        lines.push(status);
-                    }
-                }
-                lines
-            };
-            // Until status shows a conflict (`shown`) or none, within 5 s; its status.
-            let conflict_shown = |shown: bool| {
-                let ask = &ask;
-                async move {
-                    let deadline = Instant::now() + Duration::from_secs(5);
-                    loop {
-                        let st = ask(Request::Status).await.status.expect("status");
-                        if st.addresses[0].conflict.is_some() == shown {
-                            break st;
-                        }
-                        assert!(
-                            Instant::now() < deadline,
-                            "conflict shown is not {shown}: {}",
-                            st.render()
-                        );
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            };
-
-            let r = ask(Request::Promote).await;
-            assert!(r.ok, "{}", r.message);
-            let other = other_host("ihaconfend");
-            wait_carrier("v0").await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            // The other host announces the address for 20 s.
-            let (stop, stopped) = std::sync::mpsc::channel::<()>();
-            let theirs = netns::spawn_in_ns(other.name(), move || async move {
-                let mut v = Vip::new("v1", vip_ip, 24).expect("handle");
-                let mut burst = vip::AnnouncePolicy::default();
-                burst.count = 100;
-                burst.interval = Duration::from_millis(200);
-                burst.second_burst_after = None;
-                v.claim(&ClaimOptions::without_probe().announce(burst))
-                    .await
-                    .expect("the other host claims");
-                let wait = move || stopped.recv_timeout(Duration::from_secs(30));
-                let _ = tokio::task::spawn_blocking(wait).await;
-                v.release().await.expect("release in the other host");
-            });
-            conflict_shown(true).await;
-            assert_eq!(conflict_gauge(), "1");
-            lines();
-
-            // The watch ends with an error: told as not watched, then as watched again.
-            ip("link set v0 down");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            ip("link set v0 up");
-            wait_carrier("v0").await;
-            let unwatched = format!("ADDRESS CONFLICT on 10.99.0.10/24 ({THEIRS}; not watched)");
-            let deadline = Instant::now() + Duration::from_secs(3);
-            let mut told = Vec::new();
-            loop {
-                told.extend(lines());
-                if told.iter().any(|l| l.contains(&unwatched)) {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "no health line {unwatched:?}: {told:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let deadline = Instant::now() + Duration::from_secs(3);
-            loop {
-                told.extend(lines());
-                let again = format!("ADDRESS CONFLICT on 10.99.0.10/24 ({THEIRS})");
-                if told.last().is_some_and(|l| l.ends_with(&again)) {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "not told as watched again: {told:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let st = conflict_shown(true).await;
-            let c = st.addresses[0].conflict.clone().expect("shown");
-            assert!(c.unwatched.is_none(), "{}", st.render());
-
-            // The link stays down (no probe can be sent): no longer shown.
-            ip("link set v0 down");
-            let down = Instant::now();
-            let st = conflict_shown(false).await;
-            let gone = down.elapsed();
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while conflict_gauge() != "0" {
-                assert!(
-                    Instant::now() < deadline,
-                    "the gauge still shows a conflict its watch no longer vouches for"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            // Within the clear period after the last frame (1 s), the last probe's wait (1 s)
-            // and some slack.
-            assert!(gone < Duration::from_secs(4), "shown for {gone:?}");
-            assert!(!st.render().contains("CONFLICT"), "{}", st.render());
-            let told = lines();
             assert!(
-                told.last().is_some_and(|l| !l.contains("CONFLICT")),
-                "{told:?}"
+                Instant::now() < deadline,
+                "no health line {unwatched:?}: {told:?}"
             );
-
-            // The link back, the other host still there: shown again, then released with the
-            // address by a demote.
-            ip("link set v0 up");
-            wait_carrier("v0").await;
-            conflict_shown(true).await;
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while conflict_gauge() != "1" {
-                assert!(Instant::now() < deadline, "the gauge misses the conflict");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            told.extend(rig.health_lines());
+            let again = format!("ADDRESS CONFLICT on 10.99.0.10/24 ({THEIRS})");
+            if told.last().is_some_and(|l| l.ends_with(&again)) {
+                break;
             }
-            lines();
-            let r = ask(Request::Demote).await;
-            assert!(r.ok, "{}", r.message);
-            assert!(!addr.held(&a0).await.expect("held"));
-            let st = conflict_shown(false).await;
-            assert!(!st.addresses[0].held, "{}", st.render());
-            let deadline = Instant::now() + Duration::from_secs(2);
-            let mut told = Vec::new();
-            loop {
-                told.extend(lines());
-                let clear = told.last().is_some_and(|l| !l.contains("CONFLICT"));
-                if conflict_gauge() == "0" && clear {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "a released address's conflict still told: gauge {}, {told:?}",
-                    conflict_gauge()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            assert!(
+                Instant::now() < deadline,
+                "not told as watched again: {told:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, st) = rig.conflict_shown(true).await;
+        let c = st.addresses[0].conflict.clone().expect("shown");
+        assert!(c.unwatched.is_none(), "{}", st.render());
 
-            stop.send(()).expect("other host waits");
-            tokio::task::spawn_blocking(move || theirs.join())
-                .await
-                .expect("join")
-                .expect("other host thread");
-        });
+        // The link stays down (no probe can be sent): no longer shown.
+        ip("link set v0 down");
+        let down = Instant::now();
+        let (_, st) = rig.conflict_shown(false).await;
+        let gone = down.elapsed();
+        rig.gauge_becomes(
+            "0",
+            "the gauge still shows a conflict its watch no longer vouches for",
+        )
+        .await;
+        // Within the clear period after the last frame (1 s), the last probe's wait (1 s)
+        // and some slack.
+        assert!(gone < Duration::from_secs(4), "shown for {gone:?}");
+        assert!(!st.render().contains("CONFLICT"), "{}", st.render());
+        let told = rig.health_lines();
+        assert!(
+            told.last().is_some_and(|l| !l.contains("CONFLICT")),
+            "{told:?}"
+        );
+
+        // The link back, the other host still there: shown again, then released with the
+        // address by a demote.
+        ip("link set v0 up");
+        wait_carrier("v0").await;
+        rig.conflict_shown(true).await;
+        rig.gauge_becomes("1", "the gauge misses the conflict")
+            .await;
+        rig.health_lines();
+        let r = rig.ask(Request::Demote).await;
+        assert!(r.ok, "{}", r.message);
+        assert!(!rig.held().await);
+        let (_, st) = rig.conflict_shown(false).await;
+        assert!(!st.addresses[0].held, "{}", st.render());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut told = Vec::new();
+        loop {
+            told.extend(rig.health_lines());
+            let clear = told.last().is_some_and(|l| !l.contains("CONFLICT"));
+            if rig.conflict_gauge() == "0" && clear {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a released address's conflict still told: gauge {}, {told:?}",
+                rig.conflict_gauge()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        theirs.release().await;
     });
 }

@@ -37,7 +37,7 @@ fi
 qemu10=target/lab-cache/qemu-backport
 if [ ! -x "$qemu10/root/usr/bin/qemu-system-x86_64" ]; then
   rm -rf "$qemu10" && mkdir -p "$qemu10/apt/lists/partial" "$qemu10/apt/cache/archives/partial" "$qemu10/debs"
-  echo "deb http://deb.debian.org/debian bookworm-backports main" > "$qemu10/apt/sources.list"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main" > "$qemu10/apt/sources.list"
   apt_bpo=(-o "Dir::Etc::sourcelist=$PWD/$qemu10/apt/sources.list" -o Dir::Etc::sourceparts=-
            -o "Dir::State::Lists=$PWD/$qemu10/apt/lists" -o "Dir::Cache=$PWD/$qemu10/apt/cache"
            -o APT::Sandbox::User=root)

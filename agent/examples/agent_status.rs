@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use agent::config::DEFAULT_CONTROL_SOCKET;
-use agent::control::{request, Request};
+use agent::control::{answer_bound, request, Request};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -16,7 +16,9 @@ async fn main() -> anyhow::Result<()> {
         .find(|a| !a.starts_with("--"))
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET));
-    let resp = request(&socket, Request::Status).await?;
+    // The CLI's default wait with the default timeouts.
+    let wait = answer_bound(Request::Status, None);
+    let resp = request(&socket, Request::Status, wait).await?;
     match resp.status {
         Some(s) if json => println!("{}", serde_json::to_string_pretty(&s)?),
         Some(s) => print!("{}", s.render()),

@@ -6,6 +6,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -316,21 +317,165 @@ fn encode<T: Serialize>(v: &T) -> Result<String, AgentError> {
     Ok(s)
 }
 
-/// Send one request and wait for its answer (the CLI side).
-pub async fn request(path: &Path, req: Request) -> Result<Response, AgentError> {
+/// Kept over the daemon's own bounded work when the CLI waits for an answer: the daemon's
+/// handling of the request, the scheduling of a loaded host.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long the CLI waits for the agent's answer to `req` before it reports the agent stuck,
+/// from the timeouts of `cfg`, the file the CLI reads (when it does not load: the default
+/// timeouts, one resource and one address).
+///
+/// The daemon handles one input at a time, each bounded by the timeouts of its reads and
+/// steps, so an answer later than the request's own work plus [`ANSWER_MARGIN`] means the
+/// daemon is stopped, stuck, or still busy with an earlier transition:
+/// - `status`: one fresh observation (DRBD, tgtd and the addresses read at once, an address
+///   twice): 5 s with the default timeouts, so 10 s in all. Waiting less would call an agent
+///   stuck that answers with the last known state once a slow DRBD read times out.
+/// - `split-brain`: each resource's data generations, one after another.
+/// - `maintenance on`, the first answer of `events`: nothing is read.
+/// - `promote`, `demote`, `maintenance off`, `reload`: a transition, [`transition_bound`].
+pub fn answer_bound(req: Request, cfg: Option<&crate::config::Config>) -> Duration {
+    let default = crate::config::Timeouts::default();
+    let t = cfg.map_or(&default, |c| &c.timeouts);
+    let ms = Duration::from_millis;
+    let observation = ms(t.drbd_ms.max(t.tgtd_ms).max(2 * t.address_ms));
+    let resources = cfg.map_or(1, |c| c.resources.len()) as u32;
+    let work = match req {
+        Request::Status => observation,
+        Request::SplitBrain => ms(t.drbd_ms) * resources,
+        Request::Maintenance { on: true } | Request::Events => Duration::ZERO,
+        Request::Promote
+        | Request::PromoteDegraded
+        | Request::Demote
+        | Request::Maintenance { on: false }
+        | Request::Reload => match cfg {
+            Some(cfg) => transition_bound(cfg),
+            None => ms(transition_ms(t, 0, [1].into_iter(), 1)),
+        },
+    };
+    work + ANSWER_MARGIN
+}
+
+/// The longest one transition of `cfg` may take within its own timeouts, nothing counted as
+/// concurrent: an observation before and after; per resource the promote's steps (a live DRBD
+/// read before each, DRBD Primary asked [`crate::executor::PRIMARY_ATTEMPTS`] times, each
+/// after the verdict of the probes of the addresses in front of it), then a rollback's or a
+/// demote's (the connections' handover included); per address its probe, claim and release.
+/// With the default timeouts, one resource and one address: 1 min 44 s.
+pub fn transition_bound(cfg: &crate::config::Config) -> Duration {
+    let handover = cfg.tickle.as_ref().map_or(0, |k| k.handover_ms);
+    let fronted = cfg.resources.iter().map(|r| {
+        let serving = cfg.addresses.iter().filter(|a| a.serves(&r.name));
+        serving.count() as u64
+    });
+    let addresses = cfg.addresses.len() as u64;
+    Duration::from_millis(transition_ms(&cfg.timeouts, handover, fronted, addresses))
+}
+
+/// [`transition_bound`] of resources with `fronted` addresses in front of each, `addresses`
+/// in all, in milliseconds.
+fn transition_ms(
+    t: &crate::config::Timeouts,
+    handover_ms: u64,
+    fronted: impl Iterator<Item = u64>,
+    addresses: u64,
+) -> u64 {
+    let attempts = u64::from(crate::executor::PRIMARY_ATTEMPTS);
+    let observation = t.drbd_ms.max(t.tgtd_ms).max(2 * t.address_ms);
+    let resource = |fronted: u64| {
+        let probes = fronted * t.address_ms;
+        // check-resource, drbd-up, drbd-primary's read, its attempts, target-serve's read.
+        let promote = 4 * t.drbd_ms + probes + attempts * (probes + 2 * t.drbd_ms) + 2 * t.tgtd_ms;
+        // target-offline, target-remove, drbd-secondary, each after a read.
+        let demote = 3 * t.drbd_ms + 3 * t.tgtd_ms + handover_ms;
+        promote + demote
+    };
+    2 * observation + fronted.map(resource).sum::<u64>() + 3 * t.address_ms * addresses
+}
+
+/// Send one request and wait for its answer (the CLI side), at most `wait` in all (connect,
+/// send, read): a daemon that is stopped or stuck (it accepts, its kernel queues the
+/// connection, but nothing answers) is reported, naming its pid, instead of waited for.
+pub async fn request(path: &Path, req: Request, wait: Duration) -> Result<Response, AgentError> {
     let err = |source| AgentError::Control {
         path: path.to_path_buf(),
         source,
     };
-    let stream = UnixStream::connect(path)
-        .await
-        .map_err(|e| AgentError::connecting(path, e))?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let stream = match tokio::time::timeout_at(deadline, UnixStream::connect(path)).await {
+        Ok(connected) => connected.map_err(|e| AgentError::connecting(path, e))?,
+        // A full listen queue: the agent has not accepted for a while.
+        Err(_) => return Err(no_answer(path, wait, None, false)),
+    };
+    // For a client, the credentials of the process that called listen(2): the daemon.
+    let pid = stream.peer_cred().ok().and_then(|c| c.pid());
     let (rd, mut wr) = stream.into_split();
-    wr.write_all(encode(&req)?.as_bytes()).await.map_err(err)?;
-    let mut line = String::new();
-    BufReader::new(rd).read_line(&mut line).await.map_err(err)?;
+    let exchange = async {
+        wr.write_all(encode(&req)?.as_bytes()).await.map_err(err)?;
+        let mut line = String::new();
+        BufReader::new(rd).read_line(&mut line).await.map_err(err)?;
+        Ok::<_, AgentError>(line)
+    };
+    let line = match tokio::time::timeout_at(deadline, exchange).await {
+        Ok(line) => line?,
+        Err(_) => return Err(no_answer(path, wait, pid, true)),
+    };
     if line.is_empty() {
         return Err(AgentError::Protocol("agent closed the connection".into()));
     }
     serde_json::from_str(line.trim_end()).map_err(|e| AgentError::Protocol(e.to_string()))
+}
+
+/// The pid of the process listening on the control socket at `path` (its credentials at
+/// listen(2)), when one can be connected to within a second; for reporting only.
+pub async fn listener_pid(path: &Path) -> Option<i32> {
+    let connect = UnixStream::connect(path);
+    let stream = tokio::time::timeout(Duration::from_secs(1), connect)
+        .await
+        .ok()?
+        .ok()?;
+    stream.peer_cred().ok()?.pid().filter(|p| *p > 0)
+}
+
+/// The error of an agent that did not answer within `wait`: `accepted`, it took the
+/// connection (else its listen queue was full); `pid`, the daemon's, with its state when that
+/// explains the silence (stopped, waiting in the kernel).
+pub fn no_answer(path: &Path, wait: Duration, pid: Option<i32>, accepted: bool) -> AgentError {
+    let what = if accepted {
+        "the agent accepted the connection but did not answer"
+    } else {
+        "the agent did not accept the connection (its listen queue is full)"
+    };
+    let secs = wait.as_secs_f64();
+    let mut text = format!("{what} within {secs} s: it may be stuck, or busy with a transition");
+    if let Some(pid) = pid.filter(|p| *p > 0) {
+        text.push_str(&format!("; its pid is {pid}"));
+        match process_state(pid) {
+            Some('T') => text.push_str(&format!(
+                " and it is stopped (SIGSTOP, a debugger): kill -CONT {pid} resumes it"
+            )),
+            Some('D') => text.push_str(&format!(
+                " and it waits in the kernel (uninterruptible sleep: cat /proc/{pid}/stack)"
+            )),
+            Some('Z') => text.push_str(" and it has exited (a zombie)"),
+            _ => {}
+        }
+    }
+    text.push_str(
+        "; see systemctl status iscsi-ha and journalctl -u iscsi-ha, or wait longer with \
+         --timeout SECONDS",
+    );
+    AgentError::Control {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::TimedOut, text),
+    }
+}
+
+/// A process's state letter from `/proc/PID/stat` (`R`, `S`, `D`, `T`, `Z`, ...).
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may hold spaces and parentheses: the state follows the
+    // last one.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.trim_start().chars().next()
 }

@@ -24,6 +24,7 @@
 
 pub mod follow;
 pub mod maintenance;
+pub mod split_brain_kept;
 pub mod wiring;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -92,7 +93,7 @@ impl State {
                 })
                 .collect(),
             last_notice: None,
-            commanded: false,
+            commanded: None,
         }
     }
 }
@@ -151,6 +152,9 @@ pub struct Daemon<D, T, A> {
     follow: Option<follow::Follow>,
     /// Where the maintenance switch is kept for a restart ([`maintenance`]).
     maintenance_file: Option<std::path::PathBuf>,
+    /// Where unresolved split brains are kept for a restart ([`split_brain_kept`]), and the
+    /// resources the file holds now.
+    split_brain_file: Option<(std::path::PathBuf, Vec<String>)>,
 }
 
 impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
@@ -169,6 +173,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             reload_refused: None,
             follow: None,
             maintenance_file: None,
+            split_brain_file: None,
         }
     }
 
@@ -204,6 +209,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         if let Some(s) = self.state.as_mut() {
             s.maintenance = on;
         }
+        self = self.keeping_split_brain(split_brain_kept::path_beside(&path));
         self.maintenance_file = Some(path);
         self
     }
@@ -279,6 +285,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             Ok(_) => {}
             Err(e) => warn!(error = %e, "status: fresh read failed; showing the last known"),
         }
+        self.show_last_down(&mut st).await;
         Some(st)
     }
 
@@ -406,6 +413,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             next = Some(Event::Executed(outcome));
         }
         self.track_waiting();
+        self.keep_split_brains();
         self.tell(&handled);
         handled
     }
@@ -482,6 +490,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
     pub async fn request(&mut self, req: Request) -> Response {
         // Status reads what no event reports (sessions, out-of-sync data) when asked.
         let asked = matches!(req, Request::Status);
+        let evidence = self.degraded_evidence(req).await;
         let split = self.state.as_ref().map(State::split_brains);
         let split = split.unwrap_or_default();
         match req {
@@ -503,6 +512,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             _ => {}
         }
         let was_maintenance = self.state.as_ref().map(|s| s.maintenance);
+        let was_authority = self.state.as_ref().map(|s| s.authority.clone());
         let handled = match crate::role::command::to_event(req) {
             None => Handled::default(),
             Some(ev) => self.handle(ev).await,
@@ -554,7 +564,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                         t.total_micros as f64 / 1000.0
                     ),
                 ),
-                None => (true, quiet_message(req, was_maintenance)),
+                None => (true, quiet_message(req, was_maintenance, was_authority)),
             },
         };
         // A maintenance request answers for the switch: set and kept, or not kept; what `off`
@@ -605,6 +615,10 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             ),
             (true, true, Some(b)) => (false, format!("blocked: {b}")),
             _ => (ok, message),
+        };
+        let message = match evidence {
+            Some(e) => format!("{message}; {e}"),
+            None => message,
         };
         Response {
             ok,
@@ -1013,6 +1027,134 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
     }
 }
 
+/// What DRBD keeps that helps an operator decide on a degraded promote, and the split brains
+/// kept for a restart.
+impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
+    /// Keeps unresolved split brains in `path` ([`split_brain_kept`]), and marks those kept
+    /// there before this start again (every resource when the file cannot be read).
+    pub fn keeping_split_brain(mut self, path: std::path::PathBuf) -> Self {
+        let names = match split_brain_kept::load(&path) {
+            split_brain_kept::Found::Resources(names) => names,
+            split_brain_kept::Found::Unreadable(why) => {
+                warn!(
+                    "the kept split brains cannot be read ({why}): every resource counts as \
+                     split-brained until its next handshake"
+                );
+                self.exec
+                    .config()
+                    .resources
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect()
+            }
+        };
+        let marked = match self.state.as_mut() {
+            Some(s) => s.restore_split_brains(&names),
+            None => Vec::new(),
+        };
+        if !marked.is_empty() {
+            warn!(
+                resources = %marked.join(", "),
+                path = %path.display(),
+                "DRBD split brain, kept from before this start and not cleared by a handshake \
+                 since: nothing is resolved automatically (iscsi-ha split-brain)"
+            );
+        }
+        self.split_brain_file = Some((path, names));
+        self
+    }
+
+    /// Writes the split brains no handshake has cleared to the kept file when they changed (a
+    /// failed write is logged and tried again after the next input).
+    fn keep_split_brains(&mut self) {
+        let (Some((path, kept)), Some(state)) = (self.split_brain_file.as_mut(), &self.state)
+        else {
+            return;
+        };
+        let now = state.split_brains();
+        if *kept == now {
+            return;
+        }
+        match split_brain_kept::store(path, &now) {
+            Ok(()) => *kept = now,
+            Err(e) => warn!(
+                path = %path.display(),
+                error = %e,
+                "split brain not kept for a restart"
+            ),
+        }
+    }
+
+    /// Whether DRBD's metadata says this node went down as Primary, for each of `names`: read
+    /// only for resources that wait for their peer, never on the observation path.
+    async fn last_down(&self, names: &[String]) -> Vec<(String, Result<bool, String>)> {
+        let cfg = self.exec.config();
+        let mut out = Vec::new();
+        for r in cfg.resources.iter().filter(|r| names.contains(&r.name)) {
+            let g = self.exec.generations(r).await;
+            let read = g.map(|g| g.crashed_primary()).map_err(|e| e.to_string());
+            out.push((r.name.clone(), read));
+        }
+        out
+    }
+
+    /// The waiting resources' evidence of how this node went down, in `status`.
+    async fn show_last_down(&self, st: &mut Status) {
+        if st.waiting_for_peer.is_empty() {
+            return;
+        }
+        let names: Vec<String> = (st.waiting_for_peer.iter())
+            .map(|w| w.resource.clone())
+            .collect();
+        for (name, read) in self.last_down(&names).await {
+            if let Some(w) = st.waiting_for_peer.iter_mut().find(|w| w.resource == name) {
+                w.went_down_as_primary = read.as_ref().ok().copied();
+                w.last_down = Some(last_down_text(&read));
+            }
+        }
+    }
+
+    /// For `promote --degraded`: each resource it would force (up, not Primary, waiting for its
+    /// peer whatever the wish) with DRBD's evidence, read before the promote changes it.
+    async fn degraded_evidence(&self, req: Request) -> Option<String> {
+        if req != Request::PromoteDegraded {
+            return None;
+        }
+        let names: Vec<String> = (self.state.as_ref()?.resources.iter())
+            .filter(|(_, r)| r.view.drbd.up && r.view.drbd.role != crate::fsm::Role::Primary)
+            .filter(|(_, r)| {
+                matches!(
+                    r.promotion(),
+                    Err(crate::fsm::Refusal::WaitingForPeer { .. })
+                )
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = (self.last_down(&names).await.iter())
+            .map(|(n, read)| format!("{n}: {}", last_down_text(read)))
+            .collect();
+        Some(format!(
+            "{} ({})",
+            lines.join("; "),
+            crate::fsm::safety::DEGRADED_COST
+        ))
+    }
+}
+
+/// What [`Daemon::last_down`] read means for a degraded promote.
+fn last_down_text(read: &Result<bool, String>) -> String {
+    match read {
+        Ok(primary) => crate::fsm::safety::last_down_reading(*primary).to_string(),
+        Err(e) => format!(
+            "how this node went down is unknown (data generations not readable: {e}); it may \
+             be STALE"
+        ),
+    }
+}
+
 /// Refuses replacing a resource whose DRBD device is up with another device
 /// ([`crate::config::reload::drbd_changes`]), naming the resource and the keys.
 fn refuse_drbd_changes(
@@ -1038,8 +1180,16 @@ fn refuse_drbd_changes(
     Ok(())
 }
 
-/// The answer to a request that started no transition: what a maintenance switch changed.
-fn quiet_message(req: Request, was_on: Option<bool>) -> String {
+/// The answer to a request that started no transition: what a maintenance switch changed, or
+/// the promote a demote cancelled before it was carried out (a repair of an operator's promote
+/// refused or waiting), so the operator knows it will not happen later.
+fn quiet_message(req: Request, was_on: Option<bool>, was: Option<Authority>) -> String {
+    // In maintenance the demote waits: nothing is known undone.
+    if let (Request::Demote, Some(false), Some(Authority::Primary)) = (req, was_on, was) {
+        return "pending promote cancelled: the wish was primary, not carried out; secondary \
+                now, nothing to undo"
+            .into();
+    }
     match (req, was_on) {
         (Request::Maintenance { on }, Some(was)) if on == was => {
             format!("maintenance already {}", if on { "on" } else { "off" })

@@ -45,6 +45,8 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Make this node primary (role source `command`); refused while the peer is Primary.
     Promote {
@@ -53,26 +55,43 @@ enum Cmd {
         /// lifts that wait.
         #[arg(long)]
         degraded: bool,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Show this node's DRBD data generations and the manual split-brain recovery; exits
     /// non-zero while DRBD reports a split brain.
-    SplitBrain,
+    SplitBrain {
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Make this node secondary (role source `command`).
-    Demote,
+    Demote {
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Follow transitions, alarms, refusals and health changes as JSON lines, until the agent
-    /// stops (no polling: the agent pushes them).
-    Events,
+    /// stops (no polling: the agent pushes them). --timeout bounds the wait for the agent's
+    /// first answer only.
+    Events {
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Read the configuration file again (as SIGHUP does) and apply it as a difference: added
     /// resources and addresses are brought in, removed ones demoted and released, changed ones
     /// replaced, unchanged ones untouched. A file that does not validate, or a change that cannot
     /// be made live (e.g. a DRBD minor under an up device), is refused with the reason in status
     /// and the running configuration kept.
-    Reload,
+    Reload {
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Freeze: observe and report, change nothing. Kept across restarts and reboots (in
     /// state_dir) until `maintenance off`.
     Maintenance {
         /// on or off.
         state: OnOff,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Write this agent's configuration from an iSCSI-HA setup (iscsi-ha.conf, tgt's
     /// targets.conf, drbd.conf), listing every setting that has no equivalent.
@@ -93,6 +112,32 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// How long a command waits for the running agent's answer.
+#[derive(Clone, Copy, clap::Args)]
+struct Wait {
+    /// Give up when the agent has not answered within SECONDS (it is stopped, stuck, or busy
+    /// with a long transition; a request it takes later is still carried out). Default: what
+    /// the request may take within the configuration's `[timeouts]`, plus 5 s: status 10 s with
+    /// the default timeouts, promote, demote and reload the longest their transition may take.
+    #[arg(long, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    timeout: Option<u64>,
+}
+
+impl Wait {
+    /// The wait for the answer to `req`: `--timeout`, else [`control::answer_bound`] with the
+    /// configuration file's timeouts (the defaults when it does not load).
+    fn bound(self, cli: &Cli, req: Request) -> std::time::Duration {
+        match self.timeout {
+            Some(s) => std::time::Duration::from_secs(s),
+            None => {
+                let cfg = Config::load(&cli.config).ok();
+                control::answer_bound(req, cfg.as_ref())
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -282,9 +327,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             agent::import::files::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Status { json } => {
+        Cmd::Status { json, wait } => {
             let path = socket_path(&cli)?;
-            let resp = runtime()?.block_on(control::request(&path, Request::Status))?;
+            let wait = wait.bound(&cli, Request::Status);
+            let resp = runtime()?.block_on(control::request(&path, Request::Status, wait))?;
             match (&resp.status, json) {
                 (Some(s), true) => emit(format_args!("{}\n", serde_json::to_string_pretty(s)?))?,
                 (Some(s), false) => emit(format_args!("{}", s.render()))?,
@@ -296,9 +342,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Cmd::Events => {
+        Cmd::Events { wait } => {
             let path = socket_path(&cli)?;
-            let started = || note(format_args!("following events at {}", path.display()));
+            let wait = wait.bound(&cli, Request::Events);
+            let answered = std::cell::Cell::new(false);
+            let started = || {
+                answered.set(true);
+                note(format_args!("following events at {}", path.display()));
+            };
             // A failed write (the reader left) ends the follow instead of being ignored.
             let failed = std::cell::RefCell::new(None);
             let stop = tokio::sync::Notify::new();
@@ -310,10 +361,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             };
+            // The first answer is waited for at most `wait`; the stream after it has no bound.
+            let unanswered = async {
+                tokio::time::sleep(wait).await;
+                if answered.get() {
+                    std::future::pending::<()>().await;
+                }
+            };
             let agent_left = runtime()?.block_on(async {
                 tokio::select! {
                     r = agent::events::follow(&path, started, each) => r.map(|()| true),
                     () = stop.notified() => Ok(false),
+                    () = unanswered => {
+                        let pid = control::listener_pid(&path).await;
+                        Err(control::no_answer(&path, wait, pid, true))
+                    }
                 }
             })?;
             match failed.into_inner() {
@@ -328,24 +390,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => Ok(ExitCode::SUCCESS),
             }
         }
-        Cmd::Promote { .. }
-        | Cmd::Demote
-        | Cmd::Maintenance { .. }
-        | Cmd::SplitBrain
-        | Cmd::Reload => {
+        Cmd::Promote { wait, .. }
+        | Cmd::Demote { wait }
+        | Cmd::Maintenance { wait, .. }
+        | Cmd::SplitBrain { wait }
+        | Cmd::Reload { wait } => {
             let req = match &cli.cmd {
-                Cmd::Promote { degraded: false } => Request::Promote,
-                Cmd::Promote { degraded: true } => Request::PromoteDegraded,
-                Cmd::SplitBrain => Request::SplitBrain,
-                Cmd::Demote => Request::Demote,
-                Cmd::Reload => Request::Reload,
-                Cmd::Maintenance { state } => Request::Maintenance {
+                Cmd::Promote {
+                    degraded: false, ..
+                } => Request::Promote,
+                Cmd::Promote { degraded: true, .. } => Request::PromoteDegraded,
+                Cmd::SplitBrain { .. } => Request::SplitBrain,
+                Cmd::Demote { .. } => Request::Demote,
+                Cmd::Reload { .. } => Request::Reload,
+                Cmd::Maintenance { state, .. } => Request::Maintenance {
                     on: matches!(state, OnOff::On),
                 },
                 _ => Request::Status,
             };
             let path = socket_path(&cli)?;
-            let resp = runtime()?.block_on(control::request(&path, req))?;
+            let wait = wait.bound(&cli, req);
+            let resp = runtime()?.block_on(control::request(&path, req, wait))?;
             emit(format_args!("{}\n", resp.message))?;
             Ok(if resp.ok {
                 ExitCode::SUCCESS

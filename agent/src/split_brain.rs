@@ -78,7 +78,8 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
                 let _ = writeln!(o, "  data generations: not readable ({e})");
             }
         }
-        if !rs.split_brain {
+        let standalone = d.up && d.connection == crate::fsm::Connection::StandAlone;
+        if !rs.split_brain && !standalone {
             continue;
         }
         // A StandAlone resource no longer reports its endpoints; manage mode knows them.
@@ -87,6 +88,17 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
         let m = r.manage.as_ref();
         let local = ends.0.or_else(|| configured(m.map(|m| &m.local)));
         let peer = ends.1.or_else(|| configured(m.map(|m| &m.peer)));
+        // The survivor's own endpoints are this node's, the other way round.
+        let survivor = match (&local, &peer) {
+            (Some(l), Some(p)) => format!("{p} {l}"),
+            _ => "PEER_LOCAL PEER_PEER".into(),
+        };
+        let survivor_note = if local.is_some() && peer.is_some() {
+            "its own endpoints: this node's, the other way round"
+        } else {
+            "its own endpoints, local first: the `address` lines of the resource in its \
+             drbd.conf (drbdadm dump), or what `iscsi-ha split-brain` prints there"
+        };
         let local = local.as_deref().unwrap_or("ipv4:LOCAL:PORT");
         let peer = peer.as_deref().unwrap_or("ipv4:PEER:PORT");
         // Manage mode's own net options: a connection made by hand without them would run on
@@ -108,6 +120,33 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
                 o.protocol, o.ping_int_s, o.ping_timeout_ds, o.timeout_ds, o.ko_count
             )
         });
+        if !rs.split_brain {
+            // Disconnected by hand or after a failed handshake: neither DRBD nor the agent
+            // connects a StandAlone resource again (manage mode has no drbd.conf for drbdadm).
+            let _ = match (&v9, managed) {
+                (Some((me, peer_id)), _) => writeln!(
+                    o,
+                    "  StandAlone: neither DRBD nor the agent connects it again. Once the cause \
+                     is known: drbdsetup connect {name} {peer_id} here, and drbdsetup connect \
+                     {name} {me} on the peer.",
+                    name = r.name
+                ),
+                (None, true) => writeln!(
+                    o,
+                    "  StandAlone: neither DRBD nor the agent connects it again. Once the cause \
+                     is known: drbdsetup-84 connect {name} {local} {peer} {net} here, and \
+                     drbdsetup-84 connect {name} {survivor} {net} on the peer ({survivor_note}).",
+                    name = r.name
+                ),
+                (None, false) => writeln!(
+                    o,
+                    "  StandAlone: neither DRBD nor the agent connects it again. Once the cause \
+                     is known: drbdadm connect {name} on both nodes.",
+                    name = r.name
+                ),
+            };
+            continue;
+        }
         if let Some((me, peer_id)) = v9 {
             recovery_drbd9(&mut o, &r.name, &me, &peer_id);
             continue;
@@ -132,7 +171,7 @@ pub fn report(config: &Config, state: &State, gens: &[Result<Generations, String
              \x20      then: drbdsetup-84 connect {name} {local} {peer} {net} \
              --discard-my-data{usual}\n\
              \x20   4. On the survivor, if it is StandAlone: drbdsetup-84 connect {name} \
-             PEER_LOCAL PEER_PEER {net}   (its own endpoints{usual_too})\n\
+             {survivor} {net}   ({survivor_note}{usual_too})\n\
              \x20   5. The victim resyncs from the survivor (SyncTarget); the split brain is over \
              when both show Connected and `iscsi-ha status` exits 0.",
             name = r.name,

@@ -233,9 +233,13 @@ pub fn replication_warnings(resources: &[ResourceStatus]) -> Vec<String> {
         let progress = sync_text(d);
         if !d.connection.handshaken() {
             let why = match d.connection {
+                // Neither DRBD nor the agent connects it again; manage mode has no drbd.conf
+                // for drbdadm, so its command (endpoints, options) comes from the config.
                 Connection::StandAlone => format!(
-                    "connection StandAlone: DRBD does not reconnect by itself (drbdadm connect \
-                     {name} on both nodes once the cause is known)"
+                    "connection StandAlone: neither DRBD nor the agent reconnects it (once the \
+                     cause is known, on both nodes: drbdadm connect {name} in adopt mode; in \
+                     manage mode `iscsi-ha split-brain` prints the drbdsetup connect command \
+                     with the configured endpoints)"
                 ),
                 _ => format!("connection {}", d.connection_name()),
             };
@@ -272,6 +276,13 @@ pub struct PeerWait {
     pub waited_ms: u64,
     /// Why, and how to promote without the peer.
     pub reason: String,
+    /// Whether DRBD's metadata says this node went down as Primary (`MDF_CRASHED_PRIMARY`),
+    /// read when `status` is asked; `None` if not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub went_down_as_primary: Option<bool>,
+    /// What that means for a degraded promote, or why it could not be read (set by the daemon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_down: Option<String>,
 }
 
 impl Status {
@@ -375,6 +386,8 @@ impl Status {
                     resource,
                     waited_ms: 0,
                     reason,
+                    went_down_as_primary: None,
+                    last_down: None,
                 })
                 .collect(),
             split_brain: state.split_brains(),
@@ -462,6 +475,9 @@ impl Status {
                 w.waited_ms as f64 / 1000.0,
                 w.reason
             );
+            if let Some(l) = &w.last_down {
+                let _ = writeln!(o, "  {}: {l}", w.resource);
+            }
         }
         for r in &self.split_brain {
             let _ = writeln!(o, "SPLIT BRAIN on {r}: see `iscsi-ha split-brain`");

@@ -49,6 +49,11 @@ pub struct World {
     /// A mutating call, named as in `log` (`stage object`), takes this long (tokio time)
     /// before it acts and is logged: a slow subsystem, to show what runs concurrently.
     pub delays: BTreeMap<String, std::time::Duration>,
+    /// Data generations by resource name ([`Drbd::generations`]); a resource without them
+    /// answers as a backend without any.
+    pub generations: BTreeMap<String, super::Generations>,
+    /// Reads of data generations so far (they are read only when something needs them).
+    pub generation_reads: usize,
 }
 
 /// The in-memory backends (cheap to clone; clones share the world).
@@ -285,6 +290,13 @@ impl Drbd for Memory {
         }
         d.role = Role::Primary;
         Ok(())
+    }
+
+    async fn generations(&self, res: &Resource) -> Result<super::Generations, BackendError> {
+        let mut w = self.world();
+        w.generation_reads += 1;
+        let g = w.generations.get(&res.name).cloned();
+        g.ok_or_else(|| BackendError::Unavailable("no data generations here".into()))
     }
 
     async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {

@@ -110,6 +110,18 @@ pub struct Generations {
     pub drbd9: Option<drbd9::Generations9>,
 }
 
+/// `MDF_CRASHED_PRIMARY` in [`Generations::disk_flags`] (`include/linux/drbd.h`): this node was
+/// Primary when it last went down uncleanly (set at attach from the on-disk Primary flag, kept
+/// until a resync).
+pub const MDF_CRASHED_PRIMARY: u32 = 0x40;
+
+impl Generations {
+    /// Whether DRBD's metadata says this node went down as Primary ([`MDF_CRASHED_PRIMARY`]).
+    pub fn crashed_primary(&self) -> bool {
+        self.disk_flags & MDF_CRASHED_PRIMARY != 0
+    }
+}
+
 /// The iSCSI target serving one resource.
 pub trait Target: Send + Sync {
     /// Read the target's state; equivalent to `tgtadm --lld iscsi --mode target --op show`.

@@ -20,20 +20,23 @@
 //! dead peer log in again at once; a planned demote hands them over first
 //! ([`Address::hand_over`]).
 //!
-//! While an address is held here, [`NetlinkAddress::watch`] also runs `vip`'s conflict watch for
-//! it (RFC 5227 §2.4: an ARP packet from another MAC whose sender IP is the address; IPv6: a
-//! neighbour advertisement for it from another MAC). A conflict is one warning line and one alarm
-//! per other MAC ([`NetlinkAddress::take_conflict_reports`], raised by the daemon), a defensive
-//! announcement and an RFC 5227 ARP probe (IPv6: a DAD NS) at most once per
-//! `vip::DEFEND_INTERVAL` (RFC 5227 §2.4 (c), defend indefinitely; a holder's kernel answers the
-//! probe even when it sends nothing by itself) and a note in status
-//! ([`NetlinkAddress::conflict`]) until no conflicting frame came for [`CONFLICT_CLEAR_AFTER`]
-//! and a last probe stayed unanswered (then reported too, so the daemon's followers show it
-//! cleared: `STATUS=`, metrics). A watch its link's down/up ended is opened again; a conflict
-//! shown meanwhile is shown as not watched, and not past the clear period with nothing to
-//! vouch for it (reported too, as is a conflict that goes with its address's release). The
-//! address is never released for it and no role changes: which node holds it is the
-//! authority's decision (docs/takeover.md).
+//! While an address is held here, [`NetlinkAddress::watch`] also runs `vip`'s conflict watch for it
+//! (RFC 5227 §2.4: an ARP packet from another MAC whose sender IP is the address; IPv6: a neighbour
+//! advertisement for it from another MAC). A host holding the address that sends nothing by itself
+//! (a healed partition: each kernel only answers requests, by unicast) is asked: while no conflict
+//! is shown the watch sends an RFC 5227 ARP probe (IPv6: a DAD NS from `::`) every `[address.probe]
+//! while_held_s` (10 s; 0: off; a reload changes it at once), which that host's kernel answers with
+//! the address as sender. A conflict is one warning line and one alarm per other MAC
+//! ([`NetlinkAddress::take_conflict_reports`], raised by the daemon), a defensive announcement and
+//! an RFC 5227 ARP probe (IPv6: a DAD NS) at most once per `vip::DEFEND_INTERVAL` (RFC 5227 §2.4
+//! (c), defend indefinitely; a holder's kernel answers the probe even when it sends nothing by
+//! itself) and a note in status ([`NetlinkAddress::conflict`]) until no conflicting frame came for
+//! [`CONFLICT_CLEAR_AFTER`] and a last probe stayed unanswered (then reported too, so the daemon's
+//! followers show it cleared: `STATUS=`, metrics). A watch its link's down/up ended is opened
+//! again; a conflict shown meanwhile is shown as not watched, and not past the clear period with
+//! nothing to vouch for it (reported too, as is a conflict that goes with its address's release).
+//! The address is never released for it and no role changes: which node holds it is the authority's
+//! decision (docs/takeover.md).
 //!
 //! An address whose link is down (no `IFF_UP` or no carrier) is not claimed: the watch reports
 //! the link as [`Event::Link`] and the state machine claims it when the link is back
@@ -150,6 +153,9 @@ struct Handle {
     seen: Arc<std::sync::Mutex<Option<Seen>>>,
     /// Wakes a conflict watch waiting to be opened again (its link came back).
     retry: Arc<tokio::sync::Notify>,
+    /// The period of the probe while held (`[address.probe] while_held_s`, `None`: off); a
+    /// reload changes it under the running conflict watch ([`NetlinkAddress::retain`]).
+    while_held: tokio::sync::watch::Sender<Option<Duration>>,
 }
 
 impl Handle {
@@ -162,6 +168,7 @@ impl Handle {
             conflicts: std::sync::Mutex::new(None),
             seen: Arc::new(std::sync::Mutex::new(None)),
             retry: Arc::new(tokio::sync::Notify::new()),
+            while_held: tokio::sync::watch::Sender::new(a.probe.while_held()),
         })
     }
 
@@ -315,8 +322,8 @@ fn expire(
 /// stops it ([`Handle`]'s `Drop`); its conflict is forgotten when it ends.
 async fn watch_conflicts(h: std::sync::Weak<Handle>, (net, interface): Key, alarms: Alarms) {
     let address = net.to_string();
-    let (seen, retry) = match h.upgrade() {
-        Some(h) => (h.seen.clone(), h.retry.clone()),
+    let (seen, retry, mut while_held) = match h.upgrade() {
+        Some(h) => (h.seen.clone(), h.retry.clone(), h.while_held.subscribe()),
         None => return,
     };
     let id = WATCH_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -357,6 +364,7 @@ async fn watch_conflicts(h: std::sync::Weak<Handle>, (net, interface): Key, alar
                     address: &address,
                     interface: &interface,
                     ipv6: net.addr().is_ipv6(),
+                    while_held: &mut while_held,
                 };
                 let Some(e) = task.run(&mut w).await else {
                     return;
@@ -422,14 +430,18 @@ struct ConflictTask<'a> {
     interface: &'a str,
     /// The address is IPv6 (its probe's answer goes to all-nodes).
     ipv6: bool,
+    /// The period of the probe while held and no conflict is shown (`None`: off).
+    while_held: &'a mut tokio::sync::watch::Receiver<Option<Duration>>,
 }
 
 impl ConflictTask<'_> {
-    /// Logs, alarms (once per other MAC and episode) and defends each conflict; while one is
-    /// shown, probes for the address at each defence interval and once more before clearing
-    /// it, and clears it when no conflicting frame came for `clear_after` and that last probe
-    /// stayed unanswered for [`PROBE_ANSWER_WAIT`]. Returns the watch's error, `None` once the
-    /// handle is gone.
+    /// Logs, alarms (once per other MAC and episode) and defends each conflict. While none is
+    /// shown, probes for the address every `while_held` period (from the watch's opening; off
+    /// with `None`): another holder's kernel answers, even when it sends nothing by itself (a
+    /// healed partition), and the answer is a conflict. While one is shown, probes at each
+    /// defence interval and once more before clearing it, and clears it when no conflicting
+    /// frame came for `clear_after` and that last probe stayed unanswered for
+    /// [`PROBE_ANSWER_WAIT`]. Returns the watch's error, `None` once the handle is gone.
     async fn run(&mut self, w: &mut vip::ConflictWatch) -> Option<VipError> {
         let (address, interface) = (self.address, self.interface);
         let clear_after = self.alarms.clear_after;
@@ -447,10 +459,56 @@ impl ConflictTask<'_> {
         // proves nothing and is tried again after `probe_every`).
         let mut probed: Option<Instant> = None;
         let mut unsent = false;
+        // The probe while held: the last one tried (the watch's opening before the first: the
+        // claim has just probed and announced), the last one sent, and whether sends fail
+        // (warned once).
+        let mut held_tried = Instant::now();
+        let mut held_sent: Option<Instant> = None;
+        let mut held_failing = false;
         loop {
             let last = lock(self.seen).as_ref().map(|s| s.last);
             if last.is_none() {
+                // No conflict shown: only the probe while held is due.
                 probed = None;
+                let period = *self.while_held.borrow_and_update();
+                let next = period.map(|p| held_tried + p);
+                tokio::select! {
+                    r = w.next() => {
+                        let c = match r {
+                            Ok(c) => c,
+                            Err(e) => return Some(e),
+                        };
+                        // As below: an IPv6 holder's answer misleads the neighbours.
+                        let answered = self.ipv6
+                            && held_sent
+                                .is_some_and(|p| c.at.saturating_duration_since(p) <= answer_wait);
+                        self.conflict(c, answered).await?;
+                    }
+                    // A reload changed the period: the next probe is due from the last one.
+                    // The sender goes with the handle.
+                    r = self.while_held.changed() => r.ok()?,
+                    _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                        held_tried = Instant::now();
+                        match w.probe().await {
+                            Ok(()) => {
+                                held_sent = Some(held_tried);
+                                if std::mem::take(&mut held_failing) {
+                                    info!(%address, %interface, "probes while held sent again");
+                                }
+                                debug!(%address, %interface, "probe while held sent");
+                            }
+                            Err(e) if !held_failing => {
+                                held_failing = true;
+                                warn!(%address, %interface, error = %e,
+                                    "probe while held not sent: another host holding the \
+                                     address silently is not noticed meanwhile (retried)");
+                            }
+                            Err(e) => debug!(%address, %interface, error = %e,
+                                "probe while held still not sent"),
+                        }
+                    }
+                }
+                continue;
             }
             let wake = last.map(|last| {
                 let clear_at = last + clear_after;
@@ -506,6 +564,7 @@ impl ConflictTask<'_> {
                     if due {
                         // Only a probe sent can go unanswered: a failed send clears nothing.
                         probed = Some(now);
+                        held_tried = now;
                         unsent = false;
                         match w.probe().await {
                             Ok(()) => debug!(%address, %interface, "conflict probe sent"),
@@ -725,10 +784,20 @@ impl NetlinkAddress {
     }
 
     /// After a reload: only the handles of `config`'s addresses are kept; the others (released
-    /// by the reload's demote) are dropped and leave the watch.
+    /// by the reload's demote) are dropped and leave the watch. The kept ones take `config`'s
+    /// probe period while held (`[address.probe] while_held_s`), their running conflict watch
+    /// at once.
     pub fn retain(&self, config: &Config) {
         let keep: Vec<Key> = config.addresses.iter().map(key).collect();
-        lock(&self.handles).by_key.retain(|k, _| keep.contains(k));
+        let mut handles = lock(&self.handles);
+        handles.by_key.retain(|k, _| keep.contains(k));
+        for a in &config.addresses {
+            if let Some(h) = handles.by_key.get(&key(a)) {
+                let period = a.probe.while_held();
+                h.while_held
+                    .send_if_modified(|p| std::mem::replace(p, period) != period);
+            }
+        }
     }
 
     fn handle(&self, a: &AddressConfig) -> Result<Arc<Handle>, BackendError> {
@@ -988,7 +1057,10 @@ impl Address for NetlinkAddress {
             .await
             .release()
             .await
-            .map(|_| ())
-            .map_err(err)
+            .map_err(err)?;
+        // Its conflict watch stops now, not at the watch's removal event: a probe while held
+        // sent after the release would look like a second prober to the node claiming it next.
+        self.follow_conflicts(&key(a), false);
+        Ok(())
     }
 }

@@ -58,7 +58,8 @@ impl Default for Announce {
     }
 }
 
-/// Duplicate-address probe before adding (RFC 5227 / IPv6 DAD-like, see vip).
+/// Duplicate-address probes (RFC 5227 / IPv6 DAD-like, see vip): before adding the address,
+/// and periodically while it is held.
 ///
 /// The window's default is vip's ([`vip::ProbePolicy::default`]'s `window`, 250 ms: three
 /// probes 40-80 ms apart and time for a loaded host to answer the last one), for the same
@@ -66,18 +67,40 @@ impl Default for Announce {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Probe {
-    /// Probe at all.
+    /// Probe before claiming the address.
     pub enabled: bool,
     /// The whole probe window (first probe to verdict), ms.
     pub timeout_ms: u64,
+    /// While the address is held here, one probe every this many seconds, so another host
+    /// holding it silently (a healed partition) answers and the conflict watch notices it
+    /// (docs/takeover.md); 0 = off. Independent of `enabled`. Default 10 (one frame per
+    /// address every RFC 5227 `DEFEND_INTERVAL`), at most 3600.
+    pub while_held_s: u64,
 }
+
+/// Default of [`Probe::while_held_s`]: another holder is noticed within 10 s for one broadcast
+/// ARP frame (60 bytes) per address every 10 s, RFC 5227's `DEFEND_INTERVAL`, the rate the
+/// watch already probes at while a conflict is shown.
+pub const PROBE_WHILE_HELD_S: u64 = 10;
+
+/// Upper bound of [`Probe::while_held_s`]: a longer period would leave two holders (two
+/// Primaries serving diverging data) unnoticed for longer than any client's ARP cache lives.
+pub const PROBE_WHILE_HELD_MAX_S: u64 = 3600;
 
 impl Default for Probe {
     fn default() -> Self {
         Self {
             enabled: true,
             timeout_ms: millis(vip::ProbePolicy::default().window),
+            while_held_s: PROBE_WHILE_HELD_S,
         }
+    }
+}
+
+impl Probe {
+    /// The period of the probe while held, `None` when off.
+    pub fn while_held(&self) -> Option<std::time::Duration> {
+        (self.while_held_s > 0).then(|| std::time::Duration::from_secs(self.while_held_s))
     }
 }
 
@@ -147,6 +170,65 @@ pub(super) fn validate(
         if a.probe.enabled && a.probe.timeout_ms == 0 {
             return err(k("probe.timeout_ms"), "must be greater than 0 when probing");
         }
+        if a.probe.while_held_s > PROBE_WHILE_HELD_MAX_S {
+            return err(
+                k("probe.while_held_s"),
+                &format!("must be at most {PROBE_WHILE_HELD_MAX_S} (0 turns it off)"),
+            );
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Config, TEST_MINIMAL};
+
+    /// TEST_MINIMAL with one address whose `[address.probe]` table is `probe`.
+    fn parse(probe: &str) -> Result<Config, crate::error::ConfigError> {
+        let text = format!(
+            "{TEST_MINIMAL}[[address]]\naddress = \"10.0.0.10/24\"\ninterface = \"eth0\"\n\
+             resources = [\"r0\"]\n[address.probe]\n{probe}\n"
+        );
+        Config::parse(&text, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn probe_while_held_default_off_and_bounds() {
+        let c = parse("").expect("parses");
+        let p = &c.addresses[0].probe;
+        assert_eq!(p.while_held_s, PROBE_WHILE_HELD_S);
+        assert_eq!(p.while_held(), Some(Duration::from_secs(10)));
+        // Independent of the probe before claiming.
+        let c = parse("enabled = false").expect("parses");
+        assert_eq!(
+            c.addresses[0].probe.while_held(),
+            Some(Duration::from_secs(10))
+        );
+        let c = parse("while_held_s = 0").expect("parses");
+        assert_eq!(c.addresses[0].probe.while_held(), None);
+        let c = parse("while_held_s = 1").expect("parses");
+        assert_eq!(
+            c.addresses[0].probe.while_held(),
+            Some(Duration::from_secs(1))
+        );
+        let max = format!("while_held_s = {PROBE_WHILE_HELD_MAX_S}");
+        assert!(parse(&max).is_ok());
+        for (text, words) in [
+            ("while_held_s = 3601", "at most 3600"),
+            ("while_held_s = -1", ""),
+            ("while_held_s = \"10\"", ""),
+        ] {
+            let e = parse(text).expect_err(text);
+            assert!(e.key.contains("while_held_s"), "{text}: {e}");
+            assert!(e.reason.contains(words), "{text}: {e}");
+        }
+        // Shown by the effective config.
+        let toml = parse("").expect("parses").effective_toml().expect("toml");
+        assert!(toml.contains("while_held_s = 10"), "{toml}");
+    }
 }

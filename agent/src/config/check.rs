@@ -178,3 +178,51 @@ mod protocol_tests {
         );
     }
 }
+
+/// The error for an interface the host does not have (`vip`'s `unknown interface "eht0"`),
+/// located in `cfg`'s file: `FILE:LINE: address[I].interface: ...`, naming the address (the
+/// first entry on that interface); `None` when no address of `cfg` names `iface`.
+pub fn unknown_interface(cfg: &Config, iface: &str) -> Option<crate::error::ConfigError> {
+    let (i, a) = (cfg.addresses.iter().enumerate()).find(|(_, a)| a.interface == iface)?;
+    let file = cfg.source.clone().unwrap_or_else(|| "<string>".into());
+    let key = format!("address[{i}].interface");
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    Some(crate::error::ConfigError {
+        line: super::locate(&text, &key),
+        file,
+        key,
+        reason: format!(
+            "unknown interface {iface:?} (address {}): this host has no such interface",
+            a.address
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_interface_is_located() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("iscsi-ha.toml");
+        let text = format!(
+            "{}[[address]]\naddress = \"10.0.0.10/24\"\ninterface = \"eht0\"\n\
+             resources = [\"r0\"]\n",
+            super::super::TEST_MINIMAL
+        );
+        std::fs::write(&file, &text).expect("write");
+        let cfg = Config::load(&file).expect("loads");
+        let line = text.lines().position(|l| l.contains("eht0")).expect("line") + 1;
+        let e = unknown_interface(&cfg, "eht0").expect("located");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:{line}: address[0].interface: unknown interface \"eht0\" (address \
+                 10.0.0.10/24): this host has no such interface",
+                file.display()
+            )
+        );
+        assert!(unknown_interface(&cfg, "eth1").is_none());
+    }
+}

@@ -6,9 +6,10 @@
 //! changed resource or address (a LUN added, an IQN or tid changed, an address's interface) is
 //! removed and added again: only that one, never the others; a changed resource keeps its DRBD
 //! device and role (the daemon refuses a change of it under an up device: [`drbd_changes`]).
-//! Settings read at each use are applied in place (the node name in status, the timeouts, each
-//! address's announce and probe policy, read at its next claim, and which resources an address
-//! covers). The rest (the role source, sockets, metrics, alerts) is built into running tasks: a
+//! Settings read at each use are applied in place (the node name in status, the timeouts,
+//! which resources an address covers, each address's announce and probe policy, read at its
+//! next claim; its probe period while held is taken by its running conflict watch at once).
+//! The rest (the role source, sockets, metrics, alerts) is built into running tasks: a
 //! change there refuses the reload with the keys that need a restart, and the running config is
 //! kept.
 
@@ -309,6 +310,21 @@ mod tests {
         );
         assert!(matches!(compare(&base, &cfg(&t)), Reload::Refuse { .. }));
         assert!(live("address[7].probe.timeout_ms"));
+        assert!(live("address[0].probe.while_held_s"));
+        let with_address = |period: u32| {
+            format!(
+                "{}[[address]]\naddress = \"10.0.0.10/24\"\ninterface = \"eth0\"\n\
+                 resources = [\"r0\"]\nprobe = {{ while_held_s = {period} }}\n",
+                super::super::TEST_MINIMAL
+            )
+        };
+        assert_eq!(
+            compare(&cfg(&with_address(10)), &cfg(&with_address(2))),
+            Reload::Apply {
+                changed: vec!["address[0].probe.while_held_s".into()],
+                delta: Delta::default(),
+            }
+        );
         assert!(!live("address[7].interface"));
     }
 }

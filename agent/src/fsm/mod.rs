@@ -15,9 +15,10 @@
 //! Because only the difference is planned, every step is idempotent, a restart converges from
 //! any mixed state without a flap, and a repair (an address removed by hand, tgtd restarted
 //! empty) is just a short plan. Nothing is planned before the first full observation, in
-//! maintenance, while the authority is unknown, or after a failure until a new signal arrives
-//! (a role signal, a command, the safety net, the daemon's retry timer, or an observation that
-//! differs from what the failed transition left).
+//! maintenance, while the authority is unknown (except a managed resource's bring-up, as
+//! Secondary, which any role allows), or after a failure until a new signal arrives (a role
+//! signal, a command, the safety net, the daemon's retry timer, or an observation that differs
+//! from what the failed transition left).
 //!
 //! Modules: [`view`] (what is observed), [`order`] (the orders and each stage as data),
 //! [`safety`] (the promote check), `state` (what the machine believes and its plan),

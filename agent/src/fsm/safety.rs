@@ -12,6 +12,26 @@ pub const WAITING_FOR_PEER: &str = "waiting for the peer";
 /// mode names its own).
 pub const DEGRADED_HINT: &str = "iscsi-ha promote --degraded";
 
+/// What a degraded promote costs, said wherever it is offered: DRBD discards, at the next
+/// handshake, whatever the peer wrote after this node last saw it.
+pub const DEGRADED_COST: &str = "a degraded promote LOSES every write the peer acknowledged after \
+     this node last saw it; run it only if the peer's data is gone for good or older than this \
+     node's";
+
+/// What DRBD's metadata says of how this node last went down, for the operator who decides on
+/// a degraded promote: DRBD keeps `MDF_CRASHED_PRIMARY` from attach until a resync. (DRBD's
+/// wait-for-connection timeout type, which would tell whether the node was still connected
+/// then, is not read.)
+pub fn last_down_reading(crashed_primary: bool) -> &'static str {
+    if crashed_primary {
+        "this node went down as Primary (DRBD's crashed-primary flag): if it served alone last, \
+         it holds the newest data; if its peer took over after it went down, the peer's is newer"
+    } else {
+        "this node did not go down as Primary (no crashed-primary flag): it was Secondary, and \
+         its peer may have written after; this node is likely STALE"
+    }
+}
+
 /// How a resource that is not Primary may be promoted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -57,7 +77,7 @@ pub enum Refusal {
     /// allowed.
     #[error(
         "{WAITING_FOR_PEER}: DRBD has not been Connected since attach (local disk {disk}, \
-         connection {connection}); promote without it: {DEGRADED_HINT}"
+         connection {connection}); promote without it: {DEGRADED_HINT} ({DEGRADED_COST})"
     )]
     WaitingForPeer {
         /// Local disk.
@@ -152,5 +172,30 @@ pub fn allows(live: &DrbdView, planned: Promotion) -> Result<(), Refusal> {
             Err(Refusal::PeerConnected)
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_says_what_a_degraded_promote_costs() {
+        let why = Refusal::WaitingForPeer {
+            disk: Disk::UpToDate,
+            connection: Connection::WFConnection,
+        }
+        .to_string();
+        assert!(why.contains(DEGRADED_HINT), "{why}");
+        assert!(
+            why.contains("LOSES every write the peer acknowledged after this node last saw it"),
+            "{why}"
+        );
+        assert!(
+            why.contains("only if the peer's data is gone for good or older"),
+            "{why}"
+        );
+        assert!(last_down_reading(false).contains("likely STALE"));
+        assert!(last_down_reading(true).contains("went down as Primary"));
     }
 }

@@ -33,10 +33,11 @@ pub struct State {
     /// The last refusal/alarm emitted, to report each condition once.
     pub last_notice: Option<String>,
     /// An operator's `promote` (role source `command`) whose plans are running (a bring-up
-    /// first, in manage mode): one that fails leaves the node where it was instead of staying
-    /// a wish retried behind the operator's back. Cleared when its plans end.
+    /// first, in manage mode), with the authority it found: one that fails, or is refused once
+    /// its bring-up is done, does not stay a wish retried behind the operator's back. Cleared
+    /// when its plans end.
     #[serde(default)]
-    pub commanded: bool,
+    pub commanded: Option<Authority>,
 }
 
 /// One resource in [`State`].
@@ -208,11 +209,23 @@ impl State {
     /// reload is checked against: a release of an orphaned address first does not answer it).
     pub fn plan_for_wish(&self) -> Result<Plan, Notice> {
         let (kind, steps) = match &self.authority {
-            Authority::Unknown(reason) if reason == NO_SIGNAL_YET => (PlanKind::Repair, vec![]),
+            // `pool.conf` is read right after the first observation: its first signal's plan
+            // brings the resources up.
+            Authority::Unknown(reason) if reason == NO_SIGNAL_YET && !self.command_source => {
+                (PlanKind::Repair, vec![])
+            }
+            // Whatever the authority will say, a managed resource is brought up (attached and
+            // connected, Secondary, nothing served; safe in any role): a rebooted node rejoins
+            // its peer and resyncs before an operator's command names it, and nothing else
+            // changes.
             Authority::Unknown(reason) => {
-                return Err(Notice::Alarm(format!(
-                    "role source: {reason}; holding current state"
-                )))
+                let up = self.steps(BRING_UP, &BTreeMap::new());
+                if up.is_empty() && reason != NO_SIGNAL_YET {
+                    return Err(Notice::Alarm(format!(
+                        "role source: {reason}; holding current state"
+                    )));
+                }
+                (PlanKind::Repair, up)
             }
             Authority::Primary => {
                 let up = self.steps(BRING_UP, &BTreeMap::new());
@@ -385,13 +398,39 @@ impl State {
             .collect()
     }
 
-    /// An operator's `promote` that failed or was refused on the way leaves the node where it
-    /// was (not retried behind the operator's back), with no degraded allowance left for a
-    /// later plain promote. Nothing for a plan no command started (a repair of a serving node).
+    /// Marks these resources split-brained again, as kept before a restart (DRBD reports a
+    /// split brain once, at the failed handshake): the next handshake clears them, as it does
+    /// a reported one. Names not configured are ignored; returns those marked.
+    pub fn restore_split_brains(&mut self, names: &[String]) -> Vec<String> {
+        let mut marked = Vec::new();
+        for (n, r) in self.resources.iter_mut() {
+            if names.contains(n) {
+                r.split_brain = true;
+                marked.push(n.clone());
+            }
+        }
+        marked
+    }
+
+    /// An operator's `promote` that failed on the way leaves the node where it was (not
+    /// retried behind the operator's back): wished secondary, so what its rollback could not
+    /// undo is demoted, with no degraded allowance left for a later plain promote. Nothing for
+    /// a plan no command started (a repair of a serving node).
     pub(crate) fn command_not_carried_out(&mut self) {
-        if self.commanded {
-            self.commanded = false;
+        if self.commanded.take().is_some() {
             self.authority = Authority::Secondary;
+            for r in self.resources.values_mut() {
+                r.degraded = None;
+            }
+        }
+    }
+
+    /// An operator's `promote` refused by the planner once its bring-up was done (no role
+    /// changed): the authority it found is put back, as for a promote refused at once, with no
+    /// degraded allowance left. Nothing for a plan no command started.
+    pub(crate) fn command_refused(&mut self) {
+        if let Some(before) = self.commanded.take() {
+            self.authority = before;
             for r in self.resources.values_mut() {
                 r.degraded = None;
             }

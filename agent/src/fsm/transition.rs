@@ -124,6 +124,9 @@ pub enum Event {
 /// The one transition function.
 pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
     let mut pre = Vec::new();
+    // This event ends a plan that brought DRBD up: the view it left is the step's, not yet
+    // DRBD's own report.
+    let mut brought_up = false;
     match event {
         Event::Observed(snap) => {
             pre.extend(state.apply_snapshot(&snap));
@@ -200,7 +203,7 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
             }
             state.blocked = None;
             state.last_notice = None;
-            state.commanded = c != Command::Demote;
+            state.commanded = (c != Command::Demote).then_some(previous);
         }
         Event::Maintenance(on) => {
             state.maintenance = on;
@@ -309,6 +312,7 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
             None => return (state, pre),
         },
         Event::Executed(out) => {
+            brought_up = (out.applied.iter()).any(|s| s.stage == Stage::DrbdUp);
             let before: Vec<DrbdView> = state
                 .resources
                 .values()
@@ -407,11 +411,29 @@ pub fn step(mut state: State, event: Event) -> (State, Vec<Action>) {
         }
     }
     let mut actions = pre;
-    let planned = state.plan();
-    // The command's plans end here: carried out, or waiting (for DRBD's view after a
-    // bring-up, for the peer) as a wish, as a command refused by the planner does not.
-    if !matches!(planned.first(), Some(Action::Run(_))) {
-        state.commanded = false;
+    let mut planned = state.plan();
+    // The command's plans end here: carried out, or refused once its bring-up is done. A
+    // refused one is not kept as a wish (it would promote later, behind the operator's back,
+    // once DRBD reports or the peer goes): the reply says refused and the state agrees.
+    if !matches!(planned.first(), Some(Action::Run(_))) && state.commanded.is_some() {
+        match state.diff() {
+            Err(notice) => {
+                state.command_refused();
+                let mut text = notice.text().to_string();
+                if brought_up {
+                    text.push_str(
+                        "; DRBD was brought up just now (Secondary) and has not reported its \
+                         state yet: promote again once it has",
+                    );
+                }
+                // The alarm, if any, still goes out; the reply is the refusal.
+                planned.retain(|a| matches!(a, Action::Alarm(_)));
+                planned.push(Action::Refuse(text));
+                // The authority put back may have its own plan (a bring-up).
+                planned.extend(state.plan());
+            }
+            Ok(_) => state.commanded = None,
+        }
     }
     actions.extend(planned);
     (state, actions)

@@ -449,9 +449,18 @@ struct Running {
 }
 
 /// Runs `test` (unless the prerequisites are missing) inside [`in_netns`], v0 with MAC [`OURS`]
-/// and v1 with [`THEIRS`], with the daemon [`Running`], on a current-thread runtime's `LocalSet`
-/// (the daemon's future is not `Send`).
+/// and v1 with [`THEIRS`], with the daemon [`Running`] on [`config`], on a current-thread
+/// runtime's `LocalSet` (the daemon's future is not `Send`).
 fn with_running_daemon<F, Fut>(test: F)
+where
+    F: FnOnce(Running) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    with_running_daemon_on(config(), test)
+}
+
+/// [`with_running_daemon`] on `cfg`.
+fn with_running_daemon_on<F, Fut>(cfg: Config, test: F)
 where
     F: FnOnce(Running) -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
@@ -472,7 +481,7 @@ where
             .expect("runtime");
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async {
-            let cfg = Arc::new(config());
+            let cfg = Arc::new(cfg);
             let addr = Arc::new(
                 NetlinkAddress::new(&cfg)
                     .expect("vip handles")
@@ -903,5 +912,109 @@ fn conflict_whose_watch_ends_is_shown_unwatched_then_not_at_all() {
         }
 
         theirs.release().await;
+    });
+}
+
+/// The field case of issue "both Primary after a healed partition": another host holds the
+/// address silently (a plain `ip address add`, no announcement, after this node holds it; each
+/// kernel then only answers requests, by unicast), so the passive watch alone hears nothing:
+/// shown with `[address.probe] while_held_s = 0`. With the probe while held (1 s here, set live
+/// as a reload does), this node's ARP probe draws the other kernel's reply and the conflict is
+/// raised within a period: alarm, status, gauge; the address stays held and DRBD Primary. Once
+/// that host lets the address go the conflict clears, and a second silent holder is found
+/// within a couple of periods again.
+#[test]
+fn silent_holder_is_found_by_the_probe_while_held() {
+    use agent::events::AgentEvent;
+
+    let with_period = |s: u64| {
+        let mut cfg = config();
+        cfg.addresses[0].probe.while_held_s = s;
+        cfg
+    };
+    with_running_daemon_on(with_period(0), move |mut rig| async move {
+        let r = rig.ask(Request::Promote).await;
+        assert!(r.ok, "{}", r.message);
+        assert!(rig.held().await);
+        let other = other_host("ihasilent");
+        let in_other = |args: &str| ip_in(&other, args);
+        wait_carrier("v0").await;
+        // The conflict watch starts from the watch's "added" event, the link's return
+        // announces again: let both pass.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        in_other("addr add 10.99.0.10/24 dev v1");
+        let out = Command::new(which("ip").expect("ip"))
+            .args(["-n", other.name(), "-o", "addr", "show", "dev", "v1"])
+            .output()
+            .expect("ip runs");
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            shown.contains("10.99.0.10/24"),
+            "the other host holds it: {shown}"
+        );
+        // Without the probe while held nothing names the address as sender: not noticed.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let st = rig.ask(Request::Status).await.status.expect("status");
+        assert!(
+            st.addresses[0].conflict.is_none(),
+            "a silent holder noticed without probes: {}",
+            st.render()
+        );
+
+        // The period set live (what a reload's commit does): the next probe is due at once.
+        let t = Instant::now();
+        rig.addr.retain(&with_period(1));
+        let (r, st) = rig.conflict_shown(true).await;
+        let found = t.elapsed();
+        eprintln!("silent holder found {found:?} after the probe while held was turned on");
+        assert!(found < Duration::from_secs(2), "found after {found:?}");
+        assert!(!r.ok && r.message.contains(THEIRS), "{}", r.message);
+        assert!(
+            st.render()
+                .contains(&format!("CONFLICT: {THEIRS} also answers for it")),
+            "{}",
+            st.render()
+        );
+        let alarm = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                match agent::events::next(&mut rig.events).await {
+                    Some(AgentEvent::Alarm { reason, .. }) => break reason,
+                    Some(_) => continue,
+                    None => panic!("event bus closed"),
+                }
+            }
+        })
+        .await
+        .expect("an alarm");
+        assert!(
+            alarm.contains(THEIRS) && alarm.contains("10.99.0.10/24"),
+            "{alarm}"
+        );
+        rig.gauge_becomes("1", "the gauge misses the conflict")
+            .await;
+        assert!(rig.held().await);
+        assert_eq!(
+            rig.mem.world().drbd.get("r0").map(|v| v.role),
+            Some(Role::Primary)
+        );
+
+        // The other host lets it go: cleared (1 s quiet, a probe unanswered).
+        in_other("addr del 10.99.0.10/24 dev v1");
+        rig.conflict_shown(false).await;
+        rig.gauge_becomes("0", "the gauge still shows the conflict")
+            .await;
+
+        // Held silently again: found within a couple of periods, by the probe alone.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t = Instant::now();
+        in_other("addr add 10.99.0.10/24 dev v1");
+        rig.conflict_shown(true).await;
+        let found = t.elapsed();
+        eprintln!("silent holder found {found:?} after its address add (period 1 s)");
+        assert!(found < Duration::from_millis(2500), "found after {found:?}");
+        rig.gauge_becomes("1", "the gauge misses the second conflict")
+            .await;
+        assert!(rig.held().await);
     });
 }

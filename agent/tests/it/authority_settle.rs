@@ -407,25 +407,135 @@ async fn a_promote_command_whose_bring_up_failed_is_not_carried_out_later() {
     }
 }
 
-/// An operator's `promote` that brings the resource up first promotes once DRBD's events say
-/// the resource is UpToDate and Connected.
+/// Role source `command`, manage mode, DRBD down at start (a reboot): the agent brings it up
+/// as Secondary by itself, with no command; a promote refused on what DRBD has not reported yet
+/// leaves no wish, so nothing promotes when DRBD reports; a promote then does.
 #[tokio::test(start_paused = true)]
-async fn a_promote_command_brings_up_then_promotes() {
+async fn a_command_node_rejoins_by_itself_and_a_refused_promote_leaves_no_wish() {
     let (cfg, mem) = managed_down(false);
     let n = Running::over(cfg, mem);
     tokio::time::sleep(MS * 10).await;
-    n.ask(Request::Promote).await;
     assert_eq!(n.mem.world().log, ["drbd-up r0"]);
+    assert_eq!(n.role(), Some(Role::Secondary));
+    let r = n.ask(Request::Promote).await;
+    assert!(!r.ok && r.message.starts_with("refused: "), "{}", r.message);
+    let none = Authority::Unknown(agent::fsm::NO_SIGNAL_YET.into());
+    assert_eq!(n.status().await.authority, none);
     let view = agent::fsm::DrbdView::healthy_secondary();
-    n.mem.world().drbd.insert("r0".into(), view.clone());
     n.events
         .send(Event::Drbd {
             resource: "r0".into(),
             view,
         })
         .expect("send");
-    tokio::time::sleep(MS * 10).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(n.mem.world().log, ["drbd-up r0"]);
+    let r = n.ask(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
     assert_eq!(n.role(), Some(Role::Primary));
+}
+
+/// Role source `command`: a promote whose bring-up is done but which is then refused (DRBD has
+/// not reported its disk yet) says so and is not kept: the authority is what it was, and
+/// nothing promotes later when the resource turns out UpToDate with its peer gone.
+#[tokio::test(start_paused = true)]
+async fn a_promote_refused_after_its_bring_up_is_not_carried_out_later() {
+    let (cfg, mem) = managed_down(true);
+    let n = Running::over(cfg, mem);
+    tokio::time::sleep(MS * 10).await;
+    n.mem.world().fail_stage = None;
+    let r = n.ask(Request::Promote).await;
+    assert!(!r.ok, "{}", r.message);
+    assert!(
+        r.message.starts_with("refused: r0: local disk is")
+            && r.message.contains("DRBD was brought up just now"),
+        "{}",
+        r.message
+    );
+    let none = Authority::Unknown(agent::fsm::NO_SIGNAL_YET.into());
+    assert_eq!(n.status().await.authority, none);
+    // Up to date, then the peer gone: a kept wish would promote now.
+    let view = agent::fsm::DrbdView::healthy_secondary();
+    n.events
+        .send(Event::Drbd {
+            resource: "r0".into(),
+            view: view.clone(),
+        })
+        .expect("send");
+    let gone = agent::fsm::DrbdView {
+        peer_role: Role::Unknown,
+        connection: agent::fsm::Connection::WFConnection,
+        peer_disk: agent::fsm::Disk::DUnknown,
+        ..view
+    };
+    n.mem.world().drbd.insert("r0".into(), gone.clone());
+    n.events
+        .send(Event::Drbd {
+            resource: "r0".into(),
+            view: gone,
+        })
+        .expect("send");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let log = n.mem.world().log.clone();
+    assert!(
+        !log.iter().any(|c| c.starts_with("drbd-primary")),
+        "promoted with no command: {log:?}"
+    );
+    assert_eq!(n.status().await.authority, none);
+}
+
+/// Role source `command`: a demote that cancels a promote wish not carried out (its repair
+/// refused: the peer took over after DRBD was demoted by hand) says so instead of "nothing to
+/// do".
+#[tokio::test(start_paused = true)]
+async fn a_demote_that_cancels_a_pending_promote_says_so() {
+    let n = Running::start(true);
+    tokio::time::sleep(MS * 10).await;
+    let r = n.ask(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
+    // Everything undone behind the agent's back, and the peer Primary: the repair is refused.
+    let view = agent::fsm::DrbdView {
+        role: Role::Secondary,
+        peer_role: Role::Primary,
+        ..agent::fsm::DrbdView::healthy_secondary()
+    };
+    {
+        let mut w = n.mem.world();
+        w.drbd.insert("r0".into(), view.clone());
+        w.targets.clear();
+        w.addresses.clear();
+    }
+    let events = [
+        Event::Drbd {
+            resource: "r0".into(),
+            view,
+        },
+        Event::Target {
+            resource: "r0".into(),
+            view: agent::fsm::TargetView::default(),
+        },
+        Event::Address {
+            address: "10.0.0.10/24".into(),
+            held: false,
+        },
+    ];
+    for ev in events {
+        n.events.send(ev).expect("send");
+    }
+    tokio::time::sleep(MS * 10).await;
+    let s = n.status().await;
+    assert_eq!(s.authority, Authority::Primary);
+    let r = n.ask(Request::Demote).await;
+    assert!(r.ok, "{}", r.message);
+    assert!(
+        r.message.starts_with("pending promote cancelled"),
+        "{}",
+        r.message
+    );
+    assert_eq!(n.status().await.authority, Authority::Secondary);
+    // A second demote has nothing to cancel.
+    let r = n.ask(Request::Demote).await;
+    assert_eq!(r.message, "nothing to do");
 }
 
 /// Role source `command`, two resources served: r1 falls to Secondary and its re-promote fails

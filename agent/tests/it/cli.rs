@@ -469,3 +469,134 @@ fn maintenance_is_kept_across_a_restart() {
         "{log}"
     );
 }
+
+/// A control socket that accepts every connection and never answers (a stopped or stuck
+/// agent), or answers the first line once and then stays silent (`once`); its connections are
+/// kept open until the test process ends.
+fn silent_agent(sock: &Path, once: bool) {
+    use std::io::{BufRead, Write};
+    let listener = std::os::unix::net::UnixListener::bind(sock).expect("bind");
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for mut s in listener.incoming().map_while(Result::ok) {
+            if once {
+                let mut line = String::new();
+                let _ = std::io::BufReader::new(&s).read_line(&mut line);
+                let _ = s.write_all(b"{\"ok\":true,\"message\":\"following\",\"status\":null}\n");
+            }
+            kept.push(s);
+        }
+    });
+}
+
+/// Runs `iscsi-ha -c cfg --socket sock args` and returns its output and how long it took.
+fn run_timed(cfg: &Path, sock: &Path, args: &[&str]) -> (Output, Duration) {
+    let began = Instant::now();
+    let o = Command::new(BIN)
+        .arg("-c")
+        .arg(cfg)
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("iscsi-ha runs");
+    (o, began.elapsed())
+}
+
+/// An agent that accepts and never answers is reported within the wait (`--timeout`, else the
+/// request's bound from the config's timeouts), naming its pid, for status, reload and the
+/// first answer of events; the event stream after its first answer is not bounded.
+#[test]
+fn a_silent_agent_is_reported_not_waited_for() {
+    let (dir, cfg, _) = example_setup();
+    let silent = dir.path().join("silent.sock");
+    silent_agent(&silent, false);
+    let me = std::process::id();
+    let said = |o: &Output, within: &str| {
+        let t = text(o);
+        assert!(!o.status.success(), "{t}");
+        assert!(!t.contains("panicked"), "{t}");
+        assert!(
+            t.contains(&format!(
+                "the agent accepted the connection but did not answer within {within} s"
+            )) && t.contains(&format!("its pid is {me}"))
+                && t.contains("systemctl status iscsi-ha"),
+            "{t}"
+        );
+    };
+    // The default wait of status, from the example's timeouts: 10 s.
+    let loaded = agent::config::Config::load(&cfg).expect("example loads");
+    let bound = agent::control::answer_bound(agent::control::Request::Status, Some(&loaded));
+    assert_eq!(bound, Duration::from_secs(10));
+    let default_status = {
+        let (cfg, silent) = (cfg.clone(), silent.clone());
+        std::thread::spawn(move || run_timed(&cfg, &silent, &["status"]))
+    };
+    for args in [
+        &["status", "--timeout", "1"][..],
+        &["reload", "--timeout", "1"],
+        &["promote", "--timeout", "1"],
+        &["events", "--timeout", "1"],
+    ] {
+        let (o, took) = run_timed(&cfg, &silent, args);
+        said(&o, "1");
+        assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
+    }
+    let (o, took) = default_status.join().expect("status thread");
+    said(&o, "10");
+    assert!(
+        took >= bound && took < bound + Duration::from_secs(5),
+        "took {took:?}"
+    );
+
+    // events: bounded until the agent's first answer only.
+    let once = dir.path().join("once.sock");
+    silent_agent(&once, true);
+    let mut follower = Kill(
+        Command::new(BIN)
+            .arg("-c")
+            .arg(&cfg)
+            .arg("--socket")
+            .arg(&once)
+            .args(["events", "--timeout", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("events"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        follower.0.try_wait().expect("wait").is_none(),
+        "events gave up on a quiet but answering agent"
+    );
+}
+
+/// `iscsi-ha status` on a stopped daemon (`kill -STOP`) ends, saying the daemon is stopped and
+/// how to resume it; once resumed it answers again.
+#[test]
+fn a_stopped_daemon_is_named_by_status() {
+    let (dir, cfg, sock) = example_setup();
+    let daemon = start_daemon(dir.path(), &cfg, &sock);
+    let o = run(&cfg, &["status"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let pid = daemon.0.id().to_string();
+    let signal = |s: &str| {
+        let ok = Command::new("kill").args([s, &pid]).status().expect("kill");
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let began = Instant::now();
+    let o = run(&cfg, &["status", "--timeout", "2"]);
+    let took = began.elapsed();
+    signal("-CONT");
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("its pid is {pid} and it is stopped"))
+            && t.contains(&format!("kill -CONT {pid} resumes it")),
+        "{t}"
+    );
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    let o = run(&cfg, &["status"]);
+    assert!(o.status.success(), "resumed: {}", text(&o));
+}

@@ -14,6 +14,9 @@ use agent::fsm::Role;
 use agent::AgentError;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+/// The wait for an answer of the in-memory daemon.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Start a daemon (command role source) with its control socket in a temp dir.
 async fn start(dir: &std::path::Path) -> (std::path::PathBuf, Memory) {
     let cfg = Arc::new(common::config("two", true));
@@ -69,7 +72,7 @@ fn only_root_is_authorized() {
 async fn json_round_trip() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (sock, mem) = start(dir.path()).await;
-    let r = control::request(&sock, Request::Status)
+    let r = control::request(&sock, Request::Status, WAIT)
         .await
         .expect("status");
     assert!(r.ok);
@@ -77,7 +80,7 @@ async fn json_round_trip() {
     assert_eq!(s.node, "test");
     assert_eq!(s.role_source, "command");
     assert_eq!(s.node_role, "Secondary");
-    let r = control::request(&sock, Request::Promote)
+    let r = control::request(&sock, Request::Promote, WAIT)
         .await
         .expect("promote");
     assert!(r.ok, "{}", r.message);
@@ -95,11 +98,11 @@ async fn json_round_trip() {
     let text = serde_json::to_string(&s).expect("json");
     let back: agent::status::Status = serde_json::from_str(&text).expect("parse");
     assert_eq!(back, *s);
-    let r = control::request(&sock, Request::Maintenance { on: true })
+    let r = control::request(&sock, Request::Maintenance { on: true }, WAIT)
         .await
         .expect("m");
     assert!(r.ok && r.status.is_some_and(|s| s.maintenance));
-    let r = control::request(&sock, Request::Demote)
+    let r = control::request(&sock, Request::Demote, WAIT)
         .await
         .expect("demote");
     assert!(r.ok, "{}", r.message);
@@ -108,7 +111,7 @@ async fn json_round_trip() {
         Some(Role::Primary),
         "frozen"
     );
-    let r = control::request(&sock, Request::Maintenance { on: false })
+    let r = control::request(&sock, Request::Maintenance { on: false }, WAIT)
         .await
         .expect("m");
     assert!(r.ok, "{}", r.message);

@@ -28,6 +28,7 @@ mod metrics;
 mod observe_retry;
 mod ocf;
 mod pool_conf;
+mod recovery_advice;
 mod reload;
 mod reload_live;
 mod reload_tgtd;

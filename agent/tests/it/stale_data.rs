@@ -185,3 +185,131 @@ async fn split_brain_recovery_names_managed_endpoints() {
         r.message
     );
 }
+
+/// DRBD's generations of r0 with these metadata flags (`0x40`: crashed while Primary).
+fn with_flags(mem: &Memory, disk_flags: u32) {
+    let g = agent::backend::Generations {
+        disk_flags,
+        ..Default::default()
+    };
+    mem.world().generations.insert("r0".into(), g);
+}
+
+#[tokio::test]
+async fn the_wait_says_what_a_degraded_promote_costs_and_how_this_node_went_down() {
+    let cfg = common::config("one", false);
+    let mem = disconnected(&cfg);
+    with_flags(&mem, 0);
+    let mut d = daemon(cfg, &mem);
+    d.observe().await;
+    // Nothing waits: no generations read, on the observation path or for status.
+    let s = d.request(Request::Status).await.status.expect("status");
+    assert!(s.waiting_for_peer.is_empty());
+    assert_eq!(mem.world().generation_reads, 0);
+    d.handle(Event::Authority(Authority::Primary)).await;
+    assert_eq!(mem.world().generation_reads, 0, "not while observing");
+    let s = d.request(Request::Status).await.status.expect("status");
+    let w = s.waiting_for_peer.first().expect("waiting");
+    assert!(
+        w.reason.contains("LOSES every write the peer acknowledged"),
+        "{}",
+        w.reason
+    );
+    assert_eq!(w.went_down_as_primary, Some(false));
+    let text = s.render();
+    assert!(
+        text.contains("WAITING for peer")
+            && text.contains("r0: this node did not go down as Primary")
+            && text.contains("likely STALE"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&s).expect("json");
+    assert_eq!(json["waiting_for_peer"][0]["went_down_as_primary"], false);
+    // The crashed Primary that served alone last says so.
+    with_flags(&mem, 0x40);
+    let s = d.request(Request::Status).await.status.expect("status");
+    let w = s.waiting_for_peer.first().expect("waiting");
+    assert_eq!(w.went_down_as_primary, Some(true));
+    assert!(
+        w.last_down
+            .as_deref()
+            .is_some_and(|l| l.contains("went down as Primary")),
+        "{w:?}"
+    );
+    // The operator's promote --degraded answer carries the evidence read before it.
+    with_flags(&mem, 0);
+    let r = d.request(Request::PromoteDegraded).await;
+    assert!(r.ok, "{}", r.message);
+    assert_eq!(role(&mem), Some(Role::Primary));
+    assert!(
+        r.message
+            .contains("r0: this node did not go down as Primary")
+            && r.message.contains("likely STALE")
+            && r.message.contains("LOSES every write"),
+        "{}",
+        r.message
+    );
+}
+
+#[tokio::test]
+async fn unreadable_generations_say_the_node_may_be_stale() {
+    let cfg = common::config("one", true);
+    let mem = disconnected(&cfg);
+    let mut d = daemon(cfg, &mem);
+    d.observe().await;
+    // Role source command: `promote --degraded` is the promote.
+    let r = d.request(Request::PromoteDegraded).await;
+    assert!(r.ok, "{}", r.message);
+    assert!(
+        r.message.contains("r0: how this node went down is unknown")
+            && r.message.contains("may be STALE"),
+        "{}",
+        r.message
+    );
+}
+
+fn keeping(
+    cfg: agent::config::Config,
+    mem: &Memory,
+    dir: &std::path::Path,
+) -> Daemon<Memory, Memory, Memory> {
+    daemon(cfg, mem).keeping_maintenance(dir.join("maintenance"))
+}
+
+#[tokio::test]
+async fn a_restart_keeps_an_unresolved_split_brain_until_a_handshake() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = common::config("one", false);
+    let mem = disconnected(&cfg);
+    let mut d = keeping(cfg.clone(), &mem, dir.path());
+    d.observe().await;
+    d.handle(Event::SplitBrain {
+        resource: "r0".into(),
+    })
+    .await;
+    mem.world().drbd.get_mut("r0").expect("r0").connection = Connection::StandAlone;
+    assert!(dir.path().join("split-brain").exists());
+    drop(d);
+    // Restarted (systemd, an upgrade): still StandAlone, the alarm stays.
+    let mut d = keeping(cfg.clone(), &mem, dir.path());
+    d.observe().await;
+    let r = d.request(Request::Status).await;
+    assert!(!r.ok, "{}", r.message);
+    let s = r.status.expect("status");
+    assert_eq!(s.split_brain, vec!["r0".to_string()]);
+    assert!(s.render().contains("SPLIT BRAIN on r0"), "{}", s.render());
+    let r = d.request(Request::SplitBrain).await;
+    assert!(!r.ok && r.message.contains("SPLIT BRAIN"), "{}", r.message);
+    // A promote is still refused.
+    d.handle(Event::Authority(Authority::Primary)).await;
+    assert_eq!(role(&mem), Some(Role::Secondary));
+    // The recovery's handshake clears it, and the kept file with it.
+    mem.world().drbd.get_mut("r0").expect("r0").connection = Connection::Connected;
+    d.observe().await;
+    assert!(d.request(Request::Status).await.ok);
+    assert!(!dir.path().join("split-brain").exists());
+    drop(d);
+    let mut d = keeping(cfg, &mem, dir.path());
+    d.observe().await;
+    assert!(d.request(Request::Status).await.ok);
+}

@@ -294,6 +294,8 @@ pub struct Scale {
     /// Per switchover, same window: the guest's busy CPU time (`/proc/stat`: all but idle and
     /// iowait; the kernel's DRBD, tgtd and the agent), ms. Near the window: CPU-bound.
     pub guest_busy_ms: Vec<f64>,
+    /// Per switchover, same window: tgtd's CPU time (`/proc/PID/stat`), ms.
+    pub tgtd_cpu_ms: Vec<f64>,
     /// Per switchover, the window itself (signal -> promote logged, guest clock), ms.
     pub cpu_window_ms: Vec<f64>,
 }
@@ -634,8 +636,8 @@ impl<'a> Bench<'a> {
             say(
                 self.t0,
                 &format!(
-                    "{k} resources: promote median {:.0} ms, p95 {:.0} ms; signal -> promote logged {:?} ms, agent CPU {:?} ms, guest CPU busy {:?} ms",
-                    s.promote.median_ms, s.promote.p95_ms, s.cpu_window_ms, s.agent_cpu_ms, s.guest_busy_ms
+                    "{k} resources: promote median {:.0} ms, p95 {:.0} ms; signal -> promote logged {:?} ms, agent CPU {:?} ms, tgtd CPU {:?} ms, guest CPU busy {:?} ms",
+                    s.promote.median_ms, s.promote.p95_ms, s.cpu_window_ms, s.agent_cpu_ms, s.tgtd_cpu_ms, s.guest_busy_ms
                 ),
             );
             self.scaling.push(s);
@@ -741,23 +743,29 @@ impl<'a> Bench<'a> {
         let last_id = |v: &serde_json::Value| al::transitions(v).last().map(|t| t.id);
         let pid0 = last_id(&al::status(p)?);
         let sid0 = last_id(&al::status(s)?);
-        let (pro0, dem0) = (log_count(s, PROMOTE_LOGGED)?, log_count(p, DEMOTE_LOGGED)?);
+        let (pro0, dem0) = (log_mark(s)?, log_mark(p)?);
         let w0 = unix_ms();
         // The old primary's demote ends with DRBD Secondary: waited for in the guest (10 ms
-        // polls), so the new primary is signalled one round trip later, as the classic script is.
+        // polls of /proc/drbd by the shell's own `read`, no process per poll: a `grep` and a
+        // `sleep` every 10 ms took the old primary's one vCPU from its demote), so the new
+        // primary is signalled one round trip later, as the classic script is.
         let secondary = format!(
-            "i=0; until grep -q '^ *{}: cs:[A-Za-z]* ro:Secondary/' /proc/drbd || [ $i -ge 3000 ]; do sleep 0.01; i=$((i+1)); done",
-            self.r.minor
+            "{pauses}; i=0; \
+             until s=; while read -r m _ r _; do [ \"$m\" = {minor}: ] && case $r in ro:Secondary/*) s=1;; esac; done </proc/drbd; \
+               [ -n \"$s\" ] || [ $i -ge 3000 ]; do {pause}; i=$((i+1)); done",
+            pauses = pauses(),
+            minor = self.r.minor,
+            pause = pause("0.01"),
         );
         let sig_d = signal_pool_conf_then(p, &al::slave_of(s), &secondary)? as f64 - cp.offset;
         let sig_p_guest = signal_pool_conf(s, al::master())? as f64;
         // Through the agents' logs; `status` is read once each transition is logged (the figures
         // are the transition records' own times).
-        wait_log_count(s, PROMOTE_LOGGED, &pro0, T)?;
+        wait_logged(s, PROMOTE_LOGGED, pro0, T)?;
         let vs = al::wait_status(s, "new primary to serve", T, |v| {
             al::is_serving(v) && last_id(v) != sid0
         })?;
-        wait_log_count(p, DEMOTE_LOGGED, &dem0, T)?;
+        wait_logged(p, DEMOTE_LOGGED, dem0, T)?;
         let vp = al::wait_status(p, "old primary to demote", T, |v| {
             al::is_secondary(v) && last_id(v) != pid0
         })?;
@@ -827,9 +835,9 @@ impl<'a> Bench<'a> {
         let (sid0, pro0) = match tool {
             Tool::Agent => (
                 al::transitions(&al::status(s)?).last().map(|t| t.id),
-                log_count(s, PROMOTE_LOGGED)?,
+                log_mark(s)?,
             ),
-            Tool::Classic => (None, String::new()),
+            Tool::Classic => (None, 0),
         };
         let kill = unix_ms();
         p.kill()?;
@@ -839,7 +847,7 @@ impl<'a> Bench<'a> {
         let (sig_guest, start_guest, end_guest, stages) = match tool {
             Tool::Agent => {
                 let sig = signal_pool_conf(s, al::master())? as f64;
-                wait_log_count(s, PROMOTE_LOGGED, &pro0, T)?;
+                wait_logged(s, PROMOTE_LOGGED, pro0, T)?;
                 let vs = al::wait_status(s, "survivor to serve", T, al::is_serving)?;
                 let (a, e, st) = promote_span(&vs, sid0)?;
                 (sig, a, e, st)
@@ -914,18 +922,15 @@ impl<'a> Bench<'a> {
         let t = Instant::now();
         // Waited for through the agent's log (see `until_logged`).
         let wait = Duration::from_secs(45);
-        let (sock0, conv0) = (
-            log_count(p, "control socket ready")?,
-            log_count(p, "converged since start")?,
-        );
+        let mark = log_mark(p)?;
         p.run_ok(&format!(
             "{}; {}",
             al::launch_agent(),
-            until_logged("control socket ready", &sock0, wait)
+            until_logged("control socket ready", mark, wait)
         ))
         .with_context(|| al::agent_log(p, 40))?;
         let status = t.elapsed();
-        wait_log_count(p, "converged since start", &conv0, wait)?;
+        wait_logged(p, "converged since start", mark, wait)?;
         let serving = t.elapsed();
         al::wait_status(p, "restarted agent serving", T, al::is_serving)?;
         let client_writing = self.ledger.is_some();
@@ -1339,6 +1344,7 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
     let mut stage_ms: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     let mut transitions = Vec::new();
     let (mut agent_cpu, mut guest_busy, mut cpu_window) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tgtd_cpu = Vec::new();
     let last_id = |v: &serde_json::Value| al::transitions(v).last().map(|t| t.id);
     for _ in 0..runs {
         let pid0 = last_id(&al::status(p)?);
@@ -1347,12 +1353,13 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
         al::wait_status(p, "old primary to demote", slow, |v| {
             al::is_secondary(v) && last_id(v) != pid0
         })?;
-        let done0 = log_count(s, PROMOTE_LOGGED)?;
+        let done0 = log_mark(s)?;
         let cpu0 = CpuSample::read(s)?;
         let sig = signal_pool_conf(s, al::master())? as f64;
-        wait_log_count(s, PROMOTE_LOGGED, &done0, slow)?;
+        wait_logged(s, PROMOTE_LOGGED, done0, slow)?;
         let cpu1 = CpuSample::read(s)?;
         agent_cpu.push(cpu1.agent_ms - cpu0.agent_ms);
+        tgtd_cpu.push(cpu1.tgtd_ms - cpu0.tgtd_ms);
         guest_busy.push(cpu1.busy_ms - cpu0.busy_ms);
         cpu_window.push(cpu1.uptime_ms - cpu0.uptime_ms);
         let vs = al::wait_status(s, "new primary to serve", slow, |v| {
@@ -1389,24 +1396,28 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
             .collect(),
         promote_transitions: transitions,
         agent_cpu_ms: agent_cpu,
+        tgtd_cpu_ms: tgtd_cpu,
         guest_busy_ms: guest_busy,
         cpu_window_ms: cpu_window,
     })
 }
 
-/// CPU counters of a guest at one moment: the agent's and the whole guest's, ms (clock ticks
-/// of 10 ms, `USER_HZ` = 100).
+/// CPU counters of a guest at one moment: the agent's, tgtd's and the whole guest's, ms (clock
+/// ticks of 10 ms, `USER_HZ` = 100).
 struct CpuSample {
     agent_ms: f64,
+    tgtd_ms: f64,
     busy_ms: f64,
     uptime_ms: f64,
 }
 
 impl CpuSample {
-    /// One guest command: the agent's `/proc/PID/stat`, the `cpu` line of `/proc/stat`, uptime.
+    /// One guest command: the agent's and tgtd's `/proc/PID/stat`, the `cpu` line of
+    /// `/proc/stat`, uptime.
     fn read(node: &Node) -> Result<CpuSample> {
         let out = node.run_ok(&format!(
-            "cat /proc/$(cat {pid})/stat; head -1 /proc/stat; cut -d' ' -f1 /proc/uptime",
+            "cat /proc/$(cat {pid})/stat /proc/$(pidof tgtd)/stat; head -1 /proc/stat; \
+             cut -d' ' -f1 /proc/uptime",
             pid = al::AGENT_PID
         ))?;
         Self::parse(&out.stdout)
@@ -1416,12 +1427,17 @@ impl CpuSample {
     fn parse(text: &str) -> Option<CpuSample> {
         let mut lines = text.lines();
         // After the command name's ")": state is field 3, utime 14 and stime 15.
-        let stat = lines.next()?.rsplit_once(')')?.1;
-        let f: Vec<f64> = stat
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        let agent = f.get(10)? + f.get(11)?;
+        let ticks = |line: &str| -> Option<f64> {
+            let f: Vec<f64> = line
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            Some(f.get(10)? + f.get(11)?)
+        };
+        let agent = ticks(lines.next()?)?;
+        let tgtd = ticks(lines.next()?)?;
         let cpu: Vec<f64> = lines
             .next()?
             .split_whitespace()
@@ -1432,44 +1448,78 @@ impl CpuSample {
         let uptime: f64 = lines.next()?.trim().parse().ok()?;
         Some(CpuSample {
             agent_ms: agent * 10.0,
+            tgtd_ms: tgtd * 10.0,
             busy_ms: busy * 10.0,
             uptime_ms: uptime * 1000.0,
         })
     }
 }
 
-/// The agent's log line of a finished promote (the transition line, with its stage times).
-const PROMOTE_LOGGED: &str = "promote.*stages=";
-/// The agent's log line of a finished demote.
-const DEMOTE_LOGGED: &str = "demote.*stages=";
+/// The agent's log line of a finished promote (the transition line, with its stage times), as a
+/// shell pattern.
+const PROMOTE_LOGGED: &str = "promote*stages=";
+/// The agent's log line of a finished demote, as a shell pattern.
+const DEMOTE_LOGGED: &str = "demote*stages=";
 
-/// Lines of the agent's log on `node` matching `pattern` (grep).
-fn log_count(node: &Node, pattern: &str) -> Result<String> {
-    Ok(node
-        .run(&format!("grep -c '{pattern}' {}", al::AGENT_LOG))?
-        .stdout
+/// Where the agent's log on `node` ends now (its length, bytes): [`until_logged`] reads only
+/// what comes after it.
+fn log_mark(node: &Node) -> Result<u64> {
+    let o = node.run_ok(&format!("wc -c <{}", al::AGENT_LOG))?;
+    o.stdout
         .trim()
-        .to_string())
+        .parse()
+        .with_context(|| format!("agent log size on {}: {:?}", node.name(), o.stdout))
 }
 
-/// Shell loop for the guest: until the count of `pattern` in the agent's log is no longer `n0`
-/// (a busybox grep every 100 ms; exit 3 when the agent is gone, 4 after `timeout`). Not by
-/// polling `iscsi-ha status`: each poll is a new process of the agent's binary (a debug one takes
-/// ~1 s) on the guest's one TCG vCPU, taking CPU from the start or transition it measures.
-fn until_logged(pattern: &str, n0: &str, timeout: Duration) -> String {
+/// A FIFO in the guest that nobody writes to: `read -t` on it is a pause without a process.
+const PAUSE_FIFO: &str = "/tmp/.lab-pause";
+
+/// Shell for the guest that opens [`PAUSE_FIFO`] on fd 9 (`pause` then waits on it): busybox's
+/// `sleep` is a process of its own, ~12 ms of the guest's one TCG vCPU each time.
+fn pauses() -> String {
+    format!("[ -p {PAUSE_FIFO} ] || mkfifo {PAUSE_FIFO}; exec 9<>{PAUSE_FIFO}")
+}
+
+/// Shell: a pause of `secs` on the FIFO [`pauses`] opened.
+fn pause(secs: &str) -> String {
+    format!("read -t {secs} _ <&9")
+}
+
+/// Shell loop for the guest: until a line of the agent's log after `mark` ([`log_mark`])
+/// matches the shell pattern `pattern` (exit 3 when the agent is gone, 4 after `timeout`). It
+/// starts no process per poll (the shell's own `read`, `case`, `kill` and [`pause`]; one `dd`
+/// to skip to `mark`): the loop it replaced (a `grep`, `cat` and `sleep` every 100 ms) took a
+/// third of the guest's one TCG vCPU from the promote it was timing. Not by polling
+/// `iscsi-ha status` either: each poll is a new process of the agent's binary.
+fn until_logged(pattern: &str, mark: u64, timeout: Duration) -> String {
+    assert!(
+        !pattern.contains(['[', '?', '\'', '"']),
+        "until_logged: plain pattern expected, got {pattern:?}"
+    );
+    let skip = if mark > 0 {
+        format!("dd bs={mark} skip=1 count=0 <&3 2>/dev/null; ")
+    } else {
+        String::new()
+    };
     format!(
-        "i=0; while [ \"$(grep -c '{pattern}' {log})\" = \"{n0}\" ]; do \
-         kill -0 $(cat {pid}) 2>/dev/null || exit 3; [ $i -lt {max} ] || exit 4; \
-         sleep 0.1; i=$((i+1)); done",
-        log = al::AGENT_LOG,
+        "{pauses}; read pid <{pid}; exec 3<{log}; {skip}i=0; p=; \
+         while :; do \
+           while IFS= read -r l <&3; do case \"$p$l\" in *{pattern}*) exit 0;; esac; p=; done; \
+           p=\"$p$l\"; \
+           kill -0 $pid 2>/dev/null || exit 3; [ $i -lt {max} ] || exit 4; \
+           {pause}; i=$((i+1)); \
+         done",
+        pauses = pauses(),
         pid = al::AGENT_PID,
-        max = timeout.as_millis() / 100
+        log = al::AGENT_LOG,
+        max = timeout.as_millis() / 50,
+        pause = pause("0.05"),
     )
 }
 
 /// Waits in the guest with [`until_logged`].
-fn wait_log_count(node: &Node, pattern: &str, n0: &str, timeout: Duration) -> Result<()> {
-    node.run_ok(&until_logged(pattern, n0, timeout))
+fn wait_logged(node: &Node, pattern: &str, mark: u64, timeout: Duration) -> Result<()> {
+    node.run_ok(&until_logged(pattern, mark, timeout))
         .with_context(|| al::agent_log(node, 40))?;
     Ok(())
 }
@@ -1847,10 +1897,11 @@ fn markdown(rep: &BenchReport) -> String {
             stages.join(", ")
         ));
         md.push_str(&format!(
-            "\n{} resources, new primary from the signal to the promote logged (median ms): window {:.0}, agent CPU {:.0}, guest CPU busy {:.0}\n",
+            "\n{} resources, new primary from the signal to the promote logged (median ms): window {:.0}, agent CPU {:.0}, tgtd CPU {:.0}, guest CPU busy {:.0}\n",
             s.resources,
             Stat::of(&s.cpu_window_ms).median_ms,
             Stat::of(&s.agent_cpu_ms).median_ms,
+            Stat::of(&s.tgtd_cpu_ms).median_ms,
             Stat::of(&s.guest_busy_ms).median_ms
         ));
     }
@@ -1976,9 +2027,11 @@ mod tests {
     #[test]
     fn cpu_counters_parse() {
         let text = "812 (iscsi-ha) S 1 812 812 0 -1 4194560 900 0 0 0 37 12 0 0 20 0 1 0 500\n\
+                    301 (tgtd) S 1 301 301 0 -1 4194560 90 0 0 0 8 3 0 0 20 0 17 0 400\n\
                     cpu  100 5 60 9000 20 1 2 0 0 0\n123.45\n";
         let c = CpuSample::parse(text).expect("parses");
         assert_eq!(c.agent_ms, 490.0);
+        assert_eq!(c.tgtd_ms, 110.0);
         assert_eq!(c.busy_ms, 1680.0);
         assert_eq!(c.uptime_ms, 123_450.0);
         assert!(CpuSample::parse("812 (iscsi-ha) S\n").is_none());

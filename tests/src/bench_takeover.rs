@@ -1514,6 +1514,7 @@ fn until_logged(pattern: &str, mark: u64, timeout: Duration) -> String {
         log = al::AGENT_LOG,
         max = timeout.as_millis() / 50,
         pause = pause("0.05"),
+        pattern = pattern.replace(' ', "\\ "),
     )
 }
 

@@ -252,6 +252,11 @@ pub fn start_tgtd(node: &Node) -> Result<()> {
     bringup::tgtd_start(node)
 }
 
+/// [`start_tgtd`] with `threads` I/O threads per LU (`tgtd -t N`; None: tgtd's default).
+pub fn start_tgtd_with(node: &Node, threads: Option<u32>) -> Result<()> {
+    bringup::tgtd_start_with(node, threads)
+}
+
 /// Shell that starts `iscsi-ha daemon` in the background as the unit would: forked already at
 /// the unit's `Nice=` ([`unit_nice`]; busybox in the guest has `renice`, no `nice`) and exec'd
 /// at once, as systemd does, so the agent's own start-up clock (its start time in

@@ -69,6 +69,9 @@ pub struct BenchOpts {
     /// The agents' `timeouts.authority_settle_ms` (None: the default), to see what the settle
     /// time adds to a takeover.
     pub settle_ms: Option<u64>,
+    /// The scaling phase again with tgtd started with this many I/O threads per LU (`tgtd -t
+    /// N`; tgtd's default is 16, each LU's `new` starts them).
+    pub scaling_tgtd_threads: Option<u32>,
     /// Report file stem under `target/lab-report/`.
     pub report: String,
 }
@@ -85,6 +88,7 @@ impl Default for BenchOpts {
             idle: Duration::from_secs(10),
             client_timeout_s: LedgerOpts::default().timeout_s,
             settle_ms: None,
+            scaling_tgtd_threads: None,
             report: "bench-takeover".into(),
         }
     }
@@ -274,6 +278,8 @@ pub struct Idle {
 pub struct Scale {
     /// Resources per node.
     pub resources: usize,
+    /// tgtd's I/O threads per LU (`tgtd -t N`); None: tgtd's default (16).
+    pub tgtd_threads: Option<u32>,
     /// Per switchover: the promote's span (first transition start -> last end), ms.
     pub promote_ms: Vec<f64>,
     /// Per switchover: signal -> serving, ms.
@@ -383,8 +389,11 @@ pub struct BenchReport {
     pub idle: Vec<Idle>,
     /// Scaling with the number of resources.
     pub scaling: Vec<Scale>,
-    /// Median promote span of the largest resource count / of one resource.
+    /// Median promote span of the largest resource count / of one resource, the lab's tgtd
+    /// (`LAB_TGTD_THREADS`, else tgtd's default threads).
     pub scaling_ratio: Option<f64>,
+    /// The same with `--scaling-tgtd-threads N`: (N, ratio).
+    pub scaling_ratio_tgtd_threads: Option<(u32, f64)>,
     /// Acknowledged client writes, lost ones (must be 0), torn ones (must be 0).
     pub ledger: [u64; 3],
     /// The same of the manage-mode phase's own ledger (None: the phase did not run).
@@ -416,9 +425,14 @@ fn reproduce(o: &BenchOpts) -> String {
         .settle_ms
         .map(|ms| format!(" --settle-ms {ms}"))
         .unwrap_or_default();
+    let threads = o
+        .scaling_tgtd_threads
+        .map(|n| format!(" --scaling-tgtd-threads {n}"))
+        .unwrap_or_default();
     let args = format!(
         "bench-takeover --runs {} --power-runs {} --manage-power-runs {} --restarts {} \
-         --scaling {scaling} --scaling-runs {} --idle-s {} --client-timeout {}{settle} --report {}",
+         --scaling {scaling} --scaling-runs {} --idle-s {} --client-timeout {}{settle}{threads} \
+         --report {}",
         o.switchovers,
         o.power_losses,
         o.manage_power_losses,
@@ -631,12 +645,16 @@ impl<'a> Bench<'a> {
         if o.manage_power_losses > 0 {
             self.managed_power_losses(o)?;
         }
-        for &k in &o.scaling {
-            let s = scale(lab, k, o.scaling_runs)?;
+        let threads = [crate::bringup::tgtd_threads()]
+            .into_iter()
+            .chain(o.scaling_tgtd_threads.map(Some));
+        for (t, &k) in threads.flat_map(|t| o.scaling.iter().map(move |k| (t, k))) {
+            let s = scale(lab, k, o.scaling_runs, t)?;
+            let tgtd = t.map_or("tgtd default".to_string(), |n| format!("tgtd -t {n}"));
             say(
                 self.t0,
                 &format!(
-                    "{k} resources: promote median {:.0} ms, p95 {:.0} ms; signal -> promote logged {:?} ms, agent CPU {:?} ms, tgtd CPU {:?} ms, guest CPU busy {:?} ms",
+                    "{k} resources ({tgtd}): promote median {:.0} ms, p95 {:.0} ms; signal -> promote logged {:?} ms, agent CPU {:?} ms, tgtd CPU {:?} ms, guest CPU busy {:?} ms",
                     s.promote.median_ms, s.promote.p95_ms, s.cpu_window_ms, s.agent_cpu_ms, s.tgtd_cpu_ms, s.guest_busy_ms
                 ),
             );
@@ -1295,7 +1313,7 @@ fn idle_agent(node: &Node, role: &str, secs: f64) -> Result<Idle> {
 
 /// `k` resources on `brd` RAM disks (4 MiB each, DRBD minors 11.., ports 7801..), agents on
 /// pool.conf, `runs` switchovers; the promote span from the new primary's records.
-fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
+fn scale(lab: &Lab, k: usize, runs: usize, tgtd_threads: Option<u32>) -> Result<Scale> {
     al::reset(lab)?;
     let (a, b) = (lab.node(0)?, lab.node(1)?);
     let rs: Vec<Resource> = (0..k)
@@ -1329,7 +1347,7 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
         Duration::from_secs(120),
     )?;
     for n in [a, b] {
-        al::start_tgtd(n)?;
+        al::start_tgtd_with(n, tgtd_threads)?;
         al::install_config_for(n, &rs, Source::PoolConf)?;
     }
     al::set_pool_conf(a, Some(al::master()))?;
@@ -1386,6 +1404,7 @@ fn scale(lab: &Lab, k: usize, runs: usize) -> Result<Scale> {
     al::reset(lab)?;
     Ok(Scale {
         resources: k,
+        tgtd_threads,
         promote: Stat::of(&promote),
         signal_to_serving: Stat::of(&serving),
         promote_ms: promote,
@@ -1625,13 +1644,12 @@ fn report(
             }
         }
     }
-    let scaling_ratio = match (b.scaling.first(), b.scaling.last()) {
-        (Some(one), Some(big)) if one.promote.median_ms > 0.0 && big.resources > one.resources => {
-            Some(big.promote.median_ms / one.promote.median_ms)
-        }
-        _ => None,
-    };
-    let goals = goals(&summary, &b, scaling_ratio);
+    let lab_threads = b.scaling.first().and_then(|s| s.tgtd_threads);
+    let scaling_ratio = ratio_of(&b.scaling, lab_threads);
+    let scaling_ratio_tgtd_threads = o
+        .scaling_tgtd_threads
+        .and_then(|t| Some((t, ratio_of(&b.scaling, Some(t))?)));
+    let goals = goals(&summary, &b, scaling_ratio, scaling_ratio_tgtd_threads);
     let managed: Vec<&Sample> = b
         .samples
         .iter()
@@ -1652,6 +1670,7 @@ fn report(
         idle: b.idle,
         scaling: b.scaling,
         scaling_ratio,
+        scaling_ratio_tgtd_threads,
         ledger: b.acked_lost_torn,
         ledger_managed: b.acked_lost_torn_managed,
         managed_rejoins_replayed,
@@ -1661,7 +1680,27 @@ fn report(
     }
 }
 
-fn goals(rows: &[Row], b: &Bench, scaling_ratio: Option<f64>) -> Vec<Goal> {
+/// Median promote of the largest resource count / of the smallest, among the scaling runs with
+/// tgtd's `threads`.
+fn ratio_of(scaling: &[Scale], threads: Option<u32>) -> Option<f64> {
+    let group: Vec<&Scale> = scaling
+        .iter()
+        .filter(|s| s.tgtd_threads == threads)
+        .collect();
+    match (group.first(), group.last()) {
+        (Some(one), Some(big)) if one.promote.median_ms > 0.0 && big.resources > one.resources => {
+            Some(big.promote.median_ms / one.promote.median_ms)
+        }
+        _ => None,
+    }
+}
+
+fn goals(
+    rows: &[Row],
+    b: &Bench,
+    scaling_ratio: Option<f64>,
+    with_threads: Option<(u32, f64)>,
+) -> Vec<Goal> {
     let m = |case: Case, tool: Tool, metric: &str| median_of(rows, case, tool, metric);
     let mut g = Vec::new();
     // The agent's figure of `case` against the classic tools' of `case.classic()`.
@@ -1737,10 +1776,21 @@ fn goals(rows: &[Row], b: &Bench, scaling_ratio: Option<f64>) -> Vec<Goal> {
     g.push(Goal {
         goal: "32 resources promote in < 3x the time of one".into(),
         figure: scaling_ratio
-            .map(|r| format!("{r:.2}x (largest count vs 1)"))
+            .map(|r| {
+                let also = with_threads
+                    .map(|(t, r)| format!("; with tgtd -t {t}: {r:.2}x"))
+                    .unwrap_or_default();
+                format!("{r:.2}x (largest count vs 1, tgtd as the lab starts it){also}")
+            })
             .unwrap_or("-".into()),
         met: scaling_ratio
-            .filter(|_| b.scaling.last().is_some_and(|s| s.resources >= 32))
+            .filter(|_| {
+                b.scaling.first().is_some_and(|f| {
+                    b.scaling
+                        .iter()
+                        .any(|s| s.tgtd_threads == f.tgtd_threads && s.resources >= 32)
+                })
+            })
             .map(|r| r < 3.0),
     });
     // Judged on the restarts under the client's writes (the harder case); both are shown.
@@ -1874,11 +1924,12 @@ fn markdown(rep: &BenchReport) -> String {
             r.case, r.tool, r.metric, r.stat.median_ms, r.stat.p95_ms
         ));
     }
-    md.push_str("\n## Scaling (agent, planned switchover)\n\n| resources | promote median ms | p95 | signal -> serving median ms | p95 |\n|---|---|---|---|---|\n");
+    md.push_str("\n## Scaling (agent, planned switchover)\n\n| resources | tgtd I/O threads per LU | promote median ms | p95 | signal -> serving median ms | p95 |\n|---|---|---|---|---|---|\n");
     for s in &rep.scaling {
         md.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
             s.resources,
+            tgtd_threads(s),
             s.promote.median_ms,
             s.promote.p95_ms,
             s.signal_to_serving.median_ms,
@@ -1892,8 +1943,9 @@ fn markdown(rep: &BenchReport) -> String {
             .map(|(n, st)| format!("{n} {:.0} / {:.0}", st.median_ms, st.p95_ms))
             .collect();
         md.push_str(&format!(
-            "\n{} resources, promote stages (median / p95 ms; transitions per promote {:?}): {}\n",
+            "\n{} resources ({} tgtd threads), promote stages (median / p95 ms; transitions per promote {:?}): {}\n",
             s.resources,
+            tgtd_threads(s),
             s.promote_transitions,
             stages.join(", ")
         ));
@@ -1951,6 +2003,12 @@ fn markdown(rep: &BenchReport) -> String {
     md
 }
 
+/// tgtd's I/O threads per LU in a scaling run, for the report ("16 (default)" when not set).
+fn tgtd_threads(s: &Scale) -> String {
+    s.tgtd_threads
+        .map_or("16 (default)".to_string(), |n| n.to_string())
+}
+
 /// A hand-written SVG: per case and figure, the agent's and the classic tools' medians as bars
 /// with the p95 as a tick; then the scaling medians.
 fn svg(rep: &BenchReport) -> String {
@@ -1966,7 +2024,11 @@ fn svg(rep: &BenchReport) -> String {
     }
     for s in &rep.scaling {
         bars.push((
-            format!("agent promote, {} resources", s.resources),
+            format!(
+                "agent promote, {} resources, tgtd {} threads",
+                s.resources,
+                tgtd_threads(s)
+            ),
             "#3a9a5a",
             s.promote,
         ));
@@ -2044,6 +2106,7 @@ mod tests {
         let o = BenchOpts {
             scaling: Vec::new(),
             settle_ms: Some(0),
+            scaling_tgtd_threads: Some(4),
             ..BenchOpts::default()
         };
         let cmd = reproduce(&o);
@@ -2051,7 +2114,7 @@ mod tests {
             cmd.contains(
                 "bench-takeover --runs 30 --power-runs 30 --manage-power-runs 30 --restarts 5 \
                  --scaling none --scaling-runs 5 --idle-s 10 --client-timeout 3 --settle-ms 0 \
-                 --report bench-takeover"
+                 --scaling-tgtd-threads 4 --report bench-takeover"
             ),
             "{cmd}"
         );
@@ -2134,6 +2197,7 @@ mod tests {
             idle: Vec::new(),
             scaling: Vec::new(),
             scaling_ratio: None,
+            scaling_ratio_tgtd_threads: None,
             ledger: [0; 3],
             ledger_managed: None,
             managed_rejoins_replayed: [0; 2],

@@ -194,9 +194,15 @@ pub fn read_marker(node: &Node, dev: &str, len: usize) -> Result<String> {
 
 /// Starts `tgtd -f` in the background (if not running) and waits until `tgtadm` answers.
 pub fn tgtd_start(node: &Node) -> Result<()> {
-    node.run_ok(
-        "pidof tgtd >/dev/null || { tgtd -f --iscsi portal=0.0.0.0:3260 >/tmp/tgtd.log 2>&1 & }",
-    )?;
+    tgtd_start_with(node, tgtd_threads())
+}
+
+/// [`tgtd_start`] with `threads` I/O threads per LU (`tgtd -t N`; None: tgtd's default, 16).
+pub fn tgtd_start_with(node: &Node, threads: Option<u32>) -> Result<()> {
+    node.run_ok(&format!(
+        "pidof tgtd >/dev/null || {{ tgtd -f{threads} --iscsi portal=0.0.0.0:3260 >/tmp/tgtd.log 2>&1 & }}",
+        threads = threads.map_or(String::new(), |n| format!(" -t {n}"))
+    ))?;
     wait_until(
         node,
         "tgtadm --lld iscsi --op show --mode system >/dev/null 2>&1",
@@ -204,6 +210,17 @@ pub fn tgtd_start(node: &Node) -> Result<()> {
         Duration::from_secs(10),
     )?;
     Ok(())
+}
+
+/// `LAB_TGTD_THREADS`: tgtd's I/O threads per logical unit (`tgtd -t N`, `--nr_iothreads`);
+/// unset, tgtd's default (16, as Debian's unit starts it). Each LU's `new` starts that many
+/// threads, which dominates a many-resource promote in a TCG guest (docs/takeover.md,
+/// "Several resources").
+pub fn tgtd_threads() -> Option<u32> {
+    std::env::var("LAB_TGTD_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
 }
 
 /// Target `tid` named `iqn` with LUN 1 on `dev`, open to all initiators. Equivalent of

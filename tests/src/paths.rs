@@ -22,10 +22,15 @@ pub fn profile_dir() -> Option<PathBuf> {
 /// The command line that runs `lab ARGS` again: with the binaries copied to `LAB_TARGET_DIR`
 /// (README "Performance") when it is set, else through cargo.
 pub fn reproduce_lab(args: &str) -> String {
+    // The lab's environment knobs that change what is measured go into the command too.
+    let env: String = ["LAB_HANDOVER_MS", "LAB_TGTD_THREADS"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v} ")))
+        .collect();
     match std::env::var("LAB_TARGET_DIR") {
-        Ok(d) if !d.is_empty() => format!("LAB_TARGET_DIR={d} {d}/lab {args}"),
+        Ok(d) if !d.is_empty() => format!("{env}LAB_TARGET_DIR={d} {d}/lab {args}"),
         _ => format!(
-            "cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- {args}"
+            "cargo build --workspace --bins --examples && {env}cargo run -p tests --bin lab -- {args}"
         ),
     }
 }

@@ -23,6 +23,7 @@ fn bench_takeover_small_run_reports_every_figure() {
             restarts: 1,
             scaling: vec![1, 2],
             scaling_runs: 1,
+            scaling_tgtd_threads: Some(4),
             idle: Duration::from_secs(2),
             report: "bench-takeover-test".into(),
             ..BenchOpts::default()
@@ -109,9 +110,17 @@ fn bench_takeover_small_run_reports_every_figure() {
             rep.idle
         );
         ensure!(
-            rep.scaling.len() == 2 && rep.scaling.iter().all(|s| s.promote.n == 1),
+            rep.scaling.len() == 4 && rep.scaling.iter().all(|s| s.promote.n == 1),
             "scaling {:?}",
             rep.scaling
+        );
+        ensure!(
+            rep.scaling[2..].iter().all(|s| s.tgtd_threads == Some(4))
+                && rep.scaling_ratio.is_some()
+                && rep.scaling_ratio_tgtd_threads.is_some_and(|(t, _)| t == 4),
+            "scaling with tgtd -t 4: {:?} {:?}",
+            rep.scaling,
+            rep.scaling_ratio_tgtd_threads
         );
         let dir = lab::assets::report_dir();
         for ext in ["json", "md", "svg"] {

@@ -20,11 +20,12 @@
 //!                           target/lab-report/STEM.{json,md} (default soak)
 //! lab bench-takeover [--runs N] [--power-runs N] [--manage-power-runs N] [--restarts N]
 //!                   [--scaling 1,8,32|none] [--scaling-runs N] [--idle-s S] [--client-timeout S]
-//!                   [--settle-ms MS] [--report STEM]
+//!                   [--settle-ms MS] [--scaling-tgtd-threads N] [--report STEM]
 //!                           agent vs classic tools, planned switchover and power loss (N = 30
 //!                           each by default), agent restart, idle RSS and wake-ups, the agents'
 //!                           power loss in manage mode (default: as many as --power-runs, 0
-//!                           skips), 1/8/32 resources; target/lab-report/bench-takeover.{json,md,svg}
+//!                           skips), 1/8/32 resources (again with `tgtd -t N` when
+//!                           --scaling-tgtd-threads is given); target/lab-report/bench-takeover.{json,md,svg}
 //! lab pacemaker [--runs N]  per OCF action, the iscsi-ha agent vs the classic resource agents
 //!                           (linbit drbd + iSCSITarget + iSCSILogicalUnit + IPaddr2) in one guest
 //!                           with Pacemaker running; target/lab-report/pacemaker-ra-bench.json
@@ -171,6 +172,9 @@ struct TakeoverArgs {
     /// The agents' authority settle time, 0..60000 ms.
     #[arg(long, value_name = "MS", value_parser = range::<0, 60_000>)]
     settle_ms: Option<usize>,
+    /// The scaling phase again with tgtd started with N I/O threads per LU (`tgtd -t N`), 1..64.
+    #[arg(long, value_name = "N", value_parser = range::<1, 64>)]
+    scaling_tgtd_threads: Option<usize>,
     /// Report file stem (letters, digits, -).
     #[arg(long, value_name = "STEM", value_parser = report_stem)]
     report: Option<String>,
@@ -305,6 +309,7 @@ fn bench_takeover(a: TakeoverArgs) -> Result<()> {
     if let Some(n) = a.idle_s {
         o.idle = std::time::Duration::from_secs(n as u64);
     }
+    o.scaling_tgtd_threads = a.scaling_tgtd_threads.map(|n| n as u32);
     if let Some(Scaling(v)) = a.scaling {
         o.scaling = v;
     }

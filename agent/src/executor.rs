@@ -209,6 +209,14 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             }
             r => r,
         };
+        // A planned demote's release: the peer, about to promote, may start its probe now
+        // (docs/takeover.md, "One address check per promote"). Not a rollback's: nobody takes
+        // over then.
+        if handover && r.is_ok() && s.stage == Stage::AddressRelease {
+            if let Some(a) = self.config.address(&s.object) {
+                self.address.tell_released(a).await;
+            }
+        }
         (r, handed.map(|n| n.unwrap_or_else(|e| e)))
     }
 

@@ -48,6 +48,17 @@
 //! the connections as without a handover. For [`HANDED_FOR`] after an acknowledged handover the
 //! lists sent keep the handed-over connections (the target closes them after the address is
 //! gone, and the list that would then follow must not erase them at the peer before its claim).
+//!
+//! Right after a planned demote removed an address, it tells the peer
+//! ([`PeerLink::tell_released`]): `{"v":1,"node":"a","seq":N,"conns":[],"released":["10.0.0.50"]}`
+//! (a notice carries no list and asks for nothing). The peer, which the authority is about to
+//! promote, starts its RFC 5227 probe of that address at once instead of at its promote's start
+//! ([`PeerLink::released_notices`], `backend::vip`): its probe window then runs while its
+//! authority settles and its DRBD and target come up, not after them. The notice only moves a
+//! probe earlier; what the claim requires is unchanged (nobody answered from the probe's start
+//! until the claim). An agent that does not know the field drops the notice as malformed and
+//! probes at its promote as before; a forged or replayed notice starts a probe that nobody
+//! uses, dropped after `backend::vip::EARLY_PROBE_FOR`.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -118,6 +129,10 @@ pub struct Message {
     /// node's numbering). Not a list: `conns` is empty and nothing is replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack: Option<u64>,
+    /// A release notice: the sender's planned demote removed these addresses just now. Not a
+    /// list: `conns` is empty and nothing is replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<IpAddr>,
 }
 
 /// Why a datagram is not a peer-link message.
@@ -139,6 +154,9 @@ pub enum DecodeError {
     /// An acknowledgement that also carries a list or asks for an acknowledgement.
     #[error("an acknowledgement carries no list and asks for none")]
     Ack,
+    /// A release notice that also carries a list, asks for an acknowledgement or is one.
+    #[error("a release notice carries no list, asks for nothing and acknowledges nothing")]
+    Notice,
     /// A keyed link's datagram whose tag does not verify, or a datagram whose keying differs
     /// from this node's (the words say which).
     #[error("{0}")]
@@ -245,6 +263,9 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     if m.ack.is_some() && (m.want_ack || !m.conns.is_empty()) {
         return Err(DecodeError::Ack);
     }
+    if !m.released.is_empty() && (m.want_ack || !m.conns.is_empty() || m.ack.is_some()) {
+        return Err(DecodeError::Notice);
+    }
     Ok(m)
 }
 
@@ -258,6 +279,7 @@ pub fn encode(node: &str, seq: u64, conns: &[Connection]) -> (Vec<u8>, usize) {
         conns: conns.to_vec(),
         want_ack: false,
         ack: None,
+        released: Vec::new(),
     })
 }
 
@@ -545,6 +567,9 @@ pub struct PeerLink {
     held: watch::Sender<BTreeSet<IpAddr>>,
     /// The last awaited handover `seq` the peer acknowledged.
     acked: watch::Sender<Option<u64>>,
+    /// The addresses of the peer's last release notice, with a count of notices (each one a
+    /// change).
+    released: watch::Sender<(u64, Vec<IpAddr>)>,
     /// Held from reading the connections to sending them, so that an older read is never sent
     /// after a newer one.
     sending: tokio::sync::Mutex<()>,
@@ -576,6 +601,7 @@ impl PeerLink {
             shared: Mutex::new(Shared::default()),
             held: watch::channel(BTreeSet::new()).0,
             acked: watch::channel(None).0,
+            released: watch::channel((0, Vec::new())).0,
             sending: tokio::sync::Mutex::new(()),
             store: None,
             key: None,
@@ -771,6 +797,15 @@ impl PeerLink {
                     acceptable(&m.node, m.seq).err().unwrap_or_default(),
                     Warn::Old,
                 ),
+                // Not ordered by seq: a replayed notice only starts a probe nobody uses.
+                Ok(m) if !m.released.is_empty() => {
+                    debug!(node = %m.node, seq = m.seq, addresses = ?m.released,
+                        "tickle peer link: the peer released addresses");
+                    s.heard = Some(Instant::now());
+                    self.released
+                        .send_modify(|(n, ips)| (*n, *ips) = (*n + 1, m.released));
+                    return None;
+                }
                 Ok(m) => {
                     let last = s.learnt.as_ref().filter(|l| {
                         l.node == m.node && m.seq <= l.seq && l.at.elapsed() < TRUST_SEQ_FOR
@@ -829,6 +864,33 @@ impl PeerLink {
             conns,
             want_ack,
             ack,
+            released: Vec::new(),
+        }
+    }
+
+    /// The peer's release notices (module docs): the count of notices so far and the
+    /// addresses of the last one; `changed()` wakes at each.
+    pub fn released_notices(&self) -> watch::Receiver<(u64, Vec<IpAddr>)> {
+        self.released.subscribe()
+    }
+
+    /// Tells the peer that a planned demote removed `ips` from this node just now (one
+    /// datagram, best effort: a lost notice only means the peer probes at its promote).
+    pub async fn tell_released(&self, ips: &[IpAddr]) {
+        if ips.is_empty() {
+            return;
+        }
+        let mut m = self.next_message(Vec::new(), false, None);
+        m.released = ips.to_vec();
+        match self.to_peer(&encode_message(&m).0).await {
+            Ok(_) => debug!(peer = %self.config.peer, addresses = ?ips,
+                "tickle peer link: release told to the peer"),
+            Err(e) => {
+                if self.shared().may_warn(Warn::Send) {
+                    warn!(peer = %self.config.peer, error = %e,
+                        "tickle peer link: telling the peer of a release failed");
+                }
+            }
         }
     }
 
@@ -1244,6 +1306,7 @@ mod tests {
             conns: conns[..fit + 1].to_vec(),
             want_ack: false,
             ack: None,
+            released: Vec::new(),
         })
         .expect("json");
         assert!(over.len() > MAX_MESSAGE, "{}", over.len());
@@ -1302,6 +1365,7 @@ mod tests {
             conns: vec![conn(1)],
             want_ack: true,
             ack: None,
+            released: Vec::new(),
         };
         let (bytes, fit) = encode_message(&m);
         assert_eq!(fit, 1);
@@ -1328,6 +1392,57 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn release_notices_round_trip_and_are_checked() {
+        let text = br#"{"v":1,"node":"a","seq":4,"conns":[],"released":["10.0.0.50","fd00::50"]}"#;
+        let m = decode(text).expect("notice");
+        assert_eq!(
+            m.released,
+            vec![
+                "10.0.0.50".parse::<IpAddr>().expect("ip"),
+                "fd00::50".parse().expect("ip")
+            ]
+        );
+        assert_eq!(encode_message(&m).0, text.to_vec());
+        for bad in [
+            &br#"{"v":1,"node":"a","seq":4,"conns":[],"released":["10.0.0.50"],"ack":3}"#[..],
+            br#"{"v":1,"node":"a","seq":4,"conns":[],"released":["10.0.0.50"],"want_ack":true}"#,
+            br#"{"v":1,"node":"a","seq":4,"conns":[{"local":"10.0.0.10:3260","remote":"10.0.0.1:1"}],"released":["10.0.0.50"]}"#,
+        ] {
+            assert_eq!(decode(bad), Err(DecodeError::Notice), "{bad:?}");
+        }
+        let bad = br#"{"v":1,"node":"a","seq":4,"conns":[],"released":["10.0.0.500"]}"#;
+        assert!(matches!(decode(bad), Err(DecodeError::Malformed(_))));
+    }
+
+    #[tokio::test]
+    async fn a_release_notice_reaches_the_peer_and_replaces_no_list() {
+        let (pa, pb) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
+        let (a_end, b_end) = (format!("127.0.0.1:{pa}"), format!("127.0.0.2:{pb}"));
+        let a = PeerLink::bind(&link_config(&a_end, &b_end, 2000), "a")
+            .await
+            .expect("bind a");
+        let b = Arc::new(
+            PeerLink::bind(&link_config(&b_end, &a_end, 2000), "b")
+                .await
+                .expect("bind b"),
+        );
+        let rx = b.clone();
+        let receiving = tokio::spawn(async move { rx.receive().await });
+        a.send(&[conn(1)]).await.expect("list");
+        let mut notices = b.released_notices();
+        let ip: IpAddr = "10.0.0.50".parse().expect("ip");
+        a.tell_released(&[ip]).await;
+        tokio::time::timeout(Duration::from_secs(5), notices.changed())
+            .await
+            .expect("a notice in time")
+            .expect("link alive");
+        assert_eq!(*notices.borrow(), (1, vec![ip]));
+        // The list learnt before is kept: a notice is not a list.
+        assert_eq!(b.learnt().map(|l| l.conns.len()), Some(1));
+        receiving.abort();
     }
 
     /// A free UDP port on `ip` (bound and let go: the test binds it again at once).
@@ -1359,6 +1474,7 @@ mod tests {
                 conns: vec![conn(1)],
                 want_ack: true,
                 ack: None,
+                released: Vec::new(),
             })
             .0
         };
@@ -1408,6 +1524,7 @@ mod tests {
                 conns: vec![conn(1)],
                 want_ack: true,
                 ack: None,
+                released: Vec::new(),
             })
             .0
         };

@@ -35,6 +35,8 @@ pub struct World {
     pub handover: Option<usize>,
     /// Every handover asked, by the addresses' IPs.
     pub handovers: Vec<Vec<std::net::IpAddr>>,
+    /// The addresses a planned demote told the peer it released (`Address::tell_released`).
+    pub released: Vec<String>,
     /// Fail the N-th mutating call (1-based), counting from the last reset.
     pub fail_at_call: Option<usize>,
     /// Fail every call of this stage on this object.
@@ -430,6 +432,10 @@ impl Address for Memory {
     }
 
     /// Not a mutating call (not counted or logged): answered from [`World::handover`].
+    async fn tell_released(&self, addr: &AddressConfig) {
+        self.world().released.push(addr.address.to_string());
+    }
+
     async fn hand_over(&self, ips: Vec<std::net::IpAddr>) -> Result<usize, String> {
         let mut w = self.world();
         w.handovers.push(ips);

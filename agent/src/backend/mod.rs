@@ -213,6 +213,13 @@ pub trait Address: Send + Sync {
         &self,
         addr: &AddressConfig,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// After a planned demote removed it: tells the peer (`[tickle]`,
+    /// [`crate::peer_link::PeerLink::tell_released`]), whose probe of it starts then instead of
+    /// at its promote. Best effort, never fails. Default: no peer link, nothing told.
+    fn tell_released(&self, addr: &AddressConfig) -> impl Future<Output = ()> + Send {
+        let _ = addr;
+        async {}
+    }
     /// A planned demote's handover of the client connections on `ips` to the peer
     /// (`[tickle]`, [`crate::peer_link::PeerLink::hand_over`]): `Ok(n)` once the peer
     /// acknowledged the fresh list, `n` connections on `ips`; `Err(why)` otherwise. Default:
@@ -326,6 +333,9 @@ impl<T: Address> Address for std::sync::Arc<T> {
     }
     fn release(&self, a: &AddressConfig) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).release(a)
+    }
+    fn tell_released(&self, a: &AddressConfig) -> impl Future<Output = ()> + Send {
+        (**self).tell_released(a)
     }
     fn hand_over(
         &self,

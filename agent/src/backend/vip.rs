@@ -145,6 +145,12 @@ struct Handle {
     vip: Mutex<Vip>,
     /// The probe started for it, until its claim (or release).
     probe: Mutex<Option<ProbeSession>>,
+    /// A probe started on the peer's release notice, until a promote's
+    /// [`Address::start_probe`] takes it or [`EARLY_PROBE_FOR`] passes.
+    early: Mutex<Option<ProbeSession>>,
+    /// Its probe policy (`None`: probing off), for a probe started on a release notice;
+    /// follows reloads ([`NetlinkAddress::retain`]).
+    policy: std::sync::Mutex<Option<ProbePolicy>>,
     /// Ends its stream in the watch when the handle goes.
     watched: std::sync::Mutex<Option<AbortHandle>>,
     /// The conflict watch task while the address is held here.
@@ -164,6 +170,8 @@ impl Handle {
         Ok(Handle {
             vip: Mutex::new(Vip::new(a.interface.clone(), ip, prefix).map_err(err)?),
             probe: Mutex::new(None),
+            early: Mutex::new(None),
+            policy: std::sync::Mutex::new(probe_policy(a)),
             watched: std::sync::Mutex::new(None),
             conflicts: std::sync::Mutex::new(None),
             seen: Arc::new(std::sync::Mutex::new(None)),
@@ -646,6 +654,12 @@ fn key(a: &AddressConfig) -> Key {
 /// well under a second; the probe's socket buffer is not meant to cover minutes).
 pub const PROBE_MAX_AGE: Duration = Duration::from_secs(10);
 
+/// How long a probe started on the peer's release notice (`crate::peer_link`, module docs)
+/// waits for this node's promote to take it; then it is dropped with its socket. Below
+/// [`PROBE_MAX_AGE`], so a promote that takes it still trusts it until its claim. Long enough
+/// for the authority's settle time (`timeouts.authority_settle_ms`) and its own delay.
+pub const EARLY_PROBE_FOR: Duration = Duration::from_secs(5);
+
 fn err(e: VipError) -> BackendError {
     BackendError::Vip(e)
 }
@@ -796,6 +810,7 @@ impl NetlinkAddress {
                 let period = a.probe.while_held();
                 h.while_held
                     .send_if_modified(|p| std::mem::replace(p, period) != period);
+                *lock(&h.policy) = probe_policy(a);
             }
         }
     }
@@ -806,6 +821,71 @@ impl NetlinkAddress {
             .get(&key(a))
             .cloned()
             .ok_or_else(|| BackendError::Failed(format!("{} is not configured", a.address)))
+    }
+
+    /// The peer's planned demote released `ips` (its notice over the tickle link): starts the
+    /// probe of each configured one that is not held here, probed, and has no probe running
+    /// (one of a promote already), so a promote that follows within [`EARLY_PROBE_FOR`] finds
+    /// its window run already ([`Address::start_probe`]). Failures are only logged: the
+    /// promote then probes as usual.
+    async fn probe_early(&self, ips: &[std::net::IpAddr]) {
+        let handles: Vec<(Key, Arc<Handle>)> = lock(&self.handles)
+            .by_key
+            .iter()
+            .filter(|(k, _)| ips.contains(&k.0.addr()))
+            .map(|(k, h)| (k.clone(), h.clone()))
+            .collect();
+        for (k, h) in handles {
+            let Some(policy) = lock(&h.policy).clone() else {
+                continue;
+            };
+            // A promote's own probe runs already.
+            if h.probe
+                .lock()
+                .await
+                .as_ref()
+                .is_some_and(|s| s.started().elapsed() < PROBE_MAX_AGE)
+            {
+                continue;
+            }
+            let mut v = h.vip.lock().await;
+            if !matches!(v.is_held().await, Ok(false)) {
+                continue;
+            }
+            let session = match v.start_probe(&policy).await {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!(address = %k.0, error = %e, "probe on the peer's release not started");
+                    continue;
+                }
+            };
+            drop(v);
+            let started = session.started();
+            *h.early.lock().await = Some(session);
+            info!(address = %k.0, interface = %k.1,
+                "the peer released the address: probing it ahead of a promote");
+            tokio::spawn(async move {
+                tokio::time::sleep(EARLY_PROBE_FOR).await;
+                let mut slot = h.early.lock().await;
+                if slot.as_ref().is_some_and(|s| s.started() == started) {
+                    *slot = None;
+                }
+            });
+        }
+    }
+
+    /// Is a probe started on the peer's release notice waiting for a promote to take it
+    /// (status, tests)?
+    pub async fn early_probe_waiting(&self, a: &AddressConfig) -> bool {
+        match self.handle(a) {
+            Ok(h) => h
+                .early
+                .lock()
+                .await
+                .as_ref()
+                .is_some_and(|s| s.started().elapsed() < EARLY_PROBE_FOR),
+            Err(_) => false,
+        }
     }
 
     /// The started probe of `a`, unless it is too old to trust.
@@ -835,10 +915,26 @@ impl NetlinkAddress {
         for (k, h) in existing {
             all.push(h.subscribe(&k).await?);
         }
+        let mut notices = self.tickle.as_ref().map(|l| l.released_notices());
         loop {
             let (k, ev) = tokio::select! {
                 Some(events) = inbox.recv() => {
                     all.push(events);
+                    continue;
+                }
+                r = async {
+                    match notices.as_mut() {
+                        Some(n) => n.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match r {
+                        Ok(()) => {
+                            let ips = notices.as_mut().map(|n| n.borrow_and_update().1.clone());
+                            self.probe_early(&ips.unwrap_or_default()).await;
+                        }
+                        Err(_) => notices = None,
+                    }
                     continue;
                 }
                 Some(item) = all.next(), if !all.is_empty() => item,
@@ -968,6 +1064,15 @@ impl Address for NetlinkAddress {
         if v.is_held().await.map_err(err)? {
             return Ok(());
         }
+        // Started on the peer's release notice: its window has run (or runs) already, and it
+        // covers every frame from then until the claim, as a probe started now would from now.
+        let early = h.early.lock().await.take();
+        if let Some(s) = early.filter(|s| s.started().elapsed() < EARLY_PROBE_FOR) {
+            debug!(address = %a.address, age_ms = s.started().elapsed().as_millis() as u64,
+                "the probe started on the peer's release is taken");
+            *h.probe.lock().await = Some(s);
+            return Ok(());
+        }
         let session = v.start_probe(&policy).await.map_err(err)?;
         *h.probe.lock().await = Some(session);
         Ok(())
@@ -1040,6 +1145,12 @@ impl Address for NetlinkAddress {
             link.tickle(a.address.addr()).await;
         }
         Ok(())
+    }
+
+    async fn tell_released(&self, a: &AddressConfig) {
+        if let Some(link) = &self.tickle {
+            link.tell_released(&[a.address.addr()]).await;
+        }
     }
 
     async fn hand_over(&self, ips: Vec<std::net::IpAddr>) -> Result<usize, String> {

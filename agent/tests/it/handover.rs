@@ -117,6 +117,8 @@ async fn an_acknowledged_handover_keeps_the_sessions_until_target_remove() {
         ]
     );
     assert_eq!(sessions(&mem), vec![(TargetState::Absent, 0); 2]);
+    // Once it is gone, the peer is told (its probe starts then, not at its promote).
+    assert_eq!(mem.world().released, ["10.0.0.10/24"]);
 }
 
 #[tokio::test]
@@ -190,4 +192,5 @@ async fn a_rollback_never_hands_over() {
         .iter()
         .any(|s| s.rollback && s.stage == Stage::TargetOffline && s.notes.is_empty()));
     assert!(mem.world().handovers.is_empty());
+    assert!(mem.world().released.is_empty(), "nobody takes over");
 }

@@ -331,3 +331,77 @@ fn a_handed_over_connection_is_closed_silently_and_reset_by_the_claim() {
     assert!(report.errors.is_empty(), "{report:?}");
     read_is_reset(&mut client);
 }
+
+/// A planned demote's release notice starts the peer's probe at once (docs/takeover.md, "One
+/// address probe per promote"); the peer's promote takes that probe, which still refuses the
+/// claim when another host answers for the address, as a probe started at the promote would.
+#[test]
+fn a_release_notice_starts_the_peers_probe_and_the_promote_takes_it() {
+    if !prereqs("agent tickle release-notice test") {
+        return;
+    }
+    let lab = lab();
+    let vip: IpAddr = VIP.parse().expect("ip");
+    let (b_ready_tx, b_ready_rx) = std::sync::mpsc::channel::<()>();
+    let (told_tx, told_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let b = spawn_in(&lab.b, move || async move {
+        let mut told = told_rx;
+        let cfg = config("b", B_LINK, A_LINK);
+        let link = receiving(&cfg, "b").await;
+        let address = Arc::new(
+            NetlinkAddress::new(&cfg)
+                .expect("handles")
+                .with_tickle(link),
+        );
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let watching = address.clone();
+        tokio::spawn(async move { watching.watch(tx).await });
+        let a = &cfg.addresses[0];
+        let _ = b_ready_tx.send(());
+        let mut verdicts = Vec::new();
+        for _ in 0..2 {
+            told.recv().await.expect("A told");
+            let deadline = Instant::now() + PATIENCE;
+            while !address.early_probe_waiting(a).await && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let early = address.early_probe_waiting(a).await;
+            address.start_probe(a).await.expect("start probe");
+            let taken = !address.early_probe_waiting(a).await;
+            let conflict = address.probe_conflict(a).await.expect("verdict");
+            // The claim takes the probe's verdict (and the probe with it).
+            let claimed = address.claim(a).await.is_ok();
+            verdicts.push((early, taken, conflict, claimed));
+            let _ = b_ready_tx.send(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        verdicts
+    });
+    b_ready_rx.recv().expect("B ready");
+    // A's notice, from its link's own endpoint (B reads only the peer's).
+    let tell = || {
+        let told = told_tx.clone();
+        spawn_in(&lab.a, move || async move {
+            let cfg = config("a", A_LINK, B_LINK);
+            let link = bound(&cfg, "a").await;
+            link.tell_released(&[vip]).await;
+            let _ = told.send(());
+        })
+        .join()
+        .expect("A's thread");
+    };
+    // A still holds the address (a notice sent too early, or forged): B's probe hears A.
+    tell();
+    b_ready_rx.recv().expect("B's first promote done");
+    // A released it: nobody answers, and the claim that follows is allowed.
+    lab.a
+        .ip(&["addr", "del", &format!("{VIP}/24"), "dev", "v0"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    tell();
+    let verdicts = b.join().expect("B's thread");
+    assert_eq!(
+        verdicts,
+        vec![(true, true, true, false), (true, true, false, true)],
+        "(probe started on the notice, taken by the promote, conflict, claimed)"
+    );
+}

@@ -1419,16 +1419,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_release_notice_reaches_the_peer_and_replaces_no_list() {
-        let (pa, pb) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
-        let (a_end, b_end) = (format!("127.0.0.1:{pa}"), format!("127.0.0.2:{pb}"));
-        let a = PeerLink::bind(&link_config(&a_end, &b_end, 2000), "a")
-            .await
-            .expect("bind a");
-        let b = Arc::new(
-            PeerLink::bind(&link_config(&b_end, &a_end, 2000), "b")
-                .await
-                .expect("bind b"),
-        );
+        let (a, b, _) = pair().await;
         let rx = b.clone();
         let receiving = tokio::spawn(async move { rx.receive().await });
         a.send(&[conn(1)]).await.expect("list");
@@ -1443,6 +1434,20 @@ mod tests {
         // The list learnt before is kept: a notice is not a list.
         assert_eq!(b.learnt().map(|l| l.conns.len()), Some(1));
         receiving.abort();
+    }
+
+    /// Nodes a (127.0.0.1) and b (127.0.0.2), each bound and the other's peer (`handover_ms`
+    /// 2000), neither receiving yet; and b's endpoint.
+    async fn pair() -> (Arc<PeerLink>, Arc<PeerLink>, String) {
+        let (pa, pb) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
+        let (a_end, b_end) = (format!("127.0.0.1:{pa}"), format!("127.0.0.2:{pb}"));
+        let bind = |listen: &str, peer: &str, node: &'static str| {
+            let cfg = link_config(listen, peer, 2000);
+            async move { Arc::new(PeerLink::bind(&cfg, node).await.expect("bind")) }
+        };
+        let a = bind(&a_end, &b_end, "a").await;
+        let b = bind(&b_end, &a_end, "b").await;
+        (a, b, b_end)
     }
 
     /// A free UDP port on `ip` (bound and let go: the test binds it again at once).
@@ -1789,12 +1794,7 @@ mod tests {
 
     #[tokio::test]
     async fn hand_over_is_true_only_when_the_peer_acks() {
-        let (pa, pb) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
-        let (a_end, b_end) = (format!("127.0.0.1:{pa}"), format!("127.0.0.2:{pb}"));
-        let a = PeerLink::bind(&link_config(&a_end, &b_end, 2000), "a")
-            .await
-            .expect("bind a");
-        let a = Arc::new(a);
+        let (a, b, b_end) = pair().await;
         let rx = a.clone();
         let receiving = tokio::spawn(async move { rx.receive().await });
         // Nobody at the peer's end: not handed over, after handover_ms.
@@ -1805,11 +1805,6 @@ mod tests {
         assert!(
             e.contains("did not acknowledge the list within 30 ms"),
             "{e}"
-        );
-        let b = Arc::new(
-            PeerLink::bind(&link_config(&b_end, &a_end, 2000), "b")
-                .await
-                .expect("bind b"),
         );
         let rx = b.clone();
         let b_receiving = tokio::spawn(async move { rx.receive().await });

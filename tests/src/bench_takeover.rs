@@ -1753,17 +1753,35 @@ fn goals(
         "event: new: drbd-primary done",
         None,
     );
-    let own = m(Case::Switchover, Tool::Agent, "signal -> serving")
-        .zip(m(Case::Switchover, Tool::Agent, "signal -> promote start"))
-        .map(|(a, s)| a.median_ms - s.median_ms - 200.0);
+    // The probe starts at the old primary's release (its notice), so no fixed window can be
+    // subtracted: the promote up to its last target served is the agent's own work, and the
+    // claim (its own few ms and what is left of the window) is shown beside it.
+    let span = |from: &str, to: &str| -> Vec<f64> {
+        b.samples
+            .iter()
+            .filter(|x| x.case == Case::Switchover && x.tool == Tool::Agent)
+            .filter_map(|x| {
+                let at = |n: &str| x.events.iter().find(|e| e.0 == n).map(|e| e.1);
+                Some(at(to)? - at(from)?)
+            })
+            .collect()
+    };
+    let own = span("new: start", "new: target-serve done");
+    let claim = span("new: target-serve done", "new: address-claim done");
+    let own = (!own.is_empty()).then(|| (Stat::of(&own), Stat::of(&claim)));
     g.push(Goal {
         goal:
             "agent's own promote excluding the configured probe window (200 ms in the lab) < 50 ms"
                 .into(),
         figure: own
-            .map(|x| format!("promote (start -> serving) median minus 200 ms = {x:.0} ms"))
+            .map(|(o, c)| {
+                format!(
+                    "promote start -> every target served: median {:.0} ms, p95 {:.0} ms; then                      the claim (with what is left of the probe window, which runs from the old                      primary's release): median {:.0} ms, p95 {:.0} ms",
+                    o.median_ms, o.p95_ms, c.median_ms, c.p95_ms
+                )
+            })
             .unwrap_or("-".into()),
-        met: own.map(|x| x < 50.0),
+        met: own.map(|(o, _)| o.median_ms < 50.0),
     });
     let pause = m(Case::Switchover, Tool::Agent, "client pause");
     g.push(Goal {

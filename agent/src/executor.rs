@@ -210,7 +210,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             r => r,
         };
         // A planned demote's release: the peer, about to promote, may start its probe now
-        // (docs/takeover.md, "One address check per promote"). Not a rollback's: nobody takes
+        // (docs/takeover.md, "One address probe per promote"). Not a rollback's: nobody takes
         // over then.
         if handover && r.is_ok() && s.stage == Stage::AddressRelease {
             if let Some(a) = self.config.address(&s.object) {

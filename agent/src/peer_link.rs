@@ -56,9 +56,10 @@
 //! ([`PeerLink::released_notices`], `backend::vip`): its probe window then runs while its
 //! authority settles and its DRBD and target come up, not after them. The notice only moves a
 //! probe earlier; what the claim requires is unchanged (nobody answered from the probe's start
-//! until the claim). An agent that does not know the field drops the notice as malformed and
+//! until the claim), and a promote takes such a probe only while its window runs (its probes
+//! still going out). An agent that does not know the field drops the notice as malformed and
 //! probes at its promote as before; a forged or replayed notice starts a probe that nobody
-//! uses, dropped after `backend::vip::EARLY_PROBE_FOR`.
+//! uses, dropped at the end of its window.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};

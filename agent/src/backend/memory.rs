@@ -431,11 +431,12 @@ impl Address for Memory {
         Ok(())
     }
 
-    /// Not a mutating call (not counted or logged): answered from [`World::handover`].
+    /// Noted in [`World::released`] (not counted or logged as a mutating call).
     async fn tell_released(&self, addr: &AddressConfig) {
         self.world().released.push(addr.address.to_string());
     }
 
+    /// Not a mutating call (not counted or logged): answered from [`World::handover`].
     async fn hand_over(&self, ips: Vec<std::net::IpAddr>) -> Result<usize, String> {
         let mut w = self.world();
         w.handovers.push(ips);

@@ -145,9 +145,10 @@ struct Handle {
     vip: Mutex<Vip>,
     /// The probe started for it, until its claim (or release).
     probe: Mutex<Option<ProbeSession>>,
-    /// A probe started on the peer's release notice, until a promote's
-    /// [`Address::start_probe`] takes it or [`EARLY_PROBE_FOR`] passes.
-    early: Mutex<Option<ProbeSession>>,
+    /// A probe started on the peer's release notice, with its window: a promote's
+    /// [`Address::start_probe`] takes it only while the window runs (its probes are still
+    /// going out); after the window it is dropped.
+    early: Mutex<Option<(ProbeSession, Duration)>>,
     /// Its probe policy (`None`: probing off), for a probe started on a release notice;
     /// follows reloads ([`NetlinkAddress::retain`]).
     policy: std::sync::Mutex<Option<ProbePolicy>>,
@@ -654,11 +655,13 @@ fn key(a: &AddressConfig) -> Key {
 /// well under a second; the probe's socket buffer is not meant to cover minutes).
 pub const PROBE_MAX_AGE: Duration = Duration::from_secs(10);
 
-/// How long a probe started on the peer's release notice (`crate::peer_link`, module docs)
-/// waits for this node's promote to take it; then it is dropped with its socket. Below
-/// [`PROBE_MAX_AGE`], so a promote that takes it still trusts it until its claim. Long enough
-/// for the authority's settle time (`timeouts.authority_settle_ms`) and its own delay.
-pub const EARLY_PROBE_FOR: Duration = Duration::from_secs(5);
+/// A probe started on the peer's release notice that is still within its window: its probes
+/// are still going out, so a promote that takes it has probes as recent as one it would start.
+fn usable(early: &Option<(ProbeSession, Duration)>) -> bool {
+    early
+        .as_ref()
+        .is_some_and(|(s, window)| s.started().elapsed() < *window)
+}
 
 fn err(e: VipError) -> BackendError {
     BackendError::Vip(e)
@@ -825,9 +828,9 @@ impl NetlinkAddress {
 
     /// The peer's planned demote released `ips` (its notice over the tickle link): starts the
     /// probe of each configured one that is not held here, probed, and has no probe running
-    /// (one of a promote already), so a promote that follows within [`EARLY_PROBE_FOR`] finds
-    /// its window run already ([`Address::start_probe`]). Failures are only logged: the
-    /// promote then probes as usual.
+    /// (one of a promote, or of an earlier notice), so a promote that starts within the probe
+    /// window finds part of it run already ([`Address::start_probe`]). Failures are only
+    /// logged: the promote then probes as usual.
     async fn probe_early(&self, ips: &[std::net::IpAddr]) {
         let handles: Vec<(Key, Arc<Handle>)> = lock(&self.handles)
             .by_key
@@ -839,13 +842,14 @@ impl NetlinkAddress {
             let Some(policy) = lock(&h.policy).clone() else {
                 continue;
             };
-            // A promote's own probe runs already.
-            if h.probe
+            // A promote's own probe runs already, or one of an earlier notice.
+            let promoting = h
+                .probe
                 .lock()
                 .await
                 .as_ref()
-                .is_some_and(|s| s.started().elapsed() < PROBE_MAX_AGE)
-            {
+                .is_some_and(|s| s.started().elapsed() < PROBE_MAX_AGE);
+            if promoting || usable(&*h.early.lock().await) {
                 continue;
             }
             let mut v = h.vip.lock().await;
@@ -861,13 +865,17 @@ impl NetlinkAddress {
             };
             drop(v);
             let started = session.started();
-            *h.early.lock().await = Some(session);
+            let window = policy.window;
+            *h.early.lock().await = Some((session, window));
             info!(address = %k.0, interface = %k.1,
                 "the peer released the address: probing it ahead of a promote");
+            // Past its window it is not taken: dropped then, with its socket.
+            let h = Arc::downgrade(&h);
             tokio::spawn(async move {
-                tokio::time::sleep(EARLY_PROBE_FOR).await;
+                tokio::time::sleep(window).await;
+                let Some(h) = h.upgrade() else { return };
                 let mut slot = h.early.lock().await;
-                if slot.as_ref().is_some_and(|s| s.started() == started) {
+                if slot.as_ref().is_some_and(|(s, _)| s.started() == started) {
                     *slot = None;
                 }
             });
@@ -878,12 +886,7 @@ impl NetlinkAddress {
     /// (status, tests)?
     pub async fn early_probe_waiting(&self, a: &AddressConfig) -> bool {
         match self.handle(a) {
-            Ok(h) => h
-                .early
-                .lock()
-                .await
-                .as_ref()
-                .is_some_and(|s| s.started().elapsed() < EARLY_PROBE_FOR),
+            Ok(h) => usable(&*h.early.lock().await),
             Err(_) => false,
         }
     }
@@ -1064,10 +1067,12 @@ impl Address for NetlinkAddress {
         if v.is_held().await.map_err(err)? {
             return Ok(());
         }
-        // Started on the peer's release notice: its window has run (or runs) already, and it
-        // covers every frame from then until the claim, as a probe started now would from now.
+        // Started on the peer's release notice and still within its window (its probes are
+        // still going out): it covers every frame from its start until the claim, a probe
+        // started now would cover them from now. Past the window a host that took the address
+        // since, answering only when asked, would not be asked: a fresh probe then.
         let early = h.early.lock().await.take();
-        if let Some(s) = early.filter(|s| s.started().elapsed() < EARLY_PROBE_FOR) {
+        if let Some((s, _)) = Some(early).filter(usable).flatten() {
             debug!(address = %a.address, age_ms = s.started().elapsed().as_millis() as u64,
                 "the probe started on the peer's release is taken");
             *h.probe.lock().await = Some(s);

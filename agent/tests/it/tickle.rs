@@ -346,7 +346,9 @@ fn a_release_notice_starts_the_peers_probe_and_the_promote_takes_it() {
     let (told_tx, told_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let b = spawn_in(&lab.b, move || async move {
         let mut told = told_rx;
-        let cfg = config("b", B_LINK, A_LINK);
+        let mut cfg = config("b", B_LINK, A_LINK);
+        // A window long enough that a loaded machine's test still takes the probe within it.
+        cfg.addresses[0].probe.timeout_ms = 2000;
         let link = receiving(&cfg, "b").await;
         let address = Arc::new(
             NetlinkAddress::new(&cfg)

@@ -657,10 +657,8 @@ pub const PROBE_MAX_AGE: Duration = Duration::from_secs(10);
 
 /// A probe started on the peer's release notice that is still within its window: its probes
 /// are still going out, so a promote that takes it has probes as recent as one it would start.
-fn usable(early: &Option<(ProbeSession, Duration)>) -> bool {
-    early
-        .as_ref()
-        .is_some_and(|(s, window)| s.started().elapsed() < *window)
+fn usable((session, window): &(ProbeSession, Duration)) -> bool {
+    session.started().elapsed() < *window
 }
 
 fn err(e: VipError) -> BackendError {
@@ -849,7 +847,7 @@ impl NetlinkAddress {
                 .await
                 .as_ref()
                 .is_some_and(|s| s.started().elapsed() < PROBE_MAX_AGE);
-            if promoting || usable(&*h.early.lock().await) {
+            if promoting || h.early.lock().await.as_ref().is_some_and(usable) {
                 continue;
             }
             let mut v = h.vip.lock().await;
@@ -883,10 +881,10 @@ impl NetlinkAddress {
     }
 
     /// Is a probe started on the peer's release notice waiting for a promote to take it
-    /// (status, tests)?
+    /// (tests)?
     pub async fn early_probe_waiting(&self, a: &AddressConfig) -> bool {
         match self.handle(a) {
-            Ok(h) => usable(&*h.early.lock().await),
+            Ok(h) => h.early.lock().await.as_ref().is_some_and(usable),
             Err(_) => false,
         }
     }
@@ -1071,8 +1069,8 @@ impl Address for NetlinkAddress {
         // still going out): it covers every frame from its start until the claim, a probe
         // started now would cover them from now. Past the window a host that took the address
         // since, answering only when asked, would not be asked: a fresh probe then.
-        let early = h.early.lock().await.take();
-        if let Some((s, _)) = Some(early).filter(usable).flatten() {
+        let early = h.early.lock().await.take().filter(usable);
+        if let Some((s, _)) = early {
             debug!(address = %a.address, age_ms = s.started().elapsed().as_millis() as u64,
                 "the probe started on the peer's release is taken");
             *h.probe.lock().await = Some(s);

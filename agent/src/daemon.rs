@@ -117,8 +117,10 @@ pub const FAILED_RETRY_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 struct Held {
     authority: Authority,
-    /// When it takes effect (for `broken`: when it raises the alarm).
-    due: Instant,
+    /// When it was first held. It takes effect (`broken`: raises the alarm) its settle time
+    /// later, read from the running config each time, so a reload that shortens the settle
+    /// time also shortens the wait of a change already held ([`Daemon::settle_deadline`]).
+    since: Instant,
 }
 
 /// What one input led to.
@@ -256,17 +258,22 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
                 a.conflict = backend.conflict(&a.address, &a.interface);
             }
         }
-        st.pending_authority = self.held.as_ref().map(|h| PendingAuthority {
-            authority: h.authority.clone(),
-            in_ms: u64::try_from(h.due.saturating_duration_since(Instant::now()).as_millis())
-                .unwrap_or(u64::MAX),
-            reason: if pool_conf::is_broken(&h.authority) {
-                "broken alarm"
-            } else {
-                "takes effect"
-            }
-            .into(),
-        });
+        let due = self.settle_deadline();
+        st.pending_authority = self
+            .held
+            .as_ref()
+            .zip(due)
+            .map(|(h, due)| PendingAuthority {
+                authority: h.authority.clone(),
+                in_ms: u64::try_from(due.saturating_duration_since(Instant::now()).as_millis())
+                    .unwrap_or(u64::MAX),
+                reason: if pool_conf::is_broken(&h.authority) {
+                    "broken alarm"
+                } else {
+                    "takes effect"
+                }
+                .into(),
+            });
         for w in &mut st.waiting_for_peer {
             if let Some(since) = self.waiting.get(&w.resource) {
                 w.waited_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -428,10 +435,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         } else {
             t.authority_settle_ms
         };
-        let (settle, broken_alarm) = (
-            Duration::from_millis(settle_ms),
-            Duration::from_secs(t.broken_alarm_s),
-        );
+        let settle = Duration::from_millis(settle_ms);
         let current = self.state.as_ref().map(|s| s.authority.clone());
         let first = matches!(&current, Some(Authority::Unknown(r)) if r == NO_SIGNAL_YET);
         if pool_conf::is_broken(&a) {
@@ -439,7 +443,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             if !self.held.as_ref().is_some_and(|h| h.authority == a) {
                 self.held = Some(Held {
                     authority: a,
-                    due: Instant::now() + broken_alarm,
+                    since: Instant::now(),
                 });
             }
             return Handled::default();
@@ -459,14 +463,25 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         }
         self.held = Some(Held {
             authority: a,
-            due: Instant::now() + settle,
+            since: Instant::now(),
         });
         Handled::default()
     }
 
-    /// When the held authority change is due, if one is held.
+    /// When the held authority change is due, if one is held: its settle time (for `broken`,
+    /// `broken_alarm_s`) after it was first held, under the running config.
     pub fn settle_deadline(&self) -> Option<Instant> {
-        self.held.as_ref().map(|h| h.due)
+        let t = &self.exec.config().timeouts;
+        self.held.as_ref().map(|h| {
+            let wait = if pool_conf::is_broken(&h.authority) {
+                Duration::from_secs(t.broken_alarm_s)
+            } else if h.authority == Authority::Primary {
+                Duration::from_millis(t.authority_settle_primary_ms)
+            } else {
+                Duration::from_millis(t.authority_settle_ms)
+            };
+            h.since + wait
+        })
     }
 
     /// The held authority change's timer fired: act on it (`broken` becomes an alarm that

@@ -48,7 +48,9 @@ enum Cmd {
         #[command(flatten)]
         wait: Wait,
     },
-    /// Make this node primary (role source `command`); refused while the peer is Primary.
+    /// Make this node primary (role source `command`). While the peer shows DRBD Primary, DRBD
+    /// itself is asked and refuses a live Primary peer (then retried at DRBD's next event); a
+    /// dead one is declared lost after DRBD's ping-timeout and the promote goes on.
     Promote {
         /// Also promote without the peer when DRBD has not been Connected since attach (this
         /// node's data may be older than the peer's); with role source `pool-conf` this only

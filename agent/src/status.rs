@@ -174,47 +174,23 @@ pub struct PendingAuthority {
     pub reason: String,
 }
 
-/// Why DRBD's net settings of an adopted resource make failure handling slow or unguarded.
+/// Why DRBD's net settings of an adopted resource make failure handling slow or unguarded, as
+/// read from DRBD (managed ones: [`crate::config::check::slow_detection`], as configured).
 fn detection_warnings(config: &Config, state: &State) -> Vec<String> {
-    use crate::config::{Mode, DEFAULT_KO_COUNT, DEFAULT_PING_INT_S, DEFAULT_TIMEOUT_DS};
     let mut out = Vec::new();
-    for r in config.resources.iter().filter(|r| r.mode == Mode::Adopt) {
+    for r in config
+        .resources
+        .iter()
+        .filter(|r| r.mode == crate::config::Mode::Adopt)
+    {
         let Some(n) = state.resources.get(&r.name).and_then(|s| s.view.drbd.net) else {
             continue;
         };
-        let name = &r.name;
-        if n.allow_two_primaries {
-            out.push(format!(
-                "{name}: allow-two-primaries is on, so DRBD does not refuse a second Primary; \
-                 the agent then waits until DRBD declares a Primary peer lost"
-            ));
-        }
-        if n.ping_int_s > 2 * DEFAULT_PING_INT_S {
-            out.push(format!(
-                "{name}: ping-int {} s: a dead peer is noticed only after up to {:.1} s \
-                 (a Primary's writes stall that long); recommended {DEFAULT_PING_INT_S}",
-                n.ping_int_s,
-                f64::from(n.ping_int_s) + f64::from(n.ping_timeout_ds) / 10.0
-            ));
-        }
-        if n.ping_timeout_ds > 10 {
-            out.push(format!(
-                "{name}: ping-timeout {:.1} s: every takeover after a power loss waits it; \
-                 recommended 0.5",
-                f64::from(n.ping_timeout_ds) / 10.0
-            ));
-        }
-        let ko_s = f64::from(n.ko_count) * f64::from(n.timeout_ds) / 10.0;
-        if n.ko_count == 0 || ko_s >= 30.0 {
-            out.push(format!(
-                "{name}: ko-count {} x timeout {:.1} s: writes to a stuck peer may stall past \
-                 an initiator's 30 s command timeout; recommended ko-count {DEFAULT_KO_COUNT} \
-                 with timeout {:.1} s",
-                n.ko_count,
-                f64::from(n.timeout_ds) / 10.0,
-                f64::from(DEFAULT_TIMEOUT_DS) / 10.0
-            ));
-        }
+        out.extend(
+            n.slow_detection()
+                .into_iter()
+                .map(|w| format!("{}: {w}", r.name)),
+        );
     }
     out
 }
@@ -394,6 +370,7 @@ impl Status {
             detection_warnings: detection_warnings(config, state)
                 .into_iter()
                 .chain(crate::config::check::lossy_protocols(config))
+                .chain(crate::config::check::slow_detection(config))
                 .collect(),
             pending_authority: None,
             observing: false,

@@ -127,11 +127,27 @@ mod net {
     }
 }
 
-/// Checks the `[[address]]` tables against vip's own checks and the resource `names`; the
-/// dotted key at fault and the reason.
+/// Time [`Probe::timeout_ms`] must leave within `timeouts.address_ms`, ms: the claim waits for
+/// the rest of the window, then adds the address and sends its first announcement, all inside
+/// one `address_ms`, as does the wait for the verdict before DRBD promotes without its peer.
+/// A window as long as `address_ms` would time every claim out (rolled back, retried, never
+/// serving); 200 ms covers the add and the first frame on a loaded host.
+pub const PROBE_CLAIM_MARGIN_MS: u64 = 200;
+
+/// Largest [`Announce::count`]: a burst is sent twice, and RFC 5227 asks for 2
+/// (`ANNOUNCE_NUM`), IPaddr2 sends 5; more only floods the segment.
+pub const ANNOUNCE_COUNT_MAX: u32 = 100;
+
+/// Largest [`Announce::interval_ms`]: past a minute the later announcements no longer help
+/// neighbours that missed the first ones.
+pub const ANNOUNCE_INTERVAL_MAX_MS: u64 = 60_000;
+
+/// Checks the `[[address]]` tables against vip's own checks, the resource `names` and the
+/// per-operation `address_ms` (`timeouts.address_ms`); the dotted key at fault and the reason.
 pub(super) fn validate(
     addresses: &[Address],
     names: &BTreeSet<&str>,
+    address_ms: u64,
 ) -> Result<(), (String, String)> {
     let err = |k: String, r: &str| Err((k, r.to_string()));
     let mut addrs = BTreeSet::new();
@@ -169,6 +185,33 @@ pub(super) fn validate(
         }
         if a.probe.enabled && a.probe.timeout_ms == 0 {
             return err(k("probe.timeout_ms"), "must be greater than 0 when probing");
+        }
+        if a.probe.enabled && a.probe.timeout_ms.saturating_add(PROBE_CLAIM_MARGIN_MS) > address_ms
+        {
+            return err(
+                k("probe.timeout_ms"),
+                &format!(
+                    "is {}; at most timeouts.address_ms ({address_ms}) - {PROBE_CLAIM_MARGIN_MS}: \
+                     the claim waits for the rest of the window, then adds and announces the \
+                     address, within timeouts.address_ms (raise that for a longer window)",
+                    a.probe.timeout_ms
+                ),
+            );
+        }
+        if a.announce.count > ANNOUNCE_COUNT_MAX {
+            return err(
+                k("announce.count"),
+                &format!("is {}; at most {ANNOUNCE_COUNT_MAX}", a.announce.count),
+            );
+        }
+        if a.announce.interval_ms > ANNOUNCE_INTERVAL_MAX_MS {
+            return err(
+                k("announce.interval_ms"),
+                &format!(
+                    "is {}; at most {ANNOUNCE_INTERVAL_MAX_MS}",
+                    a.announce.interval_ms
+                ),
+            );
         }
         if a.probe.while_held_s > PROBE_WHILE_HELD_MAX_S {
             return err(
@@ -230,5 +273,57 @@ mod tests {
         // Shown by the effective config.
         let toml = parse("").expect("parses").effective_toml().expect("toml");
         assert!(toml.contains("while_held_s = 10"), "{toml}");
+    }
+
+    #[test]
+    fn probe_window_fits_in_the_claims_timeout() {
+        // timeouts.address_ms is 2000 by default: the window may take 1800 of it.
+        assert!(parse("timeout_ms = 1800").is_ok());
+        for text in [
+            "timeout_ms = 1801",
+            "timeout_ms = 3000",
+            "timeout_ms = 9223372036854775807",
+        ] {
+            let e = parse(text).expect_err(text);
+            assert_eq!(e.key, "address[0].probe.timeout_ms", "{text}: {e}");
+            assert!(
+                e.reason.contains("timeouts.address_ms (2000) - 200"),
+                "{text}: {e}"
+            );
+        }
+        // Not probing: the window is not used.
+        assert!(parse("enabled = false\ntimeout_ms = 3000").is_ok());
+        // A longer address_ms allows a longer window.
+        let (head, rest) = TEST_MINIMAL.split_once("[[resource]]").expect("resource");
+        let text = format!(
+            "{head}[timeouts]\naddress_ms = 8000\n[[resource]]{rest}[[address]]\n\
+             address = \"10.0.0.10/24\"\ninterface = \"eth0\"\nresources = [\"r0\"]\n\
+             [address.probe]\ntimeout_ms = 7000\n"
+        );
+        assert!(Config::parse(&text, Path::new("t.toml")).is_ok());
+    }
+
+    #[test]
+    fn announce_bounds() {
+        let with = |announce: &str| {
+            let text = format!(
+                "{TEST_MINIMAL}[[address]]\naddress = \"10.0.0.10/24\"\ninterface = \"eth0\"\n\
+                 resources = [\"r0\"]\n[address.announce]\n{announce}\n"
+            );
+            Config::parse(&text, Path::new("t.toml"))
+        };
+        assert!(with("count = 100\ninterval_ms = 60000").is_ok());
+        for (text, key) in [
+            ("count = 101", "address[0].announce.count"),
+            (
+                "count = 4294967295\ninterval_ms = 0",
+                "address[0].announce.count",
+            ),
+            ("interval_ms = 60001", "address[0].announce.interval_ms"),
+        ] {
+            let e = with(text).expect_err(text);
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.reason.contains("at most"), "{text}: {e}");
+        }
     }
 }

@@ -80,7 +80,10 @@ pub fn report(path: &Path) -> anyhow::Result<Report> {
         }
     }
     let _ = writeln!(o, "{}", tickle_line(&cfg));
-    for w in lossy_protocols(&cfg) {
+    for w in lossy_protocols(&cfg)
+        .into_iter()
+        .chain(slow_detection(&cfg))
+    {
         let _ = writeln!(o, "warning: {w}");
     }
     let _ = writeln!(
@@ -97,6 +100,27 @@ pub fn report(path: &Path) -> anyhow::Result<Report> {
         summary: o,
         effective,
     })
+}
+
+/// Why a managed resource's DRBD net settings, as configured, make failure handling slow
+/// ([`crate::fsm::DrbdNet::slow_detection`]; `status` says the same of adopted resources).
+pub fn slow_detection(cfg: &Config) -> Vec<String> {
+    cfg.resources
+        .iter()
+        .filter_map(|r| Some((r, r.manage.as_ref()?)))
+        .flat_map(|(r, m)| {
+            let net = crate::fsm::DrbdNet {
+                ping_int_s: m.ping_int_s,
+                ping_timeout_ds: m.ping_timeout_ds,
+                timeout_ds: m.timeout_ds,
+                ko_count: m.ko_count,
+                allow_two_primaries: false,
+            };
+            net.slow_detection()
+                .into_iter()
+                .map(move |w| format!("{}: [resource.manage] {w}", r.name))
+        })
+        .collect()
 }
 
 /// Why a managed resource can lose acknowledged writes (`protocol` A or B: DRBD completes a
@@ -154,6 +178,47 @@ mod protocol_tests {
     use std::path::Path;
 
     use super::*;
+
+    /// A managed resource `m0` with `manage` lines added to its `[resource.manage]`.
+    fn managed(manage: &str) -> Config {
+        let text = format!(
+            "{}\n[[resource]]\nname = \"m0\"\nminor = 5\nmode = \"manage\"\n\
+             target = {{ iqn = \"iqn.2026-11.org.example:m0\", tid = 5, initiators = \"all\" }}\n\
+             [resource.manage]\ndisk = \"/dev/vdb\"\nlocal = \"10.0.0.1:7789\"\n\
+             peer = \"10.0.0.2:7789\"\n{manage}\n\
+             [[resource.lun]]\nlun = 1\ndevice = \"/dev/drbd5\"\nscsi_id = \"m0\"\n\
+             scsi_sn = \"M0\"\nvendor = \"IET\"\nproduct = \"VIRTUAL-DISK\"\n",
+            crate::config::TEST_MINIMAL
+        );
+        Config::parse(&text, Path::new("<test>")).expect("config")
+    }
+
+    #[test]
+    fn slow_detection_of_a_managed_resource_is_named() {
+        assert!(
+            slow_detection(&managed("")).is_empty(),
+            "defaults are quick"
+        );
+        let w = slow_detection(&managed(
+            "ko_count = 0\nping_int_s = 120\nping_timeout_ds = 300",
+        ));
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w.iter().all(|w| w.starts_with("m0: [resource.manage] ")),
+            "{w:?}"
+        );
+        assert!(
+            w[0].contains("ping-int 120 s") && w[0].contains("150.0 s"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("ping-timeout 30.0 s"), "{w:?}");
+        assert!(w[2].contains("ko-count 0"), "{w:?}");
+        let w = slow_detection(&managed("ko_count = 5"));
+        assert!(
+            w.len() == 1 && w[0].contains("ko-count 5 x timeout 6.0 s"),
+            "{w:?}"
+        );
+    }
 
     #[test]
     fn protocol_a_or_b_is_named_c_is_not() {

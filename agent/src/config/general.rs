@@ -86,8 +86,8 @@ pub struct Timeouts {
     /// not wait. Set it to the demote side's value to settle both directions alike.
     pub authority_settle_primary_ms: u64,
     /// How long `pool.conf` may say `broken` (XAPI's state during a pool master designation,
-    /// left in place when the designation fails) before it raises an alarm, in seconds. While
-    /// `broken`, nothing is promoted or demoted.
+    /// left in place when the designation fails) before it raises an alarm, in seconds; 0: the
+    /// alarm at once. While `broken`, nothing is promoted or demoted.
     pub broken_alarm_s: u64,
     /// How often the tgtd watch compares every configured target with tgtd, in milliseconds; 0
     /// turns it off. tgtd sends no notifications of changes made behind the agent's back

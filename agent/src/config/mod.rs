@@ -34,7 +34,7 @@ pub(crate) use volume::by_res;
 pub use volume::Volume;
 
 use crate::error::ConfigError;
-use locate::{line_of, locate};
+use locate::{key_at_line, line_of, locate};
 
 fn default_state_dir() -> std::path::PathBuf {
     DEFAULT_STATE_DIR.into()
@@ -135,10 +135,17 @@ impl Config {
                 .span()
                 .map(|s| line_of(text, s.start))
                 .or_else(|| locate(text, &key));
+            // A syntax-level error (a number too large for TOML, say) has no key path: name
+            // the key written on its line, under the table header above it.
+            let key = match (key.as_str(), line) {
+                (".", Some(l)) => key_at_line(text, l).unwrap_or_default(),
+                (".", None) => String::new(),
+                _ => key,
+            };
             ConfigError {
                 file: file.to_path_buf(),
                 line,
-                key: if key == "." { String::new() } else { key },
+                key,
                 reason: e.message().to_string(),
             }
         })
@@ -216,7 +223,7 @@ impl Config {
             );
         }
         let names = resource::validate(&self.resources)?;
-        address::validate(&self.addresses, &names)?;
+        address::validate(&self.addresses, &names, self.timeouts.address_ms)?;
         if let Some(e) = &self.alerts.email {
             crate::alerts::validate(e)?;
         }
@@ -275,6 +282,19 @@ mod tests {
         let c = Config::parse(MIN, Path::new("x")).expect("parses");
         assert_eq!(c.resources.len(), 1);
         assert_eq!(c.sockets, Sockets::default());
+    }
+
+    #[test]
+    fn a_syntax_level_error_names_the_key_of_its_line() {
+        let text = format!(
+            "{MIN}[[address]]\naddress = \"10.0.0.10/24\"\ninterface = \"eth0\"\n\
+             resources = [\"r0\"]\n[address.probe]\ntimeout_ms = 18446744073709551615\n"
+        );
+        let e = Config::parse(&text, Path::new("t.toml")).expect_err("too large");
+        assert_eq!(e.key, "address.probe.timeout_ms", "{e}");
+        assert_eq!(e.line, Some(text.lines().count()), "{e}");
+        assert_eq!(key_at_line("a = 1\n", 1).as_deref(), Some("a"));
+        assert_eq!(key_at_line("[t]\n# c\n", 2), None);
     }
 
     #[test]

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_PORT: u16 = 3260;
 /// Default [`Tickle::sync_ms`].
 pub const DEFAULT_SYNC_MS: u64 = 1000;
+/// Largest [`Tickle::sync_ms`]: past a minute the "every 10 s unchanged" refresh and a new
+/// connection's listing would both wait that long, so a power loss would strand more
+/// initiators than the setting saves wake-ups.
+pub const MAX_SYNC_MS: u64 = 60_000;
 /// Default [`Tickle::repeat`] (CTDB's `ctdb_sys_send_tcp` callers send 3).
 pub const DEFAULT_REPEAT: u32 = 3;
 /// Largest [`Tickle::repeat`]: more only multiplies the same packet.
@@ -54,7 +58,7 @@ pub struct Tickle {
     /// before a power loss is not in the peer's list and waits for its initiator's timeout;
     /// initiators keep their connections for hours, so 1000 ms (the default) covers all but a
     /// login in the last second at one wake-up per second, only on the node that holds an
-    /// address. 0 or at least 10.
+    /// address. 0, or 10 to 60000.
     #[serde(default = "default_sync_ms")]
     pub sync_ms: u64,
     /// Tickle ACKs sent per connection on a claim (a lost one leaves that initiator to its
@@ -249,10 +253,13 @@ pub(super) fn validate(t: &Tickle, addresses: &[super::Address]) -> Result<(), (
             "must be the iSCSI portal port (3260 for tgtd)".into(),
         );
     }
-    if (1..10).contains(&t.sync_ms) {
+    if (1..10).contains(&t.sync_ms) || t.sync_ms > MAX_SYNC_MS {
         return err(
             "sync_ms",
-            "must be 0 (no periodic list) or at least 10 (each sync is one sock_diag dump)".into(),
+            format!(
+                "must be 0 (no periodic list) or 10 (each sync is one sock_diag dump) to \
+                 {MAX_SYNC_MS} (connections made since the last sync are not handed over)"
+            ),
         );
     }
     if !(1..=MAX_REPEAT).contains(&t.repeat) {
@@ -319,7 +326,12 @@ mod tests {
             (
                 "peer = \"10.1.0.2:7790\"\nsync_ms = 5",
                 "tickle.sync_ms",
-                "at least 10",
+                "0 (no periodic list) or 10",
+            ),
+            (
+                "peer = \"10.1.0.2:7790\"\nsync_ms = 60001",
+                "tickle.sync_ms",
+                "to 60000",
             ),
             (
                 "peer = \"10.1.0.2:7790\"\nrepeat = 0",

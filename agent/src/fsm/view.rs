@@ -313,6 +313,52 @@ pub struct DrbdNet {
     pub allow_two_primaries: bool,
 }
 
+impl DrbdNet {
+    /// Why these settings make failure handling slow or unguarded, one phrase each (without
+    /// the resource's name): `allow-two-primaries` on, `ping-int` above twice the recommended
+    /// 2 s, `ping-timeout` above 1 s, `ko-count` off or `ko-count` x `timeout` of 30 s or more
+    /// (docs/takeover.md, "DRBD settings"). Shown by `status` for adopted resources (read
+    /// from DRBD) and by `check-config` for managed ones (as configured).
+    pub fn slow_detection(&self) -> Vec<String> {
+        use crate::config::{DEFAULT_KO_COUNT, DEFAULT_PING_INT_S, DEFAULT_TIMEOUT_DS};
+        let mut out = Vec::new();
+        if self.allow_two_primaries {
+            out.push(
+                "allow-two-primaries is on, so DRBD does not refuse a second Primary; the \
+                 agent then waits until DRBD declares a Primary peer lost"
+                    .to_string(),
+            );
+        }
+        if self.ping_int_s > 2 * DEFAULT_PING_INT_S {
+            out.push(format!(
+                "ping-int {} s: a dead peer is noticed only after up to {:.1} s (a Primary's \
+                 writes stall that long); recommended {DEFAULT_PING_INT_S}",
+                self.ping_int_s,
+                f64::from(self.ping_int_s) + f64::from(self.ping_timeout_ds) / 10.0
+            ));
+        }
+        if self.ping_timeout_ds > 10 {
+            out.push(format!(
+                "ping-timeout {:.1} s: every takeover after a power loss waits it; \
+                 recommended 0.5",
+                f64::from(self.ping_timeout_ds) / 10.0
+            ));
+        }
+        let ko_s = f64::from(self.ko_count) * f64::from(self.timeout_ds) / 10.0;
+        if self.ko_count == 0 || ko_s >= 30.0 {
+            out.push(format!(
+                "ko-count {} x timeout {:.1} s: writes to a stuck peer may stall past an \
+                 initiator's 30 s command timeout; recommended ko-count {DEFAULT_KO_COUNT} \
+                 with timeout {:.1} s",
+                self.ko_count,
+                f64::from(self.timeout_ds) / 10.0,
+                f64::from(DEFAULT_TIMEOUT_DS) / 10.0
+            ));
+        }
+        out
+    }
+}
+
 impl DrbdView {
     /// A healthy replica not serving: up, Secondary/Secondary, Connected, UpToDate/UpToDate
     /// (the in-memory backends' start, and the tests').

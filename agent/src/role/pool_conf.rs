@@ -69,11 +69,29 @@ pub fn read(path: &Path) -> Authority {
     }
 }
 
+/// How often a watch whose directory was removed looks for it again (only then: no timer runs
+/// otherwise).
+const REWATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The events of pool.conf's directory the watch asks for.
+fn mask() -> WatchMask {
+    WatchMask::CLOSE_WRITE
+        | WatchMask::MOVED_TO
+        | WatchMask::MOVED_FROM
+        | WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::ATTRIB
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+}
+
 /// A watch on pool.conf through its directory.
 pub struct PoolConfWatch {
     path: PathBuf,
+    dir: PathBuf,
     name: OsString,
-    watch: DirWatch,
+    /// `None` once the directory was removed or moved, until it is back.
+    watch: Option<DirWatch>,
     last: Option<Authority>,
 }
 
@@ -88,18 +106,7 @@ impl PoolConfWatch {
             .file_name()
             .map(|n| n.to_os_string())
             .ok_or_else(|| AgentError::Role(std::io::Error::other("path has no file name")))?;
-        let watch = DirWatch::new(
-            &dir,
-            WatchMask::CLOSE_WRITE
-                | WatchMask::MOVED_TO
-                | WatchMask::MOVED_FROM
-                | WatchMask::CREATE
-                | WatchMask::DELETE
-                | WatchMask::ATTRIB
-                | WatchMask::DELETE_SELF
-                | WatchMask::MOVE_SELF,
-        )
-        .map_err(|e| {
+        let watch = DirWatch::new(&dir, mask()).map_err(|e| {
             // Say which directory and why it matters: a bare ENOENT sends the operator guessing.
             AgentError::Role(std::io::Error::new(
                 e.kind(),
@@ -112,8 +119,9 @@ impl PoolConfWatch {
         })?;
         Ok(PoolConfWatch {
             path: path.to_path_buf(),
+            dir,
             name,
-            watch,
+            watch: Some(watch),
             last: None,
         })
     }
@@ -125,17 +133,33 @@ impl PoolConfWatch {
         a
     }
 
-    /// Wait until the file's meaning changes, and return the new authority.
+    /// Wait until the file's meaning changes, and return the new authority. A removed (or
+    /// moved) directory is an alarm; the directory is then looked for every
+    /// second and watched again once it is back (the file read at once).
     pub async fn changed(&mut self) -> Result<Authority, AgentError> {
         loop {
-            let events = self.watch.next().await.map_err(AgentError::Role)?;
+            let Some(watch) = self.watch.as_mut() else {
+                tokio::time::sleep(REWATCH_EVERY).await;
+                if let Ok(w) = DirWatch::new(&self.dir, mask()) {
+                    self.watch = Some(w);
+                    info!(dir = %self.dir.display(), "pool.conf's directory is back: watched again");
+                    let a = read(&self.path);
+                    if self.last.as_ref() != Some(&a) {
+                        self.last = Some(a.clone());
+                        return Ok(a);
+                    }
+                }
+                continue;
+            };
+            let events = watch.next().await.map_err(AgentError::Role)?;
             let dir_gone = events.iter().any(|e| {
                 e.mask
                     .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF)
             });
             if dir_gone {
+                self.watch = None;
                 let a = Authority::Unknown(format!(
-                    "directory of {} removed; watch lost",
+                    "directory of {} removed; watched again once it is back",
                     self.path.display()
                 ));
                 self.last = Some(a.clone());

@@ -566,3 +566,41 @@ async fn a_failed_repromote_of_one_resource_leaves_the_other_serving() {
     assert_eq!(w.drbd["r0"].role, Role::Primary, "r0 demoted: {:?}", w.log);
     assert_eq!(n.status().await.authority, Authority::Primary);
 }
+
+/// A reload that shortens the settle time shortens the wait of a change already held (a typo
+/// of 600000 no longer needs a restart to be undone).
+#[tokio::test(start_paused = true)]
+async fn a_reload_shortening_the_settle_time_shortens_a_held_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("iscsi-ha.toml");
+    let mut cfg = common::config("one", false);
+    cfg.timeouts.authority_settle_ms = 600_000;
+    std::fs::write(&path, cfg.effective_toml().expect("toml")).expect("write");
+    cfg.source = Some(path.clone());
+    let mem = Memory::healthy_secondary(&cfg);
+    let n = Running::over(cfg.clone(), mem);
+    n.says(Authority::Primary, MS * 10).await;
+    assert_eq!(n.kinds().await, ["promote"]);
+    n.says(Authority::Secondary, MS * 100).await;
+    let p = n.status().await.pending_authority.expect("pending");
+    assert_eq!(p.in_ms, 599_900);
+    cfg.timeouts.authority_settle_ms = 1000;
+    std::fs::write(&path, cfg.effective_toml().expect("toml")).expect("write");
+    let r = n.ask(Request::Reload).await;
+    assert!(r.ok, "{}", r.message);
+    let p = n.status().await.pending_authority.expect("still pending");
+    assert_eq!(p.in_ms, 900, "counted from when the change was first held");
+    tokio::time::sleep(MS * 950).await;
+    assert_eq!(n.role(), Some(Role::Secondary));
+    assert_eq!(n.kinds().await, ["promote", "demote"]);
+    // Shortened below what has already passed: acted on at once.
+    n.says(Authority::Primary, MS * 10).await;
+    n.says(Authority::Secondary, MS * 300).await;
+    assert!(n.status().await.pending_authority.is_some());
+    cfg.timeouts.authority_settle_ms = 100;
+    std::fs::write(&path, cfg.effective_toml().expect("toml")).expect("write");
+    assert!(n.ask(Request::Reload).await.ok);
+    tokio::time::sleep(MS * 10).await;
+    assert!(n.status().await.pending_authority.is_none());
+    assert_eq!(n.kinds().await, ["promote", "demote", "promote", "demote"]);
+}

@@ -1,5 +1,6 @@
 //! pool.conf role source: the directory watch sees replacement by rename, delete + re-create,
-//! in-place rewrites and garbage; a missing or garbled file never promotes.
+//! in-place rewrites and garbage, and a directory removed and made again; a missing or garbled
+//! file never promotes.
 
 use crate::common;
 
@@ -64,6 +65,35 @@ async fn delete_then_recreate() {
         }
         assert!(matches!(a, Authority::Unknown(_)), "{seen:?}");
     }
+}
+
+/// The directory removed and made again (an operator's `rm -r`, a restore): an alarm, then the
+/// watch takes the new directory in by itself and reads the file there.
+#[tokio::test]
+async fn directory_removed_then_back_is_watched_again() {
+    let top = tempfile::tempdir().expect("tempdir");
+    let dir = top.path().join("xensource");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let p = dir.join("pool.conf");
+    std::fs::write(&p, "master").expect("write");
+    let mut w = PoolConfWatch::new(&p).expect("watch");
+    assert_eq!(w.current(), Authority::Primary);
+    std::fs::remove_dir_all(&dir).expect("rm -r");
+    let mut seen = Vec::new();
+    loop {
+        let a = next(&mut w).await;
+        seen.push(a.clone());
+        match a {
+            Authority::Unknown(r) if r.contains("removed") => break,
+            Authority::Unknown(_) => {} // the file's removal first
+            other => panic!("expected an alarm, got {other} ({seen:?})"),
+        }
+    }
+    std::fs::create_dir(&dir).expect("mkdir again");
+    replace(&p, "slave:192.0.2.1\n");
+    assert_eq!(next(&mut w).await, Authority::Secondary);
+    replace(&p, "master\n");
+    assert_eq!(next(&mut w).await, Authority::Primary);
 }
 
 #[tokio::test]

@@ -222,18 +222,7 @@ mod protocol_tests {
 
     #[test]
     fn protocol_a_or_b_is_named_c_is_not() {
-        let managed = |protocol: &str| {
-            let text = format!(
-                "{}\n[[resource]]\nname = \"m0\"\nminor = 5\nmode = \"manage\"\n\
-                 target = {{ iqn = \"iqn.2026-11.org.example:m0\", tid = 5, initiators = \"all\" }}\n\
-                 [resource.manage]\ndisk = \"/dev/vdb\"\nlocal = \"10.0.0.1:7789\"\n\
-                 peer = \"10.0.0.2:7789\"\n{protocol}\n\
-                 [[resource.lun]]\nlun = 1\ndevice = \"/dev/drbd5\"\nscsi_id = \"m0\"\n\
-                 scsi_sn = \"M0\"\nvendor = \"IET\"\nproduct = \"VIRTUAL-DISK\"\n",
-                crate::config::TEST_MINIMAL
-            );
-            lossy_protocols(&Config::parse(&text, Path::new("<test>")).expect("config"))
-        };
+        let managed = |protocol: &str| lossy_protocols(&managed(protocol));
         assert!(managed("").is_empty());
         assert!(managed("protocol = \"C\"").is_empty());
         let w = managed("protocol = \"A\"");

@@ -46,7 +46,10 @@ pub enum BackendError {
     #[error("{0}")]
     Refused(String),
     /// DRBD refused Primary because the peer is Primary (`SS_TWO_PRIMARIES`): nothing changed.
-    #[error("peer is DRBD Primary ({0})")]
+    #[error(
+        "peer is DRBD Primary ({0}): nothing changed; tried again at DRBD's next event (the \
+         peer demoting, or declared lost) or the daemon's retry"
+    )]
     PeerPrimary(#[source] drbd_nl::DrbdError),
     /// The promote safety check refused on DRBD's live state: nothing changed.
     #[error(transparent)]

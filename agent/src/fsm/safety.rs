@@ -71,7 +71,10 @@ pub enum Refusal {
     NoQuorum(String),
     /// The peer is Primary and DRBD would not arbitrate (`allow-two-primaries`, or a forced
     /// promote). Carries DRBD 9's node ids as text, empty on 8.4.
-    #[error("peer is DRBD Primary{0}")]
+    #[error(
+        "peer is DRBD Primary{0}, and DRBD would not refuse a second Primary here: waiting \
+         for the peer to demote or for DRBD to declare it lost"
+    )]
     PeerPrimary(String),
     /// DRBD has not been handshaken with the peer since attach and no degraded promote was
     /// allowed.

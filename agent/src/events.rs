@@ -150,6 +150,14 @@ impl Monitor for EventsMonitor {
         }
         let health = crate::notify::status_line(status, handled);
         if health != self.last_health {
+            // Into the journal too: after a power loss the log should say that replication
+            // is lost, not only that a promote ran. Routine converging stays out of it.
+            let calm = |h: &str| h.ends_with(": converged") || h.ends_with(": converging");
+            if !calm(&health) {
+                tracing::warn!(health = %health, "health changed");
+            } else if !self.last_health.is_empty() && !calm(&self.last_health) {
+                tracing::info!(health = %health, "health changed");
+            }
             self.last_health = health.clone();
             self.bus.publish(AgentEvent::Health {
                 node: node.clone(),

@@ -217,6 +217,12 @@ pub fn replication_warnings(resources: &[ResourceStatus]) -> Vec<String> {
                      manage mode `iscsi-ha split-brain` prints the drbdsetup connect command \
                      with the configured endpoints)"
                 ),
+                // DRBD retries the peer every connect-int by itself.
+                Connection::WFConnection => format!(
+                    "connection {}: the peer does not answer (down, or the replication link); \
+                     DRBD connects again by itself once it does, and resyncs what changed",
+                    d.connection_name()
+                ),
                 _ => format!("connection {}", d.connection_name()),
             };
             out.push(format!("{name}: not replicating: {why}{progress}"));

@@ -1776,7 +1776,9 @@ fn goals(
         figure: own
             .map(|(o, c)| {
                 format!(
-                    "promote start -> every target served: median {:.0} ms, p95 {:.0} ms; then                      the claim (with what is left of the probe window, which runs from the old                      primary's release): median {:.0} ms, p95 {:.0} ms",
+                    "promote start -> every target served: median {:.0} ms, p95 {:.0} ms; then \
+                     the claim (with what is left of the probe window, which runs from the old \
+                     primary's release): median {:.0} ms, p95 {:.0} ms",
                     o.median_ms, o.p95_ms, c.median_ms, c.p95_ms
                 )
             })

@@ -346,7 +346,7 @@ pub fn drill_once(drbd: DrbdVersion) -> Result<DrillReport> {
         say(
             t0,
             &format!(
-                "b agent: pool.conf -> promote start {:.3}s (DRBD arbitrates: its ping timeout for the dead peer is inside drbd-primary), promote itself {:.3}s",
+                "b agent: pool.conf -> promote start {:.3}s (DRBD arbitrates: inside drbd-primary, first the address probe's verdict (the lab's fencing is dont-care, which DRBD does not guard), then DRBD's ping-timeout for the dead peer), promote itself {:.3}s",
                 rep.signal_to_promote_start_s, rep.agent_promote_total_s
             ),
         );
@@ -425,7 +425,7 @@ pub fn drill_once(drbd: DrbdVersion) -> Result<DrillReport> {
         rep.signal_to_promote_start_s
     );
     println!(
-        "b's agent promote (its own figure)  {:6.3} s  (primary {:.3}, target {:.3}, address {:.3})",
+        "b's agent promote (its own figure)  {:6.3} s  (check + primary {:.3}, target {:.3}, probe + address {:.3}; stages overlap)",
         rep.agent_promote_total_s, rep.takeover_primary_s, rep.takeover_target_s, rep.takeover_vip_s
     );
     println!(

@@ -151,12 +151,16 @@ impl Monitor for EventsMonitor {
         let health = crate::notify::status_line(status, handled);
         if health != self.last_health {
             // Into the journal too: after a power loss the log should say that replication
-            // is lost, not only that a promote ran. Routine converging stays out of it.
+            // is lost, not only that a promote ran. Routine converging stays out of it, and so
+            // does a change of figures only (a resync's progress).
             let calm = |h: &str| h.ends_with(": converged") || h.ends_with(": converging");
-            if !calm(&health) {
-                tracing::warn!(health = %health, "health changed");
-            } else if !self.last_health.is_empty() && !calm(&self.last_health) {
-                tracing::info!(health = %health, "health changed");
+            let shape = |h: &str| h.replace(|c: char| c.is_ascii_digit(), "");
+            if shape(&health) != shape(&self.last_health) {
+                if !calm(&health) {
+                    tracing::warn!(health = %health, "health changed");
+                } else if !self.last_health.is_empty() && !calm(&self.last_health) {
+                    tracing::info!(health = %health, "health changed");
+                }
             }
             self.last_health = health.clone();
             self.bus.publish(AgentEvent::Health {

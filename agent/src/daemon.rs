@@ -429,13 +429,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
     /// docs). The first signal after start is acted on at once; a change back to what the
     /// machine already follows drops the held one. [`Daemon::settled`] acts when the timer fires.
     pub async fn authority(&mut self, a: Authority) -> Handled {
-        let t = &self.exec.config().timeouts;
-        let settle_ms = if a == Authority::Primary {
-            t.authority_settle_primary_ms
-        } else {
-            t.authority_settle_ms
-        };
-        let settle = Duration::from_millis(settle_ms);
+        let settle = self.settle_time(&a);
         let current = self.state.as_ref().map(|s| s.authority.clone());
         let first = matches!(&current, Some(Authority::Unknown(r)) if r == NO_SIGNAL_YET);
         if pool_conf::is_broken(&a) {
@@ -471,17 +465,22 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
     /// When the held authority change is due, if one is held: its settle time (for `broken`,
     /// `broken_alarm_s`) after it was first held, under the running config.
     pub fn settle_deadline(&self) -> Option<Instant> {
+        self.held
+            .as_ref()
+            .map(|h| h.since + self.settle_time(&h.authority))
+    }
+
+    /// How long a change to `a` is held under the running config: `broken_alarm_s` for
+    /// `broken`, `authority_settle_primary_ms` for primary, else `authority_settle_ms`.
+    fn settle_time(&self, a: &Authority) -> Duration {
         let t = &self.exec.config().timeouts;
-        self.held.as_ref().map(|h| {
-            let wait = if pool_conf::is_broken(&h.authority) {
-                Duration::from_secs(t.broken_alarm_s)
-            } else if h.authority == Authority::Primary {
-                Duration::from_millis(t.authority_settle_primary_ms)
-            } else {
-                Duration::from_millis(t.authority_settle_ms)
-            };
-            h.since + wait
-        })
+        if pool_conf::is_broken(a) {
+            Duration::from_secs(t.broken_alarm_s)
+        } else if *a == Authority::Primary {
+            Duration::from_millis(t.authority_settle_primary_ms)
+        } else {
+            Duration::from_millis(t.authority_settle_ms)
+        }
     }
 
     /// The held authority change's timer fired: act on it (`broken` becomes an alarm that

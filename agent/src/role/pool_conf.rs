@@ -143,9 +143,7 @@ impl PoolConfWatch {
                 if let Ok(w) = DirWatch::new(&self.dir, mask()) {
                     self.watch = Some(w);
                     info!(dir = %self.dir.display(), "pool.conf's directory is back: watched again");
-                    let a = read(&self.path);
-                    if self.last.as_ref() != Some(&a) {
-                        self.last = Some(a.clone());
+                    if let Some(a) = self.reread() {
                         return Ok(a);
                     }
                 }
@@ -171,12 +169,19 @@ impl PoolConfWatch {
             if !ours {
                 continue;
             }
-            let a = read(&self.path);
-            if self.last.as_ref() != Some(&a) {
-                self.last = Some(a.clone());
+            if let Some(a) = self.reread() {
                 return Ok(a);
             }
         }
+    }
+
+    /// Reads the file again: its authority when that differs from the last one (remembered).
+    fn reread(&mut self) -> Option<Authority> {
+        let a = read(&self.path);
+        (self.last.as_ref() != Some(&a)).then(|| {
+            self.last = Some(a.clone());
+            a
+        })
     }
 
     /// Send the current authority, then every change, as [`Event::Authority`] until the

@@ -19,6 +19,27 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The workspace's git commit (`git rev-parse --short=12 HEAD`), `+dirty` when the work tree has
+/// changes (`git status --porcelain`): which code a report measured. `None` outside a git checkout
+/// or without `git`.
+pub fn source_commit() -> Option<String> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(workspace_root())
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let head = git(&["rev-parse", "--short=12", "HEAD"])?;
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{head}+dirty") } else { head })
+}
+
 /// `<workspace>/target/lab-cache`: independent of `CARGO_TARGET_DIR`, shared by all runs.
 pub fn cache_dir() -> PathBuf {
     workspace_root().join("target").join("lab-cache")

@@ -377,6 +377,8 @@ pub struct BenchReport {
     /// The guests' emulator (`qemu-system-x86_64 --version`, first line): process starts in a
     /// guest depend on it (tests/README.md, "QEMU").
     pub qemu: Option<String>,
+    /// The code measured ([`crate::assets::source_commit`]).
+    pub commit: Option<String>,
     /// Every takeover.
     pub samples: Vec<Sample>,
     /// Distributions per (case, tool, figure).
@@ -1663,6 +1665,7 @@ fn report(
         reproduce: reproduce(o),
         loadavg: [load0, loadavg()],
         qemu: crate::qemu::QemuProgram::resolve().version(),
+        commit: crate::assets::source_commit(),
         samples: b.samples,
         summary,
         ratios,
@@ -1875,9 +1878,10 @@ fn f(v: Option<f64>) -> String {
 
 fn markdown(rep: &BenchReport) -> String {
     let mut md = format!(
-        "# lab bench-takeover\n\n`{}`\n\n{}. Load average at start / end: {} / {}. {:.0} s. Client writes acknowledged {}, lost {}, torn {}.{}\n\n",
+        "# lab bench-takeover\n\n`{}`\n\n{}, commit {}. Load average at start / end: {} / {}. {:.0} s. Client writes acknowledged {}, lost {}, torn {}.{}\n\n",
         rep.reproduce,
         rep.qemu.as_deref().unwrap_or("QEMU version unknown"),
+        rep.commit.as_deref().unwrap_or("unknown"),
         rep.loadavg[0],
         rep.loadavg[1],
         rep.seconds,
@@ -2210,6 +2214,7 @@ mod tests {
             reproduce: String::new(),
             loadavg: ["1 <2>".into(), String::new()],
             qemu: None,
+            commit: None,
             samples: Vec::new(),
             summary: rows,
             ratios: Vec::new(),

@@ -36,8 +36,11 @@ fn keep_logs(lab: &Lab) -> String {
         let console = format!("{}.console.log", n.name());
         let _ = std::fs::copy(lab.run_dir().join(&console), dir.join(&console));
         if n.pid().is_some() {
-            if let Ok(o) = n.run(&format!("cat {} 2>&1", al::AGENT_LOG)) {
-                let _ = std::fs::write(dir.join(format!("{}.agent.log", n.name())), o.stdout);
+            // No agent log (the drill failed before an agent started): no file, not cat's error.
+            if let Ok(o) = n.run(&format!("cat {}", al::AGENT_LOG)) {
+                if o.rc == 0 {
+                    let _ = std::fs::write(dir.join(format!("{}.agent.log", n.name())), o.stdout);
+                }
             }
         }
     }
@@ -489,6 +492,7 @@ fn write_reports(reps: &[DrillReport], drbd: DrbdVersion) -> Result<()> {
         "peak_rss_mib_total": stage(|r| r.peak_rss_mib_total),
         "loadavg_at_start": reps.iter().map(|r| r.loadavg_at_start.clone()).collect::<Vec<_>>(),
         "qemu": crate::qemu::QemuProgram::resolve().version(),
+        "commit": crate::assets::source_commit(),
         "drbd": drbd,
         "reproduce": format!("cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- drill --runs 5 --drbd {drbd}"),
     });
@@ -496,6 +500,14 @@ fn write_reports(reps: &[DrillReport], drbd: DrbdVersion) -> Result<()> {
     for (name, f) in &stages {
         all.insert((*name).to_string(), stage(*f));
     }
+    all.insert(
+        "qemu".into(),
+        serde_json::to_value(crate::qemu::QemuProgram::resolve().version())?,
+    );
+    all.insert(
+        "commit".into(),
+        serde_json::to_value(crate::assets::source_commit())?,
+    );
     all.insert("reports".into(), serde_json::to_value(reps)?);
     let suffix = if drbd == DrbdVersion::V9 {
         "-drbd9"

@@ -4,16 +4,17 @@
 //! socket's directory: tgtd re-creates `socket.N` when it starts, and the kernel closes its
 //! `socket.N.lock` when it dies. Either way the targets are re-read and reported, and the
 //! state machine re-creates what is missing as soon as tgtd answers again. After a restart of a
-//! tgtd that served our targets, tgtd's system state is held `offline` (it then closes every new
-//! connection at accept) until each of them is served again, as tgt's own start-up does, so no
-//! initiator is told "target not found" meanwhile. Changes made behind the agent's back
+//! tgtd that served our targets (seen served by the watch, or served by this agent since its last
+//! look), tgtd's system state is held `offline` (it then closes every new connection at accept)
+//! until each of them is served again, as tgt's own start-up does, so no initiator is told
+//! "target not found" meanwhile; the serve of the last one sets it `ready` before it returns. Changes made behind the agent's back
 //! (`tgt-admin --update ALL`, tgt's stop, a hand) are found by one `show` every
 //! `timeouts.tgt_check_ms` (1 s by default; 0: not at all).
 //!
 //! Ownership: the IQN at the configured tid is compared before anything is changed; someone
 //! else's target ([`TargetState::Foreign`]) is never touched (docs/tgtd-ipc.md §7.7).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -73,6 +74,22 @@ pub struct TgtTarget {
     /// retrying the connect for half the timeout, which would hold up the daemon (and its
     /// `status`) while the repair waits for a tgtd that is not coming.
     down: Arc<AtomicBool>,
+    /// Resources whose target this agent served and has not taken offline or removed since. A
+    /// restart is held offline for these too: one served after the watch's last look is not in
+    /// what that look saw.
+    served: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    /// After a restart, while tgtd's system state is held offline. Locked across the state
+    /// change, so a serve that ends the hold and the watch that starts one cannot cross (a
+    /// `ready` overtaken by an `offline` would keep tgtd offline).
+    hold: Arc<tokio::sync::Mutex<Option<Hold>>>,
+}
+
+/// tgtd's system state held offline after a restart until every target of `want` is served
+/// again (or [`READY_WAIT_MAX`] passed).
+#[derive(Debug)]
+struct Hold {
+    since: Instant,
+    want: Vec<String>,
 }
 
 /// A socket file's identity: inode and change time (a new tgtd binds a new file).
@@ -173,6 +190,25 @@ impl TgtTarget {
             shows: Arc::default(),
             watched: Arc::default(),
             down: Arc::default(),
+            served: Arc::default(),
+            hold: Arc::default(),
+        }
+    }
+
+    /// Records whether the agent serves `res`'s target; one no longer served is not waited for
+    /// by a hold (the hold ends when nothing else is awaited).
+    async fn record_served(&self, res: &Resource, serving: bool) {
+        {
+            let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+            if serving {
+                served.insert(res.name.clone());
+            } else {
+                served.remove(&res.name);
+            }
+        }
+        let mut hold = self.hold.lock().await;
+        if hold.is_some() {
+            self.end_hold_if_done(&mut hold, |n| n == res.name).await;
         }
     }
 
@@ -180,6 +216,7 @@ impl TgtTarget {
     /// and waited for ([`DRAIN_WAIT_MAX`]); without, they stay until [`Target::remove`].
     async fn set_offline(&self, res: &Resource, close: bool) -> Result<(), BackendError> {
         let spec = spec(res)?;
+        self.record_served(res, false).await;
         let _changing = self.changes.begin();
         let targets = self.shows.get(&self.acting).await.map_err(err)?;
         match spec.served_in(&targets) {
@@ -288,8 +325,6 @@ impl TgtTarget {
         let mut primed = false;
         // The change count at the last look.
         let mut looked = None;
-        // After a restart: since when, and which targets must be served before `ready`.
-        let mut held: Option<(Instant, Vec<String>)> = None;
         // Served when tgtd stopped answering: held offline for by its successor.
         let mut lost: Vec<String> = Vec::new();
         // Since when nothing answers at the socket, and whether that was reported.
@@ -307,6 +342,7 @@ impl TgtTarget {
         let mut tick = tokio::time::interval(Duration::from_millis(check.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let holding = self.hold.lock().await.is_some();
             tokio::select! {
                 events = watch.next() => {
                     let events = events?;
@@ -319,8 +355,8 @@ impl TgtTarget {
                     }
                 }
                 // off: still the first tick, which learns what is there
-                _ = tick.tick(), if held.is_none() && (check > 0 || !primed) => {}
-                _ = tokio::time::sleep(READY_POLL), if held.is_some() => {}
+                _ = tick.tick(), if !holding && (check > 0 || !primed) => {}
+                _ = tokio::time::sleep(READY_POLL), if holding => {}
                 // a dead tgtd is looked at again, also with `tgt_check_ms = 0`
                 _ = tokio::time::sleep(DOWN_REPORT_AFTER), if down_since.is_some() => {}
             };
@@ -345,17 +381,24 @@ impl TgtTarget {
             if answers {
                 socket = now;
                 self.down.store(false, Ordering::SeqCst);
-                // Served before this restart, or still awaited from an earlier one.
-                let mut serving: Vec<String> = last
+                // Served before this restart (seen by a look, or served by us since), or still
+                // awaited from an earlier one.
+                let mut hold = self.hold.lock().await;
+                let served = self
+                    .served
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let serving: Vec<String> = last
                     .iter()
                     .filter(|(_, v)| v.state == TargetState::Serving)
                     .map(|(n, _)| n.clone())
-                    .chain(held.take().into_iter().flat_map(|(_, w)| w))
+                    .chain(hold.take().into_iter().flat_map(|h| h.want))
                     .chain(lost.drain(..))
+                    .chain(served)
                     .collect();
-                serving.sort();
-                serving.dedup();
-                held = self.hold_offline(serving).await;
+                *hold = self.hold_offline(serving).await;
+                drop(hold);
                 self.take_in(socket);
                 last.clear();
                 primed = true;
@@ -374,8 +417,8 @@ impl TgtTarget {
                 // A target a reload removed is neither reported nor awaited after a restart.
                 let followed = |n: &String| config.resources.iter().any(|r| &r.name == n);
                 last.retain(|n, _| followed(n));
-                if let Some((_, want)) = &mut held {
-                    want.retain(|n| followed(n));
+                if let Some(h) = self.hold.lock().await.as_mut() {
+                    h.want.retain(|n| followed(n));
                 }
                 let Some((views, down)) = self.views(&config).await else {
                     break 'look;
@@ -437,10 +480,10 @@ impl TgtTarget {
             if std::mem::take(&mut tick_due) && tx.send(Event::Tick).is_err() {
                 return Ok(());
             }
-            if let Some((since, want)) = &held {
-                if self.ready_if_served(*since, want, &last).await {
-                    held = None;
-                }
+            let mut hold = self.hold.lock().await;
+            if hold.is_some() {
+                let seen = |n: &str| last.get(n).is_some_and(|v| v.state == TargetState::Serving);
+                self.end_hold_if_done(&mut hold, seen).await;
             }
         }
     }
@@ -476,8 +519,8 @@ impl TgtTarget {
     }
 
     /// After a restart: tgtd's system state `offline` while any of `serving` is not served again
-    /// (docs/tgtd-ipc.md §7.8); returns since when and what to wait for.
-    async fn hold_offline(&self, mut serving: Vec<String>) -> Option<(Instant, Vec<String>)> {
+    /// (docs/tgtd-ipc.md §7.8); the hold, `None` when nothing is awaited.
+    async fn hold_offline(&self, mut serving: Vec<String>) -> Option<Hold> {
         serving.sort();
         serving.dedup();
         if serving.is_empty() {
@@ -485,42 +528,39 @@ impl TgtTarget {
         }
         match self.acting.set_system_state(SetState::Offline).await {
             Ok(()) => {
-                info!(targets = ?serving, "tgtd restarted: system state offline until they are served again");
-                Some((Instant::now(), serving))
+                info!(targets = ?serving, "tgtd restarted: system state offline until they are served again")
             }
-            Err(e) => {
-                warn!(error = %e, "tgtd restarted: cannot set its system state offline");
-                None
-            }
+            // Still awaited: the targets are served as soon as tgtd takes changes.
+            Err(e) => warn!(error = %e, "tgtd restarted: cannot set its system state offline"),
         }
+        Some(Hold {
+            since: Instant::now(),
+            want: serving,
+        })
     }
 
-    /// System state `ready` once every target of `want` is served (or [`READY_WAIT_MAX`] passed);
-    /// whether the hold is over.
-    async fn ready_if_served(
-        &self,
-        since: Instant,
-        want: &[String],
-        last: &BTreeMap<String, TargetView>,
-    ) -> bool {
-        let done = want
-            .iter()
-            .all(|n| last.get(n).is_some_and(|v| v.state == TargetState::Serving));
-        let late = since.elapsed() >= READY_WAIT_MAX;
-        if !(done || late) {
-            return false;
+    /// Drops from the hold each target `served` says is served; once none is left (or
+    /// [`READY_WAIT_MAX`] passed) sets tgtd's system state `ready` and ends the hold.
+    async fn end_hold_if_done(&self, hold: &mut Option<Hold>, served: impl Fn(&str) -> bool) {
+        let Some(h) = hold.as_mut() else {
+            return;
+        };
+        h.want.retain(|n| !served(n));
+        let late = h.since.elapsed() >= READY_WAIT_MAX;
+        if !(h.want.is_empty() || late) {
+            return;
         }
         match self.acting.set_system_state(SetState::Ready).await {
             Ok(()) if late => tracing::error!(
-                waited = ?since.elapsed(), targets = ?want,
+                waited = ?h.since.elapsed(), targets = ?h.want,
                 "tgtd system state set ready before every target was served again"),
             Ok(()) => info!(
-                ms = since.elapsed().as_secs_f64() * 1000.0,
+                ms = h.since.elapsed().as_secs_f64() * 1000.0,
                 "tgtd restarted: every target served again; system state ready"
             ),
             Err(e) => warn!(error = %e, "cannot set tgtd's system state ready"),
         }
-        true
+        *hold = None;
     }
 }
 
@@ -602,9 +642,9 @@ impl Target for TgtTarget {
             spec.accounts =
                 crate::chap::accounts(c).map_err(|e| BackendError::Failed(e.to_string()))?;
         }
-        let _changing = self.changes.begin();
+        let changing = self.changes.begin();
         match self.acting.serve(&spec).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(TgtError::TargetConflict { differences, .. }) => {
                 // Our IQN, half-built by an interrupted serve (or edited by hand): rebuild it.
                 warn!(resource = %res.name, ?differences, "target differs; re-creating");
@@ -612,10 +652,15 @@ impl Target for TgtTarget {
                     .stop_serving(spec.tid, &spec.name)
                     .await
                     .map_err(err)?;
-                self.acting.serve(&spec).await.map(|_| ()).map_err(err)
+                self.acting.serve(&spec).await.map_err(err)?;
             }
-            Err(e) => Err(err(e)),
+            Err(e) => return Err(err(e)),
         }
+        drop(changing);
+        // The last target a restart's hold waits for sets tgtd ready now: served means open to
+        // its initiators when this returns, not a poll later.
+        self.record_served(res, true).await;
+        Ok(())
     }
 
     async fn offline(&self, res: &Resource) -> Result<(), BackendError> {
@@ -627,6 +672,7 @@ impl Target for TgtTarget {
     }
 
     async fn remove(&self, res: &Resource) -> Result<(), BackendError> {
+        self.record_served(res, false).await;
         let _changing = self.changes.begin();
         let targets = self.shows.get(&self.acting).await.map_err(err)?;
         match self

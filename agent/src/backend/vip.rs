@@ -840,13 +840,15 @@ impl NetlinkAddress {
             let Some(policy) = lock(&h.policy).clone() else {
                 continue;
             };
-            // A promote's own probe runs already, or one of an earlier notice.
+            // A promote's own probe runs already, or one of an earlier notice. One whose window
+            // has run out is no reason to wait: a promote refused after it started its probe
+            // leaves it behind, and the next promote would not take it (it starts afresh).
             let promoting = h
                 .probe
                 .lock()
                 .await
                 .as_ref()
-                .is_some_and(|s| s.started().elapsed() < PROBE_MAX_AGE);
+                .is_some_and(|s| s.started().elapsed() < policy.window);
             if promoting || h.early.lock().await.as_ref().is_some_and(usable) {
                 continue;
             }

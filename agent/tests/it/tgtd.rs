@@ -59,10 +59,17 @@ struct Bed {
 }
 
 async fn bed(prefix: &str) -> Bed {
+    bed_tuned(prefix, |_| {}).await
+}
+
+/// [`bed`] with its config changed by `tune` before anything reads it.
+async fn bed_tuned(prefix: &str, tune: impl FnOnce(&mut Config)) -> Bed {
     let (dir, backing) = dir_with_backing(prefix);
     let port = free_port();
     let tgtd = Tgtd::start(dir.path(), CONTROL_PORT, port);
-    let cfg = Arc::new(config(dir.path(), &backing, "write-through"));
+    let mut cfg = config(dir.path(), &backing, "write-through");
+    tune(&mut cfg);
+    let cfg = Arc::new(cfg);
     assert_eq!(tgtd.socket(), cfg.sockets.tgtd);
     let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
     wait_tgtd(&cfg.sockets.tgtd).await;
@@ -133,6 +140,61 @@ async fn serve_restart_and_stop_on_real_tgtd() {
     );
     let s = d.status().expect("status");
     assert_eq!(s.authority, Authority::Secondary);
+}
+
+/// A target served after the watch's last look, then tgtd restarted: the watch never saw it
+/// served (`tgt_check_ms = 0`: no periodic look), yet the new tgtd is held offline for it, so an
+/// initiator is not told "target not found" meanwhile; the repair's serve sets tgtd ready before
+/// it returns, so the target answers as soon as the daemon says it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_served_just_before_a_restart_is_held_offline_for() {
+    if !prereqs() {
+        return;
+    }
+    let b = bed_tuned("agent-tgtd-unseen", |c| c.timeouts.tgt_check_ms = 0).await;
+    let (dir, mut tgtd, port, cfg, target, mut rx) = (b.dir, b.tgtd, b.port, b.cfg, b.target, b.rx);
+    let mut d = common::promoted(&cfg, &target).await;
+    let iqn = cfg.resources[0].target.iqn.clone();
+
+    tgtd.kill();
+    let _tgtd2 = Tgtd::start(dir.path(), CONTROL_PORT, port);
+    let client = tgt_ipc::TgtClient::at_path(&cfg.sockets.tgtd);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    // The watch's first report after the restart comes once it has taken the new tgtd in.
+    let ev = loop {
+        let ev = tokio::time::timeout_at(deadline.into(), rx.recv())
+            .await
+            .expect("tgtd restart noticed within 15 s")
+            .expect("watch alive");
+        if matches!(&ev, agent::fsm::Event::Target { view, .. } if view.state == TargetState::Absent)
+        {
+            break ev;
+        }
+        d.handle(ev).await;
+    };
+    let state = client.show_system().await.expect("system show").state;
+    assert_eq!(state, "offline", "tgtd's system state before the repair");
+    let inq = inquiry(port, &iqn);
+    assert!(
+        !inq.to_lowercase().contains("not found"),
+        "a login before the repair: {inq}"
+    );
+
+    let mut h = d.handle(ev).await;
+    while !h.transitions.iter().any(|t| t.result.is_ok()) {
+        let ev = tokio::time::timeout_at(deadline.into(), rx.recv())
+            .await
+            .expect("repaired within 15 s")
+            .expect("watch alive");
+        h = d.handle(ev).await;
+    }
+    let state = client.show_system().await.expect("system show").state;
+    assert_eq!(
+        state, "ready",
+        "tgtd's system state once the repair returned"
+    );
+    let inq = inquiry(port, &iqn);
+    assert!(inq.contains("AGENT-TEST"), "after the repair: {inq}");
 }
 
 /// tgtd killed and not restarted: the primary reports its target absent from the watch (not at

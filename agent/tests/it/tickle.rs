@@ -407,3 +407,61 @@ fn a_release_notice_starts_the_peers_probe_and_the_promote_takes_it() {
         "(probe started on the notice, taken by the promote, conflict, claimed)"
     );
 }
+
+/// A promote refused after it started its probe leaves that probe behind; once its window has
+/// run out it does not keep the peer's release notice from starting the early probe (it held it
+/// off for `PROBE_MAX_AGE`, 10 s, and the next promote then probed afresh).
+#[test]
+fn a_refused_promotes_probe_does_not_hold_off_the_early_probe() {
+    if !prereqs("agent tickle leftover-probe test") {
+        return;
+    }
+    let lab = lab();
+    let vip: IpAddr = VIP.parse().expect("ip");
+    lab.a
+        .ip(&["addr", "del", &format!("{VIP}/24"), "dev", "v0"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (b_ready_tx, b_ready_rx) = std::sync::mpsc::channel::<()>();
+    let (told_tx, told_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let b = spawn_in(&lab.b, move || async move {
+        let mut told = told_rx;
+        let mut cfg = config("b", B_LINK, A_LINK);
+        // A window long enough that a loaded machine's test still sees the early probe in it.
+        cfg.addresses[0].probe.timeout_ms = 2000;
+        let link = receiving(&cfg, "b").await;
+        let address = Arc::new(
+            NetlinkAddress::new(&cfg)
+                .expect("handles")
+                .with_tickle(link),
+        );
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let watching = address.clone();
+        tokio::spawn(async move { watching.watch(tx).await });
+        let a = &cfg.addresses[0];
+        // A promote's probe, then no claim (the promote refused at DRBD), its window run out.
+        address.start_probe(a).await.expect("start probe");
+        let window = Duration::from_millis(a.probe.timeout_ms);
+        tokio::time::sleep(window + Duration::from_millis(50)).await;
+        let _ = b_ready_tx.send(());
+        told.recv().await.expect("A told");
+        let deadline = Instant::now() + PATIENCE;
+        while !address.early_probe_waiting(a).await && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        address.early_probe_waiting(a).await
+    });
+    b_ready_rx.recv().expect("B ready");
+    let told = told_tx.clone();
+    spawn_in(&lab.a, move || async move {
+        let cfg = config("a", A_LINK, B_LINK);
+        let link = bound(&cfg, "a").await;
+        link.tell_released(&[vip]).await;
+        let _ = told.send(());
+    })
+    .join()
+    .expect("A's thread");
+    assert!(
+        b.join().expect("B's thread"),
+        "the notice started no early probe while the refused promote's old probe was left"
+    );
+}

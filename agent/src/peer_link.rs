@@ -71,7 +71,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, warn};
 use vip::tickle::Connection;
 
@@ -106,6 +106,9 @@ pub const MAX_AHEAD: Duration = Duration::from_secs(10 * 60);
 pub const BIND_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest wait between two binds (the wait doubles from [`BIND_RETRY_FIRST`]).
 pub const BIND_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Release notices a receiver may fall behind by before it loses the oldest (a demote sends one
+/// per address; far more than a node's addresses).
+pub const RELEASED_BACKLOG: usize = 256;
 /// Pause after a failed receive, so an error that repeats at once cannot spin.
 const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Repeated warnings (dropped datagrams, failed dumps) at most this often.
@@ -568,9 +571,10 @@ pub struct PeerLink {
     held: watch::Sender<BTreeSet<IpAddr>>,
     /// The last awaited handover `seq` the peer acknowledged.
     acked: watch::Sender<Option<u64>>,
-    /// The addresses of the peer's last release notice, with a count of notices (each one a
-    /// change).
-    released: watch::Sender<(u64, Vec<IpAddr>)>,
+    /// The addresses of each of the peer's release notices, every one delivered: a demote of
+    /// several addresses sends a notice per address at once, and a latest-value channel kept
+    /// only the last (the others' probes then ran at the promote).
+    released: broadcast::Sender<Vec<IpAddr>>,
     /// Held from reading the connections to sending them, so that an older read is never sent
     /// after a newer one.
     sending: tokio::sync::Mutex<()>,
@@ -602,7 +606,7 @@ impl PeerLink {
             shared: Mutex::new(Shared::default()),
             held: watch::channel(BTreeSet::new()).0,
             acked: watch::channel(None).0,
-            released: watch::channel((0, Vec::new())).0,
+            released: broadcast::channel(RELEASED_BACKLOG).0,
             sending: tokio::sync::Mutex::new(()),
             store: None,
             key: None,
@@ -803,8 +807,8 @@ impl PeerLink {
                     debug!(node = %m.node, seq = m.seq, addresses = ?m.released,
                         "tickle peer link: the peer released addresses");
                     s.heard = Some(Instant::now());
-                    self.released
-                        .send_modify(|(n, ips)| (*n, *ips) = (*n + 1, m.released));
+                    // None listening (no address watch yet): nothing to start.
+                    let _ = self.released.send(m.released);
                     return None;
                 }
                 Ok(m) => {
@@ -869,9 +873,11 @@ impl PeerLink {
         }
     }
 
-    /// The peer's release notices (module docs): the count of notices so far and the
-    /// addresses of the last one; `changed()` wakes at each.
-    pub fn released_notices(&self) -> watch::Receiver<(u64, Vec<IpAddr>)> {
+    /// The peer's release notices from now on (module docs): the addresses of each, in order.
+    /// A receiver more than [`RELEASED_BACKLOG`] notices behind gets
+    /// [`broadcast::error::RecvError::Lagged`] and loses the oldest (their probes run at the
+    /// promote).
+    pub fn released_notices(&self) -> broadcast::Receiver<Vec<IpAddr>> {
         self.released.subscribe()
     }
 
@@ -1426,12 +1432,17 @@ mod tests {
         a.send(&[conn(1)]).await.expect("list");
         let mut notices = b.released_notices();
         let ip: IpAddr = "10.0.0.50".parse().expect("ip");
+        let ip2: IpAddr = "10.0.0.51".parse().expect("ip");
+        // Two at once, as a demote of two addresses sends them: neither is lost.
         a.tell_released(&[ip]).await;
-        tokio::time::timeout(Duration::from_secs(5), notices.changed())
-            .await
-            .expect("a notice in time")
-            .expect("link alive");
-        assert_eq!(*notices.borrow(), (1, vec![ip]));
+        a.tell_released(&[ip2]).await;
+        for want in [ip, ip2] {
+            let got = tokio::time::timeout(Duration::from_secs(5), notices.recv())
+                .await
+                .expect("a notice in time")
+                .expect("link alive");
+            assert_eq!(got, vec![want]);
+        }
         // The list learnt before is kept: a notice is not a list.
         assert_eq!(b.learnt().map(|l| l.conns.len()), Some(1));
         receiving.abort();

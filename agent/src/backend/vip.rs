@@ -73,6 +73,9 @@ pub struct NetlinkAddress {
     handles: std::sync::Mutex<Handles>,
     /// The tickle peer link (`[tickle]`): a claim tickles the peer's connections on the address.
     tickle: Option<Arc<PeerLink>>,
+    /// The peer's release notices, subscribed with the link so that none sent before the watch
+    /// runs is missed; taken by the watch.
+    notices: std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<Vec<std::net::IpAddr>>>>,
     /// Address conflicts raised and cleared, for the daemon
     /// ([`NetlinkAddress::take_conflict_reports`]).
     alarms: UnboundedSender<ConflictReport>,
@@ -694,6 +697,7 @@ impl NetlinkAddress {
         Ok(NetlinkAddress {
             handles: std::sync::Mutex::new(handles),
             tickle: None,
+            notices: std::sync::Mutex::new(None),
             alarms,
             alarms_rx: std::sync::Mutex::new(Some(alarms_rx)),
             clear_after: CONFLICT_CLEAR_AFTER,
@@ -763,6 +767,7 @@ impl NetlinkAddress {
     /// Each claim then sends tickle ACKs to the connections on the address that `link` learnt
     /// from the peer, once the first announcement is out ([`PeerLink::tickle`]).
     pub fn with_tickle(mut self, link: Arc<PeerLink>) -> NetlinkAddress {
+        self.notices = std::sync::Mutex::new(Some(link.released_notices()));
         self.tickle = Some(link);
         self
     }
@@ -918,7 +923,8 @@ impl NetlinkAddress {
         for (k, h) in existing {
             all.push(h.subscribe(&k).await?);
         }
-        let mut notices = self.tickle.as_ref().map(|l| l.released_notices());
+        let taken = lock(&self.notices).take();
+        let mut notices = taken.or_else(|| self.tickle.as_ref().map(|l| l.released_notices()));
         loop {
             let (k, ev) = tokio::select! {
                 Some(events) = inbox.recv() => {
@@ -927,16 +933,17 @@ impl NetlinkAddress {
                 }
                 r = async {
                     match notices.as_mut() {
-                        Some(n) => n.changed().await,
+                        Some(n) => n.recv().await,
                         None => std::future::pending().await,
                     }
                 } => {
+                    use tokio::sync::broadcast::error::RecvError;
                     match r {
-                        Ok(()) => {
-                            let ips = notices.as_mut().map(|n| n.borrow_and_update().1.clone());
-                            self.probe_early(&ips.unwrap_or_default()).await;
+                        Ok(ips) => self.probe_early(&ips).await,
+                        Err(RecvError::Lagged(n)) => {
+                            debug!(notices = n, "peer's release notices dropped: probed at the promote");
                         }
-                        Err(_) => notices = None,
+                        Err(RecvError::Closed) => notices = None,
                     }
                     continue;
                 }

@@ -465,3 +465,62 @@ fn a_refused_promotes_probe_does_not_hold_off_the_early_probe() {
         "the notice started no early probe while the refused promote's old probe was left"
     );
 }
+
+/// A demote of two addresses sends a release notice for each at once: each starts its own early
+/// probe (a latest-value channel kept only the last, and the other was probed at the promote).
+#[test]
+fn release_notices_of_two_addresses_at_once_start_both_probes() {
+    if !prereqs("agent tickle two-notices test") {
+        return;
+    }
+    let lab = lab();
+    let vip: IpAddr = VIP.parse().expect("ip");
+    let vip2: IpAddr = "10.99.0.11".parse().expect("ip");
+    let (b_ready_tx, b_ready_rx) = std::sync::mpsc::channel::<()>();
+    let (told_tx, told_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let b = spawn_in(&lab.b, move || async move {
+        let mut told = told_rx;
+        let mut cfg = config("b", B_LINK, A_LINK);
+        // Windows long enough that a loaded machine's test still sees both probes in them.
+        cfg.addresses[0].probe.timeout_ms = 2000;
+        let mut second = cfg.addresses[0].clone();
+        second.address = format!("{vip2}/24").parse().expect("net");
+        cfg.addresses.push(second);
+        let link = receiving(&cfg, "b").await;
+        let address = Arc::new(
+            NetlinkAddress::new(&cfg)
+                .expect("handles")
+                .with_tickle(link),
+        );
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let watching = address.clone();
+        tokio::spawn(async move { watching.watch(tx).await });
+        let _ = b_ready_tx.send(());
+        told.recv().await.expect("A told");
+        let deadline = Instant::now() + PATIENCE;
+        let mut waiting = [false, false];
+        while waiting != [true, true] && Instant::now() < deadline {
+            for (i, a) in cfg.addresses.iter().enumerate() {
+                waiting[i] |= address.early_probe_waiting(a).await;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        waiting
+    });
+    b_ready_rx.recv().expect("B ready");
+    let told = told_tx.clone();
+    spawn_in(&lab.a, move || async move {
+        let cfg = config("a", A_LINK, B_LINK);
+        let link = bound(&cfg, "a").await;
+        link.tell_released(&[vip]).await;
+        link.tell_released(&[vip2]).await;
+        let _ = told.send(());
+    })
+    .join()
+    .expect("A's thread");
+    assert_eq!(
+        b.join().expect("B's thread"),
+        [true, true],
+        "an early probe started for each released address"
+    );
+}

@@ -33,6 +33,8 @@ pub struct World {
     /// The peer's answer to a handover ([`Address::hand_over`]): `Some(n)` acknowledges with
     /// `n` connections, `None` (the default) is a silent peer.
     pub handover: Option<usize>,
+    /// No peer link at all (`--simulate`): a handover says so rather than "did not acknowledge".
+    pub no_peer_link: bool,
     /// Every handover asked, by the addresses' IPs.
     pub handovers: Vec<Vec<std::net::IpAddr>>,
     /// The addresses a planned demote told the peer it released (`Address::tell_released`).
@@ -440,6 +442,9 @@ impl Address for Memory {
     async fn hand_over(&self, ips: Vec<std::net::IpAddr>) -> Result<usize, String> {
         let mut w = self.world();
         w.handovers.push(ips);
+        if w.no_peer_link {
+            return Err("no peer link (in-memory backends)".into());
+        }
         w.handover
             .ok_or_else(|| "the peer did not acknowledge".to_string())
     }

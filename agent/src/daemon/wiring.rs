@@ -109,6 +109,8 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
 pub async fn simulated(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let mem = Memory::healthy_secondary(&cfg).with_events(ev_tx.clone());
+    // As status says: `[tickle]` is configured but no link runs.
+    mem.world().no_peer_link = true;
     // In-memory backends follow the config by themselves; the metrics endpoint follows it.
     let follow = Follow::new(cfg.clone(), None);
     let metrics = crate::metrics::start(follow.feed(), mem.clone()).await?;

@@ -600,3 +600,26 @@ fn a_stopped_daemon_is_named_by_status() {
     let o = run(&cfg, &["status"]);
     assert!(o.status.success(), "resumed: {}", text(&o));
 }
+
+/// `--simulate` with `[tickle]`: status says no peer link runs, and a demote's note says the
+/// same (not that the peer did not acknowledge, which would send an operator after the peer).
+#[test]
+fn simulate_with_tickle_names_the_missing_link_in_the_demote() {
+    let (dir, cfg, sock) = example_setup();
+    let text_cfg = std::fs::read_to_string(&cfg).expect("read")
+        + "\n[tickle]\nlisten = \"10.10.0.1:7790\"\npeer = \"10.10.0.2:7790\"\n";
+    std::fs::write(&cfg, text_cfg).expect("write");
+    let _daemon = start_daemon(dir.path(), &cfg, &sock);
+    for cmd in ["promote", "demote"] {
+        let o = run(&cfg, &[cmd]);
+        assert!(o.status.success(), "{cmd}: {}", text(&o));
+    }
+    let o = run(&cfg, &["status"]);
+    let t = text(&o);
+    assert!(t.contains("this daemon runs no peer link"), "{t}");
+    assert!(
+        t.contains("not handed over: no peer link (in-memory backends)"),
+        "{t}"
+    );
+    assert!(!t.contains("did not acknowledge"), "{t}");
+}

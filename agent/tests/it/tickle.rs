@@ -128,6 +128,44 @@ async fn bound(cfg: &Config, node: &str) -> Arc<PeerLink> {
     Arc::new(link.unwrap_or_else(|e| panic!("bind {}: {e}", t.listen)))
 }
 
+/// B's config for the release-notice tests: a probe window long enough that a loaded
+/// machine's test still sees (and takes) an early probe within it.
+fn long_window_b() -> Config {
+    let mut cfg = config("b", B_LINK, A_LINK);
+    cfg.addresses[0].probe.timeout_ms = 2000;
+    cfg
+}
+
+/// B's side of the release-notice tests: `cfg`'s addresses with a receiving link, watched (the
+/// watch starts the early probes on the link's notices).
+async fn watched_with_link(cfg: &Config) -> Arc<NetlinkAddress> {
+    let link = receiving(cfg, "b").await;
+    let address = Arc::new(NetlinkAddress::new(cfg).expect("handles").with_tickle(link));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let watching = address.clone();
+    // The receiver lives with the watch: a watch whose events nobody takes ends.
+    tokio::spawn(async move {
+        let _rx = rx;
+        watching.watch(tx).await
+    });
+    address
+}
+
+/// A's planned demote from `ns`: one release notice per address of `ips`, in order, from its
+/// link's own endpoint (B reads only the peer's); `told` once they are sent.
+fn tell_released(ns: &Netns, ips: Vec<IpAddr>, told: tokio::sync::mpsc::UnboundedSender<()>) {
+    spawn_in(ns, move || async move {
+        let cfg = config("a", A_LINK, B_LINK);
+        let link = bound(&cfg, "a").await;
+        for ip in ips {
+            link.tell_released(&[ip]).await;
+        }
+        let _ = told.send(());
+    })
+    .join()
+    .expect("A's thread");
+}
+
 /// [`bound`], receiving the peer's datagrams in the background.
 async fn receiving(cfg: &Config, node: &str) -> Arc<PeerLink> {
     let link = bound(cfg, node).await;
@@ -346,18 +384,8 @@ fn a_release_notice_starts_the_peers_probe_and_the_promote_takes_it() {
     let (told_tx, told_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let b = spawn_in(&lab.b, move || async move {
         let mut told = told_rx;
-        let mut cfg = config("b", B_LINK, A_LINK);
-        // A window long enough that a loaded machine's test still takes the probe within it.
-        cfg.addresses[0].probe.timeout_ms = 2000;
-        let link = receiving(&cfg, "b").await;
-        let address = Arc::new(
-            NetlinkAddress::new(&cfg)
-                .expect("handles")
-                .with_tickle(link),
-        );
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let watching = address.clone();
-        tokio::spawn(async move { watching.watch(tx).await });
+        let cfg = long_window_b();
+        let address = watched_with_link(&cfg).await;
         let a = &cfg.addresses[0];
         let _ = b_ready_tx.send(());
         let mut verdicts = Vec::new();
@@ -383,14 +411,7 @@ fn a_release_notice_starts_the_peers_probe_and_the_promote_takes_it() {
     // A's notice, from its link's own endpoint (B reads only the peer's).
     let tell = || {
         let told = told_tx.clone();
-        spawn_in(&lab.a, move || async move {
-            let cfg = config("a", A_LINK, B_LINK);
-            let link = bound(&cfg, "a").await;
-            link.tell_released(&[vip]).await;
-            let _ = told.send(());
-        })
-        .join()
-        .expect("A's thread");
+        tell_released(&lab.a, vec![vip], told);
     };
     // A still holds the address (a notice sent too early, or forged): B's probe hears A.
     tell();
@@ -425,18 +446,8 @@ fn a_refused_promotes_probe_does_not_hold_off_the_early_probe() {
     let (told_tx, told_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let b = spawn_in(&lab.b, move || async move {
         let mut told = told_rx;
-        let mut cfg = config("b", B_LINK, A_LINK);
-        // A window long enough that a loaded machine's test still sees the early probe in it.
-        cfg.addresses[0].probe.timeout_ms = 2000;
-        let link = receiving(&cfg, "b").await;
-        let address = Arc::new(
-            NetlinkAddress::new(&cfg)
-                .expect("handles")
-                .with_tickle(link),
-        );
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let watching = address.clone();
-        tokio::spawn(async move { watching.watch(tx).await });
+        let cfg = long_window_b();
+        let address = watched_with_link(&cfg).await;
         let a = &cfg.addresses[0];
         // A promote's probe, then no claim (the promote refused at DRBD), its window run out.
         address.start_probe(a).await.expect("start probe");
@@ -452,14 +463,7 @@ fn a_refused_promotes_probe_does_not_hold_off_the_early_probe() {
     });
     b_ready_rx.recv().expect("B ready");
     let told = told_tx.clone();
-    spawn_in(&lab.a, move || async move {
-        let cfg = config("a", A_LINK, B_LINK);
-        let link = bound(&cfg, "a").await;
-        link.tell_released(&[vip]).await;
-        let _ = told.send(());
-    })
-    .join()
-    .expect("A's thread");
+    tell_released(&lab.a, vec![vip], told);
     assert!(
         b.join().expect("B's thread"),
         "the notice started no early probe while the refused promote's old probe was left"
@@ -480,21 +484,11 @@ fn release_notices_of_two_addresses_at_once_start_both_probes() {
     let (told_tx, told_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let b = spawn_in(&lab.b, move || async move {
         let mut told = told_rx;
-        let mut cfg = config("b", B_LINK, A_LINK);
-        // Windows long enough that a loaded machine's test still sees both probes in them.
-        cfg.addresses[0].probe.timeout_ms = 2000;
+        let mut cfg = long_window_b();
         let mut second = cfg.addresses[0].clone();
         second.address = format!("{vip2}/24").parse().expect("net");
         cfg.addresses.push(second);
-        let link = receiving(&cfg, "b").await;
-        let address = Arc::new(
-            NetlinkAddress::new(&cfg)
-                .expect("handles")
-                .with_tickle(link),
-        );
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let watching = address.clone();
-        tokio::spawn(async move { watching.watch(tx).await });
+        let address = watched_with_link(&cfg).await;
         let _ = b_ready_tx.send(());
         told.recv().await.expect("A told");
         let deadline = Instant::now() + PATIENCE;
@@ -509,15 +503,7 @@ fn release_notices_of_two_addresses_at_once_start_both_probes() {
     });
     b_ready_rx.recv().expect("B ready");
     let told = told_tx.clone();
-    spawn_in(&lab.a, move || async move {
-        let cfg = config("a", A_LINK, B_LINK);
-        let link = bound(&cfg, "a").await;
-        link.tell_released(&[vip]).await;
-        link.tell_released(&[vip2]).await;
-        let _ = told.send(());
-    })
-    .join()
-    .expect("A's thread");
+    tell_released(&lab.a, vec![vip, vip2], told);
     assert_eq!(
         b.join().expect("B's thread"),
         [true, true],

@@ -148,6 +148,8 @@ pub struct Daemon<D, T, A> {
     held: Option<Held>,
     /// The last transition did not complete (the run loop retries it).
     failed: bool,
+    /// What the target backend was last told of standing by ([`Target::stand_by`]).
+    standby: Option<bool>,
     /// Why the last reload was refused (cleared by one that succeeds).
     reload_refused: Option<String>,
     /// The real daemon's watches and address handles, kept in step with a reload.
@@ -172,6 +174,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             monitors: Vec::new(),
             held: None,
             failed: false,
+            standby: None,
             reload_refused: None,
             follow: None,
             maintenance_file: None,
@@ -421,8 +424,22 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         }
         self.track_waiting();
         self.keep_split_brains();
+        self.tell_standby().await;
         self.tell(&handled);
         handled
+    }
+
+    /// Tells the target backend when the node starts or stops standing by: authority secondary
+    /// and converged there (a demote still running, or failing, is not standing by).
+    async fn tell_standby(&mut self) {
+        let Some(s) = &self.state else {
+            return;
+        };
+        let standby = s.authority == Authority::Secondary && s.converged();
+        if self.standby != Some(standby) {
+            self.standby = Some(standby);
+            self.exec.target_stand_by(standby).await;
+        }
     }
 
     /// An authority change from the role source: hold it until it settles (see the module

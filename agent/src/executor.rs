@@ -115,6 +115,11 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             .ok()
     }
 
+    /// Tells the target backend whether this node stands by ([`Target::stand_by`]).
+    pub async fn target_stand_by(&self, standby: bool) {
+        self.target.stand_by(standby).await;
+    }
+
     /// Whether `address` (canonical spelling) is held on its interface now; `None` when it is
     /// not configured or cannot be read.
     pub async fn address_held(&self, address: &str) -> Option<bool> {

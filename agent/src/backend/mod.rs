@@ -156,6 +156,13 @@ pub trait Target: Send + Sync {
         let _ = res;
         async { Ok(()) }
     }
+    /// Whether this node stands by: its authority is secondary and it has converged there, so
+    /// none of its targets is to be served (a restarted tgtd is not held offline for any, and
+    /// a hold running ends). Told by the daemon when it changes. Default: nothing to do.
+    fn stand_by(&self, standby: bool) -> impl Future<Output = ()> + Send {
+        let _ = standby;
+        async {}
+    }
 }
 
 /// A floating address.
@@ -291,6 +298,9 @@ impl<T: Target> Target for std::sync::Arc<T> {
     }
     fn check_owner(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).check_owner(res)
+    }
+    fn stand_by(&self, standby: bool) -> impl Future<Output = ()> + Send {
+        (**self).stand_by(standby)
     }
 }
 

@@ -7,7 +7,8 @@
 //! tgtd that served our targets (seen served by the watch, or served by this agent since its last
 //! look), tgtd's system state is held `offline` (it then closes every new connection at accept)
 //! until each of them is served again, as tgt's own start-up does, so no initiator is told
-//! "target not found" meanwhile; the serve of the last one sets it `ready` before it returns. Changes made behind the agent's back
+//! "target not found" meanwhile; the serve of the last one sets it `ready` before it returns.
+//! A node that stands by ([`Target::stand_by`]) holds no restarted tgtd offline. Changes made behind the agent's back
 //! (`tgt-admin --update ALL`, tgt's stop, a hand) are found by one `show` every
 //! `timeouts.tgt_check_ms` (1 s by default; 0: not at all).
 //!
@@ -82,6 +83,8 @@ pub struct TgtTarget {
     /// change, so a serve that ends the hold and the watch that starts one cannot cross (a
     /// `ready` overtaken by an `offline` would keep tgtd offline).
     hold: Arc<tokio::sync::Mutex<Option<Hold>>>,
+    /// The node stands by ([`Target::stand_by`]): a restart is held offline for none of ours.
+    standby: Arc<AtomicBool>,
 }
 
 /// tgtd's system state held offline after a restart until every target of `want` is served
@@ -192,6 +195,7 @@ impl TgtTarget {
             down: Arc::default(),
             served: Arc::default(),
             hold: Arc::default(),
+            standby: Arc::default(),
         }
     }
 
@@ -389,6 +393,8 @@ impl TgtTarget {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .clone();
+                // Standing by: none of ours is to be served, nothing to wait for.
+                let standby = self.standby.load(Ordering::SeqCst);
                 let serving: Vec<String> = last
                     .iter()
                     .filter(|(_, v)| v.state == TargetState::Serving)
@@ -396,6 +402,7 @@ impl TgtTarget {
                     .chain(hold.take().into_iter().flat_map(|h| h.want))
                     .chain(lost.drain(..))
                     .chain(served)
+                    .filter(|_| !standby)
                     .collect();
                 *hold = self.hold_offline(serving).await;
                 drop(hold);
@@ -433,9 +440,35 @@ impl TgtTarget {
                 }
                 let external = looked == Some(before);
                 looked = Some(before);
+                // Ours served since a look last saw them are compared as served: one deleted
+                // right after our serve, before any look saw it, is reported (it looked
+                // unchanged, absent before and after, until the safety net).
+                let served = self
+                    .served
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                for n in served.into_iter().filter(followed) {
+                    let v = last.entry(n).or_default();
+                    v.state = TargetState::Serving;
+                }
                 if !down {
                     (down_since, reported_down) = (None, false);
                     self.down.store(false, Ordering::SeqCst);
+                    // What this look saw is what is served: a target of ours not served now
+                    // (deleted by hand, or demoted while absent, which removes nothing) is no
+                    // longer awaited by a later restart. Only with none of our changes since
+                    // the look began (a serve after this records itself again), and only from
+                    // the tgtd taken in (a successor may have bound its socket meanwhile).
+                    let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+                    if self.changes.quiet() == Some(before) && socket_identity(&path) == socket {
+                        served.retain(|n| {
+                            views
+                                .get(n)
+                                .is_some_and(|(v, _)| v.state == TargetState::Serving)
+                        });
+                    }
+                    drop(served);
                 } else if down_since.get_or_insert_with(Instant::now).elapsed() < DOWN_REPORT_AFTER
                 {
                     // A restart (the service manager's, or tgt's own) is over by then and takes
@@ -669,6 +702,25 @@ impl Target for TgtTarget {
 
     async fn refuse_logins(&self, res: &Resource) -> Result<(), BackendError> {
         self.set_offline(res, false).await
+    }
+
+    async fn stand_by(&self, standby: bool) {
+        self.standby.store(standby, Ordering::SeqCst);
+        if !standby {
+            return;
+        }
+        self.served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let mut hold = self.hold.lock().await;
+        if let Some(h) = hold.take() {
+            match self.acting.set_system_state(SetState::Ready).await {
+                Ok(()) => info!(targets = ?h.want,
+                    "this node stands by: tgtd's system state ready, none of its targets awaited"),
+                Err(e) => warn!(error = %e, "cannot set tgtd's system state ready"),
+            }
+        }
     }
 
     async fn remove(&self, res: &Resource) -> Result<(), BackendError> {

@@ -331,3 +331,93 @@ async fn a_successor_that_died_at_once_is_reported_down() {
         d.handle(ev).await;
     }
 }
+
+/// Hands the watch's events to the daemon until `done` holds of its status (15 s at most).
+async fn follow_until(
+    d: &mut agent::daemon::Daemon<
+        agent::backend::memory::Memory,
+        TgtTarget,
+        agent::backend::memory::Memory,
+    >,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<agent::fsm::Event>,
+    what: &str,
+    done: impl Fn(&agent::status::Status) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done(&d.status().expect("status")) {
+        let ev = tokio::time::timeout_at(deadline.into(), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{what} within 15 s"))
+            .expect("watch alive");
+        d.handle(ev).await;
+    }
+}
+
+/// tgtd's system state once the watch has taken a restarted tgtd in: its first report after
+/// the restart (a look may report before the restart path has run), then half a second (a
+/// hold would be set by then, and last 30 s).
+async fn state_after_restart(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<agent::fsm::Event>,
+    cfg: &Config,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(15), rx.recv())
+        .await
+        .expect("the new tgtd reported within 15 s")
+        .expect("watch alive");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = tgt_ipc::TgtClient::at_path(&cfg.sockets.tgtd);
+    client.show_system().await.expect("system show").state
+}
+
+/// A node demoted while its tgtd was down (the target absent: the demote removes nothing)
+/// stands by: the next tgtd is not held offline for the target it served before (that held
+/// every target on that tgtd offline for `READY_WAIT_MAX`, 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_standing_by_holds_no_restarted_tgtd_offline() {
+    if !prereqs() {
+        return;
+    }
+    let b = bed("agent-tgtd-standby").await;
+    let (dir, mut tgtd, port, cfg, target, mut rx) = (b.dir, b.tgtd, b.port, b.cfg, b.target, b.rx);
+    let mut d = common::promoted(&cfg, &target).await;
+    tgtd.kill();
+    follow_until(&mut d, &mut rx, "tgtd's death reported", |s| {
+        s.resources[0].target.state == TargetState::Absent
+    })
+    .await;
+    let h = d.request(agent::control::Request::Demote).await;
+    assert!(h.ok, "{}", h.message);
+    assert!(d.status().expect("status").converged, "converged Secondary");
+    while rx.try_recv().is_ok() {}
+    let _tgtd2 = Tgtd::start(dir.path(), CONTROL_PORT, port);
+    assert_eq!(state_after_restart(&mut rx, &cfg).await, "ready");
+}
+
+/// A target of a primary deleted behind its back that cannot be served again (its backing file
+/// gone) is, once a look saw it absent, not awaited by a later restart: the other targets of
+/// that tgtd are not held offline for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_seen_absent_is_not_awaited_by_a_restart() {
+    if !prereqs() {
+        return;
+    }
+    let b = bed("agent-tgtd-gone").await;
+    let (dir, mut tgtd, port, cfg, target, mut rx) = (b.dir, b.tgtd, b.port, b.cfg, b.target, b.rx);
+    let mut d = common::promoted(&cfg, &target).await;
+    let r0 = &cfg.resources[0];
+    std::fs::rename(dir.path().join("lun1.img"), dir.path().join("lun1.gone")).expect("rename");
+    let tid = i32::try_from(r0.target.tid).expect("tid");
+    tgt_ipc::TgtClient::at_path(&cfg.sockets.tgtd)
+        .stop_serving(tid, &r0.target.iqn)
+        .await
+        .expect("deleted by hand");
+    // The watch's next look (tgt_check_ms, 1 s) reports it absent; its repair fails.
+    follow_until(&mut d, &mut rx, "the deletion reported", |s| {
+        s.resources[0].target.state == TargetState::Absent
+    })
+    .await;
+    tgtd.kill();
+    let _tgtd2 = Tgtd::start(dir.path(), CONTROL_PORT, port);
+    while rx.try_recv().is_ok() {}
+    assert_eq!(state_after_restart(&mut rx, &cfg).await, "ready");
+}

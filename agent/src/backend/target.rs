@@ -715,7 +715,8 @@ impl Target for TgtTarget {
             .clear();
         let mut hold = self.hold.lock().await;
         if let Some(h) = hold.take() {
-            match self.acting.set_system_state(SetState::Ready).await {
+            // Not retried through a dead tgtd: the daemon waits for this (a new one starts ready).
+            match self.client.set_system_state(SetState::Ready).await {
                 Ok(()) => info!(targets = ?h.want,
                     "this node stands by: tgtd's system state ready, none of its targets awaited"),
                 Err(e) => warn!(error = %e, "cannot set tgtd's system state ready"),

@@ -385,6 +385,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             }
             ev => ev,
         };
+        let recheck = matches!(event, Event::Authority(_) | Event::Tick);
         let mut handled = Handled::default();
         let mut next = Some(event);
         let mut rounds = 0;
@@ -424,18 +425,26 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
         }
         self.track_waiting();
         self.keep_split_brains();
-        self.tell_standby().await;
+        self.tell_standby(recheck || !handled.transitions.is_empty())
+            .await;
         self.tell(&handled);
         handled
     }
 
     /// Tells the target backend when the node starts or stops standing by: authority secondary
     /// and converged there (a demote still running, or failing, is not standing by).
-    async fn tell_standby(&mut self) {
+    /// `recheck`: something that can make a secondary converge or stop converging was handled
+    /// (a transition, the authority, a tick); `converged` plans every resource, so it is not
+    /// run for each watch report (a 32-resource switchover hands the secondary hundreds).
+    async fn tell_standby(&mut self, recheck: bool) {
         let Some(s) = &self.state else {
             return;
         };
-        let standby = s.authority == Authority::Secondary && s.converged();
+        let secondary = s.authority == Authority::Secondary;
+        if secondary && !recheck && self.standby.is_some() {
+            return;
+        }
+        let standby = secondary && s.converged();
         if self.standby != Some(standby) {
             self.standby = Some(standby);
             self.exec.target_stand_by(standby).await;

@@ -485,14 +485,19 @@ fn write_reports(reps: &[DrillReport], drbd: DrbdVersion) -> Result<()> {
     }
     let dir = crate::assets::report_dir();
     std::fs::create_dir_all(&dir)?;
+    // Each is a process run (`qemu --version`, `git`): once for both files.
+    let (qemu, commit) = (
+        crate::qemu::QemuProgram::resolve().version(),
+        crate::assets::source_commit(),
+    );
     let boot = serde_json::json!({
         "launch_to_both_ready_s": stage(|r| r.boot_ready_s),
         "launch_to_drbd_connected_s": stage(|r| r.launch_to_connected_s),
         "goal_s": 10.0,
         "peak_rss_mib_total": stage(|r| r.peak_rss_mib_total),
         "loadavg_at_start": reps.iter().map(|r| r.loadavg_at_start.clone()).collect::<Vec<_>>(),
-        "qemu": crate::qemu::QemuProgram::resolve().version(),
-        "commit": crate::assets::source_commit(),
+        "qemu": qemu,
+        "commit": commit,
         "drbd": drbd,
         "reproduce": format!("cargo build --workspace --bins --examples && cargo run -p tests --bin lab -- drill --runs 5 --drbd {drbd}"),
     });
@@ -500,14 +505,8 @@ fn write_reports(reps: &[DrillReport], drbd: DrbdVersion) -> Result<()> {
     for (name, f) in &stages {
         all.insert((*name).to_string(), stage(*f));
     }
-    all.insert(
-        "qemu".into(),
-        serde_json::to_value(crate::qemu::QemuProgram::resolve().version())?,
-    );
-    all.insert(
-        "commit".into(),
-        serde_json::to_value(crate::assets::source_commit())?,
-    );
+    all.insert("qemu".into(), serde_json::to_value(&qemu)?);
+    all.insert("commit".into(), serde_json::to_value(&commit)?);
     all.insert("reports".into(), serde_json::to_value(reps)?);
     let suffix = if drbd == DrbdVersion::V9 {
         "-drbd9"

@@ -8,9 +8,9 @@
 //! look), tgtd's system state is held `offline` (it then closes every new connection at accept)
 //! until each of them is served again, as tgt's own start-up does, so no initiator is told
 //! "target not found" meanwhile; the serve of the last one sets it `ready` before it returns.
-//! A node that stands by ([`Target::stand_by`]) holds no restarted tgtd offline. Changes made behind the agent's back
-//! (`tgt-admin --update ALL`, tgt's stop, a hand) are found by one `show` every
-//! `timeouts.tgt_check_ms` (1 s by default; 0: not at all).
+//! A node that stands by ([`Target::stand_by`]) holds no restarted tgtd offline. Changes made
+//! behind the agent's back (`tgt-admin --update ALL`, tgt's stop, a hand) are found by one
+//! `show` every `timeouts.tgt_check_ms` (1 s by default; 0: not at all).
 //!
 //! Ownership: the IQN at the configured tid is compared before anything is changed; someone
 //! else's target ([`TargetState::Foreign`]) is never touched (docs/tgtd-ipc.md §7.7).
@@ -199,16 +199,18 @@ impl TgtTarget {
         }
     }
 
+    /// The resources this agent serves ([`TgtTarget::served`]'s field docs).
+    fn served(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.served.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records whether the agent serves `res`'s target; one no longer served is not waited for
     /// by a hold (the hold ends when nothing else is awaited).
     async fn record_served(&self, res: &Resource, serving: bool) {
-        {
-            let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
-            if serving {
-                served.insert(res.name.clone());
-            } else {
-                served.remove(&res.name);
-            }
+        if serving {
+            self.served().insert(res.name.clone());
+        } else {
+            self.served().remove(&res.name);
         }
         let mut hold = self.hold.lock().await;
         if hold.is_some() {
@@ -388,11 +390,7 @@ impl TgtTarget {
                 // Served before this restart (seen by a look, or served by us since), or still
                 // awaited from an earlier one.
                 let mut hold = self.hold.lock().await;
-                let served = self
-                    .served
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                let served = self.served().clone();
                 // Standing by: none of ours is to be served, nothing to wait for.
                 let standby = self.standby.load(Ordering::SeqCst);
                 let serving: Vec<String> = last
@@ -440,35 +438,30 @@ impl TgtTarget {
                 }
                 let external = looked == Some(before);
                 looked = Some(before);
+                let mut served = self.served();
                 // Ours served since a look last saw them are compared as served: one deleted
                 // right after our serve, before any look saw it, is reported (it looked
                 // unchanged, absent before and after, until the safety net).
-                let served = self
-                    .served
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                for n in served.into_iter().filter(followed) {
-                    let v = last.entry(n).or_default();
-                    v.state = TargetState::Serving;
+                for n in served.iter().filter(|n| followed(n)) {
+                    last.entry(n.clone()).or_default().state = TargetState::Serving;
                 }
+                // What a live tgtd's look saw is what is served: a target of ours not served
+                // now (deleted by hand, or demoted while absent, which removes nothing) is no
+                // longer awaited by a later restart. Only with none of our changes since the
+                // look began (a serve after this records itself again), and only from the tgtd
+                // taken in (a successor may have bound its socket meanwhile).
+                if !down && self.changes.quiet() == Some(before) && socket_identity(&path) == socket
+                {
+                    served.retain(|n| {
+                        views
+                            .get(n)
+                            .is_some_and(|(v, _)| v.state == TargetState::Serving)
+                    });
+                }
+                drop(served);
                 if !down {
                     (down_since, reported_down) = (None, false);
                     self.down.store(false, Ordering::SeqCst);
-                    // What this look saw is what is served: a target of ours not served now
-                    // (deleted by hand, or demoted while absent, which removes nothing) is no
-                    // longer awaited by a later restart. Only with none of our changes since
-                    // the look began (a serve after this records itself again), and only from
-                    // the tgtd taken in (a successor may have bound its socket meanwhile).
-                    let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
-                    if self.changes.quiet() == Some(before) && socket_identity(&path) == socket {
-                        served.retain(|n| {
-                            views
-                                .get(n)
-                                .is_some_and(|(v, _)| v.state == TargetState::Serving)
-                        });
-                    }
-                    drop(served);
                 } else if down_since.get_or_insert_with(Instant::now).elapsed() < DOWN_REPORT_AFTER
                 {
                     // A restart (the service manager's, or tgt's own) is over by then and takes
@@ -709,10 +702,7 @@ impl Target for TgtTarget {
         if !standby {
             return;
         }
-        self.served
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.served().clear();
         let mut hold = self.hold.lock().await;
         if let Some(h) = hold.take() {
             // Not retried through a dead tgtd: the daemon waits for this (a new one starts ready).

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
+use futures::future::{join_all, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tracing::{info, info_span, warn, Instrument};
 
@@ -47,6 +47,11 @@ pub struct Executor<D, T, A> {
 /// How often one `drbd-primary` step asks DRBD while each refusal is followed by a change of
 /// DRBD's state (docs/takeover.md).
 pub const PRIMARY_ATTEMPTS: u32 = 3;
+
+/// Added to DRBD's own wait for the peer's answer to its ping ([`DrbdView::refusal_wait`])
+/// when the executor follows that verdict as an event: the event of a connection DRBD dropped
+/// at the end of its wait still arrives (a TCG guest's timers run late).
+pub const VERDICT_SLACK: Duration = Duration::from_millis(200);
 
 async fn within<F, O>(ms: u64, f: F) -> Result<O, BackendError>
 where
@@ -367,11 +372,13 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
     }
 
     /// DRBD Primary (after its preconditions passed on `before`, DRBD's live state) with DRBD's
-    /// own arbitration as the guard against a second Primary: DRBD
-    /// pings the peer when asked and refuses while a live peer is Primary (`SS_TWO_PRIMARIES`,
-    /// after one retry of its own `ping-timeout` later). A refusal after which DRBD's state
-    /// moved (the peer was declared lost meanwhile) is asked again, at most
-    /// [`PRIMARY_ATTEMPTS`] times; an unchanged state keeps the refusal.
+    /// own arbitration as the guard against a second Primary: DRBD pings the peer when asked
+    /// and refuses while a live peer is Primary (`SS_TWO_PRIMARIES`). Against a Primary peer
+    /// the request returns at once ([`Drbd::primary_at_once`]) and DRBD's verdict on its ping
+    /// is awaited as a change of state, up to DRBD's own wait plus [`VERDICT_SLACK`]. A
+    /// refusal after which DRBD's standing moved (the peer was declared lost meanwhile, or
+    /// demoted) is asked again, at most [`PRIMARY_ATTEMPTS`] times; an unchanged standing
+    /// keeps the refusal.
     async fn primary(
         &self,
         r: &crate::config::Resource,
@@ -393,7 +400,16 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                 // the first, guarded request did not wait for (its ping wait overlapped it).
                 self.probes_clear(r).await?;
             }
-            let err = match within(t.drbd_ms, self.drbd.primary(r, force)).await {
+            // Against a Primary peer DRBD pings it and refuses at once; its verdict on the
+            // ping (the peer declared lost, or demoting) is followed as an event below rather
+            // than slept out inside the request.
+            let at_once = !force && before.refuses_for_primary_peer();
+            let asked = if at_once {
+                Either::Left(self.drbd.primary_at_once(r))
+            } else {
+                Either::Right(self.drbd.primary(r, force))
+            };
+            let err = match within(t.drbd_ms, asked).await {
                 Err(e @ BackendError::Timeout(_)) => return Err(e),
                 Err(e) => e,
                 ok => return ok,
@@ -401,11 +417,17 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             if attempt >= PRIMARY_ATTEMPTS {
                 return Err(err);
             }
-            let now = within(t.drbd_ms, self.drbd.status(r)).await?;
+            let now = if at_once && matches!(err, BackendError::PeerPrimary(_)) {
+                let wait = before.refusal_wait() + VERDICT_SLACK;
+                let ms = t.drbd_ms + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                within(ms, self.drbd.changed(r, &before, wait)).await?
+            } else {
+                within(t.drbd_ms, self.drbd.status(r)).await?
+            };
             if now.role == Role::Primary {
                 return Ok(());
             }
-            if before == now || !now.up {
+            if before.same_standing(&now) || !now.up {
                 return Err(err);
             }
             info!(resource = %r.name, error = %err, connection = %now.connection,

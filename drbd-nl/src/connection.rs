@@ -261,7 +261,12 @@ pub(crate) fn request_blocking(
     socket.send_to(&bytes, &SocketAddr::new(0, 0), 0)?;
     let mut out = Vec::new();
     loop {
-        let (datagram, _) = socket.recv_from_full()?;
+        // A signal handled on this thread (one that ends DRBD's sleep inside the request)
+        // interrupts a wait for the reply; the reply is still queued.
+        let (datagram, _) = match socket.recv_from_full() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
         if read_datagram(&datagram, &mut out, context)? {
             return Ok(out);
         }

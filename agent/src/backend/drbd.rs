@@ -196,6 +196,41 @@ impl NetlinkDrbd {
         }
     }
 
+    /// `primary` of every volume, `force`d or not, each through [`off_runtime_at_once`] when
+    /// `at_once`; a refusal demotes the volumes already promoted.
+    async fn promote(
+        &self,
+        res: &Resource,
+        force: bool,
+        at_once: bool,
+    ) -> Result<(), BackendError> {
+        let minors: Vec<u32> = res.volume_minors().map(|(_, m)| m).collect();
+        for (i, minor) in minors.iter().enumerate() {
+            let request = Primary::new(*minor).force(force);
+            let done = if at_once {
+                let handle = self.handle.clone();
+                off_runtime_at_once(move || handle.execute_blocking(request)).await
+            } else {
+                self.set_role(request).await
+            };
+            let refused = match done {
+                Ok(()) => continue,
+                Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
+                    BackendError::PeerPrimary(e)
+                }
+                Err(e) => err(e),
+            };
+            for m in &minors[..i] {
+                if let Err(e) = self.set_role(Secondary::new(*m)).await {
+                    warn!(resource = %res.name, minor = m, error = %e,
+                        "demoting a volume after another one's promote failed");
+                }
+            }
+            return Err(refused);
+        }
+        Ok(())
+    }
+
     /// A role request ([`Primary`], [`Secondary`]) through [`off_runtime`].
     async fn set_role(
         &self,
@@ -355,6 +390,70 @@ pub(crate) async fn off_runtime(
         .unwrap_or_else(|e| Err(DrbdError::Io(std::io::Error::other(e))))
 }
 
+/// The signal that ends DRBD's sleep inside a `primary` request ([`off_runtime_at_once`]).
+/// `SIGURG` is ignored by default, so one that arrives before its handler is installed, or
+/// from elsewhere, does nothing.
+const WAKE: nix::sys::signal::Signal = nix::sys::signal::Signal::SIGURG;
+
+/// How often [`off_runtime_at_once`] signals the request's thread while it runs: a signal that
+/// lands before the thread enters `sendmsg()` is handled in user space and ends no sleep.
+const WAKE_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// [`off_runtime`] for a `primary` that DRBD 8.4 will refuse because the peer is Primary,
+/// without the sleep DRBD takes inside the request. `drbd_set_role()` (Linux
+/// `drivers/block/drbd/drbd_nl.c`) pings the peer, is refused with `SS_TWO_PRIMARIES`, sleeps
+/// `ping-timeout` + 0.1 s in `schedule_timeout_interruptible()` and tries once more. A signal
+/// to the thread in the request ends that sleep: the retry follows at once, is refused the
+/// same way while the ping is unanswered, and the request returns. DRBD's verdict on the ping
+/// (the connection dropped after `ping-timeout`, or the peer demoting) then comes as an event
+/// ([`Drbd::changed`]) instead of inside a request that holds the resource's `state_mutex`.
+/// Every try is DRBD's own arbitration of an unforced request: a signal only ends the wait
+/// early. The handler (tokio's, installed once; `SA_RESTART`, so the socket calls around the
+/// request go on) does nothing; the thread is signalled only while the request runs on it.
+pub(crate) async fn off_runtime_at_once(
+    request: impl FnOnce() -> Result<(), DrbdError> + Send + 'static,
+) -> Result<(), DrbdError> {
+    use nix::sys::pthread::{pthread_kill, pthread_self, Pthread};
+    use std::sync::{Arc, Mutex, OnceLock};
+    static HANDLER: OnceLock<bool> = OnceLock::new();
+    let handled = *HANDLER.get_or_init(|| {
+        let kind = tokio::signal::unix::SignalKind::from_raw(WAKE as i32);
+        tokio::signal::unix::signal(kind).is_ok()
+    });
+    if !handled {
+        return off_runtime(request).await;
+    }
+    // The request's thread while the request runs on it; `None` before and after.
+    let running: Arc<Mutex<Option<Pthread>>> = Arc::default();
+    let mark = |r: &Arc<Mutex<Option<Pthread>>>, t| {
+        *r.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = t;
+    };
+    let on = running.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        mark(&on, Some(pthread_self()));
+        let r = request();
+        mark(&on, None);
+        r
+    });
+    tokio::pin!(task);
+    let mut tick = tokio::time::interval(WAKE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = &mut task => {
+                return r.unwrap_or_else(|e| Err(DrbdError::Io(std::io::Error::other(e))));
+            }
+            _ = tick.tick() => {
+                // Under the lock: the thread is still in the request, not back in the pool.
+                let t = running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(t) = *t {
+                    let _ = pthread_kill(t, WAKE);
+                }
+            }
+        }
+    }
+}
+
 impl Drbd for NetlinkDrbd {
     async fn status(&self, res: &Resource) -> Result<DrbdView, BackendError> {
         match self.handle.execute(Status::new().resource(&res.name)).await {
@@ -428,24 +527,43 @@ impl Drbd for NetlinkDrbd {
     /// turn; when one is refused, the ones promoted before are demoted again, so the resource is
     /// never left half Primary.
     async fn primary(&self, res: &Resource, force: bool) -> Result<(), BackendError> {
-        let minors: Vec<u32> = res.volume_minors().map(|(_, m)| m).collect();
-        for (i, minor) in minors.iter().enumerate() {
-            let refused = match self.set_role(Primary::new(*minor).force(force)).await {
-                Ok(()) => continue,
-                Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
-                    BackendError::PeerPrimary(e)
-                }
-                Err(e) => err(e),
-            };
-            for m in &minors[..i] {
-                if let Err(e) = self.set_role(Secondary::new(*m)).await {
-                    warn!(resource = %res.name, minor = m, error = %e,
-                        "demoting a volume after another one's promote failed");
+        self.promote(res, force, false).await
+    }
+
+    async fn primary_at_once(&self, res: &Resource) -> Result<(), BackendError> {
+        self.promote(res, false, true).await
+    }
+
+    async fn changed(
+        &self,
+        res: &Resource,
+        before: &DrbdView,
+        limit: std::time::Duration,
+    ) -> Result<DrbdView, BackendError> {
+        let end = tokio::time::Instant::now() + limit;
+        // Subscribed before the first read, so no change between them is missed.
+        let mut events = self.handle.events().await.map_err(err)?;
+        loop {
+            let now = self.status(res).await?;
+            if !now.same_standing(before) || tokio::time::Instant::now() >= end {
+                return Ok(now);
+            }
+            // Read again after an event of one of its volumes, a lost burst, or at the end.
+            loop {
+                match tokio::time::timeout_at(end, events.next()).await {
+                    Ok(Some(Ok(DrbdEvent::Device { status, .. }))) => {
+                        if res.volume_minors().any(|(_, m)| status.minor == Some(m)) {
+                            break;
+                        }
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    Ok(Some(Err(_))) | Err(_) => break,
+                    Ok(None) => {
+                        return Err(BackendError::Unavailable("DRBD event stream ended".into()))
+                    }
                 }
             }
-            return Err(refused);
         }
-        Ok(())
     }
 
     async fn generations(&self, res: &Resource) -> Result<Generations, BackendError> {

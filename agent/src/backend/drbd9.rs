@@ -766,6 +766,25 @@ impl Drbd for AnyDrbd {
         }
     }
 
+    async fn primary_at_once(&self, res: &Resource) -> Result<(), BackendError> {
+        match self {
+            AnyDrbd::V84(d) => d.primary_at_once(res).await,
+            AnyDrbd::V9(d) => d.primary_at_once(res).await,
+        }
+    }
+
+    async fn changed(
+        &self,
+        res: &Resource,
+        before: &DrbdView,
+        limit: std::time::Duration,
+    ) -> Result<DrbdView, BackendError> {
+        match self {
+            AnyDrbd::V84(d) => d.changed(res, before, limit).await,
+            AnyDrbd::V9(d) => d.changed(res, before, limit).await,
+        }
+    }
+
     async fn secondary(&self, res: &Resource) -> Result<(), BackendError> {
         match self {
             AnyDrbd::V84(d) => d.secondary(res).await,

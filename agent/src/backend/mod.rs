@@ -68,6 +68,37 @@ pub trait Drbd: Send + Sync {
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Become Secondary; equivalent to `drbdsetup-84 secondary MINOR`.
     fn secondary(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Become Primary, unforced, where the peer shows Primary
+    /// ([`DrbdView::refuses_for_primary_peer`]): DRBD pings the peer and refuses
+    /// ([`BackendError::PeerPrimary`]) at once, instead of sleeping `ping-timeout` + 0.1 s
+    /// inside the request before its one retry. The caller follows DRBD's verdict on the ping
+    /// with [`Drbd::changed`] (docs/takeover.md, "Power loss"). Default: [`Drbd::primary`].
+    fn primary_at_once(
+        &self,
+        res: &Resource,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        self.primary(res, false)
+    }
+    /// DRBD's state of the resource once it no longer has the standing of `before`
+    /// ([`DrbdView::same_standing`]: roles, connection, disks), or when `limit` has passed,
+    /// whatever it is then. Default: reads [`Drbd::status`] every 10 ms.
+    fn changed(
+        &self,
+        res: &Resource,
+        before: &DrbdView,
+        limit: std::time::Duration,
+    ) -> impl Future<Output = Result<DrbdView, BackendError>> + Send {
+        async move {
+            let end = tokio::time::Instant::now() + limit;
+            loop {
+                let now = self.status(res).await?;
+                if !now.same_standing(before) || tokio::time::Instant::now() >= end {
+                    return Ok(now);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
     /// The local data generations and what DRBD shows of the split, for `iscsi-ha
     /// split-brain`; equivalent to `drbdsetup-84 show-gi MINOR`. Backends without them say so.
     fn generations(
@@ -259,6 +290,20 @@ impl<T: Drbd> Drbd for std::sync::Arc<T> {
     }
     fn secondary(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).secondary(res)
+    }
+    fn primary_at_once(
+        &self,
+        res: &Resource,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        (**self).primary_at_once(res)
+    }
+    fn changed(
+        &self,
+        res: &Resource,
+        before: &DrbdView,
+        limit: std::time::Duration,
+    ) -> impl Future<Output = Result<DrbdView, BackendError>> + Send {
+        (**self).changed(res, before, limit)
     }
     fn generations(
         &self,

@@ -399,6 +399,43 @@ impl DrbdView {
         self.net.is_some_and(|n| !n.allow_two_primaries)
     }
 
+    /// DRBD will refuse an unforced `primary` at its first try because the peer is Primary
+    /// (`SS_TWO_PRIMARIES`): connected to a Primary peer, `allow-two-primaries` off. DRBD 8.4
+    /// has pinged the peer by then and would sleep `ping-timeout` + 0.1 s inside the request
+    /// before its one retry ([`DrbdView::refusal_wait`]; docs/takeover.md).
+    pub fn refuses_for_primary_peer(&self) -> bool {
+        self.drbd_arbitrates()
+            && self.connection == Connection::Connected
+            && self.peer_role == Role::Primary
+    }
+
+    /// How long DRBD 8.4 waits for the peer's answer to the ping a `primary` sends: its own
+    /// sleep before the retry, `ping-timeout` + 0.1 s (`drbd_set_role()`), 0.6 s when the
+    /// settings were not read (DRBD's default `ping-timeout` of 0.5 s).
+    pub fn refusal_wait(&self) -> std::time::Duration {
+        let ds = self.net.map_or(5, |n| n.ping_timeout_ds);
+        std::time::Duration::from_millis(u64::from(ds + 1) * 100)
+    }
+
+    /// The facts DRBD's arbitration of a role change reads are the same in both views:
+    /// existence, roles, connection and disks, of the resource and of each volume; not resync
+    /// progress or settings.
+    pub fn same_standing(&self, other: &DrbdView) -> bool {
+        let vols = |v: &DrbdView| {
+            v.volumes
+                .iter()
+                .map(|x| (x.up, x.role, x.peer_role, x.disk, x.peer_disk))
+                .collect::<Vec<_>>()
+        };
+        self.up == other.up
+            && self.role == other.role
+            && self.peer_role == other.peer_role
+            && self.connection == other.connection
+            && self.disk == other.disk
+            && self.peer_disk == other.peer_disk
+            && vols(self) == vols(other)
+    }
+
     /// An unforced `primary` cannot fork the data, in manage mode (the agent's fencing, no
     /// `fence-peer` handler; docs/takeover.md): DRBD refuses a second Primary
     /// ([`DrbdView::drbd_arbitrates`]), and its fencing policy (`resource-only`,

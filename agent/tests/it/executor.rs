@@ -726,6 +726,58 @@ async fn power_loss_retry_is_forced_only_after_the_probe_verdict() {
     }
 }
 
+/// A power loss where DRBD refuses at once (the peer still shows Primary; the real backend
+/// ends DRBD's sleep inside the request): DRBD's verdict on its ping comes later as a change of
+/// state, and the same promote follows it. Manage mode forces once the peer is declared lost;
+/// with `dont-care` fencing the verdict of the probe comes before any request and the second,
+/// unforced request promotes.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_for_a_primary_peer_waits_for_drbds_verdict_on_its_ping() {
+    for (name, fencing, asks) in [
+        (
+            "managed",
+            Fencing::ResourceOnly,
+            ["drbd-primary r0", "drbd-primary-force r0"],
+        ),
+        (
+            "one",
+            Fencing::DontCare,
+            ["drbd-primary r0", "drbd-primary r0"],
+        ),
+    ] {
+        let (mut d, mem) = peer_primary_world(name, fencing, false);
+        d.observe().await;
+        let wait = mem.world().drbd["r0"].refusal_wait();
+        let lost = {
+            let mem = mem.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(wait / 2).await;
+                mem.peer_lost("r0");
+            })
+        };
+        let t0 = tokio::time::Instant::now();
+        let r = d.request(Request::Promote).await;
+        assert!(r.ok, "{name}: {}", r.message);
+        assert_eq!(drbd_asks(&mem), asks, "{name}: {:?}", mem.world().log);
+        assert_primary(&mem);
+        // Virtual time: the promote followed the change, not DRBD's whole wait.
+        assert!(t0.elapsed() < wait, "{name}: {:?}", t0.elapsed());
+        lost.await.expect("peer lost");
+    }
+}
+
+/// A live Primary peer answers DRBD's ping: the standing never moves, and the refusal stands
+/// after DRBD's own wait and the slack, with one request.
+#[tokio::test(start_paused = true)]
+async fn a_primary_peer_that_stays_keeps_the_refusal_after_drbds_wait() {
+    let (mut d, mem) = peer_primary_world("managed", Fencing::ResourceOnly, false);
+    d.observe().await;
+    let wait = mem.world().drbd["r0"].refusal_wait() + agent::executor::VERDICT_SLACK;
+    let t0 = tokio::time::Instant::now();
+    refused(&mut d, &mem, "peer is DRBD Primary", &["drbd-primary r0"]).await;
+    assert!(t0.elapsed() >= wait, "{:?}", t0.elapsed());
+}
+
 /// When DRBD's fencing is the guard, and when it is not.
 #[test]
 fn fencing_arbitrates_only_where_drbd_refuses_without_its_peer() {

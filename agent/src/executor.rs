@@ -403,7 +403,9 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
             // Against a Primary peer DRBD pings it and refuses at once; its verdict on the
             // ping (the peer declared lost, or demoting) is followed as an event below rather
             // than slept out inside the request.
-            let at_once = !force && before.refuses_for_primary_peer();
+            // The last try sleeps in DRBD as it always did: quick changes of standing (one
+            // volume of several demoting) never end the step sooner than DRBD's own wait.
+            let at_once = !force && attempt < PRIMARY_ATTEMPTS && before.refuses_for_primary_peer();
             let asked = if at_once {
                 Either::Left(self.drbd.primary_at_once(r))
             } else {
@@ -418,9 +420,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                 return Err(err);
             }
             let now = if at_once && matches!(err, BackendError::PeerPrimary(_)) {
-                let wait = before.refusal_wait() + VERDICT_SLACK;
-                let ms = t.drbd_ms + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-                within(ms, self.drbd.changed(r, &before, wait)).await?
+                self.verdict(r, &before).await?
             } else {
                 within(t.drbd_ms, self.drbd.status(r)).await?
             };
@@ -434,6 +434,36 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                 peer = %now.peer_role, "DRBD refused Primary and its state moved; asking again");
             before = now;
             attempt += 1;
+        }
+    }
+
+    /// DRBD's verdict on the ping its refused `primary` sent (`before`: the standing it was
+    /// refused on): the state once DRBD no longer refuses for a Primary peer (the connection
+    /// dropped, or every volume's peer demoted), or at the end of DRBD's own wait plus
+    /// [`VERDICT_SLACK`]. A failed wait (no event stream) reads the state once instead.
+    async fn verdict(
+        &self,
+        r: &crate::config::Resource,
+        before: &DrbdView,
+    ) -> Result<DrbdView, BackendError> {
+        let t = &self.config.timeouts;
+        let end = tokio::time::Instant::now() + before.refusal_wait() + VERDICT_SLACK;
+        let mut now = before.clone();
+        loop {
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
+            let ms = t.drbd_ms + u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+            let last = now;
+            now = match within(ms, self.drbd.changed(r, &last, left)).await {
+                Ok(v) => v,
+                Err(e) => {
+                    warn!(resource = %r.name, error = %e, "following DRBD's state; reading it once");
+                    return within(t.drbd_ms, self.drbd.status(r)).await;
+                }
+            };
+            // Unmoved: the wait ran out (or the backend does not wait, DRBD 9).
+            if !now.refuses_for_primary_peer() || left.is_zero() || now.same_standing(&last) {
+                return Ok(now);
+            }
         }
     }
 

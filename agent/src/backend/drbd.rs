@@ -215,7 +215,13 @@ impl NetlinkDrbd {
             };
             let refused = match done {
                 Ok(()) => continue,
-                Err(e) if e.state_rv() == Some(StateRv::TwoPrimaries) => {
+                // A peer volume Primary: -1 for this volume's peer, -20 for another's.
+                Err(e)
+                    if matches!(
+                        e.state_rv(),
+                        Some(StateRv::TwoPrimaries | StateRv::OVolPeerPri)
+                    ) =>
+                {
                     BackendError::PeerPrimary(e)
                 }
                 Err(e) => err(e),
@@ -428,12 +434,21 @@ pub(crate) async fn off_runtime_at_once(
     let mark = |r: &Arc<Mutex<Option<Pthread>>>, t| {
         *r.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = t;
     };
+    /// Clears the thread when the request ends, also by a panic.
+    struct Ran(Arc<Mutex<Option<Pthread>>>);
+    impl Drop for Ran {
+        fn drop(&mut self) {
+            *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
+    }
     let on = running.clone();
     let task = tokio::task::spawn_blocking(move || {
         mark(&on, Some(pthread_self()));
-        let r = request();
-        mark(&on, None);
-        r
+        let _ran = Ran(on);
+        request()
     });
     tokio::pin!(task);
     let mut tick = tokio::time::interval(WAKE_EVERY);

@@ -615,6 +615,17 @@ impl Drbd for Netlink9Drbd {
         Ok(self.objects(res).await.map_err(err)?.view(res.minor))
     }
 
+    /// The state as it is: DRBD 9 gets no signal ([`Drbd::primary_at_once`] is the plain
+    /// request), so its refusal already waited for the peer's answer inside the request.
+    async fn changed(
+        &self,
+        res: &Resource,
+        _before: &DrbdView,
+        _limit: std::time::Duration,
+    ) -> Result<DrbdView, BackendError> {
+        self.status(res).await
+    }
+
     async fn up(&self, res: &Resource) -> Result<(), BackendError> {
         let Some(m) = &res.manage else {
             return Err(BackendError::Failed(format!(

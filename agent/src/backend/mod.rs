@@ -69,10 +69,11 @@ pub trait Drbd: Send + Sync {
     /// Become Secondary; equivalent to `drbdsetup-84 secondary MINOR`.
     fn secondary(&self, res: &Resource) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Become Primary, unforced, where the peer shows Primary
-    /// ([`DrbdView::refuses_for_primary_peer`]): DRBD pings the peer and refuses
-    /// ([`BackendError::PeerPrimary`]) at once, instead of sleeping `ping-timeout` + 0.1 s
-    /// inside the request before its one retry. The caller follows DRBD's verdict on the ping
-    /// with [`Drbd::changed`] (docs/takeover.md, "Power loss"). Default: [`Drbd::primary`].
+    /// ([`DrbdView::refuses_for_primary_peer`]). DRBD 8.4 (`NetlinkDrbd`) pings the peer and
+    /// refuses ([`BackendError::PeerPrimary`]) at once, instead of sleeping `ping-timeout` +
+    /// 0.1 s inside the request before its one retry; the caller follows DRBD's verdict on the
+    /// ping with [`Drbd::changed`] (docs/takeover.md, "Power loss"). Default: [`Drbd::primary`]
+    /// unforced, which may wait in the kernel as it always did.
     fn primary_at_once(
         &self,
         res: &Resource,

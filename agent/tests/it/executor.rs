@@ -766,6 +766,34 @@ async fn a_refusal_for_a_primary_peer_waits_for_drbds_verdict_on_its_ping() {
     }
 }
 
+/// A move that leaves DRBD refusing for a Primary peer (here its disk state; in the field one
+/// volume of several demoting) is waited through: DRBD is asked again only once the peer is
+/// lost, so the step takes two requests, not one per move.
+#[tokio::test(start_paused = true)]
+async fn a_move_that_leaves_the_peer_primary_is_waited_through() {
+    let (mut d, mem) = peer_primary_world("managed", Fencing::ResourceOnly, false);
+    d.observe().await;
+    let wait = mem.world().drbd["r0"].refusal_wait();
+    let moves = {
+        let mem = mem.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait / 4).await;
+            mem.world().drbd.get_mut("r0").expect("r0").peer_disk = Disk::Consistent;
+            tokio::time::sleep(wait / 4).await;
+            mem.peer_lost("r0");
+        })
+    };
+    let r = d.request(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
+    assert_eq!(
+        drbd_asks(&mem),
+        ["drbd-primary r0", "drbd-primary-force r0"],
+        "{:?}",
+        mem.world().log
+    );
+    moves.await.expect("moves");
+}
+
 /// A live Primary peer answers DRBD's ping: the standing never moves, and the refusal stands
 /// after DRBD's own wait and the slack, with one request.
 #[tokio::test(start_paused = true)]

@@ -806,6 +806,74 @@ async fn a_primary_peer_that_stays_keeps_the_refusal_after_drbds_wait() {
     assert!(t0.elapsed() >= wait, "{:?}", t0.elapsed());
 }
 
+/// What moves DRBD's standing (roles, connection, disks, of the resource and each volume) and
+/// what does not (resync progress, settings); when DRBD refuses for a Primary peer, and how
+/// long it would wait for its ping's answer.
+#[test]
+fn standing_moves_with_roles_connection_and_disks_only() {
+    let v = DrbdView {
+        up: true,
+        role: Role::Secondary,
+        peer_role: Role::Primary,
+        connection: Connection::Connected,
+        disk: Disk::UpToDate,
+        peer_disk: Disk::UpToDate,
+        net: Some(DrbdNet {
+            ping_timeout_ds: 5,
+            ..DrbdNet::default()
+        }),
+        ..DrbdView::default()
+    };
+    assert!(v.refuses_for_primary_peer());
+    assert_eq!(v.refusal_wait(), std::time::Duration::from_millis(600));
+    let same = DrbdView {
+        sync: Some(agent::fsm::SyncView {
+            out_of_sync_kib: 4,
+            ..Default::default()
+        }),
+        net: Some(DrbdNet {
+            ping_int_s: 9,
+            ..DrbdNet::default()
+        }),
+        ..v.clone()
+    };
+    assert!(v.same_standing(&same));
+    let moved = [
+        DrbdView {
+            connection: Connection::Other("NetworkFailure".into()),
+            ..v.clone()
+        },
+        DrbdView {
+            peer_role: Role::Secondary,
+            ..v.clone()
+        },
+        DrbdView {
+            peer_disk: Disk::DUnknown,
+            ..v.clone()
+        },
+        DrbdView {
+            role: Role::Primary,
+            ..v.clone()
+        },
+    ];
+    for m in &moved {
+        assert!(!v.same_standing(m), "{m:?}");
+    }
+    assert!(!moved[0].refuses_for_primary_peer());
+    assert!(!moved[1].refuses_for_primary_peer());
+    let two = DrbdView {
+        net: Some(DrbdNet {
+            allow_two_primaries: true,
+            ..DrbdNet::default()
+        }),
+        ..v.clone()
+    };
+    assert!(!two.refuses_for_primary_peer(), "DRBD would not refuse");
+    let unread = DrbdView { net: None, ..v };
+    assert!(!unread.refuses_for_primary_peer(), "settings not read");
+    assert_eq!(unread.refusal_wait(), std::time::Duration::from_millis(600));
+}
+
 /// When DRBD's fencing is the guard, and when it is not.
 #[test]
 fn fencing_arbitrates_only_where_drbd_refuses_without_its_peer() {

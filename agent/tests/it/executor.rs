@@ -618,6 +618,15 @@ async fn refused(d: &mut D, mem: &Memory, why: &str, asked: &[&str]) {
     assert_secondary(mem);
 }
 
+/// A promote that succeeds after exactly the DRBD Primary requests `asked`; the node left
+/// Primary.
+async fn promoted(d: &mut D, mem: &Memory, asked: &[&str]) {
+    let r = d.request(Request::Promote).await;
+    assert!(r.ok, "{}", r.message);
+    assert_eq!(drbd_asks(mem), asked, "{:?}", mem.world().log);
+    assert_primary(mem);
+}
+
 /// A promote refused because another host answers for the address, DRBD never asked.
 async fn refused_unasked(d: &mut D, mem: &Memory) {
     refused(d, mem, "another host answers", &[]).await;
@@ -712,15 +721,7 @@ async fn power_loss_retry_is_forced_only_after_the_probe_verdict() {
         if answered {
             refused(&mut d, &mem, "another host answers", &["drbd-primary r0"]).await;
         } else {
-            let r = d.request(Request::Promote).await;
-            assert!(r.ok, "{}", r.message);
-            assert_eq!(
-                drbd_asks(&mem),
-                ["drbd-primary r0", "drbd-primary-force r0"],
-                "{:?}",
-                mem.world().log
-            );
-            assert_primary(&mem);
+            promoted(&mut d, &mem, &["drbd-primary r0", "drbd-primary-force r0"]).await;
         }
         lost.await.expect("peer lost");
     }
@@ -756,10 +757,7 @@ async fn a_refusal_for_a_primary_peer_waits_for_drbds_verdict_on_its_ping() {
             })
         };
         let t0 = tokio::time::Instant::now();
-        let r = d.request(Request::Promote).await;
-        assert!(r.ok, "{name}: {}", r.message);
-        assert_eq!(drbd_asks(&mem), asks, "{name}: {:?}", mem.world().log);
-        assert_primary(&mem);
+        promoted(&mut d, &mem, &asks).await;
         // Virtual time: the promote followed the change, not DRBD's whole wait.
         assert!(t0.elapsed() < wait, "{name}: {:?}", t0.elapsed());
         lost.await.expect("peer lost");
@@ -783,14 +781,7 @@ async fn a_move_that_leaves_the_peer_primary_is_waited_through() {
             mem.peer_lost("r0");
         })
     };
-    let r = d.request(Request::Promote).await;
-    assert!(r.ok, "{}", r.message);
-    assert_eq!(
-        drbd_asks(&mem),
-        ["drbd-primary r0", "drbd-primary-force r0"],
-        "{:?}",
-        mem.world().log
-    );
+    promoted(&mut d, &mem, &["drbd-primary r0", "drbd-primary-force r0"]).await;
     moves.await.expect("moves");
 }
 

@@ -130,11 +130,59 @@ pub(crate) async fn probe(
     let (dst, ethertype, frame) = probe_frame(ours, addr);
     let rx = receiver(ifindex, iface, addr)?;
     let verdict = listen(
-        &rx, sender, &frame, dst, ethertype, iface, ours, addr, policy, start,
+        &rx,
+        sender,
+        &frame,
+        dst,
+        ethertype,
+        iface,
+        ours,
+        addr,
+        policy,
+        start,
+        Kept::default(),
     )
     .await;
     close(rx);
     verdict
+}
+
+/// Time a probe sent past the policy's `count` leaves for an answer before the verdict: the
+/// quiet time the window leaves after its last probe when every spacing is the longest
+/// (`window - (count - 1) * max_interval`), at least `min_interval`. 90 ms by default.
+pub(crate) fn answer_time(policy: &ProbePolicy) -> Duration {
+    let spaced = policy
+        .max_interval
+        .saturating_mul(policy.count.max(1).saturating_sub(1));
+    policy
+        .window
+        .saturating_sub(spaced)
+        .max(policy.min_interval)
+}
+
+/// Probing past the policy's probes ([`start`] with a `keep`): until `until`, or until the
+/// verdict is asked (`stop` fires).
+#[derive(Debug, Default)]
+struct Kept {
+    until: Option<Instant>,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+    stopped: bool,
+}
+
+impl Kept {
+    fn keeping(&self, now: Instant) -> bool {
+        !self.stopped && self.until.is_some_and(|t| now < t)
+    }
+
+    /// Resolves when the verdict is asked (or the session is gone); never without a `stop`.
+    async fn asked(&mut self) {
+        match self.stop.as_mut() {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// The probe's frame: destination, ethertype and the whole Ethernet frame.
@@ -193,6 +241,10 @@ fn close(rx: PacketSocket) {
 #[derive(Debug)]
 pub(crate) struct Session {
     task: Option<tokio::task::JoinHandle<(Result<Duration, VipError>, PacketSocket)>>,
+    /// Ends kept probing: the verdict is asked.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Probes go out until then (unless the verdict was asked).
+    probing_until: Instant,
     /// After the window: the verdict (`Err` text for anything but a conflict) and the socket.
     done: Option<(Result<Duration, Option<MacAddr>>, PacketSocket)>,
     error: Option<String>,
@@ -214,6 +266,9 @@ impl Drop for Session {
 }
 
 /// Starts a probe of `addr` in a task and returns at once (the first probe is sent there).
+/// With a `keep` longer than the window it goes on sending probes at the policy's spacing
+/// until the verdict is asked or `keep` has passed since the first; a probe sent past the
+/// policy's `count` is then given [`answer_time`] before the verdict.
 pub(crate) fn start(
     sender: std::sync::Arc<PacketSocket>,
     ifindex: u32,
@@ -221,20 +276,30 @@ pub(crate) fn start(
     ours: MacAddr,
     addr: IpAddr,
     policy: &ProbePolicy,
+    keep: Duration,
 ) -> Result<Session, VipError> {
     let start = Instant::now();
     let (dst, ethertype, frame) = probe_frame(ours, addr);
     let rx = receiver(ifindex, iface, addr)?;
     let (name, policy) = (iface.to_string(), policy.clone());
+    let (stop, stop_rx) = tokio::sync::oneshot::channel();
+    let kept = Kept {
+        until: (keep > policy.window).then(|| start + keep),
+        stop: Some(stop_rx),
+        stopped: false,
+    };
+    let probing_until = start + keep.max(policy.window);
     let task = tokio::spawn(async move {
         let verdict = listen(
-            &rx, &sender, &frame, dst, ethertype, &name, ours, addr, &policy, start,
+            &rx, &sender, &frame, dst, ethertype, &name, ours, addr, &policy, start, kept,
         )
         .await;
         (verdict, rx)
     });
     Ok(Session {
         task: Some(task),
+        stop: Some(stop),
+        probing_until,
         done: None,
         error: None,
         ifindex,
@@ -250,10 +315,18 @@ impl Session {
         self.ifindex
     }
 
+    /// Probes still go out: within the window, or kept and neither judged nor past its keep.
+    pub(crate) fn probing(&self) -> bool {
+        self.stop.is_some() && Instant::now() < self.probing_until
+    }
+
     /// Waits for the window to end, then judges every frame received since: `Ok(elapsed)`
     /// when nobody answered for the address from the first probe until now,
     /// [`VipError::Conflict`] otherwise. Callable again (late frames are judged each time).
     pub(crate) async fn verdict(&mut self) -> Result<Duration, VipError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(task) = self.task.as_mut() {
             let r = task.await;
             self.task = None;
@@ -325,7 +398,9 @@ fn drain(
     Ok(Ok(()))
 }
 
-/// Sends the probes and waits for the window to end or a conflict to show up.
+/// Sends the probes and waits for the window to end or a conflict to show up. Kept probing
+/// ([`Kept`]) goes on sending at the policy's spacing past the window; once it ends, the last
+/// probe past the policy's `count` is given [`answer_time`] before the verdict.
 #[allow(clippy::too_many_arguments)]
 async fn listen(
     rx: &PacketSocket,
@@ -338,14 +413,32 @@ async fn listen(
     addr: IpAddr,
     policy: &ProbePolicy,
     start: Instant,
+    mut kept: Kept,
 ) -> Result<Duration, VipError> {
     let deadline = start + policy.window;
+    let count = policy.count.max(1);
     let mut jitter = Jitter::new();
     let mut sent = 0u32;
-    let mut next_probe = Some(start);
+    let mut last = start;
+    let mut next_probe = start;
     let mut buf = vec![0u8; 2048];
     loop {
-        let wake = next_probe.unwrap_or(deadline).min(deadline);
+        let now = Instant::now();
+        let keeping = kept.keeping(now);
+        let end = if sent > count {
+            deadline.max(last + answer_time(policy))
+        } else {
+            deadline
+        };
+        if !keeping && now >= end {
+            return Ok(start.elapsed());
+        }
+        let send = keeping || (sent < count && next_probe < deadline);
+        let wake = match (send, kept.until) {
+            (true, Some(until)) if keeping => next_probe.min(until),
+            (true, _) => next_probe.min(end),
+            (false, _) => end,
+        };
         tokio::select! {
             biased;
             r = rx.recv(&mut buf) => {
@@ -362,17 +455,17 @@ async fn listen(
                     return Err(VipError::Conflict { addr, mac });
                 }
             }
+            _ = kept.asked(), if !kept.stopped => kept.stopped = true,
             _ = tokio::time::sleep_until(wake) => {
-                if next_probe.is_some_and(|t| t <= Instant::now()) && Instant::now() < deadline {
+                let now = Instant::now();
+                if send && next_probe <= now && (kept.keeping(now) || now < deadline) {
                     sender
                         .send(frame, dst, ethertype)
                         .await
                         .map_err(|e| VipError::io("send probe", iface, e))?;
                     sent += 1;
-                    next_probe = (sent < policy.count.max(1))
-                        .then(|| Instant::now() + jitter.between(policy.min_interval, policy.max_interval));
-                } else if Instant::now() >= deadline {
-                    return Ok(start.elapsed());
+                    last = now;
+                    next_probe = now + jitter.between(policy.min_interval, policy.max_interval);
                 }
             }
         }
@@ -463,5 +556,20 @@ mod tests {
             assert!(d >= lo && d <= hi);
         }
         assert_eq!(j.between(hi, lo), hi);
+    }
+
+    #[test]
+    fn answer_time_is_the_windows_least_quiet_after_its_last_probe() {
+        let ms = Duration::from_millis;
+        let mut p = ProbePolicy::default();
+        assert_eq!(answer_time(&p), ms(90));
+        p.window = ms(200);
+        assert_eq!(answer_time(&p), ms(40));
+        // A window too short for every probe at the longest spacing: at least the least one.
+        p.window = ms(100);
+        assert_eq!(answer_time(&p), ms(40));
+        p.count = 0;
+        p.window = ms(30);
+        assert_eq!(answer_time(&p), ms(40));
     }
 }

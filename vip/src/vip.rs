@@ -120,6 +120,14 @@ impl ProbeSession {
         self.started
     }
 
+    /// Whether probes still go out: within the window, or, for a kept probe
+    /// ([`Vip::start_kept_probe`]), until its verdict is asked or its keep has passed. A claim
+    /// that takes a session still probing is asked-before-added as surely as with a probe
+    /// started at the claim.
+    pub fn probing(&self) -> bool {
+        self.inner.probing()
+    }
+
     /// Waits until the probe window has ended, then tells whether another host answered for
     /// the address (or probed for it) at any time since the first probe: its MAC, or `None`.
     /// May be called again later (frames that arrived meanwhile are judged then).
@@ -363,10 +371,31 @@ impl Vip {
     /// [`VipError::InterfaceDown`], [`VipError::NotEthernet`],
     /// [`VipError::AddressOnOtherInterface`], [`VipError::Io`].
     pub async fn start_probe(&mut self, policy: &ProbePolicy) -> Result<ProbeSession, VipError> {
+        self.start_kept_probe(policy, Duration::ZERO).await
+    }
+
+    /// [`Vip::start_probe`] that keeps probing after its window, at the policy's spacing,
+    /// until its verdict is asked ([`Vip::claim_probed`], [`ProbeSession::conflict`]) or
+    /// `keep` has passed since its first probe (a `keep` not longer than the window changes
+    /// nothing). The verdict then waits until the last probe has had the quiet time the window
+    /// leaves after its last probe at the longest spacing (`window - (count - 1) ×
+    /// max_interval`, at least `min_interval`; 90 ms by default), instead of a whole window:
+    /// for a probe started before it is known whether, or when, the claim will come (the
+    /// peer's release of the address), so that a host that took the address in the meantime
+    /// and answers only when asked is still asked shortly before the add.
+    ///
+    /// # Errors
+    /// As [`Vip::start_probe`].
+    pub async fn start_kept_probe(
+        &mut self,
+        policy: &ProbePolicy,
+        keep: Duration,
+    ) -> Result<ProbeSession, VipError> {
         let (link, mac, _) = self.check_link().await?;
         let sock = self.sender(link.index)?;
         let started = Instant::now();
-        let inner = crate::probe::start(sock, link.index, &self.iface, mac, self.addr, policy)?;
+        let inner =
+            crate::probe::start(sock, link.index, &self.iface, mac, self.addr, policy, keep)?;
         Ok(ProbeSession { inner, started })
     }
 

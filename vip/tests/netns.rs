@@ -588,6 +588,89 @@ fn ipv6_probe_session_covers_the_gap_until_claim() {
     probe_session_covers_the_gap(addr("fd77::107"), 64, "ipv6_probe_session");
 }
 
+/// A kept probe (`Vip::start_kept_probe`, as the agent starts on the peer's release notice)
+/// goes on asking after its window: a host that takes the address after the window without a
+/// word (`ip addr add ... nodad` sends nothing; it answers only when asked) is asked, and the
+/// later claim is refused. With the address free, a claim that takes a kept probe long after
+/// its window is made, and the probe stops once judged.
+fn kept_probe_asks_a_silent_taker(vip: IpAddr, prefix: u8, test: &str) {
+    let Some(lab) = lab(test) else { return };
+    let policy = ProbePolicy::default();
+    let window = policy.window;
+    let keep = Duration::from_secs(3);
+    let cidr = format!("{vip}/{prefix}");
+    let (added_tx, added) = std::sync::mpsc::channel::<()>();
+    let b_ns = lab.b.ns.clone();
+    let p = policy.clone();
+    let b = std::thread::spawn(move || {
+        in_ns(&b_ns, move || async move {
+            let mut v = Vip::new("eth0", vip, prefix).expect("handle");
+            let session = v.start_kept_probe(&p, keep).await.expect("start");
+            tokio::task::spawn_blocking(move || added.recv().expect("A added"))
+                .await
+                .expect("join");
+            // Kept probes go out after the add (several at 40-80 ms).
+            tokio::time::sleep(window).await;
+            let probing = session.probing();
+            let r = v
+                .claim_probed(session, &ClaimOptions::default().announce(quiet()))
+                .await;
+            let held = v.is_held().await.expect("is_held");
+            (probing, r.map(|r| r.probe).map_err(|e| e.to_string()), held)
+        })
+    });
+    std::thread::sleep(window * 2);
+    lab.ip_in(&lab.a.ns, &["addr", "add", &cidr, "dev", "eth0", "nodad"]);
+    added_tx.send(()).expect("B waits");
+    let (probing, r, held) = b.join().expect("b thread");
+    let err = r.expect_err("B claimed an address A took silently after B's window");
+    assert!(err.contains(&lab.a.mac.to_string()), "{err}");
+    assert!(!held, "B must not hold the address");
+    assert!(probing, "the kept probe stopped before its keep");
+    lab.ip_in(&lab.a.ns, &["addr", "del", &cidr, "dev", "eth0"]);
+
+    let (probing, r, held) = in_ns(&lab.b.ns, move || async move {
+        let mut v = Vip::new("eth0", vip, prefix).expect("handle");
+        let mut session = v.start_kept_probe(&policy, keep).await.expect("start");
+        tokio::time::sleep(window * 3).await;
+        let probing = session.probing();
+        let t = Instant::now();
+        let free = session.conflict().await.expect("verdict");
+        let judged = session.probing();
+        eprintln!(
+            "kept probe {vip}: verdict {free:?} {:?} after asked",
+            t.elapsed()
+        );
+        let r = v
+            .claim_probed(session, &ClaimOptions::default().announce(quiet()))
+            .await
+            .expect("claim after a silent kept probe");
+        (
+            (probing, judged),
+            r.probe,
+            v.is_held().await.expect("is_held"),
+        )
+    });
+    assert_eq!(
+        probing,
+        (true, false),
+        "(probing before, after its verdict)"
+    );
+    assert!(held, "B holds the address after a silent kept probe");
+    assert!(r.is_some_and(|p| p >= window * 3), "{r:?}");
+    assert!(release_in(&lab.b.ns, vip, prefix));
+}
+
+#[test]
+fn ipv4_kept_probe_asks_a_silent_taker() {
+    kept_probe_asks_a_silent_taker(addr("10.77.0.117"), 24, "ipv4_kept_probe");
+}
+
+#[test]
+fn ipv6_kept_probe_asks_a_silent_taker() {
+    kept_probe_asks_a_silent_taker(addr("fd77::117"), 64, "ipv6_kept_probe");
+}
+
 /// What one announcement result says: cause, burst, MAC, sent.
 type Seen = (vip::AnnounceCause, u32, MacAddr, bool);
 

@@ -148,10 +148,10 @@ struct Handle {
     vip: Mutex<Vip>,
     /// The probe started for it, until its claim (or release).
     probe: Mutex<Option<ProbeSession>>,
-    /// A probe started on the peer's release notice, with its window: a promote's
-    /// [`Address::start_probe`] takes it only while the window runs (its probes are still
-    /// going out); after the window it is dropped.
-    early: Mutex<Option<(ProbeSession, Duration)>>,
+    /// A probe started on the peer's release notice, kept probing ([`EARLY_PROBE_KEPT`]): a
+    /// promote's [`Address::start_probe`] takes it only while its probes still go out; after
+    /// that it is dropped.
+    early: Mutex<Option<ProbeSession>>,
     /// Its probe policy (`None`: probing off), for a probe started on a release notice;
     /// follows reloads ([`NetlinkAddress::retain`]).
     policy: std::sync::Mutex<Option<ProbePolicy>>,
@@ -658,10 +658,18 @@ fn key(a: &AddressConfig) -> Key {
 /// well under a second; the probe's socket buffer is not meant to cover minutes).
 pub const PROBE_MAX_AGE: Duration = Duration::from_secs(10);
 
-/// A probe started on the peer's release notice that is still within its window: its probes
-/// are still going out, so a promote that takes it has probes as recent as one it would start.
-fn usable((session, window): &(ProbeSession, Duration)) -> bool {
-    session.started().elapsed() < *window
+/// How long a probe started on the peer's release notice keeps probing for a promote to take
+/// it: about 16 ARP probes or DAD solicitations a second at the default spacing, once per
+/// planned switchover. An authority signals the new primary well within it (the lab one host
+/// round trip after the old primary is Secondary, Pacemaker after its demote and notify
+/// actions, HA-Lizard both at once); a promote later than that probes afresh.
+pub const EARLY_PROBE_KEPT: Duration = Duration::from_secs(3);
+
+/// A probe started on the peer's release notice whose probes still go out: a promote that
+/// takes it has a probe as recent as one it would start, and its claim waits only for the
+/// last probe's answer time ([`vip::Vip::start_kept_probe`]).
+fn usable(session: &ProbeSession) -> bool {
+    session.probing()
 }
 
 fn err(e: VipError) -> BackendError {
@@ -831,8 +839,9 @@ impl NetlinkAddress {
 
     /// The peer's planned demote released `ips` (its notice over the tickle link): starts the
     /// probe of each configured one that is not held here, probed, and has no probe running
-    /// (one of a promote, or of an earlier notice), so a promote that starts within the probe
-    /// window finds part of it run already ([`Address::start_probe`]). Failures are only
+    /// (one of a promote, or of an earlier notice). It keeps probing for up to
+    /// [`EARLY_PROBE_KEPT`], so a promote that starts in that time takes it and its claim waits
+    /// only for the last probe's answer time ([`Address::start_probe`]). Failures are only
     /// logged: the promote then probes as usual.
     async fn probe_early(&self, ips: &[std::net::IpAddr]) {
         let handles: Vec<(Key, Arc<Handle>)> = lock(&self.handles)
@@ -845,15 +854,10 @@ impl NetlinkAddress {
             let Some(policy) = lock(&h.policy).clone() else {
                 continue;
             };
-            // A promote's own probe runs already, or one of an earlier notice. One whose window
-            // has run out is no reason to wait: a promote refused after it started its probe
+            // A promote's own probe runs already, or one of an earlier notice. One that no
+            // longer probes is no reason to wait: a promote refused after it started its probe
             // leaves it behind, and the next promote would not take it (it starts afresh).
-            let promoting = h
-                .probe
-                .lock()
-                .await
-                .as_ref()
-                .is_some_and(|s| s.started().elapsed() < policy.window);
+            let promoting = h.probe.lock().await.as_ref().is_some_and(usable);
             if promoting || h.early.lock().await.as_ref().is_some_and(usable) {
                 continue;
             }
@@ -861,7 +865,7 @@ impl NetlinkAddress {
             if !matches!(v.is_held().await, Ok(false)) {
                 continue;
             }
-            let session = match v.start_probe(&policy).await {
+            let session = match v.start_kept_probe(&policy, EARLY_PROBE_KEPT).await {
                 Ok(s) => s,
                 Err(e) => {
                     debug!(address = %k.0, error = %e, "probe on the peer's release not started");
@@ -870,17 +874,16 @@ impl NetlinkAddress {
             };
             drop(v);
             let started = session.started();
-            let window = policy.window;
-            *h.early.lock().await = Some((session, window));
+            *h.early.lock().await = Some(session);
             info!(address = %k.0, interface = %k.1,
                 "the peer released the address: probing it ahead of a promote");
-            // Past its window it is not taken: dropped then, with its socket.
+            // Once it no longer probes it is not taken: dropped then, with its socket.
             let h = Arc::downgrade(&h);
             tokio::spawn(async move {
-                tokio::time::sleep(window).await;
+                tokio::time::sleep(EARLY_PROBE_KEPT).await;
                 let Some(h) = h.upgrade() else { return };
                 let mut slot = h.early.lock().await;
-                if slot.as_ref().is_some_and(|(s, _)| s.started() == started) {
+                if slot.as_ref().is_some_and(|s| s.started() == started) {
                     *slot = None;
                 }
             });
@@ -1074,12 +1077,12 @@ impl Address for NetlinkAddress {
         if v.is_held().await.map_err(err)? {
             return Ok(());
         }
-        // Started on the peer's release notice and still within its window (its probes are
-        // still going out): it covers every frame from its start until the claim, a probe
-        // started now would cover them from now. Past the window a host that took the address
-        // since, answering only when asked, would not be asked: a fresh probe then.
+        // Started on the peer's release notice and still probing: it covers every frame from
+        // its start until the claim, a probe started now would cover them from now. Once its
+        // probes have stopped, a host that took the address since, answering only when asked,
+        // would not be asked: a fresh probe then.
         let early = h.early.lock().await.take().filter(usable);
-        if let Some((s, _)) = early {
+        if let Some(s) = early {
             debug!(address = %a.address, age_ms = s.started().elapsed().as_millis() as u64,
                 "the probe started on the peer's release is taken");
             *h.probe.lock().await = Some(s);

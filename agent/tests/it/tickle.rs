@@ -470,6 +470,51 @@ fn a_refused_promotes_probe_does_not_hold_off_the_early_probe() {
     );
 }
 
+/// The early probe keeps probing after its window (`EARLY_PROBE_KEPT`): a promote signalled
+/// later than one window after the peer's release notice still takes it, instead of probing
+/// afresh, and its claim is made on that probe's verdict.
+#[test]
+fn a_promote_after_the_early_probes_window_still_takes_it() {
+    if !prereqs("agent tickle late-promote test") {
+        return;
+    }
+    let lab = lab();
+    let vip: IpAddr = VIP.parse().expect("ip");
+    lab.a
+        .ip(&["addr", "del", &format!("{VIP}/24"), "dev", "v0"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (b_ready_tx, b_ready_rx) = std::sync::mpsc::channel::<()>();
+    let (told_tx, told_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let b = spawn_in(&lab.b, move || async move {
+        let mut told = told_rx;
+        let cfg = config("b", B_LINK, A_LINK);
+        let address = watched_with_link(&cfg).await;
+        let a = &cfg.addresses[0];
+        let _ = b_ready_tx.send(());
+        told.recv().await.expect("A told");
+        let deadline = Instant::now() + PATIENCE;
+        while !address.early_probe_waiting(a).await && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // Two windows after the notice: the promote comes late.
+        let window = Duration::from_millis(a.probe.timeout_ms);
+        tokio::time::sleep(window * 2).await;
+        let early = address.early_probe_waiting(a).await;
+        address.start_probe(a).await.expect("start probe");
+        let taken = !address.early_probe_waiting(a).await;
+        let conflict = address.probe_conflict(a).await.expect("verdict");
+        let claimed = address.claim(a).await.is_ok();
+        (early, taken, conflict, claimed)
+    });
+    b_ready_rx.recv().expect("B ready");
+    tell_released(&lab.a, vec![vip], told_tx);
+    assert_eq!(
+        b.join().expect("B's thread"),
+        (true, true, false, true),
+        "(early probe still probing two windows on, taken by the promote, conflict, claimed)"
+    );
+}
+
 /// A demote of two addresses sends a release notice for each at once: each starts its own early
 /// probe (a latest-value channel kept only the last, and the other was probed at the promote).
 #[test]

@@ -160,6 +160,23 @@ pub(crate) fn answer_time(policy: &ProbePolicy) -> Duration {
         .max(policy.min_interval)
 }
 
+/// When a probe's listening ends once it no longer sends: the window's end, and for a kept
+/// probe (which may send past the window, also as the `count`-th when the window is shorter
+/// than the schedule) not before its last probe has had its [`answer_time`].
+fn listen_end(
+    policy: &ProbePolicy,
+    deadline: Instant,
+    last: Instant,
+    sent: u32,
+    kept: bool,
+) -> Instant {
+    if kept && sent > 0 {
+        deadline.max(last + answer_time(policy))
+    } else {
+        deadline
+    }
+}
+
 /// Probing past the policy's probes ([`start`] with a `keep`): until `until`, or until the
 /// verdict is asked (`stop` fires).
 #[derive(Debug, Default)]
@@ -245,6 +262,8 @@ pub(crate) struct Session {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Probes go out until then (unless the verdict was asked).
     probing_until: Instant,
+    /// Set by the task when a socket error ended it (not a conflict: that is a verdict).
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// After the window: the verdict (`Err` text for anything but a conflict) and the socket.
     done: Option<(Result<Duration, Option<MacAddr>>, PacketSocket)>,
     error: Option<String>,
@@ -283,23 +302,31 @@ pub(crate) fn start(
     let rx = receiver(ifindex, iface, addr)?;
     let (name, policy) = (iface.to_string(), policy.clone());
     let (stop, stop_rx) = tokio::sync::oneshot::channel();
+    // An hour is "until asked" for every use; it keeps `start + keep` from overflowing.
+    let keep = keep.min(Duration::from_secs(3600));
     let kept = Kept {
         until: (keep > policy.window).then(|| start + keep),
         stop: Some(stop_rx),
         stopped: false,
     };
     let probing_until = start + keep.max(policy.window);
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed_in = failed.clone();
     let task = tokio::spawn(async move {
         let verdict = listen(
             &rx, &sender, &frame, dst, ethertype, &name, ours, addr, &policy, start, kept,
         )
         .await;
+        if matches!(&verdict, Err(e) if !matches!(e, VipError::Conflict { .. })) {
+            failed_in.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         (verdict, rx)
     });
     Ok(Session {
         task: Some(task),
         stop: Some(stop),
         probing_until,
+        failed,
         done: None,
         error: None,
         ifindex,
@@ -315,9 +342,13 @@ impl Session {
         self.ifindex
     }
 
-    /// Probes still go out: within the window, or kept and neither judged nor past its keep.
+    /// Probes still go out, or a conflict already ended them (a verdict as good): no socket
+    /// error ended its task, the verdict was not asked, and the window or the keep has not
+    /// passed.
     pub(crate) fn probing(&self) -> bool {
-        self.stop.is_some() && Instant::now() < self.probing_until
+        self.stop.is_some()
+            && !self.failed.load(std::sync::atomic::Ordering::Relaxed)
+            && Instant::now() < self.probing_until
     }
 
     /// Waits for the window to end, then judges every frame received since: `Ok(elapsed)`
@@ -425,11 +456,7 @@ async fn listen(
     loop {
         let now = Instant::now();
         let keeping = kept.keeping(now);
-        let end = if sent > count {
-            deadline.max(last + answer_time(policy))
-        } else {
-            deadline
-        };
+        let end = listen_end(policy, deadline, last, sent, kept.until.is_some());
         if !keeping && now >= end {
             return Ok(start.elapsed());
         }
@@ -571,5 +598,30 @@ mod tests {
         p.count = 0;
         p.window = ms(30);
         assert_eq!(answer_time(&p), ms(40));
+    }
+
+    #[test]
+    fn a_kept_probes_last_probe_past_the_window_is_given_its_answer_time() {
+        let ms = Duration::from_millis;
+        let p = ProbePolicy {
+            window: ms(100),
+            count: 3,
+            min_interval: ms(65),
+            max_interval: ms(65),
+        };
+        let start = Instant::now();
+        let deadline = start + p.window;
+        // The 3rd probe (the policy's last) at 130 ms, past the 100 ms window.
+        let last = start + ms(130);
+        let answer = answer_time(&p);
+        assert_eq!(listen_end(&p, deadline, last, 3, true), last + answer);
+        // Not kept: the window's end, as before.
+        assert_eq!(listen_end(&p, deadline, last, 3, false), deadline);
+        // Kept, inside the window: the window's end when that is later.
+        assert_eq!(
+            listen_end(&p, deadline, start, 1, true),
+            deadline.max(start + answer)
+        );
+        assert_eq!(listen_end(&p, deadline, start, 0, true), deadline);
     }
 }

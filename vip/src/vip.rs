@@ -120,10 +120,12 @@ impl ProbeSession {
         self.started
     }
 
-    /// Whether probes still go out: within the window, or, for a kept probe
-    /// ([`Vip::start_kept_probe`]), until its verdict is asked or its keep has passed. A claim
-    /// that takes a session still probing is asked-before-added as surely as with a probe
-    /// started at the claim.
+    /// Whether probes still go out (or a conflict heard already ended them: its verdict is
+    /// one): no socket error ended it, and within the window, or, for a kept probe
+    /// ([`Vip::start_kept_probe`]), until its verdict is asked or its keep has passed. A claim whose session still probes
+    /// when it asks for the verdict has a probe at most one spacing old, answered or waited
+    /// for ([`Vip::start_kept_probe`]); one whose keep ran out before has only what its socket
+    /// heard since its last probe.
     pub fn probing(&self) -> bool {
         self.inner.probing()
     }
@@ -374,15 +376,16 @@ impl Vip {
         self.start_kept_probe(policy, Duration::ZERO).await
     }
 
-    /// [`Vip::start_probe`] that keeps probing after its window, at the policy's spacing,
-    /// until its verdict is asked ([`Vip::claim_probed`], [`ProbeSession::conflict`]) or
-    /// `keep` has passed since its first probe (a `keep` not longer than the window changes
-    /// nothing). The verdict then waits until the last probe has had the quiet time the window
-    /// leaves after its last probe at the longest spacing (`window - (count - 1) ×
-    /// max_interval`, at least `min_interval`; 90 ms by default), instead of a whole window:
-    /// for a probe started before it is known whether, or when, the claim will come (the
-    /// peer's release of the address), so that a host that took the address in the meantime
-    /// and answers only when asked is still asked shortly before the add.
+    /// [`Vip::start_probe`] that goes on probing at the policy's spacing past its `count`
+    /// (inside the window too) until its verdict is asked ([`Vip::claim_probed`],
+    /// [`ProbeSession::conflict`]) or `keep` has passed since its first probe (a `keep` not
+    /// longer than the window changes nothing; one longer than an hour is an hour). The
+    /// verdict then waits for the window's end and until the last probe sent has had the
+    /// quiet time the window leaves after its last probe at the longest spacing (`window -
+    /// (count - 1) × max_interval`, at least `min_interval`; 90 ms by default), instead of a
+    /// whole window: for a probe started before it is known whether, or when, the claim will
+    /// come (the peer's release of the address), so that a host that took the address in the
+    /// meantime and answers only when asked is still asked shortly before the add.
     ///
     /// # Errors
     /// As [`Vip::start_probe`].

@@ -672,6 +672,13 @@ fn usable(session: &ProbeSession) -> bool {
     session.probing()
 }
 
+/// [`usable`] with at least one probe window of its keep left: its probes then go on at least
+/// as long as those of a probe the promote would start now, so taking it is never a staler
+/// probe at the claim than not taking it.
+fn takeable(session: &ProbeSession, policy: &ProbePolicy) -> bool {
+    usable(session) && session.started().elapsed() + policy.window <= EARLY_PROBE_KEPT
+}
+
 fn err(e: VipError) -> BackendError {
     BackendError::Vip(e)
 }
@@ -872,15 +879,16 @@ impl NetlinkAddress {
                     continue;
                 }
             };
-            drop(v);
             let started = session.started();
+            // Stored before the address's lock is let go: a promote's probe takes it then.
             *h.early.lock().await = Some(session);
+            drop(v);
             info!(address = %k.0, interface = %k.1,
                 "the peer released the address: probing it ahead of a promote");
             // Once it no longer probes it is not taken: dropped then, with its socket.
             let h = Arc::downgrade(&h);
             tokio::spawn(async move {
-                tokio::time::sleep(EARLY_PROBE_KEPT).await;
+                tokio::time::sleep(EARLY_PROBE_KEPT.max(policy.window)).await;
                 let Some(h) = h.upgrade() else { return };
                 let mut slot = h.early.lock().await;
                 if slot.as_ref().is_some_and(|s| s.started() == started) {
@@ -1081,7 +1089,7 @@ impl Address for NetlinkAddress {
         // its start until the claim, a probe started now would cover them from now. Once its
         // probes have stopped, a host that took the address since, answering only when asked,
         // would not be asked: a fresh probe then.
-        let early = h.early.lock().await.take().filter(usable);
+        let early = h.early.lock().await.take().filter(|s| takeable(s, &policy));
         if let Some(s) = early {
             debug!(address = %a.address, age_ms = s.started().elapsed().as_millis() as u64,
                 "the probe started on the peer's release is taken");
@@ -1117,6 +1125,9 @@ impl Address for NetlinkAddress {
         let opts = options(a);
         let probe = self.take_probe(a).await?;
         let h = self.handle(a)?;
+        // An early probe the promote did not take stops: its probes would look like a second
+        // prober's to this claim's neighbours and to the peer's next claim.
+        h.early.lock().await.take();
         let mut v = h.vip.lock().await;
         let report = match probe {
             Some(p) => v.claim_probed(p, &opts).await,
@@ -1177,6 +1188,7 @@ impl Address for NetlinkAddress {
 
     async fn release(&self, a: &AddressConfig) -> Result<(), BackendError> {
         self.take_probe(a).await?;
+        self.handle(a)?.early.lock().await.take();
         self.handle(a)?
             .vip
             .lock()

@@ -55,6 +55,19 @@ struct Lab {
     c: Netns,
 }
 
+/// The lab with A's address already gone (as after A's demote) and the address, or `None`
+/// without the prerequisites.
+fn lab_released(what: &str) -> Option<(Lab, IpAddr)> {
+    if !prereqs(what) {
+        return None;
+    }
+    let lab = lab();
+    lab.a
+        .ip(&["addr", "del", &format!("{VIP}/24"), "dev", "v0"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    Some((lab, VIP.parse().expect("ip")))
+}
+
 fn lab() -> Lab {
     let ns = |p: &str| Netns::add(Netns::unique_name(p)).unwrap_or_else(|e| panic!("{e}"));
     let (a, b, c) = (ns("tickA"), ns("tickB"), ns("tickC"));
@@ -434,14 +447,9 @@ fn a_release_notice_starts_the_peers_probe_and_the_promote_takes_it() {
 /// off for `PROBE_MAX_AGE`, 10 s, and the next promote then probed afresh).
 #[test]
 fn a_refused_promotes_probe_does_not_hold_off_the_early_probe() {
-    if !prereqs("agent tickle leftover-probe test") {
+    let Some((lab, vip)) = lab_released("agent tickle leftover-probe test") else {
         return;
-    }
-    let lab = lab();
-    let vip: IpAddr = VIP.parse().expect("ip");
-    lab.a
-        .ip(&["addr", "del", &format!("{VIP}/24"), "dev", "v0"])
-        .unwrap_or_else(|e| panic!("{e}"));
+    };
     let (b_ready_tx, b_ready_rx) = std::sync::mpsc::channel::<()>();
     let (told_tx, told_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let b = spawn_in(&lab.b, move || async move {
@@ -475,14 +483,9 @@ fn a_refused_promotes_probe_does_not_hold_off_the_early_probe() {
 /// afresh, and its claim is made on that probe's verdict.
 #[test]
 fn a_promote_after_the_early_probes_window_still_takes_it() {
-    if !prereqs("agent tickle late-promote test") {
+    let Some((lab, vip)) = lab_released("agent tickle late-promote test") else {
         return;
-    }
-    let lab = lab();
-    let vip: IpAddr = VIP.parse().expect("ip");
-    lab.a
-        .ip(&["addr", "del", &format!("{VIP}/24"), "dev", "v0"])
-        .unwrap_or_else(|e| panic!("{e}"));
+    };
     let (b_ready_tx, b_ready_rx) = std::sync::mpsc::channel::<()>();
     let (told_tx, told_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let b = spawn_in(&lab.b, move || async move {

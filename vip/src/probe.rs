@@ -160,6 +160,22 @@ pub(crate) fn answer_time(policy: &ProbePolicy) -> Duration {
         .max(policy.min_interval)
 }
 
+/// Least spacing of the probes a kept session sends past the policy's `count`: a policy with no
+/// spacing (`min_interval` and `max_interval` zero) would otherwise send back to back for as
+/// long as the keep lasts. At most 100 probes a second.
+const KEPT_MIN_SPACING: Duration = Duration::from_millis(10);
+
+/// The wait before the next probe, `sent` probes out: the policy's random spacing, and for a
+/// probe past its `count` (kept probing) at least [`KEPT_MIN_SPACING`].
+fn spacing(policy: &ProbePolicy, sent: u32, jitter: &mut Jitter) -> Duration {
+    let d = jitter.between(policy.min_interval, policy.max_interval);
+    if sent >= policy.count.max(1) {
+        d.max(KEPT_MIN_SPACING)
+    } else {
+        d
+    }
+}
+
 /// When a probe's listening ends once it no longer sends: the window's end, and for a kept
 /// probe (which may send past the window, also as the `count`-th when the window is shorter
 /// than the schedule) not before its last probe has had its [`answer_time`].
@@ -412,8 +428,10 @@ fn drain(
     iface: &str,
 ) -> Result<Result<(), MacAddr>, VipError> {
     let mut buf = vec![0u8; 2048];
-    while let Some(r) = futures::FutureExt::now_or_never(rx.recv(&mut buf)) {
-        let (n, pkttype) = r.map_err(|e| VipError::io("receive probe answer", iface, e))?;
+    while let Some((n, pkttype)) = rx
+        .try_recv(&mut buf)
+        .map_err(|e| VipError::io("receive probe answer", iface, e))?
+    {
         if pkttype == PACKET_OUTGOING {
             continue;
         }
@@ -492,7 +510,7 @@ async fn listen(
                         .map_err(|e| VipError::io("send probe", iface, e))?;
                     sent += 1;
                     last = now;
-                    next_probe = now + jitter.between(policy.min_interval, policy.max_interval);
+                    next_probe = now + spacing(policy, sent, &mut jitter);
                 }
             }
         }
@@ -583,6 +601,23 @@ mod tests {
             assert!(d >= lo && d <= hi);
         }
         assert_eq!(j.between(hi, lo), hi);
+    }
+
+    #[test]
+    fn kept_probes_past_the_count_are_spaced_even_by_a_policy_without_spacing() {
+        let mut j = Jitter::new();
+        let p = ProbePolicy {
+            min_interval: Duration::ZERO,
+            max_interval: Duration::ZERO,
+            ..ProbePolicy::default()
+        };
+        assert_eq!(spacing(&p, 1, &mut j), Duration::ZERO);
+        assert_eq!(spacing(&p, 2, &mut j), Duration::ZERO);
+        assert_eq!(spacing(&p, 3, &mut j), KEPT_MIN_SPACING);
+        assert_eq!(spacing(&p, 40, &mut j), KEPT_MIN_SPACING);
+        // The policy's own spacing when it is longer.
+        let d = spacing(&ProbePolicy::default(), 5, &mut j);
+        assert!(d >= Duration::from_millis(40) && d <= Duration::from_millis(80));
     }
 
     #[test]

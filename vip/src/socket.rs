@@ -211,30 +211,97 @@ impl PacketSocket {
     pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, u8)> {
         loop {
             let mut guard = self.fd.readable().await?;
-            let res = guard.try_io(|fd| {
-                let mut sll = sockaddr_ll(0, 0, None);
-                let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-                // SAFETY: buffer and address pointers/lengths describe live values.
-                let n = unsafe {
-                    libc::recvfrom(
-                        fd.as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        0,
-                        (&mut sll as *mut libc::sockaddr_ll).cast(),
-                        &mut len,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok((n as usize, sll.sll_pkttype))
-                }
-            });
-            match res {
+            match guard.try_io(|fd| recv_from(fd.as_raw_fd(), buf, 0)) {
                 Ok(r) => return r,
                 Err(_would_block) => continue,
             }
         }
+    }
+
+    /// Receives one frame that is queued now, without waiting: `Ok(None)` when none is.
+    /// Asks the socket itself (`MSG_DONTWAIT`), not tokio's readiness, which learns of a frame
+    /// only when its reactor next polls: a frame queued just before would look absent.
+    pub(crate) fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, u8)>> {
+        match recv_from(self.fd.as_raw_fd(), buf, libc::MSG_DONTWAIT) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One `recvfrom(2)` on a packet socket: the frame's length and its `sll_pkttype`.
+fn recv_from(fd: i32, buf: &mut [u8], flags: i32) -> io::Result<(usize, u8)> {
+    let mut sll = sockaddr_ll(0, 0, None);
+    let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: buffer and address pointers/lengths describe live values.
+    let n = unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags,
+            (&mut sll as *mut libc::sockaddr_ll).cast(),
+            &mut len,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok((n as usize, sll.sll_pkttype))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame queued before tokio's reactor polled the socket is still read by `try_recv`:
+    /// nothing here awaits between the send and the reads, so the reactor never runs.
+    #[test]
+    fn try_recv_reads_a_frame_the_reactor_has_not_seen() {
+        if !nix::unistd::geteuid().is_root() {
+            test_support::prereq::skip("try_recv: packet sockets need root (CAP_NET_RAW)");
+            return;
+        }
+        // IEEE 802 local experimental EtherType on loopback: no one else reads it.
+        const ETHERTYPE: u16 = 0x88b5;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let lo = 1;
+            let rx = PacketSocket::receiver(lo, ETHERTYPE).expect("receiver on lo");
+            let tx = PacketSocket::sender(lo).expect("sender on lo");
+            let mut buf = [0u8; 64];
+            assert!(rx.try_recv(&mut buf).expect("nothing queued").is_none());
+            let mut frame = [0u8; 60];
+            frame[12..14].copy_from_slice(&ETHERTYPE.to_be_bytes());
+            let sll = sockaddr_ll(lo as i32, ETHERTYPE, Some(MacAddr::ZERO));
+            // SAFETY: buffer and address pointers/lengths describe live values.
+            let n = unsafe {
+                libc::sendto(
+                    tx.fd.as_raw_fd(),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(n, 60, "{}", io::Error::last_os_error());
+            // Loopback delivers through the backlog softirq; give it a few milliseconds.
+            let mut got = None;
+            for _ in 0..200 {
+                got = rx.try_recv(&mut buf).expect("try_recv");
+                if got.is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let (n, _) = got.expect("the queued frame is read without the reactor");
+            assert_eq!(n, 60);
+        });
     }
 }

@@ -377,7 +377,8 @@ impl Vip {
     }
 
     /// [`Vip::start_probe`] that goes on probing at the policy's spacing past its `count`
-    /// (inside the window too) until its verdict is asked ([`Vip::claim_probed`],
+    /// (inside the window too; those probes at least 10 ms apart, even with a policy of zero
+    /// spacing) until its verdict is asked ([`Vip::claim_probed`],
     /// [`ProbeSession::conflict`]) or `keep` has passed since its first probe (a `keep` not
     /// longer than the window changes nothing; one longer than an hour is an hour). The
     /// verdict then waits for the window's end and until the last probe sent has had the

@@ -29,7 +29,7 @@ use crate::packet::{
     ETHERTYPE_IPV6,
 };
 use crate::probe::probe_frame;
-use crate::socket::PacketSocket;
+use crate::socket::{PacketSocket, Receiver};
 
 /// RFC 5227 §1.1 `DEFEND_INTERVAL`: at most one defensive announcement per 10 s (§2.4 (b),
 /// (c)), so two hosts that both defend do not flood the link.
@@ -298,7 +298,7 @@ pub const LOCAL_MACS_MAX_AGE: Duration = Duration::from_secs(1);
 /// milliseconds to close).
 #[derive(Debug)]
 pub struct ConflictWatch {
-    rx: Option<PacketSocket>,
+    rx: Receiver,
     /// For [`ConflictWatch::probe`], opened on its first call.
     tx: Option<PacketSocket>,
     handle: rtnetlink::Handle,
@@ -319,10 +319,8 @@ pub struct ConflictWatch {
 
 impl Drop for ConflictWatch {
     fn drop(&mut self) {
+        // `rx` closes off the runtime (`Receiver`).
         self.conn.abort();
-        if let Some(rx) = self.rx.take() {
-            tokio::task::spawn_blocking(move || drop(rx));
-        }
     }
 }
 
@@ -340,13 +338,14 @@ impl ConflictWatch {
             ETHERTYPE_IPV6
         };
         let rx = PacketSocket::filtered_receiver(ifindex, ethertype, &filter(addr))
+            .map(Receiver::new)
             .map_err(|e| VipError::io("open conflict watch socket", iface, e))?;
         // Its own netlink connection: this host's MACs are re-read when a frame carries an
         // unknown one, also after the Vip that made the watch is gone.
         let (conn, handle, _) =
             rtnetlink::new_connection().map_err(|e| VipError::io("netlink socket", iface, e))?;
         Ok(ConflictWatch {
-            rx: Some(rx),
+            rx,
             tx: None,
             handle,
             conn: tokio::spawn(conn),
@@ -399,17 +398,10 @@ impl ConflictWatch {
     pub async fn next(&mut self) -> Result<Conflict, VipError> {
         loop {
             if self.pending.is_none() {
-                let Some(rx) = self.rx.as_ref() else {
-                    return Err(VipError::io(
-                        "receive",
-                        &self.iface,
-                        std::io::Error::other("closed"),
-                    ));
-                };
-                let (n, pkttype) = rx
-                    .recv(&mut self.buf)
-                    .await
-                    .map_err(|e| VipError::io("receive conflict watch frame", &self.iface, e))?;
+                let (n, pkttype) =
+                    self.rx.recv(&mut self.buf).await.map_err(|e| {
+                        VipError::io("receive conflict watch frame", &self.iface, e)
+                    })?;
                 self.checked += 1;
                 if !taken_by_kernel(pkttype) {
                     continue;

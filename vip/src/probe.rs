@@ -19,7 +19,7 @@ use crate::packet::{
     solicited_node, ArpOp, ArpPacket, EthernetFrame, MacAddr, NdiscMessage, NdiscPacket,
     ETHERTYPE_ARP, ETHERTYPE_IPV6,
 };
-use crate::socket::{PacketSocket, PACKET_OUTGOING};
+use crate::socket::{PacketSocket, Receiver, PACKET_OUTGOING};
 
 /// Probe timing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,7 +143,6 @@ pub(crate) async fn probe(
         Kept::default(),
     )
     .await;
-    close(rx);
     verdict
 }
 
@@ -246,13 +245,14 @@ pub(crate) fn probe_frame(ours: MacAddr, addr: IpAddr) -> (MacAddr, u16, Vec<u8>
 
 /// A socket receiving what may show a conflict for `addr` (ARP, or IPv6 with the
 /// solicited-node group joined).
-fn receiver(ifindex: u32, iface: &str, addr: IpAddr) -> Result<PacketSocket, VipError> {
+fn receiver(ifindex: u32, iface: &str, addr: IpAddr) -> Result<Receiver, VipError> {
     let ethertype = if addr.is_ipv4() {
         ETHERTYPE_ARP
     } else {
         ETHERTYPE_IPV6
     };
     let rx = PacketSocket::receiver(ifindex, ethertype)
+        .map(Receiver::new)
         .map_err(|e| VipError::io("open probe socket", iface, e))?;
     if let IpAddr::V6(ip) = addr {
         // Another host's DAD probe goes to the solicited-node group of the address.
@@ -262,18 +262,12 @@ fn receiver(ifindex: u32, iface: &str, addr: IpAddr) -> Result<PacketSocket, Vip
     Ok(rx)
 }
 
-/// A socket with a protocol hook takes 8-16 ms to close (see socket.rs): close it off the
-/// caller's path.
-fn close(rx: PacketSocket) {
-    tokio::task::spawn_blocking(move || drop(rx));
-}
-
 /// A probe running in the background ([`start`]): it sends the probes and listens for its
 /// window, then keeps its socket open, so every frame that arrives until [`Session::verdict`]
 /// is still queued there and is judged too.
 #[derive(Debug)]
 pub(crate) struct Session {
-    task: Option<tokio::task::JoinHandle<(Result<Duration, VipError>, PacketSocket)>>,
+    task: Option<tokio::task::JoinHandle<(Result<Duration, VipError>, Receiver)>>,
     /// Ends kept probing: the verdict is asked.
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Probes go out until then (unless the verdict was asked).
@@ -281,7 +275,7 @@ pub(crate) struct Session {
     /// Set by the task when a socket error ended it (not a conflict: that is a verdict).
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// After the window: the verdict (`Err` text for anything but a conflict) and the socket.
-    done: Option<(Result<Duration, Option<MacAddr>>, PacketSocket)>,
+    done: Option<(Result<Duration, Option<MacAddr>>, Receiver)>,
     error: Option<String>,
     ifindex: u32,
     iface: String,
@@ -294,9 +288,7 @@ impl Drop for Session {
         if let Some(t) = self.task.take() {
             t.abort();
         }
-        if let Some((_, rx)) = self.done.take() {
-            close(rx);
-        }
+        // The socket (here or in the aborted task) closes off the runtime (`Receiver`).
     }
 }
 
@@ -382,10 +374,7 @@ impl Session {
                 Ok((Err(VipError::Conflict { mac, .. }), rx)) => {
                     self.done = Some((Err(Some(mac)), rx))
                 }
-                Ok((Err(e), rx)) => {
-                    self.error = Some(e.to_string());
-                    close(rx);
-                }
+                Ok((Err(e), _rx)) => self.error = Some(e.to_string()),
                 Err(e) => self.error = Some(format!("probe task: {e}")),
             }
         }

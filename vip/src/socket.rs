@@ -252,9 +252,65 @@ fn recv_from(fd: i32, buf: &mut [u8], flags: i32) -> io::Result<(usize, u8)> {
     }
 }
 
+/// A receiving [`PacketSocket`] closed on a blocking thread when dropped, wherever that happens
+/// (a probe session dropped while its task probes, a probe future cancelled): its close takes
+/// 8-16 ms (module docs), which would stall a runtime worker. Outside a runtime it closes in
+/// place.
+#[derive(Debug)]
+pub(crate) struct Receiver(Option<PacketSocket>);
+
+impl Receiver {
+    pub(crate) fn new(socket: PacketSocket) -> Receiver {
+        Receiver(Some(socket))
+    }
+}
+
+impl std::ops::Deref for Receiver {
+    type Target = PacketSocket;
+
+    fn deref(&self) -> &PacketSocket {
+        // Taken only by `drop`.
+        self.0
+            .as_ref()
+            .expect("a Receiver holds its socket until dropped")
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => drop(h.spawn_blocking(move || drop(s))),
+                Err(_) => drop(s),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A receiver is closed off the runtime inside one, and in place outside (no panic):
+    /// here one dropped in a runtime, and one that outlives its runtime.
+    #[test]
+    fn a_receiver_closes_inside_and_outside_a_runtime() {
+        if !nix::unistd::geteuid().is_root() {
+            test_support::prereq::skip("Receiver: packet sockets need root (CAP_NET_RAW)");
+            return;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("runtime");
+        let kept = rt.block_on(async {
+            let open = || PacketSocket::receiver(1, 0x88b5).map(Receiver::new);
+            drop(open().expect("receiver on lo"));
+            open().expect("receiver on lo")
+        });
+        drop(rt);
+        drop(kept);
+    }
 
     /// A frame queued before tokio's reactor polled the socket is still read by `try_recv`:
     /// nothing here awaits between the send and the reads, so the reactor never runs.

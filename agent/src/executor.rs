@@ -517,7 +517,37 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         let mut notes: Vec<Option<String>> = vec![None; steps.len()];
         let mut finished = Vec::new();
         let mut running = FuturesUnordered::new();
-        let start = |i: usize| {
+        // Each address's target-serve steps not started yet: when the last one starts, the
+        // address's probe stops sending (`Address::stop_probing`), so its last probe is judged
+        // while that target comes up, not at the claim.
+        let mut serves_left: Vec<usize> = self
+            .config
+            .addresses
+            .iter()
+            .map(|a| {
+                steps
+                    .iter()
+                    .filter(|s| s.stage == Stage::TargetServe && a.serves(&s.object))
+                    .count()
+            })
+            .collect();
+        let mut last_serve = |i: usize| {
+            let s = &steps[i];
+            if s.stage != Stage::TargetServe {
+                return Vec::new();
+            }
+            self.config
+                .addresses
+                .iter()
+                .zip(serves_left.iter_mut())
+                .filter(|(a, _)| a.serves(&s.object))
+                .filter_map(|(a, left)| {
+                    *left = left.saturating_sub(1);
+                    (*left == 0 && a.probe.enabled).then_some(a)
+                })
+                .collect()
+        };
+        let start = |i: usize, stop_probes: Vec<_>| {
             let s = &steps[i];
             // A step runs only after the earlier steps on its resource succeeded.
             let made_primary = steps[..i].iter().any(|p| {
@@ -525,13 +555,16 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                     && matches!(p.stage, Stage::DrbdPrimary | Stage::DrbdPrimaryForce)
             });
             async move {
+                for a in stop_probes {
+                    self.address.stop_probing(a).await;
+                }
                 let t0 = Instant::now();
                 let (r, note) = self.run_step(s, handover, made_primary).await;
                 (i, t0, Instant::now(), r, note)
             }
         };
         for (i, _) in waiting.iter().enumerate().filter(|(_, w)| **w == 0) {
-            running.push(start(i));
+            running.push(start(i, last_serve(i)));
         }
         let mut stopped = false;
         while let Some((i, t0, t1, r, note)) = running.next().await {
@@ -543,7 +576,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                     for &k in &dependents[i] {
                         waiting[k] -= 1;
                         if waiting[k] == 0 {
-                            running.push(start(k));
+                            running.push(start(k, last_serve(k)));
                         }
                     }
                 }

@@ -351,12 +351,21 @@ impl Session {
     }
 
     /// Probes still go out, or a conflict already ended them (a verdict as good): no socket
-    /// error ended its task, the verdict was not asked, and the window or the keep has not
-    /// passed.
+    /// error ended its task, neither the verdict was asked nor kept probing stopped
+    /// ([`Session::stop_kept`]), and the window or the keep has not passed.
     pub(crate) fn probing(&self) -> bool {
         self.stop.is_some()
             && !self.failed.load(std::sync::atomic::Ordering::Relaxed)
             && Instant::now() < self.probing_until
+    }
+
+    /// Ends kept probing (the probes past the policy's `count`; those of the window still go
+    /// out). The task goes on listening, so the verdict then waits only for what is left of
+    /// the last probe's answer time.
+    pub(crate) fn stop_kept(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     /// Waits for the window to end, then judges every frame received since: `Ok(elapsed)`

@@ -122,12 +122,24 @@ impl ProbeSession {
 
     /// Whether probes still go out (or a conflict heard already ended them: its verdict is
     /// one): no socket error ended it, and within the window, or, for a kept probe
-    /// ([`Vip::start_kept_probe`]), until its verdict is asked or its keep has passed. A claim whose session still probes
+    /// ([`Vip::start_kept_probe`]), until its verdict is asked, its probing is stopped
+    /// ([`ProbeSession::stop_probing`]) or its keep has passed. A claim whose session still probes
     /// when it asks for the verdict has a probe at most one spacing old, answered or waited
     /// for ([`Vip::start_kept_probe`]); one whose keep ran out before has only what its socket
     /// heard since its last probe.
     pub fn probing(&self) -> bool {
         self.inner.probing()
+    }
+
+    /// Stops a kept probe's probing past its window ([`Vip::start_kept_probe`]; the window's
+    /// own probes still go out) and goes on listening: its last probe is then judged while
+    /// the caller does other work, and the verdict ([`Vip::claim_probed`],
+    /// [`ProbeSession::conflict`]) waits only for what is left of that probe's answer time.
+    /// For a caller whose claim is near but not yet due (the agent stops it when the last
+    /// target in front of the address starts serving). Idempotent; [`ProbeSession::probing`]
+    /// is `false` afterwards.
+    pub fn stop_probing(&mut self) {
+        self.inner.stop_kept();
     }
 
     /// Waits until the probe window has ended, then tells whether another host answered for

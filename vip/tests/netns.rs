@@ -671,6 +671,59 @@ fn ipv6_kept_probe_asks_a_silent_taker() {
     kept_probe_asks_a_silent_taker(addr("fd77::117"), 64, "ipv6_kept_probe");
 }
 
+/// `ProbeSession::stop_probing` (the agent's, when the last target in front of the address
+/// starts serving) ends the kept probing but not the listening: a host that took the address
+/// silently and was asked by a probe sent before the stop still refuses the later claim.
+fn stopped_kept_probe_still_hears_its_last_probes(vip: IpAddr, prefix: u8, test: &str) {
+    let Some(lab) = lab(test) else { return };
+    let policy = ProbePolicy::default();
+    let window = policy.window;
+    let cidr = format!("{vip}/{prefix}");
+    let (added_tx, added) = std::sync::mpsc::channel::<()>();
+    let b_ns = lab.b.ns.clone();
+    let b = std::thread::spawn(move || {
+        in_ns(&b_ns, move || async move {
+            let mut v = Vip::new("eth0", vip, prefix).expect("handle");
+            let mut session = v
+                .start_kept_probe(&policy, Duration::from_secs(3))
+                .await
+                .expect("start");
+            tokio::task::spawn_blocking(move || added.recv().expect("A added"))
+                .await
+                .expect("join");
+            // At least one kept probe goes out after the add (40-80 ms apart), then the stop.
+            tokio::time::sleep(policy.max_interval * 2).await;
+            session.stop_probing();
+            let probing = session.probing();
+            tokio::time::sleep(window).await;
+            let r = v
+                .claim_probed(session, &ClaimOptions::default().announce(quiet()))
+                .await;
+            let held = v.is_held().await.expect("is_held");
+            (probing, r.map(|r| r.probe).map_err(|e| e.to_string()), held)
+        })
+    });
+    std::thread::sleep(window * 2);
+    lab.ip_in(&lab.a.ns, &["addr", "add", &cidr, "dev", "eth0", "nodad"]);
+    added_tx.send(()).expect("B waits");
+    let (probing, r, held) = b.join().expect("b thread");
+    assert!(!probing, "a stopped probe says it still probes");
+    let err = r.expect_err("B claimed an address its probes before the stop found held");
+    assert!(err.contains(&lab.a.mac.to_string()), "{err}");
+    assert!(!held, "B must not hold the address");
+    lab.ip_in(&lab.a.ns, &["addr", "del", &cidr, "dev", "eth0"]);
+}
+
+#[test]
+fn ipv4_stopped_kept_probe_still_hears_its_last_probes() {
+    stopped_kept_probe_still_hears_its_last_probes(addr("10.77.0.118"), 24, "ipv4_stopped_probe");
+}
+
+#[test]
+fn ipv6_stopped_kept_probe_still_hears_its_last_probes() {
+    stopped_kept_probe_still_hears_its_last_probes(addr("fd77::118"), 64, "ipv6_stopped_probe");
+}
+
 /// What one announcement result says: cause, burst, MAC, sent.
 type Seen = (vip::AnnounceCause, u32, MacAddr, bool);
 

@@ -243,6 +243,14 @@ pub trait Address: Send + Sync {
     ) -> impl Future<Output = Result<bool, BackendError>> + Send {
         self.answered_elsewhere(addr)
     }
+    /// The claim is near: the last target in front of it starts serving. A probe still
+    /// probing since [`Address::start_probe`] (one started on the peer's release notice keeps
+    /// probing until asked) stops sending and goes on listening, so its last probe is judged
+    /// while that target comes up instead of at the claim. Default: nothing.
+    fn stop_probing(&self, addr: &AddressConfig) -> impl Future<Output = ()> + Send {
+        let _ = addr;
+        async {}
+    }
     /// Add and announce it; equivalent to `ip addr add ADDR/PREFIX dev IF` then
     /// `arping -U` (IPv4) or an unsolicited neighbour advertisement (IPv6). After
     /// [`Address::start_probe`] a conflict heard since then refuses it.
@@ -383,6 +391,9 @@ impl<T: Address> Address for std::sync::Arc<T> {
         a: &AddressConfig,
     ) -> impl Future<Output = Result<bool, BackendError>> + Send {
         (**self).probe_conflict(a)
+    }
+    fn stop_probing(&self, a: &AddressConfig) -> impl Future<Output = ()> + Send {
+        (**self).stop_probing(a)
     }
     fn claim(&self, a: &AddressConfig) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).claim(a)

@@ -1121,6 +1121,17 @@ impl Address for NetlinkAddress {
         }
     }
 
+    async fn stop_probing(&self, a: &AddressConfig) {
+        let Ok(h) = self.handle(a) else {
+            return;
+        };
+        let mut slot = h.probe.lock().await;
+        if let Some(s) = slot.as_mut() {
+            s.stop_probing();
+            debug!(address = %a.address, "the last target in front of it starts serving: its probe stops sending");
+        }
+    }
+
     async fn claim(&self, a: &AddressConfig) -> Result<(), BackendError> {
         let opts = options(a);
         let probe = self.take_probe(a).await?;

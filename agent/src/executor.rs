@@ -518,8 +518,8 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         let mut finished = Vec::new();
         let mut running = FuturesUnordered::new();
         // Each address's target-serve steps not started yet: when the last one starts, the
-        // address's probe stops sending (`Address::stop_probing`), so its last probe is judged
-        // while that target comes up, not at the claim.
+        // address's claim is near (`Address::claim_near`): a kept probe's last probe is then
+        // judged while that target comes up, not at the claim.
         let mut serves_left: Vec<usize> = self
             .config
             .addresses
@@ -547,7 +547,7 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                 })
                 .collect()
         };
-        let start = |i: usize, stop_probes: Vec<_>| {
+        let start = |i: usize, claims_near: Vec<_>| {
             let s = &steps[i];
             // A step runs only after the earlier steps on its resource succeeded.
             let made_primary = steps[..i].iter().any(|p| {
@@ -555,8 +555,8 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
                     && matches!(p.stage, Stage::DrbdPrimary | Stage::DrbdPrimaryForce)
             });
             async move {
-                for a in stop_probes {
-                    self.address.stop_probing(a).await;
+                for a in claims_near {
+                    self.address.claim_near(a).await;
                 }
                 let t0 = Instant::now();
                 let (r, note) = self.run_step(s, handover, made_primary).await;

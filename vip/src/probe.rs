@@ -193,27 +193,61 @@ fn listen_end(
 }
 
 /// Probing past the policy's probes ([`start`] with a `keep`): until `until`, or until the
-/// verdict is asked (`stop` fires).
+/// verdict is asked (`stop` fires); once the claim is near (`near` fires), each such probe
+/// waits until the last is [`fresh_age`] old.
 #[derive(Debug, Default)]
 struct Kept {
     until: Option<Instant>,
     stop: Option<tokio::sync::oneshot::Receiver<()>>,
     stopped: bool,
+    near: Option<tokio::sync::oneshot::Receiver<()>>,
+    claim_near: bool,
 }
 
 impl Kept {
     fn keeping(&self, now: Instant) -> bool {
         !self.stopped && self.until.is_some_and(|t| now < t)
     }
+}
 
-    /// Resolves when the verdict is asked (or the session is gone); never without a `stop`.
-    async fn asked(&mut self) {
-        match self.stop.as_mut() {
-            Some(rx) => {
-                let _ = rx.await;
-            }
-            None => std::future::pending().await,
+/// Resolves when `rx`'s sender sends or is dropped (the session is gone); never without one.
+async fn fired(rx: &mut Option<tokio::sync::oneshot::Receiver<()>>) {
+    match rx.as_mut() {
+        Some(rx) => {
+            let _ = rx.await;
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// The oldest a probe's last probe can be when a probe of its own (not kept) gives its verdict
+/// at the window's end: `window - (count - 1) x min_interval`, at least [`answer_time`]. 170
+/// ms by default, 120 ms for a 200 ms window.
+pub(crate) fn fresh_age(policy: &ProbePolicy) -> Duration {
+    let spaced = policy
+        .min_interval
+        .saturating_mul(policy.count.max(1).saturating_sub(1));
+    policy
+        .window
+        .saturating_sub(spaced)
+        .max(answer_time(policy))
+}
+
+/// When the next probe goes, `sent` probes out, the last at `last`, its spacing ending at
+/// `spaced`: then, but a probe past the policy's `count` once the claim is near not before the
+/// last is [`fresh_age`] old. Until then a claim's verdict needs no probe of its own, and none
+/// is older at that verdict than a fresh probe's can be.
+fn next_probe_at(
+    policy: &ProbePolicy,
+    sent: u32,
+    last: Instant,
+    spaced: Instant,
+    claim_near: bool,
+) -> Instant {
+    if claim_near && sent >= policy.count.max(1) {
+        spaced.max(last + fresh_age(policy))
+    } else {
+        spaced
     }
 }
 
@@ -270,6 +304,8 @@ pub(crate) struct Session {
     task: Option<tokio::task::JoinHandle<(Result<Duration, VipError>, Receiver)>>,
     /// Ends kept probing: the verdict is asked.
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Says the claim is near ([`Session::claim_near`]).
+    near: Option<tokio::sync::oneshot::Sender<()>>,
     /// Probes go out until then (unless the verdict was asked).
     probing_until: Instant,
     /// Set by the task when a socket error ended it (not a conflict: that is a verdict).
@@ -310,12 +346,15 @@ pub(crate) fn start(
     let rx = receiver(ifindex, iface, addr)?;
     let (name, policy) = (iface.to_string(), policy.clone());
     let (stop, stop_rx) = tokio::sync::oneshot::channel();
+    let (near, near_rx) = tokio::sync::oneshot::channel();
     // An hour is "until asked" for every use; it keeps `start + keep` from overflowing.
     let keep = keep.min(Duration::from_secs(3600));
     let kept = Kept {
         until: (keep > policy.window).then(|| start + keep),
         stop: Some(stop_rx),
         stopped: false,
+        near: Some(near_rx),
+        claim_near: false,
     };
     let probing_until = start + keep.max(policy.window);
     let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -333,6 +372,7 @@ pub(crate) fn start(
     Ok(Session {
         task: Some(task),
         stop: Some(stop),
+        near: Some(near),
         probing_until,
         failed,
         done: None,
@@ -351,20 +391,19 @@ impl Session {
     }
 
     /// Probes still go out, or a conflict already ended them (a verdict as good): no socket
-    /// error ended its task, neither the verdict was asked nor kept probing stopped
-    /// ([`Session::stop_kept`]), and the window or the keep has not passed.
+    /// error ended its task, the verdict was not asked, and the window or the keep has not
+    /// passed.
     pub(crate) fn probing(&self) -> bool {
         self.stop.is_some()
             && !self.failed.load(std::sync::atomic::Ordering::Relaxed)
             && Instant::now() < self.probing_until
     }
 
-    /// Ends kept probing (the probes past the policy's `count`; those of the window still go
-    /// out). The task goes on listening, so the verdict then waits only for what is left of
-    /// the last probe's answer time.
-    pub(crate) fn stop_kept(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    /// The claim is near: from now on each probe past the policy's `count` waits until the
+    /// last is [`fresh_age`] old (see [`next_probe_at`]). Idempotent.
+    pub(crate) fn claim_near(&mut self) {
+        if let Some(near) = self.near.take() {
+            let _ = near.send(());
         }
     }
 
@@ -498,7 +537,11 @@ async fn listen(
                     return Err(VipError::Conflict { addr, mac });
                 }
             }
-            _ = kept.asked(), if !kept.stopped => kept.stopped = true,
+            _ = fired(&mut kept.stop), if !kept.stopped => kept.stopped = true,
+            _ = fired(&mut kept.near), if !kept.claim_near => {
+                kept.claim_near = true;
+                next_probe = next_probe_at(policy, sent, last, next_probe, true);
+            }
             _ = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
                 if send && next_probe <= now && (kept.keeping(now) || now < deadline) {
@@ -508,7 +551,8 @@ async fn listen(
                         .map_err(|e| VipError::io("send probe", iface, e))?;
                     sent += 1;
                     last = now;
-                    next_probe = now + spacing(policy, sent, &mut jitter);
+                    let spaced = now + spacing(policy, sent, &mut jitter);
+                    next_probe = next_probe_at(policy, sent, last, spaced, kept.claim_near);
                 }
             }
         }
@@ -599,6 +643,32 @@ mod tests {
             assert!(d >= lo && d <= hi);
         }
         assert_eq!(j.between(hi, lo), hi);
+    }
+
+    #[test]
+    fn once_the_claim_is_near_kept_probes_wait_for_a_fresh_probes_age() {
+        let ms = Duration::from_millis;
+        let p = ProbePolicy::default();
+        assert_eq!(fresh_age(&p), ms(170));
+        let lab = ProbePolicy {
+            window: ms(200),
+            ..ProbePolicy::default()
+        };
+        assert_eq!(fresh_age(&lab), ms(120));
+        let t = Instant::now();
+        // The window's own probes keep their spacing; so does every probe before the claim
+        // is near.
+        assert_eq!(next_probe_at(&lab, 2, t, t + ms(50), true), t + ms(50));
+        assert_eq!(next_probe_at(&lab, 5, t, t + ms(50), false), t + ms(50));
+        // Past the count once it is near: not before the last is a fresh probe's age.
+        assert_eq!(next_probe_at(&lab, 3, t, t + ms(50), true), t + ms(120));
+        assert_eq!(next_probe_at(&lab, 9, t, t + ms(130), true), t + ms(130));
+        // A window shorter than the schedule: at least the answer time.
+        let short = ProbePolicy {
+            window: ms(60),
+            ..ProbePolicy::default()
+        };
+        assert_eq!(fresh_age(&short), answer_time(&short));
     }
 
     #[test]

@@ -122,8 +122,7 @@ impl ProbeSession {
 
     /// Whether probes still go out (or a conflict heard already ended them: its verdict is
     /// one): no socket error ended it, and within the window, or, for a kept probe
-    /// ([`Vip::start_kept_probe`]), until its verdict is asked, its probing is stopped
-    /// ([`ProbeSession::stop_probing`]) or its keep has passed. A claim whose session still probes
+    /// ([`Vip::start_kept_probe`]), until its verdict is asked or its keep has passed. A claim whose session still probes
     /// when it asks for the verdict has a probe at most one spacing old, answered or waited
     /// for ([`Vip::start_kept_probe`]); one whose keep ran out before has only what its socket
     /// heard since its last probe.
@@ -131,15 +130,17 @@ impl ProbeSession {
         self.inner.probing()
     }
 
-    /// Stops a kept probe's probing past its window ([`Vip::start_kept_probe`]; the window's
-    /// own probes still go out) and goes on listening: its last probe is then judged while
-    /// the caller does other work, and the verdict ([`Vip::claim_probed`],
-    /// [`ProbeSession::conflict`]) waits only for what is left of that probe's answer time.
-    /// For a caller whose claim is near but not yet due (the agent stops it when the last
-    /// target in front of the address starts serving). Idempotent; [`ProbeSession::probing`]
-    /// is `false` afterwards.
-    pub fn stop_probing(&mut self) {
-        self.inner.stop_kept();
+    /// The claim is near but not yet due (the agent says so when the last target in front of
+    /// the address starts serving): from now on a kept probe ([`Vip::start_kept_probe`]) sends
+    /// each probe past its policy's `count` only once the last one is as old as a probe of its
+    /// own (not kept) can leave its last probe at its verdict (`window - (count - 1) x
+    /// min_interval`, at least the answer time; 170 ms by default). A claim within that time
+    /// finds its last probe's answer time mostly passed while the caller worked, instead of
+    /// waiting for a probe just sent; a later claim finds the probes going on and waits as
+    /// before. The window's own probes keep their spacing; nothing else changes: the socket
+    /// listens on and every frame is judged at the verdict. Idempotent.
+    pub fn claim_near(&mut self) {
+        self.inner.claim_near();
     }
 
     /// Waits until the probe window has ended, then tells whether another host answered for

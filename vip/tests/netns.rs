@@ -671,14 +671,16 @@ fn ipv6_kept_probe_asks_a_silent_taker() {
     kept_probe_asks_a_silent_taker(addr("fd77::117"), 64, "ipv6_kept_probe");
 }
 
-/// `ProbeSession::stop_probing` (the agent's, when the last target in front of the address
-/// starts serving) ends the kept probing but not the listening: a host that took the address
-/// silently and was asked by a probe sent before the stop still refuses the later claim.
-fn stopped_kept_probe_still_hears_its_last_probes(vip: IpAddr, prefix: u8, test: &str) {
+/// `ProbeSession::claim_near` (the agent's, when the last target in front of the address
+/// starts serving) only spaces the kept probes out to a fresh probe's age: probing goes on, so
+/// a host that takes the address silently after it is still asked, and a claim made later is
+/// refused.
+fn kept_probe_near_its_claim_still_asks(vip: IpAddr, prefix: u8, test: &str) {
     let Some(lab) = lab(test) else { return };
     let policy = ProbePolicy::default();
     let window = policy.window;
     let cidr = format!("{vip}/{prefix}");
+    let (near_tx, near) = std::sync::mpsc::channel::<()>();
     let (added_tx, added) = std::sync::mpsc::channel::<()>();
     let b_ns = lab.b.ns.clone();
     let b = std::thread::spawn(move || {
@@ -688,14 +690,15 @@ fn stopped_kept_probe_still_hears_its_last_probes(vip: IpAddr, prefix: u8, test:
                 .start_kept_probe(&policy, Duration::from_secs(3))
                 .await
                 .expect("start");
+            tokio::time::sleep(window * 2).await;
+            session.claim_near();
+            near_tx.send(()).expect("test waits");
             tokio::task::spawn_blocking(move || added.recv().expect("A added"))
                 .await
                 .expect("join");
-            // At least one kept probe goes out after the add (40-80 ms apart), then the stop.
-            tokio::time::sleep(policy.max_interval * 2).await;
-            session.stop_probing();
+            // Longer than a fresh probe's age, one spacing and the answer time.
+            tokio::time::sleep(window * 2).await;
             let probing = session.probing();
-            tokio::time::sleep(window).await;
             let r = v
                 .claim_probed(session, &ClaimOptions::default().announce(quiet()))
                 .await;
@@ -703,25 +706,28 @@ fn stopped_kept_probe_still_hears_its_last_probes(vip: IpAddr, prefix: u8, test:
             (probing, r.map(|r| r.probe).map_err(|e| e.to_string()), held)
         })
     });
-    std::thread::sleep(window * 2);
+    near.recv().expect("B told its claim is near");
     lab.ip_in(&lab.a.ns, &["addr", "add", &cidr, "dev", "eth0", "nodad"]);
     added_tx.send(()).expect("B waits");
     let (probing, r, held) = b.join().expect("b thread");
-    assert!(!probing, "a stopped probe says it still probes");
-    let err = r.expect_err("B claimed an address its probes before the stop found held");
+    assert!(
+        probing,
+        "a kept probe stopped probing when told its claim is near"
+    );
+    let err = r.expect_err("B claimed an address A took silently after B's claim was near");
     assert!(err.contains(&lab.a.mac.to_string()), "{err}");
     assert!(!held, "B must not hold the address");
     lab.ip_in(&lab.a.ns, &["addr", "del", &cidr, "dev", "eth0"]);
 }
 
 #[test]
-fn ipv4_stopped_kept_probe_still_hears_its_last_probes() {
-    stopped_kept_probe_still_hears_its_last_probes(addr("10.77.0.118"), 24, "ipv4_stopped_probe");
+fn ipv4_kept_probe_near_its_claim_still_asks() {
+    kept_probe_near_its_claim_still_asks(addr("10.77.0.118"), 24, "ipv4_claim_near");
 }
 
 #[test]
-fn ipv6_stopped_kept_probe_still_hears_its_last_probes() {
-    stopped_kept_probe_still_hears_its_last_probes(addr("fd77::118"), 64, "ipv6_stopped_probe");
+fn ipv6_kept_probe_near_its_claim_still_asks() {
+    kept_probe_near_its_claim_still_asks(addr("fd77::118"), 64, "ipv6_claim_near");
 }
 
 /// What one announcement result says: cause, burst, MAC, sent.

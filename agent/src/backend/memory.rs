@@ -46,8 +46,8 @@ pub struct World {
     /// The next this many reads of an address fail (a netlink answer later than its
     /// timeout): observations fail meanwhile.
     pub fail_reads: usize,
-    /// Each [`Address::stop_probing`]: the address and how many calls `log` had then.
-    pub probes_stopped: Vec<(String, usize)>,
+    /// Each [`Address::claim_near`]: the address and how many calls `log` had then.
+    pub claims_near: Vec<(String, usize)>,
     /// Mutating calls so far.
     pub calls: usize,
     /// Every call, as `stage object`, in order (status reads excluded).
@@ -440,11 +440,11 @@ impl Address for Memory {
         self.world().released.push(addr.address.to_string());
     }
 
-    /// Not a mutating call (not counted or logged): recorded in [`World::probes_stopped`].
-    async fn stop_probing(&self, addr: &AddressConfig) {
+    /// Not a mutating call (not counted or logged): recorded in [`World::claims_near`].
+    async fn claim_near(&self, addr: &AddressConfig) {
         let mut w = self.world();
         let at = w.log.len();
-        w.probes_stopped.push((addr.address.to_string(), at));
+        w.claims_near.push((addr.address.to_string(), at));
     }
 
     /// Not a mutating call (not counted or logged): answered from [`World::handover`].

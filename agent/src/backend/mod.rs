@@ -243,11 +243,12 @@ pub trait Address: Send + Sync {
     ) -> impl Future<Output = Result<bool, BackendError>> + Send {
         self.answered_elsewhere(addr)
     }
-    /// The claim is near: the last target in front of it starts serving. A probe still
-    /// probing since [`Address::start_probe`] (one started on the peer's release notice keeps
-    /// probing until asked) stops sending and goes on listening, so its last probe is judged
-    /// while that target comes up instead of at the claim. Default: nothing.
-    fn stop_probing(&self, addr: &AddressConfig) -> impl Future<Output = ()> + Send {
+    /// The claim is near: the last target in front of it starts serving. A probe that keeps
+    /// probing (one started on the peer's release notice and taken by
+    /// [`Address::start_probe`]) spaces its next probes so that its last one is judged while
+    /// that target comes up rather than at the claim, never older there than a probe of the
+    /// promote's own would be ([`vip::ProbeSession::claim_near`]). Default: nothing.
+    fn claim_near(&self, addr: &AddressConfig) -> impl Future<Output = ()> + Send {
         let _ = addr;
         async {}
     }
@@ -392,8 +393,8 @@ impl<T: Address> Address for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<bool, BackendError>> + Send {
         (**self).probe_conflict(a)
     }
-    fn stop_probing(&self, a: &AddressConfig) -> impl Future<Output = ()> + Send {
-        (**self).stop_probing(a)
+    fn claim_near(&self, a: &AddressConfig) -> impl Future<Output = ()> + Send {
+        (**self).claim_near(a)
     }
     fn claim(&self, a: &AddressConfig) -> impl Future<Output = Result<(), BackendError>> + Send {
         (**self).claim(a)

@@ -1121,14 +1121,18 @@ impl Address for NetlinkAddress {
         }
     }
 
-    async fn stop_probing(&self, a: &AddressConfig) {
+    async fn claim_near(&self, a: &AddressConfig) {
         let Ok(h) = self.handle(a) else {
             return;
         };
-        let mut slot = h.probe.lock().await;
+        // Held only while a verdict is awaited (`probe_conflict`), which ends kept probing
+        // anyway: nothing to tell then, and no wait in front of the serve.
+        let Ok(mut slot) = h.probe.try_lock() else {
+            return;
+        };
         if let Some(s) = slot.as_mut() {
-            s.stop_probing();
-            debug!(address = %a.address, "the last target in front of it starts serving: its probe stops sending");
+            s.claim_near();
+            debug!(address = %a.address, "the last target in front of it starts serving: its claim is near");
         }
     }
 

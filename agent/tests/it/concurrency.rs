@@ -176,12 +176,12 @@ async fn resources_run_concurrently_each_in_the_order() {
     assert_eq!(roles(&mem), [Role::Secondary; 3]);
 }
 
-/// An address's probe stops sending when the last target in front of it starts serving (its
-/// last probe is then judged while that target comes up, not at the claim), and not before:
-/// 10.0.0.10's when r0's serve starts after r0's slow DRBD (r1 served already), 10.0.0.11's
-/// when r2's does.
+/// An address's claim is near (`Address::claim_near`: a kept probe's last probe is then judged
+/// while the target comes up, not at the claim) when the last target in front of it starts
+/// serving, and not before: 10.0.0.10's when r0's serve starts after r0's slow DRBD (r1 served
+/// already), 10.0.0.11's when r2's does.
 #[tokio::test(start_paused = true)]
-async fn an_addresss_probe_stops_sending_when_its_last_target_starts_serving() {
+async fn an_addresss_claim_is_near_when_its_last_target_starts_serving() {
     let (mut d, mem) = setup();
     d.observe().await;
     slow(&mem, "drbd-primary r0");
@@ -194,12 +194,12 @@ async fn an_addresss_probe_stops_sending_when_its_last_target_starts_serving() {
     let w = mem.world();
     let stopped_at = |address: &str| {
         let at: Vec<usize> = w
-            .probes_stopped
+            .claims_near
             .iter()
             .filter(|(a, _)| a == address)
             .map(|(_, at)| *at)
             .collect();
-        assert_eq!(at.len(), 1, "{address}: {:?}", w.probes_stopped);
+        assert_eq!(at.len(), 1, "{address}: {:?}", w.claims_near);
         &w.log[..at[0]]
     };
     let has = |log: &[String], call: &str| log.iter().any(|l| l == call);
@@ -210,7 +210,7 @@ async fn an_addresss_probe_stops_sending_when_its_last_target_starts_serving() {
     let before = stopped_at(A11);
     assert!(has(before, "drbd-primary r2"), "{before:?}");
     assert!(!has(before, "target-serve r2"), "{before:?}");
-    assert_eq!(w.probes_stopped.len(), 2, "{:?}", w.probes_stopped);
+    assert_eq!(w.claims_near.len(), 2, "{:?}", w.claims_near);
 }
 
 /// r0's serve fails while r1 has been served and r2 has its address: everything is undone,

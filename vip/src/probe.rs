@@ -150,13 +150,13 @@ pub(crate) async fn probe(
 /// quiet time the window leaves after its last probe when every spacing is the longest
 /// (`window - (count - 1) * max_interval`), at least `min_interval`. 90 ms by default.
 pub(crate) fn answer_time(policy: &ProbePolicy) -> Duration {
-    let spaced = policy
-        .max_interval
-        .saturating_mul(policy.count.max(1).saturating_sub(1));
-    policy
-        .window
-        .saturating_sub(spaced)
-        .max(policy.min_interval)
+    quiet_after_last(policy, policy.max_interval).max(policy.min_interval)
+}
+
+/// What is left of the window after `count - 1` spacings of `spacing` (zero when they fill it).
+fn quiet_after_last(policy: &ProbePolicy, spacing: Duration) -> Duration {
+    let spaced = spacing.saturating_mul(policy.count.max(1).saturating_sub(1));
+    policy.window.saturating_sub(spaced)
 }
 
 /// Least spacing of the probes a kept session sends past the policy's `count`: a policy with no
@@ -224,13 +224,7 @@ async fn fired(rx: &mut Option<tokio::sync::oneshot::Receiver<()>>) {
 /// at the window's end: `window - (count - 1) x min_interval`, at least [`answer_time`]. 170
 /// ms by default, 120 ms for a 200 ms window.
 pub(crate) fn fresh_age(policy: &ProbePolicy) -> Duration {
-    let spaced = policy
-        .min_interval
-        .saturating_mul(policy.count.max(1).saturating_sub(1));
-    policy
-        .window
-        .saturating_sub(spaced)
-        .max(answer_time(policy))
+    quiet_after_last(policy, policy.min_interval).max(answer_time(policy))
 }
 
 /// When the next probe goes, `sent` probes out, the last at `last`, its spacing ending at

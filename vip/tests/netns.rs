@@ -588,6 +588,26 @@ fn ipv6_probe_session_covers_the_gap_until_claim() {
     probe_session_covers_the_gap(addr("fd77::107"), 64, "ipv6_probe_session");
 }
 
+/// Once `added` says A took the address, `wait`, then B's claim on `session`: whether it still
+/// probed before the claim, the claim's probe time or error, and whether B holds the address.
+async fn claim_after_added(
+    v: &mut Vip,
+    session: vip::ProbeSession,
+    added: std::sync::mpsc::Receiver<()>,
+    wait: Duration,
+) -> (bool, Result<Option<Duration>, String>, bool) {
+    tokio::task::spawn_blocking(move || added.recv().expect("A added"))
+        .await
+        .expect("join");
+    tokio::time::sleep(wait).await;
+    let probing = session.probing();
+    let r = v
+        .claim_probed(session, &ClaimOptions::default().announce(quiet()))
+        .await;
+    let held = v.is_held().await.expect("is_held");
+    (probing, r.map(|r| r.probe).map_err(|e| e.to_string()), held)
+}
+
 /// A kept probe (`Vip::start_kept_probe`, as the agent starts on the peer's release notice)
 /// goes on asking after its window: a host that takes the address after the window without a
 /// word (`ip addr add ... nodad` sends nothing; it answers only when asked) is asked, and the
@@ -606,17 +626,8 @@ fn kept_probe_asks_a_silent_taker(vip: IpAddr, prefix: u8, test: &str) {
         in_ns(&b_ns, move || async move {
             let mut v = Vip::new("eth0", vip, prefix).expect("handle");
             let session = v.start_kept_probe(&p, keep).await.expect("start");
-            tokio::task::spawn_blocking(move || added.recv().expect("A added"))
-                .await
-                .expect("join");
             // Kept probes go out after the add (several at 40-80 ms).
-            tokio::time::sleep(window).await;
-            let probing = session.probing();
-            let r = v
-                .claim_probed(session, &ClaimOptions::default().announce(quiet()))
-                .await;
-            let held = v.is_held().await.expect("is_held");
-            (probing, r.map(|r| r.probe).map_err(|e| e.to_string()), held)
+            claim_after_added(&mut v, session, added, window).await
         })
     });
     std::thread::sleep(window * 2);
@@ -693,17 +704,8 @@ fn kept_probe_near_its_claim_still_asks(vip: IpAddr, prefix: u8, test: &str) {
             tokio::time::sleep(window * 2).await;
             session.claim_near();
             near_tx.send(()).expect("test waits");
-            tokio::task::spawn_blocking(move || added.recv().expect("A added"))
-                .await
-                .expect("join");
             // Longer than a fresh probe's age, one spacing and the answer time.
-            tokio::time::sleep(window * 2).await;
-            let probing = session.probing();
-            let r = v
-                .claim_probed(session, &ClaimOptions::default().announce(quiet()))
-                .await;
-            let held = v.is_held().await.expect("is_held");
-            (probing, r.map(|r| r.probe).map_err(|e| e.to_string()), held)
+            claim_after_added(&mut v, session, added, window * 2).await
         })
     });
     near.recv().expect("B told its claim is near");

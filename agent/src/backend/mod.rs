@@ -247,7 +247,7 @@ pub trait Address: Send + Sync {
     /// probing (one started on the peer's release notice and taken by
     /// [`Address::start_probe`]) spaces its next probes so that its last one is judged while
     /// that target comes up rather than at the claim, never older there than a probe of the
-    /// promote's own would be ([`vip::ProbeSession::claim_near`]). Default: nothing.
+    /// promote's own would be ([`::vip::ProbeSession::claim_near`]). Default: nothing.
     fn claim_near(&self, addr: &AddressConfig) -> impl Future<Output = ()> + Send {
         let _ = addr;
         async {}

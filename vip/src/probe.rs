@@ -164,11 +164,17 @@ fn quiet_after_last(policy: &ProbePolicy, spacing: Duration) -> Duration {
 /// long as the keep lasts. At most 100 probes a second.
 const KEPT_MIN_SPACING: Duration = Duration::from_millis(10);
 
+/// With `sent` probes out, the next is one past the policy's `count` (at least one): kept
+/// probing.
+fn past_count(policy: &ProbePolicy, sent: u32) -> bool {
+    sent >= policy.count.max(1)
+}
+
 /// The wait before the next probe, `sent` probes out: the policy's random spacing, and for a
 /// probe past its `count` (kept probing) at least [`KEPT_MIN_SPACING`].
 fn spacing(policy: &ProbePolicy, sent: u32, jitter: &mut Jitter) -> Duration {
     let d = jitter.between(policy.min_interval, policy.max_interval);
-    if sent >= policy.count.max(1) {
+    if past_count(policy, sent) {
         d.max(KEPT_MIN_SPACING)
     } else {
         d
@@ -238,7 +244,7 @@ fn next_probe_at(
     spaced: Instant,
     claim_near: bool,
 ) -> Instant {
-    if claim_near && sent >= policy.count.max(1) {
+    if claim_near && past_count(policy, sent) {
         spaced.max(last + fresh_age(policy))
     } else {
         spaced

@@ -23,8 +23,9 @@ pub enum Stage {
     CheckResource,
     /// Start the live check that no other host answers for an address (RFC 5227 probe); it
     /// runs on while DRBD and the target come up and is judged before DRBD promotes without
-    /// a connected Secondary peer and at the claim; a probe that keeps probing stops sending
-    /// when the last target in front of the address starts serving (docs/takeover.md).
+    /// a connected Secondary peer and at the claim; a probe that keeps probing is told its
+    /// claim is near when the last target in front of the address starts serving
+    /// (`Address::claim_near`, docs/takeover.md).
     ProbeAddress,
     /// Bring a managed resource up from the config (new-resource, new-minor, attach, connect).
     DrbdUp,

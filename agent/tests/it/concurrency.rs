@@ -192,7 +192,7 @@ async fn an_addresss_claim_is_near_when_its_last_target_starts_serving() {
         h.transitions[0].result
     );
     let w = mem.world();
-    let stopped_at = |address: &str| {
+    let near_at = |address: &str| {
         let at: Vec<usize> = w
             .claims_near
             .iter()
@@ -203,11 +203,11 @@ async fn an_addresss_claim_is_near_when_its_last_target_starts_serving() {
         &w.log[..at[0]]
     };
     let has = |log: &[String], call: &str| log.iter().any(|l| l == call);
-    let before = stopped_at(A10);
+    let before = near_at(A10);
     assert!(has(before, "target-serve r1"), "{before:?}");
     assert!(has(before, "drbd-primary r0"), "{before:?}");
     assert!(!has(before, "target-serve r0"), "{before:?}");
-    let before = stopped_at(A11);
+    let before = near_at(A11);
     assert!(has(before, "drbd-primary r2"), "{before:?}");
     assert!(!has(before, "target-serve r2"), "{before:?}");
     assert_eq!(w.claims_near.len(), 2, "{:?}", w.claims_near);

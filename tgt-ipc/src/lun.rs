@@ -122,10 +122,39 @@ pub(crate) fn check_lun(lun: u64) -> Result<(), TgtError> {
 }
 
 pub(crate) fn lun_new_request(tid: i32, lun: u64, b: &LunBacking) -> Result<Request, TgtError> {
+    lun_new_with(tid, lun, b, true)
+}
+
+/// `lun_new_request` without the path: tgtd starts the backing store (its I/O threads) but
+/// opens nothing, and the LU is offline and removable until a path is attached
+/// (`usr/target.c` `tgt_device_create`, docs/tgtd-ipc.md §7.9).
+pub(crate) fn lun_new_pathless_request(
+    tid: i32,
+    lun: u64,
+    b: &LunBacking,
+) -> Result<Request, TgtError> {
+    lun_new_with(tid, lun, b, false)
+}
+
+/// Attaches `b.path` to a pathless LU: `removable=0` (tgtd set it for the pathless LU) then
+/// `path=` (opened with the LU's bsoflags, the LU goes online), one update
+/// (`usr/spc.c` `lu_config` handles them in order).
+pub(crate) fn lun_attach_request(tid: i32, lun: u64, b: &LunBacking) -> Result<Request, TgtError> {
+    let mut p = Params::new();
+    p.push("removable", "0")?;
+    p.push("path", check_path(&b.path)?)?;
+    lun_update_request(tid, lun, p)
+}
+
+fn lun_new_with(tid: i32, lun: u64, b: &LunBacking, path: bool) -> Result<Request, TgtError> {
     check_tid(tid)?;
     check_lun(lun)?;
     let mut p = Params::new();
-    p.push("path", check_path(&b.path)?)?;
+    // checked also when left out: a staged LU gets this path later
+    let checked = check_path(&b.path)?;
+    if path {
+        p.push("path", checked)?;
+    }
     if let Some(t) = b.bstype {
         p.push("bstype", t.as_str())?;
     }

@@ -9,7 +9,10 @@ use crate::acl::Acl;
 use crate::cache::CacheMode;
 use crate::client::TgtClient;
 use crate::error::{TgtErrno, TgtError};
-use crate::lun::{check_lun, lun_new_request, LunBacking, LunIdentity};
+use crate::lun::{
+    check_lun, lun_attach_request, lun_new_pathless_request, lun_new_request, LunBacking,
+    LunIdentity,
+};
 use crate::show::{Target, TargetState};
 use crate::target::{check_target_name, check_tid, SetState};
 
@@ -144,7 +147,11 @@ impl ServeSpec {
         };
         let d = self.differences(t);
         if !d.is_empty() {
-            Served::Different(d)
+            if self.compare(t, true).is_empty() {
+                Served::Staged
+            } else {
+                Served::Different(d)
+            }
         } else if t.state == TargetState::Ready {
             Served::Serving
         } else {
@@ -157,6 +164,13 @@ impl ServeSpec {
     /// any mode page). The cache mode is compared through the backing-store flags it implies (`sync` in
     /// write-through mode), not through the caching mode page's WCE bit, which show does not print.
     pub fn differences(&self, t: &Target) -> Vec<String> {
+        self.compare(t, false)
+    }
+
+    /// [`ServeSpec::differences`] against the served target, or with `staged` against this
+    /// spec's staged target ([`TgtClient::stage`]): every LU without a backing-store path, no
+    /// ACL entry, no account.
+    fn compare(&self, t: &Target, staged: bool) -> Vec<String> {
         let mut d = Vec::new();
         if t.name != self.name {
             d.push(format!("name is {} (want {})", t.name, self.name));
@@ -168,10 +182,10 @@ impl ServeSpec {
         }
         for l in &self.luns {
             let Some(h) = t.lun(l.lun) else { continue };
-            let path = l.backing.path.to_str().unwrap_or_default();
-            if h.backing_store_path.as_deref() != Some(path) {
+            let path = l.backing.path.to_str().filter(|_| !staged);
+            if h.backing_store_path.as_deref() != path {
                 d.push(format!(
-                    "LUN {} backing store is {:?} (want {path})",
+                    "LUN {} backing store is {:?} (want {path:?})",
                     l.lun, h.backing_store_path
                 ));
             }
@@ -212,7 +226,12 @@ impl ServeSpec {
             }
         }
         let have: BTreeSet<&str> = t.acls.iter().map(String::as_str).collect();
-        let want: BTreeSet<&str> = self.acls.iter().map(Acl::as_str).collect();
+        let want: BTreeSet<&str> = self
+            .acls
+            .iter()
+            .filter(|_| !staged)
+            .map(Acl::as_str)
+            .collect();
         if have != want {
             d.push(format!("ACLs are {have:?} (want {want:?})"));
         }
@@ -224,6 +243,7 @@ impl ServeSpec {
         let want: BTreeSet<(&str, bool)> = self
             .accounts
             .iter()
+            .filter(|_| !staged)
             .map(|a| (a.user.as_str(), a.direction == AccountDirection::Outgoing))
             .collect();
         if have != want {
@@ -255,6 +275,10 @@ pub enum Served {
     Offline,
     /// Absent: tgtd restarted empty, or the target was removed.
     Missing,
+    /// Staged ([`TgtClient::stage`]): this IQN at this tid with the spec's LUs, each without a
+    /// backing store, and no ACL entry or account: nothing is opened and nobody can log in or
+    /// discover it. [`TgtClient::serve`] completes it.
+    Staged,
     /// Present but different; each entry is a difference.
     Different(Vec<String>),
     /// Someone else's target: `tid` holds `name`, another IQN at the asked tid or the asked IQN
@@ -327,7 +351,8 @@ impl TgtClient {
     /// each LU new, then one LU update with its identity and, in write-through mode, WCE=0
     /// ([`TgtClient::set_lun_identity_and_cache`], while nobody can log in yet), CHAP accounts
     /// (created when absent, bound), the ACL binds last. Idempotent: when target new reports the tid or name taken, the
-    /// target show is compared with `spec`; an identical existing target is accepted
+    /// target show is compared with `spec`; this spec's staged target ([`TgtClient::stage`]) is
+    /// completed ([`TgtClient::serve_staged`], [`ServeOutcome::Created`]); an identical existing target is accepted
     /// ([`ServeOutcome::AlreadyServing`]), a different one is a [`TgtError::TargetConflict`]. If a step fails
     /// after the target was created, the target is deleted again (best effort) and the step's error returned.
     ///
@@ -373,6 +398,10 @@ impl TgtClient {
         let found = owned(&targets, spec.tid, &spec.name)
             .map_err(|f| foreign_error(f, spec.tid, &spec.name))?;
         if let Some(t) = found {
+            if spec.compare(t, true).is_empty() {
+                self.serve_staged(spec).await?;
+                return Ok(ServeOutcome::Created);
+            }
             let d = spec.differences(t);
             if !d.is_empty() {
                 return Err(TgtError::TargetConflict {
@@ -399,6 +428,12 @@ impl TgtClient {
             self.set_lun_identity_and_cache(spec.tid, l.lun, &l.identity, l.cache)
                 .await?;
         }
+        self.open_access(spec).await
+    }
+
+    /// CHAP accounts (created when absent, bound), then the ACL binds: the last steps of a
+    /// publish, after which initiators may log in.
+    async fn open_access(&self, spec: &ServeSpec) -> Result<(), TgtError> {
         for a in &spec.accounts {
             // accounts are global in tgtd: one of this name may exist already (tgtd cannot
             // show its secret; serve creates it with the configured one when absent)
@@ -413,6 +448,90 @@ impl TgtClient {
             self.bind_acl(spec.tid, a).await?;
         }
         Ok(())
+    }
+
+    /// Stages `spec`'s target ahead of a serve, with nothing opened and nobody let in: target new
+    /// (no ACL entry: no login, no discovery), each LU new **without** a backing store (tgtd
+    /// starts its backing-store I/O threads but opens no device; the LU is offline), then its
+    /// identity and cache mode page as [`TgtClient::serve`] sets them. A later
+    /// [`TgtClient::serve`] (or [`TgtClient::serve_staged`]) then only attaches each LU's backing
+    /// store and binds accounts and ACLs: the device must be openable only then (a DRBD device
+    /// only once Primary). Accounts and ACLs are not part of staging. Idempotent: an identical
+    /// staged target is accepted; if a step fails after the target was created, it is deleted
+    /// again (best effort). Facts: docs/tgtd-ipc.md §7.9.
+    ///
+    /// Equivalent to `tgtadm` target new; logicalunit new without `--backing-store` (bsoflags
+    /// `sync` added in write-through mode); logicalunit update
+    /// scsi_id,scsi_sn,vendor_id,product_id,product_rev,mode_page=8:... per LU.
+    ///
+    /// # Errors
+    /// [`TgtError::TargetForeign`] as [`TgtClient::serve`]; [`TgtError::TargetConflict`] when the
+    /// target at the tid has this IQN but is not this staged target (served, or different);
+    /// otherwise as [`TgtClient::execute`].
+    pub async fn stage(&self, spec: &ServeSpec) -> Result<(), TgtError> {
+        spec.validate()?;
+        match self.new_target(spec.tid, &spec.name).await {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(TgtErrno::TargetExist) => {
+                let targets = self.show_targets().await?;
+                return match spec.served_in(&targets) {
+                    Served::Staged => Ok(()),
+                    f @ Served::Foreign { .. } => Err(foreign_error(f, spec.tid, &spec.name)),
+                    other => Err(TgtError::TargetConflict {
+                        tid: spec.tid,
+                        differences: vec![format!("not staged: {other:?}")],
+                    }),
+                };
+            }
+            Err(e) => return Err(e),
+        }
+        let built = async {
+            for l in &spec.luns {
+                let r = lun_new_pathless_request(spec.tid, l.lun, &l.served_backing())?;
+                self.execute(&r).await?;
+                self.set_lun_identity_and_cache(spec.tid, l.lun, &l.identity, l.cache)
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        if built.is_err() {
+            let _ = self.delete_target(spec.tid, true).await;
+        }
+        built
+    }
+
+    /// Completes a target [`TgtClient::stage`]d with `spec`: per LU one update that attaches its
+    /// backing store (`removable=0,path=...`: tgtd opens it with the LU's bsoflags and sets the
+    /// LU online), then CHAP accounts and the ACL binds as [`TgtClient::serve`] does. The result
+    /// shows and answers initiators as a target [`TgtClient::serve`] created (docs/tgtd-ipc.md
+    /// §7.9). Nothing is checked first: the caller knows it staged this target (a `show` would
+    /// cost what staging saves); tgtd has no conditional update, so ownership is as fresh as the
+    /// caller's last look (docs/tgtd-ipc.md §7.7). If a step fails after the first LU was
+    /// attached, the target is deleted (best effort).
+    ///
+    /// Equivalent to `tgtadm` logicalunit update removable=0,path=PATH (per LU); account new and
+    /// bind; target bind (per ACL).
+    ///
+    /// # Errors
+    /// As [`TgtClient::execute`]; tgtd's `NoTarget` or `NoLun` (there is no such staged target),
+    /// `InvalidRequest` (an LU already has a backing store, or the path cannot be opened).
+    pub async fn serve_staged(&self, spec: &ServeSpec) -> Result<(), TgtError> {
+        spec.validate()?;
+        let mut attached = false;
+        let done = async {
+            for l in &spec.luns {
+                self.execute(&lun_attach_request(spec.tid, l.lun, &l.served_backing())?)
+                    .await?;
+                attached = true;
+            }
+            self.open_access(spec).await
+        }
+        .await;
+        if done.is_err() && attached {
+            let _ = self.delete_target(spec.tid, true).await;
+        }
+        done
     }
 
     /// Is `spec` being served? Detects a tgtd that restarted empty ([`Served::Missing`]) and someone

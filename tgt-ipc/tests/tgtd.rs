@@ -380,6 +380,97 @@ async fn restarted_tgtd_is_detected_empty() {
 }
 
 #[tokio::test]
+async fn staged_target_opens_nothing_and_serves_like_a_created_one() {
+    if !prereqs(
+        "staged_target_opens_nothing_and_serves_like_a_created_one",
+        &["tgtd", "iscsi-inq", "iscsi-readcapacity16"],
+    ) {
+        return;
+    }
+    let t = Tgtd::start().await;
+    let s = spec(&t, "r0.img");
+    // staged over a path that does not exist yet: nothing is opened
+    let backing = s.luns[0].backing.path.clone();
+    std::fs::remove_file(&backing).unwrap();
+    t.client.stage(&s).await.unwrap();
+    assert_eq!(t.client.served(&s).await.unwrap(), Served::Staged);
+    t.client
+        .stage(&s)
+        .await
+        .expect("an identical staged target is accepted");
+    let staged = t.client.target(1).await.unwrap().unwrap();
+    assert!(staged.acls.is_empty(), "{staged:?}");
+    let lu = staged.lun(1).unwrap();
+    assert_eq!(lu.backing_store_path, None);
+    assert_eq!(lu.backing_store_flags, "sync:direct");
+    assert_eq!(lu.scsi_sn, "HA0R0SN0001");
+    // nobody can log in to a staged target
+    let url = t.url(IQN, 1);
+    let (ok, out) = run("iscsi-inq", &["-i", "iqn.2026-11.test:client", &url]);
+    assert!(!ok, "logged in to a staged target: {out}");
+
+    // the spec served at another tid, the ordinary way, is the reference
+    std::fs::File::create(&backing)
+        .unwrap()
+        .set_len(SIZE)
+        .unwrap();
+    let mut plain = s.clone();
+    plain.tid = 2;
+    plain.name = format!("{IQN}-plain");
+    assert_eq!(t.client.serve(&plain).await.unwrap(), ServeOutcome::Created);
+    // serve completes the staged target
+    assert_eq!(t.client.serve(&s).await.unwrap(), ServeOutcome::Created);
+    assert_eq!(t.client.served(&s).await.unwrap(), Served::Serving);
+    let (a, b) = (
+        t.client.target(1).await.unwrap().unwrap(),
+        t.client.target(2).await.unwrap().unwrap(),
+    );
+    assert_eq!(a.lun(1), b.lun(1));
+    assert_eq!(a.acls, b.acls);
+    let (ok, cap) = run(
+        "iscsi-readcapacity16",
+        &["-i", "iqn.2026-11.test:client", &url],
+    );
+    assert!(ok && cap.contains(&format!("Total size:{SIZE}")), "{cap}");
+    let plain_url = t.url(&plain.name, 1);
+    for page in [
+        &[][..],
+        &["-e", "1", "-c", "128"][..],
+        &["-e", "1", "-c", "176"][..],
+    ] {
+        let mut args = vec!["-i", "iqn.2026-11.test:client"];
+        args.extend_from_slice(page);
+        let ask = |u: &str| {
+            let mut a = args.clone();
+            a.push(u);
+            run("iscsi-inq", &a)
+        };
+        assert_eq!(ask(&url), ask(&plain_url), "INQUIRY {page:?}");
+    }
+
+    // serve_staged on what is not staged: tgtd's error, nothing deleted
+    let mut other = s.clone();
+    other.tid = 3;
+    other.name = format!("{IQN}-none");
+    assert_eq!(
+        t.client.serve_staged(&other).await.unwrap_err().errno(),
+        Some(TgtErrno::NoTarget)
+    );
+    assert!(
+        matches!(
+            t.client.serve_staged(&s).await.unwrap_err().errno(),
+            Some(TgtErrno::InvalidRequest)
+        ),
+        "an attached LU is not attached again"
+    );
+    assert_eq!(
+        t.client.served(&s).await.unwrap(),
+        Served::Serving,
+        "a completion refused at its first LU changes nothing"
+    );
+}
+
+#[tokio::test]
 async fn failed_serve_leaves_nothing_behind() {
     if !prereqs("failed_serve_leaves_nothing_behind", &["tgtd"]) {
         return;

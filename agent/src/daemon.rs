@@ -385,7 +385,8 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             }
             ev => ev,
         };
-        let recheck = matches!(event, Event::Authority(_) | Event::Tick);
+        // A command (role source `command`) sets the authority as a role source's change does.
+        let recheck = matches!(event, Event::Authority(_) | Event::Command(_) | Event::Tick);
         let mut handled = Handled::default();
         let mut next = Some(event);
         let mut rounds = 0;

@@ -484,8 +484,9 @@ fn stages_of(nodes: &[&Node], kind: &str) -> Vec<String> {
 fn stage_seen(stage: &str, r: &Resource) -> Option<String> {
     let role = |ro: &str| format!("grep -q '^ *{}: cs:[A-Za-z]* ro:{ro}/' /proc/drbd", r.minor);
     let addr = format!("ip -o addr show | grep -q ' {}/'", crate::FLOATING_IP);
+    // The target's own lines (a standby's staged target has no backing store path).
     let target = format!(
-        "tgtadm --lld iscsi --mode target --op show 2>/dev/null | grep -A3 ': {}$'",
+        "tgtadm --lld iscsi --mode target --op show 2>/dev/null | sed -n '/: {}$/,/^Target /p'",
         al::iqn_of(r)
     );
     Some(match stage {
@@ -493,9 +494,9 @@ fn stage_seen(stage: &str, r: &Resource) -> Option<String> {
         "drbd-secondary" => role("Secondary"),
         "address-claim" => addr,
         "address-release" => format!("! {addr}"),
-        "target-serve" => format!("{target} | grep -q 'State: ready'"),
+        "target-serve" => format!("{target} | grep -q 'Backing store path: /'"),
         "target-offline" => format!("{target} | grep -q 'State: offline'"),
-        "target-remove" => format!("! {target} | grep -q State"),
+        "target-remove" => format!("! {target} | grep -q 'Backing store path: /'"),
         _ => return None,
     })
 }

@@ -27,6 +27,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info, warn};
 
 use super::tgt_show::SharedShow;
+
+mod stage;
 use super::{ConfigFeed, Target};
 use crate::config::{Config, Resource};
 use crate::dirwatch::{DirWatch, WatchMask};
@@ -85,6 +87,12 @@ pub struct TgtTarget {
     hold: Arc<tokio::sync::Mutex<Option<Hold>>>,
     /// The node stands by ([`Target::stand_by`]): a restart is held offline for none of ours.
     standby: Arc<AtomicBool>,
+    /// Resources whose target this agent staged (module `stage`), with the spec staged.
+    staged: Arc<std::sync::Mutex<BTreeMap<String, ServeSpec>>>,
+    /// Held by a serve and by each staging of one target: they never overlap.
+    staging: Arc<tokio::sync::Mutex<()>>,
+    /// Asks the stager for a pass (the node started standing by, a new tgtd answered).
+    stage_wanted: Arc<tokio::sync::Notify>,
 }
 
 /// tgtd's system state held offline after a restart until every target of `want` is served
@@ -196,6 +204,9 @@ impl TgtTarget {
             served: Arc::default(),
             hold: Arc::default(),
             standby: Arc::default(),
+            staged: Arc::default(),
+            staging: Arc::default(),
+            stage_wanted: Arc::default(),
         }
     }
 
@@ -226,7 +237,7 @@ impl TgtTarget {
         let _changing = self.changes.begin();
         let targets = self.shows.get(&self.acting).await.map_err(err)?;
         match spec.served_in(&targets) {
-            Served::Missing => return Ok(()),
+            Served::Missing | Served::Staged => return Ok(()),
             Served::Foreign { tid, name } => {
                 warn!(resource = %res.name, "tid {tid} holds {name}: not ours, left untouched");
                 return Ok(());
@@ -244,6 +255,23 @@ impl TgtTarget {
             self.drained(tid).await;
         }
         Ok(())
+    }
+
+    /// Creates the target the ordinary way ([`TgtClient::serve`]); our IQN half-built by an
+    /// interrupted serve (or edited by hand) is rebuilt.
+    async fn build(&self, res: &Resource, spec: &ServeSpec) -> Result<(), BackendError> {
+        match self.acting.serve(spec).await {
+            Ok(_) => Ok(()),
+            Err(TgtError::TargetConflict { differences, .. }) => {
+                warn!(resource = %res.name, ?differences, "target differs; re-creating");
+                self.acting
+                    .stop_serving(spec.tid, &spec.name)
+                    .await
+                    .map_err(err)?;
+                self.acting.serve(spec).await.map(drop).map_err(err)
+            }
+            Err(e) => Err(err(e)),
+        }
     }
 
     /// Waits until tgtd lists no connection of `tid` (or it is gone), at most `drain_max`; then
@@ -342,6 +370,7 @@ impl TgtTarget {
         let mut logged: Option<SocketId> = None;
         let mut socket = socket_identity(&path);
         self.take_in(socket);
+        let _stager = AbortOnDrop(tokio::spawn(self.clone().stager(config.clone())));
         // Serves are checked against the watch's tgtd only while it runs.
         let _taking_in = TakingIn(self.watched.clone(), self.down.clone());
         let check = config.borrow().timeouts.tgt_check_ms;
@@ -404,6 +433,11 @@ impl TgtTarget {
                     .collect();
                 *hold = self.hold_offline(serving).await;
                 drop(hold);
+                // a new tgtd has none of the staged targets
+                self.staged().clear();
+                if standby {
+                    self.stage_wanted.notify_one();
+                }
                 self.take_in(socket);
                 last.clear();
                 primed = true;
@@ -590,6 +624,15 @@ impl TgtTarget {
     }
 }
 
+/// Aborts the task when dropped (the stager ends with the watch).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Inode and change time of the socket file.
 fn socket_identity(path: &Path) -> Option<SocketId> {
     use std::os::unix::fs::MetadataExt;
@@ -599,10 +642,14 @@ fn socket_identity(path: &Path) -> Option<SocketId> {
 
 /// The view of one target in a parsed `show`: foreign targets' sessions are not counted.
 fn view_of(spec: &ServeSpec, targets: &[tgt_ipc::Target], served: &Served) -> TargetView {
+    let ours = targets.iter().find(|t| t.tid == spec.tid);
     let state = match served {
         Served::Serving => TargetState::Serving,
         Served::Offline => TargetState::Offline,
-        Served::Missing => TargetState::Absent,
+        // staged: nothing opened, nobody let in (module `stage`)
+        Served::Missing | Served::Staged => TargetState::Absent,
+        // being staged: as unreachable and as closed as staged
+        Served::Different(_) if ours.is_some_and(stage::opens_nothing) => TargetState::Absent,
         Served::Foreign { .. } => TargetState::Foreign,
         _ => TargetState::Partial,
     };
@@ -619,7 +666,8 @@ fn view_of(spec: &ServeSpec, targets: &[tgt_ipc::Target], served: &Served) -> Ta
 impl Target for TgtTarget {
     async fn status(&self, res: &Resource) -> Result<TargetView, BackendError> {
         let spec = spec(res)?;
-        let targets = match self.client.show_targets().await {
+        // one show for every resource's read of the same observation
+        let targets = match self.shows.get(&self.client).await {
             Ok(t) => t,
             // tgtd not running: nothing is served. Another connect error (a stalled tgtd's
             // full backlog) is no such answer: an absent target would release the address.
@@ -668,20 +716,26 @@ impl Target for TgtTarget {
             spec.accounts =
                 crate::chap::accounts(c).map_err(|e| BackendError::Failed(e.to_string()))?;
         }
+        // serving: staging stops (the daemon says so once the transition ends)
+        self.standby.store(false, Ordering::SeqCst);
         let changing = self.changes.begin();
-        match self.acting.serve(&spec).await {
-            Ok(_) => {}
-            Err(TgtError::TargetConflict { differences, .. }) => {
-                // Our IQN, half-built by an interrupted serve (or edited by hand): rebuild it.
-                warn!(resource = %res.name, ?differences, "target differs; re-creating");
-                self.acting
-                    .stop_serving(spec.tid, &spec.name)
-                    .await
-                    .map_err(err)?;
-                self.acting.serve(&spec).await.map_err(err)?;
-            }
-            Err(e) => return Err(err(e)),
+        let one = self.staging.lock().await;
+        let staged = self.staged().remove(&res.name);
+        let completed = match staged {
+            Some(s) if stage::stages(&s, &spec) => match self.acting.serve_staged(&spec).await {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(resource = %res.name, error = %e,
+                        "staged target not completed; building it afresh");
+                    false
+                }
+            },
+            _ => false,
+        };
+        if !completed {
+            self.build(res, &spec).await?;
         }
+        drop(one);
         drop(changing);
         // The last target a restart's hold waits for sets tgtd ready now: served means open to
         // its initiators when this returns, not a poll later.
@@ -703,6 +757,7 @@ impl Target for TgtTarget {
             return;
         }
         self.served().clear();
+        self.stage_wanted.notify_one();
         let mut hold = self.hold.lock().await;
         if let Some(h) = hold.take() {
             // Not retried through a dead tgtd: the daemon waits for this (a new one starts ready).
@@ -716,6 +771,7 @@ impl Target for TgtTarget {
 
     async fn remove(&self, res: &Resource) -> Result<(), BackendError> {
         self.record_served(res, false).await;
+        self.staged().remove(&res.name);
         let _changing = self.changes.begin();
         let targets = self.shows.get(&self.acting).await.map_err(err)?;
         match self

@@ -421,3 +421,81 @@ async fn a_target_seen_absent_is_not_awaited_by_a_restart() {
     while rx.try_recv().is_ok() {}
     assert_eq!(state_after_restart(&mut rx, &cfg).await, "ready");
 }
+
+/// Polls (10 ms, up to 10 s) until `what` holds of r0's target as tgtd shows it.
+async fn tgtd_says(cfg: &Config, what: &str, want: tgt_ipc::Served) {
+    let spec = agent::backend::target::spec(&cfg.resources[0]).expect("spec");
+    let client = tgt_ipc::TgtClient::at_path(&cfg.sockets.tgtd);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = client.served(&spec).await;
+        if now.as_ref().ok() == Some(&want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: tgtd says {now:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A node that stands by stages its target (LU without a device, no ACL: nobody logs in,
+/// status says absent); the promote completes it; a demote removes it and stages it again, and
+/// a restarted tgtd gets it staged too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_stages_its_target_and_a_promote_completes_it() {
+    if !prereqs() {
+        return;
+    }
+    let b = bed("agent-tgtd-staged").await;
+    let (dir, mut tgtd, port, cfg, target) = (b.dir, b.tgtd, b.port, b.cfg, b.target);
+    let r0 = &cfg.resources[0];
+    let mem = agent::backend::memory::Memory::healthy_secondary(&cfg);
+    let exec = agent::executor::Executor::new(cfg.clone(), mem.clone(), target.clone(), mem);
+    let mut d = agent::daemon::Daemon::new(exec);
+    d.observe().await;
+    let h = d.request(agent::control::Request::Demote).await;
+    assert!(h.ok, "{}", h.message);
+    tgtd_says(&cfg, "staged on standing by", tgt_ipc::Served::Staged).await;
+    assert_eq!(target.staged_resources(), vec!["r0".to_string()]);
+    assert_eq!(
+        target.status(r0).await.expect("status").state,
+        TargetState::Absent
+    );
+    let url = format!("iscsi://127.0.0.1:{port}/{}/1", r0.target.iqn);
+    let refused = std::process::Command::new("iscsi-inq")
+        .arg(&url)
+        .output()
+        .expect("iscsi-inq");
+    assert!(!refused.status.success(), "logged in to a staged target");
+
+    let h = d.request(agent::control::Request::Promote).await;
+    assert!(h.ok, "{}", h.message);
+    assert_eq!(
+        target.status(r0).await.expect("status").state,
+        TargetState::Serving
+    );
+    assert!(target.staged_resources().is_empty());
+    let inq = inquiry(port, &r0.target.iqn);
+    assert!(
+        inq.contains("ISCSIHA") && inq.contains("AGENT-TEST"),
+        "{inq}"
+    );
+
+    let h = d.request(agent::control::Request::Demote).await;
+    assert!(h.ok, "{}", h.message);
+    tgtd_says(
+        &cfg,
+        "staged again after the demote",
+        tgt_ipc::Served::Staged,
+    )
+    .await;
+
+    tgtd.kill();
+    let _tgtd2 = Tgtd::start(dir.path(), CONTROL_PORT, port);
+    tgtd_says(
+        &cfg,
+        "staged on the restarted tgtd",
+        tgt_ipc::Served::Staged,
+    )
+    .await;
+    assert_eq!(target.staged_resources(), vec!["r0".to_string()]);
+}

@@ -1,0 +1,167 @@
+//! Staged targets: a node that stands by keeps each resource's target made ahead of a promote
+//! (target, LUs without a backing store, identity, cache mode page; no ACL), so the promote's
+//! `target-serve` only attaches the DRBD device and binds the ACL (`tgt_ipc::TgtClient::stage`,
+//! docs/tgtd-ipc.md §7.9). The LUs' I/O threads, most of a serve's time, start while nothing
+//! waits for them.
+//!
+//! Safety: a staged target opens nothing (the device of a DRBD Secondary is not touched) and has
+//! no ACL entry, so nobody can log in or discover it; status reports it absent. Only the
+//! promote's serve, after DRBD Primary, attaches the device. Staging runs only while the node
+//! stands by and never for a target this agent serves; a serve and a staging never overlap (one
+//! lock). What cannot be staged is left alone: the serve then builds the target as before.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use tgt_ipc::{ServeSpec, Served};
+use tracing::{debug, info, warn};
+
+use super::{spec, TgtTarget};
+use crate::backend::ConfigFeed;
+use crate::config::{Config, Resource};
+
+/// The spec a resource's target is staged with: its serve spec without CHAP accounts (their
+/// secrets are read only to serve) and without ACL (bound only by the serve).
+pub(super) fn stage_spec(res: &Resource) -> Option<ServeSpec> {
+    let mut s = spec(res).ok()?;
+    s.accounts.clear();
+    s.acls.clear();
+    Some(s)
+}
+
+/// Whether `t` has no ACL entry, no account and no LU with a backing store: nobody can log in
+/// and nothing is open (a target staged, or being staged).
+pub(super) fn opens_nothing(t: &tgt_ipc::Target) -> bool {
+    t.acls.is_empty()
+        && t.accounts.is_empty()
+        && t.luns.iter().all(|l| l.backing_store_path.is_none())
+}
+
+/// Whether the target staged as `staged` is the one `serve` serves (same tid, IQN and LUs).
+pub(super) fn stages(staged: &ServeSpec, serve: &ServeSpec) -> bool {
+    staged.tid == serve.tid && staged.name == serve.name && staged.luns == serve.luns
+}
+
+impl TgtTarget {
+    /// The resources whose target is staged now (a promote's serve then only attaches the
+    /// device and binds the ACL), by name.
+    pub fn staged_resources(&self) -> Vec<String> {
+        self.staged().keys().cloned().collect()
+    }
+
+    /// The resources whose target this agent staged, with the spec staged.
+    pub(super) fn staged(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ServeSpec>> {
+        self.staged.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stages on request ([`Target::stand_by`](crate::backend::Target::stand_by), a restarted
+    /// tgtd) and on every config change, while the node stands by. Runs beside the watch.
+    pub(super) async fn stager(self, mut config: ConfigFeed) {
+        // a fixed config (no daemon reloading it) has no sender
+        let mut reloads = true;
+        loop {
+            tokio::select! {
+                _ = self.stage_wanted.notified() => {}
+                changed = config.changed(), if reloads => if changed.is_err() {
+                    reloads = false;
+                    continue;
+                },
+            }
+            let cfg = config.borrow_and_update().clone();
+            self.stage_all(&cfg).await;
+        }
+    }
+
+    fn standing_by(&self) -> bool {
+        self.standby.load(Ordering::SeqCst) && !self.down.load(Ordering::SeqCst)
+    }
+
+    /// One pass: deletes staged targets a reload removed or changed, then stages each configured
+    /// resource's target that tgtd does not have, one at a time, while the node stands by.
+    async fn stage_all(&self, config: &Config) {
+        if !self.standing_by() {
+            return;
+        }
+        let wanted: BTreeMap<String, ServeSpec> = config
+            .resources
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), stage_spec(r)?)))
+            .collect();
+        let Ok(mut targets) = self.shows.get(&self.client).await else {
+            return;
+        };
+        let stale: Vec<(String, ServeSpec)> = self
+            .staged()
+            .iter()
+            .filter(|(n, s)| wanted.get(*n) != Some(s))
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        let deleting = !stale.is_empty();
+        for (name, old) in stale {
+            let _one = self.staging.lock().await;
+            let _changing = self.changes.begin();
+            self.staged().remove(&name);
+            if old.served_in(&targets) == Served::Staged {
+                match self
+                    .acting
+                    .stop_serving_in(&targets, old.tid, &old.name)
+                    .await
+                {
+                    Ok(_) => info!(resource = %name, "staged target of an old config deleted"),
+                    Err(e) => warn!(resource = %name, error = %e, "cannot delete a staged target"),
+                }
+            }
+        }
+        if deleting {
+            let Ok(now) = self.shows.get(&self.client).await else {
+                return;
+            };
+            targets = now;
+        }
+        for (name, want) in &wanted {
+            if !self.standing_by() {
+                return;
+            }
+            let _one = self.staging.lock().await;
+            if self.served().contains(name) || self.staged().get(name) == Some(want) {
+                continue;
+            }
+            let _changing = self.changes.begin();
+            let half = match want.served_in(&targets) {
+                // staged before (by an agent before a restart of this one)
+                Served::Staged => None,
+                Served::Missing => Some(false),
+                // ours, opening nothing, not as staged: a staging cut short, or the config's LUs
+                // changed while the agent was down; made again
+                Served::Different(_)
+                    if targets
+                        .iter()
+                        .find(|t| t.tid == want.tid)
+                        .is_some_and(opens_nothing) =>
+                {
+                    Some(true)
+                }
+                // served, offline, half-built or someone else's: the machine's business
+                _ => continue,
+            };
+            if let Some(again) = half {
+                if again {
+                    if let Err(e) = self
+                        .acting
+                        .stop_serving_in(&targets, want.tid, &want.name)
+                        .await
+                    {
+                        debug!(resource = %name, error = %e, "half-staged target not deleted");
+                        continue;
+                    }
+                }
+                if let Err(e) = self.acting.stage(want).await {
+                    debug!(resource = %name, error = %e, "not staged; a promote builds it");
+                    continue;
+                }
+                debug!(resource = %name, "target staged");
+            }
+            self.staged().insert(name.clone(), want.clone());
+        }
+    }
+}

@@ -150,6 +150,8 @@ pub struct Daemon<D, T, A> {
     failed: bool,
     /// What the target backend was last told of standing by ([`Target::stand_by`]).
     standby: Option<bool>,
+    /// What the target backend was last told of staging ([`Target::stage_ahead`]).
+    staging: Option<bool>,
     /// Why the last reload was refused (cleared by one that succeeds).
     reload_refused: Option<String>,
     /// The real daemon's watches and address handles, kept in step with a reload.
@@ -175,6 +177,7 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             held: None,
             failed: false,
             standby: None,
+            staging: None,
             reload_refused: None,
             follow: None,
             maintenance_file: None,
@@ -386,7 +389,10 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             ev => ev,
         };
         // A command (role source `command`) sets the authority as a role source's change does.
-        let recheck = matches!(event, Event::Authority(_) | Event::Command(_) | Event::Tick);
+        let recheck = matches!(
+            event,
+            Event::Authority(_) | Event::Command(_) | Event::Maintenance(_) | Event::Tick
+        );
         let mut handled = Handled::default();
         let mut next = Some(event);
         let mut rounds = 0;
@@ -446,9 +452,14 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             return;
         }
         let standby = secondary && s.converged();
+        let staging = standby && !s.maintenance;
         if self.standby != Some(standby) {
             self.standby = Some(standby);
             self.exec.target_stand_by(standby).await;
+        }
+        if self.staging != Some(staging) {
+            self.staging = Some(staging);
+            self.exec.target_stage_ahead(staging).await;
         }
     }
 

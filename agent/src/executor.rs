@@ -125,6 +125,12 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         self.target.stand_by(standby).await;
     }
 
+    /// Tells the target backend whether it may stage targets ahead of a promote
+    /// ([`Target::stage_ahead`]).
+    pub async fn target_stage_ahead(&self, on: bool) {
+        self.target.stage_ahead(on).await;
+    }
+
     /// Whether `address` (canonical spelling) is held on its interface now; `None` when it is
     /// not configured or cannot be read.
     pub async fn address_held(&self, address: &str) -> Option<bool> {

@@ -628,8 +628,10 @@ impl<'a> Bench<'a> {
             self.samples.push(s);
         }
         self.checkpoint("agent-power-loss")?;
+        // Stopped as `systemctl stop` does: tgtd keeps what the agents serve, and a standby's
+        // staged targets are deleted (the classic tools create their own at the same tids).
         for node in lab.nodes() {
-            al::stop_agent(node, "KILL")?;
+            al::stop_agent(node, "TERM")?;
         }
         for n in 1..=o.switchovers {
             let s = self.classic_switchover(n)?;

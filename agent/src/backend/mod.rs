@@ -190,9 +190,17 @@ pub trait Target: Send + Sync {
     }
     /// Whether this node stands by: its authority is secondary and it has converged there, so
     /// none of its targets is to be served (a restarted tgtd is not held offline for any, and
-    /// a hold running ends). Told by the daemon when it changes. Default: nothing to do.
+    /// a hold running ends). Told by the daemon when it changes.
+    /// Default: nothing to do.
     fn stand_by(&self, standby: bool) -> impl Future<Output = ()> + Send {
         let _ = standby;
+        async {}
+    }
+    /// Whether targets may be staged ahead of a promote: the node stands by and is not in
+    /// maintenance (which changes nothing). Off leaves what is staged as it is. Told by the
+    /// daemon when it changes. Default: nothing to do.
+    fn stage_ahead(&self, on: bool) -> impl Future<Output = ()> + Send {
+        let _ = on;
         async {}
     }
 }
@@ -356,6 +364,9 @@ impl<T: Target> Target for std::sync::Arc<T> {
     }
     fn stand_by(&self, standby: bool) -> impl Future<Output = ()> + Send {
         (**self).stand_by(standby)
+    }
+    fn stage_ahead(&self, on: bool) -> impl Future<Output = ()> + Send {
+        (**self).stage_ahead(on)
     }
 }
 

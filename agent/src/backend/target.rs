@@ -8,7 +8,8 @@
 //! look), tgtd's system state is held `offline` (it then closes every new connection at accept)
 //! until each of them is served again, as tgt's own start-up does, so no initiator is told
 //! "target not found" meanwhile; the serve of the last one sets it `ready` before it returns.
-//! A node that stands by ([`Target::stand_by`]) holds no restarted tgtd offline. Changes made
+//! A node that stands by ([`Target::stand_by`]) holds no restarted tgtd offline, and keeps each
+//! target staged for the next promote (module `stage`: no device opened, no ACL). Changes made
 //! behind the agent's back (`tgt-admin --update ALL`, tgt's stop, a hand) are found by one
 //! `show` every `timeouts.tgt_check_ms` (1 s by default; 0: not at all).
 //!
@@ -93,6 +94,8 @@ pub struct TgtTarget {
     staging: Arc<tokio::sync::Mutex<()>>,
     /// Asks the stager for a pass (the node started standing by, a new tgtd answered).
     stage_wanted: Arc<tokio::sync::Notify>,
+    /// Staging allowed ([`Target::stage_ahead`]).
+    stage_on: Arc<AtomicBool>,
 }
 
 /// tgtd's system state held offline after a restart until every target of `want` is served
@@ -207,6 +210,7 @@ impl TgtTarget {
             staged: Arc::default(),
             staging: Arc::default(),
             stage_wanted: Arc::default(),
+            stage_on: Arc::default(),
         }
     }
 
@@ -433,11 +437,9 @@ impl TgtTarget {
                     .collect();
                 *hold = self.hold_offline(serving).await;
                 drop(hold);
-                // a new tgtd has none of the staged targets
+                // a new tgtd has none of the staged targets (a pass stages them if allowed)
                 self.staged().clear();
-                if standby {
-                    self.stage_wanted.notify_one();
-                }
+                self.stage_wanted.notify_one();
                 self.take_in(socket);
                 last.clear();
                 primed = true;
@@ -717,7 +719,7 @@ impl Target for TgtTarget {
                 crate::chap::accounts(c).map_err(|e| BackendError::Failed(e.to_string()))?;
         }
         // serving: staging stops (the daemon says so once the transition ends)
-        self.standby.store(false, Ordering::SeqCst);
+        self.stage_on.store(false, Ordering::SeqCst);
         let changing = self.changes.begin();
         let one = self.staging.lock().await;
         let staged = self.staged().remove(&res.name);
@@ -757,7 +759,6 @@ impl Target for TgtTarget {
             return;
         }
         self.served().clear();
-        self.stage_wanted.notify_one();
         let mut hold = self.hold.lock().await;
         if let Some(h) = hold.take() {
             // Not retried through a dead tgtd: the daemon waits for this (a new one starts ready).
@@ -766,6 +767,13 @@ impl Target for TgtTarget {
                     "this node stands by: tgtd's system state ready, none of its targets awaited"),
                 Err(e) => warn!(error = %e, "cannot set tgtd's system state ready"),
             }
+        }
+    }
+
+    async fn stage_ahead(&self, on: bool) {
+        self.stage_on.store(on, Ordering::SeqCst);
+        if on {
+            self.stage_wanted.notify_one();
         }
     }
 

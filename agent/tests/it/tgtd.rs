@@ -490,7 +490,7 @@ async fn a_standby_stages_its_target_and_a_promote_completes_it() {
     .await;
 
     tgtd.kill();
-    let _tgtd2 = Tgtd::start(dir.path(), CONTROL_PORT, port);
+    let tgtd2 = Tgtd::start(dir.path(), CONTROL_PORT, port);
     tgtd_says(
         &cfg,
         "staged on the restarted tgtd",
@@ -498,4 +498,30 @@ async fn a_standby_stages_its_target_and_a_promote_completes_it() {
     )
     .await;
     assert_eq!(target.staged_resources(), vec!["r0".to_string()]);
+
+    // in maintenance nothing is staged, not even on a restarted tgtd
+    let h = d
+        .request(agent::control::Request::Maintenance { on: true })
+        .await;
+    assert!(h.ok, "{}", h.message);
+    drop(tgtd2);
+    let _tgtd3 = Tgtd::start(dir.path(), CONTROL_PORT, port);
+    wait_tgtd(&cfg.sockets.tgtd).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tgtd_says(&cfg, "not staged in maintenance", tgt_ipc::Served::Missing).await;
+    let h = d
+        .request(agent::control::Request::Maintenance { on: false })
+        .await;
+    assert!(h.ok, "{}", h.message);
+    tgtd_says(
+        &cfg,
+        "staged once maintenance is off",
+        tgt_ipc::Served::Staged,
+    )
+    .await;
+
+    // a clean stop deletes it
+    target.unstage().await;
+    tgtd_says(&cfg, "unstaged at the stop", tgt_ipc::Served::Missing).await;
+    assert!(target.staged_resources().is_empty());
 }

@@ -7,7 +7,8 @@
 //! Safety: a staged target opens nothing (the device of a DRBD Secondary is not touched) and has
 //! no ACL entry, so nobody can log in or discover it; status reports it absent. Only the
 //! promote's serve, after DRBD Primary, attaches the device. Staging runs only while the node
-//! stands by and never for a target this agent serves; a serve and a staging never overlap (one
+//! stands by out of maintenance ([`Target::stage_ahead`](crate::backend::Target::stage_ahead))
+//! and never for a target this agent serves; a serve and a staging never overlap (one
 //! lock). What cannot be staged is left alone: the serve then builds the target as before.
 
 use std::collections::BTreeMap;
@@ -49,13 +50,39 @@ impl TgtTarget {
         self.staged().keys().cloned().collect()
     }
 
+    /// Deletes every target this agent staged and stages no more (a clean stop: tgtd is left
+    /// with the targets the agent serves and nothing else). Bounded by the per-request timeout
+    /// of each request; a failure is logged.
+    pub async fn unstage(&self) {
+        self.stage_on.store(false, Ordering::SeqCst);
+        let _one = self.staging.lock().await;
+        let staged = std::mem::take(&mut *self.staged());
+        if staged.is_empty() {
+            return;
+        }
+        let _changing = self.changes.begin();
+        let targets = match self.client.show_targets().await {
+            Ok(t) => t,
+            Err(e) => return warn!(error = %e, "staged targets left in tgtd"),
+        };
+        for (name, s) in staged {
+            if s.served_in(&targets) != Served::Staged {
+                continue;
+            }
+            match self.acting.stop_serving_in(&targets, s.tid, &s.name).await {
+                Ok(_) => info!(resource = %name, "staged target deleted"),
+                Err(e) => warn!(resource = %name, error = %e, "staged target left in tgtd"),
+            }
+        }
+    }
+
     /// The resources whose target this agent staged, with the spec staged.
     pub(super) fn staged(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ServeSpec>> {
         self.staged.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stages on request ([`Target::stand_by`](crate::backend::Target::stand_by), a restarted
-    /// tgtd) and on every config change, while the node stands by. Runs beside the watch.
+    /// Stages on request (staging allowed, a restarted tgtd) and on every config change, while
+    /// staging is allowed. Runs beside the watch.
     pub(super) async fn stager(self, mut config: ConfigFeed) {
         // a fixed config (no daemon reloading it) has no sender
         let mut reloads = true;
@@ -73,7 +100,7 @@ impl TgtTarget {
     }
 
     fn standing_by(&self) -> bool {
-        self.standby.load(Ordering::SeqCst) && !self.down.load(Ordering::SeqCst)
+        self.stage_on.load(Ordering::SeqCst) && !self.down.load(Ordering::SeqCst)
     }
 
     /// One pass: deletes staged targets a reload removed or changed, then stages each configured

@@ -224,6 +224,10 @@ impl ServeSpec {
             if h.scsi_sn != l.identity.scsi_sn {
                 d.push(format!("LUN {} scsi_sn is {:?}", l.lun, h.scsi_sn));
             }
+            // a failed attach may leave it read-only (`bs_rdwr_open` on EACCES / EROFS)
+            if staged && h.readonly {
+                d.push(format!("LUN {} is read-only", l.lun));
+            }
         }
         let have: BTreeSet<&str> = t.acls.iter().map(String::as_str).collect();
         let want: BTreeSet<&str> = self

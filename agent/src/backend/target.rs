@@ -94,6 +94,8 @@ pub struct TgtTarget {
     staging: Arc<tokio::sync::Mutex<()>>,
     /// Asks the stager for a pass (the node started standing by, a new tgtd answered).
     stage_wanted: Arc<tokio::sync::Notify>,
+    /// Bumped when a new tgtd answers: a pass begun before leaves `staged` alone.
+    staged_gen: Arc<AtomicU64>,
     /// Staging allowed ([`Target::stage_ahead`]).
     stage_on: Arc<AtomicBool>,
 }
@@ -210,6 +212,7 @@ impl TgtTarget {
             staged: Arc::default(),
             staging: Arc::default(),
             stage_wanted: Arc::default(),
+            staged_gen: Arc::default(),
             stage_on: Arc::default(),
         }
     }
@@ -438,7 +441,12 @@ impl TgtTarget {
                 *hold = self.hold_offline(serving).await;
                 drop(hold);
                 // a new tgtd has none of the staged targets (a pass stages them if allowed)
-                self.staged().clear();
+                // (both under the map's lock: a pass inserts only for the generation it began in)
+                {
+                    let mut staged = self.staged();
+                    self.staged_gen.fetch_add(1, Ordering::SeqCst);
+                    staged.clear();
+                }
                 self.stage_wanted.notify_one();
                 self.take_in(socket);
                 last.clear();
@@ -718,26 +726,18 @@ impl Target for TgtTarget {
             spec.accounts =
                 crate::chap::accounts(c).map_err(|e| BackendError::Failed(e.to_string()))?;
         }
-        // serving: staging stops (the daemon says so once the transition ends)
+        // Serving: staging stops (the daemon says so once the transition ends). Past the
+        // barrier no staging step runs (each checks under the lock); serves run concurrently.
         self.stage_on.store(false, Ordering::SeqCst);
+        drop(self.staging.lock().await);
         let changing = self.changes.begin();
-        let one = self.staging.lock().await;
-        let staged = self.staged().remove(&res.name);
-        let completed = match staged {
-            Some(s) if stage::stages(&s, &spec) => match self.acting.serve_staged(&spec).await {
-                Ok(()) => true,
-                Err(e) => {
-                    warn!(resource = %res.name, error = %e,
-                        "staged target not completed; building it afresh");
-                    false
-                }
-            },
-            _ => false,
-        };
-        if !completed {
+        let staged = self
+            .staged()
+            .remove(&res.name)
+            .is_some_and(|s| stage::stages(&s, &spec));
+        if !(staged && self.complete_staged(res, &spec).await) {
             self.build(res, &spec).await?;
         }
-        drop(one);
         drop(changing);
         // The last target a restart's hold waits for sets tgtd ready now: served means open to
         // its initiators when this returns, not a poll later.
@@ -774,6 +774,9 @@ impl Target for TgtTarget {
         self.stage_on.store(on, Ordering::SeqCst);
         if on {
             self.stage_wanted.notify_one();
+        } else {
+            // a staging step under way ends before this returns (maintenance changes nothing)
+            drop(self.staging.lock().await);
         }
     }
 

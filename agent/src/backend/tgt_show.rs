@@ -8,7 +8,8 @@
 //!
 //! Staleness: a show is as old as the time its result is used, as any read is (tgtd has no
 //! conditional change, docs/tgtd-ipc.md §7.7). Between the show and the change, this agent
-//! changes only other resources' tids (one resource's stages run one after another), so the
+//! changes only other resources' tids (one resource's stages run one after another; a
+//! standby's staging stops before a serve begins, `target/stage.rs`), so the
 //! ownership at a resource's tid can change in between only from outside, which a show per
 //! resource would not catch either.
 

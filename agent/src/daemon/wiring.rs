@@ -100,12 +100,18 @@ pub async fn real(cfg: Arc<Config>, socket: PathBuf) -> anyhow::Result<()> {
     let metrics = crate::metrics::start(follow.feed(), drbd.clone()).await?;
     let staged = target.clone();
     let exec = Executor::new(cfg.clone(), drbd, target, address);
-    let kept = Some(super::maintenance::path_in(&cfg.state_dir));
-    let places = Places { socket, kept };
+    let maintenance = super::maintenance::path_in(&cfg.state_dir);
+    let places = Places {
+        socket,
+        kept: Some(maintenance.clone()),
+    };
     let ended = serve(cfg, places, exec, ev_tx, ev_rx, metrics, follow).await;
     // A stopped agent leaves tgtd as it serves, without targets staged for a promote it will
-    // not make (tgt's own tools or another manager may want their tids).
-    staged.unstage().await;
+    // not make (tgt's own tools or another manager may want their tids); in maintenance it
+    // changes nothing, this included.
+    if !maintenance.exists() {
+        staged.unstage().await;
+    }
     ended
 }
 

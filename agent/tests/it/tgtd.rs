@@ -56,6 +56,8 @@ struct Bed {
     cfg: Arc<Config>,
     target: TgtTarget,
     rx: tokio::sync::mpsc::UnboundedReceiver<agent::fsm::Event>,
+    /// The watch's config feed (a reload sends the new config).
+    feed: tokio::sync::watch::Sender<Arc<Config>>,
 }
 
 async fn bed(prefix: &str) -> Bed {
@@ -74,9 +76,10 @@ async fn bed_tuned(prefix: &str, tune: impl FnOnce(&mut Config)) -> Bed {
     let target = TgtTarget::new(&cfg.sockets.tgtd, Duration::from_secs(5));
     wait_tgtd(&cfg.sockets.tgtd).await;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (feed, watched) = tokio::sync::watch::channel(cfg.clone());
     {
-        let (t, c) = (target.clone(), cfg.clone());
-        tokio::spawn(async move { t.watch(agent::backend::fixed(&c), tx).await });
+        let t = target.clone();
+        tokio::spawn(async move { t.watch(watched, tx).await });
     }
     Bed {
         dir,
@@ -85,6 +88,7 @@ async fn bed_tuned(prefix: &str, tune: impl FnOnce(&mut Config)) -> Bed {
         cfg,
         target,
         rx,
+        feed,
     }
 }
 
@@ -437,6 +441,17 @@ async fn tgtd_says(cfg: &Config, what: &str, want: tgt_ipc::Served) {
     }
 }
 
+/// `req` answered ok by `d`.
+async fn asked<D, T, A>(d: &mut agent::daemon::Daemon<D, T, A>, req: agent::control::Request)
+where
+    D: agent::backend::Drbd,
+    T: agent::backend::Target,
+    A: agent::backend::Address,
+{
+    let h = d.request(req).await;
+    assert!(h.ok, "{req:?}: {}", h.message);
+}
+
 /// A node that stands by stages its target (LU without a device, no ACL: nobody logs in,
 /// status says absent); the promote completes it; a demote removes it and stages it again, and
 /// a restarted tgtd gets it staged too.
@@ -452,8 +467,7 @@ async fn a_standby_stages_its_target_and_a_promote_completes_it() {
     let exec = agent::executor::Executor::new(cfg.clone(), mem.clone(), target.clone(), mem);
     let mut d = agent::daemon::Daemon::new(exec);
     d.observe().await;
-    let h = d.request(agent::control::Request::Demote).await;
-    assert!(h.ok, "{}", h.message);
+    asked(&mut d, agent::control::Request::Demote).await;
     tgtd_says(&cfg, "staged on standing by", tgt_ipc::Served::Staged).await;
     assert_eq!(target.staged_resources(), vec!["r0".to_string()]);
     assert_eq!(
@@ -467,8 +481,7 @@ async fn a_standby_stages_its_target_and_a_promote_completes_it() {
         .expect("iscsi-inq");
     assert!(!refused.status.success(), "logged in to a staged target");
 
-    let h = d.request(agent::control::Request::Promote).await;
-    assert!(h.ok, "{}", h.message);
+    asked(&mut d, agent::control::Request::Promote).await;
     assert_eq!(
         target.status(r0).await.expect("status").state,
         TargetState::Serving
@@ -480,8 +493,7 @@ async fn a_standby_stages_its_target_and_a_promote_completes_it() {
         "{inq}"
     );
 
-    let h = d.request(agent::control::Request::Demote).await;
-    assert!(h.ok, "{}", h.message);
+    asked(&mut d, agent::control::Request::Demote).await;
     tgtd_says(
         &cfg,
         "staged again after the demote",
@@ -500,19 +512,13 @@ async fn a_standby_stages_its_target_and_a_promote_completes_it() {
     assert_eq!(target.staged_resources(), vec!["r0".to_string()]);
 
     // in maintenance nothing is staged, not even on a restarted tgtd
-    let h = d
-        .request(agent::control::Request::Maintenance { on: true })
-        .await;
-    assert!(h.ok, "{}", h.message);
+    asked(&mut d, agent::control::Request::Maintenance { on: true }).await;
     drop(tgtd2);
     let _tgtd3 = Tgtd::start(dir.path(), CONTROL_PORT, port);
     wait_tgtd(&cfg.sockets.tgtd).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     tgtd_says(&cfg, "not staged in maintenance", tgt_ipc::Served::Missing).await;
-    let h = d
-        .request(agent::control::Request::Maintenance { on: false })
-        .await;
-    assert!(h.ok, "{}", h.message);
+    asked(&mut d, agent::control::Request::Maintenance { on: false }).await;
     tgtd_says(
         &cfg,
         "staged once maintenance is off",
@@ -523,5 +529,42 @@ async fn a_standby_stages_its_target_and_a_promote_completes_it() {
     // a clean stop deletes it
     target.unstage().await;
     tgtd_says(&cfg, "unstaged at the stop", tgt_ipc::Served::Missing).await;
+    assert!(target.staged_resources().is_empty());
+}
+
+/// A reload that changes a staged resource's LU (its serial) replaces the staged target with
+/// one of the new spec; one that removes the resource deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_restages_a_changed_target_and_deletes_a_removed_one() {
+    if !prereqs() {
+        return;
+    }
+    let b = bed("agent-tgtd-restage").await;
+    let (cfg, target, feed_tx) = (b.cfg, b.target, b.feed);
+    target.stand_by(true).await;
+    target.stage_ahead(true).await;
+    tgtd_says(&cfg, "staged", tgt_ipc::Served::Staged).await;
+
+    let mut changed = (*cfg).clone();
+    changed.resources[0].luns[0].scsi_sn = "CHANGED1".into();
+    let changed = Arc::new(changed);
+    feed_tx.send(changed.clone()).expect("feed");
+    tgtd_says(
+        &changed,
+        "staged with the new serial",
+        tgt_ipc::Served::Staged,
+    )
+    .await;
+
+    let mut removed = (*changed).clone();
+    removed.resources.clear();
+    removed.addresses.clear();
+    feed_tx.send(Arc::new(removed)).expect("feed");
+    tgtd_says(
+        &changed,
+        "deleted with its resource",
+        tgt_ipc::Served::Missing,
+    )
+    .await;
     assert!(target.staged_resources().is_empty());
 }

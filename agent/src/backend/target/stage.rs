@@ -76,6 +76,41 @@ impl TgtTarget {
         }
     }
 
+    /// Completes the target staged for `res` ([`TgtClient::serve_staged`](tgt_ipc::TgtClient::serve_staged))
+    /// once a show (shared by the transition's serves) says it is still there, ours and as
+    /// staged. False when it is not, or the completion failed: then a target of ours that opens
+    /// nothing is deleted (a failed attach may have left the LU changed), and the caller builds
+    /// the target the ordinary way.
+    pub(super) async fn complete_staged(&self, res: &Resource, spec: &ServeSpec) -> bool {
+        let Ok(targets) = self.shows.get(&self.acting).await else {
+            return false;
+        };
+        if spec.served_in(&targets) != Served::Staged {
+            debug!(resource = %res.name, "staged target gone or changed; building the target");
+            return false;
+        }
+        let Err(e) = self.acting.serve_staged(spec).await else {
+            return true;
+        };
+        warn!(resource = %res.name, error = %e,
+            "staged target not completed; building the target afresh");
+        if let Ok(now) = self.acting.show_targets().await {
+            let ours = now
+                .iter()
+                .find(|t| t.tid == spec.tid && t.name == spec.name);
+            if ours.is_some_and(opens_nothing) {
+                if let Err(e) = self
+                    .acting
+                    .stop_serving_in(&now, spec.tid, &spec.name)
+                    .await
+                {
+                    warn!(resource = %res.name, error = %e, "cannot delete the staged target");
+                }
+            }
+        }
+        false
+    }
+
     /// The resources whose target this agent staged, with the spec staged.
     pub(super) fn staged(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ServeSpec>> {
         self.staged.lock().unwrap_or_else(|e| e.into_inner())
@@ -109,6 +144,10 @@ impl TgtTarget {
         if !self.standing_by() {
             return;
         }
+        let gen = self.staged_gen.load(Ordering::SeqCst);
+        // under the lock: staging allowed, and no new tgtd since the pass began (its own pass
+        // is due)
+        let current = || self.standing_by() && self.staged_gen.load(Ordering::SeqCst) == gen;
         let wanted: BTreeMap<String, ServeSpec> = config
             .resources
             .iter()
@@ -126,6 +165,13 @@ impl TgtTarget {
         let deleting = !stale.is_empty();
         for (name, old) in stale {
             let _one = self.staging.lock().await;
+            // a serve may have taken it meanwhile (it stops staging first)
+            if !current() {
+                return;
+            }
+            if self.staged().get(&name) != Some(&old) {
+                continue;
+            }
             let _changing = self.changes.begin();
             self.staged().remove(&name);
             if old.served_in(&targets) == Served::Staged {
@@ -146,10 +192,10 @@ impl TgtTarget {
             targets = now;
         }
         for (name, want) in &wanted {
-            if !self.standing_by() {
+            let _one = self.staging.lock().await;
+            if !current() {
                 return;
             }
-            let _one = self.staging.lock().await;
             if self.served().contains(name) || self.staged().get(name) == Some(want) {
                 continue;
             }
@@ -188,7 +234,11 @@ impl TgtTarget {
                 }
                 debug!(resource = %name, "target staged");
             }
-            self.staged().insert(name.clone(), want.clone());
+            let mut staged = self.staged();
+            if self.staged_gen.load(Ordering::SeqCst) != gen {
+                return;
+            }
+            staged.insert(name.clone(), want.clone());
         }
     }
 }

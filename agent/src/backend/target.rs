@@ -96,6 +96,9 @@ pub struct TgtTarget {
     stage_wanted: Arc<tokio::sync::Notify>,
     /// Bumped when a new tgtd answers: a pass begun before leaves `staged` alone.
     staged_gen: Arc<AtomicU64>,
+    /// Staged targets a promote's check-resource found in tgtd as staged (its serve trusts
+    /// that show instead of reading another).
+    checked: Arc<std::sync::Mutex<BTreeSet<String>>>,
     /// Staging allowed ([`Target::stage_ahead`]).
     stage_on: Arc<AtomicBool>,
 }
@@ -213,6 +216,7 @@ impl TgtTarget {
             staging: Arc::default(),
             stage_wanted: Arc::default(),
             staged_gen: Arc::default(),
+            checked: Arc::default(),
             stage_on: Arc::default(),
         }
     }
@@ -693,8 +697,15 @@ impl Target for TgtTarget {
 
     async fn check_owner(&self, res: &Resource) -> Result<(), BackendError> {
         let spec = spec(res)?;
+        // only this check's show may vouch for the staged target
+        self.checked().remove(&res.name);
         match self.shows.get(&self.client).await {
             Ok(targets) => match spec.served_in(&targets) {
+                // the promote's serve completes it without another show
+                Served::Staged => {
+                    self.staged_checked(res, &spec);
+                    Ok(())
+                }
                 Served::Foreign { tid, name } => Err(BackendError::Refused(
                     TgtError::TargetForeign {
                         tid,
@@ -731,11 +742,12 @@ impl Target for TgtTarget {
         self.stage_on.store(false, Ordering::SeqCst);
         drop(self.staging.lock().await);
         let changing = self.changes.begin();
+        let checked = self.checked().remove(&res.name);
         let staged = self
             .staged()
             .remove(&res.name)
             .is_some_and(|s| stage::stages(&s, &spec));
-        if !(staged && self.complete_staged(res, &spec).await) {
+        if !(staged && self.complete_staged(res, &spec, checked).await) {
             self.build(res, &spec).await?;
         }
         drop(changing);

@@ -81,13 +81,24 @@ impl TgtTarget {
     /// staged. False when it is not, or the completion failed: then a target of ours that opens
     /// nothing is deleted (a failed attach may have left the LU changed), and the caller builds
     /// the target the ordinary way.
-    pub(super) async fn complete_staged(&self, res: &Resource, spec: &ServeSpec) -> bool {
-        let Ok(targets) = self.shows.get(&self.acting).await else {
-            return false;
-        };
-        if spec.served_in(&targets) != Served::Staged {
-            debug!(resource = %res.name, "staged target gone or changed; building the target");
-            return false;
+    ///
+    /// `checked`: the promote's check-resource found it so
+    /// ([`TgtTarget::staged_checked`]): that show, read a stage earlier in the same transition,
+    /// is as fresh as the ownership check of a target built the ordinary way.
+    pub(super) async fn complete_staged(
+        &self,
+        res: &Resource,
+        spec: &ServeSpec,
+        checked: bool,
+    ) -> bool {
+        if !checked {
+            let Ok(targets) = self.shows.get(&self.acting).await else {
+                return false;
+            };
+            if spec.served_in(&targets) != Served::Staged {
+                debug!(resource = %res.name, "staged target gone or changed; building the target");
+                return false;
+            }
         }
         let Err(e) = self.acting.serve_staged(spec).await else {
             return true;
@@ -109,6 +120,21 @@ impl TgtTarget {
             }
         }
         false
+    }
+
+    /// Notes that check-resource's show found `res`'s target staged as this agent staged it.
+    pub(super) fn staged_checked(&self, res: &Resource, spec: &ServeSpec) {
+        if self
+            .staged()
+            .get(&res.name)
+            .is_some_and(|s| stages(s, spec))
+        {
+            self.checked().insert(res.name.clone());
+        }
+    }
+
+    pub(super) fn checked(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.checked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The resources whose target this agent staged, with the spec staged.

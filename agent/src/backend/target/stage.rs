@@ -77,8 +77,8 @@ impl TgtTarget {
     }
 
     /// Completes the target staged for `res` ([`TgtClient::serve_staged`](tgt_ipc::TgtClient::serve_staged))
-    /// once a show (shared by the transition's serves) says it is still there, ours and as
-    /// staged. False when it is not, or the completion failed: then a target of ours that opens
+    /// once a show says it is still there, ours and as staged (check-resource's, or one shared
+    /// by the transition's serves). False when it is not, or the completion failed: then a target of ours that opens
     /// nothing is deleted (a failed attach may have left the LU changed), and the caller builds
     /// the target the ordinary way.
     ///

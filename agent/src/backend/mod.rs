@@ -190,8 +190,7 @@ pub trait Target: Send + Sync {
     }
     /// Whether this node stands by: its authority is secondary and it has converged there, so
     /// none of its targets is to be served (a restarted tgtd is not held offline for any, and
-    /// a hold running ends). Told by the daemon when it changes.
-    /// Default: nothing to do.
+    /// a hold running ends). Told by the daemon when it changes. Default: nothing to do.
     fn stand_by(&self, standby: bool) -> impl Future<Output = ()> + Send {
         let _ = standby;
         async {}

@@ -28,13 +28,13 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info, warn};
 
 use super::tgt_show::SharedShow;
-
-mod stage;
 use super::{ConfigFeed, Target};
 use crate::config::{Config, Resource};
 use crate::dirwatch::{DirWatch, WatchMask};
 use crate::error::BackendError;
 use crate::fsm::{Event, TargetState, TargetView};
+
+mod stage;
 
 /// While tgtd's system state is held offline after a restart: how often the watch looks whether
 /// every target is served again.
@@ -656,14 +656,13 @@ fn socket_identity(path: &Path) -> Option<SocketId> {
 
 /// The view of one target in a parsed `show`: foreign targets' sessions are not counted.
 fn view_of(spec: &ServeSpec, targets: &[tgt_ipc::Target], served: &Served) -> TargetView {
-    let ours = targets.iter().find(|t| t.tid == spec.tid);
     let state = match served {
         Served::Serving => TargetState::Serving,
         Served::Offline => TargetState::Offline,
         // staged: nothing opened, nobody let in (module `stage`)
         Served::Missing | Served::Staged => TargetState::Absent,
         // being staged: as unreachable and as closed as staged
-        Served::Different(_) if ours.is_some_and(stage::opens_nothing) => TargetState::Absent,
+        Served::Different(_) if stage::opens_nothing(spec, targets) => TargetState::Absent,
         Served::Foreign { .. } => TargetState::Foreign,
         _ => TargetState::Partial,
     };

@@ -30,12 +30,17 @@ pub(super) fn stage_spec(res: &Resource) -> Option<ServeSpec> {
     Some(s)
 }
 
-/// Whether `t` has no ACL entry, no account and no LU with a backing store: nobody can log in
-/// and nothing is open (a target staged, or being staged).
-pub(super) fn opens_nothing(t: &tgt_ipc::Target) -> bool {
-    t.acls.is_empty()
-        && t.accounts.is_empty()
-        && t.luns.iter().all(|l| l.backing_store_path.is_none())
+/// Whether `targets` hold `spec`'s IQN at its tid with no ACL entry, no account and no LU with
+/// a backing store: nobody can log in and nothing is open (a target staged, or being staged).
+pub(super) fn opens_nothing(spec: &ServeSpec, targets: &[tgt_ipc::Target]) -> bool {
+    targets
+        .iter()
+        .find(|t| t.tid == spec.tid && t.name == spec.name)
+        .is_some_and(|t| {
+            t.acls.is_empty()
+                && t.accounts.is_empty()
+                && t.luns.iter().all(|l| l.backing_store_path.is_none())
+        })
 }
 
 /// Whether the target staged as `staged` is the one `serve` serves (same tid, IQN and LUs).
@@ -66,13 +71,18 @@ impl TgtTarget {
             Err(e) => return warn!(error = %e, "staged targets left in tgtd"),
         };
         for (name, s) in staged {
-            if s.served_in(&targets) != Served::Staged {
-                continue;
-            }
-            match self.acting.stop_serving_in(&targets, s.tid, &s.name).await {
-                Ok(_) => info!(resource = %name, "staged target deleted"),
-                Err(e) => warn!(resource = %name, error = %e, "staged target left in tgtd"),
-            }
+            self.delete_if_staged(&targets, &name, &s).await;
+        }
+    }
+
+    /// Deletes `name`'s target when `targets` show it staged as `s` (never one served since).
+    async fn delete_if_staged(&self, targets: &[tgt_ipc::Target], name: &str, s: &ServeSpec) {
+        if s.served_in(targets) != Served::Staged {
+            return;
+        }
+        match self.acting.stop_serving_in(targets, s.tid, &s.name).await {
+            Ok(_) => info!(resource = %name, "staged target deleted"),
+            Err(e) => warn!(resource = %name, error = %e, "staged target left in tgtd"),
         }
     }
 
@@ -106,10 +116,7 @@ impl TgtTarget {
         warn!(resource = %res.name, error = %e,
             "staged target not completed; building the target afresh");
         if let Ok(now) = self.acting.show_targets().await {
-            let ours = now
-                .iter()
-                .find(|t| t.tid == spec.tid && t.name == spec.name);
-            if ours.is_some_and(opens_nothing) {
+            if opens_nothing(spec, &now) {
                 if let Err(e) = self
                     .acting
                     .stop_serving_in(&now, spec.tid, &spec.name)
@@ -200,16 +207,7 @@ impl TgtTarget {
             }
             let _changing = self.changes.begin();
             self.staged().remove(&name);
-            if old.served_in(&targets) == Served::Staged {
-                match self
-                    .acting
-                    .stop_serving_in(&targets, old.tid, &old.name)
-                    .await
-                {
-                    Ok(_) => info!(resource = %name, "staged target of an old config deleted"),
-                    Err(e) => warn!(resource = %name, error = %e, "cannot delete a staged target"),
-                }
-            }
+            self.delete_if_staged(&targets, &name, &old).await;
         }
         if deleting {
             let Ok(now) = self.shows.get(&self.client).await else {
@@ -232,14 +230,7 @@ impl TgtTarget {
                 Served::Missing => Some(false),
                 // ours, opening nothing, not as staged: a staging cut short, or the config's LUs
                 // changed while the agent was down; made again
-                Served::Different(_)
-                    if targets
-                        .iter()
-                        .find(|t| t.tid == want.tid)
-                        .is_some_and(opens_nothing) =>
-                {
-                    Some(true)
-                }
+                Served::Different(_) if opens_nothing(want, &targets) => Some(true),
                 // served, offline, half-built or someone else's: the machine's business
                 _ => continue,
             };

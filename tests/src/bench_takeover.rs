@@ -304,6 +304,14 @@ pub struct Scale {
     pub tgtd_cpu_ms: Vec<f64>,
     /// Per switchover, the window itself (signal -> promote logged, guest clock), ms.
     pub cpu_window_ms: Vec<f64>,
+    /// The classic tools on the same resources after the agents stopped, per switchover: the
+    /// promote script's start -> its last step done (`drbdsetup-84 primary` of each minor, each
+    /// target made, the address added and announced), ms.
+    pub classic_promote_ms: Vec<f64>,
+    /// Median / p95 of `classic_promote_ms`.
+    pub classic_promote: Stat,
+    /// The classic promote's steps (each over every resource): median / p95, ms.
+    pub classic_stages: std::collections::BTreeMap<String, Stat>,
 }
 
 /// Median and p95 (nearest rank) of `n` values, ms.
@@ -658,8 +666,8 @@ impl<'a> Bench<'a> {
             say(
                 self.t0,
                 &format!(
-                    "{k} resources ({tgtd}): promote median {:.0} ms, p95 {:.0} ms; signal -> promote logged {:?} ms, agent CPU {:?} ms, tgtd CPU {:?} ms, guest CPU busy {:?} ms",
-                    s.promote.median_ms, s.promote.p95_ms, s.cpu_window_ms, s.agent_cpu_ms, s.tgtd_cpu_ms, s.guest_busy_ms
+                    "{k} resources ({tgtd}): promote median {:.0} ms, p95 {:.0} ms; signal -> serving median {:.0} ms (classic promote {:.0} ms); signal -> promote logged {:?} ms, agent CPU {:?} ms, tgtd CPU {:?} ms, guest CPU busy {:?} ms",
+                    s.promote.median_ms, s.promote.p95_ms, s.signal_to_serving.median_ms, s.classic_promote.median_ms, s.cpu_window_ms, s.agent_cpu_ms, s.tgtd_cpu_ms, s.guest_busy_ms
                 ),
             );
             self.scaling.push(s);
@@ -821,8 +829,8 @@ impl<'a> Bench<'a> {
         let (p, s) = self.nodes()?;
         let (cp, cs) = (guest_clock(p)?, guest_clock(s)?);
         let w0 = unix_ms();
-        let dem = timed_script(p, &classic_demote(&self.r))?;
-        let pro = timed_script(s, &classic_promote(&self.r, false))?;
+        let dem = timed_script(p, &classic_demote(std::slice::from_ref(&self.r)))?;
+        let pro = timed_script(s, &classic_promote(std::slice::from_ref(&self.r), false))?;
         let start = dem.start - cp.offset;
         let mut ev = Events::new(start);
         ev.push("old: signal", start);
@@ -875,7 +883,7 @@ impl<'a> Bench<'a> {
                 (sig, a, e, st)
             }
             Tool::Classic => {
-                let pro = timed_script(s, &classic_promote(&self.r, true))?;
+                let pro = timed_script(s, &classic_promote(std::slice::from_ref(&self.r), true))?;
                 (pro.start, pro.start, pro.end(), pro.stages)
             }
         };
@@ -1212,17 +1220,24 @@ fn parse_timed(out: &str) -> Result<Timed> {
     })
 }
 
-/// The classic demote, in the agent's order: target offline and every connection closed while
-/// the address is up, address removed, target deleted (retried while commands drain), DRBD
-/// Secondary.
-fn classic_demote(r: &Resource) -> Vec<(&'static str, String)> {
+/// The classic demote of `rs` (resource `i` served at tid `i + 1`, as the agents' lab config
+/// has it): each target offline and its connections closed, the address deleted, each target
+/// deleted (retried while tgtd still has I/O in flight), each minor Secondary.
+fn classic_demote(rs: &[Resource]) -> Vec<(&'static str, String)> {
+    let tids = (1..=rs.len())
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let minors: Vec<String> = rs.iter().map(|r| r.minor.to_string()).collect();
     vec![
         (
             "target-offline",
-            "tgtadm --lld iscsi --op update --mode target --tid 1 -n state -v offline && \
-             tgtadm --lld iscsi --op show --mode conn --tid 1 | awk '/Session:/{s=$2} /Connection:/{print s, $2}' | \
-             while read s c; do tgtadm --lld iscsi --op delete --mode conn --tid 1 --sid $s --cid $c; done"
-                .into(),
+            format!(
+                "for t in {tids}; do \
+                 tgtadm --lld iscsi --op update --mode target --tid $t -n state -v offline && \
+                 tgtadm --lld iscsi --op show --mode conn --tid $t | awk '/Session:/{{s=$2}} /Connection:/{{print s, $2}}' | \
+                 while read s c; do tgtadm --lld iscsi --op delete --mode conn --tid $t --sid $s --cid $c; done || exit 1; done"
+            ),
         ),
         (
             "address-release",
@@ -1234,38 +1249,51 @@ fn classic_demote(r: &Resource) -> Vec<(&'static str, String)> {
         ),
         (
             "target-remove",
-            "i=0; until tgtadm --lld iscsi --op delete --force --mode target --tid 1 2>/dev/null; do \
-             i=$((i+1)); [ $i -ge 250 ] && exit 1; sleep 0.02; done"
-                .into(),
+            format!(
+                "for t in {tids}; do i=0; until tgtadm --lld iscsi --op delete --force --mode target --tid $t 2>/dev/null; do \
+                 i=$((i+1)); [ $i -ge 250 ] && exit 1; sleep 0.02; done; done"
+            ),
         ),
-        ("drbd-secondary", format!("drbdsetup-84 secondary {}", r.minor)),
+        (
+            "drbd-secondary",
+            format!("for m in {}; do drbdsetup-84 secondary $m || exit 1; done", minors.join(" ")),
+        ),
     ]
 }
 
-/// The classic promote: DRBD Primary (retried while a dead peer still looks connected when
-/// `retry`), target + write-through LUN + ACL, address + one gratuitous ARP.
-fn classic_promote(r: &Resource, retry: bool) -> Vec<(&'static str, String)> {
-    let m = r.minor;
-    let primary = if retry {
-        format!(
-            "i=0; until drbdsetup-84 primary {m} 2>/dev/null; do i=$((i+1)); [ $i -ge 200 ] && exit 1; sleep 0.05; done"
-        )
-    } else {
-        format!("drbdsetup-84 primary {m}")
-    };
-    vec![
-        ("drbd-primary", primary),
-        (
-            "target-serve",
+/// The classic promote of `rs` (tids as [`classic_demote`]): DRBD Primary of each minor
+/// (retried while a dead peer still looks connected when `retry`), each target + write-through
+/// LUN + ACL, the address + one gratuitous ARP. One resource is the script of the switchover
+/// and power-loss runs; several, the scaling phase's comparison.
+fn classic_promote(rs: &[Resource], retry: bool) -> Vec<(&'static str, String)> {
+    let primary = |m: u32| {
+        if retry {
             format!(
-                "tgtadm --lld iscsi --op new --mode target --tid 1 -T {iqn} && \
-                 tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b {dev} --bsoflags sync && \
-                 tgtadm --lld iscsi --op update --mode logicalunit --tid 1 --lun 1 --params mode_page={WCE_OFF} && \
-                 tgtadm --lld iscsi --op bind --mode target --tid 1 -I ALL",
-                iqn = al::IQN,
+                "i=0; until drbdsetup-84 primary {m} 2>/dev/null; do i=$((i+1)); [ $i -ge 200 ] && exit 1; sleep 0.05; done"
+            )
+        } else {
+            format!("drbdsetup-84 primary {m}")
+        }
+    };
+    let primaries: Vec<String> = rs.iter().map(|r| primary(r.minor)).collect();
+    let targets: Vec<String> = rs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            format!(
+                "tgtadm --lld iscsi --op new --mode target --tid {tid} -T {iqn} && \
+                 tgtadm --lld iscsi --op new --mode logicalunit --tid {tid} --lun 1 -b {dev} --bsoflags sync && \
+                 tgtadm --lld iscsi --op update --mode logicalunit --tid {tid} --lun 1 --params mode_page={WCE_OFF} && \
+                 tgtadm --lld iscsi --op bind --mode target --tid {tid} -I ALL",
+                tid = i + 1,
+                iqn = al::iqn_of(r),
                 dev = r.device()
-            ),
-        ),
+            )
+        })
+        .collect();
+    vec![
+        ("drbd-primary", primaries.join(" && ")),
+        ("target-serve", targets.join(" && ")),
         (
             "address-claim",
             format!(
@@ -1368,18 +1396,26 @@ fn scale(lab: &Lab, k: usize, runs: usize, tgtd_threads: Option<u32>) -> Result<
     let (mut agent_cpu, mut guest_busy, mut cpu_window) = (Vec::new(), Vec::new(), Vec::new());
     let mut tgtd_cpu = Vec::new();
     let last_id = |v: &serde_json::Value| al::transitions(v).last().map(|t| t.id);
-    for _ in 0..runs {
+    let profile = crate::guest_perf::wanted(a)?;
+    for run in 0..runs {
         let pid0 = last_id(&al::status(p)?);
         let sid0 = last_id(&al::status(s)?);
         al::set_pool_conf(p, Some(&al::slave_of(s)))?;
         al::wait_status(p, "old primary to demote", slow, |v| {
             al::is_secondary(v) && last_id(v) != pid0
         })?;
+        let tag = format!("scale-{k}-{run}");
+        if profile {
+            crate::guest_perf::start(s, &tag)?;
+        }
         let done0 = log_mark(s)?;
         let cpu0 = CpuSample::read(s)?;
         let sig = signal_pool_conf(s, al::master())? as f64;
         wait_logged(s, PROMOTE_LOGGED, done0, slow)?;
         let cpu1 = CpuSample::read(s)?;
+        if profile {
+            crate::guest_perf::stop(s)?;
+        }
         agent_cpu.push(cpu1.agent_ms - cpu0.agent_ms);
         tgtd_cpu.push(cpu1.tgtd_ms - cpu0.tgtd_ms);
         guest_busy.push(cpu1.busy_ms - cpu0.busy_ms);
@@ -1388,6 +1424,9 @@ fn scale(lab: &Lab, k: usize, runs: usize, tgtd_threads: Option<u32>) -> Result<
             al::is_serving(v) && last_id(v) != sid0
         })?;
         let (st, end, stages) = promote_span(&vs, sid0)?;
+        if profile {
+            crate::guest_perf::report(s, &tag, st, end)?;
+        }
         promote.push(end - st);
         serving.push(end - sig);
         transitions.push(
@@ -1405,8 +1444,30 @@ fn scale(lab: &Lab, k: usize, runs: usize, tgtd_threads: Option<u32>) -> Result<
         }
         std::mem::swap(&mut p, &mut s);
     }
+    // The classic tools on the same resources and nodes: the agents stopped (SIGTERM deletes
+    // the standby's staged targets), then scripts take turns as in the switchover runs.
+    for n in [a, b] {
+        al::stop_agent(n, "TERM")?;
+    }
+    let mut classic = Vec::new();
+    let mut classic_stages: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for _ in 0..runs {
+        timed_script(p, &classic_demote(&rs))?;
+        let pro = timed_script(s, &classic_promote(&rs, false))?;
+        classic.push(pro.end() - pro.start);
+        for (name, ms) in &pro.stages {
+            classic_stages.entry(name.clone()).or_default().push(*ms);
+        }
+        std::mem::swap(&mut p, &mut s);
+    }
     al::reset(lab)?;
     Ok(Scale {
+        classic_promote: Stat::of(&classic),
+        classic_promote_ms: classic,
+        classic_stages: classic_stages
+            .iter()
+            .map(|(n, v)| (n.clone(), Stat::of(v)))
+            .collect(),
         resources: k,
         tgtd_threads,
         promote: Stat::of(&promote),
@@ -1685,6 +1746,15 @@ fn report(
     }
 }
 
+/// `a / b` with two decimals, `-` without a classic figure.
+fn ratio_text(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "-".into()
+    }
+}
+
 /// Median promote of the largest resource count / of the smallest, among the scaling runs with
 /// tgtd's `threads`.
 fn ratio_of(scaling: &[Scale], threads: Option<u32>) -> Option<f64> {
@@ -1698,6 +1768,19 @@ fn ratio_of(scaling: &[Scale], threads: Option<u32>) -> Option<f64> {
         }
         _ => None,
     }
+}
+
+/// The classic promote's median of the largest resource count / of the smallest (tgtd as the
+/// lab starts it).
+fn classic_ratio(scaling: &[Scale]) -> Option<f64> {
+    let first = scaling.first()?;
+    let group: Vec<&Scale> = scaling
+        .iter()
+        .filter(|s| s.tgtd_threads == first.tgtd_threads)
+        .collect();
+    let (one, big) = (group.first()?, group.last()?);
+    (one.classic_promote.median_ms > 0.0 && big.resources > one.resources)
+        .then(|| big.classic_promote.median_ms / one.classic_promote.median_ms)
 }
 
 fn goals(
@@ -1805,7 +1888,10 @@ fn goals(
                 let also = with_threads
                     .map(|(t, r)| format!("; with tgtd -t {t}: {r:.2}x"))
                     .unwrap_or_default();
-                format!("{r:.2}x (largest count vs 1, tgtd as the lab starts it){also}")
+                let classic = classic_ratio(&b.scaling)
+                    .map(|c| format!("; the classic tools in the same run: {c:.2}x"))
+                    .unwrap_or_default();
+                format!("{r:.2}x (largest count vs 1, tgtd as the lab starts it){also}{classic}")
             })
             .unwrap_or("-".into()),
         met: scaling_ratio
@@ -1950,18 +2036,22 @@ fn markdown(rep: &BenchReport) -> String {
             r.case, r.tool, r.metric, r.stat.median_ms, r.stat.p95_ms
         ));
     }
-    md.push_str("\n## Scaling (agent, planned switchover)\n\n| resources | tgtd I/O threads per LU | promote median ms | p95 | signal -> serving median ms | p95 |\n|---|---|---|---|---|---|\n");
+    md.push_str("\n## Scaling (planned switchover)\n\n| resources | tgtd I/O threads per LU | agent promote median ms | p95 | agent signal -> serving median ms | p95 | classic promote median ms | p95 | agent / classic |\n|---|---|---|---|---|---|---|---|---|\n");
     for s in &rep.scaling {
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |\n",
             s.resources,
             tgtd_threads(s),
             s.promote.median_ms,
             s.promote.p95_ms,
             s.signal_to_serving.median_ms,
-            s.signal_to_serving.p95_ms
+            s.signal_to_serving.p95_ms,
+            s.classic_promote.median_ms,
+            s.classic_promote.p95_ms,
+            ratio_text(s.signal_to_serving.median_ms, s.classic_promote.median_ms),
         ));
     }
+    md.push_str("\nClassic promote: one script on the new primary after the agents stopped, `drbdsetup-84 primary` of each minor, then each target (target, LU, mode page, ACL: four `tgtadm`), then `ip addr add` + `arping`; compared with the agent's signal -> serving.\n");
     for s in &rep.scaling {
         let stages: Vec<String> = s
             .promote_stages
@@ -1974,6 +2064,16 @@ fn markdown(rep: &BenchReport) -> String {
             tgtd_threads(s),
             s.promote_transitions,
             stages.join(", ")
+        ));
+        let classic: Vec<String> = s
+            .classic_stages
+            .iter()
+            .map(|(n, st)| format!("{n} {:.0} / {:.0}", st.median_ms, st.p95_ms))
+            .collect();
+        md.push_str(&format!(
+            "\n{} resources, classic promote steps (median / p95 ms): {}\n",
+            s.resources,
+            classic.join(", ")
         ));
         md.push_str(&format!(
             "\n{} resources, new primary from the signal to the promote logged (median ms): window {:.0}, agent CPU {:.0}, tgtd CPU {:.0}, guest CPU busy {:.0}\n",

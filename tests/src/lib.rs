@@ -27,6 +27,7 @@ pub mod drbd;
 pub mod drbd9;
 pub mod drill;
 pub mod guard;
+pub mod guest_perf;
 pub mod initramfs;
 pub mod iscsi;
 pub mod ledger;

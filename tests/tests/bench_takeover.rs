@@ -110,7 +110,11 @@ fn bench_takeover_small_run_reports_every_figure() {
             rep.idle
         );
         ensure!(
-            rep.scaling.len() == 4 && rep.scaling.iter().all(|s| s.promote.n == 1),
+            rep.scaling.len() == 4
+                && rep
+                    .scaling
+                    .iter()
+                    .all(|s| s.promote.n == 1 && s.classic_promote.n == 1),
             "scaling {:?}",
             rep.scaling
         );

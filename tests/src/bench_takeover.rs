@@ -21,8 +21,11 @@
 //!    metadata, fencing `resource-only`; `mode = "manage"`) and a new ledger writes; then as in 4,
 //!    but the victim rejoins through its agent alone (it replays the crashed Primary's activity
 //!    log); N times, compared with the classic power loss of 6;
-//! 8. scaling: the agents with 1, 8, 32 resources (DRBD on `brd` RAM disks), M switchovers each,
-//!    the promote's span from the agents' own records.
+//! 8. scaling: the agents with 1, 8, 32 resources (DRBD on `brd` RAM disks), M switchovers each
+//!    after one not counted (a fresh agent's first promote also pays TCG's translation of its
+//!    code), the promote's span from the agents' own records; then the classic tools promote the
+//!    same resources, M + 1 times likewise. The new primary is signalled and waited for in one
+//!    guest command (nothing crosses the serial control channel while it promotes).
 //!
 //! Times are mapped to the host's clock through `adjtimex` round trips (the error is in each
 //! sample); classic steps are stamped from `/proc/uptime` (read by the shell, no fork: 10 ms
@@ -36,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use crate::agent_lab::{self as al, Source};
 use crate::bringup::{self, Resource};
-use crate::drill::{median_p95, signal_pool_conf, signal_pool_conf_then};
+use crate::drill::{median_p95, signal_pool_conf_then};
 use crate::ledger::{unix_ms, LedgerProc, Opts as LedgerOpts, Pause};
 use crate::soak::{guest_clock, rejoin, say};
 use crate::{Lab, Node};
@@ -788,10 +791,9 @@ impl<'a> Bench<'a> {
             pause = pause("0.01"),
         );
         let sig_d = signal_pool_conf_then(p, &al::slave_of(s), &secondary)? as f64 - cp.offset;
-        let sig_p_guest = signal_pool_conf(s, al::master())? as f64;
         // Through the agents' logs; `status` is read once each transition is logged (the figures
         // are the transition records' own times).
-        wait_logged(s, PROMOTE_LOGGED, pro0, T)?;
+        let sig_p_guest = signal_and_wait_logged(s, al::master(), PROMOTE_LOGGED, pro0, T)?;
         let vs = al::wait_status(s, "new primary to serve", T, |v| {
             al::is_serving(v) && last_id(v) != sid0
         })?;
@@ -876,8 +878,7 @@ impl<'a> Bench<'a> {
         ev.push("old: SIGKILL", kill);
         let (sig_guest, start_guest, end_guest, stages) = match tool {
             Tool::Agent => {
-                let sig = signal_pool_conf(s, al::master())? as f64;
-                wait_logged(s, PROMOTE_LOGGED, pro0, T)?;
+                let sig = signal_and_wait_logged(s, al::master(), PROMOTE_LOGGED, pro0, T)?;
                 let vs = al::wait_status(s, "survivor to serve", T, al::is_serving)?;
                 let (a, e, st) = promote_span(&vs, sid0)?;
                 (sig, a, e, st)
@@ -1397,7 +1398,11 @@ fn scale(lab: &Lab, k: usize, runs: usize, tgtd_threads: Option<u32>) -> Result<
     let mut tgtd_cpu = Vec::new();
     let last_id = |v: &serde_json::Value| al::transitions(v).last().map(|t| t.id);
     let profile = crate::guest_perf::wanted(a)?;
-    for run in 0..runs {
+    // Switchover 0 warms up and is not counted: the first promote of a fresh agent also pays
+    // TCG's translation of its code, once per boot (so does each classic tool's first run).
+    for run in 0..=runs {
+        let warm = run == 0;
+        let profile = profile && !warm;
         let pid0 = last_id(&al::status(p)?);
         let sid0 = last_id(&al::status(s)?);
         al::set_pool_conf(p, Some(&al::slave_of(s)))?;
@@ -1410,16 +1415,11 @@ fn scale(lab: &Lab, k: usize, runs: usize, tgtd_threads: Option<u32>) -> Result<
         }
         let done0 = log_mark(s)?;
         let cpu0 = CpuSample::read(s)?;
-        let sig = signal_pool_conf(s, al::master())? as f64;
-        wait_logged(s, PROMOTE_LOGGED, done0, slow)?;
+        let sig = signal_and_wait_logged(s, al::master(), PROMOTE_LOGGED, done0, slow)?;
         let cpu1 = CpuSample::read(s)?;
         if profile {
             crate::guest_perf::stop(s)?;
         }
-        agent_cpu.push(cpu1.agent_ms - cpu0.agent_ms);
-        tgtd_cpu.push(cpu1.tgtd_ms - cpu0.tgtd_ms);
-        guest_busy.push(cpu1.busy_ms - cpu0.busy_ms);
-        cpu_window.push(cpu1.uptime_ms - cpu0.uptime_ms);
         let vs = al::wait_status(s, "new primary to serve", slow, |v| {
             al::is_serving(v) && last_id(v) != sid0
         })?;
@@ -1427,6 +1427,14 @@ fn scale(lab: &Lab, k: usize, runs: usize, tgtd_threads: Option<u32>) -> Result<
         if profile {
             crate::guest_perf::report(s, &tag, st, end)?;
         }
+        std::mem::swap(&mut p, &mut s);
+        if warm {
+            continue;
+        }
+        agent_cpu.push(cpu1.agent_ms - cpu0.agent_ms);
+        tgtd_cpu.push(cpu1.tgtd_ms - cpu0.tgtd_ms);
+        guest_busy.push(cpu1.busy_ms - cpu0.busy_ms);
+        cpu_window.push(cpu1.uptime_ms - cpu0.uptime_ms);
         promote.push(end - st);
         serving.push(end - sig);
         transitions.push(
@@ -1442,23 +1450,26 @@ fn scale(lab: &Lab, k: usize, runs: usize, tgtd_threads: Option<u32>) -> Result<
         for (name, ms) in sums {
             stage_ms.entry(name).or_default().push(ms);
         }
-        std::mem::swap(&mut p, &mut s);
     }
     // The classic tools on the same resources and nodes: the agents stopped (SIGTERM deletes
-    // the standby's staged targets), then scripts take turns as in the switchover runs.
+    // the standby's staged targets), then scripts take turns as in the switchover runs (the
+    // first again not counted).
     for n in [a, b] {
         al::stop_agent(n, "TERM")?;
     }
     let mut classic = Vec::new();
     let mut classic_stages: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-    for _ in 0..runs {
+    for run in 0..=runs {
         timed_script(p, &classic_demote(&rs))?;
         let pro = timed_script(s, &classic_promote(&rs, false))?;
+        std::mem::swap(&mut p, &mut s);
+        if run == 0 {
+            continue;
+        }
         classic.push(pro.end() - pro.start);
         for (name, ms) in &pro.stages {
             classic_stages.entry(name.clone()).or_default().push(*ms);
         }
-        std::mem::swap(&mut p, &mut s);
     }
     al::reset(lab)?;
     Ok(Scale {
@@ -1576,33 +1587,82 @@ fn pause(secs: &str) -> String {
 /// third of the guest's one TCG vCPU from the promote it was timing. Not by polling
 /// `iscsi-ha status` either: each poll is a new process of the agent's binary.
 fn until_logged(pattern: &str, mark: u64, timeout: Duration) -> String {
+    let (open, poll) = until_logged_parts(pattern, mark, timeout);
+    format!("{open}; {poll}")
+}
+
+/// [`until_logged`] in two parts: opening the log at `mark` (and the pause FIFO), then the loop.
+/// Between them a command may change what the agent sees ([`signal_and_wait_logged`]).
+fn until_logged_parts(pattern: &str, mark: u64, timeout: Duration) -> (String, String) {
     assert!(
         !pattern.contains(['[', '?', '\'', '"']),
         "until_logged: plain pattern expected, got {pattern:?}"
     );
     let skip = if mark > 0 {
-        format!("dd bs={mark} skip=1 count=0 <&3 2>/dev/null; ")
+        format!("; dd bs={mark} skip=1 count=0 <&3 2>/dev/null")
     } else {
         String::new()
     };
-    format!(
-        "{pauses}; read pid <{pid}; exec 3<{log}; {skip}i=0; p=; \
-         while :; do \
-           while IFS= read -r l <&3; do case \"$p$l\" in *{pattern}*) exit 0;; esac; p=; done; \
-           p=\"$p$l\"; \
-           kill -0 $pid 2>/dev/null || exit 3; [ $i -lt {max} ] || exit 4; \
-           {pause}; i=$((i+1)); \
-         done",
-        pauses = pauses(),
-        pid = al::AGENT_PID,
-        log = al::AGENT_LOG,
-        max = timeout.as_millis() / 50,
-        pause = pause("0.05"),
-        pattern = pattern.replace(' ', "\\ "),
+    (
+        format!(
+            "{pauses}; read pid <{pid}; exec 3<{log}{skip}",
+            pauses = pauses(),
+            pid = al::AGENT_PID,
+            log = al::AGENT_LOG,
+        ),
+        format!(
+            "i=0; p=; \
+             while :; do \
+               while IFS= read -r l <&3; do case \"$p$l\" in *{pattern}*) exit 0;; esac; p=; done; \
+               p=\"$p$l\"; \
+               kill -0 $pid 2>/dev/null || exit 3; [ $i -lt {max} ] || exit 4; \
+               {pause}; i=$((i+1)); \
+             done",
+            max = timeout.as_millis() / 50,
+            pause = pause("0.05"),
+            pattern = pattern.replace(' ', "\\ "),
+        ),
     )
 }
 
-/// Waits in the guest with [`until_logged`].
+/// Signals `node` as the authority's master (pool.conf renamed into place) and waits, in the
+/// same guest command, until the agent's log after `mark` matches `pattern` ([`until_logged`]);
+/// returns the signal's guest time (Unix ms). One command: the host sends nothing over the
+/// guest's serial control channel while the agent acts (a second command's bytes, a few KiB of
+/// base64 at one interrupt per byte, and the control loop's processes for the first one's
+/// reply took tens of ms of the one TCG vCPU from the promote being timed).
+fn signal_and_wait_logged(
+    node: &Node,
+    contents: &str,
+    pattern: &str,
+    mark: u64,
+    timeout: Duration,
+) -> Result<f64> {
+    let (open, poll) = until_logged_parts(pattern, mark, timeout);
+    let o = node.run_timeout(
+        &format!(
+            "{open}\n{} || exit 9\n{{ {poll}\n}} >/dev/null",
+            crate::drill::pool_conf_signal(contents)?
+        ),
+        timeout + Duration::from_secs(30),
+    )?;
+    if o.rc != 0 {
+        bail!(
+            "node {}: signalled, then waiting for {pattern:?} in the agent's log: exit {} ({})\n{}",
+            node.name(),
+            o.rc,
+            match o.rc {
+                3 => "the agent is gone",
+                4 => "timeout",
+                9 => "the signal failed",
+                _ => "?",
+            },
+            al::agent_log(node, 40)
+        );
+    }
+    Ok(crate::drill::signal_time(&o.stdout)? as f64)
+}
+
 fn wait_logged(node: &Node, pattern: &str, mark: u64, timeout: Duration) -> Result<()> {
     node.run_ok(&until_logged(pattern, mark, timeout))
         .with_context(|| al::agent_log(node, 40))?;

@@ -567,18 +567,31 @@ pub(crate) fn signal_pool_conf(node: &Node, contents: &str) -> Result<u64> {
 /// [`signal_pool_conf`], then `then` in the same guest command (e.g. wait in the guest for the
 /// agent to act, without a control-channel round trip per poll); its output is discarded.
 pub(crate) fn signal_pool_conf_then(node: &Node, contents: &str, then: &str) -> Result<u64> {
+    let o = node.run_ok(&format!(
+        "{} && {{ {then}\n}} >/dev/null",
+        pool_conf_signal(contents)?
+    ))?;
+    signal_time(&o.stdout)
+}
+
+/// Guest shell that renames `contents` into place as pool.conf (tmp + mv) and prints the guest's
+/// wall clock (Unix µs) read just before the rename; [`signal_time`] parses it.
+pub(crate) fn pool_conf_signal(contents: &str) -> Result<String> {
     if contents.contains(['\'', '\n']) {
         bail!("unsupported pool.conf contents {contents:?}");
     }
-    let o = node.run_ok(&format!(
-        "printf '%s' '{contents}' > {p}.tmp && t=$(adjtimex | awk '/tv_sec/{{s=$2}} /tv_usec/{{u=$2}} END{{printf \"%d%06d\", s, u}}') && mv -f {p}.tmp {p} && echo $t && {{ {then}\n}} >/dev/null",
+    Ok(format!(
+        "printf '%s' '{contents}' > {p}.tmp && t=$(adjtimex | awk '/tv_sec/{{s=$2}} /tv_usec/{{u=$2}} END{{printf \"%d%06d\", s, u}}') && mv -f {p}.tmp {p} && echo $t",
         p = al::POOL_CONF
-    ))?;
-    let us: u64 = o
-        .stdout
+    ))
+}
+
+/// The signal time (Unix ms) from the output of [`pool_conf_signal`].
+pub(crate) fn signal_time(stdout: &str) -> Result<u64> {
+    let us: u64 = stdout
         .trim()
         .parse()
-        .with_context(|| format!("guest adjtimex clock: {:?}", o.stdout))?;
+        .with_context(|| format!("guest adjtimex clock: {stdout:?}"))?;
     Ok(us / 1000)
 }
 

@@ -298,6 +298,9 @@ impl<D: Drbd, T: Target, A: Address> Daemon<D, T, A> {
             Ok(_) => {}
             Err(e) => warn!(error = %e, "status: fresh read failed; showing the last known"),
         }
+        for r in &mut st.resources {
+            r.staged = self.exec.target_staged(&r.name);
+        }
         self.show_last_down(&mut st).await;
         Some(st)
     }

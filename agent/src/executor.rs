@@ -125,6 +125,14 @@ impl<D: Drbd, T: Target, A: Address> Executor<D, T, A> {
         self.target.stand_by(standby).await;
     }
 
+    /// Whether the last read of `resource`'s target found it staged ahead of a promote
+    /// ([`Target::staged`]); false when it is not configured.
+    pub fn target_staged(&self, resource: &str) -> bool {
+        self.config
+            .resource(resource)
+            .is_some_and(|r| self.target.staged(r))
+    }
+
     /// Tells the target backend whether it may stage targets ahead of a promote
     /// ([`Target::stage_ahead`]).
     pub async fn target_stage_ahead(&self, on: bool) {

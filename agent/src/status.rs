@@ -24,6 +24,11 @@ pub struct ResourceStatus {
     pub tid: u32,
     /// Target state and sessions.
     pub target: TargetView,
+    /// The target is staged ahead of a promote on this standby (made without its devices and
+    /// ACL: nothing opened, nobody let in; `target.state` reads absent). As of the last fresh
+    /// read (`status`).
+    #[serde(default)]
+    pub staged: bool,
     /// Each LUN's configured write caching (tgtd's `show` cannot print the mode page).
     #[serde(default)]
     pub luns: Vec<LunStatus>,
@@ -289,6 +294,7 @@ impl Status {
                     iqn: r.target.iqn.clone(),
                     tid: r.target.tid,
                     target: view.target,
+                    staged: false,
                     luns: r
                         .luns
                         .iter()
@@ -515,9 +521,14 @@ impl Status {
                     p.primary_peers_text()
                 );
             }
+            let staged = if r.staged {
+                " (staged ahead of a promote: no device, no ACL)"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 o,
-                "  target tid {} {}: {:?}, {} session(s)",
+                "  target tid {} {}: {:?}{staged}, {} session(s)",
                 r.tid, r.iqn, r.target.state, r.target.sessions
             );
             for l in &r.luns {

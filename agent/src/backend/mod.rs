@@ -195,6 +195,11 @@ pub trait Target: Send + Sync {
         let _ = standby;
         async {}
     }
+    /// Whether the last read of `res`'s target ([`Target::status`]) found it staged ahead of a
+    /// promote (read as absent; `status` says so). Default: never.
+    fn staged(&self, _res: &Resource) -> bool {
+        false
+    }
     /// Whether targets may be staged ahead of a promote: the node stands by and is not in
     /// maintenance (which changes nothing). Off leaves what is staged as it is. Told by the
     /// daemon when it changes. Default: nothing to do.
@@ -366,6 +371,9 @@ impl<T: Target> Target for std::sync::Arc<T> {
     }
     fn stage_ahead(&self, on: bool) -> impl Future<Output = ()> + Send {
         (**self).stage_ahead(on)
+    }
+    fn staged(&self, res: &Resource) -> bool {
+        (**self).staged(res)
     }
 }
 

@@ -99,6 +99,8 @@ pub struct TgtTarget {
     /// Staged targets a promote's check-resource found in tgtd as staged (its serve trusts
     /// that show instead of reading another).
     checked: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    /// Resources whose target the last [`Target::status`] read found staged (for `status`).
+    seen_staged: Arc<std::sync::Mutex<BTreeSet<String>>>,
     /// Staging allowed ([`Target::stage_ahead`]).
     stage_on: Arc<AtomicBool>,
 }
@@ -217,6 +219,7 @@ impl TgtTarget {
             stage_wanted: Arc::default(),
             staged_gen: Arc::default(),
             checked: Arc::default(),
+            seen_staged: Arc::default(),
             stage_on: Arc::default(),
         }
     }
@@ -224,6 +227,16 @@ impl TgtTarget {
     /// The resources this agent serves ([`TgtTarget::served`]'s field docs).
     fn served(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
         self.served.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records what a read of `res`'s target found: staged or not ([`Target::staged`]).
+    fn saw_staged(&self, res: &Resource, staged: bool) {
+        let mut seen = self.seen_staged.lock().unwrap_or_else(|e| e.into_inner());
+        if staged {
+            seen.insert(res.name.clone());
+        } else {
+            seen.remove(&res.name);
+        }
     }
 
     /// Records whether the agent serves `res`'s target; one no longer served is not waited for
@@ -684,14 +697,25 @@ impl Target for TgtTarget {
             Ok(t) => t,
             // tgtd not running: nothing is served. Another connect error (a stalled tgtd's
             // full backlog) is no such answer: an absent target would release the address.
-            Err(e) if not_running(&e) => return Ok(TargetView::default()),
+            Err(e) if not_running(&e) => {
+                self.saw_staged(res, false);
+                return Ok(TargetView::default());
+            }
             Err(e) => return Err(err(e)),
         };
         let served = spec.served_in(&targets);
+        self.saw_staged(res, served == Served::Staged);
         if let Served::Foreign { tid, name } = &served {
             warn!(resource = %res.name, "tid {tid} holds {name}: someone else's target, left untouched");
         }
         Ok(view_of(&spec, &targets, &served))
+    }
+
+    fn staged(&self, res: &Resource) -> bool {
+        self.seen_staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&res.name)
     }
 
     async fn check_owner(&self, res: &Resource) -> Result<(), BackendError> {

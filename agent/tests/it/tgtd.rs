@@ -474,6 +474,15 @@ async fn a_standby_stages_its_target_and_a_promote_completes_it() {
         target.status(r0).await.expect("status").state,
         TargetState::Absent
     );
+    // status says it: absent, staged
+    let st = d.status_now().await.expect("status");
+    assert!(st.resources[0].staged, "{st:?}");
+    assert_eq!(st.resources[0].target.state, TargetState::Absent);
+    assert!(
+        st.render().contains("Absent (staged ahead of a promote"),
+        "{}",
+        st.render()
+    );
     let url = format!("iscsi://127.0.0.1:{port}/{}/1", r0.target.iqn);
     let refused = std::process::Command::new("iscsi-inq")
         .arg(&url)
@@ -487,6 +496,8 @@ async fn a_standby_stages_its_target_and_a_promote_completes_it() {
         TargetState::Serving
     );
     assert!(target.staged_resources().is_empty());
+    let st = d.status_now().await.expect("status");
+    assert!(!st.resources[0].staged, "{st:?}");
     let inq = inquiry(port, &r0.target.iqn);
     assert!(
         inq.contains("ISCSIHA") && inq.contains("AGENT-TEST"),

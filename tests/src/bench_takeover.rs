@@ -2112,28 +2112,26 @@ fn markdown(rep: &BenchReport) -> String {
         ));
     }
     md.push_str("\nClassic promote: one script on the new primary after the agents stopped, `drbdsetup-84 primary` of each minor, then each target (target, LU, mode page, ACL: four `tgtadm`), then `ip addr add` + `arping`; compared with the agent's signal -> serving.\n");
-    for s in &rep.scaling {
-        let stages: Vec<String> = s
-            .promote_stages
+    // "name median / p95, ..." of a stage table
+    let listed = |stages: &std::collections::BTreeMap<String, Stat>| {
+        let v: Vec<String> = stages
             .iter()
             .map(|(n, st)| format!("{n} {:.0} / {:.0}", st.median_ms, st.p95_ms))
             .collect();
+        v.join(", ")
+    };
+    for s in &rep.scaling {
         md.push_str(&format!(
             "\n{} resources ({} tgtd threads), promote stages (median / p95 ms; transitions per promote {:?}): {}\n",
             s.resources,
             tgtd_threads(s),
             s.promote_transitions,
-            stages.join(", ")
+            listed(&s.promote_stages)
         ));
-        let classic: Vec<String> = s
-            .classic_stages
-            .iter()
-            .map(|(n, st)| format!("{n} {:.0} / {:.0}", st.median_ms, st.p95_ms))
-            .collect();
         md.push_str(&format!(
             "\n{} resources, classic promote steps (median / p95 ms): {}\n",
             s.resources,
-            classic.join(", ")
+            listed(&s.classic_stages)
         ));
         md.push_str(&format!(
             "\n{} resources, new primary from the signal to the promote logged (median ms): window {:.0}, agent CPU {:.0}, tgtd CPU {:.0}, guest CPU busy {:.0}\n",

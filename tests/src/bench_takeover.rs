@@ -1770,10 +1770,10 @@ fn report(
         }
     }
     let lab_threads = b.scaling.first().and_then(|s| s.tgtd_threads);
-    let scaling_ratio = ratio_of(&b.scaling, lab_threads);
+    let scaling_ratio = ratio_of(&b.scaling, lab_threads, |s| &s.promote);
     let scaling_ratio_tgtd_threads = o
         .scaling_tgtd_threads
-        .and_then(|t| Some((t, ratio_of(&b.scaling, Some(t))?)));
+        .and_then(|t| Some((t, ratio_of(&b.scaling, Some(t), |s| &s.promote)?)));
     let goals = goals(&summary, &b, scaling_ratio, scaling_ratio_tgtd_threads);
     let managed: Vec<&Sample> = b
         .samples
@@ -1815,32 +1815,16 @@ fn ratio_text(a: f64, b: f64) -> String {
     }
 }
 
-/// Median promote of the largest resource count / of the smallest, among the scaling runs with
-/// tgtd's `threads`.
-fn ratio_of(scaling: &[Scale], threads: Option<u32>) -> Option<f64> {
+/// `figure` (the agent's promote, or the classic tools') of the largest resource count / of the
+/// smallest, among the scaling runs with tgtd's `threads`.
+fn ratio_of(scaling: &[Scale], threads: Option<u32>, figure: fn(&Scale) -> &Stat) -> Option<f64> {
     let group: Vec<&Scale> = scaling
         .iter()
         .filter(|s| s.tgtd_threads == threads)
         .collect();
-    match (group.first(), group.last()) {
-        (Some(one), Some(big)) if one.promote.median_ms > 0.0 && big.resources > one.resources => {
-            Some(big.promote.median_ms / one.promote.median_ms)
-        }
-        _ => None,
-    }
-}
-
-/// The classic promote's median of the largest resource count / of the smallest (tgtd as the
-/// lab starts it).
-fn classic_ratio(scaling: &[Scale]) -> Option<f64> {
-    let first = scaling.first()?;
-    let group: Vec<&Scale> = scaling
-        .iter()
-        .filter(|s| s.tgtd_threads == first.tgtd_threads)
-        .collect();
     let (one, big) = (group.first()?, group.last()?);
-    (one.classic_promote.median_ms > 0.0 && big.resources > one.resources)
-        .then(|| big.classic_promote.median_ms / one.classic_promote.median_ms)
+    let (one_ms, big_ms) = (figure(one).median_ms, figure(big).median_ms);
+    (one_ms > 0.0 && big.resources > one.resources).then(|| big_ms / one_ms)
 }
 
 fn goals(
@@ -1948,7 +1932,8 @@ fn goals(
                 let also = with_threads
                     .map(|(t, r)| format!("; with tgtd -t {t}: {r:.2}x"))
                     .unwrap_or_default();
-                let classic = classic_ratio(&b.scaling)
+                let lab_threads = b.scaling.first().and_then(|s| s.tgtd_threads);
+                let classic = ratio_of(&b.scaling, lab_threads, |s| &s.classic_promote)
                     .map(|c| format!("; the classic tools in the same run: {c:.2}x"))
                     .unwrap_or_default();
                 format!("{r:.2}x (largest count vs 1, tgtd as the lab starts it){also}{classic}")

@@ -10,8 +10,9 @@
 //!     /lib64/ld-linux-x86-64.so.2 target/lab-bins/perf/
 //! ```
 //!
-//! TCG has no PMU, so the event is `cpu-clock` (a timer); the profile is flat (`comm,dso,sym`):
-//! the release agent has no frame pointers. Samples carry the guest's wall clock (`-k realtime`)
+//! TCG has no PMU, so the event is `cpu-clock` (a timer); the profile is flat (`comm,dso,sym`)
+//! unless `LAB_PERF=g` asks for call graphs, which need an agent built with frame pointers (the
+//! release agent has none; the report's inclusive section is empty without them). Samples carry the guest's wall clock (`-k realtime`)
 //! so that a report covers exactly a span the agent recorded. Reports go to `target/lab-report/perf-*.txt`.
 
 use crate::Node;
